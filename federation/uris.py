@@ -1,0 +1,135 @@
+"""The single table of local IRI templates: it both builds and parses every local IRI.
+
+No URL layout is promised to peers (they discover IRIs through WebFinger and actor
+documents), but inside the node every route and every minted IRI comes from here, like
+fedify's ``Router``/``Context``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from .types import Iri
+
+APPLICATION_ACTOR: Final = "/actor"
+SHARED_INBOX: Final = "/inbox"
+GROUP: Final = "/groups/{handle}"
+PERSON: Final = "/users/{handle}"
+ACTOR_INBOX: Final = "{actor}/inbox"
+ACTOR_OUTBOX: Final = "{actor}/outbox"
+ACTOR_FOLLOWERS: Final = "{actor}/followers"
+ACTOR_FOLLOWING: Final = "{actor}/following"
+GROUP_MEMBERS: Final = "{actor}/members"
+GROUP_FEATURED: Final = "{actor}/featured"
+OBJECT: Final = "/objects/{id}"
+ACTIVITY: Final = "/activities/{id}"
+
+# Route patterns for aiohttp (the same templates, with constrained placeholders).
+HANDLE_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,62}"
+ROUTE_GROUP: Final = "/groups/{handle:" + HANDLE_PATTERN + "}"
+ROUTE_PERSON: Final = "/users/{handle:" + HANDLE_PATTERN + "}"
+
+_HANDLE_RE = re.compile(rf"^{HANDLE_PATTERN}$")
+_ACTOR_PATH_RE = re.compile(rf"^/(groups|users)/({HANDLE_PATTERN})(?:/(inbox|outbox|followers|following|members|featured))?$")
+
+
+def is_valid_handle(handle: str) -> bool:
+    """Handles (association slugs and usernames) are lower-case ASCII, digits, ``-`` and ``_``."""
+    return bool(_HANDLE_RE.match(handle))
+
+
+@dataclass(frozen=True, slots=True)
+class LocalActorRef:
+    """What a local actor IRI names: its kind (``group``/``person``), handle and sub-resource."""
+
+    kind: str
+    handle: str
+    part: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UriScheme:
+    """Builds and parses IRIs under one public origin (``https://host[:port]``)."""
+
+    origin: str
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"origin must be scheme://host[:port], got {self.origin!r}")
+        object.__setattr__(self, "origin", f"{parts.scheme}://{parts.netloc.lower()}")
+
+    @property
+    def host(self) -> str:
+        """The authority as it appears in handles: ``host`` or ``host:port``."""
+        return urlsplit(self.origin).netloc
+
+    def iri(self, path: str) -> Iri:
+        return Iri(self.origin + path)
+
+    def application_actor(self) -> Iri:
+        return self.iri(APPLICATION_ACTOR)
+
+    def shared_inbox(self) -> Iri:
+        return self.iri(SHARED_INBOX)
+
+    def group(self, handle: str) -> Iri:
+        return self.iri(GROUP.format(handle=handle))
+
+    def person(self, handle: str) -> Iri:
+        return self.iri(PERSON.format(handle=handle))
+
+    def actor(self, kind: str, handle: str) -> Iri:
+        return self.group(handle) if kind == "group" else self.person(handle)
+
+    def inbox(self, actor: Iri) -> Iri:
+        return Iri(ACTOR_INBOX.format(actor=actor))
+
+    def outbox(self, actor: Iri) -> Iri:
+        return Iri(ACTOR_OUTBOX.format(actor=actor))
+
+    def followers(self, actor: Iri) -> Iri:
+        return Iri(ACTOR_FOLLOWERS.format(actor=actor))
+
+    def following(self, actor: Iri) -> Iri:
+        return Iri(ACTOR_FOLLOWING.format(actor=actor))
+
+    def members(self, actor: Iri) -> Iri:
+        return Iri(GROUP_MEMBERS.format(actor=actor))
+
+    def featured(self, actor: Iri) -> Iri:
+        return Iri(GROUP_FEATURED.format(actor=actor))
+
+    def object(self, object_id: str) -> Iri:
+        return self.iri(OBJECT.format(id=object_id))
+
+    def activity(self, activity_id: str) -> Iri:
+        return self.iri(ACTIVITY.format(id=activity_id))
+
+    def main_key(self, actor: Iri) -> Iri:
+        """The RSA key's id, ``actor#main-key`` as Mastodon, Lemmy and Mobilizon expect."""
+        return Iri(f"{actor}#main-key")
+
+    def ed25519_key(self, actor: Iri) -> Iri:
+        return Iri(f"{actor}#ed25519-key")
+
+    def is_local(self, iri: str) -> bool:
+        """True when ``iri`` is on our own origin (never fetch those over HTTP: case 17)."""
+        parts = urlsplit(iri)
+        return f"{parts.scheme}://{parts.netloc.lower()}" == self.origin
+
+    def parse_actor(self, iri: str) -> LocalActorRef | None:
+        """Parse a local actor IRI (or one of its collections); None if it is not one."""
+        if not self.is_local(iri):
+            return None
+        parts = urlsplit(iri)
+        if parts.query or parts.fragment:
+            return None
+        match = _ACTOR_PATH_RE.match(parts.path)
+        if not match:
+            return None
+        kind = "group" if match.group(1) == "groups" else "person"
+        return LocalActorRef(kind, match.group(2), match.group(3))
