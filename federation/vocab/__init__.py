@@ -1,0 +1,1 @@
+"""Hand-written ActivityStreams vocabulary: frozen values and their JSON renderings."""

@@ -1,0 +1,15 @@
+"""Typed application keys (``web.AppKey``) for the state the handlers share."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.config import Settings
+from server.metrics import Metrics
+from server.services.context import NodeContext
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+NODE = web.AppKey("node", NodeContext)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,380 @@
+"""The ``entraide`` command line (also ``python -m server``). Every command has ``--help``.
+
+Exit codes: 0 success, 1 a clear error (printed as one line on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from federation.types import utc_now
+from federation.uris import UriScheme
+from server import __version__
+from server.config import (
+    CONFIG_ENV,
+    CONFIG_FILE_NAME,
+    DEFAULTS,
+    SQLITE_FILE_NAME,
+    ConfigError,
+    Settings,
+    build_settings,
+    load_settings,
+    render_toml,
+)
+from server.db import migrate as migrations
+from server.db.engine import DatabaseUnavailable, check_connection, create_engine, create_sessionmaker
+from server.logging import setup_logging
+from server.services import actors as actor_service
+from server.services.errors import ServiceError
+from server.services.keys import SecretKeyError, create_secret_file, load_vault
+
+log = logging.getLogger("entraide")
+
+
+class CommandError(Exception):
+    """A failure to report as one line, exit code 1."""
+
+
+def _out(message: str) -> None:
+    print(message, flush=True)
+
+
+def _progress(message: str) -> None:
+    print(f"• {message}", file=sys.stderr, flush=True)
+
+
+# --- shared plumbing ---------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
+
+
+async def _open_database(settings: Settings, *, require_head: bool = True) -> AsyncEngine:
+    engine = create_engine(settings.database)
+    try:
+        await check_connection(engine)
+        if require_head:
+            current, head = await migrations.current_revision(engine), migrations.head_revision()
+            if current != head:
+                raise CommandError(
+                    f"the database schema is at {current or 'nothing'}, this version needs {head}: "
+                    f"run `entraide migrate --config {settings.source or 'FILE'}`"
+                )
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+async def _with_session(settings: Settings, work: Callable[[Any, UriScheme], Awaitable[int]]) -> int:
+    engine = await _open_database(settings)
+    try:
+        sessions = create_sessionmaker(engine)
+        async with sessions.begin() as session:
+            return await work(session, UriScheme(settings.server.origin))
+    finally:
+        await engine.dispose()
+
+
+# --- init ----------------------------------------------------------------------------------------
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).expanduser().resolve()
+    config_file = data_dir / CONFIG_FILE_NAME
+    database_url = args.database or f"sqlite+aiosqlite:///{SQLITE_FILE_NAME}"
+    if config_file.exists():
+        settings = load_settings(config_file)
+        if settings.server.origin != args.origin.rstrip("/"):
+            raise CommandError(
+                f"{config_file} already exists with origin {settings.server.origin}; the origin is permanent "
+                "(every actor IRI is minted under it) and init never changes it"
+            )
+        _progress(f"configuration {config_file} exists, kept as it is")
+    else:
+        doc: dict[str, dict[str, Any]] = {
+            "server": {"origin": args.origin.rstrip("/"), "host": DEFAULTS["server"]["host"],
+                       "port": DEFAULTS["server"]["port"]},
+            "database": {"url": database_url},
+            "storage": {"data_dir": ".", "secret_key_file": DEFAULTS["storage"]["secret_key_file"]},
+            "federation": {"allow_private_addresses": bool(args.allow_private_addresses),
+                           "authorized_fetch": False, "network": "open", "blocked_domains": []},
+            "logging": {"level": "info", "format": "text"},
+        }
+        settings = build_settings(doc, base_dir=data_dir, source=config_file)  # validate before writing
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config_file.write_text("# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc))
+        _progress(f"wrote {config_file}")
+    if create_secret_file(settings.storage.secret_key_file):
+        _progress(f"created the node secret {settings.storage.secret_key_file} (mode 0600; back it up)")
+    return asyncio.run(_init_database(settings, args.node_name))
+
+
+async def _init_database(settings: Settings, node_name: str | None) -> int:
+    engine = await _open_database(settings, require_head=False)
+    try:
+        before, after = await migrations.upgrade(engine)
+        _progress(f"database {settings.database.redacted_url()}: " +
+                  (f"migrated {before or 'empty'} → {after}" if before != after else f"already at {after}"))
+        vault = load_vault(settings.storage.secret_key_file)
+        uris = UriScheme(settings.server.origin)
+        async with create_sessionmaker(engine).begin() as session:
+            actor, created = await actor_service.ensure_application_actor(
+                session, uris, vault, node_name=node_name or uris.host, now=utc_now()
+            )
+        _progress(("created" if created else "kept") + f" the node's Application actor {actor.iri}")
+    finally:
+        await engine.dispose()
+    _out(str(settings.source))
+    return 0
+
+
+# --- serve ---------------------------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import create_app  # the web layer is only imported by the commands that serve
+
+    settings = _settings(args)
+    setup_logging(settings.logging)
+
+    async def preflight() -> None:
+        engine = await _open_database(settings)
+        await engine.dispose()
+        load_vault(settings.storage.secret_key_file)
+
+    asyncio.run(preflight())
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    app = create_app(settings)
+    log.info("serving", extra={"origin": settings.server.origin, "listen": f"{host}:{port}", "version": __version__})
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        shutdown_timeout=settings.server.shutdown_timeout_s,
+        access_log=logging.getLogger("aiohttp.access") if settings.logging.access_log else None,
+        print=lambda _msg: _progress(f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
+                                     " (Ctrl-C or SIGTERM to stop)"),
+        handle_signals=True,
+    )
+    return 0
+
+
+# --- migrate, config check -------------------------------------------------------------------------
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> int:
+        engine = await _open_database(settings, require_head=False)
+        try:
+            before, after = await migrations.upgrade(engine, args.revision)
+        finally:
+            await engine.dispose()
+        _out(f"migrated {before or 'empty'} → {after}" if before != after else f"already at {after}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    problems: list[str] = []
+    try:
+        load_vault(settings.storage.secret_key_file)
+    except SecretKeyError as exc:
+        problems.append(str(exc))
+    if not args.offline:
+        async def probe() -> None:
+            engine = await _open_database(settings, require_head=True)
+            await engine.dispose()
+        try:
+            asyncio.run(probe())
+        except (DatabaseUnavailable, CommandError) as exc:
+            problems.append(str(exc))
+    if args.show:
+        _out(render_toml(settings.as_document(redact=True)))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    _out(f"{settings.source}: configuration is valid")
+    return 0
+
+
+# --- associations, members, tokens ---------------------------------------------------------------
+
+
+def _cmd_association_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    vault = load_vault(settings.storage.secret_key_file)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        result = await actor_service.create_association(
+            session, uris, vault, handle=args.slug, name=args.name, summary=args.summary or "", now=utc_now()
+        )
+        _out(result.actor.iri)
+        _progress(("created" if result.created else "already exists:") + f" @{args.slug}@{uris.host}")
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_member_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    vault = load_vault(settings.storage.secret_key_file)
+    password: str | None = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise CommandError("--password-stdin given but standard input had no password")
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        result = await actor_service.add_member(
+            session, uris, vault, username=args.username, association=args.association, role=args.role,
+            password=password, now=utc_now(),
+        )
+        _out(result.person.iri)
+        if result.password:
+            _out(f"password: {result.password}")
+        what = "added" if result.role_changed else "unchanged:"
+        _progress(f"{what} {args.username} is {args.role} of {args.association}")
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        token = await actor_service.create_token(session, username=args.username, scope=args.scope,
+                                                 label=args.label or "", now=utc_now())
+        _out(token)
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help=f"configuration file (default: ${CONFIG_ENV})")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="entraide", description="Entraide: a federated server for associations.")
+    parser.add_argument("--version", action="version", version=f"entraide {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    p = commands.add_parser("init", help="create a node: configuration, node secret, database, keys",
+                            description="Write DIR/entraide.toml, create the node secret, migrate the database "
+                                        "and create the node's Application actor. Running it again changes nothing.")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="directory for the configuration and data")
+    p.add_argument("--origin", required=True, metavar="URL", help="public origin, e.g. https://asso.example (permanent)")
+    p.add_argument("--database", metavar="URL", help="postgresql+asyncpg://… (default: SQLite file in DIR)")
+    p.add_argument("--allow-private-addresses", action="store_true",
+                   help="allow federation with private/loopback addresses (tests on one machine only)")
+    p.add_argument("--node-name", metavar="NAME", help="display name of the node (default: its host)")
+    p.set_defaults(func=_cmd_init)
+
+    p = commands.add_parser("serve", help="run the HTTP server", description="Run the HTTP server. Stops "
+                            "gracefully on SIGTERM or Ctrl-C.")
+    _add_config(p)
+    p.add_argument("--host", help="listen address (default: server.host)")
+    p.add_argument("--port", type=int, help="listen port (default: server.port)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = commands.add_parser("migrate", help="upgrade the database schema in place",
+                            description="Apply pending migrations (SQLite or PostgreSQL) in place.")
+    _add_config(p)
+    p.add_argument("--revision", default="head", help="target revision (default: head)")
+    p.set_defaults(func=_cmd_migrate)
+
+    config = commands.add_parser("config", help="configuration tools", description="Configuration tools.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", parser_class=_Parser)
+    config_commands.required = True
+    p = config_commands.add_parser("check", help="validate the configuration and reach the database",
+                                   description="Validate the file and environment overrides, read the node secret "
+                                               "and connect to the database.")
+    _add_config(p)
+    p.add_argument("--show", action="store_true", help="print the effective configuration (secrets redacted)")
+    p.add_argument("--offline", action="store_true", help="do not connect to the database")
+    p.set_defaults(func=_cmd_config_check)
+
+    association = commands.add_parser("association", help="manage associations", description="Manage associations.")
+    association_commands = association.add_subparsers(dest="association_command", metavar="COMMAND",
+                                                      parser_class=_Parser)
+    association_commands.required = True
+    p = association_commands.add_parser("create", help="create an association (a Group actor)",
+                                        description="Create an association. Prints its actor IRI.")
+    p.add_argument("slug", help="handle: lower-case letters, digits, '-' and '_'")
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument("--summary", help="short plain-text description")
+    _add_config(p)
+    p.set_defaults(func=_cmd_association_create)
+
+    member = commands.add_parser("member", help="manage members", description="Manage members.")
+    member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND", parser_class=_Parser)
+    member_commands.required = True
+    p = member_commands.add_parser("add", help="create an account and give it a role in an association",
+                                   description="Create the member's account if needed and set its role. "
+                                               "Without --password-stdin a password is generated and printed.")
+    p.add_argument("username")
+    p.add_argument("--association", required=True, metavar="SLUG")
+    p.add_argument("--role", required=True, choices=["admin", "moderator", "member"])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_add)
+
+    token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
+    token_commands = token.add_subparsers(dest="token_command", metavar="COMMAND", parser_class=_Parser)
+    token_commands.required = True
+    p = token_commands.add_parser("create", help="issue a bearer token (prints only the token)",
+                                  description="Issue a bearer token for a local account; prints only the token.")
+    p.add_argument("username")
+    p.add_argument("--scope", default="write", choices=["read", "write", "admin"])
+    p.add_argument("--label", help="a note to recognise the token by")
+    _add_config(p)
+    p.set_defaults(func=_cmd_token_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.func(args)
+        return result
+    except (ConfigError, CommandError, DatabaseUnavailable, SecretKeyError) as exc:
+        print(f"entraide: error: {exc}", file=sys.stderr)
+        return 1
+    except ServiceError as exc:
+        print(f"entraide: error: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+

@@ -1,0 +1,310 @@
+"""Node configuration: defaults, then the TOML file, then ``ENTRAIDE_<SECTION>__<KEY>`` variables.
+
+The merged document is validated against ``schemas/config.schema.json`` and turned into frozen
+dataclasses. Errors name the offending key (``database.url: …``) instead of a traceback.
+Nothing is read at import time: every process and every test builds its own ``Settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+ENV_PREFIX = "ENTRAIDE_"
+CONFIG_ENV = "ENTRAIDE_CONFIG"
+CONFIG_FILE_NAME = "entraide.toml"
+SQLITE_FILE_NAME = "entraide.sqlite3"
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "server": {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "max_body_bytes": 1_048_576,
+        "trusted_proxies": [],
+        "shutdown_timeout_s": 10.0,
+    },
+    "database": {"pool_size": 10, "echo": False},
+    "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
+    "federation": {
+        "allow_private_addresses": False,
+        "authorized_fetch": False,
+        "network": "open",
+        "blocked_domains": [],
+        "allowed_domains": [],
+    },
+    "worker": {"in_process": True, "concurrency": 8, "poll_interval_s": 0.5},
+    "logging": {"level": "info", "format": "text", "access_log": False},
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be loaded: the message names the file, key and problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    origin: str
+    host: str
+    port: int
+    max_body_bytes: int
+    trusted_proxies: tuple[str, ...]
+    shutdown_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str
+    pool_size: int
+    echo: bool
+
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if self.url.startswith("postgresql") else "sqlite"
+
+    def redacted_url(self) -> str:
+        """The URL with any password replaced, safe for logs and ``config check``."""
+        head, sep, tail = self.url.partition("://")
+        if "@" in tail:
+            creds, _, rest = tail.rpartition("@")
+            user = creds.split(":", 1)[0]
+            return f"{head}{sep}{user}:***@{rest}" if ":" in creds else self.url
+        return self.url
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    data_dir: Path
+    secret_key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class FederationSettings:
+    allow_private_addresses: bool
+    authorized_fetch: bool
+    network: str
+    blocked_domains: tuple[str, ...]
+    allowed_domains: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    in_process: bool
+    concurrency: int
+    poll_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str
+    format: str
+    access_log: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated configuration of one node."""
+
+    server: ServerSettings
+    database: DatabaseSettings
+    storage: StorageSettings
+    federation: FederationSettings
+    worker: WorkerSettings
+    logging: LoggingSettings
+    source: Path | None = field(default=None, compare=False)
+
+    def as_document(self, *, redact: bool = True) -> dict[str, Any]:
+        """The effective configuration as a TOML-able dict (``config check`` prints it)."""
+        doc: dict[str, Any] = {}
+        for name in ("server", "database", "storage", "federation", "worker", "logging"):
+            section = getattr(self, name)
+            doc[name] = {
+                key: (list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value)
+                for key, value in ((f, getattr(section, f)) for f in section.__slots__)
+            }
+        if redact:
+            doc["database"]["url"] = self.database.redacted_url()
+        return doc
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("config.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _coerce_env(value: str, spec: Mapping[str, Any]) -> Any:
+    kind = spec.get("type")
+    if kind == "boolean":
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        return value  # left as a string so validation reports it by name
+    if kind == "integer":
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if kind == "number":
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind == "array":
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _apply_env(doc: dict[str, Any], environ: Mapping[str, str], schema: Mapping[str, Any]) -> None:
+    sections = schema["properties"]
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in sections:
+            raise ConfigError(f"{name}: unknown configuration section {section!r}")
+        keys = sections[section]["properties"]
+        if key not in keys:
+            raise ConfigError(f"{name}: unknown key {section}.{key}")
+        doc.setdefault(section, {})[key] = _coerce_env(value, keys[key])
+
+
+def _error_path(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = _error_path(error)
+        prefix = "" if where == "(top level)" else f"{where}."
+        return f"unknown key {', '.join(prefix + e for e in extra)}"
+    if error.validator == "pattern" and error.absolute_path and error.absolute_path[-1] == "url":
+        return f"{_error_path(error)}: {error.instance!r} must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+    return f"{_error_path(error)}: {error.message}"
+
+
+def build_settings(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str] | None = None,
+                   source: Path | None = None) -> Settings:
+    """Merge defaults, ``raw`` (a parsed TOML document) and the environment; validate; freeze.
+
+    Relative paths (the SQLite file, ``storage.data_dir``) are resolved against ``base_dir``.
+
+    Raises:
+        ConfigError: naming the first invalid or unknown key.
+    """
+    schema = _schema()
+    doc: dict[str, Any] = {name: dict(values) for name, values in DEFAULTS.items()}
+    for name, values in raw.items():
+        if isinstance(values, Mapping) and name in doc:
+            doc[name].update(values)
+        else:
+            doc[name] = values
+    _apply_env(doc, environ if environ is not None else os.environ, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = f"{source}: " if source else ""
+        raise ConfigError(where + _describe(errors[0]))
+    origin = doc["server"]["origin"].rstrip("/")
+    data_dir = (base_dir / doc["storage"]["data_dir"]).resolve()
+    return Settings(
+        server=ServerSettings(
+            origin=origin,
+            host=doc["server"]["host"],
+            port=doc["server"]["port"],
+            max_body_bytes=doc["server"]["max_body_bytes"],
+            trusted_proxies=tuple(doc["server"]["trusted_proxies"]),
+            shutdown_timeout_s=float(doc["server"]["shutdown_timeout_s"]),
+        ),
+        database=DatabaseSettings(
+            url=resolve_database_url(doc["database"]["url"], base_dir),
+            pool_size=doc["database"]["pool_size"],
+            echo=doc["database"]["echo"],
+        ),
+        storage=StorageSettings(
+            data_dir=data_dir,
+            secret_key_file=(data_dir / doc["storage"]["secret_key_file"]).resolve(),
+        ),
+        federation=FederationSettings(
+            allow_private_addresses=doc["federation"]["allow_private_addresses"],
+            authorized_fetch=doc["federation"]["authorized_fetch"],
+            network=doc["federation"]["network"],
+            blocked_domains=tuple(doc["federation"]["blocked_domains"]),
+            allowed_domains=tuple(doc["federation"]["allowed_domains"]),
+        ),
+        worker=WorkerSettings(
+            in_process=doc["worker"]["in_process"],
+            concurrency=doc["worker"]["concurrency"],
+            poll_interval_s=float(doc["worker"]["poll_interval_s"]),
+        ),
+        logging=LoggingSettings(
+            level=doc["logging"]["level"],
+            format=doc["logging"]["format"],
+            access_log=doc["logging"]["access_log"],
+        ),
+        source=source,
+    )
+
+
+def resolve_database_url(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path absolute against the config file's directory."""
+    prefix = "sqlite+aiosqlite:///"
+    if url.startswith(prefix):
+        path = url[len(prefix) :]
+        if path and path != ":memory:" and not path.startswith("/"):
+            return prefix + str((base_dir / path).resolve())
+    return url
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load the configuration file (or ``$ENTRAIDE_CONFIG``) and apply the environment.
+
+    Raises:
+        ConfigError: the file is missing, not valid TOML, or a key is unknown or invalid.
+    """
+    env = environ if environ is not None else os.environ
+    chosen = path or env.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(f"no configuration file: pass --config FILE or set {CONFIG_ENV}")
+    file = Path(chosen).expanduser()
+    try:
+        with file.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found (create one with `entraide init`)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    return build_settings(raw, base_dir=file.resolve().parent, environ=env, source=file)
+
+
+def render_toml(doc: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write a two-level configuration document as TOML (the subset our config uses)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(i) for i in v) + "]"
+        return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+    lines: list[str] = []
+    for section, values in doc.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {value(v)}" for key, v in values.items())
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Query functions by aggregate; each takes the session first. Handlers never build SQL."""

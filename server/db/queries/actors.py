@@ -1,0 +1,143 @@
+"""Lookups and listings of actors, keys, memberships and follows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import Account, Activity, Actor, ActorKey, Follow, Membership
+
+
+async def local_by_handle(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
+    stmt = select(Actor).where(
+        Actor.local.is_(True), Actor.type == actor_type, Actor.handle == handle, Actor.deleted_at.is_(None)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def local_by_name(session: AsyncSession, handle: str) -> Sequence[Actor]:
+    """Every local Person and Group answering to ``handle`` (WebFinger may return both)."""
+    stmt = select(Actor).where(
+        Actor.local.is_(True),
+        Actor.handle == handle,
+        Actor.type.in_(("Group", "Person")),
+        Actor.deleted_at.is_(None),
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def by_iri(session: AsyncSession, iri: str) -> Actor | None:
+    return (await session.execute(select(Actor).where(Actor.iri == iri))).scalar_one_or_none()
+
+
+async def application_actor(session: AsyncSession) -> Actor | None:
+    stmt = select(Actor).where(Actor.local.is_(True), Actor.type == "Application")
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def keys_of(session: AsyncSession, actor_id: int) -> dict[str, ActorKey]:
+    rows = (await session.execute(select(ActorKey).where(ActorKey.actor_id == actor_id))).scalars()
+    return {row.kind: row for row in rows}
+
+
+async def local_groups(session: AsyncSession) -> Sequence[Actor]:
+    stmt = (
+        select(Actor)
+        .where(Actor.local.is_(True), Actor.type == "Group", Actor.deleted_at.is_(None))
+        .order_by(Actor.handle)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def account_of(session: AsyncSession, actor_id: int) -> Account | None:
+    return await session.get(Account, actor_id)
+
+
+async def membership(session: AsyncSession, group_id: int, member_id: int) -> Membership | None:
+    stmt = select(Membership).where(Membership.group_id == group_id, Membership.member_id == member_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count_local_people(session: AsyncSession) -> int:
+    stmt = select(func.count()).select_from(Actor).where(
+        Actor.local.is_(True), Actor.type == "Person", Actor.deleted_at.is_(None)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def count_local_posts(session: AsyncSession) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(Activity)
+        .join(Actor, Actor.id == Activity.actor_id)
+        .where(Actor.local.is_(True), Activity.type == "Create", Activity.visibility == "public")
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+# --- collections -----------------------------------------------------------------------------
+# Keyset pagination on the row id, newest first: stable under inserts, O(page) per request.
+
+
+async def followers_page(
+    session: AsyncSession, actor_id: int, *, before: int | None, limit: int
+) -> tuple[int, list[tuple[int, str]]]:
+    """Accepted followers of ``actor_id``: total and one page of (cursor, actor IRI)."""
+    base = select(Follow).where(Follow.followed_id == actor_id, Follow.state == "accepted")
+    total = int((await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one())
+    stmt = (
+        select(Follow.id, Actor.iri)
+        .join(Actor, Actor.id == Follow.follower_id)
+        .where(Follow.followed_id == actor_id, Follow.state == "accepted")
+    )
+    if before is not None:
+        stmt = stmt.where(Follow.id < before)
+    rows = (await session.execute(stmt.order_by(Follow.id.desc()).limit(limit))).all()
+    return total, [(row[0], row[1]) for row in rows]
+
+
+async def following_page(
+    session: AsyncSession, actor_id: int, *, before: int | None, limit: int
+) -> tuple[int, list[tuple[int, str]]]:
+    """Actors ``actor_id`` follows (accepted): total and one page of (cursor, actor IRI)."""
+    base = select(Follow).where(Follow.follower_id == actor_id, Follow.state == "accepted")
+    total = int((await session.execute(select(func.count()).select_from(base.subquery()))).scalar_one())
+    stmt = (
+        select(Follow.id, Actor.iri)
+        .join(Actor, Actor.id == Follow.followed_id)
+        .where(Follow.follower_id == actor_id, Follow.state == "accepted")
+    )
+    if before is not None:
+        stmt = stmt.where(Follow.id < before)
+    rows = (await session.execute(stmt.order_by(Follow.id.desc()).limit(limit))).all()
+    return total, [(row[0], row[1]) for row in rows]
+
+
+async def members_page(
+    session: AsyncSession, group_id: int, *, before: int | None, limit: int
+) -> tuple[int, list[tuple[int, str, str]]]:
+    """Active members of a group: total and one page of (cursor, actor IRI, role)."""
+    cond = (Membership.group_id == group_id, Membership.state == "active")
+    total = int(
+        (await session.execute(select(func.count()).select_from(Membership).where(*cond))).scalar_one()
+    )
+    stmt = select(Membership.id, Actor.iri, Membership.role).join(Actor, Actor.id == Membership.member_id).where(*cond)
+    if before is not None:
+        stmt = stmt.where(Membership.id < before)
+    rows = (await session.execute(stmt.order_by(Membership.id.desc()).limit(limit))).all()
+    return total, [(row[0], row[1], row[2]) for row in rows]
+
+
+async def outbox_page(
+    session: AsyncSession, actor_id: int, *, visibilities: Sequence[str], before: int | None, limit: int
+) -> tuple[int, list[tuple[int, dict[str, object]]]]:
+    """Published activities of ``actor_id`` with one of ``visibilities``, newest first."""
+    cond = (Activity.actor_id == actor_id, Activity.visibility.in_(visibilities))
+    total = int((await session.execute(select(func.count()).select_from(Activity).where(*cond))).scalar_one())
+    stmt = select(Activity.id, Activity.document).where(*cond)
+    if before is not None:
+        stmt = stmt.where(Activity.id < before)
+    rows = (await session.execute(stmt.order_by(Activity.id.desc()).limit(limit))).all()
+    return total, [(row[0], row[1]) for row in rows]

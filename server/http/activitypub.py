@@ -1,0 +1,145 @@
+"""Actor documents and their collections, with content negotiation (JSON-LD or HTML)."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation import uris as paths
+from federation.collections import render_collection, render_collection_page
+from federation.types import Iri
+from federation.vocab.actors import render_actor
+from server.appkeys import NODE
+from server.db.models import Actor
+from server.db.queries import actors as q
+from server.http.auth import viewer_of
+from server.http.render import activity_response, html_page, wants_ap
+from server.services import visibility
+from server.services.errors import InvalidInput, NotFound
+from server.services.profiles import local_actor_value
+from server.services.visibility import Viewer
+
+routes = web.RouteTableDef()
+PAGE_SIZE = 20
+KIND_TYPES = {"groups": "Group", "users": "Person"}
+
+
+async def _load_actor(session: AsyncSession, request: web.Request) -> Actor:
+    kind = request.match_info.get("kind")
+    if kind is None:
+        actor = await q.application_actor(session)
+    else:
+        actor = await q.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+    if actor is None:
+        raise NotFound("no such actor")
+    return actor
+
+
+ACTOR_ROUTES = ("/actor", "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}")
+
+
+async def get_actor(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        actor = await _load_actor(session, request)
+        doc = render_actor(await local_actor_value(session, node.uris, actor))
+    if wants_ap(request):
+        return activity_response(doc)
+    kind = {"Group": "Association", "Person": "Membre", "Application": "Nœud Entraide"}[actor.type]
+    handle = f"@{actor.handle}@{node.uris.host}"
+    body = (
+        f"<header><p>{html.escape(kind)}</p><h1>{html.escape(actor.name)}</h1>"
+        f"<p>{html.escape(handle)}</p></header><main>{doc['summary']}</main>"
+    )
+    return html_page(title=f"{actor.name} ({handle})", body_html=body, alternate=actor.iri)
+
+
+def _page_params(request: web.Request) -> tuple[bool, int | None]:
+    page = request.query.get("page")
+    before_raw = request.query.get("before")
+    if page is None and before_raw is None:
+        return False, None
+    if page not in (None, "true", "1"):
+        raise InvalidInput("page must be 'true'", field="page")
+    if before_raw is None:
+        return True, None
+    if not before_raw.isdigit() or len(before_raw) > 18:
+        raise InvalidInput("before must be a positive integer cursor", field="before")
+    return True, int(before_raw)
+
+
+Lister = Callable[[AsyncSession, Viewer, Actor, int | None], Awaitable[tuple[int | None, list[Any], int | None, bool]]]
+"""(session, viewer, owner, before) -> (total or None if hidden, items, last cursor, private)."""
+
+
+async def _followers(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+    total, rows = await q.followers_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    if not await visibility.can_list_followers(session, viewer, owner):
+        return total, None, None, False
+    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
+
+
+async def _following(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+    total, rows = await q.following_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, False
+
+
+async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+    if owner.type != "Group" or not await visibility.can_list_members(session, viewer, owner):
+        raise NotFound("no such collection")  # same answer as a missing one: no existence oracle
+    total, rows = await q.members_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    private = owner.members_visibility != "public"
+    return total, [iri for _, iri, _ in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+
+
+async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+    levels = await visibility.outbox_levels(session, viewer, owner)
+    total, rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
+    private = any(level not in ("public", "unlisted") for level in levels)
+    return total, [doc for _, doc in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+
+
+async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+    if owner.type != "Group":
+        raise NotFound("no such collection")
+    return 0, [], None, False
+
+
+LISTERS: dict[str, Any] = {
+    "outbox": _outbox,
+    "followers": _followers,
+    "following": _following,
+    "members": _members,
+    "featured": _featured,
+}
+
+
+async def get_collection(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    name = request.match_info["collection"]
+    is_page, before = _page_params(request)
+    viewer = await viewer_of(request)
+    async with node.sessions() as session:
+        owner = await _load_actor(session, request)
+        total, items, cursor, private = await LISTERS[name](session, viewer, owner, before)
+    collection_iri = Iri(f"{owner.iri}/{name}")
+    if items is None:
+        # The list itself is private: publish the count only, never a first page.
+        return activity_response(render_collection(collection_iri, total_items=total, first=None))
+    if not is_page:
+        doc = render_collection(collection_iri, total_items=total, first=Iri(f"{collection_iri}?page=true"))
+        return activity_response(doc, private=private)
+    page_iri = Iri(f"{collection_iri}?page=true" + (f"&before={before}" if before is not None else ""))
+    next_iri = Iri(f"{collection_iri}?page=true&before={cursor}") if cursor is not None else None
+    doc = render_collection_page(page_iri, part_of=collection_iri, items=items, next_page=next_iri)
+    return activity_response(doc, private=private)
+
+
+COLLECTIONS = "{collection:outbox|followers|following|members|featured}"
+for prefix in ACTOR_ROUTES:
+    routes.get(prefix)(get_actor)
+    routes.get(f"{prefix}/{COLLECTIONS}")(get_collection)

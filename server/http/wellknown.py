@@ -1,0 +1,109 @@
+"""WebFinger, NodeInfo and host-meta."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from federation.errors import WebFingerError
+from federation.http import JRD_CONTENT_TYPE
+from federation.nodeinfo import (
+    NODEINFO_21_PROFILE,
+    AssociationSummary,
+    NodeDescription,
+    NodeUsage,
+    render_nodeinfo,
+    render_nodeinfo_index,
+)
+from federation.types import Iri
+from federation.webfinger import (
+    WebFingerLink,
+    is_http_resource,
+    parse_acct,
+    render_host_meta_json,
+    render_host_meta_xml,
+    render_jrd,
+)
+from server import __version__
+from server.appkeys import NODE
+from server.db.queries import actors as q
+from server.http.render import json_response
+from server.services.actors import APPLICATION_HANDLE
+from server.services.errors import NotFound
+
+routes = web.RouteTableDef()
+CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+@routes.get("/.well-known/webfinger")
+async def webfinger(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    resource = request.query.get("resource", "")
+    if not resource:
+        raise WebFingerError("the resource query parameter is required")
+    async with node.sessions() as session:
+        if is_http_resource(resource):
+            ref = node.uris.parse_actor(resource)
+            if resource == node.uris.application_actor():
+                actors = [a for a in [await q.application_actor(session)] if a]
+            elif ref is None or ref.part is not None:
+                actors = []
+            else:
+                found = await q.local_by_handle(session, "Group" if ref.kind == "group" else "Person", ref.handle)
+                actors = [found] if found else []
+            subject = resource
+        else:
+            acct = parse_acct(resource)
+            if acct.host != node.uris.host.lower():
+                raise NotFound(f"{acct} is not on this node")
+            if acct.user == APPLICATION_HANDLE:
+                actors = [a for a in [await q.application_actor(session)] if a]
+            else:
+                actors = list(await q.local_by_name(session, acct.user))
+            subject = str(acct)
+    if not actors:
+        raise NotFound(f"no actor for {resource}")
+    links = [WebFingerLink(Iri(a.iri), a.type, Iri(a.url or a.iri)) for a in actors]
+    template = f"{node.uris.origin}/authorize_interaction?uri={{uri}}"
+    doc = render_jrd(subject, links, subscribe_template=template)
+    return json_response(doc, content_type=JRD_CONTENT_TYPE, headers=CORS)
+
+
+@routes.get("/.well-known/host-meta")
+async def host_meta(request: web.Request) -> web.Response:
+    origin = request.app[NODE].uris.origin
+    return web.Response(text=render_host_meta_xml(origin), content_type="application/xrd+xml", headers=CORS)
+
+
+@routes.get("/.well-known/host-meta.json")
+async def host_meta_json(request: web.Request) -> web.Response:
+    return json_response(render_host_meta_json(request.app[NODE].uris.origin), content_type=JRD_CONTENT_TYPE,
+                         headers=CORS)
+
+
+@routes.get("/.well-known/nodeinfo")
+async def nodeinfo_index(request: web.Request) -> web.Response:
+    uris = request.app[NODE].uris
+    doc = render_nodeinfo_index(uris.iri("/nodeinfo/2.1"), uris.iri("/nodeinfo/2.0"), uris.application_actor())
+    return json_response(doc, headers=CORS)
+
+
+@routes.get("/nodeinfo/{version:2\\.[01]}")
+async def nodeinfo(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    version = request.match_info["version"]
+    async with node.sessions() as session:
+        groups = await q.local_groups(session)
+        people = await q.count_local_people(session)
+        posts = await q.count_local_posts(session)
+        app_actor = await q.application_actor(session)
+    description = NodeDescription(
+        node_name=app_actor.name if app_actor else node.uris.host,
+        software_version=__version__,
+        usage=NodeUsage(users_total=people, local_posts=posts),
+        associations=[AssociationSummary(g.handle, g.name, Iri(g.iri)) for g in groups if g.discoverable],
+    )
+    content_type = NODEINFO_21_PROFILE if version == "2.1" else (
+        'application/json; profile="http://nodeinfo.diaspora.software/ns/schema/2.0#"')
+    return web.Response(body=orjson.dumps(render_nodeinfo(description, version=version)),
+                        headers={"Content-Type": content_type, **CORS})

@@ -1,0 +1,78 @@
+"""The single read filter. Every read path asks this module what a viewer may see.
+
+Visibility levels: ``public``, ``unlisted``, ``followers``, ``members``, ``direct``. Members-only
+content is visible only to active members of the owning association (and the association's
+own admins); nothing here ever widens an audience.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import Actor
+from server.db.queries import actors as q
+
+
+class ViewerKind(StrEnum):
+    ANONYMOUS = "anonymous"
+    LOCAL = "local"      # a local account, by bearer token
+    REMOTE = "remote"    # a remote actor, by signed fetch
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is reading: nobody, a local account, or a remote actor that signed the request."""
+
+    kind: ViewerKind
+    actor_id: int | None = None
+    actor_iri: str | None = None
+
+    @classmethod
+    def anonymous(cls) -> Viewer:
+        return cls(ViewerKind.ANONYMOUS)
+
+
+ANONYMOUS = Viewer.anonymous()
+
+
+async def role_in(session: AsyncSession, viewer: Viewer, group: Actor) -> str | None:
+    """The viewer's active role in a local association, or None."""
+    if viewer.actor_id is None:
+        return None
+    membership = await q.membership(session, group.id, viewer.actor_id)
+    if membership is None or membership.state != "active":
+        return None
+    return membership.role
+
+
+async def outbox_levels(session: AsyncSession, viewer: Viewer, owner: Actor) -> tuple[str, ...]:
+    """Which visibility levels of ``owner``'s outbox the viewer may list."""
+    levels: tuple[str, ...] = ("public", "unlisted")
+    if owner.type == "Group" and await role_in(session, viewer, owner) is not None:
+        levels += ("members",)
+    if viewer.actor_id is not None and viewer.actor_id == owner.id:
+        levels += ("followers", "members", "direct")
+    return tuple(dict.fromkeys(levels))
+
+
+async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:
+    """The association chooses: ``public`` lists to anyone, ``members`` to members, ``hidden`` to admins."""
+    if group.members_visibility == "public":
+        return True
+    role = await role_in(session, viewer, group)
+    if group.members_visibility == "members":
+        return role is not None
+    return role == "admin"
+
+
+async def can_list_followers(session: AsyncSession, viewer: Viewer, owner: Actor) -> bool:
+    """Follower lists reveal who follows a patient association: only the owner and its admins see them.
+
+    Everyone else gets ``totalItems`` only (as Lemmy does for communities).
+    """
+    if viewer.actor_id is not None and viewer.actor_id == owner.id:
+        return True
+    return owner.type == "Group" and await role_in(session, viewer, owner) == "admin"
