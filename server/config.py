@@ -189,6 +189,11 @@ def _describe(error: jsonschema.ValidationError) -> str:
         where = _error_path(error)
         prefix = "" if where == "(top level)" else f"{where}."
         return f"unknown key {', '.join(prefix + e for e in extra)}"
+    if error.validator == "required":
+        missing = sorted(set(error.validator_value) - set(error.instance))
+        where = _error_path(error)
+        prefix = "" if where == "(top level)" else f"{where}."
+        return f"missing required key {', '.join(prefix + m for m in missing)}"
     if error.validator == "pattern" and error.absolute_path and error.absolute_path[-1] == "url":
         return f"{_error_path(error)}: {error.instance!r} must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
     return f"{_error_path(error)}: {error.message}"

@@ -16,7 +16,7 @@ from server.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware

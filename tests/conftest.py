@@ -1,0 +1,52 @@
+"""Shared fixtures: every storage-touching test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import PostgresRun, SqliteTemplate, pg_required
+from tests.support.nodes import Node, running_node
+
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    template = SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+    template.create()
+    return template
+
+
+@pytest.fixture(scope="session")
+def postgres_run() -> Iterator[PostgresRun]:
+    run = PostgresRun()
+    run.create()
+    yield run
+    run.drop()
+
+
+@pytest.fixture(params=ENGINES)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: SqliteTemplate, postgres_run: PostgresRun
+) -> AsyncIterator[str]:
+    """A migrated, empty database: a fresh SQLite copy, or the run's PostgreSQL database truncated."""
+    if request.param == "sqlite":
+        yield sqlite_template.copy_to(tmp_path)
+        return
+    run = postgres_run
+    if run.error:
+        if pg_required():
+            pytest.fail(run.error)
+        pytest.skip(run.error)
+    await run.reset()
+    yield run.url
+
+
+@pytest.fixture
+async def node(tmp_path: Path, database_url: str) -> AsyncIterator[Node]:
+    """One running node on 127.0.0.1 with its Application actor."""
+    async with running_node(tmp_path / "node", database_url) as running:
+        yield running

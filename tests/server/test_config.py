@@ -1,0 +1,85 @@
+"""Configuration: file, environment overrides, validation messages that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, load_settings
+
+MINIMAL = '[server]\norigin = "https://asso.example"\n[database]\nurl = "sqlite+aiosqlite:///db.sqlite3"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "entraide.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), environ={})
+    assert settings.server.origin == "https://asso.example"
+    assert settings.server.port == 8080 and settings.server.host == "127.0.0.1"
+    assert settings.database.url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/db.sqlite3"
+    assert settings.storage.secret_key_file == tmp_path.resolve() / "secret.key"
+    assert settings.federation.allow_private_addresses is False
+    assert settings.federation.network == "open"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = {
+        "ENTRAIDE_SERVER__PORT": "9090",
+        "ENTRAIDE_FEDERATION__ALLOW_PRIVATE_ADDRESSES": "true",
+        "ENTRAIDE_FEDERATION__BLOCKED_DOMAINS": "evil.example, spam.example",
+        "ENTRAIDE_DATABASE__URL": "postgresql+asyncpg://entraide:s3cret@db/entraide",
+    }
+    settings = load_settings(write(tmp_path, MINIMAL), environ=env)
+    assert settings.server.port == 9090
+    assert settings.federation.allow_private_addresses is True
+    assert settings.federation.blocked_domains == ("evil.example", "spam.example")
+    assert settings.database.dialect == "postgresql"
+    assert "s3cret" not in settings.database.redacted_url()
+    assert "s3cret" not in str(settings.as_document())
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_settings(None, environ={"ENTRAIDE_CONFIG": str(path)}).source == path
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (MINIMAL + "[server2]\nx = 1\n", {}, "unknown key server2"),
+        (MINIMAL.replace("[database]", "colour = 1\n[database]"), {}, "unknown key server.colour"),
+        (MINIMAL + "[federation]\nnetwork = \"closed\"\n", {}, "federation.network"),
+        (MINIMAL, {"ENTRAIDE_SERVER__PORT": "eighty"}, "server.port"),
+        (MINIMAL, {"ENTRAIDE_SERVER__PORT": "70000"}, "server.port"),
+        (MINIMAL, {"ENTRAIDE_FEDERATION__ALLOW_PRIVATE_ADDRESSES": "maybe"}, "federation.allow_private_addresses"),
+        (MINIMAL, {"ENTRAIDE_NOPE__X": "1"}, "unknown configuration section"),
+        (MINIMAL, {"ENTRAIDE_SERVER__NOPE": "1"}, "unknown key server.nope"),
+        (MINIMAL.replace("sqlite+aiosqlite", "mysql"), {}, "database.url"),
+        (MINIMAL.replace("https://asso.example", "asso.example"), {}, "server.origin"),
+        ("[server\n", {}, "not valid TOML"),
+        ("[database]\nurl = \"sqlite+aiosqlite:///x\"\n", {}, "missing required key server.origin"),
+    ],
+)
+def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(write(tmp_path, text), environ=env)
+    assert message in str(excinfo.value)
+    assert "Traceback" not in str(excinfo.value)
+
+
+def test_missing_file_and_no_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml", environ={})
+    with pytest.raises(ConfigError, match="--config"):
+        load_settings(None, environ={})
+
+
+def test_example_configuration_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "config" / "entraide.example.toml"
+    settings = load_settings(example, environ={})
+    assert settings.server.origin.startswith("https://")
