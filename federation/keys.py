@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
@@ -131,7 +131,8 @@ def public_key_from_pem(pem: str) -> PublicKeyType:
     try:
         data = pem.encode("ascii")
         key = serialization.load_pem_public_key(data)
-    except (ValueError, UnicodeEncodeError, TypeError) as exc:
+    except (ValueError, UnicodeEncodeError, TypeError, UnsupportedAlgorithm) as exc:
+        # UnsupportedAlgorithm: a well-formed SubjectPublicKeyInfo with an unknown algorithm OID.
         raise KeyUnavailable("unreadable public key PEM") from exc
     return _checked_public_key(key)
 

@@ -38,7 +38,34 @@ _ACTOR_PATH_RE = re.compile(rf"^/(groups|users)/({HANDLE_PATTERN})(?:/(inbox|out
 
 def is_valid_handle(handle: str) -> bool:
     """Handles (association slugs and usernames) are lower-case ASCII, digits, ``-`` and ``_``."""
-    return bool(_HANDLE_RE.match(handle))
+    # fullmatch, not match: ``$`` would also accept a trailing newline ("demo\n").
+    return bool(_HANDLE_RE.fullmatch(handle))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalized_origin(iri: str) -> str | None:
+    """``scheme://host[:port]`` of an IRI, lower-cased, trailing dot and default port dropped.
+
+    None for IRIs that are not absolute http(s) IRIs or that contain whitespace or control
+    characters (``urlsplit`` silently strips some of those, which would hide them).
+    """
+    if any(c.isspace() or not c.isprintable() for c in iri):
+        return None
+    try:
+        parts = urlsplit(iri)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.rstrip(".")
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    return f"{parts.scheme}://{host}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +85,10 @@ class UriScheme:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.origin)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        normalized = normalized_origin(self.origin)
+        if normalized is None or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
             raise ValueError(f"origin must be scheme://host[:port], got {self.origin!r}")
-        object.__setattr__(self, "origin", f"{parts.scheme}://{parts.netloc.lower()}")
+        object.__setattr__(self, "origin", normalized)
 
     @property
     def host(self) -> str:
@@ -117,9 +145,11 @@ class UriScheme:
         return Iri(f"{actor}#ed25519-key")
 
     def is_local(self, iri: str) -> bool:
-        """True when ``iri`` is on our own origin (never fetch those over HTTP: case 17)."""
-        parts = urlsplit(iri)
-        return f"{parts.scheme}://{parts.netloc.lower()}" == self.origin
+        """True when ``iri`` is on our own origin (never fetch those over HTTP: case 17).
+
+        Spellings of the same origin (``:443`` on https, a trailing dot, upper case) count as ours.
+        """
+        return normalized_origin(iri) == self.origin
 
     def parse_actor(self, iri: str) -> LocalActorRef | None:
         """Parse a local actor IRI (or one of its collections); None if it is not one."""
@@ -128,7 +158,7 @@ class UriScheme:
         parts = urlsplit(iri)
         if parts.query or parts.fragment:
             return None
-        match = _ACTOR_PATH_RE.match(parts.path)
+        match = _ACTOR_PATH_RE.fullmatch(parts.path)
         if not match:
             return None
         kind = "group" if match.group(1) == "groups" else "person"

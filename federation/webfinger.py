@@ -40,11 +40,14 @@ def parse_acct(resource: str) -> AcctResource:
         text = text[5:]
     text = text.removeprefix("@")
     user, sep, host = text.rpartition("@")
+    host = host.lower().rstrip(".")  # normalised before the checks: "acct:demo@." has no host
     if not sep or not user or not host or "@" in user:
         raise WebFingerError(f"resource must be acct:user@host, got {resource!r}")
     if any(c in host for c in "/\\ ?#") or any(c in user for c in "/\\ ?#:"):
         raise WebFingerError(f"resource must be acct:user@host, got {resource!r}")
-    return AcctResource(user=user.lower(), host=host.lower().rstrip("."))
+    if any(c.isspace() or not c.isprintable() for c in user + host):
+        raise WebFingerError(f"resource must be acct:user@host, got {resource!r}")
+    return AcctResource(user=user.lower(), host=host)
 
 
 def is_http_resource(resource: str) -> bool:

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, NoReturn
 
 from aiohttp import web
@@ -103,8 +104,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
         _progress(f"configuration {config_file} exists, kept as it is")
     else:
         doc: dict[str, dict[str, Any]] = {
+            # Listen on the origin's explicit port (a loopback node); behind a proxy, on the default.
             "server": {"origin": args.origin.rstrip("/"), "host": DEFAULTS["server"]["host"],
-                       "port": DEFAULTS["server"]["port"]},
+                       "port": urlsplit(args.origin).port or DEFAULTS["server"]["port"]},
             "database": {"url": database_url},
             "storage": {"data_dir": ".", "secret_key_file": DEFAULTS["storage"]["secret_key_file"]},
             "federation": {"allow_private_addresses": bool(args.allow_private_addresses),
