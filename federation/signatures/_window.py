@@ -1,0 +1,59 @@
+"""The time window shared by both signature specs (security case 4).
+
+Internal: :func:`federation.signatures.verify_request` exposes the two limits as parameters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ..errors import SignatureExpired
+
+DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
+"""Mastodon's ``CLOCK_SKEW_MARGIN`` and Fedify's default window (shared/interop.md)."""
+
+DEFAULT_MAX_AGE = timedelta(hours=1)
+"""How old a signed ``Date``/``created`` may be. Mastodon accepts a Date-signed request for about
+65 minutes (5 min expiry + 1 h skew) and Fedify for 1 h; security.md case 4 expects a request
+2 h old to be refused. Replays inside the window are harmless (case 5: duplicates are dropped).
+Senders re-sign every retry with a fresh Date, so a long queue does not need a longer window."""
+
+
+def require_aware(now: datetime) -> datetime:
+    """Normalise ``now`` to UTC; a naive datetime is a programming error, not peer input."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime (use federation.types.utc_now)")
+    return now.astimezone(UTC)
+
+
+def from_unix(seconds: float, *, what: str) -> datetime:
+    """Convert a signed Unix timestamp, mapping out-of-range values to SignatureExpired."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise SignatureExpired(f"the signature's {what} timestamp is out of range") from exc
+
+
+def check_time_window(
+    *,
+    created: datetime,
+    expires: datetime | None,
+    now: datetime,
+    max_future_skew: timedelta,
+    max_age: timedelta,
+    what: str,
+) -> None:
+    """Accept ``created`` only inside ``[now - max_age, now + max_future_skew]``.
+
+    ``expires`` (when signed) must not be more than ``max_future_skew`` in the past: the same
+    clock-skew margin Mastodon grants on both sides.
+
+    Raises:
+        SignatureExpired: outside the window; the detail names ``what`` (e.g. "Date header").
+    """
+    if created > now + max_future_skew:
+        raise SignatureExpired(f"the signature's {what} is in the future (more than {max_future_skew} ahead)")
+    if now - created > max_age:
+        raise SignatureExpired(f"the signature's {what} is older than {max_age}")
+    if expires is not None and now > expires + max_future_skew:
+        raise SignatureExpired("the signature has expired (its expires parameter is in the past)")
