@@ -78,6 +78,7 @@ class Actor(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    moved_to_iri: Mapped[str | None] = mapped_column(IRI)
 
     keys: Mapped[list[ActorKey]] = relationship(back_populates="actor", lazy="raise")
 
@@ -196,3 +197,199 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RemoteObject(Base):
+    """A content object (Note, Article, Question, …), ours or a peer's.
+
+    Deleted objects keep their row as a tombstone (``deleted_at``): fetches answer 410 and a
+    replayed ``Create`` cannot resurrect them (security case 5).
+    """
+
+    __tablename__ = "objects"
+    __table_args__ = (
+        CheckConstraint(f"visibility IN {VISIBILITIES!r}", name="visibility"),
+        Index("ix_objects_attributed_published", "attributed_to_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    iri: Mapped[str] = mapped_column(IRI, unique=True)
+    local: Mapped[bool] = mapped_column(Boolean)
+    type: Mapped[str] = mapped_column(String(32))
+    attributed_to_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    audience_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"), index=True)
+    in_reply_to_iri: Mapped[str | None] = mapped_column(IRI, index=True)
+    context_iri: Mapped[str | None] = mapped_column(IRI, index=True)
+    visibility: Mapped[str] = mapped_column(String(16))
+    document: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    published: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class InboxActivity(Base):
+    """A verified activity as received, stored before processing (the inbox's durable half).
+
+    ``iri`` is unique: the database is the last line of idempotency (security case 5).
+    """
+
+    __tablename__ = "inbox_activities"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'processed', 'ignored', 'failed')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    iri: Mapped[str] = mapped_column(IRI, unique=True)
+    actor_iri: Mapped[str] = mapped_column(IRI, index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    object_iri: Mapped[str | None] = mapped_column(IRI, index=True)
+    signer_key_iri: Mapped[str] = mapped_column(IRI)
+    document: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str | None] = mapped_column(String(1024))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class InboxItem(Base):
+    """Which local actor's inbox an activity belongs to (read back through C2S ``GET {inbox}``)."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (
+        UniqueConstraint("actor_id", "inbox_activity_id"),
+        Index("ix_inbox_items_actor_id_id", "actor_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    inbox_activity_id: Mapped[int] = mapped_column(ForeignKey("inbox_activities.id", ondelete="CASCADE"))
+
+
+class Job(Base):
+    """A durable job (inbox processing, fan-out, delivery, backfill…), claimed by workers.
+
+    ``dedup_key`` is unique while set: enqueuing the same work twice is a no-op (STYLE R9).
+    Lower ``priority`` runs first (alerts jump the queue).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),
+        Index("ix_jobs_claim", "state", "priority", "run_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    dedup_key: Mapped[str | None] = mapped_column(String(512), unique=True)
+    priority: Mapped[int] = mapped_column(Integer, default=10)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=16)
+    run_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Delivery(Base):
+    """One activity to one inbox (shared inboxes collapse recipients). Unique per (activity, inbox)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("activity_id", "inbox_iri"),
+        CheckConstraint("state IN ('pending', 'delivered', 'failed', 'gone', 'rejected')", name="state"),
+        Index("ix_deliveries_host_state", "host", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("activities.id", ondelete="CASCADE"), index=True)
+    inbox_iri: Mapped[str] = mapped_column(IRI)
+    host: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PeerHost(Base):
+    """Per-host delivery health: circuit breaker, failing days, the signature spec that worked.
+
+    Rows exist only for hosts we deliver to (accepted followers), never for hosts that merely
+    sent us something, so an attacker cannot grow this table (security case 33).
+    """
+
+    __tablename__ = "peer_hosts"
+    __table_args__ = (CheckConstraint("breaker IN ('closed', 'open', 'half_open')", name="breaker"),)
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    breaker: Mapped[str] = mapped_column(String(16), default="closed")
+    recent_failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    open_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failing_days: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_day: Mapped[str | None] = mapped_column(String(10))
+    unavailable: Mapped[bool] = mapped_column(Boolean, default=False)
+    signature_spec: Mapped[str | None] = mapped_column(String(16))
+    last_success_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Reaction(Base):
+    """A Like or Announce received for an object (undone by ``Undo``)."""
+
+    __tablename__ = "reactions"
+    __table_args__ = (CheckConstraint("type IN ('Like', 'Announce')", name="type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_iri: Mapped[str] = mapped_column(IRI, unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    object_iri: Mapped[str] = mapped_column(IRI, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Block(Base):
+    """A remote actor told us it blocks one of our actors (we stop delivering to it)."""
+
+    __tablename__ = "blocks"
+    __table_args__ = (UniqueConstraint("blocker_id", "blocked_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_iri: Mapped[str] = mapped_column(IRI, unique=True)
+    blocker_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    blocked_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Report(Base):
+    """A ``Flag`` received, kept for moderators."""
+
+    __tablename__ = "reports"
+    __table_args__ = (CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_iri: Mapped[str] = mapped_column(IRI, unique=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    target_iris: Mapped[list[str]] = mapped_column(JsonType)
+    content: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SyncState(Base):
+    """Backfill and catch-up cursor of a remote actor we follow (its outbox)."""
+
+    __tablename__ = "sync_states"
+
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True)
+    newest_seen_iri: Mapped[str | None] = mapped_column(IRI)
+    backfilled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(1024))
+    items_fetched: Mapped[int] = mapped_column(Integer, default=0)
