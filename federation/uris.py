@@ -33,7 +33,9 @@ ROUTE_GROUP: Final = "/groups/{handle:" + HANDLE_PATTERN + "}"
 ROUTE_PERSON: Final = "/users/{handle:" + HANDLE_PATTERN + "}"
 
 _HANDLE_RE = re.compile(rf"^{HANDLE_PATTERN}$")
-_ACTOR_PATH_RE = re.compile(rf"^/(groups|users)/({HANDLE_PATTERN})(?:/(inbox|outbox|followers|following|members|featured))?$")
+_ACTOR_PATH_RE = re.compile(
+    rf"^/(groups|users)/({HANDLE_PATTERN})(?:/(inbox|outbox|followers|following|members|featured))?$"
+)
 
 
 def is_valid_handle(handle: str) -> bool:
@@ -86,7 +88,13 @@ class UriScheme:
     def __post_init__(self) -> None:
         parts = urlsplit(self.origin)
         normalized = normalized_origin(self.origin)
-        if normalized is None or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        if (
+            normalized is None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
             raise ValueError(f"origin must be scheme://host[:port], got {self.origin!r}")
         object.__setattr__(self, "origin", normalized)
 

@@ -65,7 +65,9 @@ class WebFingerLink:
     profile_page: Iri
 
 
-def render_jrd(subject: str, links: Sequence[WebFingerLink], *, subscribe_template: str | None = None) -> JsonObject:
+def render_jrd(
+    subject: str, links: Sequence[WebFingerLink], *, subscribe_template: str | None = None
+) -> JsonObject:
     """Render a JRD answering for one name.
 
     When a name is both a Person and a Group, both ``self`` links are listed, each with the

@@ -31,7 +31,8 @@ async def home(request: web.Request) -> web.Response:
     items = "".join(
         f'<li><a href="{html.escape(g.iri, quote=True)}">{html.escape(g.name)}</a> '
         f"@{html.escape(g.handle)}@{html.escape(node.uris.host)}</li>"
-        for g in groups if g.discoverable
+        for g in groups
+        if g.discoverable
     )
     body = f"<h1>Entraide</h1><p>{html.escape(node.uris.host)}</p><h2>Associations</h2><ul>{items}</ul>"
     return html_page(title=f"Entraide — {node.uris.host}", body_html=body)

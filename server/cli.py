@@ -11,8 +11,8 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -105,17 +105,26 @@ def _cmd_init(args: argparse.Namespace) -> int:
     else:
         doc: dict[str, dict[str, Any]] = {
             # Listen on the origin's explicit port (a loopback node); behind a proxy, on the default.
-            "server": {"origin": args.origin.rstrip("/"), "host": DEFAULTS["server"]["host"],
-                       "port": urlsplit(args.origin).port or DEFAULTS["server"]["port"]},
+            "server": {
+                "origin": args.origin.rstrip("/"),
+                "host": DEFAULTS["server"]["host"],
+                "port": urlsplit(args.origin).port or DEFAULTS["server"]["port"],
+            },
             "database": {"url": database_url},
             "storage": {"data_dir": ".", "secret_key_file": DEFAULTS["storage"]["secret_key_file"]},
-            "federation": {"allow_private_addresses": bool(args.allow_private_addresses),
-                           "authorized_fetch": False, "network": "open", "blocked_domains": []},
+            "federation": {
+                "allow_private_addresses": bool(args.allow_private_addresses),
+                "authorized_fetch": False,
+                "network": "open",
+                "blocked_domains": [],
+            },
             "logging": {"level": "info", "format": "text"},
         }
         settings = build_settings(doc, base_dir=data_dir, source=config_file)  # validate before writing
         data_dir.mkdir(parents=True, exist_ok=True)
-        config_file.write_text("# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc))
+        config_file.write_text(
+            "# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc)
+        )
         _progress(f"wrote {config_file}")
     if create_secret_file(settings.storage.secret_key_file):
         _progress(f"created the node secret {settings.storage.secret_key_file} (mode 0600; back it up)")
@@ -126,8 +135,10 @@ async def _init_database(settings: Settings, node_name: str | None) -> int:
     engine = await _open_database(settings, require_head=False)
     try:
         before, after = await migrations.upgrade(engine)
-        _progress(f"database {settings.database.redacted_url()}: " +
-                  (f"migrated {before or 'empty'} → {after}" if before != after else f"already at {after}"))
+        _progress(
+            f"database {settings.database.redacted_url()}: "
+            + (f"migrated {before or 'empty'} → {after}" if before != after else f"already at {after}")
+        )
         vault = load_vault(settings.storage.secret_key_file)
         uris = UriScheme(settings.server.origin)
         async with create_sessionmaker(engine).begin() as session:
@@ -159,15 +170,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     app = create_app(settings)
-    log.info("serving", extra={"origin": settings.server.origin, "listen": f"{host}:{port}", "version": __version__})
+    log.info(
+        "serving",
+        extra={"origin": settings.server.origin, "listen": f"{host}:{port}", "version": __version__},
+    )
     web.run_app(
         app,
         host=host,
         port=port,
         shutdown_timeout=settings.server.shutdown_timeout_s,
         access_log=logging.getLogger("aiohttp.access") if settings.logging.access_log else None,
-        print=lambda _msg: _progress(f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
-                                     " (Ctrl-C or SIGTERM to stop)"),
+        print=lambda _msg: _progress(
+            f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
+            " (Ctrl-C or SIGTERM to stop)"
+        ),
         handle_signals=True,
     )
     return 0
@@ -199,9 +215,11 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except SecretKeyError as exc:
         problems.append(str(exc))
     if not args.offline:
+
         async def probe() -> None:
             engine = await _open_database(settings, require_head=True)
             await engine.dispose()
+
         try:
             asyncio.run(probe())
         except (DatabaseUnavailable, CommandError) as exc:
@@ -245,8 +263,14 @@ def _cmd_member_add(args: argparse.Namespace) -> int:
 
     async def work(session: Any, uris: UriScheme) -> int:
         result = await actor_service.add_member(
-            session, uris, vault, username=args.username, association=args.association, role=args.role,
-            password=password, now=utc_now(),
+            session,
+            uris,
+            vault,
+            username=args.username,
+            association=args.association,
+            role=args.role,
+            password=password,
+            now=utc_now(),
         )
         _out(result.person.iri)
         if result.password:
@@ -262,8 +286,9 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def work(session: Any, uris: UriScheme) -> int:
-        token = await actor_service.create_token(session, username=args.username, scope=args.scope,
-                                                 label=args.label or "", now=utc_now())
+        token = await actor_service.create_token(
+            session, username=args.username, scope=args.scope, label=args.label or "", now=utc_now()
+        )
         _out(token)
         return 0
 
@@ -289,26 +314,42 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    p = commands.add_parser("init", help="create a node: configuration, node secret, database, keys",
-                            description="Write DIR/entraide.toml, create the node secret, migrate the database "
-                                        "and create the node's Application actor. Running it again changes nothing.")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="directory for the configuration and data")
-    p.add_argument("--origin", required=True, metavar="URL", help="public origin, e.g. https://asso.example (permanent)")
+    p = commands.add_parser(
+        "init",
+        help="create a node: configuration, node secret, database, keys",
+        description="Write DIR/entraide.toml, create the node secret, migrate the database "
+        "and create the node's Application actor. Running it again changes nothing.",
+    )
+    p.add_argument(
+        "--data-dir", required=True, metavar="DIR", help="directory for the configuration and data"
+    )
+    p.add_argument(
+        "--origin", required=True, metavar="URL", help="public origin, e.g. https://asso.example (permanent)"
+    )
     p.add_argument("--database", metavar="URL", help="postgresql+asyncpg://… (default: SQLite file in DIR)")
-    p.add_argument("--allow-private-addresses", action="store_true",
-                   help="allow federation with private/loopback addresses (tests on one machine only)")
+    p.add_argument(
+        "--allow-private-addresses",
+        action="store_true",
+        help="allow federation with private/loopback addresses (tests on one machine only)",
+    )
     p.add_argument("--node-name", metavar="NAME", help="display name of the node (default: its host)")
     p.set_defaults(func=_cmd_init)
 
-    p = commands.add_parser("serve", help="run the HTTP server", description="Run the HTTP server. Stops "
-                            "gracefully on SIGTERM or Ctrl-C.")
+    p = commands.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Run the HTTP server. Stops gracefully on SIGTERM or Ctrl-C.",
+    )
     _add_config(p)
     p.add_argument("--host", help="listen address (default: server.host)")
     p.add_argument("--port", type=int, help="listen port (default: server.port)")
     p.set_defaults(func=_cmd_serve)
 
-    p = commands.add_parser("migrate", help="upgrade the database schema in place",
-                            description="Apply pending migrations (SQLite or PostgreSQL) in place.")
+    p = commands.add_parser(
+        "migrate",
+        help="upgrade the database schema in place",
+        description="Apply pending migrations (SQLite or PostgreSQL) in place.",
+    )
     _add_config(p)
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.set_defaults(func=_cmd_migrate)
@@ -316,20 +357,29 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="configuration tools", description="Configuration tools.")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", parser_class=_Parser)
     config_commands.required = True
-    p = config_commands.add_parser("check", help="validate the configuration and reach the database",
-                                   description="Validate the file and environment overrides, read the node secret "
-                                               "and connect to the database.")
+    p = config_commands.add_parser(
+        "check",
+        help="validate the configuration and reach the database",
+        description="Validate the file and environment overrides, read the node secret "
+        "and connect to the database.",
+    )
     _add_config(p)
     p.add_argument("--show", action="store_true", help="print the effective configuration (secrets redacted)")
     p.add_argument("--offline", action="store_true", help="do not connect to the database")
     p.set_defaults(func=_cmd_config_check)
 
-    association = commands.add_parser("association", help="manage associations", description="Manage associations.")
-    association_commands = association.add_subparsers(dest="association_command", metavar="COMMAND",
-                                                      parser_class=_Parser)
+    association = commands.add_parser(
+        "association", help="manage associations", description="Manage associations."
+    )
+    association_commands = association.add_subparsers(
+        dest="association_command", metavar="COMMAND", parser_class=_Parser
+    )
     association_commands.required = True
-    p = association_commands.add_parser("create", help="create an association (a Group actor)",
-                                        description="Create an association. Prints its actor IRI.")
+    p = association_commands.add_parser(
+        "create",
+        help="create an association (a Group actor)",
+        description="Create an association. Prints its actor IRI.",
+    )
     p.add_argument("slug", help="handle: lower-case letters, digits, '-' and '_'")
     p.add_argument("--name", required=True, help="display name")
     p.add_argument("--summary", help="short plain-text description")
@@ -339,9 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     member = commands.add_parser("member", help="manage members", description="Manage members.")
     member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND", parser_class=_Parser)
     member_commands.required = True
-    p = member_commands.add_parser("add", help="create an account and give it a role in an association",
-                                   description="Create the member's account if needed and set its role. "
-                                               "Without --password-stdin a password is generated and printed.")
+    p = member_commands.add_parser(
+        "add",
+        help="create an account and give it a role in an association",
+        description="Create the member's account if needed and set its role. "
+        "Without --password-stdin a password is generated and printed.",
+    )
     p.add_argument("username")
     p.add_argument("--association", required=True, metavar="SLUG")
     p.add_argument("--role", required=True, choices=["admin", "moderator", "member"])
@@ -352,8 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
     token_commands = token.add_subparsers(dest="token_command", metavar="COMMAND", parser_class=_Parser)
     token_commands.required = True
-    p = token_commands.add_parser("create", help="issue a bearer token (prints only the token)",
-                                  description="Issue a bearer token for a local account; prints only the token.")
+    p = token_commands.add_parser(
+        "create",
+        help="issue a bearer token (prints only the token)",
+        description="Issue a bearer token for a local account; prints only the token.",
+    )
     p.add_argument("username")
     p.add_argument("--scope", default="write", choices=["read", "write", "admin"])
     p.add_argument("--label", help="a note to recognise the token by")
@@ -378,5 +434,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-

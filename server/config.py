@@ -126,7 +126,13 @@ class Settings:
         for name in ("server", "database", "storage", "federation", "worker", "logging"):
             section = getattr(self, name)
             doc[name] = {
-                key: (list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value)
+                key: (
+                    list(value)
+                    if isinstance(value, tuple)
+                    else str(value)
+                    if isinstance(value, Path)
+                    else value
+                )
                 for key, value in ((f, getattr(section, f)) for f in section.__slots__)
             }
         if redact:
@@ -199,8 +205,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{_error_path(error)}: {error.message}"
 
 
-def build_settings(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str] | None = None,
-                   source: Path | None = None) -> Settings:
+def build_settings(
+    raw: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    source: Path | None = None,
+) -> Settings:
     """Merge defaults, ``raw`` (a parsed TOML document) and the environment; validate; freeze.
 
     Relative paths (the SQLite file, ``storage.data_dir``) are resolved against ``base_dir``.

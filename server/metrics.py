@@ -21,7 +21,10 @@ def create_metrics() -> Metrics:
     return Metrics(
         registry=registry,
         http_requests=Counter(
-            "entraide_http_requests_total", "HTTP requests served", ["method", "route", "status"], registry=registry
+            "entraide_http_requests_total",
+            "HTTP requests served",
+            ["method", "route", "status"],
+            registry=registry,
         ),
         http_latency=Histogram(
             "entraide_http_request_seconds", "HTTP request latency", ["route"], registry=registry

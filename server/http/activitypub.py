@@ -72,7 +72,9 @@ def _page_params(request: web.Request) -> tuple[bool, int | None]:
     return True, int(before_raw)
 
 
-Lister = Callable[[AsyncSession, Viewer, Actor, int | None], Awaitable[tuple[int | None, list[Any], int | None, bool]]]
+Lister = Callable[
+    [AsyncSession, Viewer, Actor, int | None], Awaitable[tuple[int | None, list[Any], int | None, bool]]
+]
 """(session, viewer, owner, before) -> (total or None if hidden, items, last cursor, private)."""
 
 

@@ -16,8 +16,9 @@ async def viewer_of(request: web.Request) -> Viewer:
         return ANONYMOUS
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise web.HTTPUnauthorized(text="Authorization must be a Bearer token",
-                                   headers={"WWW-Authenticate": "Bearer"})
+        raise web.HTTPUnauthorized(
+            text="Authorization must be a Bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
     node = request.app[NODE]
     async with node.sessions.begin() as session:
         auth = await actor_service.authenticate_token(session, token.strip(), now=node.clock())

@@ -22,7 +22,11 @@ REQUEST_ID = web.RequestKey("request_id", str)
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else secrets.token_hex(8)
+    rid = (
+        incoming
+        if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable()
+        else secrets.token_hex(8)
+    )
     request[REQUEST_ID] = rid
     response = await handler(request)
     response.headers["X-Request-Id"] = rid
@@ -38,7 +42,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem_for(exc)
         log.info(
             "request refused",
-            extra={"path": request.path, "status": response.status, "code": exc.code, "request_id": request.get(REQUEST_ID)},
+            extra={
+                "path": request.path,
+                "status": response.status,
+                "code": exc.code,
+                "request_id": request.get(REQUEST_ID),
+            },
         )
         return response
     except web.HTTPException as exc:
@@ -52,8 +61,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return response
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "request_id": request.get(REQUEST_ID)})
-        return problem(500, "internal error; the request id identifies it in the logs",
-                       request_id=request.get(REQUEST_ID))
+        return problem(
+            500,
+            "internal error; the request id identifies it in the logs",
+            request_id=request.get(REQUEST_ID),
+        )
 
 
 @web.middleware

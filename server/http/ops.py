@@ -18,8 +18,11 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         await check_connection(request.app[ENGINE])
     except DatabaseUnavailable:
-        return json_response({"status": "unavailable", "database": "unreachable"}, status=503,
-                             headers={"Cache-Control": "no-store"})
+        return json_response(
+            {"status": "unavailable", "database": "unreachable"},
+            status=503,
+            headers={"Cache-Control": "no-store"},
+        )
     return json_response({"status": "ok", "database": "ok"}, headers={"Cache-Control": "no-store"})
 
 

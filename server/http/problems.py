@@ -57,8 +57,12 @@ def status_for(error: Exception) -> int:
 
 def problem(status: int, detail: str, *, code: str | None = None, **extra: Any) -> web.Response:
     """A problem+json response; ``code`` is our stable machine-readable error code."""
-    body: dict[str, Any] = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
     if code:
         body["code"] = code
     body.update({k: v for k, v in extra.items() if v is not None})

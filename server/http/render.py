@@ -11,8 +11,13 @@ from aiohttp import web
 from federation.http import AP_CONTENT_TYPE, wants_activitypub
 
 
-def json_response(doc: Any, *, content_type: str = "application/json", status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    doc: Any,
+    *,
+    content_type: str = "application/json",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     return web.Response(body=orjson.dumps(doc), status=status, content_type=content_type, headers=headers)
 
 
@@ -27,15 +32,18 @@ def wants_ap(request: web.Request) -> bool:
     return wants_activitypub(request.headers.get("Accept"))
 
 
-def html_page(*, title: str, body_html: str, alternate: str | None = None, private: bool = False) -> web.Response:
+def html_page(
+    *, title: str, body_html: str, alternate: str | None = None, private: bool = False
+) -> web.Response:
     """A small, self-contained HTML page; every dynamic value is escaped by the caller or here."""
     alt = (
         f'<link rel="alternate" type="{AP_CONTENT_TYPE}" href="{html.escape(alternate, quote=True)}">'
-        if alternate else ""
+        if alternate
+        else ""
     )
     page = (
-        "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!doctype html><html lang="fr"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title>{alt}</head><body>{body_html}</body></html>"
     )
     headers = {

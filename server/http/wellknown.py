@@ -49,7 +49,9 @@ async def webfinger(request: web.Request) -> web.Response:
             elif ref is None or ref.part is not None:
                 actors = []
             else:
-                found = await q.local_by_handle(session, "Group" if ref.kind == "group" else "Person", ref.handle)
+                found = await q.local_by_handle(
+                    session, "Group" if ref.kind == "group" else "Person", ref.handle
+                )
                 actors = [found] if found else []
             subject = resource
         else:
@@ -77,14 +79,17 @@ async def host_meta(request: web.Request) -> web.Response:
 
 @routes.get("/.well-known/host-meta.json")
 async def host_meta_json(request: web.Request) -> web.Response:
-    return json_response(render_host_meta_json(request.app[NODE].uris.origin), content_type=JRD_CONTENT_TYPE,
-                         headers=CORS)
+    return json_response(
+        render_host_meta_json(request.app[NODE].uris.origin), content_type=JRD_CONTENT_TYPE, headers=CORS
+    )
 
 
 @routes.get("/.well-known/nodeinfo")
 async def nodeinfo_index(request: web.Request) -> web.Response:
     uris = request.app[NODE].uris
-    doc = render_nodeinfo_index(uris.iri("/nodeinfo/2.1"), uris.iri("/nodeinfo/2.0"), uris.application_actor())
+    doc = render_nodeinfo_index(
+        uris.iri("/nodeinfo/2.1"), uris.iri("/nodeinfo/2.0"), uris.application_actor()
+    )
     return json_response(doc, headers=CORS)
 
 
@@ -103,7 +108,12 @@ async def nodeinfo(request: web.Request) -> web.Response:
         usage=NodeUsage(users_total=people, local_posts=posts),
         associations=[AssociationSummary(g.handle, g.name, Iri(g.iri)) for g in groups if g.discoverable],
     )
-    content_type = NODEINFO_21_PROFILE if version == "2.1" else (
-        'application/json; profile="http://nodeinfo.diaspora.software/ns/schema/2.0#"')
-    return web.Response(body=orjson.dumps(render_nodeinfo(description, version=version)),
-                        headers={"Content-Type": content_type, **CORS})
+    content_type = (
+        NODEINFO_21_PROFILE
+        if version == "2.1"
+        else ('application/json; profile="http://nodeinfo.diaspora.software/ns/schema/2.0#"')
+    )
+    return web.Response(
+        body=orjson.dumps(render_nodeinfo(description, version=version)),
+        headers={"Content-Type": content_type, **CORS},
+    )

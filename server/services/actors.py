@@ -24,7 +24,9 @@ MAX_NAME = 255
 MAX_SUMMARY = 20_000
 
 
-def _new_local_actor(uris: UriScheme, actor_type: str, handle: str, name: str, summary: str, now: datetime) -> Actor:
+def _new_local_actor(
+    uris: UriScheme, actor_type: str, handle: str, name: str, summary: str, now: datetime
+) -> Actor:
     if actor_type == "Application":
         iri = uris.application_actor()
     else:
@@ -116,7 +118,9 @@ async def create_association(
     session.add(actor)
     await session.flush()
     await add_actor_keys(session, actor, vault, now=now)
-    session.add(AuditEntry(group_id=actor.id, action="association.create", detail={"handle": handle}, created_at=now))
+    session.add(
+        AuditEntry(group_id=actor.id, action="association.create", detail={"handle": handle}, created_at=now)
+    )
     return Created(actor, True)
 
 
@@ -190,14 +194,33 @@ async def add_member(
     changed = False
     if membership is None:
         session.add(
-            Membership(group_id=group.id, member_id=person.id, role=role, state="active", created_at=now, updated_at=now)
+            Membership(
+                group_id=group.id,
+                member_id=person.id,
+                role=role,
+                state="active",
+                created_at=now,
+                updated_at=now,
+            )
         )
         changed = True
-        session.add(AuditEntry(group_id=group.id, action="member.add",
-                               detail={"member": person.iri, "role": role}, created_at=now))
+        session.add(
+            AuditEntry(
+                group_id=group.id,
+                action="member.add",
+                detail={"member": person.iri, "role": role},
+                created_at=now,
+            )
+        )
     elif membership.role != role or membership.state != "active":
-        session.add(AuditEntry(group_id=group.id, action="member.role",
-                               detail={"member": person.iri, "from": membership.role, "to": role}, created_at=now))
+        session.add(
+            AuditEntry(
+                group_id=group.id,
+                action="member.role",
+                detail={"member": person.iri, "from": membership.role, "to": role},
+                created_at=now,
+            )
+        )
         membership.role, membership.state, membership.updated_at = role, "active", now
         changed = True
     await session.flush()
@@ -208,7 +231,9 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_token(session: AsyncSession, *, username: str, scope: str, label: str = "", now: datetime) -> str:
+async def create_token(
+    session: AsyncSession, *, username: str, scope: str, label: str = "", now: datetime
+) -> str:
     """Issue a bearer token for a local account; only its hash is stored. Returns the token.
 
     Raises:
@@ -221,7 +246,15 @@ async def create_token(session: AsyncSession, *, username: str, scope: str, labe
     if account is None:
         raise NotFound(f"no local account {username!r}", field="username")
     token = "ent_" + secrets.token_urlsafe(32)
-    session.add(Token(account_id=account.actor_id, token_hash=_token_hash(token), scope=scope, label=label, created_at=now))
+    session.add(
+        Token(
+            account_id=account.actor_id,
+            token_hash=_token_hash(token),
+            scope=scope,
+            label=label,
+            created_at=now,
+        )
+    )
     await session.flush()
     return token
 

@@ -47,7 +47,9 @@ class KeyVault:
         try:
             return self._fernet.decrypt(token)
         except InvalidToken as exc:
-            raise SecretKeyError("the node secret does not decrypt this key (wrong secret_key_file?)") from exc
+            raise SecretKeyError(
+                "the node secret does not decrypt this key (wrong secret_key_file?)"
+            ) from exc
 
 
 def create_secret_file(path: Path) -> bool:

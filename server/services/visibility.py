@@ -18,8 +18,8 @@ from server.db.queries import actors as q
 
 class ViewerKind(StrEnum):
     ANONYMOUS = "anonymous"
-    LOCAL = "local"      # a local account, by bearer token
-    REMOTE = "remote"    # a remote actor, by signed fetch
+    LOCAL = "local"  # a local account, by bearer token
+    REMOTE = "remote"  # a remote actor, by signed fetch
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,15 @@ def _subcommand_paths(parser, prefix=()):  # type: ignore[no-untyped-def]
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     paths = list(_subcommand_paths(build_parser()))
-    for required in [("init",), ("serve",), ("migrate",), ("config", "check"), ("association", "create"),
-                     ("member", "add"), ("token", "create")]:
+    for required in [
+        ("init",),
+        ("serve",),
+        ("migrate",),
+        ("config", "check"),
+        ("association", "create"),
+        ("member", "add"),
+        ("token", "create"),
+    ]:
         assert required in paths
     for path in [(), *paths]:
         with pytest.raises(SystemExit) as exit_info:
@@ -49,14 +56,20 @@ async def _counts(url: str) -> dict[str, int]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            return {t.name: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                    for t in Base.metadata.sorted_tables}
+            return {
+                t.name: (await conn.execute(select(func.count()).select_from(t))).scalar_one()
+                for t in Base.metadata.sorted_tables
+            }
     finally:
         await engine.dispose()
 
 
 def _db_url(data_dir: Path, database_url: str) -> str:
-    return database_url if database_url.startswith("postgresql") else f"sqlite+aiosqlite:///{data_dir}/entraide.sqlite3"
+    return (
+        database_url
+        if database_url.startswith("postgresql")
+        else f"sqlite+aiosqlite:///{data_dir}/entraide.sqlite3"
+    )
 
 
 def _digest(path: Path) -> str:
@@ -81,8 +94,9 @@ def test_init_is_idempotent(tmp_path: Path, database_url: str, capsys: pytest.Ca
     assert "origin is permanent" in capsys.readouterr().err
 
 
-def test_association_member_token_flow(tmp_path: Path, database_url: str,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_association_member_token_flow(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = tmp_path / "data"
     _init(data_dir, database_url)
     config = str(data_dir / "entraide.toml")
@@ -94,10 +108,15 @@ def test_association_member_token_flow(tmp_path: Path, database_url: str,
     assert "already exists" in capsys.readouterr().err
     assert main(["association", "create", "Bad Slug", "--name", "x", "--config", config]) == 1
     assert "slug" in capsys.readouterr().err
-    assert main(["member", "add", "alice", "--association", "demo", "--role", "admin", "--config", config]) == 0
+    assert (
+        main(["member", "add", "alice", "--association", "demo", "--role", "admin", "--config", config]) == 0
+    )
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{ORIGIN}/users/alice" and out[1].startswith("password: ")
-    assert main(["member", "add", "bob", "--association", "nowhere", "--role", "member", "--config", config]) == 1
+    assert (
+        main(["member", "add", "bob", "--association", "nowhere", "--role", "member", "--config", config])
+        == 1
+    )
     assert "does not exist" in capsys.readouterr().err
     assert main(["token", "create", "alice", "--scope", "admin", "--config", config]) == 0
     token = capsys.readouterr().out
@@ -112,8 +131,24 @@ def test_member_password_from_stdin(tmp_path: Path, database_url: str) -> None:
     main(["association", "create", "demo", "--name", "Démo", "--config", config])
     env = {**os.environ, "ENTRAIDE_CONFIG": config}
     result = subprocess.run(
-        [sys.executable, "-m", "server", "member", "add", "carol", "--association", "demo", "--role", "member",
-         "--password-stdin"], input="a long enough secret\n", capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "member",
+            "add",
+            "carol",
+            "--association",
+            "demo",
+            "--role",
+            "member",
+            "--password-stdin",
+        ],
+        input="a long enough secret\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "password" not in result.stdout
@@ -139,9 +174,21 @@ def test_private_keys_are_encrypted_at_rest(tmp_path: Path, database_url: str) -
 
 def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "init", "--data-dir", str(tmp_path / "d"), "--origin", ORIGIN,
-         "--database", "postgresql+asyncpg://nobody@127.0.0.1:1/none"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "init",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--origin",
+            ORIGIN,
+            "--database",
+            "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -151,14 +198,22 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     path = tmp_path / "entraide.toml"
-    path.write_text('[server]\norigin = "https://a.example"\nport = "x"\n[database]\nurl = "sqlite+aiosqlite:///x"\n')
-    result = subprocess.run([sys.executable, "-m", "server", "config", "check", "--config", str(path)],
-                            capture_output=True, text=True, timeout=60)
+    path.write_text(
+        '[server]\norigin = "https://a.example"\nport = "x"\n[database]\nurl = "sqlite+aiosqlite:///x"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "server.port" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_config_check_and_migrate(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_check_and_migrate(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     data_dir = tmp_path / "data"
     _init(data_dir, database_url)
     config = str(data_dir / "entraide.toml")

@@ -53,19 +53,25 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     [
         (MINIMAL + "[server2]\nx = 1\n", {}, "unknown key server2"),
         (MINIMAL.replace("[database]", "colour = 1\n[database]"), {}, "unknown key server.colour"),
-        (MINIMAL + "[federation]\nnetwork = \"closed\"\n", {}, "federation.network"),
+        (MINIMAL + '[federation]\nnetwork = "closed"\n', {}, "federation.network"),
         (MINIMAL, {"ENTRAIDE_SERVER__PORT": "eighty"}, "server.port"),
         (MINIMAL, {"ENTRAIDE_SERVER__PORT": "70000"}, "server.port"),
-        (MINIMAL, {"ENTRAIDE_FEDERATION__ALLOW_PRIVATE_ADDRESSES": "maybe"}, "federation.allow_private_addresses"),
+        (
+            MINIMAL,
+            {"ENTRAIDE_FEDERATION__ALLOW_PRIVATE_ADDRESSES": "maybe"},
+            "federation.allow_private_addresses",
+        ),
         (MINIMAL, {"ENTRAIDE_NOPE__X": "1"}, "unknown configuration section"),
         (MINIMAL, {"ENTRAIDE_SERVER__NOPE": "1"}, "unknown key server.nope"),
         (MINIMAL.replace("sqlite+aiosqlite", "mysql"), {}, "database.url"),
         (MINIMAL.replace("https://asso.example", "asso.example"), {}, "server.origin"),
         ("[server\n", {}, "not valid TOML"),
-        ("[database]\nurl = \"sqlite+aiosqlite:///x\"\n", {}, "missing required key server.origin"),
+        ('[database]\nurl = "sqlite+aiosqlite:///x"\n', {}, "missing required key server.origin"),
     ],
 )
-def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+def test_invalid_configuration_names_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_settings(write(tmp_path, text), environ=env)
     assert message in str(excinfo.value)

@@ -13,7 +13,9 @@ AS_TYPE = "https://www.w3.org/ns/activitystreams#type"
 async def test_webfinger_finds_an_association_by_acct_with_port(node: Node) -> None:
     """The README's check: acct:slug@host:port resolves to the Group actor."""
     iri = await node.create_association("demo", "Démo")
-    response = await node.client.get("/.well-known/webfinger", params={"resource": f"acct:demo@{node.uris.host}"})
+    response = await node.client.get(
+        "/.well-known/webfinger", params={"resource": f"acct:demo@{node.uris.host}"}
+    )
     assert response.status == 200
     assert response.content_type == "application/jrd+json"
     jrd = await response.json()
@@ -27,7 +29,9 @@ async def test_webfinger_lists_person_then_group_for_a_shared_name(node: Node) -
     group = await node.create_association("sante")
     await node.create_association("autre")
     person = await node.add_member("sante", "autre")
-    jrd = await (await node.client.get("/.well-known/webfinger", params={"resource": f"acct:sante@{node.uris.host}"})).json()
+    jrd = await (
+        await node.client.get("/.well-known/webfinger", params={"resource": f"acct:sante@{node.uris.host}"})
+    ).json()
     selfs = [(link["href"], link["properties"][AS_TYPE]) for link in jrd["links"] if link["rel"] == "self"]
     assert selfs == [(person, "Person"), (group, "Group")]
 
@@ -40,8 +44,11 @@ async def test_webfinger_by_actor_iri(node: Node) -> None:
 
 
 async def test_webfinger_resolves_the_application_actor(node: Node) -> None:
-    jrd = await (await node.client.get("/.well-known/webfinger",
-                                       params={"resource": f"acct:entraide.node@{node.uris.host}"})).json()
+    jrd = await (
+        await node.client.get(
+            "/.well-known/webfinger", params={"resource": f"acct:entraide.node@{node.uris.host}"}
+        )
+    ).json()
     assert [link["href"] for link in jrd["links"] if link["rel"] == "self"] == [node.uris.application_actor()]
 
 
@@ -55,8 +62,12 @@ async def test_webfinger_bad_resource_is_400_problem(node: Node) -> None:
 
 async def test_webfinger_unknown_or_foreign_is_404_problem(node: Node) -> None:
     await node.create_association("demo")
-    for resource in (f"acct:nobody@{node.uris.host}", "acct:demo@elsewhere.example",
-                     f"{node.uris.origin}/groups/nobody", "https://elsewhere.example/groups/demo"):
+    for resource in (
+        f"acct:nobody@{node.uris.host}",
+        "acct:demo@elsewhere.example",
+        f"{node.uris.origin}/groups/nobody",
+        "https://elsewhere.example/groups/demo",
+    ):
         response = await node.client.get("/.well-known/webfinger", params={"resource": resource})
         assert response.status == 404, resource
         assert response.content_type == "application/problem+json"

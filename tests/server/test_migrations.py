@@ -16,7 +16,9 @@ async def test_migrations_match_the_models_and_round_trip(database_url: str) -> 
         assert await migrate.current_revision(engine) == migrate.head_revision()
 
         def diff(conn):  # type: ignore[no-untyped-def]
-            return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            return compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
 
         async with engine.connect() as conn:
             assert await conn.run_sync(diff) == []

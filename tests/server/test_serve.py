@@ -24,8 +24,13 @@ def test_serve_answers_then_stops_on_sigterm(tmp_path: Path) -> None:
     config = str(data_dir / "entraide.toml")
     assert main(["association", "create", "demo", "--name", "Démo", "--config", config]) == 0
     env = {**os.environ, "ENTRAIDE_LOGGING__FORMAT": "json"}
-    process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--config", config],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         url = f"{origin}/.well-known/webfinger?resource=acct:demo@127.0.0.1:{port}"
         body = None

@@ -61,7 +61,7 @@ class PostgresRun:
 
         try:
             asyncio.run(run())
-        except (OSError, Exception) as exc:  # noqa: BLE001 - reported as one line below
+        except (OSError, Exception) as exc:
             self.error = f"PostgreSQL unavailable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
 
     def drop(self) -> None:

@@ -57,7 +57,12 @@ class Node:
         vault = load_vault(self.settings.storage.secret_key_file)
         async with self.sessions.begin() as session:
             result = await actor_service.create_association(
-                session, self.uris, vault, handle=handle, name=name or handle.title(), summary=summary,
+                session,
+                self.uris,
+                vault,
+                handle=handle,
+                name=name or handle.title(),
+                summary=summary,
                 now=utc_now(),
             )
         return result.actor.iri
@@ -66,8 +71,14 @@ class Node:
         vault = load_vault(self.settings.storage.secret_key_file)
         async with self.sessions.begin() as session:
             result = await actor_service.add_member(
-                session, self.uris, vault, username=username, association=association, role=role,
-                password="correct horse battery", now=utc_now(),
+                session,
+                self.uris,
+                vault,
+                username=username,
+                association=association,
+                role=role,
+                password="correct horse battery",
+                now=utc_now(),
             )
         return result.person.iri
 
@@ -80,7 +91,9 @@ class Node:
         counts: dict[str, int] = {}
         async with self.sessions() as session:
             for table in Base.metadata.sorted_tables:
-                counts[table.name] = int((await session.execute(select(func.count()).select_from(table))).scalar_one())
+                counts[table.name] = int(
+                    (await session.execute(select(func.count()).select_from(table))).scalar_one()
+                )
         return counts
 
 
@@ -97,8 +110,9 @@ async def running_node(data_dir: Path, database_url: str, **overrides: Any) -> A
         node = Node(settings, client)
         vault = load_vault(settings.storage.secret_key_file)
         async with node.sessions.begin() as session:
-            await actor_service.ensure_application_actor(session, node.uris, vault, node_name="test node",
-                                                         now=utc_now())
+            await actor_service.ensure_application_actor(
+                session, node.uris, vault, node_name="test node", now=utc_now()
+            )
         yield node
     finally:
         await client.close()

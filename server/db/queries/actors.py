@@ -61,8 +61,10 @@ async def membership(session: AsyncSession, group_id: int, member_id: int) -> Me
 
 
 async def count_local_people(session: AsyncSession) -> int:
-    stmt = select(func.count()).select_from(Actor).where(
-        Actor.local.is_(True), Actor.type == "Person", Actor.deleted_at.is_(None)
+    stmt = (
+        select(func.count())
+        .select_from(Actor)
+        .where(Actor.local.is_(True), Actor.type == "Person", Actor.deleted_at.is_(None))
     )
     return int((await session.execute(stmt)).scalar_one())
 
@@ -123,7 +125,11 @@ async def members_page(
     total = int(
         (await session.execute(select(func.count()).select_from(Membership).where(*cond))).scalar_one()
     )
-    stmt = select(Membership.id, Actor.iri, Membership.role).join(Actor, Actor.id == Membership.member_id).where(*cond)
+    stmt = (
+        select(Membership.id, Actor.iri, Membership.role)
+        .join(Actor, Actor.id == Membership.member_id)
+        .where(*cond)
+    )
     if before is not None:
         stmt = stmt.where(Membership.id < before)
     rows = (await session.execute(stmt.order_by(Membership.id.desc()).limit(limit))).all()
