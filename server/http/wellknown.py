@@ -66,8 +66,8 @@ async def webfinger(request: web.Request) -> web.Response:
     if not actors:
         raise NotFound(f"no actor for {resource}")
     links = [WebFingerLink(Iri(a.iri), a.type, Iri(a.url or a.iri)) for a in actors]
-    template = f"{node.uris.origin}/authorize_interaction?uri={{uri}}"
-    doc = render_jrd(subject, links, subscribe_template=template)
+    # No OStatus subscribe template until a remote-follow page exists: a link must not 404.
+    doc = render_jrd(subject, links)
     return json_response(doc, content_type=JRD_CONTENT_TYPE, headers=CORS)
 
 
