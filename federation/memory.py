@@ -68,3 +68,16 @@ class MemoryKeyResolver:
             return self._cached[key_id]
         except KeyError:
             raise KeyUnavailable("no such key", key_id=key_id) from None
+
+
+class MemoryReplayGuard:
+    """An in-memory :class:`~federation.ports.ReplayGuard`: activity ids marked seen by ``remember``."""
+
+    def __init__(self, seen: Iterable[str] = ()) -> None:
+        self._seen: set[str] = set(seen)
+
+    def remember(self, activity_id: str) -> None:
+        self._seen.add(activity_id)
+
+    async def seen(self, activity_id: Iri) -> bool:
+        return activity_id in self._seen
