@@ -84,7 +84,7 @@ def sanitize_html(value: str | None) -> str:
             link_rel="nofollow noopener noreferrer",
             strip_comments=True,
         )
-    except Exception:  # noqa: BLE001 - the sanitiser must be total; fall back to plain text
+    except Exception:  # the sanitiser must be total: fall back to escaped text
         log.warning("sanitiser failed; content escaped as text")
         return html.escape(text)
 
@@ -95,5 +95,5 @@ def plain_text(value: str | None) -> str:
         return ""
     try:
         return html.unescape(nh3.clean(value[:MAX_INPUT_CHARS], tags=set(), strip_comments=True))
-    except Exception:  # noqa: BLE001
+    except Exception:  # total, as above
         return html.escape(value[:MAX_INPUT_CHARS])
