@@ -276,7 +276,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),
-        Index("ix_jobs_claim", "state", "priority", "run_at"),
+        Index("ix_jobs_claim", "state", "priority", "run_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -65,7 +65,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedup_key", name=op.f("uq_jobs_dedup_key")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index("ix_jobs_claim", ["state", "priority", "run_at"], unique=False)
+        batch_op.create_index("ix_jobs_claim", ["state", "priority", "run_at", "id"], unique=False)
 
     op.create_table(
         "peer_hosts",

@@ -1,0 +1,167 @@
+"""Outbound delivery: who gets an activity (planning) and what a POST's answer means (outcome).
+
+Planning is pure: recipients in, one :class:`DeliveryTarget` per inbox out, never a wider
+audience than asked. Delivering signs one POST, sends it through the :class:`Transport` port
+and classifies the answer as a :class:`DeliveryOutcome` the caller acts on with ``match``
+(STYLE R5): ``Delivered``, ``RetryLater``, ``Gone`` or ``Rejected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from .errors import FetchError, UnsafeAddress
+from .http import AP_CONTENT_TYPE, Headers, OutgoingRequest
+from .keys import KeyPair
+from .ports import Transport
+from .retry import parse_retry_after
+from .signatures import SignatureSpec, sign_request
+from .types import Iri
+
+ERROR_EXCERPT_BYTES = 1024
+"""Error bodies kept at most (fedify-dev/fedify#569: 100 KB error pages exhausted memory)."""
+
+PERMANENT_STATUSES = frozenset({404, 410})
+RETRYABLE_4XX = frozenset({401, 408, 429})
+"""Mastodon retries these 4xx (security.md §3.1); 401 can be a key-cache race on the peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A remote actor to deliver to, with its personal and (optional) shared inbox."""
+
+    actor: Iri
+    inbox: Iri
+    shared_inbox: Iri | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """One inbox and every recipient it serves."""
+
+    inbox: Iri
+    actors: tuple[Iri, ...]
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.inbox).netloc.lower()
+
+
+def plan_delivery(
+    recipients: Iterable[Recipient],
+    *,
+    prefer_shared_inbox: bool,
+    exclude_origins: frozenset[str] = frozenset(),
+) -> list[DeliveryTarget]:
+    """Group recipients by the inbox that must receive the activity.
+
+    Each inbox appears once, with every recipient it serves, in first-seen order. Recipients
+    whose inbox is on an excluded origin (our own) are dropped. The audience is never widened:
+    a recipient without a usable inbox is skipped, not routed to some other shared inbox, and a
+    shared inbox is used only when ``prefer_shared_inbox`` (never for members-only content:
+    the shared inbox's host may also hold non-members).
+    """
+    by_inbox: dict[str, list[Iri]] = {}
+    for recipient in recipients:
+        inbox = recipient.shared_inbox if prefer_shared_inbox and recipient.shared_inbox else recipient.inbox
+        if not inbox:
+            continue
+        parts = urlsplit(inbox)
+        if (
+            parts.scheme not in ("http", "https")
+            or f"{parts.scheme}://{parts.netloc.lower()}" in exclude_origins
+        ):
+            continue
+        actors = by_inbox.setdefault(inbox, [])
+        if recipient.actor not in actors:
+            actors.append(recipient.actor)
+    return [DeliveryTarget(Iri(inbox), tuple(actors)) for inbox, actors in by_inbox.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    status: int
+    spec: SignatureSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Transient: 5xx, 401/408/429, timeouts and connection errors. ``after`` from Retry-After."""
+
+    reason: str
+    status: int | None = None
+    after: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """404/410: the inbox (or its actor) is gone; do not retry, deactivate the follower."""
+
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Any other 4xx, or a target we refuse to contact: final, logged, not retried."""
+
+    status: int | None
+    excerpt: str = field(default="")
+
+
+DeliveryOutcome = Delivered | RetryLater | Gone | Rejected
+
+
+async def deliver(
+    inbox: Iri,
+    body: bytes,
+    *,
+    signer: KeyPair,
+    transport: Transport,
+    now: datetime,
+    spec: SignatureSpec = "cavage",
+    double_knock: bool = True,
+) -> DeliveryOutcome:
+    """Sign and POST ``body`` to ``inbox`` and classify the answer.
+
+    With ``spec="rfc9421"`` and ``double_knock``, a 400/401 answer is retried once at once
+    with draft-cavage (Fedify's double-knocking); the outcome's ``spec`` tells the caller what
+    worked, to remember per peer. Redirects are not followed (an inbox POST is not redirectable
+    safely, and a signature must never travel to another host: security case 26).
+    """
+    outcome = await _post(inbox, body, signer=signer, transport=transport, now=now, spec=spec)
+    if (
+        double_knock
+        and spec == "rfc9421"
+        and isinstance(outcome, RetryLater | Rejected)
+        and outcome.status in (400, 401)
+    ):
+        return await _post(inbox, body, signer=signer, transport=transport, now=now, spec="cavage")
+    return outcome
+
+
+async def _post(
+    inbox: Iri, body: bytes, *, signer: KeyPair, transport: Transport, now: datetime, spec: SignatureSpec
+) -> DeliveryOutcome:
+    request = OutgoingRequest(
+        "POST", inbox, Headers({"Content-Type": AP_CONTENT_TYPE, "Accept": "application/activity+json"}), body
+    )
+    signed = sign_request(request, signer, now=now, spec=spec)
+    try:
+        response = await transport.send(signed, follow_redirects=False)
+    except UnsafeAddress as exc:
+        return Rejected(None, exc.detail[:ERROR_EXCERPT_BYTES])
+    except FetchError as exc:
+        return RetryLater(reason=exc.code)
+    status = response.status
+    if 200 <= status < 300:
+        return Delivered(status, spec)
+    if status in PERMANENT_STATUSES:
+        return Gone(status)
+    if status in RETRYABLE_4XX or status >= 500:
+        after = parse_retry_after(response.headers.get("Retry-After"), now=now)
+        return RetryLater(reason=f"http_{status}", status=status, after=after)
+    excerpt = response.body[:ERROR_EXCERPT_BYTES].decode("utf-8", "replace")
+    return Rejected(status, excerpt)

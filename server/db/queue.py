@@ -1,0 +1,445 @@
+"""The durable job queue: a ``jobs`` table that any number of workers share.
+
+Jobs are rows (STYLE §3.1 takahe's stator, §3.3 microblog.pub's queues), so they survive
+restarts, can be inspected with SQL and commit atomically with the state change that caused
+them (the transactional outbox, STYLE R9: call :func:`enqueue` inside the caller's transaction).
+
+Life of a job::
+
+    queued --claim--> running --complete--> done      (purged after a while)
+                        |  \\--retry-----> queued     (run_at in the future)
+                        |   \\--fail-----> failed     (kept for inspection)
+                        \\--lease expires--> claimable again (a crashed worker's job)
+
+Guarantees:
+    * at-least-once: a claimed job that is neither completed, retried nor failed before its
+      lease ends is claimed again, so handlers must be idempotent;
+    * exclusive claims: two workers never hold the same job at the same time (PostgreSQL
+      ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers);
+    * fencing: :func:`complete`, :func:`retry` and :func:`fail` only act on a job still leased
+      to the calling worker (and attempt), so a worker whose lease expired cannot overwrite
+      the outcome of the worker that took the job over;
+    * order: runnable jobs are claimed by ``priority`` (lower first), then ``run_at``, then id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+from sqlalchemy import Delete, Insert, Update, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db.models import Job
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "MAX_DEDUP_KEY_LENGTH",
+    "MAX_ERROR_BYTES",
+    "MAX_KIND_LENGTH",
+    "ClaimedJob",
+    "NewJob",
+    "Priority",
+    "QueueStats",
+    "claim",
+    "complete",
+    "enqueue",
+    "enqueue_many",
+    "fail",
+    "purge_done",
+    "retry",
+    "stats",
+    "truncate_error",
+]
+
+DEFAULT_MAX_ATTEMPTS = 16
+"""Matches :class:`federation.retry.RetryPolicy`'s default (about 2 to 3 days of retries)."""
+
+MAX_ERROR_BYTES = 1024
+"""``last_error`` keeps at most 1 KiB (fedify-dev/fedify#569: peers' error pages can be huge)."""
+
+MAX_KIND_LENGTH = 32
+MAX_DEDUP_KEY_LENGTH = 512
+# Rows per INSERT in enqueue_many: 12 bound values a row stays far below both engines' limit
+# on parameters per statement (32766 for SQLite ≥ 3.32, 32767 for PostgreSQL).
+_BATCH_ROWS = 500
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+class Priority(IntEnum):
+    """Claim order: lower values run first (DESIGN §4: alerts go before everything else)."""
+
+    ALERT = 0
+    INTERACTIVE = 5
+    NORMAL = 10
+    BACKGROUND = 20
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to insert with :func:`enqueue_many` (the arguments of :func:`enqueue`)."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    dedup_key: str | None = None
+    priority: int = Priority.NORMAL
+    run_at: datetime | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job leased to one worker. ``attempt`` counts this run (the first run is 1)."""
+
+    id: int
+    kind: str
+    payload: Mapping[str, Any]
+    attempt: int
+    max_attempts: int
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Job counts by ``(kind, state)`` and the age of the oldest runnable queued job.
+
+    ``oldest_runnable_age`` measures backlog: how long the oldest job whose ``run_at`` has
+    passed has been waiting. Jobs delayed for a later retry do not count as backlog.
+    """
+
+    counts: dict[tuple[str, str], int]
+    oldest_runnable_age: timedelta | None
+
+
+class _DialectOps(NamedTuple):
+    insert: Callable[..., Any]
+    lock_claimed_rows: bool
+
+
+def _dialect_ops(session: AsyncSession) -> _DialectOps:
+    """The only place the queue branches on the database engine (STYLE R8)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        # SKIP LOCKED lets concurrent workers (several processes, several machines) each take
+        # different rows instead of queueing behind one another's row locks.
+        return _DialectOps(insert=postgresql.insert, lock_claimed_rows=True)
+    if name == "sqlite":
+        # SQLite has one writer at a time: UPDATE … WHERE id IN (SELECT … LIMIT n) takes the
+        # write lock before it reads, so the selection and the update are atomic without locks.
+        return _DialectOps(insert=sqlite.insert, lock_claimed_rows=False)
+    raise NotImplementedError(f"the job queue supports sqlite and postgresql, not {name}")
+
+
+def _check_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be an aware datetime")
+
+
+def _row(job: NewJob, now: datetime) -> dict[str, Any]:
+    """Validate one job and turn it into column values (the same checks on both engines)."""
+    if not job.kind or len(job.kind) > MAX_KIND_LENGTH:
+        raise ValueError(f"job kind must be 1 to {MAX_KIND_LENGTH} characters: {job.kind!r}")
+    if job.dedup_key is not None and not 0 < len(job.dedup_key) <= MAX_DEDUP_KEY_LENGTH:
+        raise ValueError(f"dedup_key must be 1 to {MAX_DEDUP_KEY_LENGTH} characters")
+    if job.max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    run_at = job.run_at if job.run_at is not None else now
+    _check_aware(run_at, "run_at")
+    return {
+        "kind": job.kind,
+        "payload": dict(job.payload),
+        "dedup_key": job.dedup_key,
+        "priority": int(job.priority),
+        "state": QUEUED,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "run_at": run_at,
+        "locked_until": None,
+        "locked_by": None,
+        "last_error": None,
+        "created_at": now,
+        "finished_at": None,
+    }
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    dedup_key: str | None = None,
+    priority: int = Priority.NORMAL,
+    run_at: datetime | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    now: datetime,
+) -> int | None:
+    """Queue one job in the caller's transaction; it becomes visible to workers on commit.
+
+    Payloads carry ids, not copies of the data (STYLE R9). With a ``dedup_key`` that another
+    job (in any state) already holds, nothing is inserted and ``None`` is returned, so
+    re-running the code that enqueues is harmless.
+
+    Args:
+        run_at: the earliest time a worker may run the job (default: ``now``).
+        max_attempts: how many times the job may be tried before it is marked failed.
+
+    Returns:
+        The new job's id, or ``None`` when ``dedup_key`` already exists.
+
+    Raises:
+        ValueError: an empty or over-long ``kind`` or ``dedup_key``, a naive datetime, or
+            ``max_attempts`` below 1.
+    """
+    _check_aware(now, "now")
+    values = _row(
+        NewJob(
+            kind, payload, dedup_key=dedup_key, priority=priority, run_at=run_at, max_attempts=max_attempts
+        ),
+        now,
+    )
+    ops = _dialect_ops(session)
+    stmt = ops.insert(Job).values(values).on_conflict_do_nothing(index_elements=[Job.dedup_key])
+    result = await session.execute(stmt.returning(Job.id))
+    job_id: int | None = result.scalar_one_or_none()
+    return job_id
+
+
+async def enqueue_many(session: AsyncSession, jobs: Iterable[NewJob], *, now: datetime) -> int:
+    """Queue many jobs in the caller's transaction, in multi-row INSERTs of bounded size.
+
+    Fan-out creates thousands of delivery jobs at once; one statement per few hundred rows
+    keeps that fast on both engines. Jobs whose ``dedup_key`` already exists, in the table or
+    earlier in ``jobs``, are skipped.
+
+    Returns:
+        How many jobs were inserted.
+
+    Raises:
+        ValueError: as :func:`enqueue`, for the first invalid job (nothing is inserted then
+            by this call, though earlier batches of the same call may have been; the caller's
+            transaction rolls them back together).
+    """
+    _check_aware(now, "now")
+    ops = _dialect_ops(session)
+    seen: set[str] = set()
+    batch: list[dict[str, Any]] = []
+    inserted = 0
+
+    async def flush() -> int:
+        stmt = ops.insert(Job).values(batch).on_conflict_do_nothing(index_elements=[Job.dedup_key])
+        result = await session.execute(stmt.returning(Job.id))
+        return len(result.all())
+
+    for job in jobs:
+        row = _row(job, now)
+        if job.dedup_key is not None:
+            if job.dedup_key in seen:
+                continue
+            seen.add(job.dedup_key)
+        batch.append(row)
+        if len(batch) >= _BATCH_ROWS:
+            inserted += await flush()
+            batch = []
+    if batch:
+        inserted += await flush()
+    return inserted
+
+
+async def claim(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    worker_id: str,
+    limit: int,
+    lease: timedelta,
+    now: datetime,
+    kinds: Iterable[str] | None = None,
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` runnable jobs to ``worker_id`` in a transaction of its own.
+
+    Runnable means running with an expired lease (the worker holding it crashed or overran
+    its lease), or queued with ``run_at <= now``. Expired leases are taken first: they are
+    few (at most the crashed workers' slots) and have waited longest. Within each group jobs
+    are taken by ``priority``, then ``run_at``, then id. Claimed jobs become ``running`` with
+    ``locked_by = worker_id``, ``locked_until = now + lease`` and one more attempt counted.
+    The claim commits before returning, so other workers see it at once.
+
+    Args:
+        kinds: only claim jobs of these kinds (the worker's registered handlers), so a worker
+            of an older release never takes a job it cannot run. ``None`` claims any kind.
+
+    Returns:
+        The claimed jobs in claim order (priority, then ``run_at``, then id); empty when
+        nothing is runnable.
+    """
+    _check_aware(now, "now")
+    if lease <= timedelta(0):
+        raise ValueError("lease must be positive")
+    kind_list = None if kinds is None else sorted(set(kinds))
+    if limit < 1 or kind_list == []:
+        return []
+    # Two statements rather than one with an OR: each can then walk ix_jobs_claim
+    # (state, priority, run_at) in order and stop after ``limit`` rows, instead of sorting the
+    # whole backlog on every claim (measured: ~15 ms per claim at 20k queued rows on PostgreSQL).
+    groups = (
+        and_(Job.state == RUNNING, Job.locked_until < now),
+        and_(Job.state == QUEUED, Job.run_at <= now),
+    )
+    rows: list[Any] = []
+    async with sessions.begin() as session:
+        lock = _dialect_ops(session).lock_claimed_rows
+        for runnable in groups:
+            remaining = limit - len(rows)
+            if remaining <= 0:
+                break
+            chosen = select(Job.id).where(runnable)
+            if kind_list is not None:
+                chosen = chosen.where(Job.kind.in_(kind_list))
+            chosen = chosen.order_by(Job.priority, Job.run_at, Job.id).limit(remaining)
+            if lock:
+                chosen = chosen.with_for_update(skip_locked=True)
+            stmt = (
+                update(Job)
+                .where(Job.id.in_(chosen.scalar_subquery()))
+                .values(
+                    state=RUNNING, locked_by=worker_id, locked_until=now + lease, attempts=Job.attempts + 1
+                )
+                .returning(
+                    Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts, Job.priority, Job.run_at
+                )
+                .execution_options(synchronize_session=False)
+            )
+            rows.extend((await session.execute(stmt)).all())
+    # RETURNING gives no order guarantee; hand jobs out in claim order.
+    rows.sort(key=lambda r: (r.priority, r.run_at, r.id))
+    return [
+        ClaimedJob(
+            id=r.id,
+            kind=r.kind,
+            payload=r.payload,
+            attempt=r.attempts,
+            max_attempts=r.max_attempts,
+            priority=r.priority,
+        )
+        for r in rows
+    ]
+
+
+def _leased_to(job_id: int, worker_id: str, attempt: int | None) -> Sequence[Any]:
+    """The fence: the job is still running and leased to this worker (for this attempt)."""
+    conditions: list[Any] = [Job.id == job_id, Job.state == RUNNING, Job.locked_by == worker_id]
+    if attempt is not None:
+        # The same worker may re-claim its own expired job; the attempt number tells the two
+        # leases apart, so only the latest run's outcome is recorded.
+        conditions.append(Job.attempts == attempt)
+    return conditions
+
+
+def truncate_error(error: str) -> str:
+    """At most :data:`MAX_ERROR_BYTES` of UTF-8, without NUL (PostgreSQL text rejects it)."""
+    cleaned = error.replace("\x00", "\ufffd")
+    encoded = cleaned.encode("utf-8")
+    if len(encoded) <= MAX_ERROR_BYTES:
+        return cleaned
+    marker = "…".encode()
+    return encoded[: MAX_ERROR_BYTES - len(marker)].decode("utf-8", "ignore") + "…"
+
+
+async def _apply(session: AsyncSession, stmt: Update | Delete | Insert) -> int:
+    result = await session.execute(stmt.execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def complete(
+    session: AsyncSession, job_id: int, *, worker_id: str, now: datetime, attempt: int | None = None
+) -> bool:
+    """Mark a job done. Refused (``False``) unless it is still leased to ``worker_id``.
+
+    Args:
+        attempt: the :attr:`ClaimedJob.attempt` being completed; when given, a later lease
+            of the same job to the same worker is not mistaken for this one.
+    """
+    _check_aware(now, "now")
+    stmt = (
+        update(Job)
+        .where(*_leased_to(job_id, worker_id, attempt))
+        .values(state=DONE, finished_at=now, locked_until=None)
+    )
+    return await _apply(session, stmt) == 1
+
+
+async def retry(
+    session: AsyncSession,
+    job_id: int,
+    *,
+    worker_id: str,
+    run_at: datetime,
+    error: str,
+    now: datetime,
+    attempt: int | None = None,
+    refund_attempt: bool = False,
+) -> bool:
+    """Put a job back in the queue to run again at ``run_at``, recording ``error`` (≤ 1 KiB).
+
+    The attempt already counted by :func:`claim` stays counted, unless ``refund_attempt``
+    (a deferral decided by us, not a failure of the job). Refused (``False``) unless the job
+    is still leased to ``worker_id`` (and ``attempt``, when given).
+    """
+    _check_aware(now, "now")
+    _check_aware(run_at, "run_at")
+    values: dict[str, object] = {
+        "state": QUEUED,
+        "run_at": run_at,
+        "locked_by": None,
+        "locked_until": None,
+        "last_error": truncate_error(error),
+    }
+    if refund_attempt:
+        values["attempts"] = Job.attempts - 1
+    stmt = update(Job).where(*_leased_to(job_id, worker_id, attempt)).values(**values)
+    return await _apply(session, stmt) == 1
+
+
+async def fail(
+    session: AsyncSession,
+    job_id: int,
+    *,
+    worker_id: str,
+    error: str,
+    now: datetime,
+    attempt: int | None = None,
+) -> bool:
+    """Mark a job failed for good, recording ``error`` (≤ 1 KiB). Fenced like :func:`complete`."""
+    _check_aware(now, "now")
+    stmt = (
+        update(Job)
+        .where(*_leased_to(job_id, worker_id, attempt))
+        .values(state=FAILED, finished_at=now, locked_until=None, last_error=truncate_error(error))
+    )
+    return await _apply(session, stmt) == 1
+
+
+async def purge_done(session: AsyncSession, *, older_than: timedelta, now: datetime) -> int:
+    """Delete jobs that finished successfully more than ``older_than`` ago; return how many.
+
+    Failed jobs are kept: they are what an operator inspects. Their ``dedup_key`` also keeps
+    blocking re-enqueues, whereas a purged job's key is free again.
+    """
+    _check_aware(now, "now")
+    stmt = delete(Job).where(Job.state == DONE, Job.finished_at < now - older_than)
+    return await _apply(session, stmt)
+
+
+async def stats(session: AsyncSession, *, now: datetime) -> QueueStats:
+    """Counts by ``(kind, state)`` and the backlog age, for ``/metrics`` and the CLI."""
+    _check_aware(now, "now")
+    counted = await session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
+    counts = {(kind, state): int(n) for kind, state, n in counted.all()}
+    oldest = await session.scalar(select(func.min(Job.run_at)).where(Job.state == QUEUED, Job.run_at <= now))
+    if oldest is None:
+        return QueueStats(counts=counts, oldest_runnable_age=None)
+    return QueueStats(counts=counts, oldest_runnable_age=max(now - oldest, timedelta(0)))

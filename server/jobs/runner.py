@@ -1,0 +1,113 @@
+"""The standalone worker process (``entraide worker``): the same Worker as ``serve``, no HTTP.
+
+Run as many as the database allows: on PostgreSQL they share the queue safely across
+machines (DESIGN §5); on SQLite one is enough (a single writer at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from federation import retry
+from federation.ports import Transport
+from federation.retry import RetryPolicy
+from federation.types import Clock, utc_now
+from federation.uris import UriScheme
+from server.config import Settings
+from server.db.engine import check_connection, create_engine, create_sessionmaker
+from server.jobs.registry import JobRegistry
+from server.jobs.tasks import default_registry
+from server.jobs.worker import Worker
+from server.services.context import NodeContext
+from server.services.keys import LocalKeyCache, load_vault
+
+__all__ = ["build_node_context", "run_worker_process"]
+
+log = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def build_node_context(settings: Settings, engine: AsyncEngine, *, clock: Clock = utc_now) -> NodeContext:
+    """The :class:`NodeContext` of this node over ``engine`` (the same as ``serve`` builds).
+
+    Raises:
+        SecretKeyError: the node secret file is missing or invalid.
+    """
+    vault = load_vault(settings.storage.secret_key_file)
+    return NodeContext(
+        settings=settings,
+        uris=UriScheme(settings.server.origin),
+        sessions=create_sessionmaker(engine),
+        vault=vault,
+        local_keys=LocalKeyCache(vault),
+        clock=clock,
+    )
+
+
+@contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (graceful shutdown) while the block runs."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def request_stop(sig: signal.Signals) -> None:
+        log.info("worker stop requested", extra={"signal": sig.name})
+        stop.set()
+
+    for sig in _STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, request_stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no unix signals
+            log.debug("cannot install signal handler", extra={"signal": sig.name})
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def run_worker_process(
+    settings: Settings,
+    *,
+    registry: JobRegistry | None = None,
+    transport: Transport | None = None,
+    stop: asyncio.Event | None = None,
+    policy: RetryPolicy | None = None,
+) -> None:
+    """Run one worker with ``settings.worker`` until SIGTERM/SIGINT (or ``stop``) arrives.
+
+    Opens the engine, checks the database answers, runs :class:`Worker` with
+    :func:`~server.jobs.tasks.default_registry` unless ``registry`` is given, and disposes of
+    the engine on the way out. Running jobs get ``server.shutdown_timeout_s`` to finish.
+    The caller checks migrations (as ``serve`` does) before calling this.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+        SecretKeyError: the node secret file is missing or invalid.
+    """
+    engine = create_engine(settings.database)
+    try:
+        await check_connection(engine)
+        node = build_node_context(settings, engine)
+        worker = Worker(
+            node,
+            registry if registry is not None else default_registry(),
+            concurrency=settings.worker.concurrency,
+            poll_interval_s=settings.worker.poll_interval_s,
+            policy=policy if policy is not None else retry.DEFAULT,
+            transport=transport,
+            shutdown_timeout_s=settings.server.shutdown_timeout_s,
+        )
+        stop_event = stop if stop is not None else asyncio.Event()
+        with _stop_on_signals(stop_event):
+            await worker.run(stop_event)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,272 @@
+"""Fan-out and delivery: the two jobs that carry an outbox activity to every inbox that must get it.
+
+``fanout`` pages through the audience and, per page and in one transaction, inserts the
+delivery rows and their ``deliver`` jobs. ``deliver`` signs and POSTs one activity to one inbox
+and records the outcome, the host's health and the signature spec that worked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation import circuit
+from federation.delivery import Delivered, Gone, Recipient, Rejected, RetryLater, deliver, plan_delivery
+from federation.ports import Transport
+from federation.types import PUBLIC_ALIASES, Iri
+from server.db import queue
+from server.db.models import Activity, Actor, Delivery, PeerHost
+from server.db.queries import actors as actor_queries
+from server.db.queries import delivery as q
+from server.services.context import NodeContext
+
+log = logging.getLogger(__name__)
+
+DELIVER = "deliver"
+FANOUT_PAGE = 500
+SHARED_INBOX_VISIBILITIES = frozenset({"public", "unlisted", "followers"})
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else v.get("id") for v in value if isinstance(v, str | dict)]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutResult:
+    deliveries: int
+    recipients: int
+
+
+async def fanout(
+    node: NodeContext, activity_id: int, *, priority: int = queue.Priority.NORMAL
+) -> FanoutResult:
+    """Plan and queue one delivery per inbox for an outbox activity. Safe to run again."""
+    async with node.sessions() as session:
+        activity = await session.get(Activity, activity_id)
+        if activity is None:
+            return FanoutResult(0, 0)
+        sender = await session.get(Actor, activity.actor_id)
+    assert sender is not None
+    doc = activity.document
+    own_origin = frozenset({node.uris.origin})
+    shared = activity.visibility in SHARED_INBOX_VISIBILITIES
+    addressed = [iri for field in ("to", "cc", "audience") for iri in _as_list(doc.get(field))]
+    explicit = [iri for iri in addressed if iri and iri not in PUBLIC_ALIASES and not node.uris.is_local(iri)]
+    total_deliveries = total_recipients = 0
+
+    async def queue_page(recipients: list[Recipient]) -> None:
+        nonlocal total_deliveries, total_recipients
+        targets = plan_delivery(recipients, prefer_shared_inbox=shared, exclude_origins=own_origin)
+        async with node.sessions.begin() as session:
+            now = node.clock()
+            ids = await q.insert_deliveries(
+                session, activity_id, [(t.inbox, t.host) for t in targets], now=now
+            )
+            await queue.enqueue_many(
+                session,
+                [
+                    queue.NewJob(DELIVER, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=priority)
+                    for i in ids
+                ],
+                now=now,
+            )
+        total_deliveries += len(ids)
+        total_recipients += len(recipients)
+
+    async with node.sessions() as session:
+        explicit_rows = await q.remote_actors_by_iri(session, explicit, sender_id=sender.id)
+    explicit_recipients = [
+        Recipient(Iri(iri), Iri(inbox), Iri(si) if si else None) for iri, inbox, si in explicit_rows if inbox
+    ]
+    # Explicitly addressed actors go to their personal inbox unless the activity is shareable.
+    if explicit_recipients:
+        await queue_page(explicit_recipients)
+
+    if activity.visibility in SHARED_INBOX_VISIBILITIES:
+        pager = q.remote_followers
+        audience_owner = sender.id
+    elif activity.visibility == "members" and sender.type == "Group":
+        pager = q.remote_members
+        audience_owner = sender.id
+    else:
+        pager = None
+        audience_owner = 0
+    after = 0
+    while pager is not None:
+        async with node.sessions() as session:
+            rows = await pager(session, audience_owner, after_id=after, limit=FANOUT_PAGE)
+        if not rows:
+            break
+        after = rows[-1][0]
+        await queue_page(
+            [Recipient(Iri(iri), Iri(inbox), Iri(si) if si else None) for _, iri, inbox, si in rows if inbox]
+        )
+    log.info(
+        "fanout planned",
+        extra={
+            "activity": activity.iri,
+            "deliveries": total_deliveries,
+            "recipients": total_recipients,
+            "visibility": activity.visibility,
+        },
+    )
+    return FanoutResult(total_deliveries, total_recipients)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDone:
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRetry:
+    """Try again: after ``after`` if the peer or the breaker said so, else under the retry policy."""
+
+    after: timedelta | None
+    reason: str
+
+
+DeliveryStep = DeliveryDone | DeliveryRetry
+
+
+def _health(row: PeerHost | None) -> circuit.HostHealth:
+    if row is None:
+        return circuit.HostHealth()
+    return circuit.HostHealth(
+        breaker=circuit.BreakerState(row.breaker),
+        recent_failures=row.recent_failures,
+        window_started_at=row.window_started_at,
+        open_until=row.open_until,
+        failing_days=row.failing_days,
+        last_failure_day=row.last_failure_day,
+        unavailable=row.unavailable,
+    )
+
+
+async def _save_health(
+    session: AsyncSession,
+    host: str,
+    health: circuit.HostHealth,
+    *,
+    now: datetime,
+    spec: str | None = None,
+    success: bool = False,
+) -> None:
+    row = await session.get(PeerHost, host)
+    if row is None:
+        row = PeerHost(host=host, updated_at=now)
+        session.add(row)
+    row.breaker = health.breaker.value
+    row.recent_failures = health.recent_failures
+    row.window_started_at = health.window_started_at
+    row.open_until = health.open_until
+    row.failing_days = health.failing_days
+    row.last_failure_day = health.last_failure_day
+    row.unavailable = health.unavailable
+    row.updated_at = now
+    if spec is not None:
+        row.signature_spec = spec
+    if success:
+        row.last_success_at = now
+
+
+async def deliver_one(
+    node: NodeContext,
+    transport: Transport,
+    delivery_id: int,
+    *,
+    attempt: int,
+    max_attempts: int,
+    prefer_rfc9421: bool = False,
+) -> DeliveryStep:
+    """Deliver one pending delivery and record what happened."""
+    async with node.sessions() as session:
+        delivery = await session.get(Delivery, delivery_id)
+        if delivery is None or delivery.state != "pending":
+            return DeliveryDone(delivery.state if delivery else "missing")
+        activity = await session.get(Activity, delivery.activity_id)
+        assert activity is not None
+        sender = await session.get(Actor, activity.actor_id)
+        assert sender is not None
+        keys = await actor_queries.keys_of(session, sender.id)
+        host_row = await session.get(PeerHost, delivery.host)
+        health = _health(host_row)
+        known_spec = host_row.signature_spec if host_row else None
+    now = node.clock()
+    allowed, retry_at = circuit.may_deliver(health, now)
+    if not allowed:
+        return DeliveryRetry(after=(retry_at - now) if retry_at else None, reason="circuit_open")
+    if health.breaker != circuit.BreakerState.CLOSED:
+        async with node.sessions.begin() as session:
+            await _save_health(session, delivery.host, circuit.start_probe(health, now), now=now)
+    signer = node.local_keys.key_pair(keys["rsa"], sender.iri)
+    spec = "rfc9421" if (known_spec == "rfc9421" or (known_spec is None and prefer_rfc9421)) else "cavage"
+    body = orjson.dumps(activity.document)
+    outcome = await deliver(
+        Iri(delivery.inbox_iri), body, signer=signer, transport=transport, now=now, spec=spec
+    )
+    now = node.clock()
+    async with node.sessions.begin() as session:
+        row = await session.get(Delivery, delivery_id)
+        assert row is not None
+        row.attempts = attempt
+        match outcome:
+            case Delivered(status=status, spec=used):
+                row.state, row.last_status, row.delivered_at, row.last_error = "delivered", status, now, None
+                await _save_health(
+                    session, row.host, circuit.record_success(health), now=now, spec=used, success=True
+                )
+                step: DeliveryStep = DeliveryDone("delivered")
+            case Gone(status=status):
+                row.state, row.last_status = "gone", status
+                await q.deactivate_followers_at_inbox(session, sender.id, row.inbox_iri)
+                step = DeliveryDone("gone")
+            case Rejected(status=status, excerpt=excerpt):
+                row.state, row.last_status, row.last_error = "rejected", status, excerpt[:1024]
+                step = DeliveryDone("rejected")
+            case RetryLater(reason=reason, status=status, after=after):
+                row.last_status, row.last_error = status, reason
+                if status != 429:  # a rate limit is the peer working as intended, not failing
+                    await _save_health(session, row.host, circuit.record_failure(health, now), now=now)
+                if attempt >= max_attempts:
+                    row.state = "failed"
+                    step = DeliveryDone("failed")
+                else:
+                    step = DeliveryRetry(after=after, reason=reason)
+    log.info(
+        "delivery attempt",
+        extra={
+            "delivery_id": delivery_id,
+            "inbox": delivery.inbox_iri,
+            "outcome": type(outcome).__name__,
+            "attempt": attempt,
+        },
+    )
+    return step
+
+
+async def delivery_status(session: AsyncSession) -> list[dict[str, Any]]:
+    """Per recent activity: how many deliveries are pending, delivered, failed, gone, rejected."""
+    from sqlalchemy import func
+
+    stmt = (
+        select(Activity.iri, Activity.type, Delivery.state, func.count())
+        .join(Delivery, Delivery.activity_id == Activity.id)
+        .group_by(Activity.id, Activity.iri, Activity.type, Delivery.state)
+        .order_by(Activity.id.desc())
+    )
+    summary: dict[str, dict[str, Any]] = {}
+    for iri, kind, state, count in (await session.execute(stmt)).all():
+        entry = summary.setdefault(iri, {"activity": iri, "type": kind})
+        entry[state] = int(count)
+    return list(summary.values())

@@ -1,0 +1,70 @@
+"""The transactional outbox: an activity and its single fan-out job commit together (STYLE R9).
+
+Nothing is sent from a request: ``publish`` stores the rendered activity and queues one
+``fanout`` job in the caller's transaction. If that transaction rolls back, nothing is sent;
+once it commits, a worker delivers it even across crashes and restarts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.types import Iri
+from federation.uris import UriScheme
+from federation.vocab.context import AS2
+from server.db import queue
+from server.db.models import Activity, Actor
+
+FANOUT = "fanout"
+ACTIVITY_CONTEXT: list[Any] = [AS2]
+
+
+def new_activity_iri(uris: UriScheme) -> Iri:
+    """Activity IRIs are random (UUID), never sequential: no existence oracle (security case 39)."""
+    return uris.activity(uuid.uuid4().hex)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def publish(
+    session: AsyncSession,
+    actor: Actor,
+    activity: dict[str, Any],
+    *,
+    visibility: str,
+    now: datetime,
+    priority: int = queue.Priority.NORMAL,
+) -> Activity:
+    """Store ``activity`` (``id``, ``actor`` and ``published`` filled in) and queue its fan-out.
+
+    ``bto``/``bcc`` are removed before storage: they must never reach a recipient
+    (ActivityPub §6, security case 44).
+    """
+    document: dict[str, Any] = {"@context": ACTIVITY_CONTEXT, **activity}
+    document.setdefault("published", _iso(now))
+    document["actor"] = actor.iri
+    document.pop("bto", None)
+    document.pop("bcc", None)
+    obj = document.get("object")
+    object_iri = obj if isinstance(obj, str) else obj.get("id") if isinstance(obj, dict) else None
+    row = Activity(
+        iri=document["id"],
+        actor_id=actor.id,
+        type=document["type"],
+        object_iri=object_iri,
+        visibility=visibility,
+        document=document,
+        published=now,
+    )
+    session.add(row)
+    await session.flush()
+    await queue.enqueue(
+        session, FANOUT, {"activity_id": row.id}, dedup_key=f"fanout:{row.id}", priority=priority, now=now
+    )
+    return row
