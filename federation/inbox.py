@@ -227,6 +227,30 @@ async def receive(request: IncomingRequest, deps: InboxDeps) -> InboundActivity 
     )
 
 
+def restore(
+    document: JsonObject, *, signer: VerifiedSigner, received_at: datetime, uris: UriScheme
+) -> InboundActivity | None:
+    """Rebuild a stored activity for processing, with the same containment as :func:`receive`.
+
+    The worker processes activities the inbox stored earlier; it parses the stored document
+    again rather than trusting a serialised value, and applies the origin rules again (an
+    embedded object from another host is reduced to a reference). ``None`` when the document
+    no longer passes them (it always does when it was stored by :func:`receive`).
+
+    Raises:
+        InvalidDocument: the stored document does not parse as an activity.
+    """
+    activity = parse_activity(document)
+    if signer.owner != activity.actor or host_of(activity.id) != host_of(activity.actor):
+        return None
+    contained = _contain(activity, host_of(activity.actor), uris)
+    if contained is None:
+        return None
+    return InboundActivity(
+        activity=contained, signer=signer, document=document, received_at=received_at, raw_body_sha256=""
+    )
+
+
 def _ignored(reason: IgnoredReason, document: JsonObject) -> Ignored:
     raw_id = document.get("id")
     activity_id = Iri(raw_id) if is_http_iri(raw_id) else None

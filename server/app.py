@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from federation.types import utc_now
-from federation.uris import UriScheme
-from server.appkeys import ENGINE, METRICS, NODE, SETTINGS
+from server.appkeys import ENGINE, FEDERATION, METRICS, NODE, SETTINGS
 from server.config import Settings
-from server.db.engine import create_engine, create_sessionmaker
+from server.db.engine import create_engine
 from server.db.queries import actors as q
-from server.http import activitypub, ops, wellknown
+from server.http import activitypub, inbox, ops, outbox, wellknown
+from server.http.inbox import INBOX_DEPS, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
 from server.http.render import html_page
+from server.jobs.runner import build_node_context
+from server.jobs.tasks import default_registry
+from server.jobs.worker import Worker
 from server.metrics import create_metrics
-from server.services.context import NodeContext
-from server.services.keys import LocalKeyCache, load_vault
+from server.services.federation import open_federation
+from server.services.following import schedule_sync_all
 
 home_routes = web.RouteTableDef()
 
@@ -42,17 +45,41 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(settings.database)
     app[ENGINE] = engine
-    vault = load_vault(settings.storage.secret_key_file)
-    app[NODE] = NodeContext(
-        settings=settings,
-        uris=UriScheme(settings.server.origin),
-        sessions=create_sessionmaker(engine),
-        vault=vault,
-        local_keys=LocalKeyCache(vault),
-        clock=utc_now,
-    )
+    app[NODE] = build_node_context(settings, engine)
     yield
     await engine.dispose()
+
+
+async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_federation(app[NODE]) as fed:
+        app[FEDERATION] = fed
+        app[INBOX_DEPS] = inbox_deps(app)
+        yield
+
+
+async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The in-process worker of ``serve`` (``worker.in_process``); stopped gracefully at shutdown."""
+    settings = app[SETTINGS]
+    if not settings.worker.in_process:
+        yield
+        return
+    fed = app[FEDERATION]
+    worker = Worker(
+        fed.node,
+        default_registry(fed),
+        concurrency=settings.worker.concurrency,
+        poll_interval_s=settings.worker.poll_interval_s,
+        transport=fed.transport,
+        shutdown_timeout_s=settings.server.shutdown_timeout_s,
+    )
+    fed.wakeups.append(worker.notify)
+    async with fed.node.sessions.begin() as session:
+        await schedule_sync_all(session, now=fed.node.clock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name="entraide-worker")
+    yield
+    stop.set()
+    await task
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -63,9 +90,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
-    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.extend([_database_ctx, _federation_ctx, _worker_ctx])
     app.add_routes(home_routes)
     app.add_routes(wellknown.routes)
     app.add_routes(ops.routes)
     app.add_routes(activitypub.routes)
+    app.add_routes(inbox.routes)
+    app.add_routes(outbox.routes)
     return app

@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.config import Settings
 from server.metrics import Metrics
 from server.services.context import NodeContext
+from server.services.federation import Federation
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 NODE = web.AppKey("node", NodeContext)
 METRICS = web.AppKey("metrics", Metrics)
+FEDERATION = web.AppKey("federation", Federation)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -187,6 +188,109 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     return 0
+
+
+# --- worker, follow, deliveries ------------------------------------------------------------------
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from server.jobs.runner import run_worker_process
+
+    settings = _settings(args)
+    setup_logging(settings.logging)
+
+    async def run() -> None:
+        engine = await _open_database(settings)
+        await engine.dispose()
+        _progress(f"Entraide {__version__} worker for {settings.server.origin} (SIGTERM to stop)")
+        await run_worker_process(settings)
+
+    asyncio.run(run())
+    return 0
+
+
+def _cmd_follow(args: argparse.Namespace) -> int:
+    from federation.lookup import lookup_handle
+    from server.jobs.runner import build_node_context
+    from server.services import following
+    from server.services.federation import open_federation
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            node = build_node_context(settings, engine)
+            async with open_federation(node) as fed:
+                target = args.target
+                if not target.startswith(("http://", "https://")):
+                    host = target.lstrip("@").rpartition("@")[2].split(":")[0]
+                    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+                    _progress(f"looking up {target} with WebFinger")
+                    target = await lookup_handle(
+                        target,
+                        transport=fed.transport,
+                        uris=node.uris,
+                        allow_http=settings.federation.allow_private_addresses and loopback,
+                        scheme="http"
+                        if settings.federation.allow_private_addresses and loopback
+                        else "https",
+                        actor_type="Group"
+                        if args.type == "group"
+                        else "Person"
+                        if args.type == "person"
+                        else None,
+                    )
+                result = await following.follow(fed, local_name=args.as_name, target_iri=target)
+        finally:
+            await engine.dispose()
+        _out(result.follow_iri)
+        _progress(
+            f"{args.as_name} → {result.target}: {result.state}"
+            + (
+                " (the Follow is queued; a running serve or worker delivers it)"
+                if result.state == "pending"
+                else ""
+            )
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_deliveries_status(args: argparse.Namespace) -> int:
+    from server.db import queue
+    from server.services.delivery import delivery_status
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                rows = await delivery_status(session, limit=args.limit)
+                stats = await queue.stats(session, now=utc_now())
+        finally:
+            await engine.dispose()
+        if args.json:
+            _out(
+                json.dumps(
+                    {"activities": rows, "jobs": {f"{k}:{s}": n for (k, s), n in stats.counts.items()}},
+                    default=str,
+                )
+            )
+            return 0
+        states = ("pending", "delivered", "failed", "gone", "rejected")
+        _out(f"{'activity':<70} {'type':<10} " + " ".join(f"{s:>9}" for s in states))
+        for row in rows:
+            _out(
+                f"{row['activity'][:70]:<70} {row['type']:<10} "
+                + " ".join(f"{row.get(s, 0):>9}" for s in states)
+            )
+        _out("jobs: " + (", ".join(f"{k} {s} {n}" for (k, s), n in sorted(stats.counts.items())) or "none"))
+        return 0
+
+    return asyncio.run(run())
 
 
 # --- migrate, config check -------------------------------------------------------------------------
@@ -401,6 +505,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     _add_config(p)
     p.set_defaults(func=_cmd_member_add)
+
+    p = commands.add_parser(
+        "worker",
+        help="run a job worker (deliveries, inbox processing, sync)",
+        description="Run a job worker without the HTTP server. Several may run at once on "
+        "PostgreSQL. Stops gracefully on SIGTERM.",
+    )
+    _add_config(p)
+    p.set_defaults(func=_cmd_worker)
+
+    p = commands.add_parser(
+        "follow",
+        help="make a local association or member follow a remote actor",
+        description="Follow a remote actor given as name@host[:port] (looked up with "
+        "WebFinger) or as an actor URL. Prints the Follow activity's IRI.",
+    )
+    p.add_argument("target", metavar="HANDLE_OR_URL")
+    p.add_argument(
+        "--as", dest="as_name", required=True, metavar="NAME", help="local association slug or username"
+    )
+    p.add_argument("--type", choices=["group", "person"], help="which actor to follow when a name is both")
+    _add_config(p)
+    p.set_defaults(func=_cmd_follow)
+
+    deliveries = commands.add_parser(
+        "deliveries", help="outbound deliveries", description="Outbound deliveries."
+    )
+    deliveries_commands = deliveries.add_subparsers(
+        dest="deliveries_command", metavar="COMMAND", parser_class=_Parser
+    )
+    deliveries_commands.required = True
+    p = deliveries_commands.add_parser(
+        "status",
+        help="delivery progress per activity and the job queue",
+        description="Per recent activity: deliveries pending, delivered, failed, "
+        "gone or rejected; then the job queue by kind and state.",
+    )
+    _add_config(p)
+    p.add_argument("--limit", type=int, default=20, help="how many recent activities (default 20)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_deliveries_status)
 
     token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
     token_commands = token.add_subparsers(dest="token_command", metavar="COMMAND", parser_class=_Parser)

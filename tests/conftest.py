@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,30 @@ async def database_url(
         pytest.skip(run.error)
     await run.reset()
     yield run.url
+
+
+@pytest.fixture(params=ENGINES)
+def engine_name(request: pytest.FixtureRequest, postgres_run: PostgresRun) -> str:
+    """The engine of a multi-node test (each node gets its own database of that engine)."""
+    if request.param == "postgresql" and postgres_run.error:
+        if pg_required():
+            pytest.fail(postgres_run.error)
+        pytest.skip(postgres_run.error)
+    return str(request.param)
+
+
+@pytest.fixture
+def new_database(
+    engine_name: str, tmp_path: Path, sqlite_template: SqliteTemplate, postgres_run: PostgresRun
+) -> Callable[[int], Awaitable[str]]:
+    """``await new_database(i)``: the i-th empty, migrated database of this test's engine."""
+
+    async def make(index: int) -> str:
+        if engine_name == "sqlite":
+            return sqlite_template.copy_to(tmp_path / f"db{index}")
+        return await postgres_run.database(index)
+
+    return make
 
 
 @pytest.fixture

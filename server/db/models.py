@@ -235,9 +235,7 @@ class InboxActivity(Base):
     """
 
     __tablename__ = "inbox_activities"
-    __table_args__ = (
-        CheckConstraint("state IN ('queued', 'processed', 'ignored', 'failed')", name="state"),
-    )
+    __table_args__ = (CheckConstraint("state IN ('queued', 'processed', 'ignored', 'failed')", name="state"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     iri: Mapped[str] = mapped_column(IRI, unique=True)

@@ -22,4 +22,4 @@ async def viewer_of(request: web.Request) -> Viewer:
     node = request.app[NODE]
     async with node.sessions.begin() as session:
         auth = await actor_service.authenticate_token(session, token.strip(), now=node.clock())
-    return Viewer(ViewerKind.LOCAL, actor_id=auth.actor.id, actor_iri=auth.actor.iri)
+    return Viewer(ViewerKind.LOCAL, actor_id=auth.actor.id, actor_iri=auth.actor.iri, scope=auth.scope)

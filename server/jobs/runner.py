@@ -25,6 +25,7 @@ from server.jobs.registry import JobRegistry
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.services.context import NodeContext
+from server.services.federation import open_federation
 from server.services.keys import LocalKeyCache, load_vault
 
 __all__ = ["build_node_context", "run_worker_process"]
@@ -97,17 +98,19 @@ async def run_worker_process(
     try:
         await check_connection(engine)
         node = build_node_context(settings, engine)
-        worker = Worker(
-            node,
-            registry if registry is not None else default_registry(),
-            concurrency=settings.worker.concurrency,
-            poll_interval_s=settings.worker.poll_interval_s,
-            policy=policy if policy is not None else retry.DEFAULT,
-            transport=transport,
-            shutdown_timeout_s=settings.server.shutdown_timeout_s,
-        )
-        stop_event = stop if stop is not None else asyncio.Event()
-        with _stop_on_signals(stop_event):
-            await worker.run(stop_event)
+        async with open_federation(node) as fed:
+            worker = Worker(
+                node,
+                registry if registry is not None else default_registry(fed),
+                concurrency=settings.worker.concurrency,
+                poll_interval_s=settings.worker.poll_interval_s,
+                policy=policy if policy is not None else retry.DEFAULT,
+                transport=transport if transport is not None else fed.transport,
+                shutdown_timeout_s=settings.server.shutdown_timeout_s,
+            )
+            fed.wakeups.append(worker.notify)
+            stop_event = stop if stop is not None else asyncio.Event()
+            with _stop_on_signals(stop_event):
+                await worker.run(stop_event)
     finally:
         await engine.dispose()

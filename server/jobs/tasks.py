@@ -1,21 +1,73 @@
 """Which handler runs each job kind: the registry every worker process uses.
 
-Keep this file a table of contents: handlers live next to the services they drive
-(``server/services/…``) and are only registered here. Kinds still to come: ``process_inbox``,
-``fanout``, ``deliver``, ``backfill``.
+Keep this file a table of contents: the work lives in the services (``server/services/…``);
+here each job kind is mapped to its service call and to the job outcomes.
 """
 
 from __future__ import annotations
 
-from server.jobs.registry import JobContext, JobRegistry
+from datetime import timedelta
+
+from server.jobs.registry import DeferJob, JobContext, JobRegistry, PermanentJobFailure, RetryJob
+from server.services import delivery, following
+from server.services import inbox as inbox_service
+from server.services.federation import Federation
+from server.services.inbox_handlers import router
 
 
 async def noop(ctx: JobContext) -> None:
     """Do nothing and succeed (tests, and a smoke check that workers are consuming)."""
 
 
-def default_registry() -> JobRegistry:
-    """A fresh registry with every production job kind (and ``noop``)."""
+def _int(ctx: JobContext, key: str) -> int:
+    value = ctx.job.payload.get(key)
+    if not isinstance(value, int):
+        raise PermanentJobFailure("bad_payload", f"{key} missing")
+    return value
+
+
+def default_registry(fed: Federation | None = None) -> JobRegistry:
+    """A fresh registry with every production job kind (and ``noop``).
+
+    Without a :class:`Federation` only ``noop`` is registered (queue tests).
+    """
     registry = JobRegistry()
     registry.add("noop", noop)
+    if fed is None:
+        return registry
+
+    async def process_inbox(ctx: JobContext) -> None:
+        await inbox_service.process(fed, router, _int(ctx, "inbox_activity_id"))
+
+    async def fanout(ctx: JobContext) -> None:
+        await delivery.fanout(fed.node, _int(ctx, "activity_id"), priority=ctx.job.priority)
+        fed.notify_worker()
+
+    async def deliver(ctx: JobContext) -> None:
+        step = await delivery.deliver_one(
+            fed.node,
+            fed.transport,
+            _int(ctx, "delivery_id"),
+            attempt=ctx.job.attempt,
+            max_attempts=ctx.job.max_attempts,
+        )
+        match step:
+            case delivery.DeliveryRetry(reason="circuit_open", after=after):
+                raise DeferJob("circuit_open", after=after or timedelta(minutes=5))
+            case delivery.DeliveryRetry(reason=reason, after=after):
+                raise RetryJob(reason, after=after)
+            case delivery.DeliveryDone():
+                return
+
+    async def sync_outbox(ctx: JobContext) -> None:
+        await following.sync_outbox(fed, _int(ctx, "actor_id"))
+
+    async def sync_all(ctx: JobContext) -> None:
+        await following.sync_all(fed)
+
+    registry.add(inbox_service.PROCESS_INBOX, process_inbox)
+    registry.add(delivery.FANOUT, fanout)
+    registry.add(delivery.DELIVER, deliver)
+    registry.add(following.SYNC_OUTBOX, sync_outbox)
+    registry.add(following.SYNC_ALL, sync_all)
     return registry

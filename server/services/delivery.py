@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import circuit
@@ -24,11 +24,13 @@ from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
 from server.db.queries import delivery as q
+from server.services import outbox
 from server.services.context import NodeContext
 
 log = logging.getLogger(__name__)
 
 DELIVER = "deliver"
+FANOUT = outbox.FANOUT
 FANOUT_PAGE = 500
 SHARED_INBOX_VISIBILITIES = frozenset({"public", "unlisted", "followers"})
 
@@ -255,13 +257,13 @@ async def deliver_one(
     return step
 
 
-async def delivery_status(session: AsyncSession) -> list[dict[str, Any]]:
+async def delivery_status(session: AsyncSession, *, limit: int = 20) -> list[dict[str, Any]]:
     """Per recent activity: how many deliveries are pending, delivered, failed, gone, rejected."""
-    from sqlalchemy import func
-
+    recent = select(Activity.id).order_by(Activity.id.desc()).limit(limit).scalar_subquery()
     stmt = (
         select(Activity.iri, Activity.type, Delivery.state, func.count())
         .join(Delivery, Delivery.activity_id == Activity.id)
+        .where(Activity.id.in_(recent))
         .group_by(Activity.id, Activity.iri, Activity.type, Delivery.state)
         .order_by(Activity.id.desc())
     )

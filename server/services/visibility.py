@@ -29,6 +29,7 @@ class Viewer:
     kind: ViewerKind
     actor_id: int | None = None
     actor_iri: str | None = None
+    scope: str | None = None
 
     @classmethod
     def anonymous(cls) -> Viewer:

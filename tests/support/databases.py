@@ -46,31 +46,52 @@ class PostgresRun:
     """One migrated PostgreSQL database for the whole test run; tables are emptied between tests."""
 
     def __init__(self) -> None:
-        self.name = f"entraide_test_{os.getpid()}_{secrets.token_hex(3)}"
+        self.prefix = f"entraide_test_{os.getpid()}_{secrets.token_hex(3)}"
+        self.name = self.prefix
         self.url = _with_database(PG_ADMIN_URL, self.name)
         self.error: str | None = None
+        self._extra: list[str] = []  # more migrated databases, for tests running several nodes
 
     def create(self) -> None:
-        async def run() -> None:
-            await _pg_admin(f'CREATE DATABASE "{self.name}"')
-            engine = create_async_engine(self.url)
-            try:
-                await migrate.upgrade(engine)
-            finally:
-                await engine.dispose()
-
         try:
-            asyncio.run(run())
+            asyncio.run(self._create(self.name))
         except (OSError, Exception) as exc:
             self.error = f"PostgreSQL unavailable at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
 
+    @staticmethod
+    async def _create(name: str) -> None:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+        engine = create_async_engine(_with_database(PG_ADMIN_URL, name))
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
     def drop(self) -> None:
         if self.error is None:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            for name in (self.name, *self._extra):
+                asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    async def database(self, index: int) -> str:
+        """The URL of the run's ``index``-th database (0 is :attr:`url`), emptied; created on first use."""
+        if index == 0:
+            await self.reset()
+            return self.url
+        while len(self._extra) < index:
+            name = f"{self.prefix}_{len(self._extra) + 1}"
+            await self._create(name)
+            self._extra.append(name)
+        url = _with_database(PG_ADMIN_URL, self._extra[index - 1])
+        await self._truncate(url)
+        return url
 
     async def reset(self) -> None:
+        await self._truncate(self.url)
+
+    @staticmethod
+    async def _truncate(url: str) -> None:
         tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        engine = create_async_engine(self.url)
+        engine = create_async_engine(url)
         try:
             async with engine.begin() as conn:
                 await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -97,6 +118,7 @@ class SqliteTemplate:
         asyncio.run(run())
 
     def copy_to(self, directory: Path) -> str:
+        directory.mkdir(parents=True, exist_ok=True)
         target = directory / "entraide.sqlite3"
         shutil.copyfile(self.path, target)
         return f"sqlite+aiosqlite:///{target}"

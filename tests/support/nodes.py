@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from federation.types import utc_now
 from federation.uris import UriScheme
 from server.app import create_app
-from server.appkeys import NODE
+from server.appkeys import FEDERATION, NODE
 from server.config import Settings, build_settings
 from server.db.models import Base
 from server.services import actors as actor_service
+from server.services.federation import Federation
 from server.services.keys import create_secret_file, load_vault
 
 
@@ -52,6 +54,22 @@ class Node:
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         return self.client.server.app[NODE].sessions  # type: ignore[union-attr]
+
+    @property
+    def fed(self) -> Federation:
+        return self.client.server.app[FEDERATION]  # type: ignore[union-attr]
+
+    async def post_outbox(self, actor_path: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(
+            f"{actor_path}/outbox", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status == 201, await response.text()
+        result: dict[str, Any] = await response.json(content_type=None)
+        return result
+
+    async def scalar(self, stmt: Any) -> Any:
+        async with self.sessions() as session:
+            return await session.scalar(stmt)
 
     async def create_association(self, handle: str, name: str = "", summary: str = "") -> str:
         vault = load_vault(self.settings.storage.secret_key_file)
@@ -116,3 +134,20 @@ async def running_node(data_dir: Path, database_url: str, **overrides: Any) -> A
         yield node
     finally:
         await client.close()
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]],
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> None:
+    """Poll ``predicate`` until it is true; fail after ``timeout_s`` (bounded, never hangs)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        if await predicate():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(interval_s)

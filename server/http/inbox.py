@@ -1,0 +1,121 @@
+"""Inboxes: the shared one and each actor's. POST is server-to-server; GET is C2S reading.
+
+A POST goes through :func:`federation.inbox.receive` (every check before anything is stored),
+then :func:`server.services.inbox.accept` (store + queue in one transaction) and is answered
+202. Ignored activities (duplicates, unverifiable self-Deletes, …) get 202 as well.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from federation import uris as paths
+from federation.collections import render_collection, render_collection_page
+from federation.http import Headers, IncomingRequest, is_activitypub_media_type
+from federation.inbox import InboundActivity, InboxDeps, receive
+from federation.types import Iri
+from server.appkeys import FEDERATION, NODE
+from server.db.queries import actors as actor_queries
+from server.db.queries import inbox as q
+from server.http.activitypub import KIND_TYPES, PAGE_SIZE, _page_params
+from server.http.auth import viewer_of
+from server.http.problems import problem
+from server.http.render import activity_response
+from server.services import inbox as inbox_service
+from server.services import visibility
+from server.services.errors import NotFound
+from server.services.inbox import DatabaseReplayGuard
+
+routes = web.RouteTableDef()
+INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)
+
+
+def inbox_deps(app: web.Application) -> InboxDeps:
+    fed = app[FEDERATION]
+    return InboxDeps(
+        resolve_key=fed.keys,
+        policy=fed.policy,
+        replay=DatabaseReplayGuard(fed.node.sessions),
+        uris=fed.node.uris,
+        clock=fed.node.clock,
+        max_body_bytes=fed.node.settings.server.max_body_bytes,
+    )
+
+
+def to_incoming(request: web.Request, body: bytes) -> IncomingRequest:
+    """The URL is rebuilt from the configured origin, never from the ``Host`` header."""
+    origin = request.app[NODE].uris.origin
+    return IncomingRequest(
+        method=request.method,
+        url=origin + request.raw_path,
+        target=request.raw_path,
+        headers=Headers(list(request.headers.items())),
+        body=body,
+    )
+
+
+async def _recipient_id(request: web.Request) -> int | None:
+    kind = request.match_info.get("kind")
+    if kind is None:
+        return None
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        actor = await actor_queries.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+    if actor is None:
+        raise NotFound("no such actor")
+    return actor.id
+
+
+async def post_inbox(request: web.Request) -> web.Response:
+    if not is_activitypub_media_type(request.headers.get("Content-Type")):
+        return problem(
+            415,
+            "inbox bodies must be application/activity+json or application/ld+json",
+            code="unsupported_media_type",
+        )
+    recipient = await _recipient_id(request)
+    body = await request.read()
+    verdict = await receive(to_incoming(request, body), request.app[INBOX_DEPS])
+    if isinstance(verdict, InboundActivity):
+        await inbox_service.accept(request.app[FEDERATION], verdict, recipient_id=recipient)
+    return web.Response(status=202)
+
+
+async def get_inbox(request: web.Request) -> web.Response:
+    """C2S: the actor (or an admin of the association) reads its inbox, newest first."""
+    node = request.app[NODE]
+    viewer = await viewer_of(request)
+    is_page, before = _page_params(request)
+    kind = request.match_info.get("kind")
+    if kind is None or viewer.actor_id is None:
+        raise NotFound("no such collection")
+    async with node.sessions() as session:
+        owner = await actor_queries.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+        if owner is None:
+            raise NotFound("no such collection")
+        allowed = viewer.actor_id == owner.id or (
+            owner.type == "Group" and await visibility.role_in(session, viewer, owner) == "admin"
+        )
+        if not allowed:
+            raise NotFound("no such collection")  # the same answer as a missing one
+        total, rows = await q.inbox_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    collection_iri = Iri(f"{owner.iri}/inbox")
+    if not is_page:
+        return activity_response(
+            render_collection(collection_iri, total_items=total, first=Iri(f"{collection_iri}?page=true")),
+            private=True,
+        )
+    cursor = rows[-1][0] if len(rows) == PAGE_SIZE else None
+    page_iri = Iri(f"{collection_iri}?page=true" + (f"&before={before}" if before is not None else ""))
+    doc = render_collection_page(
+        page_iri,
+        part_of=collection_iri,
+        items=[doc for _, doc in rows],
+        next_page=Iri(f"{collection_iri}?page=true&before={cursor}") if cursor is not None else None,
+    )
+    return activity_response(doc, private=True)
+
+
+routes.post(paths.SHARED_INBOX)(post_inbox)
+routes.post("/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}/inbox")(post_inbox)
+routes.get("/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}/inbox")(get_inbox)

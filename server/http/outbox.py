@@ -1,0 +1,99 @@
+"""C2S outbox POST, and GET of our objects and activities (410 once deleted)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+from sqlalchemy import select
+
+from federation import uris as paths
+from federation.http import is_activitypub_media_type
+from server.appkeys import FEDERATION, NODE
+from server.db.models import Activity, RemoteObject
+from server.db.queries import actors as actor_queries
+from server.http.activitypub import KIND_TYPES
+from server.http.auth import viewer_of
+from server.http.render import activity_response
+from server.services import publishing, visibility
+from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+
+routes = web.RouteTableDef()
+ACTOR = "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}"
+PUBLIC_LEVELS = ("public", "unlisted")
+
+
+@routes.post(ACTOR + "/outbox")
+async def post_outbox(request: web.Request) -> web.Response:
+    """Publish as this actor: the actor itself, or an admin/moderator of the association."""
+    content_type = request.headers.get("Content-Type", "")
+    if not (is_activitypub_media_type(content_type) or content_type.startswith("application/json")):
+        raise web.HTTPUnsupportedMediaType(
+            text="the body must be application/activity+json or application/json"
+        )
+    viewer = await viewer_of(request)
+    if viewer.actor_id is None:
+        raise Unauthorized("a bearer token with the write scope is required")
+    if viewer.scope not in ("write", "admin"):
+        raise Forbidden("this token's scope does not allow writing")
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        author = await actor_queries.local_by_handle(
+            session, KIND_TYPES[request.match_info["kind"]], request.match_info["handle"]
+        )
+        if author is None:
+            raise NotFound("no such actor")
+        member = await session.get(type(author), viewer.actor_id)
+        allowed = viewer.actor_id == author.id or (
+            author.type == "Group"
+            and await visibility.role_in(session, viewer, author) in ("admin", "moderator")
+        )
+    if not allowed or member is None:
+        raise Forbidden("you may not post as this actor")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    result = await publishing.post_to_outbox(fed, author, body, by=member)
+    return web.json_response(
+        {"id": result.activity_iri, "object": result.object_iri},
+        status=201,
+        headers={"Location": result.activity_iri},
+        content_type="application/activity+json",
+    )
+
+
+async def _can_read(request: web.Request, owner_id: int, level: str) -> bool:
+    if level in PUBLIC_LEVELS:
+        return True
+    viewer = await viewer_of(request)
+    return viewer.actor_id is not None and viewer.actor_id == owner_id
+
+
+@routes.get("/objects/{id:[0-9a-f]{32}}")
+async def get_object(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    iri = node.uris.object(request.match_info["id"])
+    async with node.sessions() as session:
+        row = await session.scalar(
+            select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
+        )
+    if row is None or not await _can_read(request, row.attributed_to_id, row.visibility):
+        raise NotFound("no such object")  # not visible answers exactly like absent (case 39)
+    if row.deleted_at is not None:
+        response = activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+        response.set_status(410)
+        return response
+    return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+
+
+@routes.get("/activities/{id:[0-9a-f]{32}}")
+async def get_activity(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    iri = node.uris.activity(request.match_info["id"])
+    async with node.sessions() as session:
+        row = await session.scalar(select(Activity).where(Activity.iri == iri))
+    if row is None or not await _can_read(request, row.actor_id, row.visibility):
+        raise NotFound("no such activity")
+    return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)

@@ -1,0 +1,74 @@
+"""The per-process federation runtime: transport, peer policy, key resolver, actor fetches.
+
+One :class:`Federation` lives as long as a server or worker process. Its caches and
+single-flight tables only help when shared, so it is built once (``open_federation``) and passed
+to the inbox, the jobs and the commands that talk to peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from federation.policy import PeerPolicy
+from federation.ports import Transport
+from server import __version__
+from server.config import FederationSettings
+from server.db.models import Actor
+from server.services.context import NodeContext
+from server.services.key_resolver import RemoteKeyResolver
+from server.services.remote_actors import ActorFlights, SingleFlight, get_or_fetch_actor
+
+
+def peer_policy(settings: FederationSettings) -> PeerPolicy:
+    """The configured network: open minus blocked domains, or a closed allowlist."""
+    if settings.network == "allowlist":
+        return PeerPolicy.closed_network(settings.allowed_domains, settings.blocked_domains)
+    return PeerPolicy.open_network(settings.blocked_domains)
+
+
+@dataclass
+class Federation:
+    """Everything that talks to peers, shared by every request and job of one process."""
+
+    node: NodeContext
+    transport: Transport
+    policy: PeerPolicy
+    keys: RemoteKeyResolver
+    actor_flights: ActorFlights = field(default_factory=SingleFlight)
+    wakeups: list[Callable[[], None]] = field(default_factory=list)
+
+    async def actor(self, iri: str) -> Actor:
+        """The actor ``iri``, from the database or fetched from its origin (signed)."""
+        return await get_or_fetch_actor(
+            self.node, self.transport, iri, flights=self.actor_flights, policy=self.policy
+        )
+
+    def notify_worker(self) -> None:
+        """Wake an in-process worker right after enqueuing (it polls otherwise)."""
+        for wake in self.wakeups:
+            wake()
+
+
+def build_federation(node: NodeContext, transport: Transport) -> Federation:
+    policy = peer_policy(node.settings.federation)
+    return Federation(
+        node=node, transport=transport, policy=policy, keys=RemoteKeyResolver(node, transport, policy=policy)
+    )
+
+
+@asynccontextmanager
+async def open_federation(node: NodeContext) -> AsyncIterator[Federation]:
+    """Start the outbound HTTP transport (SSRF guard, limits) and the runtime around it."""
+    # Imported here: the transport is the one aiohttp-backed object services receive (by port).
+    from federation.transport import AiohttpTransport, build_user_agent
+
+    policy = peer_policy(node.settings.federation)
+    transport = AiohttpTransport(
+        user_agent=build_user_agent(__version__, node.uris.origin),
+        policy=policy,
+        allow_private_addresses=node.settings.federation.allow_private_addresses,
+    )
+    async with transport:
+        yield build_federation(node, transport)

@@ -1,0 +1,400 @@
+"""Following, in both directions, and keeping in sync with the actors we follow.
+
+* Incoming ``Follow``: recorded, answered with ``Accept`` unless the actor approves followers
+  by hand (then it stays pending).
+* Outgoing follow (``entraide follow``, C2S): a pending row and a ``Follow`` in our outbox.
+* ``Accept``/``Reject`` of our Follow: only from its target, for its exact id (case 18, 46).
+* Sync: on acceptance, backfill the followed actor's outbox (paged, bounded); afterwards a
+  periodic catch-up reads it again from a cursor, so what was published while either side
+  was down is not missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from federation.errors import FederationError
+from federation.fetch import FetchTemporaryFailure, fetch_document
+from federation.types import Iri
+from federation.vocab.activities import Follow
+from federation.vocab.objects import Content
+from federation.vocab.parse import host_of, parse_object
+from server.db import queue
+from server.db.models import Actor, SyncState
+from server.db.models import Follow as FollowRow
+from server.db.queries import actors as actor_queries
+from server.services.errors import InvalidInput, NotFound
+from server.services.federation import Federation
+from server.services.objects import store_object
+from server.services.outbox import new_activity_iri, publish
+from server.services.signing import instance_key_pair
+
+log = logging.getLogger(__name__)
+
+SYNC_OUTBOX = "sync_outbox"
+SYNC_ALL = "sync_all"
+SYNC_INTERVAL = timedelta(minutes=15)
+BACKFILL_MAX_PAGES = 10
+BACKFILL_MAX_ITEMS = 200
+
+
+def _follow_document(follow_iri: str, follower: str, target: str) -> dict[str, Any]:
+    return {"id": follow_iri, "type": "Follow", "actor": follower, "object": target}
+
+
+async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) -> None:
+    """Record a remote Follow of a local Group or Person and answer it."""
+    target_iri = follow.object_id
+    assert target_iri is not None
+    ref = fed.node.uris.parse_actor(target_iri)
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        target = (
+            await actor_queries.local_by_handle(
+                session, "Group" if ref.kind == "group" else "Person", ref.handle
+            )
+            if ref is not None and ref.part is None
+            else None
+        )
+        if target is None:
+            log.info("follow of an unknown local actor ignored", extra={"object": target_iri})
+            return
+        row = await session.scalar(
+            select(FollowRow).where(FollowRow.follower_id == follower.id, FollowRow.followed_id == target.id)
+        )
+        if row is None:
+            row = FollowRow(
+                follower_id=follower.id,
+                followed_id=target.id,
+                follow_iri=follow.id,
+                state="pending" if target.manually_approves_followers else "accepted",
+                created_at=now,
+                accepted_at=None if target.manually_approves_followers else now,
+            )
+            session.add(row)
+        else:
+            row.follow_iri = follow.id  # a repeated Follow gets a fresh Accept referencing it
+        await session.flush()
+        if row.state == "accepted":
+            accept = {
+                "id": new_activity_iri(fed.node.uris),
+                "type": "Accept",
+                "object": _follow_document(follow.id, follower.iri, target.iri),
+                "to": [follower.iri],
+            }
+            await publish(
+                session, target, accept, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
+            )
+    fed.notify_worker()
+    log.info("follow received", extra={"follower": follower.iri, "target": target_iri, "state": row.state})
+
+
+async def follow_answered(fed: Federation, *, follow_iri: Iri, target_iri: Iri, accepted: bool) -> bool:
+    """Apply an Accept/Reject of one of our Follows; True when it matched."""
+    now = fed.node.clock()
+    followed = aliased(Actor)
+    follower = aliased(Actor)
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(FollowRow)
+            .join(followed, followed.id == FollowRow.followed_id)
+            .join(follower, follower.id == FollowRow.follower_id)
+            .where(FollowRow.follow_iri == follow_iri, followed.iri == target_iri, follower.local.is_(True))
+        )
+        if row is None:
+            log.info("follow answer matched nothing", extra={"follow": follow_iri, "actor": target_iri})
+            return False
+        if not accepted:
+            await session.delete(row)
+            return True
+        newly = row.state != "accepted"
+        row.state, row.accepted_at = "accepted", row.accepted_at or now
+        if newly:
+            await queue.enqueue(
+                session,
+                SYNC_OUTBOX,
+                {"actor_id": row.followed_id},
+                dedup_key=f"sync:{row.followed_id}:accept:{row.id}",
+                priority=queue.Priority.BACKGROUND,
+                now=now,
+            )
+    fed.notify_worker()
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class FollowRequested:
+    follow_iri: str
+    target: str
+    state: str
+
+
+async def follow(
+    fed: Federation, *, local_name: str, target_iri: str, as_actor: Actor | None = None
+) -> FollowRequested:
+    """A local association or member follows a remote actor (it is fetched first).
+
+    Raises:
+        NotFound: no local actor ``local_name``. InvalidInput: the target is local.
+        FetchError/InvalidDocument: the target cannot be fetched.
+    """
+    if fed.node.uris.is_local(target_iri):
+        raise InvalidInput("local actors are followed directly, not through federation", field="target")
+    if as_actor is not None:
+        local = as_actor
+    else:
+        async with fed.node.sessions() as session:
+            candidates = await actor_queries.local_by_name(session, local_name)
+        if not candidates:
+            raise NotFound(f"no local association or member named {local_name!r}", field="as")
+        local = next((a for a in candidates if a.type == "Group"), candidates[0])
+    remote = await fed.actor(target_iri)
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(FollowRow).where(FollowRow.follower_id == local.id, FollowRow.followed_id == remote.id)
+        )
+        if row is not None and row.state == "accepted":
+            return FollowRequested(row.follow_iri or "", remote.iri, "accepted")
+        follow_iri = new_activity_iri(fed.node.uris)
+        if row is None:
+            row = FollowRow(follower_id=local.id, followed_id=remote.id, state="pending", created_at=now)
+            session.add(row)
+        row.follow_iri, row.state = follow_iri, "pending"
+        await session.flush()
+        await publish(
+            session,
+            local,
+            {**_follow_document(follow_iri, local.iri, remote.iri), "to": [remote.iri]},
+            visibility="direct",
+            now=now,
+            priority=queue.Priority.INTERACTIVE,
+        )
+    fed.notify_worker()
+    return FollowRequested(follow_iri, remote.iri, "pending")
+
+
+async def unfollow(fed: Federation, *, follower: Actor, follow_iri: str) -> str:
+    """Undo one of our Follows (by its IRI): the row goes, an ``Undo`` goes to the target.
+
+    Raises:
+        NotFound: no such follow by this actor.
+    """
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(FollowRow).where(FollowRow.follow_iri == follow_iri, FollowRow.follower_id == follower.id)
+        )
+        if row is None:
+            raise NotFound("no such follow")
+        target = await session.get(Actor, row.followed_id)
+        assert target is not None
+        await session.delete(row)
+        undo_iri = new_activity_iri(fed.node.uris)
+        await publish(
+            session,
+            follower,
+            {
+                "id": undo_iri,
+                "type": "Undo",
+                "object": _follow_document(follow_iri, follower.iri, target.iri),
+                "to": [target.iri],
+            },
+            visibility="direct",
+            now=now,
+            priority=queue.Priority.INTERACTIVE,
+        )
+    fed.notify_worker()
+    return undo_iri
+
+
+# --- sync --------------------------------------------------------------------------------------
+
+
+def _items(page: dict[str, Any]) -> list[Any]:
+    items = page.get("orderedItems", page.get("items", []))
+    return items if isinstance(items, list) else []
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return None
+
+
+async def _fetch(fed: Federation, iri: str) -> dict[str, Any]:
+    signer = await instance_key_pair(fed.node)
+    fetched = await fetch_document(
+        iri,
+        transport=fed.transport,
+        signer=signer,
+        now=fed.node.clock(),
+        uris=fed.node.uris,
+        policy=fed.policy,
+    )
+    return fetched.document
+
+
+async def sync_outbox(
+    fed: Federation,
+    actor_id: int,
+    *,
+    max_pages: int = BACKFILL_MAX_PAGES,
+    max_items: int = BACKFILL_MAX_ITEMS,
+) -> int:
+    """Read a followed actor's outbox, newest first, down to the last item seen; store new objects.
+
+    Bounded (pages, items), loop-safe (visited pages), same-origin only (security case 30):
+    every page and every item must be on the actor's host. Returns the number of items read.
+    """
+    async with fed.node.sessions() as session:
+        actor = await session.get(Actor, actor_id)
+        state = await session.get(SyncState, actor_id)
+    if actor is None or actor.local or actor.deleted_at is not None or not actor.outbox_iri:
+        return 0
+    origin = actor.host
+    stop_at = state.newest_seen_iri if state else None
+    newest: str | None = None
+    read = 0
+    visited: set[str] = set()
+    try:
+        collection = await _fetch(fed, actor.outbox_iri)
+        page: dict[str, Any] | None = collection
+        first = collection.get("first")
+        if not _items(collection) and first is not None:
+            page = first if isinstance(first, dict) else None
+            if page is None and isinstance(first, str):
+                page = await _fetch(fed, first) if host_of(first) == origin else None
+        pages = 0
+        done = False
+        while page is not None and pages < max_pages and not done:
+            pages += 1
+            if isinstance(page.get("id"), str):
+                visited.add(page["id"])
+            for item in _items(page):
+                item_id = _ref(item)
+                if item_id is None or host_of(item_id) != origin:
+                    continue
+                if item_id == stop_at or read >= max_items:
+                    done = True
+                    break
+                newest = newest or item_id
+                read += 1
+                await _store_item(fed, actor, item)
+            next_iri = _ref(page.get("next"))
+            if done or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
+                break
+            page = await _fetch(fed, next_iri)
+    except FetchTemporaryFailure:
+        raise
+    except FederationError as exc:
+        await _save_sync(fed, actor_id, newest=None, read=read, error=f"{exc.code}: {exc.detail}"[:1024])
+        log.info("outbox sync failed", extra={"actor": actor.iri, "code": exc.code})
+        return read
+    await _save_sync(fed, actor_id, newest=newest, read=read, error=None)
+    log.info("outbox synced", extra={"actor": actor.iri, "items": read})
+    return read
+
+
+async def _store_item(fed: Federation, actor: Actor, item: Any) -> None:
+    """Store one outbox item: a Create (embedded or referenced object) or a bare object."""
+    if isinstance(item, str):
+        try:
+            item = await _fetch(fed, item)
+        except FetchTemporaryFailure:
+            raise
+        except FederationError:
+            return
+    if not isinstance(item, dict):
+        return
+    raw = item
+    if item.get("type") == "Create":
+        if item.get("actor") != actor.iri:
+            return
+        raw = item.get("object")
+        if isinstance(raw, str) and host_of(raw) == actor.host:
+            try:
+                raw = await _fetch(fed, raw)
+            except FetchTemporaryFailure:
+                raise
+            except FederationError:
+                return
+    if not isinstance(raw, dict):
+        return
+    try:
+        content = parse_object(raw)
+    except FederationError:
+        return
+    if isinstance(content, Content):
+        await store_object(fed, content, raw, actor, now=fed.node.clock(), require_relevance=False)
+
+
+async def _save_sync(
+    fed: Federation, actor_id: int, *, newest: str | None, read: int, error: str | None
+) -> None:
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        state = await session.get(SyncState, actor_id)
+        if state is None:
+            state = SyncState(actor_id=actor_id, items_fetched=0)
+            session.add(state)
+        if newest is not None:
+            state.newest_seen_iri = newest
+        state.items_fetched = (state.items_fetched or 0) + read
+        state.last_synced_at = now
+        state.backfilled_at = state.backfilled_at or (now if error is None else None)
+        state.last_error = error
+
+
+async def sync_all(fed: Federation) -> int:
+    """Queue a catch-up of every remote actor a local actor follows; schedule the next round."""
+    now = fed.node.clock()
+    bucket = int(now.timestamp() // SYNC_INTERVAL.total_seconds())
+    follower = aliased(Actor)
+    async with fed.node.sessions.begin() as session:
+        rows = await session.execute(
+            select(FollowRow.followed_id)
+            .distinct()
+            .join(follower, follower.id == FollowRow.follower_id)
+            .join(Actor, Actor.id == FollowRow.followed_id)
+            .where(FollowRow.state == "accepted", follower.local.is_(True), Actor.local.is_(False))
+        )
+        ids = [r[0] for r in rows]
+        await queue.enqueue_many(
+            session,
+            [
+                queue.NewJob(
+                    SYNC_OUTBOX,
+                    {"actor_id": i},
+                    dedup_key=f"sync:{i}:{bucket}",
+                    priority=queue.Priority.BACKGROUND,
+                )
+                for i in ids
+            ],
+            now=now,
+        )
+        await schedule_sync_all(session, now=now)
+    return len(ids)
+
+
+async def schedule_sync_all(session: Any, *, now: Any) -> None:
+    """Make sure the next periodic catch-up round is queued (idempotent per interval)."""
+    bucket = int(now.timestamp() // SYNC_INTERVAL.total_seconds()) + 1
+    run_at = now.fromtimestamp(bucket * SYNC_INTERVAL.total_seconds(), now.tzinfo)
+    await queue.enqueue(
+        session,
+        SYNC_ALL,
+        {},
+        dedup_key=f"sync_all:{bucket}",
+        run_at=run_at,
+        priority=queue.Priority.BACKGROUND,
+        now=now,
+    )

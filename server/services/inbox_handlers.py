@@ -1,0 +1,338 @@
+"""What each activity does once verified and stored: the handlers registered on the InboxRouter.
+
+Every authorisation compares the *stored* owner with the verified actor, never a payload's
+claims (security case 18): Accept/Reject only from the Follow's target and for its exact id,
+Undo only from the original actor, Update/Delete only from the object's stored author.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from federation.errors import FederationError
+from federation.fetch import FetchTemporaryFailure
+from federation.inbox import InboundActivity, InboxRouter
+from federation.types import AS_PUBLIC
+from federation.vocab.activities import (
+    Accept,
+    Activity,
+    Announce,
+    Block,
+    Create,
+    Delete,
+    Flag,
+    Follow,
+    Like,
+    Move,
+    Reject,
+    Undo,
+    Update,
+)
+from federation.vocab.objects import RemoteActor
+from server.db.models import Actor, Reaction, RemoteObject, Report
+from server.db.models import Block as BlockRow
+from server.db.models import Follow as FollowRow
+from server.db.queries import actors as actor_queries
+from server.services import following, objects
+from server.services.federation import Federation
+from server.services.inbox import add_inbox_items
+from server.services.remote_actors import fetch_and_store_actor
+
+log = logging.getLogger(__name__)
+
+router: InboxRouter[Federation] = InboxRouter()
+
+
+def _embedded_raw(inbound: InboundActivity) -> Any:
+    return inbound.document.get("object")
+
+
+async def _local_recipients(fed: Federation, activity: Activity, author: Actor) -> set[int]:
+    """Local actors an activity concerns: those addressed, and local followers of its author
+    when it is addressed to the public or to the author's followers."""
+    ids: set[int] = set()
+    addressing = activity.addressing.recipients
+    async with fed.node.sessions() as session:
+        for iri in addressing:
+            ref = fed.node.uris.parse_actor(iri)
+            if ref is not None and ref.part is None:
+                local = await actor_queries.local_by_handle(
+                    session, "Group" if ref.kind == "group" else "Person", ref.handle
+                )
+                if local is not None:
+                    ids.add(local.id)
+        if AS_PUBLIC in addressing or (author.followers_iri and author.followers_iri in addressing):
+            rows = await session.execute(
+                select(FollowRow.follower_id)
+                .join(Actor, Actor.id == FollowRow.follower_id)
+                .where(
+                    FollowRow.followed_id == author.id, FollowRow.state == "accepted", Actor.local.is_(True)
+                )
+            )
+            ids.update(r[0] for r in rows)
+    return ids
+
+
+# --- follows -----------------------------------------------------------------------------------
+
+
+@router.on(Follow)
+async def on_follow(fed: Federation, follow: Follow, inbound: InboundActivity) -> None:
+    if follow.object_id is None:
+        return
+    await following.receive_follow(fed, follow, follower=await fed.actor(follow.actor))
+
+
+@router.on(Accept)
+async def on_accept(fed: Federation, accept: Accept, inbound: InboundActivity) -> None:
+    if accept.object_id is not None:
+        await following.follow_answered(
+            fed, follow_iri=accept.object_id, target_iri=accept.actor, accepted=True
+        )
+
+
+@router.on(Reject)
+async def on_reject(fed: Federation, reject: Reject, inbound: InboundActivity) -> None:
+    if reject.object_id is not None:
+        await following.follow_answered(
+            fed, follow_iri=reject.object_id, target_iri=reject.actor, accepted=False
+        )
+
+
+@router.on(Undo)
+async def on_undo(fed: Federation, undo: Undo, inbound: InboundActivity) -> None:
+    """Undo a Follow, Like or Announce — only the original activity's own actor may."""
+    target = undo.object_id
+    if target is None:
+        return
+    actor = await fed.actor(undo.actor)
+    async with fed.node.sessions.begin() as session:
+        removed = await session.execute(
+            delete(FollowRow).where(FollowRow.follow_iri == target, FollowRow.follower_id == actor.id)
+        )
+        reactions = await session.execute(
+            delete(Reaction).where(Reaction.activity_iri == target, Reaction.actor_id == actor.id)
+        )
+    log.info(
+        "undo applied",
+        extra={
+            "activity": target,
+            "follows": removed.rowcount,  # type: ignore[attr-defined]
+            "reactions": reactions.rowcount,
+        },
+    )  # type: ignore[attr-defined]
+
+
+# --- content -----------------------------------------------------------------------------------
+
+
+@router.on(Create)
+async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -> None:
+    if create.object is None:
+        return
+    author = await fed.actor(create.actor)
+    content, raw = await objects.resolve_content(
+        fed, create.object.id, create.object.value, _embedded_raw(inbound)
+    )
+    if content is None or raw is None:
+        return
+    row = await objects.store_object(fed, content, raw, author, now=fed.node.clock())
+    if row is not None:
+        await add_inbox_items(fed, create.id, await _local_recipients(fed, create, author))
+
+
+@router.on(Update)
+async def on_update(fed: Federation, update: Update, inbound: InboundActivity) -> None:
+    """An actor's own profile is refetched from its origin (embedded keys are never trusted,
+    security case 8); an object is updated only by its stored author."""
+    target = update.object_id
+    if target is None:
+        return
+    if target == update.actor:
+        await fetch_and_store_actor(fed.node, fed.transport, update.actor, policy=fed.policy)
+        return
+    if update.object is not None and isinstance(update.object.value, RemoteActor):
+        return  # another actor's profile: ignored
+    author = await fed.actor(update.actor)
+    content, raw = await objects.resolve_content(
+        fed, target, update.object.value if update.object else None, _embedded_raw(inbound)
+    )
+    if content is None or raw is None:
+        return
+    if not await objects.update_object(fed, content, raw, author, now=fed.node.clock()):
+        # Mastodon treats an Update of an unknown object as a Create (when relevant).
+        await objects.store_object(fed, content, raw, author, now=fed.node.clock())
+
+
+@router.on(Delete)
+async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) -> None:
+    target = delete_.object_id
+    if target is None:
+        return
+    now = fed.node.clock()
+    async with fed.node.sessions() as session:
+        actor = await actor_queries.by_iri(session, delete_.actor)
+    if actor is None or actor.local:
+        return
+    if target == delete_.actor:
+        # The actor deletes itself (verified signature): forget its follows, keep a tombstone row.
+        async with fed.node.sessions.begin() as session:
+            row = await session.get(Actor, actor.id)
+            assert row is not None
+            row.deleted_at = now
+            await session.execute(
+                delete(FollowRow).where(
+                    (FollowRow.follower_id == actor.id) | (FollowRow.followed_id == actor.id)
+                )
+            )
+        log.info("remote actor deleted", extra={"actor": actor.iri})
+        return
+    await objects.tombstone(fed, target, actor, now=now)
+
+
+@router.on(Announce)
+async def on_announce(fed: Federation, announce: Announce, inbound: InboundActivity) -> None:
+    """A boost of one of our objects is counted; a boost by an actor we follow brings the
+    object, fetched from its origin (embedded copies of other actors' objects are never
+    trusted: security case 16)."""
+    target = announce.object_id
+    if target is None:
+        return
+    announcer = await fed.actor(announce.actor)
+    now = fed.node.clock()
+    if fed.node.uris.is_local(target):
+        async with fed.node.sessions.begin() as session:
+            exists_ = await session.scalar(
+                select(RemoteObject.id).where(
+                    RemoteObject.iri == target,
+                    RemoteObject.local.is_(True),
+                    RemoteObject.deleted_at.is_(None),
+                    RemoteObject.visibility.in_(("public", "unlisted")),
+                )
+            )
+            if exists_ is not None:  # members-only objects are never announced (case 42)
+                session.add(
+                    Reaction(
+                        activity_iri=announce.id,
+                        type="Announce",
+                        actor_id=announcer.id,
+                        object_iri=target,
+                        created_at=now,
+                    )
+                )
+        return
+    async with fed.node.sessions() as session:
+        followed = await session.scalar(
+            select(FollowRow.id)
+            .join(Actor, Actor.id == FollowRow.follower_id)
+            .where(
+                FollowRow.followed_id == announcer.id, FollowRow.state == "accepted", Actor.local.is_(True)
+            )
+        )
+    if followed is None:
+        return
+    content, raw = await objects.resolve_content(fed, target, None, None)
+    if content is None or raw is None or content.author is None:
+        return
+    try:
+        author = await fed.actor(content.author)
+    except FetchTemporaryFailure:
+        raise
+    except FederationError:
+        return
+    await objects.store_object(fed, content, raw, author, now=now, require_relevance=False)
+
+
+@router.on(Like)
+async def on_like(fed: Federation, like: Like, inbound: InboundActivity) -> None:
+    target = like.object_id
+    if target is None or not fed.node.uris.is_local(target):
+        return
+    actor = await fed.actor(like.actor)
+    async with fed.node.sessions.begin() as session:
+        known = await session.scalar(
+            select(RemoteObject.id).where(
+                RemoteObject.iri == target, RemoteObject.local.is_(True), RemoteObject.deleted_at.is_(None)
+            )
+        )
+        if known is not None:
+            session.add(
+                Reaction(
+                    activity_iri=like.id,
+                    type="Like",
+                    actor_id=actor.id,
+                    object_iri=target,
+                    created_at=fed.node.clock(),
+                )
+            )
+
+
+# --- moderation and accounts -------------------------------------------------------------------
+
+
+@router.on(Block)
+async def on_block(fed: Federation, block: Block, inbound: InboundActivity) -> None:
+    """A peer says its actor blocks one of ours: we stop delivering to it."""
+    target = block.object_id
+    if target is None or fed.node.uris.parse_actor(target) is None:
+        return
+    blocker = await fed.actor(block.actor)
+    async with fed.node.sessions.begin() as session:
+        blocked = await actor_queries.by_iri(session, target)
+        if blocked is None or not blocked.local:
+            return
+        existing = await session.scalar(
+            select(BlockRow.id).where(BlockRow.blocker_id == blocker.id, BlockRow.blocked_id == blocked.id)
+        )
+        if existing is None:
+            session.add(
+                BlockRow(
+                    activity_iri=block.id,
+                    blocker_id=blocker.id,
+                    blocked_id=blocked.id,
+                    created_at=fed.node.clock(),
+                )
+            )
+
+
+@router.on(Flag)
+async def on_flag(fed: Federation, flag: Flag, inbound: InboundActivity) -> None:
+    """A report about our actors or objects, kept for moderators."""
+    targets = [ref.id for ref in flag.objects if ref.id is not None and fed.node.uris.is_local(ref.id)]
+    if not targets:
+        return
+    reporter = await fed.actor(flag.actor)
+    async with fed.node.sessions.begin() as session:
+        session.add(
+            Report(
+                activity_iri=flag.id,
+                reporter_id=reporter.id,
+                target_iris=targets,
+                content=(flag.content or flag.summary or "")[:5000],
+                created_at=fed.node.clock(),
+            )
+        )
+    log.info("report received", extra={"reporter": reporter.iri, "targets": len(targets)})
+
+
+@router.on(Move)
+async def on_move(fed: Federation, move: Move, inbound: InboundActivity) -> None:
+    """Recorded when the new account lists the old one in ``alsoKnownAs`` (fetched from its origin)."""
+    if move.object_id != move.actor or move.target is None or move.target.id is None:
+        return
+    target_iri = move.target.id
+    new_actor = await fetch_and_store_actor(fed.node, fed.transport, target_iri, policy=fed.policy)
+    aliases = (new_actor.document or {}).get("alsoKnownAs") or []
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    if move.actor not in aliases:
+        log.info("move refused: the target does not list the old account", extra={"actor": move.actor})
+        return
+    async with fed.node.sessions.begin() as session:
+        old = await actor_queries.by_iri(session, move.actor)
+        if old is not None and not old.local:
+            old.moved_to_iri = target_iri
+    log.info("move recorded", extra={"from": move.actor, "to": target_iri})

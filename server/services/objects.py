@@ -1,0 +1,195 @@
+"""Content objects from peers: relevance, sanitising, storage, updates and tombstones."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.audience import classify
+from federation.errors import FederationError
+from federation.fetch import FetchTemporaryFailure, fetch_document
+from federation.types import Iri
+from federation.vocab.objects import Content, Tombstone
+from federation.vocab.parse import host_of, parse_object
+from server.db.models import Actor, Follow, RemoteObject
+from server.services.federation import Federation
+from server.services.sanitize import plain_text, sanitize_html
+from server.services.signing import instance_key_pair
+
+log = logging.getLogger(__name__)
+
+STORED_TYPES = frozenset(
+    {"Note", "Article", "Question", "Page", "Document", "Event", "Image", "Video", "Audio"}
+)
+
+
+def sanitized_document(raw: dict[str, Any]) -> dict[str, Any]:
+    """The object's JSON with every HTML field sanitised (security case 35); ``bto``/``bcc`` dropped."""
+    doc = {k: v for k, v in raw.items() if k not in ("bto", "bcc")}
+    for field in ("content", "summary"):
+        if isinstance(doc.get(field), str):
+            doc[field] = sanitize_html(doc[field])
+    if isinstance(doc.get("name"), str):
+        doc["name"] = plain_text(doc["name"])
+    for field in ("contentMap", "summaryMap"):
+        if isinstance(doc.get(field), dict):
+            doc[field] = {k: sanitize_html(v) for k, v in doc[field].items() if isinstance(v, str)}
+    return doc
+
+
+async def fetch_object(fed: Federation, iri: str) -> tuple[Content | Tombstone, dict[str, Any]]:
+    """Fetch an object from its origin, signed as the node's Application actor.
+
+    Raises:
+        FetchError subclasses, InvalidDocument.
+    """
+    signer = await instance_key_pair(fed.node)
+    fetched = await fetch_document(
+        iri,
+        transport=fed.transport,
+        signer=signer,
+        now=fed.node.clock(),
+        uris=fed.node.uris,
+        policy=fed.policy,
+    )
+    return parse_object(fetched.document), fetched.document
+
+
+async def is_relevant(session: AsyncSession, fed: Federation, content: Content, author: Actor) -> bool:
+    """Do we keep this object? Only when a local actor follows its author, is addressed by it,
+    or it replies to one of our objects (Mastodon: "no relevance to local activity")."""
+    followed = await session.scalar(
+        select(
+            exists().where(
+                Follow.followed_id == author.id,
+                Follow.state == "accepted",
+                Follow.follower_id.in_(select(Actor.id).where(Actor.local.is_(True))),
+            )
+        )
+    )
+    if followed:
+        return True
+    addressed = (*content.to, *content.cc, *content.audience, *content.mentions)
+    if any(fed.node.uris.parse_actor(iri) is not None for iri in addressed):
+        return True
+    return content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to)
+
+
+async def store_object(
+    fed: Federation,
+    content: Content,
+    raw: dict[str, Any],
+    author: Actor,
+    *,
+    now: datetime,
+    require_relevance: bool = True,
+) -> RemoteObject | None:
+    """Store a peer's object once. Never resurrects a tombstone, never takes over another
+    author's object (security cases 5 and 15). Returns the row, or None when dropped."""
+    if content.id is None or content.type not in STORED_TYPES:
+        return None
+    if host_of(content.id) != author.host or content.author != author.iri:
+        log.info(
+            "object dropped: author or origin mismatch", extra={"object": content.id, "author": author.iri}
+        )
+        return None
+    async with fed.node.sessions.begin() as session:
+        existing = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
+        if existing is not None:
+            if existing.attributed_to_id != author.id:
+                log.warning("object dropped: id owned by another actor", extra={"object": content.id})
+            return None if existing.attributed_to_id != author.id or existing.deleted_at else existing
+        if require_relevance and not await is_relevant(session, fed, content, author):
+            log.debug("object dropped: not relevant to this node", extra={"object": content.id})
+            return None
+        visibility = classify(content.to, content.cc, followers_iri=author.followers_iri or "")
+        row = RemoteObject(
+            iri=content.id,
+            local=False,
+            type=content.type,
+            attributed_to_id=author.id,
+            in_reply_to_iri=content.in_reply_to,
+            context_iri=content.context,
+            visibility=visibility.value,
+            document=sanitized_document(raw),
+            published=content.published or now,
+            updated=content.updated,
+            received_at=now,
+        )
+        session.add(row)
+    log.info(
+        "object stored", extra={"object": content.id, "type": content.type, "visibility": row.visibility}
+    )
+    return row
+
+
+async def update_object(
+    fed: Federation, content: Content, raw: dict[str, Any], author: Actor, *, now: datetime
+) -> bool:
+    """Apply an ``Update`` from the object's stored author only (security case 18)."""
+    if content.id is None:
+        return False
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
+        if row is None or row.attributed_to_id != author.id or row.deleted_at is not None or row.local:
+            return False
+        row.document = sanitized_document(raw)
+        row.updated = content.updated or now
+        row.visibility = classify(content.to, content.cc, followers_iri=author.followers_iri or "").value
+    return True
+
+
+async def tombstone(fed: Federation, object_iri: str, author: Actor, *, now: datetime) -> bool:
+    """Delete by the stored owner only; keep a tombstone so the object never comes back.
+
+    A ``Delete`` arriving before its ``Create`` leaves a tombstone too (Mastodon keeps such
+    Deletes for hours; a permanent tombstone is simpler and stricter).
+    """
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == object_iri))
+        if row is None:
+            if host_of(object_iri) != author.host:
+                return False
+            session.add(
+                RemoteObject(
+                    iri=object_iri,
+                    local=False,
+                    type="Tombstone",
+                    attributed_to_id=author.id,
+                    visibility="direct",
+                    document={"id": object_iri, "type": "Tombstone"},
+                    published=now,
+                    received_at=now,
+                    deleted_at=now,
+                )
+            )
+            return True
+        if row.attributed_to_id != author.id or row.local:
+            log.warning("delete refused: not the owner", extra={"object": object_iri, "actor": author.iri})
+            return False
+        row.deleted_at = now
+        row.document = {"id": object_iri, "type": "Tombstone", "formerType": row.type}
+    return True
+
+
+async def resolve_content(
+    fed: Federation, ref_id: Iri | None, embedded: object, raw_embedded: object
+) -> tuple[Content | None, dict[str, Any] | None]:
+    """The object of an activity: the embedded value when the inbox kept it (same origin),
+    else fetched from its origin. Local ids are never fetched (security case 17)."""
+    if isinstance(embedded, Content) and isinstance(raw_embedded, dict):
+        return embedded, raw_embedded
+    if ref_id is None or fed.node.uris.is_local(ref_id):
+        return None, None
+    try:
+        content, raw = await fetch_object(fed, ref_id)
+    except FetchTemporaryFailure:
+        raise  # the job is retried later
+    except FederationError as exc:
+        log.info("object fetch failed", extra={"object": ref_id, "code": exc.code})
+        return None, None
+    return (content, raw) if isinstance(content, Content) else (None, None)
