@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.appkeys import ENGINE, FEDERATION, METRICS, NODE, SETTINGS
+from federation.ports import Transport
+from server.appkeys import ENGINE, FEDERATION, METRICS, NODE, SETTINGS, TRANSPORT
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.queries import actors as q
@@ -20,7 +21,7 @@ from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.metrics import create_metrics
-from server.services.federation import open_federation
+from server.services.federation import build_federation, open_federation
 from server.services.following import schedule_sync_all
 
 home_routes = web.RouteTableDef()
@@ -51,6 +52,12 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
+    injected = app.get(TRANSPORT)
+    if injected is not None:  # tests: a transport that maps fake peer names to 127.0.0.1
+        app[FEDERATION] = build_federation(app[NODE], injected)
+        app[INBOX_DEPS] = inbox_deps(app)
+        yield
+        return
     async with open_federation(app[NODE]) as fed:
         app[FEDERATION] = fed
         app[INBOX_DEPS] = inbox_deps(app)
@@ -82,14 +89,20 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the application for one node; resources open in ``cleanup_ctx`` when it starts."""
+def create_app(settings: Settings, *, transport: Transport | None = None) -> web.Application:
+    """Build the application for one node; resources open in ``cleanup_ctx`` when it starts.
+
+    ``transport`` replaces the outbound HTTP transport (its owner starts and closes it); tests
+    use it to reach fake peers by name.
+    """
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[request_id_middleware, metrics_middleware, problem_middleware],
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
+    if transport is not None:
+        app[TRANSPORT] = transport
     app.cleanup_ctx.extend([_database_ctx, _federation_ctx, _worker_ctx])
     app.add_routes(home_routes)
     app.add_routes(wellknown.routes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from federation.ports import Transport
 from server.config import Settings
 from server.metrics import Metrics
 from server.services.context import NodeContext
@@ -15,3 +16,4 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 NODE = web.AppKey("node", NodeContext)
 METRICS = web.AppKey("metrics", Metrics)
 FEDERATION = web.AppKey("federation", Federation)
+TRANSPORT = web.AppKey("transport", Transport)  # type: ignore[type-abstract]

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from federation.ports import Transport
 from federation.types import utc_now
 from federation.uris import UriScheme
 from server.app import create_app
@@ -116,11 +117,17 @@ class Node:
 
 
 @asynccontextmanager
-async def running_node(data_dir: Path, database_url: str, **overrides: Any) -> AsyncIterator[Node]:
-    """Start a node (application actor created) and stop it when the block ends."""
+async def running_node(
+    data_dir: Path, database_url: str, *, transport: Transport | None = None, **overrides: Any
+) -> AsyncIterator[Node]:
+    """Start a node (application actor created) and stop it when the block ends.
+
+    ``transport`` (owned by the caller) replaces the node's outbound transport, e.g. one whose
+    resolver maps fake peer names to 127.0.0.1.
+    """
     port = unused_port()
     settings = node_settings(data_dir, database_url, port=port, **overrides)
-    app = create_app(settings)
+    app = create_app(settings, transport=transport)
     server = TestServer(app, host="127.0.0.1", port=port)
     client: TestClient[Any, Any] = TestClient(server)
     await client.start_server()
