@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from .errors import FetchError, UnsafeAddress
+from .errors import FetchError, PeerNotAllowed, UnsafeAddress
 from .http import AP_CONTENT_TYPE, Headers, OutgoingRequest
 from .keys import KeyPair
 from .ports import Transport
@@ -151,7 +151,8 @@ async def _post(
     signed = sign_request(request, signer, now=now, spec=spec)
     try:
         response = await transport.send(signed, follow_redirects=False)
-    except UnsafeAddress as exc:
+    except (UnsafeAddress, PeerNotAllowed) as exc:
+        # Refused by us before any byte left (SSRF guard, blocked or unlisted host): final.
         return Rejected(None, exc.detail[:ERROR_EXCERPT_BYTES])
     except FetchError as exc:
         return RetryLater(reason=exc.code)

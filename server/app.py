@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from federation import retry
 from federation.ports import Transport
-from server.appkeys import ENGINE, FEDERATION, METRICS, NODE, SETTINGS, TRANSPORT
+from federation.retry import RetryPolicy
+from server.appkeys import ENGINE, FEDERATION, METRICS, NODE, RETRY_POLICY, SETTINGS, TRANSPORT
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.queries import actors as q
@@ -76,6 +78,7 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
         default_registry(fed),
         concurrency=settings.worker.concurrency,
         poll_interval_s=settings.worker.poll_interval_s,
+        policy=app.get(RETRY_POLICY, retry.DEFAULT),
         transport=fed.transport,
         shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
@@ -89,11 +92,15 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
-def create_app(settings: Settings, *, transport: Transport | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, transport: Transport | None = None, retry_policy: RetryPolicy | None = None
+) -> web.Application:
     """Build the application for one node; resources open in ``cleanup_ctx`` when it starts.
 
     ``transport`` replaces the outbound HTTP transport (its owner starts and closes it); tests
-    use it to reach fake peers by name.
+    use it to reach fake peers by name. ``retry_policy`` replaces the in-process worker's
+    schedule (default :data:`federation.retry.DEFAULT`, 2 to 3 days); tests pass a fast one
+    such as :data:`federation.retry.FAST` so that retries happen within the test.
     """
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
@@ -103,6 +110,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> web
     app[METRICS] = create_metrics()
     if transport is not None:
         app[TRANSPORT] = transport
+    if retry_policy is not None:
+        app[RETRY_POLICY] = retry_policy
     app.cleanup_ctx.extend([_database_ctx, _federation_ctx, _worker_ctx])
     app.add_routes(home_routes)
     app.add_routes(wellknown.routes)

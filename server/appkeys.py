@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.ports import Transport
+from federation.retry import RetryPolicy
 from server.config import Settings
 from server.metrics import Metrics
 from server.services.context import NodeContext
@@ -17,3 +18,4 @@ NODE = web.AppKey("node", NodeContext)
 METRICS = web.AppKey("metrics", Metrics)
 FEDERATION = web.AppKey("federation", Federation)
 TRANSPORT = web.AppKey("transport", Transport)  # type: ignore[type-abstract]
+RETRY_POLICY = web.AppKey("retry_policy", RetryPolicy)  # tests: the in-process worker's schedule

@@ -44,6 +44,8 @@ ACTOR_ROUTES = ("/actor", "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN
 
 async def get_actor(request: web.Request) -> web.Response:
     node = request.app[NODE]
+    if request.match_info.get("kind") is not None and wants_ap(request):
+        await viewer_of(request)  # authorized fetch: refuses unsigned reads when enabled
     async with node.sessions() as session:
         actor = await _load_actor(session, request)
         doc = render_actor(await local_actor_value(session, node.uris, actor))

@@ -1,25 +1,69 @@
-"""Who is asking: bearer tokens for local accounts (signed fetches come with the inbox work)."""
+"""Who is asking: a local account by bearer token, or a remote actor by HTTP signature (signed fetch).
+
+With ``federation.authorized_fetch`` on, actor-scoped GETs without either are refused (401),
+except the node's ``Application`` actor, which must stay fetchable unsigned: it is the actor
+our own signed fetches are made as (shared/interop.md "Signed fetch").
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import NODE
+from federation.http import Headers, IncomingRequest
+from federation.signatures import verify_request
+from federation.vocab.parse import host_of
+from server.appkeys import FEDERATION, NODE
+from server.db.queries import actors as actor_queries
 from server.services import actors as actor_service
+from server.services.errors import Unauthorized
 from server.services.visibility import ANONYMOUS, Viewer, ViewerKind
 
 
-async def viewer_of(request: web.Request) -> Viewer:
-    """The request's viewer; an invalid bearer token is refused rather than treated as anonymous."""
+def _is_signed(request: web.Request) -> bool:
+    return "Signature" in request.headers or "Signature-Input" in request.headers
+
+
+async def _signed_viewer(request: web.Request) -> Viewer:
+    fed = request.app[FEDERATION]
+    incoming = IncomingRequest(
+        method=request.method,
+        url=fed.node.uris.origin + request.raw_path,
+        target=request.raw_path,
+        headers=Headers(list(request.headers.items())),
+        body=b"",
+    )
+    signer = await verify_request(incoming, resolve_key=fed.keys, now=fed.node.clock())
+    fed.policy.check(host_of(signer.owner))
+    async with fed.node.sessions() as session:
+        actor = await actor_queries.by_iri(session, signer.owner)
+    if actor is None:
+        raise Unauthorized("the signing actor is unknown")
+    return Viewer(
+        ViewerKind.LOCAL if actor.local else ViewerKind.REMOTE, actor_id=actor.id, actor_iri=actor.iri
+    )
+
+
+async def viewer_of(request: web.Request, *, require_for_authorized_fetch: bool = True) -> Viewer:
+    """The request's viewer; invalid credentials are refused rather than treated as anonymous.
+
+    Raises:
+        web.HTTPUnauthorized / Unauthorized / SignatureError: bad credentials, or none while
+            authorized fetch is on (unless ``require_for_authorized_fetch`` is False).
+        PeerNotAllowed: the signer's host is blocked or not on the allowlist.
+    """
     header = request.headers.get("Authorization", "")
-    if not header:
-        return ANONYMOUS
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise web.HTTPUnauthorized(
-            text="Authorization must be a Bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
-    node = request.app[NODE]
-    async with node.sessions.begin() as session:
-        auth = await actor_service.authenticate_token(session, token.strip(), now=node.clock())
-    return Viewer(ViewerKind.LOCAL, actor_id=auth.actor.id, actor_iri=auth.actor.iri, scope=auth.scope)
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise web.HTTPUnauthorized(
+                text="Authorization must be a Bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        node = request.app[NODE]
+        async with node.sessions.begin() as session:
+            auth = await actor_service.authenticate_token(session, token.strip(), now=node.clock())
+        return Viewer(ViewerKind.LOCAL, actor_id=auth.actor.id, actor_iri=auth.actor.iri, scope=auth.scope)
+    if _is_signed(request):
+        return await _signed_viewer(request)
+    if require_for_authorized_fetch and request.app[NODE].settings.federation.authorized_fetch:
+        raise Unauthorized("this node requires signed requests (authorized fetch)")
+    return ANONYMOUS

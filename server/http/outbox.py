@@ -9,7 +9,7 @@ from sqlalchemy import select
 from federation import uris as paths
 from federation.http import is_activitypub_media_type
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Activity, RemoteObject
+from server.db.models import Activity, Actor, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.activitypub import KIND_TYPES
 from server.http.auth import viewer_of
@@ -64,11 +64,18 @@ async def post_outbox(request: web.Request) -> web.Response:
     )
 
 
-async def _can_read(request: web.Request, owner_id: int, level: str) -> bool:
-    if level in PUBLIC_LEVELS:
-        return True
+async def _can_read(request: web.Request, owner_id: int, level: str, document: dict[str, object]) -> bool:
     viewer = await viewer_of(request)
-    return viewer.actor_id is not None and viewer.actor_id == owner_id
+    addressed = (
+        tuple(iri for field in ("to", "cc") for iri in (document.get(field) or []) if isinstance(iri, str))
+        if isinstance(document.get("to", []), list)
+        else ()
+    )
+    async with request.app[NODE].sessions() as session:
+        owner = await session.get(Actor, owner_id)
+        return owner is not None and await visibility.can_read(
+            session, viewer, owner, level, addressed=addressed
+        )
 
 
 @routes.get("/objects/{id:[0-9a-f]{32}}")
@@ -79,7 +86,7 @@ async def get_object(request: web.Request) -> web.Response:
         row = await session.scalar(
             select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
         )
-    if row is None or not await _can_read(request, row.attributed_to_id, row.visibility):
+    if row is None or not await _can_read(request, row.attributed_to_id, row.visibility, row.document):
         raise NotFound("no such object")  # not visible answers exactly like absent (case 39)
     if row.deleted_at is not None:
         response = activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
@@ -94,6 +101,6 @@ async def get_activity(request: web.Request) -> web.Response:
     iri = node.uris.activity(request.match_info["id"])
     async with node.sessions() as session:
         row = await session.scalar(select(Activity).where(Activity.iri == iri))
-    if row is None or not await _can_read(request, row.actor_id, row.visibility):
+    if row is None or not await _can_read(request, row.actor_id, row.visibility, row.document):
         raise NotFound("no such activity")
     return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)

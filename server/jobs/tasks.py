@@ -40,7 +40,9 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
         await inbox_service.process(fed, router, _int(ctx, "inbox_activity_id"))
 
     async def fanout(ctx: JobContext) -> None:
-        await delivery.fanout(fed.node, _int(ctx, "activity_id"), priority=ctx.job.priority)
+        await delivery.fanout(
+            fed.node, _int(ctx, "activity_id"), priority=ctx.job.priority, policy=fed.policy
+        )
         fed.notify_worker()
 
     async def deliver(ctx: JobContext) -> None:

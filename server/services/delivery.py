@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import circuit
 from federation.delivery import Delivered, Gone, Recipient, Rejected, RetryLater, deliver, plan_delivery
+from federation.policy import PeerPolicy
 from federation.ports import Transport
+from federation.vocab.parse import host_of
 from federation.types import PUBLIC_ALIASES, Iri
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
@@ -50,9 +52,17 @@ class FanoutResult:
 
 
 async def fanout(
-    node: NodeContext, activity_id: int, *, priority: int = queue.Priority.NORMAL
+    node: NodeContext,
+    activity_id: int,
+    *,
+    priority: int = queue.Priority.NORMAL,
+    policy: PeerPolicy | None = None,
 ) -> FanoutResult:
-    """Plan and queue one delivery per inbox for an outbox activity. Safe to run again."""
+    """Plan and queue one delivery per inbox for an outbox activity. Safe to run again.
+
+    Inboxes on hosts the peer ``policy`` refuses (blocked, or outside a closed network) are
+    not planned at all.
+    """
     async with node.sessions() as session:
         activity = await session.get(Activity, activity_id)
         if activity is None:
@@ -69,6 +79,8 @@ async def fanout(
     async def queue_page(recipients: list[Recipient]) -> None:
         nonlocal total_deliveries, total_recipients
         targets = plan_delivery(recipients, prefer_shared_inbox=shared, exclude_origins=own_origin)
+        if policy is not None:
+            targets = [t for t in targets if policy.allows(host_of(t.inbox))]
         async with node.sessions.begin() as session:
             now = node.clock()
             ids = await q.insert_deliveries(

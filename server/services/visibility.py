@@ -52,11 +52,55 @@ async def role_in(session: AsyncSession, viewer: Viewer, group: Actor) -> str | 
 async def outbox_levels(session: AsyncSession, viewer: Viewer, owner: Actor) -> tuple[str, ...]:
     """Which visibility levels of ``owner``'s outbox the viewer may list."""
     levels: tuple[str, ...] = ("public", "unlisted")
-    if owner.type == "Group" and await role_in(session, viewer, owner) is not None:
+    member = owner.type == "Group" and await role_in(session, viewer, owner) is not None
+    if member or await follows(session, viewer, owner):
+        levels += ("followers",)
+    if member:
         levels += ("members",)
     if viewer.actor_id is not None and viewer.actor_id == owner.id:
         levels += ("followers", "members", "direct")
     return tuple(dict.fromkeys(levels))
+
+
+async def follows(session: AsyncSession, viewer: Viewer, owner: Actor) -> bool:
+    """Is the viewer an accepted follower of ``owner``?"""
+    if viewer.actor_id is None:
+        return False
+    from sqlalchemy import select
+
+    from server.db.models import Follow
+
+    found = await session.scalar(
+        select(Follow.id).where(
+            Follow.follower_id == viewer.actor_id, Follow.followed_id == owner.id, Follow.state == "accepted"
+        )
+    )
+    return found is not None
+
+
+async def can_read(
+    session: AsyncSession, viewer: Viewer, owner: Actor, level: str, *, addressed: tuple[str, ...] = ()
+) -> bool:
+    """The single rule for reading one object or activity of ``owner`` at visibility ``level``.
+
+    public/unlisted: anyone. followers: the owner, its accepted followers, and for an
+    association its members. members: the owner and the association's active members only.
+    direct: the owner and the actors it addressed. Anything else: nobody.
+    """
+    if level in ("public", "unlisted"):
+        return True
+    if viewer.actor_id is None:
+        return False
+    if viewer.actor_id == owner.id:
+        return True
+    member = owner.type == "Group" and await role_in(session, viewer, owner) is not None
+    if level == "followers":
+        return member or await follows(session, viewer, owner)
+    if level == "members":
+        return member
+    if level == "direct":
+        return viewer.actor_iri is not None and viewer.actor_iri in addressed
+    return False
 
 
 async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:

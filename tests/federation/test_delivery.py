@@ -171,3 +171,15 @@ async def test_private_address_is_rejected_without_connecting() -> None:
             Iri("http://127.0.0.1:1/inbox"), b"{}", signer=ALICE, transport=transport, now=datetime.now(UTC)
         )
     assert isinstance(outcome, Rejected) and outcome.status is None
+
+
+async def test_a_host_refused_by_policy_is_rejected_not_retried() -> None:
+    from federation.policy import PeerPolicy
+
+    async with AiohttpTransport(
+        user_agent="test", allow_private_addresses=True, policy=PeerPolicy.open_network(["127.0.0.1"])
+    ) as transport:
+        outcome = await deliver(
+            Iri("http://127.0.0.1:1/inbox"), b"{}", signer=ALICE, transport=transport, now=datetime.now(UTC)
+        )
+    assert isinstance(outcome, Rejected) and outcome.status is None
