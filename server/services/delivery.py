@@ -20,8 +20,8 @@ from federation import circuit
 from federation.delivery import Delivered, Gone, Recipient, Rejected, RetryLater, deliver, plan_delivery
 from federation.policy import PeerPolicy
 from federation.ports import Transport
-from federation.vocab.parse import host_of
 from federation.types import PUBLIC_ALIASES, Iri
+from federation.vocab.parse import host_of
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries

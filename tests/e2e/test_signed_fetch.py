@@ -26,18 +26,28 @@ async def _actor_row(node: Node, iri: str) -> Actor:
 
 async def _signed_get(reader: Node, iri: str, *, as_iri: str | None = None) -> dict[str, object]:
     """GET ``iri`` from ``reader``'s node, signed as one of its actors (default: its Application)."""
-    signer = (await actor_key_pair(reader.fed.node, await _actor_row(reader, as_iri)) if as_iri
-              else await instance_key_pair(reader.fed.node))
-    fetched = await fetch_document(iri, transport=reader.fed.transport, signer=signer, now=reader.fed.node.clock(),
-                                   uris=reader.fed.node.uris)
+    signer = (
+        await actor_key_pair(reader.fed.node, await _actor_row(reader, as_iri))
+        if as_iri
+        else await instance_key_pair(reader.fed.node)
+    )
+    fetched = await fetch_document(
+        iri,
+        transport=reader.fed.transport,
+        signer=signer,
+        now=reader.fed.node.clock(),
+        uris=reader.fed.node.uris,
+    )
     return fetched.document
 
 
 async def test_followers_only_object_is_readable_by_a_follower_only(
     tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
 ) -> None:
-    async with running_node(tmp_path / "a", await new_database(0)) as a, \
-            running_node(tmp_path / "b", await new_database(1)) as b:
+    async with (
+        running_node(tmp_path / "a", await new_database(0)) as a,
+        running_node(tmp_path / "b", await new_database(1)) as b,
+    ):
         # Given beta@B follows alpha@A, and alpha publishes a followers-only note
         alpha = await a.create_association("alpha")
         await a.add_member("alice", "alpha", role="admin")
@@ -49,9 +59,13 @@ async def test_followers_only_object_is_readable_by_a_follower_only(
             return row is not None and await a.scalar(select(Actor.id).where(Actor.iri == beta)) is not None
 
         await wait_until(accepted, what="follow exchange")
-        note = (await a.post_outbox("/groups/alpha", await a.token("alice"),
-                                    {"type": "Note", "content": "pour les abonnés",
-                                     "to": [f"{alpha}/followers"]}))["object"]
+        note = (
+            await a.post_outbox(
+                "/groups/alpha",
+                await a.token("alice"),
+                {"type": "Note", "content": "pour les abonnés", "to": [f"{alpha}/followers"]},
+            )
+        )["object"]
         path = note.removeprefix(a.uris.origin)
         await wait_until(lambda: _follow_accepted(a, beta), what="accepted follower on A")
 
@@ -77,8 +91,10 @@ async def _follow_accepted(node: Node, follower_iri: str) -> bool:
 async def test_authorized_fetch_refuses_unsigned_reads_but_serves_the_application_actor(
     tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
 ) -> None:
-    async with running_node(tmp_path / "a", await new_database(0), federation={"authorized_fetch": True}) as a, \
-            running_node(tmp_path / "b", await new_database(1)) as b:
+    async with (
+        running_node(tmp_path / "a", await new_database(0), federation={"authorized_fetch": True}) as a,
+        running_node(tmp_path / "b", await new_database(1)) as b,
+    ):
         alpha = await a.create_association("alpha")
         unsigned = await a.client.get("/groups/alpha", headers={"Accept": AP})
         assert unsigned.status == 401 and unsigned.content_type == "application/problem+json"
@@ -87,8 +103,9 @@ async def test_authorized_fetch_refuses_unsigned_reads_but_serves_the_applicatio
         assert (await a.client.get("/actor", headers={"Accept": AP})).status == 200
         # Browsers still get the HTML page; discovery stays open
         assert (await a.client.get("/groups/alpha")).status == 200
-        assert (await a.client.get("/.well-known/webfinger",
-                                   params={"resource": f"acct:alpha@{a.uris.host}"})).status == 200
+        assert (
+            await a.client.get("/.well-known/webfinger", params={"resource": f"acct:alpha@{a.uris.host}"})
+        ).status == 200
         # A signed fetch from another node is served
         document = await _signed_get(b, alpha)
         assert document["id"] == alpha
