@@ -39,6 +39,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "network": "open",
         "blocked_domains": [],
         "allowed_domains": [],
+        "rfc9421_first_knock": False,
     },
     "worker": {"in_process": True, "concurrency": 8, "poll_interval_s": 0.5},
     "logging": {"level": "info", "format": "text", "access_log": False},
@@ -92,6 +93,7 @@ class FederationSettings:
     network: str
     blocked_domains: tuple[str, ...]
     allowed_domains: tuple[str, ...]
+    rfc9421_first_knock: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,7 @@ def build_settings(
             network=doc["federation"]["network"],
             blocked_domains=tuple(doc["federation"]["blocked_domains"]),
             allowed_domains=tuple(doc["federation"]["allowed_domains"]),
+            rfc9421_first_knock=doc["federation"]["rfc9421_first_knock"],
         ),
         worker=WorkerSettings(
             in_process=doc["worker"]["in_process"],

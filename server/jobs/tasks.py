@@ -52,6 +52,7 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
             _int(ctx, "delivery_id"),
             attempt=ctx.job.attempt,
             max_attempts=ctx.job.max_attempts,
+            prefer_rfc9421=fed.node.settings.federation.rfc9421_first_knock,
         )
         match step:
             case delivery.DeliveryRetry(reason="circuit_open", after=after):

@@ -137,3 +137,26 @@ async def _content_has(node: Node, iri: str, text: str) -> bool:
 async def _deleted(node: Node, iri: str) -> bool:
     row = await _object(node, iri)
     return row is not None and row.deleted_at is not None
+
+
+async def test_rfc9421_first_knock_is_remembered_per_host(
+    tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
+) -> None:
+    """With first-knock on, deliveries to a peer that verifies RFC 9421 use it and remember it."""
+    from server.db.models import PeerHost
+
+    async with (
+        running_node(tmp_path / "a", await new_database(0), federation={"rfc9421_first_knock": True}) as a,
+        running_node(tmp_path / "b", await new_database(1)) as b,
+    ):
+        alpha = await a.create_association("alpha")
+        await a.add_member("alice", "alpha", role="admin")
+        beta = await b.create_association("beta")
+        await following.follow(b.fed, local_name="beta", target_iri=alpha)
+        await wait_until(lambda: _is(a, beta, alpha, "accepted"), what="follow accepted")
+        note = (
+            await a.post_outbox("/groups/alpha", await a.token("alice"), {"type": "Note", "content": "x"})
+        )["object"]
+        await wait_until(lambda: _exists(b, note), what="delivery")
+        spec = await a.scalar(select(PeerHost.signature_spec).where(PeerHost.host == b.uris.host))
+        assert spec == "rfc9421"
