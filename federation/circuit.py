@@ -65,41 +65,29 @@ def record_success(health: HostHealth) -> HostHealth:
 
 
 def record_failure(health: HostHealth, now: datetime, policy: BreakerPolicy = BreakerPolicy()) -> HostHealth:
-    """Count a transient failure (network error, 5xx); 429 and other 4xx are not counted."""
+    """Count a transient failure (network error, 5xx); 429 and other 4xx are not counted.
+
+    A failed probe reopens the breaker at once; otherwise it opens when ``failure_threshold``
+    failures fall within ``window``. Failing days are counted once per calendar day (UTC).
+    """
     day = now.date().isoformat()
     failing_days = health.failing_days + (1 if health.last_failure_day != day else 0)
-    unavailable = health.unavailable or failing_days >= policy.unavailable_after_days
-    if health.breaker == BreakerState.HALF_OPEN:
-        return replace(
-            health,
-            breaker=BreakerState.OPEN,
-            open_until=now + policy.open_for,
-            recent_failures=0,
-            window_started_at=None,
-            failing_days=failing_days,
-            last_failure_day=day,
-            unavailable=unavailable,
-        )
+    counted = replace(
+        health,
+        failing_days=failing_days,
+        last_failure_day=day,
+        unavailable=health.unavailable or failing_days >= policy.unavailable_after_days,
+    )
     if health.window_started_at is None or now - health.window_started_at > policy.window:
         started, count = now, 1
     else:
         started, count = health.window_started_at, health.recent_failures + 1
-    if count >= policy.failure_threshold:
+    if health.breaker == BreakerState.HALF_OPEN or count >= policy.failure_threshold:
         return replace(
-            health,
+            counted,
             breaker=BreakerState.OPEN,
             open_until=now + policy.open_for,
             recent_failures=0,
             window_started_at=None,
-            failing_days=failing_days,
-            last_failure_day=day,
-            unavailable=unavailable,
         )
-    return replace(
-        health,
-        recent_failures=count,
-        window_started_at=started,
-        failing_days=failing_days,
-        last_failure_day=day,
-        unavailable=unavailable,
-    )
+    return replace(counted, recent_failures=count, window_started_at=started)

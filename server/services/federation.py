@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+from federation.fetch import fetch_document
 from federation.policy import PeerPolicy
 from federation.ports import Transport
 from server import __version__
@@ -19,6 +21,7 @@ from server.db.models import Actor
 from server.services.context import NodeContext
 from server.services.key_resolver import RemoteKeyResolver
 from server.services.remote_actors import ActorFlights, SingleFlight, get_or_fetch_actor
+from server.services.signing import instance_key_pair
 
 
 def peer_policy(settings: FederationSettings) -> PeerPolicy:
@@ -44,6 +47,20 @@ class Federation:
         return await get_or_fetch_actor(
             self.node, self.transport, iri, flights=self.actor_flights, policy=self.policy
         )
+
+    async def fetch(self, iri: str) -> dict[str, Any]:
+        """Fetch an ActivityStreams document from its origin, signed as the node's Application
+        actor, under the peer policy (every check of :func:`federation.fetch.fetch_document`)."""
+        signer = await instance_key_pair(self.node)
+        fetched = await fetch_document(
+            iri,
+            transport=self.transport,
+            signer=signer,
+            now=self.node.clock(),
+            uris=self.node.uris,
+            policy=self.policy,
+        )
+        return fetched.document
 
     def notify_worker(self) -> None:
         """Wake an in-process worker right after enqueuing (it polls otherwise)."""

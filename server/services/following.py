@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
 from federation.errors import FederationError
-from federation.fetch import FetchTemporaryFailure, fetch_document
+from federation.fetch import FetchTemporaryFailure
 from federation.types import Iri
 from federation.vocab.activities import Follow
 from federation.vocab.objects import Content
@@ -33,7 +33,6 @@ from server.services.errors import InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.objects import store_object
 from server.services.outbox import new_activity_iri, publish
-from server.services.signing import instance_key_pair
 
 log = logging.getLogger(__name__)
 
@@ -230,19 +229,6 @@ def _ref(value: Any) -> str | None:
     return None
 
 
-async def _fetch(fed: Federation, iri: str) -> dict[str, Any]:
-    signer = await instance_key_pair(fed.node)
-    fetched = await fetch_document(
-        iri,
-        transport=fed.transport,
-        signer=signer,
-        now=fed.node.clock(),
-        uris=fed.node.uris,
-        policy=fed.policy,
-    )
-    return fetched.document
-
-
 async def sync_outbox(
     fed: Federation,
     actor_id: int,
@@ -266,13 +252,13 @@ async def sync_outbox(
     read = 0
     visited: set[str] = set()
     try:
-        collection = await _fetch(fed, actor.outbox_iri)
+        collection = await fed.fetch(actor.outbox_iri)
         page: dict[str, Any] | None = collection
         first = collection.get("first")
         if not _items(collection) and first is not None:
             page = first if isinstance(first, dict) else None
             if page is None and isinstance(first, str):
-                page = await _fetch(fed, first) if host_of(first) == origin else None
+                page = await fed.fetch(first) if host_of(first) == origin else None
         pages = 0
         done = False
         while page is not None and pages < max_pages and not done:
@@ -292,7 +278,7 @@ async def sync_outbox(
             next_iri = _ref(page.get("next"))
             if done or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
                 break
-            page = await _fetch(fed, next_iri)
+            page = await fed.fetch(next_iri)
     except FetchTemporaryFailure:
         raise
     except FederationError as exc:
@@ -308,7 +294,7 @@ async def _store_item(fed: Federation, actor: Actor, item: Any) -> None:
     """Store one outbox item: a Create (embedded or referenced object) or a bare object."""
     if isinstance(item, str):
         try:
-            item = await _fetch(fed, item)
+            item = await fed.fetch(item)
         except FetchTemporaryFailure:
             raise
         except FederationError:
@@ -322,7 +308,7 @@ async def _store_item(fed: Federation, actor: Actor, item: Any) -> None:
         raw = item.get("object")
         if isinstance(raw, str) and host_of(raw) == actor.host:
             try:
-                raw = await _fetch(fed, raw)
+                raw = await fed.fetch(raw)
             except FetchTemporaryFailure:
                 raise
             except FederationError:

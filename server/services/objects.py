@@ -11,14 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import classify
 from federation.errors import FederationError
-from federation.fetch import FetchTemporaryFailure, fetch_document
+from federation.fetch import FetchTemporaryFailure
 from federation.types import Iri
 from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import host_of, parse_object
 from server.db.models import Actor, Follow, RemoteObject
 from server.services.federation import Federation
 from server.services.sanitize import plain_text, sanitize_html
-from server.services.signing import instance_key_pair
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +46,8 @@ async def fetch_object(fed: Federation, iri: str) -> tuple[Content | Tombstone, 
     Raises:
         FetchError subclasses, InvalidDocument.
     """
-    signer = await instance_key_pair(fed.node)
-    fetched = await fetch_document(
-        iri,
-        transport=fed.transport,
-        signer=signer,
-        now=fed.node.clock(),
-        uris=fed.node.uris,
-        policy=fed.policy,
-    )
-    return parse_object(fetched.document), fetched.document
+    document = await fed.fetch(iri)
+    return parse_object(document), document
 
 
 async def is_relevant(session: AsyncSession, fed: Federation, content: Content, author: Actor) -> bool:
