@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
 from federation import retry
 from federation.ports import Transport
 from federation.retry import RetryPolicy
-from server.appkeys import ENGINE, FEDERATION, METRICS, NODE, RETRY_POLICY, SETTINGS, TRANSPORT
+from server.appkeys import ENGINE, FEDERATION, INBOX_WRITER, METRICS, NODE, RETRY_POLICY, SETTINGS, TRANSPORT
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.queries import actors as q
@@ -23,8 +24,9 @@ from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.metrics import create_metrics
-from server.services.federation import build_federation, open_federation
+from server.services.federation import Federation, build_federation, open_federation
 from server.services.following import schedule_sync_all
+from server.services.inbox_writer import InboxWriter
 
 home_routes = web.RouteTableDef()
 
@@ -56,14 +58,25 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
     injected = app.get(TRANSPORT)
     if injected is not None:  # tests: a transport that maps fake peer names to 127.0.0.1
-        app[FEDERATION] = build_federation(app[NODE], injected)
-        app[INBOX_DEPS] = inbox_deps(app)
-        yield
+        async with _inbox_writer(app, build_federation(app[NODE], injected)):
+            yield
         return
-    async with open_federation(app[NODE]) as fed:
-        app[FEDERATION] = fed
-        app[INBOX_DEPS] = inbox_deps(app)
+    async with open_federation(app[NODE]) as fed, _inbox_writer(app, fed):
         yield
+
+
+@asynccontextmanager
+async def _inbox_writer(app: web.Application, fed: Federation) -> AsyncIterator[None]:
+    """The federation runtime, the inbox's group-commit writer, and the inbox checks' deps."""
+    app[FEDERATION] = fed
+    writer = InboxWriter(fed)
+    writer.start()
+    app[INBOX_WRITER] = writer
+    app[INBOX_DEPS] = inbox_deps(app)
+    try:
+        yield
+    finally:
+        await writer.close()
 
 
 async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:

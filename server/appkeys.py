@@ -11,6 +11,7 @@ from server.config import Settings
 from server.metrics import Metrics
 from server.services.context import NodeContext
 from server.services.federation import Federation
+from server.services.inbox_writer import InboxWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -19,3 +20,4 @@ METRICS = web.AppKey("metrics", Metrics)
 FEDERATION = web.AppKey("federation", Federation)
 TRANSPORT = web.AppKey("transport", Transport)  # type: ignore[type-abstract]
 RETRY_POLICY = web.AppKey("retry_policy", RetryPolicy)  # tests: the in-process worker's schedule
+INBOX_WRITER = web.AppKey("inbox_writer", InboxWriter)

@@ -14,17 +14,15 @@ from federation.collections import render_collection, render_collection_page
 from federation.http import Headers, IncomingRequest, is_activitypub_media_type
 from federation.inbox import InboundActivity, InboxDeps, receive
 from federation.types import Iri
-from server.appkeys import FEDERATION, NODE
+from server.appkeys import FEDERATION, INBOX_WRITER, NODE
 from server.db.queries import actors as actor_queries
 from server.db.queries import inbox as q
 from server.http.activitypub import KIND_TYPES, PAGE_SIZE, _page_params
 from server.http.auth import viewer_of
 from server.http.problems import problem
 from server.http.render import activity_response
-from server.services import inbox as inbox_service
 from server.services import visibility
 from server.services.errors import NotFound
-from server.services.inbox import DatabaseReplayGuard
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)
@@ -35,7 +33,7 @@ def inbox_deps(app: web.Application) -> InboxDeps:
     return InboxDeps(
         resolve_key=fed.keys,
         policy=fed.policy,
-        replay=DatabaseReplayGuard(fed.node.sessions),
+        replay=app[INBOX_WRITER].recent,
         uris=fed.node.uris,
         clock=fed.node.clock,
         max_body_bytes=fed.node.settings.server.max_body_bytes,
@@ -77,7 +75,7 @@ async def post_inbox(request: web.Request) -> web.Response:
     body = await request.read()
     verdict = await receive(to_incoming(request, body), request.app[INBOX_DEPS])
     if isinstance(verdict, InboundActivity):
-        await inbox_service.accept(request.app[FEDERATION], verdict, recipient_id=recipient)
+        await request.app[INBOX_WRITER].submit(verdict, recipient_id=recipient)
     return web.Response(status=202)
 
 

@@ -1,0 +1,77 @@
+"""Group commit of verified inbox activities: batched, acknowledged only once stored, duplicates once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from federation.inbox import InboundActivity
+from federation.keys import KeyAlgorithm
+from federation.signatures import VerifiedSigner
+from federation.types import Iri
+from federation.vocab.parse import parse_activity
+from server.appkeys import INBOX_WRITER
+from server.db.models import Actor, InboxActivity, InboxItem, Job
+from tests.support.nodes import Node
+
+ACTOR = "https://peer.example/users/alice"
+
+
+def inbound(n: int) -> InboundActivity:
+    document = {
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": f"https://peer.example/activities/{n}",
+        "type": "Like",
+        "actor": ACTOR,
+        "object": "https://peer.example/notes/1",
+    }
+    signer = VerifiedSigner(Iri(f"{ACTOR}#main-key"), Iri(ACTOR), KeyAlgorithm.RSA_V1_5_SHA256, "cavage")
+    return InboundActivity(
+        activity=parse_activity(document),
+        signer=signer,
+        document=document,
+        received_at=datetime.now(UTC),
+        raw_body_sha256="",
+    )
+
+
+async def _count(node: Node, model: type) -> int:
+    return int(await node.scalar(select(func.count()).select_from(model)))
+
+
+async def test_concurrent_submissions_are_stored_with_their_jobs_and_duplicates_once(node: Node) -> None:
+    writer = node.client.server.app[INBOX_WRITER]
+    # When 200 activities (each sent twice) arrive at once
+    results = await asyncio.gather(*(writer.submit(inbound(n % 100), recipient_id=None) for n in range(200)))
+    # Then 100 rows are stored, each with exactly one processing job, and 100 submissions were duplicates
+    assert sum(r is not None for r in results) == 100
+    assert await _count(node, InboxActivity) == 100
+    async with node.sessions() as session:
+        jobs = (await session.execute(select(Job.kind, func.count()).group_by(Job.kind))).all()
+    assert ("process_inbox", 100) in jobs
+    assert await writer.recent.seen(Iri("https://peer.example/activities/7"))
+
+
+async def test_a_personal_inbox_files_the_activity_for_its_owner_even_when_duplicate(node: Node) -> None:
+    writer = node.client.server.app[INBOX_WRITER]
+    await node.create_association("demo")
+    alice = await node.add_member("alice", "demo")
+    owner = int(await node.scalar(select(Actor.id).where(Actor.iri == alice)))
+    first = await writer.submit(inbound(1), recipient_id=None)
+    again = await writer.submit(inbound(1), recipient_id=owner)  # same activity, now at alice's inbox
+    assert first is not None and again is None
+    assert await _count(node, InboxItem) == 1
+    assert await _count(node, InboxActivity) == 1
+
+
+async def test_a_failing_row_does_not_fail_the_others(node: Node) -> None:
+    """The batch is retried row by row: only the broken submission gets the error."""
+    writer = node.client.server.app[INBOX_WRITER]
+    good = [writer.submit(inbound(n), recipient_id=None) for n in range(5)]
+    broken = writer.submit(inbound(99), recipient_id=10**9)  # no such actor: foreign key violation
+    results = await asyncio.gather(*good, broken, return_exceptions=True)
+    assert all(isinstance(r, int) for r in results[:5])
+    assert isinstance(results[5], Exception)
+    assert await _count(node, InboxActivity) == 5
