@@ -17,6 +17,7 @@ from server.config import Settings
 from server.db.engine import create_engine
 from server.db.queries import actors as q
 from server.http import activitypub, inbox, ops, outbox, wellknown
+from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
 from server.http.inbox import INBOX_DEPS, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
 from server.http.render import html_page
@@ -117,10 +118,11 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[request_id_middleware, metrics_middleware, problem_middleware],
+        middlewares=[request_id_middleware, metrics_middleware, page_cache_middleware, problem_middleware],
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
+    app[PAGE_CACHE] = PageCache()
     if transport is not None:
         app[TRANSPORT] = transport
     if retry_policy is not None:
