@@ -20,6 +20,7 @@ from .ports import Transport
 from .retry import parse_retry_after
 from .signatures import SignatureSpec, sign_request
 from .types import Iri
+from .vocab.parse import host_of
 
 ERROR_EXCERPT_BYTES = 1024
 """Error bodies kept at most (fedify-dev/fedify#569: 100 KB error pages exhausted memory)."""
@@ -47,7 +48,8 @@ class DeliveryTarget:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.inbox).netloc.lower()
+        """The canonical ``host[:port]`` of the inbox, the unit of per-host health."""
+        return host_of(self.inbox)
 
 
 def plan_delivery(

@@ -167,19 +167,30 @@ def _health(row: PeerHost | None) -> circuit.HostHealth:
     )
 
 
-async def _save_health(
-    session: AsyncSession,
-    host: str,
-    health: circuit.HostHealth,
-    *,
-    now: datetime,
-    spec: str | None = None,
-    success: bool = False,
-) -> None:
-    row = await session.get(PeerHost, host)
+HOLD_LIMIT = timedelta(days=7)
+"""How long a delivery may be held behind an open breaker before it is dropped (Fedify's TTL)."""
+
+
+async def _claim_host(
+    session: AsyncSession, host: str, *, now: datetime
+) -> tuple[bool, datetime | None, PeerHost]:
+    """Read the host's health under a row lock and, when its breaker allows it, take the probe.
+
+    Done in the caller's transaction so two workers never both send the half-open probe.
+    """
+    row = await session.scalar(select(PeerHost).where(PeerHost.host == host).with_for_update())
     if row is None:
         row = PeerHost(host=host, updated_at=now)
         session.add(row)
+        await session.flush()
+    health = _health(row)
+    allowed, retry_at = circuit.may_deliver(health, now)
+    if allowed and health.breaker != circuit.BreakerState.CLOSED:
+        _write_health(row, circuit.start_probe(health, now), now=now)
+    return allowed, retry_at, row
+
+
+def _write_health(row: PeerHost, health: circuit.HostHealth, *, now: datetime) -> None:
     row.breaker = health.breaker.value
     row.recent_failures = health.recent_failures
     row.window_started_at = health.window_started_at
@@ -188,10 +199,24 @@ async def _save_health(
     row.last_failure_day = health.last_failure_day
     row.unavailable = health.unavailable
     row.updated_at = now
-    if spec is not None:
-        row.signature_spec = spec
+
+
+async def _record_outcome(
+    session: AsyncSession, host: str, *, now: datetime, success: bool, spec: str | None = None
+) -> None:
+    """Apply a success or a counted failure to the host's *current* state (re-read, locked)."""
+    row = await session.scalar(select(PeerHost).where(PeerHost.host == host).with_for_update())
+    if row is None:
+        row = PeerHost(host=host, updated_at=now)
+        session.add(row)
+    health = _health(row)
+    _write_health(
+        row, circuit.record_success(health) if success else circuit.record_failure(health, now), now=now
+    )
     if success:
         row.last_success_at = now
+        if spec is not None:
+            row.signature_spec = spec
 
 
 async def deliver_one(
@@ -203,7 +228,11 @@ async def deliver_one(
     max_attempts: int,
     prefer_rfc9421: bool = False,
 ) -> DeliveryStep:
-    """Deliver one pending delivery and record what happened."""
+    """Deliver one pending delivery and record what happened.
+
+    Hosts whose breaker is open hold the delivery (for at most :data:`HOLD_LIMIT`); hosts
+    marked unavailable (failing on 7 distinct days) are skipped until they contact us again.
+    """
     async with node.sessions() as session:
         delivery = await session.get(Delivery, delivery_id)
         if delivery is None or delivery.state != "pending":
@@ -213,16 +242,17 @@ async def deliver_one(
         sender = await session.get(Actor, activity.actor_id)
         assert sender is not None
         keys = await actor_queries.keys_of(session, sender.id)
-        host_row = await session.get(PeerHost, delivery.host)
-        health = _health(host_row)
-        known_spec = host_row.signature_spec if host_row else None
     now = node.clock()
-    allowed, retry_at = circuit.may_deliver(health, now)
+    async with node.sessions.begin() as session:
+        allowed, retry_at, host_row = await _claim_host(session, delivery.host, now=now)
+        known_spec, unavailable = host_row.signature_spec, host_row.unavailable
+        if unavailable or (not allowed and now - delivery.created_at > HOLD_LIMIT):
+            row = await session.get(Delivery, delivery_id)
+            assert row is not None
+            row.state, row.last_error = "failed", "host_unavailable" if unavailable else "held_too_long"
+            return DeliveryDone("failed")
     if not allowed:
         return DeliveryRetry(after=(retry_at - now) if retry_at else None, reason="circuit_open")
-    if health.breaker != circuit.BreakerState.CLOSED:
-        async with node.sessions.begin() as session:
-            await _save_health(session, delivery.host, circuit.start_probe(health, now), now=now)
     signer = node.local_keys.key_pair(keys["rsa"], sender.iri)
     spec = "rfc9421" if (known_spec == "rfc9421" or (known_spec is None and prefer_rfc9421)) else "cavage"
     body = orjson.dumps(activity.document)
@@ -237,9 +267,7 @@ async def deliver_one(
         match outcome:
             case Delivered(status=status, spec=used):
                 row.state, row.last_status, row.delivered_at, row.last_error = "delivered", status, now, None
-                await _save_health(
-                    session, row.host, circuit.record_success(health), now=now, spec=used, success=True
-                )
+                await _record_outcome(session, row.host, now=now, success=True, spec=used)
                 step: DeliveryStep = DeliveryDone("delivered")
             case Gone(status=status):
                 row.state, row.last_status = "gone", status
@@ -251,7 +279,7 @@ async def deliver_one(
             case RetryLater(reason=reason, status=status, after=after):
                 row.last_status, row.last_error = status, reason
                 if status != 429:  # a rate limit is the peer working as intended, not failing
-                    await _save_health(session, row.host, circuit.record_failure(health, now), now=now)
+                    await _record_outcome(session, row.host, now=now, success=False)
                 if attempt >= max_attempts:
                     row.state = "failed"
                     step = DeliveryDone("failed")
@@ -267,6 +295,32 @@ async def deliver_one(
         },
     )
     return step
+
+
+async def host_answered(session: AsyncSession, hosts: set[str], *, now: datetime) -> None:
+    """A verified request came from these hosts: they are alive. Close their breakers and clear
+    unavailability (Mastodon resets its failure tracker on any signed request from the host)."""
+    if not hosts:
+        return
+    from sqlalchemy import update
+
+    await session.execute(
+        update(PeerHost)
+        .where(
+            PeerHost.host.in_(sorted(hosts)),
+            (PeerHost.breaker != "closed") | PeerHost.unavailable.is_(True) | (PeerHost.failing_days > 0),
+        )
+        .values(
+            breaker="closed",
+            recent_failures=0,
+            window_started_at=None,
+            open_until=None,
+            failing_days=0,
+            last_failure_day=None,
+            unavailable=False,
+            updated_at=now,
+        )
+    )
 
 
 async def delivery_status(session: AsyncSession, *, limit: int = 20) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from federation.compat import lemmy
 from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
 from federation.inbox import InboundActivity, InboxRouter
@@ -175,7 +176,13 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
     now = fed.node.clock()
     async with fed.node.sessions() as session:
         actor = await actor_queries.by_iri(session, delete_.actor)
+        other_actor = None if target == delete_.actor else await actor_queries.by_iri(session, target)
     if actor is None or actor.local:
+        return
+    if other_actor is not None:
+        # Only an actor deletes itself (security case 18e): a Delete naming another actor is
+        # dropped, leaving no tombstone under that actor's IRI either.
+        log.info("delete refused: names another actor", extra={"actor": actor.iri, "object": target})
         return
     if target == delete_.actor:
         # The actor deletes itself (verified signature): forget its follows, keep a tombstone row.
@@ -197,8 +204,12 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
 async def on_announce(fed: Federation, announce: Announce, inbound: InboundActivity) -> None:
     """A boost of one of our objects is counted; a boost by an actor we follow brings the
     object, fetched from its origin (embedded copies of other actors' objects are never
-    trusted: security case 16)."""
+    trusted: security case 16). A Group relaying the ``Create`` it received (FEP-1b12, Lemmy's
+    ``Announce{Create{Page}}``) boosts the created object, not the activity."""
     target = announce.object_id
+    relayed = lemmy.relayed_activity(announce)
+    if isinstance(relayed, Create) and relayed.object_id is not None:
+        target = relayed.object_id
     if target is None:
         return
     announcer = await fed.actor(announce.actor)

@@ -22,8 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.inbox import InboundActivity
 from federation.types import Iri
+from federation.vocab.parse import host_of
 from server.db import queue
 from server.db.models import InboxActivity, InboxItem
+from server.services.delivery import host_answered
 from server.services.federation import Federation
 from server.services.inbox import PROCESS_INBOX
 
@@ -168,6 +170,7 @@ class InboxWriter:
                     .values([{"actor_id": a, "inbox_activity_id": i} for a, i in sorted(items)])
                     .on_conflict_do_nothing(index_elements=["actor_id", "inbox_activity_id"])
                 )
+            await host_answered(session, {host_of(iri) for iri in by_iri}, now=now)
             await queue.enqueue_many(
                 session,
                 [
