@@ -63,7 +63,10 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
                 return
 
     async def sync_outbox(ctx: JobContext) -> None:
-        await following.sync_outbox(fed, _int(ctx, "actor_id"))
+        resume = ctx.job.payload.get("resume")
+        await following.sync_outbox(
+            fed, _int(ctx, "actor_id"), resume=resume if isinstance(resume, dict) else None
+        )
 
     async def sync_all(ctx: JobContext) -> None:
         await following.sync_all(fed)

@@ -229,17 +229,26 @@ def _ref(value: Any) -> str | None:
     return None
 
 
+BACKFILL_MAX_CONTINUATIONS = 10
+"""A run that has not reached its cursor continues in a follow-up job, at most this many times
+(2,000 items by default); after that the cursor moves on and the rest is left to deliveries."""
+
+
 async def sync_outbox(
     fed: Federation,
     actor_id: int,
     *,
     max_pages: int = BACKFILL_MAX_PAGES,
     max_items: int = BACKFILL_MAX_ITEMS,
+    resume: dict[str, Any] | None = None,
 ) -> int:
     """Read a followed actor's outbox, newest first, down to the last item seen; store new objects.
 
     Bounded (pages, items), loop-safe (visited pages), same-origin only (security case 30):
-    every page and every item must be on the actor's host. Returns the number of items read.
+    every page and every item must be on the actor's host. When the bound is hit before the
+    cursor is reached, a follow-up job continues from the next page (``resume``), and the
+    cursor only moves to the newest item once the old one is reached, so nothing in between
+    is skipped. Returns the number of items read by this run.
     """
     async with fed.node.sessions() as session:
         actor = await session.get(Actor, actor_id)
@@ -247,21 +256,27 @@ async def sync_outbox(
     if actor is None or actor.local or actor.deleted_at is not None or not actor.outbox_iri:
         return 0
     origin = actor.host
-    stop_at = state.newest_seen_iri if state else None
-    newest: str | None = None
+    resume = resume or {}
+    stop_at = resume.get("stop_at") if resume else (state.newest_seen_iri if state else None)
+    newest: str | None = resume.get("newest")
+    continuation = int(resume.get("continuation", 0))
     read = 0
     visited: set[str] = set()
+    next_iri: str | None = None
+    reached_end = False
     try:
-        collection = await fed.fetch(actor.outbox_iri)
-        page: dict[str, Any] | None = collection
-        first = collection.get("first")
-        if not _items(collection) and first is not None:
-            page = first if isinstance(first, dict) else None
-            if page is None and isinstance(first, str):
-                page = await fed.fetch(first) if host_of(first) == origin else None
+        if resume.get("page"):
+            page: dict[str, Any] | None = await fed.fetch(resume["page"])
+        else:
+            collection = await fed.fetch(actor.outbox_iri)
+            page = collection
+            first = collection.get("first")
+            if not _items(collection) and first is not None:
+                page = first if isinstance(first, dict) else None
+                if page is None and isinstance(first, str):
+                    page = await fed.fetch(first) if host_of(first) == origin else None
         pages = 0
-        done = False
-        while page is not None and pages < max_pages and not done:
+        while page is not None and pages < max_pages:
             pages += 1
             if isinstance(page.get("id"), str):
                 visited.add(page["id"])
@@ -269,24 +284,51 @@ async def sync_outbox(
                 item_id = _ref(item)
                 if item_id is None or host_of(item_id) != origin:
                     continue
-                if item_id == stop_at or read >= max_items:
-                    done = True
+                if item_id == stop_at:
+                    reached_end = True
                     break
                 newest = newest or item_id
                 read += 1
                 await _store_item(fed, actor, item)
             next_iri = _ref(page.get("next"))
-            if done or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
+            if reached_end or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
+                reached_end = True
+                break
+            if read >= max_items:
                 break
             page = await fed.fetch(next_iri)
+        else:
+            reached_end = page is None
     except FetchTemporaryFailure:
         raise
     except FederationError as exc:
         await _save_sync(fed, actor_id, newest=None, read=read, error=f"{exc.code}: {exc.detail}"[:1024])
         log.info("outbox sync failed", extra={"actor": actor.iri, "code": exc.code})
         return read
-    await _save_sync(fed, actor_id, newest=newest, read=read, error=None)
-    log.info("outbox synced", extra={"actor": actor.iri, "items": read})
+    if not reached_end and next_iri and continuation < BACKFILL_MAX_CONTINUATIONS:
+        now = fed.node.clock()
+        async with fed.node.sessions.begin() as session:
+            await queue.enqueue(
+                session,
+                SYNC_OUTBOX,
+                {
+                    "actor_id": actor_id,
+                    "resume": {
+                        "page": next_iri,
+                        "stop_at": stop_at,
+                        "newest": newest,
+                        "continuation": continuation + 1,
+                    },
+                },
+                dedup_key=f"sync:{actor_id}:resume:{continuation + 1}:{newest}"[:512],
+                priority=queue.Priority.BACKGROUND,
+                now=now,
+            )
+        await _save_sync(fed, actor_id, newest=None, read=read, error=None)
+        fed.notify_worker()
+    else:
+        await _save_sync(fed, actor_id, newest=newest, read=read, error=None)
+    log.info("outbox synced", extra={"actor": actor.iri, "items": read, "complete": reached_end})
     return read
 
 
