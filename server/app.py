@@ -18,8 +18,9 @@ from server.db.engine import create_engine
 from server.db.queries import actors as q
 from server.http import activitypub, inbox, ops, outbox, wellknown
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
-from server.http.inbox import INBOX_DEPS, inbox_deps
+from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
+from server.http.ratelimit import HostRateLimiter
 from server.http.render import html_page
 from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry
@@ -74,6 +75,10 @@ async def _inbox_writer(app: web.Application, fed: Federation) -> AsyncIterator[
     writer.start()
     app[INBOX_WRITER] = writer
     app[INBOX_DEPS] = inbox_deps(app)
+    federation_settings = fed.node.settings.federation
+    app[INBOX_LIMITER] = HostRateLimiter(
+        rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
+    )
     try:
         yield
     finally:

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "blocked_domains": [],
         "allowed_domains": [],
         "rfc9421_first_knock": False,
+        "inbox_rate_per_host": 100.0,
+        "inbox_burst_per_host": 2000,
     },
     "worker": {"in_process": True, "concurrency": 8, "poll_interval_s": 0.5},
     "logging": {"level": "info", "format": "text", "access_log": False},
@@ -94,6 +96,8 @@ class FederationSettings:
     blocked_domains: tuple[str, ...]
     allowed_domains: tuple[str, ...]
     rfc9421_first_knock: bool
+    inbox_rate_per_host: float
+    inbox_burst_per_host: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +265,8 @@ def build_settings(
             blocked_domains=tuple(doc["federation"]["blocked_domains"]),
             allowed_domains=tuple(doc["federation"]["allowed_domains"]),
             rfc9421_first_knock=doc["federation"]["rfc9421_first_knock"],
+            inbox_rate_per_host=float(doc["federation"]["inbox_rate_per_host"]),
+            inbox_burst_per_host=doc["federation"]["inbox_burst_per_host"],
         ),
         worker=WorkerSettings(
             in_process=doc["worker"]["in_process"],

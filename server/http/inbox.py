@@ -14,18 +14,21 @@ from federation.collections import render_collection, render_collection_page
 from federation.http import Headers, IncomingRequest, is_activitypub_media_type
 from federation.inbox import InboundActivity, InboxDeps, receive
 from federation.types import Iri
+from federation.vocab.parse import host_of
 from server.appkeys import FEDERATION, INBOX_WRITER, NODE
 from server.db.queries import actors as actor_queries
 from server.db.queries import inbox as q
 from server.http.activitypub import KIND_TYPES, PAGE_SIZE, _page_params
 from server.http.auth import viewer_of
 from server.http.problems import problem
+from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.render import activity_response
 from server.services import visibility
 from server.services.errors import NotFound
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)
+INBOX_LIMITER = web.AppKey("inbox_limiter", HostRateLimiter)
 
 
 def inbox_deps(app: web.Application) -> InboxDeps:
@@ -75,6 +78,14 @@ async def post_inbox(request: web.Request) -> web.Response:
     body = await request.read()
     verdict = await receive(to_incoming(request, body), request.app[INBOX_DEPS])
     if isinstance(verdict, InboundActivity):
+        wait_s = request.app[INBOX_LIMITER].take(host_of(verdict.signer.owner))
+        if wait_s is not None:
+            return problem(
+                429,
+                "too many activities from this host; retry later",
+                code="rate_limited",
+                headers={"Retry-After": retry_after_header(wait_s)},
+            )
         await request.app[INBOX_WRITER].submit(verdict, recipient_id=recipient)
     return web.Response(status=202)
 

@@ -55,7 +55,9 @@ def status_for(error: Exception) -> int:
     return 500
 
 
-def problem(status: int, detail: str, *, code: str | None = None, **extra: Any) -> web.Response:
+def problem(
+    status: int, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
     """A problem+json response; ``code`` is our stable machine-readable error code."""
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -66,7 +68,9 @@ def problem(status: int, detail: str, *, code: str | None = None, **extra: Any) 
     if code:
         body["code"] = code
     body.update({k: v for k, v in extra.items() if v is not None})
-    return web.Response(status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
 
 
 def problem_for(error: fe.FederationError | se.ServiceError) -> web.Response:

@@ -1040,3 +1040,41 @@ async def test_group_inbox_is_readable_by_its_admin_only(world: World) -> None:
     page = await read_reply(await client.get(f"{GROUP_INBOX}?page=true", headers=admin_headers))
     assert page.status == 200
     assert [item["id"] for item in page.body["orderedItems"]] == [create_["id"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Case 34: rate limits keyed on the verified signing host
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_sec_34_a_host_over_its_rate_gets_429_with_retry_after(
+    start_node: NodeStarter, peers: StallingPeers
+) -> None:
+    """A peer sending faster than its budget is told to come back later; nothing over it is stored."""
+    async with start_node(federation={"inbox_rate_per_host": 0.01, "inbox_burst_per_host": 2}) as node:
+        world = await given_world(node, peers)
+        replies = []
+        for n in range(3):
+            activity = {
+                "@context": AS_CONTEXT,
+                "id": world.alice.new_id(),
+                "type": "Like",
+                "actor": world.alice.iri,
+                "object": f"{world.group}#liked-{n}",
+            }
+            replies.append(await world.send(GROUP_INBOX, activity, world.alice))
+        assert [r.status for r in replies] == [202, 202, 429]
+        assert replies[2].code == "rate_limited"
+        assert int(replies[2].headers["Retry-After"]) >= 1
+        async with node.sessions() as session:
+            stored = await session.scalar(select(func.count()).select_from(InboxActivity))
+        assert stored == 2
+        # Another host has its own budget: mallory is not throttled by alice's traffic
+        other = {
+            "@context": AS_CONTEXT,
+            "id": world.mallory.new_id(),
+            "type": "Like",
+            "actor": world.mallory.iri,
+            "object": f"{world.group}#liked",
+        }
+        assert (await world.send(GROUP_INBOX, other, world.mallory)).status == 202

@@ -168,6 +168,7 @@ class Reply:
     status: int
     content_type: str
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def code(self) -> str | None:
@@ -272,7 +273,7 @@ async def read_reply(response: Any) -> Reply:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw.decode("utf-8", "replace")
-    return Reply(response.status, content_type, body)
+    return Reply(response.status, content_type, body, dict(response.headers))
 
 
 def _http_date(now: datetime) -> str:
