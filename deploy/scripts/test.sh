@@ -4,6 +4,15 @@
 source "$(dirname "$0")/_python.sh"
 echo "• installing Entraide and its test tools into $VENV" >&2
 "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+# The real Fedify peer of tests/interop; Node 22 ships inside the pinned npm package.
+if command -v npm >/dev/null 2>&1; then
+  echo "• installing the Fedify interop peer (npm ci)" >&2
+  npm ci --prefix "$ROOT/tests/interop/peer" --no-audit --no-fund --loglevel=error >/dev/null
+elif [ "${CI:-}" = "true" ]; then
+  echo "entraide: npm is required under CI for the Fedify interop tests" >&2; exit 1
+else
+  echo "• npm not found: the Fedify interop tests will be skipped" >&2
+fi
 if ! bash "$ROOT/deploy/scripts/ensure-postgres.sh"; then
   if [ "${CI:-}" = "true" ]; then exit 1; fi
   echo "• PostgreSQL tests will be skipped (SQLite only)" >&2

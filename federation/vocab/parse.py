@@ -261,9 +261,16 @@ def check_json_ld(doc: JsonObject) -> None:
     Nothing in Entraide grants anything on the strength of a Linked Data signature, so a
     context only we cannot see has no reading that we act on.
 
+    A top-level Linked Data ``signature`` block is left out as well: we never read or verify it
+    (no access is granted on an LD signature), and Fedify gives it its own ``@context``
+    (identity v1), which only scopes that block and would otherwise look like a redefinition
+    of core terms. Nothing inside it is ever used.
+
     Raises:
         InvalidDocument: a forbidden keyword or a core-term redefinition was found.
     """
+    if "signature" in doc:
+        doc = {key: value for key, value in doc.items() if key != "signature"}
     screened = _without_unknown_contexts(doc)
     if jsonld.has_forbidden_keywords(screened):
         raise InvalidDocument(

@@ -294,8 +294,8 @@ async def sync_outbox(
             if reached_end or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
                 reached_end = True
                 break
-            if read >= max_items:
-                break
+            if read >= max_items or pages >= max_pages:
+                break  # bounded: a follow-up job continues from next_iri
             page = await fed.fetch(next_iri)
         else:
             reached_end = page is None

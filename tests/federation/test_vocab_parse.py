@@ -822,3 +822,30 @@ def test_decoding_is_total_over_arbitrary_bytes(body: bytes) -> None:
         assert isinstance(parse.decode_json_object(body), dict)
     except MalformedPayload:
         pass
+
+
+def test_an_ld_signature_block_with_its_own_context_is_not_a_core_term_redefinition() -> None:
+    """Fedify signs activities with an LD signature carrying ``@context: identity/v1``; we never
+    read the block, so it must not make the activity look like a context-swapping attack."""
+    from federation.vocab.parse import check_json_ld
+
+    doc = {
+        "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/data-integrity/v1"],
+        "id": "https://fedify.example/activities/1",
+        "type": "Follow",
+        "actor": "https://fedify.example/users/alice",
+        "object": "https://entraide.test/groups/a",
+        "signature": {
+            "@context": "https://w3id.org/identity/v1",
+            "type": "RsaSignature2017",
+            "creator": "https://fedify.example/users/alice#main-key",
+            "created": "2026-11-22T12:00:00Z",
+            "signatureValue": "AAAA",
+        },
+    }
+    check_json_ld(doc)  # does not raise
+    swapped = doc | {
+        "@context": ["https://www.w3.org/ns/activitystreams", {"actor": {"@id": "as:object", "@type": "@id"}}]
+    }
+    with pytest.raises(InvalidDocument):
+        check_json_ld(swapped)  # a top-level redefinition is still refused (case 21)

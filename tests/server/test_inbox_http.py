@@ -654,6 +654,27 @@ async def test_sec_17_embedded_object_claiming_a_local_id_creates_nothing(world:
     assert world.peers.hits == []  # and nothing fetched, not even from ourselves
 
 
+async def test_sec_15_reusing_an_existing_object_id_does_not_take_it_over(world: World) -> None:
+    """Bob (same host) re-sends alice's note id with a wider audience: the stored note stays alice's."""
+    original = note(world.alice, to=[world.group], content="<p>Pour le groupe</p>")
+    first = create(world.alice, original)
+    assert (await world.send(GROUP_INBOX, first, world.alice)).status == 202
+    assert await processed(world.node, first["id"]) == "processed"
+    stored = await object_row(world.node, original["id"])
+    assert stored is not None
+    hijack = original | {"attributedTo": world.bob.iri, "content": "<p>Modifié</p>", "to": [AS_PUBLIC]}
+    second = create(world.bob, hijack)
+    assert (await world.send(GROUP_INBOX, second, world.bob)).status == 202
+    assert await processed(world.node, second["id"]) == "processed"
+    after = await object_row(world.node, original["id"])
+    assert after is not None
+    assert (after.attributed_to_id, after.visibility, after.document) == (
+        stored.attributed_to_id,
+        stored.visibility,
+        stored.document,
+    )
+
+
 async def test_sec_16_announce_of_a_forged_embedded_object_is_refetched_and_dropped_on_404(
     world: World,
 ) -> None:
@@ -1078,3 +1099,74 @@ async def test_sec_34_a_host_over_its_rate_gets_429_with_retry_after(
             "object": f"{world.group}#liked",
         }
         assert (await world.send(GROUP_INBOX, other, world.mallory)).status == 202
+
+
+# ---------------------------------------------------------------------------------------------
+# Case 30: hostile collections met while syncing a followed actor's outbox
+# ---------------------------------------------------------------------------------------------
+
+
+def _page(world: World, n: int, items: list[Any], next_iri: str | None) -> JsonObject:
+    outbox = f"{world.alice.iri}/outbox"
+    page: JsonObject = {
+        "@context": AS_CONTEXT,
+        "id": f"{outbox}?page={n}",
+        "type": "OrderedCollectionPage",
+        "partOf": outbox,
+        "orderedItems": items,
+    }
+    if next_iri:
+        page["next"] = next_iri
+    return page
+
+
+def _create_item(world: World, author: RemoteAccount, n: int) -> JsonObject:
+    obj = note(author, to=[AS_PUBLIC], content=f"<p>n{n}</p>")
+    return activity("Create", author, obj, to=[AS_PUBLIC])
+
+
+async def test_sec_30_hostile_outbox_pages_are_bounded_loop_safe_and_same_origin(world: World) -> None:
+    """A followed outbox that loops, points to another host, smuggles foreign items and never
+    ends: the sync reads a bounded number of pages, once each, from the actor's host only."""
+    outbox = f"{world.alice.iri}/outbox"
+    evil_page = world.peers.iri("evil.example", "/outbox?page=2")
+    world.peers.serve_json(
+        outbox,
+        {
+            "@context": AS_CONTEXT,
+            "id": outbox,
+            "type": "OrderedCollection",
+            "totalItems": 10**9,
+            "first": f"{outbox}?page=1",
+        },
+    )
+    honest = _create_item(world, world.alice, 1)
+    smuggled = _create_item(world, world.mallory, 2)  # an item from another host
+    world.peers.serve_json(f"{outbox}?page=1", _page(world, 1, [honest, smuggled], f"{outbox}?page=2"))
+    world.peers.serve_json(f"{outbox}?page=2", _page(world, 2, [], f"{outbox}?page=1"))  # loops back
+    remote = await world.node.fed.actor(world.alice.iri)
+    read = await following.sync_outbox(world.node.fed, remote.id)
+    assert read == 1
+    assert await object_row(world.node, honest["object"]["id"]) is not None
+    assert await object_row(world.node, smuggled["object"]["id"]) is None
+    assert world.peers.count(f"{outbox}?page=1") == 1 and world.peers.count(f"{outbox}?page=2") == 1
+    # A next link to another host is not followed
+    world.peers.serve_json(
+        f"{outbox}?page=1", _page(world, 1, [_create_item(world, world.alice, 3)], evil_page)
+    )
+    await following.sync_outbox(world.node.fed, remote.id)
+    assert world.peers.hits_on("evil.example") == []
+
+
+async def test_sec_30_an_endless_outbox_costs_a_bounded_number_of_fetches(world: World) -> None:
+    outbox = f"{world.alice.iri}/outbox"
+    world.peers.serve_json(
+        outbox,
+        {"@context": AS_CONTEXT, "id": outbox, "type": "OrderedCollection", "first": f"{outbox}?page=1"},
+    )
+    for n in range(1, 40):
+        world.peers.serve_json(f"{outbox}?page={n}", _page(world, n, [], f"{outbox}?page={n + 1}"))
+    remote = await world.node.fed.actor(world.alice.iri)
+    await following.sync_outbox(world.node.fed, remote.id, max_pages=5)
+    fetched = [n for n in range(1, 40) if world.peers.count(f"{outbox}?page={n}")]
+    assert fetched == [1, 2, 3, 4, 5]
