@@ -53,7 +53,8 @@ async def webfinger(request: web.Request) -> web.Response:
                     session, "Group" if ref.kind == "group" else "Person", ref.handle
                 )
                 actors = [found] if found else []
-            subject = resource
+            # Mastodon answers a lookup by IRI with the acct: subject (and the IRI as alias).
+            subject = f"acct:{actors[0].handle}@{node.uris.host}" if actors else resource
         else:
             acct = parse_acct(resource)
             if acct.host != node.uris.host.lower():

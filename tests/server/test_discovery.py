@@ -39,7 +39,7 @@ async def test_webfinger_lists_person_then_group_for_a_shared_name(node: Node) -
 async def test_webfinger_by_actor_iri(node: Node) -> None:
     iri = await node.create_association("demo")
     jrd = await (await node.client.get("/.well-known/webfinger", params={"resource": iri})).json()
-    assert jrd["subject"] == iri
+    assert jrd["subject"] == f"acct:demo@{node.uris.host}"  # as Mastodon answers
     assert iri in jrd["aliases"]
 
 
