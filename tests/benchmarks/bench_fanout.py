@@ -1,0 +1,393 @@
+"""Fan-out benchmark: one alert from an association with 10,000 remote followers.
+
+(i) ``shared``: the followers are spread over 200 fake hosts, each host with a shared inbox, so
+    the node must deliver 200 signed POSTs. Target: every host has the alert within 2 s.
+(ii) ``personal``: the same followers without shared inboxes, each on its own inbox: 10,000
+    signed deliveries. Target: all received within 10 s.
+Both: peak RSS of the node process under 250 MB.
+
+The node is a real ``python -m server serve`` (``entraide init`` data directory, in-process
+worker with its production defaults). The followers (remote actors and accepted follows) are
+inserted directly into its database before it starts. The fake hosts are one process listening
+on 200 ports of 127.0.0.1 (``servers.py fake-hosts``); each records when every POST arrived.
+The clock starts just before the alert is POSTed to the association's C2S outbox and stops when
+the last expected inbox has received it. A sample of the deliveries (the first at each host) is
+verified afterwards with the association's published key.
+
+    python -m tests.benchmarks.bench_fanout [--followers 10000] [--hosts 200] [--scenarios shared,personal]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from federation.errors import FederationError
+from federation.http import Headers, IncomingRequest
+from federation.keys import PublicKey, public_key_from_pem
+from federation.memory import MemoryKeyResolver
+from federation.signatures import verify_request
+from federation.types import Iri
+from server.db.models import Actor, Delivery, Follow
+
+from ._common import (
+    AP,
+    PYTHON,
+    Layout,
+    NodeSetup,
+    Proc,
+    fmt,
+    free_port,
+    machine_info,
+    percentile,
+    pg_database,
+    print_machine,
+    sqlite_url,
+    step,
+    summarise_profile,
+    table,
+    verdict,
+    wait_http,
+    write_json,
+)
+
+TARGET_SECONDS = {"shared": 2.0, "personal": 10.0}
+TARGET_RSS_MB = 250.0
+
+
+@dataclass
+class FanoutResult:
+    scenario: str
+    engine: str
+    followers: int
+    hosts: int
+    expected: int
+    received: int = 0
+    duplicates: int = 0
+    publish_ms: float | None = None
+    first_s: float | None = None
+    p50_s: float | None = None
+    last_s: float | None = None
+    last_arrival_s: float | None = None
+    baseline_rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+    node_cpu_s: float | None = None
+    signatures: str = ""
+    delivery_states: dict[str, int] = field(default_factory=dict)
+    profile: str | None = None
+    timed_out: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.received >= self.expected
+
+    @property
+    def rate(self) -> float | None:
+        """Inboxes reached per second, up to the last arrival."""
+        return self.received / self.last_arrival_s if self.last_arrival_s else None
+
+    @property
+    def projected_s(self) -> float | None:
+        """When the last inbox would have been reached at the measured rate (timed-out runs)."""
+        return self.expected / self.rate if self.rate else None
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "profile"}
+
+
+async def _insert_followers(
+    database_url: str, group_iri: str, ports: list[int], followers: int, shared: bool
+) -> None:
+    """``followers`` remote Person actors, round-robin over the fake hosts, all following the group."""
+    now = datetime.now(UTC)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            group_id = (await conn.execute(select(Actor.id).where(Actor.iri == group_iri))).scalar_one()
+            rows = []
+            for j in range(followers):
+                port = ports[j % len(ports)]
+                origin = f"http://127.0.0.1:{port}"
+                iri = f"{origin}/users/f{j}"
+                rows.append(
+                    {
+                        "iri": iri,
+                        "local": False,
+                        "type": "Person",
+                        "handle": f"f{j}",
+                        "host": f"127.0.0.1:{port}",
+                        "name": f"Follower {j}",
+                        "summary": "",
+                        "inbox_iri": f"{iri}/inbox",
+                        "shared_inbox_iri": f"{origin}/inbox" if shared else None,
+                        "outbox_iri": f"{iri}/outbox",
+                        "followers_iri": f"{iri}/followers",
+                        "following_iri": f"{iri}/following",
+                        "manually_approves_followers": False,
+                        "discoverable": True,
+                        "members_visibility": "public",
+                        "fetched_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            for start in range(0, len(rows), 1000):
+                await conn.execute(insert(Actor), rows[start : start + 1000])
+            found = await conn.execute(select(Actor.iri, Actor.id).where(Actor.local.is_(False)))
+            ids = {iri: actor_id for iri, actor_id in found.all()}
+            follows = [
+                {
+                    "follower_id": ids[str(row["iri"])],
+                    "followed_id": group_id,
+                    "follow_iri": f"{row['iri']}#follow",
+                    "state": "accepted",
+                    "created_at": now,
+                    "accepted_at": now,
+                }
+                for row in rows
+            ]
+            for start in range(0, len(follows), 1000):
+                await conn.execute(insert(Follow), follows[start : start + 1000])
+    finally:
+        await engine.dispose()
+
+
+async def _delivery_states(database_url: str) -> dict[str, int]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(Delivery.state, func.count()).group_by(Delivery.state))
+            return {state: int(n) for state, n in rows.all()}
+    finally:
+        await engine.dispose()
+
+
+async def _verify_samples(http: aiohttp.ClientSession, control: str, group_iri: str) -> str:
+    """Verify the first delivery received by each host with the group's published key."""
+    async with http.get(group_iri, headers={"Accept": AP}) as response:
+        doc = await response.json(content_type=None)
+    entry = doc["publicKey"]
+    resolver = MemoryKeyResolver(
+        [PublicKey(Iri(entry["id"]), Iri(doc["id"]), public_key_from_pem(entry["publicKeyPem"]))]
+    )
+    async with http.get(f"{control}/samples") as response:
+        samples = await response.json()
+    ok = 0
+    errors: dict[str, int] = {}
+    for sample in samples:
+        incoming = IncomingRequest(
+            method="POST",
+            url=f"http://127.0.0.1:{sample['port']}{sample['target']}",
+            target=sample["target"],
+            headers=Headers([tuple(h) for h in sample["headers"]]),
+            body=base64.b64decode(sample["body"]),
+        )
+        try:
+            await verify_request(incoming, resolve_key=resolver, now=datetime.now(UTC))
+            ok += 1
+        except FederationError as exc:
+            errors[exc.code] = errors.get(exc.code, 0) + 1
+    return f"{ok}/{len(samples)} verified" + (f" ({errors})" if errors else "")
+
+
+async def _scenario(
+    scenario: str, engine: str, database_url: str, args: argparse.Namespace, work: Path, layout: Layout
+) -> FanoutResult:
+    shared = scenario == "shared"
+    expected = args.hosts if shared else args.followers
+    result = FanoutResult(scenario, engine, args.followers, args.hosts, expected)
+    base = work / f"{scenario}-{engine}"
+    control_port = free_port()
+    fake_cmd = [
+        PYTHON, "-m", "tests.benchmarks.servers", "fake-hosts",
+        "--count", str(args.hosts), "--port", str(control_port),
+    ]  # fmt: skip
+    control = f"http://127.0.0.1:{control_port}"
+    with Proc(fake_cmd, log=base / "fake-hosts.log", cpus=layout.client) as fake:
+        await wait_http(f"{control}/ports", fake)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.get(f"{control}/ports") as response:
+                ports: list[int] = await response.json()
+            setup = NodeSetup(base / "node", free_port(), database_url).init()
+            group_iri = setup.association("alerts")
+            token = setup.admin_token("alerts")
+            await _insert_followers(database_url, group_iri, ports, args.followers, shared)
+            profile_file = base / "node.pyspy.txt" if args.profile else None
+            node = Proc(
+                setup.serve_args(),
+                log=base / "node.log",
+                cpus=layout.server,
+                profile_to=profile_file,
+                profile_rate=args.profile_rate,
+            )
+            with node:
+                await wait_http(f"{setup.origin}/actor", node, headers={"Accept": AP})
+                await asyncio.sleep(1.0)  # let the worker's start-up jobs (sync_all, purge) pass
+                result.baseline_rss_mb = node.rss_mb()
+                cpu0 = node.cpu_seconds()
+                note = {
+                    "type": "Note",
+                    "content": "<p>Alerte : rupture de stock d'insuline rapide, voir la fiche.</p>",
+                }
+                t0 = time.time()
+                async with http.post(
+                    f"{group_iri}/outbox",
+                    json=note,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": AP},
+                ) as response:
+                    body = await response.text()
+                    if response.status != 201:
+                        raise RuntimeError(f"publishing answered {response.status}: {body}")
+                result.publish_ms = 1000 * (time.time() - t0)
+                deadline = time.monotonic() + args.timeout
+                stats: dict[str, Any] = {}
+                while time.monotonic() < deadline:
+                    async with http.get(f"{control}/stats") as response:
+                        stats = await response.json()
+                    if stats["inboxes"] >= expected:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    result.timed_out = True
+                async with http.get(f"{control}/stats", params={"times": "1"}) as response:
+                    stats = await response.json()
+                cpu1 = node.cpu_seconds()
+                result.node_cpu_s = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+                result.peak_rss_mb = node.peak_rss_mb()
+                result.received = stats["inboxes"]
+                result.duplicates = stats["duplicates"]
+                times = [t - t0 for t in stats["times"]]
+                result.first_s = times[0] if times else None
+                result.p50_s = percentile(times, 50)
+                result.last_arrival_s = times[-1] if times else None
+                result.last_s = result.last_arrival_s if result.done else None
+                result.signatures = await _verify_samples(http, control, group_iri)
+                result.delivery_states = await _delivery_states(database_url)
+    if args.profile and profile_file is not None:
+        result.profile = summarise_profile(profile_file)
+    return result
+
+
+def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
+    rows = []
+    for r in results:
+        target = TARGET_SECONDS[r.scenario]
+        last = r.last_s
+        rows.append(
+            [
+                f"({'i' if r.scenario == 'shared' else 'ii'}) {r.scenario} inboxes",
+                r.engine,
+                f"{r.followers:,} / {r.hosts}",
+                f"{r.received:,}/{r.expected:,}" + (" (TIMED OUT)" if r.timed_out else ""),
+                fmt(r.first_s, 2),
+                fmt(r.p50_s, 2),
+                fmt(last, 2)
+                if last is not None
+                else f"> {args.timeout:.0f} (≈{fmt(r.projected_s)} at this rate)",
+                f"< {target:.0f} s: {verdict(last, target, higher_is_better=False) if last else 'MISSED'}",
+                fmt(r.rate),
+                fmt(1000 * r.node_cpu_s / r.received if r.node_cpu_s and r.received else None, 2),
+                f"{fmt(r.baseline_rss_mb)} → {fmt(r.peak_rss_mb)}",
+                verdict(r.peak_rss_mb, TARGET_RSS_MB, higher_is_better=False),
+            ]
+        )
+    print()
+    print(
+        "Fan-out: one alert (Create{Note}, public) from an association; seconds after the POST to its outbox"
+    )
+    print(
+        table(
+            [
+                "scenario",
+                "db",
+                "followers / hosts",
+                "inboxes reached",
+                "first s",
+                "p50 s",
+                "last s",
+                "target",
+                "deliveries/s",
+                "node CPU ms/delivery",
+                "RSS MB start → peak",
+                "RSS < 250 MB",
+            ],
+            rows,
+        )
+    )
+    for r in results:
+        print(
+            f"({r.scenario}, {r.engine}) publish answered in {fmt(r.publish_ms)} ms; signatures of the first "
+            f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; "
+            f"delivery rows: {r.delivery_states}"
+        )
+    for r in results:
+        if r.profile:
+            print(f"\nprofile of the node, {r.scenario} ({r.engine}) (py-spy --gil, {args.profile_rate} Hz):")
+            print(r.profile)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    info = machine_info()
+    layout = Layout.choose(not args.no_pin)
+    layout.pin_client()
+    print_machine(info, layout.describe())
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="entraide-bench-fanout-"))
+    results: list[FanoutResult] = []
+    for engine in args.engines.split(","):
+        for scenario in args.scenarios.split(","):
+            label = f"{scenario} ({engine}): {args.followers:,} followers on {args.hosts} hosts"
+            with step(label):
+                if engine == "sqlite":
+                    url = sqlite_url(work / f"{scenario}-{engine}" / "node")
+                    results.append(await _scenario(scenario, engine, url, args, work, layout))
+                else:
+                    async with pg_database("fanout") as url:
+                        if url is None:
+                            print(f"  skipped: PostgreSQL unavailable ({label})")
+                            continue
+                        results.append(await _scenario(scenario, engine, url, args, work, layout))
+            r = results[-1] if results else None
+            if r is not None:
+                print(f"  {r.received:,}/{r.expected:,} inboxes, last at {fmt(r.last_s, 2)} s", flush=True)
+    report(results, args)
+    print(f"\nlogs: {work}")
+    return {
+        "machine": info,
+        "layout": layout.describe(),
+        "params": {k: v for k, v in vars(args).items() if k != "json"},
+        "results": [r.summary() for r in results],
+        "profiles": {f"{r.scenario}-{r.engine}": r.profile for r in results if r.profile},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--followers", type=int, default=10_000)
+    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--scenarios", default="shared,personal", help="shared,personal (default both)")
+    parser.add_argument("--engines", default="sqlite", help="sqlite,postgresql (default sqlite)")
+    parser.add_argument("--timeout", type=float, default=75.0, help="seconds to wait per scenario")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the node and helpers to CPUs")
+    parser.add_argument("--profile", action="store_true", help="record the node with py-spy")
+    parser.add_argument("--profile-rate", type=int, default=100)
+    parser.add_argument("--work-dir")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    write_json(args.json, asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

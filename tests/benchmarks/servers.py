@@ -1,0 +1,281 @@
+"""Reference servers the benchmarks compare Entraide with, each run as its own process.
+
+``python -m tests.benchmarks.servers MODE --port P …`` where MODE is:
+
+``bare-inbox``
+    The limit (c) of the inbox benchmark: a bare aiohttp handler that verifies the draft-cavage
+    signature and the body digest with :func:`federation.signatures.verify_request` (keys
+    fetched once from the key server, then cached in memory) and answers 202. No JSON parsing,
+    no database.
+``null``
+    Reads the body and answers 202: what the load generator itself can drive (its ceiling).
+``static``
+    Answers GETs with fixed bytes (``--spec`` JSON: path+query → file, content type), the
+    reference of the reads benchmark.
+``fake-hosts``
+    The fan-out's receivers: ``--count`` listening ports (one fake host each) that record the
+    arrival time of every POST and answer 202, plus a control port (``--port``) serving
+    ``/ports``, ``/stats`` and ``/samples`` (the first request of each host, for signature checks).
+
+Everything listens on 127.0.0.1 and stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from federation.errors import FederationError, KeyUnavailable
+from federation.http import Headers, IncomingRequest
+from federation.keys import PublicKey, public_key_from_pem
+from federation.signatures import verify_request
+from federation.types import Iri
+
+# ---------------------------------------------------------------------------------------------
+# (c) bare inbox and the null sink
+# ---------------------------------------------------------------------------------------------
+
+
+class CachingKeyResolver:
+    """Fetch a keyId's actor document once (over loopback), then answer from memory."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, PublicKey] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def resolve(self, key_id: Iri, *, refresh: bool = False) -> PublicKey:
+        cached = self._keys.get(key_id)
+        if cached is not None and not refresh:
+            return cached
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        async with self._session.get(
+            key_id.split("#", 1)[0], headers={"Accept": "application/activity+json"}
+        ) as response:
+            if response.status != 200:
+                raise KeyUnavailable(f"key fetch answered {response.status}", key_id=key_id)
+            doc = json.loads(await response.read())
+        entry = doc.get("publicKey") or {}
+        if entry.get("id") != key_id:
+            raise KeyUnavailable("the actor does not list this key", key_id=key_id)
+        key = PublicKey(key_id, Iri(doc["id"]), public_key_from_pem(entry["publicKeyPem"]))
+        self._keys[key_id] = key
+        return key
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def bare_inbox_app(origin: str) -> web.Application:
+    resolver = CachingKeyResolver()
+    counts: Counter[str] = Counter()
+
+    async def post(request: web.Request) -> web.Response:
+        body = await request.read()
+        incoming = IncomingRequest(
+            method=request.method,
+            url=origin + request.raw_path,
+            target=request.raw_path,
+            headers=Headers(list(request.headers.items())),
+            body=body,
+        )
+        try:
+            await verify_request(incoming, resolve_key=resolver, now=datetime.now(UTC))
+        except FederationError as exc:
+            counts[exc.code] += 1
+            return web.Response(status=401, text=exc.code)
+        counts["verified"] += 1
+        return web.Response(status=202)
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(dict(counts))
+
+    async def closing(app: web.Application) -> None:
+        await resolver.close()
+
+    app = web.Application(client_max_size=1_048_576)
+    app.router.add_post("/inbox", post)
+    app.router.add_post("/{tail:.+}/inbox", post)
+    app.router.add_get("/_stats", stats)
+    app.on_cleanup.append(closing)
+    return app
+
+
+def null_app() -> web.Application:
+    async def post(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202)
+
+    app = web.Application(client_max_size=1_048_576)
+    app.router.add_post("/{tail:.*}", post)
+    app.router.add_get("/_stats", lambda r: web.json_response({}))  # type: ignore[arg-type,return-value]
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# Static bytes
+# ---------------------------------------------------------------------------------------------
+
+
+def static_app(spec_file: Path) -> web.Application:
+    """Serve ``{path_qs: {"file": ..., "content_type": ...}}`` from memory, byte for byte."""
+    spec = json.loads(spec_file.read_text())
+    routes = {
+        path_qs: (Path(entry["file"]).read_bytes(), entry["content_type"], dict(entry.get("headers", {})))
+        for path_qs, entry in spec.items()
+    }
+
+    async def get(request: web.Request) -> web.Response:
+        found = routes.get(request.path_qs)
+        if found is None:
+            return web.Response(status=404, text="not found")
+        body, content_type, headers = found
+        response = web.Response(body=body, headers=headers)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", get)
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# Fake hosts for the fan-out
+# ---------------------------------------------------------------------------------------------
+
+
+class FakeHosts:
+    def __init__(self, count: int, samples_per_host: int = 1) -> None:
+        self.count = count
+        self.samples_per_host = samples_per_host
+        self.ports: list[int] = []
+        self.arrivals: list[tuple[float, int, str]] = []
+        self.samples: dict[int, list[dict[str, Any]]] = {}
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        now = time.time()
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        port = int(sock[1]) if sock else 0
+        body = await request.read()
+        if request.method == "POST":
+            self.arrivals.append((now, port, request.raw_path))
+            kept = self.samples.setdefault(port, [])
+            if len(kept) < self.samples_per_host:
+                kept.append(
+                    {
+                        "port": port,
+                        "target": request.raw_path,
+                        "headers": list(request.headers.items()),
+                        "body": base64.b64encode(body).decode(),
+                    }
+                )
+            return web.Response(status=202)
+        return web.Response(status=404, text="not found")
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1_048_576)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        for _ in range(self.count):
+            site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=1024)
+            await site.start()
+            self.ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+    def control_app(self) -> web.Application:
+        async def ports(request: web.Request) -> web.Response:
+            return web.json_response(self.ports)
+
+        async def stats(request: web.Request) -> web.Response:
+            first_by_inbox: dict[tuple[int, str], float] = {}
+            for t, port, path in self.arrivals:
+                first_by_inbox.setdefault((port, path), t)
+            times = sorted(first_by_inbox.values())
+            return web.json_response(
+                {
+                    "posts": len(self.arrivals),
+                    "inboxes": len(first_by_inbox),
+                    "hosts": len({port for port, _ in first_by_inbox}),
+                    "duplicates": len(self.arrivals) - len(first_by_inbox),
+                    "times": times if request.query.get("times") else [],
+                    "first": times[0] if times else None,
+                    "last": times[-1] if times else None,
+                }
+            )
+
+        async def samples(request: web.Request) -> web.Response:
+            return web.json_response([s for kept in self.samples.values() for s in kept])
+
+        async def reset(request: web.Request) -> web.Response:
+            self.arrivals.clear()
+            self.samples.clear()
+            return web.json_response({"reset": True})
+
+        app = web.Application()
+        app.router.add_get("/ports", ports)
+        app.router.add_get("/stats", stats)
+        app.router.add_get("/samples", samples)
+        app.router.add_post("/reset", reset)
+        return app
+
+
+async def _serve_fake_hosts(count: int, control_port: int) -> None:
+    hosts = FakeHosts(count)
+    await hosts.start()
+    control = web.AppRunner(hosts.control_app(), access_log=None)
+    await control.setup()
+    await web.TCPSite(control, "127.0.0.1", control_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await control.cleanup()
+        assert hosts.runner is not None
+        await hosts.runner.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=("bare-inbox", "null", "static", "fake-hosts"))
+    parser.add_argument("--port", type=int, required=True, help="listening (or control) port on 127.0.0.1")
+    parser.add_argument("--origin", help="bare-inbox: the origin signatures were made for")
+    parser.add_argument("--spec", type=Path, help="static: JSON routes file")
+    parser.add_argument("--count", type=int, default=200, help="fake-hosts: how many hosts (ports)")
+    args = parser.parse_args()
+    if args.mode == "fake-hosts":
+        asyncio.run(_serve_fake_hosts(args.count, args.port))
+        return
+    if args.mode == "bare-inbox":
+        app = bare_inbox_app(args.origin or f"http://127.0.0.1:{args.port}")
+    elif args.mode == "null":
+        app = null_app()
+    else:
+        if args.spec is None:
+            parser.error("static needs --spec")
+        app = static_app(args.spec)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, handle_signals=True)
+
+
+if __name__ == "__main__":
+    main()
