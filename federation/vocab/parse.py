@@ -8,9 +8,10 @@ shapes real peers send (shared/interop.md): a value may be a string, a list, or 
 inside ``Announce``; ``Accept``/``Reject``/``Undo`` embed their object or name it.
 
 Size limits (security case 28) follow Mastodon's published table; the constants below are the
-published values, and :data:`SIZE_LIMITS` is that table as data. "truncated" limits are applied
-*before* schema validation, so a document that only exceeds them is accepted, cut; "rejected"
-limits raise :class:`~federation.errors.InvalidDocument`.
+published values, and :data:`SIZE_LIMITS` is that table as data. "truncated" limits cut a
+document that only exceeds them; "rejected" limits raise :class:`~federation.errors.InvalidDocument`.
+Actors are also checked against the lenient JSON Schema (they are read rarely, when fetched);
+activities and objects, read on every inbox request, are not (see ``docs/performance.md``).
 
 Every IRI we keep from an id-like field (``id``, ``actor``, ``object``, ``target``,
 ``attributedTo``, ``inReplyTo``, addressing, actor endpoints and keys) must be an absolute
@@ -624,8 +625,9 @@ def _single_actor(value: object) -> Iri:
 def parse_activity(doc: JsonObject) -> Activity:
     """Read an inbound activity: any type, embedded or referenced objects, addressing.
 
-    The document is validated against the lenient ``activitystreams/activity`` schema (after the
-    "truncated" limits), then read field by field. Known types give their class
+    The document is read field by field, each field checked as it is read (IRIs, addressing,
+    sizes); the lenient ``activitystreams/activity`` schema is the contract this reading keeps,
+    checked in tests rather than on every request (it cost 25 times the parse). Known types give their class
     (:data:`~federation.vocab.activities.ACTIVITY_CLASSES`); with several types the first known
     one wins; other types give :class:`~federation.vocab.activities.UnknownActivity`.
 
@@ -640,7 +642,7 @@ def parse_activity(doc: JsonObject) -> Activity:
     kept IRI satisfies :func:`is_http_iri`.
 
     Raises:
-        InvalidDocument: schema violation, a missing/invalid ``id`` or ``actor``, several
+        InvalidDocument: a missing/invalid ``id`` or ``actor``, several
             actors, an invalid IRI in an id-like field (the message names the field), or a
             "rejected" size limit.
     """
@@ -768,14 +770,14 @@ def _member(doc: Mapping[str, Any], field: str) -> Member:
 def parse_object(doc: JsonObject) -> Content | Tombstone:
     """Read a content object (fetched by id, or found embedded) or a ``Tombstone``.
 
-    Validated against the lenient ``activitystreams/object`` schema after the "truncated"
-    limits (``name``, ``summary``, poll options). Known types give their class (``Note``,
+    Read field by field after the "truncated" limits (``name``, ``summary``, poll options); the
+    lenient ``activitystreams/object`` schema is the contract, checked in tests. Known types give their class (``Note``,
     ``Article``, ``Page`` (Lemmy), ``Question``, ``Document``/``Audio``/``Video``, ``Image``);
     other types give a plain :class:`~federation.vocab.objects.Content` with ``type`` kept
     (Mobilizon ``Event`` and ``ResourceCollection``, ...).
 
     Raises:
-        InvalidDocument: schema violation; an activity or an actor instead of an object; an
+        InvalidDocument: an activity or an actor instead of an object; an
             invalid IRI in an id-like field (the message names it); a "rejected" size limit.
     """
     types = _types(doc)
