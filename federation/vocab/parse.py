@@ -771,10 +771,11 @@ def parse_object(doc: JsonObject) -> Content | Tombstone:
     """Read a content object (fetched by id, or found embedded) or a ``Tombstone``.
 
     Read field by field after the "truncated" limits (``name``, ``summary``, poll options); the
-    lenient ``activitystreams/object`` schema is the contract, checked in tests. Known types give their class (``Note``,
-    ``Article``, ``Page`` (Lemmy), ``Question``, ``Document``/``Audio``/``Video``, ``Image``);
-    other types give a plain :class:`~federation.vocab.objects.Content` with ``type`` kept
-    (Mobilizon ``Event`` and ``ResourceCollection``, ...).
+    lenient ``activitystreams/object`` schema is the contract, checked in tests. Known types
+    give their class (``Note``, ``Article``, ``Page`` (Lemmy), ``Question``,
+    ``Document``/``Audio``/``Video``, ``Image``); other types give a plain
+    :class:`~federation.vocab.objects.Content` with ``type`` kept (Mobilizon ``Event`` and
+    ``ResourceCollection``, ...).
 
     Raises:
         InvalidDocument: an activity or an actor instead of an object; an
