@@ -26,6 +26,15 @@ GROUP_MEMBERS: Final = "{actor}/members"
 GROUP_FEATURED: Final = "{actor}/featured"
 OBJECT: Final = "/objects/{id}"
 ACTIVITY: Final = "/activities/{id}"
+OBJECT_REPLIES: Final = "{object}/replies"
+OBJECT_CONTEXT: Final = "{object}/context"  # FEP-7888/f228: the thread the object starts
+OBJECT_HISTORY: Final = "{object}/history"  # FEP-bad1: Create and Updates of the object
+OBJECT_ENDORSEMENTS: Final = "{object}/endorsements"  # co-signatures of a proposal
+MEDIA: Final = "/media/{key}"
+ACTOR_FEED: Final = "{actor}/feed.{format}"  # format: atom, rss or json
+ACTOR_KIND_FEED: Final = "{actor}/feeds/{kind}.{format}"  # kind: alerts, resources, proposals
+FEED_FORMATS: Final = ("atom", "rss", "json")
+FEED_KINDS: Final = ("alerts", "resources", "proposals")
 
 # Route patterns for aiohttp (the same templates, with constrained placeholders).
 HANDLE_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -144,6 +153,27 @@ class UriScheme:
 
     def activity(self, activity_id: str) -> Iri:
         return self.iri(ACTIVITY.format(id=activity_id))
+
+    def replies(self, object_iri: Iri) -> Iri:
+        return Iri(OBJECT_REPLIES.format(object=object_iri))
+
+    def context(self, object_iri: Iri) -> Iri:
+        return Iri(OBJECT_CONTEXT.format(object=object_iri))
+
+    def history(self, object_iri: Iri) -> Iri:
+        return Iri(OBJECT_HISTORY.format(object=object_iri))
+
+    def endorsements(self, object_iri: Iri) -> Iri:
+        return Iri(OBJECT_ENDORSEMENTS.format(object=object_iri))
+
+    def media(self, key: str) -> Iri:
+        return self.iri(MEDIA.format(key=key))
+
+    def feed(self, actor: Iri, fmt: str, kind: str | None = None) -> Iri:
+        """An actor's public feed (``fmt``: atom, rss, json), optionally of one content kind."""
+        if kind is None:
+            return Iri(ACTOR_FEED.format(actor=actor, format=fmt))
+        return Iri(ACTOR_KIND_FEED.format(actor=actor, kind=kind, format=fmt))
 
     def main_key(self, actor: Iri) -> Iri:
         """The RSA key's id, ``actor#main-key`` as Mastodon, Lemmy and Mobilizon expect."""

@@ -40,6 +40,8 @@ NAMING = {
 ACTOR_TYPES = ("Application", "Group", "Person", "Service", "Organization")
 ROLES = ("admin", "moderator", "member")
 VISIBILITIES = ("public", "unlisted", "followers", "members", "direct")
+# What an object is to Entraide (``entraideKind`` on the wire, or inferred for peers' objects).
+KINDS = ("post", "resource", "alert", "proposal", "reply", "vote", "endorsement")
 
 
 class Base(AsyncAttrs, DeclarativeBase):
@@ -209,7 +211,9 @@ class RemoteObject(Base):
     __tablename__ = "objects"
     __table_args__ = (
         CheckConstraint(f"visibility IN {VISIBILITIES!r}", name="visibility"),
+        CheckConstraint(f"kind IN {KINDS!r}", name="kind"),
         Index("ix_objects_attributed_published", "attributed_to_id", "id"),
+        Index("ix_objects_attributed_kind", "attributed_to_id", "kind", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -221,6 +225,7 @@ class RemoteObject(Base):
     in_reply_to_iri: Mapped[str | None] = mapped_column(IRI, index=True)
     context_iri: Mapped[str | None] = mapped_column(IRI, index=True)
     visibility: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="post", server_default="post")
     document: Mapped[dict[str, Any]] = mapped_column(JsonType)
     published: Mapped[datetime] = mapped_column(UtcDateTime)
     updated: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -391,3 +396,63 @@ class SyncState(Base):
     last_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(String(1024))
     items_fetched: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Vote(Base):
+    """One voter's choice on a poll or proposal we host (``Create{Note{name, inReplyTo}}``).
+
+    One row per voter and chosen option, as Mastodon sends one ``Note`` per option of a
+    multiple-choice poll. A second vote on a single-choice question is refused by the
+    service; the unique key is the last line against counting a choice twice.
+    """
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("question_id", "voter_id", "choice"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
+    voter_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    choice: Mapped[str] = mapped_column(String(500))
+    activity_iri: Mapped[str] = mapped_column(IRI, unique=True)
+    note_iri: Mapped[str | None] = mapped_column(IRI)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Endorsement(Base):
+    """An association's co-signature of a proposal, kept with its integrity proof (FEP-8b32).
+
+    Held by the proposal's node (``proposal_id`` set) and by the endorser's node.
+    """
+
+    __tablename__ = "endorsements"
+    __table_args__ = (UniqueConstraint("proposal_iri", "endorser_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    iri: Mapped[str] = mapped_column(IRI, unique=True)
+    proposal_iri: Mapped[str] = mapped_column(IRI, index=True)
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"))
+    endorser_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    document: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Media(Base):
+    """An uploaded file (resource attachment), stored on disk under the data dir by ``key``.
+
+    ``content_type`` is what the bytes are (sniffed), never what the uploader claimed.
+    """
+
+    __tablename__ = "media"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(1500), default="")
+    object_id: Mapped[int | None] = mapped_column(ForeignKey("objects.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
