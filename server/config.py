@@ -22,6 +22,9 @@ ENV_PREFIX = "ENTRAIDE_"
 CONFIG_ENV = "ENTRAIDE_CONFIG"
 CONFIG_FILE_NAME = "entraide.toml"
 SQLITE_FILE_NAME = "entraide.sqlite3"
+# Attachment types the node can recognise from their bytes and serve safely. ``media.allowed_types``
+# may narrow this list, never widen it (no SVG, HTML or office documents: shared/security.md).
+MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "server": {
@@ -45,6 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "worker": {"in_process": True, "concurrency": 8, "poll_interval_s": 0.5},
     "logging": {"level": "info", "format": "text", "access_log": False},
+    "media": {"max_bytes": 20 * 1024 * 1024, "dir": "media", "allowed_types": list(MEDIA_TYPES)},
 }
 
 
@@ -115,6 +119,13 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaSettings:
+    max_bytes: int
+    dir: Path
+    allowed_types: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole validated configuration of one node."""
 
@@ -124,12 +135,13 @@ class Settings:
     federation: FederationSettings
     worker: WorkerSettings
     logging: LoggingSettings
+    media: MediaSettings
     source: Path | None = field(default=None, compare=False)
 
     def as_document(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as a TOML-able dict (``config check`` prints it)."""
         doc: dict[str, Any] = {}
-        for name in ("server", "database", "storage", "federation", "worker", "logging"):
+        for name in ("server", "database", "storage", "federation", "worker", "logging", "media"):
             section = getattr(self, name)
             doc[name] = {
                 key: (
@@ -220,7 +232,8 @@ def build_settings(
 ) -> Settings:
     """Merge defaults, ``raw`` (a parsed TOML document) and the environment; validate; freeze.
 
-    Relative paths (the SQLite file, ``storage.data_dir``) are resolved against ``base_dir``.
+    Relative paths (the SQLite file, ``storage.data_dir``) are resolved against ``base_dir``;
+    ``storage.secret_key_file`` and ``media.dir`` against the data directory.
 
     Raises:
         ConfigError: naming the first invalid or unknown key.
@@ -277,6 +290,11 @@ def build_settings(
             level=doc["logging"]["level"],
             format=doc["logging"]["format"],
             access_log=doc["logging"]["access_log"],
+        ),
+        media=MediaSettings(
+            max_bytes=doc["media"]["max_bytes"],
+            dir=(data_dir / doc["media"]["dir"]).resolve(),
+            allowed_types=tuple(doc["media"]["allowed_types"]),
         ),
         source=source,
     )
