@@ -20,6 +20,7 @@ from server.http.auth import viewer_of
 from server.http.render import activity_response, html_page, wants_ap
 from server.services import visibility
 from server.services.errors import InvalidInput, NotFound
+from server.services.feeds import feed_links
 from server.services.profiles import local_actor_value
 from server.services.visibility import Viewer
 
@@ -57,7 +58,13 @@ async def get_actor(request: web.Request) -> web.Response:
         f"<header><p>{html.escape(kind)}</p><h1>{html.escape(actor.name)}</h1>"
         f"<p>{html.escape(handle)}</p></header><main>{doc['summary']}</main>"
     )
-    return html_page(title=f"{actor.name} ({handle})", body_html=body, alternate=actor.iri)
+    links = feed_links(node.uris, Iri(actor.iri), actor.name or actor.handle) if actor.type == "Group" else []
+    return html_page(
+        title=f"{actor.name} ({handle})",
+        body_html=body,
+        alternate=actor.iri,
+        feeds=[(link.media_type, link.href, link.title) for link in links],
+    )
 
 
 def _page_params(request: web.Request) -> tuple[bool, int | None]:

@@ -72,6 +72,12 @@ class PageCache:
 PAGE_CACHE = web.AppKey("page_cache", PageCache)
 
 
+def _matches(etag: str, if_none_match: str) -> bool:
+    """RFC 9110 §13.1.2: weak comparison; ``*`` matches any current representation."""
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",") if t.strip()}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
 def _cacheable_request(request: web.Request) -> bool:
     return (
         request.method == "GET"
@@ -90,7 +96,13 @@ async def page_cache_middleware(request: web.Request, handler: Handler) -> web.S
     key = (request.path_qs, wants_activitypub(request.headers.get("Accept")))
     entry = cache.get(key)
     if entry is not None:
-        return web.Response(status=entry.status, body=entry.body, headers=dict(entry.headers))
+        headers = dict(entry.headers)
+        etag = headers.get("ETag")
+        if etag is not None and _matches(etag, request.headers.get("If-None-Match", "")):
+            # The client holds these bytes already (RFC 9110 §13.1.2): no body.
+            kept = {k: v for k, v in headers.items() if k.lower() not in ("content-length", "content-type")}
+            return web.Response(status=304, headers=kept)
+        return web.Response(status=entry.status, body=entry.body, headers=headers)
     response = await handler(request)
     if (
         isinstance(response, web.Response)

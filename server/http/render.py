@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -33,13 +34,27 @@ def wants_ap(request: web.Request) -> bool:
 
 
 def html_page(
-    *, title: str, body_html: str, alternate: str | None = None, private: bool = False
+    *,
+    title: str,
+    body_html: str,
+    alternate: str | None = None,
+    feeds: Sequence[tuple[str, str, str]] = (),
+    private: bool = False,
 ) -> web.Response:
-    """A small, self-contained HTML page; every dynamic value is escaped by the caller or here."""
+    """A small, self-contained HTML page; every dynamic value is escaped by the caller or here.
+
+    ``feeds`` are ``(media type, href, title)`` of the page's feeds, announced with
+    ``<link rel="alternate">`` so that browsers and feed readers find them.
+    """
     alt = (
         f'<link rel="alternate" type="{AP_CONTENT_TYPE}" href="{html.escape(alternate, quote=True)}">'
         if alternate
         else ""
+    )
+    alt += "".join(
+        f'<link rel="alternate" type="{html.escape(media_type, quote=True)}" '
+        f'href="{html.escape(href, quote=True)}" title="{html.escape(feed_title, quote=True)}">'
+        for media_type, href, feed_title in feeds
     )
     page = (
         '<!doctype html><html lang="fr"><head><meta charset="utf-8">'

@@ -121,3 +121,16 @@ async def can_list_followers(session: AsyncSession, viewer: Viewer, owner: Actor
     if viewer.actor_id is not None and viewer.actor_id == owner.id:
         return True
     return owner.type == "Group" and await role_in(session, viewer, owner) == "admin"
+
+
+FEED_LEVELS: tuple[str, ...] = ("public",)
+
+
+def feed_levels() -> tuple[str, ...]:
+    """The feeds channel's rule (Atom, RSS, JSON Feed): ``public`` objects only, for everyone.
+
+    Feeds are read anonymously by institutions and kept by any cache or aggregator, so the
+    request's credentials are never looked at and no viewer widens them. ``unlisted`` is left
+    out too: it means "reachable, but not listed", and a feed is a listing.
+    """
+    return FEED_LEVELS

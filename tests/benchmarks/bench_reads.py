@@ -10,10 +10,13 @@ short rounds (node, static, node, static…) so that both see the same machine n
 
 * the outbox collection (``/groups/news/outbox``: ``totalItems`` and ``first``);
 * its first page (``?page=true``: 20 activities, the hot page every follower polls);
-* the second page (``?page=true&before=…``, from the first page's ``next``).
+* the second page (``?page=true&before=…``, from the first page's ``next``);
+* the association's feeds (:data:`FEEDS`: Atom, RSS, JSON Feed of all content, and the Atom
+  feed of alerts only), 50 entries each, over ``--activities`` public objects of every kind.
 
-Target: node ≥ 0.5 x static for each. Feeds (Atom, RSS, JSON Feed) do not exist yet: their
-rows are a marked slot (:data:`FEEDS`) that benchmarks them as soon as the node answers 200.
+Target: node ≥ 0.5 x static for each. Diagnostic rows use unique query strings, so that the
+page cache never answers: outbox page 1 is then built on every request; the Atom feed runs its
+validators query on every request and takes its body from the rendered-feed memo (same ETag).
 
     python -m tests.benchmarks.bench_reads [--activities 1000] [-c 32] [--duration 5]
 """
@@ -34,7 +37,7 @@ import aiohttp
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.db.models import Activity, Actor
+from server.db.models import Activity, Actor, RemoteObject
 
 from ._common import (
     AP,
@@ -60,14 +63,84 @@ AS_PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 TARGET_RATIO = 0.5
 
 # ------------------------------------------------------------------------------------------------
-# SLOT: feeds. Feeds do not exist yet. When they do, fix the paths here (``{group}`` is the
-# association's path, e.g. /groups/news); a feed that answers 200 is benchmarked like the pages.
+# Feeds (server/http/feeds.py). ``{group}`` is the association's path, e.g. /groups/news; a feed
+# that answers 200 is benchmarked like the pages. They list the ``objects`` rows inserted by
+# :func:`_insert_feed_objects` (the outbox rows above are activities, which feeds do not read).
 # ------------------------------------------------------------------------------------------------
 FEEDS: tuple[tuple[str, str, str], ...] = (
     ("feed: Atom", "{group}/feed.atom", "application/atom+xml"),
     ("feed: RSS", "{group}/feed.rss", "application/rss+xml"),
     ("feed: JSON Feed", "{group}/feed.json", "application/feed+json"),
+    ("feed: alerts, Atom", "{group}/feeds/alerts.atom", "application/atom+xml"),
 )
+FEED_KINDS = ("post", "resource", "alert", "proposal")
+
+
+def _feed_object(kind: str, object_iri: str, group_iri: str, stamp: str) -> dict[str, Any]:
+    """A document shaped like the publishing services': a note, resource, alert or proposal."""
+    to, cc = [AS_PUBLIC], [f"{group_iri}/followers"]
+    doc: dict[str, Any] = {
+        "@context": ["https://www.w3.org/ns/activitystreams"],
+        "id": object_iri,
+        "type": {"resource": "Article", "proposal": "Question"}.get(kind, "Note"),
+        "attributedTo": group_iri,
+        "content": CONTENT,
+        "published": stamp,
+        "to": to,
+        "cc": cc,
+        "url": object_iri,
+        "tag": [{"type": "Hashtag", "name": "#sante", "href": "https://example.invalid/tags/sante"}],
+    }
+    if kind == "resource":
+        doc.update(name="Guide des droits des patients", summary="<p>Ce que dit la loi.</p>")
+    elif kind == "alert":
+        doc.update(
+            name="Rupture d'insuline rapide",
+            severity="critical",
+            category="shortage",
+            alertStatus="active",
+            area="Paris",
+            validUntil=stamp,
+        )
+    elif kind == "proposal":
+        doc.update(
+            name="Demander une permanence le samedi ?",
+            oneOf=[{"type": "Note", "name": n} for n in ("Oui", "Non")],
+            endTime=stamp,
+        )
+    return doc
+
+
+async def _insert_feed_objects(database_url: str, group_iri: str, origin: str, count: int) -> None:
+    """``count`` public objects of the group, the four listed kinds in turn, into ``objects``."""
+    engine = create_async_engine(database_url)
+    start = datetime.now(UTC) - timedelta(days=count // 10 + 1)
+    try:
+        async with engine.begin() as conn:
+            group_id = (await conn.execute(select(Actor.id).where(Actor.iri == group_iri))).scalar_one()
+            rows = []
+            for i in range(count):
+                when = start + timedelta(minutes=15 * i)
+                kind = FEED_KINDS[i % len(FEED_KINDS)]
+                object_iri = f"{origin}/objects/{uuid.uuid4().hex}"
+                doc = _feed_object(kind, object_iri, group_iri, when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                rows.append(
+                    {
+                        "iri": object_iri,
+                        "local": True,
+                        "type": doc["type"],
+                        "kind": kind,
+                        "attributed_to_id": group_id,
+                        "visibility": "public",
+                        "document": doc,
+                        "published": when,
+                        "received_at": when,
+                    }
+                )
+            for offset in range(0, len(rows), 500):
+                await conn.execute(insert(RemoteObject), rows[offset : offset + 500])
+    finally:
+        await engine.dispose()
 
 
 @dataclass
@@ -168,6 +241,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     group_path = group_iri.removeprefix(setup.origin)
     with step(f"inserting {args.activities:,} activities into the outbox"):
         await _insert_activities(setup.database_url, group_iri, setup.origin, args.activities)
+    with step(f"inserting {args.activities:,} public objects for the feeds"):
+        await _insert_feed_objects(setup.database_url, group_iri, setup.origin, args.activities)
     rows: list[ReadRow] = []
     profile_file = work / "node.pyspy.txt" if args.profile else None
     node = Proc(
@@ -256,6 +331,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 cold.static = hot.static  # the same bytes, served statically
                 rows.insert(rows.index(hot) + 1, cold)
+            feed = next((r for r in rows if r.label == "feed: Atom" and r.node), None)
+            if feed is not None:
+                # Diagnostic: the page cache bypassed; each request runs the feed's validators query
+                # and gets the body rendered for that ETag from server/http/feeds.py's memo.
+                base = f"{feed.path}?nocache="
+                cold = ReadRow(
+                    "feed: Atom, page cache bypassed (diagnostic)", base + "<n>", feed.accept, feed.size
+                )
+                requests = [get_request(f"{base}{i}", feed.accept) for i in range(100_000)]
+                with step(f"node: {cold.label}"):
+                    await fire(setup.origin, requests[:20_000], concurrency=args.c, duration_s=1.0)
+                    cold.node = await fire(
+                        setup.origin,
+                        requests[20_000:],
+                        concurrency=args.c,
+                        duration_s=args.duration / args.rounds,
+                        client=args.client,
+                    )
+                cold.static = feed.static
+                rows.insert(rows.index(feed) + 1, cold)
         node_rss = node.peak_rss_mb()
     profile = summarise_profile(profile_file) if profile_file is not None else None
     _report(rows, args)

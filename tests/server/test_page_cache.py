@@ -34,3 +34,10 @@ async def test_private_and_credentialed_answers_are_never_cached(node: Node) -> 
     anonymous = await node.client.get("/groups/demo/members?page=true", headers={"Accept": AP})
     assert anonymous.status == 404
     assert cache.hits == 0
+
+
+async def test_a_cached_page_answers_a_matching_conditional_get_with_304(node: Node) -> None:
+    from server.http.cache import _matches
+
+    assert _matches('"abc"', '"abc"') and _matches('W/"abc"', '"x", "abc"') and _matches('"abc"', "*")
+    assert not _matches('"abc"', '"abd"') and not _matches('"abc"', "")
