@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from server.jobs.registry import DeferJob, JobContext, JobRegistry, PermanentJobFailure, RetryJob
-from server.services import delivery, following
+from server.services import content, delivery, following, polls
 from server.services import inbox as inbox_service
 from server.services.federation import Federation
 from server.services.inbox_handlers import router
@@ -40,8 +40,13 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
         await inbox_service.process(fed, router, _int(ctx, "inbox_activity_id"))
 
     async def fanout(ctx: JobContext) -> None:
+        also = ctx.job.payload.get("also")
         await delivery.fanout(
-            fed.node, _int(ctx, "activity_id"), priority=ctx.job.priority, policy=fed.policy
+            fed.node,
+            _int(ctx, "activity_id"),
+            priority=ctx.job.priority,
+            policy=fed.policy,
+            also=[a for a in also if isinstance(a, str)] if isinstance(also, list) else None,
         )
         fed.notify_worker()
 
@@ -71,7 +76,17 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
     async def sync_all(ctx: JobContext) -> None:
         await following.sync_all(fed)
 
+    async def poll_tally(ctx: JobContext) -> None:
+        await polls.tally(fed, _int(ctx, "object_id"))
+
+    async def poll_close(ctx: JobContext) -> None:
+        wait = await polls.close(fed, _int(ctx, "object_id"))
+        if wait is not None:
+            raise DeferJob("poll_not_ended", after=wait)
+
     registry.add(inbox_service.PROCESS_INBOX, process_inbox)
+    registry.add(polls.POLL_TALLY, poll_tally)
+    registry.add(content.POLL_CLOSE, poll_close)
     registry.add(delivery.FANOUT, fanout)
     registry.add(delivery.DELIVER, deliver)
     registry.add(following.SYNC_OUTBOX, sync_outbox)

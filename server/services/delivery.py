@@ -26,6 +26,7 @@ from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
 from server.db.queries import delivery as q
+from server.db.upsert import insert_ignoring_conflict
 from server.services import outbox
 from server.services.context import NodeContext
 
@@ -57,8 +58,11 @@ async def fanout(
     *,
     priority: int = queue.Priority.NORMAL,
     policy: PeerPolicy | None = None,
+    also: list[str] | None = None,
 ) -> FanoutResult:
     """Plan and queue one delivery per inbox for an outbox activity. Safe to run again.
+
+    ``also``: actors to deliver to beyond the addressing (known remote actors only).
 
     Inboxes on hosts the peer ``policy`` refuses (blocked, or outside a closed network) are
     not planned at all.
@@ -73,7 +77,11 @@ async def fanout(
     own_origin = frozenset({node.uris.origin})
     shared = activity.visibility in SHARED_INBOX_VISIBILITIES
     addressed = [iri for field in ("to", "cc", "audience") for iri in _as_list(doc.get(field))]
-    explicit = [iri for iri in addressed if iri and iri not in PUBLIC_ALIASES and not node.uris.is_local(iri)]
+    explicit = [
+        iri
+        for iri in dict.fromkeys([*addressed, *(also or [])])
+        if iri and iri not in PUBLIC_ALIASES and not node.uris.is_local(iri)
+    ]
     total_deliveries = total_recipients = 0
 
     async def queue_page(recipients: list[Recipient]) -> None:
@@ -171,6 +179,18 @@ HOLD_LIMIT = timedelta(days=7)
 """How long a delivery may be held behind an open breaker before it is dropped (Fedify's TTL)."""
 
 
+async def _locked_host(session: AsyncSession, host: str, *, now: datetime) -> PeerHost:
+    """The host's health row, created if missing, locked for this transaction.
+
+    Two deliveries to a new host may race to create its row: the insert ignores a conflict
+    (``ON CONFLICT DO NOTHING`` on both engines) instead of failing one of them.
+    """
+    await insert_ignoring_conflict(session, PeerHost, {"host": host, "updated_at": now}, conflict_on=["host"])
+    row = await session.scalar(select(PeerHost).where(PeerHost.host == host).with_for_update())
+    assert row is not None
+    return row
+
+
 async def _claim_host(
     session: AsyncSession, host: str, *, now: datetime
 ) -> tuple[bool, datetime | None, PeerHost]:
@@ -178,11 +198,7 @@ async def _claim_host(
 
     Done in the caller's transaction so two workers never both send the half-open probe.
     """
-    row = await session.scalar(select(PeerHost).where(PeerHost.host == host).with_for_update())
-    if row is None:
-        row = PeerHost(host=host, updated_at=now)
-        session.add(row)
-        await session.flush()
+    row = await _locked_host(session, host, now=now)
     health = _health(row)
     allowed, retry_at = circuit.may_deliver(health, now)
     if allowed and health.breaker != circuit.BreakerState.CLOSED:
@@ -205,10 +221,7 @@ async def _record_outcome(
     session: AsyncSession, host: str, *, now: datetime, success: bool, spec: str | None = None
 ) -> None:
     """Apply a success or a counted failure to the host's *current* state (re-read, locked)."""
-    row = await session.scalar(select(PeerHost).where(PeerHost.host == host).with_for_update())
-    if row is None:
-        row = PeerHost(host=host, updated_at=now)
-        session.add(row)
+    row = await _locked_host(session, host, now=now)
     health = _health(row)
     _write_health(
         row, circuit.record_success(health) if success else circuit.record_failure(health, now), now=now

@@ -29,6 +29,7 @@ from server.db import queue
 from server.db.models import Actor, SyncState
 from server.db.models import Follow as FollowRow
 from server.db.queries import actors as actor_queries
+from server.db.upsert import insert_ignoring_conflict
 from server.services.errors import InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.objects import store_object
@@ -370,10 +371,12 @@ async def _save_sync(
 ) -> None:
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
-        state = await session.get(SyncState, actor_id)
-        if state is None:
-            state = SyncState(actor_id=actor_id, items_fetched=0)
-            session.add(state)
+        # Two local followers of the same actor may both finish a backfill at once.
+        await insert_ignoring_conflict(
+            session, SyncState, {"actor_id": actor_id, "items_fetched": 0}, conflict_on=["actor_id"]
+        )
+        state = await session.get(SyncState, actor_id, with_for_update=True)
+        assert state is not None
         if newest is not None:
             state.newest_seen_iri = newest
         state.items_fetched = (state.items_fetched or 0) + read

@@ -32,12 +32,14 @@ from federation.vocab.activities import (
     Undo,
     Update,
 )
+from federation.vocab.entraide import Kind, kind_of
 from federation.vocab.objects import RemoteActor
 from server.db.models import Actor, Reaction, RemoteObject, Report
 from server.db.models import Block as BlockRow
 from server.db.models import Follow as FollowRow
 from server.db.queries import actors as actor_queries
-from server.services import following, objects
+from server.services import content as content_service
+from server.services import endorsements, following, objects, polls
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor
@@ -140,6 +142,17 @@ async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -
     )
     if content is None or raw is None:
         return
+    if content.type == "Endorsement":
+        await endorsements.receive(fed, author, raw)
+        return
+    in_reply_to = content.in_reply_to
+    if kind_of(content) is Kind.VOTE and in_reply_to is not None and fed.node.uris.is_local(in_reply_to):
+        # A vote is counted, not stored as a post (Mastodon's shape: Note{name, inReplyTo}).
+        if content.author == author.iri and content.name is not None:
+            await polls.receive(
+                fed, author, in_reply_to, content.name, activity_iri=create.id, note_iri=content.id
+            )
+        return
     row = await objects.store_object(fed, content, raw, author, now=fed.node.clock())
     if row is not None:
         await add_inbox_items(fed, create.id, await _local_recipients(fed, create, author))
@@ -166,6 +179,8 @@ async def on_update(fed: Federation, update: Update, inbound: InboundActivity) -
     if not await objects.update_object(fed, content, raw, author, now=fed.node.clock()):
         # Mastodon treats an Update of an unknown object as a Create (when relevant).
         await objects.store_object(fed, content, raw, author, now=fed.node.clock())
+        return
+    await content_service.relay_change(fed, target)
 
 
 @router.on(Delete)
@@ -197,7 +212,10 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
             )
         log.info("remote actor deleted", extra={"actor": actor.iri})
         return
-    await objects.tombstone(fed, target, actor, now=now)
+    if await endorsements.withdraw(fed, actor, target):
+        return
+    if await objects.tombstone(fed, target, actor, now=now):
+        await content_service.relay_change(fed, target)
 
 
 @router.on(Announce)
@@ -244,6 +262,15 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
             )
         )
     if followed is None:
+        return
+    async with fed.node.sessions() as session:
+        known = await session.scalar(select(RemoteObject).where(RemoteObject.iri == target))
+    if known is not None:
+        # Relayed several times, an object is stored once. A relay of an object we hold is
+        # also how edits and deletes reach nodes that got it through a relay: refresh it from
+        # its origin (never from the relay's copy).
+        if not known.local and known.deleted_at is None:
+            await objects.refresh(fed, known, now=now)
         return
     content, raw = await objects.resolve_content(fed, target, None, None)
     if content is None or raw is None or content.author is None:

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import classify
 from federation.errors import FederationError
-from federation.fetch import FetchTemporaryFailure
+from federation.fetch import DocumentGone, FetchTemporaryFailure
 from federation.types import Iri
+from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import host_of, parse_object
 from server.db.models import Actor, Follow, RemoteObject
@@ -98,13 +99,21 @@ async def store_object(
             log.debug("object dropped: not relevant to this node", extra={"object": content.id})
             return None
         visibility = classify(content.to, content.cc, followers_iri=author.followers_iri or "")
+        context_iri = content.context
+        if content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to):
+            # A reply to one of ours joins our thread, whatever context it claims (FEP-7888).
+            parent = await session.scalar(
+                select(RemoteObject.context_iri).where(RemoteObject.iri == content.in_reply_to)
+            )
+            context_iri = parent or content.in_reply_to
         row = RemoteObject(
             iri=content.id,
             local=False,
             type=content.type,
+            kind=kind_of(content).value,
             attributed_to_id=author.id,
             in_reply_to_iri=content.in_reply_to,
-            context_iri=content.context,
+            context_iri=context_iri,
             visibility=visibility.value,
             document=sanitized_document(raw),
             published=content.published or now,
@@ -184,3 +193,26 @@ async def resolve_content(
         log.info("object fetch failed", extra={"object": ref_id, "code": exc.code})
         return None, None
     return (content, raw) if isinstance(content, Content) else (None, None)
+
+
+async def refresh(fed: Federation, row: RemoteObject, *, now: datetime) -> None:
+    """Refetch a peer's object we hold from its origin: apply its edits, or its deletion
+    (404/410 or a ``Tombstone``). The stored author must still be the author."""
+    async with fed.node.sessions() as session:
+        author = await session.get(Actor, row.attributed_to_id)
+    if author is None:
+        return
+    try:
+        content, raw = await fetch_object(fed, row.iri)
+    except FetchTemporaryFailure:
+        raise
+    except DocumentGone:
+        await tombstone(fed, row.iri, author, now=now)
+        return
+    except FederationError as exc:
+        log.info("object refresh failed", extra={"object": row.iri, "code": exc.code})
+        return
+    if isinstance(content, Tombstone):
+        await tombstone(fed, row.iri, author, now=now)
+    elif content.author == author.iri and content.updated != row.updated:
+        await update_object(fed, content, raw, author, now=now)

@@ -40,11 +40,13 @@ async def publish(
     visibility: str,
     now: datetime,
     priority: int = queue.Priority.NORMAL,
+    also: list[str] | None = None,
 ) -> Activity:
     """Store ``activity`` (``id``, ``actor`` and ``published`` filled in) and queue its fan-out.
 
     ``bto``/``bcc`` are removed before storage: they must never reach a recipient
-    (ActivityPub §6, security case 44).
+    (ActivityPub §6, security case 44). ``also`` names more actors to deliver to without
+    addressing them in the document (a poll's voters get its ``Update``, as on Mastodon).
     """
     document: dict[str, Any] = {"@context": ACTIVITY_CONTEXT, **activity}
     document.setdefault("published", _iso(now))
@@ -64,7 +66,8 @@ async def publish(
     )
     session.add(row)
     await session.flush()
-    await queue.enqueue(
-        session, FANOUT, {"activity_id": row.id}, dedup_key=f"fanout:{row.id}", priority=priority, now=now
-    )
+    payload: dict[str, Any] = {"activity_id": row.id}
+    if also:
+        payload["also"] = also
+    await queue.enqueue(session, FANOUT, payload, dedup_key=f"fanout:{row.id}", priority=priority, now=now)
     return row

@@ -33,6 +33,7 @@ KIND: dict[str, str] = {
     "mastodon/follow.json": "activitystreams/activity",
     "mastodon/question.json": "activitystreams/object",
     "mastodon/undo_follow.json": "activitystreams/activity",
+    "mastodon/vote_create.json": "activitystreams/activity",
     "mobilizon/group.json": "activitystreams/actor",
     "mobilizon/join.json": "activitystreams/activity",
     "mobilizon/members_collection.json": "activitystreams/collection",

@@ -1,0 +1,158 @@
+"""The collections of one of our objects: ``replies``, its thread (``context``, FEP-7888/f228),
+its ``history`` (FEP-bad1) and a proposal's ``endorsements``.
+
+Every item goes through the single read filter: an object the viewer may not read answers
+exactly like a missing one, and each listed item is one the viewer may read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.collections import render_collection, render_collection_page
+from federation.types import Iri
+from federation.vocab.entraide import Kind
+from server.appkeys import NODE
+from server.db.models import Activity, Actor, RemoteObject
+from server.http.auth import viewer_of
+from server.http.render import activity_response
+from server.services import endorsements, visibility
+from server.services.errors import InvalidInput, NotFound
+from server.services.visibility import Viewer
+
+routes = web.RouteTableDef()
+PAGE_SIZE = 50
+PUBLIC_LEVELS = ("public", "unlisted")
+
+
+def _addressed(document: dict[str, Any]) -> tuple[str, ...]:
+    found = []
+    for field in ("to", "cc"):
+        value = document.get(field)
+        found.extend([value] if isinstance(value, str) else value if isinstance(value, list) else [])
+    return tuple(v for v in found if isinstance(v, str))
+
+
+async def readable(session: AsyncSession, viewer: Viewer, row: RemoteObject) -> bool:
+    """May ``viewer`` read this stored object (ours or a peer's)?"""
+    if row.visibility in PUBLIC_LEVELS:
+        return True
+    owner = await session.get(Actor, row.attributed_to_id)
+    if owner is None:
+        return False
+    if owner.local:
+        return await visibility.can_read(
+            session, viewer, owner, row.visibility, addressed=_addressed(row.document)
+        )
+    if row.audience_id is not None:  # a peer's reply inside one of our associations' threads
+        group = await session.get(Actor, row.audience_id)
+        if group is not None and group.local and row.visibility == "members":
+            return await visibility.role_in(session, viewer, group) is not None
+    return viewer.actor_iri is not None and viewer.actor_iri in _addressed(row.document)
+
+
+def _after(request: web.Request) -> int:
+    raw = request.query.get("after", "0")
+    if not raw.isdigit() or len(raw) > 18:
+        raise InvalidInput("after must be a non-negative integer cursor", field="after")
+    return int(raw)
+
+
+async def _objects(
+    session: AsyncSession, viewer: Viewer, condition: Any, after: int, *, embed: bool
+) -> tuple[list[Any], int | None]:
+    """One page (oldest first) of the readable live objects matching ``condition``."""
+    items: list[Any] = []
+    cursor = after
+    while len(items) < PAGE_SIZE:
+        rows = (
+            await session.scalars(
+                select(RemoteObject)
+                .where(condition, RemoteObject.id > cursor, RemoteObject.deleted_at.is_(None))
+                .order_by(RemoteObject.id)
+                .limit(PAGE_SIZE)
+            )
+        ).all()
+        if not rows:
+            return items, None
+        for row in rows:
+            cursor = row.id
+            if row.kind in (Kind.VOTE.value,) or not await readable(session, viewer, row):
+                continue
+            document = {k: v for k, v in row.document.items() if k != "@context"}
+            items.append(document if embed else row.iri)
+            if len(items) == PAGE_SIZE:
+                break
+    return items, cursor
+
+
+@routes.get("/objects/{id:[0-9a-f]{32}}/{collection:replies|context|history|endorsements}")
+async def get_object_collection(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    object_iri = node.uris.object(request.match_info["id"])
+    name = request.match_info["collection"]
+    after = _after(request)
+    viewer = await viewer_of(request)
+    collection_iri = Iri(f"{object_iri}/{name}")
+    async with node.sessions() as session:
+        row = await session.scalar(
+            select(RemoteObject).where(RemoteObject.iri == object_iri, RemoteObject.local.is_(True))
+        )
+        if row is None or row.deleted_at is not None or not await readable(session, viewer, row):
+            raise NotFound("no such collection")  # the same answer as for a missing object
+        items: list[Any]
+        cursor: int | None = None
+        if name == "replies":
+            items, cursor = await _objects(
+                session, viewer, RemoteObject.in_reply_to_iri == object_iri, after, embed=False
+            )
+        elif name == "context":
+            if row.context_iri != node.uris.context(object_iri):
+                raise NotFound("no such collection")  # a reply's thread is its root's
+            items, cursor = await _objects(
+                session,
+                viewer,
+                (RemoteObject.context_iri == collection_iri) | (RemoteObject.iri == object_iri),
+                after,
+                embed=True,
+            )
+        elif name == "history":
+            rows = (
+                await session.scalars(
+                    select(Activity)
+                    .where(
+                        Activity.object_iri == object_iri,
+                        Activity.actor_id == row.attributed_to_id,
+                        Activity.type.in_(("Create", "Update")),
+                        Activity.id > after,
+                    )
+                    .order_by(Activity.id)
+                    .limit(PAGE_SIZE)
+                )
+            ).all()
+            items = [{k: v for k, v in a.document.items() if k != "@context"} for a in rows]
+            cursor = rows[-1].id if len(rows) == PAGE_SIZE else None
+        else:
+            if row.kind != Kind.PROPOSAL.value:
+                raise NotFound("no such collection")
+            items = (await endorsements.endorsements_of(session, object_iri))[after : after + PAGE_SIZE]
+            cursor = after + PAGE_SIZE if len(items) == PAGE_SIZE else None
+    page_iri = Iri(f"{collection_iri}?after={after}")
+    next_iri = Iri(f"{collection_iri}?after={cursor}") if cursor is not None else None
+    doc = render_collection_page(page_iri, part_of=collection_iri, items=items, next_page=next_iri)
+    if "after" not in request.query:
+        # The collection, with its first page embedded: one GET backfills a short thread.
+        page = {k: v for k, v in doc.items() if k != "@context"}
+        doc = render_collection(collection_iri, total_items=None, first=None)
+        doc["first"] = page
+    private = row.visibility not in PUBLIC_LEVELS or any(
+        isinstance(i, dict)
+        and i.get("to")
+        and "https://www.w3.org/ns/activitystreams#Public" not in _addressed(i)
+        for i in items
+    )
+    return activity_response(doc, private=private)

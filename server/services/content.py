@@ -1,0 +1,743 @@
+"""Publishing content as our actors: posts, resources, alerts, proposals and replies.
+
+One entry point per verb (:func:`create`, :func:`update`, :func:`delete`) takes the client's
+object (C2S or JSON API, same shape), checks every field it uses, renders the wire document
+with :mod:`federation.vocab.entraide`, stores it and publishes the activity through the
+transactional outbox in the same transaction. Edits and deletes are for the author only (for an
+association: its admins and moderators, recorded in the audit log), and reach every node that
+received the object (its audience).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy import update as sa_update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.audience import Visibility, address, classify
+from federation.types import AS_PUBLIC, PUBLIC_ALIASES, Iri
+from federation.vocab import entraide as wire
+from federation.vocab.entraide import (
+    AlertCategory,
+    AlertInfo,
+    AlertStatus,
+    Eligibility,
+    Kind,
+    ProposalStatus,
+    Severity,
+)
+from server.db import queue
+from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObject
+from server.db.queries import actors as actor_queries
+from server.services import media as media_service
+from server.services.errors import Forbidden, InvalidInput, NotFound
+from server.services.federation import Federation
+from server.services.outbox import new_activity_iri, publish
+from server.services.sanitize import plain_text, sanitize_html
+
+MAX_CONTENT_CHARS = 100_000
+MAX_NAME_CHARS = 500
+MAX_SUMMARY_CHARS = 2_000
+MAX_RECIPIENTS = 200
+MAX_TAGS = 20
+MAX_ATTACHMENTS = 10
+DEFAULT_POLL_DAYS = 7
+MAX_POLL_DAYS = 366
+POLL_CLOSE = "poll_close"
+
+TYPE_OF_KIND = {
+    Kind.POST: ("Note", "Article"),
+    Kind.RESOURCE: ("Article",),
+    Kind.ALERT: ("Note",),
+    Kind.PROPOSAL: ("Question",),
+    Kind.REPLY: ("Note", "Article"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    activity_iri: str | None
+    object_iri: str | None
+
+
+# --- field readers: each names the field it refuses ----------------------------------------------
+
+
+def text(value: Any, field: str, limit: int, *, required: bool = False) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{field} is required", field=field)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string", field=field)
+    if len(value) > limit:
+        raise InvalidInput(f"{field} is longer than {limit} characters", field=field)
+    return value
+
+
+def iri_value(value: Any, field: str) -> Iri | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")) or len(value) > 2048:
+        raise InvalidInput(f"{field} must be an http(s) IRI", field=field)
+    return Iri(value)
+
+
+def iri_list(value: Any, field: str) -> list[str]:
+    items = (
+        [value]
+        if isinstance(value, str)
+        else value
+        if isinstance(value, list)
+        else []
+        if value is None
+        else None
+    )
+    if items is None or not all(isinstance(i, str) for i in items) or len(items) > MAX_RECIPIENTS:
+        raise InvalidInput(f"{field} must be an IRI or a list of at most {MAX_RECIPIENTS} IRIs", field=field)
+    return [AS_PUBLIC if i in PUBLIC_ALIASES else i for i in items]
+
+
+def when(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidInput(f"{field} must be an ISO 8601 date-time with a time zone", field=field)
+    return parsed.astimezone(UTC)
+
+
+def choice(cls: Any, value: Any, field: str, default: Any = None) -> Any:
+    """``cls(value)`` for a StrEnum, or ``default`` when the value is absent."""
+    if value is None and default is not None:
+        return default
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise InvalidInput(f"{field} must be one of: {allowed}", field=field) from None
+
+
+def language_of(value: Any) -> str | None:
+    code = text(value, "language", 35)
+    if code is not None and not all(part.isalnum() for part in code.split("-")):
+        raise InvalidInput("language must be a BCP 47 tag such as fr or fr-BE", field="language")
+    return code
+
+
+def hashtags(fed: Federation, value: Any) -> list[dict[str, Any]]:
+    """``tag``: hashtag names (strings, with or without ``#``) or AS2 ``Hashtag`` objects."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise InvalidInput(f"tag must be a list of at most {MAX_TAGS} hashtags", field="tag")
+    tags = []
+    for item in value:
+        name = item.get("name") if isinstance(item, dict) and item.get("type") == "Hashtag" else item
+        if not isinstance(name, str) or not 1 <= len(name.lstrip("#")) <= 100:
+            raise InvalidInput("each tag must be a hashtag name of 1 to 100 characters", field="tag")
+        bare = plain_text(name.lstrip("#")).replace(" ", "")
+        tags.append(
+            {"type": "Hashtag", "name": f"#{bare}", "href": fed.node.uris.iri(f"/tags/{bare.lower()}")}
+        )
+    return tags
+
+
+# --- addressing -----------------------------------------------------------------------------------
+
+
+def _addressing(author: Actor, obj: Mapping[str, Any], uris: Any) -> tuple[list[str], list[str], Visibility]:
+    """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public."""
+    members = uris.members(Iri(author.iri)) if author.type == "Group" else None
+    requested = obj.get("visibility")
+    if requested is not None:
+        level = choice(Visibility, requested, "visibility")
+        if level is Visibility.MEMBERS and members is None:
+            raise InvalidInput("only an association publishes members-only content", field="visibility")
+        mentions = iri_list(obj.get("to"), "to") if level is Visibility.DIRECT else []
+        if level is Visibility.DIRECT and not mentions:
+            raise InvalidInput("direct content needs recipients in to", field="to")
+        to, cc = address(
+            level,
+            actor_followers=Iri(author.followers_iri or ""),
+            group_members=members,
+            mentions=[Iri(m) for m in mentions],
+        )
+        return list(to), list(cc), level
+    to, cc = iri_list(obj.get("to"), "to"), iri_list(obj.get("cc"), "cc")
+    if not to and not cc:  # default: public, like Mastodon's
+        to, cc = [AS_PUBLIC], [author.followers_iri or ""]
+    level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
+    return to, cc, level
+
+
+# --- kinds ----------------------------------------------------------------------------------------
+
+
+def requested_kind(obj: Mapping[str, Any], author: Actor) -> Kind:
+    """The kind a client asks for: ``entraideKind`` (Alert, Resource, Proposal), else by shape."""
+    kind_term = obj.get("entraideKind")
+    if kind_term is not None:
+        if kind_term not in wire.WIRE_KINDS:
+            raise InvalidInput("entraideKind must be one of: Alert, Resource, Proposal", field="entraideKind")
+        kind = wire.WIRE_KINDS[kind_term]
+    elif obj.get("type") == "Question":
+        kind = Kind.PROPOSAL
+    elif obj.get("inReplyTo") is not None:
+        kind = Kind.REPLY
+    elif obj.get("type") == "Article" and author.type == "Group":
+        kind = Kind.RESOURCE
+    else:
+        kind = Kind.POST
+    obj_type = obj.get("type", TYPE_OF_KIND[kind][0])
+    if obj_type not in TYPE_OF_KIND[kind]:
+        allowed = " or ".join(TYPE_OF_KIND[kind])
+        raise InvalidInput(f"a {kind.value} is published as {allowed}", field="type")
+    if kind in (Kind.ALERT, Kind.RESOURCE) and author.type != "Group":
+        raise Forbidden(f"only an association publishes a {kind.value}")
+    return kind
+
+
+def alert_info(obj: Mapping[str, Any], *, base: AlertInfo | None = None) -> AlertInfo:
+    def pick(key: str, current: Any) -> Any:
+        return obj[key] if key in obj else current
+
+    info = AlertInfo(
+        severity=choice(Severity, pick("severity", base.severity if base else None), "severity"),
+        category=choice(AlertCategory, pick("category", base.category if base else None), "category"),
+        status=choice(
+            AlertStatus, pick("alertStatus", base.status if base else None), "alertStatus", AlertStatus.ACTIVE
+        ),
+        area=plain_text(text(pick("area", base.area if base else None), "area", 200)) or None,
+        area_code=text(pick("areaCode", base.area_code if base else None), "areaCode", 10),
+        valid_until=when(obj["validUntil"], "validUntil")
+        if "validUntil" in obj
+        else (base.valid_until if base else None),
+        supersedes=base.supersedes if base else iri_value(obj.get("supersedes"), "supersedes"),
+        superseded_by=base.superseded_by if base else None,
+    )
+    if info.area_code is not None and not _is_area_code(info.area_code):
+        raise InvalidInput("areaCode must be an ISO 3166 code such as FR or FR-75", field="areaCode")
+    return info
+
+
+def _is_area_code(code: str) -> bool:
+    country, _, sub = code.partition("-")
+    return (
+        len(country) == 2
+        and country.isalpha()
+        and country.isupper()
+        and (not sub or (sub.isalnum() and len(sub) <= 3))
+    )
+
+
+def stored_alert_info(document: Mapping[str, Any]) -> AlertInfo:
+    """The alert terms of one of our stored alert documents."""
+    return AlertInfo(
+        severity=Severity(document["severity"]),
+        category=AlertCategory(document["category"]),
+        status=AlertStatus(document.get("alertStatus", "active")),
+        area=document.get("area"),
+        area_code=document.get("areaCode"),
+        valid_until=when(document.get("validUntil"), "validUntil"),
+        supersedes=document.get("supersedes"),
+        superseded_by=document.get("supersededBy"),
+    )
+
+
+def render_alert(
+    document: dict[str, Any], info: AlertInfo, headline: str, body_html: str, tag_base: str
+) -> None:
+    """Write the alert's readable content and terms into ``document`` (headline first, no CW)."""
+    document["name"] = headline
+    document["content"] = wire.alert_headline_html(headline, info) + body_html + wire.alert_footer_html(info)
+    document["source"] = {"content": body_html, "mediaType": "text/html"}
+    document.update(wire.alert_terms(info))
+    for key in ("area", "areaCode", "validUntil", "supersedes", "supersededBy"):
+        if key not in wire.alert_terms(info):
+            document.pop(key, None)
+    own = [t for t in document.get("tag", []) if t.get("href", "").rsplit("/", 1)[-1] not in ("alert",)]
+    names = {t["name"] for t in own}
+    document["tag"] = own + [t for t in wire.alert_tags(info, tag_base) if t["name"] not in names]
+    document.pop("summary", None)  # Mastodon would show a summary as a content warning
+
+
+def poll_options(obj: Mapping[str, Any]) -> tuple[list[str], bool]:
+    multiple = obj.get("anyOf") is not None
+    raw = obj.get("anyOf") if multiple else obj.get("oneOf")
+    field = "anyOf" if multiple else "oneOf"
+    if obj.get("anyOf") is not None and obj.get("oneOf") is not None:
+        raise InvalidInput("give oneOf or anyOf, not both", field="oneOf")
+    if not isinstance(raw, list) or not 2 <= len(raw) <= wire.MAX_OPTIONS:
+        raise InvalidInput(f"{field} must list 2 to {wire.MAX_OPTIONS} options", field=field)
+    names = []
+    for item in raw:
+        name = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(name, str) or not name.strip() or len(name) > wire.MAX_OPTION_CHARS:
+            raise InvalidInput(
+                f"each option must be a name of 1 to {wire.MAX_OPTION_CHARS} characters", field=field
+            )
+        names.append(plain_text(name).strip())
+    if len(set(names)) != len(names):
+        raise InvalidInput("option names must be distinct", field=field)
+    return names, multiple
+
+
+# --- create ---------------------------------------------------------------------------------------
+
+
+async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
+    """Create a post, resource, alert, proposal or reply authored by ``author``.
+
+    ``by`` is the account that did it (an admin or moderator when ``author`` is an association).
+    """
+    kind = requested_kind(obj, author)
+    now = fed.node.clock()
+    uris = fed.node.uris
+    object_iri = uris.object(uuid.uuid4().hex)
+    to, cc, level = _addressing(author, obj, uris)
+    body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
+    name = text(
+        obj.get("name"), "name", MAX_NAME_CHARS, required=kind in (Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL)
+    )
+    summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
+    language = language_of(obj.get("language"))
+    obj_type = obj.get("type") or TYPE_OF_KIND[kind][0]
+    document: dict[str, Any] = {
+        "id": object_iri,
+        "type": obj_type,
+        "attributedTo": author.iri,
+        "content": sanitize_html(body or ""),
+        "published": wire.iso(now),
+        "to": to,
+        "cc": cc,
+        "url": object_iri,
+        "replies": uris.replies(object_iri),
+    }
+    if language:
+        document["contentMap"] = {language: document["content"]}
+    if name:
+        document["name"] = plain_text(name)
+    if summary and kind is not Kind.ALERT:
+        document["summary"] = sanitize_html(summary)
+    if obj.get("sensitive") is True and kind is not Kind.ALERT:
+        document["sensitive"] = True
+    tags = hashtags(fed, obj.get("tag"))
+    if tags:
+        document["tag"] = tags
+    context_iri = uris.context(object_iri)
+    in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
+    audience_id: int | None = author.id if author.type == "Group" else None
+    async with fed.node.sessions() as session:
+        if in_reply_to is not None:
+            context_iri, parent_audience, parent_author = await _thread_of(session, fed, author, in_reply_to)
+            audience_id = audience_id or parent_audience
+            document["inReplyTo"] = in_reply_to
+            if parent_author and parent_author != author.iri and level is not Visibility.MEMBERS:
+                # The parent's author gets the reply (and Mastodon notifies it: a Mention).
+                if parent_author not in to and parent_author not in cc:
+                    (to if level is Visibility.DIRECT else cc).append(parent_author)
+                document["tag"] = [*document.get("tag", []), {"type": "Mention", "href": parent_author}]
+    document["context"] = context_iri
+    priority = queue.Priority.NORMAL
+    if kind is Kind.ALERT:
+        info = alert_info(obj)
+        async with fed.node.sessions() as session:
+            if info.supersedes is not None:
+                await _own_alert(session, author, info.supersedes)
+        render_alert(document, info, plain_text(name or ""), document["content"], uris.iri("/tags/"))
+        if language:
+            document["contentMap"] = {language: document["content"]}
+        priority = queue.Priority.ALERT
+    elif kind is Kind.RESOURCE:
+        license_iri = iri_value(obj.get("license"), "license")
+        if license_iri:
+            document["license"] = license_iri
+        document["history"] = uris.history(object_iri)
+        document["entraideKind"] = "Resource"
+    elif kind is Kind.PROPOSAL:
+        names, multiple = poll_options(obj)
+        end = when(obj.get("endTime"), "endTime") or now + timedelta(days=DEFAULT_POLL_DAYS)
+        if not now < end <= now + timedelta(days=MAX_POLL_DAYS):
+            raise InvalidInput(f"endTime must be in the future, within {MAX_POLL_DAYS} days", field="endTime")
+        eligibility = choice(
+            Eligibility,
+            obj.get("eligibility"),
+            "eligibility",
+            Eligibility.MEMBERS if author.type == "Group" else Eligibility.ANYONE,
+        )
+        if eligibility is Eligibility.MEMBERS and author.type != "Group":
+            raise InvalidInput("members-only voting is for proposals of an association", field="eligibility")
+        document["oneOf" if not multiple else "anyOf"] = wire.poll_options(names, {})
+        document.update(
+            endTime=wire.iso(end),
+            votersCount=0,
+            entraideKind="Proposal",
+            eligibility=eligibility.value,
+            proposalStatus=ProposalStatus.OPEN.value,
+            endorsements=uris.endorsements(object_iri),
+        )
+        if not document["content"]:
+            document["content"] = f"<p>{document['name']}</p>"
+    attachment_keys = _attachment_keys(fed, obj.get("attachment"))
+    activity = {"id": new_activity_iri(uris), "type": "Create", "to": to, "cc": cc}
+    async with fed.node.sessions.begin() as session:
+        row = RemoteObject(
+            iri=object_iri,
+            local=True,
+            type=obj_type,
+            kind=kind.value,
+            attributed_to_id=author.id,
+            audience_id=audience_id,
+            in_reply_to_iri=in_reply_to,
+            context_iri=context_iri,
+            visibility=level.value,
+            document={},
+            published=now,
+            received_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        if attachment_keys:
+            attached = await media_service.attach(
+                session, owner=author, keys=attachment_keys, object_id=row.id
+            )
+            document["attachment"] = [media_service.attachment_document(uris, m) for m in attached]
+        row.document = {"@context": wire.CONTENT_CONTEXT, **document}
+        published = await publish(
+            session,
+            author,
+            {**activity, "object": document},
+            visibility=level.value,
+            now=now,
+            priority=priority,
+        )
+        if kind is Kind.ALERT and document.get("supersedes"):
+            await _mark_superseded(
+                fed, session, author, Iri(document["supersedes"]), object_iri, now=now, by=by
+            )
+        if kind is Kind.PROPOSAL:
+            await queue.enqueue(
+                session,
+                POLL_CLOSE,
+                {"object_id": row.id},
+                dedup_key=f"poll_close:{row.id}",
+                run_at=when(document["endTime"], "endTime"),
+                now=now,
+            )
+        audit(session, author, by, f"{kind.value}.create", object_iri, now)
+    fed.notify_worker()
+    return Published(published.iri, object_iri)
+
+
+def _attachment_keys(fed: Federation, value: Any) -> list[str]:
+    """``attachment``: media keys from ``POST /api/media``, or their URLs (as C2S clients send)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_ATTACHMENTS:
+        raise InvalidInput(
+            f"attachment must be a list of at most {MAX_ATTACHMENTS} uploads", field="attachment"
+        )
+    keys = []
+    prefix = fed.node.uris.media("")
+    for item in value:
+        ref = item.get("url") if isinstance(item, dict) else item
+        if isinstance(ref, str) and ref.startswith(prefix):
+            ref = ref[len(prefix) :]
+        if not isinstance(ref, str) or not ref:
+            raise InvalidInput("each attachment must be an uploaded media key or URL", field="attachment")
+        keys.append(ref)
+    return keys
+
+
+async def _thread_of(
+    session: AsyncSession, fed: Federation, author: Actor, parent_iri: Iri
+) -> tuple[str, int | None, str | None]:
+    """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
+    none — with the parent's association (audience) and author.
+
+    A local parent must exist and be readable by the author; replying to a members-only object
+    is for the association's members.
+    """
+    parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == parent_iri))
+    if parent is None:
+        if fed.node.uris.is_local(parent_iri):
+            raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
+        return parent_iri, None, None
+    if parent.deleted_at is not None:
+        raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
+    if parent.local:
+        from server.services import visibility
+
+        owner = await session.get(Actor, parent.attributed_to_id)
+        viewer = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=author.id, actor_iri=author.iri)
+        addressed = tuple(parent.document.get("to", [])) + tuple(parent.document.get("cc", []))
+        if owner is None or not await visibility.can_read(
+            session, viewer, owner, parent.visibility, addressed=addressed
+        ):
+            raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
+    parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
+    return parent.context_iri or parent.iri, parent.audience_id, parent_author
+
+
+async def _own_alert(session: AsyncSession, author: Actor, iri: Iri) -> RemoteObject:
+    row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+    if (
+        row is None
+        or row.deleted_at is not None
+        or row.kind != Kind.ALERT.value
+        or row.attributed_to_id != author.id
+    ):
+        raise InvalidInput("supersedes must name an active alert of the same association", field="supersedes")
+    return row
+
+
+async def _mark_superseded(
+    fed: Federation,
+    session: AsyncSession,
+    author: Actor,
+    old_iri: Iri,
+    new_iri: Iri,
+    *,
+    now: datetime,
+    by: Actor,
+) -> None:
+    old = await _own_alert(session, author, old_iri)
+    info = replace(stored_alert_info(old.document), status=AlertStatus.SUPERSEDED, superseded_by=new_iri)
+    document = dict(old.document)
+    render_alert(
+        document,
+        info,
+        document.get("name", ""),
+        document.get("source", {}).get("content", ""),
+        fed.node.uris.iri("/tags/"),
+    )
+    await _publish_update(fed, session, author, old, document, now=now, by=by)
+
+
+# --- update and delete ----------------------------------------------------------------------------
+
+
+async def owned(fed: Federation, author: Actor, object_iri: Any) -> RemoteObject:
+    """One of ``author``'s live objects (NotFound / Forbidden otherwise)."""
+    if not isinstance(object_iri, str):
+        raise InvalidInput("object must be the IRI of one of your objects", field="object")
+    async with fed.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == object_iri))
+    if row is None or row.deleted_at is not None or not row.local:
+        raise NotFound("no such object")
+    if row.attributed_to_id != author.id:
+        raise Forbidden("only the author may change this object")
+    return row
+
+
+async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
+    """Edit one of ``author``'s objects; the audience, the kind and a poll's options are kept.
+
+    Every edit is an ``Update`` carrying the whole object with ``updated``: the object's
+    ``history`` collection (FEP-bad1) lists them all.
+    """
+    row = await owned(fed, author, obj.get("id"))
+    kind = Kind(row.kind)
+    if kind is Kind.VOTE or kind is Kind.ENDORSEMENT:
+        raise InvalidInput(f"a {kind.value} cannot be edited", field="type")
+    for frozen in ("oneOf", "anyOf", "entraideKind", "to", "cc", "visibility", "inReplyTo", "eligibility"):
+        if frozen in obj and obj[frozen] != row.document.get(frozen):
+            raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
+    document = {k: v for k, v in row.document.items() if k != "@context"}
+    uris = fed.node.uris
+    name = text(obj.get("name"), "name", MAX_NAME_CHARS)
+    if name is not None:
+        document["name"] = plain_text(name)
+    content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
+    if "tag" in obj:
+        document["tag"] = hashtags(fed, obj.get("tag"))
+    if kind is Kind.ALERT:
+        base = stored_alert_info(document)
+        if (
+            obj.get("alertStatus") == AlertStatus.SUPERSEDED.value
+            and base.status is not AlertStatus.SUPERSEDED
+        ):
+            raise InvalidInput(
+                "an alert is superseded by publishing its successor with supersedes", field="alertStatus"
+            )
+        info = alert_info(obj, base=base)
+        body = (
+            sanitize_html(content) if content is not None else document.get("source", {}).get("content", "")
+        )
+        render_alert(document, info, document.get("name", ""), body, uris.iri("/tags/"))
+    else:
+        if content is not None:
+            document["content"] = sanitize_html(content)
+        summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
+        if summary is not None:
+            document["summary"] = sanitize_html(summary)
+        if kind is Kind.RESOURCE and "license" in obj:
+            document["license"] = iri_value(obj.get("license"), "license")
+    if "contentMap" in document:
+        document["contentMap"] = {next(iter(document["contentMap"])): document["content"]}
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        stored = await session.get(RemoteObject, row.id)
+        assert stored is not None
+        published = await _publish_update(fed, session, author, stored, document, now=now, by=by)
+    fed.notify_worker()
+    return Published(published, row.iri)
+
+
+async def _publish_update(
+    fed: Federation,
+    session: AsyncSession,
+    author: Actor,
+    row: RemoteObject,
+    document: dict[str, Any],
+    *,
+    now: datetime,
+    by: Actor,
+) -> str:
+    document = {k: v for k, v in document.items() if k != "@context"}
+    document["updated"] = wire.iso(now)
+    row.document = {"@context": wire.CONTENT_CONTEXT, **document}
+    row.updated = now
+    activity = {
+        "id": new_activity_iri(fed.node.uris),
+        "type": "Update",
+        "object": document,
+        "to": document.get("to", []),
+        "cc": document.get("cc", []),
+    }
+    priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    published = await publish(
+        session, author, activity, visibility=row.visibility, now=now, priority=priority
+    )
+    audit(session, author, by, f"{row.kind}.update", row.iri, now)
+    return published.iri
+
+
+async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
+    """Delete one of ``author``'s objects: a tombstone stays (410), a Delete goes to its audience."""
+    row = await owned(fed, author, object_iri)
+    now = fed.node.clock()
+    activity = {
+        "id": new_activity_iri(fed.node.uris),
+        "type": "Delete",
+        "object": {"id": row.iri, "type": "Tombstone"},
+        "to": row.document.get("to", []),
+        "cc": row.document.get("cc", []),
+    }
+    priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    async with fed.node.sessions.begin() as session:
+        stored = await session.get(RemoteObject, row.id)
+        assert stored is not None
+        stored.deleted_at = now
+        stored.document = {
+            "id": row.iri,
+            "type": "Tombstone",
+            "formerType": row.type,
+            "deleted": wire.iso(now),
+        }
+        if row.kind == Kind.ENDORSEMENT.value:
+            await session.execute(
+                sa_update(Endorsement).where(Endorsement.iri == row.iri).values(withdrawn_at=now)
+            )
+        published = await publish(
+            session, author, activity, visibility=row.visibility, now=now, priority=priority
+        )
+        audit(session, author, by, f"{row.kind}.delete", row.iri, now)
+    fed.notify_worker()
+    return Published(published.iri, row.iri)
+
+
+RELAYABLE = (Kind.POST.value, Kind.RESOURCE.value, Kind.ALERT.value, Kind.PROPOSAL.value)
+
+
+async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
+    """Relay (``Announce``) a public object — typically another association's alert — to
+    ``author``'s followers. Members-only and private objects are never relayed (case 42)."""
+    iri = iri_value(object_iri, "object")
+    async with fed.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+        original = await session.get(Actor, row.attributed_to_id) if row is not None else None
+    if (
+        row is None
+        or original is None
+        or row.deleted_at is not None
+        or row.visibility not in ("public", "unlisted")
+        or row.kind not in RELAYABLE
+    ):
+        raise InvalidInput(
+            "object names no public post, resource, alert or proposal known here", field="object"
+        )
+    now = fed.node.clock()
+    activity = {
+        "id": new_activity_iri(fed.node.uris),
+        "type": "Announce",
+        "object": row.iri,
+        "to": [AS_PUBLIC],
+        "cc": [author.followers_iri or "", original.iri],
+    }
+    priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    async with fed.node.sessions.begin() as session:
+        published = await publish(session, author, activity, visibility="public", now=now, priority=priority)
+        audit(session, author, by, f"{row.kind}.announce", row.iri, now)
+    fed.notify_worker()
+    return Published(published.iri, row.iri)
+
+
+async def relay_change(fed: Federation, object_iri: str) -> int:
+    """A peer's object that our associations relayed was edited or deleted: relay it again, so
+    that nodes which got it only through us refetch it from its origin. Returns the relays."""
+    async with fed.node.sessions() as session:
+        rows = (
+            await session.execute(
+                select(Activity.actor_id, Activity.document)
+                .join(Actor, Actor.id == Activity.actor_id)
+                .where(Activity.type == "Announce", Activity.object_iri == object_iri, Actor.local.is_(True))
+            )
+        ).all()
+    relayers = {actor_id: document for actor_id, document in rows}
+    if not relayers:
+        return 0
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        for actor_id, previous in relayers.items():
+            actor = await session.get(Actor, actor_id)
+            assert actor is not None
+            activity = {
+                "id": new_activity_iri(fed.node.uris),
+                "type": "Announce",
+                "object": object_iri,
+                "to": previous.get("to", [AS_PUBLIC]),
+                "cc": previous.get("cc", []),
+            }
+            await publish(session, actor, activity, visibility="public", now=now)
+    fed.notify_worker()
+    return len(relayers)
+
+
+def audit(session: Any, author: Actor, by: Actor, action: str, object_iri: str, now: datetime) -> None:
+    """Association actions record the member who did them."""
+    if author.type == "Group":
+        session.add(
+            AuditEntry(
+                group_id=author.id,
+                by_actor_id=by.id,
+                action=action,
+                detail={"object": object_iri},
+                created_at=now,
+            )
+        )
+
+
+async def local_author(session: AsyncSession, iri: str) -> Actor | None:
+    actor = await actor_queries.by_iri(session, iri)
+    return actor if actor is not None and actor.local else None
