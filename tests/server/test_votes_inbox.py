@@ -164,3 +164,49 @@ async def test_a_vote_after_the_end_is_refused_and_the_question_closes_with_its_
     stored = await object_row(world.node, question)
     assert stored is not None and stored.document["proposalStatus"] == "closed"
     assert stored.document["votersCount"] == 1
+
+
+async def test_a_mastodon_follower_gets_each_kind_signed_and_readable(world: World) -> None:
+    """A Mastodon-like follower (fake peer) receives alerts, resources and proposals, signed by
+    the association, in shapes Mastodon displays: the alert's headline first and no summary
+    (which Mastodon would show as a content warning), the proposal as a poll."""
+    from federation import validation
+    from tests.server.test_inbox_http import activity, follow_state
+    from tests.support.signed_inbox import posts_to
+
+    follow = activity("Follow", world.alice, world.group)
+    assert (await world.send(GROUP_INBOX, follow, world.alice)).status == 202
+    await processed(world.node, follow["id"])
+    assert await follow_state(world.node, world.alice.iri, world.group) == "accepted"
+    token = await world.node.token("alice-admin")
+    bodies = [
+        {
+            "type": "Note",
+            "entraideKind": "Alert",
+            "name": "Pénurie",
+            "content": "<p>Texte</p>",
+            "summary": "ignored for alerts",
+            "severity": "critical",
+            "category": "shortage",
+        },
+        {"type": "Article", "name": "Guide", "content": "<p>Corps</p>", "summary": "<p>Résumé</p>"},
+        {"type": "Question", "name": "Position", "oneOf": ["Pour", "Contre"], "eligibility": "anyone"},
+    ]
+    world.peers.hits.clear()
+    created = [await world.node.post_outbox("/groups/collectif", token, body) for body in bodies]
+    await settle(world.node)
+    hits = [h for h in posts_to(world.peers, "peer.example")]
+    assert len(hits) == 3 and all(h.key_id == f"{world.group}#main-key" for h in hits)
+    async with world.node.sessions() as session:
+        documents = [
+            (await session.scalar(select(Activity).where(Activity.iri == c["id"]))).document  # type: ignore[union-attr]
+            for c in created
+        ]
+    for document in documents:
+        validation.validate(document, "activitystreams/activity")
+    alert, resource, proposal = (d["object"] for d in documents)
+    assert alert["type"] == "Note" and "summary" not in alert
+    assert alert["content"].startswith("<p><strong>⚠ CRITICAL · Shortage: Pénurie</strong></p>")
+    assert resource["type"] == "Article" and resource["name"] == "Guide"
+    assert proposal["type"] == "Question" and [o["name"] for o in proposal["oneOf"]] == ["Pour", "Contre"]
+    assert "endTime" in proposal and proposal["votersCount"] == 0
