@@ -56,6 +56,8 @@ class Actor(Base):
         UniqueConstraint("host", "type", "handle"),
         CheckConstraint(f"type IN {ACTOR_TYPES!r}", name="type"),
         CheckConstraint("members_visibility IN ('public', 'members', 'hidden')", name="members_visibility"),
+        CheckConstraint("join_policy IN ('open', 'approval', 'closed')", name="join_policy"),
+        CheckConstraint("replies_policy IN ('anyone', 'members')", name="replies_policy"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -75,6 +77,9 @@ class Actor(Base):
     manually_approves_followers: Mapped[bool] = mapped_column(Boolean, default=False)
     discoverable: Mapped[bool] = mapped_column(Boolean, default=True)
     members_visibility: Mapped[str] = mapped_column(String(16), default="public")
+    # Associations: how people join (``approval`` by an admin by default), and who may reply.
+    join_policy: Mapped[str] = mapped_column(String(16), default="approval", server_default="approval")
+    replies_policy: Mapped[str] = mapped_column(String(16), default="anyone", server_default="anyone")
     document: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     fetched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -116,7 +121,12 @@ class Account(Base):
 
 
 class Membership(Base):
-    """An actor's role in a local association (``group_id`` is always a local Group)."""
+    """An actor's role in an association.
+
+    For a local association, the member may be local or remote (joined with ``Join``). A row
+    whose group is remote records one of our members' own membership elsewhere. ``join_iri``
+    is the ``Join`` that created it, matched by the ``Accept``/``Reject`` that answers it.
+    """
 
     __tablename__ = "memberships"
     __table_args__ = (
@@ -130,6 +140,7 @@ class Membership(Base):
     member_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default="active")
+    join_iri: Mapped[str | None] = mapped_column(IRI, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

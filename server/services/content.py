@@ -10,6 +10,7 @@ received the object (its audience).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -40,6 +41,8 @@ from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
 from server.services.sanitize import plain_text, sanitize_html
+
+log = logging.getLogger(__name__)
 
 MAX_CONTENT_CHARS = 100_000
 MAX_NAME_CHARS = 500
@@ -348,6 +351,12 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
                     (to if level is Visibility.DIRECT else cc).append(parent_author)
                 document["tag"] = [*document.get("tag", []), {"type": "Mention", "href": parent_author}]
     document["context"] = context_iri
+    group_iri = iri_value(obj.get("audience"), "audience")
+    if group_iri is not None and group_iri != author.iri:
+        # FEP-1b12: a post into an association names it as audience and addresses it.
+        document["audience"] = group_iri
+        if group_iri not in to and group_iri not in cc:
+            cc.append(group_iri)
     priority = queue.Priority.NORMAL
     if kind is Kind.ALERT:
         info = alert_info(obj)
@@ -691,6 +700,37 @@ async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor
         audit(session, author, by, f"{row.kind}.announce", row.iri, now)
     fed.notify_worker()
     return Published(published.iri, row.iri)
+
+
+async def relay_member_activity(
+    fed: Federation, group: Actor, activity: Mapping[str, Any], row: RemoteObject
+) -> None:
+    """FEP-1b12: the association relays a member's activity, unchanged, in an ``Announce`` to its
+    followers (members only for members-only content; never for direct messages)."""
+    level = Visibility(row.visibility)
+    if level is Visibility.DIRECT:
+        return
+    uris = fed.node.uris
+    to, cc = address(
+        level,
+        actor_followers=Iri(group.followers_iri or ""),
+        group_members=uris.members(Iri(group.iri)),
+    )
+    now = fed.node.clock()
+    announce = {
+        "id": new_activity_iri(uris),
+        "type": "Announce",
+        "object": dict(activity),
+        "to": list(to),
+        "cc": list(cc),
+    }
+    async with fed.node.sessions.begin() as session:
+        stored = await session.get(RemoteObject, row.id)
+        if stored is not None and stored.audience_id is None:
+            stored.audience_id = group.id
+        await publish(session, group, announce, visibility=level.value, now=now)
+    fed.notify_worker()
+    log.info("member activity relayed", extra={"group": group.iri, "object": row.iri})
 
 
 async def relay_change(fed: Federation, object_iri: str) -> int:

@@ -26,9 +26,12 @@ from federation.vocab.activities import (
     Delete,
     Flag,
     Follow,
+    Join,
+    Leave,
     Like,
     Move,
     Reject,
+    Remove,
     Undo,
     Update,
 )
@@ -37,9 +40,10 @@ from federation.vocab.objects import RemoteActor
 from server.db.models import Actor, Reaction, RemoteObject, Report
 from server.db.models import Block as BlockRow
 from server.db.models import Follow as FollowRow
+from server.db.models import Membership as MembershipRow
 from server.db.queries import actors as actor_queries
 from server.services import content as content_service
-from server.services import endorsements, following, objects, polls
+from server.services import endorsements, following, membership, objects, polls
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor
@@ -91,17 +95,54 @@ async def on_follow(fed: Federation, follow: Follow, inbound: InboundActivity) -
 
 @router.on(Accept)
 async def on_accept(fed: Federation, accept: Accept, inbound: InboundActivity) -> None:
-    if accept.object_id is not None:
-        await following.follow_answered(
-            fed, follow_iri=accept.object_id, target_iri=accept.actor, accepted=True
-        )
+    """An answer to one of our Follows or Joins, matched by its id and the answering actor."""
+    if accept.object_id is not None and not await following.follow_answered(
+        fed, follow_iri=accept.object_id, target_iri=accept.actor, accepted=True
+    ):
+        await membership.join_answered(fed, join_iri=accept.object_id, group_iri=accept.actor, accepted=True)
 
 
 @router.on(Reject)
 async def on_reject(fed: Federation, reject: Reject, inbound: InboundActivity) -> None:
-    if reject.object_id is not None:
-        await following.follow_answered(
-            fed, follow_iri=reject.object_id, target_iri=reject.actor, accepted=False
+    if reject.object_id is not None and not await following.follow_answered(
+        fed, follow_iri=reject.object_id, target_iri=reject.actor, accepted=False
+    ):
+        await membership.join_answered(fed, join_iri=reject.object_id, group_iri=reject.actor, accepted=False)
+
+
+# --- membership --------------------------------------------------------------------------------
+
+
+@router.on(Join)
+async def on_join(fed: Federation, join: Join, inbound: InboundActivity) -> None:
+    """A request to join one of our associations (the joiner is the verified actor)."""
+    if join.object_id is not None and fed.node.uris.is_local(join.object_id):
+        await membership.receive_join(
+            fed, join_iri=join.id, group_iri=join.object_id, member=await fed.actor(join.actor)
+        )
+
+
+@router.on(Leave)
+async def on_leave(fed: Federation, leave: Leave, inbound: InboundActivity) -> None:
+    if leave.object_id is not None and fed.node.uris.is_local(leave.object_id):
+        await membership.receive_leave(fed, group_iri=leave.object_id, member=await fed.actor(leave.actor))
+
+
+@router.on(Remove)
+async def on_remove(fed: Federation, remove: Remove, inbound: InboundActivity) -> None:
+    """A remote association removed one of our people: forget that membership (only the group
+    itself may say so: the verified actor must be the group)."""
+    if remove.object_id is None or fed.node.uris.parse_actor(remove.object_id) is None:
+        return
+    async with fed.node.sessions.begin() as session:
+        group = await actor_queries.by_iri(session, remove.actor)
+        person = await actor_queries.by_iri(session, remove.object_id)
+        if group is None or person is None or group.local or group.type != "Group":
+            return
+        await session.execute(
+            delete(MembershipRow).where(
+                MembershipRow.group_id == group.id, MembershipRow.member_id == person.id
+            )
         )
 
 
@@ -153,9 +194,52 @@ async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -
                 fed, author, in_reply_to, content.name, activity_iri=create.id, note_iri=content.id
             )
         return
+    groups = await _group_gate(fed, content, author)
+    if groups is None:
+        return  # addressed to our associations by someone who may not post there
     row = await objects.store_object(fed, content, raw, author, now=fed.node.clock())
     if row is not None:
         await add_inbox_items(fed, create.id, await _local_recipients(fed, create, author))
+        for group in groups:
+            await content_service.relay_member_activity(fed, group, inbound.document, row)
+
+
+async def _group_gate(fed: Federation, content: Any, author: Actor) -> list[Actor] | None:
+    """FEP-1b12: which of our associations relay this object, or None when it is refused.
+
+    An object addressed to one of our associations (``to``/``cc``/``audience``, or its members
+    collection) is a post *into* it: only its active members post there; replies come from
+    anyone unless the association limits them to members (``replies_policy``). Read-only
+    subscribers (followers without membership) and everyone else are refused, nothing stored.
+    The association relays what its members post (returned list).
+    """
+    addressed = {*content.to, *content.cc, *content.audience}
+    refs = [fed.node.uris.parse_actor(iri) for iri in addressed]
+    handles = {r.handle for r in refs if r is not None and r.kind == "group" and r.part in (None, "members")}
+    if not handles:
+        return []
+    relaying: list[Actor] = []
+    async with fed.node.sessions() as session:
+        for handle in sorted(handles):
+            group = await actor_queries.local_by_handle(session, "Group", handle)
+            if group is None:
+                continue
+            member = await membership.is_active_member(session, group.id, author.id)
+            if content.in_reply_to is None and not member:
+                log.info(
+                    "post into an association refused: not a member",
+                    extra={"group": group.iri, "actor": author.iri},
+                )
+                return None
+            if content.in_reply_to is not None and not member and group.replies_policy == "members":
+                log.info(
+                    "reply refused: the association takes replies from members only",
+                    extra={"group": group.iri},
+                )
+                return None
+            if member:
+                relaying.append(group)
+    return relaying
 
 
 @router.on(Update)
@@ -226,8 +310,13 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
     ``Announce{Create{Page}}``) boosts the created object, not the activity."""
     target = announce.object_id
     relayed = lemmy.relayed_activity(announce)
+    wrapped: str | None = None
     if isinstance(relayed, Create) and relayed.object_id is not None:
         target = relayed.object_id
+    elif relayed is None and _wraps_create(inbound.document.get("object")):
+        # A group relaying a member's activity from another host (FEP-1b12 across nodes): the
+        # embedded copy is not trusted; the activity and its object are fetched from origin.
+        wrapped = target
     if target is None:
         return
     announcer = await fed.actor(announce.actor)
@@ -263,6 +352,10 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         )
     if followed is None:
         return
+    if wrapped is not None:
+        target = await objects.object_of_activity(fed, wrapped)
+        if target is None:
+            return
     async with fed.node.sessions() as session:
         known = await session.scalar(select(RemoteObject).where(RemoteObject.iri == target))
     if known is not None:
@@ -282,6 +375,10 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
     except FederationError:
         return
     await objects.store_object(fed, content, raw, author, now=now, require_relevance=False)
+
+
+def _wraps_create(raw: Any) -> bool:
+    return isinstance(raw, dict) and raw.get("type") == "Create" and isinstance(raw.get("id"), str)
 
 
 @router.on(Like)

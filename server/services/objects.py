@@ -216,3 +216,24 @@ async def refresh(fed: Federation, row: RemoteObject, *, now: datetime) -> None:
         await tombstone(fed, row.iri, author, now=now)
     elif content.author == author.iri and content.updated != row.updated:
         await update_object(fed, content, raw, author, now=now)
+
+
+async def object_of_activity(fed: Federation, activity_iri: str) -> str | None:
+    """The object IRI of a ``Create`` fetched from its origin, when the object lives on that
+    same origin (what a group relays across hosts is checked at the source, case 16)."""
+    if fed.node.uris.is_local(activity_iri):
+        return None
+    try:
+        document = await fed.fetch(activity_iri)
+    except FetchTemporaryFailure:
+        raise
+    except FederationError as exc:
+        log.info("relayed activity fetch failed", extra={"activity": activity_iri, "code": exc.code})
+        return None
+    if document.get("type") != "Create" or document.get("id") != activity_iri:
+        return None
+    inner = document.get("object")
+    inner_iri = inner.get("id") if isinstance(inner, dict) else inner
+    if not isinstance(inner_iri, str) or host_of(inner_iri) != host_of(activity_iri):
+        return None
+    return inner_iri

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from server.db.models import Actor
-from server.services import content, endorsements, following, polls
+from server.services import content, endorsements, following, membership, polls
 from server.services.content import Published
 from server.services.errors import InvalidInput
 from server.services.federation import Federation
@@ -55,6 +55,26 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
         return await content.update(fed, author, obj, by=by)
     if kind == "Delete":
         return await content.delete(fed, author, obj.get("id") if isinstance(obj, dict) else obj, by=by)
+    if kind in ("Join", "Leave") and author.type == "Person":
+        target = obj.get("id") if isinstance(obj, dict) else obj
+        if not isinstance(target, str):
+            raise InvalidInput("object must be the association's IRI", field="object")
+        if kind == "Join":
+            return Published(await membership.join(fed, author, target), None)
+        return Published(await membership.leave(fed, author, target), None)
+    if kind in ("Accept", "Reject") and author.type == "Group":
+        # An admin or moderator answers a request to join: object = the Join, or its actor.
+        member = obj.get("actor") if isinstance(obj, dict) else obj
+        if not isinstance(member, str):
+            raise InvalidInput("object must be the Join (with its actor) or the member's IRI", field="object")
+        await membership.decide(fed, author, member, by=by, approve=kind == "Accept")
+        return Published(None, member)
+    if kind == "Remove" and author.type == "Group":
+        member = obj.get("id") if isinstance(obj, dict) else obj
+        if not isinstance(member, str):
+            raise InvalidInput("object must be the member's IRI", field="object")
+        await membership.remove(fed, author, member, by=by)
+        return Published(None, member)
     if kind == "Announce":
         return await content.announce(fed, author, obj.get("id") if isinstance(obj, dict) else obj, by=by)
     if kind == "Follow" and isinstance(obj, str):
@@ -66,6 +86,6 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
         return Published(undo, None)
     raise InvalidInput(
         "supported: Note, Article, Question, Endorsement, Create, Update, Delete, Announce, Follow,"
-        " Undo (of a Follow)",
+        " Undo (of a Follow), Join and Leave (a member), Accept, Reject and Remove (an association)",
         field="type",
     )

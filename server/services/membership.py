@@ -1,0 +1,275 @@
+"""Membership of associations across nodes: ``Join``, approval, ``Leave`` and removal.
+
+A person on another node joins one of our associations with ``Join{object: group}``. The
+association's ``join_policy`` decides: ``open`` accepts at once, ``approval`` (the default)
+waits for an admin, ``closed`` refuses. The answer is ``Accept{Join}`` or ``Reject{Join}`` to
+the joiner. ``Leave{object: group}`` ends a membership, only the member's own. Moderators and
+admins remove members (audited); the member gets ``Remove{object: member, target: members}``.
+
+Our own members join remote associations the same way (:func:`join`); the group's answer is
+matched by the ``Join`` id (:func:`join_answered`), never by what the answer claims.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from federation.types import Iri
+from server.db import queue
+from server.db.models import Actor, AuditEntry, Block, Membership
+from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.services.federation import Federation
+from server.services.outbox import new_activity_iri, publish
+
+log = logging.getLogger(__name__)
+
+MANAGING_ROLES = ("admin", "moderator")
+
+
+def _join_document(join_iri: str, member: str, group: str) -> dict[str, Any]:
+    return {"id": join_iri, "type": "Join", "actor": member, "object": group}
+
+
+async def _answer(
+    fed: Federation, session: Any, group: Actor, member: Actor, join_iri: str, kind: str, *, now: datetime
+) -> None:
+    activity = {
+        "id": new_activity_iri(fed.node.uris),
+        "type": kind,
+        "object": _join_document(join_iri, member.iri, group.iri),
+        "to": [member.iri],
+    }
+    await publish(session, group, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE)
+
+
+async def receive_join(fed: Federation, *, join_iri: str, group_iri: str, member: Actor) -> str | None:
+    """A remote actor asks to join one of our associations; returns the membership state."""
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        group = await session.scalar(
+            select(Actor).where(Actor.iri == group_iri, Actor.local.is_(True), Actor.type == "Group")
+        )
+        if group is None or member.local or member.type not in ("Person", "Service"):
+            return None
+        blocked = await session.scalar(
+            select(Block.id).where(Block.blocker_id == group.id, Block.blocked_id == member.id)
+        )
+        row = await session.scalar(
+            select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+        )
+        if blocked is not None or group.join_policy == "closed":
+            await _answer(fed, session, group, member, join_iri, "Reject", now=now)
+            log.info("join refused", extra={"group": group.iri, "member": member.iri})
+            return None
+        if row is None:
+            state = "active" if group.join_policy == "open" else "pending"
+            row = Membership(
+                group_id=group.id,
+                member_id=member.id,
+                role="member",
+                state=state,
+                join_iri=join_iri,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+        else:
+            row.join_iri, row.updated_at = join_iri, now
+            if row.state == "invited":
+                row.state = "active"  # accepting an invitation
+        if row.state == "active":
+            await _answer(fed, session, group, member, join_iri, "Accept", now=now)
+        state = row.state
+    fed.notify_worker()
+    log.info("join received", extra={"group": group_iri, "member": member.iri, "state": state})
+    return state
+
+
+async def _manager(session: Any, group: Actor, by: Actor) -> str:
+    role = await session.scalar(
+        select(Membership.role).where(
+            Membership.group_id == group.id, Membership.member_id == by.id, Membership.state == "active"
+        )
+    )
+    if role not in MANAGING_ROLES:
+        raise Forbidden("only the association's admins and moderators manage its members")
+    return str(role)
+
+
+async def decide(fed: Federation, group: Actor, member_iri: str, *, by: Actor, approve: bool) -> None:
+    """An admin or moderator approves or refuses a pending request to join."""
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        await _manager(session, group, by)
+        member = await session.scalar(select(Actor).where(Actor.iri == member_iri))
+        row = (
+            await session.scalar(
+                select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+            )
+            if member is not None
+            else None
+        )
+        if member is None or row is None or row.state != "pending":
+            raise NotFound("no pending request from this actor")
+        if approve:
+            row.state, row.updated_at = "active", now
+        else:
+            await session.delete(row)
+        if not member.local and row.join_iri:
+            await _answer(
+                fed, session, group, member, row.join_iri, "Accept" if approve else "Reject", now=now
+            )
+        session.add(
+            AuditEntry(
+                group_id=group.id,
+                by_actor_id=by.id,
+                action="member.approve" if approve else "member.refuse",
+                detail={"member": member.iri},
+                created_at=now,
+            )
+        )
+    fed.notify_worker()
+
+
+async def remove(fed: Federation, group: Actor, member_iri: str, *, by: Actor) -> None:
+    """A moderator or admin removes a member (moderators cannot remove admins)."""
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        role = await _manager(session, group, by)
+        member = await session.scalar(select(Actor).where(Actor.iri == member_iri))
+        row = (
+            await session.scalar(
+                select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+            )
+            if member is not None
+            else None
+        )
+        if member is None or row is None:
+            raise NotFound("not a member")
+        if row.role == "admin" and role != "admin":
+            raise Forbidden("only an admin removes an admin")
+        await session.delete(row)
+        if not member.local:
+            activity = {
+                "id": new_activity_iri(fed.node.uris),
+                "type": "Remove",
+                "object": member.iri,
+                "target": fed.node.uris.members(Iri(group.iri)),
+                "to": [member.iri],
+            }
+            await publish(
+                session, group, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
+            )
+        session.add(
+            AuditEntry(
+                group_id=group.id,
+                by_actor_id=by.id,
+                action="member.remove",
+                detail={"member": member.iri},
+                created_at=now,
+            )
+        )
+    fed.notify_worker()
+
+
+async def receive_leave(fed: Federation, *, group_iri: str, member: Actor) -> bool:
+    """``Leave`` ends the sender's own membership (a Leave names no one else)."""
+    async with fed.node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri, Actor.local.is_(True)))
+        if group is None:
+            return False
+        row = await session.scalar(
+            select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+        )
+        if row is None:
+            return False
+        await session.delete(row)
+    log.info("member left", extra={"group": group_iri, "member": member.iri})
+    return True
+
+
+# --- our members joining associations elsewhere --------------------------------------------------
+
+
+async def join(fed: Federation, member: Actor, group_iri: str) -> str:
+    """One of our people asks to join a remote association; returns the ``Join`` id."""
+    if not member.local or member.type != "Person":
+        raise InvalidInput("only a local member joins an association", field="actor")
+    group = await fed.actor(group_iri)
+    if group.type != "Group" or group.local:
+        raise InvalidInput("object must be a remote association", field="object")
+    now = fed.node.clock()
+    join_iri = new_activity_iri(fed.node.uris)
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+        )
+        if row is not None and row.state == "active":
+            raise Conflict("already a member")
+        if row is None:
+            row = Membership(
+                group_id=group.id, member_id=member.id, role="member", created_at=now, updated_at=now
+            )
+            session.add(row)
+        row.state, row.join_iri, row.updated_at = "pending", join_iri, now
+        activity = {"id": join_iri, "type": "Join", "object": group.iri, "to": [group.iri]}
+        await publish(
+            session, member, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
+        )
+    fed.notify_worker()
+    return join_iri
+
+
+async def leave(fed: Federation, member: Actor, group_iri: str) -> str:
+    group = await fed.actor(group_iri)
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+        )
+        if row is None:
+            raise NotFound("not a member")
+        await session.delete(row)
+        activity = {
+            "id": new_activity_iri(fed.node.uris),
+            "type": "Leave",
+            "object": group.iri,
+            "to": [group.iri],
+        }
+        published = await publish(session, member, activity, visibility="direct", now=now)
+    fed.notify_worker()
+    return published.iri
+
+
+async def join_answered(fed: Federation, *, join_iri: str, group_iri: str, accepted: bool) -> bool:
+    """Apply the group's Accept/Reject of one of our Joins; True when it matched."""
+    async with fed.node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+        row = (
+            await session.scalar(
+                select(Membership).where(Membership.join_iri == join_iri, Membership.group_id == group.id)
+            )
+            if group is not None
+            else None
+        )
+        if row is None:
+            return False
+        if accepted:
+            row.state, row.updated_at = "active", fed.node.clock()
+        else:
+            await session.delete(row)
+    log.info("join answered", extra={"group": group_iri, "accepted": accepted})
+    return True
+
+
+async def is_active_member(session: Any, group_id: int, actor_id: int) -> bool:
+    found = await session.scalar(
+        select(Membership.id).where(
+            Membership.group_id == group_id, Membership.member_id == actor_id, Membership.state == "active"
+        )
+    )
+    return found is not None
