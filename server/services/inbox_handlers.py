@@ -207,38 +207,47 @@ async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -
 async def _group_gate(fed: Federation, content: Any, author: Actor) -> list[Actor] | None:
     """FEP-1b12: which of our associations relay this object, or None when it is refused.
 
-    An object addressed to one of our associations (``to``/``cc``/``audience``, or its members
-    collection) is a post *into* it: only its active members post there; replies come from
-    anyone unless the association limits them to members (``replies_policy``). Read-only
-    subscribers (followers without membership) and everyone else are refused, nothing stored.
-    The association relays what its members post (returned list).
+    A post *into* one of our associations names it as ``audience`` or addresses its members
+    collection: only its active members post there, so read-only subscribers and everyone else
+    are refused and nothing is stored. Merely addressing or mentioning an association (a
+    Mastodon user thanking it) is not a post into it and is kept like any mention. Replies come
+    from anyone unless the association takes them from members only (``replies_policy``). The
+    association relays what its active members address to it (returned list).
     """
-    addressed = {*content.to, *content.cc, *content.audience}
-    refs = [fed.node.uris.parse_actor(iri) for iri in addressed]
-    handles = {r.handle for r in refs if r is not None and r.kind == "group" and r.part in (None, "members")}
-    if not handles:
+    into: set[str] = set()
+    addressed: set[str] = set()
+    for iri in (*content.audience, *content.to, *content.cc):
+        ref = fed.node.uris.parse_actor(iri)
+        if ref is None or ref.kind != "group":
+            continue
+        if ref.part == "members" or (ref.part is None and iri in content.audience):
+            into.add(ref.handle)
+        elif ref.part is None:
+            addressed.add(ref.handle)
+    if not into and not addressed:
         return []
     relaying: list[Actor] = []
     async with fed.node.sessions() as session:
-        for handle in sorted(handles):
+        for handle in sorted(into | addressed):
             group = await actor_queries.local_by_handle(session, "Group", handle)
             if group is None:
                 continue
             member = await membership.is_active_member(session, group.id, author.id)
-            if content.in_reply_to is None and not member:
+            if member:
+                relaying.append(group)
+                continue
+            if handle in into and content.in_reply_to is None:
                 log.info(
                     "post into an association refused: not a member",
                     extra={"group": group.iri, "actor": author.iri},
                 )
                 return None
-            if content.in_reply_to is not None and not member and group.replies_policy == "members":
+            if content.in_reply_to is not None and group.replies_policy == "members":
                 log.info(
                     "reply refused: the association takes replies from members only",
-                    extra={"group": group.iri},
+                    extra={"group": group.iri, "actor": author.iri},
                 )
                 return None
-            if member:
-                relaying.append(group)
     return relaying
 
 

@@ -359,9 +359,15 @@ async def test_an_alert_relayed_by_several_associations_reaches_each_node_once_w
             await following.follow(c.fed, local_name="gamma", target_iri=relay)
 
         async def accepted(node: Node, n: int) -> bool:
+            """The node's own associations have ``n`` accepted follows of remote ones."""
+            from server.db.models import Actor
+
             async with node.sessions() as session:
                 count = await session.scalar(
-                    select(func.count()).select_from(Follow).where(Follow.state == "accepted")
+                    select(func.count())
+                    .select_from(Follow)
+                    .join(Actor, Actor.id == Follow.follower_id)
+                    .where(Follow.state == "accepted", Actor.local.is_(True))
                 )
             return count == n
 
