@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from federation.types import Iri
-from federation.vocab.context import AS2, ENTRAIDE_NS
+from federation.vocab.context import AS2, DATA_INTEGRITY_V1, ENTRAIDE_NS
 from federation.vocab.objects import Content, Question
 
 CONTENT_TERMS: Final[dict[str, Any]] = {
@@ -54,6 +54,9 @@ CONTENT_TERMS: Final[dict[str, Any]] = {
 peers that cannot fetch an unknown context, such as Fedify, would fail to read the object)."""
 
 CONTENT_CONTEXT: Final[list[Any]] = [AS2, CONTENT_TERMS]
+SIGNED_CONTENT_CONTEXT: Final[list[Any]] = [AS2, DATA_INTEGRITY_V1, CONTENT_TERMS]
+"""For objects carrying an FEP-8b32 ``proof``: the data-integrity context defines ``proof``, so a
+JSON-LD reader finds it (as FEP-8b32's examples and Fedify do)."""
 
 MAX_OPTIONS: Final = 20
 MAX_OPTION_CHARS: Final = 200
@@ -319,7 +322,7 @@ def render_endorsement(
 ) -> dict[str, Any]:
     """An association's co-signature of a proposal (signed afterwards with an FEP-8b32 proof)."""
     doc: dict[str, Any] = {
-        "@context": CONTENT_CONTEXT,
+        "@context": SIGNED_CONTENT_CONTEXT,
         "id": iri,
         "type": "Endorsement",
         "attributedTo": endorser,

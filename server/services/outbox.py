@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import Iri
 from federation.uris import UriScheme
-from federation.vocab.context import AS2
+from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db import queue
 from server.db.models import Activity, Actor
 
 FANOUT = "fanout"
-ACTIVITY_CONTEXT: list[Any] = [AS2]
+ACTIVITY_CONTEXT: list[Any] = CONTENT_CONTEXT
+"""AS2 plus our inline content terms: an activity embeds its object, whose terms (``votersCount``,
+``severity``, ...) must be defined in the activity's context for JSON-LD readers (Fedify)."""
 
 
 def new_activity_iri(uris: UriScheme) -> Iri:

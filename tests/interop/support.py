@@ -139,6 +139,39 @@ class FedifyPeer:
             await asyncio.sleep(0.05)
 
 
+def activity_of(type_: str, *, object_id: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """Matches an inbox record of a ``type_`` activity (whose object, embedded or not, is
+    ``object_id``), for :meth:`FedifyPeer.wait_received`."""
+
+    def match(record: dict[str, Any]) -> bool:
+        body = record.get("body")
+        if not isinstance(body, dict) or body.get("type") != type_:
+            return False
+        if object_id is None:
+            return True
+        obj = body.get("object")
+        return (obj.get("id") if isinstance(obj, dict) else obj) == object_id
+
+    return match
+
+
+def assert_verified(record: dict[str, Any], spec: str | None = None) -> None:
+    """Fedify ran its inbox listener (signature verified) and answered 202 (signed with ``spec``)."""
+    keys = ("type", "verified", "status", "signatureSpec", "unverifiedReason", "objectError")
+    summary = {k: record.get(k) for k in keys}
+    assert record["verified"] is True, summary
+    assert record["status"] == 202, summary
+    if spec is not None:
+        assert record["signatureSpec"] == spec, summary
+
+
+def parsed_object(record: dict[str, Any]) -> dict[str, Any]:
+    """What Fedify's vocabulary read from the record's object (see ``describe`` in peer.mjs)."""
+    parsed = record.get("object")
+    assert isinstance(parsed, dict), {k: record.get(k) for k in ("type", "activityId", "objectError")}
+    return parsed
+
+
 async def _wait_ready(peer: FedifyPeer) -> None:
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
     while True:

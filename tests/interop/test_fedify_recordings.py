@@ -32,6 +32,7 @@ KIND: dict[str, str] = {
     "announce.json": "activitystreams/activity",
     "create_note.json": "activitystreams/activity",
     "create_reply.json": "activitystreams/activity",
+    "create_vote.json": "activitystreams/activity",
     "delete_note.json": "activitystreams/activity",
     "follow.json": "activitystreams/activity",
     "like.json": "activitystreams/activity",

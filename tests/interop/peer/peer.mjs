@@ -30,27 +30,44 @@
 //   POST /_control/like      {object}          Like, sent to the object's author
 //   POST /_control/announce  {object}          Announce, to the peer's followers and the author
 //   POST /_control/undo      {activity}        Undo of an activity the peer sent (Like, Announce…)
+//   POST /_control/vote      {question, choice}
+//                                              a poll vote, Mastodon's shape: Create{Note{name:
+//                                              choice, inReplyTo: question}} with no content, to the
+//                                              question's author only (not in the outbox)
 //   GET  /_control/fetch?url=…&signed=0|1      Fedify's document loader (signed: as `peer`)
 //   GET  /_control/lookup?url=…&signed=0|1     Fedify's lookupObject, parsed and re-serialised
 //   GET  /_control/webfinger?resource=…        Fedify's lookupWebFinger (see README.md: acct: is
 //                                              always looked up over https)
 //   GET  /_control/jrd?resource=…&server=…     plain GET of {server}/.well-known/webfinger
+//   GET  /_control/verify_proofs?url=…         fetch url (a document, or a collection whose embedded
+//                                              first page lists documents) and check each FEP-8b32
+//                                              proof with Fedify's verifyProof and verifyObject
+//
+// Inbox records of activities with an embedded object also carry `object`: what Fedify parsed
+// (its vocab class, name, summary, content, attributedTo, inReplyTo; for a Question its
+// exclusive/inclusive options with their reply counts, voters, endTime, closed), or `objectError`.
+//
+// Fedify's unsigned document loader (`fetch?signed=0`, `verify_proofs`) caches what it fetched for
+// 5 minutes (its default kvCache); `fetch?signed=1` always reads the current document.
 
 import { Temporal } from "@js-temporal/polyfill";
 import { configure, getConsoleSink } from "@logtape/logtape";
-import { createFederation, MemoryKvStore, generateCryptoKeyPair } from "@fedify/fedify";
+import { createFederation, MemoryKvStore, generateCryptoKeyPair, verifyObject, verifyProof } from "@fedify/fedify";
 import {
   Accept,
   Activity,
   Announce,
   Create,
+  DataIntegrityProof,
   Delete,
   Endpoints,
   Follow,
   Like,
   Note,
+  Object as ASObject,
   Person,
   PUBLIC_COLLECTION,
+  Question,
   Reject,
   Tombstone,
   Undo,
@@ -206,7 +223,7 @@ federation.setObjectDispatcher(Note, "/users/{identifier}/notes/{id}", (ctx, val
 
 federation.setOutboxDispatcher("/users/{identifier}/outbox", (_ctx, identifier) => {
   if (identifier !== IDENTIFIER) return null;
-  const items = [...notes.values()].filter((entry) => !entry.deleted).map((entry) => entry.create);
+  const items = [...notes.values()].filter((entry) => !entry.deleted && !entry.direct).map((entry) => entry.create);
   return { items: items.reverse() }; // newest first, inline (no paging)
 });
 
@@ -281,9 +298,19 @@ federation
       .catch(() => null);
     if (object instanceof Follow && undo.actorId != null) followers.delete(undo.actorId.href);
   })
-  // Everything else (Create, Update, Delete, Announce, Like…) is only recorded.
+  // Everything else (Create, Update, Delete, Announce, Like…) is only recorded, with what Fedify
+  // parsed of its object.
   .on(Activity, async (ctx, activity) => {
     mark(ctx, activity, true);
+    const record = ctx.data?.record;
+    // Embedded objects only: describing never fetches anything (a fetch would show in `sent`).
+    if (record == null || record.body?.object == null || typeof record.body.object !== "object") return;
+    try {
+      const options = { documentLoader: ctx.documentLoader, contextLoader: ctx.contextLoader };
+      record.object = await describe(await activity.getObject(options), options);
+    } catch (error) {
+      record.objectError = String(error);
+    }
   })
   // Called when Fedify could NOT verify the request: recorded, then answered 401 by Fedify.
   .onUnverifiedActivity(async (ctx, activity, reason) => {
@@ -293,6 +320,37 @@ federation
     const record = ctx.data?.record;
     if (record != null) record.error = String(error);
   });
+
+/** What Fedify's vocabulary read from an object (for the tests' assertions). */
+async function describe(object, options) {
+  if (object == null) return null;
+  const text = (value) => (value == null ? null : value.toString());
+  const result = {
+    class: object.constructor.name,
+    id: object.id?.href ?? null,
+    name: text(object.name),
+    summary: text(object.summary),
+    content: text(object.content),
+    attributedTo: object.attributionId?.href ?? null,
+    inReplyTo: object.replyTargetId?.href ?? null,
+  };
+  if (object instanceof Question) {
+    const read = async (iterable) => {
+      const options_ = [];
+      for await (const option of iterable) {
+        const replies = await option.getReplies(options);
+        options_.push({ class: option.constructor.name, name: text(option.name), totalItems: replies?.totalItems ?? null });
+      }
+      return options_;
+    };
+    result.exclusiveOptions = await read(object.getExclusiveOptions(options));
+    result.inclusiveOptions = await read(object.getInclusiveOptions(options));
+    result.voters = object.voters;
+    result.endTime = text(object.endTime);
+    result.closed = object.closed == null || typeof object.closed === "boolean" ? object.closed : text(object.closed);
+  }
+  return result;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Acting: the control API
@@ -442,6 +500,19 @@ const actions = {
     return { id: announce.id.href, activity: await compact(announce, ctx) };
   },
 
+  // A vote as Mastodon sends one: a content-less Note named after the option, in reply to the
+  // Question, addressed and delivered to its author only.
+  async vote(ctx, { question, choice }) {
+    const me = ctx.getActorUri(IDENTIFIER);
+    const author = await authorOf(ctx, question);
+    const noteId = ctx.getObjectUri(Note, { identifier: IDENTIFIER, id: randomUUID() });
+    const note = new Note({ id: noteId, attribution: me, name: choice, replyTarget: new URL(question), to: author.id });
+    const create = new Create({ id: new URL(`${noteId.href}#create`), actor: me, object: note, to: author.id });
+    notes.set(noteId.href, { note, create, recipients: [author], deleted: false, direct: true });
+    await send(ctx, [author], create);
+    return { id: noteId.href, create: create.id.href, activity: await compact(create, ctx) };
+  },
+
   async undo(ctx, { activity }) {
     const entry = activities.get(activity);
     if (entry == null) throw new HttpError(404, `${activity} was not sent by the peer`);
@@ -510,6 +581,58 @@ const reads = {
     } catch (error) {
       return { ok: false, error: String(error) };
     }
+  },
+
+  // FEP-8b32 proofs checked by Fedify itself: verifyProof (the proof, with the key its
+  // verificationMethod names, fetched by Fedify) and verifyObject (every proof valid and every
+  // attributedTo/actor authenticated by a proof's key controller).
+  async verify_proofs(ctx, params) {
+    const url = params.get("url");
+    const fetched = await ctx.documentLoader(url);
+    const document = fetched.document;
+    const items = Array.isArray(document?.first?.orderedItems) ? document.first.orderedItems : [document];
+    const options = { documentLoader: ctx.documentLoader, contextLoader: ctx.contextLoader };
+    const results = [];
+    for (const item of items) {
+      const result = { id: item?.id ?? null, hasProof: item?.proof != null };
+      try {
+        // The proof as Fedify's DataIntegrityProof, read in the Data Integrity context (the
+        // document's own @context need not define the proof terms for verifyProof).
+        const { "@context": _ignored, ...proofJson } = item.proof;
+        const proof = await DataIntegrityProof.fromJsonLd(
+          { "@context": "https://w3id.org/security/data-integrity/v1", ...proofJson },
+          options,
+        );
+        result.proof = {
+          cryptosuite: proof.cryptosuite,
+          verificationMethod: proof.verificationMethodId?.href ?? null,
+          proofPurpose: proof.proofPurpose,
+          created: proof.created?.toString() ?? null,
+        };
+        const key = await verifyProof(item, proof, options);
+        result.proofVerified = key != null;
+        result.key = key == null ? null : { id: key.id?.href ?? null, controller: key.controllerId?.href ?? null };
+      } catch (error) {
+        result.proofError = String(error);
+      }
+      // Fedify's vocabulary has no class for a type it does not know (Endorsement): its
+      // Object.fromJsonLd throws. verifyObject only uses the class to read the object's
+      // attributions and proofs, and checks each proof over the original JSON, so the object is
+      // read as a plain Object (its type replaced for that reading only).
+      const asObject = { fromJsonLd: (json, o) => ASObject.fromJsonLd({ ...json, type: "Object" }, o) };
+      try {
+        const object = await asObject.fromJsonLd(item, options);
+        // The proofs Fedify's JSON-LD reading finds (verifyObject checks those, and needs one by
+        // each attributedTo's key).
+        result.parsedProofs = 0;
+        for await (const _proof of object.getProofs(options)) result.parsedProofs += 1;
+        result.objectVerified = (await verifyObject(asObject, item, options)) != null;
+      } catch (error) {
+        result.objectError = String(error);
+      }
+      results.push(result);
+    }
+    return { ok: true, documentUrl: fetched.documentUrl, items: results };
   },
 
   // Fedify's WebFinger client always uses https for acct: resources; on an http loopback
