@@ -16,7 +16,7 @@ from server.appkeys import ENGINE, FEDERATION, INBOX_WRITER, METRICS, NODE, RETR
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.queries import actors as q
-from server.http import activitypub, feeds, inbox, media, ops, outbox, threads, wellknown
+from server.http import activitypub, api, feeds, inbox, media, ops, outbox, threads, wellknown
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
 from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
@@ -140,6 +140,7 @@ def create_app(
     app.add_routes(inbox.routes)
     app.add_routes(outbox.routes)
     app.add_routes(media.routes)
+    app.add_routes(api.routes)
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)
     return app

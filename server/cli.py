@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.types import utc_now
 from federation.uris import UriScheme
+from federation.vocab.entraide import AlertCategory, Eligibility, Severity
 from server import __version__
 from server.config import (
     CONFIG_ENV,
@@ -399,6 +402,144 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+# --- publish ---------------------------------------------------------------------------------------
+
+PUBLISH_KINDS = {
+    "alert": {"type": "Note", "entraideKind": "Alert"},
+    "resource": {"type": "Article", "entraideKind": "Resource"},
+    "proposal": {"type": "Question", "entraideKind": "Proposal"},
+}
+# The service names wire fields; the operator typed options.
+PUBLISH_OPTIONS = {
+    "name": "--title",
+    "content": "--body-file",
+    "severity": "--severity",
+    "category": "--category",
+    "area": "--area",
+    "areaCode": "--area-code",
+    "validUntil": "--valid-until",
+    "supersedes": "--supersedes",
+    "summary": "--summary",
+    "language": "--language",
+    "license": "--license",
+    "tag": "--tag",
+    "oneOf": "--option",
+    "anyOf": "--option",
+    "endTime": "--end-time",
+    "eligibility": "--eligibility",
+    "visibility": "--visibility",
+    "to": "--visibility",
+}
+_HTML_TAG = re.compile(r"<[A-Za-z][^>]*>")
+
+
+def _read_body(path: str | None) -> str | None:
+    """The body from ``--body-file`` (``-``: standard input); plain text becomes paragraphs."""
+    if path is None:
+        return None
+    try:
+        raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"--body-file: cannot read {path}: {exc}") from None
+    if not raw.strip() or _HTML_TAG.search(raw):
+        return raw.strip()
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", raw.strip()) if p.strip()]
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line) for line in p.splitlines()) + "</p>" for p in paragraphs
+    )
+
+
+def _publish_object(args: argparse.Namespace) -> dict[str, Any]:
+    """The client object that ``content.create`` takes, from the options given (None left out)."""
+    fields: dict[str, Any] = {
+        **PUBLISH_KINDS[args.kind],
+        "name": args.title,
+        "content": _read_body(args.body_file),
+        "visibility": args.visibility,
+        "language": args.language,
+    }
+    if args.kind == "alert":
+        fields.update(
+            severity=args.severity,
+            category=args.category,
+            area=args.area,
+            areaCode=args.area_code,
+            validUntil=args.valid_until,
+            supersedes=args.supersedes,
+        )
+    elif args.kind == "resource":
+        fields.update(summary=args.summary, license=args.license, tag=args.tag)
+    else:
+        fields["anyOf" if args.multiple else "oneOf"] = args.option or []
+        fields.update(endTime=args.end_time, eligibility=args.eligibility)
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from server.db.models import Actor, Membership
+    from server.db.queries import actors as actor_queries
+    from server.jobs.runner import build_node_context
+    from server.services import content
+    from server.services.errors import InvalidInput
+    from server.services.federation import open_federation
+    from server.services.visibility import Viewer, ViewerKind, role_in
+
+    settings = _settings(args)
+    obj = _publish_object(args)
+
+    async def publisher(session: Any) -> tuple[Any, Any]:
+        group = await actor_queries.local_by_handle(session, "Group", args.as_slug)
+        if group is None:
+            raise CommandError(f"--as: no association {args.as_slug!r} on this node")
+        if args.by is None:
+            member = await session.scalar(
+                select(Actor)
+                .join(Membership, Membership.member_id == Actor.id)
+                .where(
+                    Membership.group_id == group.id,
+                    Membership.role == "admin",
+                    Membership.state == "active",
+                    Actor.deleted_at.is_(None),
+                )
+                .order_by(Membership.id)
+                .limit(1)
+            )
+            if member is None:
+                raise CommandError(f"--by: {args.as_slug} has no admin; name a moderator with --by")
+            return group, member
+        member = await actor_queries.local_by_handle(session, "Person", args.by)
+        viewer = Viewer(ViewerKind.LOCAL, actor_id=member.id) if member is not None else None
+        if viewer is None or await role_in(session, viewer, group) not in ("admin", "moderator"):
+            raise CommandError(f"--by: {args.by} is not an admin or moderator of {args.as_slug}")
+        return group, member
+
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            node = build_node_context(settings, engine)
+            async with node.sessions() as session:
+                group, member = await publisher(session)
+            async with open_federation(node) as fed:
+                try:
+                    result = await content.create(fed, group, obj, by=member)
+                except InvalidInput as exc:
+                    field = exc.context.get("field")
+                    option = PUBLISH_OPTIONS.get(field, f"{field}") if isinstance(field, str) else None
+                    raise CommandError(f"{option}: {exc.detail}" if option else exc.detail) from None
+        finally:
+            await engine.dispose()
+        _out(str(result.object_iri))
+        _progress(
+            f"published {args.kind} as {args.as_slug} (by {member.handle}); "
+            "the delivery is queued: a running serve or worker delivers it"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 
@@ -560,6 +701,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="a note to recognise the token by")
     _add_config(p)
     p.set_defaults(func=_cmd_token_create)
+
+    publish = commands.add_parser(
+        "publish",
+        help="publish an alert, resource or proposal as an association",
+        description="Publish content as an association, straight into the database (the node "
+        "need not be running): the delivery is queued and a running serve or worker sends it. "
+        "Prints only the object's IRI.",
+    )
+    publish_commands = publish.add_subparsers(dest="publish_command", metavar="KIND", parser_class=_Parser)
+    publish_commands.required = True
+    severities = ", ".join(s.value for s in Severity)
+    categories = ", ".join(c.value for c in AlertCategory)
+    eligibilities = ", ".join(e.value for e in Eligibility)
+    kinds = {
+        "alert": "an alert (delivered before anything else)",
+        "resource": "a resource (an article; revisions are kept)",
+        "proposal": "a proposal put to the vote",
+    }
+    for kind, what in kinds.items():
+        p = publish_commands.add_parser(
+            kind,
+            help=f"publish {what}",
+            description=f"Publish {what} as the association --as. The body, HTML or plain text, "
+            "is read from --body-file (- for standard input). Prints only the object's IRI.",
+        )
+        p.add_argument("--as", dest="as_slug", required=True, metavar="SLUG", help="the association")
+        p.add_argument(
+            "--by",
+            metavar="USERNAME",
+            help="the admin or moderator recorded as having published it (default: the first admin)",
+        )
+        p.add_argument("--title", help="headline" if kind == "alert" else "title")
+        p.add_argument("--body-file", metavar="PATH", help="file holding the body, or - for standard input")
+        p.add_argument(
+            "--visibility",
+            metavar="LEVEL",
+            help="public (default), unlisted, followers or members (members of the association only)",
+        )
+        p.add_argument("--language", metavar="TAG", help="language of the content (BCP 47), e.g. fr")
+        if kind == "alert":
+            p.add_argument("--severity", help=f"one of: {severities}")
+            p.add_argument("--category", help=f"one of: {categories}")
+            p.add_argument("--area", help="area concerned, in words")
+            p.add_argument("--area-code", metavar="CODE", help="ISO 3166 code of the area, e.g. FR or FR-75")
+            p.add_argument(
+                "--valid-until", metavar="DATETIME", help="end of validity, ISO 8601 with a time zone"
+            )
+            p.add_argument(
+                "--supersedes", metavar="IRI", help="an active alert of the association it replaces"
+            )
+        elif kind == "resource":
+            p.add_argument("--summary", help="short summary")
+            p.add_argument("--license", metavar="IRI", help="IRI of the licence")
+            p.add_argument("--tag", action="append", metavar="NAME", help="hashtag (repeatable)")
+        else:
+            p.add_argument("--option", action="append", metavar="TEXT", help="an option (repeat: 2 or more)")
+            p.add_argument("--multiple", action="store_true", help="voters may choose several options")
+            p.add_argument(
+                "--end-time",
+                metavar="DATETIME",
+                help="when the vote closes, ISO 8601 with a time zone (default: in 7 days)",
+            )
+            p.add_argument("--eligibility", help=f"who votes, one of: {eligibilities} (default: members)")
+        _add_config(p)
+        p.set_defaults(func=_cmd_publish, kind=kind)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
 from federation.http import is_activitypub_media_type
@@ -16,10 +17,45 @@ from server.http.auth import viewer_of
 from server.http.render import activity_response
 from server.services import publishing, visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from server.services.visibility import Viewer
 
 routes = web.RouteTableDef()
 ACTOR = "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}"
 PUBLIC_LEVELS = ("public", "unlisted")
+ACTING_ROLES = ("admin", "moderator")
+
+
+async def writer_of(request: web.Request) -> Viewer:
+    """The caller, who must hold a bearer token with the write (or admin) scope.
+
+    Raises:
+        Unauthorized: no credentials (or invalid ones).
+        Forbidden: a read-only token, or a remote actor's signature (which never writes here).
+    """
+    viewer = await viewer_of(request)
+    if viewer.actor_id is None:
+        raise Unauthorized("a bearer token with the write scope is required")
+    if viewer.scope not in ("write", "admin"):
+        raise Forbidden("this token's scope does not allow writing")
+    return viewer
+
+
+async def acting_for(
+    session: AsyncSession, viewer: Viewer, author: Actor, *, roles: tuple[str, ...] = ACTING_ROLES
+) -> Actor:
+    """The caller's own actor, when it may act as ``author``: it is ``author``, or ``author`` is an
+    association in which it has one of ``roles`` (it is then recorded as ``by``).
+
+    Raises:
+        Forbidden: anyone else.
+    """
+    member = await session.get(Actor, viewer.actor_id)
+    allowed = viewer.actor_id == author.id or (
+        author.type == "Group" and await visibility.role_in(session, viewer, author) in roles
+    )
+    if not allowed or member is None:
+        raise Forbidden("you may not post as this actor")
+    return member
 
 
 @routes.post(ACTOR + "/outbox")
@@ -30,11 +66,7 @@ async def post_outbox(request: web.Request) -> web.Response:
         raise web.HTTPUnsupportedMediaType(
             text="the body must be application/activity+json or application/json"
         )
-    viewer = await viewer_of(request)
-    if viewer.actor_id is None:
-        raise Unauthorized("a bearer token with the write scope is required")
-    if viewer.scope not in ("write", "admin"):
-        raise Forbidden("this token's scope does not allow writing")
+    viewer = await writer_of(request)
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
         author = await actor_queries.local_by_handle(
@@ -42,13 +74,7 @@ async def post_outbox(request: web.Request) -> web.Response:
         )
         if author is None:
             raise NotFound("no such actor")
-        member = await session.get(type(author), viewer.actor_id)
-        allowed = viewer.actor_id == author.id or (
-            author.type == "Group"
-            and await visibility.role_in(session, viewer, author) in ("admin", "moderator")
-        )
-    if not allowed or member is None:
-        raise Forbidden("you may not post as this actor")
+        member = await acting_for(session, viewer, author)
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
@@ -59,7 +85,7 @@ async def post_outbox(request: web.Request) -> web.Response:
     return web.json_response(
         {"id": result.activity_iri, "object": result.object_iri},
         status=201,
-        headers={"Location": result.activity_iri},
+        headers={"Location": result.activity_iri or result.object_iri or ""},
         content_type="application/activity+json",
     )
 

@@ -1,0 +1,542 @@
+"""The JSON API under ``/api`` (web UI and scripts), described by ``schemas/openapi.json``.
+
+Handlers stay thin: authorise with the C2S outbox's rules (:func:`server.http.outbox.writer_of`,
+:func:`server.http.outbox.acting_for`), check the body against the request schema *of the
+OpenAPI document itself* (so the document and the behaviour cannot drift apart), then call the
+content services, which check every field again. Reads go through the single read filter
+(:mod:`server.services.visibility`): an object the caller may not read answers exactly like a
+missing one. Errors are raised and rendered once, as problem+json, by ``problem_middleware``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation import errors as fe
+from federation.uris import is_valid_handle
+from federation.validation import FORMAT_CHECKER
+from federation.vocab import entraide as wire
+from federation.vocab.entraide import Kind
+from server.appkeys import FEDERATION, NODE
+from server.db.models import Actor, RemoteObject
+from server.db.queries import actors as actor_queries
+from server.http.auth import viewer_of
+from server.http.outbox import acting_for, writer_of
+from server.http.problems import problem
+from server.http.render import json_response
+from server.http.threads import readable
+from server.services import content, endorsements, polls, visibility
+from server.services.content import Published
+from server.services.errors import Forbidden, InvalidInput, NotFound
+from server.services.visibility import Viewer, ViewerKind
+
+routes = web.RouteTableDef()
+
+OPENAPI_PATH: Final = "/api/openapi.json"
+_OPENAPI_URI: Final = "urn:entraide:openapi"
+DEFAULT_LIMIT: Final = 20
+MAX_LIMIT: Final = 100
+MAX_IRI_CHARS: Final = 2048
+VOTING_ROLES: Final = ("admin",)  # an association's single vote is cast by its admins only
+NO_STORE: Final = {"Cache-Control": "no-store", "Vary": "Authorization"}
+READ_KINDS: Final = frozenset(
+    k.value for k in (Kind.POST, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL, Kind.REPLY)
+)
+PUBLIC_LEVELS: Final = ("public", "unlisted")
+ALERT_FIELDS: Final = frozenset({"severity", "category", "alertStatus", "area", "areaCode", "validUntil"})
+
+
+@dataclass(frozen=True, slots=True)
+class KindRoute:
+    """One ``/api/associations/{slug}/<path>`` collection: its kind, request schema and wire type."""
+
+    kind: Kind
+    schema: str
+    fixed: Mapping[str, str]
+
+
+KIND_ROUTES: Final = {
+    "alerts": KindRoute(Kind.ALERT, "AlertCreate", {"type": "Note", "entraideKind": "Alert"}),
+    "resources": KindRoute(Kind.RESOURCE, "ResourceCreate", {"type": "Article", "entraideKind": "Resource"}),
+    "proposals": KindRoute(Kind.PROPOSAL, "ProposalCreate", {"type": "Question", "entraideKind": "Proposal"}),
+    "posts": KindRoute(Kind.POST, "PostCreate", {"type": "Note"}),
+}
+
+
+# --- the OpenAPI document and request checks -----------------------------------------------------
+
+
+@cache
+def openapi_bytes() -> bytes:
+    return (resources.files("schemas") / "openapi.json").read_bytes()
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    document: dict[str, Any] = orjson.loads(openapi_bytes())
+    return document
+
+
+@cache
+def request_validator(schema: str) -> Draft202012Validator:
+    """A validator for ``#/components/schemas/<schema>``; its ``$ref`` s resolve inside the document."""
+    registry: Registry[Any] = Registry().with_resource(
+        _OPENAPI_URI, Resource.from_contents(openapi_document(), default_specification=DRAFT202012)
+    )
+    return Draft202012Validator(
+        {"$ref": f"{_OPENAPI_URI}#/components/schemas/{schema}"},
+        registry=registry,
+        format_checker=FORMAT_CHECKER,
+    )
+
+
+PATTERN_HINTS: Final = {
+    "language": "a BCP 47 tag such as fr or fr-BE",
+    "areaCode": "an ISO 3166 code such as FR or FR-75",
+    "tag": "hashtag names",
+    "oneOf": "non-blank option names",
+    "anyOf": "non-blank option names",
+    "as": "an association's handle",
+}
+
+
+def refusal(error: ValidationError) -> InvalidInput:
+    """One schema violation as the service layer words it: a sentence that names the field."""
+    path = list(error.absolute_path)
+    field = str(path[0]) if path else None
+    instance: Any = error.instance
+    expected: Any = error.validator_value
+    schema: Any = error.schema
+    match error.validator:
+        case "required":
+            missing = next(k for k in expected if k not in instance)
+            return InvalidInput(f"{missing} is required", field=missing)
+        case "additionalProperties":
+            extra = sorted(set(instance) - set(schema.get("properties", {})))[0]
+            return InvalidInput(f"{extra} is not a field of this request", field=extra)
+        case "minProperties":
+            return InvalidInput("give at least one field to change")
+        case "oneOf" if field is None:  # a proposal's options: exactly one of oneOf and anyOf
+            if "oneOf" in instance and "anyOf" in instance:
+                return InvalidInput("give oneOf or anyOf, not both", field="oneOf")
+            return InvalidInput("list the options in oneOf (one choice) or anyOf (several)", field="oneOf")
+        case "enum":
+            return InvalidInput(f"{field} must be one of: {', '.join(map(str, expected))}", field=field)
+        case "type":
+            wanted = " or ".join(expected) if isinstance(expected, list) else expected
+            return InvalidInput(f"{field} must be of type {wanted}", field=field)
+        case "maxLength":
+            return InvalidInput(f"{field} is longer than {expected} characters", field=field)
+        case "minLength":
+            return InvalidInput(f"{field} must not be empty", field=field)
+        case "maxItems":
+            return InvalidInput(f"{field} has more than {expected} items", field=field)
+        case "minItems":
+            return InvalidInput(f"{field} needs at least {expected} items", field=field)
+        case "uniqueItems":
+            return InvalidInput(f"{field} has duplicate items", field=field)
+        case "format":
+            return InvalidInput(f"{field} must be an RFC 3339 date-time with a time zone", field=field)
+        case "pattern":
+            hint = PATTERN_HINTS.get(field or "", "an http(s) IRI")
+            return InvalidInput(f"{field} must be {hint}", field=field)
+    return InvalidInput(f"{field or 'the body'}: {error.message[:200]}", field=field)
+
+
+def _nul_field(value: Any, field: str | None = None) -> str | None:
+    """The top-level field holding a NUL character anywhere inside it (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return (field or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _nul_field(key, field or key) or _nul_field(item, field or key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = _nul_field(item, field)
+            if found is not None:
+                return found
+    return None
+
+
+def check_body(body: Any, schema: str) -> dict[str, Any]:
+    """``body`` when it is a JSON object valid against the request schema ``schema``."""
+    if not isinstance(body, dict):
+        raise fe.MalformedPayload("the body must be a JSON object")
+    nul = _nul_field(body)
+    if nul is not None:
+        raise InvalidInput(f"{nul} must not contain NUL characters", field=nul)
+    error = best_match(request_validator(schema).iter_errors(body))
+    if error is not None:
+        raise refusal(error)
+    return body
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
+    """The request's JSON object, checked against ``schema`` (413, 415 and 400 otherwise)."""
+    if not _is_json(request.content_type):
+        raise web.HTTPUnsupportedMediaType(text="the body must be application/json")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[NODE].settings.server.max_body_bytes
+        raise fe.PayloadTooLarge(f"the body is larger than {limit} bytes") from None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise fe.MalformedPayload(f"the body is not valid JSON: {exc}") from None
+    return check_body(body, schema)
+
+
+@contextmanager
+def renamed_fields(names: Mapping[str, str]) -> Iterator[None]:
+    """Services name the wire fields (``inReplyTo``); answer with this request's names (``question``)."""
+    try:
+        yield
+    except InvalidInput as exc:
+        field = exc.context.get("field")
+        if not isinstance(field, str) or field not in names:
+            raise
+        detail = exc.detail
+        if detail.startswith(field):
+            detail = names[field] + detail[len(field) :]
+        raise InvalidInput(detail, field=names[field]) from None
+
+
+# --- lookups ---------------------------------------------------------------------------------------
+
+
+async def association(session: AsyncSession, slug: str) -> Actor:
+    group = await actor_queries.local_by_handle(session, "Group", slug) if is_valid_handle(slug) else None
+    if group is None:
+        raise NotFound("no such association")
+    return group
+
+
+async def local_user(session: AsyncSession, username: str) -> Actor:
+    user = (
+        await actor_queries.local_by_handle(session, "Person", username)
+        if is_valid_handle(username)
+        else None
+    )
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def iri_query(request: web.Request) -> str:
+    iri = request.query.get("iri", "")
+    if not iri:
+        raise InvalidInput("iri is required", field="iri")
+    if len(iri) > MAX_IRI_CHARS or not iri.startswith(("https://", "http://")) or "\x00" in iri:
+        raise InvalidInput("iri must be an http(s) IRI", field="iri")
+    return iri
+
+
+async def readable_object(session: AsyncSession, viewer: Viewer, iri: str) -> tuple[RemoteObject, Actor]:
+    """One of our readable content objects and its author; NotFound for anything else."""
+    row = await session.scalar(
+        select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
+    )
+    owner = await session.get(Actor, row.attributed_to_id) if row is not None else None
+    if row is None or owner is None or row.kind not in READ_KINDS or not await readable(session, viewer, row):
+        raise NotFound("no such object")
+    return row, owner
+
+
+def page_query(request: web.Request) -> tuple[int, int | None]:
+    raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
+    raw_before = request.query.get("before")
+    if raw_before is None:
+        return int(raw_limit), None
+    if not raw_before.isdigit() or len(raw_before) > 18 or int(raw_before) < 1:
+        raise InvalidInput("before must be the positive integer cursor of a previous page", field="before")
+    return int(raw_limit), int(raw_before)
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def item_of(row: RemoteObject, *, now: datetime) -> dict[str, Any]:
+    """One object as the API shows it: common fields, then those of its kind."""
+    doc = row.document
+    content_map = doc.get("contentMap")
+    item: dict[str, Any] = {
+        "id": row.iri,
+        "kind": row.kind,
+        "type": row.type,
+        "attributedTo": _str(doc.get("attributedTo")) or "",
+        "name": _str(doc.get("name")),
+        "content": _str(doc.get("content")) or "",
+        "summary": _str(doc.get("summary")),
+        "published": wire.iso(row.published),
+        "updated": wire.iso(row.updated) if row.updated is not None else None,
+        "visibility": row.visibility,
+        "url": _str(doc.get("url")) or row.iri,
+        "language": next(iter(content_map), None) if isinstance(content_map, dict) else None,
+        "tags": [t["name"] for t in doc.get("tag", []) if isinstance(t, dict) and t.get("type") == "Hashtag"],
+        "attachment": [a for a in doc.get("attachment", []) if isinstance(a, dict)],
+        "sensitive": doc.get("sensitive") is True,
+        "inReplyTo": _str(doc.get("inReplyTo")),
+        "context": _str(doc.get("context")),
+    }
+    if row.kind == Kind.ALERT.value:
+        for key in ("severity", "category", "alertStatus"):
+            item[key] = doc.get(key)
+        for key in ("area", "areaCode", "validUntil", "supersedes", "supersededBy"):
+            item[key] = _str(doc.get(key))
+    elif row.kind == Kind.RESOURCE.value:
+        item["license"] = _str(doc.get("license"))
+        item["history"] = _str(doc.get("history"))
+    elif row.kind == Kind.PROPOSAL.value:
+        names, multiple = wire.option_names(doc)
+        counts = polls.results(doc)
+        voters = doc.get("votersCount")
+        item.update(
+            options=[{"name": name, "votes": counts.get(name, 0)} for name in names],
+            multiple=multiple,
+            votersCount=voters if isinstance(voters, int) and voters >= 0 else 0,
+            endTime=_str(doc.get("endTime")),
+            closed=polls.is_closed(doc, now),
+            eligibility=polls.eligibility_of(row).value,
+            proposalStatus="closed" if doc.get("proposalStatus") == "closed" else "open",
+            endorsements=_str(doc.get("endorsements")),
+        )
+    return item
+
+
+def published_response(result: Published, *, status: int) -> web.Response:
+    iri = result.object_iri or ""
+    headers = dict(NO_STORE)
+    if status == 201:
+        headers["Location"] = iri
+    return json_response(
+        {"id": iri, "activity": result.activity_iri or "", "url": iri}, status=status, headers=headers
+    )
+
+
+# --- routes ----------------------------------------------------------------------------------------
+
+
+@routes.get(OPENAPI_PATH)
+async def get_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    return web.Response(
+        body=openapi_bytes(),
+        content_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+async def list_kind(request: web.Request, path: str, route: KindRoute) -> web.Response:
+    """The association's objects of one kind that the caller may read, newest first."""
+    node = request.app[NODE]
+    viewer = await viewer_of(request)
+    limit, before = page_query(request)
+    async with node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        levels = await visibility.outbox_levels(session, viewer, group)
+        query = select(RemoteObject).where(
+            RemoteObject.attributed_to_id == group.id,
+            RemoteObject.kind == route.kind.value,
+            RemoteObject.local.is_(True),
+            RemoteObject.deleted_at.is_(None),
+            RemoteObject.visibility.in_(levels),
+        )
+        if before is not None:
+            query = query.where(RemoteObject.id < before)
+        rows = (await session.scalars(query.order_by(RemoteObject.id.desc()).limit(limit + 1))).all()
+    now = node.clock()
+    items = [item_of(row, now=now) for row in rows[:limit]]
+    next_page = (
+        node.uris.iri(f"/api/associations/{group.handle}/{path}?limit={limit}&before={rows[limit - 1].id}")
+        if len(rows) > limit
+        else None
+    )
+    return json_response({"items": items, "next": next_page}, headers=NO_STORE)
+
+
+async def create_kind(request: web.Request, route: KindRoute) -> web.Response:
+    """Publish as the association: the caller is one of its admins or moderators."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        member = await acting_for(session, viewer, group)
+    body = await json_body(request, route.schema)
+    result = await content.create(fed, group, {**body, **route.fixed}, by=member)
+    return published_response(result, status=201)
+
+
+def _kind_routes(path: str, route: KindRoute) -> None:
+    async def get_list(request: web.Request) -> web.Response:
+        return await list_kind(request, path, route)
+
+    async def post_create(request: web.Request) -> web.Response:
+        return await create_kind(request, route)
+
+    routes.get(f"/api/associations/{{slug}}/{path}")(get_list)
+    routes.post(f"/api/associations/{{slug}}/{path}")(post_create)
+
+
+for _path, _route in KIND_ROUTES.items():
+    _kind_routes(_path, _route)
+
+
+@routes.get("/api/objects")
+async def get_object(request: web.Request) -> web.Response:
+    """One of our objects, if the caller may read it (404 otherwise, 410 once deleted)."""
+    node = request.app[NODE]
+    viewer = await viewer_of(request)
+    iri = iri_query(request)
+    async with node.sessions() as session:
+        row, _ = await readable_object(session, viewer, iri)
+    if row.deleted_at is not None:
+        return problem(410, "this object was deleted", code="gone", headers=NO_STORE)
+    return json_response(item_of(row, now=node.clock()), headers=NO_STORE)
+
+
+async def _editor(request: web.Request) -> tuple[RemoteObject, Actor, Actor]:
+    """The object named by ``?iri=``, its author, and the caller acting for the author."""
+    viewer = await writer_of(request)
+    iri = iri_query(request)
+    async with request.app[NODE].sessions() as session:
+        row, owner = await readable_object(session, viewer, iri)
+        if row.deleted_at is not None:
+            raise NotFound("no such object")
+        try:
+            member = await acting_for(session, viewer, owner)
+        except Forbidden:
+            raise Forbidden(
+                "only the author, or an admin or moderator of its association, may change this object"
+            ) from None
+    return row, owner, member
+
+
+def _check_patch(kind: str, body: Mapping[str, Any]) -> None:
+    """Fields that the service would ignore for this kind are refused instead."""
+    for field in body:
+        if (
+            (field in ALERT_FIELDS and kind != Kind.ALERT.value)
+            or (field == "license" and kind != Kind.RESOURCE.value)
+            or (field == "summary" and kind == Kind.ALERT.value)
+        ):
+            raise InvalidInput(f"{field} does not apply to a {kind}", field=field)
+
+
+@routes.patch("/api/objects")
+async def patch_object(request: web.Request) -> web.Response:
+    """Edit an object; an ``Update`` goes to its audience."""
+    row, owner, member = await _editor(request)
+    body = await json_body(request, "ObjectPatch")
+    _check_patch(row.kind, body)
+    result = await content.update(request.app[FEDERATION], owner, {**body, "id": row.iri}, by=member)
+    return published_response(result, status=200)
+
+
+@routes.delete("/api/objects")
+async def delete_object(request: web.Request) -> web.Response:
+    """Delete an object: a tombstone stays, a ``Delete`` goes to its audience."""
+    row, owner, member = await _editor(request)
+    result = await content.delete(request.app[FEDERATION], owner, row.iri, by=member)
+    return published_response(result, status=200)
+
+
+@routes.post("/api/users/{username}/replies")
+async def post_reply(request: web.Request) -> web.Response:
+    """Reply as this member; only the member's own token may."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        user = await local_user(session, request.match_info["username"])
+        member = await acting_for(session, viewer, user)
+    body = await json_body(request, "ReplyCreate")
+    async with fed.node.sessions() as session:
+        parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == body["inReplyTo"]))
+        as_user = Viewer(ViewerKind.LOCAL, actor_id=user.id, actor_iri=user.iri)
+        # The service would publish a member's reply to members-only (or followers-only) content
+        # publicly, since a member cannot address the association's members: refuse rather than
+        # widen the thread's audience. (An unreadable parent is left to the service: "unknown".)
+        if (
+            parent is not None
+            and parent.visibility not in PUBLIC_LEVELS
+            and body.get("visibility") != "direct"
+            and await readable(session, as_user, parent)
+        ):
+            raise InvalidInput(
+                "a reply to non-public content must be direct (visibility direct, with to)",
+                field="visibility",
+            )
+    result = await content.create(fed, user, {**body, "type": "Note"}, by=member)
+    return published_response(result, status=201)
+
+
+@routes.post("/api/votes")
+async def post_vote(request: web.Request) -> web.Response:
+    """Vote as the caller, or as an association the caller administers (``as``)."""
+    viewer = await writer_of(request)
+    body = await json_body(request, "VoteCreate")
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        if "as" in body:
+            voter = await association(session, body["as"])
+            member = await acting_for(session, viewer, voter, roles=VOTING_ROLES)
+        else:
+            found = await session.get(Actor, viewer.actor_id)
+            if found is None:
+                raise NotFound("no such user")
+            voter = member = found
+        # The vote service looks questions up by IRI alone: apply the read filter first, so that
+        # a question the voter may not read answers like an unknown one.
+        question = await session.scalar(select(RemoteObject).where(RemoteObject.iri == body["question"]))
+        as_voter = Viewer(ViewerKind.LOCAL, actor_id=voter.id, actor_iri=voter.iri)
+        if question is None or not await readable(session, as_voter, question):
+            raise InvalidInput("question names no question known here", field="question")
+    with renamed_fields({"inReplyTo": "question", "name": "choice"}):
+        result = await polls.cast(
+            fed, voter, {"name": body["choice"], "inReplyTo": body["question"]}, by=member
+        )
+    return published_response(result, status=201)
+
+
+@routes.post("/api/associations/{slug}/endorsements")
+async def post_endorsement(request: web.Request) -> web.Response:
+    """The association co-signs another association's public proposal."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        member = await acting_for(session, viewer, group)
+    body = await json_body(request, "EndorsementCreate")
+    obj = {"object": body["proposal"], "content": body.get("statement")}
+    with renamed_fields({"object": "proposal", "content": "statement"}):
+        result = await endorsements.endorse(fed, group, obj, by=member)
+    return published_response(result, status=201)
