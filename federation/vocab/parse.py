@@ -238,7 +238,30 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
         raise MalformedPayload(f"the body is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(value, dict):
         raise MalformedPayload("the JSON document is not an object")
+    if "u0000" in text and contains_nul(value):
+        raise MalformedPayload("the JSON document contains a NUL character (\\u0000)")
     return value
+
+
+def contains_nul(value: Any) -> bool:
+    """Does any string (key or value) in a decoded JSON value hold U+0000?
+
+    Such strings cannot be stored (PostgreSQL's ``jsonb`` and ``text`` refuse them) and no
+    legitimate ActivityStreams document needs one, so they are refused at the door. Iterative:
+    the depth was already bounded by the caller.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -310,7 +310,10 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     to, cc, level = _addressing(author, obj, uris)
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
     name = text(
-        obj.get("name"), "name", MAX_NAME_CHARS, required=kind in (Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL)
+        obj.get("name"),
+        "name",
+        wire.MAX_HEADLINE_CHARS if kind is Kind.ALERT else MAX_NAME_CHARS,
+        required=kind in (Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL),
     )
     summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
     language = language_of(obj.get("language"))
@@ -342,7 +345,9 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     audience_id: int | None = author.id if author.type == "Group" else None
     async with fed.node.sessions() as session:
         if in_reply_to is not None:
-            context_iri, parent_audience, parent_author = await _thread_of(session, fed, author, in_reply_to)
+            context_iri, parent_audience, parent_author = await _thread_of(
+                session, fed, author, in_reply_to, level
+            )
             audience_id = audience_id or parent_audience
             document["inReplyTo"] = in_reply_to
             if parent_author and parent_author != author.iri and level is not Visibility.MEMBERS:
@@ -469,7 +474,7 @@ def _attachment_keys(fed: Federation, value: Any) -> list[str]:
 
 
 async def _thread_of(
-    session: AsyncSession, fed: Federation, author: Actor, parent_iri: Iri
+    session: AsyncSession, fed: Federation, author: Actor, parent_iri: Iri, level: Visibility
 ) -> tuple[str, int | None, str | None]:
     """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
     none — with the parent's association (audience) and author.
@@ -495,6 +500,12 @@ async def _thread_of(
         ):
             raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
     parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
+    if parent.visibility in ("members", "direct") and level is not Visibility.DIRECT:
+        # A public reply would reveal a members-only or private discussion: until replies can
+        # be addressed to the same audience, only a direct reply is allowed.
+        raise InvalidInput(
+            "a reply to members-only or direct content must itself be direct", field="visibility"
+        )
     return parent.context_iri or parent.iri, parent.audience_id, parent_author
 
 

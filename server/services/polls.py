@@ -77,6 +77,17 @@ async def check_vote(
         raise VoteRefused("no such option")
     if voter.id == question.attributed_to_id:
         raise VoteRefused("the author does not vote on its own question")
+    if question.local and question.visibility not in ("public", "unlisted"):
+        # A question the voter may not read does not exist for it (members-only proposals).
+        from server.services import visibility
+
+        author = await session.get(Actor, question.attributed_to_id)
+        viewer = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=voter.id, actor_iri=voter.iri)
+        addressed = tuple(question.document.get("to", [])) + tuple(question.document.get("cc", []))
+        if author is None or not await visibility.can_read(
+            session, viewer, author, question.visibility, addressed=addressed
+        ):
+            raise VoteRefused("no such question")
     eligibility = eligibility_of(question)
     if eligibility is Eligibility.ASSOCIATIONS and voter.type != "Group":
         raise VoteRefused("only associations vote on this proposal")
