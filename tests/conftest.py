@@ -10,6 +10,7 @@ import pytest
 from tests.support.databases import PostgresRun, SqliteTemplate, pg_required
 from tests.support.nodes import Node, running_node
 
+pytest_plugins = ["tests.support.socket_guard"]  # no network beyond loopback in any test
 ENGINES = ("sqlite", "postgresql")
 
 

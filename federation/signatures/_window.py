@@ -55,5 +55,7 @@ def check_time_window(
         raise SignatureExpired(f"the signature's {what} is in the future (more than {max_future_skew} ahead)")
     if now - created > max_age:
         raise SignatureExpired(f"the signature's {what} is older than {max_age}")
-    if expires is not None and now > expires + max_future_skew:
+    # Written as a difference: ``expires + max_future_skew`` overflows for an expires near
+    # datetime.max (a signed ``expires=253402300799``), which must be a 401, not a crash.
+    if expires is not None and now - expires > max_future_skew:
         raise SignatureExpired("the signature has expired (its expires parameter is in the past)")

@@ -309,12 +309,13 @@ def parse_http_date(value: str) -> datetime:
         raise SignatureExpired("the Date header is not a valid HTTP date")
     try:
         parsed = parsedate_to_datetime(value)
+        if parsed.tzinfo is None:
+            # "-0000" parses as naive; HTTP dates are always GMT.
+            parsed = parsed.replace(tzinfo=UTC)
+        # Inside the try: "31 Dec 9999 23:00:00 -0200" is past datetime.max once in UTC.
+        return parsed.astimezone(UTC)
     except (TypeError, ValueError, IndexError, OverflowError) as exc:
         raise SignatureExpired("the Date header is not a valid HTTP date") from exc
-    if parsed.tzinfo is None:
-        # "-0000" parses as naive; HTTP dates are always GMT.
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
