@@ -238,23 +238,39 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
         raise MalformedPayload(f"the body is not valid JSON: {str(exc)[:120]}") from exc
     if not isinstance(value, dict):
         raise MalformedPayload("the JSON document is not an object")
-    if "u0000" in text and contains_nul(value):
-        raise MalformedPayload("the JSON document contains a NUL character (\\u0000)")
+    if ("\\u" in text or "\x00" in text) and contains_unstorable(value):
+        # Not text: no database stores them (PostgreSQL's jsonb refuses the row). Replaced by
+        # U+FFFD, as a UTF-8 decoder would, so that the peer's activity is still accepted.
+        value = _replace_unstorable(value)
     return value
 
 
-def contains_nul(value: Any) -> bool:
-    """Does any string (key or value) in a decoded JSON value hold U+0000?
+def _replace_unstorable(value: Any) -> Any:
+    """A copy with NUL and lone surrogates replaced by U+FFFD (depth already bounded)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_unstorable(k): _replace_unstorable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_unstorable(v) for v in value]
+    return value
 
-    Such strings cannot be stored (PostgreSQL's ``jsonb`` and ``text`` refuse them) and no
-    legitimate ActivityStreams document needs one, so they are refused at the door. Iterative:
-    the depth was already bounded by the caller.
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def contains_unstorable(value: Any) -> bool:
+    """Does any string (key or value) in a decoded JSON value hold U+0000 or a lone surrogate?
+
+    ``json.loads`` accepts both as escapes (``\\u0000``, ``\\ud800``) but they are not text:
+    PostgreSQL's ``jsonb`` refuses them and no legitimate ActivityStreams document needs one.
+    Iterative: the depth was already bounded by the caller.
     """
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
+            if _UNSTORABLE.search(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from federation.vocab.parse import contains_nul
+from federation.vocab.parse import contains_unstorable
 from server.db.models import Actor
 from server.services import content, endorsements, following, membership, polls
 from server.services.content import Published
@@ -45,7 +45,7 @@ async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by:
 
 async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *, by: Actor) -> Published:
     """Handle one C2S outbox POST: an activity, or a bare object wrapped in ``Create``."""
-    if contains_nul(body):
+    if contains_unstorable(body):
         raise InvalidInput("the body contains a NUL character (\\u0000)")
     kind = body.get("type")
     obj = body.get("object")

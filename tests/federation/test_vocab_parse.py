@@ -849,3 +849,11 @@ def test_an_ld_signature_block_with_its_own_context_is_not_a_core_term_redefinit
     }
     with pytest.raises(InvalidDocument):
         check_json_ld(swapped)  # a top-level redefinition is still refused (case 21)
+
+
+def test_nul_characters_are_replaced_not_kept() -> None:
+    from federation.vocab.parse import decode_json_object
+
+    assert decode_json_object(b'{"type": "Note", "content": "a\\u0000b"}')["content"] == "a\ufffdb"
+    assert decode_json_object(b'{"a\\u0000": 1}') == {"a\ufffd": 1}
+    assert decode_json_object(b'{"content": "a\\\\u0000b"}')["content"] == "a\\u0000b"

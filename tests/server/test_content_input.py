@@ -85,3 +85,58 @@ async def test_only_associations_publish_alerts_and_resources(node: Node) -> Non
         )
         assert response.status == 403
     assert await node.row_counts() == before
+
+
+async def test_nul_characters_are_refused_before_anything_is_stored(node: Node) -> None:
+    await node.create_association("alpha", "Alpha")
+    await node.add_member("alice", "alpha", role="admin")
+    token = await node.token("alice")
+    before = await node.row_counts()
+    for body in (
+        {**RESOURCE, "content": "a\x00b"},
+        {"type": "Note", "content": "x", "inReplyTo": f"{node.uris.origin}/objects/\x00"},
+        {"type": "Note", "content": "x", "tag": ["\x00"]},
+    ):
+        response = await node.client.post(
+            "/groups/alpha/outbox", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status == 400, await response.text()
+    assert await node.row_counts() == before
+
+
+async def test_members_only_content_gets_no_public_reply_and_no_vote_from_non_members(node: Node) -> None:
+    await node.create_association("alpha", "Alpha")
+    await node.add_member("alice", "alpha", role="admin")
+    await node.add_member("mia", "alpha", role="member")
+    await node.create_association("beta", "Beta")
+    await node.add_member("olga", "beta", role="member")  # not a member of alpha
+    alice, mia, olga = await node.token("alice"), await node.token("mia"), await node.token("olga")
+    internal = (
+        await node.post_outbox(
+            "/groups/alpha",
+            alice,
+            {
+                "type": "Question",
+                "name": "Interne",
+                "oneOf": ["a", "b"],
+                "eligibility": "anyone",
+                "visibility": "members",
+            },
+        )
+    )["object"]
+    before = await node.row_counts()
+    public_reply = await node.client.post(
+        "/users/mia/outbox",
+        json={"type": "Note", "content": "<p>fuite</p>", "inReplyTo": internal},
+        headers={"Authorization": f"Bearer {mia}"},
+    )
+    assert public_reply.status == 400 and (await public_reply.json())["field"] == "visibility"
+    stranger_vote = await node.client.post(
+        "/users/olga/outbox",
+        json={"type": "Note", "name": "a", "inReplyTo": internal},
+        headers={"Authorization": f"Bearer {olga}"},
+    )
+    assert stranger_vote.status == 403
+    assert await node.row_counts() == before
+    # a member votes
+    await node.post_outbox("/users/mia", mia, {"type": "Note", "name": "a", "inReplyTo": internal})
