@@ -34,12 +34,10 @@ class KeyResolver(Protocol):
     :class:`~federation.errors.KeyFetchTemporaryFailure` on transient network errors.
     """
 
-    async def resolve(self, key_id: Iri, *, refresh: bool = False) -> PublicKey:
-        ...
+    async def resolve(self, key_id: Iri, *, refresh: bool = False) -> PublicKey: ...
 
 
 class ReplayGuard(Protocol):
     """Read-only duplicate check; the authoritative de-duplication is the server's unique row."""
 
-    async def seen(self, activity_id: Iri) -> bool:
-        ...
+    async def seen(self, activity_id: Iri) -> bool: ...
