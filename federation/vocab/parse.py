@@ -241,7 +241,8 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
     if ("\\u" in text or "\x00" in text) and contains_unstorable(value):
         # Not text: no database stores them (PostgreSQL's jsonb refuses the row). Replaced by
         # U+FFFD, as a UTF-8 decoder would, so that the peer's activity is still accepted.
-        value = _replace_unstorable(value)
+        cleaned: JsonObject = _replace_unstorable(value)
+        return cleaned
     return value
 
 
