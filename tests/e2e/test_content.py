@@ -437,3 +437,47 @@ async def test_an_alert_relayed_by_several_associations_reaches_each_node_once_w
             headers={"Authorization": f"Bearer {alice}"},
         )
         assert refused.status == 400
+
+
+async def test_a_resource_with_an_attachment_reaches_the_follower_with_its_file(
+    tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
+) -> None:
+    from tests.server.test_media import form, png
+
+    na, nb = await _pair(tmp_path, new_database)
+    async with na as a, nb as b:
+        s = await _setup(a, b)
+        image = png(2, 2)
+        uploaded = await a.client.post(
+            "/api/media",
+            data=form(image, description="Schéma du parcours de soins", **{"as": "alpha"}),
+            headers={"Authorization": f"Bearer {s['alice']}"},
+        )
+        assert uploaded.status == 201, await uploaded.text()
+        media = await uploaded.json()
+        created = await a.post_outbox(
+            "/groups/alpha",
+            s["alice"],
+            {
+                "type": "Article",
+                "name": "Parcours",
+                "content": "<p>Voir le schéma.</p>",
+                "attachment": [media["key"]],
+            },
+        )
+        resource = created["object"]
+        await wait_until(lambda: _doc_has(b, resource, lambda d: bool(d.get("attachment"))), what="B gets it")
+        stored = await _object(b, resource)
+        assert stored is not None
+        [attachment] = stored.document["attachment"]
+        assert attachment["type"] == "Image" and attachment["mediaType"] == "image/png"
+        assert attachment["name"] == "Schéma du parcours de soins"
+        served = await a.client.get(attachment["url"].removeprefix(a.uris.origin))
+        assert served.status == 200 and await served.read() == image
+        # an upload attaches once: a second resource cannot take it
+        again = await a.client.post(
+            "/groups/alpha/outbox",
+            json={"type": "Article", "name": "Copie", "content": "<p>x</p>", "attachment": [media["key"]]},
+            headers={"Authorization": f"Bearer {s['alice']}"},
+        )
+        assert again.status == 400 and (await again.json())["field"] == "attachment"
