@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import orjson
 from aiohttp import web
 from sqlalchemy import select
@@ -14,9 +16,10 @@ from server.db.models import Activity, Actor, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.activitypub import KIND_TYPES
 from server.http.auth import viewer_of
-from server.http.render import activity_response
+from server.http.render import activity_response, html_page, wants_ap
 from server.services import publishing, visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from server.services.sanitize import plain_text
 from server.services.visibility import Viewer
 
 routes = web.RouteTableDef()
@@ -114,11 +117,35 @@ async def get_object(request: web.Request) -> web.Response:
         )
     if row is None or not await _can_read(request, row.attributed_to_id, row.visibility, row.document):
         raise NotFound("no such object")  # not visible answers exactly like absent (case 39)
+    private = row.visibility not in PUBLIC_LEVELS
     if row.deleted_at is not None:
-        response = activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+        response = activity_response(row.document, private=private)
         response.set_status(410)
         return response
-    return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+    if not wants_ap(request):
+        return _object_page(row, private=private)
+    return activity_response(row.document, private=private)
+
+
+def _object_page(row: RemoteObject, *, private: bool) -> web.Response:
+    """The object for browsers: its sanitised HTML, and link-preview tags from the same fields.
+
+    Reached only after the read filter, so a members-only object's text never appears in a page
+    or its meta tags for anyone who may not read it.
+    """
+    doc = row.document
+    name = doc.get("name") if isinstance(doc.get("name"), str) else None
+    content = doc.get("content") if isinstance(doc.get("content"), str) else ""
+    summary = doc.get("summary") if isinstance(doc.get("summary"), str) else None
+    excerpt = plain_text(summary or content)[:200]
+    title = name or excerpt[:80] or "Entraide"
+    body = (
+        f"<article><h1>{html.escape(name)}</h1>" if name else "<article>"
+    ) + f"{content}</article>"  # stored content is sanitised HTML
+    meta = [("og:title", title), ("og:type", "article"), ("og:url", row.iri), ("description", excerpt)]
+    if excerpt:
+        meta.append(("og:description", excerpt))
+    return html_page(title=title, body_html=body, alternate=row.iri, private=private, meta=meta)
 
 
 @routes.get("/activities/{id:[0-9a-f]{32}}")

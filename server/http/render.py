@@ -40,11 +40,13 @@ def html_page(
     alternate: str | None = None,
     feeds: Sequence[tuple[str, str, str]] = (),
     private: bool = False,
+    meta: Sequence[tuple[str, str]] = (),
 ) -> web.Response:
     """A small, self-contained HTML page; every dynamic value is escaped by the caller or here.
 
     ``feeds`` are ``(media type, href, title)`` of the page's feeds, announced with
-    ``<link rel="alternate">`` so that browsers and feed readers find them.
+    ``<link rel="alternate">`` so that browsers and feed readers find them. ``meta`` are
+    ``(property, content)`` pairs (Open Graph, ``description``) for link previews.
     """
     alt = (
         f'<link rel="alternate" type="{AP_CONTENT_TYPE}" href="{html.escape(alternate, quote=True)}">'
@@ -55,6 +57,11 @@ def html_page(
         f'<link rel="alternate" type="{html.escape(media_type, quote=True)}" '
         f'href="{html.escape(href, quote=True)}" title="{html.escape(feed_title, quote=True)}">'
         for media_type, href, feed_title in feeds
+    )
+    alt += "".join(
+        f'<meta {"name" if prop == "description" else "property"}="{html.escape(prop, quote=True)}" '
+        f'content="{html.escape(content, quote=True)}">'
+        for prop, content in meta
     )
     page = (
         '<!doctype html><html lang="fr"><head><meta charset="utf-8">'

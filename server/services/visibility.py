@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.models import Actor
 from server.db.queries import actors as q
 
+ACTING_ROLES = ("admin", "moderator")
+"""Roles that act as the association (post, edit, answer joins) and so read all it sent."""
+
 
 class ViewerKind(StrEnum):
     ANONYMOUS = "anonymous"
@@ -57,7 +60,8 @@ async def outbox_levels(session: AsyncSession, viewer: Viewer, owner: Actor) -> 
         levels += ("followers",)
     if member:
         levels += ("members",)
-    if viewer.actor_id is not None and viewer.actor_id == owner.id:
+    acting = owner.type == "Group" and await role_in(session, viewer, owner) in ACTING_ROLES
+    if viewer.actor_id is not None and (viewer.actor_id == owner.id or acting):
         levels += ("followers", "members", "direct")
     return tuple(dict.fromkeys(levels))
 
@@ -85,7 +89,8 @@ async def can_read(
 
     public/unlisted: anyone. followers: the owner, its accepted followers, and for an
     association its members. members: the owner and the association's active members only.
-    direct: the owner and the actors it addressed. Anything else: nobody.
+    direct: the owner and the actors it addressed. An association's admins and moderators
+    read everything the association sent (they act as it). Anything else: nobody.
     """
     if level in ("public", "unlisted"):
         return True
@@ -93,7 +98,10 @@ async def can_read(
         return False
     if viewer.actor_id == owner.id:
         return True
-    member = owner.type == "Group" and await role_in(session, viewer, owner) is not None
+    role = await role_in(session, viewer, owner) if owner.type == "Group" else None
+    if role in ACTING_ROLES:
+        return True  # admins and moderators act as the association: they read all it sent
+    member = role is not None
     if level == "followers":
         return member or await follows(session, viewer, owner)
     if level == "members":
