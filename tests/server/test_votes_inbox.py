@@ -97,16 +97,21 @@ async def test_a_recorded_mastodon_vote_is_counted_and_the_tally_goes_back_to_th
         )
         == 0
     )
+
     # one Update{Question}, delivered to alice's inbox although she is not a follower
-    async with world.node.sessions() as session:
-        update = await session.scalar(
-            select(Activity).where(Activity.type == "Update", Activity.object_iri == question)
-        )
-        assert update is not None
-        inboxes = (
-            await session.scalars(select(Delivery.inbox_iri).where(Delivery.activity_id == update.id))
-        ).all()
-    assert any(i.startswith(world.alice.iri_on_host("/")) for i in inboxes), inboxes
+    async def delivered_to_voter() -> bool:
+        async with world.node.sessions() as session:
+            update = await session.scalar(
+                select(Activity).where(Activity.type == "Update", Activity.object_iri == question)
+            )
+            if update is None:
+                return False
+            inboxes = (
+                await session.scalars(select(Delivery.inbox_iri).where(Delivery.activity_id == update.id))
+            ).all()
+        return any(i.startswith(world.alice.iri_on_host("/")) for i in inboxes)
+
+    await wait_until(delivered_to_voter, what="the tally's delivery to the voter")
 
 
 async def test_refused_votes_change_nothing(world: World) -> None:
