@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from itertools import accumulate
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeGuard
@@ -226,10 +226,13 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedPayload("the body is not UTF-8") from exc
-    structure = _BRACKETS.findall(_JSON_STRING.sub("", text))
-    deepest = max(accumulate(_DEPTH_DELTA[b] for b in structure), default=0)
-    if deepest > max_depth:
-        raise MalformedPayload(f"the JSON document is nested deeper than {max_depth} levels")
+    # The depth cannot exceed the number of opening brackets (those inside strings included):
+    # when that count is within the limit, as in nearly every real activity, the scan is skipped.
+    if text.count("[") + text.count("{") > max_depth:
+        structure = _BRACKETS.findall(_JSON_STRING.sub("", text))
+        deepest = max(accumulate(_DEPTH_DELTA[b] for b in structure), default=0)
+        if deepest > max_depth:
+            raise MalformedPayload(f"the JSON document is nested deeper than {max_depth} levels")
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as exc:  # unreachable after the scan; never let it escape
@@ -398,9 +401,21 @@ def is_http_iri(value: object) -> TypeGuard[str]:
     port if any, no user info (``https://peer.example@evil.example/`` names evil.example), and
     no whitespace or control characters.
     """
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_IRI_CHARS or not value.isprintable():
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_IRI_CHARS:
         return False
-    if any(c.isspace() for c in value):
+    return _is_http_iri_text(value)
+
+
+_WHITESPACE: Final = re.compile(r"\s")  # exactly str.isspace() on str patterns
+
+
+# Pure functions of short strings, called a dozen times per inbound activity on the same few
+# actor and object IRIs: their answers are memoised (bounded: MAX_IRI_CHARS x maxsize).
+@lru_cache(maxsize=4096)
+def _is_http_iri_text(value: str) -> bool:
+    # Once printable, the only whitespace left to find is U+0020 (every other str.isspace()
+    # character is non-printable); the regex is the same predicate, kept for clarity.
+    if not value.isprintable() or " " in value or _WHITESPACE.search(value) is not None:
         return False
     try:
         parts = urlsplit(value)
@@ -425,6 +440,14 @@ def host_of(iri: str) -> str:
     Raises:
         ValueError: ``iri`` has no usable host (callers pass IRIs that :func:`is_http_iri` accepted).
     """
+    if len(iri) <= MAX_IRI_CHARS:
+        return _host_of_iri(iri)
+    parts = urlsplit(iri)
+    return canonical_host(parts.netloc, parts.scheme)
+
+
+@lru_cache(maxsize=4096)
+def _host_of_iri(iri: str) -> str:
     parts = urlsplit(iri)
     return canonical_host(parts.netloc, parts.scheme)
 

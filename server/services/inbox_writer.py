@@ -15,9 +15,9 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.inbox import InboundActivity
@@ -63,6 +63,31 @@ class RecentActivities:
 
     async def seen(self, activity_id: Iri) -> bool:
         return activity_id in self._iris
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    activities: Any
+    items: Any
+
+
+def _build_statements(dialect: str) -> _Statements:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    activities = cast(Table, InboxActivity.__table__)
+    items = cast(Table, InboxItem.__table__)
+    return _Statements(
+        activities=insert(activities)
+        .on_conflict_do_nothing(index_elements=["iri"])
+        .returning(activities.c.id, activities.c.iri),
+        items=insert(items).on_conflict_do_nothing(index_elements=["actor_id", "inbox_activity_id"]),
+    )
+
+
+_STATEMENTS = {name: _build_statements(name) for name in ("postgresql", "sqlite")}
+
+
+def _statements(dialect: str) -> _Statements:
+    return _STATEMENTS["postgresql" if dialect == "postgresql" else "sqlite"]
 
 
 class InboxWriter:
@@ -143,14 +168,11 @@ class InboxWriter:
                 }
             )
         async with fed.node.sessions.begin() as session:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            stmt = (
-                insert(InboxActivity)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["iri"])
-                .returning(InboxActivity.id, InboxActivity.iri)
-            )
-            created = {iri: row_id for row_id, iri in (await session.execute(stmt)).all()}
+            statements = _statements(session.get_bind().dialect.name)
+            # Fixed-shape statements run with a list of rows ("insertmanyvalues"): compiled once
+            # and cached, where ``.values(rows)`` built and compiled a new statement per batch size.
+            inserted = await session.execute(statements.activities, rows)
+            created = {iri: row_id for row_id, iri in inserted.all()}
             existing: dict[str, int] = {}
             missing = [iri for iri in by_iri if iri not in created]
             if missing:
@@ -166,9 +188,7 @@ class InboxWriter:
             }
             if items:
                 await session.execute(
-                    insert(InboxItem)
-                    .values([{"actor_id": a, "inbox_activity_id": i} for a, i in sorted(items)])
-                    .on_conflict_do_nothing(index_elements=["actor_id", "inbox_activity_id"])
+                    statements.items, [{"actor_id": a, "inbox_activity_id": i} for a, i in sorted(items)]
                 )
             await host_answered(session, {host_of(iri) for iri in by_iri}, now=now)
             await queue.enqueue_many(

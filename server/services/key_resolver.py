@@ -13,6 +13,14 @@
   ``refresh_min_interval`` per keyId; and a per-host token bucket answers a flood of random
   keyIds on one host with :class:`KeyFetchBudgetExceeded` without any request (case 7).
 * Every in-memory table is an LRU with a size cap, and entries expire (case 33).
+* Keys read from the database are kept in memory for ``key_ttl`` (a session, a SELECT and a
+  ROLLBACK per inbox POST otherwise: docs/performance.md). The memory never outlives what the
+  database says in this process: a ``refresh`` (a signature that did not verify) bypasses and
+  drops it, and every change to an ``actor_keys`` row or to an actor's ``deleted_at`` made
+  through the ORM here (a refetch after ``Update``, a rotation, a ``Delete`` of the actor) drops
+  the affected entries when it is flushed and again when it commits. Other processes (a
+  separate ``entraide worker``) cannot reach this memory: their changes apply here within
+  ``key_ttl`` at most.
 
 Errors follow the port: :class:`~federation.errors.KeyUnavailable` (HTTP 401) when the key does
 not exist or is unusable, :class:`~federation.errors.KeyFetchTemporaryFailure` (HTTP 503, so
@@ -22,13 +30,16 @@ the sender retries) when its origin is temporarily unreachable.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, attributes, object_session
 
 from federation.errors import FederationError, KeyFetchTemporaryFailure, KeyUnavailable
 from federation.fetch import DocumentGone, FetchTemporaryFailure, fetch_key
@@ -47,6 +58,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ENTRIES: Final = 10_000
 DEFAULT_MAX_HOSTS: Final = 4096
+DEFAULT_KEY_TTL: Final = timedelta(minutes=5)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -102,6 +114,11 @@ class TtlLru(Generic[K, V]):
     def pop(self, key: K) -> None:
         """Forget ``key``."""
         self._entries.pop(key, None)
+
+    def pop_where(self, predicate: Callable[[K, V], bool]) -> None:
+        """Forget every entry for which ``predicate(key, value)`` is true (a linear scan)."""
+        for key in [k for k, (v, _) in self._entries.items() if predicate(k, v)]:
+            del self._entries[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +204,11 @@ class RemoteKeyResolver:
             ``refresh=True`` after a failed verification refetches at most this often.
         per_host_budget: the token bucket applied to fetches per key host.
         policy: the peer policy, checked on every fetch hop (the transport checks its own too).
-        max_entries: cap of each per-keyId table (negative cache, last-fetch times, flights).
+        max_entries: cap of each per-keyId table (keys, negative cache, last-fetch times,
+            flights).
         signature_spec: how our signed fetches are signed.
+        key_ttl: how long a key read from the database is answered from memory (see the
+            module docstring for what drops it sooner).
     """
 
     def __init__(
@@ -202,6 +222,7 @@ class RemoteKeyResolver:
         policy: PeerPolicy | None = None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         signature_spec: SignatureSpec = "cavage",
+        key_ttl: timedelta = DEFAULT_KEY_TTL,
     ) -> None:
         self._node = node
         self._transport = transport
@@ -211,6 +232,10 @@ class RemoteKeyResolver:
         self._last_fetch: TtlLru[str, datetime] = TtlLru(max_entries, refresh_min_interval)
         self._budgets = _HostBuckets(per_host_budget or FetchBudget())
         self._flights: SingleFlight[str, PublicKey] = SingleFlight(max_entries)
+        self._keys: TtlLru[str, PublicKey] = TtlLru(max_entries, key_ttl)
+        # Bumped by every invalidation: a database read that overlapped one is not kept.
+        self._epoch = 0
+        _watch_key_changes(self)
 
     async def resolve(self, key_id: Iri, *, refresh: bool = False) -> PublicKey:
         """Return the key named ``key_id``; see the module docstring for the rules.
@@ -226,11 +251,22 @@ class RemoteKeyResolver:
         if self._node.uris.is_local(key_id):
             return await self._local_key(key_id)
         now = self._node.clock()
+        if refresh:
+            # A signature did not verify with what we hold: memory is not trusted for this key
+            # any more; the database (and, at most once a refresh_min_interval, the origin) is.
+            self._keys.pop(key_id)
+        else:
+            remembered = self._keys.get(key_id, now)
+            if remembered is not None:
+                return remembered
         if refresh and self._last_fetch.get(key_id, now) is not None:
             # Fetched less than refresh_min_interval ago: what we hold is as fresh as allowed.
             refresh = False
+        epoch = self._epoch
         cached = await self._stored_key(key_id)  # KeyUnavailable for a deleted actor's key
         if cached is not None and not refresh:
+            if epoch == self._epoch:  # no change to keys or actors committed during the read
+                self._keys.put(key_id, cached, now)
             return cached
         failure = self._failures.get(key_id, now)
         if failure is not None:
@@ -304,6 +340,19 @@ class RemoteKeyResolver:
         self._failures.pop(key_id)
         return fetched.key
 
+    def forget(self, *, key_ids: Iterable[str] = (), owners: Iterable[str] = ()) -> None:
+        """Drop the keys remembered under ``key_ids`` and those owned by ``owners``.
+
+        Called for every ORM change to ``actor_keys`` rows and actors' ``deleted_at`` (see
+        :func:`_watch_key_changes`); callers that change them another way call it themselves.
+        """
+        self._epoch += 1
+        for key_id in key_ids:
+            self._keys.pop(key_id)
+        gone = frozenset(owners)
+        if gone:
+            self._keys.pop_where(lambda _key_id, key: key.owner in gone)
+
     def _remember(self, key_id: Iri, now: datetime, *, temporary: bool, detail: str) -> FederationError:
         failure = _Failure(temporary=temporary, detail=detail)
         self._failures.put(key_id, failure, now)
@@ -311,4 +360,58 @@ class RemoteKeyResolver:
         return failure.error(key_id)
 
 
-__all__ = ["FetchBudget", "KeyFetchBudgetExceeded", "RemoteKeyResolver", "TtlLru"]
+# ---------------------------------------------------------------------------------------------
+# Dropping remembered keys when the database changes them
+# ---------------------------------------------------------------------------------------------
+
+_RESOLVERS: weakref.WeakSet[RemoteKeyResolver] = weakref.WeakSet()
+_PENDING: Final = "entraide.key_resolver.pending"
+"""``Session.info`` entry: the (key ids, owners) changed in the session's open transaction."""
+
+
+def _watch_key_changes(resolver: RemoteKeyResolver) -> None:
+    """Register ``resolver`` for invalidations; install the ORM listeners once per process.
+
+    Listeners are process-wide (mapper events are): a change made for one node also drops the
+    entries of other nodes in the same process (tests), which only costs them a database read.
+    """
+    _RESOLVERS.add(resolver)
+    if not event.contains(ActorKey, "after_update", _key_row_changed):
+        for name in ("after_insert", "after_update", "after_delete"):
+            event.listen(ActorKey, name, _key_row_changed)
+        event.listen(Actor, "after_update", _actor_changed)
+        event.listen(Actor, "after_delete", _actor_changed)
+        event.listen(Session, "after_commit", _session_ended)
+        event.listen(Session, "after_rollback", _session_ended)
+
+
+def _invalidate(target: object, key_ids: tuple[str, ...], owners: tuple[str, ...]) -> None:
+    # Now (the flush), and again when the transaction ends: a concurrent read that started
+    # before the commit saw the old row, and must not leave it in memory.
+    for resolver in list(_RESOLVERS):
+        resolver.forget(key_ids=key_ids, owners=owners)
+    session = object_session(target)
+    if session is not None:
+        pending: list[tuple[tuple[str, ...], tuple[str, ...]]] = session.info.setdefault(_PENDING, [])
+        pending.append((key_ids, owners))
+
+
+def _key_row_changed(_mapper: Any, _connection: Any, target: ActorKey) -> None:
+    _invalidate(target, (target.key_iri,), ())
+
+
+def _actor_changed(_mapper: Any, _connection: Any, target: Actor) -> None:
+    state = attributes.instance_state(target)
+    if state.deleted or state.was_deleted or attributes.get_history(target, "deleted_at").has_changes():
+        _invalidate(target, (), (target.iri,))
+
+
+def _session_ended(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        for key_ids, owners in pending:
+            for resolver in list(_RESOLVERS):
+                resolver.forget(key_ids=key_ids, owners=owners)
+
+
+__all__ = ["DEFAULT_KEY_TTL", "FetchBudget", "KeyFetchBudgetExceeded", "RemoteKeyResolver", "TtlLru"]
