@@ -46,7 +46,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "inbox_rate_per_host": 100.0,
         "inbox_burst_per_host": 2000,
     },
-    "worker": {"in_process": True, "concurrency": 8, "poll_interval_s": 0.5},
+    "worker": {
+        "in_process": True,
+        "concurrency": 8,
+        "poll_interval_s": 0.5,
+        "deliveries_in_flight": 64,
+        "deliveries_per_host": 0,
+    },
     "logging": {"level": "info", "format": "text", "access_log": False},
     "media": {"max_bytes": 20 * 1024 * 1024, "dir": "media", "allowed_types": list(MEDIA_TYPES)},
 }
@@ -109,6 +115,15 @@ class WorkerSettings:
     in_process: bool
     concurrency: int
     poll_interval_s: float
+    deliveries_in_flight: int = 64
+    """Deliveries one worker has in flight at once, over all hosts (its delivery lane)."""
+    deliveries_per_host: int = 0
+    """Deliveries one worker has in flight at once to one host; ``0``: ``concurrency``."""
+
+    @property
+    def per_host(self) -> int:
+        """The per-host cap in effect (``deliveries_per_host``, else ``concurrency``)."""
+        return self.deliveries_per_host or self.concurrency
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +300,8 @@ def build_settings(
             in_process=doc["worker"]["in_process"],
             concurrency=doc["worker"]["concurrency"],
             poll_interval_s=float(doc["worker"]["poll_interval_s"]),
+            deliveries_in_flight=doc["worker"]["deliveries_in_flight"],
+            deliveries_per_host=doc["worker"]["deliveries_per_host"],
         ),
         logging=LoggingSettings(
             level=doc["logging"]["level"],

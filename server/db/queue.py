@@ -28,13 +28,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Delete, Insert, Update, and_, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Insert,
+    Table,
+    Update,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import Job
+
+_JOBS = cast(Table, Job.__table__)
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -46,12 +61,15 @@ __all__ = [
     "Priority",
     "QueueStats",
     "claim",
+    "claim_ids",
     "complete",
+    "complete_many",
     "enqueue",
     "enqueue_many",
     "fail",
     "purge_done",
     "retry",
+    "runnable",
     "stats",
     "truncate_error",
 ]
@@ -230,9 +248,12 @@ async def enqueue_many(session: AsyncSession, jobs: Iterable[NewJob], *, now: da
     batch: list[dict[str, Any]] = []
     inserted = 0
 
+    # One statement shape for every batch (SQLAlchemy's "insertmanyvalues"): it is compiled
+    # once and cached, where ``.values(batch)`` compiled a new statement for every batch size.
+    stmt = ops.insert(_JOBS).on_conflict_do_nothing(index_elements=[Job.dedup_key]).returning(Job.id)
+
     async def flush() -> int:
-        stmt = ops.insert(Job).values(batch).on_conflict_do_nothing(index_elements=[Job.dedup_key])
-        result = await session.execute(stmt.returning(Job.id))
+        result = await session.execute(stmt, batch)
         return len(result.all())
 
     for job in jobs:
@@ -258,6 +279,7 @@ async def claim(
     lease: timedelta,
     now: datetime,
     kinds: Iterable[str] | None = None,
+    max_priority: int | None = None,
 ) -> list[ClaimedJob]:
     """Lease up to ``limit`` runnable jobs to ``worker_id`` in a transaction of its own.
 
@@ -271,6 +293,7 @@ async def claim(
     Args:
         kinds: only claim jobs of these kinds (the worker's registered handlers), so a worker
             of an older release never takes a job it cannot run. ``None`` claims any kind.
+        max_priority: only claim jobs whose ``priority`` is at most this (more urgent).
 
     Returns:
         The claimed jobs in claim order (priority, then ``run_at``, then id); empty when
@@ -285,20 +308,19 @@ async def claim(
     # Two statements rather than one with an OR: each can then walk ix_jobs_claim
     # (state, priority, run_at) in order and stop after ``limit`` rows, instead of sorting the
     # whole backlog on every claim (measured: ~15 ms per claim at 20k queued rows on PostgreSQL).
-    groups = (
-        and_(Job.state == RUNNING, Job.locked_until < now),
-        and_(Job.state == QUEUED, Job.run_at <= now),
-    )
+    groups = runnable(now)
     rows: list[Any] = []
     async with sessions.begin() as session:
         lock = _dialect_ops(session).lock_claimed_rows
-        for runnable in groups:
+        for condition in groups:
             remaining = limit - len(rows)
             if remaining <= 0:
                 break
-            chosen = select(Job.id).where(runnable)
+            chosen = select(Job.id).where(condition)
             if kind_list is not None:
                 chosen = chosen.where(Job.kind.in_(kind_list))
+            if max_priority is not None:
+                chosen = chosen.where(Job.priority <= max_priority)
             chosen = chosen.order_by(Job.priority, Job.run_at, Job.id).limit(remaining)
             if lock:
                 chosen = chosen.with_for_update(skip_locked=True)
@@ -315,6 +337,63 @@ async def claim(
             )
             rows.extend((await session.execute(stmt)).all())
     # RETURNING gives no order guarantee; hand jobs out in claim order.
+    rows.sort(key=lambda r: (r.priority, r.run_at, r.id))
+    return [
+        ClaimedJob(
+            id=r.id,
+            kind=r.kind,
+            payload=r.payload,
+            attempt=r.attempts,
+            max_attempts=r.max_attempts,
+            priority=r.priority,
+        )
+        for r in rows
+    ]
+
+
+def runnable(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """What a claimable job is, as two conditions to query separately and in this order:
+    running with an expired lease, then queued with ``run_at <= now`` (see :func:`claim`).
+
+    For callers that choose jobs with a query of their own (a join, a per-host cap) and then
+    take them with :func:`claim_ids`.
+    """
+    t = _JOBS.c  # plain columns: a Core statement using them stays Core
+    return (
+        and_(t.state == RUNNING, t.locked_until < now),
+        and_(t.state == QUEUED, t.run_at <= now),
+    )
+
+
+async def claim_ids(
+    session: AsyncSession,
+    job_ids: Sequence[int],
+    *,
+    worker_id: str,
+    lease: timedelta,
+    now: datetime,
+) -> list[ClaimedJob]:
+    """Lease the jobs among ``job_ids`` that are still runnable, in the caller's transaction.
+
+    The caller chose ``job_ids`` with a read of its own (:func:`runnable`); a job another
+    worker claimed meanwhile no longer matches the runnable condition here and is left out, so
+    claims stay exclusive (PostgreSQL re-checks the condition on the locked row; SQLite has a
+    single writer). Returns the jobs actually claimed, in claim order.
+    """
+    _check_aware(now, "now")
+    if lease <= timedelta(0):
+        raise ValueError("lease must be positive")
+    if not job_ids:
+        return []
+    expired, queued = runnable(now)
+    t = _JOBS.c  # Core: no ORM bulk-update machinery (and no autoflush) per claim
+    stmt = (
+        update(_JOBS)
+        .where(t.id.in_(sorted(set(job_ids))), or_(expired, queued))
+        .values(state=RUNNING, locked_by=worker_id, locked_until=now + lease, attempts=t.attempts + 1)
+        .returning(t.id, t.kind, t.payload, t.attempts, t.max_attempts, t.priority, t.run_at)
+    )
+    rows = list((await session.execute(stmt)).all())
     rows.sort(key=lambda r: (r.priority, r.run_at, r.id))
     return [
         ClaimedJob(
@@ -370,6 +449,27 @@ async def complete(
         .values(state=DONE, finished_at=now, locked_until=None)
     )
     return await _apply(session, stmt) == 1
+
+
+async def complete_many(
+    session: AsyncSession, jobs: Iterable[tuple[int, int]], *, worker_id: str, now: datetime
+) -> set[int]:
+    """Mark many jobs done in one statement; each ``(job id, attempt)`` is fenced like
+    :func:`complete`. Returns the ids that were accepted (the others had lost their lease)."""
+    _check_aware(now, "now")
+    pairs = sorted(set(jobs))
+    accepted: set[int] = set()
+    for start in range(0, len(pairs), _BATCH_ROWS):
+        chunk = pairs[start : start + _BATCH_ROWS]
+        t = _JOBS.c
+        stmt = (
+            update(_JOBS)
+            .where(tuple_(t.id, t.attempts).in_(chunk), t.state == RUNNING, t.locked_by == worker_id)
+            .values(state=DONE, finished_at=now, locked_until=None)
+            .returning(t.id)
+        )
+        accepted.update(row[0] for row in (await session.execute(stmt)).all())
+    return accepted
 
 
 async def retry(

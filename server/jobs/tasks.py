@@ -6,9 +6,17 @@ here each job kind is mapped to its service call and to the job outcomes.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import timedelta
+from typing import Any
 
-from server.jobs.registry import DeferJob, JobContext, JobRegistry, PermanentJobFailure, RetryJob
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.queries import delivery as delivery_queries
+from server.db.queue import ClaimedJob
+from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
+from server.jobs.worker import LaneRegistry
 from server.services import content, delivery, following, polls
 from server.services import inbox as inbox_service
 from server.services.federation import Federation
@@ -26,12 +34,94 @@ def _int(ctx: JobContext, key: str) -> int:
     return value
 
 
+def _delivery_outcome(step: delivery.DeliveryStep) -> JobError | None:
+    """What a delivery's step means for its ``deliver`` job (``None``: done)."""
+    match step:
+        case delivery.DeliveryRetry(reason="circuit_open", after=after):
+            # Held behind an open breaker: not the job's failure, no attempt spent.
+            return DeferJob("circuit_open", after=after or timedelta(minutes=5))
+        case delivery.DeliveryRetry(reason=reason, after=after):
+            return RetryJob(reason, after=after)
+        case delivery.DeliveryDone():
+            return None
+
+
+class DeliverLane:
+    """``deliver`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), keyed by host.
+
+    Claims, loads and records many deliveries at once through
+    :class:`server.services.delivery.DeliveryBatcher`; each delivery's POST runs on its own.
+    """
+
+    kind = delivery.DELIVER
+
+    def __init__(self, fed: Federation) -> None:
+        settings = fed.node.settings
+        self.max_in_flight = settings.worker.deliveries_in_flight
+        self.max_per_key = settings.worker.per_host
+        self._fed = fed
+        self._batcher = delivery.DeliveryBatcher(
+            fed.node, prefer_rfc9421=settings.federation.rfc9421_first_knock
+        )
+        self._prepared: dict[int, delivery.PreparedDelivery] = {}
+
+    async def runnable(
+        self,
+        session: AsyncSession,
+        *,
+        condition: ColumnElement[bool],
+        limit: int,
+        exclude_keys: Collection[str],
+    ) -> list[tuple[int, str]]:
+        return await delivery_queries.runnable_deliver_jobs(
+            session, kind=self.kind, condition=condition, limit=limit, exclude_hosts=exclude_keys
+        )
+
+    async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
+        works: list[delivery.DeliveryWork] = []
+        for job in jobs:
+            delivery_id = job.payload.get("delivery_id")
+            # A malformed payload is recorded as a missing delivery (the job ends done).
+            works.append(
+                delivery.DeliveryWork(
+                    delivery_id if isinstance(delivery_id, int) else 0, job.attempt, job.max_attempts
+                )
+            )
+        prepared = await self._batcher.prepare(works)
+        items: list[Any] = []
+        for job, item in zip(jobs, prepared, strict=True):
+            self._prepared[job.id] = item
+            if item.attempt is not None:
+                items.append(item.attempt.send(self._fed.transport, self._fed.node.clock))
+            else:
+                items.append(item.result)
+        return items
+
+    async def record(
+        self, session: AsyncSession, results: Sequence[tuple[ClaimedJob, Any]]
+    ) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(results)
+        sent: list[tuple[int, delivery.PreparedDelivery, Any]] = []
+        for i, (job, result) in enumerate(results):
+            item = self._prepared.pop(job.id, None)
+            if isinstance(result, BaseException) or item is None:
+                outcomes[i] = result if isinstance(result, BaseException) else RuntimeError("not prepared")
+            else:
+                sent.append((i, item, result))
+        steps = await self._batcher.record(session, [(item, result) for _, item, result in sent])
+        for (i, _, _), step in zip(sent, steps, strict=True):
+            outcomes[i] = _delivery_outcome(step)
+        return outcomes
+
+
 def default_registry(fed: Federation | None = None) -> JobRegistry:
     """A fresh registry with every production job kind (and ``noop``).
 
-    Without a :class:`Federation` only ``noop`` is registered (queue tests).
+    Without a :class:`Federation` only ``noop`` is registered (queue tests). ``deliver`` jobs
+    run in the worker's delivery lane (:class:`DeliverLane`); their per-job handler serves
+    :meth:`server.jobs.worker.Worker.run_batch`.
     """
-    registry = JobRegistry()
+    registry = LaneRegistry()
     registry.add("noop", noop)
     if fed is None:
         return registry
@@ -47,8 +137,8 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
             priority=ctx.job.priority,
             policy=fed.policy,
             also=[a for a in also if isinstance(a, str)] if isinstance(also, list) else None,
+            on_queued=fed.notify_worker,
         )
-        fed.notify_worker()
 
     async def deliver(ctx: JobContext) -> None:
         step = await delivery.deliver_one(
@@ -59,13 +149,9 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
             max_attempts=ctx.job.max_attempts,
             prefer_rfc9421=fed.node.settings.federation.rfc9421_first_knock,
         )
-        match step:
-            case delivery.DeliveryRetry(reason="circuit_open", after=after):
-                raise DeferJob("circuit_open", after=after or timedelta(minutes=5))
-            case delivery.DeliveryRetry(reason=reason, after=after):
-                raise RetryJob(reason, after=after)
-            case delivery.DeliveryDone():
-                return
+        outcome = _delivery_outcome(step)
+        if outcome is not None:
+            raise outcome
 
     async def sync_outbox(ctx: JobContext) -> None:
         resume = ctx.job.payload.get("resume")
@@ -88,7 +174,7 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
     registry.add(polls.POLL_TALLY, poll_tally)
     registry.add(content.POLL_CLOSE, poll_close)
     registry.add(delivery.FANOUT, fanout)
-    registry.add(delivery.DELIVER, deliver)
+    registry.add_lane(DeliverLane(fed), deliver)
     registry.add(following.SYNC_OUTBOX, sync_outbox)
     registry.add(following.SYNC_ALL, sync_all)
     return registry

@@ -21,25 +21,37 @@ Guarantees and limits:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import random
 import secrets
 import socket
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import retry
 from federation.ports import Transport
 from federation.retry import RetryPolicy
 from server.db import queue
 from server.db.queue import ClaimedJob
-from server.jobs.registry import DeferJob, JobContext, JobRegistry, PermanentJobFailure, RetryJob
+from server.jobs.registry import (
+    DeferJob,
+    JobContext,
+    JobHandler,
+    JobRegistry,
+    PermanentJobFailure,
+    RetryJob,
+)
 from server.services.context import NodeContext
 
-__all__ = ["JobOutcome", "Worker", "default_worker_id"]
+__all__ = ["BatchKind", "JobOutcome", "LaneRegistry", "Worker", "default_worker_id"]
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +91,91 @@ class _Decision:
     run_at: datetime | None = None
 
 
+async def _record_unfinished(
+    session: AsyncSession, job: ClaimedJob, decision: _Decision, *, worker_id: str, now: datetime
+) -> bool:
+    """Record a retry, a deferral (its attempt refunded) or a failure; False when the lease was lost."""
+    if decision.outcome in ("retry", "defer") and decision.run_at is not None:
+        return await queue.retry(
+            session,
+            job.id,
+            worker_id=worker_id,
+            run_at=decision.run_at,
+            error=decision.error or "",
+            now=now,
+            attempt=job.attempt,
+            refund_attempt=decision.outcome == "defer",
+        )
+    return await queue.fail(
+        session, job.id, worker_id=worker_id, error=decision.error or "", now=now, attempt=job.attempt
+    )
+
+
 def default_worker_id() -> str:
     """``host:pid:random``, unique per worker instance and at most 64 characters (the column)."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
+
+
+class BatchKind(Protocol):
+    """A job kind the worker runs in a *lane* rather than one handler call per job.
+
+    Deliveries are the case: thousands of small jobs whose cost was the database work around
+    each one (claim, load, record, complete). A lane claims many at once with one statement,
+    lets each job's network part run concurrently, and records the outcomes of every job that
+    finished meanwhile in one transaction (group commit). Jobs carry a *key* (the peer host):
+    at most :attr:`max_per_key` jobs of one key are claimed at once, and at most
+    :attr:`max_in_flight` in all, so one slow key cannot take every slot.
+
+    The kind keeps a per-job handler in the registry too: :meth:`Worker.run_batch` uses it.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def max_in_flight(self) -> int: ...
+
+    @property
+    def max_per_key(self) -> int: ...
+
+    async def runnable(
+        self,
+        session: AsyncSession,
+        *,
+        condition: ColumnElement[bool],
+        limit: int,
+        exclude_keys: Collection[str],
+    ) -> list[tuple[int, str]]:
+        """Up to ``limit`` ids of jobs of this kind matching ``condition`` (one of
+        :func:`server.db.queue.runnable`), with their key, in claim order, none of whose key is
+        in ``exclude_keys``."""
+        ...
+
+    async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
+        """One item per job, in order: an awaitable to run (its value, or exception, is the
+        job's result), or the result itself when nothing has to run."""
+        ...
+
+    async def record(
+        self, session: AsyncSession, results: Sequence[tuple[ClaimedJob, Any]]
+    ) -> list[BaseException | None]:
+        """Record the results in ``session`` and return each job's outcome: ``None`` when done,
+        a :class:`RetryJob`, :class:`DeferJob` or :class:`PermanentJobFailure`, or an
+        unexpected exception (a result that was one is passed back as it is)."""
+        ...
+
+
+class LaneRegistry(JobRegistry):
+    """A :class:`JobRegistry` whose some kinds also run in lanes (:class:`BatchKind`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lanes: list[BatchKind] = []
+
+    def add_lane(self, lane: BatchKind, handler: JobHandler) -> None:
+        """Register ``lane`` for its kind, and ``handler`` for single runs (:meth:`Worker.run_batch`)."""
+        self.add(lane.kind, handler)
+        self.lanes.append(lane)
 
 
 class Worker:
@@ -143,6 +237,12 @@ class Worker:
         self._wake = asyncio.Event()
         self._tasks: dict[asyncio.Task[None], ClaimedJob] = {}
         self._running = False
+        self._claim_lock = asyncio.Lock()
+        self._lanes_block = False
+        self._lanes = [_Lane(self, lane) for lane in getattr(registry, "lanes", ())]
+        lane_kinds = {lane.kind.kind for lane in self._lanes}
+        # The main loop leaves the lanes' kinds to them (run_batch still runs every kind).
+        self._loop_kinds = registry.kinds() - lane_kinds
 
     @property
     def active(self) -> int:
@@ -156,6 +256,8 @@ class Worker:
         including before :meth:`run` starts or after it ended.
         """
         self._wake.set()
+        for lane in self._lanes:
+            lane.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop`` is set, then shut down gracefully (see module doc).
@@ -168,6 +270,10 @@ class Worker:
         self._running = True
         loop = asyncio.get_running_loop()
         relay = asyncio.create_task(self._relay_stop(stop), name=f"worker-stop-{self.worker_id}")
+        lanes = [
+            asyncio.create_task(lane.run(stop), name=f"worker-lane-{lane.kind.kind}-{self.worker_id}")
+            for lane in self._lanes
+        ]
         next_purge = loop.time()
         claim_failures = 0
         log.info(
@@ -189,7 +295,7 @@ class Worker:
                 free = self.concurrency - len(self._tasks)
                 if free > 0:
                     try:
-                        jobs = await self._claim(free)
+                        jobs = await self._claim_shared(free)
                         claim_failures = 0
                     except Exception:
                         claim_failures += 1
@@ -210,6 +316,11 @@ class Worker:
         finally:
             relay.cancel()
             await self._drain()
+            if lanes:
+                # Each lane drains itself once stop is set (bounded by shutdown_timeout_s).
+                await asyncio.wait(lanes, timeout=self.shutdown_timeout_s + 2 * _CANCEL_GRACE_S)
+                for task in lanes:
+                    task.cancel()
             self._running = False
             log.info("worker stopped", extra={"worker_id": self.worker_id})
 
@@ -227,15 +338,40 @@ class Worker:
             await asyncio.gather(*(self._execute(job) for job in jobs))
         return len(jobs)
 
-    async def _claim(self, limit: int) -> list[ClaimedJob]:
+    async def _claim(self, limit: int, *, max_priority: int | None = None) -> list[ClaimedJob]:
         return await queue.claim(
             self.node.sessions,
             worker_id=self.worker_id,
             limit=limit,
             lease=self.lease,
             now=self.node.clock(),
-            kinds=self.registry.kinds(),
+            kinds=self._loop_kinds if self._running else self.registry.kinds(),
+            max_priority=max_priority,
         )
+
+    async def _claim_shared(self, free: int) -> list[ClaimedJob]:
+        """Claim for the main loop, sharing the ``concurrency`` slots with the lanes.
+
+        Jobs held by a lane take slots from jobs of the same or a lower priority (claim order
+        stays priority first, as with one handler per job); a more urgent job still takes
+        any slot the main loop has free, so an alert's fan-out never waits for the
+        deliveries of an ordinary one.
+        """
+        async with self._claim_lock:
+            held, best = self._lane_load()
+            shared = free - held
+            # Woken again by the lanes only while they hold slots this loop could use.
+            self._lanes_block = shared < free
+            jobs = await self._claim(shared) if shared > 0 else []
+            if held and len(jobs) < free and best > 0:
+                jobs += await self._claim(free - len(jobs), max_priority=best - 1)
+            return jobs
+
+    def _lane_load(self) -> tuple[int, int]:
+        """Jobs the lanes hold, and the most urgent priority among them."""
+        held = sum(len(lane.held) for lane in self._lanes)
+        best = min((p for lane in self._lanes for _, p in lane.held.values()), default=0)
+        return held, best
 
     async def _relay_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -255,6 +391,8 @@ class Worker:
     def _finished(self, task: asyncio.Task[None]) -> None:
         job = self._tasks.pop(task, None)
         self._wake.set()
+        for lane in self._lanes:
+            lane.wake.set()
         if task.cancelled():
             return
         exc = task.exception()
@@ -306,19 +444,11 @@ class Worker:
         else:
             try:
                 await handler(JobContext(job=job, node=self.node, transport=self.transport))
-            except RetryJob as exc:
-                decision = self._retry_or_fail(job, f"retry: {exc.reason}", after=exc.after)
-            except DeferJob as exc:
-                decision = _Decision(
-                    "defer", error=f"deferred: {exc.reason}", run_at=self.node.clock() + exc.after
-                )
-            except PermanentJobFailure as exc:
-                decision = _Decision("failed", error=str(exc))
             except Exception as exc:
-                # The one broad except of the job system (STYLE R5): logged with its traceback
-                # and recorded on the job, which is retried under the policy, never swallowed.
-                log.exception("job raised an unexpected exception", extra=fields)
-                decision = self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", after=None)
+                # The one broad except of the job system (STYLE R5): an unexpected exception is
+                # logged with its traceback (in _decide) and recorded on the job, which is
+                # retried under the policy, never swallowed.
+                decision = self._decide(job, exc, fields)
             else:
                 decision = _Decision("done")
         self._log_decision(decision, fields)
@@ -334,6 +464,21 @@ class Worker:
                 run_at=decision.run_at,
             )
         )
+
+    def _decide(self, job: ClaimedJob, error: BaseException | None, fields: dict[str, object]) -> _Decision:
+        """The decision for a run that ended with ``error`` (``None``: done)."""
+        match error:
+            case None:
+                return _Decision("done")
+            case RetryJob(reason=reason, after=after):
+                return self._retry_or_fail(job, f"retry: {reason}", after=after)
+            case DeferJob(reason=reason, after=after):
+                return _Decision("defer", error=f"deferred: {reason}", run_at=self.node.clock() + after)
+            case PermanentJobFailure():
+                return _Decision("failed", error=str(error))
+            case _:
+                log.error("job raised an unexpected exception", exc_info=error, extra=fields)
+                return self._retry_or_fail(job, f"{type(error).__name__}: {error}", after=None)
 
     def _retry_or_fail(self, job: ClaimedJob, error: str, *, after: timedelta | None) -> _Decision:
         # The row's max_attempts is authoritative (set per kind at enqueue); the policy gives the shape.
@@ -364,25 +509,9 @@ class Worker:
                     accepted = await queue.complete(
                         session, job.id, worker_id=self.worker_id, now=now, attempt=job.attempt
                     )
-                elif decision.outcome in ("retry", "defer") and decision.run_at is not None:
-                    accepted = await queue.retry(
-                        session,
-                        job.id,
-                        worker_id=self.worker_id,
-                        run_at=decision.run_at,
-                        error=decision.error or "",
-                        now=now,
-                        attempt=job.attempt,
-                        refund_attempt=decision.outcome == "defer",
-                    )
                 else:
-                    accepted = await queue.fail(
-                        session,
-                        job.id,
-                        worker_id=self.worker_id,
-                        error=decision.error or "",
-                        now=now,
-                        attempt=job.attempt,
+                    accepted = await _record_unfinished(
+                        session, job, decision, worker_id=self.worker_id, now=now
                     )
         except Exception:
             log.exception("job outcome not recorded; it will run again when its lease expires", extra=fields)
@@ -399,3 +528,265 @@ class Worker:
             self._on_outcome(outcome)
         except Exception:
             log.exception("job outcome hook failed", extra={"job_id": outcome.job_id})
+
+
+class _Lane:
+    """Runs one :class:`BatchKind` for a :class:`Worker` (see :class:`BatchKind`).
+
+    Slots: a job holds one from its claim until its outcome is committed, so the number of
+    this lane's jobs in state ``running`` is never above :attr:`BatchKind.max_in_flight`
+    (:attr:`BatchKind.max_per_key` per key). The loop claims whenever enough slots are free;
+    finished jobs queue for the recorder, which commits everything that finished since its
+    last commit in one transaction, then frees their slots.
+    """
+
+    def __init__(self, worker: Worker, kind: BatchKind) -> None:
+        self.worker = worker
+        self.kind = kind
+        self.wake = asyncio.Event()
+        self._finished = asyncio.Event()
+        # job id -> (key, priority), from the claim until the outcome is committed
+        self.held: dict[int, tuple[str, int]] = {}
+        self._per_key: Counter[str] = Counter()
+        self._results: list[tuple[ClaimedJob, Any, float]] = []
+        self._sends: set[asyncio.Task[None]] = set()
+        self._claimed_at: dict[int, float] = {}
+        self._recording = False
+        self._stopping = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        recorder = asyncio.create_task(self._recorder(), name=f"lane-recorder-{self.kind.kind}")
+        failures = 0
+        # Claim when a quarter of the slots is free (or none is held): claims stay batched.
+        batch = max(1, self.kind.max_in_flight // 4)
+        try:
+            while not stop.is_set():
+                self.wake.clear()
+                free = self.kind.max_in_flight - len(self.held)
+                if free >= batch or (free > 0 and not self.held):
+                    try:
+                        jobs = await self._claim()
+                        failures = 0
+                    except Exception:
+                        failures += 1
+                        log.exception(
+                            "job claim failed",
+                            extra={"worker_id": self.worker.worker_id, "kind": self.kind.kind},
+                        )
+                        jobs = []
+                    if jobs:
+                        await self._start(jobs, loop.time())
+                        continue
+                delay = self.worker.poll_interval_s
+                if failures:
+                    delay = max(delay, min(delay * 2 ** min(failures, 16), _MAX_ERROR_BACKOFF_S))
+                try:
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._drain(recorder)
+
+    def _free(self) -> int:
+        """Slots this lane may claim now.
+
+        Up to :attr:`BatchKind.max_in_flight` while the worker runs no other handler; while it
+        does, the lane and the main loop share ``concurrency`` slots (see
+        :meth:`Worker._claim_shared`), as one handler per job did.
+        """
+        worker = self.worker
+        free = self.kind.max_in_flight - len(self.held)
+        others = len(worker._tasks)
+        if others:
+            held = sum(len(lane.held) for lane in worker._lanes)
+            free = min(free, worker.concurrency - others - held)
+        return free
+
+    async def _claim(self) -> list[ClaimedJob]:
+        async with self.worker._claim_lock:
+            free = self._free()
+            if free <= 0:
+                return []
+            return await self._claim_up_to(free)
+
+    async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
+        worker = self.worker
+        now = worker.node.clock()
+        cap = self.kind.max_per_key
+        counts = Counter(self._per_key)
+        chosen: dict[int, str] = {}
+        async with worker.node.sessions.begin() as session:
+            for condition in queue.runnable(now):
+                if len(chosen) >= free:
+                    break
+                full = {key for key, n in counts.items() if n >= cap}
+                # Read a few more than needed: some may be over their key's cap.
+                candidates = await self.kind.runnable(
+                    session, condition=condition, limit=2 * free, exclude_keys=full
+                )
+                for job_id, key in candidates:
+                    if len(chosen) >= free:
+                        break
+                    if counts[key] < cap and job_id not in chosen:
+                        chosen[job_id] = key
+                        counts[key] += 1
+            jobs = await queue.claim_ids(
+                session, list(chosen), worker_id=worker.worker_id, lease=worker.lease, now=now
+            )
+        for job in jobs:
+            key = chosen[job.id]
+            self.held[job.id] = (key, job.priority)
+            self._per_key[key] += 1
+        return jobs
+
+    async def _start(self, jobs: list[ClaimedJob], started: float) -> None:
+        for job in jobs:
+            self._claimed_at[job.id] = started
+        runnable = [job for job in jobs if job.attempt <= job.max_attempts]
+        for job in jobs:
+            if job.attempt > job.max_attempts:
+                # The previous run's lease expired on its last attempt (see Worker._execute).
+                self._done(job, _EXHAUSTED)
+        try:
+            items = await self.kind.prepare(runnable)
+        except Exception as exc:
+            for job in runnable:
+                self._done(job, exc)
+            return
+        for job, item in zip(runnable, items, strict=True):
+            if inspect.isawaitable(item):
+                task = asyncio.create_task(self._send(job, item), name=f"job-{job.id}-{job.kind}")
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+            else:
+                self._done(job, item)
+
+    async def _send(self, job: ClaimedJob, work: Awaitable[Any]) -> None:
+        try:
+            result: Any = await work
+        except Exception as exc:
+            result = exc
+        self._done(job, result)
+
+    def _done(self, job: ClaimedJob, result: Any) -> None:
+        self._results.append((job, result, asyncio.get_running_loop().time()))
+        self._finished.set()
+
+    async def _recorder(self) -> None:
+        # Group commit: a transaction costs about the same for 1 outcome as for 50, so when
+        # few outcomes wait and sends are still running, give them a short window to join.
+        flush_at = max(1, self.kind.max_in_flight // 4)
+        while True:
+            await self._finished.wait()
+            self._finished.clear()
+            if len(self._results) < flush_at and self._sends and not self._stopping:
+                await asyncio.sleep(_GROUP_COMMIT_WINDOW_S)
+            results, self._results = self._results, []
+            if results:
+                self._recording = True
+                try:
+                    await self._record(results)
+                finally:
+                    self._recording = False
+
+    async def _record(self, results: list[tuple[ClaimedJob, Any, float]]) -> None:
+        worker = self.worker
+        exhausted = [(job, r) for job, r, _ in results if r is _EXHAUSTED]
+        ran = [(job, r) for job, r, _ in results if r is not _EXHAUSTED]
+        decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]] = []
+        outcomes: dict[int, OutcomeName] = {}
+        try:
+            async with worker.node.sessions.begin() as session:
+                errors = await self.kind.record(session, ran) if ran else []
+                for (job, _), error in zip(ran, errors, strict=True):
+                    fields = self._fields(job)
+                    decisions.append((job, worker._decide(job, error, fields), fields))
+                for job, _ in exhausted:
+                    reason = "attempts_exhausted: lease expired on the last attempt"
+                    decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
+                now = worker.node.clock()
+                done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
+                accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
+                for job, decision, _ in decisions:
+                    if decision.outcome == "done":
+                        outcomes[job.id] = "done" if job.id in accepted else "lost"
+                        continue
+                    ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
+                    outcomes[job.id] = decision.outcome if ok else "lost"
+        except Exception:
+            log.exception(
+                "job outcomes not recorded; they will run again when their leases expire",
+                extra={"worker_id": worker.worker_id, "kind": self.kind.kind, "jobs": len(results)},
+            )
+            outcomes = {job.id: "unrecorded" for job, _, _ in results}
+            decisions = [(job, _Decision("failed"), self._fields(job)) for job, _, _ in results]
+        finally:
+            for job, _, _ in results:
+                entry = self.held.pop(job.id, None)
+                if entry is not None:
+                    key = entry[0]
+                    self._per_key[key] -= 1
+                    if self._per_key[key] <= 0:
+                        del self._per_key[key]
+            self.wake.set()
+            if worker._lanes_block:
+                worker._wake.set()  # slots the main loop shares with this lane may be free again
+        finished = {job.id: at for job, _, at in results}
+        for job, decision, fields in decisions:
+            outcome = outcomes[job.id]
+            if outcome == "lost":
+                log.warning("job outcome refused: the lease passed to another run", extra=fields)
+            elif outcome != "unrecorded":
+                worker._log_decision(decision, fields)
+            started = self._claimed_at.pop(job.id, finished[job.id])
+            worker._report(
+                JobOutcome(
+                    job_id=job.id,
+                    kind=job.kind,
+                    attempt=job.attempt,
+                    outcome=outcome,
+                    duration_s=finished[job.id] - started,
+                    error=decision.error,
+                    run_at=decision.run_at,
+                )
+            )
+
+    def _fields(self, job: ClaimedJob) -> dict[str, object]:
+        worker_id = self.worker.worker_id
+        return {"job_id": job.id, "kind": job.kind, "attempt": job.attempt, "worker_id": worker_id}
+
+    async def _drain(self, recorder: asyncio.Task[None]) -> None:
+        """Stop claiming; give running jobs ``shutdown_timeout_s`` to finish and be recorded.
+
+        Jobs still running then are cancelled without an outcome: their leases expire and they
+        run again (at least once, as for :meth:`Worker._drain`).
+        """
+        timeout = self.worker.shutdown_timeout_s
+        self._stopping = True
+        if self._sends:
+            _, still = await asyncio.wait(set(self._sends), timeout=timeout)
+            if still:
+                log.warning(
+                    "worker stopping with jobs still running; they will run again when their lease expires",
+                    extra={"worker_id": self.worker.worker_id, "kind": self.kind.kind, "jobs": len(still)},
+                )
+                for task in still:
+                    task.cancel()
+                await asyncio.wait(still, timeout=_CANCEL_GRACE_S)
+        # A cancelled send records nothing (CancelledError is not caught). Let the recorder
+        # commit what did finish, then stop it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CANCEL_GRACE_S + timeout
+        while (self._results or self._recording) and loop.time() < deadline:
+            self._finished.set()
+            await asyncio.sleep(0.01)
+        recorder.cancel()
+        await asyncio.gather(recorder, return_exceptions=True)
+
+
+_GROUP_COMMIT_WINDOW_S = 0.02
+"""How long a lane's recorder waits for more outcomes before committing a small batch."""
+
+_EXHAUSTED = object()
+"""The result of a lane job claimed after its last attempt's lease expired: not run, failed."""

@@ -8,25 +8,38 @@ and records the outcome, the host's health and the signature spec that worked.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import circuit
-from federation.delivery import Delivered, Gone, Recipient, Rejected, RetryLater, deliver, plan_delivery
+from federation.delivery import (
+    Delivered,
+    DeliveryOutcome,
+    Gone,
+    Recipient,
+    Rejected,
+    RetryLater,
+    deliver,
+    plan_delivery,
+)
+from federation.keys import KeyPair
 from federation.policy import PeerPolicy
 from federation.ports import Transport
-from federation.types import PUBLIC_ALIASES, Iri
+from federation.signatures import SignatureSpec
+from federation.types import PUBLIC_ALIASES, Clock, Iri
 from federation.vocab.parse import host_of
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
 from server.db.queries import delivery as q
-from server.db.upsert import insert_ignoring_conflict
 from server.services import outbox
 from server.services.context import NodeContext
 
@@ -59,10 +72,13 @@ async def fanout(
     priority: int = queue.Priority.NORMAL,
     policy: PeerPolicy | None = None,
     also: list[str] | None = None,
+    on_queued: Callable[[], None] | None = None,
 ) -> FanoutResult:
     """Plan and queue one delivery per inbox for an outbox activity. Safe to run again.
 
     ``also``: actors to deliver to beyond the addressing (known remote actors only).
+    ``on_queued``: called after each page's deliveries are committed (wake the worker, so the
+    first inboxes are reached while later pages are still being planned).
 
     Inboxes on hosts the peer ``policy`` refuses (blocked, or outside a closed network) are
     not planned at all.
@@ -83,12 +99,19 @@ async def fanout(
         if iri and iri not in PUBLIC_ALIASES and not node.uris.is_local(iri)
     ]
     total_deliveries = total_recipients = 0
+    # Inboxes already planned by this run: with shared inboxes most pages only repeat them.
+    planned: set[str] = set()
 
     async def queue_page(recipients: list[Recipient]) -> None:
         nonlocal total_deliveries, total_recipients
+        total_recipients += len(recipients)
         targets = plan_delivery(recipients, prefer_shared_inbox=shared, exclude_origins=own_origin)
+        targets = [t for t in targets if t.inbox not in planned]
+        planned.update(t.inbox for t in targets)
         if policy is not None:
             targets = [t for t in targets if policy.allows(host_of(t.inbox))]
+        if not targets:
+            return
         async with node.sessions.begin() as session:
             now = node.clock()
             ids = await q.insert_deliveries(
@@ -103,7 +126,8 @@ async def fanout(
                 now=now,
             )
         total_deliveries += len(ids)
-        total_recipients += len(recipients)
+        if ids and on_queued is not None:
+            on_queued()
 
     async with node.sessions() as session:
         explicit_rows = await q.remote_actors_by_iri(session, explicit, sender_id=sender.id)
@@ -161,7 +185,8 @@ class DeliveryRetry:
 DeliveryStep = DeliveryDone | DeliveryRetry
 
 
-def _health(row: PeerHost | None) -> circuit.HostHealth:
+def _health(row: Any) -> circuit.HostHealth:
+    """The health stored in a ``peer_hosts`` row (an ORM object or a Core row), or the default."""
     if row is None:
         return circuit.HostHealth()
     return circuit.HostHealth(
@@ -175,35 +200,70 @@ def _health(row: PeerHost | None) -> circuit.HostHealth:
     )
 
 
+_PEER_HOSTS = cast(Table, PeerHost.__table__)
+
 HOLD_LIMIT = timedelta(days=7)
 """How long a delivery may be held behind an open breaker before it is dropped (Fedify's TTL)."""
 
+SENDER_CACHE_SIZE = 256
+"""Activities whose serialised body and signing key a :class:`DeliveryBatcher` keeps."""
 
-async def _locked_host(session: AsyncSession, host: str, *, now: datetime) -> PeerHost:
-    """The host's health row, created if missing, locked for this transaction.
 
-    Two deliveries to a new host may race to create its row: the insert ignores a conflict
-    (``ON CONFLICT DO NOTHING`` on both engines) instead of failing one of them.
+async def _locked_hosts(
+    session: AsyncSession, hosts: Collection[str], *, now: datetime
+) -> dict[str, PeerHost]:
+    """The hosts' health rows, created if missing, locked for this transaction.
+
+    Two workers delivering to a new host may race to create its row: the insert ignores a
+    conflict (``ON CONFLICT DO NOTHING`` on both engines) instead of failing one of them. The
+    insert is also this transaction's first write, so on SQLite it takes the write lock before
+    the rows are read.
     """
-    await insert_ignoring_conflict(session, PeerHost, {"host": host, "updated_at": now}, conflict_on=["host"])
-    row = await session.scalar(select(PeerHost).where(PeerHost.host == host).with_for_update())
-    assert row is not None
-    return row
+    ordered = sorted(hosts)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(_PEER_HOSTS).on_conflict_do_nothing(index_elements=["host"]),
+        [{"host": host, "updated_at": now} for host in ordered],
+    )
+    rows = await session.scalars(select(PeerHost).where(PeerHost.host.in_(ordered)).with_for_update())
+    return {row.host: row for row in rows}
 
 
-async def _claim_host(
-    session: AsyncSession, host: str, *, now: datetime
-) -> tuple[bool, datetime | None, PeerHost]:
-    """Read the host's health under a row lock and, when its breaker allows it, take the probe.
-
-    Done in the caller's transaction so two workers never both send the half-open probe.
-    """
-    row = await _locked_host(session, host, now=now)
-    health = _health(row)
-    allowed, retry_at = circuit.may_deliver(health, now)
-    if allowed and health.breaker != circuit.BreakerState.CLOSED:
-        _write_health(row, circuit.start_probe(health, now), now=now)
-    return allowed, retry_at, row
+async def _reset_hosts(
+    session: AsyncSession, hosts: dict[str, list[tuple[bool, str | None]]], *, now: datetime
+) -> None:
+    """Hosts that just answered with a success: health reset, last success and spec recorded."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    healthy = {
+        "breaker": circuit.BreakerState.CLOSED.value,
+        "recent_failures": 0,
+        "window_started_at": None,
+        "open_until": None,
+        "failing_days": 0,
+        "last_failure_day": None,
+        "unavailable": False,
+    }
+    rows = []
+    for host in sorted(hosts):
+        specs = [spec for success, spec in hosts[host] if success and spec is not None]
+        rows.append(
+            {"host": host, **healthy, "last_success_at": now, "updated_at": now, "signature_spec": None}
+        )
+        rows[-1]["signature_spec"] = specs[-1] if specs else None
+    stmt = insert(_PEER_HOSTS)
+    excluded = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["host"],
+        set_={
+            **{name: excluded[name] for name in healthy},
+            "last_success_at": excluded.last_success_at,
+            "updated_at": excluded.updated_at,
+            # Keep the spec we knew when this batch did not learn one.
+            "signature_spec": func.coalesce(excluded.signature_spec, _PEER_HOSTS.c.signature_spec),
+        },
+    )
+    await session.execute(stmt, rows)
 
 
 def _write_health(row: PeerHost, health: circuit.HostHealth, *, now: datetime) -> None:
@@ -217,19 +277,278 @@ def _write_health(row: PeerHost, health: circuit.HostHealth, *, now: datetime) -
     row.updated_at = now
 
 
-async def _record_outcome(
-    session: AsyncSession, host: str, *, now: datetime, success: bool, spec: str | None = None
-) -> None:
-    """Apply a success or a counted failure to the host's *current* state (re-read, locked)."""
-    row = await _locked_host(session, host, now=now)
-    health = _health(row)
-    _write_health(
-        row, circuit.record_success(health) if success else circuit.record_failure(health, now), now=now
-    )
-    if success:
-        row.last_success_at = now
-        if spec is not None:
-            row.signature_spec = spec
+@dataclass(frozen=True, slots=True)
+class DeliveryWork:
+    """One delivery to attempt: its row, and the attempt its job is on."""
+
+    delivery_id: int
+    attempt: int
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """What every delivery of one activity shares: the body, serialised once, and the signer."""
+
+    body: bytes
+    signer: KeyPair
+    sender_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Skip:
+    """The delivery is not pending any more (done by an earlier run, or deleted)."""
+
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """The host's breaker is open (or another delivery is its probe): wait, spend no attempt."""
+
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Dropped:
+    """Never to be sent: the host is unavailable, or the delivery was held too long."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """A delivery cleared to go: :meth:`send` signs and POSTs it and classifies the answer."""
+
+    work: DeliveryWork
+    row: q.DeliveryRow
+    sender: _Sender
+    spec: SignatureSpec
+
+    async def send(self, transport: Transport, clock: Clock) -> DeliveryOutcome:
+        return await deliver(
+            Iri(self.row.inbox_iri),
+            self.sender.body,
+            signer=self.sender.signer,
+            transport=transport,
+            now=clock(),
+            spec=self.spec,
+        )
+
+
+DeliveryResult = DeliveryOutcome | _Skip | _Held | _Dropped
+"""What happened to one :class:`DeliveryWork`: the peer's answer, or why nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDelivery:
+    """:meth:`DeliveryBatcher.prepare`'s answer for one work item: either ``attempt`` is set
+    (send it, then record its outcome) or ``result`` is (record it as it is)."""
+
+    work: DeliveryWork
+    row: q.DeliveryRow | None
+    attempt: DeliveryAttempt | None = None
+    result: DeliveryResult | None = None
+
+
+class DeliveryBatcher:
+    """Delivers many pending deliveries with a few statements per batch, not ~20 per delivery.
+
+    A batch goes through three steps, and the caller (the worker's delivery lane, or
+    :func:`deliver_one`) runs the sends concurrently between the second and the third:
+
+    1. :meth:`prepare`: one read of the delivery rows, the activities not yet cached (each
+       body is serialised once and kept with its signing key), and the hosts' health. The
+       breaker is consulted once per host and batch: an open breaker holds every delivery
+       of the host, an expired one lets exactly one probe through (taken under a row lock so
+       two workers never both probe), an unavailable host drops them;
+    2. :meth:`DeliveryAttempt.send`: sign (one signature per activity and inbox) and POST;
+    3. :meth:`record`: every outcome in the caller's transaction: the delivery rows in one
+       executemany, the hosts' health once per host, followers of a gone inbox deactivated.
+    """
+
+    def __init__(self, node: NodeContext, *, prefer_rfc9421: bool = False) -> None:
+        self.node = node
+        self.prefer_rfc9421 = prefer_rfc9421
+        self._senders: OrderedDict[int, _Sender] = OrderedDict()
+
+    async def prepare(self, works: Sequence[DeliveryWork]) -> list[PreparedDelivery]:
+        """Load what the batch needs and decide, per delivery, whether it may be sent now."""
+        if not works:
+            return []
+        now = self.node.clock()
+        async with self.node.sessions() as session:
+            rows = await q.deliveries_by_id(session, [w.delivery_id for w in works])
+            pending = {r.id: r for r in rows.values() if r.state == "pending"}
+            await self._load_senders(session, {r.activity_id for r in pending.values()})
+            hosts = {r.host for r in pending.values()}
+            health: dict[str, Any] = {}
+            if hosts:
+                t = _PEER_HOSTS
+                found = await session.execute(select(t).where(t.c.host.in_(sorted(hosts))))
+                health = {row.host: row for row in found.all()}
+        # Hosts whose open period has ended: one delivery is the probe, under the row lock.
+        probing = {
+            host
+            for host, row in health.items()
+            if row.breaker != circuit.BreakerState.CLOSED and circuit.may_deliver(_health(row), now)[0]
+        }
+        if probing:
+            async with self.node.sessions.begin() as session:
+                for host, locked in (await _locked_hosts(session, probing, now=now)).items():
+                    current = _health(locked)
+                    allowed, _ = circuit.may_deliver(current, now)
+                    if allowed and current.breaker != circuit.BreakerState.CLOSED:
+                        _write_health(locked, circuit.start_probe(current, now), now=now)
+                    else:
+                        probing.discard(host)
+                    health[host] = locked
+        prepared: list[PreparedDelivery] = []
+        probe_taken: set[str] = set()
+        states: dict[str, circuit.HostHealth] = {}
+        for work in works:
+            row = rows.get(work.delivery_id)
+            if row is None or row.state != "pending":
+                prepared.append(PreparedDelivery(work, row, result=_Skip(row.state if row else "missing")))
+                continue
+            host_row = health.get(row.host)
+            state = states.get(row.host)
+            if state is None:
+                state = states[row.host] = _health(host_row)
+            if state.unavailable:
+                prepared.append(PreparedDelivery(work, row, result=_Dropped("host_unavailable")))
+                continue
+            if row.host in probing:
+                allowed, retry_at = row.host not in probe_taken, state.open_until
+                probe_taken.add(row.host)
+            else:
+                allowed, retry_at = circuit.may_deliver(state, now)
+            if not allowed:
+                if now - row.created_at > HOLD_LIMIT:
+                    prepared.append(PreparedDelivery(work, row, result=_Dropped("held_too_long")))
+                else:
+                    prepared.append(PreparedDelivery(work, row, result=_Held(retry_at)))
+                continue
+            known = host_row.signature_spec if host_row is not None else None
+            spec: SignatureSpec = (
+                "rfc9421" if known == "rfc9421" or (known is None and self.prefer_rfc9421) else "cavage"
+            )
+            sender = self._senders[row.activity_id]
+            prepared.append(PreparedDelivery(work, row, attempt=DeliveryAttempt(work, row, sender, spec)))
+        return prepared
+
+    async def _load_senders(self, session: AsyncSession, activity_ids: set[int]) -> None:
+        for activity_id in activity_ids:
+            if activity_id in self._senders:
+                self._senders.move_to_end(activity_id)
+        missing = sorted(activity_ids - self._senders.keys())
+        if not missing:
+            return
+        found = await session.execute(
+            select(Activity.id, Activity.document, Actor.id, Actor.iri)
+            .join(Actor, Actor.id == Activity.actor_id)
+            .where(Activity.id.in_(missing))
+        )
+        for activity_id, document, sender_id, sender_iri in found.all():
+            keys = await actor_queries.keys_of(session, sender_id)
+            signer = self.node.local_keys.key_pair(keys["rsa"], sender_iri)
+            self._senders[activity_id] = _Sender(orjson.dumps(document), signer, sender_id)
+        while len(self._senders) > max(SENDER_CACHE_SIZE, len(activity_ids)):
+            self._senders.popitem(last=False)
+
+    async def record(
+        self, session: AsyncSession, done: Sequence[tuple[PreparedDelivery, DeliveryResult]]
+    ) -> list[DeliveryStep]:
+        """Record every result in ``session`` (the caller's transaction) and say what follows."""
+        now = self.node.clock()
+        updates: list[dict[str, object]] = []
+        host_events: dict[str, list[tuple[bool, str | None]]] = {}
+        gone: list[tuple[int, str]] = []
+        steps: list[DeliveryStep] = []
+        for item, result in done:
+            work, row = item.work, item.row
+            step: DeliveryStep
+            if row is None or isinstance(result, _Skip):
+                steps.append(DeliveryDone(result.state if isinstance(result, _Skip) else "missing"))
+                continue
+            values: dict[str, object] = {
+                "b_id": row.id,
+                "state": row.state,
+                "attempts": work.attempt,
+                "last_status": row.last_status,
+                "last_error": row.last_error,
+                "delivered_at": None,
+            }
+            match result:
+                case _Held(retry_at=retry_at):
+                    steps.append(
+                        DeliveryRetry(after=(retry_at - now) if retry_at else None, reason="circuit_open")
+                    )
+                    continue
+                case _Dropped(reason=reason):
+                    values.update(state="failed", attempts=row.attempts, last_error=reason)
+                    step = DeliveryDone("failed")
+                case Delivered(status=status, spec=used):
+                    values.update(state="delivered", last_status=status, delivered_at=now, last_error=None)
+                    host_events.setdefault(row.host, []).append((True, used))
+                    step = DeliveryDone("delivered")
+                case Gone(status=status):
+                    values.update(state="gone", last_status=status)
+                    assert item.attempt is not None
+                    gone.append((item.attempt.sender.sender_id, row.inbox_iri))
+                    step = DeliveryDone("gone")
+                case Rejected(status=status, excerpt=excerpt):
+                    values.update(state="rejected", last_status=status, last_error=excerpt[:1024])
+                    step = DeliveryDone("rejected")
+                case RetryLater(reason=reason, status=status, after=after):
+                    values.update(last_status=status, last_error=reason)
+                    if status != 429:  # a rate limit is the peer working as intended, not failing
+                        host_events.setdefault(row.host, []).append((False, None))
+                    if work.attempt >= work.max_attempts:
+                        values["state"] = "failed"
+                        step = DeliveryDone("failed")
+                    else:
+                        step = DeliveryRetry(after=after, reason=reason)
+            updates.append(values)
+            steps.append(step)
+            if not isinstance(result, Delivered):
+                log.info(
+                    "delivery attempt",
+                    extra={
+                        "delivery_id": row.id,
+                        "inbox": row.inbox_iri,
+                        "outcome": type(result).__name__,
+                        "attempt": work.attempt,
+                    },
+                )
+        # The delivery rows first: on SQLite this write takes the lock before hosts are read.
+        await q.record_deliveries(session, updates)
+        for sender_id, inbox in gone:
+            await q.deactivate_followers_at_inbox(session, sender_id, inbox)
+        # A success resets a host's health whatever it was (circuit.record_success), so a host
+        # whose last outcome in the batch is a success needs no read: one upsert for them all.
+        reset = {host: events for host, events in host_events.items() if events[-1][0]}
+        if reset:
+            await _reset_hosts(session, reset, now=now)
+        counted = {host: events for host, events in host_events.items() if host not in reset}
+        if counted:
+            locked = await _locked_hosts(session, counted.keys(), now=now)
+            for host, events in counted.items():
+                row_ = locked[host]
+                health = _health(row_)
+                for success, spec in events:
+                    if success:
+                        health = circuit.record_success(health)
+                        row_.last_success_at = now
+                        if spec is not None:
+                            row_.signature_spec = spec
+                    else:
+                        health = circuit.record_failure(health, now)
+                _write_health(row_, health, now=now)
+        delivered = sum(isinstance(r, Delivered) for _, r in done)
+        if delivered:
+            log.debug("deliveries recorded", extra={"delivered": delivered, "results": len(done)})
+        return steps
 
 
 async def deliver_one(
@@ -241,72 +560,21 @@ async def deliver_one(
     max_attempts: int,
     prefer_rfc9421: bool = False,
 ) -> DeliveryStep:
-    """Deliver one pending delivery and record what happened.
+    """Deliver one pending delivery and record what happened (a batch of one).
 
     Hosts whose breaker is open hold the delivery (for at most :data:`HOLD_LIMIT`); hosts
     marked unavailable (failing on 7 distinct days) are skipped until they contact us again.
     """
-    async with node.sessions() as session:
-        delivery = await session.get(Delivery, delivery_id)
-        if delivery is None or delivery.state != "pending":
-            return DeliveryDone(delivery.state if delivery else "missing")
-        activity = await session.get(Activity, delivery.activity_id)
-        assert activity is not None
-        sender = await session.get(Actor, activity.actor_id)
-        assert sender is not None
-        keys = await actor_queries.keys_of(session, sender.id)
-    now = node.clock()
+    batcher = DeliveryBatcher(node, prefer_rfc9421=prefer_rfc9421)
+    (item,) = await batcher.prepare([DeliveryWork(delivery_id, attempt, max_attempts)])
+    result: DeliveryResult
+    if item.attempt is not None:
+        result = await item.attempt.send(transport, node.clock)
+    else:
+        assert item.result is not None
+        result = item.result
     async with node.sessions.begin() as session:
-        allowed, retry_at, host_row = await _claim_host(session, delivery.host, now=now)
-        known_spec, unavailable = host_row.signature_spec, host_row.unavailable
-        if unavailable or (not allowed and now - delivery.created_at > HOLD_LIMIT):
-            row = await session.get(Delivery, delivery_id)
-            assert row is not None
-            row.state, row.last_error = "failed", "host_unavailable" if unavailable else "held_too_long"
-            return DeliveryDone("failed")
-    if not allowed:
-        return DeliveryRetry(after=(retry_at - now) if retry_at else None, reason="circuit_open")
-    signer = node.local_keys.key_pair(keys["rsa"], sender.iri)
-    spec = "rfc9421" if (known_spec == "rfc9421" or (known_spec is None and prefer_rfc9421)) else "cavage"
-    body = orjson.dumps(activity.document)
-    outcome = await deliver(
-        Iri(delivery.inbox_iri), body, signer=signer, transport=transport, now=now, spec=spec
-    )
-    now = node.clock()
-    async with node.sessions.begin() as session:
-        row = await session.get(Delivery, delivery_id)
-        assert row is not None
-        row.attempts = attempt
-        match outcome:
-            case Delivered(status=status, spec=used):
-                row.state, row.last_status, row.delivered_at, row.last_error = "delivered", status, now, None
-                await _record_outcome(session, row.host, now=now, success=True, spec=used)
-                step: DeliveryStep = DeliveryDone("delivered")
-            case Gone(status=status):
-                row.state, row.last_status = "gone", status
-                await q.deactivate_followers_at_inbox(session, sender.id, row.inbox_iri)
-                step = DeliveryDone("gone")
-            case Rejected(status=status, excerpt=excerpt):
-                row.state, row.last_status, row.last_error = "rejected", status, excerpt[:1024]
-                step = DeliveryDone("rejected")
-            case RetryLater(reason=reason, status=status, after=after):
-                row.last_status, row.last_error = status, reason
-                if status != 429:  # a rate limit is the peer working as intended, not failing
-                    await _record_outcome(session, row.host, now=now, success=False)
-                if attempt >= max_attempts:
-                    row.state = "failed"
-                    step = DeliveryDone("failed")
-                else:
-                    step = DeliveryRetry(after=after, reason=reason)
-    log.info(
-        "delivery attempt",
-        extra={
-            "delivery_id": delivery_id,
-            "inbox": delivery.inbox_iri,
-            "outcome": type(outcome).__name__,
-            "attempt": attempt,
-        },
-    )
+        (step,) = await batcher.record(session, [(item, result)])
     return step
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Actor, Block, Delivery, Follow, Membership
+from server.db.models import Actor, Block, Delivery, Follow, Job, Membership
+
+DELIVERIES = cast(Table, Delivery.__table__)
 
 
 async def remote_followers(
@@ -92,13 +97,90 @@ async def insert_deliveries(
     ]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # One statement shape whatever the number of rows (executemany through SQLAlchemy's
+    # "insertmanyvalues"): compiled once and cached instead of once per fan-out page.
     stmt = (
-        insert(Delivery)
-        .values(rows)
+        insert(DELIVERIES)
         .on_conflict_do_nothing(index_elements=["activity_id", "inbox_iri"])
         .returning(Delivery.id)
     )
-    return [row[0] for row in (await session.execute(stmt)).all()]
+    return [row[0] for row in (await session.execute(stmt, rows)).all()]
+
+
+async def runnable_deliver_jobs(
+    session: AsyncSession,
+    *,
+    kind: str,
+    condition: ColumnElement[bool],
+    limit: int,
+    exclude_hosts: Collection[str],
+) -> list[tuple[int, str]]:
+    """Runnable ``kind`` jobs matching ``condition``, with the host of their delivery, in claim
+    order (priority, then ``run_at``, then id), skipping hosts in ``exclude_hosts``.
+
+    A job whose delivery row is gone comes with the host ``""`` (the caller finishes it).
+    """
+    delivery_id = Job.payload["delivery_id"].as_integer()
+    stmt = (
+        select(Job.id, func.coalesce(Delivery.host, ""))
+        .select_from(Job)
+        .outerjoin(Delivery, Delivery.id == delivery_id)
+        .where(Job.kind == kind, condition)
+    )
+    if exclude_hosts:
+        stmt = stmt.where(or_(Delivery.host.is_(None), Delivery.host.not_in(sorted(exclude_hosts))))
+    stmt = stmt.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Job, skip_locked=True)
+    return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """What a delivery attempt needs of its row (and the values it leaves unchanged)."""
+
+    id: int
+    activity_id: int
+    inbox_iri: str
+    host: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+
+
+async def deliveries_by_id(session: AsyncSession, ids: Collection[int]) -> dict[int, DeliveryRow]:
+    """The delivery rows among ``ids``, by id (Core, no ORM objects)."""
+    if not ids:
+        return {}
+    t = DELIVERIES.c
+    columns = (t.id, t.activity_id, t.inbox_iri, t.host, t.state, t.attempts, t.last_status, t.last_error)
+    stmt = select(*columns, t.created_at).where(t.id.in_(sorted(ids)))
+    return {r.id: DeliveryRow(*r) for r in (await session.execute(stmt)).all()}
+
+
+async def record_deliveries(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
+    """Write the outcome of many attempts in one executemany; only rows still pending change.
+
+    Each dict has ``b_id``, ``state``, ``attempts``, ``last_status``, ``last_error`` and
+    ``delivered_at`` (the caller copies the values that do not change).
+    """
+    if not rows:
+        return
+    t = DELIVERIES
+    stmt = (
+        update(t)
+        .where(t.c.id == bindparam("b_id"), t.c.state == "pending")
+        .values(
+            state=bindparam("state"),
+            attempts=bindparam("attempts"),
+            last_status=bindparam("last_status"),
+            last_error=bindparam("last_error"),
+            delivered_at=bindparam("delivered_at"),
+        )
+    )
+    await session.execute(stmt, list(rows))
 
 
 async def deactivate_followers_at_inbox(session: AsyncSession, followed_id: int, inbox: str) -> int:

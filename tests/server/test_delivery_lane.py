@@ -1,0 +1,225 @@
+"""The worker's delivery lane: deliveries claimed, sent and recorded in batches.
+
+What the lane promises beyond one job per delivery: at most ``deliveries_per_host`` in flight to
+one host and ``deliveries_in_flight`` in all, so a slow host holds only its own slots; every
+outcome recorded (delivery row, job, host health) as with one job per delivery; an open breaker
+holds a host's deliveries without sending or spending attempts; an expired one lets exactly
+one probe through; a fan-out's pages are planned once per inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from federation.http import Headers, OutgoingRequest, PeerResponse
+from federation.types import utc_now
+from federation.vocab.parse import host_of
+from server.db import queue
+from server.db.models import Activity, Actor, Delivery, Job, PeerHost
+from server.jobs.tasks import default_registry
+from server.jobs.worker import Worker
+from server.services import delivery
+from server.services.federation import build_federation
+from tests.support.nodes import Node, running_node, wait_until
+
+SLOW = "slow.example"
+FAST_HOSTS = ("a.example", "b.example", "c.example")
+
+
+class GateTransport:
+    """Answers 202 at once, except for hosts whose answers wait for :meth:`release`."""
+
+    def __init__(self, slow: set[str]) -> None:
+        self.slow = slow
+        self.sent: list[str] = []
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+        self._gate = asyncio.Event()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    async def send(self, request: OutgoingRequest, *, follow_redirects: bool = False) -> PeerResponse:
+        host = host_of(request.url)
+        self.sent.append(request.url)
+        self.in_flight[host] = self.in_flight.get(host, 0) + 1
+        self.peak[host] = max(self.peak.get(host, 0), self.in_flight[host])
+        self.peak_total = max(self.peak_total, sum(self.in_flight.values()))
+        try:
+            if host in self.slow:
+                await self._gate.wait()
+            else:
+                await asyncio.sleep(0.005)
+        finally:
+            self.in_flight[host] -= 1
+        return PeerResponse(status=202, headers=Headers({}), url=request.url, body=b"")
+
+
+@pytest.fixture
+async def quiet_node(tmp_path: Path, database_url: str) -> AsyncIterator[Node]:
+    """A node without its in-process worker: each test runs the worker it needs."""
+    async with running_node(tmp_path / "node", database_url, worker={"in_process": False}) as running:
+        yield running
+
+
+async def _activity_with_deliveries(
+    node: Node, inboxes: list[str], *, priority: int = queue.Priority.NORMAL
+) -> list[int]:
+    """An activity of a new association and one pending delivery (and its job) per inbox."""
+    group_iri = await node.create_association("lane")
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+        assert group is not None
+        activity = Activity(
+            iri=f"{group_iri}/a/1",
+            actor_id=group.id,
+            type="Create",
+            visibility="public",
+            document={"id": f"{group_iri}/a/1", "type": "Create", "actor": group_iri},
+            published=now,
+        )
+        session.add(activity)
+        await session.flush()
+        ids = await delivery.q.insert_deliveries(
+            session, activity.id, [(inbox, host_of(inbox)) for inbox in inboxes], now=now
+        )
+        await queue.enqueue_many(
+            session,
+            [
+                queue.NewJob(
+                    delivery.DELIVER, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=priority
+                )
+                for i in ids
+            ],
+            now=now,
+        )
+    return ids
+
+
+def _worker(node: Node, transport: GateTransport, *, per_host: int, in_flight: int) -> Worker:
+    settings = node.fed.node.settings
+    worker_settings = replace(settings.worker, deliveries_per_host=per_host, deliveries_in_flight=in_flight)
+    ctx = replace(node.fed.node, settings=replace(settings, worker=worker_settings))
+    fed = build_federation(ctx, transport)
+    return Worker(ctx, default_registry(fed), concurrency=2, poll_interval_s=0.05, shutdown_timeout_s=2.0)
+
+
+async def _states(node: Node, ids: list[int]) -> dict[str, int]:
+    async with node.sessions() as session:
+        rows = await session.execute(
+            select(Delivery.state, func.count()).where(Delivery.id.in_(ids)).group_by(Delivery.state)
+        )
+        return {state: int(n) for state, n in rows.all()}
+
+
+async def test_a_slow_host_holds_only_its_own_slots(quiet_node: Node) -> None:
+    node = quiet_node
+    # Given 20 deliveries to a host that does not answer, and 30 to three hosts that do
+    slow = [f"https://{SLOW}/users/u{i}/inbox" for i in range(20)]
+    fast = [f"https://{h}/users/u{i}/inbox" for i in range(10) for h in FAST_HOSTS]
+    ids = await _activity_with_deliveries(node, slow + fast)
+    transport = GateTransport({SLOW})
+    worker = _worker(node, transport, per_host=3, in_flight=8)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # When the worker runs, every delivery to the answering hosts is made
+        async def fast_done() -> bool:
+            return (await _states(node, ids)).get("delivered", 0) == len(fast)
+
+        await wait_until(fast_done, what="the answering hosts' deliveries")
+        # Then the slow host never had more than its 3 slots, and no more than 8 were in flight
+        assert transport.peak[SLOW] == 3
+        assert all(transport.peak[h] <= 3 for h in FAST_HOSTS)
+        assert transport.peak_total <= 8
+        async with node.sessions() as session:
+            running = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == "deliver", Job.state == "running")
+            )
+        assert running == 3
+        # When the slow host answers, the rest follows
+        transport.release()
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="every delivery")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    # Every job is done, each delivery was sent once, and each host's health records the success
+    async with node.sessions() as session:
+        jobs = await session.execute(
+            select(Job.state, func.count()).where(Job.kind == "deliver").group_by(Job.state)
+        )
+        assert dict(jobs.all()) == {"done": len(ids)}
+        peers = {p.host: p for p in await session.scalars(select(PeerHost))}
+    assert sorted(transport.sent) == sorted(slow + fast)
+    for host in (SLOW, *FAST_HOSTS):
+        assert peers[host].last_success_at is not None and peers[host].breaker == "closed"
+        assert peers[host].signature_spec == "cavage"
+
+
+async def test_an_open_breaker_defers_the_hosts_deliveries_without_spending_attempts(
+    quiet_node: Node,
+) -> None:
+    node = quiet_node
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        session.add(
+            PeerHost(host=SLOW, breaker="open", open_until=now + timedelta(minutes=20), updated_at=now)
+        )
+    ids = await _activity_with_deliveries(node, [f"https://{SLOW}/u{i}/inbox" for i in range(4)])
+    transport = GateTransport(set())
+    worker = _worker(node, transport, per_host=8, in_flight=8)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def deferred() -> bool:
+        async with node.sessions() as session:
+            rows = (await session.execute(select(Job).where(Job.kind == "deliver"))).scalars().all()
+            return len(rows) == 4 and all(j.state == "queued" and j.last_error for j in rows)
+
+    try:
+        await wait_until(deferred, what="the held deliveries deferred")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    async with node.sessions() as session:
+        jobs = (await session.execute(select(Job).where(Job.kind == "deliver"))).scalars().all()
+    assert transport.sent == []
+    for job in jobs:
+        assert job.attempts == 0, "a held delivery spends no attempt"
+        assert job.last_error == "deferred: circuit_open"
+        assert job.run_at > now + timedelta(minutes=19)
+    assert await _states(node, ids) == {"pending": 4}
+
+
+async def test_an_expired_breaker_lets_one_probe_through_per_batch(quiet_node: Node) -> None:
+    node = quiet_node
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        session.add(
+            PeerHost(host=SLOW, breaker="open", open_until=now - timedelta(seconds=1), updated_at=now)
+        )
+    ids = await _activity_with_deliveries(node, [f"https://{SLOW}/u{i}/inbox" for i in range(3)])
+    batcher = delivery.DeliveryBatcher(node.fed.node)
+    prepared = await batcher.prepare([delivery.DeliveryWork(i, 1, 16) for i in ids])
+    # Exactly one delivery is the probe; the others are held until the probe's period ends
+    assert sum(p.attempt is not None for p in prepared) == 1
+    assert sum(p.attempt is None for p in prepared) == 2
+    async with node.sessions() as session:
+        peer = await session.get(PeerHost, SLOW)
+    assert peer is not None and peer.breaker == "half_open"
+    # and a second batch meanwhile sends nothing: the probe is taken
+    again = await batcher.prepare([delivery.DeliveryWork(i, 1, 16) for i in ids])
+    assert all(p.attempt is None for p in again)
