@@ -506,9 +506,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                 .order_by(Membership.id)
                 .limit(1)
             )
-            if member is None:
-                raise CommandError(f"--by: {args.as_slug} has no admin; name a moderator with --by")
-            return group, member
+            # An association without admins yet (a fresh demo node): the operator, who holds the
+            # node's database, publishes as the association itself; the audit log says so.
+            return group, member if member is not None else group
         member = await actor_queries.local_by_handle(session, "Person", args.by)
         viewer = Viewer(ViewerKind.LOCAL, actor_id=member.id) if member is not None else None
         if viewer is None or await role_in(session, viewer, group) not in ("admin", "moderator"):
@@ -730,7 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--by",
             metavar="USERNAME",
-            help="the admin or moderator recorded as having published it (default: the first admin)",
+            help="the admin or moderator recorded as having published it (default: the first admin;"
+            " with none, the operator publishes as the association itself)",
         )
         p.add_argument("--title", help="headline" if kind == "alert" else "title")
         p.add_argument("--body-file", metavar="PATH", help="file holding the body, or - for standard input")

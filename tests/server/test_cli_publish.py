@@ -203,7 +203,6 @@ def test_invalid_input_is_one_line_naming_the_option_and_changes_nothing(
         ([*alert[:2], "nowhere", *alert[3:], *with_body], "--as: no association 'nowhere'"),
         ([*alert, "--by", "mia", *with_body], "--by: mia is not an admin or moderator of demo"),
         ([*alert, "--by", "nobody", *with_body], "--by: nobody is not an admin or moderator of demo"),
-        ([*alert[:2], "empty", *alert[3:], *with_body], "--by: empty has no admin"),
         (
             [*alert, "--body-file", str(tmp_path / "missing.txt"), "--config", config],
             "--body-file: cannot read",
@@ -213,6 +212,28 @@ def test_invalid_input_is_one_line_naming_the_option_and_changes_nothing(
         assert code == 1 and out == "", (args, out, err)
         assert err.count("\n") == 1 and err.startswith(f"entraide: error: {expected}"), (args, err)
     assert _counts(url) == before
+
+
+def test_an_association_without_admins_is_published_as_by_the_operator(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh node (the README's demo) has an association and no admin yet: the operator, who
+    holds the database, publishes as the association itself, and the audit log says so."""
+    config = _node(tmp_path, database_url)
+    url = _db_url(config, database_url)
+    body = tmp_path / "body.txt"
+    body.write_text("Texte", encoding="utf-8")
+    code, out, err = _publish(
+        capsys,
+        *"alert --as empty --title T --category other --severity info".split(),
+        *("--body-file", str(body), "--config", config),
+    )
+    assert code == 0, err
+    assert out.strip().startswith(ORIGIN)
+    audit = asyncio.run(
+        _query(url, select(AuditEntry.action, Actor.handle).join(Actor, Actor.id == AuditEntry.by_actor_id))
+    )
+    assert ("alert.create", "empty") in [tuple(a) for a in audit]
 
 
 def test_publish_help_and_standard_input_in_a_real_process(tmp_path: Path, database_url: str) -> None:
