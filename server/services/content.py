@@ -37,6 +37,7 @@ from server.db import queue
 from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
+from server.services import visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -490,8 +491,6 @@ async def _thread_of(
     if parent.deleted_at is not None:
         raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
     if parent.local:
-        from server.services import visibility
-
         owner = await session.get(Actor, parent.attributed_to_id)
         viewer = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=author.id, actor_iri=author.iri)
         addressed = tuple(parent.document.get("to", [])) + tuple(parent.document.get("cc", []))

@@ -27,6 +27,7 @@ from federation.vocab import entraide as wire
 from federation.vocab.entraide import Eligibility, Kind, ProposalStatus
 from server.db import queue
 from server.db.models import Actor, Membership, RemoteObject, Vote
+from server.services import visibility
 from server.services.content import POLL_CLOSE, Published, audit, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
@@ -79,8 +80,6 @@ async def check_vote(
         raise VoteRefused("the author does not vote on its own question")
     if question.local and question.visibility not in ("public", "unlisted"):
         # A question the voter may not read does not exist for it (members-only proposals).
-        from server.services import visibility
-
         author = await session.get(Actor, question.attributed_to_id)
         viewer = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=voter.id, actor_iri=voter.iri)
         addressed = tuple(question.document.get("to", [])) + tuple(question.document.get("cc", []))

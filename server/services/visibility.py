@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Actor
+from server.db.models import Actor, Follow
 from server.db.queries import actors as q
 
 ACTING_ROLES = ("admin", "moderator")
@@ -70,10 +71,6 @@ async def follows(session: AsyncSession, viewer: Viewer, owner: Actor) -> bool:
     """Is the viewer an accepted follower of ``owner``?"""
     if viewer.actor_id is None:
         return False
-    from sqlalchemy import select
-
-    from server.db.models import Follow
-
     found = await session.scalar(
         select(Follow.id).where(
             Follow.follower_id == viewer.actor_id, Follow.followed_id == owner.id, Follow.state == "accepted"
