@@ -389,6 +389,85 @@ def _cmd_member_add(args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+def _cmd_member_decide(args: argparse.Namespace) -> int:
+    """Answer a request to join (approve, refuse) or remove a member, as an admin or moderator."""
+    from sqlalchemy import select
+
+    from server.db.models import Actor, Membership
+    from server.db.queries import actors as actor_queries
+    from server.jobs.runner import build_node_context
+    from server.services import membership
+    from server.services.errors import ServiceError
+    from server.services.federation import open_federation
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            node = build_node_context(settings, engine)
+            async with open_federation(node) as fed, node.sessions() as session:
+                group = await actor_queries.local_by_handle(session, "Group", args.association)
+                if group is None:
+                    raise CommandError(f"--association: no association {args.association!r} on this node")
+                stmt = (
+                    select(Actor)
+                    .join(Membership, Membership.member_id == Actor.id)
+                    .where(
+                        Membership.group_id == group.id,
+                        Membership.state == "active",
+                        Membership.role.in_(("admin", "moderator")),
+                    )
+                )
+                if args.by is not None:
+                    stmt = stmt.where(Actor.local.is_(True), Actor.handle == args.by)
+                by = await session.scalar(stmt.order_by(Membership.id).limit(1))
+                if by is None:
+                    who = args.by or "anyone"
+                    raise CommandError(f"--by: {who} is not an admin or moderator of {args.association}")
+                try:
+                    if args.member_command == "remove":
+                        await membership.remove(fed, group, args.actor, by=by)
+                    else:
+                        await membership.decide(
+                            fed, group, args.actor, by=by, approve=args.member_command == "approve"
+                        )
+                except ServiceError as exc:
+                    raise CommandError(f"{args.actor}: {exc}") from None
+        finally:
+            await engine.dispose()
+        _progress(f"{args.member_command}: {args.actor} in {args.association} (by {by.handle})")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_member_pending(args: argparse.Namespace) -> int:
+    """List the actors waiting for approval, one IRI per line."""
+    from sqlalchemy import select
+
+    from server.db.models import Actor, Membership
+    from server.db.queries import actors as actor_queries
+
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        group = await actor_queries.local_by_handle(session, "Group", args.association)
+        if group is None:
+            raise CommandError(f"--association: no association {args.association!r} on this node")
+        rows = await session.scalars(
+            select(Actor.iri)
+            .join(Membership, Membership.member_id == Actor.id)
+            .where(Membership.group_id == group.id, Membership.state == "pending")
+            .order_by(Membership.id)
+        )
+        for iri in rows:
+            _out(iri)
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
 def _cmd_token_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
@@ -646,6 +725,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     _add_config(p)
     p.set_defaults(func=_cmd_member_add)
+    for verb, text in (
+        ("approve", "accept a pending request to join (the member gets Accept{Join})"),
+        ("refuse", "refuse a pending request to join (the member gets Reject{Join})"),
+        ("remove", "remove a member (a remote member gets Remove); moderators cannot remove admins"),
+    ):
+        p = member_commands.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("actor", metavar="ACTOR_IRI", help="the member's actor IRI (see `member pending`)")
+        p.add_argument("--association", required=True, metavar="SLUG")
+        p.add_argument(
+            "--by", metavar="USERNAME", help="the admin or moderator who decides (default: the first one)"
+        )
+        _add_config(p)
+        p.set_defaults(func=_cmd_member_decide)
+    p = member_commands.add_parser(
+        "pending",
+        help="list the requests to join waiting for approval",
+        description="Print the actor IRI of every pending request to join, one per line.",
+    )
+    p.add_argument("--association", required=True, metavar="SLUG")
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_pending)
 
     p = commands.add_parser(
         "worker",

@@ -1,0 +1,120 @@
+"""``entraide member pending|approve|refuse|remove``: answering requests to join from the command
+line (on a node that is not running; the answers are queued), on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from server.cli import main
+from server.db.models import Activity, Actor, AuditEntry, Membership
+from tests.server.test_cli_publish import _db_url, _node, _query
+
+PEER = "https://peer.example/users/zoe"
+
+
+async def _pending_join(url: str, config: str) -> None:
+    """A remote person asked to join demo (what the inbox stores for a Join)."""
+    engine = create_async_engine(url)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as conn:
+            group = (
+                await conn.execute(select(Actor.id).where(Actor.handle == "demo", Actor.type == "Group"))
+            ).scalar_one()
+            result = await conn.execute(
+                Actor.__table__.insert().values(
+                    iri=PEER,
+                    local=False,
+                    type="Person",
+                    handle="zoe",
+                    host="peer.example",
+                    name="Zoé",
+                    summary="",
+                    inbox_iri=f"{PEER}/inbox",
+                    manually_approves_followers=False,
+                    discoverable=True,
+                    members_visibility="public",
+                    join_policy="approval",
+                    replies_policy="anyone",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            await conn.execute(
+                Membership.__table__.insert().values(
+                    group_id=group,
+                    member_id=result.inserted_primary_key[0],
+                    role="member",
+                    state="pending",
+                    join_iri="https://peer.example/activities/join-1",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["member", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_pending_requests_are_listed_approved_by_a_moderator_and_removed(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _node(tmp_path, database_url)
+    url = _db_url(config, database_url)
+    asyncio.run(_pending_join(url, config))
+    assert _run(capsys, "pending", "--association", "demo", "--config", config)[:2] == (0, f"{PEER}\n")
+    # a plain member may not decide
+    code, out, err = _run(capsys, "approve", PEER, "--association", "demo", "--by", "mia", "--config", config)
+    assert code == 1 and out == "" and "--by: mia is not an admin or moderator of demo" in err
+    # the moderator approves: active, and an Accept{Join} is queued for the peer
+    code, _, err = _run(capsys, "approve", PEER, "--association", "demo", "--by", "mo", "--config", config)
+    assert code == 0, err
+    states: list[Any] = asyncio.run(
+        _query(
+            url,
+            select(Membership.state).join(Actor, Actor.id == Membership.member_id).where(Actor.iri == PEER),
+        )
+    )
+    assert [s[0] for s in states] == ["active"]
+    accepted = asyncio.run(_query(url, select(Activity.document).where(Activity.type == "Accept")))
+    assert accepted[0][0]["object"]["id"] == "https://peer.example/activities/join-1"
+    assert _run(capsys, "pending", "--association", "demo", "--config", config)[1] == ""
+    # approving again: nothing pending
+    code, _, err = _run(capsys, "approve", PEER, "--association", "demo", "--config", config)
+    assert code == 1 and "no pending request" in err
+    # removed by the first admin: gone, and a Remove is queued
+    code, _, err = _run(capsys, "remove", PEER, "--association", "demo", "--config", config)
+    assert code == 0, err
+    assert (
+        asyncio.run(
+            _query(
+                url,
+                select(Membership.id).join(Actor, Actor.id == Membership.member_id).where(Actor.iri == PEER),
+            )
+        )
+        == []
+    )
+    assert asyncio.run(_query(url, select(Activity.type).where(Activity.type == "Remove")))
+    actions = [a[0] for a in asyncio.run(_query(url, select(AuditEntry.action)))]
+    assert "member.approve" in actions and "member.remove" in actions
+
+
+def test_every_member_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for verb in ("pending", "approve", "refuse", "remove"):
+        with pytest.raises(SystemExit) as exited:
+            main(["member", verb, "--help"])
+        assert exited.value.code == 0
+        assert "--association" in capsys.readouterr().out
