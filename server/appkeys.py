@@ -18,6 +18,6 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 NODE = web.AppKey("node", NodeContext)
 METRICS = web.AppKey("metrics", Metrics)
 FEDERATION = web.AppKey("federation", Federation)
-TRANSPORT = web.AppKey("transport", Transport)  # type: ignore[type-abstract]
+TRANSPORT = web.AppKey("transport", Transport)
 RETRY_POLICY = web.AppKey("retry_policy", RetryPolicy)  # tests: the in-process worker's schedule
 INBOX_WRITER = web.AppKey("inbox_writer", InboxWriter)

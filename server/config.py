@@ -223,13 +223,16 @@ def _error_path(error: jsonschema.ValidationError) -> str:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
+    instance: Any = error.instance
+    schema: Any = error.schema
+    expected: Any = error.validator_value
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
         where = _error_path(error)
         prefix = "" if where == "(top level)" else f"{where}."
         return f"unknown key {', '.join(prefix + e for e in extra)}"
     if error.validator == "required":
-        missing = sorted(set(error.validator_value) - set(error.instance))
+        missing = sorted(set(expected) - set(instance))
         where = _error_path(error)
         prefix = "" if where == "(top level)" else f"{where}."
         return f"missing required key {', '.join(prefix + m for m in missing)}"

@@ -17,4 +17,6 @@ if ! bash "$ROOT/deploy/scripts/ensure-postgres.sh"; then
   if [ "${CI:-}" = "true" ]; then exit 1; fi
   echo "• PostgreSQL tests will be skipped (SQLite only)" >&2
 fi
-exec "$VENV/bin/python" -m pytest "$@"
+# Tests run in parallel processes, one per core up to 4 (each has its own databases and ports);
+# pass -n 0 to run them in this process (e.g. with --pdb).
+exec "$VENV/bin/python" -m pytest --numprocesses=auto --maxprocesses=4 "$@"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -55,7 +55,8 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list):
-        return [v if isinstance(v, str) else v.get("id") for v in value if isinstance(v, str | dict)]
+        found = (v if isinstance(v, str) else v.get("id") for v in value if isinstance(v, str | dict))
+        return [iri for iri in found if isinstance(iri, str)]
     return []
 
 
@@ -138,6 +139,7 @@ async def fanout(
     if explicit_recipients:
         await queue_page(explicit_recipients)
 
+    pager: Callable[..., Awaitable[Sequence[tuple[int, str, str | None, str | None]]]] | None
     if activity.visibility in SHARED_INBOX_VISIBILITIES:
         pager = q.remote_followers
         audience_owner = sender.id
