@@ -23,11 +23,10 @@ from server.http.middlewares import metrics_middleware, problem_middleware, requ
 from server.http.ratelimit import HostRateLimiter
 from server.http.render import html_page
 from server.jobs.runner import build_node_context
-from server.jobs.tasks import default_registry
+from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
 from server.metrics import create_metrics
 from server.services.federation import Federation, build_federation, open_federation
-from server.services.following import schedule_sync_all
 from server.services.inbox_writer import InboxWriter
 
 home_routes = web.RouteTableDef()
@@ -103,7 +102,7 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     fed.wakeups.append(worker.notify)
     async with fed.node.sessions.begin() as session:
-        await schedule_sync_all(session, now=fed.node.clock())
+        await schedule_periodic_jobs(session, now=fed.node.clock())
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop), name="entraide-worker")
     yield

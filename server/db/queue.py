@@ -543,3 +543,19 @@ async def stats(session: AsyncSession, *, now: datetime) -> QueueStats:
     if oldest is None:
         return QueueStats(counts=counts, oldest_runnable_age=None)
     return QueueStats(counts=counts, oldest_runnable_age=max(now - oldest, timedelta(0)))
+
+
+async def schedule_periodic(session: AsyncSession, kind: str, *, every: timedelta, now: datetime) -> None:
+    """Make sure the next round of a periodic job is queued, at the start of the next ``every``
+    interval (idempotent per interval: the round's dedup key is its interval number)."""
+    bucket = int(now.timestamp() // every.total_seconds()) + 1
+    run_at = datetime.fromtimestamp(bucket * every.total_seconds(), now.tzinfo)
+    await enqueue(
+        session,
+        kind,
+        {},
+        dedup_key=f"{kind}:{bucket}",
+        run_at=run_at,
+        priority=Priority.BACKGROUND,
+        now=now,
+    )

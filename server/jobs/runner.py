@@ -22,11 +22,10 @@ from federation.uris import UriScheme
 from server.config import Settings
 from server.db.engine import check_connection, create_engine, create_sessionmaker
 from server.jobs.registry import JobRegistry
-from server.jobs.tasks import default_registry
+from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
 from server.services.context import NodeContext
 from server.services.federation import open_federation
-from server.services.following import schedule_sync_all
 from server.services.keys import LocalKeyCache, load_vault
 
 __all__ = ["build_node_context", "run_worker_process"]
@@ -102,7 +101,7 @@ async def run_worker_process(
         # As `serve` does for its in-process worker: a node run by worker processes alone
         # must still catch up periodically (security.md §3.4 item 4). Idempotent per round.
         async with node.sessions.begin() as session:
-            await schedule_sync_all(session, now=node.clock())
+            await schedule_periodic_jobs(session, now=node.clock())
         async with open_federation(node) as fed:
             worker = Worker(
                 node,

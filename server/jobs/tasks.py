@@ -7,18 +7,20 @@ here each job kind is mapped to its service call and to the job outcomes.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db import queue
 from server.db.queries import delivery as delivery_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.worker import LaneRegistry
 from server.services import content, delivery, following, polls
 from server.services import inbox as inbox_service
+from server.services import media as media_service
 from server.services.federation import Federation
 from server.services.inbox_handlers import router
 
@@ -162,6 +164,14 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
     async def sync_all(ctx: JobContext) -> None:
         await following.sync_all(fed)
 
+    async def media_cleanup(ctx: JobContext) -> None:
+        now = fed.node.clock()
+        await media_service.remove_unattached(fed.node, now=now)
+        async with fed.node.sessions.begin() as session:
+            await queue.schedule_periodic(
+                session, media_service.MEDIA_CLEANUP, every=media_service.CLEANUP_INTERVAL, now=now
+            )
+
     async def poll_tally(ctx: JobContext) -> None:
         await polls.tally(fed, _int(ctx, "object_id"))
 
@@ -177,4 +187,14 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
     registry.add_lane(DeliverLane(fed), deliver)
     registry.add(following.SYNC_OUTBOX, sync_outbox)
     registry.add(following.SYNC_ALL, sync_all)
+    registry.add(media_service.MEDIA_CLEANUP, media_cleanup)
     return registry
+
+
+async def schedule_periodic_jobs(session: Any, *, now: datetime) -> None:
+    """Queue the next round of every periodic job (idempotent): the catch-up of followed actors
+    (security.md §3.4 item 4) and the removal of uploads no object uses."""
+    await following.schedule_sync_all(session, now=now)
+    await queue.schedule_periodic(
+        session, media_service.MEDIA_CLEANUP, every=media_service.CLEANUP_INTERVAL, now=now
+    )

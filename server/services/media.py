@@ -23,6 +23,7 @@ import secrets
 import unicodedata
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final, cast
 
@@ -94,6 +95,38 @@ class StagedUpload:
 
     def discard(self) -> None:
         self.temp_path.unlink(missing_ok=True)
+
+
+MEDIA_CLEANUP: Final = "media_cleanup"
+UNATTACHED_TTL: Final = timedelta(hours=24)
+"""An upload no object uses this long after it was made is deleted (row and file)."""
+CLEANUP_INTERVAL: Final = timedelta(hours=1)
+CLEANUP_BATCH: Final = 500
+
+
+async def remove_unattached(
+    node: NodeContext, *, now: datetime, older_than: timedelta = UNATTACHED_TTL
+) -> int:
+    """Delete up to :data:`CLEANUP_BATCH` uploads that no object uses and that are older than
+    ``older_than``: their rows first (so nothing can attach them any more), then their files.
+    Returns how many were removed."""
+    async with node.sessions.begin() as session:
+        rows = (
+            await session.scalars(
+                select(Media)
+                .where(Media.object_id.is_(None), Media.created_at < now - older_than)
+                .order_by(Media.id)
+                .limit(CLEANUP_BATCH)
+            )
+        ).all()
+        keys = [row.key for row in rows]
+        for row in rows:
+            await session.delete(row)
+    for key in keys:
+        await asyncio.to_thread(path_of(node.settings.media, key).unlink, missing_ok=True)
+    if keys:
+        log.info("unattached uploads removed", extra={"count": len(keys)})
+    return len(keys)
 
 
 def path_of(settings: MediaSettings, key: str) -> Path:

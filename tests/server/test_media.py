@@ -9,6 +9,7 @@ import random
 import struct
 import zlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from federation.uris import UriScheme
 from server.cli import main
 from server.config import ConfigError, load_settings
-from server.db.models import Actor, Media, RemoteObject
+from server.db.models import Actor, Job, Media, RemoteObject
 from server.services import media as media_service
 from server.services.errors import InvalidInput
 from server.services.keys import create_secret_file
@@ -577,3 +578,28 @@ def test_config_check_accepts_the_media_section(tmp_path: Path, capsys: pytest.C
     assert main(["config", "check", "--offline", "--show", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "configuration is valid" in out and "[media]" in out and "max_bytes = 1048576" in out
+
+
+async def test_uploads_no_object_uses_are_removed_after_a_day_with_their_files(node: Node) -> None:
+    token = await alice(node)
+    attached_key = (await (await upload(node, token, form(png(), **{"as": "demo"}))).json())["key"]
+    orphan_key = (await (await upload(node, token, form(png(2, 1)))).json())["key"]
+    obj = await _public_note(node, token)
+    async with node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.handle == "demo"))
+        assert group is not None
+        await media_service.attach(session, owner=group, keys=[attached_key], object_id=obj.id)
+    now = node.fed.node.clock()
+    # Within the day nothing is removed; a day later only the upload no object uses goes
+    assert await media_service.remove_unattached(node.fed.node, now=now) == 0
+    later = now + media_service.UNATTACHED_TTL + timedelta(minutes=1)
+    assert await media_service.remove_unattached(node.fed.node, now=later) == 1
+    async with node.sessions() as session:
+        assert (await session.scalars(select(Media.key))).all() == [attached_key]
+    assert [p.name for p in files_on_disk(node)] == [attached_key]
+    assert (await node.client.get(f"/media/{orphan_key}")).status == 404
+    assert (await node.client.get(f"/media/{attached_key}")).status == 200
+    # and the cleanup is a periodic job the node keeps queued
+    async with node.sessions() as session:
+        kinds = (await session.scalars(select(Job.kind).where(Job.state == "queued"))).all()
+    assert media_service.MEDIA_CLEANUP in kinds
