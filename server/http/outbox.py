@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -93,18 +94,13 @@ async def post_outbox(request: web.Request) -> web.Response:
     )
 
 
-async def _can_read(request: web.Request, owner_id: int, level: str, document: dict[str, object]) -> bool:
-    viewer = await viewer_of(request)
-    addressed = (
-        tuple(iri for field in ("to", "cc") for iri in (document.get(field) or []) if isinstance(iri, str))
-        if isinstance(document.get("to", []), list)
-        else ()
-    )
-    async with request.app[NODE].sessions() as session:
-        owner = await session.get(Actor, owner_id)
-        return owner is not None and await visibility.can_read(
-            session, viewer, owner, level, addressed=addressed
-        )
+async def _activity_audience(session: AsyncSession, document: dict[str, Any]) -> Actor | None:
+    """The association an activity's object was posted into (FEP-1b12 ``audience``), if ours."""
+    obj = document.get("object")
+    iri = obj.get("audience") if isinstance(obj, dict) else None
+    if not isinstance(iri, str):
+        return None
+    return await session.scalar(select(Actor).where(Actor.iri == iri, Actor.local.is_(True)))
 
 
 @routes.get("/objects/{id:[0-9a-f]{32}}")
@@ -115,7 +111,10 @@ async def get_object(request: web.Request) -> web.Response:
         row = await session.scalar(
             select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
         )
-    if row is None or not await _can_read(request, row.attributed_to_id, row.visibility, row.document):
+    viewer = await viewer_of(request)
+    async with node.sessions() as session:
+        readable = row is not None and await visibility.can_read_object(session, viewer, row)
+    if row is None or not readable:
         raise NotFound("no such object")  # not visible answers exactly like absent (case 39)
     private = row.visibility not in PUBLIC_LEVELS
     if row.deleted_at is not None:
@@ -154,6 +153,21 @@ async def get_activity(request: web.Request) -> web.Response:
     iri = node.uris.activity(request.match_info["id"])
     async with node.sessions() as session:
         row = await session.scalar(select(Activity).where(Activity.iri == iri))
-    if row is None or not await _can_read(request, row.actor_id, row.visibility, row.document):
+    viewer = await viewer_of(request)
+    async with node.sessions() as session:
+        owner = await session.get(Actor, row.actor_id) if row is not None else None
+        readable = (
+            row is not None
+            and owner is not None
+            and await visibility.can_read(
+                session,
+                viewer,
+                owner,
+                row.visibility,
+                addressed=visibility.addressed_in(row.document),
+                audience=await _activity_audience(session, row.document),
+            )
+        )
+    if row is None or not readable:
         raise NotFound("no such activity")
     return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)

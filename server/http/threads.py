@@ -17,7 +17,7 @@ from federation.collections import render_collection, render_collection_page
 from federation.types import Iri
 from federation.vocab.entraide import Kind
 from server.appkeys import NODE
-from server.db.models import Activity, Actor, RemoteObject
+from server.db.models import Activity, RemoteObject
 from server.http.auth import viewer_of
 from server.http.render import activity_response
 from server.services import endorsements, visibility
@@ -29,32 +29,6 @@ PAGE_SIZE = 50
 PUBLIC_LEVELS = ("public", "unlisted")
 
 
-def _addressed(document: dict[str, Any]) -> tuple[str, ...]:
-    found = []
-    for field in ("to", "cc"):
-        value = document.get(field)
-        found.extend([value] if isinstance(value, str) else value if isinstance(value, list) else [])
-    return tuple(v for v in found if isinstance(v, str))
-
-
-async def readable(session: AsyncSession, viewer: Viewer, row: RemoteObject) -> bool:
-    """May ``viewer`` read this stored object (ours or a peer's)?"""
-    if row.visibility in PUBLIC_LEVELS:
-        return True
-    owner = await session.get(Actor, row.attributed_to_id)
-    if owner is None:
-        return False
-    if owner.local:
-        return await visibility.can_read(
-            session, viewer, owner, row.visibility, addressed=_addressed(row.document)
-        )
-    if row.audience_id is not None:  # a peer's reply inside one of our associations' threads
-        group = await session.get(Actor, row.audience_id)
-        if group is not None and group.local and row.visibility == "members":
-            return await visibility.role_in(session, viewer, group) is not None
-    return viewer.actor_iri is not None and viewer.actor_iri in _addressed(row.document)
-
-
 def _after(request: web.Request) -> int:
     raw = request.query.get("after", "0")
     if not raw.isdigit() or len(raw) > 18:
@@ -64,10 +38,12 @@ def _after(request: web.Request) -> int:
 
 async def _objects(
     session: AsyncSession, viewer: Viewer, condition: Any, after: int, *, embed: bool
-) -> tuple[list[Any], int | None]:
-    """One page (oldest first) of the readable live objects matching ``condition``."""
+) -> tuple[list[Any], int | None, bool]:
+    """One page (oldest first) of the readable live objects matching ``condition``, and whether
+    it lists any non-public one (the page is then this viewer's own: never cached, case 41)."""
     items: list[Any] = []
     cursor = after
+    hidden = False
     while len(items) < PAGE_SIZE:
         rows = (
             await session.scalars(
@@ -78,16 +54,17 @@ async def _objects(
             )
         ).all()
         if not rows:
-            return items, None
+            return items, None, hidden
         for row in rows:
             cursor = row.id
-            if row.kind in (Kind.VOTE.value,) or not await readable(session, viewer, row):
+            if row.kind in (Kind.VOTE.value,) or not await visibility.can_read_object(session, viewer, row):
                 continue
             document = {k: v for k, v in row.document.items() if k != "@context"}
             items.append(document if embed else row.iri)
+            hidden = hidden or row.visibility not in PUBLIC_LEVELS
             if len(items) == PAGE_SIZE:
                 break
-    return items, cursor
+    return items, cursor, hidden
 
 
 @routes.get("/objects/{id:[0-9a-f]{32}}/{collection:replies|context|history|endorsements}")
@@ -102,18 +79,23 @@ async def get_object_collection(request: web.Request) -> web.Response:
         row = await session.scalar(
             select(RemoteObject).where(RemoteObject.iri == object_iri, RemoteObject.local.is_(True))
         )
-        if row is None or row.deleted_at is not None or not await readable(session, viewer, row):
+        if (
+            row is None
+            or row.deleted_at is not None
+            or not await visibility.can_read_object(session, viewer, row)
+        ):
             raise NotFound("no such collection")  # the same answer as for a missing object
         items: list[Any]
         cursor: int | None = None
+        hidden = False
         if name == "replies":
-            items, cursor = await _objects(
+            items, cursor, hidden = await _objects(
                 session, viewer, RemoteObject.in_reply_to_iri == object_iri, after, embed=False
             )
         elif name == "context":
             if row.context_iri != node.uris.context(object_iri):
                 raise NotFound("no such collection")  # a reply's thread is its root's
-            items, cursor = await _objects(
+            items, cursor, hidden = await _objects(
                 session,
                 viewer,
                 (RemoteObject.context_iri == collection_iri) | (RemoteObject.iri == object_iri),
@@ -149,10 +131,14 @@ async def get_object_collection(request: web.Request) -> web.Response:
         page = {k: v for k, v in doc.items() if k != "@context"}
         doc = render_collection(collection_iri, total_items=None, first=None)
         doc["first"] = page
-    private = row.visibility not in PUBLIC_LEVELS or any(
-        isinstance(i, dict)
-        and i.get("to")
-        and "https://www.w3.org/ns/activitystreams#Public" not in _addressed(i)
-        for i in items
+    private = (
+        hidden
+        or row.visibility not in PUBLIC_LEVELS
+        or any(
+            isinstance(i, dict)
+            and i.get("to")
+            and "https://www.w3.org/ns/activitystreams#Public" not in visibility.addressed_in(i)
+            for i in items
+        )
     )
     return activity_response(doc, private=private)

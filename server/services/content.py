@@ -37,6 +37,7 @@ from server.db import queue
 from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
+from server.services import membership as membership_service
 from server.services import visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
@@ -159,29 +160,75 @@ def hashtags(fed: Federation, value: Any) -> list[dict[str, Any]]:
 # --- addressing -----------------------------------------------------------------------------------
 
 
-def _addressing(author: Actor, obj: Mapping[str, Any], uris: Any) -> tuple[list[str], list[str], Visibility]:
-    """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public."""
-    members = uris.members(Iri(author.iri)) if author.type == "Group" else None
+def members_collection(group: Actor | None, uris: Any) -> str | None:
+    """An association's members collection: ours by construction, a peer's from its document."""
+    if group is None or group.type != "Group":
+        return None
+    if group.local:
+        return str(uris.members(Iri(group.iri)))
+    members = (group.document or {}).get("members")
+    return members if isinstance(members, str) else None
+
+
+def _addressing(
+    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None
+) -> tuple[list[str], list[str], Visibility]:
+    """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public.
+
+    ``group`` is the association the content belongs to: the author itself, or the one a member
+    posts into (``audience``, or the thread's). Members-only content is addressed to its members
+    collection — and, from a member, to the association too, which relays it (FEP-1b12).
+    """
+    members = members_collection(group, uris)
     requested = obj.get("visibility")
     if requested is not None:
         level = choice(Visibility, requested, "visibility")
         if level is Visibility.MEMBERS and members is None:
-            raise InvalidInput("only an association publishes members-only content", field="visibility")
+            raise InvalidInput(
+                "members-only content belongs to an association: publish it as the association, "
+                "or post it into one you are a member of (audience)",
+                field="visibility",
+            )
         mentions = iri_list(obj.get("to"), "to") if level is Visibility.DIRECT else []
         if level is Visibility.DIRECT and not mentions:
             raise InvalidInput("direct content needs recipients in to", field="to")
-        to, cc = address(
+        addressed_to, addressed_cc = address(
             level,
             actor_followers=Iri(author.followers_iri or ""),
-            group_members=members,
+            group=Iri(group.iri) if group is not None and group.id != author.id else None,
+            group_members=Iri(members) if members else None,
             mentions=[Iri(m) for m in mentions],
         )
-        return list(to), list(cc), level
+        return list(addressed_to), list(addressed_cc), level
     to, cc = iri_list(obj.get("to"), "to"), iri_list(obj.get("cc"), "cc")
     if not to and not cc:  # default: public, like Mastodon's
         to, cc = [AS_PUBLIC], [author.followers_iri or ""]
     level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
     return to, cc, level
+
+
+async def _posting_group(
+    session: AsyncSession, fed: Federation, author: Actor, obj: Mapping[str, Any], parent: RemoteObject | None
+) -> tuple[Actor | None, bool]:
+    """The association the content belongs to, and whether the author names it as ``audience``.
+
+    An association's own content belongs to it. A person's belongs to the association it names as
+    ``audience`` (FEP-1b12: only its active members post into it, 403 otherwise), else to the
+    association of the thread it replies in.
+    """
+    if author.type == "Group":
+        return author, False
+    named = iri_value(obj.get("audience"), "audience")
+    if named is not None and named != author.iri:
+        group = await session.scalar(select(Actor).where(Actor.iri == named, Actor.deleted_at.is_(None)))
+        if group is None or group.type != "Group":
+            raise InvalidInput("audience must name an association known here", field="audience")
+        if not await membership_service.is_active_member(session, group.id, author.id):
+            raise Forbidden("only the association's active members post into it")
+        return group, True
+    if parent is not None and parent.audience_id is not None:
+        return await session.get(Actor, parent.audience_id), False
+    return None, False
 
 
 # --- kinds ----------------------------------------------------------------------------------------
@@ -308,7 +355,15 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     now = fed.node.clock()
     uris = fed.node.uris
     object_iri = uris.object(uuid.uuid4().hex)
-    to, cc, level = _addressing(author, obj, uris)
+    in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
+    async with fed.node.sessions() as session:
+        parent = (
+            await session.scalar(select(RemoteObject).where(RemoteObject.iri == in_reply_to))
+            if in_reply_to is not None
+            else None
+        )
+        group, into = await _posting_group(session, fed, author, obj, parent)
+    to, cc, level = _addressing(author, obj, uris, group)
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
     name = text(
         obj.get("name"),
@@ -342,27 +397,43 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     if tags:
         document["tag"] = tags
     context_iri = uris.context(object_iri)
-    in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
-    audience_id: int | None = author.id if author.type == "Group" else None
+    audience_id: int | None = group.id if group is not None else None
     async with fed.node.sessions() as session:
         if in_reply_to is not None:
-            context_iri, parent_audience, parent_author = await _thread_of(
-                session, fed, author, in_reply_to, level
-            )
-            audience_id = audience_id or parent_audience
+            context_iri, parent_author = await _thread_of(session, fed, author, in_reply_to, parent, level)
+            if level is Visibility.MEMBERS and parent is not None and parent.audience_id != audience_id:
+                raise InvalidInput("a members-only reply stays in its thread's association", field="audience")
             document["inReplyTo"] = in_reply_to
             if parent_author and parent_author != author.iri and level is not Visibility.MEMBERS:
                 # The parent's author gets the reply (and Mastodon notifies it: a Mention).
                 if parent_author not in to and parent_author not in cc:
                     (to if level is Visibility.DIRECT else cc).append(parent_author)
                 document["tag"] = [*document.get("tag", []), {"type": "Mention", "href": parent_author}]
+        member = (
+            group is not None
+            and group.id != author.id
+            and await membership_service.is_active_member(session, group.id, author.id)
+        )
+        if (
+            in_reply_to is not None
+            and group is not None
+            and group.local
+            and group.id != author.id
+            and group.replies_policy == "members"
+            and not member
+        ):
+            raise Forbidden("this association takes replies in its threads from its members only")
+        if level is Visibility.MEMBERS and group is not None and group.id != author.id and not member:
+            raise InvalidInput(
+                "members-only content of an association is for its members", field="visibility"
+            )
+        relays = group is not None and group.local and member and level is not Visibility.DIRECT
     document["context"] = context_iri
-    group_iri = iri_value(obj.get("audience"), "audience")
-    if group_iri is not None and group_iri != author.iri:
+    if group is not None and group.id != author.id and (into or level is Visibility.MEMBERS):
         # FEP-1b12: a post into an association names it as audience and addresses it.
-        document["audience"] = group_iri
-        if group_iri not in to and group_iri not in cc:
-            cc.append(group_iri)
+        document["audience"] = group.iri
+        if group.iri not in to and group.iri not in cc:
+            cc.append(group.iri)
     priority = queue.Priority.NORMAL
     if kind is Kind.ALERT:
         info = alert_info(obj)
@@ -451,6 +522,10 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             )
         audit(session, author, by, f"{kind.value}.create", object_iri, now)
     fed.notify_worker()
+    if relays and group is not None:
+        # FEP-1b12: the association relays what its members post into it, as it does for members
+        # on other nodes (inbox_handlers), so its followers (or members) get it.
+        await relay_member_activity(fed, group, published.document, row)
     return Published(published.iri, object_iri)
 
 
@@ -475,37 +550,37 @@ def _attachment_keys(fed: Federation, value: Any) -> list[str]:
 
 
 async def _thread_of(
-    session: AsyncSession, fed: Federation, author: Actor, parent_iri: Iri, level: Visibility
-) -> tuple[str, int | None, str | None]:
+    session: AsyncSession,
+    fed: Federation,
+    author: Actor,
+    parent_iri: Iri,
+    parent: RemoteObject | None,
+    level: Visibility,
+) -> tuple[Iri, str | None]:
     """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
-    none — with the parent's association (audience) and author.
+    none — and the parent's author.
 
-    A local parent must exist and be readable by the author; replying to a members-only object
-    is for the association's members.
+    A local parent must exist and be readable by the author. A reply never shows to more people
+    than its parent: a reply to members-only content is members-only in the same association
+    (or direct), a reply to direct content is direct.
     """
-    parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == parent_iri))
     if parent is None:
         if fed.node.uris.is_local(parent_iri):
             raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
-        return parent_iri, None, None
+        return parent_iri, None
     if parent.deleted_at is not None:
         raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
-    if parent.local:
-        owner = await session.get(Actor, parent.attributed_to_id)
-        viewer = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=author.id, actor_iri=author.iri)
-        addressed = tuple(parent.document.get("to", [])) + tuple(parent.document.get("cc", []))
-        if owner is None or not await visibility.can_read(
-            session, viewer, owner, parent.visibility, addressed=addressed
-        ):
-            raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
+    viewer = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=author.id, actor_iri=author.iri)
+    if parent.local and not await visibility.can_read_object(session, viewer, parent):
+        raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
     parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
-    if parent.visibility in ("members", "direct") and level is not Visibility.DIRECT:
-        # A public reply would reveal a members-only or private discussion: until replies can
-        # be addressed to the same audience, only a direct reply is allowed.
+    if parent.visibility == "members" and level not in (Visibility.MEMBERS, Visibility.DIRECT):
         raise InvalidInput(
-            "a reply to members-only or direct content must itself be direct", field="visibility"
+            "a reply to members-only content must be members-only or direct", field="visibility"
         )
-    return parent.context_iri or parent.iri, parent.audience_id, parent_author
+    if parent.visibility == "direct" and level is not Visibility.DIRECT:
+        raise InvalidInput("a reply to direct content must itself be direct", field="visibility")
+    return Iri(parent.context_iri or parent.iri), parent_author
 
 
 async def _own_alert(session: AsyncSession, author: Actor, iri: Iri) -> RemoteObject:
@@ -715,22 +790,35 @@ async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor
 async def relay_member_activity(
     fed: Federation, group: Actor, activity: Mapping[str, Any], row: RemoteObject
 ) -> None:
-    """FEP-1b12: the association relays a member's activity, unchanged, in an ``Announce`` to its
-    followers (members only for members-only content; never for direct messages)."""
+    """FEP-1b12: the association relays a member's activity in an ``Announce`` to its followers
+    (members only for members-only content; never direct messages). The activity keeps its id,
+    actor and addressing; its object is the copy we stored, sanitised (receivers refetch it from
+    its origin anyway, and our outbox never serves a peer's raw HTML)."""
+    uris = fed.node.uris
     level = Visibility(row.visibility)
+    members = uris.members(Iri(group.iri))
+    if level is Visibility.DIRECT and members in visibility.addressed_in(row.document):
+        # A member addressed the association's members collection: members-only content of this
+        # association (our classification of a peer's object only knows its author's followers).
+        level = Visibility.MEMBERS
     if level is Visibility.DIRECT:
         return
-    uris = fed.node.uris
     to, cc = address(
         level,
         actor_followers=Iri(group.followers_iri or ""),
-        group_members=uris.members(Iri(group.iri)),
+        group_members=members,
     )
     now = fed.node.clock()
+    relayed = dict(activity)
+    if isinstance(relayed.get("object"), dict):
+        # The object as stored, sanitised (security case 35): our outbox never serves a peer's raw
+        # HTML. Integrity proofs of the original no longer hold and are not relayed.
+        relayed = {k: v for k, v in relayed.items() if k not in ("signature", "proof")}
+        relayed["object"] = row.document
     announce = {
         "id": new_activity_iri(uris),
         "type": "Announce",
-        "object": dict(activity),
+        "object": relayed,
         "to": list(to),
         "cc": list(cc),
     }
@@ -738,6 +826,8 @@ async def relay_member_activity(
         stored = await session.get(RemoteObject, row.id)
         if stored is not None and stored.audience_id is None:
             stored.audience_id = group.id
+        if stored is not None and stored.audience_id == group.id:
+            stored.visibility = level.value
         await publish(session, group, announce, visibility=level.value, now=now)
     fed.notify_worker()
     log.info("member activity relayed", extra={"group": group.iri, "object": row.iri})

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -73,11 +74,10 @@ async def endorse(fed: Federation, group: Actor, obj: Mapping[str, Any], *, by: 
         cc=[group.followers_iri or ""],
     )
     pair = await actor_key_pair(fed.node, group, kind="ed25519")
+    if not isinstance(pair.private_key, Ed25519PrivateKey):
+        raise RuntimeError(f"{group.iri} has no Ed25519 key to sign with")
     signed = integrity.sign_object(
-        document,
-        key=pair.private_key,
-        verification_method=pair.key_id,
-        created=now,  # type: ignore[arg-type]
+        document, key=pair.private_key, verification_method=pair.key_id, created=now
     )
     body = dict(signed)  # with its @context: the proof covers it (eddsa-jcs-2022)
     try:

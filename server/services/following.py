@@ -78,6 +78,10 @@ async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) ->
                 accepted_at=None if target.manually_approves_followers else now,
             )
             session.add(row)
+        elif row.follow_iri == follow.id:
+            # This very Follow again: its job re-run after a crash (its row not yet marked
+            # processed). It was answered in the transaction that recorded it; answer once.
+            return
         else:
             row.follow_iri = follow.id  # a repeated Follow gets a fresh Accept referencing it
         await session.flush()
@@ -225,9 +229,8 @@ def _items(page: dict[str, Any]) -> list[Any]:
 def _ref(value: Any) -> str | None:
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        return value["id"]
-    return None
+    ident = value.get("id") if isinstance(value, dict) else None
+    return ident if isinstance(ident, str) else None
 
 
 BACKFILL_MAX_CONTINUATIONS = 10
@@ -344,7 +347,7 @@ async def _store_item(fed: Federation, actor: Actor, item: Any) -> None:
             return
     if not isinstance(item, dict):
         return
-    raw = item
+    raw: Any = item
     if item.get("type") == "Create":
         if item.get("actor") != actor.iri:
             return
@@ -418,14 +421,4 @@ async def sync_all(fed: Federation) -> int:
 
 async def schedule_sync_all(session: Any, *, now: Any) -> None:
     """Make sure the next periodic catch-up round is queued (idempotent per interval)."""
-    bucket = int(now.timestamp() // SYNC_INTERVAL.total_seconds()) + 1
-    run_at = now.fromtimestamp(bucket * SYNC_INTERVAL.total_seconds(), now.tzinfo)
-    await queue.enqueue(
-        session,
-        SYNC_ALL,
-        {},
-        dedup_key=f"sync_all:{bucket}",
-        run_at=run_at,
-        priority=queue.Priority.BACKGROUND,
-        now=now,
-    )
+    await queue.schedule_periodic(session, SYNC_ALL, every=SYNC_INTERVAL, now=now)

@@ -16,7 +16,7 @@ from federation.compat import lemmy
 from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
 from federation.inbox import InboundActivity, InboxRouter
-from federation.types import AS_PUBLIC
+from federation.types import AS_PUBLIC, Iri
 from federation.vocab.activities import (
     Accept,
     Activity,
@@ -43,7 +43,7 @@ from server.db.models import Follow as FollowRow
 from server.db.models import Membership as MembershipRow
 from server.db.queries import actors as actor_queries
 from server.services import content as content_service
-from server.services import endorsements, following, membership, objects, polls
+from server.services import endorsements, following, membership, objects, polls, visibility
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor
@@ -164,10 +164,10 @@ async def on_undo(fed: Federation, undo: Undo, inbound: InboundActivity) -> None
         "undo applied",
         extra={
             "activity": target,
-            "follows": removed.rowcount,  # type: ignore[attr-defined]
-            "reactions": reactions.rowcount,
+            "follows": getattr(removed, "rowcount", None),
+            "reactions": getattr(reactions, "rowcount", None),
         },
-    )  # type: ignore[attr-defined]
+    )
 
 
 # --- content -----------------------------------------------------------------------------------
@@ -362,9 +362,10 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
     if followed is None:
         return
     if wrapped is not None:
-        target = await objects.object_of_activity(fed, wrapped)
-        if target is None:
+        found = await objects.object_of_activity(fed, wrapped)
+        if found is None:
             return
+        target = Iri(found)
     async with fed.node.sessions() as session:
         known = await session.scalar(select(RemoteObject).where(RemoteObject.iri == target))
     if known is not None:
@@ -398,11 +399,13 @@ async def on_like(fed: Federation, like: Like, inbound: InboundActivity) -> None
     actor = await fed.actor(like.actor)
     async with fed.node.sessions.begin() as session:
         known = await session.scalar(
-            select(RemoteObject.id).where(
+            select(RemoteObject).where(
                 RemoteObject.iri == target, RemoteObject.local.is_(True), RemoteObject.deleted_at.is_(None)
             )
         )
-        if known is not None:
+        liker = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=actor.id, actor_iri=actor.iri)
+        # A Like of what the liker may not read is not counted (case 42): it would confirm it.
+        if known is not None and await visibility.can_read_object(session, liker, known):
             session.add(
                 Reaction(
                     activity_iri=like.id,

@@ -27,8 +27,74 @@ STORED_TYPES = frozenset(
 )
 
 
-def sanitized_document(raw: dict[str, Any]) -> dict[str, Any]:
-    """The object's JSON with every HTML field sanitised (security case 35); ``bto``/``bcc`` dropped."""
+# Remote attachments must be media (security case 38): a Note, an Actor or a Link is dropped.
+ATTACHMENT_TYPES = frozenset({"Document", "Image", "Video", "Audio"})
+
+
+def _http_url(value: Any, local_host: str | None) -> str | None:
+    """``value`` if it is an absolute http(s) URL that is not on our own host, else None."""
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        return None
+    try:
+        host = host_of(value)
+    except ValueError:
+        return None
+    return None if host == local_host else value
+
+
+def _links(value: Any, local_host: str | None) -> Any:
+    """``url``: http(s) IRIs and Links with an http(s) ``href`` only (no javascript:, no data:)."""
+    kept: list[Any] = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            href = _http_url(item.get("href"), local_host)
+            if href is not None:
+                kept.append(
+                    {k: plain_text(v) if k == "name" and isinstance(v, str) else v for k, v in item.items()}
+                )
+        elif _http_url(item, local_host) is not None:
+            kept.append(item)
+    return kept if isinstance(value, list) else (kept[0] if kept else None)
+
+
+def _attachments(value: Any, local_host: str | None) -> list[dict[str, Any]]:
+    """Media with an http(s) ``url`` off our host, with a plain-text ``name``; nothing else."""
+    kept = []
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, dict) or item.get("type") not in ATTACHMENT_TYPES:
+            continue
+        url = _links(item.get("url"), local_host)
+        if not url:
+            continue
+        doc = {**item, "url": url}
+        if isinstance(doc.get("name"), str):
+            doc["name"] = plain_text(doc["name"])
+        kept.append(doc)
+    return kept
+
+
+def _tags(value: Any) -> list[dict[str, Any]]:
+    """Hashtags and mentions with a plain-text ``name`` and an http(s) ``href`` (else none)."""
+    kept = []
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, dict):
+            continue
+        doc = {k: v for k, v in item.items() if k != "href"}
+        if _http_url(item.get("href"), None) is not None:
+            doc["href"] = item["href"]
+        if isinstance(doc.get("name"), str):
+            doc["name"] = plain_text(doc["name"])
+        kept.append(doc)
+    return kept
+
+
+def sanitized_document(raw: dict[str, Any], *, local_host: str | None = None) -> dict[str, Any]:
+    """The object's JSON with every HTML field sanitised (security case 35); ``bto``/``bcc`` dropped.
+
+    Names of the object, its attachments and tags are plain text; ``url``, attachment URLs and
+    tag links are http(s) only. Attachments are media only, and never our own URLs (``local_host``):
+    a peer cannot show another association's uploads or one of our objects as its own (case 38).
+    """
     doc = {k: v for k, v in raw.items() if k not in ("bto", "bcc")}
     for field in ("content", "summary"):
         if isinstance(doc.get(field), str):
@@ -38,6 +104,18 @@ def sanitized_document(raw: dict[str, Any]) -> dict[str, Any]:
     for field in ("contentMap", "summaryMap"):
         if isinstance(doc.get(field), dict):
             doc[field] = {k: sanitize_html(v) for k, v in doc[field].items() if isinstance(v, str)}
+    if isinstance(doc.get("nameMap"), dict):
+        doc["nameMap"] = {k: plain_text(v) for k, v in doc["nameMap"].items() if isinstance(v, str)}
+    if "url" in doc:
+        url = _links(doc["url"], None)
+        if url:
+            doc["url"] = url
+        else:
+            del doc["url"]
+    if "attachment" in doc:
+        doc["attachment"] = _attachments(doc["attachment"], local_host)
+    if "tag" in doc:
+        doc["tag"] = _tags(doc["tag"])
     return doc
 
 
@@ -71,6 +149,13 @@ async def is_relevant(session: AsyncSession, fed: Federation, content: Content, 
     return content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to)
 
 
+def members_of(author: Actor) -> str | None:
+    """A peer association's members collection, from its document: content it addresses there is
+    members-only (read here by our accounts that are its members), not direct."""
+    members = (author.document or {}).get("members") if author.type == "Group" else None
+    return members if isinstance(members, str) else None
+
+
 async def store_object(
     fed: Federation,
     content: Content,
@@ -98,24 +183,27 @@ async def store_object(
         if require_relevance and not await is_relevant(session, fed, content, author):
             log.debug("object dropped: not relevant to this node", extra={"object": content.id})
             return None
-        visibility = classify(content.to, content.cc, followers_iri=author.followers_iri or "")
+        visibility = classify(
+            content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
+        )
         context_iri = content.context
         if content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to):
             # A reply to one of ours joins our thread, whatever context it claims (FEP-7888).
             parent = await session.scalar(
                 select(RemoteObject.context_iri).where(RemoteObject.iri == content.in_reply_to)
             )
-            context_iri = parent or content.in_reply_to
+            context_iri = Iri(parent) if parent else content.in_reply_to
         row = RemoteObject(
             iri=content.id,
             local=False,
             type=content.type,
             kind=kind_of(content).value,
             attributed_to_id=author.id,
+            audience_id=author.id if author.type == "Group" else None,  # an association's own content
             in_reply_to_iri=content.in_reply_to,
             context_iri=context_iri,
             visibility=visibility.value,
-            document=sanitized_document(raw),
+            document=sanitized_document(raw, local_host=host_of(fed.node.uris.origin)),
             published=content.published or now,
             updated=content.updated,
             received_at=now,
@@ -137,9 +225,11 @@ async def update_object(
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
         if row is None or row.attributed_to_id != author.id or row.deleted_at is not None or row.local:
             return False
-        row.document = sanitized_document(raw)
+        row.document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))
         row.updated = content.updated or now
-        row.visibility = classify(content.to, content.cc, followers_iri=author.followers_iri or "").value
+        row.visibility = classify(
+            content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
+        ).value
     return True
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from federation.types import Iri
@@ -80,12 +80,8 @@ async def check_vote(
         raise VoteRefused("the author does not vote on its own question")
     if question.local and question.visibility not in ("public", "unlisted"):
         # A question the voter may not read does not exist for it (members-only proposals).
-        author = await session.get(Actor, question.attributed_to_id)
         viewer = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=voter.id, actor_iri=voter.iri)
-        addressed = tuple(question.document.get("to", [])) + tuple(question.document.get("cc", []))
-        if author is None or not await visibility.can_read(
-            session, viewer, author, question.visibility, addressed=addressed
-        ):
+        if not await visibility.can_read_object(session, viewer, question):
             raise VoteRefused("no such question")
     eligibility = eligibility_of(question)
     if eligibility is Eligibility.ASSOCIATIONS and voter.type != "Group":
@@ -123,6 +119,14 @@ async def _record(
     now = fed.node.clock()
     try:
         async with fed.node.sessions.begin() as session:
+            # Write-lock the question before reading anything: SQLite ignores FOR UPDATE, and two
+            # votes of one voter checked at once would both pass "already voted" (case 45).
+            await session.execute(
+                update(RemoteObject)
+                .where(RemoteObject.id == question_id)
+                .values(id=RemoteObject.id)
+                .execution_options(synchronize_session=False)
+            )
             question = await session.get(RemoteObject, question_id, with_for_update=True)
             if question is None:
                 raise VoteRefused("no such question")

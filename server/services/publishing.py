@@ -63,7 +63,7 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
         if not isinstance(target, str):
             raise InvalidInput("object must be the association's IRI", field="object")
         if kind == "Join":
-            return Published(await membership.join(fed, author, target), None)
+            return Published(await membership.join(fed, author, target), target)
         return Published(await membership.leave(fed, author, target), None)
     if kind in ("Accept", "Reject") and author.type == "Group":
         # An admin or moderator answers a request to join: object = the Join, or its actor.

@@ -7,13 +7,15 @@ own admins); nothing here ever widens an audience.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Actor, Follow
+from server.db.models import Actor, Follow, RemoteObject
 from server.db.queries import actors as q
 
 ACTING_ROLES = ("admin", "moderator")
@@ -80,14 +82,22 @@ async def follows(session: AsyncSession, viewer: Viewer, owner: Actor) -> bool:
 
 
 async def can_read(
-    session: AsyncSession, viewer: Viewer, owner: Actor, level: str, *, addressed: tuple[str, ...] = ()
+    session: AsyncSession,
+    viewer: Viewer,
+    owner: Actor,
+    level: str,
+    *,
+    addressed: tuple[str, ...] = (),
+    audience: Actor | None = None,
 ) -> bool:
     """The single rule for reading one object or activity of ``owner`` at visibility ``level``.
 
     public/unlisted: anyone. followers: the owner, its accepted followers, and for an
-    association its members. members: the owner and the association's active members only.
-    direct: the owner and the actors it addressed. An association's admins and moderators
-    read everything the association sent (they act as it). Anything else: nobody.
+    association its members. members: the owner and the active members of the association the
+    content belongs to — ``owner`` itself, or the ``audience`` association a member posted into
+    (FEP-1b12). direct: the owner and the actors it addressed. An association's admins and
+    moderators read everything the association sent and everything posted into it, except
+    direct messages between others (they act as it). Anything else: nobody.
     """
     if level in ("public", "unlisted"):
         return True
@@ -95,8 +105,9 @@ async def can_read(
         return False
     if viewer.actor_id == owner.id:
         return True
-    role = await role_in(session, viewer, owner) if owner.type == "Group" else None
-    if role in ACTING_ROLES:
+    group = owner if owner.type == "Group" else audience if _is_group(audience) else None
+    role = await role_in(session, viewer, group) if group is not None else None
+    if role in ACTING_ROLES and (group is owner or level != "direct"):
         return True  # admins and moderators act as the association: they read all it sent
     member = role is not None
     if level == "followers":
@@ -106,6 +117,33 @@ async def can_read(
     if level == "direct":
         return viewer.actor_iri is not None and viewer.actor_iri in addressed
     return False
+
+
+def _is_group(actor: Actor | None) -> bool:
+    return actor is not None and actor.type == "Group"
+
+
+def addressed_in(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The IRIs a document addresses in ``to`` and ``cc`` (a string or a list each)."""
+    found: list[Any] = []
+    for field in ("to", "cc"):
+        value = document.get(field)
+        found.extend([value] if isinstance(value, str) else value if isinstance(value, list) else [])
+    return tuple(v for v in found if isinstance(v, str))
+
+
+async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObject) -> bool:
+    """May ``viewer`` read this stored object, ours or a peer's? :func:`can_read` with the
+    object's author, level, addressees and the association it was posted into."""
+    if row.visibility in ("public", "unlisted"):
+        return True
+    owner = await session.get(Actor, row.attributed_to_id)
+    if owner is None:
+        return False
+    audience = await session.get(Actor, row.audience_id) if row.audience_id is not None else None
+    return await can_read(
+        session, viewer, owner, row.visibility, addressed=addressed_in(row.document), audience=audience
+    )
 
 
 async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:

@@ -45,6 +45,7 @@ async def _pair(tmp_path: Path, new_database: Callable[[int], Awaitable[str]]): 
 async def _setup(a: Node, b: Node) -> dict[str, Any]:
     """alpha on A (admin alice, member mia); beta on B (admin bob, member ben); beta follows alpha."""
     alpha = await a.create_association("alpha", "Alpha")
+    await a.configure("alpha", replies_policy="anyone")  # discussion open to the fediverse
     await a.add_member("alice", "alpha", role="admin")
     await a.add_member("mia", "alpha", role="member")
     beta = await b.create_association("beta", "Beta")

@@ -86,6 +86,7 @@ class Association:
 
 async def _association(node: Node, slug: str, admin: str) -> Association:
     iri = await node.create_association(slug, slug.title(), "Entraide de quartier")
+    await node.configure(slug, replies_policy="anyone")  # the peer replies without being a member
     await node.add_member(admin, slug, role="admin")
     return Association(node, iri, await node.token(admin), f"/groups/{slug}")
 

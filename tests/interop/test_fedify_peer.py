@@ -77,6 +77,7 @@ class Association:
 
 async def _alpha(node: Node) -> Association:
     iri = await node.create_association("alpha", "Alpha", "Entraide de quartier")
+    await node.configure("alpha", replies_policy="anyone")  # the peer replies without being a member
     await node.add_member("alice", "alpha", role="admin")
     return Association(node, iri, await node.token("alice"))
 

@@ -13,21 +13,18 @@ from sqlalchemy import select, update
 
 from server.db.models import Actor, Membership
 from server.services import membership
-from tests.server.test_inbox_http import (  # noqa: F401  (fixtures)
+from tests.support.signed_inbox import StallingPeers, changed, posts_to, processed, settle
+from tests.support.world import (
     GROUP_INBOX,
     NodeStarter,
     World,
     activity,
     given_world,
-    peers,
-    start_node,
-    transport,
 )
-from tests.support.signed_inbox import StallingPeers, changed, posts_to, processed, settle
 
 
 @pytest.fixture
-async def world(start_node: NodeStarter, peers: StallingPeers) -> AsyncIterator[World]:  # noqa: F811
+async def world(start_node: NodeStarter, peers: StallingPeers) -> AsyncIterator[World]:
     async with start_node() as node:
         world = await given_world(node, peers)
         await node.add_member("alice-admin", "collectif", role="admin")

@@ -30,17 +30,14 @@ from federation.types import utc_now
 from server.db.models import Activity, Actor, Delivery
 from server.http.cache import PAGE_CACHE
 from server.services import membership
-from tests.server.test_inbox_http import (  # noqa: F401  (fixtures)
+from tests.support.signed_inbox import RemoteAccount, StallingPeers, processed, settle
+from tests.support.world import (
     GROUP_INBOX,
     NodeStarter,
     World,
     activity,
     given_world,
-    peers,
-    start_node,
-    transport,
 )
-from tests.support.signed_inbox import RemoteAccount, StallingPeers, processed, settle
 
 AP = "application/activity+json"
 LEVELS = ("public", "unlisted", "followers", "members", "direct")
@@ -68,7 +65,7 @@ class Scene:
 
 
 @pytest.fixture
-async def scene(start_node: NodeStarter, peers: StallingPeers) -> AsyncIterator[Scene]:  # noqa: F811
+async def scene(start_node: NodeStarter, peers: StallingPeers) -> AsyncIterator[Scene]:
     async with start_node() as node:
         world = await given_world(node, peers)
         await node.add_member("adele", "collectif", role="admin")

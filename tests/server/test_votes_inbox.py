@@ -19,24 +19,21 @@ import pytest
 from sqlalchemy import func, select
 
 from server.db.models import Activity, Delivery, RemoteObject, Vote
-from tests.server.test_inbox_http import (  # noqa: F401  (fixtures)
+from tests.support.nodes import wait_until
+from tests.support.signed_inbox import RemoteAccount, StallingPeers, changed, processed, settle
+from tests.support.world import (
     GROUP_INBOX,
     NodeStarter,
     World,
     given_world,
     object_row,
-    peers,
-    start_node,
-    transport,
 )
-from tests.support.nodes import wait_until
-from tests.support.signed_inbox import RemoteAccount, StallingPeers, changed, processed, settle
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "payloads" / "mastodon" / "vote_create.json"
 
 
 @pytest.fixture
-async def world(start_node: NodeStarter, peers: StallingPeers) -> AsyncIterator[World]:  # noqa: F811
+async def world(start_node: NodeStarter, peers: StallingPeers) -> AsyncIterator[World]:
     async with start_node() as node:
         world = await given_world(node, peers)
         await node.add_member("alice-admin", "collectif", role="admin")
@@ -121,6 +118,18 @@ async def test_refused_votes_change_nothing(world: World) -> None:
     first = mastodon_vote(world.alice, question, world.group, "Pour", 1)
     assert (await world.send(GROUP_INBOX, first, world.alice)).status == 202
     assert await processed(world.node, first["id"]) == "processed"
+
+    async def tallied() -> bool:  # the tally waits TALLY_DELAY for more votes, then goes out
+        async with world.node.sessions() as session:
+            return bool(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(Activity)
+                    .where(Activity.type == "Update", Activity.object_iri == question)
+                )
+            )
+
+    await wait_until(tallied, what="the first vote's tally")
     await settle(world.node)
     before = await world.counts()
     refused = [
@@ -176,8 +185,8 @@ async def test_a_mastodon_follower_gets_each_kind_signed_and_readable(world: Wor
     the association, in shapes Mastodon displays: the alert's headline first and no summary
     (which Mastodon would show as a content warning), the proposal as a poll."""
     from federation import validation
-    from tests.server.test_inbox_http import activity, follow_state
     from tests.support.signed_inbox import posts_to
+    from tests.support.world import activity, follow_state
 
     follow = activity("Follow", world.alice, world.group)
     assert (await world.send(GROUP_INBOX, follow, world.alice)).status == 202

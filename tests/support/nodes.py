@@ -86,6 +86,13 @@ class Node:
             )
         return result.actor.iri
 
+    async def configure(self, association: str, **settings: str) -> None:
+        """Change an association's settings (``replies_policy="anyone"``…), as the operator would."""
+        async with self.sessions.begin() as session:
+            await actor_service.configure_association(
+                session, handle=association, changes=settings, now=utc_now()
+            )
+
     async def add_member(self, username: str, association: str, role: str = "member") -> str:
         vault = load_vault(self.settings.storage.secret_key_file)
         async with self.sessions.begin() as session:
