@@ -213,10 +213,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
-    from federation.lookup import lookup_handle
     from server.jobs.runner import build_node_context
     from server.services import following
     from server.services.federation import open_federation
+    from server.services.remote_actors import lookup_account
 
     settings = _settings(args)
 
@@ -230,20 +230,17 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                     host = target.lstrip("@").rpartition("@")[2].split(":")[0]
                     loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
                     _progress(f"looking up {target} with WebFinger")
-                    target = await lookup_handle(
+                    insecure = settings.federation.allow_private_addresses and loopback
+                    found = await lookup_account(
+                        node,
+                        fed.transport,
                         target,
-                        transport=fed.transport,
-                        uris=node.uris,
-                        allow_http=settings.federation.allow_private_addresses and loopback,
-                        scheme="http"
-                        if settings.federation.allow_private_addresses and loopback
-                        else "https",
-                        actor_type="Group"
-                        if args.type == "group"
-                        else "Person"
-                        if args.type == "person"
-                        else None,
+                        policy=fed.policy,
+                        actor_type={"group": "Group", "person": "Person"}.get(args.type),
+                        allow_http=insecure,
+                        scheme="http" if insecure else "https",
                     )
+                    target = found.iri
                 result = await following.follow(fed, local_name=args.as_name, target_iri=target)
         finally:
             await engine.dispose()
@@ -354,6 +351,30 @@ def _cmd_association_create(args: argparse.Namespace) -> int:
         )
         _out(result.actor.iri)
         _progress(("created" if result.created else "already exists:") + f" @{args.slug}@{uris.host}")
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_association_set(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    changes = {
+        name: value
+        for name, value in (
+            ("join_policy", args.join_policy),
+            ("replies_policy", args.replies),
+            ("members_visibility", args.members_list),
+        )
+        if value is not None
+    }
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        group = await actor_service.configure_association(
+            session, handle=args.slug, changes=changes, now=utc_now()
+        )
+        for name in actor_service.ASSOCIATION_SETTINGS:
+            _out(f"{name} = {getattr(group, name)}")
+        _progress(f"@{args.slug}: " + (", ".join(f"{k} → {v}" for k, v in changes.items()) or "unchanged"))
         return 0
 
     return asyncio.run(_with_session(settings, work))
@@ -709,6 +730,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", help="short plain-text description")
     _add_config(p)
     p.set_defaults(func=_cmd_association_create)
+    p = association_commands.add_parser(
+        "set",
+        help="show or change an association's settings",
+        description="Show or change an association's settings; prints every setting after the change. "
+        "Changes are audited.",
+    )
+    p.add_argument("slug", help="the association's handle")
+    p.add_argument(
+        "--join-policy",
+        choices=("open", "approval", "closed"),
+        help="open: anyone who asks is a member; approval: admins and moderators decide; closed: no requests",
+    )
+    p.add_argument(
+        "--replies",
+        choices=("anyone", "members"),
+        help="who may reply in the association's threads (non-members' replies are refused with members)",
+    )
+    p.add_argument(
+        "--members-list",
+        choices=("public", "members", "hidden"),
+        help="who sees the list of members: anyone, members, or admins only",
+    )
+    _add_config(p)
+    p.set_defaults(func=_cmd_association_set)
 
     member = commands.add_parser("member", help="manage members", description="Manage members.")
     member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND", parser_class=_Parser)

@@ -79,7 +79,7 @@ class Actor(Base):
     members_visibility: Mapped[str] = mapped_column(String(16), default="public")
     # Associations: how people join (``approval`` by an admin by default), and who may reply.
     join_policy: Mapped[str] = mapped_column(String(16), default="approval", server_default="approval")
-    replies_policy: Mapped[str] = mapped_column(String(16), default="anyone", server_default="anyone")
+    replies_policy: Mapped[str] = mapped_column(String(16), default="members", server_default="members")
     document: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     fetched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

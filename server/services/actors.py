@@ -124,6 +124,48 @@ async def create_association(
     return Created(actor, True)
 
 
+ASSOCIATION_SETTINGS: dict[str, tuple[str, ...]] = {
+    "join_policy": ("open", "approval", "closed"),
+    "replies_policy": ("anyone", "members"),
+    "members_visibility": ("public", "members", "hidden"),
+}
+"""What an association chooses, and the values each setting takes."""
+
+
+async def configure_association(
+    session: AsyncSession, *, handle: str, changes: dict[str, str], now: datetime
+) -> Actor:
+    """Change an association's settings (:data:`ASSOCIATION_SETTINGS`); audited as the operator's.
+
+    Raises:
+        NotFound: no such association.
+        InvalidInput: an unknown setting or value (named in ``field``).
+    """
+    group = await q.local_by_handle(session, "Group", handle)
+    if group is None:
+        raise NotFound(f"no association {handle!r} on this node")
+    for name, value in changes.items():
+        allowed = ASSOCIATION_SETTINGS.get(name)
+        if allowed is None:
+            raise InvalidInput(f"{name} is not a setting of an association", field=name)
+        if value not in allowed:
+            raise InvalidInput(f"{name} must be one of: {', '.join(allowed)}", field=name)
+    before = {name: getattr(group, name) for name in changes}
+    for name, value in changes.items():
+        setattr(group, name, value)
+    group.updated_at = now
+    if changes:
+        session.add(
+            AuditEntry(
+                group_id=group.id,
+                action="association.configure",
+                detail={"before": before, "after": dict(changes)},
+                created_at=now,
+            )
+        )
+    return group
+
+
 def hash_password(password: str) -> str:
     """scrypt (stdlib) with a random salt, encoded as ``scrypt$n$r$p$salt$hash``."""
     salt = secrets.token_bytes(16)

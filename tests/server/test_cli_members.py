@@ -118,3 +118,50 @@ def test_every_member_command_has_help(capsys: pytest.CaptureFixture[str]) -> No
             main(["member", verb, "--help"])
         assert exited.value.code == 0
         assert "--association" in capsys.readouterr().out
+
+
+def test_association_settings_are_shown_changed_and_audited(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _node(tmp_path, database_url)
+    url = _db_url(config, database_url)
+
+    def association(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["association", "set", *args, "--config", config])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    # the defaults of a patient association
+    code, out, _ = association("demo")
+    assert code == 0
+    assert out.splitlines() == [
+        "join_policy = approval",
+        "replies_policy = members",
+        "members_visibility = members",
+    ]
+    # changed, printed and audited
+    code, out, err = association(
+        "demo", "--join-policy", "open", "--replies", "anyone", "--members-list", "public"
+    )
+    assert code == 0, err
+    assert out.splitlines() == [
+        "join_policy = open",
+        "replies_policy = anyone",
+        "members_visibility = public",
+    ]
+    [(detail,)] = asyncio.run(
+        _query(url, select(AuditEntry.detail).where(AuditEntry.action == "association.configure"))
+    )
+    assert detail["after"] == {
+        "join_policy": "open",
+        "replies_policy": "anyone",
+        "members_visibility": "public",
+    }
+    # bad input: a clear error, nothing changed
+    with pytest.raises(SystemExit) as refused:
+        association("demo", "--join-policy", "sometimes")
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    code, _, err = association("nobody", "--replies", "members")
+    assert code == 1 and "no association 'nobody'" in err
+    assert association("demo")[1].splitlines()[0] == "join_policy = open"
