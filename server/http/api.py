@@ -33,14 +33,13 @@ from federation.validation import FORMAT_CHECKER
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Kind
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Actor, RemoteObject
+from server.db.models import Actor, Membership, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
 from server.http.problems import problem
 from server.http.render import json_response
-from server.http.threads import readable
-from server.services import content, endorsements, polls, visibility
+from server.services import content, endorsements, membership, polls, visibility
 from server.services.content import Published
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.visibility import Viewer, ViewerKind
@@ -261,7 +260,12 @@ async def readable_object(session: AsyncSession, viewer: Viewer, iri: str) -> tu
         select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
     )
     owner = await session.get(Actor, row.attributed_to_id) if row is not None else None
-    if row is None or owner is None or row.kind not in READ_KINDS or not await readable(session, viewer, row):
+    if (
+        row is None
+        or owner is None
+        or row.kind not in READ_KINDS
+        or not await visibility.can_read_object(session, viewer, row)
+    ):
         raise NotFound("no such object")
     return row, owner
 
@@ -489,7 +493,7 @@ async def post_reply(request: web.Request) -> web.Response:
             parent is not None
             and parent.visibility not in PUBLIC_LEVELS
             and body.get("visibility") != "direct"
-            and await readable(session, as_user, parent)
+            and await visibility.can_read_object(session, as_user, parent)
         ):
             raise InvalidInput(
                 "a reply to non-public content must be direct (visibility direct, with to)",
@@ -518,7 +522,7 @@ async def post_vote(request: web.Request) -> web.Response:
         # a question the voter may not read answers like an unknown one.
         question = await session.scalar(select(RemoteObject).where(RemoteObject.iri == body["question"]))
         as_voter = Viewer(ViewerKind.LOCAL, actor_id=voter.id, actor_iri=voter.iri)
-        if question is None or not await readable(session, as_voter, question):
+        if question is None or not await visibility.can_read_object(session, as_voter, question):
             raise InvalidInput("question names no question known here", field="question")
     with renamed_fields({"inReplyTo": "question", "name": "choice"}):
         result = await polls.cast(
@@ -540,3 +544,137 @@ async def post_endorsement(request: web.Request) -> web.Response:
     with renamed_fields({"object": "proposal", "content": "statement"}):
         result = await endorsements.endorse(fed, group, obj, by=member)
     return published_response(result, status=201)
+
+
+# --- membership ------------------------------------------------------------------------------------
+
+MEMBER_STATES: Final = ("active", "pending")
+INT32_MAX: Final = 2**31 - 1
+
+
+def _member_iri(request: web.Request) -> str:
+    iri = request.query.get("member", "")
+    if not iri or len(iri) > MAX_IRI_CHARS or not iri.startswith(("https://", "http://")) or "\x00" in iri:
+        raise InvalidInput("member must be the member's http(s) actor IRI", field="member")
+    return iri
+
+
+@routes.get("/api/associations/{slug}/members")
+async def get_members(request: web.Request) -> web.Response:
+    """Active members (listed to whom the association chooses), or pending requests to join
+    (``state=pending``: its admins and moderators only), newest first."""
+    node = request.app[NODE]
+    viewer = await viewer_of(request)
+    state = request.query.get("state", "active")
+    if state not in MEMBER_STATES:
+        raise InvalidInput(f"state must be one of: {', '.join(MEMBER_STATES)}", field="state")
+    limit, before = page_query(request)
+    async with node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        if state == "pending":
+            if await visibility.role_in(session, viewer, group) not in membership.MANAGING_ROLES:
+                raise Forbidden("only the association's admins and moderators see requests to join")
+        elif not await visibility.can_list_members(session, viewer, group):
+            raise Forbidden("this association does not list its members to you")
+        query = (
+            select(Membership, Actor)
+            .join(Actor, Actor.id == Membership.member_id)
+            .where(Membership.group_id == group.id, Membership.state == state)
+        )
+        if before is not None:  # memberships.id is a 32-bit integer: a larger cursor means "from the top"
+            query = query.where(Membership.id < min(before, INT32_MAX))
+        rows = (await session.execute(query.order_by(Membership.id.desc()).limit(limit + 1))).all()
+    items = [
+        {
+            "member": actor.iri,
+            "handle": f"{actor.handle}@{actor.host}",
+            "name": actor.name or actor.handle,
+            "role": row.role,
+            "state": row.state,
+            "since": row.updated_at.isoformat().replace("+00:00", "Z"),
+        }
+        for row, actor in rows[:limit]
+    ]
+    cursor = f"state={state}&limit={limit}&before={rows[limit - 1][0].id}" if len(rows) > limit else None
+    next_page = node.uris.iri(f"/api/associations/{group.handle}/members?{cursor}") if cursor else None
+    return json_response({"items": items, "next": next_page}, headers=NO_STORE)
+
+
+@routes.post("/api/associations/{slug}/members")
+async def post_member_decision(request: web.Request) -> web.Response:
+    """An admin or moderator approves or refuses a pending request to join (audited; a member on
+    another node gets ``Accept{Join}`` or ``Reject{Join}``)."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        member = await acting_for(session, viewer, group, roles=membership.MANAGING_ROLES)
+    body = await json_body(request, "MemberDecision")
+    approve = body["decision"] == "approve"
+    await membership.decide(fed, group, body["member"], by=member, approve=approve)
+    return json_response(
+        {"member": body["member"], "state": "active" if approve else "refused"}, headers=NO_STORE
+    )
+
+
+@routes.delete("/api/associations/{slug}/members")
+async def delete_member(request: web.Request) -> web.Response:
+    """A moderator or admin removes a member (only an admin removes an admin); audited, and a
+    member on another node gets ``Remove``."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    member_iri = _member_iri(request)
+    async with fed.node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        by = await acting_for(session, viewer, group, roles=membership.MANAGING_ROLES)
+    await membership.remove(fed, group, member_iri, by=by)
+    return json_response({"member": member_iri, "state": "removed"}, headers=NO_STORE)
+
+
+@routes.post("/api/memberships")
+async def post_membership(request: web.Request) -> web.Response:
+    """The caller asks to join an association, here or on another node: active at once when it is
+    open, else pending until its admins answer (201 active, 202 pending)."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    body = await json_body(request, "MembershipCreate")
+    async with fed.node.sessions() as session:
+        user = await session.get(Actor, viewer.actor_id)
+        group = await session.scalar(
+            select(Actor).where(Actor.iri == body["association"], Actor.deleted_at.is_(None))
+        )
+    if user is None or user.type != "Person":
+        raise Forbidden("only a person joins an association")
+    if group is None or group.type != "Group":
+        # The API never fetches on a caller's word: look the association up (WebFinger) first.
+        raise InvalidInput("association names no association known here", field="association")
+    with renamed_fields({"object": "association"}):
+        await membership.join(fed, user, group.iri)
+    async with fed.node.sessions() as session:
+        state = await membership.state_of(session, group.id, user.id) or "pending"
+    return json_response(
+        {"association": body["association"], "state": state},
+        status=201 if state == "active" else 202,
+        headers=NO_STORE,
+    )
+
+
+@routes.delete("/api/memberships")
+async def delete_membership(request: web.Request) -> web.Response:
+    """The caller leaves an association (one on another node gets ``Leave``)."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    group_iri = request.query.get("association", "")
+    if (
+        not group_iri.startswith(("https://", "http://"))
+        or len(group_iri) > MAX_IRI_CHARS
+        or "\x00" in group_iri
+    ):
+        raise InvalidInput("association must be the association's http(s) IRI", field="association")
+    async with fed.node.sessions() as session:
+        user = await session.get(Actor, viewer.actor_id)
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+    if user is None or group is None:
+        raise NotFound("not a member")
+    await membership.leave(fed, user, group_iri)
+    return json_response({"association": group_iri, "state": "left"}, headers=NO_STORE)

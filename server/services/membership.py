@@ -195,10 +195,16 @@ async def receive_leave(fed: Federation, *, group_iri: str, member: Actor) -> bo
 # --- our members joining associations elsewhere --------------------------------------------------
 
 
-async def join(fed: Federation, member: Actor, group_iri: str) -> str:
-    """One of our people asks to join a remote association; returns the ``Join`` id."""
+async def join(fed: Federation, member: Actor, group_iri: str) -> str | None:
+    """One of our people asks to join an association; returns the ``Join`` id sent to a remote
+    one, or None for one of ours (decided here at once: :func:`join_here`)."""
     if not member.local or member.type != "Person":
         raise InvalidInput("only a local member joins an association", field="actor")
+    async with fed.node.sessions() as session:
+        here = await session.scalar(select(Actor).where(Actor.iri == group_iri, Actor.local.is_(True)))
+    if here is not None:
+        await join_here(fed, member, here)
+        return None
     group = await fed.actor(group_iri)
     if group.type != "Group" or group.local:
         raise InvalidInput("object must be a remote association", field="object")
@@ -222,6 +228,40 @@ async def join(fed: Federation, member: Actor, group_iri: str) -> str:
         )
     fed.notify_worker()
     return join_iri
+
+
+async def join_here(fed: Federation, member: Actor, group: Actor) -> str:
+    """One of our people asks to join one of our associations: its join policy applies as for a
+    remote ``Join`` (open: active; approval: pending; closed or blocked: refused). Returns the state."""
+    if group.type != "Group":
+        raise InvalidInput("object must be an association", field="object")
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        blocked = await session.scalar(
+            select(Block.id).where(Block.blocker_id == group.id, Block.blocked_id == member.id)
+        )
+        if blocked is not None or group.join_policy == "closed":
+            raise Forbidden("this association does not take requests to join")
+        row = await session.scalar(
+            select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+        )
+        if row is not None and row.state in ("active", "pending"):
+            raise Conflict("already a member" if row.state == "active" else "already asked to join")
+        state = "active" if group.join_policy == "open" or (row and row.state == "invited") else "pending"
+        if row is None:
+            row = Membership(group_id=group.id, member_id=member.id, role="member", created_at=now)
+            session.add(row)
+        row.state, row.updated_at = state, now
+    log.info("join here", extra={"group": group.iri, "member": member.iri, "state": state})
+    return state
+
+
+async def state_of(session: Any, group_id: int, actor_id: int) -> str | None:
+    """The actor's membership state in the association (active, pending, invited), or None."""
+    found = await session.scalar(
+        select(Membership.state).where(Membership.group_id == group_id, Membership.member_id == actor_id)
+    )
+    return str(found) if found is not None else None
 
 
 async def leave(fed: Federation, member: Actor, group_iri: str) -> str:

@@ -402,6 +402,89 @@ async def test_replies_votes_and_endorsements(node: Node) -> None:
     assert (status, own["code"], own["field"]) == (400, "invalid_input", "proposal")
 
 
+# --- membership --------------------------------------------------------------------------------
+
+
+async def _set_policy(node: Node, handle: str, policy: str) -> None:
+    async with node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.handle == handle, Actor.type == "Group"))
+        assert group is not None
+        group.join_policy = policy
+
+
+async def test_joining_answering_listing_removing_and_leaving_through_the_api(node: Node) -> None:
+    api, t = Api(node), await _people(node)
+    demo, other = node.uris.group("demo"), node.uris.group("other")
+    zed = node.uris.person("zed")
+    members = "/api/associations/demo/members"
+
+    async def listed(token: str | None, state: str = "active") -> tuple[int, list[str]]:
+        status, page, _ = await api.call("GET", members, token=token, params={"state": state})
+        return status, [m["member"] for m in page["items"]] if status == 200 else []
+
+    # zed asks to join demo, which approves requests (the default): pending, and only once
+    status, answer, _ = await api.call("POST", "/api/memberships", token=t["zed"], body={"association": demo})
+    assert (status, answer["state"]) == (202, "pending")
+    status, again, _ = await api.call("POST", "/api/memberships", token=t["zed"], body={"association": demo})
+    assert (status, again["code"]) == (409, "conflict")
+    # the request is seen by demo's admins and moderators only
+    assert await listed(t["alice"], "pending") == (200, [zed])
+    assert await listed(t["mo"], "pending") == (200, [zed])
+    assert (await listed(t["mia"], "pending"))[0] == 403
+    assert (await listed(None, "pending"))[0] == 403
+    # a plain member cannot answer it; the moderator approves it (audited)
+    decision = {"member": zed, "decision": "approve"}
+    status, _, _ = await api.call("POST", members, token=t["mia"], body=decision)
+    assert status == 403
+    status, answer, _ = await api.call("POST", members, token=t["mo"], body=decision)
+    assert (status, answer) == (200, {"member": zed, "state": "active"})
+    async with node.sessions() as session:
+        assert "member.approve" in (await session.scalars(select(AuditEntry.action))).all()
+    # demo lists its members to its members only (its members_visibility)
+    status, active = await listed(t["mia"])
+    assert status == 200 and zed in active and len(active) == 4
+    assert (await listed(t["olga"]))[0] == 403 and (await listed(None))[0] == 403
+    # a moderator removes zed, but not an admin
+    status, answer, _ = await api.call("DELETE", members, token=t["mo"], params={"member": zed})
+    assert (status, answer["state"]) == (200, "removed")
+    alice = node.uris.person("alice")
+    status, refused, _ = await api.call("DELETE", members, token=t["mo"], params={"member": alice})
+    assert (status, refused["code"]) == (403, "forbidden")
+    # zed leaves other; then he is no member to leave
+    status, answer, _ = await api.call(
+        "DELETE", "/api/memberships", token=t["zed"], params={"association": other}
+    )
+    assert (status, answer["state"]) == (200, "left")
+    status, _, _ = await api.call("DELETE", "/api/memberships", token=t["zed"], params={"association": other})
+    assert status == 404
+    # an open association takes him at once; a closed one refuses
+    await _set_policy(node, "other", "open")
+    status, answer, _ = await api.call(
+        "POST", "/api/memberships", token=t["zed"], body={"association": other}
+    )
+    assert (status, answer["state"]) == (201, "active")
+    await _set_policy(node, "demo", "closed")
+    status, refused, _ = await api.call(
+        "POST", "/api/memberships", token=t["zed"], body={"association": demo}
+    )
+    assert (status, refused["code"]) == (403, "forbidden")
+    # bad input names the field
+    for params, field in [({"state": "invited"}, "state"), ({"limit": "0"}, "limit")]:
+        status, problem, _ = await api.call("GET", members, token=t["alice"], params=params)
+        assert (status, problem["field"]) == (400, field)
+    unknown = {"association": "https://nowhere.example/groups/x"}
+    status, problem, _ = await api.call("POST", "/api/memberships", token=t["zed"], body=unknown)
+    assert (status, problem["field"]) == (400, "association")
+    status, problem, _ = await api.call(
+        "POST", members, token=t["alice"], body={"member": zed, "decision": "maybe"}
+    )
+    assert (status, problem["field"]) == (400, "decision")
+    status, problem, _ = await api.call(
+        "POST", members, token=t["alice"], body={"member": zed, "decision": "approve"}
+    )
+    assert status == 404  # no pending request from zed
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
@@ -486,11 +569,11 @@ async def test_every_refusal_is_a_problem_naming_the_field_and_changes_nothing(n
             "403 forbidden",
         ),
         (
-            "a member's members-only reply",
+            "a non-member's reply in an association's thread (replies from members only)",
             "POST",
-            R,
-            {"body": {**reply, "visibility": "members"}, "token": mia},
-            "400 invalid_input visibility",
+            "/api/users/olga/replies",
+            {"body": {**reply, "visibility": "members"}, "token": olga},
+            "403 forbidden",
         ),
         (
             "a public reply to members-only content",
