@@ -22,14 +22,13 @@ bidirectional key/owner claim (case 9, fedify #963).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from .actors_remote import RemoteActorDoc, is_actor_document, read_actor, read_key_document
-from .errors import FetchError, InvalidDocument, KeyUnavailable, MalformedPayload, WrongOrigin
+from .errors import FetchError, InvalidDocument, KeyUnavailable, WrongOrigin
 from .http import AP_ACCEPT, Headers, OutgoingRequest, PeerResponse, is_strict_activitypub_content_type
 from .keys import KeyPair, PublicKey, public_key_to_pem
 from .netguard import canonical_host
@@ -46,6 +45,7 @@ from .transport import (
 )
 from .types import Iri, JsonObject
 from .uris import UriScheme, normalized_origin
+from .vocab.parse import decode_json_object
 
 MAX_REDIRECTS: Final = 3
 """Redirect hops followed per fetch (Mastodon ``follow: {max_hops: 3}``; security case 13)."""
@@ -181,37 +181,18 @@ class FetchedKey:
 # ---------------------------------------------------------------------------------------------
 
 
-def _depth_exceeds(value: object, limit: int) -> bool:
-    """Iterative depth check (no recursion on attacker input)."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(current, dict):
-            stack.extend((v, depth + 1) for v in current.values() if isinstance(v, dict | list))
-        elif isinstance(current, list):
-            stack.extend((v, depth + 1) for v in current if isinstance(v, dict | list))
-    return False
-
-
 def parse_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonObject:
     """Decode ``body`` as a JSON object nested at most ``max_depth`` levels.
+
+    The inbox's own decoder (:func:`federation.vocab.parse.decode_json_object`): the depth is
+    checked before decoding, and NUL characters and lone surrogates, which no database stores
+    (PostgreSQL refuses the row, and the job would fail at every retry: security case 32), are
+    replaced by U+FFFD, as they are in delivered activities.
 
     Raises:
         MalformedPayload: not UTF-8 JSON, not an object, or nested too deeply (case 28).
     """
-    try:
-        value = json.loads(body)
-    except RecursionError as exc:
-        raise MalformedPayload("JSON nested too deeply") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload("the body is not valid JSON") from exc
-    if not isinstance(value, dict):
-        raise MalformedPayload("the body is not a JSON object")
-    if _depth_exceeds(value, max_depth):
-        raise MalformedPayload(f"JSON nested deeper than {max_depth} levels")
-    return value
+    return decode_json_object(body, max_depth=max_depth)
 
 
 def _iri_key(iri: str) -> tuple[str, str, str] | None:

@@ -78,6 +78,7 @@ __all__ = [
     "InboundActivity",
     "InboxDeps",
     "InboxRouter",
+    "claimed_key_id",
     "dispatch",
     "receive",
 ]
@@ -183,7 +184,7 @@ async def receive(request: IncomingRequest, deps: InboxDeps) -> InboundActivity 
         return _ignored("claims_local_actor", document)
     deps.policy.check(host_of(header.actor))
     try:
-        key_id = _claimed_key_id(request)
+        key_id = claimed_key_id(request)
         if deps.uris.is_local(key_id):
             return _ignored("claims_local_actor", document)
         deps.policy.check(host_of(key_id))
@@ -258,7 +259,7 @@ def _ignored(reason: IgnoredReason, document: JsonObject) -> Ignored:
     return Ignored(reason, activity_id)
 
 
-def _claimed_key_id(request: IncomingRequest) -> Iri:
+def claimed_key_id(request: IncomingRequest) -> Iri:
     """The keyId the request claims, parsed exactly as verification will parse it (no lookup).
 
     Raises:

@@ -10,7 +10,8 @@ import pytest
 from tests.support.databases import PostgresRun, SqliteTemplate, pg_required
 from tests.support.nodes import Node, running_node
 
-pytest_plugins = ["tests.support.socket_guard"]  # no network beyond loopback in any test
+# No network beyond loopback in any test; the security rig (`world`, `handler_spy`) for every package.
+pytest_plugins = ["tests.support.socket_guard", "tests.support.world"]
 ENGINES = ("sqlite", "postgresql")
 
 

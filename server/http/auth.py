@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from federation.http import Headers, IncomingRequest
+from federation.inbox import claimed_key_id
 from federation.signatures import verify_request
 from federation.vocab.parse import host_of
 from server.appkeys import FEDERATION, NODE
@@ -32,6 +33,8 @@ async def _signed_viewer(request: web.Request) -> Viewer:
         headers=Headers(list(request.headers.items())),
         body=b"",
     )
+    # A blocked or unlisted host is refused before its key is looked up, as in the inbox (403).
+    fed.policy.check(host_of(claimed_key_id(incoming)))
     signer = await verify_request(incoming, resolve_key=fed.keys, now=fed.node.clock())
     fed.policy.check(host_of(signer.owner))
     async with fed.node.sessions() as session:

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.fetch import FetchedActor, FetchTemporaryFailure, fetch_actor
 from federation.keys import PublicKey, algorithm_of, public_key_to_pem
+from federation.lookup import lookup_handle, verify_handle
 from federation.netguard import canonical_host
 from federation.policy import PeerPolicy
 from federation.ports import Transport
@@ -353,3 +354,38 @@ __all__ = [
     "store_fetched_actor",
     "upsert_remote_actor",
 ]
+
+
+async def lookup_account(
+    node: NodeContext,
+    transport: Transport,
+    handle: str,
+    *,
+    policy: PeerPolicy | None = None,
+    actor_type: str | None = None,
+    scheme: str = "https",
+    allow_http: bool = False,
+) -> Actor:
+    """The actor ``handle`` (``user@host``) names, confirmed both ways (security case 36).
+
+    WebFinger on the handle's host names a candidate; the candidate is fetched from its own
+    origin, and WebFinger on *its* host must answer that it is this very handle. A host that
+    points its users' handles at actors elsewhere (or an actor claiming a handle on another
+    host) is refused with :class:`~federation.lookup.HandleMismatch`; nothing is stored.
+    """
+    iri = await lookup_handle(
+        handle,
+        transport=transport,
+        scheme=scheme,
+        allow_http=allow_http,
+        actor_type=actor_type,
+        uris=node.uris,
+    )
+    signer = await instance_key_pair(node)
+    fetched = await fetch_actor(
+        iri, transport=transport, signer=signer, now=node.clock(), uris=node.uris, policy=policy
+    )
+    await verify_handle(
+        fetched.doc, transport=transport, allow_http=allow_http, expected=handle.lstrip("@"), uris=node.uris
+    )
+    return await store_fetched_actor(node, fetched)

@@ -10,6 +10,7 @@ block the child), shown in assertion messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -124,7 +125,8 @@ class ServiceProcess:
         """``kill -9``: no shutdown code runs (a crash, a power cut, the OOM killer)."""
         assert self.process is not None
         if self.process.returncode is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # already killed and reaped
+                os.kill(self.process.pid, signal.SIGKILL)
         await asyncio.wait_for(self.process.wait(), 10)
 
     async def terminate(self, *, timeout_s: float = 15.0) -> int:
