@@ -77,12 +77,19 @@ async def test_follow_accept_then_create_update_delete_reach_the_follower(
         gone = await a.client.get(note.removeprefix(a.uris.origin), headers={"Accept": AP})
         assert gone.status == 410
 
-        # Every delivery from A ended delivered, each to B's shared inbox once
-        async with a.sessions() as session:
-            states = dict(
-                (await session.execute(select(Delivery.state, func.count()).group_by(Delivery.state))).all()
-            )
-        assert states == {"delivered": states.get("delivered", 0)} and states["delivered"] >= 4
+        # Every delivery from A ended delivered, each to B's shared inbox once. A records an
+        # outcome after B's answer, and B may have processed the Delete before that: wait for it.
+        async def states() -> dict[str, int]:
+            async with a.sessions() as session:
+                stmt = select(Delivery.state, func.count()).group_by(Delivery.state)
+                return {str(state): int(n) for state, n in (await session.execute(stmt)).all()}
+
+        async def all_recorded() -> bool:
+            return "pending" not in await states()
+
+        await wait_until(all_recorded, what="A to record every delivery's outcome")
+        final = await states()
+        assert final == {"delivered": final.get("delivered", 0)} and final["delivered"] >= 4
         async with b.sessions() as session:
             sync = await session.scalar(select(SyncState))
         assert sync is not None and sync.backfilled_at is not None
