@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import queue
 from server.db.queries import delivery as delivery_queries
+from server.db.queries import inbox as inbox_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.worker import LaneRegistry
@@ -116,12 +117,74 @@ class DeliverLane:
         return outcomes
 
 
+class InboxLane:
+    """``process_inbox`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), keyed
+    by the activity's actor.
+
+    Many stored activities are claimed and loaded at once, each handler runs on its own, and
+    the rows finished meanwhile are marked in the transaction that completes their jobs. One
+    actor's activities run one at a time (``max_per_key`` 1), in the order they arrived, so an
+    ``Update`` is not applied before the ``Create`` it follows.
+    """
+
+    kind = inbox_service.PROCESS_INBOX
+    max_per_key = 1
+
+    def __init__(self, fed: Federation) -> None:
+        self.max_in_flight = fed.node.settings.worker.concurrency
+        self._fed = fed
+        self._loaded: dict[int, int] = {}  # job id -> inbox activity id, while it runs
+
+    async def runnable(
+        self,
+        session: AsyncSession,
+        *,
+        condition: ColumnElement[bool],
+        limit: int,
+        exclude_keys: Collection[str],
+    ) -> list[tuple[int, str]]:
+        return await inbox_queries.runnable_inbox_jobs(
+            session, kind=self.kind, condition=condition, limit=limit, exclude_actors=exclude_keys
+        )
+
+    async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
+        wanted = {job.id: job.payload.get("inbox_activity_id") for job in jobs}
+        loaded = await inbox_service.load(self._fed, [i for i in wanted.values() if isinstance(i, int)])
+        items: list[Any] = []
+        for job in jobs:
+            activity_id = wanted[job.id]
+            if not isinstance(activity_id, int):
+                items.append(PermanentJobFailure("bad_payload", "inbox_activity_id missing"))
+            elif activity_id not in loaded:
+                items.append(None)  # processed by an earlier run, or gone: the job is done
+            else:
+                self._loaded[job.id] = activity_id
+                items.append(inbox_service.run(self._fed, router, loaded[activity_id]))
+        return items
+
+    async def record(
+        self, session: AsyncSession, results: Sequence[tuple[ClaimedJob, Any]]
+    ) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        marks: list[tuple[int, str]] = []
+        for job, result in results:
+            activity_id = self._loaded.pop(job.id, None)
+            if isinstance(result, BaseException):
+                outcomes.append(result)  # the row stays queued; the job is retried or fails
+                continue
+            if activity_id is not None and isinstance(result, str):
+                marks.append((activity_id, result))
+            outcomes.append(None)
+        await inbox_queries.mark_processed(session, marks, now=self._fed.node.clock())
+        return outcomes
+
+
 def default_registry(fed: Federation | None = None) -> JobRegistry:
     """A fresh registry with every production job kind (and ``noop``).
 
-    Without a :class:`Federation` only ``noop`` is registered (queue tests). ``deliver`` jobs
-    run in the worker's delivery lane (:class:`DeliverLane`); their per-job handler serves
-    :meth:`server.jobs.worker.Worker.run_batch`.
+    Without a :class:`Federation` only ``noop`` is registered (queue tests). ``deliver`` and
+    ``process_inbox`` jobs run in the worker's lanes (:class:`DeliverLane`, :class:`InboxLane`);
+    their per-job handlers serve :meth:`server.jobs.worker.Worker.run_batch`.
     """
     registry = LaneRegistry()
     registry.add("noop", noop)
@@ -180,7 +243,7 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
         if wait is not None:
             raise DeferJob("poll_not_ended", after=wait)
 
-    registry.add(inbox_service.PROCESS_INBOX, process_inbox)
+    registry.add_lane(InboxLane(fed), process_inbox)
     registry.add(polls.POLL_TALLY, poll_tally)
     registry.add(content.POLL_CLOSE, poll_close)
     registry.add(delivery.FANOUT, fanout)

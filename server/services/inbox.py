@@ -1,25 +1,27 @@
 """The inbox's processing half: a worker rebuilds a stored activity and dispatches it.
 
 Storing happens in :mod:`server.services.inbox_writer` (group commit: the activity, unique on its
-IRI, and its ``process_inbox`` job in one transaction, answered 202 after the commit). ``process``
-runs in a worker: it rebuilds the typed activity from the stored document and dispatches it to
-the handlers in ``inbox_handlers``.
+IRI, and its ``process_inbox`` job in one transaction, answered 202 after the commit). The worker
+loads queued rows (many at once in its inbox lane), rebuilds each typed activity from the stored
+document, dispatches it to the handlers in ``inbox_handlers`` and marks the rows it finished.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from federation.inbox import InboxRouter, dispatch, restore
+from federation.errors import FederationError
+from federation.inbox import InboundActivity, InboxRouter, dispatch, restore
 from federation.keys import KeyAlgorithm
 from federation.signatures import VerifiedSigner
 from federation.types import Iri
 from server.db.models import InboxActivity, InboxItem
+from server.db.queries import inbox as inbox_queries
 from server.services.federation import Federation
 
 log = logging.getLogger(__name__)
@@ -37,35 +39,65 @@ async def _add_inbox_item(session: AsyncSession, actor_id: int, inbox_activity_i
     await session.execute(stmt)
 
 
-async def process(fed: Federation, router: InboxRouter[Federation], inbox_activity_id: int) -> str:
-    """Run the handler of one stored activity; returns the row's final state.
+Loaded = InboundActivity | FederationError | None
+"""A queued activity rebuilt for its handler; ``None``: no activity the router handles (it ends
+``ignored``); an error: the stored document no longer parses (its job fails alone, retried)."""
 
-    Handler exceptions propagate (the job is retried); the row is marked ``processed`` only
-    after the handler returned.
+
+async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Loaded]:
+    """The activities among ``ids`` still queued, rebuilt for their handlers (one query).
+
+    Rows already processed, or gone, are left out.
     """
     async with fed.node.sessions() as session:
-        row = await session.get(InboxActivity, inbox_activity_id)
-    if row is None or row.state != "queued":
-        return row.state if row else "missing"
-    # The signature was verified when the row was stored; keep what it proved.
-    signer = VerifiedSigner(
-        Iri(row.signer_key_iri), Iri(row.actor_iri), KeyAlgorithm.RSA_V1_5_SHA256, "cavage"
-    )
-    inbound = restore(row.document, signer=signer, received_at=row.received_at, uris=fed.node.uris)
-    state = "ignored" if inbound is None else "processed"
-    if inbound is not None:
-        await dispatch(router, inbound, fed)
-    await mark(fed, inbox_activity_id, state, now=fed.node.clock())
-    return state
+        rows = await inbox_queries.queued_activities(session, ids)
+    loaded: dict[int, Loaded] = {}
+    for row in rows:
+        # The signature was verified when the row was stored; keep what it proved.
+        signer = VerifiedSigner(
+            Iri(row.signer_key_iri), Iri(row.actor_iri), KeyAlgorithm.RSA_V1_5_SHA256, "cavage"
+        )
+        try:
+            loaded[row.id] = restore(
+                row.document, signer=signer, received_at=row.received_at, uris=fed.node.uris
+            )
+        except FederationError as exc:
+            loaded[row.id] = exc
+    return loaded
 
 
-async def mark(
-    fed: Federation, inbox_activity_id: int, state: str, *, now: datetime, error: str | None = None
-) -> None:
+async def run(fed: Federation, router: InboxRouter[Federation], inbound: Loaded) -> str:
+    """Run the handler of one loaded activity; returns the state to record.
+
+    Handler exceptions propagate (and a document that no longer parses raises): the caller
+    records nothing, the row stays queued and the job is retried.
+    """
+    if isinstance(inbound, FederationError):
+        raise inbound
+    if inbound is None:
+        return "ignored"
+    await dispatch(router, inbound, fed)
+    return "processed"
+
+
+async def process(fed: Federation, router: InboxRouter[Federation], inbox_activity_id: int) -> str:
+    """Load, run and mark one stored activity; returns the row's final state.
+
+    The worker's inbox lane does the same for many at once (:class:`server.jobs.tasks.InboxLane`);
+    this path serves single runs (``Worker.run_batch``, tests). The row is marked only after
+    the handler returned.
+    """
+    loaded = await load(fed, [inbox_activity_id])
+    if inbox_activity_id not in loaded:
+        async with fed.node.sessions() as session:
+            state = await session.scalar(
+                select(InboxActivity.state).where(InboxActivity.id == inbox_activity_id)
+            )
+        return "missing" if state is None else str(state)
+    state = await run(fed, router, loaded[inbox_activity_id])
     async with fed.node.sessions.begin() as session:
-        row = await session.get(InboxActivity, inbox_activity_id)
-        if row is not None:
-            row.state, row.processed_at, row.error = state, now, (error or None) and error[:1024]
+        await inbox_queries.mark_processed(session, [(inbox_activity_id, state)], now=fed.node.clock())
+    return state
 
 
 async def add_inbox_items(fed: Federation, activity_iri: str, actor_ids: set[int]) -> None:
