@@ -24,7 +24,7 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from server.db.models import Job
 
@@ -363,6 +364,39 @@ def runnable(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
         and_(t.state == RUNNING, t.locked_until < now),
         and_(t.state == QUEUED, t.run_at <= now),
     )
+
+
+async def runnable_keyed(
+    session: AsyncSession,
+    *,
+    kind: str,
+    condition: ColumnElement[bool],
+    limit: int,
+    payload_id: str,
+    row_id: InstrumentedAttribute[int],
+    key: InstrumentedAttribute[str],
+    exclude_keys: Collection[str],
+) -> list[tuple[int, str]]:
+    """Runnable ``kind`` jobs matching ``condition`` (one of :func:`runnable`), each with the
+    ``key`` of the row its payload names (``payload[payload_id]`` = ``row_id``), in claim order
+    (priority, then ``run_at``, then id), none of whose key is in ``exclude_keys``.
+
+    A job whose row is gone comes with the key ``""`` (the caller finishes it). On PostgreSQL
+    the jobs are locked (``SKIP LOCKED``) until :func:`claim_ids` takes them.
+    """
+    named = Job.payload[payload_id].as_integer()
+    stmt = (
+        select(Job.id, func.coalesce(key, ""))
+        .select_from(Job)
+        .outerjoin(row_id.class_, row_id == named)
+        .where(Job.kind == kind, condition)
+    )
+    if exclude_keys:
+        stmt = stmt.where(or_(key.is_(None), key.not_in(sorted(exclude_keys))))
+    stmt = stmt.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=Job, skip_locked=True)
+    return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt)).all()]
 
 
 async def claim_ids(

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import queue
-from server.db.queries import delivery as delivery_queries
+from server.db.models import Delivery, InboxActivity
 from server.db.queries import inbox as inbox_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
@@ -76,8 +76,15 @@ class DeliverLane:
         limit: int,
         exclude_keys: Collection[str],
     ) -> list[tuple[int, str]]:
-        return await delivery_queries.runnable_deliver_jobs(
-            session, kind=self.kind, condition=condition, limit=limit, exclude_hosts=exclude_keys
+        return await queue.runnable_keyed(
+            session,
+            kind=self.kind,
+            condition=condition,
+            limit=limit,
+            payload_id="delivery_id",
+            row_id=Delivery.id,
+            key=Delivery.host,
+            exclude_keys=exclude_keys,
         )
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
@@ -143,8 +150,15 @@ class InboxLane:
         limit: int,
         exclude_keys: Collection[str],
     ) -> list[tuple[int, str]]:
-        return await inbox_queries.runnable_inbox_jobs(
-            session, kind=self.kind, condition=condition, limit=limit, exclude_actors=exclude_keys
+        return await queue.runnable_keyed(
+            session,
+            kind=self.kind,
+            condition=condition,
+            limit=limit,
+            payload_id="inbox_activity_id",
+            row_id=InboxActivity.id,
+            key=InboxActivity.actor_iri,
+            exclude_keys=exclude_keys,
         )
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:

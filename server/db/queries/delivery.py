@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Actor, Block, Delivery, Follow, Job, Membership
+from server.db.models import Actor, Block, Delivery, Follow, Membership
 
 DELIVERIES = cast(Table, Delivery.__table__)
 
@@ -105,34 +105,6 @@ async def insert_deliveries(
         .returning(Delivery.id)
     )
     return [row[0] for row in (await session.execute(stmt, rows)).all()]
-
-
-async def runnable_deliver_jobs(
-    session: AsyncSession,
-    *,
-    kind: str,
-    condition: ColumnElement[bool],
-    limit: int,
-    exclude_hosts: Collection[str],
-) -> list[tuple[int, str]]:
-    """Runnable ``kind`` jobs matching ``condition``, with the host of their delivery, in claim
-    order (priority, then ``run_at``, then id), skipping hosts in ``exclude_hosts``.
-
-    A job whose delivery row is gone comes with the host ``""`` (the caller finishes it).
-    """
-    delivery_id = Job.payload["delivery_id"].as_integer()
-    stmt = (
-        select(Job.id, func.coalesce(Delivery.host, ""))
-        .select_from(Job)
-        .outerjoin(Delivery, Delivery.id == delivery_id)
-        .where(Job.kind == kind, condition)
-    )
-    if exclude_hosts:
-        stmt = stmt.where(or_(Delivery.host.is_(None), Delivery.host.not_in(sorted(exclude_hosts))))
-    stmt = stmt.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Job, skip_locked=True)
-    return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt)).all()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import InboxActivity, InboxItem, Job
-
-
-async def runnable_inbox_jobs(
-    session: AsyncSession,
-    *,
-    kind: str,
-    condition: ColumnElement[bool],
-    limit: int,
-    exclude_actors: Collection[str],
-) -> list[tuple[int, str]]:
-    """Runnable ``kind`` jobs matching ``condition``, with the actor of their stored activity, in
-    claim order (priority, then ``run_at``, then id), skipping actors in ``exclude_actors``.
-
-    A job whose activity row is gone comes with the actor ``""`` (the caller finishes it).
-    """
-    activity_id = Job.payload["inbox_activity_id"].as_integer()
-    stmt = (
-        select(Job.id, func.coalesce(InboxActivity.actor_iri, ""))
-        .select_from(Job)
-        .outerjoin(InboxActivity, InboxActivity.id == activity_id)
-        .where(Job.kind == kind, condition)
-    )
-    if exclude_actors:
-        stmt = stmt.where(
-            or_(InboxActivity.actor_iri.is_(None), InboxActivity.actor_iri.not_in(sorted(exclude_actors)))
-        )
-    stmt = stmt.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=Job, skip_locked=True)
-    return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt)).all()]
+from server.db.models import InboxActivity, InboxItem
 
 
 async def queued_activities(session: AsyncSession, ids: Sequence[int]) -> list[Row[Any]]:
