@@ -131,7 +131,8 @@ class InboxLane:
     Many stored activities are claimed and loaded at once, each handler runs on its own, and
     the rows finished meanwhile are marked in the transaction that completes their jobs. One
     actor's activities run one at a time (``max_per_key`` 1), in the order they arrived, so an
-    ``Update`` is not applied before the ``Create`` it follows.
+    ``Update`` is not applied before the ``Create`` it follows (a job that failed runs again when
+    its retry is due, after the ones behind it).
     """
 
     kind = inbox_service.PROCESS_INBOX
