@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation.types import Iri
-from federation.uris import LocalActorRef, UriScheme, is_valid_handle
+from federation.uris import LocalActorRef, UriScheme, is_valid_handle, normalized_origin
 
 ORIGIN = "https://entraide.test"
 uris = UriScheme(ORIGIN)
@@ -186,3 +188,35 @@ def test_is_local_is_true_for_any_path_on_our_origin() -> None:
     assert uris.is_local("https://entraide.test")
     assert not uris.is_local("https://peer.example/users/alice")
     assert not uris.is_local("not an iri")
+
+
+# --- normalized_origin --------------------------------------------------------------------------
+
+
+def _reference_origin_guard(iri: str) -> bool:
+    """The check as first written: no whitespace and no control character anywhere."""
+    return not any(c.isspace() or not c.isprintable() for c in iri)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_normalized_origin_refuses_exactly_whitespace_and_control_characters(tail: str) -> None:
+    iri = f"https://peer.example/{tail}"
+    assert (normalized_origin(iri) is not None) == _reference_origin_guard(iri)
+    assert normalized_origin(iri) == normalized_origin(iri)  # memoised answer, same answer
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2000", "\u2028", "\u3000", "\x00"],
+)
+def test_normalized_origin_refuses_every_kind_of_whitespace(char: str) -> None:
+    assert normalized_origin(f"https://peer.example/a{char}b") is None
+    assert normalized_origin(f"https://peer{char}.example/") is None
+
+
+def test_normalized_origin_of_long_iris_is_computed_the_same_way() -> None:
+    long_path = "a" * 5000
+    assert normalized_origin(f"https://Peer.Example.:443/{long_path}") == "https://peer.example"
+    assert normalized_origin(f"http://peer.example:8080/{long_path}") == "http://peer.example:8080"
+    assert normalized_origin(f"https://peer.example/{long_path} x") is None
