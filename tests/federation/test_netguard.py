@@ -9,7 +9,7 @@ import socket
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation.netguard import canonical_host, is_public_address, parse_host_literal, split_host_port
@@ -256,3 +256,32 @@ def test_parse_host_literal_agrees_with_inet_aton(host: str) -> None:
     except OSError:
         return
     assert parse_host_literal(host) == IPv4Address(packed)
+
+
+def _reference_host_refused(host: str) -> bool:
+    """The character check as first written, one character at a time."""
+    forbidden = set("/@\\?#%<>\"'`{}|^")
+    return any(c in forbidden or c.isspace() or not c.isprintable() for c in host)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=12))
+def test_canonical_host_refuses_exactly_the_forbidden_characters(label: str) -> None:
+    host = f"peer{label}.example"
+    try:
+        canonical_host(host)
+    except ValueError as exc:
+        refused_for_a_character = "forbidden character" in str(exc)
+    else:
+        refused_for_a_character = False
+    assert refused_for_a_character == _reference_host_refused(host)
+    # Memoised: asking again gives the same answer (or the same refusal)
+    try:
+        again: str | None = canonical_host(host)
+    except ValueError:
+        again = None
+    try:
+        first: str | None = canonical_host(host)
+    except ValueError:
+        first = None
+    assert again == first
