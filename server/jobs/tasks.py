@@ -6,7 +6,8 @@ here each job kind is mapped to its service call and to the job outcomes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import asyncio
+from collections.abc import Awaitable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -128,20 +129,23 @@ class InboxLane:
     """``process_inbox`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), keyed
     by the activity's actor.
 
-    Many stored activities are claimed and loaded at once, each handler runs on its own, and
-    the rows finished meanwhile are marked in the transaction that completes their jobs. One
-    actor's activities run one at a time (``max_per_key`` 1), in the order they arrived, so an
-    ``Update`` is not applied before the ``Create`` it follows (a job that failed runs again when
-    its retry is due, after the ones behind it).
+    Many stored activities are claimed and loaded at once, and the rows finished meanwhile are
+    marked in the transaction that completes their jobs. Different actors' activities run
+    alongside; one actor's run one after the other, in claim order (that is arrival order), even
+    across batches: each waits for the one claimed before it, so an ``Update`` is not applied
+    before the ``Create`` it follows, and a burst from one actor (a relay, a Lemmy community)
+    still fills the lane. A job that failed runs again when its retry is due, after the ones
+    behind it.
     """
 
     kind = inbox_service.PROCESS_INBOX
-    max_per_key = 1
 
     def __init__(self, fed: Federation) -> None:
         self.max_in_flight = fed.node.settings.worker.concurrency
+        self.max_per_key = self.max_in_flight
         self._fed = fed
         self._loaded: dict[int, int] = {}  # job id -> inbox activity id, while it runs
+        self._tails: dict[str, asyncio.Future[None]] = {}  # actor -> end of its last claimed run
 
     async def runnable(
         self,
@@ -174,8 +178,27 @@ class InboxLane:
                 items.append(None)  # processed by an earlier run, or gone: the job is done
             else:
                 self._loaded[job.id] = activity_id
-                items.append(inbox_service.run(self._fed, router, loaded[activity_id]))
+                queued = loaded[activity_id]
+                items.append(self._after_previous(queued.actor_iri, queued.activity))
         return items
+
+    def _after_previous(self, actor_iri: str, activity: inbox_service.Loaded) -> Awaitable[str]:
+        """The run of ``activity``, started once the run of this actor's previous claim ended."""
+        previous = self._tails.get(actor_iri)
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[actor_iri] = finished
+
+        async def run() -> str:
+            try:
+                if previous is not None:
+                    await previous  # never raises: it only tells that the previous run ended
+                return await inbox_service.run(self._fed, router, activity)
+            finally:
+                finished.set_result(None)
+                if self._tails.get(actor_iri) is finished:
+                    del self._tails[actor_iri]
+
+        return run()
 
     async def record(
         self, session: AsyncSession, results: Sequence[tuple[ClaimedJob, Any]]

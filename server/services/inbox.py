@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,25 +45,33 @@ Loaded = InboundActivity | FederationError | None
 ``ignored``); an error: the stored document no longer parses (its job fails alone, retried)."""
 
 
-async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Loaded]:
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A stored activity still queued: who sent it, and what its handler gets."""
+
+    actor_iri: str
+    activity: Loaded
+
+
+async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
     """The activities among ``ids`` still queued, rebuilt for their handlers (one query).
 
     Rows already processed, or gone, are left out.
     """
     async with fed.node.sessions() as session:
         rows = await inbox_queries.queued_activities(session, ids)
-    loaded: dict[int, Loaded] = {}
+    loaded: dict[int, Queued] = {}
     for row in rows:
         # The signature was verified when the row was stored; keep what it proved.
         signer = VerifiedSigner(
             Iri(row.signer_key_iri), Iri(row.actor_iri), KeyAlgorithm.RSA_V1_5_SHA256, "cavage"
         )
+        activity: Loaded
         try:
-            loaded[row.id] = restore(
-                row.document, signer=signer, received_at=row.received_at, uris=fed.node.uris
-            )
+            activity = restore(row.document, signer=signer, received_at=row.received_at, uris=fed.node.uris)
         except FederationError as exc:
-            loaded[row.id] = exc
+            activity = exc
+        loaded[row.id] = Queued(row.actor_iri, activity)
     return loaded
 
 
@@ -94,7 +103,7 @@ async def process(fed: Federation, router: InboxRouter[Federation], inbox_activi
                 select(InboxActivity.state).where(InboxActivity.id == inbox_activity_id)
             )
         return "missing" if state is None else str(state)
-    state = await run(fed, router, loaded[inbox_activity_id])
+    state = await run(fed, router, loaded[inbox_activity_id].activity)
     async with fed.node.sessions.begin() as session:
         await inbox_queries.mark_processed(session, [(inbox_activity_id, state)], now=fed.node.clock())
     return state

@@ -41,7 +41,12 @@ class Recorder:
         self.peak: Counter[str] = Counter()
         self.peak_total = 0
         self.failing: set[str] = set()
+        self.hold: set[str] = set()  # activities whose handler waits for release()
+        self._released = asyncio.Event()
         self.router.on(Create)(self.on_create)
+
+    def release(self) -> None:
+        self._released.set()
 
     async def on_create(self, fed: Federation, create: Create, inbound: InboundActivity) -> None:
         actor = str(create.actor)
@@ -50,6 +55,8 @@ class Recorder:
         self.peak_total = max(self.peak_total, sum(self.in_flight.values()))
         try:
             await asyncio.sleep(0.02)
+            if create.id in self.hold:
+                await asyncio.wait_for(self._released.wait(), 20)
             if create.id in self.failing:
                 raise RuntimeError("handler failed")
             self.ran.append(str(create.id))
@@ -164,6 +171,44 @@ async def test_one_actors_activities_run_one_at_a_time_in_arrival_order(
         assert recorder.peak[f"https://{host}/users/{user}"] == 1
     assert recorder.peak_total > 1
     assert sorted(recorder.ran) == sorted(doc["id"] for doc in docs)
+    assert await _jobs(quiet_node) == {"done": len(docs)}
+
+
+async def test_a_burst_from_one_actor_is_claimed_together_and_run_in_order(
+    quiet_node: Node, recorder: Recorder
+) -> None:
+    # Given 40 activities from one actor (a relay, a Lemmy community), the first one slow
+    docs = [_create("relay.example", "community", n) for n in range(40)]
+    recorder.hold = {docs[0]["id"]}
+    await _store(quiet_node, docs)
+    worker = Worker(
+        quiet_node.fed.node,
+        default_registry(quiet_node.fed),
+        concurrency=8,
+        poll_interval_s=0.05,
+        shutdown_timeout_s=2.0,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # When the worker runs, several of them are claimed at once while the first one runs
+        async def several_running() -> bool:
+            return (await _jobs(quiet_node)).get("running", 0) > 1
+
+        await wait_until(several_running, what="several of the actor's jobs claimed together")
+        assert recorder.ran == []  # the others wait for the first one
+        recorder.release()
+
+        async def all_processed() -> bool:
+            return set((await _states(quiet_node)).values()) == {"processed"}
+
+        await wait_until(all_processed, what="every activity processed")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    # Then they ran one at a time, in the order they arrived
+    assert recorder.ran == [doc["id"] for doc in docs]
+    assert recorder.peak["https://relay.example/users/community"] == 1
     assert await _jobs(quiet_node) == {"done": len(docs)}
 
 
