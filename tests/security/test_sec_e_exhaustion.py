@@ -11,6 +11,7 @@ import json
 import secrets
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,9 +20,11 @@ from sqlalchemy import func, select
 
 from federation.errors import ResponseTooLarge
 from federation.transport import Timeouts
-from federation.types import JsonObject
-from server.db.models import InboxActivity
+from federation.types import JsonObject, utc_now
+from server.db import queue
+from server.db.models import InboxActivity, Job
 from server.services import following
+from server.services import media as media_service
 from server.services.key_resolver import FetchBudget, RemoteKeyResolver
 from tests.security.test_sec_b_origin import _follows
 from tests.support.fake_peers import actor_document, peer_transport
@@ -543,3 +546,34 @@ async def test_sec_33_five_hundred_unknown_hosts_leave_bounded_state(
         assert len(keys._flights) == 0
         assert len(outbound._limiter) <= 64
         await _healthy(node)
+
+
+async def test_sec_33_the_row_count_oracle_ignores_a_periodic_round_that_runs_meanwhile(
+    start_node: NodeStarter, peers: StallingPeers
+) -> None:
+    """The flake of case 33 (``{'jobs': 1}``): a periodic round (catch-up every 15 minutes, media
+    clean-up every hour) that comes due while a long test runs finishes and queues the next round.
+    That is the wall clock, not the request under test, so the "nothing changed" oracle skips it."""
+    async with start_node() as node:
+        world = await given_world(node, peers, warm=())
+        await settle(node)
+        before = await world.counts()
+        # Given a round of the media clean-up due now (as at the top of an hour)
+        async with node.sessions.begin() as session:
+            await queue.schedule_periodic(
+                session, media_service.MEDIA_CLEANUP, every=timedelta(seconds=1), now=utc_now()
+            )
+        # When the worker runs it, and it queues the next hourly round
+        await wait_until(
+            lambda: _rounds_done(node, media_service.MEDIA_CLEANUP), timeout_s=20, what="the round to run"
+        )
+        # Then the oracle sees no change, though two job rows appeared
+        assert changed(before, await world.counts()) == {}
+
+
+async def _rounds_done(node: Node, kind: str) -> bool:
+    async with node.sessions() as session:
+        done = await session.scalar(
+            select(func.count()).select_from(Job).where(Job.kind == kind, Job.state == "done")
+        )
+    return bool(done)
