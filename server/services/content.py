@@ -189,7 +189,7 @@ def _addressing(
                 "or post it into one you are a member of (audience)",
                 field="visibility",
             )
-        mentions = iri_list(obj.get("to"), "to") if level is Visibility.DIRECT else []
+        mentions = _direct_recipients(obj, author, members) if level is Visibility.DIRECT else []
         if level is Visibility.DIRECT and not mentions:
             raise InvalidInput("direct content needs recipients in to", field="to")
         addressed_to, addressed_cc = address(
@@ -205,6 +205,14 @@ def _addressing(
         to, cc = [AS_PUBLIC], [author.followers_iri or ""]
     level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
     return to, cc, level
+
+
+def _direct_recipients(obj: Mapping[str, Any], author: Actor, members: str | None) -> list[str]:
+    """The actors a direct message names in ``to``: never the public collection nor a followers
+    or members collection, whatever the client put there (security case 55), so direct content
+    is never delivered or classified wider than the actors it names."""
+    collections = {AS_PUBLIC, author.followers_iri, members}
+    return [iri for iri in iri_list(obj.get("to"), "to") if iri not in collections]
 
 
 async def _posting_group(
