@@ -240,7 +240,9 @@ class Rfc9421Verification:
         failure: HTTPMessageSignaturesException | None = None
         for message in self.messages:
             try:
-                results = verifier.verify(message, max_age=None, require_components=("@method", "@target-uri"))
+                results = verifier.verify(
+                    message, max_age=None, require_components=("@method", "@target-uri")
+                )
                 break
             except HTTPMessageSignaturesException as exc:
                 failure = failure or exc

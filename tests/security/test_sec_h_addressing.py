@@ -21,13 +21,17 @@ async def test_sec_55_direct_with_the_public_collection_in_to_stays_direct(node:
     headers = {"Authorization": f"Bearer {token}"}
     reply = await node.client.post(
         "/api/users/alice/replies",
-        json={"inReplyTo": parent["object"], "content": "psst", "visibility": "direct", "to": [AS_PUBLIC, bob]},
+        json={
+            "inReplyTo": parent["object"],
+            "content": "psst",
+            "visibility": "direct",
+            "to": [AS_PUBLIC, bob],
+        },
         headers=headers,
     )
     assert reply.status == 201, await reply.text()
-    c2s = await node.post_outbox(
-        "/users/alice", token, {"type": "Note", "content": "psst", "visibility": "direct", "to": [AS_PUBLIC, bob]}
-    )
+    direct = {"type": "Note", "content": "psst", "visibility": "direct", "to": [AS_PUBLIC, bob]}
+    c2s = await node.post_outbox("/users/alice", token, direct)
     for created in ((await reply.json())["id"], c2s["object"]):
         row = await node.scalar(select(RemoteObject).where(RemoteObject.iri == created))
         activity = await node.scalar(select(Activity).where(Activity.object_iri == created))
