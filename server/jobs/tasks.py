@@ -241,6 +241,7 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
             policy=fed.policy,
             also=[a for a in also if isinstance(a, str)] if isinstance(also, list) else None,
             on_queued=fed.notify_worker,
+            resolve=fed.resolves,
         )
 
     async def deliver(ctx: JobContext) -> None:

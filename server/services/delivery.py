@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import Table, func, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +50,7 @@ DELIVER = "deliver"
 FANOUT = outbox.FANOUT
 FANOUT_PAGE = 500
 SHARED_INBOX_VISIBILITIES = frozenset({"public", "unlisted", "followers"})
+UNRESOLVABLE = "recipient_unresolvable"
 
 
 def _as_list(value: Any) -> list[str]:
@@ -74,10 +76,16 @@ async def fanout(
     policy: PeerPolicy | None = None,
     also: list[str] | None = None,
     on_queued: Callable[[], None] | None = None,
+    resolve: Callable[[str], Awaitable[bool | None]] | None = None,
 ) -> FanoutResult:
     """Plan and queue one delivery per inbox for an outbox activity. Safe to run again.
 
-    ``also``: actors to deliver to beyond the addressing (known remote actors only).
+    ``also``: actors to deliver to beyond the addressing (``bto``/``bcc``, a poll's voters).
+    ``resolve``: fetches and stores an addressed remote actor the node has never seen (signed,
+    through the address guard) and says whether it could (``None``: not an actor, such as a
+    collection: nothing to deliver); without it, such an addressee is skipped. One that cannot
+    be resolved is recorded as a failed delivery to its IRI (``recipient_unresolvable``), so
+    ``entraide deliveries status`` shows the drop.
     ``on_queued``: called after each page's deliveries are committed (wake the worker, so the
     first inboxes are reached while later pages are still being planned).
 
@@ -130,6 +138,8 @@ async def fanout(
         if ids and on_queued is not None:
             on_queued()
 
+    if resolve is not None:
+        await _resolve_unknown(node, activity_id, explicit, resolve)
     async with node.sessions() as session:
         explicit_rows = await q.remote_actors_by_iri(session, explicit, sender_id=sender.id)
     explicit_recipients = [
@@ -169,6 +179,29 @@ async def fanout(
         },
     )
     return FanoutResult(total_deliveries, total_recipients)
+
+
+async def _resolve_unknown(
+    node: NodeContext, activity_id: int, iris: list[str], resolve: Callable[[str], Awaitable[bool | None]]
+) -> None:
+    """Fetch the addressees no row knows (neither an actor nor a known actor's followers), one
+    at a time; record each that cannot be resolved as a failed delivery to its IRI."""
+    async with node.sessions() as session:
+        known = await q.known_addressees(session, iris)
+    unresolved = [iri for iri in iris if iri not in known and await resolve(iri) is False]
+    if not unresolved:
+        return
+    async with node.sessions.begin() as session:
+        ids = await q.insert_deliveries(
+            session, activity_id, [(iri, host_of(iri)) for iri in unresolved], now=node.clock()
+        )
+        if ids:
+            await session.execute(
+                sa_update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(state="failed", last_error=UNRESOLVABLE)
+            )
+    log.info("addressees not resolved", extra={"activity_id": activity_id, "addressees": unresolved})
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,13 @@ to the inbox, the jobs and the commands that talk to peers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.errors import FederationError, InvalidDocument
 from federation.fetch import fetch_document
 from federation.policy import PeerPolicy
 from federation.ports import Transport
@@ -19,9 +21,12 @@ from server import __version__
 from server.config import FederationSettings
 from server.db.models import Actor
 from server.services.context import NodeContext
+from server.services.errors import ServiceError
 from server.services.key_resolver import RemoteKeyResolver
 from server.services.remote_actors import ActorFlights, SingleFlight, get_or_fetch_actor
 from server.services.signing import instance_key_pair
+
+log = logging.getLogger(__name__)
 
 
 def peer_policy(settings: FederationSettings) -> PeerPolicy:
@@ -47,6 +52,19 @@ class Federation:
         return await get_or_fetch_actor(
             self.node, self.transport, iri, flights=self.actor_flights, policy=self.policy
         )
+
+    async def resolves(self, iri: str) -> bool | None:
+        """Whether ``iri`` is an actor, fetched (signed, address guard, peer policy) and stored
+        when never seen. ``None``: it was fetched but is no actor one can deliver to (a
+        collection, say); ``False``: it could not be fetched or was refused (logged)."""
+        try:
+            await self.actor(iri)
+        except InvalidDocument:
+            return None
+        except (FederationError, ServiceError) as exc:
+            log.info("actor not resolved", extra={"actor": iri, "error": type(exc).__name__})
+            return False
+        return True
 
     async def fetch(self, iri: str) -> dict[str, Any]:
         """Fetch an ActivityStreams document from its origin, signed as the node's Application

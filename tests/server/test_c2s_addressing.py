@@ -14,7 +14,9 @@ from sqlalchemy import select
 from federation.types import AS_PUBLIC, utc_now
 from server.db.models import Activity, Actor, Delivery, Job, RemoteObject
 from server.services import delivery
-from tests.support.nodes import Node, running_node
+from tests.support.nodes import Node, running_node, wait_until
+from tests.support.signed_inbox import StallingPeers, gets_to, posts_to
+from tests.support.world import NodeStarter, given_world
 
 AP = {"Accept": "application/activity+json"}
 
@@ -148,3 +150,30 @@ async def test_partial_update_with_null_removes_the_property(quiet_node: Node) -
     refused = await _update(node, token, {"id": iri, "content": None})
     assert refused.status == 400
     assert (await refused.json())["field"] == "content"
+
+
+async def test_unknown_remote_addressees_are_fetched_then_delivered_and_the_unresolvable_shown(
+    start_node: NodeStarter, peers: StallingPeers
+) -> None:
+    """Addressees the node has never seen are fetched (signed) and delivered to; one that cannot
+    be resolved is a failed delivery in ``entraide deliveries status``, not a silent drop."""
+    async with start_node() as node:
+        world = await given_world(node, peers, warm=())
+        await node.add_member("zoe", "collectif")
+        ghost = peers.iri("peer.example", "/users/ghost")
+        peers.status(ghost, 404)
+        body = {"type": "Note", "content": "hi", "to": [world.alice.iri, ghost], "bcc": [world.bob.iri]}
+        await node.post_outbox("/users/zoe", await node.token("zoe"), body)
+
+        async def delivered() -> bool:
+            targets = {h.target for h in posts_to(peers, "peer.example")}
+            return {"/users/alice/inbox", "/users/bob/inbox"} <= targets
+
+        await wait_until(delivered, what="the deliveries to the fetched addressees")
+        fetched = {h.target for h in gets_to(peers, "peer.example") if h.key_id is not None}
+        assert {"/users/alice", "/users/bob", "/users/ghost"} <= fetched  # signed fetches
+        async with node.sessions() as session:
+            status = await delivery.delivery_status(session)
+        assert next(e for e in status if e["type"] == "Create").get("failed") == 1
+        failed = await node.scalar(select(Delivery).where(Delivery.inbox_iri == ghost))
+        assert (failed.state, failed.last_error) == ("failed", "recipient_unresolvable")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +72,17 @@ async def remote_actors_by_iri(
         Actor.iri.in_(iris), Actor.local.is_(False), Actor.deleted_at.is_(None), Actor.id.not_in(blocked)
     )
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+async def known_addressees(session: AsyncSession, iris: Sequence[str]) -> set[str]:
+    """Those of ``iris`` that are a stored actor or a stored actor's followers collection."""
+    if not iris:
+        return set()
+    stmt = select(Actor.iri, Actor.followers_iri).where(
+        or_(Actor.iri.in_(iris), Actor.followers_iri.in_(iris))
+    )
+    wanted = set(iris)
+    return {iri for row in (await session.execute(stmt)).all() for iri in row if iri in wanted}
 
 
 async def insert_deliveries(
