@@ -20,6 +20,7 @@ from server.http import activitypub, api, feeds, inbox, media, ops, outbox, thre
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
 from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
+from server.http.proxies import forwarded_middleware
 from server.http.ratelimit import HostRateLimiter
 from server.http.render import html_page
 from server.jobs.runner import build_node_context
@@ -122,7 +123,13 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[request_id_middleware, metrics_middleware, page_cache_middleware, problem_middleware],
+        middlewares=[
+            forwarded_middleware,
+            request_id_middleware,
+            metrics_middleware,
+            page_cache_middleware,
+            problem_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()

@@ -7,6 +7,7 @@ Nothing is read at import time: every process and every test builds its own ``Se
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -199,8 +200,39 @@ def _coerce_env(value: str, spec: Mapping[str, Any]) -> Any:
         except ValueError:
             return value
     if kind == "array":
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return _env_list(value)
     return value
+
+
+def _env_list(value: str) -> Any:
+    """A list from the environment: a JSON array (``["127.0.0.1", "::1"]``, the form compose
+    files and TOML users write) or a comma-separated list (``a.example,b.example``).
+
+    A JSON array used to be split on commas, each piece a string such as ``'["127.0.0.1"'``
+    that matched nothing: the setting silently came out empty in effect. Malformed JSON is
+    returned as is so that validation names the key.
+    """
+    stripped = value.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return value
+    return [item.strip() for item in stripped.split(",") if item.strip()]
+
+
+def _proxy_networks(entries: list[str], where: str) -> tuple[str, ...]:
+    """``server.trusted_proxies`` as normalised networks; an entry that is not an address or a
+    CIDR network (a host name, a typo) is an error, not a proxy that silently never matches."""
+    networks: list[str] = []
+    for entry in entries:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{where}server.trusted_proxies: {entry!r} is not an IP address or CIDR network"
+            ) from None
+    return tuple(networks)
 
 
 def _apply_env(doc: dict[str, Any], environ: Mapping[str, str], schema: Mapping[str, Any]) -> None:
@@ -266,8 +298,8 @@ def build_settings(
     _apply_env(doc, environ if environ is not None else os.environ, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    where = f"{source}: " if source else ""
     if errors:
-        where = f"{source}: " if source else ""
         raise ConfigError(where + _describe(errors[0]))
     origin = doc["server"]["origin"].rstrip("/")
     data_dir = (base_dir / doc["storage"]["data_dir"]).resolve()
@@ -277,7 +309,7 @@ def build_settings(
             host=doc["server"]["host"],
             port=doc["server"]["port"],
             max_body_bytes=doc["server"]["max_body_bytes"],
-            trusted_proxies=tuple(doc["server"]["trusted_proxies"]),
+            trusted_proxies=_proxy_networks(doc["server"]["trusted_proxies"], where),
             shutdown_timeout_s=float(doc["server"]["shutdown_timeout_s"]),
         ),
         database=DatabaseSettings(
