@@ -338,6 +338,40 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- backup, restore ------------------------------------------------------------------------------
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, create_backup
+
+    settings = _settings(args)
+    try:
+        manifest = asyncio.run(
+            create_backup(settings, Path(args.to), pg_dump=None if args.no_pg_dump else "auto")
+        )
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    rows = sum(manifest.row_counts.values())
+    _out(f"backed up {settings.server.origin} ({rows} rows, {manifest.database}) to {args.to}")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, restore_backup
+
+    data_dir = Path(args.data_dir)
+    try:
+        manifest = asyncio.run(restore_backup(Path(args.file), data_dir, database_url=args.database_url))
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    rows = sum(manifest.row_counts.values())
+    _out(
+        f"restored {manifest.origin} ({rows} rows, taken {manifest.created_at}) into {data_dir}; "
+        f"next: entraide migrate --config {data_dir / CONFIG_FILE_NAME}"
+    )
+    return 0
+
+
 # --- associations, members, tokens ---------------------------------------------------------------
 
 
@@ -698,6 +732,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.set_defaults(func=_cmd_migrate)
+
+    p = commands.add_parser(
+        "backup",
+        help="back up the database, node secret and media while the node serves",
+        description="Write one tar.gz (mode 0600) with a consistent snapshot of the database "
+        "(SQLite online backup; PostgreSQL with pg_dump if installed, else a row copy), the node "
+        "secret and the media. Safe while `serve` and `worker` run.",
+    )
+    _add_config(p)
+    p.add_argument("--to", required=True, metavar="FILE", help="the backup file to write")
+    p.add_argument(
+        "--no-pg-dump", action="store_true", help="PostgreSQL: copy the rows instead of running pg_dump"
+    )
+    p.set_defaults(func=_cmd_backup)
+
+    p = commands.add_parser(
+        "restore",
+        help="restore a backup into a new data directory",
+        description="Restore FILE into the new directory DIR (secret, media, entraide.toml, "
+        "database). A SQLite backup restored with --database-url postgresql+asyncpg://… moves "
+        "the node to PostgreSQL, keeping every IRI and key.",
+    )
+    p.add_argument("file", metavar="FILE", help="a file written by `entraide backup`")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="new, empty data directory")
+    p.add_argument(
+        "--database-url", metavar="URL", help="an empty PostgreSQL database (default: SQLite file in DIR)"
+    )
+    p.set_defaults(func=_cmd_restore)
 
     config = commands.add_parser("config", help="configuration tools", description="Configuration tools.")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", parser_class=_Parser)
