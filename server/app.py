@@ -12,7 +12,17 @@ from aiohttp import web
 from federation import retry
 from federation.ports import Transport
 from federation.retry import RetryPolicy
-from server.appkeys import ENGINE, FEDERATION, INBOX_WRITER, METRICS, NODE, RETRY_POLICY, SETTINGS, TRANSPORT
+from server.appkeys import (
+    DRAINING,
+    ENGINE,
+    FEDERATION,
+    INBOX_WRITER,
+    METRICS,
+    NODE,
+    RETRY_POLICY,
+    SETTINGS,
+    TRANSPORT,
+)
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.queries import actors as q
@@ -134,6 +144,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
     app[PAGE_CACHE] = PageCache()
+    app[DRAINING] = asyncio.Event()
     if transport is not None:
         app[TRANSPORT] = transport
     if retry_policy is not None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from federation.types import utc_now
@@ -161,6 +160,7 @@ async def _init_database(settings: Settings, node_name: str | None) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app  # the web layer is only imported by the commands that serve
+    from server.http.serving import serve
 
     settings = _settings(args)
     setup_logging(settings.logging)
@@ -178,17 +178,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "serving",
         extra={"origin": settings.server.origin, "listen": f"{host}:{port}", "version": __version__},
     )
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        shutdown_timeout=settings.server.shutdown_timeout_s,
-        access_log=logging.getLogger("aiohttp.access") if settings.logging.access_log else None,
-        print=lambda _msg: _progress(
-            f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
-            " (Ctrl-C or SIGTERM to stop)"
-        ),
-        handle_signals=True,
+    asyncio.run(
+        serve(
+            app,
+            host=host,
+            port=port,
+            access_log=logging.getLogger("aiohttp.access") if settings.logging.access_log else None,
+            on_ready=lambda: _progress(
+                f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
+                " (Ctrl-C or SIGTERM to stop)"
+            ),
+        )
     )
     return 0
 

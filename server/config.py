@@ -34,6 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_body_bytes": 1_048_576,
         "trusted_proxies": [],
         "shutdown_timeout_s": 10.0,
+        "drain_s": 0.0,
     },
     "database": {"pool_size": 10, "echo": False},
     "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
@@ -71,6 +72,8 @@ class ServerSettings:
     max_body_bytes: int
     trusted_proxies: tuple[str, ...]
     shutdown_timeout_s: float
+    drain_s: float = 0.0
+    """On SIGTERM: seconds of serving with ``/healthz`` at 503 before the listener closes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +314,7 @@ def build_settings(
             max_body_bytes=doc["server"]["max_body_bytes"],
             trusted_proxies=_proxy_networks(doc["server"]["trusted_proxies"], where),
             shutdown_timeout_s=float(doc["server"]["shutdown_timeout_s"]),
+            drain_s=float(doc["server"]["drain_s"]),
         ),
         database=DatabaseSettings(
             url=resolve_database_url(doc["database"]["url"], base_dir),
