@@ -13,6 +13,12 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "• npm not found: the Fedify interop tests will be skipped" >&2
 fi
+# nginx -t for deploy/nginx (tests/test_deploy_files.py); systemd-analyze comes with Debian itself.
+if [ "${CI:-}" = "true" ] && ! command -v nginx >/dev/null 2>&1; then
+  echo "• installing nginx-light (nginx -t of deploy/nginx)" >&2
+  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; }
+fi
 if ! bash "$ROOT/deploy/scripts/ensure-postgres.sh"; then
   if [ "${CI:-}" = "true" ]; then exit 1; fi
   echo "• PostgreSQL tests will be skipped (SQLite only)" >&2
