@@ -135,3 +135,23 @@ def test_nginx_configuration_passes_nginx_t(tmp_path: Path) -> None:
     )
     result = _run(nginx, "-t", "-q", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"))
     assert result.returncode == 0, result.stderr
+
+
+def test_grafana_dashboard_queries_metrics_the_node_exports() -> None:
+    import re
+
+    from server.metrics import create_metrics
+
+    dashboard = json.loads((DEPLOY / "grafana" / "entraide-dashboard.json").read_text())
+    exported = {
+        family.name + suffix
+        for family in create_metrics().registry.collect()
+        for suffix in ("", "_total", "_bucket", "_count", "_sum")
+    }
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"entraide_[a-z_]+", target["expr"])
+    }
+    assert queried and queried <= exported, queried - exported
