@@ -56,8 +56,22 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "deliveries_per_host": 0,
     },
     "logging": {"level": "info", "format": "text", "access_log": False},
-    "media": {"max_bytes": 20 * 1024 * 1024, "dir": "media", "allowed_types": list(MEDIA_TYPES)},
+    "media": {
+        "max_bytes": 20 * 1024 * 1024,
+        "dir": "media",
+        "allowed_types": list(MEDIA_TYPES),
+        "store": "local",
+        "s3_endpoint": "",
+        "s3_region": "",
+        "s3_bucket": "",
+        "s3_prefix": "",
+        "s3_access_key": "",
+        "s3_secret_key": "",
+    },
 }
+
+
+_S3_KEYS = ("store", "s3_endpoint", "s3_region", "s3_bucket", "s3_prefix", "s3_access_key", "s3_secret_key")
 
 
 class ConfigError(Exception):
@@ -141,7 +155,16 @@ class LoggingSettings:
 class MediaSettings:
     max_bytes: int
     dir: Path
+    """Uploads with ``store = "local"``; with ``"s3"``, only where uploads are staged."""
     allowed_types: tuple[str, ...]
+    store: str = "local"
+    """``local`` (files under ``dir``) or ``s3`` (an S3-compatible bucket, for several machines)."""
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +197,8 @@ class Settings:
             }
         if redact:
             doc["database"]["url"] = self.database.redacted_url()
+            if self.media.s3_secret_key:
+                doc["media"]["s3_secret_key"] = "***"
         return doc
 
 
@@ -304,6 +329,8 @@ def build_settings(
     where = f"{source}: " if source else ""
     if errors:
         raise ConfigError(where + _describe(errors[0]))
+    if doc["media"]["store"] == "s3" and not doc["media"]["s3_bucket"]:
+        raise ConfigError(f"{where}media.s3_bucket: required when media.store is 's3'")
     origin = doc["server"]["origin"].rstrip("/")
     data_dir = (base_dir / doc["storage"]["data_dir"]).resolve()
     return Settings(
@@ -351,6 +378,7 @@ def build_settings(
             max_bytes=doc["media"]["max_bytes"],
             dir=(data_dir / doc["media"]["dir"]).resolve(),
             allowed_types=tuple(doc["media"]["allowed_types"]),
+            **{key: doc["media"][key] for key in _S3_KEYS},
         ),
         source=source,
     )

@@ -33,11 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from federation.uris import UriScheme
-from server.config import MediaSettings
 from server.db.models import Actor, Media, RemoteObject
 from server.services.context import NodeContext
 from server.services.errors import InvalidInput, NotFound, ServiceError
 from server.services.federation import Federation
+from server.services.media_store import local_path
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ class StagedUpload:
 
     key: str
     temp_path: Path
-    path: Path
     content_type: str
     size: int
     sha256: str
@@ -123,15 +122,10 @@ async def remove_unattached(
         for row in rows:
             await session.delete(row)
     for key in keys:
-        await asyncio.to_thread(path_of(node.settings.media, key).unlink, missing_ok=True)
+        await node.media_store.delete(key)
     if keys:
         log.info("unattached uploads removed", extra={"count": len(keys)})
     return len(keys)
-
-
-def path_of(settings: MediaSettings, key: str) -> Path:
-    """Where the file of ``key`` lives; ``key`` must already match :data:`KEY_RE`."""
-    return settings.dir / key[:2] / key
 
 
 def is_inline(content_type: str) -> bool:
@@ -225,8 +219,7 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
     """
     settings = _node_of(fed_or_node).settings.media
     key = secrets.token_hex(16)
-    path = path_of(settings, key)
-    temp_path = path.with_name(f".{key}.part")
+    temp_path = local_path(settings.dir, key).with_name(f".{key}.part")
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     head = bytearray()
@@ -265,7 +258,6 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
     return StagedUpload(
         key=key,
         temp_path=temp_path,
-        path=path,
         content_type=content_type,
         size=size,
         sha256=digest.hexdigest(),
@@ -294,7 +286,7 @@ async def commit_upload(
         description = clean_description(description)
         if not owner.local:
             raise InvalidInput("media can only belong to a local actor", field="as")
-        await asyncio.to_thread(os.replace, staged.temp_path, staged.path)
+        await node.media_store.put(staged.key, staged.temp_path, content_type=staged.content_type)
     except BaseException:
         staged.discard()
         raise
@@ -313,7 +305,7 @@ async def commit_upload(
             )
             session.add(media)
     except BaseException:
-        staged.path.unlink(missing_ok=True)
+        await node.media_store.delete(staged.key)
         raise
     log.info(
         "media stored",
@@ -398,14 +390,14 @@ async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object
     return [rows[key] for key in wanted]
 
 
-async def read(fed_or_node: Federation | NodeContext, key: str) -> tuple[Media, Path]:
-    """The media ``key`` and its file, if it may be served to anyone.
+async def read(fed_or_node: Federation | NodeContext, key: str) -> Media:
+    """The media ``key``, if it may be served to anyone (its file: ``node.media_store.open``).
 
     Served: media not attached yet (the key is an unguessable capability), and media of a
     public or unlisted object that is not deleted. Anything else answers like an unknown key.
 
     Raises:
-        NotFound: bad or unknown key, non-public or deleted object, file missing.
+        NotFound: bad or unknown key, non-public or deleted object.
     """
     node = _node_of(fed_or_node)
     missing = NotFound("no such media")
@@ -419,8 +411,4 @@ async def read(fed_or_node: Federation | NodeContext, key: str) -> tuple[Media, 
             obj = await session.get(RemoteObject, media.object_id)
             if obj is None or obj.visibility not in SERVED_LEVELS or obj.deleted_at is not None:
                 raise missing
-    path = path_of(node.settings.media, key)
-    if not await asyncio.to_thread(path.is_file):
-        log.warning("media file missing", extra={"key": key})
-        raise missing
-    return media, path
+    return media
