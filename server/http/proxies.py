@@ -19,12 +19,17 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from server.appkeys import SETTINGS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
+"""The forwarded client address, kept on the request object the access log is given (aiohttp
+logs the request it parsed, not the clone the handlers see)."""
 
 @lru_cache(maxsize=8)
 def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
@@ -88,5 +93,30 @@ async def forwarded_middleware(request: web.Request, handler: Handler) -> web.St
     )
     if client is None and scheme is None:
         return await handler(request)
+    if client is not None:
+        request[CLIENT_ADDRESS] = client
     forwarded = request.clone(remote=client or request.remote or "", scheme=scheme or request.scheme)
     return await handler(forwarded)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request with the client's address as computed here, not the proxy's."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        client = request.get(CLIENT_ADDRESS) or request.remote or "-"
+        self.logger.info(
+            '%s "%s %s" %s %s %.3f',
+            client,
+            request.method,
+            request.path_qs,
+            response.status,
+            response.body_length,
+            time,
+            extra={
+                "client": client,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_s": round(time, 6),
+            },
+        )

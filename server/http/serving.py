@@ -18,6 +18,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from server.appkeys import DRAINING, SETTINGS
+from server.http.proxies import AccessLogger
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,11 @@ async def serve(
     """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT; drain, then stop gracefully."""
     settings = app[SETTINGS].server
     runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s, access_log=access_log
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        access_log=access_log,
+        access_log_class=AccessLogger,
     )
     await runner.setup()
     loop = asyncio.get_running_loop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.appkeys import SETTINGS
-from server.http.proxies import forwarded_client, forwarded_middleware
+from server.http.proxies import AccessLogger, forwarded_client, forwarded_middleware
 from tests.support.nodes import node_settings
 
 LOOPBACK = ("127.0.0.1/32", "::1/128")
@@ -64,3 +65,25 @@ async def test_middleware_rewrites_remote_and_scheme(
         body = await response.json()
     assert (body["remote"], body["secure"]) == expected
     assert body["url"].startswith("https://" if expected[1] else "http://")
+
+
+async def test_access_log_names_the_forwarded_client(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logs the request it parsed, whose ``remote`` is the proxy's: the log must not."""
+    settings = node_settings(
+        tmp_path, "sqlite+aiosqlite:///:memory:", port=8080, server={"trusted_proxies": list(LOOPBACK)}
+    )
+    app = web.Application(middlewares=[forwarded_middleware])
+    app[SETTINGS] = settings
+    app.router.add_get("/echo/{name}", _echo)
+    logger = logging.getLogger("test.access")
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(access_log=logger, access_log_class=AccessLogger)
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        async with TestClient(server) as client:
+            for forwarded in ("203.0.113.7", ""):
+                response = await client.get("/echo/x", headers={"X-Forwarded-For": forwarded})
+                assert response.status == 200
+    clients = [getattr(record, "client", None) for record in caplog.records if record.name == "test.access"]
+    assert clients == ["203.0.113.7", "127.0.0.1"]
