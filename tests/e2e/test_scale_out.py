@@ -3,13 +3,18 @@
 All four processes share one PostgreSQL database, one data directory (node secret, media) and
 one configuration. What one web process publishes the other serves; an inbox load sent to both
 web processes and a fan-out are worked off by both workers, each activity processed once and
-each delivery made once; a worker killed with SIGKILL in the middle loses nothing. (A rolling
-restart of web processes under load is tests/e2e/test_rolling_restart.py.)
+each delivery made once; a worker killed with SIGKILL in the middle loses nothing; and a rolling
+restart of the web processes under load fails no request (graceful drain: on SIGTERM a process
+serves on for ``server.drain_s`` with ``/healthz`` at 503, so the balancer stops choosing it
+before it closes its listener; with ``drain_s = 0`` requests sent in the balancer's blind window
+are refused and this test fails).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from tests.security.test_crash_safety import (
     _rows,
 )
 from tests.server.test_media import bearer, form, png
+from tests.support.balancer import Balancer, restart_one_by_one
 from tests.support.crash import expire_leases, signed_post
 from tests.support.databases import PostgresRun, pg_required
 from tests.support.nodes import running_node, wait_until
@@ -44,6 +50,18 @@ from tests.support.processes import ServiceProcess, service, wait_for_http, writ
 from tests.support.world import GROUP_INBOX
 
 AS_JSON = {"Accept": "application/activity+json"}
+
+
+@asynccontextmanager
+async def _running(processes: dict[int, ServiceProcess]) -> AsyncIterator[dict[int, ServiceProcess]]:
+    """Start every process; at the end close what the dict holds (restarted ones included)."""
+    try:
+        for process in processes.values():
+            await process.start()
+        yield processes
+    finally:
+        for process in processes.values():
+            await process.close()
 
 
 def _alive(*processes: ServiceProcess) -> None:
@@ -64,25 +82,30 @@ async def test_two_web_and_two_worker_processes_on_postgresql(
     # The test's own handle on the node (set-up and oracles); its worker is off: the two
     # worker processes do every job.
     off = {"in_process": False, "concurrency": 4}
-    async with running_node(tmp_path / "node", url, worker=off) as node:
+    drain = {"drain_s": 1.0, "shutdown_timeout_s": 5.0}
+    async with running_node(tmp_path / "node", url, worker=off, server=drain) as node:
         group = await node.create_association("collectif")
         await node.add_member("admin", "collectif", role="admin")
         token = await node.token("admin")
         inboxes = await _followers(node, peers, group, per_host=4)
         config = str(write_config(node.settings, tmp_path / "entraide.toml"))
         ports = [unused_port(), unused_port()]
-        webs = [["serve", "--config", config, "--port", str(port)] for port in ports]
+
+        def web(port: int) -> ServiceProcess:
+            args = ["serve", "--config", config, "--port", str(port)]
+            return ServiceProcess(args, log_path=tmp_path / f"web-{port}.log")
+
         worker = ["worker", "--config", config]
         async with (
-            service(webs[0], log_path=tmp_path / "web-1.log") as web1,
-            service(webs[1], log_path=tmp_path / "web-2.log") as web2,
+            _running({port: web(port) for port in ports}) as webs,
             service(worker, log_path=tmp_path / "worker-1.log") as worker1,
             service(worker, log_path=tmp_path / "worker-2.log") as worker2,
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http,
         ):
+            web1, web2 = webs.values()
             bases = [f"http://127.0.0.1:{port}" for port in ports]
-            for base, web in zip(bases, (web1, web2), strict=True):
-                await wait_for_http(f"{base}/healthz", process=web, timeout_s=40)
+            for base, process in zip(bases, (web1, web2), strict=True):
+                await wait_for_http(f"{base}/healthz", process=process, timeout_s=40)
 
             # Content published through one web process is served by the other
             async with http.post(
@@ -146,6 +169,20 @@ async def test_two_web_and_two_worker_processes_on_postgresql(
 
             await wait_until(finished, what="every activity processed, every delivery made", timeout_s=60)
             assert await worker2.terminate() == 0, worker2.log()
+
+            # When the web processes are restarted one by one under a steady load
+            balancer = Balancer(ports)
+            tasks = [asyncio.create_task(balancer.poll(http))]
+            tasks += [asyncio.create_task(balancer.load(http)) for _ in range(4)]
+            try:
+                async with asyncio.timeout(120):
+                    await restart_one_by_one(balancer, webs, web)
+            finally:
+                balancer.stop.set()
+                await asyncio.gather(*tasks)
+            # Then no request failed, and both served
+            assert balancer.failures == []
+            assert all(balancer.served[port] > 10 for port in ports), balancer.served
 
         # each activity processed once (a re-run at most for the killed worker's), applied once
         await _assert_each_processed_once(node, [doc["id"] for doc, _ in incoming], max_attempts=2)
