@@ -82,7 +82,7 @@ async def test_two_web_and_two_worker_processes_on_postgresql(
     # The test's own handle on the node (set-up and oracles); its worker is off: the two
     # worker processes do every job.
     off = {"in_process": False, "concurrency": 4}
-    drain = {"drain_s": 1.0, "shutdown_timeout_s": 5.0}
+    drain = {"drain_s": 1.0, "shutdown_timeout_s": 2.0}
     async with running_node(tmp_path / "node", url, worker=off, server=drain) as node:
         group = await node.create_association("collectif")
         await node.add_member("admin", "collectif", role="admin")
