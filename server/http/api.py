@@ -37,6 +37,7 @@ from server.db.models import Actor, Membership, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
+from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
 from server.services import content, endorsements, membership, polls, visibility
@@ -202,11 +203,7 @@ async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[NODE].settings.server.max_body_bytes
         raise fe.PayloadTooLarge(f"the body is larger than {limit} bytes") from None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise fe.MalformedPayload(f"the body is not valid JSON: {exc}") from None
-    return check_body(body, schema)
+    return check_body(json_value(raw), schema)
 
 
 @contextmanager
@@ -271,15 +268,8 @@ async def readable_object(session: AsyncSession, viewer: Viewer, iri: str) -> tu
 
 
 def page_query(request: web.Request) -> tuple[int, int | None]:
-    raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
-    raw_before = request.query.get("before")
-    if raw_before is None:
-        return int(raw_limit), None
-    if not raw_before.isdigit() or len(raw_before) > 18 or int(raw_before) < 1:
-        raise InvalidInput("before must be the positive integer cursor of a previous page", field="before")
-    return int(raw_limit), int(raw_before)
+    limit = int_param(request, "limit", minimum=1, maximum=MAX_LIMIT)
+    return limit or DEFAULT_LIMIT, int_param(request, "before", minimum=1)
 
 
 # --- rendering -------------------------------------------------------------------------------------

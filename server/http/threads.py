@@ -19,9 +19,10 @@ from federation.vocab.entraide import Kind
 from server.appkeys import NODE
 from server.db.models import Activity, RemoteObject
 from server.http.auth import viewer_of
+from server.http.params import int_param
 from server.http.render import activity_response
 from server.services import endorsements, visibility
-from server.services.errors import InvalidInput, NotFound
+from server.services.errors import NotFound
 from server.services.visibility import Viewer
 
 routes = web.RouteTableDef()
@@ -30,10 +31,7 @@ PUBLIC_LEVELS = ("public", "unlisted")
 
 
 def _after(request: web.Request) -> int:
-    raw = request.query.get("after", "0")
-    if not raw.isdigit() or len(raw) > 18:
-        raise InvalidInput("after must be a non-negative integer cursor", field="after")
-    return int(raw)
+    return int_param(request, "after") or 0
 
 
 async def _objects(
