@@ -55,6 +55,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "logging": {"level": "info", "format": "text", "access_log": False},
     "media": {"max_bytes": 20 * 1024 * 1024, "dir": "media", "allowed_types": list(MEDIA_TYPES)},
+    "metrics": {"token": "", "loopback_only": True},
 }
 
 
@@ -141,6 +142,16 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Who may read ``/metrics``: its counters reveal activity, members-only included (case 59)."""
+
+    token: str = ""
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <token>``."""
+    loopback_only: bool = True
+    """Without a token: only requests from a loopback address, not relayed by a proxy."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole validated configuration of one node."""
 
@@ -151,12 +162,13 @@ class Settings:
     worker: WorkerSettings
     logging: LoggingSettings
     media: MediaSettings
+    metrics: MetricsSettings = MetricsSettings()
     source: Path | None = field(default=None, compare=False)
 
     def as_document(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as a TOML-able dict (``config check`` prints it)."""
         doc: dict[str, Any] = {}
-        for name in ("server", "database", "storage", "federation", "worker", "logging", "media"):
+        for name in ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics"):
             section = getattr(self, name)
             doc[name] = {
                 key: (
@@ -170,6 +182,7 @@ class Settings:
             }
         if redact:
             doc["database"]["url"] = self.database.redacted_url()
+            doc["metrics"]["token"] = "***" if self.metrics.token else ""
         return doc
 
 
@@ -316,6 +329,7 @@ def build_settings(
             dir=(data_dir / doc["media"]["dir"]).resolve(),
             allowed_types=tuple(doc["media"]["allowed_types"]),
         ),
+        metrics=MetricsSettings(token=doc["metrics"]["token"], loopback_only=doc["metrics"]["loopback_only"]),
         source=source,
     )
 

@@ -225,3 +225,98 @@ async def test_sec_58_fuzzed_body_fields_of_every_write_route_never_500(node: No
     ]
     base_url = str(node.client.make_url("/")).rstrip("/")
     assert await asyncio.to_thread(_fuzz_bodies, base_url, routes, scene["alice"]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Case 59: information leaks (finding 12)
+# ---------------------------------------------------------------------------------------------
+
+AP = "application/activity+json"
+
+
+async def test_sec_59_metrics_are_refused_to_a_client_relayed_by_a_proxy(node: Node) -> None:
+    await node.create_association("demo")
+    assert (await node.client.get("/metrics")).status == 200  # the operator on the host itself
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        response = await node.client.get("/metrics", headers={header: "203.0.113.9"})
+        body = await response.text()
+        assert response.status == 403 and response.content_type == PROBLEM, (header, body)
+        assert "entraide_" not in body
+
+
+async def test_sec_59_metrics_are_refused_to_a_client_off_the_host(node: Node) -> None:
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from server.http.ops import metrics
+
+    app = node.client.server.app
+    assert app is not None
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        ("203.0.113.9", 40000) if name == "peername" else default
+    )
+    request = make_mocked_request("GET", "/metrics", app=app, transport=transport)
+    assert request.remote == "203.0.113.9"
+    from server.services.errors import Forbidden
+
+    try:
+        await metrics(request)
+    except Forbidden:
+        pass
+    else:
+        raise AssertionError("/metrics answered a client that is not on the host")
+
+
+async def test_sec_59_metrics_with_a_token_need_it(tmp_path: Any, database_url: str) -> None:
+    from tests.support.nodes import running_node
+
+    token = "s3cret-metrics-token"
+    async with running_node(tmp_path / "node", database_url, metrics={"token": token}) as node:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            response = await node.client.get("/metrics", headers=headers)
+            assert response.status == 401 and "entraide_" not in await response.text(), headers
+        response = await node.client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200 and "entraide_http_requests_total" in await response.text()
+
+
+def test_sec_59_data_directory_is_0700_and_its_files_0600(tmp_path: Any, database_url: str) -> None:
+    import os
+    import stat
+
+    from server.cli import main
+
+    previous = os.umask(0o022)  # the usual umask: SQLite and open() would follow it (0644, 0755)
+    data_dir = tmp_path / "data"
+    args = ["init", "--data-dir", str(data_dir), "--origin", "http://127.0.0.1:8080"]
+    if database_url.startswith("postgresql"):
+        args += ["--database", database_url]
+    try:
+        assert main(args) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.iterdir()}
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert {"entraide.toml", "secret.key"} <= set(modes)
+    if not database_url.startswith("postgresql"):
+        assert "entraide.sqlite3" in modes
+    assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
+
+
+async def test_sec_59_members_are_not_discoverable_unless_they_opt_in(node: Node) -> None:
+    from federation.types import utc_now
+    from server.services import actors as actor_service
+
+    await node.create_association("demo")
+    await node.add_member("mia", "demo")
+
+    async def flags(path: str) -> tuple[Any, Any]:
+        doc = await (await node.client.get(path, headers={"Accept": AP})).json(content_type=None)
+        return doc["discoverable"], doc["indexable"]
+
+    assert await flags("/users/mia") == (False, False)
+    assert await flags("/groups/demo") == (True, True)  # an association is there to be found
+    async with node.sessions.begin() as session:
+        await actor_service.configure_account(session, username="mia", discoverable=True, now=utc_now())
+    assert await flags("/users/mia?opted-in") == (True, True)  # (past the 1 s page cache)
