@@ -320,3 +320,76 @@ async def test_sec_59_members_are_not_discoverable_unless_they_opt_in(node: Node
     async with node.sessions.begin() as session:
         await actor_service.configure_account(session, username="mia", discoverable=True, now=utc_now())
     assert await flags("/users/mia?opted-in") == (True, True)  # (past the 1 s page cache)
+
+
+# ---------------------------------------------------------------------------------------------
+# Case 57: budgets keyed by host:port (finding 10)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sec_57_a_peer_is_counted_by_its_registrable_domain_without_port() -> None:
+    from federation.domains import registrable_domain
+
+    assert {registrable_domain(f"127.0.0.1:{port}") for port in (8001, 8002, 65535)} == {"127.0.0.1"}
+    assert {registrable_domain(f"[::1]:{port}") for port in (80, 81)} == {"[::1]"}
+    hosts = ("social.example.org", "a.b.example.org:8443", "example.org:444")
+    assert {registrable_domain(h) for h in hosts} == {"example.org"}
+    assert registrable_domain("x.example.co.uk") == "example.co.uk"  # public suffix aware
+    assert registrable_domain("alice.github.io") != registrable_domain("bob.github.io")  # private suffixes
+
+
+async def test_sec_57_key_fetch_budget_is_shared_across_ports_and_subdomains(node: Node) -> None:
+    """Case 7's budget (3 fetches here) holds for keyIds spread over ports and subdomains of one
+    registrable domain: past it, no fetch is even tried."""
+    from aiohttp.test_utils import unused_port
+
+    from federation.transport import AiohttpTransport, StaticResolver
+    from federation.types import Iri
+    from server.appkeys import NODE
+    from server.services.key_resolver import FetchBudget, KeyFetchBudgetExceeded, RemoteKeyResolver
+    from tests.support.fake_peers import USER_AGENT
+
+    names = tuple(f"n{i}.evil.example.org" for i in range(5))
+    port = unused_port()  # nothing listens there: a fetch that is tried fails at once
+    families = {
+        "subdomains": [f"http://{name}:{port}/key#k" for name in names],
+        "ports": [f"http://127.0.0.1:{port + i}/key#k" for i in range(1, 6)],
+    }
+    async with AiohttpTransport(
+        user_agent=USER_AGENT,
+        allow_private_addresses=False,
+        trusted_test_hosts=names,
+        resolver=StaticResolver({name: ["127.0.0.1"] for name in names}),
+    ) as transport:
+        for family, key_ids in families.items():
+            resolver = RemoteKeyResolver(
+                node.client.server.app[NODE], transport, per_host_budget=FetchBudget(capacity=3, refill_per_minute=1)
+            )
+            outcomes = []
+            for key_id in key_ids:
+                try:
+                    await resolver.resolve(Iri(key_id))
+                except Exception as exc:  # every fetch fails; which failure is the point
+                    outcomes.append(isinstance(exc, KeyFetchBudgetExceeded))
+            assert outcomes == [False, False, False, True, True], family
+
+
+async def test_sec_57_unverified_inbox_traffic_is_limited_by_source_address(tmp_path: Any, database_url: str) -> None:
+    from tests.support.nodes import running_node
+
+    limits = {"inbox_rate_per_host": 0.01, "inbox_burst_per_host": 2}
+    async with running_node(tmp_path / "node", database_url, federation=limits) as node:
+        statuses = []
+        for n in range(4):
+            forged = {
+                "@context": "https://www.w3.org/ns/activitystreams",
+                "id": f"http://{n}.forger.example:{1000 + n}/activities/{n}",
+                "type": "Like",
+                "actor": f"http://{n}.forger.example:{1000 + n}/users/x",
+                "object": "http://127.0.0.1/objects/x",
+            }
+            response = await node.client.post(
+                "/inbox", data=json.dumps(forged), headers={"Content-Type": "application/activity+json"}
+            )
+            statuses.append(response.status)
+        assert statuses[:2] != [429, 429] and statuses[2:] == [429, 429], statuses
