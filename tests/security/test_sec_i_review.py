@@ -393,3 +393,151 @@ async def test_sec_57_unverified_inbox_traffic_is_limited_by_source_address(tmp_
             )
             statuses.append(response.status)
         assert statuses[:2] != [429, 429] and statuses[2:] == [429, 429], statuses
+
+
+# ---------------------------------------------------------------------------------------------
+# Case 53: sizes and counts before the expensive checks (finding 6)
+# ---------------------------------------------------------------------------------------------
+
+ARRAY_FIELDS = ("to", "cc", "tag", "attachment", "oneOf", "anyOf")
+STRING_FIELDS = ("name", "content", "summary", "choice", "statement", "member", "association", "area")
+
+
+def _worst(plain: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    """``plain`` with every array field holding 4,000 distinct objects (``uniqueItems`` compares
+    every pair of unhashable items) and every text field 20,000 characters: under 0.5 MB, so
+    inside the body limit."""
+    worst = dict(plain)
+    for name in fields & set(ARRAY_FIELDS):
+        worst[name] = [{"o": i} for i in range(4000)]
+    for name in fields & set(STRING_FIELDS):
+        worst[name] = "é" * 20_000
+    return worst
+
+
+async def test_sec_53_no_write_body_costs_much_more_cpu_than_a_plain_one(node: Node) -> None:
+    """For each write route, the CPU time of its worst body against a plain one, measured side by
+    side in this process (client and node): a ratio, never an absolute time."""
+    import time
+
+    from server.http.api import openapi_document
+
+    scene = await _scene(node)
+    schemas = openapi_document()["components"]["schemas"]
+    public = ["https://www.w3.org/ns/activitystreams#Public"]
+    iri = scene["proposal"]
+    routes: list[tuple[str, str, str | None, dict[str, Any]]] = [
+        ("POST", "/api/associations/demo/proposals", "ProposalCreate", _proposal()),
+        ("POST", "/api/associations/demo/alerts", "AlertCreate", {"name": "A", "content": "<p>x</p>", "severity": "info", "category": "shortage"}),
+        ("POST", "/api/associations/demo/resources", "ResourceCreate", {"name": "R", "content": "<p>x</p>"}),
+        ("POST", "/api/associations/demo/posts", "PostCreate", {"content": "<p>x</p>"}),
+        ("POST", "/api/users/alice/replies", "ReplyCreate", {"inReplyTo": iri, "content": "<p>x</p>"}),
+        ("PATCH", f"/api/objects?iri={iri}", "ObjectPatch", {"name": "Adopter la charte ?"}),
+        ("POST", "/api/votes", "VoteCreate", {"question": iri, "choice": "Oui"}),
+        ("POST", "/api/associations/demo/endorsements", "EndorsementCreate", {"proposal": iri}),
+        ("POST", "/api/associations/demo/members", "MemberDecision", {"member": "https://x.example/u", "decision": "approve"}),
+        ("POST", "/api/memberships", "MembershipCreate", {"association": "https://x.example/g"}),
+        ("POST", "/groups/demo/outbox", None, {"type": "Question", **_proposal(), "to": public}),
+        ("POST", "/users/alice/outbox", None, {"type": "Note", "content": "<p>x</p>", "to": public}),
+    ]
+    ratios = {}
+    for method, path, schema, plain in routes:
+        fields = set(schemas[schema]["properties"]) if schema else set(ARRAY_FIELDS) | {"name", "content"}
+        bodies = {"plain": json.dumps(plain).encode(), "worst": json.dumps(_worst(plain, fields)).encode()}
+        spent = {"plain": 0.0, "worst": 0.0}
+        for _ in range(3):
+            for kind, raw in bodies.items():
+                token = scene["mia"] if path == "/api/memberships" else scene["alice"]
+                started = time.process_time()
+                status, answer = await _send(node, method, path, token, raw=raw)
+                spent[kind] += time.process_time() - started
+                assert status < 500, (path, kind, answer)
+                if kind == "worst":
+                    assert 400 <= status < 500, (path, answer)
+        ratios[f"{method} {path}"] = spent["worst"] / max(spent["plain"], 1e-3)
+    assert {route: round(r, 1) for route, r in ratios.items() if r >= 20} == {}, ratios
+
+
+# ---------------------------------------------------------------------------------------------
+# Case 51: replies and thread collections scan every hidden row (finding 4)
+# ---------------------------------------------------------------------------------------------
+
+
+async def _hide_replies(node: Node, parent_iri: str, count: int, start: int) -> None:
+    """``count`` members-only and direct replies to ``parent_iri`` by mia, stored as they would be."""
+    from sqlalchemy import select
+
+    from federation.types import utc_now
+    from server.db.models import Actor, RemoteObject
+
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        mia = await session.scalar(select(Actor).where(Actor.handle == "mia", Actor.local.is_(True)))
+        group = await session.scalar(select(Actor).where(Actor.handle == "demo", Actor.local.is_(True)))
+        parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == parent_iri))
+        assert mia is not None and group is not None and parent is not None
+        for n in range(start, start + count):
+            iri = f"{node.settings.server.origin}/objects/{n:032x}"
+            session.add(
+                RemoteObject(
+                    iri=iri,
+                    local=True,
+                    type="Note",
+                    attributed_to_id=mia.id,
+                    audience_id=group.id if n % 2 else None,
+                    in_reply_to_iri=parent_iri,
+                    context_iri=parent.context_iri,
+                    visibility="members" if n % 2 else "direct",
+                    kind="post",
+                    document={"id": iri, "type": "Note", "content": "<p>hidden</p>", "to": [mia.iri]},
+                    published=now,
+                    updated=None,
+                    received_at=now,
+                    deleted_at=None,
+                )
+            )
+
+
+async def test_sec_51_a_page_of_replies_costs_the_same_with_1500_hidden_replies_as_with_15(node: Node) -> None:
+    from sqlalchemy import event
+
+    from server.appkeys import ENGINE
+
+    scene = await _scene(node)
+    proposal = scene["proposal"]
+    path = proposal.removeprefix(node.settings.server.origin)
+    status, reply = await _send(
+        node, "POST", "/api/users/alice/replies", scene["alice"], {"inReplyTo": proposal, "content": "<p>vu</p>"}
+    )
+    assert status == 201, reply
+    engine = node.client.server.app[ENGINE]  # type: ignore[index]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "jobs" not in statement:  # the in-process worker polls meanwhile
+            statements.append(statement)
+
+    async def cost(collection: str, token: str | None) -> tuple[int, list[Any]]:
+        headers = {"Accept": AP} | ({"Authorization": f"Bearer {token}"} if token else {})
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            response = await node.client.get(f"{path}/{collection}?after=0", headers=headers)
+            doc = await response.json(content_type=None)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+        assert response.status == 200, doc
+        return len(statements), doc["orderedItems"] if "orderedItems" in doc else doc["items"]
+
+    await node.create_association("other")
+    await node.add_member("olga", "other", role="admin")
+    readers = {"anonymous": None, "non-member": await node.token("olga")}
+    await _hide_replies(node, proposal, 15, start=1)
+    few = {(c, who): await cost(c, token) for c in ("replies", "context") for who, token in readers.items()}
+    await _hide_replies(node, proposal, 1485, start=16)
+    many = {(c, who): await cost(c, token) for c in ("replies", "context") for who, token in readers.items()}
+    for key in few:
+        assert many[key][0] <= few[key][0] + 1, (key, few[key][0], many[key][0])  # statements per page
+    for who in readers:
+        assert reply["id"] in many[("replies", who)][1]  # the public reply is still listed
+        assert all("hidden" not in json.dumps(item) for item in many[("context", who)][1])
