@@ -28,7 +28,7 @@ from server.db.engine import create_engine
 from server.db.queries import actors as q
 from server.http import activitypub, api, feeds, inbox, media, ops, outbox, threads, wellknown
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
-from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, inbox_deps
+from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, UNVERIFIED_LIMITER, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
 from server.http.proxies import forwarded_middleware
 from server.http.ratelimit import HostRateLimiter
@@ -87,6 +87,10 @@ async def _inbox_writer(app: web.Application, fed: Federation) -> AsyncIterator[
     app[INBOX_DEPS] = inbox_deps(app)
     federation_settings = fed.node.settings.federation
     app[INBOX_LIMITER] = HostRateLimiter(
+        rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
+    )
+    # The same budget per source address, spent only by requests whose signature did not verify.
+    app[UNVERIFIED_LIMITER] = HostRateLimiter(
         rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
     )
     try:

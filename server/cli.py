@@ -36,6 +36,7 @@ from server.config import (
 )
 from server.db import migrate as migrations
 from server.db.engine import DatabaseUnavailable, check_connection, create_engine, create_sessionmaker
+from server.files import make_private_dir, write_private_file
 from server.logging import setup_logging
 from server.services import actors as actor_service
 from server.services.errors import ServiceError
@@ -124,11 +125,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
             "logging": {"level": "info", "format": "text"},
         }
         settings = build_settings(doc, base_dir=data_dir, source=config_file)  # validate before writing
-        data_dir.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(
-            "# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc)
+        make_private_dir(data_dir)
+        write_private_file(
+            config_file, "# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc)
         )
-        _progress(f"wrote {config_file}")
+        _progress(f"wrote {config_file} (mode 0600)")
+    make_private_dir(data_dir)
     if create_secret_file(settings.storage.secret_key_file):
         _progress(f"created the node secret {settings.storage.secret_key_file} (mode 0600; back it up)")
     return asyncio.run(_init_database(settings, args.node_name))
@@ -164,6 +166,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     setup_logging(settings.logging)
+    make_private_dir(settings.storage.data_dir)
 
     async def preflight() -> None:
         engine = await _open_database(settings)
@@ -409,6 +412,20 @@ def _cmd_association_set(args: argparse.Namespace) -> int:
         for name in actor_service.ASSOCIATION_SETTINGS:
             _out(f"{name} = {getattr(group, name)}")
         _progress(f"@{args.slug}: " + (", ".join(f"{k} → {v}" for k, v in changes.items()) or "unchanged"))
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_member_set(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        choice = None if args.discoverable is None else args.discoverable == "yes"
+        person = await actor_service.configure_account(
+            session, username=args.username, discoverable=choice, now=utc_now()
+        )
+        _out(f"discoverable = {'yes' if person.discoverable else 'no'}")
         return 0
 
     return asyncio.run(_with_session(settings, work))
@@ -845,6 +862,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _add_config(p)
         p.set_defaults(func=_cmd_member_decide)
+    p = member_commands.add_parser(
+        "set",
+        help="show or change an account's own settings",
+        description="Show or change a member's account settings. --discoverable yes lists the account in "
+        "directories and lets search engines index it (discoverable and indexable); the default is no.",
+    )
+    p.add_argument("username")
+    p.add_argument("--discoverable", choices=("yes", "no"))
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_set)
     p = member_commands.add_parser(
         "pending",
         help="list the requests to join waiting for approval",

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "s3_access_key": "",
         "s3_secret_key": "",
     },
+    "metrics": {"token": "", "loopback_only": True},
 }
 
 
@@ -168,6 +169,16 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Who may read ``/metrics``: its counters reveal activity, members-only included (case 59)."""
+
+    token: str = ""
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <token>``."""
+    loopback_only: bool = True
+    """Without a token: only requests from a loopback address, not relayed by a proxy."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole validated configuration of one node."""
 
@@ -178,12 +189,13 @@ class Settings:
     worker: WorkerSettings
     logging: LoggingSettings
     media: MediaSettings
+    metrics: MetricsSettings = MetricsSettings()
     source: Path | None = field(default=None, compare=False)
 
     def as_document(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as a TOML-able dict (``config check`` prints it)."""
         doc: dict[str, Any] = {}
-        for name in ("server", "database", "storage", "federation", "worker", "logging", "media"):
+        for name in ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics"):
             section = getattr(self, name)
             doc[name] = {
                 key: (
@@ -199,6 +211,7 @@ class Settings:
             doc["database"]["url"] = self.database.redacted_url()
             if self.media.s3_secret_key:
                 doc["media"]["s3_secret_key"] = "***"
+            doc["metrics"]["token"] = "***" if self.metrics.token else ""
         return doc
 
 
@@ -380,6 +393,7 @@ def build_settings(
             allowed_types=tuple(doc["media"]["allowed_types"]),
             **{key: doc["media"][key] for key in _S3_KEYS},
         ),
+        metrics=MetricsSettings(token=doc["metrics"]["token"], loopback_only=doc["metrics"]["loopback_only"]),
         source=source,
     )
 

@@ -17,6 +17,7 @@ from server.appkeys import NODE
 from server.db.models import Actor
 from server.db.queries import actors as q
 from server.http.auth import viewer_of
+from server.http.params import int_param
 from server.http.render import activity_response, html_page, wants_ap
 from server.services import visibility
 from server.services.errors import InvalidInput, NotFound
@@ -74,11 +75,7 @@ def _page_params(request: web.Request) -> tuple[bool, int | None]:
         return False, None
     if page not in (None, "true", "1"):
         raise InvalidInput("page must be 'true'", field="page")
-    if before_raw is None:
-        return True, None
-    if not before_raw.isdigit() or len(before_raw) > 18:
-        raise InvalidInput("before must be a positive integer cursor", field="before")
-    return True, int(before_raw)
+    return True, int_param(request, "before", minimum=1)
 
 
 Lister = Callable[

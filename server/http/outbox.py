@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +16,7 @@ from server.db.models import Activity, Actor, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.activitypub import KIND_TYPES
 from server.http.auth import viewer_of
+from server.http.params import json_value
 from server.http.render import activity_response, html_page, wants_ap
 from server.services import publishing, visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
@@ -79,10 +79,7 @@ async def post_outbox(request: web.Request) -> web.Response:
         if author is None:
             raise NotFound("no such actor")
         member = await acting_for(session, viewer, author)
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    body = json_value(await request.read())
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     result = await publishing.post_to_outbox(fed, author, body, by=member)

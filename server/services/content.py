@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -112,13 +112,10 @@ def iri_list(value: Any, field: str) -> list[str]:
 def when(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = wire.parse_time(value)
+    if parsed is None:
         raise InvalidInput(f"{field} must be an ISO 8601 date-time with a time zone", field=field)
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def choice(cls: Any, value: Any, field: str, default: Any = None) -> Any:
