@@ -9,15 +9,19 @@ outsider olga and a remote stranger mallory.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from federation.types import Iri
-from server.db.models import Activity, Actor, Follow, Report
+from server.db import migrations
+from server.db.models import Activity, Actor, Follow, RemoteObject, Report
 from server.services import endorsements, inbox_handlers
 from tests.security.test_sec_g_visibility import SECRET, Scene, scene  # noqa: F401 (fixture)
 from tests.support.nodes import Node
@@ -233,6 +237,57 @@ async def test_sec_49_the_replies_policy_holds_whatever_a_reply_addresses(scene:
 
 def _voisins(node: Node) -> str:
     return node.uris.iri("/groups/voisins")
+
+
+def _migration_0008() -> Any:
+    path = next((Path(migrations.__file__).parent / "versions").glob("0008_*.py"))
+    spec = importlib.util.spec_from_file_location("migration_0008", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_sec_48_49_what_was_stored_before_the_fix_is_repaired_by_migration_0008(
+    scene: Scene, database_url: str
+) -> None:
+    """A proposal whose content is its unescaped name (and its published Create), and a peer's note
+    filed in our members-only thread by its own claim, as the old code stored them: repaired."""
+    node, world = scene.node, scene.world
+    made = await node.post_outbox(
+        "/groups/collectif", scene.admin, {"type": "Question", "name": PAYLOADS[0], "oneOf": ["a", "b"]}
+    )
+    stray = note(world.mallory, to=[AS_PUBLIC], cc=[world.group], context=f"{scene.secret}/context")
+    assert (await world.send(SHARED, create(world.mallory, stray), world.mallory)).status == 202
+    await settle(node)
+    async with node.sessions.begin() as session:  # the state the old code left
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == made["object"]))
+        assert row is not None
+        old_content = f"<p>{row.document['name']}</p>"
+        row.document = {**row.document, "content": old_content}
+        published = await session.scalar(select(Activity).where(Activity.iri == made["id"]))
+        assert published is not None
+        inner = {**published.document["object"], "content": old_content}
+        published.document = {**published.document, "object": inner}
+        claimed = update(RemoteObject).where(RemoteObject.iri == stray["id"])
+        await session.execute(claimed.values(context_iri=f"{scene.secret}/context"))
+    assert live_markup(old_content) != []
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_migration_0008().repair)
+    finally:
+        await engine.dispose()
+    async with node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == made["object"]))
+        published = await session.scalar(select(Activity).where(Activity.iri == made["id"]))
+        refiled = await session.scalar(
+            select(RemoteObject.context_iri).where(RemoteObject.iri == stray["id"])
+        )
+    assert row is not None and published is not None
+    for content in (row.document["content"], published.document["object"]["content"]):
+        assert live_markup(content) == [] and shown_text(content) == row.document["name"]
+    assert refiled is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""review fixes: an index for the per-reporter limit on Flags; proposals' names escaped in their content
+"""review fixes: Flags indexed per reporter; names escaped in proposals' content; threads re-filed
 
 Revision ID: 0008
 Revises: 0005
@@ -11,6 +11,10 @@ Before security case 48 was closed, a proposal published without a body got ``<p
 its content, the name unescaped: a name such as ``&lt;form&gt;`` (stored as the text ``<form>``)
 became live markup. Those contents, and the copies in the activities we publish, are rewritten
 with the name escaped, as the code now builds them.
+
+Before security case 49 was closed, a peer's object claiming ``context: <one of our threads>`` was
+filed into it. Such objects are filed again by their ``inReplyTo`` chain as we hold it (the
+parent's thread, else the parent; none without a parent), as the code now files them.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ _objects = sa.table(
     sa.column("iri", sa.String),
     sa.column("local", sa.Boolean),
     sa.column("kind", sa.String),
+    sa.column("in_reply_to_iri", sa.String),
+    sa.column("context_iri", sa.String),
     sa.column("document", _JSON),
 )
+_THREAD_SUFFIX = "/context"
 _activities = sa.table(
     "activities",
     sa.column("id", sa.Integer),
@@ -61,9 +68,41 @@ def _repaired(document: Any) -> dict[str, Any] | None:
     return fixed
 
 
+def _refile_claimed_threads(bind: Any) -> None:
+    """Peers' objects filed in one of our threads by their own claim: filed by inReplyTo instead."""
+    local = set(bind.execute(sa.select(_objects.c.iri).where(_objects.c.local.is_(True))).scalars())
+    held = _objects.c
+    claimed = bind.execute(
+        sa.select(held.id, held.in_reply_to_iri, held.context_iri)
+        .where(held.local.is_(False), held.context_iri.like(f"%{_THREAD_SUFFIX}"))
+        .order_by(held.id)
+    ).all()
+    for object_id, parent_iri, context_iri in claimed:
+        if context_iri.removesuffix(_THREAD_SUFFIX) not in local:
+            continue
+        thread = None
+        if parent_iri is not None:
+            parent = bind.execute(
+                sa.select(held.iri, held.context_iri).where(held.iri == parent_iri)
+            ).one_or_none()
+            thread = (parent[1] or parent[0]) if parent is not None else parent_iri
+        if thread != context_iri:
+            bind.execute(sa.update(_objects).where(held.id == object_id).values(context_iri=thread))
+
+
 def upgrade() -> None:
     op.create_index("ix_reports_reporter_created", "reports", ["reporter_id", "created_at"])
-    bind = op.get_bind()
+    repair(op.get_bind())
+
+
+def repair(bind: Any) -> None:
+    """Both repairs, on a connection (the security tests run them on a database in that state)."""
+    _refile_claimed_threads(bind)
+    _escape_name_contents(bind)
+
+
+def _escape_name_contents(bind: Any) -> None:
+    """Local proposals whose content is their name, unescaped: escaped, in the activities too."""
     rows = bind.execute(
         sa.select(_objects.c.id, _objects.c.iri, _objects.c.document).where(
             _objects.c.local.is_(True), _objects.c.kind == "proposal"
