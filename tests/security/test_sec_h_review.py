@@ -185,7 +185,7 @@ async def _thread_iris(node: Node, reader: Reader, object_iri: str) -> str:
     return "\n".join(s.text for s in seen)
 
 
-async def test_sec_49_a_peers_context_claim_never_files_into_our_threads(scene: Scene) -> None:
+async def _a_peers_context_claim_never_files_into_our_threads(scene: Scene) -> None:
     """A stranger's note claiming ``context: <our members-only thread>``, and a member's reply to
     the public note claiming the members-only thread: each is filed by its inReplyTo chain."""
     node, world = scene.node, scene.world
@@ -203,7 +203,7 @@ async def test_sec_49_a_peers_context_claim_never_files_into_our_threads(scene: 
     assert replied["id"] in await _thread_iris(node, member, scene.public)
 
 
-async def test_sec_49_the_replies_policy_holds_whatever_a_reply_addresses(scene: Scene) -> None:
+async def _the_replies_policy_holds_whatever_a_reply_addresses(scene: Scene) -> None:
     """Replies from members only: a stranger's reply that does not name the association (from a
     peer, and into a stranger's earlier reply), and a local outsider's reply that names another
     association as audience, are refused; a member's reply is taken."""
@@ -248,7 +248,7 @@ def _migration_0008() -> Any:
     return module
 
 
-async def test_sec_48_49_what_was_stored_before_the_fix_is_repaired_by_migration_0008(
+async def _what_was_stored_before_the_fix_is_repaired_by_migration_0008(
     scene: Scene, database_url: str
 ) -> None:
     """A proposal whose content is its unescaped name (and its published Create), and a peer's note
@@ -288,6 +288,16 @@ async def test_sec_48_49_what_was_stored_before_the_fix_is_repaired_by_migration
     for content in (row.document["content"], published.document["object"]["content"]):
         assert live_markup(content) == [] and shown_text(content) == row.document["name"]
     assert refiled is None
+
+
+async def test_sec_49_threads_come_from_in_reply_to_and_the_replies_policy_binds_every_reply(
+    scene: Scene, database_url: str
+) -> None:
+    """Context claims, replies that do not name the association, and the repair of migration 0008
+    (which also escapes the proposals' contents of case 48) on what the old code stored."""
+    await _a_peers_context_claim_never_files_into_our_threads(scene)
+    await _the_replies_policy_holds_whatever_a_reply_addresses(scene)
+    await _what_was_stored_before_the_fix_is_repaired_by_migration_0008(scene, database_url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +356,7 @@ async def test_sec_54_writes_to_unreadable_objects_answer_like_missing_ones(scen
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_sec_56_following_lists_show_the_count_only_to_others(scene: Scene) -> None:
+async def _following_lists_show_the_count_only_to_others(scene: Scene) -> None:
     node, world = scene.node, scene.world
     async with node.sessions.begin() as session:
         ids = dict((await session.execute(select(Actor.iri, Actor.id))).all())
@@ -373,12 +383,17 @@ async def test_sec_56_following_lists_show_the_count_only_to_others(scene: Scene
     assert "no-store" in (own.header("Cache-Control") or "")
 
 
+async def test_sec_56_60_follow_lists_and_attachments_follow_the_read_filter(scene: Scene) -> None:
+    await _following_lists_show_the_count_only_to_others(scene)
+    await _media_of_members_only_content_is_served_to_its_readers_only(scene)
+
+
 # ---------------------------------------------------------------------------------------------
 # 60. Members download the attachments of members-only content
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_sec_60_media_of_members_only_content_is_served_to_its_readers_only(scene: Scene) -> None:
+async def _media_of_members_only_content_is_served_to_its_readers_only(scene: Scene) -> None:
     node = scene.node
     auth = {"Authorization": f"Bearer {scene.admin}"}
     uploaded = []
@@ -415,7 +430,7 @@ async def test_sec_60_media_of_members_only_content_is_served_to_its_readers_onl
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_sec_61_a_join_to_an_unreachable_host_answers_in_our_own_words(scene: Scene) -> None:
+async def _a_join_to_an_unreachable_host_answers_in_our_own_words(scene: Scene) -> None:
     node, world = scene.node, scene.world
     token = await node.token("olga")
     unreachable = "http://peer.example:1/groups/voisins"  # nothing listens on port 1
@@ -432,9 +447,7 @@ async def test_sec_61_a_join_to_an_unreachable_host_answers_in_our_own_words(sce
     assert await world.counts() == before
 
 
-async def test_sec_61_remote_endorsements_are_republished_only_as_sanitised(
-    scene: Scene, monkeypatch: Any
-) -> None:
+async def _remote_endorsements_are_republished_only_as_sanitised(scene: Scene, monkeypatch: Any) -> None:
     """A peer association's endorsement whose statement our sanitiser would change is never
     stored, so never served in the proposal's public collection; a clean one is kept verbatim."""
     node, world = scene.node, scene.world
@@ -475,7 +488,7 @@ async def test_sec_61_remote_endorsements_are_republished_only_as_sanitised(
     assert live_markup(listed.text) == [] and "alert(61)" not in listed.text and "<b>" not in listed.text
 
 
-async def test_sec_61_flags_are_bounded_in_size_and_number_per_actor(scene: Scene) -> None:
+async def _flags_are_bounded_in_size_and_number_per_actor(scene: Scene) -> None:
     node, world = scene.node, scene.world
     limit = inbox_handlers.REPORTS_PER_ACTOR
     for i in range(limit + 3):
@@ -499,3 +512,11 @@ async def test_sec_61_flags_are_bounded_in_size_and_number_per_actor(scene: Scen
     await settle(node)
     async with node.sessions() as session:
         assert await session.scalar(select(func.count(Report.id))) == limit + 1
+
+
+async def test_sec_61_what_we_keep_or_repeat_from_others_is_clean_and_bounded(
+    scene: Scene, monkeypatch: Any
+) -> None:
+    await _a_join_to_an_unreachable_host_answers_in_our_own_words(scene)
+    await _remote_endorsements_are_republished_only_as_sanitised(scene, monkeypatch)
+    await _flags_are_bounded_in_size_and_number_per_actor(scene)
