@@ -229,6 +229,11 @@ async def _the_replies_policy_holds_whatever_a_reply_addresses(scene: Scene) -> 
             "/users/olga/outbox", json=body, headers={"Authorization": f"Bearer {scene.olga}"}
         )
         assert response.status == 403, await response.text()
+    direct = {"inReplyTo": scene.public, "content": "x", "visibility": "direct", "to": [world.alice.iri]}
+    response = await node.client.post(
+        "/api/users/olga/replies", json=direct, headers={"Authorization": f"Bearer {scene.olga}"}
+    )
+    assert response.status == 403, await response.text()
     assert await world.counts() == before
     listed = await _thread_iris(node, Reader("admin", token=scene.admin), scene.public)
     assert member_reply["id"] in listed
@@ -329,6 +334,7 @@ async def test_sec_54_writes_to_unreadable_objects_answer_like_missing_ones(scen
         return [
             ("POST", outbox, {"type": "Update", "object": {"id": target, "content": "<p>x</p>"}}),
             ("POST", outbox, {"type": "Delete", "object": target}),
+            ("POST", outbox, {"type": "Announce", "object": target}),
             ("POST", outbox, {"type": "Note", "content": "<p>x</p>", "inReplyTo": target}),
             ("POST", outbox, {"type": "Note", "content": "x", "inReplyTo": target, "visibility": "members"}),
             ("POST", outbox, {"type": "Note", "name": "Oui", "inReplyTo": question}),
