@@ -385,7 +385,10 @@ class Report(Base):
     """A ``Flag`` received, kept for moderators."""
 
     __tablename__ = "reports"
-    __table_args__ = (CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),)
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),
+        Index("ix_reports_reporter_created", "reporter_id", "created_at"),  # per-actor limit
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_iri: Mapped[str] = mapped_column(IRI, unique=True)

@@ -93,7 +93,9 @@ async def _followers(session: AsyncSession, viewer: Viewer, owner: Actor, before
 
 async def _following(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
     total, rows = await q.following_page(session, owner.id, before=before, limit=PAGE_SIZE)
-    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, False
+    if not await visibility.can_list_followers(session, viewer, owner):  # same rule (case 56)
+        return total, None, None, False
+    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
 
 
 async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]

@@ -190,16 +190,20 @@ async def post_media(request: web.Request) -> web.Response:
     )
 
 
-def _served_headers(media: Media) -> dict[str, str]:
+def _served_headers(media: Media, *, private: bool) -> dict[str, str]:
+    """``private``: media of non-public content, served to its readers only and never cached."""
     disposition = "inline" if media_service.is_inline(media.content_type) else "attachment"
     name = quote(media.filename or media.key, safe="")
-    return {
+    headers = {
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{name}",
         "Cache-Control": "public, max-age=31536000, immutable",
         "Cross-Origin-Resource-Policy": "cross-origin",
     }
+    if private:
+        headers.update({"Cache-Control": "private, no-store", "Vary": "Authorization, Signature"})
+    return headers
 
 
 def _not_modified(request: web.Request, sha256: str) -> bool:
@@ -214,8 +218,9 @@ def _not_modified(request: web.Request, sha256: str) -> bool:
 async def get_media(request: web.Request) -> web.StreamResponse:
     """The file, with the stored (sniffed) type; its SHA-256 is the ETag. HEAD is routed here too."""
     node = request.app[NODE]
-    media = await media_service.read(node, request.match_info["key"])
-    headers = _served_headers(media)
+    viewer = await viewer_of(request, require_for_authorized_fetch=False)
+    media, private = await media_service.read(node, request.match_info["key"], viewer)
+    headers = _served_headers(media, private=private)
     if _not_modified(request, media.sha256):
         unchanged = web.Response(status=304, headers=headers)
         unchanged.etag = media.sha256

@@ -38,11 +38,12 @@ from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObj
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
+from server.services import objects
 from server.services import visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
-from server.services.sanitize import plain_text, sanitize_html
+from server.services.sanitize import plain_text, sanitize_html, text_paragraph
 
 log = logging.getLogger(__name__)
 
@@ -354,11 +355,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     object_iri = uris.object(uuid.uuid4().hex)
     in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
     async with fed.node.sessions() as session:
-        parent = (
-            await session.scalar(select(RemoteObject).where(RemoteObject.iri == in_reply_to))
-            if in_reply_to is not None
-            else None
-        )
+        parent = await _readable_parent(session, fed, author, in_reply_to)
         group, into = await _posting_group(session, fed, author, obj, parent)
     to, cc, level = _addressing(author, obj, uris, group)
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
@@ -397,7 +394,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     audience_id: int | None = group.id if group is not None else None
     async with fed.node.sessions() as session:
         if in_reply_to is not None:
-            context_iri, parent_author = await _thread_of(session, fed, author, in_reply_to, parent, level)
+            context_iri, parent_author = await _thread_of(session, in_reply_to, parent, level)
             if level is Visibility.MEMBERS and parent is not None and parent.audience_id != audience_id:
                 raise InvalidInput("a members-only reply stays in its thread's association", field="audience")
             document["inReplyTo"] = in_reply_to
@@ -411,14 +408,15 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             and group.id != author.id
             and await membership_service.is_active_member(session, group.id, author.id)
         )
+        thread_group = await objects.thread_association(session, parent) if parent is not None else None
         if (
-            in_reply_to is not None
-            and group is not None
-            and group.local
-            and group.id != author.id
-            and group.replies_policy == "members"
-            and not member
+            thread_group is not None
+            and thread_group.id != author.id
+            and thread_group.replies_policy == "members"
+            and not await membership_service.is_active_member(session, thread_group.id, author.id)
         ):
+            # Whatever the reply addresses (another association as audience, nobody): the thread's
+            # association decides (security case 49).
             raise Forbidden("this association takes replies in its threads from its members only")
         if level is Visibility.MEMBERS and group is not None and group.id != author.id and not member:
             raise InvalidInput(
@@ -470,7 +468,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             endorsements=uris.endorsements(object_iri),
         )
         if not document["content"]:
-            document["content"] = f"<p>{document['name']}</p>"
+            document["content"] = text_paragraph(document["name"])  # text, never markup (case 48)
     attachment_keys = _attachment_keys(fed, obj.get("attachment"))
     activity = {"id": new_activity_iri(uris), "type": "Create", "to": to, "cc": cc}
     async with fed.node.sessions.begin() as session:
@@ -546,10 +544,24 @@ def _attachment_keys(fed: Federation, value: Any) -> list[str]:
     return keys
 
 
+async def _readable_parent(
+    session: AsyncSession, fed: Federation, author: Actor, in_reply_to: Iri | None
+) -> RemoteObject | None:
+    """The object a reply answers, checked before anything else about the reply: one of ours
+    that is missing, or that the author may not read, answers the same (case 54), whatever
+    else the reply asks for. A peer's object we do not hold is ``None`` (replies to it are fine)."""
+    if in_reply_to is None:
+        return None
+    parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == in_reply_to))
+    if fed.node.uris.is_local(in_reply_to) and (
+        parent is None or not await visibility.can_read_object(session, _as_viewer(author), parent)
+    ):
+        raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
+    return parent
+
+
 async def _thread_of(
     session: AsyncSession,
-    fed: Federation,
-    author: Actor,
     parent_iri: Iri,
     parent: RemoteObject | None,
     level: Visibility,
@@ -557,19 +569,14 @@ async def _thread_of(
     """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
     none — and the parent's author.
 
-    A local parent must exist and be readable by the author. A reply never shows to more people
-    than its parent: a reply to members-only content is members-only in the same association
-    (or direct), a reply to direct content is direct.
+    A local parent exists and is readable by the author (:func:`_readable_parent`). A reply
+    never shows to more people than its parent: a reply to members-only content is members-only
+    in the same association (or direct), a reply to direct content is direct.
     """
     if parent is None:
-        if fed.node.uris.is_local(parent_iri):
-            raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
         return parent_iri, None
     if parent.deleted_at is not None:
         raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
-    viewer = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=author.id, actor_iri=author.iri)
-    if parent.local and not await visibility.can_read_object(session, viewer, parent):
-        raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
     parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
     if parent.visibility == "members" and level not in (Visibility.MEMBERS, Visibility.DIRECT):
         raise InvalidInput(
@@ -624,11 +631,17 @@ async def owned(fed: Federation, author: Actor, object_iri: Any) -> RemoteObject
         raise InvalidInput("object must be the IRI of one of your objects", field="object")
     async with fed.node.sessions() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == object_iri))
-    if row is None or row.deleted_at is not None or not row.local:
+        readable = row is not None and await visibility.can_read_object(session, _as_viewer(author), row)
+    if row is None or not readable or row.deleted_at is not None or not row.local:
+        # Someone who may not read the object gets the answer of a missing one (case 54).
         raise NotFound("no such object")
     if row.attributed_to_id != author.id:
         raise Forbidden("only the author may change this object")
     return row
+
+
+def _as_viewer(actor: Actor) -> visibility.Viewer:
+    return visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=actor.id, actor_iri=actor.iri)
 
 
 async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
@@ -647,9 +660,13 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     document = {k: v for k, v in row.document.items() if k != "@context"}
     uris = fed.node.uris
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
-    if name is not None:
-        document["name"] = plain_text(name)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
+    if name is not None:
+        if kind is Kind.PROPOSAL and content is None and document.get("content") == text_paragraph(
+            document.get("name", "")
+        ):
+            document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
+        document["name"] = plain_text(name)
     if "tag" in obj:
         document["tag"] = hashtags(fed, obj.get("tag"))
     if kind is Kind.ALERT:

@@ -34,6 +34,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from federation.uris import UriScheme
 from server.db.models import Actor, Media, RemoteObject
+from server.services import visibility
 from server.services.context import NodeContext
 from server.services.errors import InvalidInput, NotFound, ServiceError
 from server.services.federation import Federation
@@ -390,25 +391,37 @@ async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object
     return [rows[key] for key in wanted]
 
 
-async def read(fed_or_node: Federation | NodeContext, key: str) -> Media:
-    """The media ``key``, if it may be served to anyone (its file: ``node.media_store.open``).
+async def read(
+    fed_or_node: Federation | NodeContext, key: str, viewer: visibility.Viewer
+) -> tuple[Media, bool]:
+    """The media ``key`` and whether it is private (served to ``viewer`` only).
 
-    Served: media not attached yet (the key is an unguessable capability), and media of a
-    public or unlisted object that is not deleted. Anything else answers like an unknown key.
+    Its file is read with ``node.media_store.open``.
+
+    Served: media not attached yet (the key is an unguessable capability), and media of a live
+    object that ``viewer`` may read: the read filter decides, as for the object itself, so the
+    members of an association download the attachments of its members-only content (security
+    case 60). Anything else answers like an unknown key.
 
     Raises:
-        NotFound: bad or unknown key, non-public or deleted object.
+        NotFound: bad or unknown key, unreadable or deleted object.
     """
     node = _node_of(fed_or_node)
     missing = NotFound("no such media")
     if not KEY_RE.fullmatch(key):
         raise missing
+    private = False
     async with node.sessions() as session:
         media = await session.scalar(select(Media).where(Media.key == key))
         if media is None:
             raise missing
         if media.object_id is not None:
             obj = await session.get(RemoteObject, media.object_id)
-            if obj is None or obj.visibility not in SERVED_LEVELS or obj.deleted_at is not None:
+            if (
+                obj is None
+                or obj.deleted_at is not None
+                or not await visibility.can_read_object(session, viewer, obj)
+            ):
                 raise missing
-    return media
+            private = obj.visibility not in SERVED_LEVELS
+    return media, private
