@@ -154,6 +154,7 @@ def create_app(
     if retry_policy is not None:
         app[RETRY_POLICY] = retry_policy
     app.cleanup_ctx.extend([_database_ctx, _federation_ctx, _worker_ctx])
+    app.on_response_prepare.append(wellknown.webfinger_cors)
     app.add_routes(home_routes)
     app.add_routes(wellknown.routes)
     app.add_routes(ops.routes)

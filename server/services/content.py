@@ -57,6 +57,11 @@ DEFAULT_POLL_DAYS = 7
 MAX_POLL_DAYS = 366
 POLL_CLOSE = "poll_close"
 
+REMOVABLE = frozenset({"name", "summary", "tag", "license", "sensitive"})
+"""What a partial ``Update`` may remove by setting it to ``null``."""
+NAMED_KINDS = frozenset({Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL})
+"""Kinds whose ``name`` (title, headline, question) is required."""
+
 TYPE_OF_KIND = {
     Kind.POST: ("Note", "Article"),
     Kind.RESOURCE: ("Article",),
@@ -168,14 +173,26 @@ def members_collection(group: Actor | None, uris: Any) -> str | None:
     return members if isinstance(members, str) else None
 
 
+def blind_recipients(obj: Mapping[str, Any]) -> list[str]:
+    """``bto`` and ``bcc``: actors to deliver to without naming them in anything stored or
+    served (ActivityPub §6, §7.1.1). The public collection is no blind recipient: dropped."""
+    blind = [*iri_list(obj.get("bto"), "bto"), *iri_list(obj.get("bcc"), "bcc")]
+    for iri in blind:
+        if iri != AS_PUBLIC:
+            iri_value(iri, "bcc")
+    return list(dict.fromkeys(iri for iri in blind if iri != AS_PUBLIC))
+
+
 def _addressing(
-    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None
+    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None, *, blind: bool = False
 ) -> tuple[list[str], list[str], Visibility]:
     """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public.
 
     ``group`` is the association the content belongs to: the author itself, or the one a member
     posts into (``audience``, or the thread's). Members-only content is addressed to its members
     collection — and, from a member, to the association too, which relays it (FEP-1b12).
+    ``blind``: the client named ``bto``/``bcc`` recipients, so an empty ``to``/``cc`` is direct
+    to them, never the public default.
     """
     members = members_collection(group, uris)
     requested = obj.get("visibility")
@@ -187,7 +204,7 @@ def _addressing(
                 "or post it into one you are a member of (audience)",
                 field="visibility",
             )
-        mentions = iri_list(obj.get("to"), "to") if level is Visibility.DIRECT else []
+        mentions = _direct_recipients(obj, author, members) if level is Visibility.DIRECT else []
         if level is Visibility.DIRECT and not mentions:
             raise InvalidInput("direct content needs recipients in to", field="to")
         addressed_to, addressed_cc = address(
@@ -199,34 +216,53 @@ def _addressing(
         )
         return list(addressed_to), list(addressed_cc), level
     to, cc = iri_list(obj.get("to"), "to"), iri_list(obj.get("cc"), "cc")
-    if not to and not cc:  # default: public, like Mastodon's
+    if not to and not cc and not blind:  # default: public, like Mastodon's
         to, cc = [AS_PUBLIC], [author.followers_iri or ""]
     level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
     return to, cc, level
 
 
+def _direct_recipients(obj: Mapping[str, Any], author: Actor, members: str | None) -> list[str]:
+    """The actors a direct message names in ``to``: never the public collection nor a followers
+    or members collection, whatever the client put there (security case 55), so direct content
+    is never delivered or classified wider than the actors it names."""
+    collections = {AS_PUBLIC, author.followers_iri, members}
+    return [iri for iri in iri_list(obj.get("to"), "to") if iri not in collections]
+
+
 async def _posting_group(
     session: AsyncSession, fed: Federation, author: Actor, obj: Mapping[str, Any], parent: RemoteObject | None
-) -> tuple[Actor | None, bool]:
-    """The association the content belongs to, and whether the author names it as ``audience``.
+) -> tuple[Actor | None, bool, list[str]]:
+    """The association the content belongs to, whether the author names it as ``audience``, and
+    the other ``audience`` values (ordinary addressing: they are added to ``cc``).
 
-    An association's own content belongs to it. A person's belongs to the association it names as
-    ``audience`` (FEP-1b12: only its active members post into it, 403 otherwise), else to the
-    association of the thread it replies in.
+    An association's own content belongs to it. A person's belongs to the first association it
+    names in ``audience`` (a string or a list; FEP-1b12: only its active members post into it,
+    403 otherwise), else to the association of the thread it replies in.
     """
+    named = [iri for iri in iri_list(obj.get("audience"), "audience") if iri != author.iri]
+    for iri in named:
+        if iri != AS_PUBLIC:
+            iri_value(iri, "audience")
+    found = (
+        await session.scalars(
+            select(Actor).where(Actor.iri.in_(named), Actor.type == "Group", Actor.deleted_at.is_(None))
+        )
+        if named and author.type != "Group"
+        else None
+    )
+    groups = {g.iri: g for g in found or ()}
+    group = next((groups[iri] for iri in named if iri in groups), None)
+    others = [iri for iri in named if group is None or iri != group.iri]
     if author.type == "Group":
-        return author, False
-    named = iri_value(obj.get("audience"), "audience")
-    if named is not None and named != author.iri:
-        group = await session.scalar(select(Actor).where(Actor.iri == named, Actor.deleted_at.is_(None)))
-        if group is None or group.type != "Group":
-            raise InvalidInput("audience must name an association known here", field="audience")
+        return author, False, others
+    if group is not None:
         if not await membership_service.is_active_member(session, group.id, author.id):
             raise Forbidden("only the association's active members post into it")
-        return group, True
+        return group, True, others
     if parent is not None and parent.audience_id is not None:
-        return await session.get(Actor, parent.audience_id), False
-    return None, False
+        return await session.get(Actor, parent.audience_id), False, others
+    return None, False, others
 
 
 # --- kinds ----------------------------------------------------------------------------------------
@@ -356,14 +392,16 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
     async with fed.node.sessions() as session:
         parent = await _readable_parent(session, fed, author, in_reply_to)
-        group, into = await _posting_group(session, fed, author, obj, parent)
-    to, cc, level = _addressing(author, obj, uris, group)
+        group, into, others = await _posting_group(session, fed, author, obj, parent)
+    blind = blind_recipients(obj)
+    addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *others]} if others else obj
+    to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind))
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
     name = text(
         obj.get("name"),
         "name",
         wire.MAX_HEADLINE_CHARS if kind is Kind.ALERT else MAX_NAME_CHARS,
-        required=kind in (Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL),
+        required=kind in NAMED_KINDS,
     )
     summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
     language = language_of(obj.get("language"))
@@ -501,6 +539,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             visibility=level.value,
             now=now,
             priority=priority,
+            also=blind,
         )
         if kind is Kind.ALERT and document.get("supersedes"):
             await _mark_superseded(
@@ -658,6 +697,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         if frozen in obj and obj[frozen] != row.document.get(frozen):
             raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
     document = {k: v for k, v in row.document.items() if k != "@context"}
+    _remove_nulled(document, obj, kind)
     uris = fed.node.uris
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
@@ -667,7 +707,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         ):
             document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
         document["name"] = plain_text(name)
-    if "tag" in obj:
+    if obj.get("tag") is not None:
         document["tag"] = hashtags(fed, obj.get("tag"))
     if kind is Kind.ALERT:
         base = stored_alert_info(document)
@@ -689,7 +729,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
         if summary is not None:
             document["summary"] = sanitize_html(summary)
-        if kind is Kind.RESOURCE and "license" in obj:
+        if kind is Kind.RESOURCE and obj.get("license") is not None:
             document["license"] = iri_value(obj.get("license"), "license")
     if "contentMap" in document:
         document["contentMap"] = {next(iter(document["contentMap"])): document["content"]}
@@ -700,6 +740,18 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         published = await _publish_update(fed, session, author, stored, document, now=now, by=by)
     fed.notify_worker()
     return Published(published, row.iri)
+
+
+def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: Kind) -> None:
+    """A property set to ``null`` in a partial ``Update`` is removed (ActivityPub §6.3.1).
+
+    Only the optional properties a client edits may go; a property the kind requires, or one
+    the object cannot exist without, is refused rather than silently kept.
+    """
+    for key in (k for k, v in obj.items() if v is None and k in document):
+        if key not in REMOVABLE or (key == "name" and kind in NAMED_KINDS):
+            raise InvalidInput(f"{key} cannot be removed from a {kind.value}", field=key)
+        del document[key]
 
 
 async def _publish_update(
