@@ -261,6 +261,8 @@ async def tombstone(fed: Federation, object_iri: str, author: Actor, *, now: dat
         if row.attributed_to_id != author.id or row.local:
             log.warning("delete refused: not the owner", extra={"object": object_iri, "actor": author.iri})
             return False
+        if row.deleted_at is not None:
+            return True  # already a tombstone (a catch-up meets the Delete and the Create's Tombstone)
         row.deleted_at = now
         row.document = {"id": object_iri, "type": "Tombstone", "formerType": row.type}
     return True
