@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from server.db.models import Follow, RemoteObject
+from server.db.models import Actor, Follow, Reaction, RemoteObject
 from server.services import following
 from tests.support.nodes import Node, running_node, wait_until
 
@@ -118,3 +118,54 @@ async def _has(node: Node, iri: str) -> bool:
 async def _tombstoned(node: Node, iri: str) -> bool:
     row = await _object(node, iri)
     return row is not None and row.deleted_at is not None
+
+
+async def test_edits_and_deletes_reach_a_node_that_holds_the_object_without_following(
+    tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
+) -> None:
+    """beta (on B) relayed alpha's note, then stopped following alpha: B still holds the note, and
+    alpha's edit and deletion reach it although B is no longer among alpha's followers."""
+    async with (
+        running_node(tmp_path / "a", await new_database(0)) as a,
+        running_node(tmp_path / "b", await new_database(1)) as b,
+    ):
+        alpha = await a.create_association("alpha", "Alpha")
+        await a.add_member("alice", "alpha", role="admin")
+        beta = await b.create_association("beta", "Beta")
+        await b.add_member("bob", "beta", role="admin")
+        alice, bob = await a.token("alice"), await b.token("bob")
+        requested = await following.follow(b.fed, local_name="beta", target_iri=alpha)
+        await wait_until(lambda: _follows(a), what="alpha has a follower")
+        posted = await a.post_outbox("/groups/alpha", alice, {"type": "Note", "content": "<p>v1</p>"})
+        note = posted["object"]
+        await wait_until(lambda: _has(b, note), what="the note reaches B")
+        await b.post_outbox("/groups/beta", bob, {"type": "Announce", "object": note})
+        await wait_until(lambda: _announced(a, note), what="A records beta's relay")
+        async with b.sessions() as session:
+            beta_actor = await session.scalar(select(Actor).where(Actor.iri == beta))
+        assert beta_actor is not None
+        await following.unfollow(b.fed, follower=beta_actor, follow_iri=requested.follow_iri)
+        await wait_until(lambda: _no_follows(a), what="alpha loses its follower")
+
+        edit = {"id": note, "content": "<p>v2</p>"}
+        await a.post_outbox("/groups/alpha", alice, {"type": "Update", "object": edit})
+        await wait_until(lambda: _content_has(b, note, "v2"), what="the edit reaches B")
+        await a.post_outbox("/groups/alpha", alice, {"type": "Delete", "object": note})
+        await wait_until(lambda: _tombstoned(b, note), what="the deletion reaches B")
+
+
+async def _follows(node: Node) -> bool:
+    return await node.scalar(select(Follow.id).where(Follow.state == "accepted")) is not None
+
+
+async def _no_follows(node: Node) -> bool:
+    return await node.scalar(select(Follow.id)) is None
+
+
+async def _announced(node: Node, iri: str) -> bool:
+    return await node.scalar(select(Reaction.id).where(Reaction.object_iri == iri)) is not None
+
+
+async def _content_has(node: Node, iri: str, text: str) -> bool:
+    row = await _object(node, iri)
+    return row is not None and text in str(row.document.get("content"))
