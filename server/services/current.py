@@ -14,12 +14,14 @@ back after a long outage learns of the deletion from the outbox alone (docs/fede
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import RemoteObject
+from federation.vocab.entraide import CONTENT_CONTEXT
+from server.db.models import InboxActivity, RemoteObject
 
 MAX_DEPTH = 3
 """``Announce{Create{Note}}`` is the deepest nesting we publish; deeper values are left alone."""
@@ -72,3 +74,31 @@ async def current_documents(
     )
     held = {iri: document for iri, document in rows.all()}
     return [_with_current(document, held) for document in documents]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def inbox_documents(session: AsyncSession, rows: Sequence[InboxActivity]) -> list[dict[str, Any]]:
+    """Received activities as the C2S inbox lists them: rebuilt from what processing stored, never
+    the body a peer sent (security case 50). The activity's id, type, actor and object, with the
+    object we hold embedded as it is now (sanitised when stored; a ``Tombstone`` once deleted)."""
+    documents = [
+        {
+            "@context": CONTENT_CONTEXT,
+            "id": row.iri,
+            "type": row.type,
+            "actor": row.actor_iri,
+            "published": _iso(row.received_at),
+            **({"object": {"id": row.object_iri}} if row.object_iri else {}),
+        }
+        for row in rows
+    ]
+    current = await current_documents(session, documents)
+    return [
+        {**document, "object": document["object"]["id"]}
+        if isinstance(document.get("object"), dict) and set(document["object"]) == {"id"}
+        else document
+        for document in current
+    ]
