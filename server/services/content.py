@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, union
+from sqlalchemy import or_, select, union
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +34,16 @@ from federation.vocab.entraide import (
     Severity,
 )
 from server.db import queue
-from server.db.models import Activity, Actor, AuditEntry, Endorsement, Reaction, RemoteObject, Vote
+from server.db.models import (
+    Activity,
+    Actor,
+    AuditEntry,
+    Delivery,
+    Endorsement,
+    Reaction,
+    RemoteObject,
+    Vote,
+)
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
@@ -725,12 +734,22 @@ MAX_HOLDERS = 500
 
 
 async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
-    """Remote actors that hold a copy of our object without being in its audience: those that
-    relayed or liked it (an association's ``Announce`` reaches nodes that do not follow us), voted
-    on it, replied to it, or co-signed it. Their nodes get its edits and its deletion (issue 13);
-    an association relaying it relays the change on (decision 14)."""
+    """Remote actors that hold a copy of our object without being in its audience: those whose
+    inbox got it (followers who left since), those that relayed or liked it (an association's
+    ``Announce`` reaches nodes that do not follow us), voted on it, replied to it, or co-signed it.
+    Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
+    change on (decision 14)."""
     remote = select(Actor.id).where(Actor.local.is_(False))
+    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today.
+    delivered = (
+        select(Delivery.inbox_iri)
+        .join(Activity, Activity.id == Delivery.activity_id)
+        .where(Activity.object_iri == row.iri, Delivery.state == "delivered")
+    )
     sources = union(
+        select(Actor.id.label("id")).where(
+            or_(Actor.inbox_iri.in_(delivered), Actor.shared_inbox_iri.in_(delivered))
+        ),
         select(Reaction.actor_id.label("id")).where(Reaction.object_iri == row.iri),
         select(Vote.voter_id.label("id")).where(Vote.question_id == row.id),
         select(RemoteObject.attributed_to_id.label("id")).where(
