@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from federation.errors import FederationError, UnsafeAddress
+from federation.fetch import FetchForbidden
 from federation.types import utc_now
 from federation.uris import UriScheme
 from federation.vocab.entraide import AlertCategory, Eligibility, Severity
@@ -215,6 +217,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _follow_refused(target: str, exc: FederationError) -> str:
+    """One line saying why following ``target`` failed, and what to do when there is something to do."""
+    if isinstance(exc, UnsafeAddress):
+        return (
+            f"cannot follow {target}: {exc.detail}; private, loopback and link-local addresses are refused"
+            " unless federation.allow_private_addresses is true in the settings (for nodes on one machine"
+            " or a private network)"
+        )
+    if isinstance(exc, FetchForbidden):
+        return (
+            f"cannot follow {target}: {exc.detail} (the peer refused our signed request: a peer that"
+            " checks signatures fetches this node's key, so this node must be serving at its origin)"
+        )
+    return f"cannot follow {target}: {exc.detail} ({exc.code})"
+
+
 def _cmd_follow(args: argparse.Namespace) -> int:
     from server.jobs.runner import build_node_context
     from server.services import following
@@ -245,6 +263,8 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                     )
                     target = found.iri
                 result = await following.follow(fed, local_name=args.as_name, target_iri=target)
+        except FederationError as exc:
+            raise CommandError(_follow_refused(args.target, exc)) from None
         finally:
             await engine.dispose()
         _out(result.follow_iri)

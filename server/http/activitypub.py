@@ -20,6 +20,7 @@ from server.http.auth import viewer_of
 from server.http.params import int_param
 from server.http.render import activity_response, html_page, wants_ap
 from server.services import visibility
+from server.services.current import current_documents
 from server.services.errors import InvalidInput, NotFound
 from server.services.feeds import feed_links
 from server.services.profiles import local_actor_value
@@ -110,7 +111,9 @@ async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: i
     levels = await visibility.outbox_levels(session, viewer, owner)
     total, rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
     private = any(level not in ("public", "unlisted") for level in levels)
-    return total, [doc for _, doc in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+    # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
+    documents = await current_documents(session, [doc for _, doc in rows])
+    return total, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
 async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from server.http.auth import viewer_of
 from server.http.params import json_value
 from server.http.render import activity_response, html_page, wants_ap
 from server.services import publishing, visibility
+from server.services.current import current_documents
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.sanitize import plain_text
 from server.services.visibility import Viewer
@@ -165,6 +166,7 @@ async def get_activity(request: web.Request) -> web.Response:
                 audience=await _activity_audience(session, row.document),
             )
         )
-    if row is None or not readable:
+        document = (await current_documents(session, [row.document]))[0] if row is not None else None
+    if row is None or not readable or document is None:
         raise NotFound("no such activity")
-    return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+    return activity_response(document, private=row.visibility not in PUBLIC_LEVELS)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, union
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +34,16 @@ from federation.vocab.entraide import (
     Severity,
 )
 from server.db import queue
-from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObject
+from server.db.models import (
+    Activity,
+    Actor,
+    AuditEntry,
+    Delivery,
+    Endorsement,
+    Reaction,
+    RemoteObject,
+    Vote,
+)
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
@@ -776,11 +785,51 @@ async def _publish_update(
         "cc": document.get("cc", []),
     }
     priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    # Holders beyond the audience get the new revision of public content only: a members-only
+    # object's edit goes to whoever may read it now, not to whoever once replied to it.
+    also = await holders(session, row) if row.visibility in ("public", "unlisted") else None
     published = await publish(
-        session, author, activity, visibility=row.visibility, now=now, priority=priority
+        session, author, activity, visibility=row.visibility, now=now, priority=priority, also=also
     )
     audit(session, author, by, f"{row.kind}.update", row.iri, now)
     return published.iri
+
+
+MAX_HOLDERS = 500
+"""Remote holders an edit or delete is also delivered to (beyond its audience), at most."""
+
+
+async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
+    """Remote actors that hold a copy of our object without being in its audience: those whose
+    inbox got it (followers who left since), those that relayed or liked it (an association's
+    ``Announce`` reaches nodes that do not follow us), voted on it, replied to it, or co-signed it.
+    Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
+    change on (decision 14)."""
+    remote = select(Actor.id).where(Actor.local.is_(False))
+    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today.
+    delivered = (
+        select(Delivery.inbox_iri)
+        .join(Activity, Activity.id == Delivery.activity_id)
+        .where(Activity.object_iri == row.iri, Delivery.state == "delivered")
+    )
+    sources = union(
+        select(Actor.id.label("id")).where(
+            or_(Actor.inbox_iri.in_(delivered), Actor.shared_inbox_iri.in_(delivered))
+        ),
+        select(Reaction.actor_id.label("id")).where(Reaction.object_iri == row.iri),
+        select(Vote.voter_id.label("id")).where(Vote.question_id == row.id),
+        select(RemoteObject.attributed_to_id.label("id")).where(
+            RemoteObject.in_reply_to_iri == row.iri, RemoteObject.local.is_(False)
+        ),
+        select(Endorsement.endorser_id.label("id")).where(Endorsement.proposal_iri == row.iri),
+    ).subquery()
+    iris = await session.scalars(
+        select(Actor.iri)
+        .where(Actor.id.in_(select(sources.c.id)), Actor.id.in_(remote))
+        .order_by(Actor.id)
+        .limit(MAX_HOLDERS)
+    )
+    return list(iris)
 
 
 async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
@@ -810,7 +859,13 @@ async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) 
                 sa_update(Endorsement).where(Endorsement.iri == row.iri).values(withdrawn_at=now)
             )
         published = await publish(
-            session, author, activity, visibility=row.visibility, now=now, priority=priority
+            session,
+            author,
+            activity,
+            visibility=row.visibility,
+            now=now,
+            priority=priority,
+            also=await holders(session, stored),
         )
         audit(session, author, by, f"{row.kind}.delete", row.iri, now)
     fed.notify_worker()
