@@ -71,7 +71,9 @@ def html_page(
     headers = {
         "Vary": "Accept, Authorization",
         "Cache-Control": "private, no-store" if private else "public, max-age=60",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https:",
+        "Content-Security-Policy": (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https:; frame-ancestors 'none'"
+        ),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     }
