@@ -13,6 +13,14 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "• npm not found: the Fedify interop tests will be skipped" >&2
 fi
+# The browser tests (tests/browser): Debian's Chromium and axe-core; skipped locally without them.
+if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "• installing Chromium for the browser tests (apt-get)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null
+fi
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix "$ROOT/tests/browser" --no-audit --no-fund --loglevel=error >/dev/null
+fi
 if ! bash "$ROOT/deploy/scripts/ensure-postgres.sh"; then
   if [ "${CI:-}" = "true" ]; then exit 1; fi
   echo "• PostgreSQL tests will be skipped (SQLite only)" >&2
