@@ -106,7 +106,9 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
-async def test_pages_pass_axe_in_french_and_english(tmp_path: Path, sqlite_template: SqliteTemplate) -> None:
+async def test_pages_pass_axe_in_french_and_english(
+    tmp_path: Path, sqlite_template: SqliteTemplate, shots: Path
+) -> None:
     executable = _require_tools()
     from playwright.async_api import async_playwright
 
