@@ -23,9 +23,10 @@ from aiohttp import web
 
 from federation.types import utc_now
 from server.appkeys import NODE
+from server.http.auth import viewer_of
 from server.http.pages import i18n
 from server.services import web_sessions
-from server.services.visibility import ANONYMOUS, Viewer, ViewerKind
+from server.services.visibility import Viewer, ViewerKind
 from server.services.web_sessions import SignedIn
 
 SESSION_COOKIE: Final = "entraide_session"
@@ -65,10 +66,11 @@ async def require_signed_in(request: web.Request) -> SignedIn:
 
 
 async def viewer(request: web.Request) -> Viewer:
-    """The reader for the read filter: the signed-in account (as a local viewer) or anonymous."""
+    """The reader for the read filter: the signed-in account (as a local viewer), else whoever the
+    request's bearer token or HTTP signature names (as for the API), else anonymous."""
     user = await signed_in(request)
     if user is None:
-        return ANONYMOUS
+        return await viewer_of(request, require_for_authorized_fetch=False)
     return Viewer(ViewerKind.LOCAL, actor_id=user.actor.id, actor_iri=user.actor.iri, scope="write")
 
 
@@ -156,9 +158,11 @@ async def render(
     status: int = 200,
     private: bool = False,
     title: str = "",
+    raw_title: str = "",
 ) -> web.Response:
     """Render a page in the reader's language with the layout's common values.
 
+    ``title`` is a catalogue key, ``raw_title`` a text of the page's own (a name) shown as is.
     A page shown to a signed-in reader is always private (it names them and carries their CSRF
     token); ``private`` also makes an anonymous page private (forms, members-only content).
     """
@@ -175,6 +179,7 @@ async def render(
         "host": request.app[NODE].uris.host,
         "path": request.path_qs,
         "title": title,
+        "raw_title": raw_title,
         "date": lambda value: _date(value, lang),
         **context,
     }
