@@ -28,6 +28,12 @@ async def _page(client: TestClient[Any, Any], iri: str) -> tuple[int, str]:
     return response.status, await response.text()
 
 
+async def _post(client: TestClient[Any, Any], page: str, action: str) -> Any:
+    csrf = re.search(r'name="csrf" value="([^"]+)"', await (await client.get(page)).text())
+    assert csrf
+    return await client.post(action, data={"csrf": csrf.group(1)}, allow_redirects=False)
+
+
 async def test_object_pages_show_each_kind_and_the_read_filter_decides(node: Node) -> None:
     await node.create_association("demo", "Demo")
     await node.create_association("other", "Other")
@@ -100,3 +106,44 @@ async def test_object_pages_show_each_kind_and_the_read_filter_decides(node: Nod
     assert status == 200 and "Entre nous" in page and "Members only" in page
     _, page = await _page(node.client, first)
     assert "vu aussi à Villeurbanne" in page  # the member's reply, in the thread
+
+
+async def test_association_page_tabs_follow_the_read_filter_and_members_join_and_leave(node: Node) -> None:
+    await node.create_association("demo", "Demo", "<p>Entraide à Lyon</p>")
+    await node.configure("demo", join_policy="open")
+    await node.add_member("alice", "demo", role="admin")
+    await node.create_association("other", "Other")
+    await node.add_member("zed", "other")
+    alice = await node.token("alice")
+    await _create(
+        node,
+        alice,
+        "/api/associations/demo/posts",
+        {"content": "<p>Réunion mardi</p>", "visibility": "members"},
+    )
+    await _create(
+        node,
+        alice,
+        "/api/associations/demo/alerts",
+        {"name": "Rupture", "content": "<p>x</p>", "severity": "warning", "category": "shortage"},
+    )
+    page = await (await node.client.get("/groups/demo", headers=HTML)).text()
+    assert "Rupture" in page and "Entraide à Lyon" in page and "@demo@" in page
+    assert "Follow from Mastodon" in page and 'href="/login?next=/groups/demo"' in page
+    assert "/groups/demo/feeds/alerts.rss" in page  # feed links, in the page and in its head
+    discussions = await (await node.client.get("/groups/demo?tab=discussions", headers=HTML)).text()
+    assert "Réunion mardi" not in discussions and 'aria-current="page">Discussions' in discussions
+    # zed signs in, joins (open policy), then reads the members-only discussion, then leaves.
+    await _sign_in(node.client, "zed")
+    joined = await _post(node.client, "/groups/demo", "/groups/demo/join")
+    assert joined.status == 303
+    member_view = await (await node.client.get("/groups/demo?tab=discussions", headers=HTML)).text()
+    assert "Réunion mardi" in member_view and 'action="/groups/demo/leave"' in member_view
+    assert (await _post(node.client, "/groups/demo", "/groups/demo/leave")).status == 303
+    after = await (await node.client.get("/groups/demo?tab=discussions", headers=HTML)).text()
+    assert "Réunion mardi" not in after and 'action="/groups/demo/join"' in after
+    # A join without the form's CSRF token changes nothing.
+    forged = await node.client.post("/groups/demo/join", data={"csrf": "x"}, headers=HTML)
+    assert forged.status == 403 and "<html" in await forged.text()
+    profile = await (await node.client.get("/users/alice", headers=HTML)).text()
+    assert "@alice@" in profile and "<h1>alice</h1>" in profile
