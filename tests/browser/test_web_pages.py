@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "correct horse battery"
+LICENSE = "https://creativecommons.org/licenses/by/4.0/"
 
 
 def _require_tools() -> str:
@@ -49,7 +51,37 @@ async def _axe(page: Any, what: str) -> None:
     assert not problems, f"axe on {what}: {problems}"
 
 
-async def _tour(browser: Any, node: Node, lang: str, shots: Path) -> None:
+async def _publish(node: Node) -> list[str]:
+    """An alert, a Markdown resource edited once, and a proposal, by demo's admin: their IRIs."""
+    token = await node.token("alice")
+    auth = {"Authorization": f"Bearer {token}"}
+    end = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).isoformat()
+    bodies = {
+        "alerts": {
+            "name": "Pénurie",
+            "content": "<p>Plus de stock.</p>",
+            "severity": "critical",
+            "category": "shortage",
+        },
+        "resources": {
+            "name": "Guide",
+            "content": "# Guide\n\nPremière ligne\n\n* un point",
+            "license": LICENSE,
+        },
+        "proposals": {"name": "Adopter la charte ?", "oneOf": ["Oui", "Non"], "endTime": end},
+    }
+    iris = []
+    for path, body in bodies.items():
+        response = await node.client.post(f"/api/associations/entraide/{path}", json=body, headers=auth)
+        assert response.status == 201, await response.text()
+        iris.append(str((await response.json())["id"]))
+    edit = {"content": "# Guide\n\nLigne revue\n\n* un point"}
+    response = await node.client.patch("/api/objects", params={"iri": iris[1]}, json=edit, headers=auth)
+    assert response.status == 200, await response.text()
+    return iris
+
+
+async def _tour(browser: Any, node: Node, lang: str, shots: Path, objects: list[str]) -> None:
     """Every page a visitor and a signed-in member see, checked by axe, with keyboard use."""
     origin = node.settings.server.origin
     context = await browser.new_context(locale=lang, bypass_csp=True)  # bypass only to inject axe
@@ -62,6 +94,13 @@ async def _tour(browser: Any, node: Node, lang: str, shots: Path) -> None:
         assert await page.evaluate("document.activeElement.className") == "skip"
         assert await page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
         await page.screenshot(path=str(shots / f"home-{lang}.png"), full_page=True)
+        await page.goto(origin + "/groups/entraide")
+        await _axe(page, f"association ({lang})")
+        await page.screenshot(path=str(shots / f"association-{lang}.png"), full_page=True)
+        for iri, name in zip(objects, ("alert", "resource", "proposal"), strict=True):
+            await page.goto(iri)
+            await _axe(page, f"{name} ({lang})")
+            await page.screenshot(path=str(shots / f"{name}-{lang}.png"), full_page=True)
 
         await page.goto(origin + "/account")  # members only: to the sign-in page, coming back after
         assert page.url.endswith("/login?next=/account")
@@ -114,11 +153,12 @@ async def test_pages_pass_axe_in_french_and_english(
 
     async with running_node(tmp_path / "node", sqlite_template.copy_to(tmp_path)) as node:
         await node.create_association("entraide", "Entraide Lyon", "Entraide entre patients à Lyon.")
-        await node.add_member("alice", "entraide")
+        await node.add_member("alice", "entraide", role="admin")
+        objects = await _publish(node)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
             try:
                 for lang in ("fr", "en"):
-                    await _tour(browser, node, lang, shots)
+                    await _tour(browser, node, lang, shots, objects)
             finally:
                 await browser.close()
