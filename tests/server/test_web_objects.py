@@ -147,3 +147,52 @@ async def test_association_page_tabs_follow_the_read_filter_and_members_join_and
     assert forged.status == 403 and "<html" in await forged.text()
     profile = await (await node.client.get("/users/alice", headers=HTML)).text()
     assert "@alice@" in profile and "<h1>alice</h1>" in profile
+
+
+async def test_members_reply_and_vote_from_the_page_and_bad_input_is_shown_with_the_text_kept(
+    node: Node,
+) -> None:
+    await node.create_association("demo", "Demo")
+    await node.add_member("alice", "demo", role="admin")
+    await node.add_member("mia", "demo")
+    alice = await node.token("alice")
+    alert = await _create(
+        node,
+        alice,
+        "/api/associations/demo/alerts",
+        {"name": "Pénurie", "content": "<p>x</p>", "severity": "info", "category": "shortage"},
+    )
+    end = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).isoformat()
+    proposal = await _create(
+        node,
+        alice,
+        "/api/associations/demo/proposals",
+        {"name": "Charte ?", "oneOf": ["Oui", "Non"], "endTime": end, "eligibility": "members"},
+    )
+    alert_path, proposal_path = "/" + alert.split("/", 3)[3], "/" + proposal.split("/", 3)[3]
+    assert "Sign in to reply" in (await _page(node.client, alert))[1]
+    await _sign_in(node.client, "mia")
+    empty = await _post(node.client, alert_path, alert_path + "/reply")
+    assert empty.status == 400 and 'id="content-error"' in await empty.text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', (await _page(node.client, alert))[1])
+    assert csrf
+    sent = await node.client.post(
+        alert_path + "/reply",
+        data={"csrf": csrf.group(1), "content": "Vu aussi\n\n<script>x()</script>"},
+        allow_redirects=False,
+    )
+    assert sent.status == 303
+    page = (await _page(node.client, alert))[1]
+    assert (
+        "<p>Vu aussi</p>" in page and "&lt;script&gt;x()&lt;/script&gt;" in page and "<script>x" not in page
+    )
+    no_choice = await _post(node.client, proposal_path, proposal_path + "/vote")
+    assert no_choice.status == 400 and 'id="choice-error"' in await no_choice.text()
+    voted = await node.client.post(
+        proposal_path + "/vote", data={"csrf": csrf.group(1), "choice": "Oui"}, allow_redirects=False
+    )
+    assert voted.status == 303 and voted.headers["Location"].endswith("?voted=1")
+    twice = await node.client.post(proposal_path + "/vote", data={"csrf": csrf.group(1), "choice": "Non"})
+    assert twice.status == 403 and 'id="choice-error"' in await twice.text()
+    forged = await node.client.post(proposal_path + "/vote", data={"csrf": "x", "choice": "Non"})
+    assert forged.status == 403 and 'id="choice-error"' not in await forged.text()

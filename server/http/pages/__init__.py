@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
-from server.http.pages import account, actors, home
+from server.http.pages import account, actors, home, objects
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -43,6 +43,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(account.routes)
     app.add_routes(home.routes)
     app.add_routes(actors.routes)
+    app.add_routes(objects.routes)
 
 
 def _wants_html(request: web.Request) -> bool:

@@ -12,6 +12,7 @@ changed between each and the one before.
 from __future__ import annotations
 
 import difflib
+import html
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -24,14 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import utc_now
 from federation.vocab.entraide import Kind, option_names
-from server.appkeys import NODE
+from server.appkeys import FEDERATION, NODE
 from server.db.models import Activity, Actor, RemoteObject
 from server.http.pages import core as w
-from server.services import endorsements, polls, visibility
-from server.services.errors import NotFound
+from server.services import content, endorsements, polls, visibility
+from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.sanitize import plain_text, sanitize_html
 from server.services.visibility import Viewer
 
+routes = web.RouteTableDef()
+OBJECT_PATH: Final = "/objects/{id:[0-9a-f]{32}}"
 THREAD_LIMIT: Final = 200
 PUBLIC_LEVELS: Final = ("public", "unlisted")
 _MARKDOWN: Final = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
@@ -151,15 +154,23 @@ async def _kind_details(session: AsyncSession, row: RemoteObject) -> dict[str, A
 
 async def object_page(request: web.Request) -> web.Response:
     """``GET /objects/{id}`` for a browser."""
+    voted = request.query.get("voted") == "1"
+    return await _render(request, notice="voted" if voted else "")
+
+
+async def _render(
+    request: web.Request,
+    *,
+    errors: dict[str, str] | None = None,
+    reply_text: str = "",
+    notice: str = "",
+    status: int = 200,
+) -> web.Response:
+    """The object's page; a refused reply or vote is shown next to its field, the text kept."""
     node = request.app[NODE]
-    iri = node.uris.object(request.match_info["id"])
     viewer = await w.viewer(request)
     async with node.sessions() as session:
-        row = await session.scalar(
-            select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
-        )
-        if row is None or not await visibility.can_read_object(session, viewer, row):
-            raise NotFound("no such object")  # not readable answers exactly like absent
+        row = await _readable(session, viewer, node.uris.object(request.match_info["id"]))
         private = row.visibility not in PUBLIC_LEVELS
         if row.deleted_at is not None:
             gone = {"heading": "error_title_410", "text": "error_text_410"}
@@ -182,9 +193,89 @@ async def object_page(request: web.Request) -> web.Response:
         "audience": audience,
         "thread": [(reply, who, body_html(reply.document)) for reply, who in thread],
         "private_thread": any(reply.visibility not in PUBLIC_LEVELS for reply, _ in thread),
+        "errors": errors or {},
+        "reply_text": reply_text,
+        "notice": notice,
+        "self_path": "/objects/" + request.match_info["id"],
+        "can_reply": row.visibility in PUBLIC_LEVELS and row.kind != Kind.VOTE.value,
         **details,
     }
     private = private or bool(context["private_thread"])
     return await w.render(
-        request, "object.html", context, private=private, title=f"kind_{row.kind}", raw_title=name
+        request,
+        "object.html",
+        context,
+        status=status,
+        private=private,
+        title=f"kind_{row.kind}",
+        raw_title=name,
     )
+
+
+async def _readable(session: AsyncSession, viewer: Viewer, iri: str) -> RemoteObject:
+    """Raises NotFound: absent, or not readable by ``viewer`` (the same answer)."""
+    row = await session.scalar(
+        select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
+    )
+    if row is None or not await visibility.can_read_object(session, viewer, row):
+        raise NotFound("no such object")
+    return row
+
+
+def paragraphs(text: str) -> str:
+    """A textarea's plain text as HTML paragraphs (escaped; blank lines separate paragraphs)."""
+    blocks = [block.strip() for block in text.replace("\r\n", "\n").split("\n\n")]
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line) for line in block.splitlines()) + "</p>"
+        for block in blocks
+        if block
+    )
+
+
+@routes.post(OBJECT_PATH + "/reply")
+async def reply(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    text = w.field(data, "content")
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        parent = await _readable(
+            session, await w.viewer(request), fed.node.uris.object(request.match_info["id"])
+        )
+    if not text.strip():
+        return await _render(request, errors={"content": "write_something"}, status=400)
+    if parent.visibility not in PUBLIC_LEVELS:
+        return await _render(request, errors={"content": "reply_public_only"}, reply_text=text, status=400)
+    try:
+        await content.create(
+            fed,
+            user.actor,
+            {"type": "Note", "inReplyTo": parent.iri, "content": paragraphs(text)},
+            by=user.actor,
+        )
+    except (InvalidInput, Forbidden) as exc:
+        return await _render(request, errors={"content": exc.detail}, reply_text=text, status=_status(exc))
+    raise web.HTTPSeeOther(request.path.removesuffix("/reply") + "#replies-title")
+
+
+@routes.post(OBJECT_PATH + "/vote")
+async def vote(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    choice = w.field(data, "choice")
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        question = await _readable(
+            session, await w.viewer(request), fed.node.uris.object(request.match_info["id"])
+        )
+    if not choice:
+        return await _render(request, errors={"choice": "choose_an_option"}, status=400)
+    try:
+        await polls.cast(fed, user.actor, {"name": choice, "inReplyTo": question.iri}, by=user.actor)
+    except (InvalidInput, Forbidden) as exc:
+        return await _render(request, errors={"choice": exc.detail}, status=_status(exc))
+    raise web.HTTPSeeOther(request.path.removesuffix("/vote") + "?voted=1")
+
+
+def _status(error: Exception) -> int:
+    return 403 if isinstance(error, Forbidden) else 400
