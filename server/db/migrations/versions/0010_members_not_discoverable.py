@@ -1,7 +1,7 @@
 """members are not discoverable unless they opt in: local accounts created before are set to no
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-07 02:40:00
 
 Until now every local ``Person`` advertised ``discoverable`` and ``indexable: true`` without being
