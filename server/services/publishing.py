@@ -53,7 +53,7 @@ def merged_recipients(activity: Mapping[str, Any], obj: Mapping[str, Any]) -> di
 async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
     if obj.get("type") == "Endorsement":
         return await endorsements.endorse(fed, author, obj, by=by)
-    if obj.get("type") not in OBJECT_TYPES:
+    if not isinstance(obj.get("type"), str) or obj.get("type") not in OBJECT_TYPES:
         raise InvalidInput("type must be one of: Article, Endorsement, Note, Question", field="type")
     if is_vote(obj):
         return await polls.cast(fed, author, obj, by=by)
@@ -65,6 +65,8 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
     if contains_unstorable(body):
         raise InvalidInput("the body contains a NUL character (\\u0000)")
     kind = body.get("type")
+    if not isinstance(kind, str):  # a list or an object would not even hash (case 58)
+        raise InvalidInput("type must be a string", field="type")
     obj = body.get("object")
     if kind in OBJECT_TYPES or kind == "Endorsement":
         return await _create(fed, author, body, by=by)
