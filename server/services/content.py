@@ -22,6 +22,7 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import Visibility, address, classify
+from federation.errors import FederationError
 from federation.types import AS_PUBLIC, PUBLIC_ALIASES, Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import (
@@ -402,6 +403,11 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     async with fed.node.sessions() as session:
         parent = await _readable_parent(session, fed, author, in_reply_to)
         group, into, others = await _posting_group(session, fed, author, obj, parent)
+    remote_parent = (
+        await _fetch_parent(fed, in_reply_to)
+        if in_reply_to is not None and parent is None and not uris.is_local(in_reply_to)
+        else None
+    )
     blind = blind_recipients(obj)
     addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *others]} if others else obj
     to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind))
@@ -442,6 +448,11 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     async with fed.node.sessions() as session:
         if in_reply_to is not None:
             context_iri, parent_author = await _thread_of(session, in_reply_to, parent, level)
+            if remote_parent is not None:
+                context_iri, parent_author, thread_audience = _remote_thread(remote_parent, in_reply_to)
+                if thread_audience and level not in (Visibility.DIRECT, Visibility.MEMBERS):
+                    if thread_audience not in to and thread_audience not in cc:
+                        cc.append(thread_audience)
             if level is Visibility.MEMBERS and parent is not None and parent.audience_id != audience_id:
                 raise InvalidInput("a members-only reply stays in its thread's association", field="audience")
             document["inReplyTo"] = in_reply_to
@@ -633,6 +644,30 @@ async def _thread_of(
     if parent.visibility == "direct" and level is not Visibility.DIRECT:
         raise InvalidInput("a reply to direct content must itself be direct", field="visibility")
     return Iri(parent.context_iri or parent.iri), parent_author
+
+
+async def _fetch_parent(fed: Federation, iri: Iri) -> dict[str, Any] | None:
+    """A remote parent this node does not hold, fetched from its origin (signed, through the
+    address guard and the peer policy) so that the reply reaches its author; ``None`` when it
+    cannot be fetched (the reply is still published, to its own addressees)."""
+    try:
+        return await fed.fetch(iri)
+    except FederationError as exc:
+        log.info("reply parent not fetched", extra={"parent": iri, "error": type(exc).__name__})
+        return None
+
+
+def _remote_thread(document: Mapping[str, Any], parent_iri: Iri) -> tuple[Iri, str | None, str | None]:
+    """A fetched parent's thread (its ``context``, else itself), author and ``audience``
+    (FEP-1b12: the association it was posted into), as :func:`_thread_of` gives for a held one."""
+
+    def one_iri(value: Any) -> str | None:
+        value = value[0] if isinstance(value, list) and value else value
+        value = value.get("id") if isinstance(value, dict) else value
+        return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
+
+    context, author = one_iri(document.get("context")), one_iri(document.get("attributedTo"))
+    return Iri(context or parent_iri), author, one_iri(document.get("audience"))
 
 
 async def _own_alert(session: AsyncSession, author: Actor, iri: Iri) -> RemoteObject:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from federation.types import AS_PUBLIC, utc_now
 from server.db.models import Activity, Actor, Delivery, Job, RemoteObject
 from server.services import delivery
+from tests.support.fake_peers import actor_document
 from tests.support.nodes import Node, running_node, wait_until
 from tests.support.signed_inbox import StallingPeers, gets_to, posts_to
 from tests.support.world import NodeStarter, given_world
@@ -177,3 +178,41 @@ async def test_unknown_remote_addressees_are_fetched_then_delivered_and_the_unre
         assert next(e for e in status if e["type"] == "Create").get("failed") == 1
         failed = await node.scalar(select(Delivery).where(Delivery.inbox_iri == ghost))
         assert (failed.state, failed.last_error) == ("failed", "recipient_unresolvable")
+
+
+async def test_a_reply_to_a_remote_post_not_held_here_reaches_its_author_and_thread_audience(
+    start_node: NodeStarter, peers: StallingPeers
+) -> None:
+    async with start_node() as node:
+        world = await given_world(node, peers, warm=())
+        await node.add_member("zoe", "collectif")
+        group = peers.iri("peer.example", "/groups/quartier")
+        peers.serve_json(group, actor_document(group, username="quartier", actor_type="Group"))
+        peers.serve_json(f"{group}/inbox", {}, status=202)
+        parent = peers.iri("peer.example", "/notes/1")
+        context = peers.iri("peer.example", "/contexts/1")
+        peers.serve_json(
+            parent,
+            {
+                "@context": "https://www.w3.org/ns/activitystreams",
+                "id": parent,
+                "type": "Note",
+                "attributedTo": world.alice.iri,
+                "audience": group,
+                "context": context,
+                "to": [AS_PUBLIC],
+                "content": "<p>Qui peut aider ?</p>",
+            },
+        )
+        body = {"type": "Note", "content": "<p>Moi</p>", "inReplyTo": parent}
+        created = await node.post_outbox("/users/zoe", await node.token("zoe"), body)
+        row, _ = await _stored(node, created["object"])
+        assert world.alice.iri in row.document["cc"] and group in row.document["cc"]
+        assert {"type": "Mention", "href": world.alice.iri} in row.document["tag"]
+        assert row.context_iri == context
+        assert any(h.target == "/notes/1" and h.key_id is not None for h in gets_to(peers, "peer.example"))
+
+        async def delivered() -> bool:  # public: both through the peer's shared inbox
+            return "/inbox" in {h.target for h in posts_to(peers, "peer.example")}
+
+        await wait_until(delivered, what="the reply's delivery to the parent's author and audience")
