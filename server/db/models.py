@@ -121,6 +121,7 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Notifications up to this instant are read (``POST /api/notifications/read``).
     notifications_read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    language: Mapped[str | None] = mapped_column(String(8))  # the web pages' language; None: the browser's
 
 
 class Membership(Base):
@@ -161,6 +162,23 @@ class Token(Base):
     label: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebSession(Base):
+    """A browser's signed-in session. Only the cookie's hash is stored, so a database leak does not
+    sign anyone in; rows outlive a restart and are revoked by setting ``revoked_at``."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.actor_id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
@@ -393,7 +411,10 @@ class Report(Base):
     """A ``Flag`` received, kept for moderators."""
 
     __tablename__ = "reports"
-    __table_args__ = (CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),)
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),
+        Index("ix_reports_reporter_created", "reporter_id", "created_at"),  # per-actor limit
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_iri: Mapped[str] = mapped_column(IRI, unique=True)

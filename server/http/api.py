@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -37,6 +37,7 @@ from server.db.models import Actor, Membership, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
+from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
 from server.services import content, endorsements, membership, polls, visibility
@@ -104,6 +105,39 @@ def request_validator(schema: str) -> Draft202012Validator:
         registry=registry,
         format_checker=FORMAT_CHECKER,
     )
+
+
+LIMIT_KEYWORDS: Final = (
+    "$ref",
+    "allOf",
+    "properties",
+    "additionalProperties",
+    "items",
+    "prefixItems",
+    "maxItems",
+    "maxLength",
+    "maxProperties",
+)
+"""What a body is checked against first: sizes and counts, each linear in the body (case 53)."""
+
+
+@cache
+def limits_validator(schema: str) -> Any:
+    """A validator of ``schema`` that knows only :data:`LIMIT_KEYWORDS`.
+
+    ``uniqueItems`` compares every pair of items, formats and patterns cost per character: run on
+    4,000 option objects before ``maxItems: 20`` is reported, they kept the server busy for
+    seconds. Sizes and counts are checked first, on their own, so no body buys more than a linear
+    pass before it is refused.
+    """
+    limits_only = validators.create(
+        meta_schema=Draft202012Validator.META_SCHEMA,
+        validators={name: Draft202012Validator.VALIDATORS[name] for name in LIMIT_KEYWORDS},
+    )
+    registry: Registry[Any] = Registry().with_resource(
+        _OPENAPI_URI, Resource.from_contents(openapi_document(), default_specification=DRAFT202012)
+    )
+    return limits_only({"$ref": f"{_OPENAPI_URI}#/components/schemas/{schema}"}, registry=registry)
 
 
 PATTERN_HINTS: Final = {
@@ -183,7 +217,10 @@ def check_body(body: Any, schema: str) -> dict[str, Any]:
     nul = _nul_field(body)
     if nul is not None:
         raise InvalidInput(f"{nul} must not contain NUL characters", field=nul)
-    error = best_match(request_validator(schema).iter_errors(body))
+    # The first size or count past its limit, without looking further (the walk stops there).
+    error = next(limits_validator(schema).iter_errors(body), None) or best_match(
+        request_validator(schema).iter_errors(body)
+    )
     if error is not None:
         raise refusal(error)
     return body
@@ -204,11 +241,7 @@ async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[NODE].settings.server.max_body_bytes
         raise fe.PayloadTooLarge(f"the body is larger than {limit} bytes") from None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise fe.MalformedPayload(f"the body is not valid JSON: {exc}") from None
-    return check_body(body, schema)
+    return check_body(json_value(raw), schema)
 
 
 @contextmanager
@@ -275,15 +308,8 @@ async def readable_object(
 
 
 def page_query(request: web.Request) -> tuple[int, int | None]:
-    raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
-    raw_before = request.query.get("before")
-    if raw_before is None:
-        return int(raw_limit), None
-    if not raw_before.isdigit() or len(raw_before) > 18 or int(raw_before) < 1:
-        raise InvalidInput("before must be the positive integer cursor of a previous page", field="before")
-    return int(raw_limit), int(raw_before)
+    limit = int_param(request, "limit", minimum=1, maximum=MAX_LIMIT)
+    return limit or DEFAULT_LIMIT, int_param(request, "before", minimum=1)
 
 
 # --- rendering -------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ Undo only from the original actor, Update/Delete only from the object's stored a
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from federation.compat import lemmy
 from federation.errors import FederationError
@@ -47,6 +48,7 @@ from server.services import endorsements, following, membership, objects, polls,
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor
+from server.services.sanitize import plain_text
 
 log = logging.getLogger(__name__)
 
@@ -466,21 +468,43 @@ async def on_block(fed: Federation, block: Block, inbound: InboundActivity) -> N
             )
 
 
+MAX_REPORT_CHARS = 5_000
+"""A report's text, as moderators read it (plain text)."""
+MAX_REPORT_TARGETS = 20
+"""Distinct local actors and objects one report names; more are left out."""
+REPORTS_PER_ACTOR = 10
+REPORT_WINDOW = timedelta(hours=1)
+"""At most ``REPORTS_PER_ACTOR`` reports are kept from one actor per window; more are dropped."""
+
+
 @router.on(Flag)
 async def on_flag(fed: Federation, flag: Flag, inbound: InboundActivity) -> None:
-    """A report about our actors or objects, kept for moderators."""
-    targets = [ref.id for ref in flag.objects if ref.id is not None and fed.node.uris.is_local(ref.id)]
+    """A report about our actors or objects, kept for moderators: bounded in size (plain text,
+    a few targets) and in number per reporter, so one actor cannot fill the moderators' queue
+    or the database (security case 61)."""
+    targets = list(
+        dict.fromkeys(ref.id for ref in flag.objects if ref.id is not None and fed.node.uris.is_local(ref.id))
+    )[:MAX_REPORT_TARGETS]
     if not targets:
         return
     reporter = await fed.actor(flag.actor)
+    now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
+        recent = await session.scalar(
+            select(func.count(Report.id)).where(
+                Report.reporter_id == reporter.id, Report.created_at > now - REPORT_WINDOW
+            )
+        )
+        if (recent or 0) >= REPORTS_PER_ACTOR:
+            log.info("report dropped: too many from this actor", extra={"reporter": reporter.iri})
+            return
         session.add(
             Report(
                 activity_iri=flag.id,
                 reporter_id=reporter.id,
                 target_iris=targets,
-                content=(flag.content or flag.summary or "")[:5000],
-                created_at=fed.node.clock(),
+                content=plain_text(flag.content or flag.summary or "")[:MAX_REPORT_CHARS],
+                created_at=now,
             )
         )
     log.info("report received", extra={"reporter": reporter.iri, "targets": len(targets)})

@@ -1,7 +1,7 @@
 """C2S inbox lists accepted activities only; notifications remember what was read
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07 02:45:00
 
 ``inbox_items.accepted``: an activity is filed when it arrives at a personal inbox, but listed by
@@ -18,7 +18,7 @@ from alembic import op
 import server.db.types
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
