@@ -25,6 +25,7 @@ from server.http.problems import problem
 from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.render import activity_response
 from server.services import visibility
+from server.services.current import inbox_documents
 from server.services.errors import NotFound
 
 routes = web.RouteTableDef()
@@ -124,6 +125,7 @@ async def get_inbox(request: web.Request) -> web.Response:
         if not allowed:
             raise NotFound("no such collection")  # the same answer as a missing one
         total, rows = await q.inbox_page(session, owner.id, before=before, limit=PAGE_SIZE)
+        documents = await inbox_documents(session, [row for _, row in rows])
     collection_iri = Iri(f"{owner.iri}/inbox")
     if not is_page:
         return activity_response(
@@ -135,7 +137,7 @@ async def get_inbox(request: web.Request) -> web.Response:
     doc = render_collection_page(
         page_iri,
         part_of=collection_iri,
-        items=[doc for _, doc in rows],
+        items=documents,
         next_page=Iri(f"{collection_iri}?page=true&before={cursor}") if cursor is not None else None,
     )
     return activity_response(doc, private=True)

@@ -9,7 +9,7 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.appkeys import ENGINE, METRICS, NODE
+from server.appkeys import DRAINING, ENGINE, METRICS, NODE
 from server.db.engine import DatabaseUnavailable, check_connection
 from server.db.queries import actors as q
 from server.http.render import json_response
@@ -21,6 +21,14 @@ PROXY_HEADERS: Final = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """503 while the database is unreachable, and while the process drains before stopping
+    (server.http.serving): either way a load balancer should send its requests elsewhere."""
+    if request.app[DRAINING].is_set():
+        return json_response(
+            {"status": "draining", "database": "not checked"},
+            status=503,
+            headers={"Cache-Control": "no-store"},
+        )
     try:
         await check_connection(request.app[ENGINE])
     except DatabaseUnavailable:

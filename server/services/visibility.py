@@ -187,7 +187,8 @@ async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) 
 async def can_list_followers(session: AsyncSession, viewer: Viewer, owner: Actor) -> bool:
     """Follower lists reveal who follows a patient association: only the owner and its admins see them.
 
-    Everyone else gets ``totalItems`` only (as Lemmy does for communities).
+    Everyone else gets ``totalItems`` only (as Lemmy does for communities). The same rule holds
+    for ``following`` (security case 56): whom a member follows says as much about the member.
     """
     if viewer.actor_id is not None and viewer.actor_id == owner.id:
         return True

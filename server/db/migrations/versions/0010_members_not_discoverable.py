@@ -1,7 +1,7 @@
 """members are not discoverable unless they opt in: local accounts created before are set to no
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-07 02:40:00
 
 Until now every local ``Person`` advertised ``discoverable`` and ``indexable: true`` without being
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0005"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
