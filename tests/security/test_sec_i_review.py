@@ -137,7 +137,7 @@ def _fuzz_queries(base_url: str, paths: list[str], token: str) -> list[str]:
         signed=st.booleans(),
     )
     @settings(
-        max_examples=40,
+        max_examples=25,
         deadline=None,
         database=None,
         phases=[Phase.explicit, Phase.generate],
@@ -187,7 +187,7 @@ def _fuzz_bodies(base_url: str, routes: list[tuple[str, dict[str, Any]]], token:
 
     @given(route=st.sampled_from(routes), data=st.data(), value=values)
     @settings(
-        max_examples=40,
+        max_examples=25,
         deadline=None,
         database=None,
         phases=[Phase.explicit, Phase.generate],
@@ -445,7 +445,7 @@ async def test_sec_53_no_write_body_costs_much_more_cpu_than_a_plain_one(node: N
         fields = set(schemas[schema]["properties"]) if schema else set(ARRAY_FIELDS) | {"name", "content"}
         bodies = {"plain": json.dumps(plain).encode(), "worst": json.dumps(_worst(plain, fields)).encode()}
         spent = {"plain": 0.0, "worst": 0.0}
-        for _ in range(3):
+        for _ in range(2):
             for kind, raw in bodies.items():
                 token = scene["mia"] if path == "/api/memberships" else scene["alice"]
                 started = time.process_time()
