@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,39 +11,31 @@ from aiohttp import web
 from federation import retry
 from federation.ports import Transport
 from federation.retry import RetryPolicy
-from server.appkeys import ENGINE, FEDERATION, INBOX_WRITER, METRICS, NODE, RETRY_POLICY, SETTINGS, TRANSPORT
+from server.appkeys import (
+    DRAINING,
+    ENGINE,
+    FEDERATION,
+    INBOX_WRITER,
+    METRICS,
+    NODE,
+    RETRY_POLICY,
+    SETTINGS,
+    TRANSPORT,
+)
 from server.config import Settings
 from server.db.engine import create_engine
-from server.db.queries import actors as q
-from server.http import activitypub, api, feeds, inbox, media, ops, outbox, threads, wellknown
+from server.http import activitypub, api, feeds, inbox, media, ops, outbox, pages, threads, wellknown
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
-from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, inbox_deps
+from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, UNVERIFIED_LIMITER, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
+from server.http.proxies import forwarded_middleware
 from server.http.ratelimit import HostRateLimiter
-from server.http.render import html_page
 from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
 from server.metrics import create_metrics
 from server.services.federation import Federation, build_federation, open_federation
 from server.services.inbox_writer import InboxWriter
-
-home_routes = web.RouteTableDef()
-
-
-@home_routes.get("/")
-async def home(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    async with node.sessions() as session:
-        groups = await q.local_groups(session)
-    items = "".join(
-        f'<li><a href="{html.escape(g.iri, quote=True)}">{html.escape(g.name)}</a> '
-        f"@{html.escape(g.handle)}@{html.escape(node.uris.host)}</li>"
-        for g in groups
-        if g.discoverable
-    )
-    body = f"<h1>Entraide</h1><p>{html.escape(node.uris.host)}</p><h2>Associations</h2><ul>{items}</ul>"
-    return html_page(title=f"Entraide — {node.uris.host}", body_html=body)
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -76,6 +67,10 @@ async def _inbox_writer(app: web.Application, fed: Federation) -> AsyncIterator[
     app[INBOX_DEPS] = inbox_deps(app)
     federation_settings = fed.node.settings.federation
     app[INBOX_LIMITER] = HostRateLimiter(
+        rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
+    )
+    # The same budget per source address, spent only by requests whose signature did not verify.
+    app[UNVERIFIED_LIMITER] = HostRateLimiter(
         rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
     )
     try:
@@ -122,17 +117,26 @@ def create_app(
     """
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[request_id_middleware, metrics_middleware, page_cache_middleware, problem_middleware],
+        middlewares=[
+            forwarded_middleware,
+            request_id_middleware,
+            metrics_middleware,
+            page_cache_middleware,
+            pages.html_error_middleware,
+            problem_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
     app[PAGE_CACHE] = PageCache()
+    app[DRAINING] = asyncio.Event()
     if transport is not None:
         app[TRANSPORT] = transport
     if retry_policy is not None:
         app[RETRY_POLICY] = retry_policy
     app.cleanup_ctx.extend([_database_ctx, _federation_ctx, _worker_ctx])
-    app.add_routes(home_routes)
+    app.on_response_prepare.append(wellknown.webfinger_cors)
+    pages.setup(app)
     app.add_routes(wellknown.routes)
     app.add_routes(ops.routes)
     app.add_routes(activitypub.routes)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -118,6 +119,9 @@ class Account(Base):
     is_node_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Notifications up to this instant are read (``POST /api/notifications/read``).
+    notifications_read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    language: Mapped[str | None] = mapped_column(String(8))  # the web pages' language; None: the browser's
 
 
 class Membership(Base):
@@ -158,6 +162,23 @@ class Token(Base):
     label: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebSession(Base):
+    """A browser's signed-in session. Only the cookie's hash is stored, so a database leak does not
+    sign anyone in; rows outlive a restart and are revoked by setting ``revoked_at``."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.actor_id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
@@ -267,7 +288,11 @@ class InboxActivity(Base):
 
 
 class InboxItem(Base):
-    """Which local actor's inbox an activity belongs to (read back through C2S ``GET {inbox}``)."""
+    """Which local actor's inbox an activity belongs to (read back through C2S ``GET {inbox}``).
+
+    Filed when it arrives at a personal inbox, listed only once processing ``accepted`` it, and for
+    every local actor it concerns whichever inbox it came through (security case 50).
+    """
 
     __tablename__ = "inbox_items"
     __table_args__ = (
@@ -278,6 +303,7 @@ class InboxItem(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
     inbox_activity_id: Mapped[int] = mapped_column(ForeignKey("inbox_activities.id", ondelete="CASCADE"))
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class Job(Base):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,10 +16,12 @@ from server.appkeys import NODE
 from server.db.models import Actor
 from server.db.queries import actors as q
 from server.http.auth import viewer_of
-from server.http.render import activity_response, html_page, wants_ap
+from server.http.pages import actors
+from server.http.params import int_param
+from server.http.render import activity_response, wants_ap
 from server.services import visibility
+from server.services.current import current_documents
 from server.services.errors import InvalidInput, NotFound
-from server.services.feeds import feed_links
 from server.services.profiles import local_actor_value
 from server.services.visibility import Viewer
 
@@ -45,26 +46,16 @@ ACTOR_ROUTES = ("/actor", "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN
 
 async def get_actor(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    if request.match_info.get("kind") is not None and wants_ap(request):
+    if not wants_ap(request):
+        if request.match_info.get("kind") is None:
+            raise web.HTTPSeeOther("/")  # the node's own page is its home page
+        return await actors.actor_page(request)  # a browser: the signed-in account reads
+    if request.match_info.get("kind") is not None:
         await viewer_of(request)  # authorized fetch: refuses unsigned reads when enabled
     async with node.sessions() as session:
         actor = await _load_actor(session, request)
         doc = render_actor(await local_actor_value(session, node.uris, actor))
-    if wants_ap(request):
-        return activity_response(doc)
-    kind = {"Group": "Association", "Person": "Membre", "Application": "Nœud Entraide"}[actor.type]
-    handle = f"@{actor.handle}@{node.uris.host}"
-    body = (
-        f"<header><p>{html.escape(kind)}</p><h1>{html.escape(actor.name)}</h1>"
-        f"<p>{html.escape(handle)}</p></header><main>{doc['summary']}</main>"
-    )
-    links = feed_links(node.uris, Iri(actor.iri), actor.name or actor.handle) if actor.type == "Group" else []
-    return html_page(
-        title=f"{actor.name} ({handle})",
-        body_html=body,
-        alternate=actor.iri,
-        feeds=[(link.media_type, link.href, link.title) for link in links],
-    )
+    return activity_response(doc)
 
 
 def _page_params(request: web.Request) -> tuple[bool, int | None]:
@@ -74,11 +65,7 @@ def _page_params(request: web.Request) -> tuple[bool, int | None]:
         return False, None
     if page not in (None, "true", "1"):
         raise InvalidInput("page must be 'true'", field="page")
-    if before_raw is None:
-        return True, None
-    if not before_raw.isdigit() or len(before_raw) > 18:
-        raise InvalidInput("before must be a positive integer cursor", field="before")
-    return True, int(before_raw)
+    return True, int_param(request, "before", minimum=1)
 
 
 Lister = Callable[
@@ -113,7 +100,9 @@ async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: i
     levels = await visibility.outbox_levels(session, viewer, owner)
     total, rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
     private = any(level not in ("public", "unlisted") for level in levels)
-    return total, [doc for _, doc in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+    # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
+    documents = await current_documents(session, [doc for _, doc in rows])
+    return total, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
 async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]

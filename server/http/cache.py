@@ -85,6 +85,7 @@ def _cacheable_request(request: web.Request) -> bool:
         and "Authorization" not in request.headers
         and "Signature" not in request.headers
         and "Signature-Input" not in request.headers
+        and "entraide_session" not in request.cookies  # a signed-in browser's pages name the reader
     )
 
 

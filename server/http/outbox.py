@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,10 +15,12 @@ from server.db.models import Activity, Actor, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.activitypub import KIND_TYPES
 from server.http.auth import viewer_of
-from server.http.render import activity_response, html_page, wants_ap
+from server.http.pages import objects
+from server.http.params import json_value
+from server.http.render import activity_response, wants_ap
 from server.services import publishing, visibility
+from server.services.current import current_documents
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from server.services.sanitize import plain_text
 from server.services.visibility import Viewer
 
 routes = web.RouteTableDef()
@@ -79,10 +79,7 @@ async def post_outbox(request: web.Request) -> web.Response:
         if author is None:
             raise NotFound("no such actor")
         member = await acting_for(session, viewer, author)
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    body = json_value(await request.read())
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     result = await publishing.post_to_outbox(fed, author, body, by=member)
@@ -105,6 +102,8 @@ async def _activity_audience(session: AsyncSession, document: dict[str, Any]) ->
 
 @routes.get("/objects/{id:[0-9a-f]{32}}")
 async def get_object(request: web.Request) -> web.Response:
+    if not wants_ap(request):
+        return await objects.object_page(request)  # a browser: its signed-in account reads
     node = request.app[NODE]
     iri = node.uris.object(request.match_info["id"])
     async with node.sessions() as session:
@@ -121,30 +120,7 @@ async def get_object(request: web.Request) -> web.Response:
         response = activity_response(row.document, private=private)
         response.set_status(410)
         return response
-    if not wants_ap(request):
-        return _object_page(row, private=private)
     return activity_response(row.document, private=private)
-
-
-def _object_page(row: RemoteObject, *, private: bool) -> web.Response:
-    """The object for browsers: its sanitised HTML, and link-preview tags from the same fields.
-
-    Reached only after the read filter, so a members-only object's text never appears in a page
-    or its meta tags for anyone who may not read it.
-    """
-    doc = row.document
-    name = doc.get("name") if isinstance(doc.get("name"), str) else None
-    content = doc.get("content") if isinstance(doc.get("content"), str) else ""
-    summary = doc.get("summary") if isinstance(doc.get("summary"), str) else None
-    excerpt = plain_text(summary or content)[:200]
-    title = name or excerpt[:80] or "Entraide"
-    body = (
-        f"<article><h1>{html.escape(name)}</h1>" if name else "<article>"
-    ) + f"{content}</article>"  # stored content is sanitised HTML
-    meta = [("og:title", title), ("og:type", "article"), ("og:url", row.iri), ("description", excerpt)]
-    if excerpt:
-        meta.append(("og:description", excerpt))
-    return html_page(title=title, body_html=body, alternate=row.iri, private=private, meta=meta)
 
 
 @routes.get("/activities/{id:[0-9a-f]{32}}")
@@ -168,6 +144,7 @@ async def get_activity(request: web.Request) -> web.Response:
                 audience=await _activity_audience(session, row.document),
             )
         )
-    if row is None or not readable:
+        document = (await current_documents(session, [row.document]))[0] if row is not None else None
+    if row is None or not readable or document is None:
         raise NotFound("no such activity")
-    return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+    return activity_response(document, private=row.visibility not in PUBLIC_LEVELS)

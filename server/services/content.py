@@ -14,10 +14,10 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, union
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +34,16 @@ from federation.vocab.entraide import (
     Severity,
 )
 from server.db import queue
-from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObject
+from server.db.models import (
+    Activity,
+    Actor,
+    AuditEntry,
+    Delivery,
+    Endorsement,
+    Reaction,
+    RemoteObject,
+    Vote,
+)
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
@@ -56,6 +65,11 @@ MAX_ATTACHMENTS = 10
 DEFAULT_POLL_DAYS = 7
 MAX_POLL_DAYS = 366
 POLL_CLOSE = "poll_close"
+
+REMOVABLE = frozenset({"name", "summary", "tag", "license", "sensitive"})
+"""What a partial ``Update`` may remove by setting it to ``null``."""
+NAMED_KINDS = frozenset({Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL})
+"""Kinds whose ``name`` (title, headline, question) is required."""
 
 TYPE_OF_KIND = {
     Kind.POST: ("Note", "Article"),
@@ -113,13 +127,10 @@ def iri_list(value: Any, field: str) -> list[str]:
 def when(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = wire.parse_time(value)
+    if parsed is None:
         raise InvalidInput(f"{field} must be an ISO 8601 date-time with a time zone", field=field)
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def choice(cls: Any, value: Any, field: str, default: Any = None) -> Any:
@@ -171,14 +182,26 @@ def members_collection(group: Actor | None, uris: Any) -> str | None:
     return members if isinstance(members, str) else None
 
 
+def blind_recipients(obj: Mapping[str, Any]) -> list[str]:
+    """``bto`` and ``bcc``: actors to deliver to without naming them in anything stored or
+    served (ActivityPub §6, §7.1.1). The public collection is no blind recipient: dropped."""
+    blind = [*iri_list(obj.get("bto"), "bto"), *iri_list(obj.get("bcc"), "bcc")]
+    for iri in blind:
+        if iri != AS_PUBLIC:
+            iri_value(iri, "bcc")
+    return list(dict.fromkeys(iri for iri in blind if iri != AS_PUBLIC))
+
+
 def _addressing(
-    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None
+    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None, *, blind: bool = False
 ) -> tuple[list[str], list[str], Visibility]:
     """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public.
 
     ``group`` is the association the content belongs to: the author itself, or the one a member
     posts into (``audience``, or the thread's). Members-only content is addressed to its members
     collection — and, from a member, to the association too, which relays it (FEP-1b12).
+    ``blind``: the client named ``bto``/``bcc`` recipients, so an empty ``to``/``cc`` is direct
+    to them, never the public default.
     """
     members = members_collection(group, uris)
     requested = obj.get("visibility")
@@ -190,7 +213,7 @@ def _addressing(
                 "or post it into one you are a member of (audience)",
                 field="visibility",
             )
-        mentions = iri_list(obj.get("to"), "to") if level is Visibility.DIRECT else []
+        mentions = _direct_recipients(obj, author, members) if level is Visibility.DIRECT else []
         if level is Visibility.DIRECT and not mentions:
             raise InvalidInput("direct content needs recipients in to", field="to")
         addressed_to, addressed_cc = address(
@@ -202,34 +225,53 @@ def _addressing(
         )
         return list(addressed_to), list(addressed_cc), level
     to, cc = iri_list(obj.get("to"), "to"), iri_list(obj.get("cc"), "cc")
-    if not to and not cc:  # default: public, like Mastodon's
+    if not to and not cc and not blind:  # default: public, like Mastodon's
         to, cc = [AS_PUBLIC], [author.followers_iri or ""]
     level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
     return to, cc, level
 
 
+def _direct_recipients(obj: Mapping[str, Any], author: Actor, members: str | None) -> list[str]:
+    """The actors a direct message names in ``to``: never the public collection nor a followers
+    or members collection, whatever the client put there (security case 55), so direct content
+    is never delivered or classified wider than the actors it names."""
+    collections = {AS_PUBLIC, author.followers_iri, members}
+    return [iri for iri in iri_list(obj.get("to"), "to") if iri not in collections]
+
+
 async def _posting_group(
     session: AsyncSession, fed: Federation, author: Actor, obj: Mapping[str, Any], parent: RemoteObject | None
-) -> tuple[Actor | None, bool]:
-    """The association the content belongs to, and whether the author names it as ``audience``.
+) -> tuple[Actor | None, bool, list[str]]:
+    """The association the content belongs to, whether the author names it as ``audience``, and
+    the other ``audience`` values (ordinary addressing: they are added to ``cc``).
 
-    An association's own content belongs to it. A person's belongs to the association it names as
-    ``audience`` (FEP-1b12: only its active members post into it, 403 otherwise), else to the
-    association of the thread it replies in.
+    An association's own content belongs to it. A person's belongs to the first association it
+    names in ``audience`` (a string or a list; FEP-1b12: only its active members post into it,
+    403 otherwise), else to the association of the thread it replies in.
     """
+    named = [iri for iri in iri_list(obj.get("audience"), "audience") if iri != author.iri]
+    for iri in named:
+        if iri != AS_PUBLIC:
+            iri_value(iri, "audience")
+    found = (
+        await session.scalars(
+            select(Actor).where(Actor.iri.in_(named), Actor.type == "Group", Actor.deleted_at.is_(None))
+        )
+        if named and author.type != "Group"
+        else None
+    )
+    groups = {g.iri: g for g in found or ()}
+    group = next((groups[iri] for iri in named if iri in groups), None)
+    others = [iri for iri in named if group is None or iri != group.iri]
     if author.type == "Group":
-        return author, False
-    named = iri_value(obj.get("audience"), "audience")
-    if named is not None and named != author.iri:
-        group = await session.scalar(select(Actor).where(Actor.iri == named, Actor.deleted_at.is_(None)))
-        if group is None or group.type != "Group":
-            raise InvalidInput("audience must name an association known here", field="audience")
+        return author, False, others
+    if group is not None:
         if not await membership_service.is_active_member(session, group.id, author.id):
             raise Forbidden("only the association's active members post into it")
-        return group, True
+        return group, True, others
     if parent is not None and parent.audience_id is not None:
-        return await session.get(Actor, parent.audience_id), False
-    return None, False
+        return await session.get(Actor, parent.audience_id), False, others
+    return None, False, others
 
 
 # --- kinds ----------------------------------------------------------------------------------------
@@ -359,14 +401,16 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
     async with fed.node.sessions() as session:
         parent = await _readable_parent(session, fed, author, in_reply_to)
-        group, into = await _posting_group(session, fed, author, obj, parent)
-    to, cc, level = _addressing(author, obj, uris, group)
+        group, into, others = await _posting_group(session, fed, author, obj, parent)
+    blind = blind_recipients(obj)
+    addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *others]} if others else obj
+    to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind))
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
     name = text(
         obj.get("name"),
         "name",
         wire.MAX_HEADLINE_CHARS if kind is Kind.ALERT else MAX_NAME_CHARS,
-        required=kind in (Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL),
+        required=kind in NAMED_KINDS,
     )
     summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
     language = language_of(obj.get("language"))
@@ -504,6 +548,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             visibility=level.value,
             now=now,
             priority=priority,
+            also=blind,
         )
         if kind is Kind.ALERT and document.get("supersedes"):
             await _mark_superseded(
@@ -661,6 +706,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         if frozen in obj and obj[frozen] != row.document.get(frozen):
             raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
     document = {k: v for k, v in row.document.items() if k != "@context"}
+    _remove_nulled(document, obj, kind)
     uris = fed.node.uris
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
@@ -670,7 +716,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         ):
             document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
         document["name"] = plain_text(name)
-    if "tag" in obj:
+    if obj.get("tag") is not None:
         document["tag"] = hashtags(fed, obj.get("tag"))
     if kind is Kind.ALERT:
         base = stored_alert_info(document)
@@ -692,7 +738,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
         if summary is not None:
             document["summary"] = sanitize_html(summary)
-        if kind is Kind.RESOURCE and "license" in obj:
+        if kind is Kind.RESOURCE and obj.get("license") is not None:
             document["license"] = iri_value(obj.get("license"), "license")
     if "contentMap" in document:
         document["contentMap"] = {next(iter(document["contentMap"])): document["content"]}
@@ -703,6 +749,18 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         published = await _publish_update(fed, session, author, stored, document, now=now, by=by)
     fed.notify_worker()
     return Published(published, row.iri)
+
+
+def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: Kind) -> None:
+    """A property set to ``null`` in a partial ``Update`` is removed (ActivityPub §6.3.1).
+
+    Only the optional properties a client edits may go; a property the kind requires, or one
+    the object cannot exist without, is refused rather than silently kept.
+    """
+    for key in (k for k, v in obj.items() if v is None and k in document):
+        if key not in REMOVABLE or (key == "name" and kind in NAMED_KINDS):
+            raise InvalidInput(f"{key} cannot be removed from a {kind.value}", field=key)
+        del document[key]
 
 
 async def _publish_update(
@@ -727,11 +785,51 @@ async def _publish_update(
         "cc": document.get("cc", []),
     }
     priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    # Holders beyond the audience get the new revision of public content only: a members-only
+    # object's edit goes to whoever may read it now, not to whoever once replied to it.
+    also = await holders(session, row) if row.visibility in ("public", "unlisted") else None
     published = await publish(
-        session, author, activity, visibility=row.visibility, now=now, priority=priority
+        session, author, activity, visibility=row.visibility, now=now, priority=priority, also=also
     )
     audit(session, author, by, f"{row.kind}.update", row.iri, now)
     return published.iri
+
+
+MAX_HOLDERS = 500
+"""Remote holders an edit or delete is also delivered to (beyond its audience), at most."""
+
+
+async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
+    """Remote actors that hold a copy of our object without being in its audience: those whose
+    inbox got it (followers who left since), those that relayed or liked it (an association's
+    ``Announce`` reaches nodes that do not follow us), voted on it, replied to it, or co-signed it.
+    Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
+    change on (decision 14)."""
+    remote = select(Actor.id).where(Actor.local.is_(False))
+    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today.
+    delivered = (
+        select(Delivery.inbox_iri)
+        .join(Activity, Activity.id == Delivery.activity_id)
+        .where(Activity.object_iri == row.iri, Delivery.state == "delivered")
+    )
+    sources = union(
+        select(Actor.id.label("id")).where(
+            or_(Actor.inbox_iri.in_(delivered), Actor.shared_inbox_iri.in_(delivered))
+        ),
+        select(Reaction.actor_id.label("id")).where(Reaction.object_iri == row.iri),
+        select(Vote.voter_id.label("id")).where(Vote.question_id == row.id),
+        select(RemoteObject.attributed_to_id.label("id")).where(
+            RemoteObject.in_reply_to_iri == row.iri, RemoteObject.local.is_(False)
+        ),
+        select(Endorsement.endorser_id.label("id")).where(Endorsement.proposal_iri == row.iri),
+    ).subquery()
+    iris = await session.scalars(
+        select(Actor.iri)
+        .where(Actor.id.in_(select(sources.c.id)), Actor.id.in_(remote))
+        .order_by(Actor.id)
+        .limit(MAX_HOLDERS)
+    )
+    return list(iris)
 
 
 async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
@@ -761,7 +859,13 @@ async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) 
                 sa_update(Endorsement).where(Endorsement.iri == row.iri).values(withdrawn_at=now)
             )
         published = await publish(
-            session, author, activity, visibility=row.visibility, now=now, priority=priority
+            session,
+            author,
+            activity,
+            visibility=row.visibility,
+            now=now,
+            priority=priority,
+            also=await holders(session, stored),
         )
         audit(session, author, by, f"{row.kind}.delete", row.iri, now)
     fed.notify_worker()

@@ -95,21 +95,35 @@ async def on_follow(fed: Federation, follow: Follow, inbound: InboundActivity) -
     await following.receive_follow(fed, follow, follower=await fed.actor(follow.actor))
 
 
+async def _answered(fed: Federation, answer: Accept | Reject, *, accepted: bool) -> None:
+    """An answer to one of our Follows or Joins, matched by its id and the answering actor; filed
+    in the inbox of the local actor who asked (Mastodon's ``Accept`` addresses nobody)."""
+    asked = answer.object_id
+    if asked is None:
+        return
+    async with fed.node.sessions() as session:
+        askers = set(
+            await session.scalars(
+                select(FollowRow.follower_id)
+                .where(FollowRow.follow_iri == asked)
+                .union(select(MembershipRow.member_id).where(MembershipRow.join_iri == asked))
+            )
+        )
+    matched = await following.follow_answered(
+        fed, follow_iri=asked, target_iri=answer.actor, accepted=accepted
+    ) or await membership.join_answered(fed, join_iri=asked, group_iri=answer.actor, accepted=accepted)
+    if matched:
+        await add_inbox_items(fed, answer.id, askers)
+
+
 @router.on(Accept)
 async def on_accept(fed: Federation, accept: Accept, inbound: InboundActivity) -> None:
-    """An answer to one of our Follows or Joins, matched by its id and the answering actor."""
-    if accept.object_id is not None and not await following.follow_answered(
-        fed, follow_iri=accept.object_id, target_iri=accept.actor, accepted=True
-    ):
-        await membership.join_answered(fed, join_iri=accept.object_id, group_iri=accept.actor, accepted=True)
+    await _answered(fed, accept, accepted=True)
 
 
 @router.on(Reject)
 async def on_reject(fed: Federation, reject: Reject, inbound: InboundActivity) -> None:
-    if reject.object_id is not None and not await following.follow_answered(
-        fed, follow_iri=reject.object_id, target_iri=reject.actor, accepted=False
-    ):
-        await membership.join_answered(fed, join_iri=reject.object_id, group_iri=reject.actor, accepted=False)
+    await _answered(fed, reject, accepted=False)
 
 
 # --- membership --------------------------------------------------------------------------------
@@ -273,8 +287,10 @@ async def on_update(fed: Federation, update: Update, inbound: InboundActivity) -
         return
     if not await objects.update_object(fed, content, raw, author, now=fed.node.clock()):
         # Mastodon treats an Update of an unknown object as a Create (when relevant).
-        await objects.store_object(fed, content, raw, author, now=fed.node.clock())
+        if await objects.store_object(fed, content, raw, author, now=fed.node.clock()) is not None:
+            await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
         return
+    await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
     await content_service.relay_change(fed, target)
 
 
@@ -310,6 +326,7 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
     if await endorsements.withdraw(fed, actor, target):
         return
     if await objects.tombstone(fed, target, actor, now=now):
+        await add_inbox_items(fed, delete_.id, await _local_recipients(fed, delete_, actor))
         await content_service.relay_change(fed, target)
 
 
@@ -352,6 +369,8 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
                         created_at=now,
                     )
                 )
+        if exists_ is not None:
+            await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     async with fed.node.sessions() as session:
         followed = await session.scalar(
@@ -376,6 +395,7 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         # its origin (never from the relay's copy).
         if not known.local and known.deleted_at is None:
             await objects.refresh(fed, known, now=now)
+            await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     content, raw = await objects.resolve_content(fed, target, None, None)
     if content is None or raw is None or content.author is None:
@@ -386,7 +406,8 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         raise
     except FederationError:
         return
-    await objects.store_object(fed, content, raw, author, now=now, require_relevance=False)
+    if await objects.store_object(fed, content, raw, author, now=now, require_relevance=False) is not None:
+        await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
 
 
 def _wraps_create(raw: Any) -> bool:

@@ -33,12 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from federation.uris import UriScheme
-from server.config import MediaSettings
 from server.db.models import Actor, Media, RemoteObject
 from server.services import visibility
 from server.services.context import NodeContext
 from server.services.errors import InvalidInput, NotFound, ServiceError
 from server.services.federation import Federation
+from server.services.media_store import local_path
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,6 @@ class StagedUpload:
 
     key: str
     temp_path: Path
-    path: Path
     content_type: str
     size: int
     sha256: str
@@ -124,15 +123,10 @@ async def remove_unattached(
         for row in rows:
             await session.delete(row)
     for key in keys:
-        await asyncio.to_thread(path_of(node.settings.media, key).unlink, missing_ok=True)
+        await node.media_store.delete(key)
     if keys:
         log.info("unattached uploads removed", extra={"count": len(keys)})
     return len(keys)
-
-
-def path_of(settings: MediaSettings, key: str) -> Path:
-    """Where the file of ``key`` lives; ``key`` must already match :data:`KEY_RE`."""
-    return settings.dir / key[:2] / key
 
 
 def is_inline(content_type: str) -> bool:
@@ -226,8 +220,7 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
     """
     settings = _node_of(fed_or_node).settings.media
     key = secrets.token_hex(16)
-    path = path_of(settings, key)
-    temp_path = path.with_name(f".{key}.part")
+    temp_path = local_path(settings.dir, key).with_name(f".{key}.part")
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     head = bytearray()
@@ -266,7 +259,6 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
     return StagedUpload(
         key=key,
         temp_path=temp_path,
-        path=path,
         content_type=content_type,
         size=size,
         sha256=digest.hexdigest(),
@@ -295,7 +287,7 @@ async def commit_upload(
         description = clean_description(description)
         if not owner.local:
             raise InvalidInput("media can only belong to a local actor", field="as")
-        await asyncio.to_thread(os.replace, staged.temp_path, staged.path)
+        await node.media_store.put(staged.key, staged.temp_path, content_type=staged.content_type)
     except BaseException:
         staged.discard()
         raise
@@ -314,7 +306,7 @@ async def commit_upload(
             )
             session.add(media)
     except BaseException:
-        staged.path.unlink(missing_ok=True)
+        await node.media_store.delete(staged.key)
         raise
     log.info(
         "media stored",
@@ -401,8 +393,10 @@ async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object
 
 async def read(
     fed_or_node: Federation | NodeContext, key: str, viewer: visibility.Viewer
-) -> tuple[Media, Path, bool]:
-    """The media ``key``, its file, and whether it is private (served to ``viewer`` only).
+) -> tuple[Media, bool]:
+    """The media ``key`` and whether it is private (served to ``viewer`` only).
+
+    Its file is read with ``node.media_store.open``.
 
     Served: media not attached yet (the key is an unguessable capability), and media of a live
     object that ``viewer`` may read: the read filter decides, as for the object itself, so the
@@ -410,7 +404,7 @@ async def read(
     case 60). Anything else answers like an unknown key.
 
     Raises:
-        NotFound: bad or unknown key, unreadable or deleted object, file missing.
+        NotFound: bad or unknown key, unreadable or deleted object.
     """
     node = _node_of(fed_or_node)
     missing = NotFound("no such media")
@@ -430,8 +424,4 @@ async def read(
             ):
                 raise missing
             private = obj.visibility not in SERVED_LEVELS
-    path = path_of(node.settings.media, key)
-    if not await asyncio.to_thread(path.is_file):
-        log.warning("media file missing", extra={"key": key})
-        raise missing
-    return media, path, private
+    return media, private

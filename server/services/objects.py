@@ -267,6 +267,10 @@ async def update_object(
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
         if row is None or row.attributed_to_id != author.id or row.deleted_at is not None or row.local:
             return False
+        if content.updated is not None and row.updated is not None and content.updated < row.updated:
+            # An older revision arriving late (a delivery retried after a catch-up applied a newer
+            # one): the copy we hold is already newer, and stays (issue 13).
+            return True
         row.document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))
         row.updated = content.updated or now
         row.visibility = classify(
@@ -303,6 +307,8 @@ async def tombstone(fed: Federation, object_iri: str, author: Actor, *, now: dat
         if row.attributed_to_id != author.id or row.local:
             log.warning("delete refused: not the owner", extra={"object": object_iri, "actor": author.iri})
             return False
+        if row.deleted_at is not None:
+            return True  # already a tombstone (a catch-up meets the Delete and the Create's Tombstone)
         row.deleted_at = now
         row.document = {"id": object_iri, "type": "Tombstone", "formerType": row.type}
     return True

@@ -28,7 +28,7 @@ from federation.vocab.entraide import Eligibility, Kind, ProposalStatus
 from server.db import queue
 from server.db.models import Actor, Membership, RemoteObject, Vote
 from server.services import visibility
-from server.services.content import POLL_CLOSE, Published, audit, text, when
+from server.services.content import POLL_CLOSE, Published, audit, holders, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -284,6 +284,9 @@ async def tally(fed: Federation, question_id: int, *, close: bool = False) -> bo
                 .distinct()
             )
         ).all()
+        if question.visibility in ("public", "unlisted"):
+            # Repliers, relays and co-signers hold it too: they learn the tally and the result.
+            remote_voters = list(dict.fromkeys([*remote_voters, *await holders(session, question)]))
         counts = {choice: int(n) for choice, n in rows}
         names, multiple = wire.option_names(question.document)
         document = {k: v for k, v in question.document.items() if k != "@context"}

@@ -1,7 +1,7 @@
 """review fixes: Flags indexed per reporter; names escaped in proposals' content; threads re-filed
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-07 02:40:00
 
 A report is kept only while its reporter has sent fewer than a few in the last hour; the count
@@ -26,7 +26,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,220 @@
+"""Sign in and out, and the account's own pages: password, API tokens, sessions, language.
+
+A failed sign-in says the same thing whether or not the account exists, and takes as long
+(:func:`server.services.web_sessions.sign_in`). Attempts are rate-limited per client address and
+per username, so guessing is slow from one place and against one account.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from server.appkeys import NODE
+from server.http.pages import core as w
+from server.http.ratelimit import HostRateLimiter, retry_after_header
+from server.services import web_sessions
+from server.services.errors import InvalidInput, NotFound, Unauthorized
+
+routes = web.RouteTableDef()
+
+LOGIN_LIMITER: Final = web.AppKey("login_limiter", HostRateLimiter)
+LOGIN_RATE_PER_S: Final = 1 / 30  # one more attempt every 30 s once the burst is spent
+LOGIN_BURST: Final = 10
+
+
+def limiter() -> HostRateLimiter:
+    return HostRateLimiter(rate_per_s=LOGIN_RATE_PER_S, burst=LOGIN_BURST)
+
+
+async def _login_page(
+    request: web.Request, *, username: str = "", error: str = "", status: int = 200
+) -> web.Response:
+    next_path = request.query.get("next", "")
+    context = {"username": username, "error": error, "next": next_path if w.safe_next(next_path) else ""}
+    return await w.render(request, "login.html", context, status=status, private=True, title="sign_in")
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.Response:
+    if await w.signed_in(request) is not None:
+        raise web.HTTPSeeOther("/account")
+    return await _login_page(request)
+
+
+def _over_limit(request: web.Request, username: str) -> float | None:
+    limits = request.app[LOGIN_LIMITER]
+    by_address = limits.take(f"ip:{request.remote or '?'}")
+    by_user = limits.take(f"user:{username.lower()[:64]}")
+    waits = [wait for wait in (by_address, by_user) if wait is not None]
+    return max(waits) if waits else None
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    previous = await w.signed_in(request)  # signing in again replaces that session
+    data = await w.form(request, previous)
+    username = w.field(data, "username").strip().removeprefix("@")[:255]
+    password = w.field(data, "password")
+    wait = _over_limit(request, username)
+    if wait is not None:
+        response = await _login_page(request, username=username, error="too_many_attempts", status=429)
+        response.headers["Retry-After"] = retry_after_header(wait)
+        return response
+    node = request.app[NODE]
+    try:
+        async with node.sessions.begin() as session:
+            token, _ = await web_sessions.sign_in(
+                session,
+                username=username,
+                password=password,
+                user_agent=request.headers.get("User-Agent", ""),
+                now=node.clock(),
+            )
+            if previous is not None:
+                await web_sessions.sign_out(session, previous.session.id, now=node.clock())
+    except Unauthorized:
+        return await _login_page(request, username=username, error="bad_credentials", status=401)
+    next_path = request.query.get("next", "")
+    response = web.HTTPSeeOther(next_path if w.safe_next(next_path) else "/")
+    w.set_session_cookie(response, request, token)  # a new token: any cookie planted before is dropped
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    user = await w.signed_in(request)
+    if user is not None:
+        await w.form(request, user)
+        node = request.app[NODE]
+        async with node.sessions.begin() as session:
+            await web_sessions.sign_out(session, user.session.id, now=node.clock())
+    response = web.HTTPSeeOther("/")
+    response.del_cookie(w.SESSION_COOKIE, path="/")
+    raise response
+
+
+async def _account_page(
+    request: web.Request, *, errors: dict[str, str] | None = None, notice: str = "", status: int = 200
+) -> web.Response:
+    user = await w.require_signed_in(request)
+    context: dict[str, Any] = {"errors": errors or {}, "notice": notice, "languages": web_sessions.LANGUAGES}
+    context["current_language"] = user.account.language or ""
+    return await w.render(request, "account.html", context, status=status, title="my_account")
+
+
+@routes.get("/account")
+async def account(request: web.Request) -> web.Response:
+    done = request.query.get("done", "")
+    return await _account_page(request, notice=done if done in ("password", "language") else "")
+
+
+@routes.post("/account/password")
+async def change_password(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    node = request.app[NODE]
+    try:
+        async with node.sessions.begin() as session:
+            await web_sessions.change_password(
+                session,
+                user,
+                current=w.field(data, "current_password"),
+                new=w.field(data, "new_password"),
+                confirm=w.field(data, "confirm"),
+                now=node.clock(),
+            )
+    except InvalidInput as exc:
+        errors = {str(exc.context["field"]): exc.detail}
+        return await _account_page(request, errors=errors, status=400)
+    raise web.HTTPSeeOther("/account?done=password")
+
+
+@routes.post("/account/language")
+async def set_language(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    node = request.app[NODE]
+    try:
+        async with node.sessions.begin() as session:
+            await web_sessions.set_language(session, user.account.actor_id, w.field(data, "language"))
+    except InvalidInput as exc:
+        return await _account_page(request, errors={"language": exc.detail}, status=400)
+    raise web.HTTPSeeOther("/account?done=language")
+
+
+async def _tokens_page(
+    request: web.Request,
+    *,
+    label: str = "",
+    errors: dict[str, str] | None = None,
+    created: str = "",
+    status: int = 200,
+) -> web.Response:
+    user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        tokens = await web_sessions.tokens_of(session, user.account.actor_id)
+    context = {"tokens": tokens, "label": label, "errors": errors or {}, "created": created}
+    return await w.render(request, "tokens.html", context, status=status, title="api_tokens")
+
+
+@routes.get("/account/tokens")
+async def tokens(request: web.Request) -> web.Response:
+    return await _tokens_page(request)
+
+
+@routes.post("/account/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    label, scope = w.field(data, "label"), w.field(data, "scope")
+    node = request.app[NODE]
+    try:
+        async with node.sessions.begin() as session:
+            token = await web_sessions.new_token(
+                session, user.actor, label=label, scope=scope, now=node.clock()
+            )
+    except InvalidInput as exc:
+        return await _tokens_page(
+            request, label=label, errors={str(exc.context["field"]): exc.detail}, status=400
+        )
+    return await _tokens_page(request, created=token)  # shown once, on this page only
+
+
+def _id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound("no such item")
+    return int(raw)
+
+
+@routes.post("/account/tokens/{id}/revoke")
+async def revoke_token(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    node = request.app[NODE]
+    async with node.sessions.begin() as session:
+        await web_sessions.revoke_token(session, user.account.actor_id, _id(request), now=node.clock())
+    raise web.HTTPSeeOther("/account/tokens")
+
+
+@routes.get("/account/sessions")
+async def sessions(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        rows = await web_sessions.sessions_of(session, user.account.actor_id, now=node.clock())
+    context = {"sessions": rows, "current_id": user.session.id}
+    return await w.render(request, "sessions.html", context, title="sessions")
+
+
+@routes.post("/account/sessions/{id}/revoke")
+async def revoke_session(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    node = request.app[NODE]
+    async with node.sessions.begin() as session:
+        await web_sessions.revoke_session(session, user.account.actor_id, _id(request), now=node.clock())
+    raise web.HTTPSeeOther("/" if _id(request) == user.session.id else "/account/sessions")

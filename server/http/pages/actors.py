@@ -1,0 +1,135 @@
+"""Actor pages for browsers: an association (summary, tabs of its content, feeds, how to follow
+it from Mastodon, joining and leaving) and a member's profile.
+
+Each tab lists what the read filter lets the reader see, newest first; a members-only item
+appears only to the association's members. Joining follows the association's join policy
+(open: a member at once; approval: pending until its admins answer).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Final
+
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation import uris as paths
+from federation.http import AP_CONTENT_TYPE
+from federation.types import Iri
+from server.appkeys import FEDERATION, NODE
+from server.db.models import Actor, RemoteObject
+from server.db.queries import actors as q
+from server.http.pages import core as w
+from server.services import membership, visibility
+from server.services.errors import NotFound
+from server.services.feeds import feed_links
+from server.services.sanitize import sanitize_html
+from server.services.visibility import Viewer
+from server.services.web_sessions import SignedIn
+
+routes = web.RouteTableDef()
+TABS: Final = {"alerts": "alert", "resources": "resource", "proposals": "proposal", "discussions": "post"}
+TAB_SIZE: Final = 20
+ACTOR_TYPES: Final = {"groups": "Group", "users": "Person"}
+GROUP_PATH: Final = "/groups/{handle:" + paths.HANDLE_PATTERN + "}"
+
+
+async def _tab_items(session: AsyncSession, viewer: Viewer, group: Actor, kind: str) -> list[RemoteObject]:
+    """The readable live top-level items of one kind by or posted into the association."""
+    rows = (
+        await session.scalars(
+            select(RemoteObject)
+            .where(
+                or_(RemoteObject.attributed_to_id == group.id, RemoteObject.audience_id == group.id),
+                RemoteObject.kind == kind,
+                RemoteObject.deleted_at.is_(None),
+                RemoteObject.in_reply_to_iri.is_(None),
+            )
+            .order_by(RemoteObject.published.desc(), RemoteObject.id.desc())
+            .limit(TAB_SIZE * 3)
+        )
+    ).all()
+    return [row for row in rows if await visibility.can_read_object(session, viewer, row)][:TAB_SIZE]
+
+
+def _alternates(actor: Actor, links: list[Any]) -> Markup:
+    """The ``<link rel="alternate">`` tags of the actor document and its feeds (escaped here)."""
+    tags = [f'<link rel="alternate" type="{AP_CONTENT_TYPE}" href="{html.escape(actor.iri, quote=True)}">']
+    tags += [
+        f'<link rel="alternate" type="{html.escape(link.media_type, quote=True)}" '
+        f'href="{html.escape(link.href, quote=True)}" title="{html.escape(link.title, quote=True)}">'
+        for link in links
+    ]
+    return Markup("\n".join(tags))  # every value above is escaped
+
+
+async def actor_page(request: web.Request) -> web.Response:
+    """``GET /groups/{handle}`` and ``GET /users/{handle}`` for a browser."""
+    node = request.app[NODE]
+    kind = ACTOR_TYPES[request.match_info["kind"]]
+    viewer = await w.viewer(request)
+    tab = request.query.get("tab", "alerts")
+    if tab not in TABS:
+        tab = "alerts"
+    async with node.sessions() as session:
+        actor = await q.local_by_handle(session, kind, request.match_info["handle"])
+        if actor is None:
+            raise NotFound("no such actor")
+        items = await _tab_items(session, viewer, actor, TABS[tab]) if kind == "Group" else []
+        state = (
+            await membership.state_of(session, actor.id, viewer.actor_id)
+            if kind == "Group" and viewer.actor_id is not None
+            else None
+        )
+    name = actor.name or actor.handle
+    links = feed_links(node.uris, Iri(actor.iri), name) if kind == "Group" else []
+    context = {
+        "actor": actor,
+        "summary": sanitize_html(actor.summary),
+        "handle": f"@{actor.handle}@{node.uris.host}",
+        "tabs": list(TABS),
+        "tab": tab,
+        "items": items,
+        "state": state,
+        "alternates": _alternates(actor, links),
+        "feeds": [
+            (
+                kind_key or "all",
+                [(fmt, node.uris.feed(Iri(actor.iri), fmt, kind_key)) for fmt in paths.FEED_FORMATS],
+            )
+            for kind_key in (None, *paths.FEED_KINDS)
+        ]
+        if kind == "Group"
+        else [],
+    }
+    private = any(item.visibility not in ("public", "unlisted") for item in items)
+    template = "group.html" if kind == "Group" else "person.html"
+    return await w.render(request, template, context, private=private, raw_title=name)
+
+
+async def _group_for_form(request: web.Request) -> tuple[SignedIn, Actor]:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        group = await q.local_by_handle(session, "Group", request.match_info["handle"])
+    if group is None:
+        raise NotFound("no such association")
+    return user, group
+
+
+@routes.post(GROUP_PATH + "/join")
+async def join(request: web.Request) -> web.StreamResponse:
+    user, group = await _group_for_form(request)
+    await membership.join_here(request.app[FEDERATION], user.actor, group)
+    raise web.HTTPSeeOther(f"/groups/{group.handle}")
+
+
+@routes.post(GROUP_PATH + "/leave")
+async def leave(request: web.Request) -> web.StreamResponse:
+    user, group = await _group_for_form(request)
+    await membership.leave(request.app[FEDERATION], user.actor, group.iri)
+    raise web.HTTPSeeOther(f"/groups/{group.handle}")

@@ -1,0 +1,202 @@
+"""What every page shares: who is signed in, the language, CSRF, safe redirects, rendering.
+
+Pages are server-rendered (Jinja2, autoescaped) and work without JavaScript. Every page is
+sent with a strict CSP (no script at all, our one stylesheet, ``frame-ancestors 'none'`` against
+clickjacking). A page that depends on who is signed in is ``private, no-store``.
+
+CSRF: a signed-in form carries the session's own random ``csrf_token``; the sign-in form, which
+has no session yet, carries a random value that must equal its ``entraide_csrf`` cookie (double
+submit). A POST whose ``Origin`` is another site is refused as well.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from federation.types import utc_now
+from server.appkeys import NODE
+from server.http.auth import viewer_of
+from server.http.pages import i18n
+from server.services import web_sessions
+from server.services.visibility import Viewer, ViewerKind
+from server.services.web_sessions import SignedIn
+
+SESSION_COOKIE: Final = "entraide_session"
+LOGIN_CSRF_COOKIE: Final = "entraide_csrf"
+CSP: Final = (
+    "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_SIGNED_IN: Final = web.RequestKey("web_signed_in", object)
+_MISSING: Final = object()
+MAX_FIELD: Final = 4096
+
+
+async def signed_in(request: web.Request) -> SignedIn | None:
+    """The session behind the request's cookie (looked up once per request), or None."""
+    cached = request.get(_SIGNED_IN, _MISSING)
+    if cached is not _MISSING:
+        return cached if isinstance(cached, SignedIn) else None
+    token = request.cookies.get(SESSION_COOKIE, "")
+    result: SignedIn | None = None
+    if token:
+        node = request.app[NODE]
+        async with node.sessions.begin() as session:
+            result = await web_sessions.lookup(session, token, now=node.clock())
+            if result is not None:
+                session.expunge_all()  # read after the transaction: plain values, no lazy loads
+    request[_SIGNED_IN] = result
+    return result
+
+
+async def require_signed_in(request: web.Request) -> SignedIn:
+    """The signed-in account, or a redirect to the sign-in page that comes back here."""
+    user = await signed_in(request)
+    if user is None:
+        raise web.HTTPSeeOther(f"/login?next={request.path_qs if safe_next(request.path_qs) else '/'}")
+    return user
+
+
+async def viewer(request: web.Request) -> Viewer:
+    """The reader for the read filter: the signed-in account (as a local viewer), else whoever the
+    request's bearer token or HTTP signature names (as for the API), else anonymous."""
+    user = await signed_in(request)
+    if user is None:
+        return await viewer_of(request, require_for_authorized_fetch=False)
+    return Viewer(ViewerKind.LOCAL, actor_id=user.actor.id, actor_iri=user.actor.iri, scope="write")
+
+
+def language(request: web.Request, user: SignedIn | None) -> str:
+    if user is not None and user.account.language in i18n.LANGUAGES:
+        return str(user.account.language)
+    return i18n.negotiate(request.headers.get("Accept-Language", ""))
+
+
+def safe_next(value: str) -> bool:
+    """Whether ``value`` is a path on this node (``?next=`` never leads to another site)."""
+    if not value.startswith("/") or value.startswith(("//", "/\\")) or len(value) > 2048:
+        return False
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in value):
+        return False
+    parts = urlsplit(value)
+    return not parts.scheme and not parts.netloc
+
+
+def _same_origin(request: web.Request) -> bool:
+    """No ``Origin`` (older browsers, scripts) passes: the CSRF token still has to match."""
+    origin = request.headers.get("Origin")
+    return origin is None or origin == request.app[NODE].uris.origin
+
+
+async def form(request: web.Request, user: SignedIn | None) -> Mapping[str, Any]:
+    """The posted form after the CSRF check; a forged post gets a 403 page.
+
+    Raises:
+        web.HTTPForbidden: another site's ``Origin``, a missing or wrong CSRF token.
+    """
+    if not _same_origin(request):
+        raise web.HTTPForbidden(text="this form was sent from another site")
+    data = await request.post()
+    sent = data.get("csrf", "")
+    expected = user.session.csrf_token if user is not None else request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent, expected):
+        raise web.HTTPForbidden(text="the form expired or was not sent from this site; please try again")
+    return data
+
+
+def field(data: Mapping[str, Any], name: str) -> str:
+    """A text field of a form (files and absent fields read as ""), bounded in length."""
+    value = data.get(name, "")
+    return value[:MAX_FIELD] if isinstance(value, str) else ""
+
+
+def secure_cookies(request: web.Request) -> bool:
+    """Cookies get ``Secure`` when the node is served over https (its origin, or a TLS connection)."""
+    return request.app[NODE].uris.origin.startswith("https://") or request.secure
+
+
+def set_session_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(web_sessions.SESSION_LIFETIME.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=secure_cookies(request),
+    )
+
+
+def login_csrf(request: web.Request) -> str:
+    """The sign-in form's CSRF value: the browser's existing cookie, or a new one set on render."""
+    value = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return value if 20 <= len(value) <= 64 and value.isascii() else secrets.token_urlsafe(24)
+
+
+def security_headers(response: web.StreamResponse, *, private: bool) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "private, no-store" if private else "public, max-age=60"
+    response.headers["Vary"] = "Accept, Accept-Language, Cookie"
+
+
+async def render(
+    request: web.Request,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    status: int = 200,
+    private: bool = False,
+    title: str = "",
+    raw_title: str = "",
+) -> web.Response:
+    """Render a page in the reader's language with the layout's common values.
+
+    ``title`` is a catalogue key, ``raw_title`` a text of the page's own (a name) shown as is.
+    A page shown to a signed-in reader is always private (it names them and carries their CSRF
+    token); ``private`` also makes an anonymous page private (forms, members-only content).
+    """
+    user = await signed_in(request)
+    lang = language(request, user)
+    catalogue = i18n.translations(lang)
+    csrf = user.session.csrf_token if user is not None else login_csrf(request)
+    values = {
+        "_": catalogue.gettext,
+        "ngettext": catalogue.ngettext,
+        "lang": lang,
+        "user": user,
+        "csrf": csrf,
+        "host": request.app[NODE].uris.host,
+        "path": request.path_qs,
+        "title": title,
+        "raw_title": raw_title,
+        "date": lambda value: _date(value, lang),
+        **context,
+    }
+    response = aiohttp_jinja2.render_template(template, request, values, status=status)
+    response.headers["Content-Language"] = lang
+    security_headers(response, private=private or user is not None)
+    if user is None and request.cookies.get(LOGIN_CSRF_COOKIE) != csrf:
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE, csrf, path="/", httponly=True, samesite="Lax", secure=secure_cookies(request)
+        )
+    return response
+
+
+def _date(value: datetime | None, lang: str) -> str:
+    return i18n.format_date(value, lang) if value is not None else ""
+
+
+def now(request: web.Request) -> datetime:
+    node = request.app.get(NODE)
+    return node.clock() if node is not None else utc_now()

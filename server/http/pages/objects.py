@@ -1,0 +1,281 @@
+"""The page of one of our objects for a browser: an alert, a resource, a proposal, a post or a
+reply, with its thread.
+
+The reader is the signed-in account (or nobody), and the read filter decides, as for the API:
+an object the reader may not read is the same 404 page as a missing one, and so is every reply
+in its thread that they may not read. An alert that was retracted or superseded says so first,
+with a link to what replaces it. A resource's text is Markdown when it was written as plain text
+(rendered with markdown-it-py, then sanitised with nh3), and its versions are listed with what
+changed between each and the one before.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import nh3
+from aiohttp import web
+from markdown_it import MarkdownIt
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.types import utc_now
+from federation.vocab.entraide import Kind, option_names
+from server.appkeys import FEDERATION, NODE
+from server.db.models import Activity, Actor, RemoteObject
+from server.http.pages import core as w
+from server.services import content, endorsements, polls, visibility
+from server.services.errors import Forbidden, InvalidInput, NotFound
+from server.services.sanitize import plain_text, sanitize_html
+from server.services.visibility import Viewer
+
+routes = web.RouteTableDef()
+OBJECT_PATH: Final = "/objects/{id:[0-9a-f]{32}}"
+THREAD_LIMIT: Final = 200
+PUBLIC_LEVELS: Final = ("public", "unlisted")
+_MARKDOWN: Final = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML, then nh3's allowlist: the text's author controls nothing but the markup."""
+    return nh3.clean(_MARKDOWN.render(text), link_rel="nofollow noopener noreferrer")
+
+
+def body_html(document: dict[str, Any]) -> str:
+    """The object's text as safe HTML: Markdown when it was written as plain text."""
+    content = document.get("content")
+    if not isinstance(content, str):
+        return ""
+    if "<" not in content:  # stored text without markup is the author's Markdown, unescaped
+        return render_markdown(content.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&"))
+    return sanitize_html(content)  # stored sanitised already; cleaned again on the way out
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of an object: when, its text, and the lines changed since the one before."""
+
+    when: datetime
+    text: str
+    changes: list[tuple[str, str]]  # ("+" | "-", line)
+
+
+def _lines(document: dict[str, Any]) -> list[str]:
+    content = document.get("content")
+    raw = content if isinstance(content, str) else ""
+    return [line for line in plain_text(raw.replace("</p>", "</p>\n")).splitlines() if line.strip()]
+
+
+async def _versions(session: AsyncSession, row: RemoteObject) -> list[Version]:
+    activities = (
+        await session.scalars(
+            select(Activity)
+            .where(
+                Activity.object_iri == row.iri,
+                Activity.actor_id == row.attributed_to_id,
+                Activity.type.in_(("Create", "Update")),
+            )
+            .order_by(Activity.id)
+            .limit(THREAD_LIMIT)
+        )
+    ).all()
+    versions: list[Version] = []
+    before: list[str] = []
+    for activity in activities:
+        obj = activity.document.get("object")
+        lines = _lines(obj) if isinstance(obj, dict) else []
+        changes = [
+            (d[0], d[2:]) for d in difflib.ndiff(before, lines) if d[:1] in ("+", "-") and d[2:].strip()
+        ]
+        versions.append(Version(activity.published, "\n".join(lines), changes if versions else []))
+        before = lines
+    return list(reversed(versions))  # newest first
+
+
+async def _thread(
+    session: AsyncSession, viewer: Viewer, row: RemoteObject
+) -> list[tuple[RemoteObject, Actor]]:
+    """The readable live replies in the object's thread, oldest first."""
+    condition = (
+        (RemoteObject.context_iri == row.context_iri)
+        if row.context_iri
+        else (RemoteObject.in_reply_to_iri == row.iri)
+    )
+    rows = (
+        await session.execute(
+            select(RemoteObject, Actor)
+            .join(Actor, Actor.id == RemoteObject.attributed_to_id)
+            .where(condition, RemoteObject.id != row.id, RemoteObject.deleted_at.is_(None))
+            .order_by(RemoteObject.id)
+            .limit(THREAD_LIMIT)
+        )
+    ).all()
+    return [
+        (reply, author)
+        for reply, author in rows
+        if reply.kind == Kind.REPLY.value and await visibility.can_read_object(session, viewer, reply)
+    ]
+
+
+async def _kind_details(session: AsyncSession, row: RemoteObject) -> dict[str, Any]:
+    doc = row.document
+    if row.kind == Kind.RESOURCE.value:
+        return {"versions": await _versions(session, row)}
+    if row.kind == Kind.PROPOSAL.value:
+        names, multiple = option_names(doc)
+        counts = polls.results(doc)
+        signers = [e.get("actor") for e in await endorsements.endorsements_of(session, row.iri)]
+        signer_actors = (
+            (
+                await session.scalars(
+                    select(Actor).where(Actor.iri.in_([s for s in signers if isinstance(s, str)]))
+                )
+            ).all()
+            if signers
+            else []
+        )
+        return {
+            "options": [(name, counts.get(name, 0)) for name in names],
+            "multiple": multiple,
+            "closed": polls.is_closed(doc, utc_now()),
+            "eligibility": polls.eligibility_of(row).value,
+            "voters": doc.get("votersCount"),
+            "signers": signer_actors,
+        }
+    if row.kind == Kind.ALERT.value and isinstance(doc.get("supersededBy"), str):
+        successor = await session.scalar(select(RemoteObject).where(RemoteObject.iri == doc["supersededBy"]))
+        return {"successor": successor.iri if successor is not None else doc["supersededBy"]}
+    return {}
+
+
+async def object_page(request: web.Request) -> web.Response:
+    """``GET /objects/{id}`` for a browser."""
+    voted = request.query.get("voted") == "1"
+    return await _render(request, notice="voted" if voted else "")
+
+
+async def _render(
+    request: web.Request,
+    *,
+    errors: dict[str, str] | None = None,
+    reply_text: str = "",
+    notice: str = "",
+    status: int = 200,
+) -> web.Response:
+    """The object's page; a refused reply or vote is shown next to its field, the text kept."""
+    node = request.app[NODE]
+    viewer = await w.viewer(request)
+    async with node.sessions() as session:
+        row = await _readable(session, viewer, node.uris.object(request.match_info["id"]))
+        private = row.visibility not in PUBLIC_LEVELS
+        if row.deleted_at is not None:
+            gone = {"heading": "error_title_410", "text": "error_text_410"}
+            return await w.render(request, "error.html", gone, status=410, private=private, title="error")
+        author = await session.get(Actor, row.attributed_to_id)
+        audience = await session.get(Actor, row.audience_id) if row.audience_id is not None else None
+        details = await _kind_details(session, row)
+        thread = await _thread(session, viewer, row)
+    doc = row.document
+    name = str(doc["name"]) if isinstance(doc.get("name"), str) else ""
+    summary = doc.get("summary") if isinstance(doc.get("summary"), str) else None
+    content = doc.get("content") if isinstance(doc.get("content"), str) else ""
+    context: dict[str, Any] = {
+        "excerpt": plain_text(summary or content)[:200],
+        "row": row,
+        "doc": doc,
+        "name": name,
+        "body": body_html(doc),
+        "author": author,
+        "audience": audience,
+        "thread": [(reply, who, body_html(reply.document)) for reply, who in thread],
+        "private_thread": any(reply.visibility not in PUBLIC_LEVELS for reply, _ in thread),
+        "errors": errors or {},
+        "reply_text": reply_text,
+        "notice": notice,
+        "self_path": "/objects/" + request.match_info["id"],
+        "can_reply": row.visibility in PUBLIC_LEVELS and row.kind != Kind.VOTE.value,
+        **details,
+    }
+    private = private or bool(context["private_thread"])
+    return await w.render(
+        request,
+        "object.html",
+        context,
+        status=status,
+        private=private,
+        title=f"kind_{row.kind}",
+        raw_title=name,
+    )
+
+
+async def _readable(session: AsyncSession, viewer: Viewer, iri: str) -> RemoteObject:
+    """Raises NotFound: absent, or not readable by ``viewer`` (the same answer)."""
+    row = await session.scalar(
+        select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
+    )
+    if row is None or not await visibility.can_read_object(session, viewer, row):
+        raise NotFound("no such object")
+    return row
+
+
+def paragraphs(text: str) -> str:
+    """A textarea's plain text as HTML paragraphs (escaped; blank lines separate paragraphs)."""
+    blocks = [block.strip() for block in text.replace("\r\n", "\n").split("\n\n")]
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line) for line in block.splitlines()) + "</p>"
+        for block in blocks
+        if block
+    )
+
+
+@routes.post(OBJECT_PATH + "/reply")
+async def reply(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    text = w.field(data, "content")
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        parent = await _readable(
+            session, await w.viewer(request), fed.node.uris.object(request.match_info["id"])
+        )
+    if not text.strip():
+        return await _render(request, errors={"content": "write_something"}, status=400)
+    if parent.visibility not in PUBLIC_LEVELS:
+        return await _render(request, errors={"content": "reply_public_only"}, reply_text=text, status=400)
+    try:
+        await content.create(
+            fed,
+            user.actor,
+            {"type": "Note", "inReplyTo": parent.iri, "content": paragraphs(text)},
+            by=user.actor,
+        )
+    except (InvalidInput, Forbidden) as exc:
+        return await _render(request, errors={"content": exc.detail}, reply_text=text, status=_status(exc))
+    raise web.HTTPSeeOther(request.path.removesuffix("/reply") + "#replies-title")
+
+
+@routes.post(OBJECT_PATH + "/vote")
+async def vote(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    choice = w.field(data, "choice")
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        question = await _readable(
+            session, await w.viewer(request), fed.node.uris.object(request.match_info["id"])
+        )
+    if not choice:
+        return await _render(request, errors={"choice": "choose_an_option"}, status=400)
+    try:
+        await polls.cast(fed, user.actor, {"name": choice, "inReplyTo": question.iri}, by=user.actor)
+    except (InvalidInput, Forbidden) as exc:
+        return await _render(request, errors={"choice": exc.detail}, status=_status(exc))
+    raise web.HTTPSeeOther(request.path.removesuffix("/vote") + "?voted=1")
+
+
+def _status(error: Exception) -> int:
+    return 403 if isinstance(error, Forbidden) else 400
