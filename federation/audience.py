@@ -109,8 +109,9 @@ def address(
     Guarantees: no duplicates, order as in the table; only PUBLIC and UNLISTED name the public
     collection; MEMBERS never names a followers collection (Mobilizon's members-only addressing,
     interop.md), so a peer cannot classify it wider than members; DIRECT names nobody but the
-    mentioned actors. Mentioned actors in a MEMBERS object receive it: the caller mentions
-    members only (the fan-out delivers members-only content to current members anyway).
+    mentioned actors, never the public collection even when it is among them (security case 55).
+    Mentioned actors in a MEMBERS object receive it: the caller mentions members only (the
+    fan-out delivers members-only content to current members anyway).
 
     Raises:
         ValueError: ``MEMBERS`` without ``group_members``, or ``DIRECT`` without any mention.
@@ -128,7 +129,8 @@ def address(
                 raise ValueError("members-only addressing needs the group's members collection")
             return (group_members,), _unique((group,), mentioned)
         case Visibility.DIRECT:
-            if not mentioned:
+            actors = [iri for iri in mentioned if iri not in PUBLIC_ALIASES]
+            if not actors:
                 raise ValueError("direct addressing needs at least one mentioned actor")
-            return _unique(mentioned), ()
+            return _unique(actors), ()
     raise ValueError(f"unknown visibility {visibility!r}")  # pragma: no cover

@@ -125,23 +125,31 @@ async def deliver(
     now: datetime,
     spec: SignatureSpec = "cavage",
     double_knock: bool = True,
+    first_knock: bool = False,
 ) -> DeliveryOutcome:
     """Sign and POST ``body`` to ``inbox`` and classify the answer.
 
-    With ``spec="rfc9421"`` and ``double_knock``, a 400/401 answer is retried once at once
-    with draft-cavage (Fedify's double-knocking); the outcome's ``spec`` tells the caller what
-    worked, to remember per peer. Redirects are not followed (an inbox POST is not redirectable
-    safely, and a signature must never travel to another host: security case 26).
+    With ``spec="rfc9421"`` and ``double_knock``, a refused RFC 9421 attempt is retried once at
+    once with draft-cavage (Fedify's double-knocking); the outcome's ``spec`` tells the caller
+    what worked, to remember per peer. ``first_knock`` says the peer's scheme is not known yet:
+    then *any* error answer (a 500 from a verifier that chokes on RFC 9421, as bovine-herd
+    with a newer ``http-sf`` does) is refusal enough, since waiting for the next attempt would
+    count those answers against the whole host; otherwise only 400 and 401 are. An attempt
+    that got no answer (timeout, connection refused) is not retried: it says nothing about the
+    scheme. Redirects are not followed (an inbox POST is not redirectable safely, and a
+    signature must never travel to another host: security case 26).
     """
     outcome = await _post(inbox, body, signer=signer, transport=transport, now=now, spec=spec)
-    if (
-        double_knock
-        and spec == "rfc9421"
-        and isinstance(outcome, RetryLater | Rejected)
-        and outcome.status in (400, 401)
-    ):
+    if double_knock and spec == "rfc9421" and _refused(outcome, first_knock=first_knock):
         return await _post(inbox, body, signer=signer, transport=transport, now=now, spec="cavage")
     return outcome
+
+
+def _refused(outcome: DeliveryOutcome, *, first_knock: bool) -> bool:
+    """Whether the peer answered an RFC 9421 attempt with an error worth a draft-cavage retry."""
+    if isinstance(outcome, Delivered) or outcome.status is None:
+        return False
+    return first_knock or outcome.status in (400, 401)
 
 
 async def _post(

@@ -28,7 +28,7 @@ from typing import Final
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from .actors_remote import RemoteActorDoc, is_actor_document, read_actor, read_key_document
-from .errors import FetchError, InvalidDocument, KeyUnavailable, WrongOrigin
+from .errors import FetchError, InvalidDocument, KeyUnavailable, MalformedPayload, WrongOrigin
 from .http import AP_ACCEPT, Headers, OutgoingRequest, PeerResponse, is_strict_activitypub_content_type
 from .keys import KeyPair, PublicKey, public_key_to_pem
 from .netguard import canonical_host
@@ -243,6 +243,25 @@ def _check_hop(url: str, *, uris: UriScheme, policy: PeerPolicy | None) -> None:
         policy.check(host)
 
 
+PEER_SAID_CHARS: Final = 300
+"""How much of a refusal's explanation is kept (shown to operators, e.g. by ``entraide follow``)."""
+
+
+def peer_said(body: bytes) -> str:
+    """What a peer's error body says, as one line of printable text: a problem document's
+    ``detail`` or ``title`` (or an ``error`` field), else the body's text; bounded, and never
+    markup or control characters (it ends up in logs and terminals)."""
+    text = body[: 4 * PEER_SAID_CHARS].decode("utf-8", "replace")
+    try:
+        document = decode_json_object(body) if body.lstrip().startswith(b"{") else {}
+    except MalformedPayload:  # shown as text
+        document = {}
+    said = [document[k] for k in ("detail", "title", "error") if isinstance(document.get(k), str)]
+    text = said[0] if said else text
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(printable.replace("<", " ").replace(">", " ").split())[:PEER_SAID_CHARS]
+
+
 def _classify_status(response: PeerResponse, url: str) -> None:
     status = response.status
     if status == 200:
@@ -250,7 +269,9 @@ def _classify_status(response: PeerResponse, url: str) -> None:
     if status in _GONE_STATUSES:
         raise DocumentGone(f"the origin answered {status}", status=status, url=url)
     if status in _FORBIDDEN_STATUSES:
-        raise FetchForbidden(f"the origin answered {status}", status=status, url=url)
+        said = peer_said(response.body)
+        detail = f"the origin answered {status}" + (f": {said}" if said else "")
+        raise FetchForbidden(detail, status=status, url=url)
     if status >= 500 or status in _TEMPORARY_STATUSES:
         retry_after = response.headers.get("Retry-After")
         raise FetchTemporaryFailure(

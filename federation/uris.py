@@ -36,6 +36,10 @@ ACTOR_FEED: Final = "{actor}/feed.{format}"  # format: atom, rss or json
 ACTOR_KIND_FEED: Final = "{actor}/feeds/{kind}.{format}"  # kind: alerts, resources, proposals
 FEED_FORMATS: Final = ("atom", "rss", "json")
 FEED_KINDS: Final = ("alerts", "resources", "proposals")
+MAIN_KEY_FRAGMENT: Final = "main-key"
+ED25519_KEY_FRAGMENT: Final = "ed25519-key"
+KEY_FRAGMENTS: Final = (MAIN_KEY_FRAGMENT, ED25519_KEY_FRAGMENT)
+"""The fragments our key ids add to an actor IRI (``actor#main-key``)."""
 
 # Route patterns for aiohttp (the same templates, with constrained placeholders).
 HANDLE_PATTERN: Final = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -196,10 +200,10 @@ class UriScheme:
 
     def main_key(self, actor: Iri) -> Iri:
         """The RSA key's id, ``actor#main-key`` as Mastodon, Lemmy and Mobilizon expect."""
-        return Iri(f"{actor}#main-key")
+        return Iri(f"{actor}#{MAIN_KEY_FRAGMENT}")
 
     def ed25519_key(self, actor: Iri) -> Iri:
-        return Iri(f"{actor}#ed25519-key")
+        return Iri(f"{actor}#{ED25519_KEY_FRAGMENT}")
 
     def is_local(self, iri: str) -> bool:
         """True when ``iri`` is on our own origin (never fetch those over HTTP: case 17).

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -71,9 +71,10 @@ def _is_rfc3339_date_time(instance: object) -> bool:
         return False
     try:
         parsed = datetime.fromisoformat(instance)
-    except ValueError:
+        # Past datetime.max once in UTC (9999-12-31T23:59:59-14:00) is no usable date either.
+        return parsed.tzinfo is not None and parsed.astimezone(UTC) is not None
+    except (ValueError, OverflowError):
         return False
-    return parsed.tzinfo is not None
 
 
 @cache

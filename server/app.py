@@ -11,13 +11,24 @@ from aiohttp import web
 from federation import retry
 from federation.ports import Transport
 from federation.retry import RetryPolicy
-from server.appkeys import ENGINE, FEDERATION, INBOX_WRITER, METRICS, NODE, RETRY_POLICY, SETTINGS, TRANSPORT
+from server.appkeys import (
+    DRAINING,
+    ENGINE,
+    FEDERATION,
+    INBOX_WRITER,
+    METRICS,
+    NODE,
+    RETRY_POLICY,
+    SETTINGS,
+    TRANSPORT,
+)
 from server.config import Settings
 from server.db.engine import create_engine
 from server.http import activitypub, api, feeds, inbox, media, ops, outbox, pages, threads, wellknown
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
-from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, inbox_deps
+from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, UNVERIFIED_LIMITER, inbox_deps
 from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
+from server.http.proxies import forwarded_middleware
 from server.http.ratelimit import HostRateLimiter
 from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
@@ -56,6 +67,10 @@ async def _inbox_writer(app: web.Application, fed: Federation) -> AsyncIterator[
     app[INBOX_DEPS] = inbox_deps(app)
     federation_settings = fed.node.settings.federation
     app[INBOX_LIMITER] = HostRateLimiter(
+        rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
+    )
+    # The same budget per source address, spent only by requests whose signature did not verify.
+    app[UNVERIFIED_LIMITER] = HostRateLimiter(
         rate_per_s=federation_settings.inbox_rate_per_host, burst=federation_settings.inbox_burst_per_host
     )
     try:
@@ -103,6 +118,7 @@ def create_app(
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
+            forwarded_middleware,
             request_id_middleware,
             metrics_middleware,
             page_cache_middleware,
@@ -113,11 +129,13 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
     app[PAGE_CACHE] = PageCache()
+    app[DRAINING] = asyncio.Event()
     if transport is not None:
         app[TRANSPORT] = transport
     if retry_policy is not None:
         app[RETRY_POLICY] = retry_policy
     app.cleanup_ctx.extend([_database_ctx, _federation_ctx, _worker_ctx])
+    app.on_response_prepare.append(wellknown.webfinger_cors)
     pages.setup(app)
     app.add_routes(wellknown.routes)
     app.add_routes(ops.routes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,3 +23,4 @@ FEDERATION = web.AppKey("federation", Federation)
 TRANSPORT = web.AppKey("transport", Transport)
 RETRY_POLICY = web.AppKey("retry_policy", RetryPolicy)  # tests: the in-process worker's schedule
 INBOX_WRITER = web.AppKey("inbox_writer", InboxWriter)
+DRAINING = web.AppKey("draining", asyncio.Event)  # set on SIGTERM: /healthz answers 503 (drain)

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from federation.errors import FederationError, UnsafeAddress
+from federation.fetch import FetchForbidden
 from federation.types import utc_now
 from federation.uris import UriScheme
 from federation.vocab.entraide import AlertCategory, Eligibility, Severity
@@ -37,6 +38,7 @@ from server.config import (
 )
 from server.db import migrate as migrations
 from server.db.engine import DatabaseUnavailable, check_connection, create_engine, create_sessionmaker
+from server.files import make_private_dir, write_private_file
 from server.logging import setup_logging
 from server.services import actors as actor_service
 from server.services.errors import ServiceError
@@ -125,11 +127,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
             "logging": {"level": "info", "format": "text"},
         }
         settings = build_settings(doc, base_dir=data_dir, source=config_file)  # validate before writing
-        data_dir.mkdir(parents=True, exist_ok=True)
-        config_file.write_text(
-            "# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc)
+        make_private_dir(data_dir)
+        write_private_file(
+            config_file, "# Entraide node configuration, written by `entraide init`.\n" + render_toml(doc)
         )
-        _progress(f"wrote {config_file}")
+        _progress(f"wrote {config_file} (mode 0600)")
+    make_private_dir(data_dir)
     if create_secret_file(settings.storage.secret_key_file):
         _progress(f"created the node secret {settings.storage.secret_key_file} (mode 0600; back it up)")
     return asyncio.run(_init_database(settings, args.node_name))
@@ -161,9 +164,11 @@ async def _init_database(settings: Settings, node_name: str | None) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app  # the web layer is only imported by the commands that serve
+    from server.http.serving import serve
 
     settings = _settings(args)
     setup_logging(settings.logging)
+    make_private_dir(settings.storage.data_dir)
 
     async def preflight() -> None:
         engine = await _open_database(settings)
@@ -178,17 +183,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "serving",
         extra={"origin": settings.server.origin, "listen": f"{host}:{port}", "version": __version__},
     )
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        shutdown_timeout=settings.server.shutdown_timeout_s,
-        access_log=logging.getLogger("aiohttp.access") if settings.logging.access_log else None,
-        print=lambda _msg: _progress(
-            f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
-            " (Ctrl-C or SIGTERM to stop)"
-        ),
-        handle_signals=True,
+    asyncio.run(
+        serve(
+            app,
+            host=host,
+            port=port,
+            access_log=logging.getLogger("aiohttp.access") if settings.logging.access_log else None,
+            on_ready=lambda: _progress(
+                f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
+                " (Ctrl-C or SIGTERM to stop)"
+            ),
+        )
     )
     return 0
 
@@ -210,6 +215,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _follow_refused(target: str, exc: FederationError) -> str:
+    """One line saying why following ``target`` failed, and what to do when there is something to do."""
+    if isinstance(exc, UnsafeAddress):
+        return (
+            f"cannot follow {target}: {exc.detail}; private, loopback and link-local addresses are refused"
+            " unless federation.allow_private_addresses is true in the settings (for nodes on one machine"
+            " or a private network)"
+        )
+    if isinstance(exc, FetchForbidden):
+        return (
+            f"cannot follow {target}: {exc.detail} (the peer refused our signed request: a peer that"
+            " checks signatures fetches this node's key, so this node must be serving at its origin)"
+        )
+    return f"cannot follow {target}: {exc.detail} ({exc.code})"
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
@@ -242,6 +263,8 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                     )
                     target = found.iri
                 result = await following.follow(fed, local_name=args.as_name, target_iri=target)
+        except FederationError as exc:
+            raise CommandError(_follow_refused(args.target, exc)) from None
         finally:
             await engine.dispose()
         _out(result.follow_iri)
@@ -338,6 +361,40 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- backup, restore ------------------------------------------------------------------------------
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, create_backup
+
+    settings = _settings(args)
+    try:
+        manifest = asyncio.run(
+            create_backup(settings, Path(args.to), pg_dump=None if args.no_pg_dump else "auto")
+        )
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    rows = sum(manifest.row_counts.values())
+    _out(f"backed up {settings.server.origin} ({rows} rows, {manifest.database}) to {args.to}")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, restore_backup
+
+    data_dir = Path(args.data_dir)
+    try:
+        manifest = asyncio.run(restore_backup(Path(args.file), data_dir, database_url=args.database_url))
+    except BackupError as exc:
+        raise CommandError(str(exc)) from None
+    rows = sum(manifest.row_counts.values())
+    _out(
+        f"restored {manifest.origin} ({rows} rows, taken {manifest.created_at}) into {data_dir}; "
+        f"next: entraide migrate --config {data_dir / CONFIG_FILE_NAME}"
+    )
+    return 0
+
+
 # --- associations, members, tokens ---------------------------------------------------------------
 
 
@@ -375,6 +432,20 @@ def _cmd_association_set(args: argparse.Namespace) -> int:
         for name in actor_service.ASSOCIATION_SETTINGS:
             _out(f"{name} = {getattr(group, name)}")
         _progress(f"@{args.slug}: " + (", ".join(f"{k} → {v}" for k, v in changes.items()) or "unchanged"))
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_member_set(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        choice = None if args.discoverable is None else args.discoverable == "yes"
+        person = await actor_service.configure_account(
+            session, username=args.username, discoverable=choice, now=utc_now()
+        )
+        _out(f"discoverable = {'yes' if person.discoverable else 'no'}")
         return 0
 
     return asyncio.run(_with_session(settings, work))
@@ -699,6 +770,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head", help="target revision (default: head)")
     p.set_defaults(func=_cmd_migrate)
 
+    p = commands.add_parser(
+        "backup",
+        help="back up the database, node secret and media while the node serves",
+        description="Write one tar.gz (mode 0600) with a consistent snapshot of the database "
+        "(SQLite online backup; PostgreSQL with pg_dump if installed, else a row copy), the node "
+        "secret and the media. Safe while `serve` and `worker` run.",
+    )
+    _add_config(p)
+    p.add_argument("--to", required=True, metavar="FILE", help="the backup file to write")
+    p.add_argument(
+        "--no-pg-dump", action="store_true", help="PostgreSQL: copy the rows instead of running pg_dump"
+    )
+    p.set_defaults(func=_cmd_backup)
+
+    p = commands.add_parser(
+        "restore",
+        help="restore a backup into a new data directory",
+        description="Restore FILE into the new directory DIR (secret, media, entraide.toml, "
+        "database). A SQLite backup restored with --database-url postgresql+asyncpg://… moves "
+        "the node to PostgreSQL, keeping every IRI and key.",
+    )
+    p.add_argument("file", metavar="FILE", help="a file written by `entraide backup`")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="new, empty data directory")
+    p.add_argument(
+        "--database-url", metavar="URL", help="an empty PostgreSQL database (default: SQLite file in DIR)"
+    )
+    p.set_defaults(func=_cmd_restore)
+
     config = commands.add_parser("config", help="configuration tools", description="Configuration tools.")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND", parser_class=_Parser)
     config_commands.required = True
@@ -783,6 +882,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _add_config(p)
         p.set_defaults(func=_cmd_member_decide)
+    p = member_commands.add_parser(
+        "set",
+        help="show or change an account's own settings",
+        description="Show or change a member's account settings. --discoverable yes lists the account in "
+        "directories and lets search engines index it (discoverable and indexable); the default is no.",
+    )
+    p.add_argument("username")
+    p.add_argument("--discoverable", choices=("yes", "no"))
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_set)
     p = member_commands.add_parser(
         "pending",
         help="list the requests to join waiting for approval",

@@ -7,6 +7,7 @@ Nothing is read at import time: every process and every test builds its own ``Se
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -33,6 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_body_bytes": 1_048_576,
         "trusted_proxies": [],
         "shutdown_timeout_s": 10.0,
+        "drain_s": 0.0,
     },
     "database": {"pool_size": 10, "echo": False},
     "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
@@ -54,8 +56,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "deliveries_per_host": 0,
     },
     "logging": {"level": "info", "format": "text", "access_log": False},
-    "media": {"max_bytes": 20 * 1024 * 1024, "dir": "media", "allowed_types": list(MEDIA_TYPES)},
+    "media": {
+        "max_bytes": 20 * 1024 * 1024,
+        "dir": "media",
+        "allowed_types": list(MEDIA_TYPES),
+        "store": "local",
+        "s3_endpoint": "",
+        "s3_region": "",
+        "s3_bucket": "",
+        "s3_prefix": "",
+        "s3_access_key": "",
+        "s3_secret_key": "",
+    },
+    "metrics": {"token": "", "loopback_only": True},
 }
+
+
+_S3_KEYS = ("store", "s3_endpoint", "s3_region", "s3_bucket", "s3_prefix", "s3_access_key", "s3_secret_key")
 
 
 class ConfigError(Exception):
@@ -70,6 +87,8 @@ class ServerSettings:
     max_body_bytes: int
     trusted_proxies: tuple[str, ...]
     shutdown_timeout_s: float
+    drain_s: float = 0.0
+    """On SIGTERM: seconds of serving with ``/healthz`` at 503 before the listener closes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +156,26 @@ class LoggingSettings:
 class MediaSettings:
     max_bytes: int
     dir: Path
+    """Uploads with ``store = "local"``; with ``"s3"``, only where uploads are staged."""
     allowed_types: tuple[str, ...]
+    store: str = "local"
+    """``local`` (files under ``dir``) or ``s3`` (an S3-compatible bucket, for several machines)."""
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Who may read ``/metrics``: its counters reveal activity, members-only included (case 59)."""
+
+    token: str = ""
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <token>``."""
+    loopback_only: bool = True
+    """Without a token: only requests from a loopback address, not relayed by a proxy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +189,13 @@ class Settings:
     worker: WorkerSettings
     logging: LoggingSettings
     media: MediaSettings
+    metrics: MetricsSettings = MetricsSettings()
     source: Path | None = field(default=None, compare=False)
 
     def as_document(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as a TOML-able dict (``config check`` prints it)."""
         doc: dict[str, Any] = {}
-        for name in ("server", "database", "storage", "federation", "worker", "logging", "media"):
+        for name in ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics"):
             section = getattr(self, name)
             doc[name] = {
                 key: (
@@ -170,6 +209,9 @@ class Settings:
             }
         if redact:
             doc["database"]["url"] = self.database.redacted_url()
+            if self.media.s3_secret_key:
+                doc["media"]["s3_secret_key"] = "***"
+            doc["metrics"]["token"] = "***" if self.metrics.token else ""
         return doc
 
 
@@ -199,8 +241,39 @@ def _coerce_env(value: str, spec: Mapping[str, Any]) -> Any:
         except ValueError:
             return value
     if kind == "array":
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return _env_list(value)
     return value
+
+
+def _env_list(value: str) -> Any:
+    """A list from the environment: a JSON array (``["127.0.0.1", "::1"]``, the form compose
+    files and TOML users write) or a comma-separated list (``a.example,b.example``).
+
+    A JSON array used to be split on commas, each piece a string such as ``'["127.0.0.1"'``
+    that matched nothing: the setting silently came out empty in effect. Malformed JSON is
+    returned as is so that validation names the key.
+    """
+    stripped = value.strip()
+    if stripped.startswith("["):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return value
+    return [item.strip() for item in stripped.split(",") if item.strip()]
+
+
+def _proxy_networks(entries: list[str], where: str) -> tuple[str, ...]:
+    """``server.trusted_proxies`` as normalised networks; an entry that is not an address or a
+    CIDR network (a host name, a typo) is an error, not a proxy that silently never matches."""
+    networks: list[str] = []
+    for entry in entries:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{where}server.trusted_proxies: {entry!r} is not an IP address or CIDR network"
+            ) from None
+    return tuple(networks)
 
 
 def _apply_env(doc: dict[str, Any], environ: Mapping[str, str], schema: Mapping[str, Any]) -> None:
@@ -266,9 +339,11 @@ def build_settings(
     _apply_env(doc, environ if environ is not None else os.environ, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    where = f"{source}: " if source else ""
     if errors:
-        where = f"{source}: " if source else ""
         raise ConfigError(where + _describe(errors[0]))
+    if doc["media"]["store"] == "s3" and not doc["media"]["s3_bucket"]:
+        raise ConfigError(f"{where}media.s3_bucket: required when media.store is 's3'")
     origin = doc["server"]["origin"].rstrip("/")
     data_dir = (base_dir / doc["storage"]["data_dir"]).resolve()
     return Settings(
@@ -277,8 +352,9 @@ def build_settings(
             host=doc["server"]["host"],
             port=doc["server"]["port"],
             max_body_bytes=doc["server"]["max_body_bytes"],
-            trusted_proxies=tuple(doc["server"]["trusted_proxies"]),
+            trusted_proxies=_proxy_networks(doc["server"]["trusted_proxies"], where),
             shutdown_timeout_s=float(doc["server"]["shutdown_timeout_s"]),
+            drain_s=float(doc["server"]["drain_s"]),
         ),
         database=DatabaseSettings(
             url=resolve_database_url(doc["database"]["url"], base_dir),
@@ -315,7 +391,9 @@ def build_settings(
             max_bytes=doc["media"]["max_bytes"],
             dir=(data_dir / doc["media"]["dir"]).resolve(),
             allowed_types=tuple(doc["media"]["allowed_types"]),
+            **{key: doc["media"][key] for key in _S3_KEYS},
         ),
+        metrics=MetricsSettings(token=doc["metrics"]["token"], loopback_only=doc["metrics"]["loopback_only"]),
         source=source,
     )
 

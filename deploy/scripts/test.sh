@@ -13,11 +13,19 @@ elif [ "${CI:-}" = "true" ]; then
 else
   echo "• npm not found: the Fedify interop tests will be skipped" >&2
 fi
-# The browser tests (tests/browser): Debian's Chromium and axe-core; skipped locally without them.
-if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null 2>&1; then
-  echo "• installing Chromium for the browser tests (apt-get)" >&2
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null
+# System packages of the tests, installed under CI only (skipped locally without them): Debian's Chromium for
+# the browser tests (tests/browser), nginx for `nginx -t` of deploy/nginx (tests/test_deploy_files.py);
+# systemd-analyze comes with Debian itself.
+if [ "${CI:-}" = "true" ]; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "• installing ${missing[*]} (apt-get)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null
+  fi
 fi
+# axe-core for the browser tests.
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix "$ROOT/tests/browser" --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -33,18 +33,21 @@ from urllib.parse import urlsplit
 
 from http_message_signatures import (
     HTTPMessageSignaturesException,
+    HTTPSignatureComponentResolver,
     HTTPMessageSigner,
     HTTPMessageVerifier,
     HTTPSignatureAlgorithm,
     MappingKeyResolver,
 )
 from http_message_signatures.algorithms import ED25519, RSA_V1_5_SHA256
+from http_message_signatures.structures import VerifyResult
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import InnerList, Item
 
 from ..errors import InsufficientCoverage, MalformedHeader, SignatureError
 from ..http import Headers, IncomingRequest, OutgoingRequest
 from ..keys import KeyAlgorithm, KeyPair, PublicKey
+from ..uris import KEY_FRAGMENTS
 from ._window import DEFAULT_MAX_AGE, DEFAULT_MAX_FUTURE_SKEW, check_time_window, from_unix, require_aware
 from .digest import compute_content_digest
 
@@ -156,6 +159,20 @@ def target_uri(request: IncomingRequest) -> str:
     return f"{parts.scheme}://{parts.netloc}{request.target}"
 
 
+def target_fragments(request: IncomingRequest) -> tuple[str, ...]:
+    """The fragments a signed ``@target-uri`` of ``request`` may carry, none (``""``) first.
+
+    Fedify signs ``@target-uri`` as the URL it was asked to fetch, fragment included: the fetch
+    of our key by its id signs ``<actor>#main-key`` while only ``<actor>`` reaches us (a
+    fragment is never sent). For a GET or HEAD without a body, the target with each of our key
+    fragments is also a candidate: it names the same resource and method, so nothing else
+    becomes acceptable (security case 10), and the candidates are a fixed, short list.
+    """
+    if request.method.upper() not in ("GET", "HEAD") or request.body:
+        return ("",)
+    return ("", *KEY_FRAGMENTS)
+
+
 @dataclass(slots=True)
 class _MessageView:
     """The duck-typed request the library reads (``method``, ``url``, ``headers.items()``)."""
@@ -163,6 +180,18 @@ class _MessageView:
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    fragment: str = ""
+    """Appended to ``@target-uri`` by :class:`_FragmentResolver` when not empty."""
+
+
+class _FragmentResolver(HTTPSignatureComponentResolver):
+    """The library's resolver, with the fragment of a candidate target (which the library's URL
+    parsing drops) put back into ``@target-uri``; see :func:`target_fragments`."""
+
+    def get_target_uri(self) -> str:
+        uri: str = super().get_target_uri()  # type: ignore[no-untyped-call]
+        fragment = getattr(self.message, "fragment", "")
+        return f"{uri}#{fragment}" if fragment else uri
 
 
 class _ClockFreeVerifier(HTTPMessageVerifier):
@@ -183,7 +212,9 @@ class Rfc9421Verification:
     """An RFC 9421 signature that passed every check that needs no key."""
 
     signature: Rfc9421Signature
-    message: _MessageView = field(repr=False)
+    messages: tuple[_MessageView, ...] = field(repr=False)
+    """The request as the library reads it, one per candidate ``@target-uri`` fragment (see
+    :func:`target_fragments`); the first is the target exactly as received."""
 
     @property
     def key_id(self) -> str:
@@ -203,13 +234,20 @@ class Rfc9421Verification:
         verifier = _ClockFreeVerifier(
             signature_algorithm=_LIBRARY_ALGORITHMS[key.algorithm],
             key_resolver=MappingKeyResolver(public_keys={sig.key_id: key.key}, private_keys={}),
+            component_resolver_class=_FragmentResolver,
         )
-        try:
-            results = verifier.verify(
-                self.message, max_age=None, require_components=("@method", "@target-uri")
-            )
-        except HTTPMessageSignaturesException as exc:
-            raise SignatureError(f"the signature does not verify with the key {key.key_id}: {exc}") from exc
+        results: list[VerifyResult] = []
+        failure: HTTPMessageSignaturesException | None = None
+        for message in self.messages:
+            try:
+                results = verifier.verify(
+                    message, max_age=None, require_components=("@method", "@target-uri")
+                )
+                break
+            except HTTPMessageSignaturesException as exc:
+                failure = failure or exc
+        else:
+            raise SignatureError(f"the signature does not verify with the key {key.key_id}: {failure}")
         if len(results) != 1:
             raise SignatureError("exactly one HTTP message signature is accepted per request")
         result = results[0]
@@ -267,8 +305,9 @@ def prepare_verification(
         max_age=max_age,
         what="created parameter",
     )
-    message = _MessageView(request.method.upper(), target_uri(request), dict(request.headers.items()))
-    return Rfc9421Verification(sig, message)
+    method, uri, headers = request.method.upper(), target_uri(request), dict(request.headers.items())
+    messages = tuple(_MessageView(method, uri, headers, fragment) for fragment in target_fragments(request))
+    return Rfc9421Verification(sig, messages)
 
 
 def sign(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> OutgoingRequest:

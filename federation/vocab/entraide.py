@@ -61,6 +61,7 @@ JSON-LD reader finds it (as FEP-8b32's examples and Fedify do)."""
 MAX_OPTIONS: Final = 20
 MAX_OPTION_CHARS: Final = 200
 MAX_HEADLINE_CHARS: Final = 300
+MAX_TIME_CHARS: Final = 64
 
 
 class Kind(StrEnum):
@@ -153,14 +154,20 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 date-time with a time zone as an aware UTC datetime; ``None`` for anything else.
+
+    The one parser of dates read from a client or a peer: ``9999-12-31T23:59:59-14:00`` is valid
+    ISO 8601 but past ``datetime.max`` once in UTC, so it is unreadable rather than an
+    ``OverflowError`` (security case 58).
+    """
+    if not isinstance(value, str) or len(value) > MAX_TIME_CHARS:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -207,7 +214,7 @@ def alert_info(content: Content) -> AlertInfo | None:
         status=_enum(AlertStatus, extra.get("alertStatus")) or AlertStatus.ACTIVE,
         area=extra["area"][:200] if isinstance(extra.get("area"), str) else None,
         area_code=extra["areaCode"][:10] if isinstance(extra.get("areaCode"), str) else None,
-        valid_until=_parse_time(extra.get("validUntil")),
+        valid_until=parse_time(extra.get("validUntil")),
         supersedes=_iri(extra.get("supersedes")),
         superseded_by=_iri(extra.get("supersededBy")),
     )

@@ -89,6 +89,7 @@ __all__ = [
     "SIZE_LIMITS",
     "ActivityHeader",
     "SizeLimit",
+    "check_json_depth",
     "check_json_ld",
     "decode_json_object",
     "host_of",
@@ -210,6 +211,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def check_json_depth(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON text nested deeper than ``max_depth``, measured before decoding, without recursion.
+
+    Every decoder of a peer's or a client's JSON calls this first: the code that walks a decoded
+    value (NUL checks, schema validation, sanitising) may then recurse safely (security cases
+    28 and 58).
+
+    Raises:
+        MalformedPayload: nested too deeply.
+    """
+    # The depth cannot exceed the number of opening brackets (those inside strings included):
+    # when that count is within the limit, as in nearly every real activity, the scan is skipped.
+    if text.count("[") + text.count("{") > max_depth:
+        structure = _BRACKETS.findall(_JSON_STRING.sub("", text))
+        deepest = max(accumulate(_DEPTH_DELTA[b] for b in structure), default=0)
+        if deepest > max_depth:
+            raise MalformedPayload(f"the JSON document is nested deeper than {max_depth} levels")
+
+
 def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonObject:
     """Decode ``body`` as one UTF-8 JSON object whose nesting is at most ``max_depth``.
 
@@ -226,13 +246,7 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedPayload("the body is not UTF-8") from exc
-    # The depth cannot exceed the number of opening brackets (those inside strings included):
-    # when that count is within the limit, as in nearly every real activity, the scan is skipped.
-    if text.count("[") + text.count("{") > max_depth:
-        structure = _BRACKETS.findall(_JSON_STRING.sub("", text))
-        deepest = max(accumulate(_DEPTH_DELTA[b] for b in structure), default=0)
-        if deepest > max_depth:
-            raise MalformedPayload(f"the JSON document is nested deeper than {max_depth} levels")
+    check_json_depth(text, max_depth=max_depth)
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as exc:  # unreachable after the scan; never let it escape

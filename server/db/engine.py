@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from server.config import DatabaseSettings
+from server.files import make_private_file
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +27,20 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": settings.echo}
     if settings.dialect == "postgresql":
         kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+    if settings.dialect == "sqlite":
+        _private_sqlite_file(settings.url)
     engine = create_async_engine(settings.url, **kwargs)
     if settings.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     return engine
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 before SQLite does (it would follow the umask, often 0644),
+    or tighten an existing one; SQLite gives its ``-wal`` and ``-shm`` files the same mode."""
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") and Path(path).parent.is_dir():
+        make_private_file(Path(path))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

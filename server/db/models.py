@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -118,6 +119,8 @@ class Account(Base):
     is_node_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Notifications up to this instant are read (``POST /api/notifications/read``).
+    notifications_read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     language: Mapped[str | None] = mapped_column(String(8))  # the web pages' language; None: the browser's
 
 
@@ -285,7 +288,11 @@ class InboxActivity(Base):
 
 
 class InboxItem(Base):
-    """Which local actor's inbox an activity belongs to (read back through C2S ``GET {inbox}``)."""
+    """Which local actor's inbox an activity belongs to (read back through C2S ``GET {inbox}``).
+
+    Filed when it arrives at a personal inbox, listed only once processing ``accepted`` it, and for
+    every local actor it concerns whichever inbox it came through (security case 50).
+    """
 
     __tablename__ = "inbox_items"
     __table_args__ = (
@@ -296,6 +303,7 @@ class InboxItem(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
     inbox_activity_id: Mapped[int] = mapped_column(ForeignKey("inbox_activities.id", ondelete="CASCADE"))
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class Job(Base):
@@ -403,7 +411,10 @@ class Report(Base):
     """A ``Flag`` received, kept for moderators."""
 
     __tablename__ = "reports"
-    __table_args__ = (CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),)
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),
+        Index("ix_reports_reporter_created", "reporter_id", "created_at"),  # per-actor limit
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_iri: Mapped[str] = mapped_column(IRI, unique=True)

@@ -17,8 +17,10 @@ from server.db.models import Actor
 from server.db.queries import actors as q
 from server.http.auth import viewer_of
 from server.http.pages import actors
+from server.http.params import int_param
 from server.http.render import activity_response, wants_ap
 from server.services import visibility
+from server.services.current import current_documents
 from server.services.errors import InvalidInput, NotFound
 from server.services.profiles import local_actor_value
 from server.services.visibility import Viewer
@@ -63,11 +65,7 @@ def _page_params(request: web.Request) -> tuple[bool, int | None]:
         return False, None
     if page not in (None, "true", "1"):
         raise InvalidInput("page must be 'true'", field="page")
-    if before_raw is None:
-        return True, None
-    if not before_raw.isdigit() or len(before_raw) > 18:
-        raise InvalidInput("before must be a positive integer cursor", field="before")
-    return True, int(before_raw)
+    return True, int_param(request, "before", minimum=1)
 
 
 Lister = Callable[
@@ -85,7 +83,9 @@ async def _followers(session: AsyncSession, viewer: Viewer, owner: Actor, before
 
 async def _following(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
     total, rows = await q.following_page(session, owner.id, before=before, limit=PAGE_SIZE)
-    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, False
+    if not await visibility.can_list_followers(session, viewer, owner):  # same rule (case 56)
+        return total, None, None, False
+    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
 
 
 async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
@@ -100,7 +100,9 @@ async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: i
     levels = await visibility.outbox_levels(session, viewer, owner)
     total, rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
     private = any(level not in ("public", "unlisted") for level in levels)
-    return total, [doc for _, doc in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+    # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
+    documents = await current_documents(session, [doc for _, doc in rows])
+    return total, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
 async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]

@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -37,11 +37,14 @@ from server.db.models import Actor, Membership, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
+from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
 from server.services import content, endorsements, membership, polls, visibility
 from server.services.content import Published
-from server.services.errors import Forbidden, InvalidInput, NotFound
+from server.services import notifications as notifications_service
+from server.services import timeline as timeline_service
+from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.visibility import Viewer, ViewerKind
 
 routes = web.RouteTableDef()
@@ -102,6 +105,39 @@ def request_validator(schema: str) -> Draft202012Validator:
         registry=registry,
         format_checker=FORMAT_CHECKER,
     )
+
+
+LIMIT_KEYWORDS: Final = (
+    "$ref",
+    "allOf",
+    "properties",
+    "additionalProperties",
+    "items",
+    "prefixItems",
+    "maxItems",
+    "maxLength",
+    "maxProperties",
+)
+"""What a body is checked against first: sizes and counts, each linear in the body (case 53)."""
+
+
+@cache
+def limits_validator(schema: str) -> Any:
+    """A validator of ``schema`` that knows only :data:`LIMIT_KEYWORDS`.
+
+    ``uniqueItems`` compares every pair of items, formats and patterns cost per character: run on
+    4,000 option objects before ``maxItems: 20`` is reported, they kept the server busy for
+    seconds. Sizes and counts are checked first, on their own, so no body buys more than a linear
+    pass before it is refused.
+    """
+    limits_only = validators.create(
+        meta_schema=Draft202012Validator.META_SCHEMA,
+        validators={name: Draft202012Validator.VALIDATORS[name] for name in LIMIT_KEYWORDS},
+    )
+    registry: Registry[Any] = Registry().with_resource(
+        _OPENAPI_URI, Resource.from_contents(openapi_document(), default_specification=DRAFT202012)
+    )
+    return limits_only({"$ref": f"{_OPENAPI_URI}#/components/schemas/{schema}"}, registry=registry)
 
 
 PATTERN_HINTS: Final = {
@@ -181,7 +217,10 @@ def check_body(body: Any, schema: str) -> dict[str, Any]:
     nul = _nul_field(body)
     if nul is not None:
         raise InvalidInput(f"{nul} must not contain NUL characters", field=nul)
-    error = best_match(request_validator(schema).iter_errors(body))
+    # The first size or count past its limit, without looking further (the walk stops there).
+    error = next(limits_validator(schema).iter_errors(body), None) or best_match(
+        request_validator(schema).iter_errors(body)
+    )
     if error is not None:
         raise refusal(error)
     return body
@@ -202,11 +241,7 @@ async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[NODE].settings.server.max_body_bytes
         raise fe.PayloadTooLarge(f"the body is larger than {limit} bytes") from None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise fe.MalformedPayload(f"the body is not valid JSON: {exc}") from None
-    return check_body(body, schema)
+    return check_body(json_value(raw), schema)
 
 
 @contextmanager
@@ -254,11 +289,13 @@ def iri_query(request: web.Request) -> str:
     return iri
 
 
-async def readable_object(session: AsyncSession, viewer: Viewer, iri: str) -> tuple[RemoteObject, Actor]:
-    """One of our readable content objects and its author; NotFound for anything else."""
-    row = await session.scalar(
-        select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
-    )
+async def readable_object(
+    session: AsyncSession, viewer: Viewer, iri: str, *, held: bool = False
+) -> tuple[RemoteObject, Actor]:
+    """One of our readable content objects and its author (with ``held``, a peer's object that this
+    node holds too); NotFound for anything else."""
+    query = select(RemoteObject).where(RemoteObject.iri == iri)
+    row = await session.scalar(query if held else query.where(RemoteObject.local.is_(True)))
     owner = await session.get(Actor, row.attributed_to_id) if row is not None else None
     if (
         row is None
@@ -271,15 +308,8 @@ async def readable_object(session: AsyncSession, viewer: Viewer, iri: str) -> tu
 
 
 def page_query(request: web.Request) -> tuple[int, int | None]:
-    raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
-    raw_before = request.query.get("before")
-    if raw_before is None:
-        return int(raw_limit), None
-    if not raw_before.isdigit() or len(raw_before) > 18 or int(raw_before) < 1:
-        raise InvalidInput("before must be the positive integer cursor of a previous page", field="before")
-    return int(raw_limit), int(raw_before)
+    limit = int_param(request, "limit", minimum=1, maximum=MAX_LIMIT)
+    return limit or DEFAULT_LIMIT, int_param(request, "before", minimum=1)
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -417,12 +447,13 @@ for _path, _route in KIND_ROUTES.items():
 
 @routes.get("/api/objects")
 async def get_object(request: web.Request) -> web.Response:
-    """One of our objects, if the caller may read it (404 otherwise, 410 once deleted)."""
+    """An object this node holds, ours or a peer's, in its current state, if the caller may read it
+    (404 otherwise, 410 once deleted)."""
     node = request.app[NODE]
     viewer = await viewer_of(request)
     iri = iri_query(request)
     async with node.sessions() as session:
-        row, _ = await readable_object(session, viewer, iri)
+        row, _ = await readable_object(session, viewer, iri, held=True)
     if row.deleted_at is not None:
         return problem(410, "this object was deleted", code="gone", headers=NO_STORE)
     return json_response(item_of(row, now=node.clock()), headers=NO_STORE)
@@ -678,3 +709,107 @@ async def delete_membership(request: web.Request) -> web.Response:
         raise NotFound("not a member")
     await membership.leave(fed, user, group_iri)
     return json_response({"association": group_iri, "state": "left"}, headers=NO_STORE)
+
+
+# --- a member reads: timeline, notifications, memberships (issue 13) -------------------------------
+
+
+async def reader_of(request: web.Request) -> Viewer:
+    """The caller, who must be a local account (any token scope).
+
+    Raises:
+        Unauthorized: no bearer token (or a remote actor's signature: these are a member's own lists).
+    """
+    viewer = await viewer_of(request)
+    if viewer.kind is not ViewerKind.LOCAL or viewer.actor_id is None:
+        raise Unauthorized("a bearer token is required")
+    return viewer
+
+
+@routes.get("/api/timeline")
+async def get_timeline(request: web.Request) -> web.Response:
+    """What the caller's followed actors and joined associations published or relayed, newest first."""
+    node = request.app[NODE]
+    viewer = await reader_of(request)
+    limit = page_limit(request)
+    kind = request.query.get("kind")
+    if kind is not None and kind not in timeline_service.TIMELINE_KINDS:
+        raise InvalidInput("kind must be one of alert, resource, proposal, post", field="kind")
+    raw = request.query.get("before")
+    before = timeline_service.Cursor.parse(raw) if raw is not None else None
+    if raw is not None and before is None:
+        raise InvalidInput("before must be the cursor of a previous page", field="before")
+    async with node.sessions() as session:
+        rows, cursor = await timeline_service.timeline(session, viewer, kind=kind, before=before, limit=limit)
+    now = node.clock()
+    query = f"limit={limit}" + (f"&kind={kind}" if kind else "")
+    next_page = node.uris.iri(f"/api/timeline?{query}&before={cursor}") if cursor is not None else None
+    items = [item_of(row, now=now) for row in rows]
+    return json_response({"items": items, "next": next_page}, headers=NO_STORE)
+
+
+def page_limit(request: web.Request) -> int:
+    raw_limit = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
+    return int(raw_limit)
+
+
+@routes.get("/api/notifications")
+async def get_notifications(request: web.Request) -> web.Response:
+    """The caller's notifications, newest first, each saying whether it was read."""
+    node = request.app[NODE]
+    viewer = await reader_of(request)
+    limit = page_limit(request)
+    raw = request.query.get("before")
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise InvalidInput("before must be the cursor of a previous page", field="before")
+    before = timeline_service.EPOCH + timedelta(microseconds=int(raw)) if raw is not None else None
+    async with node.sessions() as session:
+        page = await notifications_service.notifications(
+            session, viewer, before=before, limit=limit, now=node.clock()
+        )
+    items = [
+        {
+            "type": n.type,
+            "at": wire.iso(n.at),
+            "object": n.object,
+            "actor": n.actor,
+            **(n.detail or {}),
+            "read": page.read_at is not None and n.at <= page.read_at,
+        }
+        for n in page.items
+    ]
+    next_page = (
+        node.uris.iri(
+            f"/api/notifications?limit={limit}&before={timeline_service.micros(page.next_before)}"
+        )
+        if page.next_before is not None
+        else None
+    )
+    return json_response({"items": items, "next": next_page}, headers=NO_STORE)
+
+
+@routes.post("/api/notifications/read")
+async def post_notifications_read(request: web.Request) -> web.Response:
+    """Everything notified so far is read."""
+    node = request.app[NODE]
+    viewer = await reader_of(request)
+    async with node.sessions.begin() as session:
+        await notifications_service.mark_read(session, viewer, now=node.clock())
+    return web.Response(status=204, headers=NO_STORE)
+
+
+@routes.get("/api/memberships")
+async def get_memberships(request: web.Request) -> web.Response:
+    """The caller's memberships, on this node and elsewhere, with their state."""
+    node = request.app[NODE]
+    viewer = await reader_of(request)
+    assert viewer.actor_id is not None
+    async with node.sessions() as session:
+        rows = await membership.memberships_of(session, viewer.actor_id)
+    items = [
+        {"association": iri, "state": state, "local": local, "since": wire.iso(at)}
+        for iri, state, local, at in rows
+    ]
+    return json_response({"items": items}, headers=NO_STORE)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from federation import uris as paths
 from federation.collections import render_collection, render_collection_page
+from federation.domains import registrable_domain
 from federation.http import Headers, IncomingRequest, is_activitypub_media_type
 from federation.inbox import InboundActivity, InboxDeps, receive
 from federation.types import Iri
@@ -24,11 +25,13 @@ from server.http.problems import problem
 from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.render import activity_response
 from server.services import visibility
+from server.services.current import inbox_documents
 from server.services.errors import NotFound
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)
 INBOX_LIMITER = web.AppKey("inbox_limiter", HostRateLimiter)
+UNVERIFIED_LIMITER = web.AppKey("unverified_limiter", HostRateLimiter)
 
 
 def inbox_deps(app: web.Application) -> InboxDeps:
@@ -75,19 +78,33 @@ async def post_inbox(request: web.Request) -> web.Response:
             code="unsupported_media_type",
         )
     recipient = await _recipient_id(request)
+    # Until its signature is verified a request is anyone's: it spends from its source address's
+    # bucket (the socket's, never X-Forwarded-For), refunded once verified, so unsigned or forged
+    # traffic is throttled by where it comes from. Verified traffic spends from the signer's
+    # registrable domain, never host:port (case 57).
+    source = f"address:{request.remote or 'unknown'}"
+    unverified = request.app[UNVERIFIED_LIMITER]
+    wait_s = unverified.take(source)
+    if wait_s is not None:
+        return _rate_limited(wait_s)
     body = await request.read()
     verdict = await receive(to_incoming(request, body), request.app[INBOX_DEPS])
     if isinstance(verdict, InboundActivity):
-        wait_s = request.app[INBOX_LIMITER].take(host_of(verdict.signer.owner))
+        unverified.refund(source)
+        wait_s = request.app[INBOX_LIMITER].take(registrable_domain(host_of(verdict.signer.owner)))
         if wait_s is not None:
-            return problem(
-                429,
-                "too many activities from this host; retry later",
-                code="rate_limited",
-                headers={"Retry-After": retry_after_header(wait_s)},
-            )
+            return _rate_limited(wait_s)
         await request.app[INBOX_WRITER].submit(verdict, recipient_id=recipient)
     return web.Response(status=202)
+
+
+def _rate_limited(wait_s: float) -> web.Response:
+    return problem(
+        429,
+        "too many activities from this peer; retry later",
+        code="rate_limited",
+        headers={"Retry-After": retry_after_header(wait_s)},
+    )
 
 
 async def get_inbox(request: web.Request) -> web.Response:
@@ -108,6 +125,7 @@ async def get_inbox(request: web.Request) -> web.Response:
         if not allowed:
             raise NotFound("no such collection")  # the same answer as a missing one
         total, rows = await q.inbox_page(session, owner.id, before=before, limit=PAGE_SIZE)
+        documents = await inbox_documents(session, [row for _, row in rows])
     collection_iri = Iri(f"{owner.iri}/inbox")
     if not is_page:
         return activity_response(
@@ -119,7 +137,7 @@ async def get_inbox(request: web.Request) -> web.Response:
     doc = render_collection_page(
         page_iri,
         part_of=collection_iri,
-        items=[doc for _, doc in rows],
+        items=documents,
         next_page=Iri(f"{collection_iri}?page=true&before={cursor}") if cursor is not None else None,
     )
     return activity_response(doc, private=True)

@@ -9,8 +9,7 @@ that is not an image or a PDF).
 
 from __future__ import annotations
 
-import asyncio
-import os
+import logging
 from collections.abc import AsyncIterator
 from typing import Final
 from urllib.parse import quote
@@ -30,10 +29,10 @@ from server.services.context import NodeContext
 from server.services.errors import Forbidden, InvalidInput, NotFound, ServiceError, Unauthorized
 from server.services.visibility import ViewerKind
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 UPLOAD_CHUNK_BYTES: Final = 64 * 1024
-SERVE_CHUNK_BYTES: Final = 256 * 1024
 MAX_FIELD_BYTES: Final = 8 * 1024  # a 1500-character description is at most 6000 bytes of UTF-8
 TEXT_FIELDS: Final = ("description", "as", "filename")
 UPLOADER_ROLES: Final = ("admin", "moderator")
@@ -191,16 +190,20 @@ async def post_media(request: web.Request) -> web.Response:
     )
 
 
-def _served_headers(media: Media) -> dict[str, str]:
+def _served_headers(media: Media, *, private: bool) -> dict[str, str]:
+    """``private``: media of non-public content, served to its readers only and never cached."""
     disposition = "inline" if media_service.is_inline(media.content_type) else "attachment"
     name = quote(media.filename or media.key, safe="")
-    return {
+    headers = {
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{name}",
         "Cache-Control": "public, max-age=31536000, immutable",
         "Cross-Origin-Resource-Policy": "cross-origin",
     }
+    if private:
+        headers.update({"Cache-Control": "private, no-store", "Vary": "Authorization, Signature"})
+    return headers
 
 
 def _not_modified(request: web.Request, sha256: str) -> bool:
@@ -214,8 +217,10 @@ def _not_modified(request: web.Request, sha256: str) -> bool:
 @routes.get(paths.MEDIA.replace("{key}", "{key:.+}"))  # any path: a bad key is the usual 404 problem
 async def get_media(request: web.Request) -> web.StreamResponse:
     """The file, with the stored (sniffed) type; its SHA-256 is the ETag. HEAD is routed here too."""
-    media, path = await media_service.read(request.app[NODE], request.match_info["key"])
-    headers = _served_headers(media)
+    node = request.app[NODE]
+    viewer = await viewer_of(request, require_for_authorized_fetch=False)
+    media, private = await media_service.read(node, request.match_info["key"], viewer)
+    headers = _served_headers(media, private=private)
     if _not_modified(request, media.sha256):
         unchanged = web.Response(status=304, headers=headers)
         unchanged.etag = media.sha256
@@ -225,17 +230,14 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     if media.content_type.startswith("text/"):
         response.charset = "utf-8"
     response.etag = media.sha256
-    try:
-        handle = await asyncio.to_thread(path.open, "rb")
-    except FileNotFoundError:
-        raise NotFound("no such media") from None
-    try:
-        response.content_length = os.fstat(handle.fileno()).st_size
+    async with node.media_store.open(media.key) as stored:
+        if stored is None:
+            log.warning("media file missing", extra={"key": media.key})
+            raise NotFound("no such media")
+        response.content_length = stored.size
         await response.prepare(request)
         if request.method != "HEAD":
-            while chunk := await asyncio.to_thread(handle.read, SERVE_CHUNK_BYTES):
+            async for chunk in stored.chunks:
                 await response.write(chunk)
-    finally:
-        await asyncio.to_thread(handle.close)
     await response.write_eof()
     return response

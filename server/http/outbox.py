@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,8 +16,10 @@ from server.db.queries import actors as actor_queries
 from server.http.activitypub import KIND_TYPES
 from server.http.auth import viewer_of
 from server.http.pages import objects
+from server.http.params import json_value
 from server.http.render import activity_response, wants_ap
 from server.services import publishing, visibility
+from server.services.current import current_documents
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.visibility import Viewer
 
@@ -78,10 +79,7 @@ async def post_outbox(request: web.Request) -> web.Response:
         if author is None:
             raise NotFound("no such actor")
         member = await acting_for(session, viewer, author)
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    body = json_value(await request.read())
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     result = await publishing.post_to_outbox(fed, author, body, by=member)
@@ -146,6 +144,7 @@ async def get_activity(request: web.Request) -> web.Response:
                 audience=await _activity_audience(session, row.document),
             )
         )
-    if row is None or not readable:
+        document = (await current_documents(session, [row.document]))[0] if row is not None else None
+    if row is None or not readable or document is None:
         raise NotFound("no such activity")
-    return activity_response(row.document, private=row.visibility not in PUBLIC_LEVELS)
+    return activity_response(document, private=row.visibility not in PUBLIC_LEVELS)

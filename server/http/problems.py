@@ -10,6 +10,7 @@ from aiohttp import web
 
 from federation import errors as fe
 from federation.http import PROBLEM_CONTENT_TYPE
+from federation.transport import FetchTimeout
 from server.services import errors as se
 
 STATUS: Final[Mapping[type[Exception], int]] = {
@@ -45,6 +46,7 @@ TITLES: Final[Mapping[int, str]] = {
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -73,6 +75,18 @@ def problem(
     )
 
 
+def _timed_out(error: Exception) -> bool:
+    """A peer that did not answer in time, possibly wrapped (``fetch`` retries it as temporary)."""
+    return isinstance(error, FetchTimeout) or isinstance(error.__cause__, FetchTimeout)
+
+
 def problem_for(error: fe.FederationError | se.ServiceError) -> web.Response:
     field = error.context.get("field") if isinstance(error.context, dict) else None
+    if isinstance(error, fe.FetchError):
+        # A peer we could not fetch from on the client's behalf: our own words, never the
+        # details of the failure (the HTTP client's exception, addresses; security case 61).
+        if _timed_out(error):
+            return problem(504, "the remote server did not answer in time", code=error.code)
+        detail = "the remote server could not be reached or gave no usable answer"
+        return problem(502, detail, code=error.code)
     return problem(status_for(error), error.detail, code=error.code, field=field)

@@ -1,8 +1,9 @@
 """Per-peer rate limits for server-to-server traffic (security.md case 34).
 
-Limits are keyed on the *verified* signing host (after the signature check), never on a claim
-the sender could forge to throttle someone else, and never on a client-supplied
-``X-Forwarded-For``. Over the limit a request gets 429 with ``Retry-After``. State is a token
+Limits are keyed on the *verified* signer's registrable domain (after the signature check, never
+``host:port``: case 57), never on a claim the sender could forge to throttle someone else, and
+never on a client-supplied ``X-Forwarded-For``; traffic not yet verified spends from its source
+address's bucket. Over the limit a request gets 429 with ``Retry-After``. State is a token
 bucket per host in a bounded LRU (case 33): an attacker rotating hosts evicts only its own.
 """
 
@@ -54,6 +55,13 @@ class HostRateLimiter:
             bucket.tokens -= 1
             return None
         return (1 - bucket.tokens) / self.rate_per_s
+
+
+    def refund(self, host: str) -> None:
+        """Give back the token just spent for ``host`` (the request turned out not to count)."""
+        bucket = self._buckets.get(host)
+        if bucket is not None:
+            bucket.tokens = min(float(self.burst), bucket.tokens + 1)
 
 
 def retry_after_header(seconds: float) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from aiohttp import web
 
@@ -33,14 +35,33 @@ from server.services.errors import NotFound
 
 routes = web.RouteTableDef()
 CORS = {"Access-Control-Allow-Origin": "*"}
+WEBFINGER = "/.well-known/webfinger"
+SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+SERVED_SCHEMES = frozenset({"acct", "http", "https"})
 
 
-@routes.get("/.well-known/webfinger")
+async def webfinger_cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Every WebFinger answer, errors included (400, 404, 429...), may be read by a browser
+    client on another origin (RFC 7033 §5): the header is set as any response is prepared."""
+    if request.path == WEBFINGER:
+        response.headers.update(CORS)
+
+
+def _unserved_scheme(resource: str) -> bool:
+    """A resource in a URI scheme we hold nothing for (``mailto:``, ``foo:``): RFC 7033 §4.2
+    answers 404 (not found here), not 400. Without a scheme (``user@host``) it is read as acct."""
+    match = SCHEME.match(resource)
+    return match is not None and match.group(1).lower() not in SERVED_SCHEMES
+
+
+@routes.get(WEBFINGER)
 async def webfinger(request: web.Request) -> web.Response:
     node = request.app[NODE]
     resource = request.query.get("resource", "")
     if not resource:
         raise WebFingerError("the resource query parameter is required")
+    if _unserved_scheme(resource):
+        raise NotFound(f"no resource in this scheme here: {resource[:100]}")
     async with node.sessions() as session:
         if is_http_resource(resource):
             ref = node.uris.parse_actor(resource)

@@ -25,6 +25,7 @@ from server.jobs.registry import JobRegistry
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
 from server.services.context import NodeContext
+from server.services.media_store import media_store
 from server.services.federation import open_federation
 from server.services.keys import LocalKeyCache, load_vault
 
@@ -49,6 +50,7 @@ def build_node_context(settings: Settings, engine: AsyncEngine, *, clock: Clock 
         vault=vault,
         local_keys=LocalKeyCache(vault),
         clock=clock,
+        media_store=media_store(settings.media),
     )
 
 

@@ -46,7 +46,9 @@ def _new_local_actor(
         following_iri=uris.following(iri),
         url=iri,
         manually_approves_followers=actor_type == "Application",
-        discoverable=actor_type != "Application",
+        # A member's account is not listed in directories nor full-text indexed unless they opt in
+        # (``member set --discoverable yes``); an association is there to be found (case 59).
+        discoverable=actor_type == "Group",
         # Membership of a patient association reveals health information: members-only by default.
         members_visibility="members",
         created_at=now,
@@ -164,6 +166,24 @@ async def configure_association(
             )
         )
     return group
+
+
+async def configure_account(
+    session: AsyncSession, *, username: str, discoverable: bool | None, now: datetime
+) -> Actor:
+    """A member's own choice to appear in directories and search (``discoverable`` and
+    ``indexable``); ``None`` changes nothing. Returns the account.
+
+    Raises:
+        NotFound: no such local account.
+    """
+    person = await q.local_by_handle(session, "Person", username)
+    if person is None:
+        raise NotFound(f"no account {username!r} on this node")
+    if discoverable is not None:
+        person.discoverable = discoverable
+        person.updated_at = now
+    return person
 
 
 def hash_password(password: str) -> str:

@@ -14,10 +14,10 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, union
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,15 +34,25 @@ from federation.vocab.entraide import (
     Severity,
 )
 from server.db import queue
-from server.db.models import Activity, Actor, AuditEntry, Endorsement, RemoteObject
+from server.db.models import (
+    Activity,
+    Actor,
+    AuditEntry,
+    Delivery,
+    Endorsement,
+    Reaction,
+    RemoteObject,
+    Vote,
+)
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
+from server.services import objects
 from server.services import visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
-from server.services.sanitize import plain_text, sanitize_html
+from server.services.sanitize import plain_text, sanitize_html, text_paragraph
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,11 @@ MAX_ATTACHMENTS = 10
 DEFAULT_POLL_DAYS = 7
 MAX_POLL_DAYS = 366
 POLL_CLOSE = "poll_close"
+
+REMOVABLE = frozenset({"name", "summary", "tag", "license", "sensitive"})
+"""What a partial ``Update`` may remove by setting it to ``null``."""
+NAMED_KINDS = frozenset({Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL})
+"""Kinds whose ``name`` (title, headline, question) is required."""
 
 TYPE_OF_KIND = {
     Kind.POST: ("Note", "Article"),
@@ -112,13 +127,10 @@ def iri_list(value: Any, field: str) -> list[str]:
 def when(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = wire.parse_time(value)
+    if parsed is None:
         raise InvalidInput(f"{field} must be an ISO 8601 date-time with a time zone", field=field)
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def choice(cls: Any, value: Any, field: str, default: Any = None) -> Any:
@@ -170,14 +182,26 @@ def members_collection(group: Actor | None, uris: Any) -> str | None:
     return members if isinstance(members, str) else None
 
 
+def blind_recipients(obj: Mapping[str, Any]) -> list[str]:
+    """``bto`` and ``bcc``: actors to deliver to without naming them in anything stored or
+    served (ActivityPub §6, §7.1.1). The public collection is no blind recipient: dropped."""
+    blind = [*iri_list(obj.get("bto"), "bto"), *iri_list(obj.get("bcc"), "bcc")]
+    for iri in blind:
+        if iri != AS_PUBLIC:
+            iri_value(iri, "bcc")
+    return list(dict.fromkeys(iri for iri in blind if iri != AS_PUBLIC))
+
+
 def _addressing(
-    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None
+    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None, *, blind: bool = False
 ) -> tuple[list[str], list[str], Visibility]:
     """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public.
 
     ``group`` is the association the content belongs to: the author itself, or the one a member
     posts into (``audience``, or the thread's). Members-only content is addressed to its members
     collection — and, from a member, to the association too, which relays it (FEP-1b12).
+    ``blind``: the client named ``bto``/``bcc`` recipients, so an empty ``to``/``cc`` is direct
+    to them, never the public default.
     """
     members = members_collection(group, uris)
     requested = obj.get("visibility")
@@ -189,7 +213,7 @@ def _addressing(
                 "or post it into one you are a member of (audience)",
                 field="visibility",
             )
-        mentions = iri_list(obj.get("to"), "to") if level is Visibility.DIRECT else []
+        mentions = _direct_recipients(obj, author, members) if level is Visibility.DIRECT else []
         if level is Visibility.DIRECT and not mentions:
             raise InvalidInput("direct content needs recipients in to", field="to")
         addressed_to, addressed_cc = address(
@@ -201,34 +225,53 @@ def _addressing(
         )
         return list(addressed_to), list(addressed_cc), level
     to, cc = iri_list(obj.get("to"), "to"), iri_list(obj.get("cc"), "cc")
-    if not to and not cc:  # default: public, like Mastodon's
+    if not to and not cc and not blind:  # default: public, like Mastodon's
         to, cc = [AS_PUBLIC], [author.followers_iri or ""]
     level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
     return to, cc, level
 
 
+def _direct_recipients(obj: Mapping[str, Any], author: Actor, members: str | None) -> list[str]:
+    """The actors a direct message names in ``to``: never the public collection nor a followers
+    or members collection, whatever the client put there (security case 55), so direct content
+    is never delivered or classified wider than the actors it names."""
+    collections = {AS_PUBLIC, author.followers_iri, members}
+    return [iri for iri in iri_list(obj.get("to"), "to") if iri not in collections]
+
+
 async def _posting_group(
     session: AsyncSession, fed: Federation, author: Actor, obj: Mapping[str, Any], parent: RemoteObject | None
-) -> tuple[Actor | None, bool]:
-    """The association the content belongs to, and whether the author names it as ``audience``.
+) -> tuple[Actor | None, bool, list[str]]:
+    """The association the content belongs to, whether the author names it as ``audience``, and
+    the other ``audience`` values (ordinary addressing: they are added to ``cc``).
 
-    An association's own content belongs to it. A person's belongs to the association it names as
-    ``audience`` (FEP-1b12: only its active members post into it, 403 otherwise), else to the
-    association of the thread it replies in.
+    An association's own content belongs to it. A person's belongs to the first association it
+    names in ``audience`` (a string or a list; FEP-1b12: only its active members post into it,
+    403 otherwise), else to the association of the thread it replies in.
     """
+    named = [iri for iri in iri_list(obj.get("audience"), "audience") if iri != author.iri]
+    for iri in named:
+        if iri != AS_PUBLIC:
+            iri_value(iri, "audience")
+    found = (
+        await session.scalars(
+            select(Actor).where(Actor.iri.in_(named), Actor.type == "Group", Actor.deleted_at.is_(None))
+        )
+        if named and author.type != "Group"
+        else None
+    )
+    groups = {g.iri: g for g in found or ()}
+    group = next((groups[iri] for iri in named if iri in groups), None)
+    others = [iri for iri in named if group is None or iri != group.iri]
     if author.type == "Group":
-        return author, False
-    named = iri_value(obj.get("audience"), "audience")
-    if named is not None and named != author.iri:
-        group = await session.scalar(select(Actor).where(Actor.iri == named, Actor.deleted_at.is_(None)))
-        if group is None or group.type != "Group":
-            raise InvalidInput("audience must name an association known here", field="audience")
+        return author, False, others
+    if group is not None:
         if not await membership_service.is_active_member(session, group.id, author.id):
             raise Forbidden("only the association's active members post into it")
-        return group, True
+        return group, True, others
     if parent is not None and parent.audience_id is not None:
-        return await session.get(Actor, parent.audience_id), False
-    return None, False
+        return await session.get(Actor, parent.audience_id), False, others
+    return None, False, others
 
 
 # --- kinds ----------------------------------------------------------------------------------------
@@ -357,19 +400,17 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     object_iri = uris.object(uuid.uuid4().hex)
     in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
     async with fed.node.sessions() as session:
-        parent = (
-            await session.scalar(select(RemoteObject).where(RemoteObject.iri == in_reply_to))
-            if in_reply_to is not None
-            else None
-        )
-        group, into = await _posting_group(session, fed, author, obj, parent)
-    to, cc, level = _addressing(author, obj, uris, group)
+        parent = await _readable_parent(session, fed, author, in_reply_to)
+        group, into, others = await _posting_group(session, fed, author, obj, parent)
+    blind = blind_recipients(obj)
+    addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *others]} if others else obj
+    to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind))
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
     name = text(
         obj.get("name"),
         "name",
         wire.MAX_HEADLINE_CHARS if kind is Kind.ALERT else MAX_NAME_CHARS,
-        required=kind in (Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL),
+        required=kind in NAMED_KINDS,
     )
     summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
     language = language_of(obj.get("language"))
@@ -400,7 +441,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     audience_id: int | None = group.id if group is not None else None
     async with fed.node.sessions() as session:
         if in_reply_to is not None:
-            context_iri, parent_author = await _thread_of(session, fed, author, in_reply_to, parent, level)
+            context_iri, parent_author = await _thread_of(session, in_reply_to, parent, level)
             if level is Visibility.MEMBERS and parent is not None and parent.audience_id != audience_id:
                 raise InvalidInput("a members-only reply stays in its thread's association", field="audience")
             document["inReplyTo"] = in_reply_to
@@ -414,14 +455,15 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             and group.id != author.id
             and await membership_service.is_active_member(session, group.id, author.id)
         )
+        thread_group = await objects.thread_association(session, parent) if parent is not None else None
         if (
-            in_reply_to is not None
-            and group is not None
-            and group.local
-            and group.id != author.id
-            and group.replies_policy == "members"
-            and not member
+            thread_group is not None
+            and thread_group.id != author.id
+            and thread_group.replies_policy == "members"
+            and not await membership_service.is_active_member(session, thread_group.id, author.id)
         ):
+            # Whatever the reply addresses (another association as audience, nobody): the thread's
+            # association decides (security case 49).
             raise Forbidden("this association takes replies in its threads from its members only")
         if level is Visibility.MEMBERS and group is not None and group.id != author.id and not member:
             raise InvalidInput(
@@ -473,7 +515,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             endorsements=uris.endorsements(object_iri),
         )
         if not document["content"]:
-            document["content"] = f"<p>{document['name']}</p>"
+            document["content"] = text_paragraph(document["name"])  # text, never markup (case 48)
     attachment_keys = _attachment_keys(fed, obj.get("attachment"))
     activity = {"id": new_activity_iri(uris), "type": "Create", "to": to, "cc": cc}
     async with fed.node.sessions.begin() as session:
@@ -506,6 +548,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             visibility=level.value,
             now=now,
             priority=priority,
+            also=blind,
         )
         if kind is Kind.ALERT and document.get("supersedes"):
             await _mark_superseded(
@@ -549,10 +592,24 @@ def _attachment_keys(fed: Federation, value: Any) -> list[str]:
     return keys
 
 
+async def _readable_parent(
+    session: AsyncSession, fed: Federation, author: Actor, in_reply_to: Iri | None
+) -> RemoteObject | None:
+    """The object a reply answers, checked before anything else about the reply: one of ours
+    that is missing, or that the author may not read, answers the same (case 54), whatever
+    else the reply asks for. A peer's object we do not hold is ``None`` (replies to it are fine)."""
+    if in_reply_to is None:
+        return None
+    parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == in_reply_to))
+    if fed.node.uris.is_local(in_reply_to) and (
+        parent is None or not await visibility.can_read_object(session, _as_viewer(author), parent)
+    ):
+        raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
+    return parent
+
+
 async def _thread_of(
     session: AsyncSession,
-    fed: Federation,
-    author: Actor,
     parent_iri: Iri,
     parent: RemoteObject | None,
     level: Visibility,
@@ -560,19 +617,14 @@ async def _thread_of(
     """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
     none — and the parent's author.
 
-    A local parent must exist and be readable by the author. A reply never shows to more people
-    than its parent: a reply to members-only content is members-only in the same association
-    (or direct), a reply to direct content is direct.
+    A local parent exists and is readable by the author (:func:`_readable_parent`). A reply
+    never shows to more people than its parent: a reply to members-only content is members-only
+    in the same association (or direct), a reply to direct content is direct.
     """
     if parent is None:
-        if fed.node.uris.is_local(parent_iri):
-            raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
         return parent_iri, None
     if parent.deleted_at is not None:
         raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
-    viewer = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=author.id, actor_iri=author.iri)
-    if parent.local and not await visibility.can_read_object(session, viewer, parent):
-        raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
     parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
     if parent.visibility == "members" and level not in (Visibility.MEMBERS, Visibility.DIRECT):
         raise InvalidInput(
@@ -627,11 +679,17 @@ async def owned(fed: Federation, author: Actor, object_iri: Any) -> RemoteObject
         raise InvalidInput("object must be the IRI of one of your objects", field="object")
     async with fed.node.sessions() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == object_iri))
-    if row is None or row.deleted_at is not None or not row.local:
+        readable = row is not None and await visibility.can_read_object(session, _as_viewer(author), row)
+    if row is None or not readable or row.deleted_at is not None or not row.local:
+        # Someone who may not read the object gets the answer of a missing one (case 54).
         raise NotFound("no such object")
     if row.attributed_to_id != author.id:
         raise Forbidden("only the author may change this object")
     return row
+
+
+def _as_viewer(actor: Actor) -> visibility.Viewer:
+    return visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=actor.id, actor_iri=actor.iri)
 
 
 async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
@@ -648,12 +706,17 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         if frozen in obj and obj[frozen] != row.document.get(frozen):
             raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
     document = {k: v for k, v in row.document.items() if k != "@context"}
+    _remove_nulled(document, obj, kind)
     uris = fed.node.uris
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
-    if name is not None:
-        document["name"] = plain_text(name)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
-    if "tag" in obj:
+    if name is not None:
+        if kind is Kind.PROPOSAL and content is None and document.get("content") == text_paragraph(
+            document.get("name", "")
+        ):
+            document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
+        document["name"] = plain_text(name)
+    if obj.get("tag") is not None:
         document["tag"] = hashtags(fed, obj.get("tag"))
     if kind is Kind.ALERT:
         base = stored_alert_info(document)
@@ -675,7 +738,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
         if summary is not None:
             document["summary"] = sanitize_html(summary)
-        if kind is Kind.RESOURCE and "license" in obj:
+        if kind is Kind.RESOURCE and obj.get("license") is not None:
             document["license"] = iri_value(obj.get("license"), "license")
     if "contentMap" in document:
         document["contentMap"] = {next(iter(document["contentMap"])): document["content"]}
@@ -686,6 +749,18 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         published = await _publish_update(fed, session, author, stored, document, now=now, by=by)
     fed.notify_worker()
     return Published(published, row.iri)
+
+
+def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: Kind) -> None:
+    """A property set to ``null`` in a partial ``Update`` is removed (ActivityPub §6.3.1).
+
+    Only the optional properties a client edits may go; a property the kind requires, or one
+    the object cannot exist without, is refused rather than silently kept.
+    """
+    for key in (k for k, v in obj.items() if v is None and k in document):
+        if key not in REMOVABLE or (key == "name" and kind in NAMED_KINDS):
+            raise InvalidInput(f"{key} cannot be removed from a {kind.value}", field=key)
+        del document[key]
 
 
 async def _publish_update(
@@ -710,11 +785,51 @@ async def _publish_update(
         "cc": document.get("cc", []),
     }
     priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    # Holders beyond the audience get the new revision of public content only: a members-only
+    # object's edit goes to whoever may read it now, not to whoever once replied to it.
+    also = await holders(session, row) if row.visibility in ("public", "unlisted") else None
     published = await publish(
-        session, author, activity, visibility=row.visibility, now=now, priority=priority
+        session, author, activity, visibility=row.visibility, now=now, priority=priority, also=also
     )
     audit(session, author, by, f"{row.kind}.update", row.iri, now)
     return published.iri
+
+
+MAX_HOLDERS = 500
+"""Remote holders an edit or delete is also delivered to (beyond its audience), at most."""
+
+
+async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
+    """Remote actors that hold a copy of our object without being in its audience: those whose
+    inbox got it (followers who left since), those that relayed or liked it (an association's
+    ``Announce`` reaches nodes that do not follow us), voted on it, replied to it, or co-signed it.
+    Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
+    change on (decision 14)."""
+    remote = select(Actor.id).where(Actor.local.is_(False))
+    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today.
+    delivered = (
+        select(Delivery.inbox_iri)
+        .join(Activity, Activity.id == Delivery.activity_id)
+        .where(Activity.object_iri == row.iri, Delivery.state == "delivered")
+    )
+    sources = union(
+        select(Actor.id.label("id")).where(
+            or_(Actor.inbox_iri.in_(delivered), Actor.shared_inbox_iri.in_(delivered))
+        ),
+        select(Reaction.actor_id.label("id")).where(Reaction.object_iri == row.iri),
+        select(Vote.voter_id.label("id")).where(Vote.question_id == row.id),
+        select(RemoteObject.attributed_to_id.label("id")).where(
+            RemoteObject.in_reply_to_iri == row.iri, RemoteObject.local.is_(False)
+        ),
+        select(Endorsement.endorser_id.label("id")).where(Endorsement.proposal_iri == row.iri),
+    ).subquery()
+    iris = await session.scalars(
+        select(Actor.iri)
+        .where(Actor.id.in_(select(sources.c.id)), Actor.id.in_(remote))
+        .order_by(Actor.id)
+        .limit(MAX_HOLDERS)
+    )
+    return list(iris)
 
 
 async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
@@ -744,7 +859,13 @@ async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) 
                 sa_update(Endorsement).where(Endorsement.iri == row.iri).values(withdrawn_at=now)
             )
         published = await publish(
-            session, author, activity, visibility=row.visibility, now=now, priority=priority
+            session,
+            author,
+            activity,
+            visibility=row.visibility,
+            now=now,
+            priority=priority,
+            also=await holders(session, stored),
         )
         audit(session, author, by, f"{row.kind}.delete", row.iri, now)
     fed.notify_worker()

@@ -10,6 +10,7 @@ from federation.types import Clock
 from federation.uris import UriScheme
 from server.config import Settings
 from server.services.keys import KeyVault, LocalKeyCache
+from server.services.media_store import MediaStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +21,4 @@ class NodeContext:
     vault: KeyVault
     local_keys: LocalKeyCache
     clock: Clock
+    media_store: MediaStore

@@ -326,6 +326,8 @@ class DeliveryAttempt:
     row: q.DeliveryRow
     sender: _Sender
     spec: SignatureSpec
+    first_knock: bool = False
+    """The host's scheme is not known yet: any error answer to RFC 9421 falls back at once."""
 
     async def send(self, transport: Transport, clock: Clock) -> DeliveryOutcome:
         return await deliver(
@@ -335,6 +337,7 @@ class DeliveryAttempt:
             transport=transport,
             now=clock(),
             spec=self.spec,
+            first_knock=self.first_knock,
         )
 
 
@@ -436,7 +439,8 @@ class DeliveryBatcher:
                 "rfc9421" if known == "rfc9421" or (known is None and self.prefer_rfc9421) else "cavage"
             )
             sender = self._senders[row.activity_id]
-            prepared.append(PreparedDelivery(work, row, attempt=DeliveryAttempt(work, row, sender, spec)))
+            attempt = DeliveryAttempt(work, row, sender, spec, first_knock=known is None)
+            prepared.append(PreparedDelivery(work, row, attempt=attempt))
         return prepared
 
     async def _load_senders(self, session: AsyncSession, activity_ids: set[int]) -> None:

@@ -29,6 +29,7 @@ from server.db.models import Actor, Endorsement, RemoteObject
 from server.services.content import Published, audit, iri_value, text
 from server.services.errors import Conflict, Forbidden, InvalidInput
 from server.services.federation import Federation
+from server.services.objects import sanitized_document
 from server.services.outbox import new_activity_iri, publish
 from server.services.sanitize import sanitize_html
 from server.services.signing import actor_key_pair
@@ -158,6 +159,11 @@ async def receive(fed: Federation, endorser: Actor, document: Mapping[str, Any])
     iri = document.get("id")
     _, proposal_iri = fields
     if not isinstance(iri, str) or not fed.node.uris.is_local(proposal_iri):
+        return False
+    if sanitized_document(dict(document)) != document:
+        # Kept verbatim (the proof covers every byte) and republished in the proposal's public
+        # collection: only a document our sanitiser leaves unchanged (case 61). Ours always is.
+        log.info("endorsement dropped: unsanitised statement", extra={"endorsement": iri})
         return False
     async with fed.node.sessions() as session:
         proposal = await session.scalar(

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation import uris as paths
 from federation.types import Iri
 from federation.uris import UriScheme
+from federation.vocab import entraide as wire
 from federation.vocab.entraide import CATEGORY_LABELS, SEVERITY_LABELS, AlertCategory, Severity, iso
 from server.db.models import Actor, RemoteObject
 from server.services import visibility
@@ -309,20 +310,10 @@ def _proposal_html(doc: Mapping[str, Any]) -> str:
     options = doc.get("anyOf") if isinstance(doc.get("anyOf"), list) else doc.get("oneOf")
     names = [o["name"] for o in options or [] if isinstance(o, dict) and isinstance(o.get("name"), str)]
     out = "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in names) + "</ul>" if names else ""
-    end = _parse_time(doc.get("endTime"))
+    end = wire.parse_time(doc.get("endTime"))
     if end is not None:
         out += f"<p>Fin du vote : {end.strftime('%Y-%m-%d %H:%M')} UTC</p>"
     return out
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
 
 
 def item_of(

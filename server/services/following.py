@@ -23,7 +23,7 @@ from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
 from federation.types import Iri
 from federation.vocab.activities import Follow
-from federation.vocab.objects import Content
+from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import host_of, parse_object
 from server.db import queue
 from server.db.models import Actor, SyncState
@@ -32,7 +32,7 @@ from server.db.queries import actors as actor_queries
 from server.db.upsert import insert_ignoring_conflict
 from server.services.errors import InvalidInput, NotFound
 from server.services.federation import Federation
-from server.services.objects import store_object
+from server.services.objects import refresh, store_object, tombstone, update_object
 from server.services.outbox import new_activity_iri, publish
 
 log = logging.getLogger(__name__)
@@ -265,6 +265,7 @@ async def sync_outbox(
     newest: str | None = resume.get("newest")
     continuation = int(resume.get("continuation", 0))
     read = 0
+    run = _Run()
     visited: set[str] = set()
     next_iri: str | None = None
     reached_end = False
@@ -293,7 +294,7 @@ async def sync_outbox(
                     break
                 newest = newest or item_id
                 read += 1
-                await _store_item(fed, actor, item)
+                await _store_item(fed, actor, item, run)
             next_iri = _ref(page.get("next"))
             if reached_end or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
                 reached_end = True
@@ -336,37 +337,86 @@ async def sync_outbox(
     return read
 
 
-async def _store_item(fed: Federation, actor: Actor, item: Any) -> None:
-    """Store one outbox item: a Create (embedded or referenced object) or a bare object."""
-    if isinstance(item, str):
-        try:
-            item = await fed.fetch(item)
-        except FetchTemporaryFailure:
-            raise
-        except FederationError:
-            return
+STATEFUL_KINDS = frozenset({"alert", "proposal"})
+"""Kinds whose state changes after publication (an alert's status, a poll's tally and closing):
+the copy embedded in an outbox item is refetched from its origin, at most
+:data:`REFRESH_MAX_PER_RUN` times per run, in case the peer serves the item as first published."""
+REFRESH_MAX_PER_RUN = 20
+
+
+@dataclass
+class _Run:
+    """What one sync run may still spend on refetching embedded copies."""
+
+    refreshes_left: int = REFRESH_MAX_PER_RUN
+
+
+async def _fetched(fed: Federation, value: Any) -> Any:
+    """``value`` itself, or the document it names fetched (None when the origin refuses it)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return await fed.fetch(value)
+    except FetchTemporaryFailure:
+        raise
+    except FederationError:
+        return None
+
+
+async def _store_item(fed: Federation, actor: Actor, item: Any, run: _Run | None = None) -> None:
+    """Apply one outbox item so that we end with what the origin serves now (issue 13).
+
+    A ``Create`` or ``Update`` stores its object, or brings the copy we hold up to a newer
+    revision; a ``Delete``, or an object served as a ``Tombstone``, leaves a tombstone (the outbox
+    is read newest first, so the deletion is met before the ``Create`` it undoes, and a tombstone
+    is never resurrected). Only the actor's own activities about objects on its own origin count.
+    """
+    item = await _fetched(fed, item)
     if not isinstance(item, dict):
         return
     raw: Any = item
-    if item.get("type") == "Create":
+    if item.get("type") in ("Create", "Update", "Delete"):
         if item.get("actor") != actor.iri:
             return
+        if item["type"] == "Delete":
+            target = _ref(item.get("object"))
+            if target is not None and host_of(target) == actor.host:
+                await tombstone(fed, target, actor, now=fed.node.clock())
+            return
         raw = item.get("object")
-        if isinstance(raw, str) and host_of(raw) == actor.host:
-            try:
-                raw = await fed.fetch(raw)
-            except FetchTemporaryFailure:
-                raise
-            except FederationError:
-                return
+        if isinstance(raw, str) and host_of(raw) != actor.host:
+            return
+        raw = await _fetched(fed, raw)
     if not isinstance(raw, dict):
         return
     try:
         content = parse_object(raw)
     except FederationError:
         return
+    if isinstance(content, Tombstone):
+        if host_of(content.id) == actor.host:
+            await tombstone(fed, content.id, actor, now=fed.node.clock())
+        return
     if isinstance(content, Content):
-        await store_object(fed, content, raw, actor, now=fed.node.clock(), require_relevance=False)
+        await _store_current(fed, actor, content, raw, run or _Run())
+
+
+async def _store_current(
+    fed: Federation, actor: Actor, content: Content, raw: dict[str, Any], run: _Run
+) -> None:
+    """Store ``content``, or apply it over an older copy; refetch a stateful object (bounded)."""
+    now = fed.node.clock()
+    row = await store_object(fed, content, raw, actor, now=now, require_relevance=False)
+    if row is None:
+        return
+    if content.updated is not None and (row.updated is None or content.updated > row.updated):
+        await update_object(fed, content, raw, actor, now=now)
+    if row.kind in STATEFUL_KINDS and run.refreshes_left > 0:
+        run.refreshes_left -= 1
+        try:
+            await refresh(fed, row, now=now)
+        except FetchTemporaryFailure:
+            log.info("object refresh postponed", extra={"object": row.iri})
 
 
 async def _save_sync(

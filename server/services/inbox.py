@@ -34,8 +34,8 @@ async def _add_inbox_item(session: AsyncSession, actor_id: int, inbox_activity_i
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
         insert(InboxItem)
-        .values(actor_id=actor_id, inbox_activity_id=inbox_activity_id)
-        .on_conflict_do_nothing(index_elements=["actor_id", "inbox_activity_id"])
+        .values(actor_id=actor_id, inbox_activity_id=inbox_activity_id, accepted=True)
+        .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
     )
     await session.execute(stmt)
 
@@ -110,9 +110,13 @@ async def process(fed: Federation, router: InboxRouter[Federation], inbox_activi
 
 
 async def add_inbox_items(fed: Federation, activity_iri: str, actor_ids: set[int]) -> None:
-    """File a processed activity in the inboxes of local actors it concerns (C2S ``GET {inbox}``)."""
-    if not actor_ids:
-        return
+    """Processing accepted this activity: list it in the inboxes of the local actors it concerns
+    (C2S ``GET {inbox}``, security case 50), whichever inbox it came through.
+
+    Handlers call this on their accepting path only, so an activity that processing refused or
+    dropped is never listed; one filed on arrival at a personal inbox that does not concern its
+    owner stays hidden (a peer cannot show one actor's message to another through our inbox).
+    """
     async with fed.node.sessions.begin() as session:
         row_id = await session.scalar(select(InboxActivity.id).where(InboxActivity.iri == activity_iri))
         if row_id is None:

@@ -8,9 +8,10 @@ Undo only from the original actor, Update/Delete only from the object's stored a
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from federation.compat import lemmy
 from federation.errors import FederationError
@@ -47,6 +48,7 @@ from server.services import endorsements, following, membership, objects, polls,
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor
+from server.services.sanitize import plain_text
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +95,35 @@ async def on_follow(fed: Federation, follow: Follow, inbound: InboundActivity) -
     await following.receive_follow(fed, follow, follower=await fed.actor(follow.actor))
 
 
+async def _answered(fed: Federation, answer: Accept | Reject, *, accepted: bool) -> None:
+    """An answer to one of our Follows or Joins, matched by its id and the answering actor; filed
+    in the inbox of the local actor who asked (Mastodon's ``Accept`` addresses nobody)."""
+    asked = answer.object_id
+    if asked is None:
+        return
+    async with fed.node.sessions() as session:
+        askers = set(
+            await session.scalars(
+                select(FollowRow.follower_id)
+                .where(FollowRow.follow_iri == asked)
+                .union(select(MembershipRow.member_id).where(MembershipRow.join_iri == asked))
+            )
+        )
+    matched = await following.follow_answered(
+        fed, follow_iri=asked, target_iri=answer.actor, accepted=accepted
+    ) or await membership.join_answered(fed, join_iri=asked, group_iri=answer.actor, accepted=accepted)
+    if matched:
+        await add_inbox_items(fed, answer.id, askers)
+
+
 @router.on(Accept)
 async def on_accept(fed: Federation, accept: Accept, inbound: InboundActivity) -> None:
-    """An answer to one of our Follows or Joins, matched by its id and the answering actor."""
-    if accept.object_id is not None and not await following.follow_answered(
-        fed, follow_iri=accept.object_id, target_iri=accept.actor, accepted=True
-    ):
-        await membership.join_answered(fed, join_iri=accept.object_id, group_iri=accept.actor, accepted=True)
+    await _answered(fed, accept, accepted=True)
 
 
 @router.on(Reject)
 async def on_reject(fed: Federation, reject: Reject, inbound: InboundActivity) -> None:
-    if reject.object_id is not None and not await following.follow_answered(
-        fed, follow_iri=reject.object_id, target_iri=reject.actor, accepted=False
-    ):
-        await membership.join_answered(fed, join_iri=reject.object_id, group_iri=reject.actor, accepted=False)
+    await _answered(fed, reject, accepted=False)
 
 
 # --- membership --------------------------------------------------------------------------------
@@ -271,8 +287,10 @@ async def on_update(fed: Federation, update: Update, inbound: InboundActivity) -
         return
     if not await objects.update_object(fed, content, raw, author, now=fed.node.clock()):
         # Mastodon treats an Update of an unknown object as a Create (when relevant).
-        await objects.store_object(fed, content, raw, author, now=fed.node.clock())
+        if await objects.store_object(fed, content, raw, author, now=fed.node.clock()) is not None:
+            await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
         return
+    await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
     await content_service.relay_change(fed, target)
 
 
@@ -308,6 +326,7 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
     if await endorsements.withdraw(fed, actor, target):
         return
     if await objects.tombstone(fed, target, actor, now=now):
+        await add_inbox_items(fed, delete_.id, await _local_recipients(fed, delete_, actor))
         await content_service.relay_change(fed, target)
 
 
@@ -350,6 +369,8 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
                         created_at=now,
                     )
                 )
+        if exists_ is not None:
+            await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     async with fed.node.sessions() as session:
         followed = await session.scalar(
@@ -374,6 +395,7 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         # its origin (never from the relay's copy).
         if not known.local and known.deleted_at is None:
             await objects.refresh(fed, known, now=now)
+            await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     content, raw = await objects.resolve_content(fed, target, None, None)
     if content is None or raw is None or content.author is None:
@@ -384,7 +406,8 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         raise
     except FederationError:
         return
-    await objects.store_object(fed, content, raw, author, now=now, require_relevance=False)
+    if await objects.store_object(fed, content, raw, author, now=now, require_relevance=False) is not None:
+        await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
 
 
 def _wraps_create(raw: Any) -> bool:
@@ -445,21 +468,43 @@ async def on_block(fed: Federation, block: Block, inbound: InboundActivity) -> N
             )
 
 
+MAX_REPORT_CHARS = 5_000
+"""A report's text, as moderators read it (plain text)."""
+MAX_REPORT_TARGETS = 20
+"""Distinct local actors and objects one report names; more are left out."""
+REPORTS_PER_ACTOR = 10
+REPORT_WINDOW = timedelta(hours=1)
+"""At most ``REPORTS_PER_ACTOR`` reports are kept from one actor per window; more are dropped."""
+
+
 @router.on(Flag)
 async def on_flag(fed: Federation, flag: Flag, inbound: InboundActivity) -> None:
-    """A report about our actors or objects, kept for moderators."""
-    targets = [ref.id for ref in flag.objects if ref.id is not None and fed.node.uris.is_local(ref.id)]
+    """A report about our actors or objects, kept for moderators: bounded in size (plain text,
+    a few targets) and in number per reporter, so one actor cannot fill the moderators' queue
+    or the database (security case 61)."""
+    targets = list(
+        dict.fromkeys(ref.id for ref in flag.objects if ref.id is not None and fed.node.uris.is_local(ref.id))
+    )[:MAX_REPORT_TARGETS]
     if not targets:
         return
     reporter = await fed.actor(flag.actor)
+    now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
+        recent = await session.scalar(
+            select(func.count(Report.id)).where(
+                Report.reporter_id == reporter.id, Report.created_at > now - REPORT_WINDOW
+            )
+        )
+        if (recent or 0) >= REPORTS_PER_ACTOR:
+            log.info("report dropped: too many from this actor", extra={"reporter": reporter.iri})
+            return
         session.add(
             Report(
                 activity_iri=flag.id,
                 reporter_id=reporter.id,
                 target_iris=targets,
-                content=(flag.content or flag.summary or "")[:5000],
-                created_at=fed.node.clock(),
+                content=plain_text(flag.content or flag.summary or "")[:MAX_REPORT_CHARS],
+                created_at=now,
             )
         )
     log.info("report received", extra={"reporter": reporter.iri, "targets": len(targets)})

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, attributes, object_session
 
+from federation.domains import registrable_domain
 from federation.errors import FederationError, KeyFetchTemporaryFailure, KeyUnavailable
 from federation.fetch import DocumentGone, FetchTemporaryFailure, fetch_key
 from federation.keys import PublicKey, public_key_from_pem
@@ -313,7 +314,7 @@ class RemoteKeyResolver:
             if failure is not None:
                 raise failure.error(key_id)
             raise KeyUnavailable("the key was fetched moments ago and is not available", key_id=key_id)
-        if not self._budgets.take(host, now):
+        if not self._budgets.take(registrable_domain(host), now):  # not per host:port (case 57)
             # Not remembered as a failure: the key may be fine, we are just not asking now.
             raise KeyFetchBudgetExceeded("too many key fetches for this host; try again later", key_id=key_id)
         self._last_fetch.put(key_id, now, now)

@@ -25,6 +25,7 @@ from federation.keys import (
 )
 from federation.types import Iri
 from server.db.models import Actor, ActorKey
+from server.files import DIR_MODE, FILE_MODE, tighten
 
 
 class SecretKeyError(Exception):
@@ -53,11 +54,13 @@ class KeyVault:
 
 
 def create_secret_file(path: Path) -> bool:
-    """Create the node secret with mode 0600 if it does not exist; True if it was created."""
+    """Create the node secret with mode 0600 (in a new directory, 0700) if it does not exist, else
+    tighten it to 0600; True if it was created."""
     if path.exists():
+        tighten(path, FILE_MODE)
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     with os.fdopen(fd, "wb") as handle:
         handle.write(Fernet.generate_key())
     return True

@@ -33,11 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from federation.uris import UriScheme
-from server.config import MediaSettings
 from server.db.models import Actor, Media, RemoteObject
+from server.services import visibility
 from server.services.context import NodeContext
 from server.services.errors import InvalidInput, NotFound, ServiceError
 from server.services.federation import Federation
+from server.services.media_store import local_path
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ class StagedUpload:
 
     key: str
     temp_path: Path
-    path: Path
     content_type: str
     size: int
     sha256: str
@@ -123,15 +123,10 @@ async def remove_unattached(
         for row in rows:
             await session.delete(row)
     for key in keys:
-        await asyncio.to_thread(path_of(node.settings.media, key).unlink, missing_ok=True)
+        await node.media_store.delete(key)
     if keys:
         log.info("unattached uploads removed", extra={"count": len(keys)})
     return len(keys)
-
-
-def path_of(settings: MediaSettings, key: str) -> Path:
-    """Where the file of ``key`` lives; ``key`` must already match :data:`KEY_RE`."""
-    return settings.dir / key[:2] / key
 
 
 def is_inline(content_type: str) -> bool:
@@ -225,8 +220,7 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
     """
     settings = _node_of(fed_or_node).settings.media
     key = secrets.token_hex(16)
-    path = path_of(settings, key)
-    temp_path = path.with_name(f".{key}.part")
+    temp_path = local_path(settings.dir, key).with_name(f".{key}.part")
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     head = bytearray()
@@ -265,7 +259,6 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
     return StagedUpload(
         key=key,
         temp_path=temp_path,
-        path=path,
         content_type=content_type,
         size=size,
         sha256=digest.hexdigest(),
@@ -294,7 +287,7 @@ async def commit_upload(
         description = clean_description(description)
         if not owner.local:
             raise InvalidInput("media can only belong to a local actor", field="as")
-        await asyncio.to_thread(os.replace, staged.temp_path, staged.path)
+        await node.media_store.put(staged.key, staged.temp_path, content_type=staged.content_type)
     except BaseException:
         staged.discard()
         raise
@@ -313,7 +306,7 @@ async def commit_upload(
             )
             session.add(media)
     except BaseException:
-        staged.path.unlink(missing_ok=True)
+        await node.media_store.delete(staged.key)
         raise
     log.info(
         "media stored",
@@ -398,29 +391,37 @@ async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object
     return [rows[key] for key in wanted]
 
 
-async def read(fed_or_node: Federation | NodeContext, key: str) -> tuple[Media, Path]:
-    """The media ``key`` and its file, if it may be served to anyone.
+async def read(
+    fed_or_node: Federation | NodeContext, key: str, viewer: visibility.Viewer
+) -> tuple[Media, bool]:
+    """The media ``key`` and whether it is private (served to ``viewer`` only).
 
-    Served: media not attached yet (the key is an unguessable capability), and media of a
-    public or unlisted object that is not deleted. Anything else answers like an unknown key.
+    Its file is read with ``node.media_store.open``.
+
+    Served: media not attached yet (the key is an unguessable capability), and media of a live
+    object that ``viewer`` may read: the read filter decides, as for the object itself, so the
+    members of an association download the attachments of its members-only content (security
+    case 60). Anything else answers like an unknown key.
 
     Raises:
-        NotFound: bad or unknown key, non-public or deleted object, file missing.
+        NotFound: bad or unknown key, unreadable or deleted object.
     """
     node = _node_of(fed_or_node)
     missing = NotFound("no such media")
     if not KEY_RE.fullmatch(key):
         raise missing
+    private = False
     async with node.sessions() as session:
         media = await session.scalar(select(Media).where(Media.key == key))
         if media is None:
             raise missing
         if media.object_id is not None:
             obj = await session.get(RemoteObject, media.object_id)
-            if obj is None or obj.visibility not in SERVED_LEVELS or obj.deleted_at is not None:
+            if (
+                obj is None
+                or obj.deleted_at is not None
+                or not await visibility.can_read_object(session, viewer, obj)
+            ):
                 raise missing
-    path = path_of(node.settings.media, key)
-    if not await asyncio.to_thread(path.is_file):
-        log.warning("media file missing", extra={"key": key})
-        raise missing
-    return media, path
+            private = obj.visibility not in SERVED_LEVELS
+    return media, private

@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from federation.types import Iri
 from server.db import queue
-from server.db.models import Actor, AuditEntry, Block, Membership
+from server.db.models import Activity as OutboxActivity
+from server.db.models import Actor, AuditEntry, Block, InboxActivity, InboxItem, Membership
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -313,3 +314,39 @@ async def is_active_member(session: Any, group_id: int, actor_id: int) -> bool:
         )
     )
     return found is not None
+
+
+MEMBERSHIP_STATES = {"active": "accepted", "pending": "pending", "invited": "invited"}
+
+
+async def memberships_of(session: Any, member_id: int) -> list[tuple[str, str, bool, datetime]]:
+    """(association, state, local, since) of an account's memberships here and elsewhere, newest
+    first: ``accepted``, ``pending``, ``invited``, and ``refused`` for each ``Join`` an association
+    answered with a ``Reject`` (the membership row is gone; the answer filed in the inbox stays)."""
+    rows = await session.execute(
+        select(Actor.iri, Membership.state, Actor.local, Membership.updated_at)
+        .join(Actor, Actor.id == Membership.group_id)
+        .where(Membership.member_id == member_id)
+        .order_by(Membership.updated_at.desc(), Membership.id.desc())
+    )
+    found = [(iri, MEMBERSHIP_STATES[state], local, at) for iri, state, local, at in rows]
+    held = {iri for iri, *_ in found}
+    refused = await session.execute(
+        select(InboxActivity.actor_iri, InboxActivity.received_at)
+        .join(InboxItem, InboxItem.inbox_activity_id == InboxActivity.id)
+        .join(OutboxActivity, OutboxActivity.iri == InboxActivity.object_iri)
+        .where(
+            InboxItem.actor_id == member_id,
+            InboxItem.accepted.is_(True),
+            InboxActivity.type == "Reject",
+            OutboxActivity.type == "Join",
+            OutboxActivity.actor_id == member_id,
+        )
+        .order_by(InboxItem.id.desc())
+        .limit(200)
+    )
+    for iri, at in refused:
+        if iri not in held:
+            held.add(iri)
+            found.append((iri, "refused", False, at))
+    return found

@@ -13,14 +13,18 @@ from federation.audience import classify
 from federation.errors import FederationError
 from federation.fetch import DocumentGone, FetchTemporaryFailure
 from federation.types import Iri
+from federation.uris import OBJECT_CONTEXT
 from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import host_of, parse_object
 from server.db.models import Actor, Follow, RemoteObject
 from server.services.federation import Federation
+from server.services.membership import is_active_member
 from server.services.sanitize import plain_text, sanitize_html
 
 log = logging.getLogger(__name__)
+
+THREAD_SUFFIX = OBJECT_CONTEXT.removeprefix("{object}")
 
 STORED_TYPES = frozenset(
     {"Note", "Article", "Question", "Page", "Document", "Event", "Image", "Video", "Audio"}
@@ -183,16 +187,17 @@ async def store_object(
         if require_relevance and not await is_relevant(session, fed, content, author):
             log.debug("object dropped: not relevant to this node", extra={"object": content.id})
             return None
+        parent = (
+            await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.in_reply_to))
+            if content.in_reply_to is not None
+            else None
+        )
+        if parent is not None and not await _may_reply(session, parent, author):
+            log.info("reply refused: replies from members only", extra={"object": content.id})
+            return None
         visibility = classify(
             content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
         )
-        context_iri = content.context
-        if content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to):
-            # A reply to one of ours joins our thread, whatever context it claims (FEP-7888).
-            parent = await session.scalar(
-                select(RemoteObject.context_iri).where(RemoteObject.iri == content.in_reply_to)
-            )
-            context_iri = Iri(parent) if parent else content.in_reply_to
         row = RemoteObject(
             iri=content.id,
             local=False,
@@ -201,7 +206,7 @@ async def store_object(
             attributed_to_id=author.id,
             audience_id=author.id if author.type == "Group" else None,  # an association's own content
             in_reply_to_iri=content.in_reply_to,
-            context_iri=context_iri,
+            context_iri=_held_thread(fed, content, parent),
             visibility=visibility.value,
             document=sanitized_document(raw, local_host=host_of(fed.node.uris.origin)),
             published=content.published or now,
@@ -215,6 +220,43 @@ async def store_object(
     return row
 
 
+def _held_thread(fed: Federation, content: Content, parent: RemoteObject | None) -> Iri | None:
+    """The thread a peer's object joins, from its ``inReplyTo`` chain as we hold it (FEP-7888):
+    its parent's thread, else the parent itself. A peer's ``context`` is kept only when it names
+    none of our collections: a claim about one of our threads never files an object into it,
+    members-only ones included (security case 49)."""
+    if parent is not None:
+        return Iri(parent.context_iri or parent.iri)
+    if content.in_reply_to is not None:
+        return content.in_reply_to
+    claimed = content.context
+    return claimed if claimed is not None and not fed.node.uris.is_local(claimed) else None
+
+
+async def thread_association(session: AsyncSession, parent: RemoteObject) -> Actor | None:
+    """The local association whose content ``parent`` is part of: the one it was posted into,
+    else its thread root's. A reply to ``parent`` is a reply into that association's content."""
+    audience_id = parent.audience_id
+    if audience_id is None and parent.context_iri is not None and parent.context_iri.endswith(THREAD_SUFFIX):
+        root_iri = parent.context_iri.removesuffix(THREAD_SUFFIX)
+        audience_id = await session.scalar(
+            select(RemoteObject.audience_id).where(
+                RemoteObject.iri == root_iri, RemoteObject.context_iri == parent.context_iri
+            )
+        )
+    group = await session.get(Actor, audience_id) if audience_id is not None else None
+    return group if group is not None and group.local and group.type == "Group" else None
+
+
+async def _may_reply(session: AsyncSession, parent: RemoteObject, author: Actor) -> bool:
+    """The replies policy of the association whose content ``parent`` is, for every reply into
+    it, whatever the reply addresses (security case 49)."""
+    group = await thread_association(session, parent)
+    if group is None or group.replies_policy != "members" or group.id == author.id:
+        return True
+    return await is_active_member(session, group.id, author.id)
+
+
 async def update_object(
     fed: Federation, content: Content, raw: dict[str, Any], author: Actor, *, now: datetime
 ) -> bool:
@@ -225,6 +267,10 @@ async def update_object(
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
         if row is None or row.attributed_to_id != author.id or row.deleted_at is not None or row.local:
             return False
+        if content.updated is not None and row.updated is not None and content.updated < row.updated:
+            # An older revision arriving late (a delivery retried after a catch-up applied a newer
+            # one): the copy we hold is already newer, and stays (issue 13).
+            return True
         row.document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))
         row.updated = content.updated or now
         row.visibility = classify(
@@ -261,6 +307,8 @@ async def tombstone(fed: Federation, object_iri: str, author: Actor, *, now: dat
         if row.attributed_to_id != author.id or row.local:
             log.warning("delete refused: not the owner", extra={"object": object_iri, "actor": author.iri})
             return False
+        if row.deleted_at is not None:
+            return True  # already a tombstone (a catch-up meets the Delete and the Create's Tombstone)
         row.deleted_at = now
         row.document = {"id": object_iri, "type": "Tombstone", "formerType": row.type}
     return True

@@ -28,7 +28,7 @@ from federation.vocab.entraide import Eligibility, Kind, ProposalStatus
 from server.db import queue
 from server.db.models import Actor, Membership, RemoteObject, Vote
 from server.services import visibility
-from server.services.content import POLL_CLOSE, Published, audit, text, when
+from server.services.content import POLL_CLOSE, Published, audit, holders, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -71,6 +71,12 @@ async def check_vote(
     """Raise :class:`VoteRefused` unless ``voter`` may choose ``choice`` now."""
     if question.deleted_at is not None or question.type != "Question":
         raise VoteRefused("no such question")
+    if question.local and question.visibility not in ("public", "unlisted"):
+        # A question the voter may not read does not exist for it (members-only proposals): this
+        # comes first, so that neither its state nor its options show through (case 54).
+        viewer = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=voter.id, actor_iri=voter.iri)
+        if not await visibility.can_read_object(session, viewer, question):
+            raise VoteRefused("no such question")
     if is_closed(question.document, now):
         raise VoteRefused("the vote is closed")
     names, multiple = wire.option_names(question.document)
@@ -78,11 +84,6 @@ async def check_vote(
         raise VoteRefused("no such option")
     if voter.id == question.attributed_to_id:
         raise VoteRefused("the author does not vote on its own question")
-    if question.local and question.visibility not in ("public", "unlisted"):
-        # A question the voter may not read does not exist for it (members-only proposals).
-        viewer = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=voter.id, actor_iri=voter.iri)
-        if not await visibility.can_read_object(session, viewer, question):
-            raise VoteRefused("no such question")
     eligibility = eligibility_of(question)
     if eligibility is Eligibility.ASSOCIATIONS and voter.type != "Group":
         raise VoteRefused("only associations vote on this proposal")
@@ -179,7 +180,10 @@ async def cast(fed: Federation, voter: Actor, obj: Mapping[str, Any], *, by: Act
     async with fed.node.sessions() as session:
         question = await session.scalar(select(RemoteObject).where(RemoteObject.iri == question_iri))
         author = await session.get(Actor, question.attributed_to_id) if question is not None else None
-    if question is None or author is None or question.type != "Question":
+        as_voter = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=voter.id, actor_iri=voter.iri)
+        readable = question is not None and await visibility.can_read_object(session, as_voter, question)
+    if question is None or author is None or not readable or question.type != "Question":
+        # A question the voter may not read answers like a missing one, before any rule (case 54).
         raise InvalidInput("inReplyTo names no question known here", field="inReplyTo")
     uris = fed.node.uris
     note_iri = uris.object(uuid.uuid4().hex)
@@ -280,6 +284,9 @@ async def tally(fed: Federation, question_id: int, *, close: bool = False) -> bo
                 .distinct()
             )
         ).all()
+        if question.visibility in ("public", "unlisted"):
+            # Repliers, relays and co-signers hold it too: they learn the tally and the result.
+            remote_voters = list(dict.fromkeys([*remote_voters, *await holders(session, question)]))
         counts = {choice: int(n) for choice, n in rows}
         names, multiple = wire.option_names(question.document)
         document = {k: v for k, v in question.document.items() if k != "@context"}

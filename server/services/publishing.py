@@ -19,6 +19,7 @@ from server.services.errors import InvalidInput
 from server.services.federation import Federation
 
 OBJECT_TYPES = frozenset({"Note", "Article", "Question"})
+ADDRESSING = ("to", "cc", "bto", "bcc", "audience")
 
 __all__ = ["Published", "is_vote", "post_to_outbox"]
 
@@ -33,10 +34,26 @@ def is_vote(obj: Mapping[str, Any]) -> bool:
     )
 
 
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else []
+
+
+def merged_recipients(activity: Mapping[str, Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object of a ``Create`` with the recipients of both united, for every addressing
+    property (ActivityPub §6.2), the object's first; the services check each value."""
+    merged = dict(obj)
+    for key in ADDRESSING:
+        values = [*_listed(obj.get(key)), *_listed(activity.get(key))]
+        if values and key in activity:
+            hashable = all(isinstance(v, str) for v in values)
+            merged[key] = list(dict.fromkeys(values)) if hashable else values
+    return merged
+
+
 async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
     if obj.get("type") == "Endorsement":
         return await endorsements.endorse(fed, author, obj, by=by)
-    if obj.get("type") not in OBJECT_TYPES:
+    if not isinstance(obj.get("type"), str) or obj.get("type") not in OBJECT_TYPES:
         raise InvalidInput("type must be one of: Article, Endorsement, Note, Question", field="type")
     if is_vote(obj):
         return await polls.cast(fed, author, obj, by=by)
@@ -48,12 +65,13 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
     if contains_unstorable(body):
         raise InvalidInput("the body contains a NUL character (\\u0000)")
     kind = body.get("type")
+    if not isinstance(kind, str):  # a list or an object would not even hash (case 58)
+        raise InvalidInput("type must be a string", field="type")
     obj = body.get("object")
     if kind in OBJECT_TYPES or kind == "Endorsement":
         return await _create(fed, author, body, by=by)
     if kind == "Create" and isinstance(obj, dict):
-        merged = {**obj, **{k: body[k] for k in ("to", "cc") if k in body and k not in obj}}
-        return await _create(fed, author, merged, by=by)
+        return await _create(fed, author, merged_recipients(body, obj), by=by)
     if kind == "Update" and isinstance(obj, dict):
         return await content.update(fed, author, obj, by=by)
     if kind == "Delete":

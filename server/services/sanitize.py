@@ -171,6 +171,16 @@ def sanitize_html(value: str | None) -> str:
         return escaped[: _safe_cut(escaped, MAX_OUTPUT_CHARS)]
 
 
+def text_paragraph(text: str) -> str:
+    """Plain text as one HTML paragraph: escaped, so it is never parsed as markup (security case 48).
+
+    Names, titles and options are plain text everywhere; ``plain_text`` turns ``&lt;form&gt;``
+    into the text ``<form>``, and only escaping keeps it text once it is put inside HTML. The
+    escaping is the serialiser's, so ``sanitize_html`` gives the paragraph back unchanged.
+    """
+    return f"<p>{_escaped_text(text)}</p>"
+
+
 def plain_text(value: str | None) -> str:
     """Text with every tag removed (for names, summaries in feeds, logs). Never raises."""
     if not value:

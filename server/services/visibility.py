@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Actor, Follow, RemoteObject
+from server.db.models import Actor, Follow, Membership, RemoteObject
 from server.db.queries import actors as q
 
 ACTING_ROLES = ("admin", "moderator")
@@ -146,6 +146,34 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
     )
 
 
+def readable_by(viewer: Viewer) -> ColumnElement[bool]:
+    """A SQL condition on ``objects`` that every row ``viewer`` may read satisfies.
+
+    It lets a listing skip, in the database, the rows the viewer certainly may not read (case 51);
+    :func:`can_read_object` still decides on each row left, so this only ever narrows. For an
+    anonymous reader it is exact: public and unlisted rows. For an actor: those, plus its own, what
+    was sent by or posted into an association where it is active, followers-only rows of actors it
+    follows, and direct rows (whose addressees are checked per row).
+    """
+    public = RemoteObject.visibility.in_(("public", "unlisted"))
+    if viewer.actor_id is None:
+        return public
+    groups = select(Membership.group_id).where(
+        Membership.member_id == viewer.actor_id, Membership.state == "active"
+    )
+    followed = select(Follow.followed_id).where(
+        Follow.follower_id == viewer.actor_id, Follow.state == "accepted"
+    )
+    return or_(
+        public,
+        RemoteObject.attributed_to_id == viewer.actor_id,
+        RemoteObject.attributed_to_id.in_(groups),
+        RemoteObject.audience_id.in_(groups),
+        and_(RemoteObject.visibility == "followers", RemoteObject.attributed_to_id.in_(followed)),
+        RemoteObject.visibility == "direct",
+    )
+
+
 async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:
     """The association chooses: ``public`` lists to anyone, ``members`` to members, ``hidden`` to admins."""
     if group.members_visibility == "public":
@@ -159,7 +187,8 @@ async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) 
 async def can_list_followers(session: AsyncSession, viewer: Viewer, owner: Actor) -> bool:
     """Follower lists reveal who follows a patient association: only the owner and its admins see them.
 
-    Everyone else gets ``totalItems`` only (as Lemmy does for communities).
+    Everyone else gets ``totalItems`` only (as Lemmy does for communities). The same rule holds
+    for ``following`` (security case 56): whom a member follows says as much about the member.
     """
     if viewer.actor_id is not None and viewer.actor_id == owner.id:
         return True

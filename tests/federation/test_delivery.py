@@ -157,6 +157,21 @@ async def test_rfc9421_first_knock_falls_back_to_cavage_on_401() -> None:
     assert [entry["signer"].spec for entry in received] == ["rfc9421", "cavage"]
 
 
+async def test_rfc9421_first_knock_falls_back_on_any_error_answer_only_while_the_scheme_is_unknown() -> None:
+    """A peer whose verifier answers RFC 9421 with a 500 (bovine-herd with a newer http-sf) gets
+    draft-cavage at once on the first knock; a host known to take RFC 9421 keeps its 500."""
+
+    async def responder(request: web.Request, body: bytes) -> web.Response:
+        return await _respond(500 if "Signature-Input" in request.headers else 202)
+
+    outcome, received = await _deliver_to(responder, spec="rfc9421", first_knock=True)
+    assert outcome == Delivered(202, "cavage")
+    assert [entry["signer"].spec for entry in received] == ["rfc9421", "cavage"]
+    outcome, received = await _deliver_to(responder, spec="rfc9421")
+    assert isinstance(outcome, RetryLater) and outcome.status == 500
+    assert [entry["signer"].spec for entry in received] == ["rfc9421"]
+
+
 async def test_unreachable_inbox_is_retry_later() -> None:
     async with AiohttpTransport(user_agent="test", allow_private_addresses=True) as transport:
         outcome = await deliver(

@@ -121,6 +121,23 @@ async def test_hand_made_signature_with_the_minimal_required_set_is_accepted() -
     await verify_request(received(craft(post(), ALICE, FULL)), resolve_key=resolver(ALICE), now=NOW)
 
 
+async def test_fedify_key_fetch_signing_the_key_ids_fragment_is_accepted() -> None:
+    """Fedify signs ``@target-uri`` as the URL it fetches, ``<actor>#main-key`` for a key, while
+    only ``<actor>`` reaches us: a GET whose target carries one of our key fragments verifies."""
+    for fragment in ("main-key", "ed25519-key"):
+        signed = craft(get(f"https://entraide.test/groups/g#{fragment}"), ALICE, ("@method", "@target-uri"))
+        await verify_request(received(signed), resolve_key=resolver(ALICE), now=NOW)
+
+
+async def test_other_fragments_and_fragments_on_a_post_are_refused() -> None:
+    signed = craft(get("https://entraide.test/groups/g#other"), ALICE, ("@method", "@target-uri"))
+    with pytest.raises(SignatureError, match="does not verify"):
+        await verify_request(received(signed), resolve_key=resolver(ALICE), now=NOW)
+    signed = craft(post(f"{INBOX_URL}#main-key"), ALICE, FULL)
+    with pytest.raises(SignatureError, match="does not verify"):
+        await verify_request(received(signed), resolve_key=resolver(ALICE), now=NOW)
+
+
 async def test_double_knock_resigning_replaces_the_other_spec() -> None:
     cavage_signed = sign_request(post(), ALICE, now=NOW)
     rfc_signed = sign_request(cavage_signed, ALICE, now=NOW, spec="rfc9421")

@@ -325,8 +325,8 @@ async def test_authorized_fetch_serves_the_peer_only_when_signed(
         await following.follow(node.fed, local_name="alpha", target_iri=peer.actor)
         follow = await peer.wait_received(_activity("Follow", object_id=peer.actor), what="our Follow")
         _assert_verified(follow, CAVAGE)
-        # Fedify fetched our key with a signature (RFC 9421 first; it covers the keyId's fragment in
-        # @target-uri, which we cannot reproduce, so the 401 is followed by draft-cavage, accepted).
+        # Fedify fetched our key with a signature (RFC 9421; it covers the keyId's fragment in
+        # @target-uri, which we accept: test_fedify_rfc9421.py).
         key_fetches = [e for e in await peer.sent("GET") if e["url"].startswith(alpha.iri)]
         assert any(e["signatureSpec"] and e["status"] == 200 for e in key_fetches), key_fetches
 

@@ -1,6 +1,7 @@
 """Every case of the attack catalogue has its regression tests here, and the operators' page says so.
 
-The catalogue (47 attacks and faults that real federated servers suffered) is listed in
+The catalogue (attacks and faults that real federated servers suffered, and the outside review's
+findings from case 48 on) is listed in
 ``docs/security.md`` § "The catalogue, case by case"; each case is tested in this package by
 functions named ``test_sec_NN_<what is refused>``. This test fails when a case loses its last
 test, or when the page and the tests disagree about where a case is tested.
@@ -15,7 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parents[1] / "docs" / "security.md"
-CASES = range(1, 48)
+CASES = sorted({*range(1, 48), 48, 49, 50, 51, 53, 54, 55, 56, 57, 58, 59, 60, 61})
+"""The catalogue's cases: 1-47, then the outside review of issue 12 (48-61) as each is closed."""
 TEST_NAME = re.compile(r"^test_sec_(\d{2})(?:_(\d{2}))?[a-z]?_")
 ROW = re.compile(r"^\|\s*(\d{1,2})\s*\|[^|]*\|\s*([^|]*)\|", re.MULTILINE)
 

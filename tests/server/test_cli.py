@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -239,3 +241,45 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 
     asyncio.run(wipe())
     assert main(["serve", "--config", str(data_dir / "entraide.toml")]) == 1
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """A peer that refuses every request with 401 and a problem document."""
+
+    def do_GET(self) -> None:
+        body = b'{"type": "about:blank", "status": 401, "detail": "cannot fetch the key of this node"}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_follow_says_why_it_failed_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused private address names the setting that allows it; a 401 says what the peer said."""
+    guarded, open_ = tmp_path / "guarded", tmp_path / "open"
+    _init(guarded, None)
+    assert main(["init", "--data-dir", str(open_), "--origin", ORIGIN, "--allow-private-addresses"]) == 0
+    for data_dir in (guarded, open_):
+        config = str(data_dir / "entraide.toml")
+        assert main(["association", "create", "demo", "--name", "Demo", "--config", config]) == 0
+    capsys.readouterr()
+    peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=peer.serve_forever, daemon=True).start()
+    try:
+        target = f"http://127.0.0.1:{peer.server_address[1]}/groups/x"
+        assert main(["follow", target, "--as", "demo", "--config", str(guarded / "entraide.toml")]) == 1
+        refused = capsys.readouterr().err
+        assert "federation.allow_private_addresses" in refused and "Traceback" not in refused
+        assert main(["follow", target, "--as", "demo", "--config", str(open_ / "entraide.toml")]) == 1
+        unauthorized = capsys.readouterr().err
+        assert "401" in unauthorized and "cannot fetch the key of this node" in unauthorized
+        assert "Traceback" not in unauthorized
+    finally:
+        peer.shutdown()
+        peer.server_close()

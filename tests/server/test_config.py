@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from server.cli import main
 from server.config import ConfigError, load_settings
 
 MINIMAL = '[server]\norigin = "https://asso.example"\n[database]\nurl = "sqlite+aiosqlite:///db.sqlite3"\n'
@@ -89,3 +90,37 @@ def test_example_configuration_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "deploy" / "config" / "entraide.example.toml"
     settings = load_settings(example, environ={})
     assert settings.server.origin.startswith("https://")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['["127.0.0.1", "10.0.0.0/8"]', "127.0.0.1, 10.0.0.0/8", ' [ "127.0.0.1" , "10.0.0.0/8" ] '],
+)
+def test_list_settings_from_the_environment(tmp_path: Path, value: str) -> None:
+    """A JSON array (as compose files write it) used to be split on commas into pieces such as
+    '["127.0.0.1"' that matched no proxy: the setting was empty in effect."""
+    env = {"ENTRAIDE_SERVER__TRUSTED_PROXIES": value}
+    settings = load_settings(write(tmp_path, MINIMAL), environ=env)
+    assert settings.server.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8")
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        (MINIMAL.replace("[database]", 'trusted_proxies = ["localhost"]\n[database]'), {}),
+        (MINIMAL, {"ENTRAIDE_SERVER__TRUSTED_PROXIES": '["127.0.0.1",'}),
+        (MINIMAL, {"ENTRAIDE_SERVER__TRUSTED_PROXIES": "10.0.0.300"}),
+    ],
+)
+def test_a_proxy_that_cannot_match_is_an_error(tmp_path: Path, text: str, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="server.trusted_proxies"):
+        load_settings(write(tmp_path, text), environ=env)
+
+
+def test_example_trusted_proxies_shown_by_config_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "config" / "entraide.example.toml"
+    config = write(tmp_path, example.read_text())
+    assert main(["config", "check", "--offline", "--show", "--config", str(config)]) in (0, 1)
+    assert 'trusted_proxies = ["127.0.0.1/32", "::1/128"]' in capsys.readouterr().out

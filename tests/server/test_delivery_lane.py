@@ -223,3 +223,39 @@ async def test_an_expired_breaker_lets_one_probe_through_per_batch(quiet_node: N
     # and a second batch meanwhile sends nothing: the probe is taken
     again = await batcher.prepare([delivery.DeliveryWork(i, 1, 16) for i in ids])
     assert all(p.attempt is None for p in again)
+
+
+class KnockTransport:
+    """A peer whose verifier answers 500 to any RFC 9421 signature and 202 to draft-cavage."""
+
+    def __init__(self) -> None:
+        self.specs: list[str] = []
+
+    async def send(self, request: OutgoingRequest, *, follow_redirects: bool = False) -> PeerResponse:
+        rfc9421 = "Signature-Input" in request.headers
+        self.specs.append("rfc9421" if rfc9421 else "cavage")
+        return PeerResponse(status=500 if rfc9421 else 202, headers=Headers({}), url=request.url, body=b"")
+
+
+async def test_a_first_knock_answered_500_falls_back_at_once_and_the_working_scheme_is_kept(
+    quiet_node: Node,
+) -> None:
+    """With ``rfc9421_first_knock``, a host whose scheme is unknown and that answers RFC 9421 with
+    a 500 gets draft-cavage in the same attempt; its host remembers cavage, so the next delivery
+    goes out in draft-cavage alone and the host's health records no failure."""
+    node = quiet_node
+    inboxes = ["https://bovine.example/inbox", "https://bovine.example/u/inbox"]
+    ids = await _activity_with_deliveries(node, inboxes)
+    transport = KnockTransport()
+    first = await delivery.deliver_one(
+        node.fed.node, transport, ids[0], attempt=1, max_attempts=3, prefer_rfc9421=True
+    )
+    assert first == delivery.DeliveryDone("delivered")
+    assert transport.specs == ["rfc9421", "cavage"]
+    second = await delivery.deliver_one(
+        node.fed.node, transport, ids[1], attempt=1, max_attempts=3, prefer_rfc9421=True
+    )
+    assert second == delivery.DeliveryDone("delivered")
+    assert transport.specs == ["rfc9421", "cavage", "cavage"]
+    host = await node.scalar(select(PeerHost).where(PeerHost.host == "bovine.example"))
+    assert (host.signature_spec, host.recent_failures, host.breaker) == ("cavage", 0, "closed")

@@ -73,6 +73,23 @@ async def test_webfinger_unknown_or_foreign_is_404_problem(node: Node) -> None:
         assert response.content_type == "application/problem+json"
 
 
+async def test_webfinger_unserved_scheme_is_404_and_every_answer_allows_any_origin(node: Node) -> None:
+    """RFC 7033: a resource in a scheme we hold nothing for is not found (§4.2), and every answer,
+    errors included, carries Access-Control-Allow-Origin (§5)."""
+    await node.create_association("demo")
+    for resource, status in (
+        ("mailto:demo@example.org", 404),
+        ("foo:bar", 404),
+        (f"acct:demo@{node.uris.host}", 200),
+        (f"acct:nobody@{node.uris.host}", 404),
+        ("acct:", 400),
+        ("", 400),
+    ):
+        response = await node.client.get("/.well-known/webfinger", params={"resource": resource})
+        assert response.status == status, resource
+        assert response.headers.get("Access-Control-Allow-Origin") == "*", resource
+
+
 async def test_nodeinfo_index_links_21_and_the_application_actor(node: Node) -> None:
     doc = await (await node.client.get("/.well-known/nodeinfo")).json()
     rels = {link["rel"]: link["href"] for link in doc["links"]}

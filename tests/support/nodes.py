@@ -139,14 +139,20 @@ class Node:
 
 @asynccontextmanager
 async def running_node(
-    data_dir: Path, database_url: str, *, transport: Transport | None = None, **overrides: Any
+    data_dir: Path,
+    database_url: str,
+    *,
+    transport: Transport | None = None,
+    port: int | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Node]:
     """Start a node (application actor created) and stop it when the block ends.
 
     ``transport`` (owned by the caller) replaces the node's outbound transport, e.g. one whose
-    resolver maps fake peer names to 127.0.0.1.
+    resolver maps fake peer names to 127.0.0.1. ``port``: the port (and origin) of a node started
+    again on the same data directory and database, after it was stopped.
     """
-    port = unused_port()
+    port = port or unused_port()
     settings = node_settings(data_dir, database_url, port=port, **overrides)
     app = create_app(settings, transport=transport)
     server = TestServer(app, host="127.0.0.1", port=port)

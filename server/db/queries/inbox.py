@@ -44,19 +44,16 @@ async def mark_processed(session: AsyncSession, marks: Sequence[tuple[int, str]]
 
 async def inbox_page(
     session: AsyncSession, actor_id: int, *, before: int | None, limit: int
-) -> tuple[int, list[tuple[int, dict[str, Any]]]]:
-    """Activities filed in ``actor_id``'s inbox: total and one page of (cursor, document), newest first."""
-    total = int(
-        (
-            await session.execute(
-                select(func.count()).select_from(InboxItem).where(InboxItem.actor_id == actor_id)
-            )
-        ).scalar_one()
-    )
+) -> tuple[int, list[tuple[int, InboxActivity]]]:
+    """Activities that processing accepted into ``actor_id``'s inbox: total and one page of
+    (cursor, stored activity), newest first. The raw body is not what is listed (case 50)."""
+    cond = (InboxItem.actor_id == actor_id, InboxItem.accepted.is_(True))
+    counted = await session.execute(select(func.count()).select_from(InboxItem).where(*cond))
+    total = int(counted.scalar_one())
     stmt = (
-        select(InboxItem.id, InboxActivity.document)
+        select(InboxItem.id, InboxActivity)
         .join(InboxActivity, InboxActivity.id == InboxItem.inbox_activity_id)
-        .where(InboxItem.actor_id == actor_id)
+        .where(*cond)
     )
     if before is not None:
         stmt = stmt.where(InboxItem.id < before)
