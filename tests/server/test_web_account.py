@@ -304,3 +304,5 @@ async def test_a_member_downloads_the_archive_of_their_data(node: Node) -> None:
         assert [r["content"] for r in replies["orderedItems"]] == ["<p>Bonjour</p>"]
         assert memberships["orderedItems"][0]["entraide:state"] == "active"
         assert "@alice@" in archive.read("index.html").decode()
+    page = await (await node.client.get("/account", headers={"Accept-Language": "en"})).text()
+    assert "My memberships" in page and "administrator" in page and "<strong>active</strong>" in page

@@ -100,7 +100,11 @@ async def _account_page(
     request: web.Request, *, errors: dict[str, str] | None = None, notice: str = "", status: int = 200
 ) -> web.Response:
     user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        memberships = await web_sessions.memberships_of(session, user.actor.id)
     context: dict[str, Any] = {"errors": errors or {}, "notice": notice, "languages": web_sessions.LANGUAGES}
+    context["memberships"] = memberships
     context["current_language"] = user.account.language or ""
     return await w.render(request, "account.html", context, status=status, title="my_account")
 
