@@ -248,6 +248,8 @@ def _restorable_config(settings: Settings) -> dict[str, Any]:
     doc = settings.as_document(redact=True)
     doc["storage"].update(data_dir=".", secret_key_file=SECRET)
     doc["media"]["dir"] = MEDIA
+    if doc["media"].get("s3_secret_key"):
+        doc["media"]["s3_secret_key"] = ""  # redacted: give it again (ENTRAIDE_MEDIA__S3_SECRET_KEY)
     return doc
 
 
@@ -410,5 +412,7 @@ async def restore_backup(archive_path: Path, data_dir: Path, *, database_url: st
             shutil.copytree(staged / MEDIA, data_dir / MEDIA)
         config = tomllib.loads((staged / CONFIG).read_text("utf-8"))
         config["database"]["url"] = url
-        (data_dir / CONFIG).write_text(render_toml(config), "utf-8")
+        fd = os.open(data_dir / CONFIG, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # may hold a password
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(render_toml(config))
     return manifest

@@ -79,9 +79,9 @@ async def post_inbox(request: web.Request) -> web.Response:
         )
     recipient = await _recipient_id(request)
     # Until its signature is verified a request is anyone's: it spends from its source address's
-    # bucket (the socket's, never X-Forwarded-For), refunded once verified, so unsigned or forged
-    # traffic is throttled by where it comes from. Verified traffic spends from the signer's
-    # registrable domain, never host:port (case 57).
+    # bucket (``remote``: the socket's, or what a trusted proxy reports), refunded once verified,
+    # so unsigned or forged traffic is throttled by where it comes from. Verified traffic spends
+    # from the signer's registrable domain, never host:port (case 57).
     source = f"address:{request.remote or 'unknown'}"
     unverified = request.app[UNVERIFIED_LIMITER]
     wait_s = unverified.take(source)

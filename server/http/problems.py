@@ -75,9 +75,13 @@ def problem(
     )
 
 
-def _timed_out(error: Exception) -> bool:
+def _timed_out(error: BaseException | None) -> bool:
     """A peer that did not answer in time, possibly wrapped (``fetch`` retries it as temporary)."""
-    return isinstance(error, FetchTimeout) or isinstance(error.__cause__, FetchTimeout)
+    for _ in range(4):  # the chain is short: transport, fetch, the caller
+        if error is None or isinstance(error, FetchTimeout):
+            return error is not None
+        error = error.__cause__
+    return False
 
 
 def problem_for(error: fe.FederationError | se.ServiceError) -> web.Response:

@@ -136,8 +136,9 @@ async def get_object_collection(request: web.Request) -> web.Response:
         else:
             if row.kind != Kind.PROPOSAL.value:
                 raise NotFound("no such collection")
-            items = (await endorsements.endorsements_of(session, object_iri))[after : after + PAGE_SIZE]
-            cursor = after + PAGE_SIZE if len(items) == PAGE_SIZE else None
+            items, cursor = await endorsements.endorsements_page(
+                session, object_iri, after=after, limit=PAGE_SIZE
+            )
     page_iri = Iri(f"{collection_iri}?after={after}")
     next_iri = Iri(f"{collection_iri}?after={cursor}") if cursor is not None else None
     doc = render_collection_page(page_iri, part_of=collection_iri, items=items, next_page=next_iri)

@@ -55,7 +55,9 @@ def _with_current(
         current = held.get(obj["id"]) if isinstance(obj.get("id"), str) else None
         if current is None:
             return document
-        replaced = {k: v for k, v in current.items() if k != "@context"}
+        # A signed object (an endorsement's integrity proof covers its @context) is served whole.
+        signed = "proof" in current
+        replaced = dict(current) if signed else {k: v for k, v in current.items() if k != "@context"}
     return {**document, "object": replaced}
 
 

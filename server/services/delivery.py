@@ -43,6 +43,7 @@ from server.db.queries import actors as actor_queries
 from server.db.queries import delivery as q
 from server.services import outbox
 from server.services.context import NodeContext
+from server.services.current import current_documents
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +489,10 @@ class DeliveryBatcher:
             .join(Actor, Actor.id == Activity.actor_id)
             .where(Activity.id.in_(missing))
         )
-        for activity_id, document, sender_id, sender_iri in found.all():
+        rows = found.all()
+        # A retry sends the object as it is now: never the content of an object deleted meanwhile.
+        documents = await current_documents(session, [row[1] for row in rows])
+        for (activity_id, _, sender_id, sender_iri), document in zip(rows, documents, strict=True):
             keys = await actor_queries.keys_of(session, sender_id)
             signer = self.node.local_keys.key_pair(keys["rsa"], sender_iri)
             self._senders[activity_id] = _Sender(orjson.dumps(document), signer, sender_id)

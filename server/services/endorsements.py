@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 
 MAX_STATEMENT_CHARS = 5_000
 PUBLIC_LEVELS = ("public", "unlisted")
+MAX_DOCUMENT_BYTES = 32 * 1024
+"""The largest remote endorsement kept (serialized): one of ours, with a 5,000-character
+statement and its proof, is well under it. It is kept verbatim (its proof signs every byte), so a
+larger one is dropped, not cut (case 52)."""
+MAX_PAGE_BYTES = 256 * 1024
+"""What one page of a proposal's ``endorsements`` holds at most, whatever the documents' sizes."""
 
 
 async def endorse(fed: Federation, group: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
@@ -177,6 +184,9 @@ async def receive(fed: Federation, endorser: Actor, document: Mapping[str, Any])
     ):
         log.info("endorsement dropped: no such public proposal", extra={"proposal": proposal_iri})
         return False
+    if len(orjson.dumps(document)) > MAX_DOCUMENT_BYTES:
+        log.info("endorsement dropped: larger than %d bytes", MAX_DOCUMENT_BYTES, extra={"endorsement": iri})
+        return False
     try:
         await verify(fed, document, endorser.iri)
     except integrity.InvalidProof as exc:
@@ -211,13 +221,29 @@ async def withdraw(fed: Federation, endorser: Actor, iri: str) -> bool:
     return True
 
 
-async def endorsements_of(session: Any, proposal_iri: str) -> list[dict[str, Any]]:
-    """The signed endorsement documents of a proposal, oldest first (withdrawn ones excluded)."""
+async def endorsements_page(
+    session: Any, proposal_iri: str, *, after: int, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of a proposal's signed endorsement documents, oldest first (withdrawn ones
+    excluded), after the cursor ``after``: at most ``limit`` of them and :data:`MAX_PAGE_BYTES`
+    (at least one); and the cursor of the next page, if any (case 52)."""
     rows = (
         await session.scalars(
             select(Endorsement)
-            .where(Endorsement.proposal_iri == proposal_iri, Endorsement.withdrawn_at.is_(None))
+            .where(
+                Endorsement.proposal_iri == proposal_iri,
+                Endorsement.withdrawn_at.is_(None),
+                Endorsement.id > after,
+            )
             .order_by(Endorsement.id)
+            .limit(limit)
         )
     ).all()
-    return [dict(row.document) for row in rows]
+    documents: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        size += len(orjson.dumps(row.document))
+        if documents and size > MAX_PAGE_BYTES:
+            return documents, rows[len(documents) - 1].id
+        documents.append(dict(row.document))
+    return documents, rows[-1].id if len(rows) == limit else None

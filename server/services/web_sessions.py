@@ -17,7 +17,7 @@ from typing import Final
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Account, Actor, Token, WebSession
+from server.db.models import Account, Actor, Membership, Token, WebSession
 from server.db.queries import actors as q
 from server.services.actors import TOKEN_SCOPES, create_token, hash_password, verify_password
 from server.services.errors import InvalidInput, NotFound, Unauthorized
@@ -180,6 +180,17 @@ async def set_language(session: AsyncSession, account_id: int, language: str) ->
     await session.execute(
         update(Account).where(Account.actor_id == account_id).values(language=language or None)
     )
+
+
+async def memberships_of(session: AsyncSession, actor_id: int) -> list[tuple[Membership, Actor]]:
+    """The account's memberships (here and on other nodes) with their associations, by name."""
+    stmt = (
+        select(Membership, Actor)
+        .join(Actor, Actor.id == Membership.group_id)
+        .where(Membership.member_id == actor_id)
+        .order_by(Actor.name, Actor.handle)
+    )
+    return [(membership, group) for membership, group in (await session.execute(stmt)).all()]
 
 
 async def tokens_of(session: AsyncSession, account_id: int) -> list[Token]:

@@ -123,6 +123,21 @@ async def _tour(browser: Any, node: Node, lang: str, shots: Path, objects: list[
         await _axe(page, f"account with an error ({lang})")
         await page.screenshot(path=str(shots / f"account-{lang}.png"), full_page=True)
 
+        await page.goto(objects[2])  # a proposal: vote, then the counts
+        await _axe(page, f"proposal with its vote form ({lang})")
+        await page.click("#choice-1")
+        await page.click("form[action$='/vote'] button[type=submit]")
+        if lang == "fr":
+            assert page.url.endswith("?voted=1")
+            await _axe(page, f"proposal after a vote ({lang})")
+        else:  # the same account voted in the French tour: refused, said next to the options
+            assert await page.is_visible("#choice-error")
+            await _axe(page, f"proposal with a refused vote ({lang})")
+        await page.goto(objects[0])  # an alert: reply
+        await page.fill("#reply-content", f"Vu aussi ({lang})")
+        await page.click("form[action$='/reply'] button[type=submit]")
+        assert f"Vu aussi ({lang})" in await page.inner_text("main")
+        await _axe(page, f"alert with a reply ({lang})")
         await page.goto(origin + "/account/tokens")
         await page.fill("#label", "script")
         await page.click("form[action='/account/tokens'] button[type=submit]")

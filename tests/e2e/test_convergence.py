@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from server.db.models import Actor, Follow, Reaction, RemoteObject
+from server.db.models import Actor, Delivery, Follow, InboxActivity, Job, PeerHost, Reaction, RemoteObject
 from server.services import following
 from tests.support.nodes import Node, running_node, wait_until
 
@@ -169,3 +169,41 @@ async def _announced(node: Node, iri: str) -> bool:
 async def _content_has(node: Node, iri: str, text: str) -> bool:
     row = await _object(node, iri)
     return row is not None and text in str(row.document.get("content"))
+
+
+async def test_a_delivery_retried_after_a_delete_carries_no_content(
+    tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
+) -> None:
+    """B is down when alpha publishes then deletes a note: the retried Create reaches B with a
+    Tombstone, never the deleted text."""
+    database_b = await new_database(1)
+    async with running_node(tmp_path / "a", await new_database(0)) as a:
+        alpha = await a.create_association("alpha", "Alpha")
+        await a.add_member("alice", "alpha", role="admin")
+        alice = await a.token("alice")
+        async with running_node(tmp_path / "b", database_b) as b:
+            port = b.client.server.port
+            await b.create_association("beta", "Beta")
+            await following.follow(b.fed, local_name="beta", target_iri=alpha)
+            await wait_until(lambda: _follows(a), what="alpha has a follower")
+        posted = await a.post_outbox("/groups/alpha", alice, {"type": "Note", "content": "<p>oublié</p>"})
+        await a.post_outbox("/groups/alpha", alice, {"type": "Delete", "object": posted["object"]})
+        await wait_until(lambda: _failed_once(a), what="the deliveries to B fail")
+        async with running_node(tmp_path / "b", database_b, port=port) as b:
+            async with a.sessions.begin() as session:  # time passes: the retries come due
+                due = update(Job).where(Job.state == "queued").values(run_at=a.fed.node.clock())
+                await session.execute(due)
+                await session.execute(update(PeerHost).values(breaker="closed", open_until=None))
+            a.fed.notify_worker()
+            await wait_until(lambda: _received(b, posted["id"]), what="the retried Create reaches B")
+            async with b.sessions() as session:
+                bodies = list(await session.scalars(select(InboxActivity.document)))
+            assert "oublié" not in orjson.dumps(bodies).decode()
+
+
+async def _failed_once(node: Node) -> bool:
+    return await node.scalar(select(Delivery.id).where(Delivery.attempts > 0)) is not None
+
+
+async def _received(node: Node, activity_iri: str) -> bool:
+    return await node.scalar(select(InboxActivity.id).where(InboxActivity.iri == activity_iri)) is not None

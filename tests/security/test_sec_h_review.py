@@ -19,9 +19,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from federation.fetch import FetchTemporaryFailure
+from federation.transport import ConnectionFailed, FetchTimeout, InvalidUrl
 from federation.types import Iri
 from server.db import migrations
 from server.db.models import Activity, Actor, Follow, RemoteObject, Report
+from server.http.problems import problem_for
 from server.services import endorsements, inbox_handlers
 from tests.security.test_sec_g_visibility import SECRET, Scene, scene  # noqa: F401 (fixture)
 from tests.support.nodes import Node
@@ -530,3 +533,21 @@ async def test_sec_61_what_we_keep_or_repeat_from_others_is_clean_and_bounded(
     await _a_join_to_an_unreachable_host_answers_in_our_own_words(scene)
     await _remote_endorsements_are_republished_only_as_sanitised(scene, monkeypatch)
     await _flags_are_bounded_in_size_and_number_per_actor(scene)
+
+
+def test_sec_61_fetch_failures_answer_in_our_words_whatever_wraps_them() -> None:
+    """Every outbound failure a client's request can meet: 504 for a timeout (also once wrapped as
+    a temporary failure), else 502; the detail is ours, never the failure's own text."""
+    leaky = "ClientConnectorError: Cannot connect to host 10.0.0.7:443 ssl:default [Connection refused]"
+    timeout = FetchTimeout(leaky)
+    try:
+        raise FetchTemporaryFailure(leaky) from timeout
+    except FetchTemporaryFailure as wrapped:
+        cases = [(timeout, 504), (wrapped, 504), (ConnectionFailed(leaky), 502), (InvalidUrl(leaky), 502)]
+    for error, status in cases:
+        response = problem_for(error)
+        assert response.status == status, error
+        assert isinstance(response.body, bytes)
+        body = json.loads(response.body)
+        assert body["detail"].startswith("the remote server ") and "10.0.0.7" not in response.body.decode()
+        assert body["code"] == error.code

@@ -92,6 +92,8 @@ async def test_backup_under_write_load_restores_a_consistent_node(
         restored_dir = tmp_path / "restored"
         await restore_backup(archive, restored_dir, database_url=target_url)
         restored_url = target_url or f"sqlite+aiosqlite:///{restored_dir / 'entraide.sqlite3'}"
+        for private in ("entraide.toml", "secret.key"):
+            assert (restored_dir / private).stat().st_mode & 0o777 == 0o600
         counted = create_engine(DatabaseSettings(url=restored_url, pool_size=2, echo=False))
         try:
             async with counted.connect() as conn:

@@ -5,7 +5,10 @@ clickjacking headers, and every account form refusing bad input next to its fiel
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +270,39 @@ async def test_errors_are_html_pages_for_browsers_and_problems_for_programs(node
     assert api.content_type == "application/problem+json"  # the API always answers JSON
     members_only = await node.client.get("/account", allow_redirects=False)
     assert members_only.status == 303 and members_only.headers["Location"] == "/login?next=/account"
+
+
+async def test_a_member_downloads_the_archive_of_their_data(node: Node) -> None:
+    await node.create_association("entraide", "Entraide")
+    await node.add_member("alice", "entraide", role="admin")
+    token = await node.token("alice")
+    auth = {"Authorization": f"Bearer {token}"}
+    alert = {"name": "Pénurie", "content": "<p>x</p>", "severity": "info", "category": "shortage"}
+    created = await node.client.post("/api/associations/entraide/alerts", json=alert, headers=auth)
+    assert created.status == 201
+    reply = {"inReplyTo": (await created.json())["id"], "content": "<p>Bonjour</p>"}
+    assert (await node.client.post("/api/users/alice/replies", json=reply, headers=auth)).status == 201
+    assert (await node.client.get("/account/export", allow_redirects=False)).status == 303  # members only
+    await _sign_in(node.client, "alice")
+    download = await node.client.get("/account/export")
+    assert download.status == 200 and download.content_type == "application/zip"
+    assert download.headers["Cache-Control"] == "private, no-store"
+    with zipfile.ZipFile(io.BytesIO(await download.read())) as archive:
+        names = set(archive.namelist())
+        assert {
+            "index.html",
+            "profile.json",
+            "posts.json",
+            "replies.json",
+            "votes.json",
+            "memberships.json",
+        } <= names
+        profile = json.loads(archive.read("profile.json"))
+        replies = json.loads(archive.read("replies.json"))
+        memberships = json.loads(archive.read("memberships.json"))
+        assert profile["preferredUsername"] == "alice"
+        assert [r["content"] for r in replies["orderedItems"]] == ["<p>Bonjour</p>"]
+        assert memberships["orderedItems"][0]["entraide:state"] == "active"
+        assert "@alice@" in archive.read("index.html").decode()
+    page = await (await node.client.get("/account", headers={"Accept-Language": "en"})).text()
+    assert "My memberships" in page and "administrator" in page and "<strong>active</strong>" in page

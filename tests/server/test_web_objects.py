@@ -173,7 +173,7 @@ async def test_members_reply_and_vote_from_the_page_and_bad_input_is_shown_with_
     assert "Sign in to reply" in (await _page(node.client, alert))[1]
     await _sign_in(node.client, "mia")
     empty = await _post(node.client, alert_path, alert_path + "/reply")
-    assert empty.status == 400 and 'id="content-error"' in await empty.text()
+    assert empty.status == 400 and 'id="reply-content-error"' in await empty.text()
     csrf = re.search(r'name="csrf" value="([^"]+)"', (await _page(node.client, alert))[1])
     assert csrf
     sent = await node.client.post(

@@ -14,6 +14,7 @@ from aiohttp import web
 from server.appkeys import NODE
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
+from server.services import export as export_service
 from server.services import web_sessions
 from server.services.errors import InvalidInput, NotFound, Unauthorized
 
@@ -99,7 +100,11 @@ async def _account_page(
     request: web.Request, *, errors: dict[str, str] | None = None, notice: str = "", status: int = 200
 ) -> web.Response:
     user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        memberships = await web_sessions.memberships_of(session, user.actor.id)
     context: dict[str, Any] = {"errors": errors or {}, "notice": notice, "languages": web_sessions.LANGUAGES}
+    context["memberships"] = memberships
     context["current_language"] = user.account.language or ""
     return await w.render(request, "account.html", context, status=status, title="my_account")
 
@@ -218,3 +223,22 @@ async def revoke_session(request: web.Request) -> web.StreamResponse:
     async with node.sessions.begin() as session:
         await web_sessions.revoke_session(session, user.account.actor_id, _id(request), now=node.clock())
     raise web.HTTPSeeOther("/" if _id(request) == user.session.id else "/account/sessions")
+
+
+@routes.get("/account/export")
+async def export(request: web.Request) -> web.Response:
+    """The member's archive (GDPR art. 15 and 20), as a download; never cached."""
+    user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        data = await export_service.archive(session, node.uris, user.actor, now=node.clock())
+    filename = f"entraide-{user.actor.handle}.zip"
+    return web.Response(
+        body=data,
+        content_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

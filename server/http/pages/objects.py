@@ -128,7 +128,9 @@ async def _kind_details(session: AsyncSession, row: RemoteObject) -> dict[str, A
     if row.kind == Kind.PROPOSAL.value:
         names, multiple = option_names(doc)
         counts = polls.results(doc)
-        signers = [e.get("actor") for e in await endorsements.endorsements_of(session, row.iri)]
+        # The first page of the collection, bounded in items and bytes (case 52).
+        documents, _ = await endorsements.endorsements_page(session, row.iri, after=0, limit=50)
+        signers = [e.get("actor") for e in documents]
         signer_actors = (
             (
                 await session.scalars(
