@@ -34,6 +34,7 @@ from federation.vocab.entraide import (
     ProposalStatus,
     Severity,
 )
+from federation.vocab.parse import is_http_iri
 from server.db import queue
 from server.db.models import (
     Activity,
@@ -122,7 +123,11 @@ def iri_list(value: Any, field: str) -> list[str]:
     )
     if items is None or not all(isinstance(i, str) for i in items) or len(items) > MAX_RECIPIENTS:
         raise InvalidInput(f"{field} must be an IRI or a list of at most {MAX_RECIPIENTS} IRIs", field=field)
-    return [AS_PUBLIC if i in PUBLIC_ALIASES else i for i in items]
+    iris = [AS_PUBLIC if i in PUBLIC_ALIASES else i for i in items]
+    # Addressees are fetched and delivered to: one we could never reach is the client's error.
+    if not all(i == AS_PUBLIC or is_http_iri(i) for i in iris):
+        raise InvalidInput(f"{field} must name http(s) IRIs with a valid host", field=field)
+    return iris
 
 
 def when(value: Any, field: str) -> datetime | None:

@@ -36,7 +36,7 @@ from federation.policy import PeerPolicy
 from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import PUBLIC_ALIASES, Clock, Iri
-from federation.vocab.parse import host_of
+from federation.vocab.parse import host_of, is_http_iri
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
@@ -189,7 +189,10 @@ async def _resolve_unknown(
     at a time; record each that cannot be resolved as a failed delivery to its IRI."""
     async with node.sessions() as session:
         known = await q.known_addressees(session, iris)
-    unresolved = [iri for iri in iris if iri not in known and await resolve(iri) is False]
+    # An IRI without a usable host can be neither fetched nor recorded (input checks refuse them).
+    unresolved = [
+        iri for iri in iris if iri not in known and is_http_iri(iri) and await resolve(iri) is False
+    ]
     if not unresolved:
         return
     async with node.sessions.begin() as session:
