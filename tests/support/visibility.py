@@ -10,6 +10,7 @@ about an object (the ``deliveries`` rows).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -45,10 +46,15 @@ class Seen:
                 return value
         return None
 
-    def shape(self) -> tuple[int, dict[str, str], bytes]:
-        """What a reader can compare: status, stable headers (lower-cased names) and bytes."""
+    def shape(self, read: str = "") -> tuple[int, dict[str, str], bytes]:
+        """What a reader can compare: status, stable headers (lower-cased names) and bytes.
+
+        ``read``: the IRI or path that was read; a page that names the path it answers (the
+        sign-in link of an HTML page comes back to it) has it replaced by a placeholder.
+        """
         kept = {k.lower(): v for k, v in self.headers.items() if k.lower() not in UNSTABLE_HEADERS}
-        return self.status, kept, self.body
+        path = urlsplit(read).path.encode()
+        return self.status, kept, self.body.replace(path, b"{path}") if path else self.body
 
 
 @dataclass(frozen=True, slots=True)

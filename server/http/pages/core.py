@@ -169,7 +169,8 @@ async def render(
     user = await signed_in(request)
     lang = language(request, user)
     catalogue = i18n.translations(lang)
-    csrf = user.session.csrf_token if user is not None else login_csrf(request)
+    login_token = _LoginToken(request) if user is None else None
+    csrf = user.session.csrf_token if user is not None else login_token
     values = {
         "_": catalogue.gettext,
         "ngettext": catalogue.ngettext,
@@ -186,11 +187,32 @@ async def render(
     response = aiohttp_jinja2.render_template(template, request, values, status=status)
     response.headers["Content-Language"] = lang
     security_headers(response, private=private or user is not None)
-    if user is None and request.cookies.get(LOGIN_CSRF_COOKIE) != csrf:
+    drawn = login_token.value if login_token is not None else None
+    if drawn is not None and request.cookies.get(LOGIN_CSRF_COOKIE) != drawn:
         response.set_cookie(
-            LOGIN_CSRF_COOKIE, csrf, path="/", httponly=True, samesite="Lax", secure=secure_cookies(request)
+            LOGIN_CSRF_COOKIE, drawn, path="/", httponly=True, samesite="Lax", secure=secure_cookies(request)
         )
     return response
+
+
+class _LoginToken:
+    """The sign-in CSRF value of a visitor, drawn only when a template writes it.
+
+    A page without a form sets no cookie, so that a page answers the same bytes and headers
+    to everyone it answers alike (a hidden object's 404 page is exactly a missing one's).
+    """
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.value: str | None = None
+
+    def __str__(self) -> str:
+        if self.value is None:
+            self.value = login_csrf(self._request)
+        return self.value
+
+    def __html__(self) -> str:  # Jinja's autoescape: the value is URL-safe base64
+        return str(self)
 
 
 def _date(value: datetime | None, lang: str) -> str:
