@@ -38,6 +38,7 @@ from federation.vocab.activities import (
 )
 from federation.vocab.entraide import Kind, kind_of
 from federation.vocab.objects import RemoteActor
+from server.db.models import Activity as ActivityRow
 from server.db.models import Actor, Reaction, RemoteObject, Report
 from server.db.models import Block as BlockRow
 from server.db.models import Follow as FollowRow
@@ -73,6 +74,18 @@ async def _local_recipients(fed: Federation, activity: Activity, author: Actor) 
                 )
                 if local is not None:
                     ids.add(local.id)
+        members = objects.members_of(author)
+        if members is not None and members in addressing:  # an association to its members
+            rows = await session.execute(
+                select(MembershipRow.member_id)
+                .join(Actor, Actor.id == MembershipRow.member_id)
+                .where(
+                    MembershipRow.group_id == author.id,
+                    MembershipRow.state == "active",
+                    Actor.local.is_(True),
+                )
+            )
+            ids.update(r[0] for r in rows)
         if AS_PUBLIC in addressing or (author.followers_iri and author.followers_iri in addressing):
             rows = await session.execute(
                 select(FollowRow.follower_id)
@@ -351,15 +364,25 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
     now = fed.node.clock()
     if fed.node.uris.is_local(target):
         async with fed.node.sessions.begin() as session:
-            exists_ = await session.scalar(
-                select(RemoteObject.id).where(
+            if wrapped is not None:  # an association relaying one of our Creates: its object
+                target = (
+                    await session.scalar(
+                        select(ActivityRow.object_iri).where(
+                            ActivityRow.iri == wrapped, ActivityRow.type == "Create"
+                        )
+                    )
+                    or target
+                )
+            level = await session.scalar(
+                select(RemoteObject.visibility).where(
                     RemoteObject.iri == target,
                     RemoteObject.local.is_(True),
                     RemoteObject.deleted_at.is_(None),
-                    RemoteObject.visibility.in_(("public", "unlisted")),
                 )
             )
-            if exists_ is not None:  # members-only objects are never announced (case 42)
+            # Only public boosts count (case 42); an association relaying one of our members'
+            # posts to its members (FEP-1b12) is filed for the local members it addresses.
+            if level in ("public", "unlisted"):
                 session.add(
                     Reaction(
                         activity_iri=announce.id,
@@ -369,7 +392,7 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
                         created_at=now,
                     )
                 )
-        if exists_ is not None:
+        if level in ("public", "unlisted") or (level == "members" and announcer.type == "Group"):
             await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     async with fed.node.sessions() as session:
