@@ -165,7 +165,11 @@ async def test_two_web_and_two_worker_processes_on_postgresql(
                 planned = select(Delivery.state).where(Delivery.activity_id == activity_id)
                 states = await _rows(node, planned)
                 delivered = len(states) == len(inboxes) and {s for (s,) in states} == {"delivered"}
-                return delivered and await _all_processed(node, len(incoming))
+                # and every deliver job settled: a job the killed worker held runs again once its
+                # lease expires, possibly after its delivery was already marked delivered
+                jobs = await _rows(node, select(Job.state).where(Job.kind == DELIVER))
+                settled = all(state == "done" for (state,) in jobs)
+                return delivered and settled and await _all_processed(node, len(incoming))
 
             await wait_until(finished, what="every activity processed, every delivery made", timeout_s=60)
             assert await worker2.terminate() == 0, worker2.log()
