@@ -23,6 +23,7 @@ from aiohttp import web
 
 from federation.types import utc_now
 from server.appkeys import NODE
+from server.http import cache
 from server.http.auth import viewer_of
 from server.http.pages import i18n
 from server.services import notifications, web_sessions
@@ -30,7 +31,7 @@ from server.services.visibility import Viewer, ViewerKind
 from server.services.web_sessions import SignedIn
 
 SESSION_COOKIE: Final = "entraide_session"
-LANGUAGE_COOKIE: Final = "entraide_lang"
+LANGUAGE_COOKIE: Final = cache.LANGUAGE_COOKIE
 LOGIN_CSRF_COOKIE: Final = "entraide_csrf"
 CSP: Final = (
     "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; "
