@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,7 +68,7 @@ async def sources(session: AsyncSession, member_id: int) -> list[int]:
     return list(await session.scalars(followed.union(joined)))
 
 
-def _query(ids: list[int], kind: str | None) -> Select[tuple[RemoteObject]]:
+def _query(ids: list[int], kind: str | None) -> Select[Any]:
     relayed = select(Activity.object_iri).where(Activity.actor_id.in_(ids), Activity.type == "Announce")
     return select(RemoteObject).where(
         or_(

@@ -86,8 +86,14 @@ async def test_the_timeline_page_shows_the_api_items_by_kind_and_page(
         node,
         "/groups/beta",
         olga,
-        {"type": "Note", "entraideKind": "Alert", "name": "Chez nous", "content": "<p>x</p>",
-         "severity": "critical", "category": "safety"},
+        {
+            "type": "Note",
+            "entraideKind": "Alert",
+            "name": "Chez nous",
+            "content": "<p>x</p>",
+            "severity": "critical",
+            "category": "safety",
+        },
     )
     await _get(node.client, "/timeline", 303)  # members only: to the sign-in page
     assert (await _sign_in(node.client, "olga")).status == 303
@@ -160,7 +166,9 @@ async def test_following_by_handle_or_url_refuses_bad_addresses_next_to_the_fiel
         alpha = await a.create_association("alpha", "Alpha", "Entraide entre patients.")
         await a.configure("alpha", join_policy="open")
         await a.add_member("alice", "alpha", role="admin")
-        note = await _outbox(a, "/groups/alpha", await a.token("alice"), {"type": "Note", "content": "<p>x</p>"})
+        note = await _outbox(
+            a, "/groups/alpha", await a.token("alice"), {"type": "Note", "content": "<p>x</p>"}
+        )
         await b.create_association("beta", "Beta")
         ben_iri = await b.add_member("ben", "beta")
         assert (await _sign_in(b.client, "ben")).status == 303
@@ -193,8 +201,10 @@ async def test_following_by_handle_or_url_refuses_bad_addresses_next_to_the_fiel
             response = await _submit(b.client, "/follow", "/follow", address=address)
             page = await response.text()
             assert response.status == 200, page[:2000]
-            assert "<h2 id=\"found-title\">Alpha</h2>" in page and "Entraide entre patients." in page
-            assert "Association" in page and 'action="/follow/actor"' in page and 'action="/follow/join"' in page
+            assert '<h2 id="found-title">Alpha</h2>' in page and "Entraide entre patients." in page
+            assert (
+                "Association" in page and 'action="/follow/actor"' in page and 'action="/follow/join"' in page
+            )
         followed = await _submit(b.client, "/follow", "/follow/actor", iri=alpha)
         assert followed.status == 303 and followed.headers["Location"] == "/following?done=follow"
         joined = await _submit(b.client, "/follow", "/follow/join", iri=alpha)
@@ -210,7 +220,9 @@ async def test_following_by_handle_or_url_refuses_bad_addresses_next_to_the_fiel
         assert 'action="/follow/join"' not in again
         refused = await _submit(b.client, "/follow", "/follow/join", iri=alpha)
         assert refused.status == 409 and 'id="join-error"' in await refused.text()
-        assert (await _submit(b.client, "/follow", "/follow/actor", iri="https://nowhere.example/x")).status == 404
+        assert (
+            await _submit(b.client, "/follow", "/follow/actor", iri="https://nowhere.example/x")
+        ).status == 404
 
         # one of ours, by handle: shown, and not followed through federation
         local = await (await _submit(b.client, "/follow", "/follow", address=f"ben@{b.uris.host}")).text()
@@ -255,7 +267,9 @@ async def test_the_follow_pages_need_a_session_and_a_csrf_token(node: Node) -> N
 
 async def test_a_peers_object_is_read_here_and_the_read_filter_decides(node: Node) -> None:
     tokens = await _world(node)
-    public = await _outbox(node, "/groups/alpha", tokens["alice"], {"type": "Note", "content": "<p>Ouvert</p>"})
+    public = await _outbox(
+        node, "/groups/alpha", tokens["alice"], {"type": "Note", "content": "<p>Ouvert</p>"}
+    )
     async with node.sessions.begin() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == public))
         assert row is not None

@@ -121,9 +121,12 @@ async def timeline_page(request: web.Request) -> web.Response:
         kind = None  # an unknown tab is the whole timeline, as on an association's page
     before, after = _cursor(request, "before"), _cursor(request, "after")
     node = request.app[NODE]
+    older: timeline.Cursor | None
     async with node.sessions() as session:
         if after is not None:
-            rows, newer = await timeline.newer(session, _reader(user), kind=kind, after=after, limit=PAGE_SIZE)
+            rows, newer = await timeline.newer(
+                session, _reader(user), kind=kind, after=after, limit=PAGE_SIZE
+            )
             older = timeline.cursor_of(rows[-1]) if rows else after
         else:
             rows, older = await timeline.timeline(
@@ -165,7 +168,9 @@ async def notifications_page(request: web.Request) -> web.Response:
         }
         objects = {
             o.iri: o
-            for o in (await session.scalars(select(RemoteObject).where(RemoteObject.iri.in_(object_iris)))).all()
+            for o in (
+                await session.scalars(select(RemoteObject).where(RemoteObject.iri.in_(object_iris)))
+            ).all()
         }
     rows = [
         {
