@@ -45,8 +45,11 @@ async def _publish(a: Node, token: str) -> tuple[str, str]:
 
 
 async def _reload_until(page: Any, text: str, what: str) -> None:
+    """Load the page again until ``text`` shows (what the peer sends arrives in the background)."""
+    url = page.url.split("#")[0]
+
     async def shown() -> bool:
-        await page.reload()
+        await page.goto(url)
         return text in await page.inner_text("main")
 
     await wait_until(shown, timeout_s=30, interval_s=0.3, what=what)
@@ -93,8 +96,10 @@ async def _flow(browser: Any, a: Node, b: Node, shots: Path) -> None:
             lambda: _stored(a, question, lambda doc: doc.get("votersCount") == 1), what="A counts the vote"
         )
 
+        voted_url = page.url
+
         async def tallied() -> bool:  # A pushes the tally back to its voters (Update{Question})
-            await page.reload()
+            await page.goto(voted_url)
             rows = await page.eval_on_selector_all("tbody tr", "rows => rows.map(r => r.innerText)")
             return [row.split() for row in rows] == [["Oui", "1"], ["Non", "0"]]
 
