@@ -190,7 +190,7 @@ async def test_following_by_handle_or_url_refuses_bad_addresses_next_to_the_fiel
             page = await response.text()
             assert response.status == 400, (address, response.status)
             assert message in page, (address, page[:2000])
-            assert 'aria-invalid="true" aria-describedby="address-error"' in page
+            assert 'aria-describedby="address-error address-hint" aria-invalid="true"' in page
             assert 'id="address-error"' in page
             kept = address[: member.MAX_ADDRESS].replace("&", "&amp;")
             assert f'value="{kept}"' in page, address  # the input is kept
