@@ -239,6 +239,13 @@ async def test_following_by_handle_or_url_refuses_bad_addresses_next_to_the_fiel
         page = await _get(b.client, "/following?done=leave")
         assert "Alpha" not in page and "You left the association." in page
         await wait_until(lambda: _no_relation(a, ben_iri), what="A applies the Undo and the Leave")
+        # an actor B knows as deleted is no account to follow
+        async with b.sessions.begin() as session:
+            row = await session.scalar(select(Actor).where(Actor.iri == alpha))
+            assert row is not None
+            row.deleted_at = utc_now()
+        gone = await _submit(b.client, "/follow", "/follow", address=alpha)
+        assert gone.status == 400 and "No account at this address" in await gone.text()
 
 
 async def _no_relation(node: Node, iri: str) -> bool:

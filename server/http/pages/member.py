@@ -219,6 +219,18 @@ def _loopback(host: str) -> bool:
 
 
 async def _lookup(fed: Federation, address: str) -> Actor:
+    """The live actor ``address`` names (see :func:`_find`); a deleted one is no account.
+
+    Raises:
+        AddressRefused: see :func:`_find`.
+    """
+    found = await _find(fed, address)
+    if found.deleted_at is not None:
+        raise AddressRefused("follow_no_account")
+    return found
+
+
+async def _find(fed: Federation, address: str) -> Actor:
     """The actor ``address`` names (``@slug@host``, ``slug@host`` or an actor's URL), fetched
     and stored, or one of ours.
 
