@@ -740,11 +740,20 @@ async def get_timeline(request: web.Request) -> web.Response:
     if raw is not None and before is None:
         raise InvalidInput("before must be the cursor of a previous page", field="before")
     async with node.sessions() as session:
-        rows, cursor = await timeline_service.timeline(session, viewer, kind=kind, before=before, limit=limit)
+        entries, cursor = await timeline_service.timeline(
+            session, viewer, kind=kind, before=before, limit=limit
+        )
     now = node.clock()
     query = f"limit={limit}" + (f"&kind={kind}" if kind else "")
     next_page = node.uris.iri(f"/api/timeline?{query}&before={cursor}") if cursor is not None else None
-    items = [item_of(row, now=now) for row in rows]
+    items = [
+        {
+            **item_of(entry.object, now=now),
+            "relayedBy": entry.relayed_by,
+            "relayedAt": wire.iso(entry.relayed_at) if entry.relayed_at is not None else None,
+        }
+        for entry in entries
+    ]
     return json_response({"items": items, "next": next_page}, headers=NO_STORE)
 
 
