@@ -193,3 +193,54 @@ async def test_relays_reach_members_who_do_not_follow_and_never_leak(world: Worl
         page = await _timeline(world, "mia", query)
         assert SECRET not in str(page), query
     assert await _ids(world, "mia") == [public]
+
+
+async def _inbox(world: World, name: str) -> list[dict[str, Any]]:
+    token = await world.node.token(name, scope="read")
+    response = await world.node.client.get(
+        f"/users/{name}/inbox?page=true",
+        headers={"Accept": "application/activity+json", "Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 200, await response.text()
+    return list((await response.json(content_type=None))["orderedItems"])
+
+
+async def test_the_c2s_inbox_embeds_the_relayed_object_as_it_is_now(world: World) -> None:
+    ligue = remote_group(world.peers)
+    await _follows(world, "mia", ligue.iri)
+    letter = note(world.bob, to=[AS_PUBLIC, ligue.iri], content="<p>Version 1</p>")
+    letter_iri = _serve(world, letter)
+    # When ligue relays bob's Create (FEP-1b12), then bob's note itself
+    create_ = create(world.bob, letter)
+    world.peers.serve_json(create_["id"], create_)
+    wrapped = await _relay(world, ligue, create_)
+    plain = await _relay(world, ligue, letter_iri)
+    # Then each Announce in mia's inbox names the note itself, embedded as held (never the Create)
+    items = {item["id"]: item for item in await _inbox(world, "mia")}
+    for announce in (wrapped, plain):
+        assert items[announce]["type"] == "Announce"
+        assert items[announce]["object"]["id"] == letter_iri, items[announce]
+        assert items[announce]["object"]["type"] == "Note"
+        assert "Version 1" in items[announce]["object"]["content"]
+    # When bob edits it: the Announces show the latest revision; when he deletes it: a Tombstone
+    edited = {**letter, "content": "<p>Version 2</p>", "updated": "2025-03-02T12:00:00Z"}
+    world.peers.serve_json(letter_iri, {"@context": "https://www.w3.org/ns/activitystreams", **edited})
+    await _deliver(world, world.bob, activity("Update", world.bob, edited, to=[AS_PUBLIC]))
+    items = {item["id"]: item for item in await _inbox(world, "mia")}
+    assert "Version 2" in items[wrapped]["object"]["content"]
+    assert "Version 1" not in str(items)
+    await _deliver(world, world.bob, activity("Delete", world.bob, letter_iri, to=[AS_PUBLIC]))
+    items = {item["id"]: item for item in await _inbox(world, "mia")}
+    assert items[wrapped]["object"]["type"] == "Tombstone" and "Version" not in str(items)
+
+
+async def test_the_c2s_inbox_never_embeds_a_relayed_object_its_owner_may_not_read(world: World) -> None:
+    ligue = remote_group(world.peers)
+    await _follows(world, "mia", ligue.iri)
+    private = _serve(world, note(world.bob, to=[f"{world.bob.iri}/followers"], content=f"<p>{SECRET}</p>"))
+    # When ligue relays (publicly) bob's followers-only note: mia, who does not follow bob, gets
+    # the Announce (she follows ligue), but not the note's content
+    announce = await _relay(world, ligue, private)
+    items = {item["id"]: item for item in await _inbox(world, "mia")}
+    assert items[announce]["object"] == private
+    assert SECRET not in str(items)
