@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -771,9 +771,9 @@ async def get_notifications(request: web.Request) -> web.Response:
     viewer = await reader_of(request)
     limit = page_limit(request)
     raw = request.query.get("before")
-    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    before = notifications_service.Key.parse(raw) if raw is not None else None
+    if raw is not None and before is None:
         raise InvalidInput("before must be the cursor of a previous page", field="before")
-    before = timeline_service.EPOCH + timedelta(microseconds=int(raw)) if raw is not None else None
     async with node.sessions() as session:
         page = await notifications_service.notifications(
             session, viewer, before=before, limit=limit, now=node.clock()
@@ -790,9 +790,7 @@ async def get_notifications(request: web.Request) -> web.Response:
         for n in page.items
     ]
     next_page = (
-        node.uris.iri(
-            f"/api/notifications?limit={limit}&before={timeline_service.micros(page.next_before)}"
-        )
+        node.uris.iri(f"/api/notifications?limit={limit}&before={page.next_before.encode()}")
         if page.next_before is not None
         else None
     )

@@ -3,15 +3,15 @@ relayed, newest first, in its current state only (issue 13).
 
 Pages are cut on ``(at, id)``, where ``at`` is the object's publication or its latest relay by a
 source, whichever is newer (``Relay`` rows: peers' relays too), so content stored by a backfill
-(read newest first) still comes in publication order and a relayed object at its relay. Deleted objects never appear, and every item passes the read filter
-for the member: following an association does not show its members-only content.
+(read newest first) still comes in publication order and a relayed object at its relay. Deleted
+objects never appear, and every item passes the read filter for the member: following an
+association does not show its members-only content.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, union_all

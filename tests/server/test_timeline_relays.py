@@ -40,7 +40,9 @@ def remote_group(peers: StallingPeers) -> RemoteAccount:
     """``ligue``, an association on another node (a Group with a members collection)."""
     iri = peers.iri("third.example", "/groups/ligue")
     key = fixed_key("rsa-mallory.pem", f"{iri}#main-key", iri)
-    doc = actor_document(iri, username="ligue", keys=(key.public,), actor_type="Group", members=f"{iri}/members")
+    doc = actor_document(
+        iri, username="ligue", keys=(key.public,), actor_type="Group", members=f"{iri}/members"
+    )
     peers.serve_json(iri, doc)
     account = RemoteAccount(iri, key, peers)
     accept_deliveries(account)
@@ -48,7 +50,9 @@ def remote_group(peers: StallingPeers) -> RemoteAccount:
 
 
 async def _local_id(world: World, name: str) -> int:
-    return int(await world.node.scalar(select(Actor.id).where(Actor.iri == world.node.uris.iri(f"/users/{name}"))))
+    return int(
+        await world.node.scalar(select(Actor.id).where(Actor.iri == world.node.uris.iri(f"/users/{name}")))
+    )
 
 
 async def _follows(world: World, name: str, target: str) -> None:
@@ -142,8 +146,12 @@ async def test_a_relay_from_another_node_shows_at_its_relay_time_once_and_curren
     assert await _ids(world, "mia", "?kind=alert") == [newer_published]
     assert await _ids(world, "mia", "?kind=post") == [older]
     one = await _timeline(world, "mia", "?limit=1")
-    rest = await _timeline(world, "mia", one["next"].removeprefix(world.node.uris.origin).removeprefix("/api/timeline"))
-    assert [i["id"] for i in one["items"] + rest["items"]] == [newer_published, older] and rest["next"] is None
+    rest = await _timeline(
+        world, "mia", one["next"].removeprefix(world.node.uris.origin).removeprefix("/api/timeline")
+    )
+    assert [i["id"] for i in one["items"] + rest["items"]] == [newer_published, older] and rest[
+        "next"
+    ] is None
     # When bob edits his note and alice deletes her alert
     edited = {
         "@context": "https://www.w3.org/ns/activitystreams",

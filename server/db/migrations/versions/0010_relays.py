@@ -27,31 +27,36 @@ depends_on = None
 # the Announce wraps (ours, or one received).
 BACKFILL = (
     """
-    SELECT a.iri AS announce_iri, a.actor_id AS relayer_id, o.iri AS object_iri, a.published AS relayed_at FROM activities a
+    SELECT a.iri AS announce_iri, a.actor_id AS relayer_id, o.iri AS object_iri, a.published AS relayed_at
+    FROM activities a
     JOIN objects o ON o.iri = a.object_iri
     WHERE a.type = 'Announce'
     """,
     """
-    SELECT a.iri AS announce_iri, a.actor_id AS relayer_id, o.iri AS object_iri, a.published AS relayed_at FROM activities a
+    SELECT a.iri AS announce_iri, a.actor_id AS relayer_id, o.iri AS object_iri, a.published AS relayed_at
+    FROM activities a
     JOIN inbox_activities c ON c.iri = a.object_iri AND c.type = 'Create'
     JOIN objects o ON o.iri = c.object_iri
     WHERE a.type = 'Announce'
     """,
     """
-    SELECT i.iri AS announce_iri, r.id AS relayer_id, o.iri AS object_iri, i.received_at AS relayed_at FROM inbox_activities i
+    SELECT i.iri AS announce_iri, r.id AS relayer_id, o.iri AS object_iri, i.received_at AS relayed_at
+    FROM inbox_activities i
     JOIN actors r ON r.iri = i.actor_iri
     JOIN objects o ON o.iri = i.object_iri
     WHERE i.type = 'Announce' AND i.state = 'processed'
     """,
     """
-    SELECT i.iri AS announce_iri, r.id AS relayer_id, o.iri AS object_iri, i.received_at AS relayed_at FROM inbox_activities i
+    SELECT i.iri AS announce_iri, r.id AS relayer_id, o.iri AS object_iri, i.received_at AS relayed_at
+    FROM inbox_activities i
     JOIN actors r ON r.iri = i.actor_iri
     JOIN inbox_activities c ON c.iri = i.object_iri AND c.type = 'Create'
     JOIN objects o ON o.iri = c.object_iri
     WHERE i.type = 'Announce' AND i.state = 'processed'
     """,
     """
-    SELECT i.iri AS announce_iri, r.id AS relayer_id, o.iri AS object_iri, i.received_at AS relayed_at FROM inbox_activities i
+    SELECT i.iri AS announce_iri, r.id AS relayer_id, o.iri AS object_iri, i.received_at AS relayed_at
+    FROM inbox_activities i
     JOIN actors r ON r.iri = i.actor_iri
     JOIN activities c ON c.iri = i.object_iri AND c.type = 'Create'
     JOIN objects o ON o.iri = c.object_iri
