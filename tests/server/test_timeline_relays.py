@@ -174,6 +174,11 @@ async def test_relays_reach_members_who_do_not_follow_and_never_leak(world: Worl
     await _joins(world, "nina", ligue.iri)
     public = _serve(world, note(world.alice, to=[AS_PUBLIC], content="<p>Collecte samedi</p>"))
     # When ligue relays a public note: it is kept for nina, a member
+    boost = await _relay(world, ligue, public)
+    assert await _ids(world, "nina") == [public]
+    # and when ligue takes it back (Undo), it leaves her timeline; relayed again, it comes back
+    await _deliver(world, ligue, activity("Undo", ligue, boost))
+    assert await _ids(world, "nina") == []
     await _relay(world, ligue, public)
     assert await _ids(world, "nina") == [public]
     # Given mia now follows ligue (not a member, and not following bob)
