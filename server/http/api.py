@@ -813,10 +813,20 @@ async def get_memberships(request: web.Request) -> web.Response:
     node = request.app[NODE]
     viewer = await reader_of(request)
     assert viewer.actor_id is not None
+    limit = page_limit(request)
+    raw = request.query.get("before")
+    before = membership.MembershipCursor.parse(raw) if raw is not None else None
+    if raw is not None and before is None:
+        raise InvalidInput("before must be the cursor of a previous page", field="before")
     async with node.sessions() as session:
-        rows = await membership.memberships_of(session, viewer.actor_id)
+        rows, cursor = await membership.memberships_page(session, viewer.actor_id, before=before, limit=limit)
     items = [
         {"association": iri, "state": state, "local": local, "since": wire.iso(at)}
         for iri, state, local, at in rows
     ]
-    return json_response({"items": items}, headers=NO_STORE)
+    next_page = (
+        node.uris.iri(f"/api/memberships?limit={limit}&before={cursor.encode()}")
+        if cursor is not None
+        else None
+    )
+    return json_response({"items": items, "next": next_page}, headers=NO_STORE)

@@ -1,6 +1,7 @@
 """Notifications are paged on a keyset ``(at, type, iri)`` applied in each source (issue 13): walking
 every page returns every notification exactly once, with many at the same instant and more than
-a source's batch, and a cursor that is not one of ours is a 400. Both engines."""
+a source's batch, and a cursor that is not one of ours is a 400. Memberships are paged the same
+way on ``(since, association)``. Both engines."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from server.db.models import Actor, RemoteObject, Vote
+from server.db.models import Activity, Actor, InboxActivity, InboxItem, Membership, RemoteObject, Vote
 from server.services import notifications
 from tests.support.nodes import Node
 
@@ -152,3 +153,73 @@ async def test_a_cursor_that_is_not_ours_is_refused(node: Node) -> None:
         assert content_type.startswith("application/problem+json") and body["field"] == "before"
     status, body, _ = await _get(node, token, f"/api/notifications?before={encoded([1, 'reply', 'x'])}")
     assert status == 200 and body == {"items": [], "next": None}
+
+
+async def test_walking_every_page_of_memberships_returns_each_once(node: Node) -> None:
+    """Memberships here and elsewhere, with refusals, many at the same instant: each page is cut in
+    SQL on (since, association), and the walk returns each association once."""
+    await node.create_association("collectif")
+    await node.add_member("mia", "collectif")
+    (mia, _) = await _ids(node, "mia", "collectif")
+    expected = {(node.uris.iri("/groups/collectif"), "accepted")}
+    async with node.sessions.begin() as session:
+        groups = []
+        for i in range(30):
+            iri = f"https://peer.example/groups/g{i}"
+            at = INSTANTS[i % 2]
+            group = Actor(iri=iri, local=False, type="Group", handle=f"g{i}", host="peer.example")
+            group.created_at = group.updated_at = at
+            groups.append(group)
+        session.add_all(groups)
+        await session.flush()
+        for i, group in enumerate(groups[:22]):  # members (active or still pending) of 22
+            state = "active" if i % 3 else "pending"
+            session.add(
+                Membership(
+                    group_id=group.id,
+                    member_id=mia,
+                    role="member",
+                    state=state,
+                    created_at=group.created_at,
+                    updated_at=group.created_at,
+                )
+            )
+            expected.add((group.iri, "accepted" if state == "active" else "pending"))
+        # refusals: from 8 others (one refused twice: listed once), and from one she is in now
+        for n, group in enumerate([*groups[22:], groups[22], groups[1]]):
+            join = Activity(
+                iri=node.uris.iri(f"/activities/join{n}"),
+                actor_id=mia,
+                type="Join",
+                object_iri=group.iri,
+                visibility="direct",
+                document={},
+                published=INSTANTS[0],
+            )
+            reject = InboxActivity(
+                iri=f"{group.iri}/reject{n}",
+                actor_iri=group.iri,
+                type="Reject",
+                object_iri=join.iri,
+                signer_key_iri=f"{group.iri}#main-key",
+                document={},
+                state="processed",
+                received_at=INSTANTS[n % 2],
+            )
+            session.add_all([join, reject])
+            await session.flush()
+            session.add(InboxItem(actor_id=mia, inbox_activity_id=reject.id, accepted=True))
+            if group in groups[22:]:
+                expected.add((group.iri, "refused"))
+    token = await node.token("mia", "read")
+    seen: list[tuple[str, str]] = []
+    path: str | None = "/api/memberships?limit=4"
+    while path is not None:
+        status, page, _ = await _get(node, token, path)
+        assert status == 200, page
+        seen += [(m["association"], m["state"]) for m in page["items"]]
+        path = page["next"].removeprefix(node.uris.origin) if page["next"] else None
+    assert len(seen) == len({a for a, _ in seen}) == len(expected)
+    assert set(seen) == expected
+    status, _, content_type = await _get(node, token, "/api/memberships?before=1733550000000000")
+    assert status == 400 and content_type.startswith("application/problem+json")
