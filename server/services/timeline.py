@@ -95,10 +95,13 @@ def _candidates(ids: list[int], viewer: Viewer, kind: str | None) -> Any:
     direct = select(RemoteObject.id.label("oid"), RemoteObject.published.label("at")).where(
         or_(RemoteObject.attributed_to_id.in_(ids), RemoteObject.audience_id.in_(ids)), *shown
     )
+    # An actor's first relay of an object places it: associations relay an object again when it
+    # changes (so that holders refetch it), and an edit must not bring it up again.
     relayed = (
-        select(RemoteObject.id.label("oid"), Relay.relayed_at.label("at"))
+        select(RemoteObject.id.label("oid"), func.min(Relay.relayed_at, type_=UtcDateTime()).label("at"))
         .join(RemoteObject, RemoteObject.iri == Relay.object_iri)
         .where(Relay.relayer_id.in_(ids), *shown)
+        .group_by(RemoteObject.id, Relay.relayer_id)
     )
     entries = union_all(direct, relayed).subquery()
     return (
@@ -111,18 +114,20 @@ def _candidates(ids: list[int], viewer: Viewer, kind: str | None) -> Any:
 async def _relayers(
     session: AsyncSession, ids: list[int], iris: list[str]
 ) -> dict[str, tuple[str, datetime]]:
-    """The latest relay by a source of each of ``iris``: (relayer IRI, when)."""
+    """The latest relayer among the sources of each of ``iris`` and when it first relayed it."""
     if not iris:
         return {}
+    first = func.min(Relay.relayed_at, type_=UtcDateTime()).label("at")
     rows = await session.execute(
-        select(Relay.object_iri, Actor.iri, Relay.relayed_at)
+        select(Relay.object_iri, Actor.iri, first)
         .join(Actor, Actor.id == Relay.relayer_id)
         .where(Relay.relayer_id.in_(ids), Relay.object_iri.in_(iris))
-        .order_by(Relay.relayed_at.desc(), Relay.id.desc())
+        .group_by(Relay.object_iri, Actor.iri)
     )
     latest: dict[str, tuple[str, datetime]] = {}
     for object_iri, relayer, at in rows:
-        latest.setdefault(object_iri, (relayer, at))
+        if object_iri not in latest or (at, relayer) > (latest[object_iri][1], latest[object_iri][0]):
+            latest[object_iri] = (relayer, at)
     return latest
 
 

@@ -152,6 +152,9 @@ async def test_a_relay_from_another_node_shows_at_its_relay_time_once_and_curren
     assert [i["id"] for i in one["items"] + rest["items"]] == [newer_published, older] and rest[
         "next"
     ] is None
+    # When ligue relays bob's note again (as an association does when an object changes): no bump
+    await _relay(world, ligue, older)
+    assert await _ids(world, "mia") == [newer_published, older]
     # When bob edits his note and alice deletes her alert
     edited = {
         "@context": "https://www.w3.org/ns/activitystreams",
