@@ -124,15 +124,16 @@ async def timeline_page(request: web.Request) -> web.Response:
     older: timeline.Cursor | None
     async with node.sessions() as session:
         if after is not None:
-            rows, newer = await timeline.newer(
+            entries, newer = await timeline.newer(
                 session, _reader(user), kind=kind, after=after, limit=PAGE_SIZE
             )
-            older = timeline.cursor_of(rows[-1]) if rows else after
+            older = entries[-1].cursor if entries else after
         else:
-            rows, older = await timeline.timeline(
+            entries, older = await timeline.timeline(
                 session, _reader(user), kind=kind, before=before, limit=PAGE_SIZE
             )
-            newer = before is not None and bool(rows)
+            newer = before is not None and bool(entries)
+        rows = [entry.object for entry in entries]
         items = await _items(session, rows)
     base = "/timeline?" + (f"kind={kind}&" if kind else "")
     context = {
@@ -140,7 +141,7 @@ async def timeline_page(request: web.Request) -> web.Response:
         "kinds": timeline.TIMELINE_KINDS,
         "kind": kind,
         "next": f"{base}before={older}" if older is not None and rows else None,
-        "previous": f"{base}after={timeline.cursor_of(rows[0])}" if newer and rows else None,
+        "previous": f"{base}after={entries[0].cursor}" if newer and entries else None,
         "first": base.rstrip("?&") if (before is not None or after is not None) else None,
     }
     return await w.render(request, "timeline.html", context, title="timeline")
@@ -153,9 +154,9 @@ async def timeline_page(request: web.Request) -> web.Response:
 async def notifications_page(request: web.Request) -> web.Response:
     user = await w.require_signed_in(request)
     raw = request.query.get("before")
-    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    before = notifications.Key.parse(raw) if raw is not None else None
+    if raw is not None and before is None:
         raise InvalidInput("before must be the cursor of a page", field="before")
-    before = timeline.EPOCH + timedelta(microseconds=int(raw)) if raw is not None else None
     node = request.app[NODE]
     async with node.sessions() as session:
         page = await notifications.notifications(
@@ -186,7 +187,7 @@ async def notifications_page(request: web.Request) -> web.Response:
     ]
     context = {
         "rows": rows,
-        "next": f"/notifications?before={timeline.micros(page.next_before)}" if page.next_before else None,
+        "next": f"/notifications?before={page.next_before.encode()}" if page.next_before else None,
         "first": "/notifications" if before is not None else None,
         "notice": "read" if request.query.get("done") == "read" else "",
     }
