@@ -1182,7 +1182,7 @@ def _add_admin_commands(commands: Any) -> None:
     p.add_argument("--as", dest="as_slug", required=True, metavar="SLUG", help="the association")
     p.add_argument("--kind", choices=CONTENT_KINDS, help="only this kind")
     p.add_argument("--deleted", action="store_true", help="include deleted objects (tombstones)")
-    p.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    p.add_argument("--limit", type=_count(500), default=50, help="how many (default 50, at most 500)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_config(p)
     p.set_defaults(func=_cmd_content_list)
@@ -1318,10 +1318,21 @@ def _add_admin_commands(commands: Any) -> None:
     p.add_argument("--target", metavar="IRI", help="only actions on this object or actor")
     p.add_argument("--since", metavar="DATETIME", help="from this time (ISO 8601 with a time zone)")
     p.add_argument("--until", metavar="DATETIME", help="before this time (ISO 8601 with a time zone)")
-    p.add_argument("--limit", type=int, default=100, help="how many (default 100, at most 500)")
+    p.add_argument("--limit", type=_count(500), default=100, help="how many (default 100, at most 500)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_config(p)
     p.set_defaults(func=_cmd_audit_list)
+
+
+def _count(maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from 1 to ``maximum`` (bad usage otherwise, exit code 2)."""
+
+    def parse(value: str) -> int:
+        if not value.isdigit() or not 1 <= int(value) <= maximum:
+            raise argparse.ArgumentTypeError(f"must be an integer from 1 to {maximum}")
+        return int(value)
+
+    return parse
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> Any:

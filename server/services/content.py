@@ -567,6 +567,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             priority=priority,
             also=blind,
         )
+        audit(session, author, by, f"{kind.value}.create", object_iri, now)
         if kind is Kind.ALERT and document.get("supersedes"):
             await _mark_superseded(
                 fed, session, author, Iri(document["supersedes"]), object_iri, now=now, by=by
@@ -580,7 +581,6 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
                 run_at=when(document["endTime"], "endTime"),
                 now=now,
             )
-        audit(session, author, by, f"{kind.value}.create", object_iri, now)
     fed.notify_worker()
     if relays and group is not None:
         # FEP-1b12: the association relays what its members post into it, as it does for members
@@ -818,7 +818,9 @@ def change_note(value: Any) -> str | None:
     """A revision's change note: plain text, shown in the object's history (the ``Update``'s
     ``summary``)."""
     note = text(value, CHANGE_NOTE, MAX_CHANGE_NOTE_CHARS)
-    return plain_text(note).strip() or None if note is not None else None
+    if note is not None and "\x00" in note:
+        raise InvalidInput(f"{CHANGE_NOTE} must not contain NUL characters", field=CHANGE_NOTE)
+    return note.strip() or None if note is not None else None
 
 
 def _changed(obj: Mapping[str, Any]) -> list[str]:
