@@ -855,7 +855,7 @@ def _cmd_content_list(args: argparse.Namespace) -> int:
             session, group, kinds=kinds, include_deleted=args.deleted, limit=args.limit
         )
         now = utc_now()
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "id": row.iri,
                 "kind": row.kind,

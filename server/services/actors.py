@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from federation.types import AS_PUBLIC
+from federation.types import AS_PUBLIC, Iri
 from federation.uris import UriScheme, is_valid_handle
 from federation.vocab.actors import render_actor
 from server.db.models import ROLES, Account, Actor, Membership, Token
@@ -282,7 +282,7 @@ async def _announce_profile(session: AsyncSession, uris: UriScheme, actor: Actor
         "type": "Update",
         "object": document,
         "to": [AS_PUBLIC],
-        "cc": [actor.followers_iri or uris.followers(actor.iri)],
+        "cc": [actor.followers_iri or uris.followers(Iri(actor.iri))],
     }
     row = await publish(session, actor, activity, visibility="public", now=now)
     return row.iri

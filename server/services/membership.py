@@ -17,8 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import Iri
+from federation.uris import UriScheme
 from server.db import queue
 from server.db.models import ROLES, Actor, Block, InboxActivity, InboxItem, Membership
 from server.db.models import Activity as OutboxActivity
@@ -262,7 +264,7 @@ async def set_role(fed: Federation, group: Actor, member_iri: str, role: str, *,
     return previous
 
 
-async def resolve_member(session: Any, uris: Any, who: str) -> Actor:
+async def resolve_member(session: AsyncSession, uris: UriScheme, who: str) -> Actor:
     """The actor named by ``who``: an actor IRI, a handle ``@user@host`` (or ``user@host``), or a
     local username. Only actors this node knows are found (nothing is fetched).
 
