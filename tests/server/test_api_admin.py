@@ -15,7 +15,8 @@ from server.services import audit
 from tests.server.test_api import Api, _alert, _people, _proposal, _row
 from tests.support.nodes import Node
 
-PEER = "https://peer.example/users/zoe"
+PEER = "http://127.0.0.1:9/users/zoe"
+"""A remote requester on loopback: the worker's delivery of the Reject is refused, never a name lookup."""
 
 
 async def _entries(node: Node) -> list[tuple[str, str, str | None, str | None]]:
@@ -166,7 +167,7 @@ async def test_a_refusal_carries_its_reason(node: Node) -> None:
             local=False,
             type="Person",
             handle="zoe",
-            host="peer.example",
+            host="127.0.0.1:9",
             inbox_iri=f"{PEER}/inbox",
             created_at=node.fed.node.clock(),
             updated_at=node.fed.node.clock(),
@@ -179,7 +180,7 @@ async def test_a_refusal_carries_its_reason(node: Node) -> None:
                 member_id=peer.id,
                 role="member",
                 state="pending",
-                join_iri="https://peer.example/join/1",
+                join_iri="http://127.0.0.1:9/join/1",
                 created_at=peer.created_at,
                 updated_at=peer.created_at,
             )
