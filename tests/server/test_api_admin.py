@@ -206,3 +206,15 @@ def test_channels_are_the_known_ones() -> None:
             raise AssertionError("an unknown channel is refused")
     except ValueError:
         pass
+
+
+def test_the_http_channel_is_api_for_tokens_and_the_api_and_web_for_pages() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from server.http.middlewares import audit_channel
+
+    assert audit_channel(make_mocked_request("POST", "/api/objects/close")) == "api"
+    assert audit_channel(make_mocked_request("GET", "/api/audit")) == "api"
+    bearer = {"Authorization": "Bearer ent_x"}
+    assert audit_channel(make_mocked_request("POST", "/users/alice/outbox", headers=bearer)) == "api"
+    assert audit_channel(make_mocked_request("POST", "/groups/demo/settings")) == "web"
