@@ -810,7 +810,7 @@ async def _manager_of(
     return found
 
 
-async def _content_actors(session: Any, iri: str, by: str | None) -> tuple[Any, Any]:
+async def _content_actors(session: Any, iri: str, by: str | None) -> tuple[Any, Any, str]:
     """The author of our live object ``iri`` and who acts for it: for an association, an admin or
     moderator (``--by``, default its first admin; with none, the operator acts as the association,
     as ``publish`` does); for a member's own object, that member."""
@@ -825,13 +825,13 @@ async def _content_actors(session: Any, iri: str, by: str | None) -> tuple[Any, 
     if author.type == "Group":
         if by is None:
             try:
-                return author, await _manager_of(session, author, None, roles=("admin",))
+                return author, await _manager_of(session, author, None, roles=("admin",)), row.kind
             except CommandError:
-                return author, author
-        return author, await _manager_of(session, author, by)
+                return author, author, row.kind
+        return author, await _manager_of(session, author, by), row.kind
     if by is not None and by != author.handle:
         raise CommandError(f"--by: only {author.handle}, its author, changes this object")
-    return author, author
+    return author, author, row.kind
 
 
 def _service_refused(exc: ServiceError, options: dict[str, str]) -> CommandError:
@@ -940,9 +940,10 @@ def _cmd_content_change(args: argparse.Namespace) -> int:
 
     async def work(fed: Any) -> int:
         async with fed.node.sessions() as session:
-            author, by = await _content_actors(session, args.iri, args.by)
+            author, by, kind = await _content_actors(session, args.iri, args.by)
         try:
             if verb == "edit":
+                content.check_fields_apply(kind, fields)  # as the JSON API does
                 result = await content.update(fed, author, {**fields, "id": args.iri}, by=by)
             elif verb == "retract":
                 result = await content.retract_alert(fed, author, args.iri, by=by)

@@ -62,7 +62,6 @@ READ_KINDS: Final = frozenset(
     k.value for k in (Kind.POST, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL, Kind.REPLY)
 )
 PUBLIC_LEVELS: Final = ("public", "unlisted")
-ALERT_FIELDS: Final = frozenset({"severity", "category", "alertStatus", "area", "areaCode", "validUntil"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,13 +479,7 @@ async def _editor(request: web.Request) -> tuple[RemoteObject, Actor, Actor]:
 
 def _check_patch(kind: str, body: Mapping[str, Any]) -> None:
     """Fields that the service would ignore for this kind are refused instead."""
-    for field in body:
-        if (
-            (field in ALERT_FIELDS and kind != Kind.ALERT.value)
-            or (field == "license" and kind != Kind.RESOURCE.value)
-            or (field == "summary" and kind == Kind.ALERT.value)
-        ):
-            raise InvalidInput(f"{field} does not apply to a {kind}", field=field)
+    content.check_fields_apply(kind, body)
 
 
 @routes.patch("/api/objects")

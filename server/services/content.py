@@ -743,7 +743,6 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     kind = Kind(row.kind)
     if kind is Kind.VOTE or kind is Kind.ENDORSEMENT:
         raise InvalidInput(f"a {kind.value} cannot be edited", field="type")
-    check_fields_apply(row.kind, obj)
     note = change_note(obj.get(CHANGE_NOTE))
     for frozen in ("oneOf", "anyOf", "entraideKind", "to", "cc", "visibility", "inReplyTo", "eligibility"):
         if frozen in obj and obj[frozen] != row.document.get(frozen):
@@ -804,7 +803,8 @@ ALERT_FIELDS = frozenset({"severity", "category", "alertStatus", "area", "areaCo
 
 
 def check_fields_apply(kind: str, obj: Mapping[str, Any]) -> None:
-    """Fields that do not apply to this kind are refused rather than silently ignored."""
+    """Fields that do not apply to this kind are refused rather than silently ignored (the JSON API
+    and the command line; a C2S ``Update`` carries the whole object and keeps what applies)."""
     for field in obj:
         if (
             (field in ALERT_FIELDS and kind != Kind.ALERT.value)
