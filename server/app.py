@@ -27,7 +27,12 @@ from server.db.engine import create_engine
 from server.http import activitypub, api, feeds, inbox, media, ops, outbox, pages, threads, wellknown
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
 from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, UNVERIFIED_LIMITER, inbox_deps
-from server.http.middlewares import metrics_middleware, problem_middleware, request_id_middleware
+from server.http.middlewares import (
+    audit_channel_middleware,
+    metrics_middleware,
+    problem_middleware,
+    request_id_middleware,
+)
 from server.http.proxies import forwarded_middleware
 from server.http.ratelimit import HostRateLimiter
 from server.jobs.runner import build_node_context
@@ -120,6 +125,7 @@ def create_app(
         middlewares=[
             forwarded_middleware,
             request_id_middleware,
+            audit_channel_middleware,
             metrics_middleware,
             page_cache_middleware,
             pages.html_error_middleware,

@@ -41,6 +41,7 @@ from server.db.engine import DatabaseUnavailable, check_connection, create_engin
 from server.files import make_private_dir, write_private_file
 from server.logging import setup_logging
 from server.services import actors as actor_service
+from server.services.audit import channel_scope as audit_channel
 from server.services.errors import ServiceError
 from server.services.keys import SecretKeyError, create_secret_file, load_vault
 
@@ -413,6 +414,17 @@ def _cmd_association_create(args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+ASSOCIATION_OPTIONS = {
+    "join_policy": "--join-policy",
+    "replies_policy": "--replies",
+    "members_visibility": "--members-list",
+    "name": "--name",
+    "summary": "--summary",
+    "language": "--language",
+    "slug": "SLUG",
+}
+
+
 def _cmd_association_set(args: argparse.Namespace) -> int:
     settings = _settings(args)
     changes = {
@@ -421,17 +433,35 @@ def _cmd_association_set(args: argparse.Namespace) -> int:
             ("join_policy", args.join_policy),
             ("replies_policy", args.replies),
             ("members_visibility", args.members_list),
+            ("name", args.name),
+            ("summary", args.summary),
+            ("language", args.language),
         )
         if value is not None
     }
 
     async def work(session: Any, uris: UriScheme) -> int:
-        group = await actor_service.configure_association(
-            session, handle=args.slug, changes=changes, now=utc_now()
-        )
+        by = None
+        if args.by is not None:
+            by = await _manager_of(
+                session, await _association_of(session, args.slug, "SLUG"), args.by, roles=("admin",)
+            )
+        try:
+            edited = await actor_service.edit_association(
+                session, uris, handle=args.slug, changes=changes, by=by, now=utc_now()
+            )
+        except ServiceError as exc:
+            raise _service_refused(exc, ASSOCIATION_OPTIONS) from None
+        group = edited.group
         for name in actor_service.ASSOCIATION_SETTINGS:
             _out(f"{name} = {getattr(group, name)}")
-        _progress(f"@{args.slug}: " + (", ".join(f"{k} → {v}" for k, v in changes.items()) or "unchanged"))
+        for name in actor_service.PROFILE_FIELDS:
+            _out(f"{name} = {getattr(group, name) or ''}")
+        _progress(
+            f"@{args.slug}: "
+            + (", ".join(f"{k} → {v[1]}" for k, v in edited.changed.items()) or "unchanged")
+            + ("; Update sent to its followers (queued)" if edited.update_iri else "")
+        )
         return 0
 
     return asyncio.run(_with_session(settings, work))
@@ -446,6 +476,12 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
             session, username=args.username, discoverable=choice, now=utc_now()
         )
         _out(f"discoverable = {'yes' if person.discoverable else 'no'}")
+        node_admin = getattr(args, "node_admin", None)
+        if node_admin is not None:
+            await actor_service.set_node_admin(
+                session, username=args.username, node_admin=node_admin == "yes", now=utc_now()
+            )
+            _out(f"node_admin = {node_admin}")
         return 0
 
     return asyncio.run(_with_session(settings, work))
@@ -518,11 +554,18 @@ def _cmd_member_decide(args: argparse.Namespace) -> int:
                     who = args.by or "anyone"
                     raise CommandError(f"--by: {who} is not an admin or moderator of {args.association}")
                 try:
+                    # A local username, a handle @user@host or an actor IRI (issue 17).
+                    member_iri = (await membership.resolve_member(session, node.uris, args.actor)).iri
                     if args.member_command == "remove":
-                        await membership.remove(fed, group, args.actor, by=by)
+                        await membership.remove(fed, group, member_iri, by=by)
                     else:
                         await membership.decide(
-                            fed, group, args.actor, by=by, approve=args.member_command == "approve"
+                            fed,
+                            group,
+                            member_iri,
+                            by=by,
+                            approve=args.member_command == "approve",
+                            reason=getattr(args, "reason", None),
                         )
                 except ServiceError as exc:
                     raise CommandError(f"{args.actor}: {exc}") from None
@@ -711,6 +754,596 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+# --- content, members, associations, tokens, audit (issue 17) -------------------------------------
+# Each command calls the same service as the JSON API, with the same rules; the audit log records it
+# with the channel ``cli`` (set in :func:`main`). ``--by`` names the admin or moderator who acts.
+
+
+async def _fed_run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    """Run ``work(fed)`` with the node's federation runtime (deliveries are queued, not sent)."""
+    from server.jobs.runner import build_node_context
+    from server.services.federation import open_federation
+
+    engine = await _open_database(settings)
+    try:
+        node = build_node_context(settings, engine)
+        async with open_federation(node) as fed:
+            return await work(fed)
+    finally:
+        await engine.dispose()
+
+
+async def _association_of(session: Any, slug: str, option: str = "--association") -> Any:
+    from server.db.queries import actors as actor_queries
+
+    group = await actor_queries.local_by_handle(session, "Group", slug)
+    if group is None:
+        raise CommandError(f"{option}: no association {slug!r} on this node")
+    return group
+
+
+async def _manager_of(
+    session: Any, group: Any, by: str | None, *, roles: tuple[str, ...] = ("admin", "moderator")
+) -> Any:
+    """The admin or moderator who acts (``--by``; default: the first one, admins first)."""
+    from sqlalchemy import case, select
+
+    from server.db.models import Actor, Membership
+
+    stmt = (
+        select(Actor)
+        .join(Membership, Membership.member_id == Actor.id)
+        .where(
+            Membership.group_id == group.id,
+            Membership.state == "active",
+            Membership.role.in_(roles),
+            Actor.deleted_at.is_(None),
+        )
+    )
+    if by is not None:
+        stmt = stmt.where(Actor.local.is_(True), Actor.handle == by)
+    order = case((Membership.role == "admin", 0), else_=1)
+    found = await session.scalar(stmt.order_by(order, Membership.id).limit(1))
+    if found is None:
+        what = " or ".join(roles)
+        raise CommandError(f"--by: {by or 'no one'} is not an {what} of {group.handle}")
+    return found
+
+
+async def _content_actors(session: Any, iri: str, by: str | None) -> tuple[Any, Any, str]:
+    """The author of our live object ``iri`` and who acts for it: for an association, an admin or
+    moderator (``--by``, default its first admin; with none, the operator acts as the association,
+    as ``publish`` does); for a member's own object, that member."""
+    from sqlalchemy import select
+
+    from server.db.models import Actor, RemoteObject
+
+    row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+    author = await session.get(Actor, row.attributed_to_id) if row is not None else None
+    if row is None or author is None or not row.local or row.deleted_at is not None:
+        raise CommandError(f"{iri}: no such object on this node (or it was deleted)")
+    if author.type == "Group":
+        if by is None:
+            try:
+                return author, await _manager_of(session, author, None, roles=("admin",)), row.kind
+            except CommandError:
+                return author, author, row.kind
+        return author, await _manager_of(session, author, by), row.kind
+    if by is not None and by != author.handle:
+        raise CommandError(f"--by: only {author.handle}, its author, changes this object")
+    return author, author, row.kind
+
+
+def _service_refused(exc: ServiceError, options: dict[str, str]) -> CommandError:
+    field = exc.context.get("field")
+    option = options.get(field, "") if isinstance(field, str) else ""
+    return CommandError(f"{option}: {exc.detail}" if option else exc.detail)
+
+
+CONTENT_KINDS = ("alert", "resource", "proposal", "post")
+
+
+def _cmd_content_list(args: argparse.Namespace) -> int:
+    from server.services import content
+
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        group = await _association_of(session, args.as_slug, "--as")
+        kinds = (args.kind,) if args.kind else content.LISTED_KINDS
+        rows = await content.list_content(
+            session, group, kinds=kinds, include_deleted=args.deleted, limit=args.limit
+        )
+        now = utc_now()
+        items: list[dict[str, Any]] = [
+            {
+                "id": row.iri,
+                "kind": row.kind,
+                "status": content.status_of(row, now),
+                "visibility": row.visibility,
+                "published": row.published.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "updated": row.updated.isoformat(timespec="seconds").replace("+00:00", "Z")
+                if row.updated
+                else None,
+                "title": row.document.get("name") if row.deleted_at is None else None,
+            }
+            for row in rows
+        ]
+        if args.json:
+            _out(json.dumps(items, ensure_ascii=False))
+            return 0
+        for item in items:
+            _out(
+                "\t".join(
+                    [
+                        item["id"],
+                        item["kind"],
+                        item["status"],
+                        item["visibility"],
+                        item["published"],
+                        str(item["title"] or ""),
+                    ]
+                )
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+EDIT_OPTIONS = {
+    "name": "--title",
+    "content": "--body-file",
+    "summary": "--summary",
+    "license": "--license",
+    "tag": "--tag",
+    "severity": "--severity",
+    "category": "--category",
+    "area": "--area",
+    "areaCode": "--area-code",
+    "validUntil": "--valid-until",
+    "changeNote": "--note",
+    "object": "IRI",
+}
+
+
+def _edit_fields(args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "name": args.title,
+        "content": _read_body(args.body_file),
+        "summary": args.summary,
+        "license": args.license,
+        "tag": args.tag,
+        "severity": args.severity,
+        "category": args.category,
+        "area": args.area,
+        "areaCode": args.area_code,
+        "validUntil": args.valid_until,
+    }
+    changes = {key: value for key, value in fields.items() if value is not None}
+    if not changes:
+        raise CommandError(
+            "nothing to change: give at least one of --title, --body-file, --summary, "
+            "--license, --tag, --severity, --category, --area, --area-code, --valid-until"
+        )
+    if args.note is not None:
+        changes["changeNote"] = args.note
+    return changes
+
+
+def _cmd_content_change(args: argparse.Namespace) -> int:
+    """``content edit|retract|close|delete IRI``: one service call, as the author (or for it)."""
+    from server.services import content, polls
+
+    settings = _settings(args)
+    verb = args.content_command
+    fields = _edit_fields(args) if verb == "edit" else {}
+
+    async def work(fed: Any) -> int:
+        async with fed.node.sessions() as session:
+            author, by, kind = await _content_actors(session, args.iri, args.by)
+        try:
+            if verb == "edit":
+                content.check_fields_apply(kind, fields)  # as the JSON API does
+                result = await content.update(fed, author, {**fields, "id": args.iri}, by=by)
+            elif verb == "retract":
+                result = await content.retract_alert(fed, author, args.iri, by=by)
+            elif verb == "close":
+                result = await polls.close_early(fed, author, args.iri, by=by)
+            else:
+                result = await content.delete(fed, author, args.iri, by=by)
+        except ServiceError as exc:
+            raise _service_refused(exc, EDIT_OPTIONS) from None
+        _out(str(result.activity_iri))
+        done = {"edit": "edited", "retract": "retracted", "close": "closed", "delete": "deleted"}[verb]
+        _progress(
+            f"{done} {args.iri} (by {by.handle}); the "
+            + ("Delete" if verb == "delete" else "Update")
+            + " is queued: a running serve or worker delivers it"
+        )
+        return 0
+
+    return asyncio.run(_fed_run(settings, work))
+
+
+def _cmd_member_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from server.db.models import Actor, Membership
+
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        group = await _association_of(session, args.association)
+        query = (
+            select(Membership, Actor)
+            .join(Actor, Actor.id == Membership.member_id)
+            .where(Membership.group_id == group.id)
+            .order_by(Membership.state, Actor.host, Actor.handle)
+        )
+        if args.state != "all":
+            query = query.where(Membership.state == args.state)
+        if args.role:
+            query = query.where(Membership.role == args.role)
+        items = [
+            {
+                "handle": f"@{actor.handle}@{actor.host}",
+                "role": row.role,
+                "state": row.state,
+                "local": actor.local,
+                "since": row.updated_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "member": actor.iri,
+            }
+            for row, actor in (await session.execute(query)).all()
+        ]
+        if args.json:
+            _out(json.dumps(items, ensure_ascii=False))
+        for item in [] if args.json else items:
+            _out("\t".join([item["handle"], item["role"], item["state"], item["since"], item["member"]]))
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_member_role(args: argparse.Namespace) -> int:
+    from server.services import membership
+
+    settings = _settings(args)
+
+    async def work(fed: Any) -> int:
+        async with fed.node.sessions() as session:
+            group = await _association_of(session, args.association)
+            by = await _manager_of(session, group, args.by, roles=("admin",))
+            try:
+                member = await membership.resolve_member(session, fed.node.uris, args.user)
+            except ServiceError as exc:
+                raise CommandError(f"{args.user}: {exc.detail}") from None
+        try:
+            previous = await membership.set_role(fed, group, member.iri, args.role, by=by)
+        except ServiceError as exc:
+            raise CommandError(f"{args.user}: {exc.detail}") from None
+        _out(f"role = {args.role}")
+        _progress(
+            f"@{member.handle}@{member.host} in {args.association}: {previous} → {args.role} (by {by.handle})"
+        )
+        return 0
+
+    return asyncio.run(_fed_run(settings, work))
+
+
+def _cmd_association_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        rows = await actor_service.list_associations(session)
+        items = [
+            {
+                "handle": group.handle,
+                "name": group.name,
+                "members": members,
+                "pending": pending,
+                "join_policy": group.join_policy,
+                "language": group.language,
+                "id": group.iri,
+            }
+            for group, members, pending in rows
+        ]
+        if args.json:
+            _out(json.dumps(items, ensure_ascii=False))
+            return 0
+        for item in items:
+            _out(
+                f"{item['handle']}\t{item['name']}\t{item['members']} members\t{item['pending']} pending"
+                f"\t{item['join_policy']}\t{item['id']}"
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value is not None else None
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        tokens = await actor_service.list_tokens(session, username=args.username, revoked=args.all)
+        items = [
+            {
+                "id": t.id,
+                "scope": t.scope,
+                "label": t.label,
+                "created": iso(t.created_at),
+                "lastUsed": iso(t.last_used_at),
+                "revoked": iso(t.revoked_at),
+            }
+            for t in tokens
+        ]
+        if args.json:
+            _out(json.dumps(items, ensure_ascii=False))
+            return 0
+        for item in items:
+            state = f"revoked {item['revoked']}" if item["revoked"] else "active"
+            _out(
+                f"{item['id']}\t{item['scope']}\t{state}\tcreated {item['created']}"
+                f"\tlast used {item['lastUsed'] or 'never'}\t{item['label']}"
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        token = await actor_service.revoke_token(
+            session, username=args.username, token_id=args.token_id, now=utc_now()
+        )
+        _out(f"{token.id}\trevoked")
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _when_option(value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(f"{option}: {value!r} is not an ISO 8601 date or date and time") from None
+    if parsed.tzinfo is None:
+        raise CommandError(f"{option}: give a time zone, e.g. {value}+00:00 or {value}Z")
+    return parsed
+
+
+def _cmd_audit_list(args: argparse.Namespace) -> int:
+    from server.services import audit, membership
+
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        try:
+            filters = audit.Filters(
+                group_id=(await _association_of(session, args.association)).id if args.association else None,
+                by_id=(await membership.resolve_member(session, uris, args.by)).id if args.by else None,
+                action=audit.check_action(args.action),
+                channel=audit.check_channel(args.channel),
+                target=args.target,
+                since=_when_option(args.since, "--since"),
+                until=_when_option(args.until, "--until"),
+            )
+        except ServiceError as exc:
+            raise _service_refused(
+                exc, {"member": "--by", "action": "--action", "channel": "--channel"}
+            ) from None
+        items = await audit.entries(session, filters, limit=args.limit)
+        if args.json:
+            _out(json.dumps(items, ensure_ascii=False, default=str))
+            return 0
+        for item in items:
+            who = item["byHandle"] or "operator"
+            where = item["associationHandle"] or "-"
+            extra = ", ".join(
+                f"{k}={v}"
+                for k, v in item["detail"].items()
+                if k not in ("object", "member") and v is not None
+            )
+            _out(
+                f"{item['at']}\t{item['channel']}\t{where}\t{who}\t{item['action']}\t{item['target'] or '-'}"
+                + (f"\t{extra}" if extra else "")
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _add_admin_commands(commands: Any) -> None:
+    """The parsers of the issue-17 commands: content, member list|role, association list,
+    token list|revoke and audit (member remove|approve|refuse take a USER since)."""
+    choices = {name: sub for name, sub in commands.choices.items()}
+
+    content = commands.add_parser(
+        "content",
+        help="list, edit, retract, close or delete published content",
+        description="Manage what an association (or a member) published, with the rules of the JSON "
+        "API: edits and deletions reach every node that received the object. Changes are audited.",
+    )
+    content_commands = content.add_subparsers(dest="content_command", metavar="COMMAND", parser_class=_Parser)
+    content_commands.required = True
+    p = content_commands.add_parser(
+        "list",
+        help="list an association's content with its state",
+        description="One line per object, newest first: IRI, kind, state (active, retracted, superseded, "
+        "expired, open, closed, published, deleted), visibility, publication time, title.",
+    )
+    p.add_argument("--as", dest="as_slug", required=True, metavar="SLUG", help="the association")
+    p.add_argument("--kind", choices=CONTENT_KINDS, help="only this kind")
+    p.add_argument("--deleted", action="store_true", help="include deleted objects (tombstones)")
+    p.add_argument("--limit", type=_count(500), default=50, help="how many (default 50, at most 500)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(p)
+    p.set_defaults(func=_cmd_content_list)
+    by_help = (
+        "the admin or moderator who acts for the association (default: its first admin); "
+        "for a member's own object, that member"
+    )
+    texts = {
+        "edit": (
+            "edit an object (a resource's new revision, an alert's validity…)",
+            "Edit an object: an Update carrying the new revision goes to its audience. The audience, kind "
+            "and options are fixed at publication. --note records a change note in the object's history. "
+            "To extend an alert, give a later --valid-until. Prints the Update's IRI.",
+        ),
+        "retract": (
+            "retract an active alert",
+            "Withdraw an active alert (alertStatus retracted). To replace an alert instead, publish its "
+            "successor with `entraide publish alert --supersedes IRI`: the old one is marked superseded "
+            "with a link to the new one. Prints the Update's IRI.",
+        ),
+        "close": (
+            "close a proposal's vote before its end time",
+            "Close an open proposal (or poll) now, with its final tally: no vote counts after it. "
+            "Prints the Update's IRI.",
+        ),
+        "delete": (
+            "delete an object (a tombstone stays; a Delete goes to every node that has it)",
+            "Delete an object of any kind: fetches answer 410 Gone and a Delete{Tombstone} goes to its "
+            "audience and every node known to hold it. Prints the Delete's IRI.",
+        ),
+    }
+    severities = ", ".join(s.value for s in Severity)
+    categories = ", ".join(c.value for c in AlertCategory)
+    for verb, (short, long) in texts.items():
+        p = content_commands.add_parser(verb, help=short, description=long)
+        p.add_argument("iri", metavar="IRI", help="the object's IRI (see `entraide content list`)")
+        p.add_argument("--by", metavar="USERNAME", help=by_help)
+        if verb == "edit":
+            p.add_argument("--title", help="new title (headline of an alert)")
+            p.add_argument(
+                "--body-file", metavar="PATH", help="file holding the new body, or - for standard input"
+            )
+            p.add_argument("--summary", help="new summary (not for alerts)")
+            p.add_argument("--license", metavar="IRI", help="new licence IRI (resources)")
+            p.add_argument(
+                "--tag", action="append", metavar="NAME", help="hashtag (repeatable; replaces them)"
+            )
+            p.add_argument("--severity", help=f"alerts: one of: {severities}")
+            p.add_argument("--category", help=f"alerts: one of: {categories}")
+            p.add_argument("--area", help="alerts: area concerned, in words")
+            p.add_argument("--area-code", metavar="CODE", help="alerts: ISO 3166 code, e.g. FR or FR-75")
+            p.add_argument(
+                "--valid-until", metavar="DATETIME", help="alerts: end of validity, ISO 8601 with a time zone"
+            )
+            p.add_argument("--note", metavar="TEXT", help="change note of this revision (plain text)")
+        _add_config(p)
+        p.set_defaults(func=_cmd_content_change)
+
+    member_commands = _subcommands(choices["member"])
+    p = member_commands.add_parser(
+        "list",
+        help="list an association's members and requests to join",
+        description="One line per member: handle, role, state (active, pending, invited), since, actor IRI.",
+    )
+    p.add_argument("--association", required=True, metavar="SLUG")
+    p.add_argument("--state", choices=("active", "pending", "invited", "all"), default="all")
+    p.add_argument("--role", choices=("admin", "moderator", "member"), help="only this role")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_list)
+    p = member_commands.add_parser(
+        "role",
+        help="change a member's role (admins only)",
+        description="Give an active member (local or remote) another role; the last admin keeps the role. "
+        "Audited.",
+    )
+    p.add_argument("user", metavar="USER", help="a local username, a handle @user@host or an actor IRI")
+    p.add_argument("--association", required=True, metavar="SLUG")
+    p.add_argument("--role", required=True, choices=("admin", "moderator", "member"))
+    p.add_argument("--by", metavar="USERNAME", help="the admin who decides (default: the first one)")
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_role)
+
+    association_commands = _subcommands(choices["association"])
+    p = association_commands.add_parser(
+        "list",
+        help="list the node's associations",
+        description="One line per association: handle, name, active members, pending requests, join "
+        "policy, actor IRI.",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(p)
+    p.set_defaults(func=_cmd_association_list)
+
+    token_commands = _subcommands(choices["token"])
+    p = token_commands.add_parser(
+        "list",
+        help="list an account's tokens (never their secrets)",
+        description="One line per token: id, scope, state, creation, last use, label. A token's secret is "
+        "printed once, by `token create`, and never stored.",
+    )
+    p.add_argument("username")
+    p.add_argument("--all", action="store_true", help="include revoked tokens")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(p)
+    p.set_defaults(func=_cmd_token_list)
+    p = token_commands.add_parser(
+        "revoke",
+        help="revoke one of an account's tokens",
+        description="Revoke a token by the id `token list` shows; it stops working at once. Audited.",
+    )
+    p.add_argument("username")
+    p.add_argument("token_id", metavar="ID", type=int, help="the token's id (see `token list`)")
+    _add_config(p)
+    p.set_defaults(func=_cmd_token_revoke)
+
+    audit = commands.add_parser(
+        "audit", help="the audit log of administration and moderation", description="The audit log."
+    )
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", parser_class=_Parser)
+    audit_commands.required = True
+    p = audit_commands.add_parser(
+        "list",
+        help="who did what, when, to what, through which channel",
+        description="Audit entries, newest first: time, channel (web, cli, api, system; unknown before "
+        "it was recorded), association, who (operator: the command line without --by), action, target "
+        "and details. Filters combine.",
+    )
+    p.add_argument("--association", metavar="SLUG", help="only this association's entries")
+    p.add_argument("--by", metavar="USER", help="only this person's actions (username, @user@host or IRI)")
+    p.add_argument("--action", help="an action (member.remove) or a prefix ending in a dot (member.)")
+    p.add_argument("--channel", choices=("web", "cli", "api", "system", "unknown"))
+    p.add_argument("--target", metavar="IRI", help="only actions on this object or actor")
+    p.add_argument("--since", metavar="DATETIME", help="from this time (ISO 8601 with a time zone)")
+    p.add_argument("--until", metavar="DATETIME", help="before this time (ISO 8601 with a time zone)")
+    p.add_argument("--limit", type=_count(500), default=100, help="how many (default 100, at most 500)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(p)
+    p.set_defaults(func=_cmd_audit_list)
+
+
+def _count(maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from 1 to ``maximum`` (bad usage otherwise, exit code 2)."""
+
+    def parse(value: str) -> int:
+        if not value.isdigit() or not 1 <= int(value) <= maximum:
+            raise argparse.ArgumentTypeError(f"must be an integer from 1 to {maximum}")
+        return int(value)
+
+    return parse
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> Any:
+    """The subcommand registry of an existing command group (to add commands to it)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise AssertionError(f"{parser.prog} has no subcommands")
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 
@@ -851,6 +1484,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("public", "members", "hidden"),
         help="who sees the list of members: anyone, members, or admins only",
     )
+    p.add_argument("--name", help="display name (followers get an Update)")
+    p.add_argument("--summary", help="short plain-text description (followers get an Update)")
+    p.add_argument(
+        "--language", metavar="TAG", help="default language of its content (BCP 47, e.g. fr; empty: none)"
+    )
+    p.add_argument(
+        "--by", metavar="USERNAME", help="the admin recorded as having done it (default: the operator)"
+    )
     _add_config(p)
     p.set_defaults(func=_cmd_association_set)
 
@@ -875,7 +1516,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("remove", "remove a member (a remote member gets Remove); moderators cannot remove admins"),
     ):
         p = member_commands.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
-        p.add_argument("actor", metavar="ACTOR_IRI", help="the member's actor IRI (see `member pending`)")
+        p.add_argument(
+            "actor",
+            metavar="USER",
+            help="a local username, a handle @user@host or an actor IRI (see `member list`)",
+        )
+        if verb == "refuse":
+            p.add_argument("--reason", metavar="TEXT", help="why (sent with the refusal and audited)")
         p.add_argument("--association", required=True, metavar="SLUG")
         p.add_argument(
             "--by", metavar="USERNAME", help="the admin or moderator who decides (default: the first one)"
@@ -890,6 +1537,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("username")
     p.add_argument("--discoverable", choices=("yes", "no"))
+    p.add_argument(
+        "--node-admin",
+        choices=("yes", "no"),
+        help="a node admin reads the node's audit log through the API (GET /api/audit); audited",
+    )
     _add_config(p)
     p.set_defaults(func=_cmd_member_set)
     p = member_commands.add_parser(
@@ -1021,6 +1673,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--eligibility", help=f"who votes, one of: {eligibilities} (default: members)")
         _add_config(p)
         p.set_defaults(func=_cmd_publish, kind=kind)
+    _add_admin_commands(commands)
     return parser
 
 
@@ -1030,7 +1683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result: int = args.func(args)
+        with audit_channel("cli"):  # every action audited as done from the command line
+            result: int = args.func(args)
         return result
     except (ConfigError, CommandError, DatabaseUnavailable, SecretKeyError) as exc:
         print(f"entraide: error: {exc}", file=sys.stderr)

@@ -81,6 +81,8 @@ class Actor(Base):
     # Associations: how people join (``approval`` by an admin by default), and who may reply.
     join_policy: Mapped[str] = mapped_column(String(16), default="approval", server_default="approval")
     replies_policy: Mapped[str] = mapped_column(String(16), default="members", server_default="members")
+    # Associations: the language of content published without one (BCP 47), or None.
+    language: Mapped[str | None] = mapped_column(String(35))
     document: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     fetched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -221,16 +223,23 @@ class Activity(Base):
 
 
 class AuditEntry(Base):
-    """Administrative actions on associations (who did what, when)."""
+    """Administrative and moderation actions (who did what, when, to what, through which channel).
+
+    Written by the services only (``server/services/audit.py``). ``group_id`` is the association
+    concerned (None for node-wide actions such as tokens); ``by_actor_id`` None means the node's
+    operator (the command line without ``--by``); ``channel`` is web, cli, api or system.
+    """
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"), index=True)
-    by_actor_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
-    action: Mapped[str] = mapped_column(String(64))
+    by_actor_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(16), default="system", server_default="unknown")
+    target: Mapped[str | None] = mapped_column(IRI)
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class RemoteObject(Base):

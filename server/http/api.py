@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -33,14 +34,15 @@ from federation.validation import FORMAT_CHECKER
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Kind
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Actor, Membership, RemoteObject
+from server.db.models import Account, Actor, Membership, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
 from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
-from server.services import content, endorsements, membership, polls, visibility
+from server.services import actors as actor_service
+from server.services import audit, content, endorsements, membership, polls, visibility
 from server.services.content import Published
 from server.services import notifications as notifications_service
 from server.services import timeline as timeline_service
@@ -60,7 +62,6 @@ READ_KINDS: Final = frozenset(
     k.value for k in (Kind.POST, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL, Kind.REPLY)
 )
 PUBLIC_LEVELS: Final = ("public", "unlisted")
-ALERT_FIELDS: Final = frozenset({"severity", "category", "alertStatus", "area", "areaCode", "validUntil"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,13 +479,7 @@ async def _editor(request: web.Request) -> tuple[RemoteObject, Actor, Actor]:
 
 def _check_patch(kind: str, body: Mapping[str, Any]) -> None:
     """Fields that the service would ignore for this kind are refused instead."""
-    for field in body:
-        if (
-            (field in ALERT_FIELDS and kind != Kind.ALERT.value)
-            or (field == "license" and kind != Kind.RESOURCE.value)
-            or (field == "summary" and kind == Kind.ALERT.value)
-        ):
-            raise InvalidInput(f"{field} does not apply to a {kind}", field=field)
+    content.check_fields_apply(kind, body)
 
 
 @routes.patch("/api/objects")
@@ -642,7 +637,7 @@ async def post_member_decision(request: web.Request) -> web.Response:
         member = await acting_for(session, viewer, group, roles=membership.MANAGING_ROLES)
     body = await json_body(request, "MemberDecision")
     approve = body["decision"] == "approve"
-    await membership.decide(fed, group, body["member"], by=member, approve=approve)
+    await membership.decide(fed, group, body["member"], by=member, approve=approve, reason=body.get("reason"))
     return json_response(
         {"member": body["member"], "state": "active" if approve else "refused"}, headers=NO_STORE
     )
@@ -830,3 +825,181 @@ async def get_memberships(request: web.Request) -> web.Response:
         else None
     )
     return json_response({"items": items, "next": next_page}, headers=NO_STORE)
+
+
+# --- administration: closing, association settings, roles, tokens, audit log (issue 17) -----------
+# The same services as ``entraide content|association|member|token|audit``; audited with the channel
+# ``api`` (set by ``audit_channel_middleware``).
+
+AUDIT_MAX_LIMIT: Final = 100
+ASSOCIATION_FIELDS: Final = {
+    "name": "name",
+    "summary": "summary",
+    "language": "language",
+    "joinPolicy": "join_policy",
+    "replies": "replies_policy",
+    "membersList": "members_visibility",
+}
+
+
+@routes.post("/api/objects/close")
+async def post_close_object(request: web.Request) -> web.Response:
+    """Close a proposal's (or poll's) vote now, with its final tally (admins and moderators of the
+    authoring association, or the author)."""
+    row, owner, member = await _editor(request)
+    result = await polls.close_early(request.app[FEDERATION], owner, row.iri, by=member)
+    return published_response(result, status=200)
+
+
+def association_of(group: Actor) -> dict[str, Any]:
+    return {
+        "id": group.iri,
+        "handle": group.handle,
+        "name": group.name,
+        "summary": group.summary,
+        "language": group.language,
+        "joinPolicy": group.join_policy,
+        "replies": group.replies_policy,
+        "membersList": group.members_visibility,
+    }
+
+
+@routes.patch("/api/associations/{slug}")
+async def patch_association(request: web.Request) -> web.Response:
+    """An admin edits the association's profile and settings; a changed name or summary reaches its
+    followers as ``Update{Group}``."""
+    viewer = await writer_of(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        by = await acting_for(session, viewer, group, roles=("admin",))
+    body = await json_body(request, "AssociationPatch")
+    changes = {ASSOCIATION_FIELDS[k]: ("" if v is None else v) for k, v in body.items()}
+    with renamed_fields({v: k for k, v in ASSOCIATION_FIELDS.items()}):
+        async with node.sessions.begin() as session:
+            edited = await actor_service.edit_association(
+                session, node.uris, handle=group.handle, changes=changes, by=by, now=node.clock()
+            )
+            answer = association_of(edited.group)
+    if edited.update_iri:
+        request.app[FEDERATION].notify_worker()
+    return json_response({**answer, "update": edited.update_iri}, headers=NO_STORE)
+
+
+@routes.patch("/api/associations/{slug}/members")
+async def patch_member(request: web.Request) -> web.Response:
+    """An admin changes a member's role (the last admin keeps it); audited."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    member_iri = _member_iri(request)
+    async with fed.node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        by = await acting_for(session, viewer, group, roles=("admin",))
+    body = await json_body(request, "MemberRole")
+    previous = await membership.set_role(fed, group, member_iri, body["role"], by=by)
+    return json_response({"member": member_iri, "role": body["role"], "previous": previous}, headers=NO_STORE)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value is not None else None
+
+
+async def _own_account(request: web.Request, viewer: Viewer) -> Actor:
+    async with request.app[NODE].sessions() as session:
+        user = await session.get(Actor, viewer.actor_id) if viewer.actor_id is not None else None
+    if user is None or not user.local or user.type != "Person":
+        raise Unauthorized("a bearer token of a local account is required")
+    return user
+
+
+@routes.get("/api/tokens")
+async def get_tokens(request: web.Request) -> web.Response:
+    """The caller's own live tokens (never their secrets, which are not stored)."""
+    viewer = await viewer_of(request)
+    user = await _own_account(request, viewer)
+    async with request.app[NODE].sessions() as session:
+        tokens = await actor_service.list_tokens(session, username=user.handle)
+    items = [
+        {
+            "id": t.id,
+            "scope": t.scope,
+            "label": t.label,
+            "created": _iso(t.created_at),
+            "lastUsed": _iso(t.last_used_at),
+        }
+        for t in tokens
+    ]
+    return json_response({"items": items}, headers=NO_STORE)
+
+
+@routes.delete("/api/tokens/{id}")
+async def delete_token(request: web.Request) -> web.Response:
+    """The caller revokes one of their own tokens (it stops working at once); audited."""
+    viewer = await writer_of(request)
+    user = await _own_account(request, viewer)
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise NotFound("no such token")
+    node = request.app[NODE]
+    async with node.sessions.begin() as session:
+        token = await actor_service.revoke_token(
+            session, username=user.handle, token_id=int(raw), by=user, now=node.clock()
+        )
+    return json_response({"id": token.id, "revoked": _iso(token.revoked_at)}, headers=NO_STORE)
+
+
+def _audit_filters(request: web.Request, group_id: int | None) -> audit.Filters:
+    for name in request.query:
+        if name not in ("action", "channel", "target", "limit", "before"):
+            raise InvalidInput(f"{name} is not a filter of the audit log", field=name)
+    target = request.query.get("target")
+    if target is not None and (len(target) > MAX_IRI_CHARS or "\x00" in target):
+        raise InvalidInput("target must be an IRI", field="target")
+    return audit.Filters(
+        group_id=group_id,
+        action=audit.check_action(request.query.get("action")),
+        channel=audit.check_channel(request.query.get("channel")),
+        target=target,
+    )
+
+
+async def _audit_page(request: web.Request, filters: audit.Filters, path: str) -> web.Response:
+    limit = int_param(request, "limit", minimum=1, maximum=AUDIT_MAX_LIMIT) or DEFAULT_LIMIT
+    before = int_param(request, "before", minimum=1)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        # audit_log.id is a 32-bit integer: a larger cursor means "from the top"
+        items = await audit.entries(
+            session, filters, limit=limit + 1, before=min(before, INT32_MAX) if before else None
+        )
+    next_page = None
+    if len(items) > limit:
+        query = {k: v for k, v in request.query.items() if k != "before"}
+        query.update(limit=str(limit), before=str(items[limit - 1]["id"]))
+        next_page = str(node.uris.iri(path).rstrip("?")) + "?" + urlencode(query)
+    return json_response({"items": items[:limit], "next": next_page}, headers=NO_STORE)
+
+
+@routes.get("/api/audit")
+async def get_audit(request: web.Request) -> web.Response:
+    """The node's audit log, newest first: node admins only, with an admin-scope token."""
+    viewer = await viewer_of(request)
+    user = await _own_account(request, viewer)
+    async with request.app[NODE].sessions() as session:
+        account = await session.get(Account, user.id)
+    if account is None or not account.is_node_admin or viewer.scope != "admin":
+        raise Forbidden("the node's audit log is read by node admins, with an admin-scope token")
+    return await _audit_page(request, _audit_filters(request, None), "/api/audit")
+
+
+@routes.get("/api/associations/{slug}/audit")
+async def get_association_audit(request: web.Request) -> web.Response:
+    """One association's audit log, newest first: its admins and moderators only."""
+    viewer = await viewer_of(request)
+    async with request.app[NODE].sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        if await visibility.role_in(session, viewer, group) not in membership.MANAGING_ROLES:
+            raise Forbidden("an association's audit log is read by its admins and moderators")
+    return await _audit_page(
+        request, _audit_filters(request, group.id), f"/api/associations/{group.handle}/audit"
+    )

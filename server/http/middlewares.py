@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from federation.errors import FederationError
 from server.appkeys import METRICS
 from server.http.problems import problem, problem_for
+from server.services import audit
 from server.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,21 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     response = await handler(request)
     response.headers["X-Request-Id"] = rid
     return response
+
+
+def audit_channel(request: web.Request) -> str:
+    """The audit log's channel of a request: ``api`` for the JSON API, C2S and bearer tokens,
+    ``web`` for the browser's pages and forms (signed in with a cookie)."""
+    if "Authorization" in request.headers or request.path.startswith("/api/"):
+        return "api"
+    return "web"
+
+
+@web.middleware
+async def audit_channel_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Actions done while handling the request are audited with its channel (decision 49)."""
+    with audit.channel_scope(audit_channel(request)):
+        return await handler(request)
 
 
 @web.middleware

@@ -7,15 +7,21 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.types import AS_PUBLIC, Iri
 from federation.uris import UriScheme, is_valid_handle
-from server.db.models import ROLES, Account, Actor, AuditEntry, Membership, Token
+from federation.vocab.actors import render_actor
+from server.db.models import ROLES, Account, Actor, Membership, Token
 from server.db.queries import actors as q
+from server.services import audit
 from server.services.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from server.services.keys import KeyVault, add_actor_keys
+from server.services.outbox import new_activity_iri, publish
+from server.services.profiles import local_actor_value
 
 APPLICATION_HANDLE = "entraide.node"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -120,8 +126,8 @@ async def create_association(
     session.add(actor)
     await session.flush()
     await add_actor_keys(session, actor, vault, now=now)
-    session.add(
-        AuditEntry(group_id=actor.id, action="association.create", detail={"handle": handle}, created_at=now)
+    audit.record(
+        session, "association.create", now=now, group=actor, target=actor.iri, detail={"handle": handle}
     )
     return Created(actor, True)
 
@@ -157,15 +163,151 @@ async def configure_association(
         setattr(group, name, value)
     group.updated_at = now
     if changes:
-        session.add(
-            AuditEntry(
-                group_id=group.id,
-                action="association.configure",
-                detail={"before": before, "after": dict(changes)},
-                created_at=now,
-            )
+        audit.record(
+            session,
+            "association.configure",
+            now=now,
+            group=group,
+            target=group.iri,
+            detail={"before": before, "after": dict(changes)},
         )
     return group
+
+
+PROFILE_FIELDS = ("name", "summary", "language")
+"""What ``edit_association`` changes besides :data:`ASSOCIATION_SETTINGS`."""
+
+
+def _check_language(value: str) -> str | None:
+    if value == "":
+        return None  # no default language
+    parts = value.split("-")
+    if (
+        len(value) > 35
+        or not 2 <= len(parts[0]) <= 3
+        or not parts[0].isalpha()
+        or not all(p.isalnum() and 1 <= len(p) <= 8 for p in parts)
+    ):
+        raise InvalidInput(
+            "language must be a BCP 47 tag such as fr or fr-BE (empty: none)", field="language"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationEdited:
+    group: Actor
+    changed: dict[str, tuple[Any, Any]]  # name -> (before, after)
+    update_iri: str | None  # the Update{Group} sent to followers, when the profile changed
+
+
+async def edit_association(
+    session: AsyncSession,
+    uris: UriScheme,
+    *,
+    handle: str,
+    changes: dict[str, str],
+    by: Actor | None = None,
+    now: datetime,
+) -> AssociationEdited:
+    """Change an association's profile (name, summary, default language) and settings (join
+    policy, replies, members list). A changed name or summary is announced to the association's
+    followers with ``Update{Group}`` (queued in the same transaction). Audited as
+    ``association.configure`` with the values before and after; nothing changes on a refused value.
+
+    ``by`` is the admin who does it (None: the node's operator, from the command line); the
+    caller checks that ``by`` administers the association.
+
+    Raises:
+        NotFound: no such association. InvalidInput: an unknown field or a bad value.
+    """
+    group = await q.local_by_handle(session, "Group", handle)
+    if group is None or group.deleted_at is not None:
+        raise NotFound(f"no association {handle!r} on this node", field="slug")
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name} must be a string", field=name)
+        if name in ASSOCIATION_SETTINGS:
+            if value not in ASSOCIATION_SETTINGS[name]:
+                raise InvalidInput(
+                    f"{name} must be one of: {', '.join(ASSOCIATION_SETTINGS[name])}", field=name
+                )
+            clean[name] = value
+        elif name == "name":
+            if not value.strip():
+                raise InvalidInput("name must not be empty", field="name")
+            _check_text(value, "name", MAX_NAME)
+            clean[name] = value.strip()
+        elif name == "summary":
+            _check_text(value, "summary", MAX_SUMMARY)
+            clean[name] = value.strip()
+        elif name == "language":
+            clean[name] = _check_language(value)
+        else:
+            raise InvalidInput(f"{name} is not a setting of an association", field=name)
+    changed = {
+        name: (getattr(group, name), value) for name, value in clean.items() if getattr(group, name) != value
+    }
+    for name, (_, value) in changed.items():
+        setattr(group, name, value)
+    update_iri: str | None = None
+    if changed:
+        group.updated_at = now
+        await session.flush()
+        if {"name", "summary"} & changed.keys():
+            update_iri = await _announce_profile(session, uris, group, now=now)
+        audit.record(
+            session,
+            "association.configure",
+            now=now,
+            group=group,
+            by=by,
+            target=group.iri,
+            detail={
+                "before": {k: v[0] for k, v in changed.items()},
+                "after": {k: v[1] for k, v in changed.items()},
+                **({"update": update_iri} if update_iri else {}),
+            },
+        )
+    return AssociationEdited(group, changed, update_iri)
+
+
+async def _announce_profile(session: AsyncSession, uris: UriScheme, actor: Actor, *, now: datetime) -> str:
+    """Queue ``Update{actor}`` to the actor's followers: peers refresh their copy of the profile."""
+    document = render_actor(await local_actor_value(session, uris, actor))
+    document = {k: v for k, v in document.items() if k != "@context"}
+    activity = {
+        "id": new_activity_iri(uris),
+        "type": "Update",
+        "object": document,
+        "to": [AS_PUBLIC],
+        "cc": [actor.followers_iri or uris.followers(Iri(actor.iri))],
+    }
+    row = await publish(session, actor, activity, visibility="public", now=now)
+    return row.iri
+
+
+async def list_associations(session: AsyncSession) -> list[tuple[Actor, int, int]]:
+    """The node's associations with their active members and pending requests, by handle."""
+    active = (
+        select(func.count())
+        .where(Membership.group_id == Actor.id, Membership.state == "active")
+        .correlate(Actor)
+        .scalar_subquery()
+    )
+    pending = (
+        select(func.count())
+        .where(Membership.group_id == Actor.id, Membership.state == "pending")
+        .correlate(Actor)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(Actor, active, pending)
+        .where(Actor.local.is_(True), Actor.type == "Group", Actor.deleted_at.is_(None))
+        .order_by(Actor.handle)
+    )
+    return [(actor, int(a), int(p)) for actor, a, p in rows.all()]
 
 
 async def configure_account(
@@ -266,22 +408,22 @@ async def add_member(
             )
         )
         changed = True
-        session.add(
-            AuditEntry(
-                group_id=group.id,
-                action="member.add",
-                detail={"member": person.iri, "role": role},
-                created_at=now,
-            )
+        audit.record(
+            session,
+            "member.add",
+            now=now,
+            group=group,
+            target=person.iri,
+            detail={"member": person.iri, "role": role},
         )
     elif membership.role != role or membership.state != "active":
-        session.add(
-            AuditEntry(
-                group_id=group.id,
-                action="member.role",
-                detail={"member": person.iri, "from": membership.role, "to": role},
-                created_at=now,
-            )
+        audit.record(
+            session,
+            "member.role",
+            now=now,
+            group=group,
+            target=person.iri,
+            detail={"member": person.iri, "from": membership.role, "to": role},
         )
         membership.role, membership.state, membership.updated_at = role, "active", now
         changed = True
@@ -294,7 +436,13 @@ def _token_hash(token: str) -> str:
 
 
 async def create_token(
-    session: AsyncSession, *, username: str, scope: str, label: str = "", now: datetime
+    session: AsyncSession,
+    *,
+    username: str,
+    scope: str,
+    label: str = "",
+    by: Actor | None = None,
+    now: datetime,
 ) -> str:
     """Issue a bearer token for a local account; only its hash is stored. Returns the token.
 
@@ -308,17 +456,94 @@ async def create_token(
     if account is None:
         raise NotFound(f"no local account {username!r}", field="username")
     token = "ent_" + secrets.token_urlsafe(32)
-    session.add(
-        Token(
-            account_id=account.actor_id,
-            token_hash=_token_hash(token),
-            scope=scope,
-            label=label,
-            created_at=now,
-        )
+    row = Token(
+        account_id=account.actor_id,
+        token_hash=_token_hash(token),
+        scope=scope,
+        label=label,
+        created_at=now,
     )
+    session.add(row)
     await session.flush()
+    assert person is not None
+    audit.record(
+        session,
+        "token.create",
+        now=now,
+        by=by,
+        target=person.iri,
+        detail={"token": row.id, "scope": scope, "label": label},
+    )
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What is shown of a token: never its secret (only its hash is stored anyway)."""
+
+    id: int
+    scope: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def _account(session: AsyncSession, username: str) -> Actor:
+    person = await q.local_by_handle(session, "Person", username) if is_valid_handle(username) else None
+    account = await q.account_of(session, person.id) if person else None
+    if person is None or account is None:
+        raise NotFound(f"no local account {username!r}", field="username")
+    return person
+
+
+async def list_tokens(session: AsyncSession, *, username: str, revoked: bool = False) -> list[TokenInfo]:
+    """An account's tokens, oldest first; revoked ones only with ``revoked``."""
+    person = await _account(session, username)
+    query = select(Token).where(Token.account_id == person.id)
+    if not revoked:
+        query = query.where(Token.revoked_at.is_(None))
+    rows = (await session.scalars(query.order_by(Token.id))).all()
+    return [TokenInfo(t.id, t.scope, t.label, t.created_at, t.last_used_at, t.revoked_at) for t in rows]
+
+
+async def revoke_token(
+    session: AsyncSession, *, username: str, token_id: int, by: Actor | None = None, now: datetime
+) -> TokenInfo:
+    """Revoke one of an account's tokens (by the id ``list_tokens`` shows); audited. Revoking a
+    revoked token changes nothing.
+
+    Raises:
+        NotFound: no such account, or no such token of this account.
+    """
+    person = await _account(session, username)
+    row = await session.scalar(select(Token).where(Token.id == token_id, Token.account_id == person.id))
+    if row is None:
+        raise NotFound(f"{username} has no token {token_id}", field="token")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        audit.record(
+            session,
+            "token.revoke",
+            now=now,
+            by=by,
+            target=person.iri,
+            detail={"token": row.id, "scope": row.scope, "label": row.label},
+        )
+    return TokenInfo(row.id, row.scope, row.label, row.created_at, row.last_used_at, row.revoked_at)
+
+
+async def set_node_admin(session: AsyncSession, *, username: str, node_admin: bool, now: datetime) -> bool:
+    """Make an account a node admin (reads the node's audit log through the API) or not; audited.
+    Returns whether it changed."""
+    person = await _account(session, username)
+    account = await q.account_of(session, person.id)
+    assert account is not None
+    if account.is_node_admin == node_admin:
+        return False
+    account.is_node_admin = node_admin
+    audit.record(session, "account.node_admin", now=now, target=person.iri, detail={"node_admin": node_admin})
+    return True
 
 
 @dataclass(frozen=True, slots=True)

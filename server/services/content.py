@@ -39,7 +39,6 @@ from server.db import queue
 from server.db.models import (
     Activity,
     Actor,
-    AuditEntry,
     Delivery,
     Endorsement,
     Reaction,
@@ -47,6 +46,7 @@ from server.db.models import (
     Vote,
 )
 from server.db.queries import actors as actor_queries
+from server.services import audit as audit_log
 from server.services import media as media_service
 from server.services import membership as membership_service
 from server.services import objects
@@ -424,7 +424,8 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         required=kind in NAMED_KINDS,
     )
     summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
-    language = language_of(obj.get("language"))
+    # An association's content without a language is in the association's default one, if set.
+    language = language_of(obj.get("language")) or (author.language if author.type == "Group" else None)
     obj_type = obj.get("type") or TYPE_OF_KIND[kind][0]
     document: dict[str, Any] = {
         "id": object_iri,
@@ -566,6 +567,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             priority=priority,
             also=blind,
         )
+        audit(session, author, by, f"{kind.value}.create", object_iri, now)
         if kind is Kind.ALERT and document.get("supersedes"):
             await _mark_superseded(
                 fed, session, author, Iri(document["supersedes"]), object_iri, now=now, by=by
@@ -579,7 +581,6 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
                 run_at=when(document["endTime"], "endTime"),
                 now=now,
             )
-        audit(session, author, by, f"{kind.value}.create", object_iri, now)
     fed.notify_worker()
     if relays and group is not None:
         # FEP-1b12: the association relays what its members post into it, as it does for members
@@ -742,17 +743,20 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     kind = Kind(row.kind)
     if kind is Kind.VOTE or kind is Kind.ENDORSEMENT:
         raise InvalidInput(f"a {kind.value} cannot be edited", field="type")
+    note = change_note(obj.get(CHANGE_NOTE))
     for frozen in ("oneOf", "anyOf", "entraideKind", "to", "cc", "visibility", "inReplyTo", "eligibility"):
         if frozen in obj and obj[frozen] != row.document.get(frozen):
             raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
     document = {k: v for k, v in row.document.items() if k != "@context"}
-    _remove_nulled(document, obj, kind)
+    _remove_nulled(document, {k: v for k, v in obj.items() if k != CHANGE_NOTE}, kind)
     uris = fed.node.uris
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
     if name is not None:
-        if kind is Kind.PROPOSAL and content is None and document.get("content") == text_paragraph(
-            document.get("name", "")
+        if (
+            kind is Kind.PROPOSAL
+            and content is None
+            and document.get("content") == text_paragraph(document.get("name", ""))
         ):
             document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
         document["name"] = plain_text(name)
@@ -786,9 +790,94 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     async with fed.node.sessions.begin() as session:
         stored = await session.get(RemoteObject, row.id)
         assert stored is not None
-        published = await _publish_update(fed, session, author, stored, document, now=now, by=by)
+        published = await _publish_update(
+            fed, session, author, stored, document, now=now, by=by, note=note, changes=_changed(obj)
+        )
     fed.notify_worker()
     return Published(published, row.iri)
+
+
+CHANGE_NOTE = "changeNote"
+MAX_CHANGE_NOTE_CHARS = 500
+ALERT_FIELDS = frozenset({"severity", "category", "alertStatus", "area", "areaCode", "validUntil"})
+
+
+def check_fields_apply(kind: str, obj: Mapping[str, Any]) -> None:
+    """Fields that do not apply to this kind are refused rather than silently ignored (the JSON API
+    and the command line; a C2S ``Update`` carries the whole object and keeps what applies)."""
+    for field in obj:
+        if (
+            (field in ALERT_FIELDS and kind != Kind.ALERT.value)
+            or (field == "license" and kind != Kind.RESOURCE.value)
+            or (field == "summary" and kind == Kind.ALERT.value)
+        ):
+            raise InvalidInput(f"{field} does not apply to a {kind}", field=field)
+
+
+def change_note(value: Any) -> str | None:
+    """A revision's change note: plain text, shown in the object's history (the ``Update``'s
+    ``summary``)."""
+    note = text(value, CHANGE_NOTE, MAX_CHANGE_NOTE_CHARS)
+    if note is not None and "\x00" in note:
+        raise InvalidInput(f"{CHANGE_NOTE} must not contain NUL characters", field=CHANGE_NOTE)
+    return note.strip() or None if note is not None else None
+
+
+def _changed(obj: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in obj if k not in ("id", CHANGE_NOTE))
+
+
+async def retract_alert(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
+    """Withdraw one of ``author``'s active alerts (an ``Update`` with ``alertStatus: retracted``)."""
+    row = await owned(fed, author, object_iri)
+    if row.kind != Kind.ALERT.value:
+        raise InvalidInput(f"only an alert is retracted; this is a {row.kind}", field="object")
+    status = row.document.get("alertStatus", AlertStatus.ACTIVE.value)
+    if status != AlertStatus.ACTIVE.value:
+        raise InvalidInput(f"this alert is already {status}", field="object")
+    return await update(fed, author, {"id": row.iri, "alertStatus": AlertStatus.RETRACTED.value}, by=by)
+
+
+LISTED_KINDS = (Kind.ALERT.value, Kind.RESOURCE.value, Kind.PROPOSAL.value, Kind.POST.value)
+
+
+async def list_content(
+    session: AsyncSession,
+    author: Actor,
+    *,
+    kinds: tuple[str, ...] = LISTED_KINDS,
+    include_deleted: bool = False,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[RemoteObject]:
+    """``author``'s own objects of ``kinds``, newest first, for those who manage them (every
+    visibility: callers check that the reader may manage ``author``'s content)."""
+    query = select(RemoteObject).where(
+        RemoteObject.attributed_to_id == author.id,
+        RemoteObject.local.is_(True),
+        RemoteObject.kind.in_(kinds),
+    )
+    if not include_deleted:
+        query = query.where(RemoteObject.deleted_at.is_(None))
+    if before is not None:
+        query = query.where(RemoteObject.id < before)
+    return list((await session.scalars(query.order_by(RemoteObject.id.desc()).limit(limit))).all())
+
+
+def status_of(row: RemoteObject, now: datetime) -> str:
+    """One word for lists: deleted, retracted, superseded, expired, closed, open or active."""
+    if row.deleted_at is not None:
+        return "deleted"
+    doc = row.document
+    if row.kind == Kind.ALERT.value:
+        status = str(doc.get("alertStatus", "active"))
+        valid_until = when(doc.get("validUntil"), "validUntil") if status == "active" else None
+        return "expired" if valid_until is not None and valid_until <= now else status
+    if row.kind == Kind.PROPOSAL.value:
+        end = when(doc.get("endTime"), "endTime")
+        closed = doc.get("closed") or doc.get("proposalStatus") == ProposalStatus.CLOSED.value
+        return "closed" if closed or (end is not None and end <= now) else "open"
+    return "published"
 
 
 def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: Kind) -> None:
@@ -812,8 +901,11 @@ async def _publish_update(
     *,
     now: datetime,
     by: Actor,
+    note: str | None = None,
+    changes: list[str] | None = None,
 ) -> str:
     document = {k: v for k, v in document.items() if k != "@context"}
+    action = _update_action(row, document)
     document["updated"] = wire.iso(now)
     row.document = {"@context": wire.CONTENT_CONTEXT, **document}
     row.updated = now
@@ -824,6 +916,8 @@ async def _publish_update(
         "to": document.get("to", []),
         "cc": document.get("cc", []),
     }
+    if note:
+        activity["summary"] = text_paragraph(note)  # the change note, listed in the history
     priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
     # Holders beyond the audience get the new revision of public content only: a members-only
     # object's edit goes to whoever may read it now, not to whoever once replied to it.
@@ -831,8 +925,19 @@ async def _publish_update(
     published = await publish(
         session, author, activity, visibility=row.visibility, now=now, priority=priority, also=also
     )
-    audit(session, author, by, f"{row.kind}.update", row.iri, now)
+    audit(session, author, by, action, row.iri, now, note=note, changed=changes)
     return published.iri
+
+
+def _update_action(row: RemoteObject, document: Mapping[str, Any]) -> str:
+    """``alert.retract`` when the edit retracts an alert, else ``<kind>.update``."""
+    before = row.document.get("alertStatus") if row.kind == Kind.ALERT.value else None
+    if row.kind == Kind.ALERT.value and document.get("alertStatus") != before:
+        status = document.get("alertStatus")
+        return {"retracted": "alert.retract", "superseded": "alert.supersede"}.get(
+            str(status), "alert.update"
+        )
+    return f"{row.kind}.update"
 
 
 MAX_HOLDERS = 500
@@ -1025,17 +1130,25 @@ async def relay_change(fed: Federation, object_iri: str) -> int:
     return len(relayers)
 
 
-def audit(session: Any, author: Actor, by: Actor, action: str, object_iri: str, now: datetime) -> None:
-    """Association actions record the member who did them."""
+def audit(
+    session: Any,
+    author: Actor,
+    by: Actor,
+    action: str,
+    object_iri: str,
+    now: datetime,
+    **detail: Any,
+) -> None:
+    """Association actions record the member who did them (a member's own content is not audited)."""
     if author.type == "Group":
-        session.add(
-            AuditEntry(
-                group_id=author.id,
-                by_actor_id=by.id,
-                action=action,
-                detail={"object": object_iri},
-                created_at=now,
-            )
+        audit_log.record(
+            session,
+            action,
+            now=now,
+            group=author,
+            by=by,
+            target=object_iri,
+            detail={"object": object_iri, **{k: v for k, v in detail.items() if v is not None}},
         )
 
 

@@ -24,14 +24,16 @@ from sqlalchemy import String, and_, false, func, literal_column, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import Iri
+from federation.uris import UriScheme
 from server.db import queue
+from server.db.models import ROLES, Actor, AuditEntry, Block, InboxActivity, InboxItem, Membership
 from server.db.models import Activity as OutboxActivity
-from server.db.models import Actor, AuditEntry, Block, InboxActivity, InboxItem, Membership
 from server.db.types import UtcDateTime
-from server.services import timeline
+from server.services import audit, timeline
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
+from server.services.sanitize import text_paragraph
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,24 @@ def _join_document(join_iri: str, member: str, group: str) -> dict[str, Any]:
 
 
 async def _answer(
-    fed: Federation, session: Any, group: Actor, member: Actor, join_iri: str, kind: str, *, now: datetime
+    fed: Federation,
+    session: Any,
+    group: Actor,
+    member: Actor,
+    join_iri: str,
+    kind: str,
+    *,
+    now: datetime,
+    reason: str | None = None,
 ) -> None:
-    activity = {
+    activity: dict[str, Any] = {
         "id": new_activity_iri(fed.node.uris),
         "type": kind,
         "object": _join_document(join_iri, member.iri, group.iri),
         "to": [member.iri],
     }
+    if reason:
+        activity["content"] = text_paragraph(reason)
     await publish(session, group, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE)
 
 
@@ -108,8 +120,28 @@ async def _manager(session: Any, group: Actor, by: Actor) -> str:
     return str(role)
 
 
-async def decide(fed: Federation, group: Actor, member_iri: str, *, by: Actor, approve: bool) -> None:
-    """An admin or moderator approves or refuses a pending request to join."""
+MAX_REASON_CHARS = 1000
+
+
+def refusal_reason(value: str | None) -> str | None:
+    """The reason given with a refusal: plain text, told to the person and kept in the audit log."""
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_REASON_CHARS:
+        raise InvalidInput(f"reason is longer than {MAX_REASON_CHARS} characters", field="reason")
+    if "\x00" in value:
+        raise InvalidInput("reason must not contain NUL characters", field="reason")
+    return value.strip()
+
+
+async def decide(
+    fed: Federation, group: Actor, member_iri: str, *, by: Actor, approve: bool, reason: str | None = None
+) -> None:
+    """An admin or moderator approves or refuses a pending request to join; a refusal may give a
+    reason (sent with the ``Reject`` as its ``content``, and audited)."""
+    reason = refusal_reason(reason)
+    if approve and reason is not None:
+        raise InvalidInput("a reason is given with a refusal only", field="reason")
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
         await _manager(session, group, by)
@@ -129,16 +161,23 @@ async def decide(fed: Federation, group: Actor, member_iri: str, *, by: Actor, a
             await session.delete(row)
         if not member.local and row.join_iri:
             await _answer(
-                fed, session, group, member, row.join_iri, "Accept" if approve else "Reject", now=now
+                fed,
+                session,
+                group,
+                member,
+                row.join_iri,
+                "Accept" if approve else "Reject",
+                now=now,
+                reason=reason,
             )
-        session.add(
-            AuditEntry(
-                group_id=group.id,
-                by_actor_id=by.id,
-                action="member.approve" if approve else "member.refuse",
-                detail={"member": member.iri},
-                created_at=now,
-            )
+        audit.record(
+            session,
+            "member.approve" if approve else "member.refuse",
+            now=now,
+            group=group,
+            by=by,
+            target=member.iri,
+            detail={"member": member.iri, **({"reason": reason} if reason else {})},
         )
     fed.notify_worker()
 
@@ -172,16 +211,96 @@ async def remove(fed: Federation, group: Actor, member_iri: str, *, by: Actor) -
             await publish(
                 session, group, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
             )
-        session.add(
-            AuditEntry(
-                group_id=group.id,
-                by_actor_id=by.id,
-                action="member.remove",
-                detail={"member": member.iri},
-                created_at=now,
-            )
+        audit.record(
+            session,
+            "member.remove",
+            now=now,
+            group=group,
+            by=by,
+            target=member.iri,
+            detail={"member": member.iri, "role": row.role},
         )
     fed.notify_worker()
+
+
+async def set_role(fed: Federation, group: Actor, member_iri: str, role: str, *, by: Actor) -> str:
+    """An admin gives an active member another role (admin, moderator, member); audited.
+
+    The last admin cannot step down (the association would have no one to manage it). Returns the
+    previous role.
+    """
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of: {', '.join(ROLES)}", field="role")
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        if await _manager(session, group, by) != "admin":
+            raise Forbidden("only an admin changes roles")
+        member = await session.scalar(select(Actor).where(Actor.iri == member_iri))
+        row = (
+            await session.scalar(
+                select(Membership).where(Membership.group_id == group.id, Membership.member_id == member.id)
+            )
+            if member is not None
+            else None
+        )
+        if member is None or row is None or row.state != "active":
+            raise NotFound("not a member")
+        previous = row.role
+        if previous == role:
+            return previous
+        if previous == "admin":
+            admins = await session.scalar(
+                select(func.count()).where(
+                    Membership.group_id == group.id, Membership.role == "admin", Membership.state == "active"
+                )
+            )
+            if (admins or 0) <= 1:
+                raise Conflict("the last admin keeps the role: make someone else admin first", field="role")
+        row.role, row.updated_at = role, now
+        audit.record(
+            session,
+            "member.role",
+            now=now,
+            group=group,
+            by=by,
+            target=member.iri,
+            detail={"member": member.iri, "from": previous, "to": role},
+        )
+    return previous
+
+
+async def resolve_member(session: AsyncSession, uris: UriScheme, who: str) -> Actor:
+    """The actor named by ``who``: an actor IRI, a handle ``@user@host`` (or ``user@host``), or a
+    local username. Only actors this node knows are found (nothing is fetched).
+
+    Raises:
+        InvalidInput: not one of these forms. NotFound: no such actor here.
+    """
+    who = who.strip()
+    if not who or len(who) > 2048 or "\x00" in who:
+        raise InvalidInput("give a username, a handle @user@host or an actor IRI", field="member")
+    if who.startswith(("https://", "http://")):
+        actor = await session.scalar(select(Actor).where(Actor.iri == who, Actor.deleted_at.is_(None)))
+        if actor is None:
+            raise NotFound(f"no actor {who} is known here", field="member")
+        return actor
+    user, at, host = who.removeprefix("@").partition("@")
+    if not user or (at and not host) or "@" in host or "/" in who:
+        raise InvalidInput(
+            f"{who!r} is neither a username, a handle @user@host nor an actor IRI", field="member"
+        )
+    host = host.lower() if at else uris.host
+    query = select(Actor).where(
+        Actor.handle == user,
+        Actor.host == host,
+        Actor.type.in_(("Person", "Service")),
+        Actor.deleted_at.is_(None),
+    )
+    actor = await session.scalar(query.order_by(Actor.id).limit(1))
+    if actor is None:
+        where = "on this node" if host == uris.host else f"known here on {host}"
+        raise NotFound(f"no person {user!r} {where}", field="member")
+    return actor
 
 
 async def receive_leave(fed: Federation, *, group_iri: str, member: Actor) -> bool:

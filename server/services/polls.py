@@ -26,9 +26,9 @@ from federation.types import Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Eligibility, Kind, ProposalStatus
 from server.db import queue
-from server.db.models import Actor, Membership, RemoteObject, Vote
+from server.db.models import Activity, Actor, Membership, RemoteObject, Vote
 from server.services import visibility
-from server.services.content import POLL_CLOSE, Published, audit, holders, text, when
+from server.services.content import POLL_CLOSE, Published, audit, holders, owned, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -248,7 +248,7 @@ async def receive(
 # --- tallies and closing (jobs) -------------------------------------------------------------------
 
 
-async def tally(fed: Federation, question_id: int, *, close: bool = False) -> bool:
+async def tally(fed: Federation, question_id: int, *, close: bool = False, by: Actor | None = None) -> bool:
     """Recount a local question's votes into its document and push ``Update{Question}``.
 
     The update goes to the question's audience and to every remote voter's inbox (voters may
@@ -317,6 +317,8 @@ async def tally(fed: Federation, question_id: int, *, close: bool = False) -> bo
             priority=queue.Priority.INTERACTIVE,
             also=list(remote_voters),
         )
+        if close and by is not None:
+            audit(session, author, by, f"{question.kind}.close", question.iri, now, early=True)
     fed.notify_worker()
     log.info("poll tallied", extra={"question": question.iri, "voters": voters, "closed": close})
     return True
@@ -339,6 +341,27 @@ async def close(fed: Federation, question_id: int) -> timedelta | None:
     return None
 
 
+async def close_early(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
+    """Close one of ``author``'s open proposals (or polls) before its ``endTime``, with its final
+    tally: an ``Update`` with ``closed`` (and ``proposalStatus: closed``) goes to its audience and
+    voters, and no vote is counted after it. Audited as ``proposal.close``."""
+    row = await owned(fed, author, object_iri)
+    if row.type != "Question":
+        raise InvalidInput(f"only a proposal or a poll is closed; this is a {row.kind}", field="object")
+    if is_closed(row.document, fed.node.clock()):
+        raise InvalidInput("this vote is already closed", field="object")
+    if not await tally(fed, row.id, close=True, by=by):
+        raise InvalidInput("this vote is already closed", field="object")
+    async with fed.node.sessions() as session:
+        activity = await session.scalar(
+            select(Activity.iri)
+            .where(Activity.object_iri == row.iri, Activity.type == "Update")
+            .order_by(Activity.id.desc())
+            .limit(1)
+        )
+    return Published(activity, row.iri)
+
+
 def results(document: Mapping[str, Any]) -> dict[str, int]:
     """Option name → votes, from a question document."""
     names, multiple = wire.option_names(document)
@@ -359,6 +382,7 @@ __all__ = [
     "cast",
     "check_vote",
     "close",
+    "close_early",
     "receive",
     "results",
     "tally",

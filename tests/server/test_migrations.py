@@ -6,11 +6,17 @@ from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import Connection, MetaData, Table, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from server.db import migrate
-from server.db.models import Activity, Actor, Base, InboxActivity, Relay, RemoteObject
+from server.db.models import Base, Relay
+
+
+def _reflected(conn: Connection) -> dict[str, Table]:
+    meta = MetaData()
+    meta.reflect(conn)
+    return dict(meta.tables)
 
 
 async def test_migrations_match_the_models_and_round_trip(database_url: str) -> None:
@@ -41,68 +47,49 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
         await migrate.downgrade(engine, "0009")
         now = datetime(2026, 12, 1, tzinfo=UTC)
         sessions = async_sessionmaker(engine)
-        async with sessions.begin() as session:
-            ours = Actor(
-                iri="https://here.test/groups/g", local=True, type="Group", handle="g", host="here.test"
+        # Rows are written with the tables as they stand at 0009 (reflected), not the models: later
+        # migrations add columns that do not exist yet.
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+
+            async def insert(table: str, **values: object) -> int:
+                """A row with ``values`` and the models' scalar defaults for the rest."""
+                model = Base.metadata.tables[table]
+                for column in tables[table].columns:
+                    default = model.c[column.name].default if column.name in model.c else None
+                    if column.name not in values and default is not None and default.is_scalar:
+                        values[column.name] = default.arg
+                row = await conn.execute(tables[table].insert().values(**values).returning(tables[table].c.id))
+                return int(row.scalar_one())
+
+            actor = {"local": False, "created_at": now, "updated_at": now}
+            ours = await insert(
+                "actors", iri="https://here.test/groups/g", type="Group", handle="g", host="here.test",
+                **{**actor, "local": True},
             )
-            peer = Actor(
-                iri="https://peer.test/groups/p", local=False, type="Group", handle="p", host="peer.test"
+            peer_iri = "https://peer.test/groups/p"
+            peer = await insert(
+                "actors", iri=peer_iri, type="Group", handle="p", host="peer.test", **actor
             )
-            for actor in (ours, peer):
-                actor.created_at = actor.updated_at = now
-            session.add_all([ours, peer])
-            await session.flush()
-            note = RemoteObject(
-                iri="https://peer.test/notes/1",
-                local=False,
-                type="Note",
-                attributed_to_id=peer.id,
-                visibility="public",
-                document={},
-                published=now,
-                received_at=now,
+            note_iri = "https://peer.test/notes/1"
+            await insert(
+                "objects", iri=note_iri, local=False, type="Note", attributed_to_id=peer,
+                visibility="public", document={}, published=now, received_at=now,
             )
-            session.add(note)
-            session.add(
-                Activity(
-                    iri="https://here.test/activities/1",
-                    actor_id=ours.id,
-                    type="Announce",
-                    object_iri=note.iri,
-                    visibility="public",
-                    document={},
-                    published=now,
-                )
+            await insert(
+                "activities", iri="https://here.test/activities/1", actor_id=ours, type="Announce",
+                object_iri=note_iri, visibility="public", document={}, published=now,
             )
-            received = {"signer_key_iri": f"{peer.iri}#main-key", "document": {}, "received_at": now}
-            session.add_all(
-                [
-                    InboxActivity(
-                        iri="https://peer.test/c/1",
-                        actor_iri=peer.iri,
-                        type="Create",
-                        object_iri=note.iri,
-                        state="processed",
-                        **received,
-                    ),
-                    InboxActivity(
-                        iri="https://peer.test/a/1",
-                        actor_iri=peer.iri,
-                        type="Announce",
-                        object_iri="https://peer.test/c/1",
-                        state="processed",
-                        **received,
-                    ),
-                    InboxActivity(
-                        iri="https://peer.test/a/2",
-                        actor_iri=peer.iri,
-                        type="Announce",
-                        object_iri="https://peer.test/notes/unknown",
-                        state="processed",
-                        **received,
-                    ),
-                ]
-            )
+            received = {
+                "signer_key_iri": f"{peer_iri}#main-key", "document": {}, "received_at": now,
+                "actor_iri": peer_iri, "state": "processed",
+            }
+            for iri, kind, target in (
+                ("https://peer.test/c/1", "Create", note_iri),
+                ("https://peer.test/a/1", "Announce", "https://peer.test/c/1"),
+                ("https://peer.test/a/2", "Announce", "https://peer.test/notes/unknown"),
+            ):
+                await insert("inbox_activities", iri=iri, type=kind, object_iri=target, **received)
         await migrate.upgrade(engine)
         async with sessions() as session:
             relays = (await session.execute(select(Relay.announce_iri, Relay.object_iri))).all()
