@@ -20,7 +20,7 @@ from .ports import Transport
 from .retry import parse_retry_after
 from .signatures import SignatureSpec, sign_request
 from .types import Iri
-from .vocab.parse import host_of
+from .iri import host_of
 
 ERROR_EXCERPT_BYTES = 1024
 """Error bodies kept at most (fedify-dev/fedify#569: 100 KB error pages exhausted memory)."""

@@ -28,18 +28,17 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache, lru_cache
+from functools import cache
 from itertools import accumulate
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeGuard
-from urllib.parse import urlsplit
+from typing import Any, Final, Literal
 
 import schemas
 
 from .. import jsonld, validation
 from ..compat import lemmy, mastodon, mobilizon
 from ..errors import InvalidDocument, MalformedPayload
-from ..netguard import canonical_host
+from ..iri import MAX_IRI_CHARS, host_of, is_http_iri
 from ..types import AS_PUBLIC, Iri, JsonObject
 from .activities import (
     ACTIVITY_CLASSES,
@@ -92,8 +91,6 @@ __all__ = [
     "check_json_depth",
     "check_json_ld",
     "decode_json_object",
-    "host_of",
-    "is_http_iri",
     "parse_activity",
     "parse_actor",
     "parse_member",
@@ -109,8 +106,6 @@ MAX_JSON_BYTES: Final = 1024 * 1024
 """Serialized JSON: 1 MiB, larger bodies are rejected (413) before parsing."""
 MAX_JSON_DEPTH: Final = 64
 """Nesting of arrays/objects: deeper documents are rejected (400) before decoding."""
-MAX_IRI_CHARS: Final = 2048
-"""Any IRI: longer ones are rejected."""
 MAX_PREFERRED_USERNAME_CHARS: Final = 2048
 """``preferredUsername``: a longer one rejects the actor."""
 MAX_NAME_CHARS: Final = 2048
@@ -406,64 +401,6 @@ def _filter_context(value: Any, known: frozenset[str]) -> Any:
 
 def _detail(field: str, message: str) -> InvalidDocument:
     return InvalidDocument(f"{field}: {message}", field=field)
-
-
-def is_http_iri(value: object) -> TypeGuard[str]:
-    """True for an absolute http(s) IRI of at most :data:`MAX_IRI_CHARS` characters that we can use.
-
-    It must have a host that canonicalises (:func:`federation.netguard.canonical_host`), a valid
-    port if any, no user info (``https://peer.example@evil.example/`` names evil.example), and
-    no whitespace or control characters.
-    """
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_IRI_CHARS:
-        return False
-    return _is_http_iri_text(value)
-
-
-_WHITESPACE: Final = re.compile(r"\s")  # exactly str.isspace() on str patterns
-
-
-# Pure functions of short strings, called a dozen times per inbound activity on the same few
-# actor and object IRIs: their answers are memoised (bounded: MAX_IRI_CHARS x maxsize).
-@lru_cache(maxsize=4096)
-def _is_http_iri_text(value: str) -> bool:
-    # Once printable, the only whitespace left to find is U+0020 (every other str.isspace()
-    # character is non-printable); the regex is the same predicate, kept for clarity.
-    if not value.isprintable() or " " in value or _WHITESPACE.search(value) is not None:
-        return False
-    try:
-        parts = urlsplit(value)
-        _ = parts.port
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return False
-    try:
-        canonical_host(parts.netloc, parts.scheme)
-    except ValueError:
-        return False
-    return True
-
-
-def host_of(iri: str) -> str:
-    """The canonical ``host[:port]`` of an IRI (default port dropped), the unit of every origin check.
-
-    The scheme is ignored on purpose: Lemmy mixes ``http://`` and ``https://`` ids of one host
-    (``group_outbox.json``), and Mastodon compares hosts, not origins (security case 14).
-
-    Raises:
-        ValueError: ``iri`` has no usable host (callers pass IRIs that :func:`is_http_iri` accepted).
-    """
-    if len(iri) <= MAX_IRI_CHARS:
-        return _host_of_iri(iri)
-    parts = urlsplit(iri)
-    return canonical_host(parts.netloc, parts.scheme)
-
-
-@lru_cache(maxsize=4096)
-def _host_of_iri(iri: str) -> str:
-    parts = urlsplit(iri)
-    return canonical_host(parts.netloc, parts.scheme)
 
 
 def _iri(value: object, field: str) -> Iri:

@@ -34,7 +34,7 @@ from federation.vocab.entraide import (
     ProposalStatus,
     Severity,
 )
-from federation.vocab.parse import is_http_iri
+from federation.iri import is_http_iri
 from server.db import queue
 from server.db.models import (
     Activity,

@@ -24,7 +24,8 @@ from federation.fetch import FetchTemporaryFailure
 from federation.types import Iri
 from federation.vocab.activities import Follow
 from federation.vocab.objects import Content, Tombstone
-from federation.vocab.parse import host_of, parse_object
+from federation.iri import host_of
+from federation.vocab.parse import parse_object
 from server.db import queue
 from server.db.models import Actor, SyncState
 from server.db.models import Follow as FollowRow

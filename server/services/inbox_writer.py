@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.inbox import InboundActivity
 from federation.types import Iri
-from federation.vocab.parse import host_of
+from federation.iri import host_of
 from server.db import queue
 from server.db.models import InboxActivity, InboxItem
 from server.services.delivery import host_answered

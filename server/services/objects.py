@@ -16,7 +16,8 @@ from federation.types import Iri
 from federation.uris import OBJECT_CONTEXT
 from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
-from federation.vocab.parse import host_of, parse_object
+from federation.iri import host_of
+from federation.vocab.parse import parse_object
 from server.db.models import Actor, Follow, RemoteObject
 from server.services.federation import Federation
 from server.services.membership import is_active_member
