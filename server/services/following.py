@@ -53,7 +53,7 @@ async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) ->
     """Record a remote Follow of a local Group or Person and answer it."""
     target_iri = follow.object_id
     assert target_iri is not None
-    ref = fed.node.uris.parse_actor(target_iri)
+    ref = fed.node.uris.local_actor_ref(target_iri)
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
         target = (

@@ -67,7 +67,7 @@ async def _local_recipients(fed: Federation, activity: Activity, author: Actor) 
     addressing = activity.addressing.recipients
     async with fed.node.sessions() as session:
         for iri in addressing:
-            ref = fed.node.uris.parse_actor(iri)
+            ref = fed.node.uris.local_actor_ref(iri)
             if ref is not None and ref.part is None:
                 local = await actor_queries.local_by_handle(
                     session, "Group" if ref.kind == "group" else "Person", ref.handle
@@ -161,7 +161,7 @@ async def on_leave(fed: Federation, leave: Leave, inbound: InboundActivity) -> N
 async def on_remove(fed: Federation, remove: Remove, inbound: InboundActivity) -> None:
     """A remote association removed one of our people: forget that membership (only the group
     itself may say so: the verified actor must be the group)."""
-    if remove.object_id is None or fed.node.uris.parse_actor(remove.object_id) is None:
+    if remove.object_id is None or fed.node.uris.local_actor_ref(remove.object_id) is None:
         return
     async with fed.node.sessions.begin() as session:
         group = await actor_queries.by_iri(session, remove.actor)
@@ -246,7 +246,7 @@ async def _group_gate(fed: Federation, content: Any, author: Actor) -> list[Acto
     into: set[str] = set()
     addressed: set[str] = set()
     for iri in (*content.audience, *content.to, *content.cc):
-        ref = fed.node.uris.parse_actor(iri)
+        ref = fed.node.uris.local_actor_ref(iri)
         if ref is None or ref.kind != "group":
             continue
         if ref.part == "members" or (ref.part is None and iri in content.audience):
@@ -470,7 +470,7 @@ async def on_like(fed: Federation, like: Like, inbound: InboundActivity) -> None
 async def on_block(fed: Federation, block: Block, inbound: InboundActivity) -> None:
     """A peer says its actor blocks one of ours: we stop delivering to it."""
     target = block.object_id
-    if target is None or fed.node.uris.parse_actor(target) is None:
+    if target is None or fed.node.uris.local_actor_ref(target) is None:
         return
     blocker = await fed.actor(block.actor)
     async with fed.node.sessions.begin() as session:

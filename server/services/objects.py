@@ -149,7 +149,7 @@ async def is_relevant(session: AsyncSession, fed: Federation, content: Content, 
     if followed:
         return True
     addressed = (*content.to, *content.cc, *content.audience, *content.mentions)
-    if any(fed.node.uris.parse_actor(iri) is not None for iri in addressed):
+    if any(fed.node.uris.local_actor_ref(iri) is not None for iri in addressed):
         return True
     return content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to)
 
