@@ -280,7 +280,8 @@ class RemoteActor:
 
     Guarantees: every IRI field is an http(s) IRI; ``public_keys`` holds at most
     :data:`~federation.limits.MAX_PUBLIC_KEYS` entries, each owned by this actor and on its
-    origin (:mod:`federation.actors_remote` states the rules); ``multikeys`` likewise (controller = this actor); ``also_known_as`` holds at most
+    origin (:mod:`federation.actors_remote` states the rules); ``multikeys`` likewise
+    (controller = this actor); ``also_known_as`` holds at most
     :data:`~federation.limits.MAX_ALSO_KNOWN_AS` IRIs; ``fields`` at most
     :data:`~federation.limits.MAX_PROFILE_FIELDS`. Keys from an *inbound* payload (an
     ``Update{Person}``) are never to be trusted: keys come from a direct fetch of the actor at

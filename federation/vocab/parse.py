@@ -36,9 +36,9 @@ from typing import Any, Final
 import schemas
 
 from .. import jsonld, validation
+from ..actors_remote import ACTOR_TYPES, read_actor, same_origin_iri
 from ..compat import lemmy, mastodon, mobilizon
 from ..errors import InvalidDocument, MalformedPayload
-from ..actors_remote import ACTOR_TYPES, read_actor, same_origin_iri
 from ..iri import MAX_IRI_CHARS, is_http_iri
 from ..limits import (
     MAX_ALSO_KNOWN_AS,
@@ -123,7 +123,6 @@ __all__ = [
 _MAX_TYPES: Final = 64
 _MAX_SHORT_TEXT: Final = 255  # media types, tag names, blurhash, language
 _MAX_DATE_CHARS: Final = 64
-
 
 
 _CONTENT_CLASSES: Final[dict[str, type[Content]]] = {

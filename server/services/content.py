@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import Visibility, address, classify
 from federation.errors import FederationError
+from federation.iri import is_http_iri
 from federation.types import AS_PUBLIC, PUBLIC_ALIASES, Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import (
@@ -34,7 +35,6 @@ from federation.vocab.entraide import (
     ProposalStatus,
     Severity,
 )
-from federation.iri import is_http_iri
 from server.db import queue
 from server.db.models import (
     Activity,
@@ -49,8 +49,7 @@ from server.db.models import (
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
-from server.services import objects
-from server.services import visibility
+from server.services import objects, visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -751,8 +750,10 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
     if name is not None:
-        if kind is Kind.PROPOSAL and content is None and document.get("content") == text_paragraph(
-            document.get("name", "")
+        if (
+            kind is Kind.PROPOSAL
+            and content is None
+            and document.get("content") == text_paragraph(document.get("name", ""))
         ):
             document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
         document["name"] = plain_text(name)

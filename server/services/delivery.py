@@ -31,12 +31,12 @@ from federation.delivery import (
     deliver,
     plan_delivery,
 )
+from federation.iri import host_of, is_http_iri
 from federation.keys import KeyPair
 from federation.policy import PeerPolicy
 from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import PUBLIC_ALIASES, Clock, Iri
-from federation.iri import host_of, is_http_iri
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries

@@ -21,10 +21,10 @@ from sqlalchemy.orm import aliased
 
 from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
+from federation.iri import host_of
 from federation.types import Iri
 from federation.vocab.activities import Follow
 from federation.vocab.objects import Content, Tombstone
-from federation.iri import host_of
 from federation.vocab.parse import parse_object
 from server.db import queue
 from server.db.models import Actor, SyncState

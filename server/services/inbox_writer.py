@@ -21,8 +21,8 @@ from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.inbox import InboundActivity
-from federation.types import Iri
 from federation.iri import host_of
+from federation.types import Iri
 from server.db import queue
 from server.db.models import InboxActivity, InboxItem
 from server.services.delivery import host_answered

@@ -12,11 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.audience import classify
 from federation.errors import FederationError
 from federation.fetch import DocumentGone, FetchTemporaryFailure
+from federation.iri import host_of
 from federation.types import Iri
 from federation.uris import OBJECT_CONTEXT
 from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
-from federation.iri import host_of
 from federation.vocab.parse import parse_object
 from server.db.models import Actor, Follow, RemoteObject
 from server.services.federation import Federation

@@ -62,7 +62,9 @@ def test_both_paths_read_recorded_actors_alike(payload: str) -> None:
         core.preferred_username,
         core.inbox,
     )
-    assert [k.key_id for k in actor.public_keys] == [k.id for k in core.public_keys] == [doc["publicKey"]["id"]]
+    assert (
+        [k.key_id for k in actor.public_keys] == [k.id for k in core.public_keys] == [doc["publicKey"]["id"]]
+    )
     assert [m.key_id for m in actor.multikeys] == [m.id for m in core.assertion_methods]
 
 
@@ -80,7 +82,9 @@ def test_a_multikey_without_controller_is_never_taken_as_the_actors() -> None:
     with pytest.raises(InvalidDocument, match="controller"):
         parse.parse_actor(_actor(assertionMethod=[method]))
     method["controller"] = ALICE
-    assert [m.key_id for m in parse.parse_actor(_actor(assertionMethod=[method])).multikeys] == [f"{ALICE}#ed"]
+    assert [m.key_id for m in parse.parse_actor(_actor(assertionMethod=[method])).multikeys] == [
+        f"{ALICE}#ed"
+    ]
 
 
 def test_a_fragment_key_must_hang_off_the_actors_own_document() -> None:
