@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import errors as fe
+from federation.audience import PUBLICLY_READABLE
 from federation.uris import is_valid_handle
 from federation.validation import FORMAT_CHECKER
 from federation.vocab import entraide as wire
@@ -41,9 +42,9 @@ from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
 from server.services import content, endorsements, membership, polls, visibility
-from server.services.content import Published
 from server.services import notifications as notifications_service
 from server.services import timeline as timeline_service
+from server.services.content import Published
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.visibility import Viewer, ViewerKind
 
@@ -59,7 +60,6 @@ NO_STORE: Final = {"Cache-Control": "no-store", "Vary": "Authorization"}
 READ_KINDS: Final = frozenset(
     k.value for k in (Kind.POST, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL, Kind.REPLY)
 )
-PUBLIC_LEVELS: Final = ("public", "unlisted")
 ALERT_FIELDS: Final = frozenset({"severity", "category", "alertStatus", "area", "areaCode", "validUntil"})
 
 
@@ -522,7 +522,7 @@ async def post_reply(request: web.Request) -> web.Response:
         # widen the thread's audience. (An unreadable parent is left to the service: "unknown".)
         if (
             parent is not None
-            and parent.visibility not in PUBLIC_LEVELS
+            and parent.visibility not in PUBLICLY_READABLE
             and body.get("visibility") != "direct"
             and await visibility.can_read_object(session, as_user, parent)
         ):
@@ -781,9 +781,7 @@ async def get_notifications(request: web.Request) -> web.Response:
         for n in page.items
     ]
     next_page = (
-        node.uris.iri(
-            f"/api/notifications?limit={limit}&before={timeline_service.micros(page.next_before)}"
-        )
+        node.uris.iri(f"/api/notifications?limit={limit}&before={timeline_service.micros(page.next_before)}")
         if page.next_before is not None
         else None
     )

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import circuit
+from federation.audience import PUBLICLY_READABLE, Visibility
 from federation.delivery import (
     Delivered,
     DeliveryOutcome,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 DELIVER = "deliver"
 FANOUT = outbox.FANOUT
 FANOUT_PAGE = 500
-SHARED_INBOX_VISIBILITIES = frozenset({"public", "unlisted", "followers"})
+SHARED_INBOX_VISIBILITIES = PUBLICLY_READABLE | {Visibility.FOLLOWERS}
 UNRESOLVABLE = "recipient_unresolvable"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from federation.audience import PUBLICLY_READABLE
 from federation.compat import lemmy
 from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
@@ -382,7 +383,7 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
             )
             # Only public boosts count (case 42); an association relaying one of our members'
             # posts to its members (FEP-1b12) is filed for the local members it addresses.
-            if level in ("public", "unlisted"):
+            if level in PUBLICLY_READABLE:
                 session.add(
                     Reaction(
                         activity_iri=announce.id,
@@ -392,7 +393,7 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
                         created_at=now,
                     )
                 )
-        if level in ("public", "unlisted") or (level == "members" and announcer.type == "Group"):
+        if level in PUBLICLY_READABLE or (level == "members" and announcer.type == "Group"):
             await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     async with fed.node.sessions() as session:
