@@ -7,8 +7,10 @@ shapes real peers send (shared/interop.md): a value may be a string, a list, or 
 ``id``; ``type`` may be a list; the public collection has three spellings; Lemmy relays activities
 inside ``Announce``; ``Accept``/``Reject``/``Undo`` embed their object or name it.
 
-Size limits (security case 28) follow Mastodon's published table; the constants below are the
-published values, and :data:`SIZE_LIMITS` is that table as data. "truncated" limits cut a
+Size limits (security case 28) follow Mastodon's published table; the constants live in
+:mod:`federation.limits` (re-exported here), and :data:`SIZE_LIMITS` is that table as data. Actors
+are read by :func:`federation.actors_remote.read_actor`, which :func:`parse_actor` builds on.
+"truncated" limits cut a
 document that only exceeds them; "rejected" limits raise :class:`~federation.errors.InvalidDocument`.
 Actors are also checked against the lenient JSON Schema (they are read rarely, when fetched);
 activities and objects, read on every inbox request, are not (see ``docs/performance.md``).
