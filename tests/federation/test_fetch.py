@@ -600,7 +600,7 @@ async def test_local_key_ids_are_never_fetched(peers: FakePeers, transport: Aioh
         await fetch_key(f"{APP_IRI}#main-key", **kwargs(transport))
 
 
-# --- read_actor (the interim reader) --------------------------------------------------------
+# --- read_actor (the one remote-actor reader) ------------------------------------------------
 
 
 @pytest.mark.parametrize(
