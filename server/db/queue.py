@@ -388,7 +388,7 @@ async def runnable_keyed(
     if exclude_keys:
         stmt = stmt.where(or_(key.is_(None), key.not_in(sorted(exclude_keys))))
     stmt = stmt.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
+    if _locks_claimed_rows(session):
         stmt = stmt.with_for_update(of=Job, skip_locked=True)
     return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt)).all()]
 
