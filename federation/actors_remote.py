@@ -1,13 +1,17 @@
-"""A minimal, typed reader of *remote* actor and key documents.
+"""The one reader of *remote* actor and key documents.
 
-Interim reader used by :mod:`federation.fetch` until ``federation/vocab/parse.py`` lands (the
-lead reconciles the two). It reads only what federation needs from a peer's actor: identity,
-endpoints, keys and a few profile fields, with Mastodon's size limits (security case 28) and
-the ownership rules that keep one actor from claiming another's key (security cases 1, 8, 9):
+Every path that reads a peer's actor goes through :func:`read_actor`: the fetcher
+(:mod:`federation.fetch`), the handle check (:mod:`federation.lookup`) and the vocabulary
+reader (:func:`federation.vocab.parse.parse_actor`, which adds the profile fields it shows
+on top of what is read here). It reads identity, endpoints, keys and a few profile fields,
+with the published size limits of :mod:`federation.limits` (security case 28) and the
+ownership rules that keep one actor from claiming another's key (security cases 1, 8, 9):
 
-* every ``publicKey`` entry must name this actor as ``owner`` and sit on the actor's origin;
+* every ``publicKey`` entry must name this actor as ``owner`` (a missing ``owner`` does not
+  mean "this actor") and sit on the actor's origin (scheme, host and port, not the host alone);
   a ``#fragment`` key must hang off this very document (``<actor id>#...``);
 * every ``assertionMethod`` Multikey must name this actor as ``controller``, same rules;
+* ``outbox``, ``followers`` and ``following`` are kept only on the actor's origin;
 * entries that break a rule are dropped, not trusted; the document itself is refused only when
   its identity (``id``, ``type``, ``inbox``, ``preferredUsername``) is unusable.
 
@@ -20,25 +24,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from .errors import InvalidDocument, KeyUnavailable
+from .iri import is_http_iri
 from .keys import PublicKey, ed25519_from_multibase, public_key_from_pem
+from .limits import (
+    MAX_ALSO_KNOWN_AS,
+    MAX_MULTIBASE_CHARS,
+    MAX_MULTIKEYS,
+    MAX_NAME_CHARS,
+    MAX_PEM_CHARS,
+    MAX_PREFERRED_USERNAME_CHARS,
+    MAX_PUBLIC_KEYS,
+    MAX_SUMMARY_CHARS,
+)
 from .types import Iri, JsonObject
 from .uris import normalized_origin
 
 ACTOR_TYPES: Final = frozenset({"Application", "Group", "Organization", "Person", "Service"})
 """AS2 actor types we store (the ``actors.type`` check constraint lists the same five)."""
 
-MAX_IRI_CHARS: Final = 2048
-MAX_PREFERRED_USERNAME_CHARS: Final = 255  # stricter than Mastodon's 2048: the column is 255 wide
-MAX_NAME_CHARS: Final = 2048  # Mastodon: truncated
-MAX_SUMMARY_CHARS: Final = 20_000  # Mastodon: truncated
-MAX_PUBLIC_KEYS: Final = 10  # Mastodon: truncated
-MAX_ASSERTION_METHODS: Final = 10
-MAX_ALSO_KNOWN_AS: Final = 256  # Mastodon: truncated
-MAX_PEM_CHARS: Final = 16_384  # an RSA-8192 SPKI PEM is about 1.5 KiB
-MAX_MULTIBASE_CHARS: Final = 2048
 _MAX_LIST_SCAN: Final = 1000  # bounds the work spent on hostile arrays before truncation
 
 
@@ -149,15 +154,7 @@ def _iri(value: object) -> Iri | None:
     """An absolute http(s) IRI (a string, or an object/link with ``id``/``href``), else None."""
     if isinstance(value, dict):
         value = value.get("id", value.get("href"))
-    if not isinstance(value, str) or not value or len(value) > MAX_IRI_CHARS:
-        return None
-    if normalized_origin(value) is None:
-        return None
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return None
-    if parts.username is not None or parts.password is not None:
+    if not is_http_iri(value) or normalized_origin(value) is None:
         return None
     return Iri(value)
 
@@ -243,7 +240,7 @@ def _public_keys(value: object, actor_id: Iri) -> tuple[PublicKeyEntry, ...]:
 def _assertion_methods(value: object, actor_id: Iri) -> tuple[MultikeyEntry, ...]:
     entries: list[MultikeyEntry] = []
     for item in _items(value):
-        if len(entries) >= MAX_ASSERTION_METHODS:
+        if len(entries) >= MAX_MULTIKEYS:
             break
         if not isinstance(item, dict) or item.get("type") != "Multikey":
             continue
@@ -251,7 +248,7 @@ def _assertion_methods(value: object, actor_id: Iri) -> tuple[MultikeyEntry, ...
         multibase = item.get("publicKeyMultibase")
         if key_id is None or controller != actor_id:
             continue
-        if not isinstance(multibase, str) or len(multibase) > MAX_MULTIBASE_CHARS:
+        if not isinstance(multibase, str) or not multibase.isascii() or len(multibase) > MAX_MULTIBASE_CHARS:
             continue
         if _belongs_to(key_id, actor_id):
             entries.append(MultikeyEntry(key_id, controller, multibase))
@@ -269,7 +266,8 @@ def _also_known_as(value: object) -> tuple[Iri, ...]:
     return tuple(found)
 
 
-def _same_origin_iri(value: object, actor_id: Iri) -> Iri | None:
+def same_origin_iri(value: object, actor_id: Iri) -> Iri | None:
+    """``value`` as an http(s) IRI on ``actor_id``'s origin, else None."""
     # Collections are taken only from the actor's own origin: a followers IRI pointing at one
     # of *our* collections would otherwise widen an audience computed from it (section G).
     iri = _iri(value)
@@ -315,9 +313,9 @@ def read_actor(doc: JsonObject) -> RemoteActorDoc:
         name=_text(doc.get("name"), MAX_NAME_CHARS),
         summary=_text(doc.get("summary"), MAX_SUMMARY_CHARS),
         inbox=inbox,
-        outbox=_same_origin_iri(doc.get("outbox"), actor_id),
-        followers=_same_origin_iri(doc.get("followers"), actor_id),
-        following=_same_origin_iri(doc.get("following"), actor_id),
+        outbox=same_origin_iri(doc.get("outbox"), actor_id),
+        followers=same_origin_iri(doc.get("followers"), actor_id),
+        following=same_origin_iri(doc.get("following"), actor_id),
         shared_inbox=shared_inbox,
         url=_first_iri(doc.get("url")),
         public_keys=_public_keys(doc.get("publicKey"), actor_id),
@@ -353,4 +351,5 @@ __all__ = [
     "is_actor_document",
     "read_actor",
     "read_key_document",
+    "same_origin_iri",
 ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Final
 
 from .types import AS_PUBLIC, PUBLIC_ALIASES, Iri
 
-__all__ = ["Visibility", "address", "classify"]
+__all__ = ["PUBLICLY_READABLE", "Visibility", "address", "classify"]
 
 
 class Visibility(StrEnum):
@@ -33,6 +34,13 @@ class Visibility(StrEnum):
     FOLLOWERS = "followers"
     MEMBERS = "members"
     DIRECT = "direct"
+
+
+PUBLICLY_READABLE: Final[frozenset[Visibility]] = frozenset({Visibility.PUBLIC, Visibility.UNLISTED})
+"""The levels anyone may read without signing in (served to anonymous readers and caches).
+
+``Visibility`` is a ``StrEnum``, so a stored string tests against this set directly
+(``row.visibility in PUBLICLY_READABLE``)."""
 
 
 def _normalised(iris: Iterable[str]) -> set[str]:

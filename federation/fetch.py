@@ -28,21 +28,25 @@ from typing import Final
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from .actors_remote import RemoteActorDoc, is_actor_document, read_actor, read_key_document
-from .errors import FetchError, InvalidDocument, KeyUnavailable, MalformedPayload, WrongOrigin
+from .errors import (
+    ConnectionFailed,
+    FetchError,
+    FetchTimeout,
+    InsecureRedirect,
+    InvalidDocument,
+    InvalidUrl,
+    KeyUnavailable,
+    MalformedPayload,
+    RedirectLoop,
+    TooManyRedirects,
+    WrongOrigin,
+)
 from .http import AP_ACCEPT, Headers, OutgoingRequest, PeerResponse, is_strict_activitypub_content_type
 from .keys import KeyPair, PublicKey, public_key_to_pem
 from .netguard import canonical_host
 from .policy import PeerPolicy
 from .ports import Transport
 from .signatures import SignatureSpec, sign_request
-from .transport import (
-    ConnectionFailed,
-    FetchTimeout,
-    InsecureRedirect,
-    InvalidUrl,
-    RedirectLoop,
-    TooManyRedirects,
-)
 from .types import Iri, JsonObject
 from .uris import UriScheme, normalized_origin
 from .vocab.parse import decode_json_object

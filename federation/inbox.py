@@ -53,6 +53,7 @@ from .errors import (
     SignatureMissing,
 )
 from .http import IncomingRequest
+from .iri import host_of, is_http_iri
 from .policy import PeerPolicy
 from .ports import KeyResolver, ReplayGuard
 from .signatures import VerifiedSigner, cavage, rfc9421, verify_request
@@ -65,8 +66,6 @@ from .vocab.parse import (
     MAX_JSON_DEPTH,
     check_json_ld,
     decode_json_object,
-    host_of,
-    is_http_iri,
     parse_activity,
     peek_activity,
 )

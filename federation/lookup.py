@@ -23,12 +23,11 @@ from typing import Final
 from urllib.parse import quote, urlsplit
 
 from .actors_remote import RemoteActorDoc
-from .errors import MalformedPayload, WebFingerError
+from .errors import ConnectionFailed, FetchTimeout, MalformedPayload, WebFingerError
 from .fetch import parse_json_object, same_iri
 from .http import Headers, OutgoingRequest, is_activitypub_media_type, media_type
 from .netguard import canonical_host
 from .ports import Transport
-from .transport import ConnectionFailed, FetchTimeout
 from .types import Iri
 from .uris import UriScheme
 from .webfinger import AS_TYPE_PROPERTY, AcctResource, parse_acct

@@ -39,7 +39,19 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from .errors import FederationError, FetchError, ResponseTooLarge, UnsafeAddress
+from .errors import (
+    ConnectionFailed,
+    ContentDecodingFailed,
+    FederationError,
+    FetchTimeout,
+    InsecureRedirect,
+    InvalidUrl,
+    RedirectLoop,
+    ResponseTooLarge,
+    TooManyRedirects,
+    UnsafeAddress,
+    UnsupportedScheme,
+)
 from .http import Headers, OutgoingRequest, PeerResponse
 from .netguard import (
     IPAddress,
@@ -49,59 +61,6 @@ from .netguard import (
     split_host_port,
 )
 from .policy import PeerPolicy
-
-# ---------------------------------------------------------------------------------------------
-# Errors specific to the transport (all FetchError or UnsafeAddress, with stable codes)
-# ---------------------------------------------------------------------------------------------
-
-
-class FetchTimeout(FetchError):
-    """The peer did not answer within the connect, read or total deadline."""
-
-    code = "fetch_timeout"
-
-
-class ConnectionFailed(FetchError):
-    """The connection failed: DNS error, refused, reset, TLS failure or a malformed response."""
-
-    code = "connection_failed"
-
-
-class InvalidUrl(FetchError):
-    """The URL (or a redirect's ``Location``) is malformed, has no host, or carries userinfo."""
-
-    code = "invalid_url"
-
-
-class TooManyRedirects(FetchError):
-    """The redirect chain is longer than the configured limit."""
-
-    code = "too_many_redirects"
-
-
-class RedirectLoop(FetchError):
-    """A redirect leads back to a URL already visited in the same chain."""
-
-    code = "redirect_loop"
-
-
-class InsecureRedirect(FetchError):
-    """A redirect would downgrade from https to http."""
-
-    code = "insecure_redirect"
-
-
-class ContentDecodingFailed(FetchError):
-    """The response uses an unsupported ``Content-Encoding`` or its compressed body is corrupt."""
-
-    code = "content_decoding_failed"
-
-
-class UnsupportedScheme(UnsafeAddress):
-    """The URL's scheme is not http or https (``data:``, ``file:``, ``gopher:`` …)."""
-
-    code = "unsupported_scheme"
-
 
 # ---------------------------------------------------------------------------------------------
 # Configuration values

@@ -212,8 +212,12 @@ class UriScheme:
         """
         return normalized_origin(iri) == self.origin
 
-    def parse_actor(self, iri: str) -> LocalActorRef | None:
-        """Parse a local actor IRI (or one of its collections); None if it is not one."""
+    def local_actor_ref(self, iri: str) -> LocalActorRef | None:
+        """Which of our actors (and which of its collections) a local IRI names; None if none.
+
+        Not to be confused with reading a remote actor document: that is
+        :func:`federation.actors_remote.read_actor`.
+        """
         if not self.is_local(iri):
             return None
         parts = urlsplit(iri)

@@ -246,8 +246,9 @@ class Member:
 class ActorKey:
     """A ``publicKey`` entry of a remote actor: id, owner, and the PEM as published.
 
-    The parser keeps only entries whose ``owner`` is the actor itself and whose id is on the
-    actor's host (security case 9); the PEM is not loaded here (``federation.keys`` does that
+    The reader (:func:`federation.actors_remote.read_actor`) keeps only entries whose ``owner``
+    is the actor itself and whose id is on the actor's origin, a ``#fragment`` id only on the
+    actor's own document (security cases 1, 8, 9); the PEM is not loaded here (``federation.keys`` does that
     when a signature needs it).
     """
 
@@ -278,10 +279,11 @@ class RemoteActor:
     """A peer's actor document (Person, Group, Application, Service, Organization).
 
     Guarantees: every IRI field is an http(s) IRI; ``public_keys`` holds at most
-    :data:`~federation.vocab.parse.MAX_PUBLIC_KEYS` entries, each owned by this actor and on
-    its host; ``multikeys`` likewise (controller = this actor); ``also_known_as`` holds at most
-    :data:`~federation.vocab.parse.MAX_ALSO_KNOWN_AS` IRIs; ``fields`` at most
-    :data:`~federation.vocab.parse.MAX_PROFILE_FIELDS`. Keys from an *inbound* payload (an
+    :data:`~federation.limits.MAX_PUBLIC_KEYS` entries, each owned by this actor and on its
+    origin (:mod:`federation.actors_remote` states the rules); ``multikeys`` likewise
+    (controller = this actor); ``also_known_as`` holds at most
+    :data:`~federation.limits.MAX_ALSO_KNOWN_AS` IRIs; ``fields`` at most
+    :data:`~federation.limits.MAX_PROFILE_FIELDS`. Keys from an *inbound* payload (an
     ``Update{Person}``) are never to be trusted: keys come from a direct fetch of the actor at
     its origin (security case 8).
 

@@ -7,8 +7,10 @@ shapes real peers send (shared/interop.md): a value may be a string, a list, or 
 ``id``; ``type`` may be a list; the public collection has three spellings; Lemmy relays activities
 inside ``Announce``; ``Accept``/``Reject``/``Undo`` embed their object or name it.
 
-Size limits (security case 28) follow Mastodon's published table; the constants below are the
-published values, and :data:`SIZE_LIMITS` is that table as data. "truncated" limits cut a
+Size limits (security case 28) follow Mastodon's published table; the constants live in
+:mod:`federation.limits` (re-exported here), and :data:`SIZE_LIMITS` is that table as data. Actors
+are read by :func:`federation.actors_remote.read_actor`, which :func:`parse_actor` builds on.
+"truncated" limits cut a
 document that only exceeds them; "rejected" limits raise :class:`~federation.errors.InvalidDocument`.
 Actors are also checked against the lenient JSON Schema (they are read rarely, when fetched);
 activities and objects, read on every inbox request, are not (see ``docs/performance.md``).
@@ -28,18 +30,39 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache, lru_cache
+from functools import cache
 from itertools import accumulate
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeGuard
-from urllib.parse import urlsplit
+from typing import Any, Final
 
 import schemas
 
 from .. import jsonld, validation
+from ..actors_remote import ACTOR_TYPES, read_actor, same_origin_iri
 from ..compat import lemmy, mastodon, mobilizon
 from ..errors import InvalidDocument, MalformedPayload
-from ..netguard import canonical_host
+from ..iri import MAX_IRI_CHARS, is_http_iri
+from ..limits import (
+    MAX_ALSO_KNOWN_AS,
+    MAX_ATTACHMENTS,
+    MAX_ATTRIBUTED_TO,
+    MAX_EMBED_DEPTH,
+    MAX_FLAG_OBJECTS,
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_MULTIKEYS,
+    MAX_NAME_CHARS,
+    MAX_POLL_OPTIONS,
+    MAX_PREFERRED_USERNAME_CHARS,
+    MAX_PROFILE_FIELD_CHARS,
+    MAX_PROFILE_FIELDS,
+    MAX_PUBLIC_KEYS,
+    MAX_RECIPIENTS,
+    MAX_SUMMARY_CHARS,
+    MAX_TAGS,
+    SIZE_LIMITS,
+    SizeLimit,
+)
 from ..types import AS_PUBLIC, Iri, JsonObject
 from .activities import (
     ACTIVITY_CLASSES,
@@ -92,8 +115,6 @@ __all__ = [
     "check_json_depth",
     "check_json_ld",
     "decode_json_object",
-    "host_of",
-    "is_http_iri",
     "parse_activity",
     "parse_actor",
     "parse_member",
@@ -101,87 +122,10 @@ __all__ = [
     "peek_activity",
 ]
 
-# --------------------------------------------------------------------------------------------
-# The published limits (security case 28; Mastodon FEDERATION.md "Size limits")
-# --------------------------------------------------------------------------------------------
-
-MAX_JSON_BYTES: Final = 1024 * 1024
-"""Serialized JSON: 1 MiB, larger bodies are rejected (413) before parsing."""
-MAX_JSON_DEPTH: Final = 64
-"""Nesting of arrays/objects: deeper documents are rejected (400) before decoding."""
-MAX_IRI_CHARS: Final = 2048
-"""Any IRI: longer ones are rejected."""
-MAX_PREFERRED_USERNAME_CHARS: Final = 2048
-"""``preferredUsername``: a longer one rejects the actor."""
-MAX_NAME_CHARS: Final = 2048
-"""``name``: truncated."""
-MAX_SUMMARY_CHARS: Final = 20 * 1024
-"""``summary``: truncated (20 kB)."""
-MAX_PROFILE_FIELDS: Final = 50
-"""Profile fields (``PropertyValue`` attachments): truncated."""
-MAX_PROFILE_FIELD_CHARS: Final = 2047
-"""A profile field's name or value: truncated."""
-MAX_POLL_OPTIONS: Final = 500
-"""Poll options: truncated."""
-MAX_ALSO_KNOWN_AS: Final = 256
-"""``alsoKnownAs`` entries: truncated."""
-MAX_PUBLIC_KEYS: Final = 10
-"""``publicKey`` entries: truncated."""
-
-# Entraide's own additions to the table (not in Mastodon's), chosen well above what real peers send.
-MAX_MULTIKEYS: Final = 10
-"""``assertionMethod`` entries: truncated (same bound as ``publicKey``)."""
-MAX_TAGS: Final = 500
-"""``tag`` entries (mentions, hashtags, emoji): truncated."""
-MAX_ATTACHMENTS: Final = 32
-"""``attachment`` entries of content: truncated (Mastodon displays 4)."""
-MAX_RECIPIENTS: Final = 1000
-"""Entries of each of ``to``/``cc``/``audience``: more are rejected (truncating could hide ``Public``)."""
-MAX_ATTRIBUTED_TO: Final = 16
-"""``attributedTo`` entries (PeerTube lists a person and a channel): more are rejected."""
-MAX_FLAG_OBJECTS: Final = 100
-"""Objects of a ``Flag`` (reported account and statuses): more are rejected."""
-MAX_EMBED_DEPTH: Final = 3
-"""Embedded activities deeper than ``Undo{Announce{Create{Note}}}`` are kept as bare references
-(security case 29: iterate and bound, never follow chains)."""
-
 _MAX_TYPES: Final = 64
 _MAX_SHORT_TEXT: Final = 255  # media types, tag names, blurhash, language
 _MAX_DATE_CHARS: Final = 64
 
-
-@dataclass(frozen=True, slots=True)
-class SizeLimit:
-    """One row of the published size-limits table: the property, the limit, what happens past it."""
-
-    property: str
-    limit: int
-    consequence: Literal["rejected", "truncated"]
-
-
-SIZE_LIMITS: Final[tuple[SizeLimit, ...]] = (
-    SizeLimit("serialized JSON (bytes)", MAX_JSON_BYTES, "rejected"),
-    SizeLimit("JSON nesting depth", MAX_JSON_DEPTH, "rejected"),
-    SizeLimit("any IRI (characters)", MAX_IRI_CHARS, "rejected"),
-    SizeLimit("preferredUsername", MAX_PREFERRED_USERNAME_CHARS, "rejected"),
-    SizeLimit("name", MAX_NAME_CHARS, "truncated"),
-    SizeLimit("summary", MAX_SUMMARY_CHARS, "truncated"),
-    SizeLimit("profile fields", MAX_PROFILE_FIELDS, "truncated"),
-    SizeLimit("profile field name or value", MAX_PROFILE_FIELD_CHARS, "truncated"),
-    SizeLimit("poll options", MAX_POLL_OPTIONS, "truncated"),
-    SizeLimit("alsoKnownAs", MAX_ALSO_KNOWN_AS, "truncated"),
-    SizeLimit("publicKey entries", MAX_PUBLIC_KEYS, "truncated"),
-    SizeLimit("assertionMethod entries", MAX_MULTIKEYS, "truncated"),
-    SizeLimit("tag entries", MAX_TAGS, "truncated"),
-    SizeLimit("attachment entries", MAX_ATTACHMENTS, "truncated"),
-    SizeLimit("to / cc / audience entries (each)", MAX_RECIPIENTS, "rejected"),
-    SizeLimit("attributedTo entries", MAX_ATTRIBUTED_TO, "rejected"),
-    SizeLimit("Flag objects", MAX_FLAG_OBJECTS, "rejected"),
-)
-"""The size-limits table, published as data (security case 28 asks for a published table)."""
-
-ACTOR_TYPES: Final[frozenset[str]] = frozenset({"Person", "Group", "Application", "Service", "Organization"})
-"""The ActivityStreams actor types."""
 
 _CONTENT_CLASSES: Final[dict[str, type[Content]]] = {
     "Note": Note,
@@ -406,64 +350,6 @@ def _filter_context(value: Any, known: frozenset[str]) -> Any:
 
 def _detail(field: str, message: str) -> InvalidDocument:
     return InvalidDocument(f"{field}: {message}", field=field)
-
-
-def is_http_iri(value: object) -> TypeGuard[str]:
-    """True for an absolute http(s) IRI of at most :data:`MAX_IRI_CHARS` characters that we can use.
-
-    It must have a host that canonicalises (:func:`federation.netguard.canonical_host`), a valid
-    port if any, no user info (``https://peer.example@evil.example/`` names evil.example), and
-    no whitespace or control characters.
-    """
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_IRI_CHARS:
-        return False
-    return _is_http_iri_text(value)
-
-
-_WHITESPACE: Final = re.compile(r"\s")  # exactly str.isspace() on str patterns
-
-
-# Pure functions of short strings, called a dozen times per inbound activity on the same few
-# actor and object IRIs: their answers are memoised (bounded: MAX_IRI_CHARS x maxsize).
-@lru_cache(maxsize=4096)
-def _is_http_iri_text(value: str) -> bool:
-    # Once printable, the only whitespace left to find is U+0020 (every other str.isspace()
-    # character is non-printable); the regex is the same predicate, kept for clarity.
-    if not value.isprintable() or " " in value or _WHITESPACE.search(value) is not None:
-        return False
-    try:
-        parts = urlsplit(value)
-        _ = parts.port
-    except ValueError:
-        return False
-    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-        return False
-    try:
-        canonical_host(parts.netloc, parts.scheme)
-    except ValueError:
-        return False
-    return True
-
-
-def host_of(iri: str) -> str:
-    """The canonical ``host[:port]`` of an IRI (default port dropped), the unit of every origin check.
-
-    The scheme is ignored on purpose: Lemmy mixes ``http://`` and ``https://`` ids of one host
-    (``group_outbox.json``), and Mastodon compares hosts, not origins (security case 14).
-
-    Raises:
-        ValueError: ``iri`` has no usable host (callers pass IRIs that :func:`is_http_iri` accepted).
-    """
-    if len(iri) <= MAX_IRI_CHARS:
-        return _host_of_iri(iri)
-    parts = urlsplit(iri)
-    return canonical_host(parts.netloc, parts.scheme)
-
-
-@lru_cache(maxsize=4096)
-def _host_of_iri(iri: str) -> str:
-    parts = urlsplit(iri)
-    return canonical_host(parts.netloc, parts.scheme)
 
 
 def _iri(value: object, field: str) -> Iri:
@@ -1017,16 +903,17 @@ def parse_actor(doc: JsonObject) -> RemoteActor:
 
     Validated against the lenient ``activitystreams/actor`` schema after the "truncated" limits
     (``publicKey`` 10, ``alsoKnownAs`` 256, profile fields 50 with names/values of 2047,
-    ``name``, ``summary``); ``preferredUsername`` over 2048 characters rejects the actor.
-
-    Keys: only ``publicKey`` entries whose ``owner`` is this actor (or absent) and whose id is
-    on the actor's host are kept, and only ``assertionMethod`` Multikeys controlled by this actor
-    (security case 9: a key document must belong to the actor that lists it). Mobilizon's
-    ``endpoints.members`` is read when ``members`` is absent.
+    ``name``, ``summary``), then read by :func:`federation.actors_remote.read_actor`, the one
+    remote-actor reader: identity, endpoints, collections and keys follow its rules (keys owned
+    by this actor and on its origin, a ``#fragment`` key on the actor's own document,
+    ``preferredUsername`` of at most 255 characters). This function adds what the inbox shows:
+    all the types, profile fields, ``featured``, ``members`` (Mobilizon's ``endpoints.members``
+    when ``members`` is absent), ``attributedTo``, icon, ``discoverable``, ``published``;
+    collections among them are kept only on the actor's origin, like ``followers``.
 
     Raises:
         InvalidDocument: schema violation (no inbox, not an actor type, ...), an invalid IRI in
-            an id-like field (the message names it), or ``preferredUsername`` too long.
+            an id-like field (the message names it), or an unusable ``preferredUsername``.
     """
     username = doc.get("preferredUsername")
     if isinstance(username, str) and len(username) > MAX_PREFERRED_USERNAME_CHARS:
@@ -1036,36 +923,55 @@ def parse_actor(doc: JsonObject) -> RemoteActor:
     if limited["attachment"] is None:
         del limited["attachment"]
     _validate(limited, "activitystreams/actor")
-    types = _types(doc)
-    actor_id = _iri(doc.get("id"), "id")
-    endpoints = doc.get("endpoints")
-    shared_inbox = endpoints.get("sharedInbox") if isinstance(endpoints, dict) else None
+    actor_id = _check_actor_iris(limited)
+    core = read_actor(doc)
     return RemoteActor(
-        id=actor_id,
-        type=_pick(types, ACTOR_TYPES) or types[0],
-        types=types,
-        preferred_username=_text(username),
+        id=core.id,
+        type=core.type,
+        types=_types(doc),
+        preferred_username=core.preferred_username,
         name=_text(limited.get("name")),
         summary=_text(limited.get("summary")),
-        inbox=_iri(doc.get("inbox"), "inbox"),
-        outbox=_optional_iri(doc.get("outbox"), "outbox"),
-        followers=_ref_iri(doc.get("followers"), "followers"),
-        following=_ref_iri(doc.get("following"), "following"),
-        shared_inbox=_optional_iri(shared_inbox, "endpoints.sharedInbox"),
-        featured=_ref_iri(doc.get("featured"), "featured"),
-        members=_ref_iri(mobilizon.members_collection(doc), "members"),
-        attributed_to=_ref_iri(doc.get("attributedTo"), "attributedTo"),
+        inbox=core.inbox,
+        outbox=core.outbox,
+        followers=core.followers,
+        following=core.following,
+        shared_inbox=core.shared_inbox,
+        featured=_collection(doc.get("featured"), "featured", actor_id),
+        members=_collection(mobilizon.members_collection(doc), "members", actor_id),
+        attributed_to=_collection(doc.get("attributedTo"), "attributedTo", actor_id),
         url=_link(doc.get("url")),
         icon_url=_link(_first(doc.get("icon"))),
-        public_keys=_public_keys(limited.get("publicKey"), actor_id),
-        multikeys=_multikeys(doc.get("assertionMethod"), actor_id),
-        manually_approves_followers=_bool(doc.get("manuallyApprovesFollowers")) or False,
+        public_keys=tuple(ActorKey(k.id, k.owner, k.public_key_pem) for k in core.public_keys),
+        multikeys=tuple(Multikey(m.id, m.controller, m.public_key_multibase) for m in core.assertion_methods),
+        manually_approves_followers=core.manually_approves_followers,
         discoverable=_bool(doc.get("discoverable")),
-        moved_to=_optional_iri(doc.get("movedTo"), "movedTo"),
-        also_known_as=_iri_list(limited.get("alsoKnownAs"), "alsoKnownAs", limit=MAX_ALSO_KNOWN_AS),
+        moved_to=core.moved_to,
+        also_known_as=core.also_known_as,
         published=_datetime(doc.get("published")),
         fields=_profile_fields(limited.get("attachment")),
     )
+
+
+def _check_actor_iris(doc: JsonObject) -> Iri:
+    """Refuse an actor whose id-like fields are present but not http(s) IRIs, naming the field
+    (:func:`read_actor` would drop them silently); ``doc`` has the "truncated" limits applied.
+    Returns the actor's id."""
+    _iri(doc.get("inbox"), "inbox")
+    for field in ("outbox", "movedTo"):
+        _optional_iri(doc.get(field), field)
+    for field in ("followers", "following"):
+        _ref_iri(doc.get(field), field)
+    endpoints = doc.get("endpoints")
+    if isinstance(endpoints, dict):
+        _optional_iri(endpoints.get("sharedInbox"), "endpoints.sharedInbox")
+    _iri_list(doc.get("alsoKnownAs"), "alsoKnownAs", limit=MAX_ALSO_KNOWN_AS)
+    return _iri(doc.get("id"), "id")
+
+
+def _collection(value: object, field: str, actor_id: Iri) -> Iri | None:
+    """A collection reference, checked like any id-like field, kept only on the actor's origin."""
+    return same_origin_iri(_ref_iri(value, field), actor_id)
 
 
 def _optional_iri(value: object, field: str) -> Iri | None:
@@ -1100,40 +1006,3 @@ def _profile_fields(value: object) -> tuple[ProfileField, ...]:
             if name is not None and text is not None:
                 fields.append(ProfileField(name, text))
     return tuple(fields[:MAX_PROFILE_FIELDS])
-
-
-def _same_host(iri: Iri, other: Iri) -> bool:
-    return host_of(iri) == host_of(other)
-
-
-def _public_keys(value: object, actor_id: Iri) -> tuple[ActorKey, ...]:
-    items = value if isinstance(value, list) else ([value] if isinstance(value, dict) else [])
-    keys: list[ActorKey] = []
-    for item in items[:MAX_PUBLIC_KEYS]:
-        if not isinstance(item, dict) or not isinstance(item.get("publicKeyPem"), str):
-            continue
-        key_id = _iri(item.get("id"), "publicKey.id")
-        owner = _iri(item.get("owner", actor_id), "publicKey.owner")
-        if owner != actor_id or not _same_host(key_id, actor_id):
-            continue  # someone else's key listed here proves nothing (security case 9)
-        keys.append(ActorKey(key_id, owner, item["publicKeyPem"]))
-    return tuple(keys)
-
-
-def _multikeys(value: object, actor_id: Iri) -> tuple[Multikey, ...]:
-    items = value if isinstance(value, list) else ([value] if isinstance(value, dict) else [])
-    keys: list[Multikey] = []
-    for item in items:
-        if len(keys) >= MAX_MULTIKEYS:
-            break
-        if not isinstance(item, dict) or item.get("type") != "Multikey":
-            continue
-        multibase = item.get("publicKeyMultibase")
-        if not isinstance(multibase, str) or not multibase.isascii() or len(multibase) > 4096:
-            continue
-        key_id = _iri(item.get("id"), "assertionMethod.id")
-        controller = _iri(item.get("controller", actor_id), "assertionMethod.controller")
-        if controller != actor_id or not _same_host(key_id, actor_id):
-            continue
-        keys.append(Multikey(key_id, controller, multibase))
-    return tuple(keys)

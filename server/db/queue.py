@@ -24,11 +24,11 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -44,11 +44,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from server.db.models import Job
+from server.db.upsert import insert_for
 
 _JOBS = cast(Table, Job.__table__)
 
@@ -135,22 +135,18 @@ class QueueStats:
     oldest_runnable_age: timedelta | None
 
 
-class _DialectOps(NamedTuple):
-    insert: Callable[..., Any]
-    lock_claimed_rows: bool
-
-
-def _dialect_ops(session: AsyncSession) -> _DialectOps:
-    """The only place the queue branches on the database engine (STYLE R8)."""
+def _locks_claimed_rows(session: AsyncSession) -> bool:
+    """The only place the queue branches on the database engine (STYLE R8); inserts go through
+    :func:`server.db.upsert.insert_for`."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
         # SKIP LOCKED lets concurrent workers (several processes, several machines) each take
         # different rows instead of queueing behind one another's row locks.
-        return _DialectOps(insert=postgresql.insert, lock_claimed_rows=True)
+        return True
     if name == "sqlite":
         # SQLite has one writer at a time: UPDATE … WHERE id IN (SELECT … LIMIT n) takes the
         # write lock before it reads, so the selection and the update are atomic without locks.
-        return _DialectOps(insert=sqlite.insert, lock_claimed_rows=False)
+        return False
     raise NotImplementedError(f"the job queue supports sqlite and postgresql, not {name}")
 
 
@@ -221,8 +217,7 @@ async def enqueue(
         ),
         now,
     )
-    ops = _dialect_ops(session)
-    stmt = ops.insert(Job).values(values).on_conflict_do_nothing(index_elements=[Job.dedup_key])
+    stmt = insert_for(session, Job).values(values).on_conflict_do_nothing(index_elements=[Job.dedup_key])
     result = await session.execute(stmt.returning(Job.id))
     job_id: int | None = result.scalar_one_or_none()
     return job_id
@@ -244,14 +239,13 @@ async def enqueue_many(session: AsyncSession, jobs: Iterable[NewJob], *, now: da
             transaction rolls them back together).
     """
     _check_aware(now, "now")
-    ops = _dialect_ops(session)
     seen: set[str] = set()
     batch: list[dict[str, Any]] = []
     inserted = 0
 
     # One statement shape for every batch (SQLAlchemy's "insertmanyvalues"): it is compiled
     # once and cached, where ``.values(batch)`` compiled a new statement for every batch size.
-    stmt = ops.insert(_JOBS).on_conflict_do_nothing(index_elements=[Job.dedup_key]).returning(Job.id)
+    stmt = insert_for(session, _JOBS).on_conflict_do_nothing(index_elements=[Job.dedup_key]).returning(Job.id)
 
     async def flush() -> int:
         result = await session.execute(stmt, batch)
@@ -312,7 +306,7 @@ async def claim(
     groups = runnable(now)
     rows: list[Any] = []
     async with sessions.begin() as session:
-        lock = _dialect_ops(session).lock_claimed_rows
+        lock = _locks_claimed_rows(session)
         for condition in groups:
             remaining = limit - len(rows)
             if remaining <= 0:
@@ -394,7 +388,7 @@ async def runnable_keyed(
     if exclude_keys:
         stmt = stmt.where(or_(key.is_(None), key.not_in(sorted(exclude_keys))))
     stmt = stmt.order_by(Job.priority, Job.run_at, Job.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
+    if _locks_claimed_rows(session):
         stmt = stmt.with_for_update(of=Job, skip_locked=True)
     return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt)).all()]
 

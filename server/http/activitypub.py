@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
+from federation.audience import PUBLICLY_READABLE
 from federation.collections import render_collection, render_collection_page
 from federation.types import Iri
 from federation.vocab.actors import render_actor
@@ -99,7 +100,7 @@ async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: 
 async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
     levels = await visibility.outbox_levels(session, viewer, owner)
     total, rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
-    private = any(level not in ("public", "unlisted") for level in levels)
+    private = any(level not in PUBLICLY_READABLE for level in levels)
     # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
     documents = await current_documents(session, [doc for _, doc in rows])
     return total, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import errors as fe
+from federation.audience import PUBLICLY_READABLE
 from federation.uris import is_valid_handle
 from federation.validation import FORMAT_CHECKER
 from federation.vocab import entraide as wire
@@ -43,9 +44,9 @@ from server.http.problems import problem
 from server.http.render import json_response
 from server.services import actors as actor_service
 from server.services import audit, content, endorsements, membership, polls, visibility
-from server.services.content import Published
 from server.services import notifications as notifications_service
 from server.services import timeline as timeline_service
+from server.services.content import Published
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.visibility import Viewer, ViewerKind
 
@@ -61,7 +62,6 @@ NO_STORE: Final = {"Cache-Control": "no-store", "Vary": "Authorization"}
 READ_KINDS: Final = frozenset(
     k.value for k in (Kind.POST, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL, Kind.REPLY)
 )
-PUBLIC_LEVELS: Final = ("public", "unlisted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +517,7 @@ async def post_reply(request: web.Request) -> web.Response:
         # widen the thread's audience. (An unreadable parent is left to the service: "unknown".)
         if (
             parent is not None
-            and parent.visibility not in PUBLIC_LEVELS
+            and parent.visibility not in PUBLICLY_READABLE
             and body.get("visibility") != "direct"
             and await visibility.can_read_object(session, as_user, parent)
         ):

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from federation.http import Headers, IncomingRequest
 from federation.inbox import claimed_key_id
+from federation.iri import host_of
 from federation.signatures import verify_request
-from federation.vocab.parse import host_of
 from server.appkeys import FEDERATION, NODE
 from server.db.queries import actors as actor_queries
 from server.services import actors as actor_service

@@ -14,8 +14,8 @@ from federation.collections import render_collection, render_collection_page
 from federation.domains import registrable_domain
 from federation.http import Headers, IncomingRequest, is_activitypub_media_type
 from federation.inbox import InboundActivity, InboxDeps, receive
+from federation.iri import host_of
 from federation.types import Iri
-from federation.vocab.parse import host_of
 from server.appkeys import FEDERATION, INBOX_WRITER, NODE
 from server.db.queries import actors as actor_queries
 from server.db.queries import inbox as q

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
+from federation.audience import PUBLICLY_READABLE
 from federation.http import is_activitypub_media_type
 from server.appkeys import FEDERATION, NODE
 from server.db.models import Activity, Actor, RemoteObject
@@ -25,7 +26,6 @@ from server.services.visibility import Viewer
 
 routes = web.RouteTableDef()
 ACTOR = "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}"
-PUBLIC_LEVELS = ("public", "unlisted")
 ACTING_ROLES = ("admin", "moderator")
 
 
@@ -115,7 +115,7 @@ async def get_object(request: web.Request) -> web.Response:
         readable = row is not None and await visibility.can_read_object(session, viewer, row)
     if row is None or not readable:
         raise NotFound("no such object")  # not visible answers exactly like absent (case 39)
-    private = row.visibility not in PUBLIC_LEVELS
+    private = row.visibility not in PUBLICLY_READABLE
     if row.deleted_at is not None:
         response = activity_response(row.document, private=private)
         response.set_status(410)
@@ -147,4 +147,4 @@ async def get_activity(request: web.Request) -> web.Response:
         document = (await current_documents(session, [row.document]))[0] if row is not None else None
     if row is None or not readable or document is None:
         raise NotFound("no such activity")
-    return activity_response(document, private=row.visibility not in PUBLIC_LEVELS)
+    return activity_response(document, private=row.visibility not in PUBLICLY_READABLE)

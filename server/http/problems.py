@@ -10,7 +10,6 @@ from aiohttp import web
 
 from federation import errors as fe
 from federation.http import PROBLEM_CONTENT_TYPE
-from federation.transport import FetchTimeout
 from server.services import errors as se
 
 STATUS: Final[Mapping[type[Exception], int]] = {
@@ -78,7 +77,7 @@ def problem(
 def _timed_out(error: BaseException | None) -> bool:
     """A peer that did not answer in time, possibly wrapped (``fetch`` retries it as temporary)."""
     for _ in range(4):  # the chain is short: transport, fetch, the caller
-        if error is None or isinstance(error, FetchTimeout):
+        if error is None or isinstance(error, fe.FetchTimeout):
             return error is not None
         error = error.__cause__
     return False

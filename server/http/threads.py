@@ -13,6 +13,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.audience import PUBLICLY_READABLE
 from federation.collections import render_collection, render_collection_page
 from federation.types import Iri
 from federation.vocab.entraide import Kind
@@ -29,7 +30,6 @@ routes = web.RouteTableDef()
 PAGE_SIZE = 50
 MAX_SCAN = 4 * PAGE_SIZE
 """Rows read at most for one page of replies or of a thread, whoever asks (case 51)."""
-PUBLIC_LEVELS = ("public", "unlisted")
 
 
 def _after(request: web.Request) -> int:
@@ -75,7 +75,7 @@ async def _objects(
             continue
         document = {k: v for k, v in row.document.items() if k != "@context"}
         items.append(document if embed else row.iri)
-        hidden = hidden or row.visibility not in PUBLIC_LEVELS
+        hidden = hidden or row.visibility not in PUBLICLY_READABLE
         if len(items) == PAGE_SIZE:
             break
     del actors
@@ -149,7 +149,7 @@ async def get_object_collection(request: web.Request) -> web.Response:
         doc["first"] = page
     private = (
         hidden
-        or row.visibility not in PUBLIC_LEVELS
+        or row.visibility not in PUBLICLY_READABLE
         or any(
             isinstance(i, dict)
             and i.get("to")

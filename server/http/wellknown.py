@@ -64,7 +64,7 @@ async def webfinger(request: web.Request) -> web.Response:
         raise NotFound(f"no resource in this scheme here: {resource[:100]}")
     async with node.sessions() as session:
         if is_http_resource(resource):
-            ref = node.uris.parse_actor(resource)
+            ref = node.uris.local_actor_ref(resource)
             if resource == node.uris.application_actor():
                 actors = [a for a in [await q.application_actor(session)] if a]
             elif ref is None or ref.part is not None:

@@ -21,8 +21,9 @@ from sqlalchemy import or_, select, union
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from federation.audience import Visibility, address, classify
+from federation.audience import PUBLICLY_READABLE, Visibility, address, classify
 from federation.errors import FederationError
+from federation.iri import is_http_iri
 from federation.types import AS_PUBLIC, PUBLIC_ALIASES, Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import (
@@ -34,7 +35,6 @@ from federation.vocab.entraide import (
     ProposalStatus,
     Severity,
 )
-from federation.vocab.parse import is_http_iri
 from server.db import queue
 from server.db.models import (
     Activity,
@@ -49,8 +49,7 @@ from server.db.queries import actors as actor_queries
 from server.services import audit as audit_log
 from server.services import media as media_service
 from server.services import membership as membership_service
-from server.services import objects
-from server.services import visibility
+from server.services import objects, visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -921,7 +920,7 @@ async def _publish_update(
     priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
     # Holders beyond the audience get the new revision of public content only: a members-only
     # object's edit goes to whoever may read it now, not to whoever once replied to it.
-    also = await holders(session, row) if row.visibility in ("public", "unlisted") else None
+    also = await holders(session, row) if row.visibility in PUBLICLY_READABLE else None
     published = await publish(
         session, author, activity, visibility=row.visibility, now=now, priority=priority, also=also
     )
@@ -1031,7 +1030,7 @@ async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor
         row is None
         or original is None
         or row.deleted_at is not None
-        or row.visibility not in ("public", "unlisted")
+        or row.visibility not in PUBLICLY_READABLE
         or row.kind not in RELAYABLE
     ):
         raise InvalidInput(

@@ -17,10 +17,10 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import Table, func, select
 from sqlalchemy import update as sa_update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import circuit
+from federation.audience import PUBLICLY_READABLE, Visibility
 from federation.delivery import (
     Delivered,
     DeliveryOutcome,
@@ -31,16 +31,17 @@ from federation.delivery import (
     deliver,
     plan_delivery,
 )
+from federation.iri import host_of, is_http_iri
 from federation.keys import KeyPair
 from federation.policy import PeerPolicy
 from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import PUBLIC_ALIASES, Clock, Iri
-from federation.vocab.parse import host_of, is_http_iri
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
 from server.db.queries import delivery as q
+from server.db.upsert import insert_for
 from server.services import outbox
 from server.services.context import NodeContext
 from server.services.current import current_documents
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 DELIVER = "deliver"
 FANOUT = outbox.FANOUT
 FANOUT_PAGE = 500
-SHARED_INBOX_VISIBILITIES = frozenset({"public", "unlisted", "followers"})
+SHARED_INBOX_VISIBILITIES = PUBLICLY_READABLE | {Visibility.FOLLOWERS}
 UNRESOLVABLE = "recipient_unresolvable"
 
 
@@ -259,9 +260,8 @@ async def _locked_hosts(
     the rows are read.
     """
     ordered = sorted(hosts)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     await session.execute(
-        insert(_PEER_HOSTS).on_conflict_do_nothing(index_elements=["host"]),
+        insert_for(session, _PEER_HOSTS).on_conflict_do_nothing(index_elements=["host"]),
         [{"host": host, "updated_at": now} for host in ordered],
     )
     rows = await session.scalars(select(PeerHost).where(PeerHost.host.in_(ordered)).with_for_update())
@@ -272,8 +272,6 @@ async def _reset_hosts(
     session: AsyncSession, hosts: dict[str, list[tuple[bool, str | None]]], *, now: datetime
 ) -> None:
     """Hosts that just answered with a success: health reset, last success and spec recorded."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     healthy = {
         "breaker": circuit.BreakerState.CLOSED.value,
         "recent_failures": 0,
@@ -290,7 +288,7 @@ async def _reset_hosts(
             {"host": host, **healthy, "last_success_at": now, "updated_at": now, "signature_spec": None}
         )
         rows[-1]["signature_spec"] = specs[-1] if specs else None
-    stmt = insert(_PEER_HOSTS)
+    stmt = insert_for(session, _PEER_HOSTS)
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=["host"],

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from federation import integrity
+from federation.audience import PUBLICLY_READABLE
 from federation.errors import FederationError, KeyFetchTemporaryFailure
 from federation.keys import KeyAlgorithm
 from federation.types import AS_PUBLIC, Iri
@@ -38,7 +39,6 @@ from server.services.signing import actor_key_pair
 log = logging.getLogger(__name__)
 
 MAX_STATEMENT_CHARS = 5_000
-PUBLIC_LEVELS = ("public", "unlisted")
 MAX_DOCUMENT_BYTES = 32 * 1024
 """The largest remote endorsement kept (serialized): one of ours, with a 5,000-character
 statement and its proof, is well under it. It is kept verbatim (its proof signs every byte), so a
@@ -63,7 +63,7 @@ async def endorse(fed: Federation, group: Actor, obj: Mapping[str, Any], *, by: 
         or author is None
         or proposal.kind != Kind.PROPOSAL.value
         or proposal.deleted_at is not None
-        or proposal.visibility not in PUBLIC_LEVELS
+        or proposal.visibility not in PUBLICLY_READABLE
     ):
         raise InvalidInput("object names no public proposal known here", field="object")
     if author.id == group.id:
@@ -180,7 +180,7 @@ async def receive(fed: Federation, endorser: Actor, document: Mapping[str, Any])
         proposal is None
         or proposal.kind != Kind.PROPOSAL.value
         or proposal.deleted_at is not None
-        or proposal.visibility not in PUBLIC_LEVELS
+        or proposal.visibility not in PUBLICLY_READABLE
     ):
         log.info("endorsement dropped: no such public proposal", extra={"proposal": proposal_iri})
         return False

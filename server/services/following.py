@@ -21,10 +21,11 @@ from sqlalchemy.orm import aliased
 
 from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
+from federation.iri import host_of
 from federation.types import Iri
 from federation.vocab.activities import Follow
 from federation.vocab.objects import Content, Tombstone
-from federation.vocab.parse import host_of, parse_object
+from federation.vocab.parse import parse_object
 from server.db import queue
 from server.db.models import Actor, SyncState
 from server.db.models import Follow as FollowRow
@@ -52,7 +53,7 @@ async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) ->
     """Record a remote Follow of a local Group or Person and answer it."""
     target_iri = follow.object_id
     assert target_iri is not None
-    ref = fed.node.uris.parse_actor(target_iri)
+    ref = fed.node.uris.local_actor_ref(target_iri)
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
         target = (

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.errors import FederationError
@@ -23,6 +22,7 @@ from federation.signatures import VerifiedSigner
 from federation.types import Iri
 from server.db.models import InboxActivity, InboxItem
 from server.db.queries import inbox as inbox_queries
+from server.db.upsert import insert_for
 from server.services.federation import Federation
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,8 @@ PROCESS_INBOX = "process_inbox"
 
 
 async def _add_inbox_item(session: AsyncSession, actor_id: int, inbox_activity_id: int) -> None:
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(InboxItem)
+        insert_for(session, InboxItem)
         .values(actor_id=actor_id, inbox_activity_id=inbox_activity_id, accepted=True)
         .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
     )

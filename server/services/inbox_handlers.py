@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from federation.audience import PUBLICLY_READABLE
 from federation.compat import lemmy
 from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
@@ -67,7 +68,7 @@ async def _local_recipients(fed: Federation, activity: Activity, author: Actor) 
     addressing = activity.addressing.recipients
     async with fed.node.sessions() as session:
         for iri in addressing:
-            ref = fed.node.uris.parse_actor(iri)
+            ref = fed.node.uris.local_actor_ref(iri)
             if ref is not None and ref.part is None:
                 local = await actor_queries.local_by_handle(
                     session, "Group" if ref.kind == "group" else "Person", ref.handle
@@ -161,7 +162,7 @@ async def on_leave(fed: Federation, leave: Leave, inbound: InboundActivity) -> N
 async def on_remove(fed: Federation, remove: Remove, inbound: InboundActivity) -> None:
     """A remote association removed one of our people: forget that membership (only the group
     itself may say so: the verified actor must be the group)."""
-    if remove.object_id is None or fed.node.uris.parse_actor(remove.object_id) is None:
+    if remove.object_id is None or fed.node.uris.local_actor_ref(remove.object_id) is None:
         return
     async with fed.node.sessions.begin() as session:
         group = await actor_queries.by_iri(session, remove.actor)
@@ -247,7 +248,7 @@ async def _group_gate(fed: Federation, content: Any, author: Actor) -> list[Acto
     into: set[str] = set()
     addressed: set[str] = set()
     for iri in (*content.audience, *content.to, *content.cc):
-        ref = fed.node.uris.parse_actor(iri)
+        ref = fed.node.uris.local_actor_ref(iri)
         if ref is None or ref.kind != "group":
             continue
         if ref.part == "members" or (ref.part is None and iri in content.audience):
@@ -383,7 +384,7 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
             )
             # Only public boosts count (case 42); an association relaying one of our members'
             # posts to its members (FEP-1b12) is filed for the local members it addresses.
-            if level in ("public", "unlisted"):
+            if level in PUBLICLY_READABLE:
                 session.add(
                     Reaction(
                         activity_iri=announce.id,
@@ -393,9 +394,9 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
                         created_at=now,
                     )
                 )
-            if level in ("public", "unlisted") or (level == "members" and announcer.type == "Group"):
+            if level in PUBLICLY_READABLE or (level == "members" and announcer.type == "Group"):
                 await _record_relay(session, announce.id, announcer.id, target, now)
-        if level in ("public", "unlisted") or (level == "members" and announcer.type == "Group"):
+        if level in PUBLICLY_READABLE or (level == "members" and announcer.type == "Group"):
             await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     async with fed.node.sessions() as session:
@@ -501,7 +502,7 @@ async def on_like(fed: Federation, like: Like, inbound: InboundActivity) -> None
 async def on_block(fed: Federation, block: Block, inbound: InboundActivity) -> None:
     """A peer says its actor blocks one of ours: we stop delivering to it."""
     target = block.object_id
-    if target is None or fed.node.uris.parse_actor(target) is None:
+    if target is None or fed.node.uris.local_actor_ref(target) is None:
         return
     blocker = await fed.actor(block.actor)
     async with fed.node.sessions.begin() as session:

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from federation.inbox import InboundActivity
+from federation.iri import host_of
 from federation.types import Iri
-from federation.vocab.parse import host_of
 from server.db import queue
 from server.db.models import InboxActivity, InboxItem
+from server.db.upsert import insert_for_dialect
 from server.services.delivery import host_answered
 from server.services.federation import Federation
 from server.services.inbox import PROCESS_INBOX
@@ -72,14 +72,15 @@ class _Statements:
 
 
 def _build_statements(dialect: str) -> _Statements:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     activities = cast(Table, InboxActivity.__table__)
     items = cast(Table, InboxItem.__table__)
     return _Statements(
-        activities=insert(activities)
+        activities=insert_for_dialect(dialect, activities)
         .on_conflict_do_nothing(index_elements=["iri"])
         .returning(activities.c.id, activities.c.iri),
-        items=insert(items).on_conflict_do_nothing(index_elements=["actor_id", "inbox_activity_id"]),
+        items=insert_for_dialect(dialect, items).on_conflict_do_nothing(
+            index_elements=["actor_id", "inbox_activity_id"]
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from federation.audience import PUBLICLY_READABLE
 from federation.uris import UriScheme
 from server.db.models import Actor, Media, RemoteObject
 from server.services import visibility
@@ -46,7 +47,6 @@ KEY_RE: Final = re.compile(r"[0-9a-f]{32}")
 MAX_FILENAME_CHARS: Final = 255  # media.filename column
 MAX_DESCRIPTION_CHARS: Final = 1500  # media.description column
 SNIFF_BYTES: Final = 8192  # what filetype reads of a file
-SERVED_LEVELS: Final = ("public", "unlisted")
 # An animated PNG is a PNG that every browser displays; filetype names it apart.
 TYPE_ALIASES: Final = {"image/apng": "image/png"}
 # Text is refused when a browser would sniff it as a page or a scripted image (WHATWG MIME
@@ -423,5 +423,5 @@ async def read(
                 or not await visibility.can_read_object(session, viewer, obj)
             ):
                 raise missing
-            private = obj.visibility not in SERVED_LEVELS
+            private = obj.visibility not in PUBLICLY_READABLE
     return media, private

@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.audience import classify
 from federation.errors import FederationError
 from federation.fetch import DocumentGone, FetchTemporaryFailure
+from federation.iri import host_of
 from federation.types import Iri
 from federation.uris import OBJECT_CONTEXT
 from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
-from federation.vocab.parse import host_of, parse_object
+from federation.vocab.parse import parse_object
 from server.db.models import Actor, Follow, RemoteObject
 from server.services.federation import Federation
 from server.services.membership import is_active_member
@@ -148,7 +149,7 @@ async def is_relevant(session: AsyncSession, fed: Federation, content: Content, 
     if followed:
         return True
     addressed = (*content.to, *content.cc, *content.audience, *content.mentions)
-    if any(fed.node.uris.parse_actor(iri) is not None for iri in addressed):
+    if any(fed.node.uris.local_actor_ref(iri) is not None for iri in addressed):
         return True
     return content.in_reply_to is not None and fed.node.uris.is_local(content.in_reply_to)
 

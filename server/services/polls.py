@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from federation.audience import PUBLICLY_READABLE
 from federation.types import Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Eligibility, Kind, ProposalStatus
@@ -71,7 +72,7 @@ async def check_vote(
     """Raise :class:`VoteRefused` unless ``voter`` may choose ``choice`` now."""
     if question.deleted_at is not None or question.type != "Question":
         raise VoteRefused("no such question")
-    if question.local and question.visibility not in ("public", "unlisted"):
+    if question.local and question.visibility not in PUBLICLY_READABLE:
         # A question the voter may not read does not exist for it (members-only proposals): this
         # comes first, so that neither its state nor its options show through (case 54).
         viewer = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=voter.id, actor_iri=voter.iri)
@@ -284,7 +285,7 @@ async def tally(fed: Federation, question_id: int, *, close: bool = False, by: A
                 .distinct()
             )
         ).all()
-        if question.visibility in ("public", "unlisted"):
+        if question.visibility in PUBLICLY_READABLE:
             # Repliers, relays and co-signers hold it too: they learn the tally and the result.
             remote_voters = list(dict.fromkeys([*remote_voters, *await holders(session, question)]))
         counts = {choice: int(n) for choice, n in rows}

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.audience import PUBLICLY_READABLE, Visibility
 from server.db.models import Actor, Follow, Membership, RemoteObject
 from server.db.queries import actors as q
 
@@ -57,15 +58,15 @@ async def role_in(session: AsyncSession, viewer: Viewer, group: Actor) -> str | 
 
 async def outbox_levels(session: AsyncSession, viewer: Viewer, owner: Actor) -> tuple[str, ...]:
     """Which visibility levels of ``owner``'s outbox the viewer may list."""
-    levels: tuple[str, ...] = ("public", "unlisted")
+    levels: tuple[str, ...] = (Visibility.PUBLIC, Visibility.UNLISTED)
     member = owner.type == "Group" and await role_in(session, viewer, owner) is not None
     if member or await follows(session, viewer, owner):
-        levels += ("followers",)
+        levels += (Visibility.FOLLOWERS,)
     if member:
-        levels += ("members",)
+        levels += (Visibility.MEMBERS,)
     acting = owner.type == "Group" and await role_in(session, viewer, owner) in ACTING_ROLES
     if viewer.actor_id is not None and (viewer.actor_id == owner.id or acting):
-        levels += ("followers", "members", "direct")
+        levels += (Visibility.FOLLOWERS, Visibility.MEMBERS, Visibility.DIRECT)
     return tuple(dict.fromkeys(levels))
 
 
@@ -99,7 +100,7 @@ async def can_read(
     moderators read everything the association sent and everything posted into it, except
     direct messages between others (they act as it). Anything else: nobody.
     """
-    if level in ("public", "unlisted"):
+    if level in PUBLICLY_READABLE:
         return True
     if viewer.actor_id is None:
         return False
@@ -135,7 +136,7 @@ def addressed_in(document: Mapping[str, Any]) -> tuple[str, ...]:
 async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObject) -> bool:
     """May ``viewer`` read this stored object, ours or a peer's? :func:`can_read` with the
     object's author, level, addressees and the association it was posted into."""
-    if row.visibility in ("public", "unlisted"):
+    if row.visibility in PUBLICLY_READABLE:
         return True
     owner = await session.get(Actor, row.attributed_to_id)
     if owner is None:
@@ -155,7 +156,7 @@ def readable_by(viewer: Viewer) -> ColumnElement[bool]:
     was sent by or posted into an association where it is active, followers-only rows of actors it
     follows, and direct rows (whose addressees are checked per row).
     """
-    public = RemoteObject.visibility.in_(("public", "unlisted"))
+    public = RemoteObject.visibility.in_(sorted(level.value for level in PUBLICLY_READABLE))
     if viewer.actor_id is None:
         return public
     groups = select(Membership.group_id).where(
@@ -195,7 +196,7 @@ async def can_list_followers(session: AsyncSession, viewer: Viewer, owner: Actor
     return owner.type == "Group" and await role_in(session, viewer, owner) == "admin"
 
 
-FEED_LEVELS: tuple[str, ...] = ("public",)
+FEED_LEVELS: tuple[str, ...] = (Visibility.PUBLIC,)
 
 
 def feed_levels() -> tuple[str, ...]:

@@ -600,7 +600,7 @@ async def test_local_key_ids_are_never_fetched(peers: FakePeers, transport: Aioh
         await fetch_key(f"{APP_IRI}#main-key", **kwargs(transport))
 
 
-# --- read_actor (the interim reader) --------------------------------------------------------
+# --- read_actor (the one remote-actor reader) ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -650,7 +650,7 @@ def test_read_actor_caps_lists_and_texts() -> None:
     actor = read_actor(doc)
     assert len(actor.public_keys) == 10
     assert len(actor.also_known_as) == 256
-    assert len(actor.name) == 2048 and len(actor.summary) == 20_000
+    assert len(actor.name) == 2048 and len(actor.summary) == 20 * 1024  # the published table's 20 kB
 
 
 def test_read_actor_keeps_collections_on_its_origin_only() -> None:

@@ -20,9 +20,9 @@ uris = UriScheme(ORIGIN)
 
 @pytest.mark.parametrize("kind", ["group", "person"])
 def test_an_actor_iri_parses_back_to_its_kind_and_handle(kind: str) -> None:
-    """What ``actor()`` mints, ``parse_actor()`` recognises, with no sub-resource."""
+    """What ``actor()`` mints, ``local_actor_ref()`` recognises, with no sub-resource."""
     iri = uris.actor(kind, "collectif")
-    assert uris.parse_actor(iri) == LocalActorRef(kind, "collectif", None)
+    assert uris.local_actor_ref(iri) == LocalActorRef(kind, "collectif", None)
 
 
 def test_group_and_person_iris_use_their_own_paths() -> None:
@@ -47,12 +47,12 @@ def test_every_actor_collection_parses_back_to_its_part(build: Callable[[Iri], I
     group = uris.group("collectif")
     iri = build(group)
     assert iri == f"{group}/{part}"
-    assert uris.parse_actor(iri) == LocalActorRef("group", "collectif", part)
+    assert uris.local_actor_ref(iri) == LocalActorRef("group", "collectif", part)
 
 
 def test_person_collections_parse_as_the_person() -> None:
     person = uris.person("alice")
-    assert uris.parse_actor(uris.followers(person)) == LocalActorRef("person", "alice", "followers")
+    assert uris.local_actor_ref(uris.followers(person)) == LocalActorRef("person", "alice", "followers")
 
 
 def test_key_ids_are_fragments_of_the_actor() -> None:
@@ -78,7 +78,7 @@ def test_a_port_is_kept_in_the_host_and_in_every_iri() -> None:
     assert scheme.host == "localhost:8080"
     group = scheme.group("demo")
     assert group == "http://localhost:8080/groups/demo"
-    assert scheme.parse_actor(group) == LocalActorRef("group", "demo", None)
+    assert scheme.local_actor_ref(group) == LocalActorRef("group", "demo", None)
 
 
 def test_the_origin_is_normalised_to_lower_case_without_trailing_slash() -> None:
@@ -105,7 +105,7 @@ def test_an_origin_that_is_not_scheme_host_port_is_refused(origin: str) -> None:
         UriScheme(origin)
 
 
-# --- what parse_actor refuses --------------------------------------------------------------------
+# --- what local_actor_ref refuses --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -118,9 +118,9 @@ def test_an_origin_that_is_not_scheme_host_port_is_refused(origin: str) -> None:
         "https://entraide.test@evil.example/groups/collectif",  # our host as userinfo
     ],
 )
-def test_parse_actor_refuses_iris_of_another_origin(iri: str) -> None:
+def test_local_actor_ref_refuses_iris_of_another_origin(iri: str) -> None:
     """A foreign IRI with a local-looking path is not one of our actors."""
-    assert uris.parse_actor(iri) is None
+    assert uris.local_actor_ref(iri) is None
     assert not uris.is_local(iri)
 
 
@@ -139,9 +139,9 @@ def test_parse_actor_refuses_iris_of_another_origin(iri: str) -> None:
         "https://entraide.test/groups/collectif%0A",
     ],
 )
-def test_parse_actor_refuses_queries_fragments_and_unknown_parts(iri: str) -> None:
+def test_local_actor_ref_refuses_queries_fragments_and_unknown_parts(iri: str) -> None:
     """Only the bare actor IRI or one of its six collections is an actor reference."""
-    assert uris.parse_actor(iri) is None
+    assert uris.local_actor_ref(iri) is None
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,7 @@ def test_parse_actor_refuses_queries_fragments_and_unknown_parts(iri: str) -> No
 )
 def test_bad_handles_are_neither_valid_nor_parsed(handle: str) -> None:
     assert not is_valid_handle(handle)
-    assert uris.parse_actor(f"{ORIGIN}/groups/{handle}") is None
+    assert uris.local_actor_ref(f"{ORIGIN}/groups/{handle}") is None
 
 
 def test_handle_with_a_trailing_newline_is_invalid() -> None:
@@ -170,7 +170,7 @@ def test_handle_with_a_trailing_newline_is_invalid() -> None:
 @pytest.mark.parametrize("handle", ["a", "0", "collectif-sante_2", "a" * 63])
 def test_good_handles_are_valid(handle: str) -> None:
     assert is_valid_handle(handle)
-    assert uris.parse_actor(uris.group(handle)) == LocalActorRef("group", handle, None)
+    assert uris.local_actor_ref(uris.group(handle)) == LocalActorRef("group", handle, None)
 
 
 # --- is_local --------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_is_local_ignores_case_in_the_host() -> None:
     """DNS names are case-insensitive: our own IRI with an upper-case host is still ours."""
     iri = Iri("https://ENTRAIDE.Test/groups/collectif")
     assert uris.is_local(iri)
-    assert uris.parse_actor(iri) == LocalActorRef("group", "collectif", None)
+    assert uris.local_actor_ref(iri) == LocalActorRef("group", "collectif", None)
 
 
 def test_is_local_is_true_for_any_path_on_our_origin() -> None:

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import func, select
 
 from federation.http import Headers, OutgoingRequest, PeerResponse
+from federation.iri import host_of
 from federation.types import utc_now
-from federation.vocab.parse import host_of
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, Job, PeerHost
 from server.jobs.tasks import default_registry

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Actor, Block, Delivery, Follow, Membership
+from server.db.upsert import insert_for
 
 DELIVERIES = cast(Table, Delivery.__table__)
 
@@ -106,12 +106,10 @@ async def insert_deliveries(
         }
         for inbox, host in targets
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # One statement shape whatever the number of rows (executemany through SQLAlchemy's
     # "insertmanyvalues"): compiled once and cached instead of once per fan-out page.
     stmt = (
-        insert(DELIVERIES)
+        insert_for(session, DELIVERIES)
         .on_conflict_do_nothing(index_elements=["activity_id", "inbox_iri"])
         .returning(Delivery.id)
     )

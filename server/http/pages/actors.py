@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
+from federation.audience import PUBLICLY_READABLE
 from federation.http import AP_CONTENT_TYPE
 from federation.types import Iri
 from server.appkeys import FEDERATION, NODE
@@ -105,7 +106,7 @@ async def actor_page(request: web.Request) -> web.Response:
         if kind == "Group"
         else [],
     }
-    private = any(item.visibility not in ("public", "unlisted") for item in items)
+    private = any(item.visibility not in PUBLICLY_READABLE for item in items)
     template = "group.html" if kind == "Group" else "person.html"
     return await w.render(request, template, context, private=private, raw_title=name)
 

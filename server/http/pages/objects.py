@@ -23,6 +23,7 @@ from markdown_it import MarkdownIt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.audience import PUBLICLY_READABLE
 from federation.types import utc_now
 from federation.vocab.entraide import Kind, option_names
 from server.appkeys import FEDERATION, NODE
@@ -38,7 +39,6 @@ OBJECT_PATH: Final = "/objects/{id:[0-9a-f]{32}}"
 READ_PATH: Final = "/read/{rid:[0-9]{1,18}}"
 """A copy this node holds of a peer's object (from a member's timeline), read and answered here."""
 THREAD_LIMIT: Final = 200
-PUBLIC_LEVELS: Final = ("public", "unlisted")
 _MARKDOWN: Final = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
@@ -175,7 +175,7 @@ async def _render(
     viewer = await w.viewer(request)
     async with node.sessions() as session:
         row = await _located(request, session, viewer)
-        private = row.visibility not in PUBLIC_LEVELS
+        private = row.visibility not in PUBLICLY_READABLE
         if row.deleted_at is not None:
             gone = {"heading": "error_title_410", "text": "error_text_410"}
             return await w.render(request, "error.html", gone, status=410, private=private, title="error")
@@ -196,13 +196,13 @@ async def _render(
         "author": author,
         "audience": audience,
         "thread": [(reply, who, body_html(reply.document)) for reply, who in thread],
-        "private_thread": any(reply.visibility not in PUBLIC_LEVELS for reply, _ in thread),
+        "private_thread": any(reply.visibility not in PUBLICLY_READABLE for reply, _ in thread),
         "errors": errors or {},
         "reply_text": reply_text,
         "notice": notice,
         "self_path": _base_path(request),
         "original": row.iri if not row.local else None,
-        "can_reply": row.visibility in PUBLIC_LEVELS and row.kind != Kind.VOTE.value,
+        "can_reply": row.visibility in PUBLICLY_READABLE and row.kind != Kind.VOTE.value,
         **details,
     }
     private = private or bool(context["private_thread"])
@@ -281,7 +281,7 @@ async def reply(request: web.Request) -> web.Response:
         parent = await _located(request, session, await w.viewer(request))
     if not text.strip():
         return await _render(request, errors={"content": "write_something"}, status=400)
-    if parent.visibility not in PUBLIC_LEVELS:
+    if parent.visibility not in PUBLICLY_READABLE:
         return await _render(request, errors={"content": "reply_public_only"}, reply_text=text, status=400)
     try:
         await content.create(
