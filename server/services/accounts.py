@@ -225,9 +225,7 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
                 await session.scalars(select(Follow.followed_id).where(Follow.follower_id == person_id)),
             )
         )
-        memberships = list(
-            await session.scalars(select(Membership).where(Membership.member_id == person_id))
-        )
+        memberships = list(await session.scalars(select(Membership).where(Membership.member_id == person_id)))
         recipients.update(await _remote_iris(session, (m.group_id for m in memberships)))
 
         withdrawn, told = await _withdraw_votes(session, fed, person, now=now)
@@ -284,7 +282,12 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
             "cc": [person.followers_iri] if person.followers_iri else [],
         }
         published = await publish(
-            session, person, activity, visibility="public", now=now, priority=queue.Priority.NORMAL,
+            session,
+            person,
+            activity,
+            visibility="public",
+            now=now,
+            priority=queue.Priority.NORMAL,
             also=listed,
         )
     fed.notify_worker()
@@ -336,8 +339,6 @@ async def forget_remote_person(fed: Federation, actor_id: int) -> list[str]:
             obj.deleted_at = now
             obj.document = {"id": obj.iri, "type": "Tombstone", "formerType": obj.type}
     return [obj.iri for obj in objects]
-
-
 
 
 # --- the member's profile and settings -----------------------------------------------------------

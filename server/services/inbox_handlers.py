@@ -44,8 +44,8 @@ from server.db.models import Block as BlockRow
 from server.db.models import Follow as FollowRow
 from server.db.models import Membership as MembershipRow
 from server.db.queries import actors as actor_queries
-from server.services import content as content_service
 from server.services import accounts, endorsements, following, membership, objects, polls, visibility
+from server.services import content as content_service
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor

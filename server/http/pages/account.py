@@ -14,9 +14,8 @@ from aiohttp import web
 from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
-from server.services import accounts
+from server.services import accounts, web_sessions
 from server.services import export as export_service
-from server.services import web_sessions
 from server.services.errors import InvalidInput, NotFound, Unauthorized
 
 routes = web.RouteTableDef()
