@@ -2,8 +2,8 @@
 web, the API or the CLI (content tombstoned, ``Delete`` planned for every remote holder, votes per
 decision 40, memberships and follows ended, tokens and sessions dead at once, the actor a 410
 tombstone whose username is never reused); edits their profile and discoverability (an
-``Update{Person}`` goes out); exports their archive from the API and the CLI. And a remote person's
-``Delete`` of itself removes what we held of it."""
+``Update{Person}`` goes out); exports their archive from the API and the CLI. A remote person's
+``Delete`` of itself is security case 63 (``tests/security/test_sec_k_accounts.py``)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,6 @@ from server.services.errors import Conflict
 from server.services.keys import load_vault
 from tests.server.test_web_account import PASSWORD, _post_form, _sign_in
 from tests.support.nodes import Node, running_node
-from tests.support.signed_inbox import processed
-from tests.support.world import World, activity, create, note
 
 AP = {"Accept": "application/activity+json"}
 SECRET = "SECRET-lea-members-only"
@@ -450,40 +448,3 @@ async def test_profile_and_discoverability_edits_send_an_update_of_the_person(qu
     with zipfile.ZipFile(io.BytesIO(await export.read())) as archive:
         assert json.loads(archive.read("profile.json"))["name"] == "Léa Martin"
     assert (await node.client.get("/api/account/export")).status == 401
-
-
-# --- a remote person deletes itself -------------------------------------------------------------
-
-
-async def test_a_remote_persons_delete_removes_its_content_memberships_and_open_votes(world: World) -> None:
-    node = world.node
-    await node.configure("collectif", join_policy="open")
-    join = activity("Join", world.alice, world.group)
-    assert (await world.send("/inbox", join, world.alice)).status == 202
-    await processed(node, join["id"])
-    follow = activity("Follow", world.alice, world.group)
-    assert (await world.send("/inbox", follow, world.alice)).status == 202
-    await processed(node, follow["id"])
-    posted = note(world.alice, to=[world.group], audience=world.group, content="<p>de alice</p>")
-    sent = create(world.alice, posted)
-    assert (await world.send("/inbox", sent, world.alice)).status == 202
-    await processed(node, sent["id"])
-    alice_id = await _id(node, world.alice.iri)
-    assert await node.scalar(select(Membership.id).where(Membership.member_id == alice_id)) is not None
-    assert await node.scalar(select(RemoteObject.id).where(RemoteObject.iri == posted["id"])) is not None
-    gone = activity("Delete", world.alice, world.alice.iri, to=[AS_PUBLIC])
-    assert (await world.send("/inbox", gone, world.alice)).status == 202
-    assert await processed(node, gone["id"]) == "processed"
-    async with node.sessions() as session:
-        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == posted["id"]))
-        assert (
-            row is not None
-            and row.deleted_at is not None
-            and "de alice" not in orjson.dumps(row.document).decode()
-        )
-        assert await session.scalar(select(Membership.id).where(Membership.member_id == alice_id)) is None
-        assert await session.scalar(select(Follow.id).where(Follow.follower_id == alice_id)) is None
-        actor = await session.get(Actor, alice_id)
-        assert actor is not None and actor.deleted_at is not None
-    page = await node.client.get("/groups/collectif?tab=discussions", headers={"Accept": "text/html"})
-    assert "de alice" not in await page.text()
