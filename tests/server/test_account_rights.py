@@ -223,6 +223,7 @@ async def test_a_member_deletes_their_account_from_the_web(quiet_node: Node) -> 
     assert {"/api/objects", "/api/timeline", "/groups/collectif/outbox", "/groups/collectif"} <= before
     done = await _delete_from_the_web(node)
     assert done.status == 200 and "entraide_session" in done.cookies  # the cookie is dropped
+    assert "@lea" not in await done.text()  # the page is a visitor's
     # Sessions and tokens: dead at once.
     assert (
         await node.scalar(

@@ -307,6 +307,7 @@ async def delete_account(request: web.Request) -> web.Response:
     except NotFound:
         pass  # deleted meanwhile (another tab): the result is the same
     # Its sessions are revoked: the page below is a visitor's, and the cookie goes.
+    w.forget_signed_in(request)
     response = await w.render(request, "deleted.html", {}, private=True, title="account_deleted")
     response.del_cookie(w.SESSION_COOKIE, path="/")
     return response
