@@ -402,8 +402,9 @@ async def update_profile(
             setattr(person, key, value)
         person.updated_at = now
         await session.flush()
+        # The actor document keeps its own @context (security, toot: terms such as discoverable),
+        # which JSON-LD readers apply to the embedded object.
         document = render_actor(await local_actor_value(session, fed.node.uris, person))
-        document.pop("@context", None)
         groups = await _remote_iris(
             session,
             await session.scalars(
