@@ -24,7 +24,19 @@ from server.appkeys import (
 )
 from server.config import Settings
 from server.db.engine import create_engine
-from server.http import activitypub, api, feeds, inbox, media, ops, outbox, pages, threads, wellknown
+from server.http import (
+    account_api,
+    activitypub,
+    api,
+    feeds,
+    inbox,
+    media,
+    ops,
+    outbox,
+    pages,
+    threads,
+    wellknown,
+)
 from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
 from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, UNVERIFIED_LIMITER, inbox_deps
 from server.http.middlewares import (
@@ -150,6 +162,7 @@ def create_app(
     app.add_routes(outbox.routes)
     app.add_routes(media.routes)
     app.add_routes(api.routes)
+    app.add_routes(account_api.routes)
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)
     return app

@@ -38,7 +38,7 @@ from server.config import (
 )
 from server.db import migrate as migrations
 from server.db.engine import DatabaseUnavailable, check_connection, create_engine, create_sessionmaker
-from server.files import make_private_dir, write_private_file
+from server.files import make_private_dir, make_private_file, write_private_file
 from server.logging import setup_logging
 from server.services import actors as actor_service
 from server.services.audit import channel_scope as audit_channel
@@ -468,20 +468,109 @@ def _cmd_association_set(args: argparse.Namespace) -> int:
 
 
 def _cmd_member_set(args: argparse.Namespace) -> int:
+    """Show or change a member's own profile and settings; a change sends ``Update{Person}``."""
+    from server.db.queries import actors as actor_queries
+    from server.jobs.runner import build_node_context
+    from server.services import accounts
+    from server.services.federation import open_federation
+
+    settings = _settings(args)
+    choice = None if args.discoverable is None else args.discoverable == "yes"
+    summary = _read_body(args.summary_file) if args.summary_file is not None else args.summary
+    node_admin = getattr(args, "node_admin", None)
+
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            node = build_node_context(settings, engine)
+            async with node.sessions() as session:
+                person = await actor_queries.local_by_handle(session, "Person", args.username)
+            if person is None:
+                raise CommandError(f"no account {args.username!r} on this node")
+            async with open_federation(node) as fed:
+                try:
+                    result = await accounts.update_profile(
+                        fed, person.id, name=args.name, summary=summary, discoverable=choice
+                    )
+                except ServiceError as exc:
+                    field = exc.context.get("field")
+                    raise CommandError(f"--{field}: {exc.detail}" if field else exc.detail) from None
+            if node_admin is not None:
+                async with node.sessions.begin() as session:
+                    await actor_service.set_node_admin(
+                        session, username=args.username, node_admin=node_admin == "yes", now=utc_now()
+                    )
+        finally:
+            await engine.dispose()
+        actor = result.actor
+        _out(f"discoverable = {'yes' if actor.discoverable else 'no'}")
+        _out(f"name = {actor.name}")
+        if node_admin is not None:
+            _out(f"node_admin = {node_admin}")
+        if result.changed:
+            _progress("changed; an Update of the profile is queued: a running serve or worker delivers it")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_member_delete(args: argparse.Namespace) -> int:
+    """Delete a member's account for good (GDPR art. 17), as the operator."""
+    from server.db.queries import actors as actor_queries
+    from server.jobs.runner import build_node_context
+    from server.services import accounts
+    from server.services.federation import open_federation
+
+    if not args.yes:
+        raise CommandError(
+            f"this deletes {args.username!r} and all their content for good; run again with --yes to confirm"
+        )
     settings = _settings(args)
 
-    async def work(session: Any, uris: UriScheme) -> int:
-        choice = None if args.discoverable is None else args.discoverable == "yes"
-        person = await actor_service.configure_account(
-            session, username=args.username, discoverable=choice, now=utc_now()
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            node = build_node_context(settings, engine)
+            async with node.sessions() as session:
+                person = await actor_queries.local_by_handle(session, "Person", args.username)
+            if person is None:
+                raise CommandError(f"no account {args.username!r} on this node")
+            async with open_federation(node) as fed:
+                result = await accounts.delete_account(fed, person.id, reason="cli")
+        finally:
+            await engine.dispose()
+        _out(result.actor_iri)
+        _progress(
+            f"deleted {args.username}: {result.objects} objects tombstoned, {result.votes_withdrawn} open "
+            f"votes withdrawn, Delete queued for {result.recipients} remote actors "
+            "(a running serve or worker delivers it)"
         )
-        _out(f"discoverable = {'yes' if person.discoverable else 'no'}")
-        node_admin = getattr(args, "node_admin", None)
-        if node_admin is not None:
-            await actor_service.set_node_admin(
-                session, username=args.username, node_admin=node_admin == "yes", now=utc_now()
-            )
-            _out(f"node_admin = {node_admin}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _cmd_member_export(args: argparse.Namespace) -> int:
+    """Write a member's archive (the web page's zip) to a file, never over an existing one."""
+    from server.db.queries import actors as actor_queries
+    from server.services import export as export_service
+
+    settings = _settings(args)
+    target = Path(args.output).expanduser()
+    if target.exists() and not args.force:
+        raise CommandError(f"--output: {target} exists (add --force to replace it)")
+    if not target.parent.is_dir():
+        raise CommandError(f"--output: the directory {target.parent} does not exist")
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        person = await actor_queries.local_by_handle(session, "Person", args.username)
+        if person is None:
+            raise CommandError(f"no account {args.username!r} on this node")
+        data = await export_service.archive(session, uris, person, now=utc_now(), progress=_progress)
+        make_private_file(target)
+        target.write_bytes(data)
+        _out(str(target))
+        _progress(f"archive of {args.username} written ({len(data)} bytes)")
         return 0
 
     return asyncio.run(_with_session(settings, work))
@@ -1542,8 +1631,36 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("yes", "no"),
         help="a node admin reads the node's audit log through the API (GET /api/audit); audited",
     )
+    p.add_argument("--name", help="the display name (at most 100 characters)")
+    summary = p.add_mutually_exclusive_group()
+    summary.add_argument("--summary", help="about the member, plain text (at most 2000 characters)")
+    summary.add_argument("--summary-file", metavar="FILE", help="read the summary from FILE ('-': stdin)")
     _add_config(p)
     p.set_defaults(func=_cmd_member_set)
+    p = member_commands.add_parser(
+        "delete",
+        help="delete an account and its content for good",
+        description="Delete a member's account (GDPR art. 17): their content becomes tombstones and a "
+        "Delete goes to every server known to hold it, votes on open questions are withdrawn (closed "
+        "tallies stay), memberships and follows end, tokens and sessions stop working at once, and the "
+        "username is never given again. Needs --yes.",
+    )
+    p.add_argument("username")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_delete)
+    p = member_commands.add_parser(
+        "export",
+        help="write the archive of a member's data to a file",
+        description="Write a member's archive (GDPR art. 15 and 20) to FILE: a zip of ActivityStreams JSON "
+        "(profile, posts, replies, votes, memberships) with a readable index.html, the same as the web "
+        "page's download. The file is created with mode 0600.",
+    )
+    p.add_argument("username")
+    p.add_argument("--output", "-o", required=True, metavar="FILE")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    _add_config(p)
+    p.set_defaults(func=_cmd_member_export)
     p = member_commands.add_parser(
         "pending",
         help="list the requests to join waiting for approval",

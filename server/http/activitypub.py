@@ -54,9 +54,34 @@ async def get_actor(request: web.Request) -> web.Response:
     if request.match_info.get("kind") is not None:
         await viewer_of(request)  # authorized fetch: refuses unsigned reads when enabled
     async with node.sessions() as session:
+        kind = request.match_info.get("kind")
+        gone = (
+            await q.local_tombstone(session, KIND_TYPES[kind], request.match_info["handle"])
+            if kind is not None
+            else None
+        )
+        if gone is not None and await q.local_by_handle(session, gone.type, gone.handle) is None:
+            return _tombstone(gone)
         actor = await _load_actor(session, request)
         doc = render_actor(await local_actor_value(session, node.uris, actor))
     return activity_response(doc)
+
+
+def _tombstone(actor: Actor) -> web.Response:
+    """A deleted account's IRI: 410 Gone with a Tombstone, so peers drop it and nobody takes it."""
+    at = actor.deleted_at
+    deleted = at.isoformat(timespec="seconds").replace("+00:00", "Z") if at is not None else None
+    doc: dict[str, Any] = {
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": actor.iri,
+        "type": "Tombstone",
+        "formerType": actor.type,
+    }
+    if deleted:
+        doc["deleted"] = deleted
+    response = activity_response(doc)
+    response.set_status(410)
+    return response
 
 
 def _page_params(request: web.Request) -> tuple[bool, int | None]:

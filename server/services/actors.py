@@ -384,6 +384,10 @@ async def add_member(
     if group is None:
         raise NotFound(f"association {association!r} does not exist", field="association")
     person = await q.local_by_handle(session, "Person", username)
+    if person is None and await q.local_tombstone(session, "Person", username) is not None:
+        # A deleted account's username is never given again: its IRI stays a tombstone, so
+        # nobody can pass for the person who left (decision 40).
+        raise Conflict(f"username {username!r} belonged to a deleted account", field="username")
     created = person is None
     generated: str | None = None
     if person is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -91,11 +92,23 @@ def _index(actor: Actor, host: str, counts: dict[str, int], now: datetime) -> by
     return page.encode()
 
 
-async def archive(session: AsyncSession, uris: UriScheme, actor: Actor, *, now: datetime) -> bytes:
-    """The zip archive of ``actor``'s data."""
+async def archive(
+    session: AsyncSession,
+    uris: UriScheme,
+    actor: Actor,
+    *,
+    now: datetime,
+    progress: Callable[[str], None] | None = None,
+) -> bytes:
+    """The zip archive of ``actor``'s data; ``progress`` hears of each step (the CLI prints them)."""
+    say = progress or (lambda _message: None)
+    say("profile")
     profile = render_actor(await local_actor_value(session, uris, actor))
+    say("posts, replies and votes")
     files = await _authored(session, actor.id)
+    say(", ".join(f"{len(items)} {name.removesuffix('.json')}" for name, items in files.items()))
     memberships = await _memberships(session, actor.id)
+    say(f"{len(memberships)} memberships")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive_file:
         archive_file.writestr("profile.json", orjson.dumps(profile, option=orjson.OPT_INDENT_2))

@@ -45,8 +45,8 @@ from server.db.models import Block as BlockRow
 from server.db.models import Follow as FollowRow
 from server.db.models import Membership as MembershipRow
 from server.db.queries import actors as actor_queries
+from server.services import accounts, endorsements, following, membership, objects, polls, visibility
 from server.services import content as content_service
-from server.services import endorsements, following, membership, objects, polls, visibility
 from server.services.federation import Federation
 from server.services.inbox import add_inbox_items
 from server.services.remote_actors import fetch_and_store_actor
@@ -326,17 +326,12 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
         log.info("delete refused: names another actor", extra={"actor": actor.iri, "object": target})
         return
     if target == delete_.actor:
-        # The actor deletes itself (verified signature): forget its follows, keep a tombstone row.
-        async with fed.node.sessions.begin() as session:
-            row = await session.get(Actor, actor.id)
-            assert row is not None
-            row.deleted_at = now
-            await session.execute(
-                delete(FollowRow).where(
-                    (FollowRow.follower_id == actor.id) | (FollowRow.followed_id == actor.id)
-                )
-            )
-        log.info("remote actor deleted", extra={"actor": actor.iri})
+        # The actor deletes itself (verified signature): its follows, memberships, reactions,
+        # open votes and content go; a tombstone row stays (decision 40).
+        gone = await accounts.forget_remote_person(fed, actor.id)
+        for iri in gone[: accounts.MAX_RELAYED_CHANGES]:
+            await content_service.relay_change(fed, iri)
+        log.info("remote actor deleted", extra={"actor": actor.iri, "objects": len(gone)})
         return
     if await endorsements.withdraw(fed, actor, target):
         return

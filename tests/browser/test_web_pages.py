@@ -170,3 +170,77 @@ async def test_pages_pass_axe_in_french_and_english(
                     await _tour(browser, node, lang, shots, objects)
             finally:
                 await browser.close()
+
+
+# --- profile, discoverability and account deletion (issue 16, their data, their rights) -----------
+
+
+async def _profile_and_deletion(browser: Any, node: Node, lang: str, username: str, shots: Path) -> None:
+    """A member edits the profile (an error first), opts in to discovery, then deletes the account;
+    every state of the page passes axe, errors are tied to their fields and the input is kept."""
+    origin = node.settings.server.origin
+    context = await browser.new_context(locale=lang, bypass_csp=True)  # bypass only to inject axe
+    page = await context.new_page()
+    try:
+        await page.goto(origin + "/login")
+        await page.fill("#username", username)
+        await page.fill("#password", PASSWORD)
+        await page.press("#password", "Enter")
+        await page.goto(origin + "/account")
+        long_name = "N" * 101
+        await page.fill("#name", long_name)
+        await page.fill("#summary", "Bénévole depuis 2019.")
+        await page.click("form[action='/account/profile'] button[type=submit]")
+        assert await page.get_attribute("#name", "aria-invalid") == "true"
+        assert await page.input_value("#name") == long_name
+        assert await page.input_value("#summary") == "Bénévole depuis 2019."
+        await _axe(page, f"profile with an error ({lang})")
+        await page.fill("#name", f"Membre {lang}")
+        await page.click("form[action='/account/profile'] button[type=submit]")
+        assert page.url.endswith("/account?done=profile")
+        assert await page.is_visible("p.notice")
+        await _axe(page, f"profile saved ({lang})")
+        await page.check("#discoverable-yes")
+        await page.click("form[action='/account/discoverable'] button[type=submit]")
+        assert page.url.endswith("/account?done=discoverable")
+        assert await page.is_checked("#discoverable-yes")
+        await page.goto(origin + f"/users/{username}")
+        assert f"Membre {lang}" in await page.inner_text("h1")
+        await _axe(page, f"profile page ({lang})")
+        await page.goto(origin + "/account")
+        await page.fill("#delete_password", "not the password")
+        await page.check("#delete_confirm")
+        await page.click("form[action='/account/delete'] button[type=submit]")
+        assert await page.get_attribute("#delete_password", "aria-invalid") == "true"
+        await _axe(page, f"deletion with an error ({lang})")
+        await page.screenshot(path=str(shots / f"account-delete-{lang}.png"), full_page=True)
+        await page.fill("#delete_password", PASSWORD)
+        await page.check("#delete_confirm")
+        await page.click("form[action='/account/delete'] button[type=submit]")
+        assert f"@{username}" not in await page.inner_text("header")  # signed out
+        await _axe(page, f"account deleted ({lang})")
+        gone = await page.goto(origin + f"/users/{username}")
+        assert gone is not None and gone.status == 410
+        await _axe(page, f"deleted profile ({lang})")
+    finally:
+        await context.close()
+
+
+async def test_profile_discoverability_and_deletion_forms_pass_axe(
+    tmp_path: Path, sqlite_template: SqliteTemplate, shots: Path
+) -> None:
+    executable = _require_tools()
+    from playwright.async_api import async_playwright
+
+    async with running_node(tmp_path / "node", sqlite_template.copy_to(tmp_path)) as node:
+        await node.create_association("entraide", "Entraide Lyon")
+        users = {"fr": "bea", "en": "ben"}
+        for username in users.values():
+            await node.add_member(username, "entraide")
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            try:
+                for lang, username in users.items():
+                    await _profile_and_deletion(browser, node, lang, username, shots)
+            finally:
+                await browser.close()

@@ -17,6 +17,14 @@ async def local_by_handle(session: AsyncSession, actor_type: str, handle: str) -
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def local_tombstone(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
+    """A deleted local actor under ``handle``: its IRI answers 410 and its handle is never reused."""
+    stmt = select(Actor).where(
+        Actor.local.is_(True), Actor.type == actor_type, Actor.handle == handle, Actor.deleted_at.is_not(None)
+    )
+    return (await session.execute(stmt.limit(1))).scalar_one_or_none()
+
+
 async def local_by_name(session: AsyncSession, handle: str) -> Sequence[Actor]:
     """Every local Person and Group answering to ``handle`` (WebFinger may return both)."""
     stmt = select(Actor).where(

@@ -11,11 +11,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from server.appkeys import NODE
+from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
+from server.services import accounts, web_sessions
 from server.services import export as export_service
-from server.services import web_sessions
 from server.services.errors import InvalidInput, NotFound, Unauthorized
 
 routes = web.RouteTableDef()
@@ -97,7 +97,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def _account_page(
-    request: web.Request, *, errors: dict[str, str] | None = None, notice: str = "", status: int = 200
+    request: web.Request,
+    *,
+    errors: dict[str, str] | None = None,
+    notice: str = "",
+    status: int = 200,
+    profile: dict[str, str] | None = None,
 ) -> web.Response:
     user = await w.require_signed_in(request)
     node = request.app[NODE]
@@ -106,13 +111,19 @@ async def _account_page(
     context: dict[str, Any] = {"errors": errors or {}, "notice": notice, "languages": web_sessions.LANGUAGES}
     context["memberships"] = memberships
     context["current_language"] = user.account.language or ""
+    # What the member typed is shown again next to its error; else what is stored.
+    context["profile"] = profile or {"name": user.actor.name, "summary": user.actor.summary}
+    context["discoverable"] = user.actor.discoverable
     return await w.render(request, "account.html", context, status=status, title="my_account")
+
+
+NOTICES: Final = ("password", "language", "profile", "discoverable")
 
 
 @routes.get("/account")
 async def account(request: web.Request) -> web.Response:
     done = request.query.get("done", "")
-    return await _account_page(request, notice=done if done in ("password", "language") else "")
+    return await _account_page(request, notice=done if done in NOTICES else "")
 
 
 @routes.post("/account/password")
@@ -242,3 +253,61 @@ async def export(request: web.Request) -> web.Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+# --- profile, discoverability and deletion (their data, their rights) -----------------------------
+
+
+@routes.post("/account/profile")
+async def edit_profile(request: web.Request) -> web.StreamResponse:
+    """Name and summary (plain text); followers' nodes get an ``Update`` of the profile."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    typed = {"name": w.field(data, "name"), "summary": w.field(data, "summary")}
+    try:
+        await accounts.update_profile(
+            request.app[FEDERATION], user.actor.id, name=typed["name"], summary=typed["summary"]
+        )
+    except InvalidInput as exc:
+        errors = {str(exc.context["field"]): exc.detail}
+        return await _account_page(request, errors=errors, status=400, profile=typed)
+    raise web.HTTPSeeOther("/account?done=profile")
+
+
+@routes.post("/account/discoverable")
+async def set_discoverable(request: web.Request) -> web.StreamResponse:
+    """Listed in directories and indexed by search engines, or not (the default)."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    choice = w.field(data, "discoverable")
+    if choice not in ("yes", "no"):
+        return await _account_page(request, errors={"discoverable": "choose yes or no"}, status=400)
+    await accounts.update_profile(request.app[FEDERATION], user.actor.id, discoverable=choice == "yes")
+    raise web.HTTPSeeOther("/account?done=discoverable")
+
+
+@routes.post("/account/delete")
+async def delete_account(request: web.Request) -> web.Response:
+    """Delete the account (GDPR art. 17) once the password is given and the box ticked."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    node = request.app[NODE]
+    errors: dict[str, str] = {}
+    try:
+        async with node.sessions() as session:
+            await accounts.check_password(session, user.actor.id, w.field(data, "delete_password"))
+    except InvalidInput as exc:
+        errors["delete_password"] = exc.detail
+    if w.field(data, "delete_confirm") != "yes":
+        errors["delete_confirm"] = "tick the box to confirm"
+    if errors:
+        return await _account_page(request, errors=errors, status=400)
+    try:
+        await accounts.delete_account(request.app[FEDERATION], user.actor.id, reason="web")
+    except NotFound:
+        pass  # deleted meanwhile (another tab): the result is the same
+    # Its sessions are revoked: the page below is a visitor's, and the cookie goes.
+    w.forget_signed_in(request)
+    response = await w.render(request, "deleted.html", {}, private=True, title="account_deleted")
+    response.del_cookie(w.SESSION_COOKIE, path="/")
+    return response

@@ -27,6 +27,7 @@ from server.http.pages import core as w
 from server.services import membership, visibility
 from server.services.errors import NotFound
 from server.services.feeds import feed_links
+from server.services.profiles import summary_html
 from server.services.sanitize import sanitize_html
 from server.services.visibility import Viewer
 from server.services.web_sessions import SignedIn
@@ -77,6 +78,9 @@ async def actor_page(request: web.Request) -> web.Response:
         tab = "alerts"
     async with node.sessions() as session:
         actor = await q.local_by_handle(session, kind, request.match_info["handle"])
+        if actor is None and await q.local_tombstone(session, kind, request.match_info["handle"]):
+            gone = {"heading": "error_title_410", "text": "error_text_410"}
+            return await w.render(request, "error.html", gone, status=410, private=True, title="error")
         if actor is None:
             raise NotFound("no such actor")
         items = await _tab_items(session, viewer, actor, TABS[tab]) if kind == "Group" else []
@@ -89,7 +93,8 @@ async def actor_page(request: web.Request) -> web.Response:
     links = feed_links(node.uris, Iri(actor.iri), name) if kind == "Group" else []
     context = {
         "actor": actor,
-        "summary": sanitize_html(actor.summary),
+        # A member's summary is plain text (escaped, in paragraphs), as in the actor document.
+        "summary": sanitize_html(actor.summary) if kind == "Group" else Markup(summary_html(actor.summary)),
         "handle": f"@{actor.handle}@{node.uris.host}",
         "tabs": list(TABS),
         "tab": tab,

@@ -59,6 +59,11 @@ async def signed_in(request: web.Request) -> SignedIn | None:
     return result
 
 
+def forget_signed_in(request: web.Request) -> None:
+    """This request's session ended while it ran (the account was deleted): render as a visitor."""
+    request[_SIGNED_IN] = None
+
+
 async def require_signed_in(request: web.Request) -> SignedIn:
     """The signed-in account, or a redirect to the sign-in page that comes back here."""
     user = await signed_in(request)
