@@ -57,7 +57,7 @@ async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by:
         raise InvalidInput("type must be one of: Article, Endorsement, Note, Question", field="type")
     if is_vote(obj):
         return await polls.cast(fed, author, obj, by=by)
-    return await content.create(fed, author, obj, by=by)
+    return await content.create(fed, author, obj, by=by, c2s=True)
 
 
 async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *, by: Actor) -> Published:
