@@ -156,8 +156,7 @@ async def get_activity(request: web.Request) -> web.Response:
                 addressed=visibility.addressed_in(row.document),
                 audience=await _activity_audience(session, row.document),
             )
-            or (row is not None and await visibility.activity_filed_for(session, viewer, row.iri))
-        )
+        ) or (row is not None and await visibility.activity_filed_for(session, viewer, row.iri))
         document = (await current_documents(session, [row.document]))[0] if row is not None else None
     if row is None or not readable or document is None:
         raise NotFound("no such activity")

@@ -49,8 +49,7 @@ from server.db.models import (
 from server.db.queries import actors as actor_queries
 from server.services import media as media_service
 from server.services import membership as membership_service
-from server.services import objects
-from server.services import visibility
+from server.services import objects, visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -780,8 +779,10 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     name = text(obj.get("name"), "name", MAX_NAME_CHARS)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
     if name is not None:
-        if kind is Kind.PROPOSAL and content is None and document.get("content") == text_paragraph(
-            document.get("name", "")
+        if (
+            kind is Kind.PROPOSAL
+            and content is None
+            and document.get("content") == text_paragraph(document.get("name", ""))
         ):
             document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
         document["name"] = plain_text(name)

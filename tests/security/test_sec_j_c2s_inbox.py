@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from federation.types import AS_PUBLIC
 from tests.support.nodes import Node
 from tests.support.signed_inbox import processed
 from tests.support.world import World, activity, create, note
@@ -30,7 +31,9 @@ async def test_sec_50_the_c2s_inbox_lists_accepted_activities_rendered_from_stor
     await node.add_member("zoe", "collectif", role="member")
     zoe, adele = await node.token("zoe", "read"), await node.token("adele", "read")
     admin_token = await node.token("adele")
-    posted = await node.post_outbox("/groups/collectif", admin_token, {"type": "Note", "content": "x"})
+    posted = await node.post_outbox(
+        "/groups/collectif", admin_token, {"to": [AS_PUBLIC], "type": "Note", "content": "x"}
+    )
     own = posted["object"]
     zoe_iri = node.uris.iri("/users/zoe")
 

@@ -234,7 +234,8 @@ async def _inbox(node: Node, actor_path: str, token: str) -> list[dict[str, Any]
 
 def _objects_in(items: list[dict[str, Any]]) -> set[str]:
     return {
-        (item["object"]["id"] if isinstance(item.get("object"), dict) else item.get("object")) for item in items
+        (item["object"]["id"] if isinstance(item.get("object"), dict) else item.get("object"))
+        for item in items
     }
 
 
@@ -358,7 +359,13 @@ async def test_members_only_posts_reach_the_members_they_address_and_leak_to_no_
     created = await node.post_outbox(
         "/users/alice",
         token,
-        {"type": "Note", "content": "entre nous", "to": [members], "cc": [node.uris.person("bob")], "audience": demo},
+        {
+            "type": "Note",
+            "content": "entre nous",
+            "to": [members],
+            "cc": [node.uris.person("bob")],
+            "audience": demo,
+        },
     )
     assert created["visibility"] == "members"
     iri, path = created["object"], urlsplit(created["object"]).path
