@@ -96,6 +96,8 @@ async def post_outbox(request: web.Request) -> web.Response:
                 "cc": stored.document.get("cc", []),
                 "visibility": stored.visibility,
             }
+            if stored.type == "Undo":
+                answer["undid"] = stored.document.get("object")  # what the Undo undid
     return web.json_response(
         answer,
         status=201,

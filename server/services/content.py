@@ -459,6 +459,7 @@ async def create(
         "cc": cc,
         "url": object_iri,
         "replies": uris.replies(object_iri),
+        "likes": uris.likes(object_iri),
     }
     if language:
         document["contentMap"] = {language: document["content"]}
