@@ -208,8 +208,8 @@ async def test_a_like_reaches_a_peer_signed_and_peers_likes_are_counted(world: W
         assert (await world.send("/groups/collectif/inbox", like, who)).status == 202
         assert await processed(node, like["id"]) == "processed"
     status, collection = await _get(node, f"{mine['object']}/likes")
-    assert collection["totalItems"] == 2
+    assert status == 200 and collection["totalItems"] == 2
     status, own = await _get(node, f"{mine['object']}/likes", await node.token("adele"))
-    assert set(own["first"]["orderedItems"]) == {world.alice.iri, world.bob.iri}
+    assert status == 200 and set(own["first"]["orderedItems"]) == {world.alice.iri, world.bob.iri}
     response = await node.client.get("/api/objects", params={"iri": mine["object"]})
     assert (await response.json())["likes"] == 2
