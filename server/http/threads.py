@@ -66,6 +66,9 @@ async def _objects(
     # asks for them (the session's identity map only keeps what something references).
     actor_ids = {row.attributed_to_id for row in rows} | {row.audience_id for row in rows if row.audience_id}
     actors = (await session.scalars(select(Actor).where(Actor.id.in_(actor_ids)))).all() if rows else []
+    await visibility.preload_delivered(
+        session, viewer, [row.iri for row in rows if row.visibility not in PUBLIC_LEVELS]
+    )
     items: list[Any] = []
     cursor = after
     hidden = False

@@ -145,11 +145,33 @@ def _delivered(viewer_id: int) -> Any:
     )
 
 
+DELIVERED_KEY = "visibility.delivered"
+
+
+async def preload_delivered(session: AsyncSession, viewer: Viewer, object_iris: list[str]) -> None:
+    """Answer :func:`was_delivered` for these objects from one query, for the rest of the session
+    (a listing checks many rows; one statement per page, not one per row: case 51)."""
+    if viewer.actor_id is None or viewer.kind is not ViewerKind.LOCAL or not object_iris:
+        return
+    rows = await session.execute(
+        _delivered(viewer.actor_id)
+        .add_columns(InboxActivity.actor_iri)
+        .where(InboxActivity.object_iri.in_(sorted(set(object_iris))))
+    )
+    known: dict[str, set[tuple[str, str]]] = session.info.setdefault(DELIVERED_KEY, {})
+    found = {(iri, author) for iri, author in rows.all()}
+    for iri in object_iris:
+        known.setdefault(f"{viewer.actor_id} {iri}", set()).update(x for x in found if x[0] == iri)
+
+
 async def was_delivered(session: AsyncSession, viewer: Viewer, owner: Actor, object_iri: str) -> bool:
     """Did ``owner`` address ``object_iri``'s ``Create`` to ``viewer`` (a local actor), blind
     (``bto``/``bcc``) or not? Its author sent it to them: they read it whatever its level."""
     if viewer.actor_id is None or viewer.kind is not ViewerKind.LOCAL:
         return False
+    preloaded = session.info.get(DELIVERED_KEY, {}).get(f"{viewer.actor_id} {object_iri}")
+    if preloaded is not None:
+        return (object_iri, owner.iri) in preloaded
     found = await session.scalar(
         _delivered(viewer.actor_id)
         .where(InboxActivity.object_iri == object_iri, InboxActivity.actor_iri == owner.iri)
