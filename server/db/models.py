@@ -406,6 +406,25 @@ class Reaction(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class Relay(Base):
+    """An object relayed (``Announce``) by an actor: a peer association's relay received from an
+    actor our people follow or joined, or one of our own actors' relays (issue 13).
+
+    ``object_iri`` is the relayed *object*, also when the ``Announce`` wrapped the activity that
+    created it (FEP-1b12 ``Announce{Create}``): timelines show it by relay time, and the C2S inbox
+    embeds it. Removed by the relayer's ``Undo``.
+    """
+
+    __tablename__ = "relays"
+    __table_args__ = (Index("ix_relays_relayer_relayed", "relayer_id", "relayed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    announce_iri: Mapped[str] = mapped_column(IRI, unique=True)
+    relayer_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    object_iri: Mapped[str] = mapped_column(IRI, index=True)
+    relayed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class Block(Base):
     """A remote actor told us it blocks one of our actors (we stop delivering to it)."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -745,12 +745,21 @@ async def get_timeline(request: web.Request) -> web.Response:
     if raw is not None and before is None:
         raise InvalidInput("before must be the cursor of a previous page", field="before")
     async with node.sessions() as session:
-        rows, cursor = await timeline_service.timeline(session, viewer, kind=kind, before=before, limit=limit)
-        counts = await likes_service.likes_count(session, [row.iri for row in rows])
+        entries, cursor = await timeline_service.timeline(
+            session, viewer, kind=kind, before=before, limit=limit
+        )
+        counts = await likes_service.likes_count(session, [entry.object.iri for entry in entries])
     now = node.clock()
     query = f"limit={limit}" + (f"&kind={kind}" if kind else "")
     next_page = node.uris.iri(f"/api/timeline?{query}&before={cursor}") if cursor is not None else None
-    items = [item_of(row, now=now, likes=counts.get(row.iri, 0)) for row in rows]
+    items = [
+        {
+            **item_of(entry.object, now=now, likes=counts.get(entry.object.iri, 0)),
+            "relayedBy": entry.relayed_by,
+            "relayedAt": wire.iso(entry.relayed_at) if entry.relayed_at is not None else None,
+        }
+        for entry in entries
+    ]
     return json_response({"items": items, "next": next_page}, headers=NO_STORE)
 
 
@@ -768,9 +777,9 @@ async def get_notifications(request: web.Request) -> web.Response:
     viewer = await reader_of(request)
     limit = page_limit(request)
     raw = request.query.get("before")
-    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+    before = notifications_service.Key.parse(raw) if raw is not None else None
+    if raw is not None and before is None:
         raise InvalidInput("before must be the cursor of a previous page", field="before")
-    before = timeline_service.EPOCH + timedelta(microseconds=int(raw)) if raw is not None else None
     async with node.sessions() as session:
         page = await notifications_service.notifications(
             session, viewer, before=before, limit=limit, now=node.clock()
@@ -787,7 +796,7 @@ async def get_notifications(request: web.Request) -> web.Response:
         for n in page.items
     ]
     next_page = (
-        node.uris.iri(f"/api/notifications?limit={limit}&before={timeline_service.micros(page.next_before)}")
+        node.uris.iri(f"/api/notifications?limit={limit}&before={page.next_before.encode()}")
         if page.next_before is not None
         else None
     )
@@ -810,10 +819,20 @@ async def get_memberships(request: web.Request) -> web.Response:
     node = request.app[NODE]
     viewer = await reader_of(request)
     assert viewer.actor_id is not None
+    limit = page_limit(request)
+    raw = request.query.get("before")
+    before = membership.MembershipCursor.parse(raw) if raw is not None else None
+    if raw is not None and before is None:
+        raise InvalidInput("before must be the cursor of a previous page", field="before")
     async with node.sessions() as session:
-        rows = await membership.memberships_of(session, viewer.actor_id)
+        rows, cursor = await membership.memberships_page(session, viewer.actor_id, before=before, limit=limit)
     items = [
         {"association": iri, "state": state, "local": local, "since": wire.iso(at)}
         for iri, state, local, at in rows
     ]
-    return json_response({"items": items}, headers=NO_STORE)
+    next_page = (
+        node.uris.iri(f"/api/memberships?limit={limit}&before={cursor.encode()}")
+        if cursor is not None
+        else None
+    )
+    return json_response({"items": items, "next": next_page}, headers=NO_STORE)

@@ -27,6 +27,7 @@ from server.http.render import activity_response
 from server.services import visibility
 from server.services.current import inbox_documents
 from server.services.errors import NotFound
+from server.services.visibility import Viewer, ViewerKind
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)
@@ -125,7 +126,8 @@ async def get_inbox(request: web.Request) -> web.Response:
         if not allowed:
             raise NotFound("no such collection")  # the same answer as a missing one
         total, rows = await q.inbox_page(session, owner.id, before=before, limit=PAGE_SIZE)
-        documents = await inbox_documents(session, [row for _, row in rows])
+        reader = Viewer(ViewerKind.LOCAL, actor_id=owner.id, actor_iri=owner.iri)
+        documents = await inbox_documents(session, [row for _, row in rows], reader)
     collection_iri = Iri(f"{owner.iri}/inbox")
     if not is_page:
         return activity_response(

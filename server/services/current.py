@@ -21,7 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.vocab.entraide import CONTENT_CONTEXT
-from server.db.models import InboxActivity, RemoteObject
+from server.db.models import Activity, InboxActivity, Relay, RemoteObject
+from server.services import visibility
+from server.services.visibility import Viewer
 
 MAX_DEPTH = 3
 """``Announce{Create{Note}}`` is the deepest nesting we publish; deeper values are left alone."""
@@ -82,25 +84,73 @@ def _iso(value: datetime) -> str:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def inbox_documents(session: AsyncSession, rows: Sequence[InboxActivity]) -> list[dict[str, Any]]:
+async def _relayed_objects(session: AsyncSession, rows: Sequence[InboxActivity]) -> dict[str, str]:
+    """The object each received ``Announce`` among ``rows`` relays (by the Announce's IRI): the
+    relay recorded when it was processed, else, when the Announce names a ``Create`` we hold
+    (FEP-1b12 relays a member's activity), that Create's object."""
+    announces = [row for row in rows if row.type == "Announce" and row.object_iri]
+    if not announces:
+        return {}
+    recorded = await session.execute(
+        select(Relay.announce_iri, Relay.object_iri).where(
+            Relay.announce_iri.in_([row.iri for row in announces])
+        )
+    )
+    found = {announce: obj for announce, obj in recorded.all()}
+    named = {row.object_iri for row in announces if row.iri not in found}
+    if named:
+        creates = await session.execute(
+            select(InboxActivity.iri, InboxActivity.object_iri)
+            .where(InboxActivity.iri.in_(named), InboxActivity.type == "Create")
+            .union_all(
+                select(Activity.iri, Activity.object_iri).where(
+                    Activity.iri.in_(named), Activity.type == "Create"
+                )
+            )
+        )
+        inner = {iri: obj for iri, obj in creates.all() if obj}
+        for row in announces:
+            if row.iri not in found and row.object_iri in inner:
+                found[row.iri] = inner[row.object_iri]
+    return found
+
+
+async def inbox_documents(
+    session: AsyncSession, rows: Sequence[InboxActivity], reader: Viewer
+) -> list[dict[str, Any]]:
     """Received activities as the C2S inbox lists them: rebuilt from what processing stored, never
     the body a peer sent (security case 50). The activity's id, type, actor and object, with the
-    object we hold embedded as it is now (sanitised when stored; a ``Tombstone`` once deleted)."""
-    documents = [
-        {
+    object we hold embedded as it is now (sanitised when stored; a ``Tombstone`` once deleted).
+
+    An ``Announce`` embeds the object it relays, as ActivityPub clients show a boost (Mastodon's
+    ``reblog``), also when the peer announced the ``Create`` of it (FEP-1b12): never the
+    activity. An object is embedded only when ``reader`` (the inbox's owner) may read it; else
+    it stays a reference, as does an object we do not hold.
+    """
+    relayed = await _relayed_objects(session, rows)
+    named = {relayed.get(row.iri, row.object_iri) for row in rows if row.object_iri}
+    held: dict[str, dict[str, Any]] = {}
+    if named:
+        for obj in await session.scalars(select(RemoteObject).where(RemoteObject.iri.in_(named))):
+            if obj.deleted_at is not None or await visibility.can_read_object(session, reader, obj):
+                held[obj.iri] = obj.document
+    documents = []
+    for row in rows:
+        target = relayed.get(row.iri, row.object_iri)
+        document: dict[str, Any] = {
             "@context": CONTENT_CONTEXT,
             "id": row.iri,
             "type": row.type,
             "actor": row.actor_iri,
             "published": _iso(row.received_at),
-            **({"object": {"id": row.object_iri}} if row.object_iri else {}),
         }
-        for row in rows
-    ]
-    current = await current_documents(session, documents)
-    return [
-        {**document, "object": document["object"]["id"]}
-        if isinstance(document.get("object"), dict) and set(document["object"]) == {"id"}
-        else document
-        for document in current
-    ]
+        if target:
+            current = held.get(target)
+            if current is None:
+                document["object"] = target
+            elif "proof" in current:  # a signed object (its proof covers its @context) is served whole
+                document["object"] = dict(current)
+            else:
+                document["object"] = {k: v for k, v in current.items() if k != "@context"}
+        documents.append(document)
+    return documents

@@ -39,7 +39,7 @@ from federation.vocab.activities import (
 from federation.vocab.entraide import Kind, kind_of
 from federation.vocab.objects import RemoteActor
 from server.db.models import Activity as ActivityRow
-from server.db.models import Actor, Reaction, RemoteObject, Report
+from server.db.models import Actor, Reaction, Relay, RemoteObject, Report
 from server.db.models import Block as BlockRow
 from server.db.models import Follow as FollowRow
 from server.db.models import Membership as MembershipRow
@@ -189,6 +189,7 @@ async def on_undo(fed: Federation, undo: Undo, inbound: InboundActivity) -> None
         reactions = await session.execute(
             delete(Reaction).where(Reaction.activity_iri == target, Reaction.actor_id == actor.id)
         )
+        await session.execute(delete(Relay).where(Relay.announce_iri == target, Relay.relayer_id == actor.id))
     log.info(
         "undo applied",
         extra={
@@ -392,18 +393,14 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
                         created_at=now,
                     )
                 )
+            if level in ("public", "unlisted") or (level == "members" and announcer.type == "Group"):
+                await _record_relay(session, announce.id, announcer.id, target, now)
         if level in ("public", "unlisted") or (level == "members" and announcer.type == "Group"):
             await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     async with fed.node.sessions() as session:
-        followed = await session.scalar(
-            select(FollowRow.id)
-            .join(Actor, Actor.id == FollowRow.follower_id)
-            .where(
-                FollowRow.followed_id == announcer.id, FollowRow.state == "accepted", Actor.local.is_(True)
-            )
-        )
-    if followed is None:
+        heard = await _heard_here(session, announcer.id)
+    if not heard:
         return
     if wrapped is not None:
         found = await objects.object_of_activity(fed, wrapped)
@@ -418,6 +415,8 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         # its origin (never from the relay's copy).
         if not known.local and known.deleted_at is None:
             await objects.refresh(fed, known, now=now)
+            async with fed.node.sessions.begin() as session:
+                await _record_relay(session, announce.id, announcer.id, target, now)
             await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
         return
     content, raw = await objects.resolve_content(fed, target, None, None)
@@ -430,7 +429,39 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
     except FederationError:
         return
     if await objects.store_object(fed, content, raw, author, now=now, require_relevance=False) is not None:
+        async with fed.node.sessions.begin() as session:
+            await _record_relay(session, announce.id, announcer.id, target, now)
         await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
+
+
+async def _heard_here(session: Any, announcer_id: int) -> bool:
+    """Does one of our actors follow the announcer (accepted) or belong to it (an association
+    they joined)? Only then is a peer's relay stored: it is on their timeline."""
+    follower = (
+        select(FollowRow.id)
+        .join(Actor, Actor.id == FollowRow.follower_id)
+        .where(FollowRow.followed_id == announcer_id, FollowRow.state == "accepted", Actor.local.is_(True))
+    )
+    member = (
+        select(MembershipRow.id)
+        .join(Actor, Actor.id == MembershipRow.member_id)
+        .where(
+            MembershipRow.group_id == announcer_id,
+            MembershipRow.state == "active",
+            Actor.local.is_(True),
+        )
+    )
+    return await session.scalar(follower.union_all(member).limit(1)) is not None
+
+
+async def _record_relay(session: Any, announce_iri: str, relayer_id: int, object_iri: str, now: Any) -> None:
+    """Remember who relayed which object (once per ``Announce``: a handler run again after a crash
+    finds it there)."""
+    known = await session.scalar(select(Relay.id).where(Relay.announce_iri == announce_iri))
+    if known is None:
+        session.add(
+            Relay(announce_iri=announce_iri, relayer_id=relayer_id, object_iri=object_iri, relayed_at=now)
+        )
 
 
 def _wraps_create(raw: Any) -> bool:

@@ -12,16 +12,23 @@ matched by the ``Join`` id (:func:`join_answered`), never by what the answer cla
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, and_, false, func, literal_column, or_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import Iri
 from server.db import queue
 from server.db.models import Activity as OutboxActivity
 from server.db.models import Actor, AuditEntry, Block, InboxActivity, InboxItem, Membership
+from server.db.types import UtcDateTime
+from server.services import timeline
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.outbox import new_activity_iri, publish
@@ -350,3 +357,91 @@ async def memberships_of(session: Any, member_id: int) -> list[tuple[str, str, b
             held.add(iri)
             found.append((iri, "refused", False, at))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipCursor:
+    """Where a page of memberships stops: the last item's instant and association (opaque)."""
+
+    since: datetime
+    association: str
+
+    def encode(self) -> str:
+        raw = json.dumps([timeline.micros(self.since), self.association], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, value: str) -> MembershipCursor | None:
+        """The cursor in ``value``, or None when it is not one of ours."""
+        if not value or len(value) > 4096 or not value.isascii():
+            return None
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        except (binascii.Error, ValueError):
+            return None
+        if not isinstance(decoded, list) or len(decoded) != 2:
+            return None
+        micros, association = decoded
+        if not isinstance(micros, int) or isinstance(micros, bool) or not 0 <= micros < 10**18:
+            return None
+        if not isinstance(association, str) or len(association) > 2048:
+            return None
+        return cls(timeline.EPOCH + timedelta(microseconds=micros), association)
+
+
+async def memberships_page(
+    session: AsyncSession, member_id: int, *, before: MembershipCursor | None, limit: int
+) -> tuple[list[tuple[str, str, bool, datetime]], MembershipCursor | None]:
+    """A page of :func:`memberships_of`, newest first, cut in SQL on ``(since, association)``: the
+    memberships, and the newest refusal of each association the account is not in now."""
+    held = select(Membership.group_id).where(Membership.member_id == member_id)
+    rows = (
+        select(
+            Membership.updated_at.label("since"),
+            Actor.iri.label("association"),
+            Membership.state.label("state"),
+            Actor.local.label("local"),
+        )
+        .join(Actor, Actor.id == Membership.group_id)
+        .where(Membership.member_id == member_id)
+    )
+    held_iris = select(Actor.iri).where(Actor.id.in_(held))
+    refused = (
+        select(
+            func.max(InboxActivity.received_at, type_=UtcDateTime()).label("since"),
+            InboxActivity.actor_iri.label("association"),
+            literal_column("'refused'", String).label("state"),
+            false().label("local"),
+        )
+        .join(InboxItem, InboxItem.inbox_activity_id == InboxActivity.id)
+        .join(OutboxActivity, OutboxActivity.iri == InboxActivity.object_iri)
+        .where(
+            InboxItem.actor_id == member_id,
+            InboxItem.accepted.is_(True),
+            InboxActivity.type == "Reject",
+            OutboxActivity.type == "Join",
+            OutboxActivity.actor_id == member_id,
+            InboxActivity.actor_iri.not_in(held_iris),
+        )
+        .group_by(InboxActivity.actor_iri)
+    )
+    every = union_all(rows, refused).subquery()
+    query = select(every)
+    if before is not None:
+        query = query.where(
+            or_(
+                every.c.since < before.since,
+                and_(every.c.since == before.since, every.c.association < before.association),
+            )
+        )
+    found = (
+        await session.execute(
+            query.order_by(every.c.since.desc(), every.c.association.desc()).limit(limit + 1)
+        )
+    ).all()
+    items = [
+        (row.association, MEMBERSHIP_STATES.get(row.state, row.state), bool(row.local), row.since)
+        for row in found[:limit]
+    ]
+    more = MembershipCursor(items[-1][3], items[-1][0]) if len(found) > limit else None
+    return items, more

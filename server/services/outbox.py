@@ -18,7 +18,7 @@ from federation.types import Iri
 from federation.uris import UriScheme
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db import queue
-from server.db.models import Activity, Actor, InboxActivity, InboxItem
+from server.db.models import Activity, Actor, InboxActivity, InboxItem, Relay
 
 FANOUT = "fanout"
 FILED_TYPES = frozenset({"Create", "Update", "Delete", "Announce", "Like", "Undo"})
@@ -36,6 +36,15 @@ def new_activity_iri(uris: UriScheme) -> Iri:
 
 def _iso(value: datetime) -> str:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def relayed_object(obj: Any) -> str | None:
+    """The object an ``Announce`` relays: its object, or the object of the ``Create`` it wraps
+    (FEP-1b12: an association relays a member's activity whole)."""
+    if isinstance(obj, dict) and obj.get("type") == "Create":
+        obj = obj.get("object")
+    value = obj.get("id") if isinstance(obj, dict) else obj
+    return value if isinstance(value, str) else None
 
 
 async def publish(
@@ -70,6 +79,9 @@ async def publish(
         published=now,
     )
     session.add(row)
+    relayed = relayed_object(obj) if row.type == "Announce" else None
+    if relayed is not None:
+        session.add(Relay(announce_iri=row.iri, relayer_id=actor.id, object_iri=relayed, relayed_at=now))
     await session.flush()
     payload: dict[str, Any] = {"activity_id": row.id}
     if also:

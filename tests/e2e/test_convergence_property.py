@@ -2,7 +2,8 @@
 retract, delete, vote, close, follow and unfollow, with nodes stopped and started again at random
 moments; then quiescence (the worker idle, the periodic catch-up run once). Every node that follows
 an origin holds each of its objects as the origin serves it (revision, status, tally, or a
-tombstone), and no node serves deleted content on any channel.
+tombstone), and no node serves deleted content on any channel (outbox, inbox, the object, its
+replies, context and history, the API, notifications, feeds, HTML pages).
 
 Bounded: a few examples of short sequences on the same three nodes, each wait bounded; the
 examples run in a thread (Hypothesis drives synchronous code) while the nodes serve on the test's
@@ -35,6 +36,7 @@ from tests.support.nodes import Node, running_node, wait_until
 from tests.support.signed_inbox import settle
 
 AP = "application/activity+json"
+HTML = "text/html"
 NAMES = ("a", "b", "c")
 KINDS = ("alert", "resource", "proposal", "post")
 T = TypeVar("T")
@@ -299,15 +301,22 @@ async def check(cluster: Cluster) -> None:
             stale_ok = left and not await _follows(node, cluster.group(item.origin))
             if item.deleted and not stale_ok:
                 served.append(await _served(node, f"/api/objects?iri={item.iri}", cluster.tokens[name]))
-                if item.origin == name:  # the object itself, anonymously: a Tombstone (410)
-                    served.append(await _served(node, item.iri.removeprefix(node.uris.origin), ""))
-        served.append(await _served(node, "/api/timeline?limit=100", cluster.tokens[name]))
+                if item.origin == name:  # the object itself, anonymously: a Tombstone (410), its thread
+                    path = item.iri.removeprefix(node.uris.origin)
+                    for channel in ("", "/replies", "/context", "/history"):
+                        served.append(await _served(node, path + channel, ""))
+                    served.append(await _served(node, path, "", accept=HTML))
+        for path in ("/api/timeline?limit=100", "/api/notifications?limit=100"):
+            served.append(await _served(node, path, cluster.tokens[name]))
+        for fmt in ("atom", "rss", "json"):
+            served.append(await _served(node, f"/groups/{name}0/feed.{fmt}", "", accept="*/*"))
+        served.append(await _served(node, f"/groups/{name}0", "", accept=HTML))
         leaks = [(m, text[:200]) for text in served for m in gone if m in text]
         assert not leaks, (name, leaks)
 
 
-async def _served(node: Node, path: str, token: str) -> str:
-    headers = {"Accept": AP} | ({"Authorization": f"Bearer {token}"} if token else {})
+async def _served(node: Node, path: str, token: str, *, accept: str = AP) -> str:
+    headers = {"Accept": accept} | ({"Authorization": f"Bearer {token}"} if token else {})
     pages, url = [], path
     for _ in range(10):
         response = await node.client.get(url, headers=headers)

@@ -1,13 +1,16 @@
 """Case 50 (issue 12, finding 3): the C2S inbox lists only what processing accepted, rendered from
-what we stored (sanitised, current), never the raw body a peer sent."""
+what we stored (sanitised, current), never the raw body a peer sent. Case 68 (issue 13): a relay
+embeds only what the inbox's owner may read."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
-from federation.types import AS_PUBLIC
+from federation.types import AS_PUBLIC, utc_now
+from server.db.models import Actor, Follow
 from tests.support.nodes import Node
 from tests.support.signed_inbox import processed
 from tests.support.world import World, activity, create, note
@@ -74,3 +77,31 @@ async def test_sec_50_the_c2s_inbox_lists_accepted_activities_rendered_from_stor
     assert items[0]["id"] == deletion["id"] and "Bonjour" not in text
     assert next(i for i in items if i["id"] == accepted["id"])["object"]["type"] == "Tombstone"
     assert admin_items == [] or all(i["id"] != forged["id"] for i in admin_items)
+
+
+async def test_sec_68_a_relay_never_shows_what_its_reader_may_not_read(world: World) -> None:
+    """Case 68: alice (followed by zoe) publicly relays bob's followers-only note. zoe's C2S inbox
+    lists the Announce with the note as a bare IRI (it embedded the note whole), and her
+    timeline leaves it out: a relay never widens who reads an object."""
+    node = world.node
+    await node.add_member("zoe", "collectif")
+    zoe_token = await node.token("zoe", "read")
+    alice = await node.fed.actor(world.alice.iri)
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        zoe = await session.scalar(select(Actor.id).where(Actor.iri == node.uris.iri("/users/zoe")))
+        session.add(
+            Follow(follower_id=zoe, followed_id=alice.id, state="accepted", created_at=now, accepted_at=now)
+        )
+    secret = note(world.bob, to=[f"{world.bob.iri}/followers"], content="<p>Réservé aux abonnés</p>")
+    world.peers.serve_json(secret["id"], {"@context": "https://www.w3.org/ns/activitystreams", **secret})
+    boost = activity(
+        "Announce", world.alice, secret["id"], to=[AS_PUBLIC], cc=[f"{world.alice.iri}/followers"]
+    )
+    assert (await world.send("/inbox", boost, world.alice)).status == 202
+    assert await processed(node, boost["id"]) == "processed"
+    items, text = await _inbox(node, zoe_token, "/users/zoe")
+    assert [(i["id"], i["object"]) for i in items] == [(boost["id"], secret["id"])]
+    assert "abonnés" not in text
+    response = await node.client.get("/api/timeline", headers={"Authorization": f"Bearer {zoe_token}"})
+    assert response.status == 200 and "abonnés" not in await response.text()
