@@ -1,7 +1,7 @@
 """one Like per actor and object: duplicate reactions are merged, then a unique index keeps it so
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-07 05:30:00
 
 Likes from our own actors (C2S ``Like``, issue 15) are stored with the Likes received, in
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
