@@ -23,6 +23,7 @@ ACTOR_INBOX: Final = "{actor}/inbox"
 ACTOR_OUTBOX: Final = "{actor}/outbox"
 ACTOR_FOLLOWERS: Final = "{actor}/followers"
 ACTOR_FOLLOWING: Final = "{actor}/following"
+ACTOR_LIKED: Final = "{actor}/liked"
 GROUP_MEMBERS: Final = "{actor}/members"
 GROUP_FEATURED: Final = "{actor}/featured"
 OBJECT: Final = "/objects/{id}"
@@ -48,7 +49,7 @@ ROUTE_PERSON: Final = "/users/{handle:" + HANDLE_PATTERN + "}"
 
 _HANDLE_RE = re.compile(rf"^{HANDLE_PATTERN}$")
 _ACTOR_PATH_RE = re.compile(
-    rf"^/(groups|users)/({HANDLE_PATTERN})(?:/(inbox|outbox|followers|following|members|featured))?$"
+    rf"^/(groups|users)/({HANDLE_PATTERN})(?:/(inbox|outbox|followers|following|liked|members|featured))?$"
 )
 
 
@@ -164,6 +165,12 @@ class UriScheme:
 
     def following(self, actor: Iri) -> Iri:
         return Iri(ACTOR_FOLLOWING.format(actor=actor))
+
+    def liked(self, actor: Iri) -> Iri:
+        return Iri(ACTOR_LIKED.format(actor=actor))
+
+    def likes(self, object_iri: str) -> Iri:
+        return Iri(f"{object_iri}/likes")
 
     def members(self, actor: Iri) -> Iri:
         return Iri(GROUP_MEMBERS.format(actor=actor))

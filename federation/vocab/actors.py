@@ -34,6 +34,7 @@ class LocalActor:
     discoverable: bool = True
     members: Iri | None = None
     featured: Iri | None = None
+    liked: Iri | None = None
 
 
 def _iso(value: datetime) -> str:
@@ -79,6 +80,8 @@ def render_actor(actor: LocalActor) -> JsonObject:
                 "publicKeyMultibase": ed25519_to_multibase(actor.assertion_key.key),
             }
         ]
+    if actor.liked is not None:
+        doc["liked"] = actor.liked
     if actor.members is not None:
         doc["members"] = actor.members
     if actor.featured is not None:

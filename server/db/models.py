@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.ext.asyncio import AsyncAttrs
@@ -390,10 +391,21 @@ class PeerHost(Base):
 
 
 class Reaction(Base):
-    """A Like or Announce received for an object (undone by ``Undo``)."""
+    """A Like or Announce of an object, received from a peer or made by one of our actors (C2S
+    ``Like``); one per actor and object (undone by ``Undo``)."""
 
     __tablename__ = "reactions"
-    __table_args__ = (CheckConstraint("type IN ('Like', 'Announce')", name="type"),)
+    __table_args__ = (
+        CheckConstraint("type IN ('Like', 'Announce')", name="type"),
+        Index(
+            "uq_reactions_like_actor_object",
+            "actor_id",
+            "object_iri",
+            unique=True,
+            sqlite_where=text("type = 'Like'"),
+            postgresql_where=text("type = 'Like'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     activity_iri: Mapped[str] = mapped_column(IRI, unique=True)

@@ -20,7 +20,7 @@ from server.http.auth import viewer_of
 from server.http.pages import actors
 from server.http.params import int_param
 from server.http.render import activity_response, wants_ap
-from server.services import visibility
+from server.services import likes, visibility
 from server.services.current import current_documents
 from server.services.errors import InvalidInput, NotFound
 from server.services.profiles import local_actor_value
@@ -137,7 +137,17 @@ async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before:
     return 0, [], None, False
 
 
+async def _liked(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+    """What the actor likes: the count for anyone, the objects for the actor itself (and, for an
+    association, its admins), like ``following`` (case 56)."""
+    total, rows = await likes.liked_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    if not await visibility.can_list_followers(session, viewer, owner):
+        return total, None, None, False
+    return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
+
+
 LISTERS: dict[str, Any] = {
+    "liked": _liked,
     "outbox": _outbox,
     "followers": _followers,
     "following": _following,
@@ -167,7 +177,7 @@ async def get_collection(request: web.Request) -> web.Response:
     return activity_response(doc, private=private)
 
 
-COLLECTIONS = "{collection:outbox|followers|following|members|featured}"
+COLLECTIONS = "{collection:outbox|followers|following|liked|members|featured}"
 for prefix in ACTOR_ROUTES:
     routes.get(prefix)(get_actor)
     routes.get(f"{prefix}/{COLLECTIONS}")(get_collection)

@@ -44,6 +44,7 @@ from server.http.problems import problem
 from server.http.render import json_response
 from server.services import actors as actor_service
 from server.services import audit, content, endorsements, membership, polls, visibility
+from server.services import likes as likes_service
 from server.services import notifications as notifications_service
 from server.services import timeline as timeline_service
 from server.services.content import Published
@@ -320,8 +321,9 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def item_of(row: RemoteObject, *, now: datetime) -> dict[str, Any]:
-    """One object as the API shows it: common fields, then those of its kind."""
+def item_of(row: RemoteObject, *, now: datetime, likes: int = 0) -> dict[str, Any]:
+    """One object as the API shows it: common fields (``likes``: how many like it, ours and
+    peers'), then those of its kind."""
     doc = row.document
     content_map = doc.get("contentMap")
     item: dict[str, Any] = {
@@ -342,6 +344,7 @@ def item_of(row: RemoteObject, *, now: datetime) -> dict[str, Any]:
         "sensitive": doc.get("sensitive") is True,
         "inReplyTo": _str(doc.get("inReplyTo")),
         "context": _str(doc.get("context")),
+        "likes": likes,
     }
     if row.kind == Kind.ALERT.value:
         for key in ("severity", "category", "alertStatus"):
@@ -409,8 +412,9 @@ async def list_kind(request: web.Request, path: str, route: KindRoute) -> web.Re
         if before is not None:
             query = query.where(RemoteObject.id < before)
         rows = (await session.scalars(query.order_by(RemoteObject.id.desc()).limit(limit + 1))).all()
+        counts = await likes_service.likes_count(session, [row.iri for row in rows[:limit]])
     now = node.clock()
-    items = [item_of(row, now=now) for row in rows[:limit]]
+    items = [item_of(row, now=now, likes=counts.get(row.iri, 0)) for row in rows[:limit]]
     next_page = (
         node.uris.iri(f"/api/associations/{group.handle}/{path}?limit={limit}&before={rows[limit - 1].id}")
         if len(rows) > limit
@@ -455,9 +459,10 @@ async def get_object(request: web.Request) -> web.Response:
     iri = iri_query(request)
     async with node.sessions() as session:
         row, _ = await readable_object(session, viewer, iri, held=True)
+        counts = await likes_service.likes_count(session, [row.iri])
     if row.deleted_at is not None:
         return problem(410, "this object was deleted", code="gone", headers=NO_STORE)
-    return json_response(item_of(row, now=node.clock()), headers=NO_STORE)
+    return json_response(item_of(row, now=node.clock(), likes=counts.get(row.iri, 0)), headers=NO_STORE)
 
 
 async def _editor(request: web.Request) -> tuple[RemoteObject, Actor, Actor]:
@@ -738,12 +743,13 @@ async def get_timeline(request: web.Request) -> web.Response:
         entries, cursor = await timeline_service.timeline(
             session, viewer, kind=kind, before=before, limit=limit
         )
+        counts = await likes_service.likes_count(session, [entry.object.iri for entry in entries])
     now = node.clock()
     query = f"limit={limit}" + (f"&kind={kind}" if kind else "")
     next_page = node.uris.iri(f"/api/timeline?{query}&before={cursor}") if cursor is not None else None
     items = [
         {
-            **item_of(entry.object, now=now),
+            **item_of(entry.object, now=now, likes=counts.get(entry.object.iri, 0)),
             "relayedBy": entry.relayed_by,
             "relayedAt": wire.iso(entry.relayed_at) if entry.relayed_at is not None else None,
         }

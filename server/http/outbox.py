@@ -83,8 +83,23 @@ async def post_outbox(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     result = await publishing.post_to_outbox(fed, author, body, by=member)
+    answer: dict[str, Any] = {"id": result.activity_iri, "object": result.object_iri}
+    if result.activity_iri is not None:
+        async with fed.node.sessions() as session:
+            stored = await session.scalar(select(Activity).where(Activity.iri == result.activity_iri))
+        if stored is not None:
+            # What was published and to whom (bto/bcc are never stored): a client that addressed
+            # nobody sees ``"visibility": "direct"`` with empty ``to`` and ``cc`` (decision 37).
+            answer |= {
+                "type": stored.type,
+                "to": stored.document.get("to", []),
+                "cc": stored.document.get("cc", []),
+                "visibility": stored.visibility,
+            }
+            if stored.type == "Undo":
+                answer["undid"] = stored.document.get("object")  # what the Undo undid
     return web.json_response(
-        {"id": result.activity_iri, "object": result.object_iri},
+        answer,
         status=201,
         headers={"Location": result.activity_iri or result.object_iri or ""},
         content_type="application/activity+json",
@@ -143,7 +158,7 @@ async def get_activity(request: web.Request) -> web.Response:
                 addressed=visibility.addressed_in(row.document),
                 audience=await _activity_audience(session, row.document),
             )
-        )
+        ) or (row is not None and await visibility.activity_filed_for(session, viewer, row.iri))
         document = (await current_documents(session, [row.document]))[0] if row is not None else None
     if row is None or not readable or document is None:
         raise NotFound("no such activity")

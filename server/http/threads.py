@@ -1,5 +1,5 @@
 """The collections of one of our objects: ``replies``, its thread (``context``, FEP-7888/f228),
-its ``history`` (FEP-bad1) and a proposal's ``endorsements``.
+its ``history`` (FEP-bad1), its ``likes`` and a proposal's ``endorsements``.
 
 Every item goes through the single read filter: an object the viewer may not read answers
 exactly like a missing one, and each listed item is one the viewer may read.
@@ -22,7 +22,7 @@ from server.db.models import Activity, Actor, RemoteObject
 from server.http.auth import viewer_of
 from server.http.params import int_param
 from server.http.render import activity_response
-from server.services import endorsements, visibility
+from server.services import endorsements, likes, visibility
 from server.services.errors import NotFound
 from server.services.visibility import Viewer
 
@@ -66,6 +66,9 @@ async def _objects(
     # asks for them (the session's identity map only keeps what something references).
     actor_ids = {row.attributed_to_id for row in rows} | {row.audience_id for row in rows if row.audience_id}
     actors = (await session.scalars(select(Actor).where(Actor.id.in_(actor_ids)))).all() if rows else []
+    await visibility.preload_delivered(
+        session, viewer, [row.iri for row in rows if row.visibility not in PUBLIC_LEVELS]
+    )
     items: list[Any] = []
     cursor = after
     hidden = False
@@ -82,7 +85,7 @@ async def _objects(
     return items, cursor if len(items) == PAGE_SIZE or len(rows) == MAX_SCAN else None, hidden
 
 
-@routes.get("/objects/{id:[0-9a-f]{32}}/{collection:replies|context|history|endorsements}")
+@routes.get("/objects/{id:[0-9a-f]{32}}/{collection:replies|context|history|endorsements|likes}")
 async def get_object_collection(request: web.Request) -> web.Response:
     node = request.app[NODE]
     object_iri = node.uris.object(request.match_info["id"])
@@ -103,6 +106,8 @@ async def get_object_collection(request: web.Request) -> web.Response:
         items: list[Any]
         cursor: int | None = None
         hidden = False
+        if name == "likes":
+            return await _likes(request, session, viewer, row, collection_iri, after)
         if name == "replies":
             items, cursor, hidden = await _objects(
                 session, viewer, RemoteObject.in_reply_to_iri == object_iri, after, embed=False
@@ -158,3 +163,36 @@ async def get_object_collection(request: web.Request) -> web.Response:
         )
     )
     return activity_response(doc, private=private)
+
+
+async def _likes(
+    request: web.Request,
+    session: AsyncSession,
+    viewer: Viewer,
+    row: RemoteObject,
+    collection_iri: Iri,
+    after: int,
+) -> web.Response:
+    """``likes``: how many like the object is public (to whoever may read it); who likes it is
+    for its author only (for an association: the admins and moderators acting as it)."""
+    total = (await likes.likes_count(session, [row.iri])).get(row.iri, 0)
+    owner = await session.get(Actor, row.attributed_to_id)
+    acting = owner is not None and (
+        viewer.actor_id == owner.id
+        or (
+            owner.type == "Group"
+            and await visibility.role_in(session, viewer, owner) in ("admin", "moderator")
+        )
+    )
+    if not acting:
+        doc = render_collection(collection_iri, total_items=total, first=None)
+        return activity_response(doc, private=row.visibility not in PUBLIC_LEVELS)
+    items, cursor = await likes.likers_page(session, row.iri, after=after, limit=PAGE_SIZE)
+    page_iri = Iri(f"{collection_iri}?after={after}")
+    next_iri = Iri(f"{collection_iri}?after={cursor}") if cursor is not None else None
+    doc = render_collection_page(page_iri, part_of=collection_iri, items=items, next_page=next_iri)
+    if "after" not in request.query:
+        page = {k: v for k, v in doc.items() if k != "@context"}
+        doc = render_collection(collection_iri, total_items=total, first=None)
+        doc["first"] = page
+    return activity_response(doc, private=True)

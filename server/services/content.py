@@ -197,10 +197,26 @@ def blind_recipients(obj: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(iri for iri in blind if iri != AS_PUBLIC))
 
 
+def unaddressed(obj: Mapping[str, Any]) -> bool:
+    """The client named no recipient at all: no ``to``, ``cc``, ``bto``, ``bcc``, ``audience``
+    (empty lists count as none) and no ``visibility``."""
+    return obj.get("visibility") is None and not any(obj.get(key) for key in ADDRESSING)
+
+
+ADDRESSING = ("to", "cc", "bto", "bcc", "audience")
+
+
 def _addressing(
-    author: Actor, obj: Mapping[str, Any], uris: Any, group: Actor | None, *, blind: bool = False
+    author: Actor,
+    obj: Mapping[str, Any],
+    uris: Any,
+    group: Actor | None,
+    *,
+    blind: bool = False,
+    self_only: bool = False,
 ) -> tuple[list[str], list[str], Visibility]:
-    """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public.
+    """``visibility`` (our term) when given, else the client's ``to``/``cc``, else public — or,
+    with ``self_only`` (the C2S outbox, decision 37), nobody but the author.
 
     ``group`` is the association the content belongs to: the author itself, or the one a member
     posts into (``audience``, or the thread's). Members-only content is addressed to its members
@@ -230,8 +246,10 @@ def _addressing(
         )
         return list(addressed_to), list(addressed_cc), level
     to, cc = iri_list(obj.get("to"), "to"), iri_list(obj.get("cc"), "cc")
-    if not to and not cc and not blind:  # default: public, like Mastodon's
-        to, cc = [AS_PUBLIC], [author.followers_iri or ""]
+    if not to and not cc and not blind:
+        if self_only:  # C2S: a client that addressed nobody reaches nobody (decision 37)
+            return [], [], Visibility.DIRECT
+        to, cc = [AS_PUBLIC], [author.followers_iri or ""]  # our API, CLI and pages: public
     level = classify(to, cc, followers_iri=author.followers_iri or "", members_iri=members)
     return to, cc, level
 
@@ -394,11 +412,17 @@ def poll_options(obj: Mapping[str, Any]) -> tuple[list[str], bool]:
 # --- create ---------------------------------------------------------------------------------------
 
 
-async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
+async def create(
+    fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor, c2s: bool = False
+) -> Published:
     """Create a post, resource, alert, proposal or reply authored by ``author``.
 
     ``by`` is the account that did it (an admin or moderator when ``author`` is an association).
+    ``c2s``: the client's ActivityPub outbox, where content that addresses nobody is readable by
+    its author only and delivered to no one (decision 37); our API, CLI and pages default to
+    public instead.
     """
+    self_only = c2s and unaddressed(obj)
     kind = requested_kind(obj, author)
     now = fed.node.clock()
     uris = fed.node.uris
@@ -414,7 +438,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     )
     blind = blind_recipients(obj)
     addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *others]} if others else obj
-    to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind))
+    to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind), self_only=self_only)
     body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
     name = text(
         obj.get("name"),
@@ -436,6 +460,7 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         "cc": cc,
         "url": object_iri,
         "replies": uris.replies(object_iri),
+        "likes": uris.likes(object_iri),
     }
     if language:
         document["contentMap"] = {language: document["content"]}
@@ -461,7 +486,12 @@ async def create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             if level is Visibility.MEMBERS and parent is not None and parent.audience_id != audience_id:
                 raise InvalidInput("a members-only reply stays in its thread's association", field="audience")
             document["inReplyTo"] = in_reply_to
-            if parent_author and parent_author != author.iri and level is not Visibility.MEMBERS:
+            if (
+                parent_author
+                and parent_author != author.iri
+                and level is not Visibility.MEMBERS
+                and not self_only
+            ):
                 # The parent's author gets the reply (and Mastodon notifies it: a Mention).
                 if parent_author not in to and parent_author not in cc:
                     (to if level is Visibility.DIRECT else cc).append(parent_author)

@@ -478,7 +478,13 @@ async def on_like(fed: Federation, like: Like, inbound: InboundActivity) -> None
         )
         liker = visibility.Viewer(visibility.ViewerKind.REMOTE, actor_id=actor.id, actor_iri=actor.iri)
         # A Like of what the liker may not read is not counted (case 42): it would confirm it.
-        if known is not None and await visibility.can_read_object(session, liker, known):
+        # One Like per actor and object: a second Like (another id) is the same one.
+        again = await session.scalar(
+            select(Reaction.id).where(
+                Reaction.type == "Like", Reaction.actor_id == actor.id, Reaction.object_iri == target
+            )
+        )
+        if again is None and known is not None and await visibility.can_read_object(session, liker, known):
             session.add(
                 Reaction(
                     activity_iri=like.id,

@@ -11,15 +11,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import Iri
 from federation.uris import UriScheme
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db import queue
-from server.db.models import Activity, Actor, Relay
+from server.db.models import Activity, Actor, InboxActivity, InboxItem, Relay
 
 FANOUT = "fanout"
+FILED_TYPES = frozenset({"Create", "Update", "Delete", "Announce", "Like", "Undo"})
+"""Our actors' activities that reach the inboxes of the other local actors they address."""
+ADDRESSING = ("to", "cc", "audience")
 ACTIVITY_CONTEXT: list[Any] = CONTENT_CONTEXT
 """AS2 plus our inline content terms: an activity embeds its object, whose terms (``votersCount``,
 ``severity``, ...) must be defined in the activity's context for JSON-LD readers (Fedify)."""
@@ -62,8 +66,7 @@ async def publish(
     document: dict[str, Any] = {"@context": ACTIVITY_CONTEXT, **activity}
     document.setdefault("published", _iso(now))
     document["actor"] = actor.iri
-    document.pop("bto", None)
-    document.pop("bcc", None)
+    blind = [*_listed(document.pop("bto", None)), *_listed(document.pop("bcc", None))]
     obj = document.get("object")
     object_iri = obj if isinstance(obj, str) else obj.get("id") if isinstance(obj, dict) else None
     row = Activity(
@@ -84,4 +87,54 @@ async def publish(
     if also:
         payload["also"] = also
     await queue.enqueue(session, FANOUT, payload, dedup_key=f"fanout:{row.id}", priority=priority, now=now)
+    if row.type in FILED_TYPES:
+        # ``also`` of a Create are its blind recipients; of other activities, holders and voters
+        # that get a copy without being addressed: not filed.
+        extra = [*blind, *(also or [])] if row.type == "Create" else blind
+        await file_locally(session, actor, row, extra, now=now)
     return row
+
+
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else []
+
+
+async def file_locally(
+    session: AsyncSession, actor: Actor, row: Activity, blind: list[str], *, now: datetime
+) -> list[int]:
+    """File ``row`` in the C2S inbox of every other local actor it addresses (``to``, ``cc``,
+    ``audience``, and ``blind``: ``bto``/``bcc``), as a delivery would file a peer's activity.
+
+    The fan-out never delivers to our own origin, so this is how a local addressee gets it. The
+    filed ``Create`` is also what lets an addressee read the object through the read filter
+    (:func:`server.services.visibility.can_read`), blind ones included. Collections (followers,
+    members) are not expanded: only actors named. Returns the actors it was filed for.
+    """
+    named = [iri for key in ADDRESSING for iri in _listed(row.document.get(key)) if isinstance(iri, str)]
+    iris = {iri for iri in [*named, *blind] if isinstance(iri, str) and iri != actor.iri}
+    if not iris:
+        return []
+    recipients = list(
+        await session.scalars(
+            select(Actor.id)
+            .where(Actor.iri.in_(sorted(iris)), Actor.local.is_(True), Actor.deleted_at.is_(None))
+            .order_by(Actor.id)
+        )
+    )
+    if not recipients:
+        return []
+    filed = InboxActivity(
+        iri=row.iri,
+        actor_iri=actor.iri,
+        type=row.type,
+        object_iri=row.object_iri,
+        signer_key_iri=f"{actor.iri}#main-key",
+        document=row.document,
+        state="processed",
+        received_at=now,
+        processed_at=now,
+    )
+    session.add(filed)
+    await session.flush()
+    session.add_all(InboxItem(actor_id=i, inbox_activity_id=filed.id, accepted=True) for i in recipients)
+    return recipients

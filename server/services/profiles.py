@@ -33,6 +33,7 @@ async def local_actor_value(session: AsyncSession, uris: UriScheme, actor: Actor
         outbox=uris.outbox(iri),
         followers=uris.followers(iri),
         following=uris.following(iri),
+        liked=uris.liked(iri),
         shared_inbox=uris.shared_inbox(),
         url=Iri(actor.url or actor.iri),
         published=actor.created_at,

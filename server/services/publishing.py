@@ -13,7 +13,7 @@ from typing import Any
 
 from federation.vocab.parse import contains_unstorable
 from server.db.models import Actor
-from server.services import content, endorsements, following, membership, polls
+from server.services import content, endorsements, following, likes, membership, polls
 from server.services.content import Published
 from server.services.errors import InvalidInput
 from server.services.federation import Federation
@@ -57,7 +57,7 @@ async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by:
         raise InvalidInput("type must be one of: Article, Endorsement, Note, Question", field="type")
     if is_vote(obj):
         return await polls.cast(fed, author, obj, by=by)
-    return await content.create(fed, author, obj, by=by)
+    return await content.create(fed, author, obj, by=by, c2s=True)
 
 
 async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *, by: Actor) -> Published:
@@ -101,12 +101,18 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
     if kind == "Follow" and isinstance(obj, str):
         result = await following.follow(fed, local_name=author.handle, target_iri=obj, as_actor=author)
         return Published(result.follow_iri, None)
+    if kind == "Like":
+        return await likes.like(fed, author, obj, by=by)
     if kind == "Undo" and isinstance(obj, str | dict):
-        target = obj if isinstance(obj, str) else obj.get("id")
-        undo = await following.unfollow(fed, follower=author, follow_iri=str(target))
-        return Published(undo, None)
+        # The answer's ``object`` is what was undone: the Like, or the Follow.
+        undone = await likes.undo(fed, author, obj, by=by)
+        if undone is not None:
+            return undone
+        target = str(obj if isinstance(obj, str) else obj.get("id"))
+        return Published(await following.unfollow(fed, follower=author, follow_iri=target), target)
     raise InvalidInput(
-        "supported: Note, Article, Question, Endorsement, Create, Update, Delete, Announce, Follow,"
-        " Undo (of a Follow), Join and Leave (a member), Accept, Reject and Remove (an association)",
+        "supported: Note, Article, Question, Endorsement, Create, Update, Delete, Announce, Like,"
+        " Follow, Undo (of a Like or a Follow), Join and Leave (a member), Accept, Reject and Remove"
+        " (an association)",
         field="type",
     )

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import PUBLICLY_READABLE, Visibility
-from server.db.models import Actor, Follow, Membership, RemoteObject
+from server.db.models import Actor, Follow, InboxActivity, InboxItem, Membership, RemoteObject
 from server.db.queries import actors as q
 
 ACTING_ROLES = ("admin", "moderator")
@@ -133,9 +133,75 @@ def addressed_in(document: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(v for v in found if isinstance(v, str))
 
 
+def _delivered(viewer_id: int) -> Any:
+    """The objects whose ``Create`` by their author was filed in this actor's inbox (accepted)."""
+    return (
+        select(InboxActivity.object_iri)
+        .join(InboxItem, InboxItem.inbox_activity_id == InboxActivity.id)
+        .where(
+            InboxItem.actor_id == viewer_id,
+            InboxItem.accepted.is_(True),
+            InboxActivity.type == "Create",
+        )
+    )
+
+
+DELIVERED_KEY = "visibility.delivered"
+
+
+async def preload_delivered(session: AsyncSession, viewer: Viewer, object_iris: list[str]) -> None:
+    """Answer :func:`was_delivered` for these objects from one query, for the rest of the session
+    (a listing checks many rows; one statement per page, not one per row: case 51)."""
+    if viewer.actor_id is None or viewer.kind is not ViewerKind.LOCAL or not object_iris:
+        return
+    rows = await session.execute(
+        _delivered(viewer.actor_id)
+        .add_columns(InboxActivity.actor_iri)
+        .where(InboxActivity.object_iri.in_(sorted(set(object_iris))))
+    )
+    known: dict[str, set[tuple[str, str]]] = session.info.setdefault(DELIVERED_KEY, {})
+    found = {(iri, author) for iri, author in rows.all()}
+    for iri in object_iris:
+        known.setdefault(f"{viewer.actor_id} {iri}", set()).update(x for x in found if x[0] == iri)
+
+
+async def was_delivered(session: AsyncSession, viewer: Viewer, owner: Actor, object_iri: str) -> bool:
+    """Did ``owner`` address ``object_iri``'s ``Create`` to ``viewer`` (a local actor), blind
+    (``bto``/``bcc``) or not? Its author sent it to them: they read it whatever its level."""
+    if viewer.actor_id is None or viewer.kind is not ViewerKind.LOCAL:
+        return False
+    preloaded = session.info.get(DELIVERED_KEY, {}).get(f"{viewer.actor_id} {object_iri}")
+    if preloaded is not None:
+        return (object_iri, owner.iri) in preloaded
+    found = await session.scalar(
+        _delivered(viewer.actor_id)
+        .where(InboxActivity.object_iri == object_iri, InboxActivity.actor_iri == owner.iri)
+        .limit(1)
+    )
+    return found is not None
+
+
+async def activity_filed_for(session: AsyncSession, viewer: Viewer, activity_iri: str) -> bool:
+    """Was our activity ``activity_iri`` filed in ``viewer``'s inbox (it addressed them)?"""
+    if viewer.actor_id is None or viewer.kind is not ViewerKind.LOCAL:
+        return False
+    found = await session.scalar(
+        select(InboxItem.id)
+        .join(InboxActivity, InboxItem.inbox_activity_id == InboxActivity.id)
+        .where(
+            InboxActivity.iri == activity_iri,
+            InboxItem.actor_id == viewer.actor_id,
+            InboxItem.accepted.is_(True),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObject) -> bool:
     """May ``viewer`` read this stored object, ours or a peer's? :func:`can_read` with the
-    object's author, level, addressees and the association it was posted into."""
+    object's author, level, addressees and the association it was posted into; and an actor its
+    author addressed it to (its ``Create`` filed in their inbox, ``bto``/``bcc`` included) reads it."""
     if row.visibility in PUBLICLY_READABLE:
         return True
     owner = await session.get(Actor, row.attributed_to_id)
@@ -144,7 +210,7 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
     audience = await session.get(Actor, row.audience_id) if row.audience_id is not None else None
     return await can_read(
         session, viewer, owner, row.visibility, addressed=addressed_in(row.document), audience=audience
-    )
+    ) or await was_delivered(session, viewer, owner, row.iri)
 
 
 def readable_by(viewer: Viewer) -> ColumnElement[bool]:
@@ -172,6 +238,7 @@ def readable_by(viewer: Viewer) -> ColumnElement[bool]:
         RemoteObject.audience_id.in_(groups),
         and_(RemoteObject.visibility == "followers", RemoteObject.attributed_to_id.in_(followed)),
         RemoteObject.visibility == "direct",
+        RemoteObject.iri.in_(_delivered(viewer.actor_id)),
     )
 
 

@@ -38,7 +38,7 @@ from federation.http import Headers, IncomingRequest
 from federation.keys import PublicKey, public_key_from_pem
 from federation.memory import MemoryKeyResolver
 from federation.signatures import verify_request
-from federation.types import Iri
+from federation.types import AS_PUBLIC, Iri
 from server.db.models import Actor, Delivery, Follow
 
 from ._common import (
@@ -237,6 +237,7 @@ async def _scenario(
                 result.baseline_rss_mb = node.rss_mb()
                 cpu0 = node.cpu_seconds()
                 note = {
+                    "to": [AS_PUBLIC],
                     "type": "Note",
                     "content": "<p>Alerte : rupture de stock d'insuline rapide, voir la fiche.</p>",
                 }

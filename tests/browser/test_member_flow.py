@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from federation.types import AS_PUBLIC
 from server.db.models import RemoteObject
 from tests.browser.test_web_pages import PASSWORD, _axe, _require_tools
 from tests.support.databases import SqliteTemplate
@@ -39,7 +40,7 @@ async def _publish(a: Node, token: str) -> tuple[str, str]:
     assert response.status == 201, await response.text()
     question = str((await response.json())["id"])
     post = await a.post_outbox(
-        "/groups/alpha", token, {"type": "Note", "content": "<p>Réunion jeudi à 18 h.</p>"}
+        "/groups/alpha", token, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Réunion jeudi à 18 h.</p>"}
     )
     return question, str(post["object"])
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from federation import integrity
 from federation.keys import ed25519_from_multibase
+from federation.types import AS_PUBLIC
 from server.db.models import Activity, Endorsement, RemoteObject, Vote
 from server.services import following
 from tests.support.nodes import Node, running_node, wait_until
@@ -80,6 +81,7 @@ async def test_alert_is_published_first_edited_superseded_and_deleted_everywhere
             "/groups/alpha",
             s["alice"],
             {
+                "to": [AS_PUBLIC],
                 "type": "Note",
                 "entraideKind": "Alert",
                 "name": "Pénurie de lévothyroxine",
@@ -116,6 +118,7 @@ async def test_alert_is_published_first_edited_superseded_and_deleted_everywhere
             "/groups/alpha",
             s["alice"],
             {
+                "to": [AS_PUBLIC],
                 "type": "Note",
                 "entraideKind": "Alert",
                 "name": "Pénurie de lévothyroxine : mise à jour",
@@ -147,6 +150,7 @@ async def test_alert_is_published_first_edited_superseded_and_deleted_everywhere
         refused = await a.client.post(
             "/groups/alpha/outbox",
             json={
+                "to": [AS_PUBLIC],
                 "type": "Note",
                 "entraideKind": "Alert",
                 "name": "x",
@@ -175,6 +179,7 @@ async def test_resource_revisions_and_history(
             "/groups/alpha",
             s["alice"],
             {
+                "to": [AS_PUBLIC],
                 "type": "Article",
                 "name": "Guide des droits des patients",
                 "summary": "<p>Ce que dit la loi.</p>",
@@ -229,6 +234,7 @@ async def test_proposal_votes_tally_endorsement_and_thread(
                 "/groups/alpha",
                 s["alice"],
                 {
+                    "to": [AS_PUBLIC],
                     "type": "Question",
                     "name": "Demande commune : stocks de sécurité",
                     "content": "<p>Nous demandons 4 mois de stock.</p>",
@@ -242,7 +248,13 @@ async def test_proposal_votes_tally_endorsement_and_thread(
             await a.post_outbox(
                 "/groups/alpha",
                 s["alice"],
-                {"type": "Question", "name": "Assemblée", "oneOf": ["Oui", "Non"], "eligibility": "members"},
+                {
+                    "to": [AS_PUBLIC],
+                    "type": "Question",
+                    "name": "Assemblée",
+                    "oneOf": ["Oui", "Non"],
+                    "eligibility": "members",
+                },
             )
         )["object"]
         await wait_until(lambda: _doc_has(b, for_associations, lambda d: True), what="proposal reaches B")
@@ -314,7 +326,12 @@ async def test_proposal_votes_tally_endorsement_and_thread(
             await b.post_outbox(
                 "/users/ben",
                 s["ben"],
-                {"type": "Note", "content": "<p>Bonne idée</p>", "inReplyTo": for_associations},
+                {
+                    "to": [AS_PUBLIC],
+                    "type": "Note",
+                    "content": "<p>Bonne idée</p>",
+                    "inReplyTo": for_associations,
+                },
             )
         )["object"]
         await wait_until(lambda: _doc_has(a, reply, lambda d: True), what="the reply reaches A")
@@ -379,6 +396,7 @@ async def test_an_alert_relayed_by_several_associations_reaches_each_node_once_w
             "/groups/alpha",
             alice,
             {
+                "to": [AS_PUBLIC],
                 "type": "Note",
                 "entraideKind": "Alert",
                 "name": "Effet indésirable grave",
@@ -460,6 +478,7 @@ async def test_a_resource_with_an_attachment_reaches_the_follower_with_its_file(
             "/groups/alpha",
             s["alice"],
             {
+                "to": [AS_PUBLIC],
                 "type": "Article",
                 "name": "Parcours",
                 "content": "<p>Voir le schéma.</p>",
@@ -478,7 +497,13 @@ async def test_a_resource_with_an_attachment_reaches_the_follower_with_its_file(
         # an upload attaches once: a second resource cannot take it
         again = await a.client.post(
             "/groups/alpha/outbox",
-            json={"type": "Article", "name": "Copie", "content": "<p>x</p>", "attachment": [media["key"]]},
+            json={
+                "to": [AS_PUBLIC],
+                "type": "Article",
+                "name": "Copie",
+                "content": "<p>x</p>",
+                "attachment": [media["key"]],
+            },
             headers={"Authorization": f"Bearer {s['alice']}"},
         )
         assert again.status == 400 and (await again.json())["field"] == "attachment"

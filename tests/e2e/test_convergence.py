@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select, update
 
+from federation.types import AS_PUBLIC
 from server.db.models import Actor, Delivery, Follow, InboxActivity, Job, PeerHost, Reaction, RemoteObject
 from server.services import following
 from tests.support.nodes import Node, running_node, wait_until
@@ -45,6 +46,7 @@ async def _publish_history(a: Node, token: str) -> dict[str, str]:
             "/groups/alpha",
             token,
             {
+                "to": [AS_PUBLIC],
                 "type": "Note",
                 "entraideKind": "Alert",
                 "name": "Pénurie de lévothyroxine",
@@ -56,14 +58,24 @@ async def _publish_history(a: Node, token: str) -> dict[str, str]:
     )["object"]
     resource = (
         await post(
-            "/groups/alpha", token, {"type": "Article", "name": "Guide", "content": "<p>Version 1</p>"}
+            "/groups/alpha",
+            token,
+            {"to": [AS_PUBLIC], "type": "Article", "name": "Guide", "content": "<p>Version 1</p>"},
         )
     )["object"]
     gone = [
-        (await post("/groups/alpha", token, {"type": "Note", "content": f"<p>secret {i}</p>"}))["object"]
+        (
+            await post(
+                "/groups/alpha", token, {"to": [AS_PUBLIC], "type": "Note", "content": f"<p>secret {i}</p>"}
+            )
+        )["object"]
         for i in (1, 2)
     ]
-    kept = (await post("/groups/alpha", token, {"type": "Note", "content": "<p>still here</p>"}))["object"]
+    kept = (
+        await post(
+            "/groups/alpha", token, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>still here</p>"}
+        )
+    )["object"]
     retract = {"id": alert, "alertStatus": "retracted"}
     await post("/groups/alpha", token, {"type": "Update", "object": retract})
     edit = {"id": resource, "content": "<p>Version 2</p>"}
@@ -136,7 +148,9 @@ async def test_edits_and_deletes_reach_a_node_that_holds_the_object_without_foll
         alice, bob = await a.token("alice"), await b.token("bob")
         requested = await following.follow(b.fed, local_name="beta", target_iri=alpha)
         await wait_until(lambda: _follows(a), what="alpha has a follower")
-        posted = await a.post_outbox("/groups/alpha", alice, {"type": "Note", "content": "<p>v1</p>"})
+        posted = await a.post_outbox(
+            "/groups/alpha", alice, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>v1</p>"}
+        )
         note = posted["object"]
         await wait_until(lambda: _has(b, note), what="the note reaches B")
         await b.post_outbox("/groups/beta", bob, {"type": "Announce", "object": note})
@@ -186,7 +200,9 @@ async def test_a_delivery_retried_after_a_delete_carries_no_content(
             await b.create_association("beta", "Beta")
             await following.follow(b.fed, local_name="beta", target_iri=alpha)
             await wait_until(lambda: _follows(a), what="alpha has a follower")
-        posted = await a.post_outbox("/groups/alpha", alice, {"type": "Note", "content": "<p>oublié</p>"})
+        posted = await a.post_outbox(
+            "/groups/alpha", alice, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>oublié</p>"}
+        )
         await a.post_outbox("/groups/alpha", alice, {"type": "Delete", "object": posted["object"]})
         await wait_until(lambda: _failed_once(a), what="the deliveries to B fail")
         async with running_node(tmp_path / "b", database_b, port=port) as b:

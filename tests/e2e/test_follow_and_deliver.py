@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from federation.types import AS_PUBLIC
 from server.db.models import Actor, Delivery, Follow, RemoteObject, SyncState
 from server.services import following
 from tests.support.nodes import Node, running_node, wait_until
@@ -43,7 +44,9 @@ async def test_follow_accept_then_create_update_delete_reach_the_follower(
         token = await a.token("alice")
         beta = await b.create_association("beta", "Beta")
         # A note published before the follow, to be backfilled
-        early = await a.post_outbox("/groups/alpha", token, {"type": "Note", "content": "<p>Avant</p>"})
+        early = await a.post_outbox(
+            "/groups/alpha", token, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Avant</p>"}
+        )
 
         # When beta follows alpha
         result = await following.follow(b.fed, local_name="beta", target_iri=alpha)
@@ -57,7 +60,9 @@ async def test_follow_accept_then_create_update_delete_reach_the_follower(
 
         # When alpha publishes, edits and deletes a note, B follows every step
         created = await a.post_outbox(
-            "/groups/alpha", token, {"type": "Note", "content": "<p>Rupture de stock</p>", "name": "Alerte"}
+            "/groups/alpha",
+            token,
+            {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Rupture de stock</p>", "name": "Alerte"},
         )
         note = created["object"]
         await wait_until(lambda: _exists(b, note), what="delivery of the Create")
@@ -115,7 +120,11 @@ async def test_unfollow_stops_deliveries(
 
         await b.post_outbox("/groups/beta", await b.token("bob"), {"type": "Undo", "object": follow["id"]})
         await wait_until(lambda: _is(a, beta, alpha, None), what="A applies the Undo")
-        note = (await a.post_outbox("/groups/alpha", token, {"type": "Note", "content": "après"}))["object"]
+        note = (
+            await a.post_outbox(
+                "/groups/alpha", token, {"to": [AS_PUBLIC], "type": "Note", "content": "après"}
+            )
+        )["object"]
         async with a.sessions() as session:
             assert (
                 await session.scalar(
@@ -162,7 +171,9 @@ async def test_rfc9421_first_knock_is_remembered_per_host(
         await following.follow(b.fed, local_name="beta", target_iri=alpha)
         await wait_until(lambda: _is(a, beta, alpha, "accepted"), what="follow accepted")
         note = (
-            await a.post_outbox("/groups/alpha", await a.token("alice"), {"type": "Note", "content": "x"})
+            await a.post_outbox(
+                "/groups/alpha", await a.token("alice"), {"to": [AS_PUBLIC], "type": "Note", "content": "x"}
+            )
         )["object"]
         await wait_until(lambda: _exists(b, note), what="delivery")
         spec = await a.scalar(select(PeerHost.signature_spec).where(PeerHost.host == b.uris.host))

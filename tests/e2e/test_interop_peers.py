@@ -256,7 +256,7 @@ async def test_mastodon_follow_is_accepted_and_notes_reach_the_shared_inbox_exac
     created = await entraide.post_outbox(
         association.path,
         association.token,
-        {"type": "Note", "content": "<p>Distribution de colis samedi</p>"},
+        {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Distribution de colis samedi</p>"},
     )
     await wait_until(lambda: _all_delivered(entraide, created["id"]), what="delivery of the note")
 
@@ -292,7 +292,7 @@ async def test_mastodon_undo_follow_removes_the_follower_and_stops_deliveries(
     assert await _follow(entraide, peertube, association.iri) is None
     # and a note published afterwards goes nowhere near Mastodon
     created = await entraide.post_outbox(
-        association.path, association.token, {"type": "Note", "content": "après"}
+        association.path, association.token, {"to": [AS_PUBLIC], "type": "Note", "content": "après"}
     )
     await wait_until(lambda: _queue_idle(entraide), what="the fan-out of the note")
     assert await _deliveries_of(entraide, created["id"]) == []

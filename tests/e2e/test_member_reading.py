@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from federation.types import AS_PUBLIC
 from server.db.models import Follow, Membership, RemoteObject
 from server.services import following, polls
 from tests.support.nodes import Node, running_node, wait_until
@@ -102,7 +103,9 @@ async def test_a_member_reads_timeline_notifications_and_memberships(
         await wait_until(lambda: _has(a, proposal, lambda d: d.get("votersCount") == 1), what="ben's vote")
         await polls.tally(a.fed, int(question_id), close=True)
         await wait_until(lambda: _has(b, proposal, lambda d: bool(d.get("closed"))), what="the close")
-        mine = await b.post_outbox("/users/ben", ben, {"type": "Note", "content": "<p>Merci !</p>"})
+        mine = await b.post_outbox(
+            "/users/ben", ben, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Merci !</p>"}
+        )
         await wait_until(lambda: _has(c, mine["object"]), what="ben's note reaches gamma")
         answer = {"inReplyTo": mine["object"], "content": "De rien"}
         reply = await _post(c, carl, "/api/users/carl/replies", answer)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 
 from federation import retry
 from federation.retry import RetryPolicy
-from federation.types import utc_now
+from federation.types import AS_PUBLIC, utc_now
 from server.db.models import (
     Activity,
     Actor,
@@ -77,7 +77,9 @@ async def _follow(
 
 async def _publish(node: Node, token: str, text: str) -> tuple[str, str]:
     """Publish a public note as alpha; returns (Create activity IRI, note IRI)."""
-    created = await node.post_outbox("/groups/alpha", token, {"type": "Note", "content": f"<p>{text}</p>"})
+    created = await node.post_outbox(
+        "/groups/alpha", token, {"to": [AS_PUBLIC], "type": "Note", "content": f"<p>{text}</p>"}
+    )
     return created["id"], created["object"]
 
 

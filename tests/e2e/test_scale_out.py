@@ -23,6 +23,7 @@ import pytest
 from aiohttp.test_utils import unused_port
 from sqlalchemy import select
 
+from federation.types import AS_PUBLIC
 from server.db.models import Activity, Delivery, InboxActivity, Job
 from server.services.delivery import DELIVER
 from server.services.inbox import PROCESS_INBOX
@@ -110,7 +111,7 @@ async def test_two_web_and_two_worker_processes_on_postgresql(
             # Content published through one web process is served by the other
             async with http.post(
                 f"{bases[0]}/groups/collectif/outbox",
-                json={"type": "Note", "content": "<p>Bonjour</p>"},
+                json={"to": [AS_PUBLIC], "type": "Note", "content": "<p>Bonjour</p>"},
                 headers=bearer(token),
             ) as response:
                 assert response.status == 201, await response.text()

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from federation.types import AS_PUBLIC
 from server.db.models import Actor, Follow, RemoteObject, Vote
 from tests.interop.support import FedifyPeer, activity_of, assert_verified, parsed_object
 from tests.support.nodes import Node, running_node, wait_until
@@ -40,6 +41,7 @@ OPTIONS = ["Pour", "Contre"]
 
 def alert_body() -> dict[str, Any]:
     return {
+        "to": [AS_PUBLIC],
         "type": "Note",
         "entraideKind": "Alert",
         "name": HEADLINE,
@@ -53,6 +55,7 @@ def alert_body() -> dict[str, Any]:
 
 def resource_body() -> dict[str, Any]:
     return {
+        "to": [AS_PUBLIC],
         "type": "Article",
         "name": "Guide des droits des patients",
         "summary": "<p>Ce que dit la loi.</p>",
@@ -64,6 +67,7 @@ def resource_body() -> dict[str, Any]:
 
 def proposal_body() -> dict[str, Any]:
     return {
+        "to": [AS_PUBLIC],
         "type": "Question",
         "name": "Demande commune : stocks de sécurité",
         "content": "<p>Nous demandons 4 mois de stock.</p>",

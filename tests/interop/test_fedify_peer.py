@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from federation.types import AS_PUBLIC
 from server.db.models import Actor, Follow, PeerHost, Reaction, RemoteObject
 from server.services import following
 from tests.interop.support import CAVAGE, RFC9421, FedifyPeer
@@ -55,11 +56,16 @@ class Kind:
 
 
 KINDS = (
-    Kind("note", "Note", lambda text: {"type": "Note", "content": f"<p>{text}</p>"}),
+    Kind("note", "Note", lambda text: {"to": [AS_PUBLIC], "type": "Note", "content": f"<p>{text}</p>"}),
     Kind(
         "article",
         "Article",
-        lambda text: {"type": "Article", "name": "Compte rendu", "content": f"<p>{text}</p>"},
+        lambda text: {
+            "to": [AS_PUBLIC],
+            "type": "Article",
+            "name": "Compte rendu",
+            "content": f"<p>{text}</p>",
+        },
     ),
     # Next issue: alert, resource, proposal (Question) — same shape, one line each.
 )
@@ -273,7 +279,9 @@ async def test_peer_fetches_our_actor_and_note_unsigned_and_signed(
 ) -> None:
     async with running_node(tmp_path / "a", await new_database(0)) as node, start_peer() as peer:
         alpha = await _alpha(node)
-        note = (await alpha.publish({"type": "Note", "content": "<p>Permanence mardi</p>"}))["object"]
+        note = (
+            await alpha.publish({"to": [AS_PUBLIC], "type": "Note", "content": "<p>Permanence mardi</p>"})
+        )["object"]
 
         for signed in ("0", "1"):
             actor = await peer.get("lookup", url=alpha.iri, signed=signed)
@@ -309,7 +317,9 @@ async def test_authorized_fetch_serves_the_peer_only_when_signed(
         start_peer() as peer,
     ):
         alpha = await _alpha(node)
-        note = (await alpha.publish({"type": "Note", "content": "<p>Réservé</p>"}))["object"]
+        note = (await alpha.publish({"to": [AS_PUBLIC], "type": "Note", "content": "<p>Réservé</p>"}))[
+            "object"
+        ]
 
         unsigned = await peer.get("fetch", url=note, signed="0")
         assert unsigned["ok"] is False and "401" in unsigned["error"], unsigned
@@ -375,7 +385,9 @@ async def test_peer_likes_and_announces_our_note(
 ) -> None:
     async with running_node(tmp_path / "a", await new_database(0)) as node, start_peer() as peer:
         alpha = await _alpha(node)
-        note = (await alpha.publish({"type": "Note", "content": "<p>Merci à tous</p>"}))["object"]
+        note = (await alpha.publish({"to": [AS_PUBLIC], "type": "Note", "content": "<p>Merci à tous</p>"}))[
+            "object"
+        ]
 
         like = await peer.act("like", object=note)
         await wait_until(_counted(node, note, "Like", 1), what="the Like counted")
@@ -450,7 +462,9 @@ async def test_peer_reply_reaches_the_thread(
     """A reply from an actor alpha does not follow is kept, attached to our note (inReplyTo)."""
     async with running_node(tmp_path / "a", await new_database(0)) as node, start_peer() as peer:
         alpha = await _alpha(node)
-        note = (await alpha.publish({"type": "Note", "content": "<p>Qui peut aider ?</p>"}))["object"]
+        note = (
+            await alpha.publish({"to": [AS_PUBLIC], "type": "Note", "content": "<p>Qui peut aider ?</p>"})
+        )["object"]
 
         reply = await peer.act("post", content="<p>Moi, samedi</p>", inReplyTo=note)
         await wait_until(_stored(node, reply["id"]), what="the reply stored")

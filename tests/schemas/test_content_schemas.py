@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from federation import validation
 from federation.errors import InvalidDocument
+from federation.types import AS_PUBLIC
 from server.db.models import Activity, RemoteObject
 from tests.support.nodes import Node
 
@@ -40,6 +41,7 @@ async def test_each_kind_validates_against_its_strict_schema(node: Node) -> None
     await node.add_member("bob", "beta", role="admin")
     alice, bob = await node.token("alice"), await node.token("bob")
     alert = {
+        "to": [AS_PUBLIC],
         "type": "Note",
         "entraideKind": "Alert",
         "name": "Rupture",
@@ -52,6 +54,7 @@ async def test_each_kind_validates_against_its_strict_schema(node: Node) -> None
         "language": "fr",
     }
     resource = {
+        "to": [AS_PUBLIC],
         "type": "Article",
         "name": "Guide",
         "summary": "<p>Résumé</p>",
@@ -59,7 +62,13 @@ async def test_each_kind_validates_against_its_strict_schema(node: Node) -> None
         "license": "https://creativecommons.org/licenses/by/4.0/",
         "tag": ["guide"],
     }
-    proposal = {"type": "Question", "name": "Position", "content": "<p>Texte</p>", "anyOf": ["A", "B", "C"]}
+    proposal = {
+        "to": [AS_PUBLIC],
+        "type": "Question",
+        "name": "Position",
+        "content": "<p>Texte</p>",
+        "anyOf": ["A", "B", "C"],
+    }
     for body, schema in (
         (alert, "entraide/alert"),
         (resource, "entraide/resource"),
@@ -94,6 +103,7 @@ async def test_the_strict_schemas_refuse_what_we_never_publish(
     await node.add_member("alice", "alpha", role="admin")
     bodies = {
         "entraide/alert": {
+            "to": [AS_PUBLIC],
             "type": "Note",
             "entraideKind": "Alert",
             "name": "x",
@@ -101,8 +111,8 @@ async def test_the_strict_schemas_refuse_what_we_never_publish(
             "severity": "info",
             "category": "safety",
         },
-        "entraide/proposal": {"type": "Question", "name": "x", "oneOf": ["a", "b"]},
-        "entraide/resource": {"type": "Article", "name": "x", "content": "y"},
+        "entraide/proposal": {"to": [AS_PUBLIC], "type": "Question", "name": "x", "oneOf": ["a", "b"]},
+        "entraide/resource": {"to": [AS_PUBLIC], "type": "Article", "name": "x", "content": "y"},
     }
     served, _ = await _published(node, await node.token("alice"), "/groups/alpha", bodies[schema])
     validation.validate(served, schema)

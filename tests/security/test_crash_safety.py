@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import TestServer, unused_port
 from sqlalchemy import func, select, update
 
-from federation.types import utc_now
+from federation.types import AS_PUBLIC, utc_now
 from server.db.models import (
     Activity,
     Actor,
@@ -353,6 +353,7 @@ async def test_a_worker_killed_during_inbox_processing_applies_each_activity_exa
 
 
 ALERT = {
+    "to": [AS_PUBLIC],
     "type": "Note",
     "entraideKind": "Alert",
     "name": "Pénurie de lévothyroxine",

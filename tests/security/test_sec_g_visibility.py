@@ -509,7 +509,14 @@ async def test_sec_44_an_actor_on_a_blocked_domain_can_neither_read_nor_post(
 
 
 async def _question(scene: Scene, name: str, **fields: Any) -> str:
-    body = {"type": "Question", "name": name, "oneOf": ["Pour", "Contre"], "eligibility": "anyone", **fields}
+    body = {
+        "to": [AS_PUBLIC],
+        "type": "Question",
+        "name": name,
+        "oneOf": ["Pour", "Contre"],
+        "eligibility": "anyone",
+        **fields,
+    }
     created = await scene.node.post_outbox("/groups/collectif", scene.admin, body)
     await settle(scene.node)
     return str(created["object"])

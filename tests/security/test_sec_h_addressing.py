@@ -17,7 +17,9 @@ async def test_sec_55_direct_with_the_public_collection_in_to_stays_direct(node:
     await node.add_member("alice", "demo", role="admin")
     bob = await node.add_member("bob", "demo")
     token = await node.token("alice")
-    parent = await node.post_outbox("/groups/demo", token, {"type": "Note", "content": "hi"})
+    parent = await node.post_outbox(
+        "/groups/demo", token, {"to": [AS_PUBLIC], "type": "Note", "content": "hi"}
+    )
     headers = {"Authorization": f"Bearer {token}"}
     reply = await node.client.post(
         "/api/users/alice/replies",

@@ -27,10 +27,10 @@ from server.db.models import Activity, Actor, Follow, RemoteObject, Report
 from server.http.problems import problem_for
 from server.services import endorsements, inbox_handlers
 from tests.security.test_sec_g_visibility import SECRET, Scene, scene  # noqa: F401 (fixture)
+from tests.support.fake_peers import actor_document
 from tests.support.nodes import Node
 from tests.support.signed_inbox import AS_PUBLIC, fixed_key, settle
 from tests.support.visibility import AP, HTML, Reader, read
-from tests.support.fake_peers import actor_document
 from tests.support.world import SHARED, activity, create, note, object_row
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +106,12 @@ async def test_sec_48_plain_text_fields_stay_text_in_every_output(scene: Scene) 
         c2s = await node.post_outbox(
             "/groups/collectif",
             scene.admin,
-            {"type": "Question", "name": f"{payload} c2s {i}", "oneOf": [{"name": "Non"}, {"name": payload}]},
+            {
+                "to": [AS_PUBLIC],
+                "type": "Question",
+                "name": f"{payload} c2s {i}",
+                "oneOf": [{"name": "Non"}, {"name": payload}],
+            },
         )
         made.append(c2s["object"])
         alert = await node.client.post(
@@ -230,7 +235,7 @@ async def _the_replies_policy_holds_whatever_a_reply_addresses(scene: Scene) -> 
     before = await world.counts()
     for body in (
         {"type": "Note", "content": "<p>moi</p>", "inReplyTo": scene.public, "audience": _voisins(node)},
-        {"type": "Note", "content": "<p>moi aussi</p>", "inReplyTo": member_reply["id"]},
+        {"to": [AS_PUBLIC], "type": "Note", "content": "<p>moi aussi</p>", "inReplyTo": member_reply["id"]},
     ):
         response = await node.client.post(
             "/users/olga/outbox", json=body, headers={"Authorization": f"Bearer {scene.olga}"}
@@ -267,7 +272,9 @@ async def _what_was_stored_before_the_fix_is_repaired_by_migration_0008(
     filed in our members-only thread by its own claim, as the old code stored them: repaired."""
     node, world = scene.node, scene.world
     made = await node.post_outbox(
-        "/groups/collectif", scene.admin, {"type": "Question", "name": PAYLOADS[0], "oneOf": ["a", "b"]}
+        "/groups/collectif",
+        scene.admin,
+        {"to": [AS_PUBLIC], "type": "Question", "name": PAYLOADS[0], "oneOf": ["a", "b"]},
     )
     stray = note(world.mallory, to=[AS_PUBLIC], cc=[world.group], context=f"{scene.secret}/context")
     assert (await world.send(SHARED, create(world.mallory, stray), world.mallory)).status == 202
@@ -342,7 +349,7 @@ async def test_sec_54_writes_to_unreadable_objects_answer_like_missing_ones(scen
             ("POST", outbox, {"type": "Update", "object": {"id": target, "content": "<p>x</p>"}}),
             ("POST", outbox, {"type": "Delete", "object": target}),
             ("POST", outbox, {"type": "Announce", "object": target}),
-            ("POST", outbox, {"type": "Note", "content": "<p>x</p>", "inReplyTo": target}),
+            ("POST", outbox, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>x</p>", "inReplyTo": target}),
             ("POST", outbox, {"type": "Note", "content": "x", "inReplyTo": target, "visibility": "members"}),
             ("POST", outbox, {"type": "Note", "name": "Oui", "inReplyTo": question}),
             ("POST", outbox, {"type": "Note", "name": "Peut-être", "inReplyTo": question}),
@@ -465,7 +472,9 @@ async def _remote_endorsements_are_republished_only_as_sanitised(scene: Scene, m
     stored, so never served in the proposal's public collection; a clean one is kept verbatim."""
     node, world = scene.node, scene.world
     proposal = await node.post_outbox(
-        "/groups/collectif", scene.admin, {"type": "Question", "name": "Jardin", "oneOf": ["Oui", "Non"]}
+        "/groups/collectif",
+        scene.admin,
+        {"to": [AS_PUBLIC], "type": "Question", "name": "Jardin", "oneOf": ["Oui", "Non"]},
     )
     endorser_iri = world.peers.iri("evil.example", "/groups/voisins")
     key = fixed_key("rsa-mallory.pem", f"{endorser_iri}#main-key", endorser_iri)

@@ -159,8 +159,11 @@ async def test_sec_58_fuzzed_query_parameters_of_every_route_never_500(node: Nod
     scene = await _scene(node)
     object_path = scene["proposal"].removeprefix(node.settings.server.origin)
     paths = [
-        *(f"/groups/demo/{c}" for c in ("outbox", "followers", "following", "members", "featured", "inbox")),
-        *(f"{object_path}/{c}" for c in ("replies", "context", "history", "endorsements")),
+        *(
+            f"/groups/demo/{c}"
+            for c in ("outbox", "followers", "following", "liked", "members", "featured", "inbox")
+        ),
+        *(f"{object_path}/{c}" for c in ("replies", "context", "history", "endorsements", "likes")),
         *(f"/api/associations/demo/{kind}" for kind in ("alerts", "resources", "proposals", "posts")),
         "/api/associations/demo/members",
         "/api/objects",

@@ -34,7 +34,9 @@ async def test_sec_50_the_c2s_inbox_lists_accepted_activities_rendered_from_stor
     await node.add_member("zoe", "collectif", role="member")
     zoe, adele = await node.token("zoe", "read"), await node.token("adele", "read")
     admin_token = await node.token("adele")
-    posted = await node.post_outbox("/groups/collectif", admin_token, {"type": "Note", "content": "x"})
+    posted = await node.post_outbox(
+        "/groups/collectif", admin_token, {"to": [AS_PUBLIC], "type": "Note", "content": "x"}
+    )
     own = posted["object"]
     zoe_iri = node.uris.iri("/users/zoe")
 

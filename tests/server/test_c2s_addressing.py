@@ -73,7 +73,8 @@ async def test_bto_and_bcc_are_delivered_but_never_stored_served_or_public(quiet
     assert row.visibility == "direct"  # not public: the only recipients were blind
     for document in (row.document, activity.document):
         text = orjson.dumps(document).decode()
-        assert "bto" not in text and "bcc" not in text and bob not in text and carol not in text
+        # As JSON keys: a random hex id may well contain "bcc".
+        assert '"bto"' not in text and '"bcc"' not in text and bob not in text and carol not in text
         assert AS_PUBLIC not in text
     path = urlsplit(created["object"]).path
     assert (await node.client.get(path, headers=AP)).status == 404
@@ -204,7 +205,7 @@ async def test_a_reply_to_a_remote_post_not_held_here_reaches_its_author_and_thr
                 "content": "<p>Qui peut aider ?</p>",
             },
         )
-        body = {"type": "Note", "content": "<p>Moi</p>", "inReplyTo": parent}
+        body = {"type": "Note", "content": "<p>Moi</p>", "inReplyTo": parent, "to": [AS_PUBLIC]}
         created = await node.post_outbox("/users/zoe", await node.token("zoe"), body)
         row, _ = await _stored(node, created["object"])
         assert world.alice.iri in row.document["cc"] and group in row.document["cc"]
@@ -216,3 +217,166 @@ async def test_a_reply_to_a_remote_post_not_held_here_reaches_its_author_and_thr
             return "/inbox" in {h.target for h in posts_to(peers, "peer.example")}
 
         await wait_until(delivered, what="the reply's delivery to the parent's author and audience")
+
+
+async def _get(node: Node, path: str, token: str | None = None) -> Any:
+    headers = dict(AP)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return await node.client.get(path, headers=headers)
+
+
+async def _inbox(node: Node, actor_path: str, token: str) -> list[dict[str, Any]]:
+    response = await _get(node, f"{actor_path}/inbox?page=true", token)
+    assert response.status == 200, await response.text()
+    items: list[dict[str, Any]] = (await response.json(content_type=None))["orderedItems"]
+    return items
+
+
+def _objects_in(items: list[dict[str, Any]]) -> set[str]:
+    return {
+        (item["object"]["id"] if isinstance(item.get("object"), dict) else item.get("object"))
+        for item in items
+    }
+
+
+async def test_no_addressing_reaches_no_one_and_is_readable_by_its_author_only(quiet_node: Node) -> None:
+    """Issue 15 item 2 (decision 37): a C2S post that addresses nobody is not public."""
+    node = quiet_node
+    token = await _alice(node)
+    await node.add_member("bob", "demo")
+    bob_token = await node.token("bob")
+    follower = await _remote(node, "fran")
+    async with node.sessions.begin() as session:
+        from server.db.models import Follow
+
+        alice = await session.scalar(select(Actor).where(Actor.iri == node.uris.person("alice")))
+        fran = await session.scalar(select(Actor).where(Actor.iri == follower))
+        session.add(
+            Follow(
+                follow_iri="https://peer.example/follows/1",
+                follower_id=fran.id,
+                followed_id=alice.id,
+                state="accepted",
+                created_at=utc_now(),
+            )
+        )
+    response = await node.client.post(
+        "/users/alice/outbox",
+        json={"type": "Note", "content": "note to self"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 201
+    answer = await response.json(content_type=None)
+    assert (answer["visibility"], answer["to"], answer["cc"]) == ("direct", [], [])
+    row, activity = await _stored(node, answer["object"])
+    assert row.visibility == activity.visibility == "direct"
+    assert row.document["to"] == [] and row.document["cc"] == []
+    path = urlsplit(answer["object"]).path
+    assert (await _get(node, path)).status == 404
+    assert (await _get(node, path, bob_token)).status == 404
+    assert (await _get(node, path, token)).status == 200
+    outbox = await _get(node, "/users/alice/outbox?page=true")
+    assert answer["object"] not in orjson.dumps(await outbox.json(content_type=None)).decode()
+    await delivery.fanout(node.fed.node, activity.id)
+    assert await node.scalar(select(Delivery.id)) is None  # not even to the follower
+    # A Create that addresses nobody, around an object that addresses nobody: the same.
+    created = await node.post_outbox(
+        "/users/alice", token, {"type": "Create", "object": {"type": "Note", "content": "again"}}
+    )
+    assert created["visibility"] == "direct"
+    # A reply that addresses nobody does not reach, nor show to, the parent's author.
+    public = await node.post_outbox(
+        "/users/bob", bob_token, {"type": "Note", "content": "public", "to": [AS_PUBLIC]}
+    )
+    reply = await node.post_outbox(
+        "/users/alice", token, {"type": "Note", "content": "aside", "inReplyTo": public["object"]}
+    )
+    row, _ = await _stored(node, reply["object"])
+    assert row.visibility == "direct" and node.uris.person("bob") not in orjson.dumps(row.document).decode()
+    assert (await _get(node, urlsplit(reply["object"]).path, bob_token)).status == 404
+    assert reply["object"] not in _objects_in(await _inbox(node, "/users/bob", bob_token))
+
+
+async def test_local_addressees_get_the_post_in_their_inbox_and_read_it(quiet_node: Node) -> None:
+    """Issue 15 item 4: to, cc, bto, bcc and audience naming local actors file the post in their
+    C2S inbox and let them (only them) read it."""
+    node = quiet_node
+    token = await _alice(node)
+    for name in ("bob", "carol", "dave", "erin"):
+        await node.add_member(name, "demo")
+    await node.create_association("voisins")
+    await node.add_member("vera", "voisins", role="admin")
+    tokens = {name: await node.token(name) for name in ("bob", "carol", "dave", "erin", "vera")}
+    user = node.uris.person
+    voisins = node.uris.group("voisins")
+    created = await node.post_outbox(
+        "/users/alice",
+        token,
+        {
+            "type": "Create",
+            "to": [user("bob")],
+            "bcc": [user("carol")],
+            "object": {"type": "Note", "content": "pour vous", "bto": user("dave"), "cc": [voisins]},
+        },
+    )
+    assert created["visibility"] == "direct"
+    iri, path = created["object"], urlsplit(created["object"]).path
+    row, _ = await _stored(node, iri)
+    assert user("carol") not in orjson.dumps(row.document).decode()
+    for name in ("bob", "carol", "dave"):
+        items = await _inbox(node, f"/users/{name}", tokens[name])
+        assert iri in _objects_in(items), name
+        assert (await _get(node, path, tokens[name])).status == 200, name
+        served = await _get(node, urlsplit(created["id"]).path, tokens[name])
+        assert served.status == 200, name
+        text = await served.text()
+        assert user("carol") not in text and user("dave") not in text  # blind stays blind
+    assert iri in _objects_in(await _inbox(node, "/groups/voisins", tokens["vera"]))
+    # Not addressed: erin (a member of demo, like alice) gets nothing and reads nothing.
+    assert iri not in _objects_in(await _inbox(node, "/users/erin", tokens["erin"]))
+    assert (await _get(node, path, tokens["erin"])).status == 404
+    assert (await _get(node, urlsplit(created["id"]).path, tokens["erin"])).status == 404
+    assert (await _get(node, path)).status == 404
+    # The API's object view uses the same read filter.
+    for name, status in (("carol", 200), ("erin", 404)):
+        api = await node.client.get(
+            "/api/objects", params={"iri": iri}, headers={"Authorization": f"Bearer {tokens[name]}"}
+        )
+        assert api.status == status, name
+
+
+async def test_members_only_posts_reach_the_members_they_address_and_leak_to_no_one(quiet_node: Node) -> None:
+    node = quiet_node
+    token = await _alice(node)
+    await node.add_member("bob", "demo")
+    await node.add_member("ada", "demo", role="admin")
+    await node.add_member("mia", "demo")
+    await node.create_association("autre")
+    await node.add_member("zed", "autre")
+    tokens = {name: await node.token(name) for name in ("bob", "zed", "ada", "mia")}
+    demo = node.uris.group("demo")
+    members = f"{demo}/members"
+    created = await node.post_outbox(
+        "/users/alice",
+        token,
+        {
+            "type": "Note",
+            "content": "entre nous",
+            "to": [members],
+            "cc": [node.uris.person("bob")],
+            "audience": demo,
+        },
+    )
+    assert created["visibility"] == "members"
+    iri, path = created["object"], urlsplit(created["object"]).path
+    assert iri in _objects_in(await _inbox(node, "/users/bob", tokens["bob"]))
+    assert (await _get(node, path, tokens["bob"])).status == 200
+    # The association named as audience gets it (its admins read its inbox); a member not named
+    # reads it as a member, but it is not filed in her inbox.
+    assert iri in _objects_in(await _inbox(node, "/groups/demo", tokens["ada"]))
+    assert (await _get(node, path, tokens["mia"])).status == 200
+    assert iri not in _objects_in(await _inbox(node, "/users/mia", tokens["mia"]))
+    assert iri not in _objects_in(await _inbox(node, "/users/zed", tokens["zed"]))
+    assert (await _get(node, path, tokens["zed"])).status == 404
+    assert (await _get(node, path)).status == 404

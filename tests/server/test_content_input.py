@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from federation.types import AS_PUBLIC
 from tests.support.nodes import Node
 
 ALERT = {
+    "to": [AS_PUBLIC],
     "type": "Note",
     "entraideKind": "Alert",
     "name": "Titre",
@@ -17,8 +19,8 @@ ALERT = {
     "severity": "info",
     "category": "safety",
 }
-PROPOSAL = {"type": "Question", "name": "Titre", "oneOf": ["a", "b"]}
-RESOURCE = {"type": "Article", "name": "Titre", "content": "<p>x</p>"}
+PROPOSAL = {"to": [AS_PUBLIC], "type": "Question", "name": "Titre", "oneOf": ["a", "b"]}
+RESOURCE = {"to": [AS_PUBLIC], "type": "Article", "name": "Titre", "content": "<p>x</p>"}
 PAST = (datetime.now(UTC) - timedelta(days=1)).isoformat()
 
 CASES: list[tuple[str, dict[str, Any], str]] = [
@@ -46,7 +48,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("unknown visibility", {**RESOURCE, "visibility": "friends"}, "visibility"),
     (
         "reply to nothing here",
-        {"type": "Note", "content": "x", "inReplyTo": "http://127.0.0.1:1/objects/none"},
+        {"to": [AS_PUBLIC], "type": "Note", "content": "x", "inReplyTo": "http://127.0.0.1:1/objects/none"},
         "inReplyTo",
     ),
 ]
@@ -94,8 +96,8 @@ async def test_nul_characters_are_refused_before_anything_is_stored(node: Node) 
     before = await node.row_counts()
     for body in (
         {**RESOURCE, "content": "a\x00b"},
-        {"type": "Note", "content": "x", "inReplyTo": f"{node.uris.origin}/objects/\x00"},
-        {"type": "Note", "content": "x", "tag": ["\x00"]},
+        {"to": [AS_PUBLIC], "type": "Note", "content": "x", "inReplyTo": f"{node.uris.origin}/objects/\x00"},
+        {"to": [AS_PUBLIC], "type": "Note", "content": "x", "tag": ["\x00"]},
     ):
         response = await node.client.post(
             "/groups/alpha/outbox", json=body, headers={"Authorization": f"Bearer {token}"}
@@ -127,7 +129,7 @@ async def test_members_only_content_gets_no_public_reply_and_no_vote_from_non_me
     before = await node.row_counts()
     public_reply = await node.client.post(
         "/users/mia/outbox",
-        json={"type": "Note", "content": "<p>fuite</p>", "inReplyTo": internal},
+        json={"to": [AS_PUBLIC], "type": "Note", "content": "<p>fuite</p>", "inReplyTo": internal},
         headers={"Authorization": f"Bearer {mia}"},
     )
     assert public_reply.status == 400 and (await public_reply.json())["field"] == "visibility"

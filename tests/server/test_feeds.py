@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 from sqlalchemy import select
 
 from federation import uris
+from federation.types import AS_PUBLIC
 from server.db.models import Actor, RemoteObject
 from server.http.cache import PAGE_CACHE
 from server.http.feeds import rendered_feeds
@@ -258,7 +259,7 @@ async def test_a_note_published_through_the_outbox_service_is_listed(node: Node)
     published = await publishing.post_to_outbox(
         node.fed,
         await actor_row(node, group),
-        {"type": "Note", "content": "<p>Permanence <em>jeudi</em> à 18 h</p>"},
+        {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Permanence <em>jeudi</em> à 18 h</p>"},
         by=await actor_row(node, admin),
     )
     for fmt in FORMATS:
@@ -376,10 +377,10 @@ async def test_editing_and_deleting_change_the_validators(node: Node) -> None:
     admin = await actor_row(node, await node.add_member("alice", "demo", role="admin"))
     author = await actor_row(node, group)
     first = await publishing.post_to_outbox(
-        node.fed, author, {"type": "Note", "content": "<p>un</p>"}, by=admin
+        node.fed, author, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>un</p>"}, by=admin
     )
     second = await publishing.post_to_outbox(
-        node.fed, author, {"type": "Note", "content": "<p>deux</p>"}, by=admin
+        node.fed, author, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>deux</p>"}, by=admin
     )
     etags = {path: (await get(node, path))[1]["ETag"] for path in ALL_FEEDS}
 

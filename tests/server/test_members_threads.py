@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from federation.types import AS_PUBLIC
-from server.db.models import Activity, Actor, Delivery, RemoteObject
+from server.db.models import Activity, Actor, Delivery, InboxActivity, InboxItem, RemoteObject
 from tests.support.signed_inbox import StallingPeers, posts_to, processed, settle
 from tests.support.world import GROUP_INBOX, NodeStarter, World, activity, create, given_world, note
 
@@ -168,7 +168,19 @@ async def test_replies_to_members_only_content_never_widen_it(world: World) -> N
     assert got == 201, problem  # members-only post into her own association
     diff = {k: v for k, v in (await world.counts()).items() if v != before.get(k)}
     allowed = {"objects", "activities", "relays", "jobs", "audit_log", "deliveries", "peer_hosts", "tokens"}
-    assert set(diff) <= allowed  # the association relays what its members post into it
+    # the association relays what its members post into it
+    assert set(diff) <= allowed | {"inbox_activities", "inbox_items"}
+    # Filed only for the associations the two accepted posts name as audience (issue 15 item 4).
+    async with world.node.sessions() as session:
+        filed = set(
+            await session.scalars(
+                select(Actor.iri)
+                .join(InboxItem, InboxItem.actor_id == Actor.id)
+                .join(InboxActivity, InboxActivity.id == InboxItem.inbox_activity_id)
+                .where(InboxActivity.iri.startswith(world.node.uris.origin))
+            )
+        )
+    assert filed == {world.group, voisins}
 
 
 async def test_a_local_members_post_into_the_association_is_relayed_to_its_followers(world: World) -> None:

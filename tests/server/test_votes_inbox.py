@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from federation.types import AS_PUBLIC
 from server.db.models import Activity, Delivery, RemoteObject, Vote
 from tests.support.nodes import wait_until
 from tests.support.signed_inbox import RemoteAccount, StallingPeers, changed, processed, settle
@@ -52,6 +53,7 @@ def mastodon_vote(voter: RemoteAccount, question: str, author: str, choice: str,
 async def _proposal(world: World, **fields: Any) -> str:
     token = await world.node.token("alice-admin")
     body = {
+        "to": [AS_PUBLIC],
         "type": "Question",
         "name": "Stocks de sécurité",
         "content": "<p>Quatre mois de stock.</p>",
@@ -195,6 +197,7 @@ async def test_a_mastodon_follower_gets_each_kind_signed_and_readable(world: Wor
     token = await world.node.token("alice-admin")
     bodies = [
         {
+            "to": [AS_PUBLIC],
             "type": "Note",
             "entraideKind": "Alert",
             "name": "Pénurie",
@@ -203,8 +206,20 @@ async def test_a_mastodon_follower_gets_each_kind_signed_and_readable(world: Wor
             "severity": "critical",
             "category": "shortage",
         },
-        {"type": "Article", "name": "Guide", "content": "<p>Corps</p>", "summary": "<p>Résumé</p>"},
-        {"type": "Question", "name": "Position", "oneOf": ["Pour", "Contre"], "eligibility": "anyone"},
+        {
+            "to": [AS_PUBLIC],
+            "type": "Article",
+            "name": "Guide",
+            "content": "<p>Corps</p>",
+            "summary": "<p>Résumé</p>",
+        },
+        {
+            "to": [AS_PUBLIC],
+            "type": "Question",
+            "name": "Position",
+            "oneOf": ["Pour", "Contre"],
+            "eligibility": "anyone",
+        },
     ]
     world.peers.hits.clear()
     created = [await world.node.post_outbox("/groups/collectif", token, body) for body in bodies]

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, unused_port
 from sqlalchemy import select
 
-from federation.types import utc_now
+from federation.types import AS_PUBLIC, utc_now
 from server.db.models import Actor, Follow, RemoteObject
 from server.http.pages import member
 from tests.server.test_web_account import _csrf, _sign_in
@@ -65,7 +65,12 @@ async def test_the_timeline_page_shows_the_api_items_by_kind_and_page(
     tokens = await _world(node)
     alice, olga = tokens["alice"], tokens["olga"]
     posts = [
-        await _outbox(node, "/groups/alpha", alice, {"type": "Note", "content": f"<p>Nouvelle {i}</p>"})
+        await _outbox(
+            node,
+            "/groups/alpha",
+            alice,
+            {"to": [AS_PUBLIC], "type": "Note", "content": f"<p>Nouvelle {i}</p>"},
+        )
         for i in range(3)
     ]
     secret = await _outbox(
@@ -87,6 +92,7 @@ async def test_the_timeline_page_shows_the_api_items_by_kind_and_page(
         "/groups/beta",
         olga,
         {
+            "to": [AS_PUBLIC],
             "type": "Note",
             "entraideKind": "Alert",
             "name": "Chez nous",
@@ -131,8 +137,15 @@ async def test_notifications_page_counts_unread_and_marks_all_read(node: Node) -
     olga = tokens["olga"]
     await node.add_member("mia", "beta")
     mia = await node.token("mia")
-    post = await _outbox(node, "/users/olga", olga, {"type": "Note", "content": "<p>Question</p>"})
-    await _outbox(node, "/users/mia", mia, {"type": "Note", "content": "<p>Réponse</p>", "inReplyTo": post})
+    post = await _outbox(
+        node, "/users/olga", olga, {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Question</p>"}
+    )
+    await _outbox(
+        node,
+        "/users/mia",
+        mia,
+        {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Réponse</p>", "inReplyTo": post},
+    )
     assert (await _sign_in(node.client, "olga")).status == 303
 
     page = await _get(node.client, "/notifications")
@@ -167,7 +180,10 @@ async def test_following_by_handle_or_url_refuses_bad_addresses_next_to_the_fiel
         await a.configure("alpha", join_policy="open")
         await a.add_member("alice", "alpha", role="admin")
         note = await _outbox(
-            a, "/groups/alpha", await a.token("alice"), {"type": "Note", "content": "<p>x</p>"}
+            a,
+            "/groups/alpha",
+            await a.token("alice"),
+            {"to": [AS_PUBLIC], "type": "Note", "content": "<p>x</p>"},
         )
         await b.create_association("beta", "Beta")
         ben_iri = await b.add_member("ben", "beta")
@@ -275,7 +291,10 @@ async def test_the_follow_pages_need_a_session_and_a_csrf_token(node: Node) -> N
 async def test_a_peers_object_is_read_here_and_the_read_filter_decides(node: Node) -> None:
     tokens = await _world(node)
     public = await _outbox(
-        node, "/groups/alpha", tokens["alice"], {"type": "Note", "content": "<p>Ouvert</p>"}
+        node,
+        "/groups/alpha",
+        tokens["alice"],
+        {"to": [AS_PUBLIC], "type": "Note", "content": "<p>Ouvert</p>"},
     )
     async with node.sessions.begin() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == public))
