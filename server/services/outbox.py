@@ -18,6 +18,7 @@ from federation.uris import UriScheme
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db import queue
 from server.db.models import Activity, Actor
+from server.services import changes
 
 FANOUT = "fanout"
 ACTIVITY_CONTEXT: list[Any] = CONTENT_CONTEXT
@@ -68,6 +69,7 @@ async def publish(
     )
     session.add(row)
     await session.flush()
+    changes.mark_published(session)  # the page cache forgets what it kept once this commits
     payload: dict[str, Any] = {"activity_id": row.id}
     if also:
         payload["also"] = also
