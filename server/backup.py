@@ -122,6 +122,9 @@ async def copy_rows(source: AsyncConnection, target: AsyncConnection) -> None:
         result = await source.stream(select(table))
         async for batch in result.mappings().partitions(_COPY_BATCH):
             await target.execute(table.insert(), [dict(row) for row in batch])
+    # Fresh statistics, or PostgreSQL plans the outbox's keyset pages over millions of rows it
+    # believes absent as a sort of everything (decision 46).
+    await target.execute(text("ANALYZE"))
     if target.dialect.name == "postgresql":
         for table in _tables():
             for column in table.primary_key.columns:
