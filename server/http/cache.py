@@ -4,8 +4,10 @@ Building an outbox page through the ORM costs 10 to 20 times serving the same by
 (docs/performance.md); hot public documents are therefore cached for ``ttl_s`` (one second by
 default — they already say ``Cache-Control: public, max-age=60`` to proxies). Only GETs without
 credentials (no ``Authorization``, no HTTP signature) whose response was 200 and ``public`` are
-cached, keyed by path, query and whether ActivityStreams was asked for: a private or
-viewer-dependent answer is never stored and never served to someone else (security case 41).
+cached, keyed by path, query, whether ActivityStreams was asked for and, for a page, the
+visitor's language (their language cookie, else ``Accept-Language``): a private or
+viewer-dependent answer is never stored and never served to someone else (security case 41),
+and a page in one language is never served to a visitor who reads the other.
 
 No request's latency depends on an entry expiring (decision 48):
 
@@ -34,9 +36,11 @@ from aiohttp.typedefs import Handler
 from federation.http import wants_activitypub
 from server.services import changes
 
+LANGUAGE_COOKIE = "entraide_lang"
+"""The visitors' language choice (server/http/pages/member.py sets it; the pages read it)."""
 CACHED_PREFIXES = ("/groups/", "/users/", "/actor", "/objects/", "/activities/", "/nodeinfo/")
 
-Key = tuple[str, bool]
+Key = tuple[str, bool, str]  # (path and query, ActivityStreams asked for, page language or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +197,20 @@ def _cacheable_request(request: web.Request) -> bool:
     )
 
 
+def _language(request: web.Request) -> str:
+    """The language a visitor's page is written in (as :func:`server.http.pages.core.language`
+    decides for someone not signed in)."""
+    from server.http.pages import i18n  # the pages import this module: imported when first used
+
+    chosen = request.cookies.get(LANGUAGE_COOKIE, "")
+    return chosen if chosen in i18n.LANGUAGES else i18n.negotiate(request.headers.get("Accept-Language", ""))
+
+
 @web.middleware
 async def page_cache_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     cache: PageCache | None = request.app.get(PAGE_CACHE)
     if cache is None or not _cacheable_request(request):
         return await handler(request)
-    key = (request.path_qs, wants_activitypub(request.headers.get("Accept")))
+    activitypub = wants_activitypub(request.headers.get("Accept"))
+    key = (request.path_qs, activitypub, "" if activitypub else _language(request))
     return await cache.serve(key, request, handler)

@@ -191,3 +191,14 @@ async def mark_read(session: AsyncSession, viewer: Viewer, *, now: datetime) -> 
     account = await session.get(Account, viewer.actor_id)
     if account is not None:
         account.notifications_read_at = now
+
+
+UNREAD_LIMIT = 99
+"""The navigation counts unread notifications up to this many (it shows "99+" beyond)."""
+
+
+async def unread_count(session: AsyncSession, viewer: Viewer, *, now: datetime) -> int:
+    """How many notifications are newer than the member's last "mark all as read" (at most
+    :data:`UNREAD_LIMIT` + 1: the navigation only needs to know there are many)."""
+    page = await notifications(session, viewer, before=None, limit=UNREAD_LIMIT + 1, now=now)
+    return sum(1 for n in page.items if page.read_at is None or n.at > page.read_at)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Activity, Follow, Membership, RemoteObject
@@ -67,16 +68,9 @@ async def sources(session: AsyncSession, member_id: int) -> list[int]:
     return list(await session.scalars(followed.union(joined)))
 
 
-async def timeline(
-    session: AsyncSession, viewer: Viewer, *, kind: str | None, before: Cursor | None, limit: int
-) -> tuple[list[RemoteObject], Cursor | None]:
-    """One page of the member's timeline and the cursor of the next one (None on the last)."""
-    assert viewer.actor_id is not None
-    ids = await sources(session, viewer.actor_id)
-    if not ids:
-        return [], None
+def _query(ids: list[int], kind: str | None) -> Select[Any]:
     relayed = select(Activity.object_iri).where(Activity.actor_id.in_(ids), Activity.type == "Announce")
-    query = select(RemoteObject).where(
+    return select(RemoteObject).where(
         or_(
             RemoteObject.attributed_to_id.in_(ids),
             RemoteObject.audience_id.in_(ids),
@@ -86,6 +80,17 @@ async def timeline(
         RemoteObject.kind.in_([kind] if kind else TIMELINE_KINDS),
         RemoteObject.in_reply_to_iri.is_(None),
     )
+
+
+async def timeline(
+    session: AsyncSession, viewer: Viewer, *, kind: str | None, before: Cursor | None, limit: int
+) -> tuple[list[RemoteObject], Cursor | None]:
+    """One page of the member's timeline and the cursor of the next one (None on the last)."""
+    assert viewer.actor_id is not None
+    ids = await sources(session, viewer.actor_id)
+    if not ids:
+        return [], None
+    query = _query(ids, kind)
     order = (RemoteObject.published.desc(), RemoteObject.id.desc())
     page: list[RemoteObject] = []
     position = before
@@ -108,3 +113,35 @@ async def timeline(
             return page, None
         position = cursor_of(batch[-1])
     return page, position  # bounded: the next page goes on scanning from here
+
+
+async def newer(
+    session: AsyncSession, viewer: Viewer, *, kind: str | None, after: Cursor, limit: int
+) -> tuple[list[RemoteObject], bool]:
+    """The page just newer than ``after`` (a "previous page" link), newest first, and whether
+    there are newer items still (bounded like :func:`timeline`)."""
+    assert viewer.actor_id is not None
+    ids = await sources(session, viewer.actor_id)
+    if not ids:
+        return [], False
+    query = _query(ids, kind)
+    order = (RemoteObject.published.asc(), RemoteObject.id.asc())
+    page: list[RemoteObject] = []
+    position = after
+    for _ in range(SCAN_BATCHES):
+        batch_query = query.where(
+            or_(
+                RemoteObject.published > position.published,
+                and_(RemoteObject.published == position.published, RemoteObject.id > position.id),
+            )
+        )
+        batch = list(await session.scalars(batch_query.order_by(*order).limit(limit + 1)))
+        for row in batch:
+            if await visibility.can_read_object(session, viewer, row):
+                page.append(row)
+                if len(page) > limit:
+                    return list(reversed(page[:limit])), True
+        if len(batch) <= limit:
+            return list(reversed(page)), False
+        position = cursor_of(batch[-1])
+    return list(reversed(page)), True

@@ -153,13 +153,6 @@ async def _tour(browser: Any, node: Node, lang: str, shots: Path, objects: list[
         await context.close()
 
 
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("ENTRAIDE_SCREENSHOTS") or tmp_path / "screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 async def test_pages_pass_axe_in_french_and_english(
     tmp_path: Path, sqlite_template: SqliteTemplate, shots: Path
 ) -> None:

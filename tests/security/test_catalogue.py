@@ -16,8 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parents[1] / "docs" / "security.md"
-CASES = range(1, 62)
-"""The catalogue's cases: 1-47, then the outside review of issue 12 (48-61)."""
+CASES = [*range(1, 62), 65]
+"""The catalogue's cases: 1-47, then the outside review of issue 12 (48-61), then the web app (65)."""
 TEST_NAME = re.compile(r"^test_sec_(\d{2})(?:_(\d{2}))?[a-z]?_")
 ROW = re.compile(r"^\|\s*(\d{1,2})\s*\|[^|]*\|\s*([^|]*)\|", re.MULTILINE)
 

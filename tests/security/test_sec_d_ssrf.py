@@ -230,3 +230,41 @@ async def test_sec_26_signature_is_not_carried_across_a_redirect(world: World, h
     assert hops[0].key_id == world.node.uris.main_key(world.node.uris.application_actor())
     assert hops[0].signature_error is None
     assert hops[0].signed_host == world.peers.authority("peer.example")
+
+
+async def test_sec_65_follow_by_address_never_reaches_a_private_address(
+    world: World, hostile: HostilePeer
+) -> None:
+    """A signed-in member's "follow by handle or URL" makes the node fetch what they type: every
+    private form, as a URL or as a handle's host, is refused next to the field without a
+    connection (the hostile peer on 127.0.0.1 is the oracle), nothing is stored, and look-ups are
+    rate-limited per account (429 once the burst is spent)."""
+    from server.http.pages import member
+    from tests.server.test_web_account import _csrf, _sign_in
+
+    await world.node.add_member("ben", "collectif")
+    client = world.node.client
+    assert (await _sign_in(client, "ben")).status == 303
+    csrf = _csrf(await (await client.get("/follow")).text())
+    before = await world.counts()
+    urls = private_urls(hostile.port, "/users/x")
+    handles = [f"x@{url.split('/')[2]}" for url in urls if "[" not in url]
+    addresses = [*urls, *handles]
+    assert len(addresses) >= member.LOOKUP_BURST
+    refused = 0
+    for attempt in range(member.LOOKUP_BURST * 3):  # tokens come back slowly: the burst ends soon
+        address = addresses[attempt % len(addresses)]
+        response = await client.post("/follow", data={"csrf": csrf, "address": address})
+        page = await response.text()
+        assert 'id="address-error"' in page and "<html" in page, address
+        if response.status == 429:
+            assert int(response.headers["Retry-After"]) >= 1
+            break
+        assert response.status == 400, (address, page[:500])
+        refused += 1
+    else:
+        raise AssertionError("look-ups were never rate-limited")
+    assert refused >= member.LOOKUP_BURST
+    assert hostile.hits == []
+    assert changed(before, await world.counts()) == {}
+    await assert_healthy(world)

@@ -57,7 +57,7 @@ async def test_a_cached_page_answers_a_matching_conditional_get_with_304(node: N
 
 
 LAST_MODIFIED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-KEY = ("/groups/demo/outbox?page=true", True)
+KEY = ("/groups/demo/outbox?page=true", True, "")
 
 
 class Clock:

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
-from server.http.pages import account, actors, home, objects
+from server.http.pages import account, actors, home, member, objects
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -39,11 +39,13 @@ def setup(app: web.Application) -> None:
         default_helpers=False,
     )
     app[account.LOGIN_LIMITER] = account.limiter()
+    app[member.LOOKUP_LIMITER] = member.lookup_limiter()
     app.add_routes(static_routes)
     app.add_routes(account.routes)
     app.add_routes(home.routes)
     app.add_routes(actors.routes)
     app.add_routes(objects.routes)
+    app.add_routes(member.routes)
 
 
 def _wants_html(request: web.Request) -> bool:

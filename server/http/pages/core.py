@@ -23,13 +23,15 @@ from aiohttp import web
 
 from federation.types import utc_now
 from server.appkeys import NODE
+from server.http import cache
 from server.http.auth import viewer_of
 from server.http.pages import i18n
-from server.services import web_sessions
+from server.services import notifications, web_sessions
 from server.services.visibility import Viewer, ViewerKind
 from server.services.web_sessions import SignedIn
 
 SESSION_COOKIE: Final = "entraide_session"
+LANGUAGE_COOKIE: Final = cache.LANGUAGE_COOKIE
 LOGIN_CSRF_COOKIE: Final = "entraide_csrf"
 CSP: Final = (
     "default-src 'none'; style-src 'self'; img-src 'self' https:; form-action 'self'; "
@@ -75,8 +77,13 @@ async def viewer(request: web.Request) -> Viewer:
 
 
 def language(request: web.Request, user: SignedIn | None) -> str:
+    """The account's setting, else the visitor's choice (the language cookie), else the browser's
+    ``Accept-Language``."""
     if user is not None and user.account.language in i18n.LANGUAGES:
         return str(user.account.language)
+    chosen = request.cookies.get(LANGUAGE_COOKIE, "")
+    if chosen in i18n.LANGUAGES:
+        return chosen
     return i18n.negotiate(request.headers.get("Accept-Language", ""))
 
 
@@ -171,8 +178,11 @@ async def render(
     catalogue = i18n.translations(lang)
     login_token = _LoginToken(request) if user is None else None
     csrf = user.session.csrf_token if user is not None else login_token
+    unread = await _unread(request, user) if user is not None else 0
     values = {
         "_": catalogue.gettext,
+        "unread": unread,
+        "languages": i18n.LANGUAGES,
         "ngettext": catalogue.ngettext,
         "lang": lang,
         "user": user,
@@ -213,6 +223,14 @@ class _LoginToken:
 
     def __html__(self) -> str:  # Jinja's autoescape: the value is URL-safe base64
         return str(self)
+
+
+async def _unread(request: web.Request, user: SignedIn) -> int:
+    """How many of the member's notifications are unread (shown in the navigation)."""
+    node = request.app[NODE]
+    reader = Viewer(ViewerKind.LOCAL, actor_id=user.actor.id, actor_iri=user.actor.iri, scope="write")
+    async with node.sessions() as session:
+        return await notifications.unread_count(session, reader, now=node.clock())
 
 
 def _date(value: datetime | None, lang: str) -> str:

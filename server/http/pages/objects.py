@@ -35,6 +35,8 @@ from server.services.visibility import Viewer
 
 routes = web.RouteTableDef()
 OBJECT_PATH: Final = "/objects/{id:[0-9a-f]{32}}"
+READ_PATH: Final = "/read/{rid:[0-9]{1,18}}"
+"""A copy this node holds of a peer's object (from a member's timeline), read and answered here."""
 THREAD_LIMIT: Final = 200
 PUBLIC_LEVELS: Final = ("public", "unlisted")
 _MARKDOWN: Final = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
@@ -172,7 +174,7 @@ async def _render(
     node = request.app[NODE]
     viewer = await w.viewer(request)
     async with node.sessions() as session:
-        row = await _readable(session, viewer, node.uris.object(request.match_info["id"]))
+        row = await _located(request, session, viewer)
         private = row.visibility not in PUBLIC_LEVELS
         if row.deleted_at is not None:
             gone = {"heading": "error_title_410", "text": "error_text_410"}
@@ -198,7 +200,8 @@ async def _render(
         "errors": errors or {},
         "reply_text": reply_text,
         "notice": notice,
-        "self_path": "/objects/" + request.match_info["id"],
+        "self_path": _base_path(request),
+        "original": row.iri if not row.local else None,
         "can_reply": row.visibility in PUBLIC_LEVELS and row.kind != Kind.VOTE.value,
         **details,
     }
@@ -212,6 +215,39 @@ async def _render(
         title=f"kind_{row.kind}",
         raw_title=name,
     )
+
+
+def page_of(row: RemoteObject) -> str:
+    """Where a browser reads ``row`` on this node: its own page, or its copy's for a peer's."""
+    return row.iri if row.local else f"/read/{row.id}"
+
+
+def _base_path(request: web.Request) -> str:
+    if "rid" in request.match_info:
+        return "/read/" + request.match_info["rid"]
+    return "/objects/" + request.match_info["id"]
+
+
+async def _located(request: web.Request, session: AsyncSession, viewer: Viewer) -> RemoteObject:
+    """The object the request's path names, if the reader may read it (NotFound otherwise)."""
+    if "rid" not in request.match_info:
+        return await _readable(session, viewer, request.app[NODE].uris.object(request.match_info["id"]))
+    row = await session.get(RemoteObject, int(request.match_info["rid"]))
+    if row is None or not await visibility.can_read_object(session, viewer, row):
+        raise NotFound("no such object")
+    return row
+
+
+@routes.get(READ_PATH)
+async def read_copy(request: web.Request) -> web.Response:
+    """``GET /read/{id}``: a peer's object as this node holds it, with the reply and vote forms
+    (one of ours is at its own address)."""
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        row = await _located(request, session, await w.viewer(request))
+    if row.local:
+        raise web.HTTPSeeOther(row.iri)
+    return await object_page(request)
 
 
 async def _readable(session: AsyncSession, viewer: Viewer, iri: str) -> RemoteObject:
@@ -235,15 +271,14 @@ def paragraphs(text: str) -> str:
 
 
 @routes.post(OBJECT_PATH + "/reply")
+@routes.post(READ_PATH + "/reply")
 async def reply(request: web.Request) -> web.Response:
     user = await w.require_signed_in(request)
     data = await w.form(request, user)
     text = w.field(data, "content")
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
-        parent = await _readable(
-            session, await w.viewer(request), fed.node.uris.object(request.match_info["id"])
-        )
+        parent = await _located(request, session, await w.viewer(request))
     if not text.strip():
         return await _render(request, errors={"content": "write_something"}, status=400)
     if parent.visibility not in PUBLIC_LEVELS:
@@ -261,15 +296,14 @@ async def reply(request: web.Request) -> web.Response:
 
 
 @routes.post(OBJECT_PATH + "/vote")
+@routes.post(READ_PATH + "/vote")
 async def vote(request: web.Request) -> web.Response:
     user = await w.require_signed_in(request)
     data = await w.form(request, user)
     choice = w.field(data, "choice")
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
-        question = await _readable(
-            session, await w.viewer(request), fed.node.uris.object(request.match_info["id"])
-        )
+        question = await _located(request, session, await w.viewer(request))
     if not choice:
         return await _render(request, errors={"choice": "choose_an_option"}, status=400)
     try:

@@ -1,0 +1,469 @@
+"""A signed-in member's own pages: the home timeline, notifications, following an association or
+a person by handle or URL, and the list of their follows and memberships; and the language
+switch of visitors.
+
+The timeline and notifications are the same data as ``GET /api/timeline`` and
+``GET /api/notifications``, read through the same services (and so the same read filter).
+Following looks the address up with WebFinger (a handle) or fetches it (a URL) through the
+federation's transport: the address guard and the peer policy refuse private addresses and
+blocked domains, and every failure is said next to the field, never as a server error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from sqlalchemy import select
+
+from federation.errors import (
+    FederationError,
+    InvalidDocument,
+    KeyFetchTemporaryFailure,
+    PeerNotAllowed,
+    UnsafeAddress,
+)
+from federation.fetch import DocumentGone, FetchTemporaryFailure, NotActivityStreams
+from federation.lookup import (
+    AmbiguousHandle,
+    HandleMismatch,
+    LocalHandleRefused,
+    WebFingerNotFound,
+    WebFingerTemporaryFailure,
+)
+from server.appkeys import FEDERATION, NODE
+from server.db.models import Actor, Follow, RemoteObject
+from server.db.queries import actors as q
+from server.http.pages import core as w
+from server.http.pages import i18n
+from server.http.pages.objects import page_of
+from server.http.ratelimit import HostRateLimiter, retry_after_header
+from server.services import following, membership, notifications, timeline
+from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from server.services.federation import Federation
+from server.services.remote_actors import lookup_account
+from server.services.sanitize import sanitize_html
+from server.services.visibility import Viewer, ViewerKind
+from server.services.web_sessions import SignedIn
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+PAGE_SIZE: Final = 20
+LOOKUP_LIMITER: Final = web.AppKey("lookup_limiter", HostRateLimiter)
+LOOKUP_RATE_PER_S: Final = 1 / 3  # one more look-up every 3 s once the burst is spent
+LOOKUP_BURST: Final = 20
+LANGUAGE_COOKIE_AGE: Final = int(timedelta(days=365).total_seconds())
+MAX_ADDRESS: Final = 2048
+HANDLE: Final = re.compile(
+    r"^@?(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})@(?P<host>[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)$"
+)
+ACTOR_TYPES: Final = ("Group", "Person", "Service", "Application", "Organization")
+
+
+def lookup_limiter() -> HostRateLimiter:
+    return HostRateLimiter(rate_per_s=LOOKUP_RATE_PER_S, burst=LOOKUP_BURST)
+
+
+def _reader(user: SignedIn) -> Viewer:
+    return Viewer(ViewerKind.LOCAL, actor_id=user.actor.id, actor_iri=user.actor.iri, scope="write")
+
+
+# --- the home timeline ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One timeline item as the page shows it."""
+
+    row: RemoteObject
+    author: Actor | None
+    href: str
+    title: str
+
+
+def _title(row: RemoteObject) -> str:
+    doc = row.document
+    for key in ("name", "summary", "content"):
+        value = doc.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
+async def _items(session: Any, rows: list[RemoteObject]) -> list[Item]:
+    ids = {row.attributed_to_id for row in rows if row.attributed_to_id is not None}
+    authors = {a.id: a for a in (await session.scalars(select(Actor).where(Actor.id.in_(ids)))).all()}
+    return [Item(row, authors.get(row.attributed_to_id), page_of(row), _title(row)) for row in rows]
+
+
+def _cursor(request: web.Request, name: str) -> timeline.Cursor | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    cursor = timeline.Cursor.parse(raw)
+    if cursor is None:
+        raise InvalidInput(f"{name} must be the cursor of a page", field=name)
+    return cursor
+
+
+@routes.get("/timeline")
+async def timeline_page(request: web.Request) -> web.Response:
+    """What the member follows and their associations published, newest first; a kind per tab."""
+    user = await w.require_signed_in(request)
+    kind = request.query.get("kind") or None
+    if kind not in (None, *timeline.TIMELINE_KINDS):
+        kind = None  # an unknown tab is the whole timeline, as on an association's page
+    before, after = _cursor(request, "before"), _cursor(request, "after")
+    node = request.app[NODE]
+    older: timeline.Cursor | None
+    async with node.sessions() as session:
+        if after is not None:
+            rows, newer = await timeline.newer(
+                session, _reader(user), kind=kind, after=after, limit=PAGE_SIZE
+            )
+            older = timeline.cursor_of(rows[-1]) if rows else after
+        else:
+            rows, older = await timeline.timeline(
+                session, _reader(user), kind=kind, before=before, limit=PAGE_SIZE
+            )
+            newer = before is not None and bool(rows)
+        items = await _items(session, rows)
+    base = "/timeline?" + (f"kind={kind}&" if kind else "")
+    context = {
+        "items": items,
+        "kinds": timeline.TIMELINE_KINDS,
+        "kind": kind,
+        "next": f"{base}before={older}" if older is not None and rows else None,
+        "previous": f"{base}after={timeline.cursor_of(rows[0])}" if newer and rows else None,
+        "first": base.rstrip("?&") if (before is not None or after is not None) else None,
+    }
+    return await w.render(request, "timeline.html", context, title="timeline")
+
+
+# --- notifications --------------------------------------------------------------------------------
+
+
+@routes.get("/notifications")
+async def notifications_page(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    raw = request.query.get("before")
+    if raw is not None and not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise InvalidInput("before must be the cursor of a page", field="before")
+    before = timeline.EPOCH + timedelta(microseconds=int(raw)) if raw is not None else None
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        page = await notifications.notifications(
+            session, _reader(user), before=before, limit=PAGE_SIZE, now=node.clock()
+        )
+        actor_iris = {n.actor for n in page.items if n.actor}
+        object_iris = {n.object for n in page.items if n.object}
+        actors = {
+            a.iri: a for a in (await session.scalars(select(Actor).where(Actor.iri.in_(actor_iris)))).all()
+        }
+        objects = {
+            o.iri: o
+            for o in (
+                await session.scalars(select(RemoteObject).where(RemoteObject.iri.in_(object_iris)))
+            ).all()
+        }
+    rows = [
+        {
+            "n": n,
+            "unread": page.read_at is None or n.at > page.read_at,
+            "actor": actors.get(n.actor or ""),
+            "object": objects.get(n.object or ""),
+            "href": page_of(objects[n.object]) if n.object in objects else None,
+            "result": sorted((n.detail or {}).get("result", {}).items()),
+            "state": (n.detail or {}).get("state"),
+        }
+        for n in page.items
+    ]
+    context = {
+        "rows": rows,
+        "next": f"/notifications?before={timeline.micros(page.next_before)}" if page.next_before else None,
+        "first": "/notifications" if before is not None else None,
+        "notice": "read" if request.query.get("done") == "read" else "",
+    }
+    return await w.render(request, "notifications.html", context, title="notifications")
+
+
+@routes.post("/notifications/read")
+async def mark_read(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    node = request.app[NODE]
+    async with node.sessions.begin() as session:
+        await notifications.mark_read(session, _reader(user), now=node.clock())
+    raise web.HTTPSeeOther("/notifications?done=read")
+
+
+# --- follow by handle or URL ----------------------------------------------------------------------
+
+
+class AddressRefused(Exception):
+    """The address cannot be followed; ``key`` is the catalogue's message for the field."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "[::1]") or host.startswith("127.")
+
+
+async def _lookup(fed: Federation, address: str) -> Actor:
+    """The live actor ``address`` names (see :func:`_find`); a deleted one is no account.
+
+    Raises:
+        AddressRefused: see :func:`_find`.
+    """
+    found = await _find(fed, address)
+    if found.deleted_at is not None:
+        raise AddressRefused("follow_no_account")
+    return found
+
+
+async def _find(fed: Federation, address: str) -> Actor:
+    """The actor ``address`` names (``@slug@host``, ``slug@host`` or an actor's URL), fetched
+    and stored, or one of ours.
+
+    Raises:
+        AddressRefused: the address is malformed, or names no reachable, allowed actor.
+    """
+    node = fed.node
+    address = address.strip()
+    if not address or len(address) > MAX_ADDRESS or any(c.isspace() or ord(c) < 0x20 for c in address):
+        raise AddressRefused("follow_bad_address")
+    try:
+        if address.startswith(("https://", "http://")):
+            parts = urlsplit(address)
+            if not parts.hostname or parts.username or parts.password:
+                raise AddressRefused("follow_bad_address")
+            return await fed.actor(address)
+        match = HANDLE.match(address)
+        if match is None:
+            raise AddressRefused("follow_bad_address")
+        handle = f"{match['user']}@{match['host']}"
+        host = match["host"].rsplit(":", 1)[0] if ":" in match["host"] else match["host"]
+        insecure = node.settings.federation.allow_private_addresses and _loopback(host)
+        options: dict[str, Any] = {
+            "policy": fed.policy,
+            "allow_http": insecure,
+            "scheme": "http" if insecure else "https",
+        }
+        try:
+            return await lookup_account(node, fed.transport, handle, **options)
+        except AmbiguousHandle:  # a person and an association share the name: the association
+            return await lookup_account(node, fed.transport, handle, actor_type="Group", **options)
+        except LocalHandleRefused:
+            async with node.sessions() as session:
+                found = await q.local_by_name(session, match["user"])
+            if not found:
+                raise AddressRefused("follow_no_account") from None
+            return next((a for a in found if a.type == "Group"), found[0])
+    except AddressRefused:
+        raise
+    except PeerNotAllowed:
+        raise AddressRefused("follow_blocked") from None
+    except UnsafeAddress:
+        raise AddressRefused("follow_unsafe_address") from None
+    except (WebFingerNotFound, NotFound, DocumentGone):
+        raise AddressRefused("follow_no_account") from None
+    except (WebFingerTemporaryFailure, FetchTemporaryFailure, KeyFetchTemporaryFailure):
+        raise AddressRefused("follow_unreachable") from None
+    except HandleMismatch:
+        raise AddressRefused("follow_handle_mismatch") from None
+    except (InvalidDocument, NotActivityStreams):
+        raise AddressRefused("follow_not_actor") from None
+    except (FederationError, ServiceError) as exc:
+        log.info("follow look-up failed", extra={"address": address[:200], "error": type(exc).__name__})
+        raise AddressRefused("follow_failed") from None
+
+
+async def _relations(session: Any, me: Actor, actor: Actor) -> dict[str, str | None]:
+    follow = await session.scalar(
+        select(Follow.state).where(Follow.follower_id == me.id, Follow.followed_id == actor.id)
+    )
+    joined = await membership.state_of(session, actor.id, me.id) if actor.type == "Group" else None
+    return {"follow": follow, "membership": joined}
+
+
+async def _follow_page(
+    request: web.Request,
+    user: SignedIn,
+    *,
+    address: str = "",
+    found: Actor | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    context: dict[str, Any] = {"address": address, "found": None, "errors": errors or {}}
+    if found is not None:
+        async with request.app[NODE].sessions() as session:
+            relations = await _relations(session, user.actor, found)
+        context["found"] = {
+            "actor": found,
+            "summary": sanitize_html(found.summary or ""),
+            "type": found.type if found.type in ACTOR_TYPES else "other",
+            "handle": f"@{found.handle}@{found.host}",
+            "can_join": found.type == "Group" and (not found.local or found.join_policy != "closed"),
+            **relations,
+        }
+    return await w.render(request, "follow.html", context, status=status, title="follow_title")
+
+
+@routes.get("/follow")
+async def follow_form(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    return await _follow_page(request, user, address=w.field(request.query, "address")[:MAX_ADDRESS])
+
+
+@routes.post("/follow")
+async def follow_lookup(request: web.Request) -> web.Response:
+    """Look the address up and show what it names, with the buttons to follow or join it."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    address = w.field(data, "address")[:MAX_ADDRESS]
+    wait = request.app[LOOKUP_LIMITER].take(f"account:{user.actor.id}")
+    if wait is not None:
+        response = await _follow_page(
+            request, user, address=address, errors={"address": "too_many_lookups"}, status=429
+        )
+        response.headers["Retry-After"] = retry_after_header(wait)
+        return response
+    try:
+        found = await _lookup(request.app[FEDERATION], address)
+    except AddressRefused as refused:
+        log.info("follow address refused", extra={"reason": refused.key})
+        return await _follow_page(request, user, address=address, errors={"address": refused.key}, status=400)
+    return await _follow_page(request, user, address=address, found=found)
+
+
+async def _stored_actor(request: web.Request, iri: str) -> Actor:
+    async with request.app[NODE].sessions() as session:
+        actor = await q.by_iri(session, iri) if iri else None
+    if actor is None or actor.deleted_at is not None or actor.type not in ACTOR_TYPES:
+        raise NotFound("no such actor")
+    return actor
+
+
+@routes.post("/follow/actor")
+async def follow_actor(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    target = await _stored_actor(request, w.field(data, "iri"))
+    if target.local or target.id == user.actor.id:
+        return await _follow_page(request, user, found=target, errors={"follow": "follow_local"}, status=400)
+    try:
+        await following.follow(
+            request.app[FEDERATION], local_name=user.actor.handle, target_iri=target.iri, as_actor=user.actor
+        )
+    except (FederationError, ServiceError) as exc:
+        log.info("follow refused", extra={"target": target.iri, "error": type(exc).__name__})
+        return await _follow_page(request, user, found=target, errors={"follow": "follow_failed"}, status=400)
+    raise web.HTTPSeeOther("/following?done=follow")
+
+
+@routes.post("/follow/join")
+async def join_actor(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    group = await _stored_actor(request, w.field(data, "iri"))
+    try:
+        if group.local:
+            await membership.join_here(request.app[FEDERATION], user.actor, group)
+        else:
+            await membership.join(request.app[FEDERATION], user.actor, group.iri)
+    except Conflict:
+        return await _follow_page(request, user, found=group, errors={"join": "join_already"}, status=409)
+    except (Forbidden, InvalidInput):
+        return await _follow_page(request, user, found=group, errors={"join": "join_refused"}, status=400)
+    except (FederationError, ServiceError) as exc:
+        log.info("join refused", extra={"group": group.iri, "error": type(exc).__name__})
+        return await _follow_page(request, user, found=group, errors={"join": "follow_failed"}, status=400)
+    raise web.HTTPSeeOther("/following?done=join")
+
+
+# --- my follows and memberships -------------------------------------------------------------------
+
+
+@routes.get("/following")
+async def following_page(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        follows = (
+            await session.execute(
+                select(Follow, Actor)
+                .join(Actor, Actor.id == Follow.followed_id)
+                .where(Follow.follower_id == user.actor.id)
+                .order_by(Follow.created_at.desc(), Follow.id.desc())
+            )
+        ).all()
+        held = await membership.memberships_of(session, user.actor.id)
+        groups = {
+            a.iri: a
+            for a in (
+                await session.scalars(select(Actor).where(Actor.iri.in_([iri for iri, *_ in held])))
+            ).all()
+        }
+    memberships = [
+        {"iri": iri, "state": state, "local": local, "since": at, "group": groups.get(iri)}
+        for iri, state, local, at in held
+    ]
+    done = request.query.get("done", "")
+    context = {
+        "follows": [(f, a) for f, a in follows],
+        "memberships": memberships,
+        "notice": done if done in ("follow", "join", "unfollow", "leave") else "",
+    }
+    return await w.render(request, "following.html", context, title="following_title")
+
+
+@routes.post("/following/unfollow")
+async def unfollow(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    await following.unfollow(request.app[FEDERATION], follower=user.actor, follow_iri=w.field(data, "follow"))
+    raise web.HTTPSeeOther("/following?done=unfollow")
+
+
+@routes.post("/following/leave")
+async def leave(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    group = await _stored_actor(request, w.field(data, "iri"))
+    await membership.leave(request.app[FEDERATION], user.actor, group.iri)
+    raise web.HTTPSeeOther("/following?done=leave")
+
+
+# --- the visitors' language switch ----------------------------------------------------------------
+
+
+@routes.get("/language/{lang}")
+async def choose_language(request: web.Request) -> web.StreamResponse:
+    """A visitor chooses the pages' language (a cookie; no script). A signed-in member's pages
+    follow their account's setting, which this does not change."""
+    lang = request.match_info["lang"]
+    if lang not in i18n.LANGUAGES:
+        raise NotFound("no such language")
+    next_path = request.query.get("next", "")
+    response = web.HTTPSeeOther(next_path if w.safe_next(next_path) else "/")
+    response.set_cookie(
+        w.LANGUAGE_COOKIE,
+        lang,
+        max_age=LANGUAGE_COOKIE_AGE,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=w.secure_cookies(request),
+    )
+    w.security_headers(response, private=True)
+    raise response
