@@ -6,8 +6,13 @@
 #   bash deploy/scripts/bench.sh                 # all three
 #   bash deploy/scripts/bench.sh inbox reads     # some of them
 #   BENCH_INBOX_ARGS="-n 6000 --profile" bash deploy/scripts/bench.sh inbox
+#   bash deploy/scripts/bench.sh --objects 100000  # reads built every time at 1,000 and 100,000 stored
+#                                                  # items, side by side (the "scale" benchmark)
+#   bash deploy/scripts/bench.sh --objects 100000 scale reads
 #
-# Options per benchmark: BENCH_INBOX_ARGS, BENCH_FANOUT_ARGS, BENCH_READS_ARGS (see --help of
+# --objects N: the large size of the scale benchmark (bulk-loaded into one association); given alone,
+# it runs that benchmark only. Options per benchmark: BENCH_INBOX_ARGS, BENCH_FANOUT_ARGS,
+# BENCH_READS_ARGS, BENCH_SCALE_ARGS (see --help of
 # python -m tests.benchmarks.bench_inbox etc.). PostgreSQL (inbox target b) is started if installed
 # and skipped with a message otherwise; the Fedify peer (target d) is installed with npm when npm is
 # available (BENCH_FEDIFY=0 skips it).
@@ -37,15 +42,29 @@ if [ "${BENCH_FEDIFY:-1}" != "0" ] && [ -f "$PEER/package-lock.json" ] && [ ! -d
   fi
 fi
 
-BENCHES=("$@")
-[ ${#BENCHES[@]} -gt 0 ] || BENCHES=(inbox fanout reads)
+OBJECTS=""
+BENCHES=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --objects) OBJECTS="${2:?--objects needs a number}"; shift 2 ;;
+    --objects=*) OBJECTS="${1#--objects=}"; shift ;;
+    *) BENCHES+=("$1"); shift ;;
+  esac
+done
+if [ -n "$OBJECTS" ] && ! [[ "$OBJECTS" =~ ^[0-9]+$ ]]; then
+  echo "--objects must be a whole number (got '$OBJECTS')" >&2; exit 2
+fi
+if [ ${#BENCHES[@]} -eq 0 ]; then
+  if [ -n "$OBJECTS" ]; then BENCHES=(scale); else BENCHES=(inbox fanout reads); fi
+fi
 status=0
 for bench in "${BENCHES[@]}"; do
   case "$bench" in
     inbox) extra=(${BENCH_INBOX_ARGS:-} "${INBOX_ARGS[@]}") ;;
     fanout) extra=(${BENCH_FANOUT_ARGS:-}) ;;
     reads) extra=(${BENCH_READS_ARGS:-}) ;;
-    *) echo "unknown benchmark '$bench' (inbox, fanout, reads)" >&2; exit 2 ;;
+    scale) extra=(${OBJECTS:+--objects "$OBJECTS"} ${BENCH_SCALE_ARGS:-}) ;;
+    *) echo "unknown benchmark '$bench' (inbox, fanout, reads, scale)" >&2; exit 2 ;;
   esac
   echo "════ $bench ════"
   # Bounded: every benchmark stops its servers itself; this is the backstop.

@@ -223,6 +223,43 @@ class Activity(Base):
     published: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class ActivityCount(Base):
+    """Derived: how many ``activities`` rows each actor has per (type, visibility).
+
+    Kept by database triggers (migration 0014) in the transaction that inserts, deletes or
+    updates activities, whatever writes them, so an outbox's ``totalItems`` and NodeInfo's
+    ``localPosts`` are a read of a few rows instead of a count of every activity (decision 46).
+    Never written by the application; left out of backups' row copies (rebuilt by the triggers).
+    """
+
+    __tablename__ = "activity_counts"
+    __table_args__ = {"info": {"derived": True}}
+
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    visibility: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class FeedMark(Base):
+    """Derived: a change marker per association and object kind, for the feeds' validators.
+
+    Kept by database triggers (migration 0014) on ``objects`` rows a feed may list (local,
+    public, not a reply, tombstones included): ``version`` moves on every insert, update or
+    delete of such a row, ``changed_at`` is the newest ``coalesce(deleted_at, updated,
+    published)`` seen (the time of the change when a row leaves the feed). A write a feed may
+    not show never touches it, so the validators cannot reveal it (decision 47).
+    """
+
+    __tablename__ = "feed_marks"
+    __table_args__ = {"info": {"derived": True}}
+
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class AuditEntry(Base):
     """Administrative and moderation actions (who did what, when, to what, through which channel).
 

@@ -95,26 +95,29 @@ def _page_params(request: web.Request) -> tuple[bool, int | None]:
 
 
 Lister = Callable[
-    [AsyncSession, Viewer, Actor, int | None], Awaitable[tuple[int | None, list[Any], int | None, bool]]
+    [AsyncSession, Viewer, Actor, int | None, bool],
+    Awaitable[tuple[int | None, list[Any] | None, int | None, bool]],
 ]
-"""(session, viewer, owner, before) -> (total or None if hidden, items, last cursor, private)."""
+"""(session, viewer, owner, before, is_page) -> (total or None if hidden, items or None if the
+list is private, last cursor, private). The outbox gives its total only to the collection and
+its items only to a page (``[]`` to the collection), since each side throws the other away."""
 
 
-async def _followers(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+async def _followers(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     total, rows = await q.followers_page(session, owner.id, before=before, limit=PAGE_SIZE)
     if not await visibility.can_list_followers(session, viewer, owner):
         return total, None, None, False
     return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
 
 
-async def _following(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+async def _following(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     total, rows = await q.following_page(session, owner.id, before=before, limit=PAGE_SIZE)
     if not await visibility.can_list_followers(session, viewer, owner):  # same rule (case 56)
         return total, None, None, False
     return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
 
 
-async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     if owner.type != "Group" or not await visibility.can_list_members(session, viewer, owner):
         raise NotFound("no such collection")  # same answer as a missing one: no existence oracle
     total, rows = await q.members_page(session, owner.id, before=before, limit=PAGE_SIZE)
@@ -122,16 +125,18 @@ async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: 
     return total, [iri for _, iri, _ in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
-async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     levels = await visibility.outbox_levels(session, viewer, owner)
-    total, rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
     private = any(level not in PUBLICLY_READABLE for level in levels)
+    if not is_page:  # the collection: totalItems from the counters, no documents read
+        return await q.outbox_total(session, owner.id, visibilities=levels), [], None, private
+    rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
     # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
     documents = await current_documents(session, [doc for _, doc in rows])
-    return total, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+    return None, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
-async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     if owner.type != "Group":
         raise NotFound("no such collection")
     return 0, [], None, False
@@ -163,7 +168,7 @@ async def get_collection(request: web.Request) -> web.Response:
     viewer = await viewer_of(request)
     async with node.sessions() as session:
         owner = await _load_actor(session, request)
-        total, items, cursor, private = await LISTERS[name](session, viewer, owner, before)
+        total, items, cursor, private = await LISTERS[name](session, viewer, owner, before, is_page)
     collection_iri = Iri(f"{owner.iri}/{name}")
     if items is None:
         # The list itself is private: publish the count only, never a first page.

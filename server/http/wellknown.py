@@ -115,6 +115,9 @@ async def nodeinfo_index(request: web.Request) -> web.Response:
     return json_response(doc, headers=CORS)
 
 
+NODEINFO_CACHE_CONTROL = "public, max-age=300"
+
+
 @routes.get("/nodeinfo/{version:2\\.[01]}")
 async def nodeinfo(request: web.Request) -> web.Response:
     node = request.app[NODE]
@@ -137,5 +140,6 @@ async def nodeinfo(request: web.Request) -> web.Response:
     )
     return web.Response(
         body=orjson.dumps(render_nodeinfo(description, version=version)),
-        headers={"Content-Type": content_type, **CORS},
+        # Public and the same for everyone: the page cache keeps it (one build per second at most).
+        headers={"Content-Type": content_type, "Cache-Control": NODEINFO_CACHE_CONTROL, **CORS},
     )

@@ -153,7 +153,16 @@ async def fanout(
 
     pager: Callable[..., Awaitable[Sequence[tuple[int, str, str | None, str | None]]]] | None
     if activity.visibility in SHARED_INBOX_VISIBILITIES:
-        pager = q.remote_followers
+        # Followers with a shared inbox: one grouped read gives one row per shared inbox, so
+        # planning costs O(hosts), not O(followers). The others, paged, get their own inbox.
+        async with node.sessions() as session:
+            inboxes = await q.remote_follower_shared_inboxes(session, sender.id)
+        for offset in range(0, len(inboxes), FANOUT_PAGE):
+            chunk = inboxes[offset : offset + FANOUT_PAGE]
+            # Each row stands for every follower behind that inbox: the inbox is the recipient.
+            await queue_page([Recipient(Iri(inbox), Iri(inbox), Iri(inbox)) for inbox, _ in chunk])
+            total_recipients += sum(n for _, n in chunk) - len(chunk)
+        pager = q.remote_followers_without_shared_inbox
         audience_owner = sender.id
     elif activity.visibility == "members" and sender.type == "Group":
         pager = q.remote_members

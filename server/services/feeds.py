@@ -5,8 +5,9 @@ feed of all its content (posts, resources, alerts, proposals) and one per kind. 
 list is decided in one place, :func:`server.services.visibility.feed_levels` (public only), and
 applied by the one scope function :func:`feed_scope` that both queries below go through.
 
-Caching: :func:`feed_validators` is one aggregate query (no documents read), so a conditional
-GET that matches is answered 304 without rendering. The validators only ever look at rows the
+Caching: :func:`feed_validators` reads the feed's change markers (``feed_marks``, a few rows
+kept by triggers), so a conditional GET that matches is answered 304 without rendering, at a
+cost that does not grow with the association's content. The markers only ever move for rows the
 feed may show (and tombstones of those), so a non-public write cannot be observed through them.
 """
 
@@ -23,7 +24,7 @@ from typing import Any, Final
 import orjson
 from feedgen.ext.base import BaseEntryExtension, BaseExtension  # type: ignore[import-untyped]
 from feedgen.feed import FeedGenerator  # type: ignore[import-untyped]
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
@@ -31,7 +32,7 @@ from federation.types import Iri
 from federation.uris import UriScheme
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import CATEGORY_LABELS, SEVERITY_LABELS, AlertCategory, Severity, iso
-from server.db.models import Actor, RemoteObject
+from server.db.models import Actor, FeedMark, RemoteObject
 from server.services import visibility
 from server.services.errors import NotFound
 from server.services.sanitize import plain_text
@@ -165,23 +166,27 @@ class Validators:
 
 
 async def feed_validators(session: AsyncSession, owner: FeedOwner, spec: FeedSpec) -> Validators:
-    """ETag and Last-Modified of a feed from one aggregate query over the feed's scope.
+    """ETag and Last-Modified of a feed from the feed's change markers (decision 47).
 
-    The ETag hashes the rendering version, the feed (format, kind), what the feed shows of the
-    association, and the (count, newest id, newest change) of its listable objects; a change is
-    ``coalesce(deleted_at, updated, published)``, so publishing, editing and deleting each move
-    it. Last-Modified is that newest change (the association's creation for an empty feed).
+    ``feed_marks`` holds, per association and kind, a version that every insert, update or
+    delete of a row in the feeds' scope moves (triggers, migration 0014) and the newest
+    ``coalesce(deleted_at, updated, published)`` of those changes: one primary-key read of at
+    most four rows, whatever the association published. The ETag hashes the rendering version,
+    the feed (format, kind), what the feed shows of the association and the kinds' versions;
+    Last-Modified is the newest change (the association's creation for an empty feed).
     """
-    live = RemoteObject.deleted_at.is_(None)
-    changed = func.coalesce(RemoteObject.deleted_at, RemoteObject.updated, RemoteObject.published)
-    stmt = select(
-        func.count(case((live, 1))), func.max(case((live, RemoteObject.id))), func.max(changed)
-    ).where(*feed_scope(owner, spec))
-    count, newest_id, newest_change = (await session.execute(stmt)).one()
+    stmt = (
+        select(FeedMark.kind, FeedMark.version, FeedMark.changed_at)
+        .where(FeedMark.actor_id == owner.id, FeedMark.kind.in_(spec.object_kinds))
+        .order_by(FeedMark.kind)
+    )
+    marks = (await session.execute(stmt)).all()
+    newest_change = max((changed for _, _, changed in marks), default=None)
     last_modified = _utc(newest_change) if newest_change is not None else owner.created_at
     shown = (owner.id, owner.iri, owner.url, owner.handle, owner.name, owner.summary)
+    versions = ",".join(f"{kind}:{version}" for kind, version, _ in marks) or "-"
     change = newest_change.isoformat() if newest_change is not None else "-"
-    state = "\x1f".join(map(str, (RENDER_VERSION, spec.fmt, spec.kind, *shown, count, newest_id, change)))
+    state = "\x1f".join(map(str, (RENDER_VERSION, spec.fmt, spec.kind, *shown, versions, change)))
     digest = hashlib.sha256(state.encode()).hexdigest()[:32]
     return Validators(f'"{digest}"', last_modified.replace(microsecond=0))
 

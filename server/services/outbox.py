@@ -19,6 +19,7 @@ from federation.uris import UriScheme
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db import queue
 from server.db.models import Activity, Actor, InboxActivity, InboxItem, Relay
+from server.services import changes
 
 FANOUT = "fanout"
 FILED_TYPES = frozenset({"Create", "Update", "Delete", "Announce", "Like", "Undo"})
@@ -83,6 +84,7 @@ async def publish(
     if relayed is not None:
         session.add(Relay(announce_iri=row.iri, relayer_id=actor.id, object_iri=relayed, relayed_at=now))
     await session.flush()
+    changes.mark_published(session)  # the page cache forgets what it kept once this commits
     payload: dict[str, Any] = {"activity_id": row.id}
     if also:
         payload["also"] = also

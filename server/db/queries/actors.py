@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Account, Activity, Actor, ActorKey, Follow, Membership
+from server.db.models import Account, Activity, ActivityCount, Actor, ActorKey, Follow, Membership
 
 
 async def local_by_handle(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
@@ -78,11 +78,11 @@ async def count_local_people(session: AsyncSession) -> int:
 
 
 async def count_local_posts(session: AsyncSession) -> int:
+    """Public ``Create`` activities of local actors, read from the counters (decision 46)."""
     stmt = (
-        select(func.count())
-        .select_from(Activity)
-        .join(Actor, Actor.id == Activity.actor_id)
-        .where(Actor.local.is_(True), Activity.type == "Create", Activity.visibility == "public")
+        select(func.coalesce(func.sum(ActivityCount.n), 0))
+        .join(Actor, Actor.id == ActivityCount.actor_id)
+        .where(Actor.local.is_(True), ActivityCount.type == "Create", ActivityCount.visibility == "public")
     )
     return int((await session.execute(stmt)).scalar_one())
 
@@ -144,14 +144,27 @@ async def members_page(
     return total, [(row[0], row[1], row[2]) for row in rows]
 
 
+async def outbox_total(session: AsyncSession, actor_id: int, *, visibilities: Sequence[str]) -> int:
+    """How many activities ``actor_id`` published with one of ``visibilities``: a sum over at most
+    one counter row per (type, visibility), whatever the outbox's size (decision 46)."""
+    stmt = select(func.coalesce(func.sum(ActivityCount.n), 0)).where(
+        ActivityCount.actor_id == actor_id, ActivityCount.visibility.in_(visibilities)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def outbox_page(
     session: AsyncSession, actor_id: int, *, visibilities: Sequence[str], before: int | None, limit: int
-) -> tuple[int, list[tuple[int, dict[str, object]]]]:
-    """Published activities of ``actor_id`` with one of ``visibilities``, newest first."""
-    cond = (Activity.actor_id == actor_id, Activity.visibility.in_(visibilities))
-    total = int((await session.execute(select(func.count()).select_from(Activity).where(*cond))).scalar_one())
-    stmt = select(Activity.id, Activity.document).where(*cond)
+) -> list[tuple[int, dict[str, object]]]:
+    """Published activities of ``actor_id`` with one of ``visibilities``, newest first.
+
+    A backward scan of ``ix_activities_actor_outbox`` (actor, id) from ``before``: it reads the
+    page's rows and the skipped ones of other visibilities, never counts the outbox.
+    """
+    stmt = select(Activity.id, Activity.document).where(
+        Activity.actor_id == actor_id, Activity.visibility.in_(visibilities)
+    )
     if before is not None:
         stmt = stmt.where(Activity.id < before)
     rows = (await session.execute(stmt.order_by(Activity.id.desc()).limit(limit))).all()
-    return total, [(row[0], row[1]) for row in rows]
+    return [(row[0], row[1]) for row in rows]

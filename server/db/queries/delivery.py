@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Actor, Block, Delivery, Follow, Membership
@@ -35,6 +35,53 @@ async def remote_followers(
             Actor.deleted_at.is_(None),
             Actor.id.not_in(blocked),
         )
+        .order_by(Follow.id)
+        .limit(limit)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()]
+
+
+def _followers_filter(actor_id: int) -> tuple[ColumnElement[bool], ...]:
+    blocked = select(Block.blocker_id).where(Block.blocked_id == actor_id)
+    return (
+        Follow.followed_id == actor_id,
+        Follow.state == "accepted",
+        Actor.local.is_(False),
+        Actor.deleted_at.is_(None),
+        Actor.id.not_in(blocked),
+    )
+
+
+def _has_shared_inbox() -> ColumnElement[bool]:
+    return and_(Actor.shared_inbox_iri.is_not(None), Actor.shared_inbox_iri != "")
+
+
+async def remote_follower_shared_inboxes(session: AsyncSession, actor_id: int) -> list[tuple[str, int]]:
+    """The shared inboxes of ``actor_id``'s accepted remote followers, with how many each serves.
+
+    One grouped read: the database walks the followers' index range, and one row per shared
+    inbox (a host, in practice) comes back, so planning a shared fan-out costs the node O(hosts)
+    rather than a row and an object per follower.
+    """
+    stmt = (
+        select(Actor.shared_inbox_iri, func.count())
+        .select_from(Follow)
+        .join(Actor, Actor.id == Follow.follower_id)
+        .where(*_followers_filter(actor_id), _has_shared_inbox())
+        .group_by(Actor.shared_inbox_iri)
+        .order_by(Actor.shared_inbox_iri)
+    )
+    return [(str(r[0]), int(r[1])) for r in (await session.execute(stmt)).all()]
+
+
+async def remote_followers_without_shared_inbox(
+    session: AsyncSession, actor_id: int, *, after_id: int, limit: int
+) -> Sequence[tuple[int, str, str | None, str | None]]:
+    """Like :func:`remote_followers`, only those without a shared inbox (their own inbox is used)."""
+    stmt = (
+        select(Follow.id, Actor.iri, Actor.inbox_iri, Actor.shared_inbox_iri)
+        .join(Actor, Actor.id == Follow.follower_id)
+        .where(*_followers_filter(actor_id), Follow.id > after_id, ~_has_shared_inbox())
         .order_by(Follow.id)
         .limit(limit)
     )
