@@ -67,7 +67,7 @@ async def _objects(
     actor_ids = {row.attributed_to_id for row in rows} | {row.audience_id for row in rows if row.audience_id}
     actors = (await session.scalars(select(Actor).where(Actor.id.in_(actor_ids)))).all() if rows else []
     await visibility.preload_delivered(
-        session, viewer, [row.iri for row in rows if row.visibility not in PUBLIC_LEVELS]
+        session, viewer, [row.iri for row in rows if row.visibility not in PUBLICLY_READABLE]
     )
     items: list[Any] = []
     cursor = after
@@ -186,7 +186,7 @@ async def _likes(
     )
     if not acting:
         doc = render_collection(collection_iri, total_items=total, first=None)
-        return activity_response(doc, private=row.visibility not in PUBLIC_LEVELS)
+        return activity_response(doc, private=row.visibility not in PUBLICLY_READABLE)
     items, cursor = await likes.likers_page(session, row.iri, after=after, limit=PAGE_SIZE)
     page_iri = Iri(f"{collection_iri}?after={after}")
     next_iri = Iri(f"{collection_iri}?after={cursor}") if cursor is not None else None

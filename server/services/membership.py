@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.types import Iri
 from federation.uris import UriScheme
 from server.db import queue
-from server.db.models import ROLES, Actor, AuditEntry, Block, InboxActivity, InboxItem, Membership
+from server.db.models import ROLES, Actor, Block, InboxActivity, InboxItem, Membership
 from server.db.models import Activity as OutboxActivity
 from server.db.types import UtcDateTime
 from server.services import audit, timeline
