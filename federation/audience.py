@@ -1,8 +1,8 @@
 """Who may see an object: classify incoming addressing, and address outgoing activities.
 
-Incoming (:func:`classify`) follows Mastodon's reading (shared/interop.md "Visibility as Mastodon
-computes it"), extended with Entraide's members-only level (Mobilizon addresses members-only
-content to the group's members collection, interop.md "Group Announce wrapping"). Outgoing
+Incoming (:func:`classify`) follows Mastodon's reading (docs/interop.md "Visibility as Mastodon
+reads it"), extended with Entraide's members-only level (Mobilizon addresses members-only
+content to the group's members collection, docs/interop.md "Group Announce wrapping"). Outgoing
 (:func:`address`) produces the ``to``/``cc`` pair that makes Mastodon, Lemmy and Mobilizon
 compute the same visibility, and never widens it: members-only and direct never name the
 public collection or a followers collection (security cases 40 and 42).
@@ -116,8 +116,9 @@ def address(
 
     Guarantees: no duplicates, order as in the table; only PUBLIC and UNLISTED name the public
     collection; MEMBERS never names a followers collection (Mobilizon's members-only addressing,
-    interop.md), so a peer cannot classify it wider than members; DIRECT names nobody but the
-    mentioned actors, never the public collection even when it is among them (security case 55).
+    docs/interop.md "Group Announce wrapping"), so a peer cannot classify it wider than members;
+    DIRECT names nobody but the mentioned actors, never the public collection even when it is
+    among them (security case 55).
     Mentioned actors in a MEMBERS object receive it: the caller mentions members only (the
     fan-out delivers members-only content to current members anyway).
 

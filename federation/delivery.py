@@ -3,7 +3,7 @@
 Planning is pure: recipients in, one :class:`DeliveryTarget` per inbox out, never a wider
 audience than asked. Delivering signs one POST, sends it through the :class:`Transport` port
 and classifies the answer as a :class:`DeliveryOutcome` the caller acts on with ``match``
-(STYLE R5): ``Delivered``, ``RetryLater``, ``Gone`` or ``Rejected``.
+(docs/architecture.md R5): ``Delivered``, ``RetryLater``, ``Gone`` or ``Rejected``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Fetching ActivityPub documents, actors and keys from their origin, signed as our node.
 
 Every dereference of a remote IRI goes through :func:`fetch_document`, which applies the rules
-of shared/interop.md "Content types and fetching" and security.md cases 7, 11, 12, 13, 17, 26,
+of docs/interop.md "Content types and fetching" and security.md cases 7, 11, 12, 13, 17, 26,
 27 and 28:
 
 * our own origin is never fetched over HTTP: local IRIs resolve from the database (case 17);
-* the GET is signed ("signed fetch", shared/interop.md) as the node's Application actor, and
+* the GET is signed (docs/interop.md "Signed fetch") as the node's Application actor, and
   re-signed on every redirect hop for that hop's host: the transport is asked not to follow
   redirects, so no signature is ever carried to another host (case 26);
 * at most :data:`MAX_REDIRECTS` hops, a visited set, no https→http downgrade, and the peer
@@ -474,7 +474,7 @@ async def fetch_key(
     * Other keyIds: fetch the key document. If it is a key (``{id, owner, publicKeyPem}``), its
       ``id`` must equal the keyId (fedify #963), its owner must be on the same origin, and the
       owner actor, fetched at its own IRI, must list a key with this id and the same material
-      (the bidirectional claim of shared/interop.md). If the keyId serves the owner actor
+      (the bidirectional claim of docs/interop.md "HTTP signatures"). If the keyId serves the owner actor
       (GoToSocial's ``actor/main-key`` stub, refetched by its same-origin ``id``), that actor
       must list the keyId.
 

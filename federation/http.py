@@ -104,7 +104,7 @@ def is_activitypub_media_type(content_type: str | None) -> bool:
     """True for ``application/activity+json`` and ``application/ld+json`` (any profile).
 
     Inbound POSTs are accepted with either (Mastodon sends activity+json; the spec says
-    ld+json with the AS2 profile). See shared/interop.md "Content types and fetching".
+    ld+json with the AS2 profile). See docs/interop.md "Content types and fetching".
     """
     kind, _ = media_type(content_type)
     return kind in ("application/activity+json", "application/ld+json")

@@ -1,7 +1,8 @@
 """The inbox: what a signed POST must pass before anything is stored, and routing afterwards.
 
-:func:`receive` runs the ordered checks of STYLE §4.8(a), cheapest and most fundamental first,
-and never does I/O except through :class:`InboxDeps` (the key resolver and the replay guard).
+:func:`receive` runs the ordered checks listed in docs/architecture.md ("Receiving"), cheapest and
+most fundamental first, and never does I/O except through :class:`InboxDeps` (the key resolver
+and the replay guard).
 Its answer is one of:
 
 - :class:`InboundActivity`: authenticated, contained and new; the server stores it and answers
@@ -431,7 +432,7 @@ async def dispatch(router: InboxRouter[C], inbound: InboundActivity, ctx: C) -> 
     An activity without a handler (an unknown type, or a type the server does not act on) is a
     no-op, logged at debug level: it was authenticated and stored, and there is nothing more to
     do. Exceptions raised by the handler propagate (the worker retries or fails the job,
-    STYLE R5).
+    docs/architecture.md R5).
     """
     activity = inbound.activity
     handler = router.handler_for(type(activity))

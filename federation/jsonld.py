@@ -8,7 +8,7 @@ Three things live here:
    process-wide default when this module is imported, *and* passed explicitly as the
    ``documentLoader`` option of every call below, so that neither a forgotten option nor another
    module resetting the default can make pyld fetch anything. pyld's stock loader fetches any
-   http(s) URL, synchronously, with no private-address filter (``shared/security.md`` case 23).
+   http(s) URL, synchronously, with no private-address filter (``docs/security.md`` case 23).
 
 2. **expand / compact** wrappers. Every pyld failure comes out as a :mod:`federation.errors` type:
    :class:`ContextNotAllowed` when a context outside the preloaded set was needed, otherwise
@@ -17,7 +17,7 @@ Three things live here:
 3. **Two cheap, static checks on the source document** (no pyld involved):
 
    - :func:`uses_only_known_contexts` decides whether a document may be read as plain JSON (the fast
-     path, model (a) of ``shared/security.md`` case 21): every context string is preloaded, and no
+     path, model (a) of ``docs/security.md`` case 21): every context string is preloaded, and no
      context, inline or preloaded, changes the meaning of the core ActivityStreams and key terms we
      act on, or aliases a keyword.
    - :func:`has_forbidden_keywords` spots ``@graph``, ``@included`` and ``@reverse`` (or aliases of
@@ -60,7 +60,7 @@ FORBIDDEN_KEYWORDS: Final[frozenset[str]] = frozenset({"@graph", "@included", "@
 # addressing, collections we page through, and the key material we verify signatures with. An
 # inline context may restate them (Mastodon restates ``alsoKnownAs`` and ``Public``) but not change
 # what they mean. Type names matter as much as properties: ``{"Follow": "as:Undo"}`` would make a
-# JSON reader and a JSON-LD reader see different activities (shared/security.md case 21).
+# JSON reader and a JSON-LD reader see different activities (docs/security.md case 21).
 _PROTECTED_PROPERTIES: Final[frozenset[str]] = frozenset(
     # ActivityStreams core (https://www.w3.org/ns/activitystreams)
     """
@@ -155,7 +155,7 @@ def compact(document: JsonObject | list[Any], context: str | JsonObject | list[A
     ``context`` is what would go under ``@context`` (an IRI such as
     ``"https://www.w3.org/ns/activitystreams"``, an inline object, or a list of those); a
     document of the form ``{"@context": ...}`` is accepted as well. Reading only the compacted
-    output is model (b) of ``shared/security.md`` case 21.
+    output is model (b) of ``docs/security.md`` case 21.
 
     Raises:
         ContextNotAllowed: the document or ``context`` names a context we do not ship.
@@ -472,7 +472,7 @@ def has_forbidden_keywords(document: Any) -> bool:
 
     These restructure a signed graph without changing its canonical N-Quads, so a Linked Data
     signature still verifies while a plain-JSON reader sees a different activity
-    (``shared/security.md`` case 20, Mastodon's ``UNSUPPORTED_JSONLD_KEYWORDS``, Fedify
+    (``docs/security.md`` case 20, Mastodon's ``UNSUPPORTED_JSONLD_KEYWORDS``, Fedify
     GHSA-9rfg-v8g9-9367). When this returns True, ignore any LD signature on the document.
 
     Detected, anywhere in the document (any depth, any scope):

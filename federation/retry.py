@@ -1,7 +1,7 @@
 """The retry policy shared by every durable job: when to try again, and when to give up.
 
-One policy value serves inbox processing, fan-out and delivery alike (STYLE §3.3: microblog.pub
-wrote its backoff twice; we write it once). It is pure: no clock, no I/O and no global random
+One policy value serves inbox processing, fan-out and delivery alike (microblog.pub wrote
+its backoff twice; we write it once). It is pure: no clock, no I/O and no global random
 state. The caller passes the attempt number, the peer's ``Retry-After`` (already parsed with
 :func:`parse_retry_after`) and a :class:`random.Random` for the jitter, so a test with a seeded
 generator gets a reproducible schedule.
@@ -51,9 +51,9 @@ class RetryPolicy:
         max_retry_after: the ceiling applied to a peer's ``Retry-After``.
     """
 
-    # shared/security.md §3.1: Mastodon's ActivityPub::DeliveryWorker retries 16 times and waits
+    # Mastodon's ActivityPub::DeliveryWorker retries 16 times and waits
     # n⁴ + 15 s (+ rand(0.5·n⁴)) before retry n, i.e. 15 s, 16 s, 31 s, 96 s, … 14.1 h: about
-    # 2 to 3 days in all. §3.4 asks for the same order of magnitude, because associations run on
+    # 2 to 3 days in all. We aim for the same order of magnitude, because associations run on
     # small hosts that may be down for a weekend. We count attempts, not retries: after attempt
     # n fails we wait n⁴ + 15 s, so 16 attempts give 15 waits (16 s … 14.1 h) totalling 49.6 h
     # before jitter and at most ~74 h with it.

@@ -72,7 +72,7 @@ def render_jrd(
 
     When a name is both a Person and a Group, both ``self`` links are listed, each with the
     AS2 type property, and the Group last: Mastodon takes the last duplicate (Lemmy does the
-    same, shared/interop.md "WebFinger and NodeInfo").
+    same, docs/interop.md "WebFinger and NodeInfo").
     """
     ordered = sorted(links, key=lambda link: link.actor_type == "Group")
     jrd_links: list[JsonObject] = []

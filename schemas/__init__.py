@@ -8,7 +8,7 @@ Contexts
     ``contexts/index.json`` maps every context IRI we accept (including the ``http://`` and
     ``.jsonld`` spellings that peers really send) to a pinned file in ``contexts/``.
     :func:`load_context` answers only for those IRIs; nothing is ever fetched
-    (``shared/security.md`` case 23). Provenance of each file is in ``contexts/README.md``.
+    (``docs/security.md`` case 23). Provenance of each file is in ``contexts/README.md``.
 
 Schemas
     Every ``*.schema.json`` file below this package is a JSON Schema (Draft 2020-12). A schema is

@@ -24,7 +24,7 @@ CONFIG_ENV = "ENTRAIDE_CONFIG"
 CONFIG_FILE_NAME = "entraide.toml"
 SQLITE_FILE_NAME = "entraide.sqlite3"
 # Attachment types the node can recognise from their bytes and serve safely. ``media.allowed_types``
-# may narrow this list, never widen it (no SVG, HTML or office documents: shared/security.md).
+# may narrow this list, never widen it (no SVG, HTML or office documents: docs/security.md case 12).
 MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain")
 
 DEFAULTS: dict[str, dict[str, Any]] = {

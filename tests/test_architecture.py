@@ -4,6 +4,7 @@ code type-checks under mypy --strict."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,86 @@ def test_server_imports_federation_through_its_public_modules() -> None:
             if ".".join(parts[:depth]) not in public:
                 stray.add(f"{path.relative_to(ROOT)} imports {name}")
     assert not stray, sorted(stray)
+
+
+# Code and docs cite documents in this repository only (issue 14). The patterns name the citations that
+# used to point outside it: a `shared/` path, a numbered rule or section of a STYLE or DESIGN document, the
+# anchors list. `STYLESHEET` or the word "design" in prose do not match.
+_CITATION_SCOPE = ("federation", "server", "schemas", "tests", "docs")
+_TEXT_SUFFIXES = frozenset(
+    {".py", ".json", ".md", ".sh", ".toml", ".txt", ".html", ".po", ".js", ".mjs", ".cfg"}
+)
+_OUTSIDE_CITATION = re.compile(
+    r"(?<![\w./-])shared/"
+    r"|\bSTYLE(?:\.md\b|\s+R\d|\s*§)"
+    r"|\bR\d+\s+\(STYLE"
+    r"|\bDESIGN(?:\.md\b|\s*§)"
+    r"|\banchors\.md\b"
+)
+_DOCS_CITATION = re.compile(r"(?<![\w.-])docs/([\w.-]+\.md)\b")
+_INTEROP_SECTION = re.compile(r'docs/interop\.md`{0,2}(?:,\s*|\s+)"([^"]+)"')
+_RULE = re.compile(r"docs/architecture\.md\s+(R\d+)\b")
+
+
+def _cited_files() -> list[Path]:
+    this = Path(__file__).resolve()
+    files = [ROOT / "README.md"]
+    for top in _CITATION_SCOPE:
+        for path in sorted((ROOT / top).rglob("*")):
+            parts = set(path.relative_to(ROOT).parts)
+            if "node_modules" in parts or "__pycache__" in parts or path.resolve() == this:
+                continue
+            if path.is_file() and path.suffix in _TEXT_SUFFIXES:
+                files.append(path)
+    return files
+
+
+def test_the_scan_for_outside_citations_catches_them_and_spares_ordinary_words() -> None:
+    # Given the shapes the old comments used, and words that merely look alike
+    cited = [
+        'see shared/interop.md "Actors"',
+        "(STYLE R9)",
+        "STYLE.md R3",
+        "R3 (STYLE.md)",
+        "(STYLE\n§3.3)",
+        "DESIGN §5",
+        "(DESIGN.md §4)",
+        "from anchors.md",
+    ]
+    innocent = [
+        "STYLESHEET = ...",
+        "a DESIGN decision",
+        "docs/architecture.md R9",
+        "the node's shared inbox",
+        "https://host/shared/inbox",
+        "Design §4 of the spec",
+    ]
+    # Then only the citations are found
+    assert [text for text in cited if not _OUTSIDE_CITATION.search(text)] == []
+    assert [text for text in innocent if _OUTSIDE_CITATION.search(text)] == []
+
+
+def test_sources_cite_no_document_outside_the_repository() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0)!r}"
+        for path in _cited_files()
+        for text in [path.read_text(encoding="utf-8", errors="replace")]
+        for match in _OUTSIDE_CITATION.finditer(text)
+    ]
+    assert found == []
+
+
+def test_every_cited_document_section_and_rule_exists() -> None:
+    interop_sections = set(re.findall(r"^## (.+)$", (ROOT / "docs/interop.md").read_text(), flags=re.M))
+    rules = set(re.findall(r"^- \*\*(R\d+)\.", (ROOT / "docs/architecture.md").read_text(), flags=re.M))
+    assert rules == {f"R{n}" for n in range(1, 13)}
+    missing: list[str] = []
+    for path in _cited_files():
+        text = " ".join(path.read_text(encoding="utf-8", errors="replace").split())
+        where = path.relative_to(ROOT)
+        docs = _DOCS_CITATION.findall(text)
+        missing += [f"{where}: docs/{name}" for name in docs if not (ROOT / "docs" / name).is_file()]
+        sections = _INTEROP_SECTION.findall(text)
+        missing += [f"{where}: interop {s!r}" for s in sections if s not in interop_sections]
+        missing += [f"{where}: {rule}" for rule in _RULE.findall(text) if rule not in rules]
+    assert missing == []

@@ -1,8 +1,8 @@
 """Peer quirks, normalised in one place per peer software.
 
 Each module is a set of small pure functions that :mod:`federation.vocab.parse` applies while
-reading a peer's JSON (raw dicts are allowed here, STYLE R2), or that handlers apply to parsed
-values. Every rule names the interop fact it implements (``shared/interop.md``) so that it can be
+reading a peer's JSON (raw dicts are allowed here, docs/architecture.md R2), or that handlers apply to parsed
+values. Every rule names the interop fact it implements (``docs/interop.md``) so that it can be
 re-checked against the peer's code when that peer changes:
 
 - :mod:`.mastodon`: the three spellings of the public collection, ``Emoji`` tags, profile

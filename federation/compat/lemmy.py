@@ -1,7 +1,7 @@
 """Lemmy's wire quirks: ``Page`` posts, language objects, ``Link`` attachments, FEP-1b12 relays.
 
-Pointers: shared/interop.md "Group Announce wrapping" and "Actors" (Lemmy Group extras);
-shared/security.md cases 16, 29 and 42; Lemmy's own examples in
+Pointers: docs/interop.md "Group Announce wrapping" and "Actors" (Lemmy Group extras);
+docs/security.md cases 16, 29 and 42; Lemmy's own examples in
 ``crates/apub/assets/lemmy/activities/`` (recorded under ``tests/fixtures/payloads/lemmy/``).
 """
 

@@ -1,7 +1,7 @@
 """Mastodon's wire quirks, read defensively (and what other Mastodon-compatible software copies).
 
-Pointers: shared/interop.md "Content types and fetching" (compact AS2, no JSON-LD expansion),
-"Polls" and "Visibility as Mastodon computes it"; shared/security.md cases 15 and 42.
+Pointers: docs/interop.md "Content types and fetching" (compact AS2, no JSON-LD expansion),
+"Polls" and "Visibility as Mastodon reads it"; docs/security.md cases 15 and 42.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def poll_closed(value: object) -> tuple[bool, str | None]:
     """Read a ``Question``'s ``closed``: Mastodon sends the closing date, others ``true``.
 
     Returns ``(is_closed, date_text)``; ``false``/``null``/absent mean open. GoToSocial treats an
-    ``Update`` that adds ``closed`` as "poll ended" (interop.md "Polls").
+    ``Update`` that adds ``closed`` as "poll ended" (docs/interop.md "Polls").
     """
     if value is True:
         return True, None

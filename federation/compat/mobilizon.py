@@ -1,6 +1,6 @@
 """Mobilizon's wire quirks: ``Member`` objects and roles, where a group lists its members.
 
-Pointers: shared/interop.md "Actors" (Mobilizon Group extras) and "Group Announce wrapping"
+Pointers: docs/interop.md "Actors" (Mobilizon Group extras) and "Group Announce wrapping"
 (members-only addressing, resources as ``Document``/``ResourceCollection`` with a non-standard
 ``actor`` naming the creator). Recorded payloads: ``tests/fixtures/payloads/mobilizon/``.
 """

@@ -1,6 +1,6 @@
 """HTTP signatures: sign outgoing requests and verify incoming ones.
 
-Two specs are spoken (shared/interop.md "HTTP signatures"):
+Two specs are spoken (docs/interop.md "HTTP signatures"):
 
 - ``"cavage"``: draft-cavage-http-signatures-12, what every peer verifies; our default.
 - ``"rfc9421"``: RFC 9421 HTTP Message Signatures, verified by Mastodon ≥ 4.5 and Fedify.

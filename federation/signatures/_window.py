@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from ..errors import SignatureExpired
 
 DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
-"""Mastodon's ``CLOCK_SKEW_MARGIN`` and Fedify's default window (shared/interop.md)."""
+"""Mastodon's ``CLOCK_SKEW_MARGIN`` and Fedify's default window (docs/interop.md "HTTP signatures")."""
 
 DEFAULT_MAX_AGE = timedelta(hours=1)
 """How old a signed ``Date``/``created`` may be. Mastodon accepts a Date-signed request for about

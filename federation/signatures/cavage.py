@@ -1,6 +1,6 @@
 """draft-cavage-http-signatures-12: what Mastodon and nearly every peer send and verify.
 
-Wire shape (shared/interop.md "HTTP signatures")::
+Wire shape (docs/interop.md "HTTP signatures")::
 
     Signature: keyId="https://peer.example/users/alice#main-key",algorithm="rsa-sha256",
                headers="(request-target) host date digest",signature="<base64>"
@@ -113,7 +113,7 @@ def parse_signature_header(value: str) -> CavageSignature:
     if "headers" in params:
         covered = tuple(params["headers"].lower().split())
     else:
-        # Mastodon's default (shared/interop.md): "(created)" for hs2019, else "date".
+        # Mastodon's default (docs/interop.md "HTTP signatures"): "(created)" for hs2019, else "date".
         covered = (CREATED,) if (algorithm or "hs2019") == "hs2019" else ("date",)
     if len(set(covered)) != len(covered):
         raise MalformedHeader("Signature header covers the same header twice")
@@ -405,7 +405,7 @@ def prepare_verification(
 
     Query strings: the signing string is built from the full raw target; when the target has a
     query, a second candidate without it is kept, because Mastodon and GoToSocial verify both
-    ways (shared/interop.md, security case 10; superseriousbusiness/gotosocial#2591). A
+    ways (docs/interop.md "HTTP signatures", security case 10; superseriousbusiness/gotosocial#2591). A
     signature over ``?page=1`` therefore never verifies for ``?page=2``.
 
     Raises:

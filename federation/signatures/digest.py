@@ -3,7 +3,7 @@
 A signature covers the digest header, not the body, so a signature is only worth something once
 the digest has been compared with the bytes actually received (security case 2, Misskey
 CVE-2023-49079). Both headers carry SHA-256 only: it is what every peer sends, and Mastodon
-refuses anything else (shared/interop.md "HTTP signatures").
+refuses anything else (docs/interop.md "HTTP signatures").
 
 The parsers are total: on any input they either return a 32-byte digest or raise
 :class:`~federation.errors.MalformedHeader` (HTTP 400), never anything else.

@@ -1,7 +1,7 @@
 """RFC 9421 HTTP Message Signatures, through the ``http-message-signatures`` library.
 
 Mastodon ≥ 4.5 verifies these by default and Fedify signs them first when double-knocking
-(shared/interop.md "HTTP signatures"). Our policy is Mastodon's: exactly one signature, a
+(docs/interop.md "HTTP signatures"). Our policy is Mastodon's: exactly one signature, a
 ``created`` parameter, ``@method`` and ``@target-uri`` covered, and ``content-digest`` present
 and covered whenever there is a body.
 
@@ -14,7 +14,7 @@ What the library does and what we do by hand, and why:
   never triggers a key fetch (security case 7). After the library verifies, its result is
   cross-checked against that parse, so a disagreement between the two parsers cannot slip a
   signature past the policy.
-- The time window is ours: the library compares with ``datetime.now()``, and R3 (STYLE.md)
+- The time window is ours: the library compares with ``datetime.now()``, and R3 (docs/architecture.md)
   wants the injected clock. Its own check is switched off in :class:`_ClockFreeVerifier`.
 - The body digest is ours (:mod:`.digest`), checked by the caller before the key is resolved;
   the library only checks a digest when handed the body after verification.
@@ -198,7 +198,7 @@ class _ClockFreeVerifier(HTTPMessageVerifier):
     """The library's verifier without its wall-clock time check.
 
     ``validate_created_and_expires`` reads ``datetime.now()``; we check the same parameters
-    against the injected clock in :func:`prepare_verification` instead (STYLE.md R3).
+    against the injected clock in :func:`prepare_verification` instead (docs/architecture.md R3).
     """
 
     require_created = False

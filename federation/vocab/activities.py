@@ -169,7 +169,7 @@ class Delete(Activity):
 
     @property
     def is_self_delete(self) -> bool:
-        """True for an actor deleting itself (shared/interop.md "Delete, Tombstone, Undo")."""
+        """True for an actor deleting itself (docs/interop.md "Delete, Tombstone, Undo")."""
         return self.object_id == self.actor
 
 

@@ -1,7 +1,7 @@
 """The ``@context`` values we publish.
 
 Mastodon performs no JSON-LD processing, so we publish compact AS2 terms and inline the few
-extension terms peers read (shared/interop.md "Content types and fetching"). Every term we use
+extension terms peers read (docs/interop.md "Content types and fetching"). Every term we use
 is defined, so JSON-LD processors do not silently drop it (security case 22).
 """
 

@@ -8,8 +8,8 @@ as :data:`federation.types.AS_PUBLIC` only.
 HTML is kept raw (``content``, ``summary``): sanitising is the server's job, at the single
 place where remote HTML is stored (``server/services``, nh3).
 
-The class tree follows how Mastodon treats types (shared/interop.md "Visibility as Mastodon
-computes it"): :class:`Note` and :class:`Question` are "native"; :class:`Article`,
+The class tree follows how Mastodon treats types (docs/interop.md "Visibility as Mastodon
+reads it"): :class:`Note` and :class:`Question` are "native"; :class:`Article`,
 :class:`Page` (Lemmy posts, a subclass of :class:`Article` so that article handlers see them)
 and :class:`Document` are "converted"; any other content type (``Event``, ``Video``, Mobilizon's
 ``ResourceCollection``) is a plain :class:`Content` with its ``type`` kept.
@@ -56,7 +56,8 @@ class Tag:
     """One ``tag`` entry: a ``Mention`` (``href`` = the actor), a ``Hashtag`` or an ``Emoji``.
 
     ``href`` is the mentioned actor, the hashtag page, or the emoji's image URL; ``None`` when
-    the peer sent no usable http(s) link. Notifications need a ``Mention`` (interop.md).
+    the peer sent no usable http(s) link. Notifications need a ``Mention`` (docs/interop.md
+    "Visibility as Mastodon reads it").
     """
 
     type: str
@@ -164,7 +165,7 @@ class Question(Content):
     :data:`~federation.vocab.parse.MAX_POLL_OPTIONS` options are kept (Mastodon truncates
     too). ``closed`` is True when the peer sent ``closed`` (a date or ``true``); ``closed_at``
     is that date when one was given. No ``endTime`` and no ``closed`` means an endless poll
-    (GoToSocial's reading, interop.md "Polls").
+    (GoToSocial's reading, docs/interop.md "Polls").
     """
 
     type: str = "Question"
@@ -218,7 +219,7 @@ class Tombstone:
 
 
 class MemberRole(StrEnum):
-    """Mobilizon membership roles (shared/interop.md "Actors", Mobilizon Group extras)."""
+    """Mobilizon membership roles (docs/interop.md "Actors", Mobilizon Group extras)."""
 
     INVITED = "invited"
     NOT_APPROVED = "not_approved"

@@ -1,9 +1,9 @@
-"""Peer JSON → frozen values: the only place that reads raw inbound dicts (STYLE R2).
+"""Peer JSON → frozen values: the only place that reads raw inbound dicts (docs/architecture.md R2).
 
-Model (a) of shared/security.md case 21: documents are read as plain JSON, by their compact
+Model (a) of docs/security.md case 21: documents are read as plain JSON, by their compact
 keys; ``@context`` is never used to read fields (:func:`check_json_ld` only makes sure that no
 context *visible to us* gives those keys another meaning). Every reader is defensive about the
-shapes real peers send (shared/interop.md): a value may be a string, a list, or an object with an
+shapes real peers send (docs/interop.md): a value may be a string, a list, or an object with an
 ``id``; ``type`` may be a list; the public collection has three spellings; Lemmy relays activities
 inside ``Announce``; ``Accept``/``Reject``/``Undo`` embed their object or name it.
 

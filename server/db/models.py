@@ -1,7 +1,7 @@
 """Tables. One ``actors`` table holds local and remote actors alike (``local`` tells them apart),
 so follows, memberships and keys reference actors uniformly.
 
-Relationships are ``lazy="raise"``: load what you need explicitly (STYLE R8).
+Relationships are ``lazy="raise"``: load what you need explicitly (docs/architecture.md R8).
 """
 
 from __future__ import annotations
@@ -356,7 +356,7 @@ class InboxItem(Base):
 class Job(Base):
     """A durable job (inbox processing, fan-out, delivery, backfill…), claimed by workers.
 
-    ``dedup_key`` is unique while set: enqueuing the same work twice is a no-op (STYLE R9).
+    ``dedup_key`` is unique while set: enqueuing the same work twice is a no-op (docs/architecture.md R9).
     Lower ``priority`` runs first (alerts jump the queue).
     """
 

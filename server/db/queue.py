@@ -1,8 +1,9 @@
 """The durable job queue: a ``jobs`` table that any number of workers share.
 
-Jobs are rows (STYLE §3.1 takahe's stator, §3.3 microblog.pub's queues), so they survive
+Jobs are rows (as in takahe's stator and microblog.pub's queues), so they survive
 restarts, can be inspected with SQL and commit atomically with the state change that caused
-them (the transactional outbox, STYLE R9: call :func:`enqueue` inside the caller's transaction).
+them (the transactional outbox, docs/architecture.md R9: call :func:`enqueue` inside the caller's
+transaction).
 
 Life of a job::
 
@@ -91,7 +92,10 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 
 class Priority(IntEnum):
-    """Claim order: lower values run first (DESIGN §4: alerts go before everything else)."""
+    """Claim order: lower values run first; alerts go before everything else.
+
+    See docs/architecture.md, "The job queue".
+    """
 
     ALERT = 0
     INTERACTIVE = 5
@@ -136,7 +140,7 @@ class QueueStats:
 
 
 def _locks_claimed_rows(session: AsyncSession) -> bool:
-    """The only place the queue branches on the database engine (STYLE R8); inserts go through
+    """The only place the queue branches on the database engine (docs/architecture.md R8); inserts go through
     :func:`server.db.upsert.insert_for`."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
@@ -195,7 +199,7 @@ async def enqueue(
 ) -> int | None:
     """Queue one job in the caller's transaction; it becomes visible to workers on commit.
 
-    Payloads carry ids, not copies of the data (STYLE R9). With a ``dedup_key`` that another
+    Payloads carry ids, not copies of the data (docs/architecture.md R9). With a ``dedup_key`` that another
     job (in any state) already holds, nothing is inserted and ``None`` is returned, so
     re-running the code that enqueues is harmless.
 

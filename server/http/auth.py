@@ -2,7 +2,7 @@
 
 With ``federation.authorized_fetch`` on, actor-scoped GETs without either are refused (401),
 except the node's ``Application`` actor, which must stay fetchable unsigned: it is the actor
-our own signed fetches are made as (shared/interop.md "Signed fetch").
+our own signed fetches are made as (docs/interop.md "Signed fetch").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Job kinds → handlers, the context a handler receives, and how a handler reports an outcome.
 
 A handler returns normally when its work is done. Expected non-success outcomes are signalled
-with the two exceptions below (STYLE R5: they are outcomes the worker records, not errors it
+with the two exceptions below (docs/architecture.md R5: they are outcomes the worker records, not errors it
 logs with a traceback):
 
 * :class:`RetryJob`: try again later, under the worker's retry policy or after a given delay;
@@ -75,7 +75,7 @@ class DeferJob(JobError):
 class PermanentJobFailure(JobError):
     """The job can never succeed (e.g. its object was deleted, or the peer answered 410).
 
-    ``code`` is a stable machine-readable slug (funkwhale style, STYLE R4), stored with the
+    ``code`` is a stable machine-readable slug (funkwhale style, docs/architecture.md R4), stored with the
     ``detail`` in the job's ``last_error``.
     """
 
@@ -107,7 +107,10 @@ class JobContext:
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
-        """Session factory: one ``async with ctx.sessions.begin()`` per unit of work (STYLE R8)."""
+        """Session factory: one ``async with ctx.sessions.begin()`` per unit of work.
+
+        See docs/architecture.md R8.
+        """
         return self.node.sessions
 
     def now(self) -> datetime:

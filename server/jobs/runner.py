@@ -1,7 +1,7 @@
 """The standalone worker process (``entraide worker``): the same Worker as ``serve``, no HTTP.
 
 Run as many as the database allows: on PostgreSQL they share the queue safely across
-machines (DESIGN §5); on SQLite one is enough (a single writer at a time).
+machines (docs/architecture.md, "Worker lanes"); on SQLite one is enough (a single writer at a time).
 """
 
 from __future__ import annotations

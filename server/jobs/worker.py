@@ -2,13 +2,13 @@
 
 The same :class:`Worker` runs inside ``serve`` (``worker.in_process``) and in standalone
 ``entraide worker`` processes (:mod:`server.jobs.runner`); any number of them may share one
-PostgreSQL database (DESIGN §5). The shape follows microblog.pub's small ``Worker`` loop (STYLE
-§3.3) with takahe-style leases (§3.1) and one retry policy for every kind (§3.6).
+PostgreSQL database (docs/architecture.md, "Worker lanes"). The shape follows microblog.pub's small
+``Worker`` loop, with takahe-style leases and one retry policy for every kind.
 
 Guarantees and limits:
     * at most ``concurrency`` handlers run at once in one worker;
     * every outcome is recorded in its own transaction; if recording fails (database down) the
-      lease expires and the job runs again. Handlers are therefore idempotent (STYLE R9);
+      lease expires and the job runs again. Handlers are therefore idempotent (docs/architecture.md R9);
     * leases are not extended: a handler that runs longer than ``lease`` may be claimed and
       run by another worker meanwhile. The fence in :mod:`server.db.queue` then refuses the
       slower run's outcome, so only one result is recorded. Keep handlers well under the lease
@@ -445,7 +445,7 @@ class Worker:
             try:
                 await handler(JobContext(job=job, node=self.node, transport=self.transport))
             except Exception as exc:
-                # The one broad except of the job system (STYLE R5): an unexpected exception is
+                # The one broad except of the job system (docs/architecture.md R5): an unexpected exception is
                 # logged with its traceback (in _decide) and recorded on the job, which is
                 # retried under the policy, never swallowed.
                 decision = self._decide(job, exc, fields)

@@ -1,12 +1,12 @@
 """Group commit for the inbox: one writer task stores verified activities in batches.
 
 One transaction per inbox POST caps a node at about 1.5k activities/s on SQLite, most of it
-spent in per-transaction overhead (shared/performance.md, row 7). Here each request hands its
+spent in per-transaction overhead (docs/performance.md). Here each request hands its
 verified activity to a single writer task and waits; the writer takes everything waiting (up
 to ``max_batch``), stores it with its processing jobs in **one** transaction, and only then
 releases the requests, which answer 202. Nothing is acknowledged before it is committed, so
-the durability promise is unchanged (DESIGN §5). A batch that fails is retried row by row, so
-one bad row cannot fail the others.
+the durability promise is unchanged (docs/architecture.md, "Receiving"). A batch that fails is
+retried row by row, so one bad row cannot fail the others.
 """
 
 from __future__ import annotations

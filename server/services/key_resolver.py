@@ -79,7 +79,7 @@ class KeyFetchBudgetExceeded(KeyUnavailable):
 class TtlLru(Generic[K, V]):
     """A mapping with a size cap (least recently used out first) and per-entry expiry.
 
-    Time is passed in, so tests control it and the node's injected clock rules (STYLE R3).
+    Time is passed in, so tests control it and the node's injected clock rules (docs/architecture.md R3).
     """
 
     def __init__(self, max_entries: int, ttl: timedelta) -> None:

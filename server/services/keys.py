@@ -2,7 +2,7 @@
 
 Private keys are stored encrypted (Fernet: AES-128-CBC + HMAC-SHA256) with a node secret kept
 in a file outside the database, so a database dump or backup does not leak signing keys.
-Key material is never logged (STYLE R10).
+Key material is never logged (docs/architecture.md R10).
 """
 
 from __future__ import annotations

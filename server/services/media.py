@@ -51,7 +51,7 @@ SNIFF_BYTES: Final = 8192  # what filetype reads of a file
 TYPE_ALIASES: Final = {"image/apng": "image/png"}
 # Text is refused when a browser would sniff it as a page or a scripted image (WHATWG MIME
 # Sniffing, "identifying a resource with an unknown MIME type"), or when it is JSON that a careless
-# peer could take for an object of ours (shared/security.md, case 12).
+# peer could take for an object of ours (docs/security.md, case 12).
 REFUSED_TEXT_STARTS: Final = (b"<", b"{", b"[")
 MARKUP_MARKERS: Final = (
     b"<!doctype",

@@ -1,4 +1,4 @@
-"""The transactional outbox: an activity and its single fan-out job commit together (STYLE R9).
+"""The transactional outbox: an activity and its single fan-out job commit together (docs/architecture.md R9).
 
 Nothing is sent from a request: ``publish`` stores the rendered activity and queues one
 ``fanout`` job in the caller's transaction. If that transaction rolls back, nothing is sent;

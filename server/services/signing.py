@@ -1,10 +1,10 @@
 """Our signing keys as :class:`~federation.keys.KeyPair` values, for signed fetches and delivery.
 
-Signed fetches (shared/interop.md "Signed fetch") are made as the node's ``Application`` actor,
+Signed fetches (docs/interop.md "Signed fetch") are made as the node's ``Application`` actor,
 whose own document is served unsigned so peers can verify us without a loop
 (mastodon/mastodon#14800). Decrypted keys are cached per process by
 :class:`server.services.keys.LocalKeyCache` (``node.local_keys``); only a one-row, indexed
-lookup of the key's row remains per call. Key material is never logged (STYLE R10).
+lookup of the key's row remains per call. Key material is never logged (docs/architecture.md R10).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   and caches it, as it would for a real peer. There are few senders (16 by default): a node
   limits key fetches per host, and real traffic comes from a few busy actors too.
 * :func:`presign_creates` builds N *distinct* Mastodon-like ``Create{Note}`` activities (about
-  2.3 KB, like ``shared/performance.md``'s test document) and signs each POST with draft-cavage
+  2.3 KB, like the baseline test document of ``docs/performance.md``) and signs each POST with draft-cavage
   (:func:`federation.signatures.sign_request`) *before* the clock starts.
 * :func:`fire` sends them with ``concurrency`` requests in flight over keep-alive connections
   and reports accepted/s, p50/p99 latency and the non-2xx answers.

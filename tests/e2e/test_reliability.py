@@ -1,4 +1,5 @@
-"""Reliability between real nodes on loopback (shared/security.md §3.4, DESIGN §4 and §5).
+"""Reliability between real nodes on loopback (docs/architecture.md, "The job queue" and
+"Worker lanes"; docs/federation.md, "Outbox and delivery").
 
 What a sender promises when its peers misbehave: a delivery to a peer that is down is retried
 and arrives once the peer is back; a peer that stayed down longer than the retries catches up

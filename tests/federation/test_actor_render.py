@@ -1,4 +1,4 @@
-"""federation.vocab.actors: the actor documents peers fetch (shared/interop.md "Actors")."""
+"""federation.vocab.actors: the actor documents peers fetch (docs/interop.md "Actors")."""
 
 from __future__ import annotations
 

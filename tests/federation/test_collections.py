@@ -13,7 +13,7 @@ THIRD = Iri(f"{OUTBOX}?page=3")
 
 
 def test_collection_with_a_count_and_a_first_page() -> None:
-    """The root document: type, count and a link to the first page (interop.md "Collections")."""
+    """The root document: type, count and a link to the first page (docs/interop.md "Collections")."""
     doc = render_collection(OUTBOX, total_items=42, first=FIRST)
     assert doc == {
         "@context": [AS2],

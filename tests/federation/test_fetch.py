@@ -1,6 +1,6 @@
 """fetch_document / fetch_actor / fetch_key against fake peers on 127.0.0.1.
 
-Security cases 7, 9, 11, 12, 13, 17, 26, 28 and shared/interop.md "Content types and fetching"
+Security cases 7, 9, 11, 12, 13, 17, 26, 28 and docs/interop.md "Content types and fetching"
 and "Signed fetch". The peers are one aiohttp test server answering as ``peer.example``,
 ``evil.example`` and ``third.example`` (a StaticResolver maps those names to 127.0.0.1; every
 other name and every IP literal stays refused by the transport's guard). Each peer checks our

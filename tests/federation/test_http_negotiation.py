@@ -1,6 +1,6 @@
 """federation.http: content negotiation, the strict fetched-document check, and Headers.
 
-The Accept headers below are the ones peers really send (shared/interop.md, "Content types and
+The Accept headers below are the ones peers really send (docs/interop.md, "Content types and
 fetching"), and the browser ones are copied from current Firefox and Chrome.
 """
 

@@ -1,4 +1,5 @@
-"""federation.inbox.receive: the ordered checks of STYLE §4.8(a), with really signed requests.
+"""federation.inbox.receive: the ordered checks of docs/architecture.md ("Receiving"), with really
+signed requests.
 
 Requests are signed with the fixed keys of tests/fixtures/keys (alice and bob on peer.example,
 mallory on evil.example), verified through a MemoryKeyResolver whose calls are recorded, at the
@@ -462,7 +463,7 @@ async def test_group_relay_of_another_hosts_activity_is_a_reference() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Accept with an embedded Follow or an IRI (interop.md "Flag, Block, Move, Follow")
+# Accept with an embedded Follow or an IRI (docs/interop.md "Flag, Block, Move, Follow")
 # ---------------------------------------------------------------------------------------------
 
 

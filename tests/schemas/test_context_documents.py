@@ -120,7 +120,7 @@ def test_load_context_answers_only_for_listed_iris_and_returns_copies() -> None:
 
 
 def test_every_entraide_term_has_an_explicit_iri_and_type() -> None:
-    # shared/security.md case 22: terms a processor cannot map are dropped, and so not signed.
+    # docs/security.md case 22: terms a processor cannot map are dropped, and so not signed.
     document = schemas.load_context(ENTRAIDE_CONTEXT)
     assert document is not None
     context = document["@context"]

@@ -286,7 +286,7 @@ def test_case_20_restructured_payloads_are_detected(variant: str) -> None:
 
 
 def test_the_included_variant_really_canonicalises_like_the_signed_undo(no_network: list[str]) -> None:
-    # Why this matters (verified in shared/security.md with pyld): the same N-Quads, so a
+    # Why this matters (docs/security.md case 20; this test checks it with pyld): the same N-Quads, so a
     # signature over the Undo also "verifies" the document a JSON reader sees as an Announce.
     signed_undo = {
         "@context": [AS, SEC],

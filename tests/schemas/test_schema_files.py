@@ -110,7 +110,7 @@ def test_unknown_schema_names_raise_key_error() -> None:
 
 
 def test_importing_schemas_reads_no_file() -> None:
-    # Nothing at import time (STYLE.md R7): the caches are empty until first use.
+    # Nothing at import time (docs/architecture.md R7): the caches are empty until first use.
     code = (
         "import schemas\n"
         "assert schemas._context_index.cache_info().currsize == 0\n"
@@ -365,7 +365,7 @@ def test_assertion_method_needs_at_least_one_multikey() -> None:
     ],
 )
 def test_the_context_of_our_actors_defines_every_term_they_use(edit: Any, why: str) -> None:
-    # shared/security.md case 22: a JSON-LD processor drops terms its context does not define.
+    # docs/security.md case 22: a JSON-LD processor drops terms its context does not define.
     group = load_example("group")
     edit(group["@context"])
     with pytest.raises(InvalidDocument):

@@ -1,1 +1,1 @@
-"""Security regression suite: every attack in shared/security.md refused (see docs/security.md)."""
+"""Security regression suite: every attack of the catalogue in docs/security.md refused."""

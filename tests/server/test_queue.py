@@ -162,7 +162,7 @@ async def test_enqueue_claim_complete(sessions: async_sessionmaker[AsyncSession]
 
 
 async def test_enqueue_is_part_of_the_callers_transaction(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """The transactional outbox: a rolled-back state change leaves no job behind (STYLE R9)."""
+    """The transactional outbox: a rolled-back state change leaves no job behind (docs/architecture.md R9)."""
     async with sessions() as session:
         async with session.begin():
             assert await queue.enqueue(session, "noop", {}, now=T0) is not None

@@ -77,7 +77,10 @@ SERVED_CONTENT_TYPE: Final[Mapping[str, str]] = {
     "mobilizon": "application/activity+json; charset=utf-8",
     "fedify": "application/activity+json",
 }
-"""``Content-Type`` of served documents, as each software answers (interop.md "Content types")."""
+"""``Content-Type`` of served documents, as each software answers.
+
+See docs/interop.md "Content types and fetching".
+"""
 
 INBOX_STATUS: Final[Mapping[str, int]] = {"mastodon": 202, "lemmy": 200, "mobilizon": 200, "fedify": 202}
 """What each software answers to an accepted inbox POST."""
