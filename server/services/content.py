@@ -42,6 +42,7 @@ from server.db.models import (
     Delivery,
     Endorsement,
     Reaction,
+    Relay,
     RemoteObject,
     Vote,
 )
@@ -976,7 +977,9 @@ MAX_HOLDERS = 500
 async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
     """Remote actors that hold a copy of our object without being in its audience: those whose
     inbox got it (followers who left since), those that relayed or liked it (an association's
-    ``Announce`` reaches nodes that do not follow us), voted on it, replied to it, or co-signed it.
+    ``Announce`` reaches nodes that do not follow us; ``relays`` keeps members-only relays too),
+    voted on it, replied to it, or co-signed it. Bounded by :data:`MAX_HOLDERS`. Only a
+    publicly readable object's edit goes to them; its deletion (a tombstone) always does.
     Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
     change on (decision 14)."""
     remote = select(Actor.id).where(Actor.local.is_(False))
@@ -996,6 +999,8 @@ async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
             RemoteObject.in_reply_to_iri == row.iri, RemoteObject.local.is_(False)
         ),
         select(Endorsement.endorser_id.label("id")).where(Endorsement.proposal_iri == row.iri),
+        # Relays recorded from their Announce, members-only ones by an association too (FEP-1b12).
+        select(Relay.relayer_id.label("id")).where(Relay.object_iri == row.iri),
     ).subquery()
     iris = await session.scalars(
         select(Actor.iri)
