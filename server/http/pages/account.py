@@ -21,6 +21,7 @@ from server.services import accounts, web_sessions
 from server.services import media as media_service
 from server.services import export as export_service
 from server.services.errors import InvalidInput, NotFound, Unauthorized
+from server.services.web_sessions import SignedIn
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -291,7 +292,7 @@ AVATAR_ERRORS: Final[dict[type[Exception], str]] = {
 AVATAR_STATUS: Final = {"avatar_too_large": 413, "avatar_bad_type": 415}
 
 
-async def _stage_avatar(request: web.Request, user: w.SignedIn) -> media_service.StagedUpload:
+async def _stage_avatar(request: web.Request, user: SignedIn) -> media_service.StagedUpload:
     """Read the avatar form as a stream: the CSRF token first (a file is never read for a forged
     post), then the image, checked by its bytes and bounded by ``media.max_bytes`` as it arrives.
 
