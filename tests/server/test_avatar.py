@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from federation.types import utc_now
+from federation.validation import validate
 from server.db.models import Activity, Actor, Follow, Media
 from server.services import media as media_service
 from server.services.errors import InvalidInput
@@ -117,6 +118,7 @@ async def test_avatar_from_the_account_page(small_node: Node) -> None:
     actor = await _actor(node, "lea")
     icon = actor["icon"]
     assert icon["type"] == "Image" and icon["mediaType"] == "image/png"
+    validate(actor, "entraide/actor")  # the published actor schema, icon included
     served = await node.client.get(icon["url"].removeprefix(node.uris.origin))
     assert served.status == 200 and served.content_type == "image/png" and await served.read() == image
     profile = await (await node.client.get("/users/lea", headers={"Accept": "text/html"})).text()
