@@ -21,7 +21,7 @@ from server.services import media as media_service
 from server.services.errors import InvalidInput
 from tests.server.test_account_rights import AP, _fan_out_all, _id, _relate, _remote
 from tests.server.test_media import HTML, png
-from tests.server.test_web_account import _csrf, _sign_in
+from tests.server.test_web_account import PASSWORD, _csrf, _sign_in
 from tests.support.nodes import Node, running_node
 
 MAX_BYTES = 4096
@@ -202,3 +202,21 @@ async def test_avatar_from_the_api(small_node: Node) -> None:
     gone = await node.client.patch("/api/account/profile", json={"icon": None}, headers=auth)
     assert gone.status == 200 and (await gone.json())["icon"] is None
     assert "icon" not in await _actor(node, "lea") and len(await _updates(node)) == 2
+
+
+async def test_a_deleted_account_loses_its_avatar(small_node: Node) -> None:
+    node = small_node
+    await node.create_association("collectif")
+    await node.add_member("lea", "collectif")
+    auth = {"Authorization": f"Bearer {await node.token('lea')}"}
+    answer = await node.client.post(
+        "/api/media", data=png(2, 2), headers={**auth, "Content-Type": "application/octet-stream"}
+    )
+    key = (await answer.json())["key"]
+    assert (await node.client.patch("/api/account/profile", json={"icon": key}, headers=auth)).status == 200
+    deleted = await node.client.post("/api/account/delete", json={"password": PASSWORD}, headers=auth)
+    assert deleted.status == 200, await deleted.text()
+    assert await _media_rows(node) == {key: None}  # unlinked: the next cleanup removes it
+    later = utc_now() + timedelta(days=2)
+    assert await media_service.remove_unattached(node.fed.node, now=later) == 1
+    assert (await node.client.get(f"/media/{key}")).status == 404
