@@ -35,6 +35,8 @@ class LocalActor:
     members: Iri | None = None
     featured: Iri | None = None
     liked: Iri | None = None
+    icon: JsonObject | None = None
+    """The avatar, ``{"type": "Image", "mediaType": …, "url": …}``."""
 
 
 def _iso(value: datetime) -> str:
@@ -80,6 +82,8 @@ def render_actor(actor: LocalActor) -> JsonObject:
                 "publicKeyMultibase": ed25519_to_multibase(actor.assertion_key.key),
             }
         ]
+    if actor.icon is not None:
+        doc["icon"] = actor.icon
     if actor.liked is not None:
         doc["liked"] = actor.liked
     if actor.members is not None:

@@ -573,3 +573,7 @@ class Media(Base):
     description: Mapped[str] = mapped_column(String(1500), default="")
     object_id: Mapped[int | None] = mapped_column(ForeignKey("objects.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The member whose avatar this is (at most one per actor); the unused-uploads cleanup keeps it.
+    avatar_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("actors.id", ondelete="SET NULL"), unique=True
+    )

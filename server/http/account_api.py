@@ -14,6 +14,8 @@ from server.http.api import NO_STORE, json_body, reader_of
 from server.http.outbox import writer_of
 from server.http.render import json_response
 from server.services import accounts
+from server.services import media as media_service
+from server.services.context import NodeContext
 from server.services import export as export_service
 from server.services.errors import NotFound
 
@@ -22,13 +24,16 @@ routes = web.RouteTableDef()
 PROFILE_PATH: Final = "/api/account/profile"
 
 
-def _profile(actor: Actor) -> dict[str, object]:
+async def _profile(node: NodeContext, actor: Actor) -> dict[str, object]:
+    async with node.sessions() as session:
+        avatar = await media_service.avatar_of(session, actor.id)
     return {
         "id": actor.iri,
         "username": actor.handle,
         "name": actor.name,
         "summary": actor.summary,
         "discoverable": actor.discoverable,
+        "icon": media_service.icon_document(node.uris, avatar) if avatar is not None else None,
     }
 
 
@@ -41,12 +46,13 @@ async def get_profile(request: web.Request) -> web.Response:
         actor = await session.get(Actor, viewer.actor_id)
     if actor is None or actor.type != "Person" or actor.deleted_at is not None:
         raise NotFound("no such account")
-    return json_response(_profile(actor), headers=NO_STORE)
+    return json_response(await _profile(node, actor), headers=NO_STORE)
 
 
 @routes.patch(PROFILE_PATH)
 async def patch_profile(request: web.Request) -> web.Response:
-    """Change the caller's name, summary or discoverability; followers get ``Update{Person}``."""
+    """Change the caller's name, summary, discoverability or avatar (``icon``: an upload's key or
+    URL, null to remove it); followers get ``Update{Person}``."""
     viewer = await writer_of(request)
     body = await json_body(request, "ProfilePatch")
     assert viewer.actor_id is not None
@@ -56,8 +62,10 @@ async def patch_profile(request: web.Request) -> web.Response:
         name=body.get("name"),
         summary=body.get("summary"),
         discoverable=body.get("discoverable"),
+        avatar=(body["icon"] or "") if "icon" in body else None,
     )
-    return json_response({**_profile(result.actor), "update": result.update_iri}, headers=NO_STORE)
+    profile = await _profile(request.app[NODE], result.actor)
+    return json_response({**profile, "update": result.update_iri}, headers=NO_STORE)
 
 
 @routes.get("/api/account/export")

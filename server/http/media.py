@@ -71,7 +71,7 @@ async def _owner(node: NodeContext, uploader: Actor, slug: str | None) -> Actor:
     return group
 
 
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(UPLOAD_CHUNK_BYTES):
         yield chunk
 
@@ -88,7 +88,7 @@ async def _read_field(part: BodyPartReader) -> str:
         raise InvalidInput(f"{part.name} is not UTF-8 text", field=part.name) from None
 
 
-def _check_encoding(part: BodyPartReader) -> None:
+def check_encoding(part: BodyPartReader) -> None:
     # RFC 7578 §4.7 deprecates Content-Transfer-Encoding; we take the bytes as sent, so an
     # encoded part would be stored encoded. Refuse rather than guess.
     encoding = part.headers.get("Content-Transfer-Encoding", "binary").lower()
@@ -116,9 +116,9 @@ async def _multipart_upload(request: web.Request, uploader: Actor) -> Media:
                 if part.name == "file":
                     if staged is not None:
                         raise InvalidInput("send one file per request", field="file")
-                    _check_encoding(part)
+                    check_encoding(part)
                     staged = await media_service.stage_upload(
-                        node, _part_chunks(part), filename=part.filename or fields["filename"]
+                        node, part_chunks(part), filename=part.filename or fields["filename"]
                     )
                 elif part.name in TEXT_FIELDS:
                     fields[part.name] = await _read_field(part)

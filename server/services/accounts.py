@@ -43,6 +43,7 @@ from server.db.models import (
     Actor,
     AuditEntry,
     Follow,
+    Media,
     Membership,
     Reaction,
     RemoteObject,
@@ -50,6 +51,7 @@ from server.db.models import (
     Vote,
     WebSession,
 )
+from server.services import media as media_service
 from server.services import polls
 from server.services.actors import verify_password
 from server.services.content import holders
@@ -267,6 +269,8 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
         person.summary = ""
         person.discoverable = False
         person.document = None
+        # The avatar is no longer shown: the unused-uploads cleanup removes it.
+        await session.execute(update(Media).where(Media.avatar_of_id == person_id).values(avatar_of_id=None))
 
         listed = sorted(recipients)
         if len(listed) > MAX_RECIPIENTS:
@@ -356,6 +360,48 @@ def _profile_text(value: str, field: str, limit: int) -> str:
     return value
 
 
+def _media_key(fed: Federation, value: str) -> str:
+    """The upload key of ``value``: a bare key, or this node's URL of the file."""
+    value = value.strip()
+    prefix = fed.node.uris.media("")
+    if value.startswith(prefix):
+        value = value.removeprefix(prefix)
+    return value
+
+
+async def _set_avatar(session: AsyncSession, fed: Federation, person: Actor, value: str) -> bool:
+    """Link (or unlink, for ``""``) the person's avatar; whether it changed."""
+    current = await media_service.avatar_of(session, person.id)
+    if not value.strip():
+        if current is None:
+            return False
+        current.avatar_of_id = None
+        await session.flush()
+        return True
+    key = _media_key(fed, value)
+    # Unknown keys and other people's uploads get the same answer.
+    unknown = InvalidInput("no such upload of yours", field="icon")
+    if not media_service.KEY_RE.fullmatch(key):
+        raise unknown
+    media = await session.scalar(select(Media).where(Media.key == key).with_for_update())
+    if media is None or media.owner_id != person.id:
+        raise unknown
+    if current is not None and current.id == media.id:
+        return False
+    if media.object_id is not None:
+        raise InvalidInput("this upload is attached to a post", field="icon")
+    if media.content_type not in media_service.AVATAR_TYPES:
+        raise InvalidInput(
+            f"an avatar is a PNG, JPEG, WebP or GIF image, not {media.content_type}", field="icon"
+        )
+    if current is not None:
+        current.avatar_of_id = None
+        await session.flush()  # the unique avatar_of_id: unlink the old one first
+    media.avatar_of_id = person.id
+    await session.flush()
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileChanged:
     actor: Actor
@@ -370,15 +416,20 @@ async def update_profile(
     name: str | None = None,
     summary: str | None = None,
     discoverable: bool | None = None,
+    avatar: str | None = None,
 ) -> ProfileChanged:
     """Change a member's name, summary (plain text: escaped and split into paragraphs when
-    rendered) or discoverability; ``None`` keeps a value. When something changed, an
+    rendered), discoverability or avatar; ``None`` keeps a value. ``avatar`` is the key (or
+    ``/media/`` URL) of an image the member uploaded and has not attached to anything, or ``""``
+    to remove the avatar; a replaced avatar is left to the unused-uploads cleanup. When something
+    changed, an
     ``Update{Person}`` with the new actor document goes to the followers and to the remote
     associations the member belongs to, which refetch the profile from here.
 
     Raises:
         NotFound: no such live local account.
-        InvalidInput: a name or summary too long or with a NUL (``field`` names it).
+        InvalidInput: a name or summary too long or with a NUL, an avatar that is not one of
+            the member's unused image uploads (``field`` names it: ``icon`` for the avatar).
     """
     new_name = _profile_text(name, "name", MAX_PROFILE_NAME) if name is not None else None
     new_summary = _profile_text(summary, "summary", MAX_PROFILE_SUMMARY) if summary is not None else None
@@ -396,10 +447,12 @@ async def update_profile(
             )
             if value is not None and getattr(person, key) != value
         }
-        if not changes:
+        avatar_changed = avatar is not None and await _set_avatar(session, fed, person, avatar)
+        if not changes and not avatar_changed:
             return ProfileChanged(person, False, None)
         for key, value in changes.items():
             setattr(person, key, value)
+        changed = sorted([*changes, *(["icon"] if avatar_changed else [])])
         person.updated_at = now
         await session.flush()
         # The actor document keeps its own @context (security, toot: terms such as discoverable),
@@ -424,5 +477,5 @@ async def update_profile(
             session, person, activity, visibility="public", now=now, also=groups or None
         )
     fed.notify_worker()
-    log.info("profile updated", extra={"actor": person.iri, "changed": sorted(changes)})
+    log.info("profile updated", extra={"actor": person.iri, "changed": changed})
     return ProfileChanged(person, True, published.iri)

@@ -64,6 +64,8 @@ MARKUP_MARKERS: Final = (
     b"<?xml",
 )
 MARKUP_WINDOW: Final = 1024
+# What a member may show as their avatar: images every fediverse client displays.
+AVATAR_TYPES: Final = ("image/png", "image/jpeg", "image/webp", "image/gif")
 FILE_MODE: Final = 0o640
 DIR_MODE: Final = 0o750
 
@@ -114,7 +116,11 @@ async def remove_unattached(
         rows = (
             await session.scalars(
                 select(Media)
-                .where(Media.object_id.is_(None), Media.created_at < now - older_than)
+                .where(
+                    Media.object_id.is_(None),
+                    Media.avatar_of_id.is_(None),  # an avatar in use is used by its actor
+                    Media.created_at < now - older_than,
+                )
                 .order_by(Media.id)
                 .limit(CLEANUP_BATCH)
             )
@@ -207,11 +213,18 @@ def _sniff(head: bytes, *, is_text: bool, allowed: tuple[str, ...]) -> str:
     return content_type
 
 
-async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, filename: str) -> StagedUpload:
+async def stage_upload(
+    fed_or_node: Federation | NodeContext,
+    data: Chunks,
+    *,
+    filename: str,
+    allowed: tuple[str, ...] | None = None,
+) -> StagedUpload:
     """Check an upload and write it to a temporary file next to its final place.
 
     ``data`` is the whole file or an async stream of chunks; it is consumed once. The size
-    limit is checked on every chunk, before the chunk is written.
+    limit is checked on every chunk, before the chunk is written. ``allowed`` narrows the
+    node's ``media.allowed_types`` (an avatar is one of :data:`AVATAR_TYPES`).
 
     Raises:
         MediaTooLarge: more than ``media.max_bytes`` (field ``file``).
@@ -249,7 +262,10 @@ async def stage_upload(fed_or_node: Federation | NodeContext, data: Chunks, *, f
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 is_text = False
-        content_type = _sniff(bytes(head), is_text=is_text, allowed=settings.allowed_types)
+        accepted = settings.allowed_types
+        if allowed is not None:
+            accepted = tuple(t for t in accepted if t in allowed)
+        content_type = _sniff(bytes(head), is_text=is_text, allowed=accepted)
         await asyncio.to_thread(_finish, handle)
     except BaseException:
         # Also on cancellation (the client went away): nothing of a refused upload stays on disk.
@@ -350,6 +366,16 @@ def attachment_document(uris: UriScheme, media: Media) -> dict[str, Any]:
     return document
 
 
+def icon_document(uris: UriScheme, media: Media) -> dict[str, Any]:
+    """An actor's ``icon`` (its avatar), in the shape Mastodon reads."""
+    return {"type": "Image", "mediaType": media.content_type, "url": uris.media(media.key)}
+
+
+async def avatar_of(session: AsyncSession, actor_id: int) -> Media | None:
+    """The upload ``actor_id`` shows as their avatar, if any."""
+    return await session.scalar(select(Media).where(Media.avatar_of_id == actor_id))
+
+
 async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object_id: int) -> list[Media]:
     """Link media uploaded for ``owner`` to the object ``object_id``; returns them in ``keys`` order.
 
@@ -371,6 +397,8 @@ async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object
         media = rows.get(key)
         if media is None or media.owner_id != owner.id:
             raise unknown
+        if media.avatar_of_id is not None:
+            raise InvalidInput(f"media {key} is an avatar", field="attachment")
         if media.object_id is not None and media.object_id != object_id:
             raise InvalidInput(f"media {key} is already attached to another object", field="attachment")
     # Conditional, so that two publications racing for one upload cannot both take it.
@@ -379,6 +407,7 @@ async def attach(session: AsyncSession, *, owner: Actor, keys: list[str], object
         .where(
             Media.key.in_(wanted),
             Media.owner_id == owner.id,
+            Media.avatar_of_id.is_(None),
             (Media.object_id.is_(None)) | (Media.object_id == object_id),
         )
         .values(object_id=object_id)

@@ -12,6 +12,7 @@ from federation.vocab.actors import LocalActor
 from server.db.models import Actor
 from server.db.queries import actors as q
 from server.services.keys import public_key_of
+from server.services.media import avatar_of, icon_document
 
 
 def summary_html(text: str) -> str:
@@ -22,6 +23,7 @@ def summary_html(text: str) -> str:
 
 async def local_actor_value(session: AsyncSession, uris: UriScheme, actor: Actor) -> LocalActor:
     keys = await q.keys_of(session, actor.id)
+    avatar = await avatar_of(session, actor.id)
     iri = Iri(actor.iri)
     return LocalActor(
         id=iri,
@@ -43,4 +45,5 @@ async def local_actor_value(session: AsyncSession, uris: UriScheme, actor: Actor
         discoverable=actor.discoverable,
         members=uris.members(iri) if actor.type == "Group" else None,
         featured=uris.featured(iri) if actor.type == "Group" else None,
+        icon=icon_document(uris, avatar) if avatar is not None else None,
     )

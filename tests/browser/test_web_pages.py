@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.databases import SqliteTemplate
 from tests.support.nodes import Node, running_node
+from tests.server.test_media import png
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
@@ -200,12 +201,26 @@ async def _profile_and_deletion(browser: Any, node: Node, lang: str, username: s
         assert page.url.endswith("/account?done=profile")
         assert await page.is_visible("p.notice")
         await _axe(page, f"profile saved ({lang})")
+        # The avatar: a file that is not an image is refused next to the field, then a real PNG.
+        not_an_image = {"name": "me.png", "mimeType": "image/png", "buffer": b"not an image"}
+        await page.set_input_files("#avatar", not_an_image)
+        await page.click("form[action='/account/avatar'] button[type=submit]")
+        assert await page.get_attribute("#avatar", "aria-invalid") == "true"
+        assert await page.is_visible("#avatar-error")
+        await _axe(page, f"avatar with an error ({lang})")
+        image = {"name": "me.png", "mimeType": "image/png", "buffer": png(8, 8)}
+        await page.set_input_files("#avatar", image)
+        await page.click("form[action='/account/avatar'] button[type=submit]")
+        assert page.url.endswith("/account?done=avatar")
+        assert await page.evaluate("document.querySelector('img.avatar').naturalWidth") == 8
+        await _axe(page, f"avatar saved ({lang})")
         await page.check("#discoverable-yes")
         await page.click("form[action='/account/discoverable'] button[type=submit]")
         assert page.url.endswith("/account?done=discoverable")
         assert await page.is_checked("#discoverable-yes")
         await page.goto(origin + f"/users/{username}")
         assert f"Membre {lang}" in await page.inner_text("h1")
+        assert await page.get_attribute("header.actor img.avatar", "alt") == ""
         await _axe(page, f"profile page ({lang})")
         await page.goto(origin + "/account")
         await page.fill("#delete_password", "not the password")

@@ -161,3 +161,11 @@ def test_the_document_is_plain_json_with_no_private_key_material() -> None:
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     assert seed.hex() not in text
+
+
+def test_an_avatar_is_an_icon_image_as_mastodon_reads_it() -> None:
+    actor = PERSON
+    assert "icon" not in render_actor(actor)
+    icon = {"type": "Image", "mediaType": "image/webp", "url": uris.media("ab" * 16)}
+    doc = render_actor(replace(actor, icon=icon))
+    assert doc["icon"] == icon

@@ -7,17 +7,23 @@ per username, so guessing is slow from one place and against one account.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
+from server.http.media import UPLOAD_CHUNK_BYTES, check_encoding, part_chunks
 from server.services import accounts, web_sessions
+from server.services import media as media_service
 from server.services import export as export_service
 from server.services.errors import InvalidInput, NotFound, Unauthorized
+from server.services.web_sessions import SignedIn
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 LOGIN_LIMITER: Final = web.AppKey("login_limiter", HostRateLimiter)
@@ -114,10 +120,14 @@ async def _account_page(
     # What the member typed is shown again next to its error; else what is stored.
     context["profile"] = profile or {"name": user.actor.name, "summary": user.actor.summary}
     context["discoverable"] = user.actor.discoverable
+    async with node.sessions() as session:
+        avatar = await media_service.avatar_of(session, user.actor.id)
+    context["avatar_url"] = node.uris.media(avatar.key) if avatar is not None else ""
+    context["avatar_max_mb"] = max(1, node.settings.media.max_bytes // (1024 * 1024))
     return await w.render(request, "account.html", context, status=status, title="my_account")
 
 
-NOTICES: Final = ("password", "language", "profile", "discoverable")
+NOTICES: Final = ("password", "language", "profile", "discoverable", "avatar", "avatar_removed")
 
 
 @routes.get("/account")
@@ -272,6 +282,96 @@ async def edit_profile(request: web.Request) -> web.StreamResponse:
         errors = {str(exc.context["field"]): exc.detail}
         return await _account_page(request, errors=errors, status=400, profile=typed)
     raise web.HTTPSeeOther("/account?done=profile")
+
+
+# Field errors of the avatar form, as catalogue keys (the services' details are English).
+AVATAR_ERRORS: Final[dict[type[Exception], str]] = {
+    media_service.MediaTooLarge: "avatar_too_large",
+    media_service.UnsupportedMedia: "avatar_bad_type",
+}
+AVATAR_STATUS: Final = {"avatar_too_large": 413, "avatar_bad_type": 415}
+
+
+async def _stage_avatar(request: web.Request, user: SignedIn) -> media_service.StagedUpload:
+    """Read the avatar form as a stream: the CSRF token first (a file is never read for a forged
+    post), then the image, checked by its bytes and bounded by ``media.max_bytes`` as it arrives.
+
+    Raises:
+        web.HTTPForbidden: another site, or no valid CSRF token before the file.
+        InvalidInput, MediaTooLarge, UnsupportedMedia: a bad upload (field ``avatar``).
+    """
+    w.check_origin(request)
+    node = request.app[NODE]
+    if request.content_type != "multipart/form-data":
+        w.check_csrf(request, user, None)  # a browser always sends this form as multipart
+    try:
+        reader = await request.multipart()
+    except (KeyError, ValueError):
+        raise web.HTTPBadRequest(text="malformed form") from None
+    csrf_ok = False
+    staged: media_service.StagedUpload | None = None
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise InvalidInput("avatar_missing", field="avatar")
+            if part.name == "csrf" and not csrf_ok:
+                w.check_csrf(request, user, (await part.read_chunk(w.MAX_FIELD)).decode("utf-8", "replace"))
+                csrf_ok = True
+            elif part.name == "avatar" and csrf_ok and staged is None:
+                if not part.filename:  # no file chosen: browsers send an empty part
+                    await part.release()
+                    continue
+                check_encoding(part)
+                staged = await media_service.stage_upload(
+                    node, part_chunks(part), filename=part.filename, allowed=media_service.AVATAR_TYPES
+                )
+            else:
+                if not csrf_ok:
+                    w.check_csrf(request, user, None)  # raises: the token comes before anything else
+                await part.release()
+    except (ValueError, AssertionError, BadHttpMessage):
+        if staged is not None:
+            staged.discard()
+        raise web.HTTPBadRequest(text="malformed form") from None
+    except BaseException:
+        if staged is not None:
+            staged.discard()
+        raise
+    if not csrf_ok:
+        w.check_csrf(request, user, None)
+    if staged is None:
+        raise InvalidInput("avatar_missing", field="avatar")
+    return staged
+
+
+@routes.post("/account/avatar")
+async def upload_avatar(request: web.Request) -> web.StreamResponse:
+    """A new avatar (PNG, JPEG, WebP or GIF, at most ``media.max_bytes``); the old one is left to
+    the unused-uploads cleanup, and followers' nodes get an ``Update`` of the profile."""
+    user = await w.require_signed_in(request)
+    node = request.app[NODE]
+    try:
+        staged = await _stage_avatar(request, user)
+        media = await media_service.commit_upload(
+            node, staged, owner=user.actor, uploaded_by=user.actor, description=""
+        )
+        await accounts.update_profile(request.app[FEDERATION], user.actor.id, avatar=media.key)
+    except (media_service.MediaTooLarge, media_service.UnsupportedMedia) as exc:
+        key = AVATAR_ERRORS[type(exc)]
+        log.info("avatar refused", extra={"actor": user.actor.iri, "reason": exc.code})
+        return await _account_page(request, errors={"avatar": key}, status=AVATAR_STATUS[key])
+    except InvalidInput as exc:
+        detail = exc.detail if exc.detail == "avatar_missing" else "avatar_bad_type"
+        return await _account_page(request, errors={"avatar": detail}, status=400)
+    raise web.HTTPSeeOther("/account?done=avatar")
+
+
+@routes.post("/account/avatar/remove")
+async def remove_avatar(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    await accounts.update_profile(request.app[FEDERATION], user.actor.id, avatar="")
+    raise web.HTTPSeeOther("/account?done=avatar_removed")
 
 
 @routes.post("/account/discoverable")

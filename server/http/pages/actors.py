@@ -25,6 +25,7 @@ from server.db.models import Actor, RemoteObject
 from server.db.queries import actors as q
 from server.http.pages import core as w
 from server.services import membership, visibility
+from server.services import media as media_service
 from server.services.errors import NotFound
 from server.services.feeds import feed_links
 from server.services.profiles import summary_html
@@ -89,6 +90,7 @@ async def actor_page(request: web.Request) -> web.Response:
             if kind == "Group" and viewer.actor_id is not None
             else None
         )
+        avatar = await media_service.avatar_of(session, actor.id)
     name = actor.name or actor.handle
     links = feed_links(node.uris, Iri(actor.iri), name) if kind == "Group" else []
     context = {
@@ -96,6 +98,7 @@ async def actor_page(request: web.Request) -> web.Response:
         # A member's summary is plain text (escaped, in paragraphs), as in the actor document.
         "summary": sanitize_html(actor.summary) if kind == "Group" else Markup(summary_html(actor.summary)),
         "handle": f"@{actor.handle}@{node.uris.host}",
+        "avatar_url": node.uris.media(avatar.key) if avatar is not None else "",
         "tabs": list(TABS),
         "tab": tab,
         "items": items,

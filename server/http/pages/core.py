@@ -114,14 +114,24 @@ async def form(request: web.Request, user: SignedIn | None) -> Mapping[str, Any]
     Raises:
         web.HTTPForbidden: another site's ``Origin``, a missing or wrong CSRF token.
     """
+    check_origin(request)
+    data = await request.post()
+    check_csrf(request, user, data.get("csrf", ""))
+    return data
+
+
+def check_origin(request: web.Request) -> None:
+    """Raises ``web.HTTPForbidden`` for a form posted from another site."""
     if not _same_origin(request):
         raise web.HTTPForbidden(text="this form was sent from another site")
-    data = await request.post()
-    sent = data.get("csrf", "")
+
+
+def check_csrf(request: web.Request, user: SignedIn | None, sent: object) -> None:
+    """Raises ``web.HTTPForbidden`` unless ``sent`` is the CSRF token of this session (or of the
+    sign-in form). For forms read as a stream (uploads), before the file is read."""
     expected = user.session.csrf_token if user is not None else request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent, expected):
         raise web.HTTPForbidden(text="the form expired or was not sent from this site; please try again")
-    return data
 
 
 def field(data: Mapping[str, Any], name: str) -> str:
