@@ -32,7 +32,7 @@ from federation.errors import FederationError
 from server.db.models import Actor, Follow, Job, PeerHost, RemoteObject
 from server.services import following, polls
 from server.services.errors import ServiceError
-from tests.support.nodes import Node, running_node, wait_until
+from tests.support.nodes import Node, running_node
 from tests.support.signed_inbox import settle
 
 AP = "application/activity+json"

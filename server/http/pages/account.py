@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
-from server.http.media import UPLOAD_CHUNK_BYTES, check_encoding, part_chunks
+from server.http.media import check_encoding, part_chunks
 from server.services import accounts, web_sessions
 from server.services import media as media_service
 from server.services import export as export_service
