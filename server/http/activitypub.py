@@ -142,7 +142,7 @@ async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before:
     return 0, [], None, False
 
 
-async def _liked(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None):  # type: ignore[no-untyped-def]
+async def _liked(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     """What the actor likes: the count for anyone, the objects for the actor itself (and, for an
     association, its admins), like ``following`` (case 56)."""
     total, rows = await likes.liked_page(session, owner.id, before=before, limit=PAGE_SIZE)

@@ -97,26 +97,28 @@ async def run_worker_process(
         SecretKeyError: the node secret file is missing or invalid.
     """
     engine = create_engine(settings.database)
-    try:
-        await check_connection(engine)
-        node = build_node_context(settings, engine)
-        # As `serve` does for its in-process worker: a node run by worker processes alone
-        # must still catch up periodically (security.md §3.4 item 4). Idempotent per round.
-        async with node.sessions.begin() as session:
-            await schedule_periodic_jobs(session, now=node.clock())
-        async with open_federation(node) as fed:
-            worker = Worker(
-                node,
-                registry if registry is not None else default_registry(fed),
-                concurrency=settings.worker.concurrency,
-                poll_interval_s=settings.worker.poll_interval_s,
-                policy=policy if policy is not None else retry.DEFAULT,
-                transport=transport if transport is not None else fed.transport,
-                shutdown_timeout_s=settings.server.shutdown_timeout_s,
-            )
-            fed.wakeups.append(worker.notify)
-            stop_event = stop if stop is not None else asyncio.Event()
-            with _stop_on_signals(stop_event):
+    stop_event = stop if stop is not None else asyncio.Event()
+    # Signals are caught from the start: a SIGTERM while the worker sets up (schedules the periodic
+    # rounds, opens the federation) stops it gracefully instead of killing it mid-transaction.
+    with _stop_on_signals(stop_event):
+        try:
+            await check_connection(engine)
+            node = build_node_context(settings, engine)
+            # As `serve` does for its in-process worker: a node run by worker processes alone
+            # must still catch up periodically (security.md §3.4 item 4). Idempotent per round.
+            async with node.sessions.begin() as session:
+                await schedule_periodic_jobs(session, now=node.clock())
+            async with open_federation(node) as fed:
+                worker = Worker(
+                    node,
+                    registry if registry is not None else default_registry(fed),
+                    concurrency=settings.worker.concurrency,
+                    poll_interval_s=settings.worker.poll_interval_s,
+                    policy=policy if policy is not None else retry.DEFAULT,
+                    transport=transport if transport is not None else fed.transport,
+                    shutdown_timeout_s=settings.server.shutdown_timeout_s,
+                )
+                fed.wakeups.append(worker.notify)
                 await worker.run(stop_event)
-    finally:
-        await engine.dispose()
+        finally:
+            await engine.dispose()

@@ -212,6 +212,8 @@ async def _profile_and_deletion(browser: Any, node: Node, lang: str, username: s
         await page.set_input_files("#avatar", image)
         await page.click("form[action='/account/avatar'] button[type=submit]")
         assert page.url.endswith("/account?done=avatar")
+        # the click returns once the page is there, not its images: wait until the avatar is loaded
+        await page.wait_for_function("document.querySelector('img.avatar')?.complete === true")
         assert await page.evaluate("document.querySelector('img.avatar').naturalWidth") == 8
         await _axe(page, f"avatar saved ({lang})")
         await page.check("#discoverable-yes")

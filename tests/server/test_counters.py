@@ -99,9 +99,9 @@ async def test_activity_counters_follow_every_write(quiet_node: Node) -> None:
     admin = await _actor(node, await node.add_member("alice", "demo", role="admin"))
     # Publications through the services: creates, an edit, a deletion
     first = await publishing.post_to_outbox(
-        node.fed, group, {"type": "Note", "content": "<p>un</p>"}, by=admin
+        node.fed, group, {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}, by=admin
     )
-    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>deux</p>"}, by=admin)
+    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>deux</p>", "to": [AS_PUBLIC]}, by=admin)
     edit = {"type": "Update", "object": {"id": first.object_iri, "content": "<p>un, bis</p>"}}
     await publishing.post_to_outbox(node.fed, group, edit, by=admin)
     await publishing.post_to_outbox(node.fed, group, {"type": "Delete", "object": first.object_iri}, by=admin)

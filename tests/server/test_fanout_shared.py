@@ -3,6 +3,8 @@ planned from one grouped read (O(hosts)); followers without a shared inbox keep 
 
 from __future__ import annotations
 
+from federation.types import AS_PUBLIC
+
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,7 +125,7 @@ async def test_many_followers_on_few_hosts_get_one_delivery_per_shared_inbox(qui
     assert inboxes == sorted((f"https://peer{h}.example/inbox", PER_HOST) for h in range(HOSTS))
 
     published = await publishing.post_to_outbox(
-        node.fed, group, {"type": "Note", "content": "<p>à tous</p>"}, by=admin
+        node.fed, group, {"type": "Note", "content": "<p>à tous</p>", "to": [AS_PUBLIC]}, by=admin
     )
     activity_id = await node.scalar(select(Activity.id).where(Activity.iri == published.activity_iri))
     result = await delivery.fanout(node.fed.node, activity_id)

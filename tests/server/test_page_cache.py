@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from federation.types import AS_PUBLIC
+
 import asyncio
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -169,7 +171,7 @@ async def test_a_publication_is_seen_at_once_and_the_old_etag_gets_no_304(node: 
     async with node.sessions() as session:
         group = (await session.execute(select(Actor).where(Actor.iri == group_iri))).scalar_one()
         admin = (await session.execute(select(Actor).where(Actor.iri == admin_iri))).scalar_one()
-    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>un</p>"}, by=admin)
+    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}, by=admin)
     feed = await node.client.get("/groups/demo/feed.atom")
     etag = feed.headers["ETag"]
     page = await (await node.client.get("/groups/demo/outbox?page=true", headers={"Accept": AP})).json(
@@ -179,7 +181,7 @@ async def test_a_publication_is_seen_at_once_and_the_old_etag_gets_no_304(node: 
     assert cache.hits >= 1  # answered from the cache
     # When a note is published (within the cache's second)
     second = await publishing.post_to_outbox(
-        node.fed, group, {"type": "Note", "content": "<p>deux</p>"}, by=admin
+        node.fed, group, {"type": "Note", "content": "<p>deux</p>", "to": [AS_PUBLIC]}, by=admin
     )
     # Then the next reads see it, and the old ETag is no longer "not modified"
     refreshed = await node.client.get("/groups/demo/feed.atom", headers={"If-None-Match": etag})
