@@ -53,7 +53,7 @@ async def _reload_until(page: Any, text: str, what: str) -> None:
         await page.goto(url)
         return text in await page.inner_text("main")
 
-    await wait_until(shown, timeout_s=30, interval_s=0.3, what=what)
+    await wait_until(shown, timeout_s=90, interval_s=0.3, what=what)  # bounded; deliveries between the nodes wait for their workers on a loaded machine
 
 
 async def _flow(browser: Any, a: Node, b: Node, shots: Path) -> None:
@@ -104,7 +104,7 @@ async def _flow(browser: Any, a: Node, b: Node, shots: Path) -> None:
             rows = await page.eval_on_selector_all("tbody tr", "rows => rows.map(r => r.innerText)")
             return [row.split() for row in rows] == [["Oui", "1"], ["Non", "0"]]
 
-        await wait_until(tallied, timeout_s=30, interval_s=0.3, what="the tally shown on B")
+        await wait_until(tallied, timeout_s=90, interval_s=0.3, what="the tally shown on B")
         await page.screenshot(path=str(shots / "peer-proposal-voted.png"), full_page=True)
 
         await page.goto(origin + "/timeline?kind=post")
