@@ -53,7 +53,8 @@ async def _reload_until(page: Any, text: str, what: str) -> None:
         await page.goto(url)
         return text in await page.inner_text("main")
 
-    await wait_until(shown, timeout_s=90, interval_s=0.3, what=what)  # bounded; deliveries between the nodes wait for their workers on a loaded machine
+    # bounded; a delivery between the nodes waits for their workers, slow on a loaded machine
+    await wait_until(shown, timeout_s=90, interval_s=0.3, what=what)
 
 
 async def _flow(browser: Any, a: Node, b: Node, shots: Path) -> None:
