@@ -491,20 +491,25 @@ class DeliveryBatcher:
         for activity_id in activity_ids:
             if activity_id in self._senders:
                 self._senders.move_to_end(activity_id)
-        missing = sorted(activity_ids - self._senders.keys())
-        if not missing:
+        if not activity_ids:
             return
+        # Every batch reads the documents again (only the signers are kept from one batch to the
+        # next): a retry sends the object as it is now, never the content of an object deleted
+        # since an earlier attempt of the same activity.
         found = await session.execute(
             select(Activity.id, Activity.document, Actor.id, Actor.iri)
             .join(Actor, Actor.id == Activity.actor_id)
-            .where(Activity.id.in_(missing))
+            .where(Activity.id.in_(sorted(activity_ids)))
         )
         rows = found.all()
-        # A retry sends the object as it is now: never the content of an object deleted meanwhile.
         documents = await current_documents(session, [row[1] for row in rows])
         for (activity_id, _, sender_id, sender_iri), document in zip(rows, documents, strict=True):
-            keys = await actor_queries.keys_of(session, sender_id)
-            signer = self.node.local_keys.key_pair(keys["rsa"], sender_iri)
+            known = self._senders.get(activity_id)
+            if known is not None:
+                signer = known.signer
+            else:
+                keys = await actor_queries.keys_of(session, sender_id)
+                signer = self.node.local_keys.key_pair(keys["rsa"], sender_iri)
             self._senders[activity_id] = _Sender(orjson.dumps(document), signer, sender_id)
         while len(self._senders) > max(SENDER_CACHE_SIZE, len(activity_ids)):
             self._senders.popitem(last=False)
