@@ -5,7 +5,7 @@ signatures and integrity proofs, inbox checks and routing, delivery planning, fe
 WebFinger lookups, NodeInfo, and the peer policy and SSRF guard. It has no web application
 and no database: storage, time and network come in through parameters and the ports in
 :mod:`federation.ports`. Feeds (Atom, RSS, JSON Feed) are not here: they are rendered by
-``server/services/feeds.py`` from stored rows.
+``server/services/reading/feeds.py`` from stored rows.
 
 The public surface is the modules listed in ``__all__`` (``from federation import inbox``);
 this package imports none of them itself, so ``import federation.fetch`` loads neither aiohttp

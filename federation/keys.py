@@ -107,7 +107,7 @@ def generate_private_key(kind: Literal["rsa", "ed25519"]) -> PrivateKeyType:
 
 
 def private_key_to_pem(key: PrivateKeyType) -> bytes:
-    """PKCS#8 PEM, unencrypted: callers encrypt it at rest (see server/services/keys.py)."""
+    """PKCS#8 PEM, unencrypted: callers encrypt it at rest (see server/services/actors/keys.py)."""
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -52,7 +52,7 @@ from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
 from server.metrics import create_metrics
 from server.services.federation import Federation, build_federation, open_federation
-from server.services.inbox_writer import InboxWriter
+from server.services.inbox.writer import InboxWriter
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from server.config import Settings
 from server.metrics import Metrics
 from server.services.context import NodeContext
 from server.services.federation import Federation
-from server.services.inbox_writer import InboxWriter
+from server.services.inbox.writer import InboxWriter
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -40,10 +40,10 @@ from server.db import migrate as migrations
 from server.db.engine import DatabaseUnavailable, check_connection, create_engine, create_sessionmaker
 from server.files import make_private_dir, make_private_file, write_private_file
 from server.logging import setup_logging
-from server.services import actors as actor_service
+from server.services.actors import local as actor_service
 from server.services.audit import channel_scope as audit_channel
 from server.services.errors import ServiceError
-from server.services.keys import SecretKeyError, create_secret_file, load_vault
+from server.services.actors.keys import SecretKeyError, create_secret_file, load_vault
 
 log = logging.getLogger("entraide")
 
@@ -236,9 +236,9 @@ def _follow_refused(target: str, exc: FederationError) -> str:
 
 def _cmd_follow(args: argparse.Namespace) -> int:
     from server.jobs.runner import build_node_context
-    from server.services import following
+    from server.services.membership import following
     from server.services.federation import open_federation
-    from server.services.remote_actors import lookup_account
+    from server.services.actors.remote import lookup_account
 
     settings = _settings(args)
 
@@ -284,7 +284,7 @@ def _cmd_follow(args: argparse.Namespace) -> int:
 
 def _cmd_deliveries_status(args: argparse.Namespace) -> int:
     from server.db import queue
-    from server.services.delivery import delivery_status
+    from server.services.delivery.fanout import delivery_status
 
     settings = _settings(args)
 
@@ -471,7 +471,7 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
     """Show or change a member's own profile and settings; a change sends ``Update{Person}``."""
     from server.db.queries import actors as actor_queries
     from server.jobs.runner import build_node_context
-    from server.services import accounts
+    from server.services.accounts import erasure as accounts
     from server.services.federation import open_federation
 
     settings = _settings(args)
@@ -518,7 +518,7 @@ def _cmd_member_delete(args: argparse.Namespace) -> int:
     """Delete a member's account for good (GDPR art. 17), as the operator."""
     from server.db.queries import actors as actor_queries
     from server.jobs.runner import build_node_context
-    from server.services import accounts
+    from server.services.accounts import erasure as accounts
     from server.services.federation import open_federation
 
     if not args.yes:
@@ -553,7 +553,7 @@ def _cmd_member_delete(args: argparse.Namespace) -> int:
 def _cmd_member_export(args: argparse.Namespace) -> int:
     """Write a member's archive (the web page's zip) to a file, never over an existing one."""
     from server.db.queries import actors as actor_queries
-    from server.services import export as export_service
+    from server.services.accounts import export as export_service
 
     settings = _settings(args)
     target = Path(args.output).expanduser()
@@ -613,7 +613,7 @@ def _cmd_member_decide(args: argparse.Namespace) -> int:
     from server.db.models import Actor, Membership
     from server.db.queries import actors as actor_queries
     from server.jobs.runner import build_node_context
-    from server.services import membership
+    from server.services.membership import members as membership
     from server.services.errors import ServiceError
     from server.services.federation import open_federation
 
@@ -784,10 +784,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from server.db.models import Actor, Membership
     from server.db.queries import actors as actor_queries
     from server.jobs.runner import build_node_context
-    from server.services import content
+    from server.services.content import local as content
     from server.services.errors import InvalidInput
     from server.services.federation import open_federation
-    from server.services.visibility import Viewer, ViewerKind, role_in
+    from server.services.reading.visibility import Viewer, ViewerKind, role_in
 
     settings = _settings(args)
     obj = _publish_object(args)
@@ -933,7 +933,7 @@ CONTENT_KINDS = ("alert", "resource", "proposal", "post")
 
 
 def _cmd_content_list(args: argparse.Namespace) -> int:
-    from server.services import content
+    from server.services.content import local as content
 
     settings = _settings(args)
 
@@ -1021,7 +1021,8 @@ def _edit_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_content_change(args: argparse.Namespace) -> int:
     """``content edit|retract|close|delete IRI``: one service call, as the author (or for it)."""
-    from server.services import content, polls
+    from server.services.content import local as content
+    from server.services.content import polls
 
     settings = _settings(args)
     verb = args.content_command
@@ -1094,7 +1095,7 @@ def _cmd_member_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_member_role(args: argparse.Namespace) -> int:
-    from server.services import membership
+    from server.services.membership import members as membership
 
     settings = _settings(args)
 
@@ -1210,7 +1211,8 @@ def _when_option(value: str | None, option: str) -> Any:
 
 
 def _cmd_audit_list(args: argparse.Namespace) -> int:
-    from server.services import audit, membership
+    from server.services import audit
+    from server.services.membership import members as membership
 
     settings = _settings(args)
 

@@ -1,6 +1,6 @@
 """The JSON API of a member's own account: their profile, the archive of their data (GDPR art. 15
 and 20) and the deletion of the account (art. 17). The web pages and the CLI call the same services
-(:mod:`server.services.accounts`, :mod:`server.services.export`)."""
+(:mod:`server.services.accounts.erasure`, :mod:`server.services.accounts.export`)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from server.db.models import Actor
 from server.http.api import NO_STORE, json_body, reader_of
 from server.http.outbox import writer_of
 from server.http.render import json_response
-from server.services import accounts
-from server.services import media as media_service
+from server.services.accounts import erasure as accounts
+from server.services.media import uploads as media_service
 from server.services.context import NodeContext
-from server.services import export as export_service
+from server.services.accounts import export as export_service
 from server.services.errors import NotFound
 
 routes = web.RouteTableDef()

@@ -20,11 +20,12 @@ from server.http.auth import viewer_of
 from server.http.pages import actors
 from server.http.params import int_param
 from server.http.render import activity_response, wants_ap
-from server.services import likes, visibility
-from server.services.current import current_documents
+from server.services.content import likes
+from server.services.reading import visibility
+from server.services.content.current import current_documents
 from server.services.errors import InvalidInput, NotFound
-from server.services.profiles import local_actor_value
-from server.services.visibility import Viewer
+from server.services.actors.profiles import local_actor_value
+from server.services.reading.visibility import Viewer
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 20

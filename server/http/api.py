@@ -4,7 +4,7 @@ Handlers stay thin: authorise with the C2S outbox's rules (:func:`server.http.ou
 :func:`server.http.outbox.acting_for`), check the body against the request schema *of the
 OpenAPI document itself* (so the document and the behaviour cannot drift apart), then call the
 content services, which check every field again. Reads go through the single read filter
-(:mod:`server.services.visibility`): an object the caller may not read answers exactly like a
+(:mod:`server.services.reading.visibility`): an object the caller may not read answers exactly like a
 missing one. Errors are raised and rendered once, as problem+json, by ``problem_middleware``.
 """
 
@@ -42,14 +42,19 @@ from server.http.outbox import acting_for, writer_of
 from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
-from server.services import actors as actor_service
-from server.services import audit, content, endorsements, membership, polls, visibility
-from server.services import likes as likes_service
-from server.services import notifications as notifications_service
-from server.services import timeline as timeline_service
-from server.services.content import Published
+from server.services.actors import local as actor_service
+from server.services import audit
+from server.services.content import local as content
+from server.services.content import endorsements
+from server.services.membership import members as membership
+from server.services.content import polls
+from server.services.reading import visibility
+from server.services.content import likes as likes_service
+from server.services.reading import notifications as notifications_service
+from server.services.reading import timeline as timeline_service
+from server.services.content.local import Published
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from server.services.visibility import Viewer, ViewerKind
+from server.services.reading.visibility import Viewer, ViewerKind
 
 routes = web.RouteTableDef()
 

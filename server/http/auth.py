@@ -15,9 +15,9 @@ from federation.iri import host_of
 from federation.signatures import verify_request
 from server.appkeys import FEDERATION, NODE
 from server.db.queries import actors as actor_queries
-from server.services import actors as actor_service
+from server.services.actors import local as actor_service
 from server.services.errors import Unauthorized
-from server.services.visibility import ANONYMOUS, Viewer, ViewerKind
+from server.services.reading.visibility import ANONYMOUS, Viewer, ViewerKind
 
 
 def _is_signed(request: web.Request) -> bool:

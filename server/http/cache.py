@@ -14,7 +14,7 @@ No request's latency depends on an entry expiring (decision 48):
 * single flight: one request per key rebuilds an expired or missing entry; the others get the
   expired entry meanwhile (stale while revalidating) or, when there is none, wait for that one
   build and share its bytes;
-* a committed publication (:mod:`server.services.changes`) empties the cache at once, and a
+* a committed publication (:mod:`server.services.content.changes`) empties the cache at once, and a
   build that started before it is not kept: the next request sees the publication, and no 304
   answers the old ETag;
 * conditional GETs are answered from an entry with ``If-None-Match`` (weak comparison) or, when
@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import wants_activitypub
-from server.services import changes
+from server.services.content import changes
 
 LANGUAGE_COOKIE = "entraide_lang"
 """The visitors' language choice (server/http/pages/member.py sets it; the pages read it)."""

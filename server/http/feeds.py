@@ -1,7 +1,7 @@
 """Atom, RSS and JSON Feed endpoints of each association's public content (GET and HEAD).
 
 Anonymous by design: credentials on the request are never read, so a token or a signature
-changes nothing (the rule is :func:`server.services.visibility.feed_levels`). Every refusal
+changes nothing (the rule is :func:`server.services.reading.visibility.feed_levels`). Every refusal
 (unknown association, a member's actor, unknown kind or format, invalid handle) is the same
 404, so the endpoints are no oracle of who exists.
 
@@ -19,7 +19,7 @@ from aiohttp import web
 
 from federation import uris as paths
 from server.appkeys import NODE
-from server.services import feeds
+from server.services.reading import feeds
 from server.services.errors import NotFound
 
 routes = web.RouteTableDef()

@@ -1,7 +1,7 @@
 """Inboxes: the shared one and each actor's. POST is server-to-server; GET is C2S reading.
 
 A POST goes through :func:`federation.inbox.receive` (every check before anything is stored),
-then :func:`server.services.inbox.accept` (store + queue in one transaction) and is answered
+then :func:`server.services.inbox.process.accept` (store + queue in one transaction) and is answered
 202. Ignored activities (duplicates, unverifiable self-Deletes, …) get 202 as well.
 """
 
@@ -24,10 +24,10 @@ from server.http.auth import viewer_of
 from server.http.problems import problem
 from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.render import activity_response
-from server.services import visibility
-from server.services.current import inbox_documents
+from server.services.reading import visibility
+from server.services.content.current import inbox_documents
 from server.services.errors import NotFound
-from server.services.visibility import Viewer, ViewerKind
+from server.services.reading.visibility import Viewer, ViewerKind
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)

@@ -2,7 +2,7 @@
 
 The body of an upload is read as a stream (``request.multipart()`` / ``request.content``),
 which ``client_max_size`` does not cap: ``media.max_bytes`` is the limit here, checked chunk by
-chunk in :mod:`server.services.media`. Served files carry headers that stop a browser from
+chunk in :mod:`server.services.media.uploads`. Served files carry headers that stop a browser from
 running them as a page on our origin (nosniff, a sandboxing CSP, ``attachment`` for anything
 that is not an image or a PDF).
 """
@@ -23,11 +23,11 @@ from server.db.models import Actor, Media
 from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.problems import problem
-from server.services import media as media_service
-from server.services import visibility
+from server.services.media import uploads as media_service
+from server.services.reading import visibility
 from server.services.context import NodeContext
 from server.services.errors import Forbidden, InvalidInput, NotFound, ServiceError, Unauthorized
-from server.services.visibility import ViewerKind
+from server.services.reading.visibility import ViewerKind
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -19,10 +19,11 @@ from server.http.auth import viewer_of
 from server.http.pages import objects
 from server.http.params import json_value
 from server.http.render import activity_response, wants_ap
-from server.services import publishing, visibility
-from server.services.current import current_documents
+from server.services import c2s as publishing
+from server.services.reading import visibility
+from server.services.content.current import current_documents
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
-from server.services.visibility import Viewer
+from server.services.reading.visibility import Viewer
 
 routes = web.RouteTableDef()
 ACTOR = "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}"

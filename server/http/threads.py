@@ -22,9 +22,11 @@ from server.db.models import Activity, Actor, RemoteObject
 from server.http.auth import viewer_of
 from server.http.params import int_param
 from server.http.render import activity_response
-from server.services import endorsements, likes, visibility
+from server.services.content import endorsements
+from server.services.content import likes
+from server.services.reading import visibility
 from server.services.errors import NotFound
-from server.services.visibility import Viewer
+from server.services.reading.visibility import Viewer
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50

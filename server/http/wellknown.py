@@ -30,7 +30,7 @@ from server import __version__
 from server.appkeys import NODE
 from server.db.queries import actors as q
 from server.http.render import json_response
-from server.services.actors import APPLICATION_HANDLE
+from server.services.actors.local import APPLICATION_HANDLE
 from server.services.errors import NotFound
 
 routes = web.RouteTableDef()

@@ -25,9 +25,9 @@ from server.jobs.registry import JobRegistry
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
 from server.services.context import NodeContext
-from server.services.media_store import media_store
+from server.services.media.store import media_store
 from server.services.federation import open_federation
-from server.services.keys import LocalKeyCache, load_vault
+from server.services.actors.keys import LocalKeyCache, load_vault
 
 __all__ = ["build_node_context", "run_worker_process"]
 

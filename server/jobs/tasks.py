@@ -20,11 +20,14 @@ from server.db.queries import inbox as inbox_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.worker import LaneRegistry
-from server.services import content, delivery, following, polls
-from server.services import inbox as inbox_service
-from server.services import media as media_service
+from server.services.content import local as content
+from server.services.delivery import fanout as delivery
+from server.services.membership import following
+from server.services.content import polls
+from server.services.inbox import process as inbox_service
+from server.services.media import uploads as media_service
 from server.services.federation import Federation
-from server.services.inbox_handlers import router
+from server.services.inbox.handlers import router
 
 
 async def noop(ctx: JobContext) -> None:
@@ -54,7 +57,7 @@ class DeliverLane:
     """``deliver`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), keyed by host.
 
     Claims, loads and records many deliveries at once through
-    :class:`server.services.delivery.DeliveryBatcher`; each delivery's POST runs on its own.
+    :class:`server.services.delivery.fanout.DeliveryBatcher`; each delivery's POST runs on its own.
     """
 
     kind = delivery.DELIVER

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from federation.types import Clock
 from federation.uris import UriScheme
 from server.config import Settings
-from server.services.keys import KeyVault, LocalKeyCache
-from server.services.media_store import MediaStore
+from server.services.actors.keys import KeyVault, LocalKeyCache
+from server.services.media.store import MediaStore
 
 
 @dataclass(frozen=True, slots=True)

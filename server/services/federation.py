@@ -22,9 +22,9 @@ from server.config import FederationSettings
 from server.db.models import Actor
 from server.services.context import NodeContext
 from server.services.errors import ServiceError
-from server.services.key_resolver import RemoteKeyResolver
-from server.services.remote_actors import ActorFlights, SingleFlight, get_or_fetch_actor
-from server.services.signing import instance_key_pair
+from server.services.actors.key_resolver import RemoteKeyResolver
+from server.services.actors.remote import ActorFlights, SingleFlight, get_or_fetch_actor
+from server.services.actors.signing import instance_key_pair
 
 log = logging.getLogger(__name__)
 

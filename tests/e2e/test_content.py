@@ -14,7 +14,7 @@ from federation import integrity
 from federation.keys import ed25519_from_multibase
 from federation.types import AS_PUBLIC
 from server.db.models import Activity, Endorsement, RemoteObject, Vote
-from server.services import following
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 AP = "application/activity+json"

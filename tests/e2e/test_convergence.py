@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from federation.types import AS_PUBLIC
 from server.db.models import Actor, Delivery, Follow, InboxActivity, Job, PeerHost, Reaction, RemoteObject
-from server.services import following
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 AP = "application/activity+json"

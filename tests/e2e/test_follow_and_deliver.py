@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from federation.types import AS_PUBLIC
 from server.db.models import Actor, Delivery, Follow, RemoteObject, SyncState
-from server.services import following
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 AP = "application/activity+json"

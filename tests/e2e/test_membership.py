@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from server.db.models import Activity, Actor, AuditEntry, Follow, Membership, RemoteObject
-from server.services import following
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 

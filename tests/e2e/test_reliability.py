@@ -31,7 +31,7 @@ from server.db.models import (
     RemoteObject,
     SyncState,
 )
-from server.services import following
+from server.services.membership import following
 from tests.support.cluster import InboxProbe, restartable_node
 from tests.support.nodes import Node, running_node, wait_until
 from tests.support.processes import ServiceProcess, service, write_config

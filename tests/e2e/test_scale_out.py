@@ -25,8 +25,8 @@ from sqlalchemy import select
 
 from federation.types import AS_PUBLIC
 from server.db.models import Activity, Delivery, InboxActivity, Job
-from server.services.delivery import DELIVER
-from server.services.inbox import PROCESS_INBOX
+from server.services.delivery.fanout import DELIVER
+from server.services.inbox.process import PROCESS_INBOX
 from tests.security.test_crash_safety import (
     ALERT,
     ServerFactory,

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from server.db.models import Activity, Actor, Job, RemoteObject, SyncState
-from server.services import following
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 

@@ -40,7 +40,7 @@ ED_KEY = fixed_key("ed25519-alice.pem", "ed25519")
 
 
 def local_actor(kind: str, handle: str) -> LocalActor:
-    """A fully populated LocalActor as server/services/profiles.py builds it."""
+    """A fully populated LocalActor as server/services/actors/profiles.py builds it."""
     iri = uris.actor(kind, handle)
     is_group = kind == "group"
     return LocalActor(

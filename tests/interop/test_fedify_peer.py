@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from federation.types import AS_PUBLIC
 from server.db.models import Actor, Follow, PeerHost, Reaction, RemoteObject
-from server.services import following
+from server.services.membership import following
 from tests.interop.support import CAVAGE, RFC9421, FedifyPeer
 from tests.support.nodes import Node, running_node, wait_until
 

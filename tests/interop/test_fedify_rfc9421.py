@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from server.db.models import PeerHost
-from server.services import following
+from server.services.membership import following
 from tests.interop.support import RFC9421
 from tests.interop.test_fedify_peer import (
     NewDatabase,

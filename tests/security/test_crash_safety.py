@@ -33,10 +33,10 @@ from server.db.models import (
     Job,
     RemoteObject,
 )
-from server.services import inbox as inbox_service
-from server.services import inbox_handlers
-from server.services.delivery import DELIVER, FANOUT
-from server.services.inbox import PROCESS_INBOX
+from server.services.inbox import process as inbox_service
+from server.services.inbox import handlers as inbox_handlers
+from server.services.delivery.fanout import DELIVER, FANOUT
+from server.services.inbox.process import PROCESS_INBOX
 from tests.support.crash import (
     PacedPeers,
     Site,

@@ -54,7 +54,7 @@ from federation.signatures.digest import (
 from federation.types import Iri
 from federation.uris import UriScheme
 from federation.vocab.parse import MAX_JSON_BYTES, MAX_JSON_DEPTH, decode_json_object
-from server.services.sanitize import (
+from server.services.content.sanitize import (
     ALLOWED_ATTRIBUTES,
     ALLOWED_CLASSES,
     ALLOWED_TAGS,

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from federation.types import utc_now
 from server.db.models import ActorKey
-from server.services.key_resolver import FetchBudget
+from server.services.actors.key_resolver import FetchBudget
 from tests.support.signed_inbox import (
     AS_PUBLIC,
     Reply,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from federation.fetch import LocalIriRefused
 from federation.types import Iri, JsonObject, utc_now
 from server.db.models import Actor, ActorKey, Follow, RemoteObject
-from server.services import following
+from server.services.membership import following
 from tests.support.fake_peers import actor_document
 from tests.support.nodes import Node
 from tests.support.signed_inbox import (

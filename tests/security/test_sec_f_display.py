@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import update
 
 from server.db.models import Actor
-from server.services.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_CLASSES, ALLOWED_TAGS, URL_SCHEMES
+from server.services.content.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_CLASSES, ALLOWED_TAGS, URL_SCHEMES
 from tests.support.nodes import Node
 from tests.support.signed_inbox import AS_PUBLIC, StallingPeers, processed, settle
 from tests.support.visibility import AP, HTML, Reader, read

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from federation.keys import KeyPair
 from server.db.models import Actor, Membership, Reaction, RemoteObject, Vote
 from server.http.cache import PAGE_CACHE
-from server.services import membership
+from server.services.membership import members as membership
 from tests.server.test_votes_inbox import mastodon_vote
 from tests.support.fake_peers import actor_document
 from tests.support.nodes import Node, wait_until

@@ -25,7 +25,8 @@ from federation.types import Iri
 from server.db import migrations
 from server.db.models import Activity, Actor, Follow, RemoteObject, Report
 from server.http.problems import problem_for
-from server.services import endorsements, inbox_handlers
+from server.services.content import endorsements
+from server.services.inbox import handlers as inbox_handlers
 from tests.security.test_sec_g_visibility import SECRET, Scene, scene  # noqa: F401 (fixture)
 from tests.support.fake_peers import actor_document
 from tests.support.nodes import Node

@@ -309,7 +309,7 @@ def test_sec_59_data_directory_is_0700_and_its_files_0600(tmp_path: Any, databas
 
 async def test_sec_59_members_are_not_discoverable_unless_they_opt_in(node: Node) -> None:
     from federation.types import utc_now
-    from server.services import actors as actor_service
+    from server.services.actors import local as actor_service
 
     await node.create_association("demo")
     await node.add_member("mia", "demo")
@@ -349,7 +349,7 @@ async def test_sec_57_key_fetch_budget_is_shared_across_ports_and_subdomains(nod
     from federation.transport import AiohttpTransport, StaticResolver
     from federation.types import Iri
     from server.appkeys import NODE
-    from server.services.key_resolver import FetchBudget, KeyFetchBudgetExceeded, RemoteKeyResolver
+    from server.services.actors.key_resolver import FetchBudget, KeyFetchBudgetExceeded, RemoteKeyResolver
     from tests.support.fake_peers import USER_AGENT
 
     names = tuple(f"n{i}.evil.example.org" for i in range(5))
@@ -562,7 +562,7 @@ async def _signed_endorsement(node: Node, endorser: str, proposal_iri: str, stat
     from federation.types import AS_PUBLIC, Iri, utc_now
     from federation.vocab import entraide as wire
     from server.db.models import Actor, RemoteObject
-    from server.services.signing import actor_key_pair
+    from server.services.actors.signing import actor_key_pair
 
     async with node.sessions() as session:
         group = await session.scalar(select(Actor).where(Actor.handle == endorser, Actor.type == "Group"))
@@ -589,7 +589,7 @@ async def test_sec_52_an_oversized_endorsement_document_is_not_stored(node: Node
     from sqlalchemy import func, select
 
     from server.db.models import Endorsement
-    from server.services import endorsements
+    from server.services.content import endorsements
 
     scene = await _scene(node)
     await node.create_association("other")

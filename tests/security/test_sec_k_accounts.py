@@ -23,8 +23,8 @@ from sqlalchemy import select
 from federation.types import AS_PUBLIC
 from server.db.models import Activity, Actor, Delivery, Follow, Membership, RemoteObject
 from server.http.cache import PAGE_CACHE
-from server.services import accounts
-from server.services.signing import actor_key_pair
+from server.services.accounts import erasure as accounts
+from server.services.actors.signing import actor_key_pair
 from tests.server.test_web_account import _sign_in
 from tests.support.nodes import wait_until
 from tests.support.signed_inbox import posts_to, processed

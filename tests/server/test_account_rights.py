@@ -35,10 +35,10 @@ from server.db.models import (
     Vote,
     WebSession,
 )
-from server.services import actors as actor_service
-from server.services import delivery
+from server.services.actors import local as actor_service
+from server.services.delivery import fanout as delivery
 from server.services.errors import Conflict
-from server.services.keys import load_vault
+from server.services.actors.keys import load_vault
 from tests.server.test_web_account import PASSWORD, _post_form, _sign_in
 from tests.support.nodes import Node, running_node
 

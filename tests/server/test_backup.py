@@ -21,7 +21,7 @@ from server.cli import main
 from server.config import DatabaseSettings
 from server.db.engine import create_engine
 from server.db.models import Actor, RemoteObject
-from server.services.signing import actor_key_pair
+from server.services.actors.signing import actor_key_pair
 from tests.server.test_media import bearer, form, png
 from tests.support.databases import PostgresRun, SqliteTemplate, pg_required
 from tests.support.nodes import Node, running_node

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from federation.types import AS_PUBLIC, utc_now
 from server.db.models import Activity, Actor, Delivery, Job, RemoteObject
-from server.services import delivery
+from server.services.delivery import fanout as delivery
 from tests.support.fake_peers import actor_document
 from tests.support.nodes import Node, running_node, wait_until
 from tests.support.signed_inbox import StallingPeers, gets_to, posts_to

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from federation.types import AS_PUBLIC
 from server.db.models import Activity, Actor, Reaction
-from server.services.signing import actor_key_pair
+from server.services.actors.signing import actor_key_pair
 from tests.support.nodes import Node, running_node, wait_until
 from tests.support.signed_inbox import posts_to, processed, settle
 from tests.support.world import World, activity, create, note

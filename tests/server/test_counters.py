@@ -17,7 +17,8 @@ from sqlalchemy import delete, func, insert, select, text, update
 from federation.types import AS_PUBLIC, utc_now
 from server.db.models import Activity, ActivityCount, Actor, FeedMark, Follow, RemoteObject
 from server.http.cache import PAGE_CACHE
-from server.services import publishing, visibility
+from server.services import c2s as publishing
+from server.services.reading import visibility
 from tests.support.nodes import Node, running_node
 
 AP = {"Accept": "application/activity+json"}

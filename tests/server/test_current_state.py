@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from federation.types import utc_now
 from server.db.models import Actor, RemoteObject
-from server.services.current import current_documents
+from server.services.content.current import current_documents
 from tests.support.nodes import Node
 
 CONTEXT = ["https://www.w3.org/ns/activitystreams", {"endorsement": "https://example.org/ns#endorsement"}]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from federation.http import OutgoingRequest, PeerResponse
 from server.db.models import Activity, Actor, Delivery, PeerHost
-from server.services.delivery import DeliveryDone, DeliveryRetry, deliver_one, host_answered
+from server.services.delivery.fanout import DeliveryDone, DeliveryRetry, deliver_one, host_answered
 from tests.support.nodes import Node
 
 HOST = "peer.example"

@@ -25,7 +25,7 @@ from server.db import queue
 from server.db.models import Activity, Actor, Delivery, Job, PeerHost
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
-from server.services import delivery
+from server.services.delivery import fanout as delivery
 from server.services.federation import build_federation
 from tests.support.nodes import Node, running_node, wait_until
 

@@ -15,7 +15,8 @@ from sqlalchemy import insert, select
 from federation.types import utc_now
 from server.db.models import Activity, Actor, Block, Delivery, Follow
 from server.db.queries import delivery as delivery_queries
-from server.services import delivery, publishing
+from server.services.delivery import fanout as delivery
+from server.services import c2s as publishing
 from tests.support.nodes import Node, running_node
 
 HOSTS = 12

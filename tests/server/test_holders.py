@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from federation.types import AS_PUBLIC, Iri
 from server.db.models import Activity, Actor, Delivery, Endorsement, Follow, Relay, RemoteObject, Vote
-from server.services import content
+from server.services.content import local as content
 from tests.server.test_timeline_relays import remote_group
 from tests.server.test_votes_inbox import mastodon_vote
 from tests.support.fake_peers import actor_document

@@ -27,7 +27,7 @@ from server.jobs import tasks
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.services.federation import Federation
-from server.services.inbox import PROCESS_INBOX
+from server.services.inbox.process import PROCESS_INBOX
 from tests.support.nodes import Node, running_node, wait_until
 
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import unused_port
 from moto.server import ThreadedMotoServer
 
 from server.config import ConfigError, build_settings
-from server.services import media as media_service
+from server.services.media import uploads as media_service
 from tests.server.test_media import alice, files_on_disk, form, png, upload
 from tests.support.databases import SqliteTemplate
 from tests.support.nodes import Node, running_node

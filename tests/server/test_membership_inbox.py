@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from server.db.models import Actor, Membership
-from server.services import membership
+from server.services.membership import members as membership
 from tests.support.signed_inbox import StallingPeers, changed, posts_to, processed, settle
 from tests.support.world import (
     GROUP_INBOX,

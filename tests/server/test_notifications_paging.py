@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from server.db.models import Activity, Actor, InboxActivity, InboxItem, Membership, RemoteObject, Vote
-from server.services import notifications
+from server.services.reading import notifications
 from tests.support.nodes import Node
 
 PER_SOURCE = notifications.BATCH + 30

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from server.db.models import Actor
 from server.http.cache import PAGE_CACHE, PageCache
-from server.services import changes, publishing
+from server.services.content import changes
+from server.services import c2s as publishing
 from tests.support.nodes import Node
 
 AP = "application/activity+json"

@@ -28,7 +28,7 @@ from server.appkeys import NODE
 from server.db.models import Actor, ActorKey
 from server.services.context import NodeContext
 from server.services.errors import NotFound
-from server.services.remote_actors import (
+from server.services.actors.remote import (
     MAX_PROOF_AGE,
     ActorFlights,
     LocalActorConflict,
@@ -39,7 +39,7 @@ from server.services.remote_actors import (
     store_fetched_actor,
     upsert_remote_actor,
 )
-from server.services.signing import actor_key_pair, instance_key_pair
+from server.services.actors.signing import actor_key_pair, instance_key_pair
 from tests.support.fake_peers import FakeClock, FakePeers, actor_document, peer_transport
 from tests.support.nodes import Node
 

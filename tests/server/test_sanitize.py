@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.services.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, plain_text, sanitize_html
+from server.services.content.sanitize import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, plain_text, sanitize_html
 
 
 @pytest.mark.parametrize(

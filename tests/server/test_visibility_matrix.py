@@ -29,7 +29,7 @@ from federation.signatures import sign_request
 from federation.types import utc_now
 from server.db.models import Activity, Actor, Delivery
 from server.http.cache import PAGE_CACHE
-from server.services import membership
+from server.services.membership import members as membership
 from tests.support.signed_inbox import RemoteAccount, StallingPeers, processed, settle
 from tests.support.world import (
     GROUP_INBOX,

@@ -168,7 +168,7 @@ async def test_a_vote_after_the_end_is_refused_and_the_question_closes_with_its_
     assert (await world.send(GROUP_INBOX, late, world.bob)).status == 202
     await processed(world.node, late["id"])
     assert await _votes(world) == [(world.alice.iri, "Contre")]
-    from server.services import polls
+    from server.services.content import polls
 
     assert await polls.close(world.node.fed, row.id) is None
 

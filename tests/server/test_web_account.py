@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from federation.types import utc_now
 from server.db.models import WebSession
 from server.http.pages import account
-from server.services import actors as actor_service
-from server.services.keys import load_vault
+from server.services.actors import local as actor_service
+from server.services.actors.keys import load_vault
 from tests.support.nodes import Node, running_node
 
 PASSWORD = "correct horse battery"  # what Node.add_member sets

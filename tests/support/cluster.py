@@ -23,8 +23,8 @@ from aiohttp.typedefs import Handler
 from federation.retry import RetryPolicy
 from federation.types import utc_now
 from server.app import create_app
-from server.services import actors as actor_service
-from server.services.keys import load_vault
+from server.services.actors import local as actor_service
+from server.services.actors.keys import load_vault
 from tests.support.nodes import Node, node_settings
 
 # A held inbox answer is released after this long even if the test forgets to (bounded waits).

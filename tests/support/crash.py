@@ -37,7 +37,7 @@ from server.config import Settings
 from server.db.engine import create_engine, create_sessionmaker
 from server.db.models import Job
 from server.jobs.runner import build_node_context
-from server.services import actors as actor_service
+from server.services.actors import local as actor_service
 from tests.support.fake_peers import FakePeers
 from tests.support.processes import ServiceProcess
 from tests.support.signed_inbox import encode

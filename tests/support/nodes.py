@@ -20,9 +20,9 @@ from server.app import create_app
 from server.appkeys import FEDERATION, NODE
 from server.config import Settings, build_settings
 from server.db.models import Base, Job
-from server.services import actors as actor_service
+from server.services.actors import local as actor_service
 from server.services.federation import Federation
-from server.services.keys import create_secret_file, load_vault
+from server.services.actors.keys import create_secret_file, load_vault
 
 
 def is_periodic_round(kind: str, dedup_key: str | None) -> bool:

@@ -1,7 +1,7 @@
 """Sign in and out, and the account's own pages: password, API tokens, sessions, language.
 
 A failed sign-in says the same thing whether or not the account exists, and takes as long
-(:func:`server.services.web_sessions.sign_in`). Attempts are rate-limited per client address and
+(:func:`server.services.accounts.sessions.sign_in`). Attempts are rate-limited per client address and
 per username, so guessing is slow from one place and against one account.
 """
 
@@ -17,11 +17,12 @@ from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.media import check_encoding, part_chunks
-from server.services import accounts, web_sessions
-from server.services import media as media_service
-from server.services import export as export_service
+from server.services.accounts import erasure as accounts
+from server.services.accounts import sessions as web_sessions
+from server.services.media import uploads as media_service
+from server.services.accounts import export as export_service
 from server.services.errors import InvalidInput, NotFound, Unauthorized
-from server.services.web_sessions import SignedIn
+from server.services.accounts.sessions import SignedIn
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -24,14 +24,15 @@ from server.appkeys import FEDERATION, NODE
 from server.db.models import Actor, RemoteObject
 from server.db.queries import actors as q
 from server.http.pages import core as w
-from server.services import membership, visibility
-from server.services import media as media_service
+from server.services.membership import members as membership
+from server.services.reading import visibility
+from server.services.media import uploads as media_service
 from server.services.errors import NotFound
-from server.services.feeds import feed_links
-from server.services.profiles import summary_html
-from server.services.sanitize import sanitize_html
-from server.services.visibility import Viewer
-from server.services.web_sessions import SignedIn
+from server.services.reading.feeds import feed_links
+from server.services.actors.profiles import summary_html
+from server.services.content.sanitize import sanitize_html
+from server.services.reading.visibility import Viewer
+from server.services.accounts.sessions import SignedIn
 
 routes = web.RouteTableDef()
 TABS: Final = {"alerts": "alert", "resources": "resource", "proposals": "proposal", "discussions": "post"}

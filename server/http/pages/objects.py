@@ -29,10 +29,13 @@ from federation.vocab.entraide import Kind, option_names
 from server.appkeys import FEDERATION, NODE
 from server.db.models import Activity, Actor, RemoteObject
 from server.http.pages import core as w
-from server.services import content, endorsements, polls, visibility
+from server.services.content import local as content
+from server.services.content import endorsements
+from server.services.content import polls
+from server.services.reading import visibility
 from server.services.errors import Forbidden, InvalidInput, NotFound
-from server.services.sanitize import plain_text, sanitize_html
-from server.services.visibility import Viewer
+from server.services.content.sanitize import plain_text, sanitize_html
+from server.services.reading.visibility import Viewer
 
 routes = web.RouteTableDef()
 OBJECT_PATH: Final = "/objects/{id:[0-9a-f]{32}}"

@@ -51,7 +51,7 @@ _activities = sa.table(
 
 
 def _escaped(text: str) -> str:
-    """As ``server.services.sanitize.text_paragraph`` escapes (the serialiser's text escaping)."""
+    """As ``server.services.content.sanitize.text_paragraph`` escapes (the serialiser's text escaping)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\xa0", "&nbsp;")
 
 

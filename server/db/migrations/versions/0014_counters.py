@@ -30,7 +30,7 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-# The feeds' scope (server.services.feeds.feed_scope with visibility.feed_levels() == ("public",));
+# The feeds' scope (server.services.reading.feeds.feed_scope with visibility.feed_levels() == ("public",));
 # tests/server/test_counters.py fails if the two disagree.
 FEED_SCOPE = "{row}.local AND {row}.visibility = 'public' AND {row}.in_reply_to_iri IS NULL"
 _CHANGE = "coalesce({row}.deleted_at, {row}.updated, {row}.published)"

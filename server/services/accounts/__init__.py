@@ -1,0 +1,1 @@
+"""Member accounts: password sessions, the GDPR archive, and erasure."""

@@ -1,0 +1,123 @@
+"""The C2S outbox: what a client's ``POST {outbox}`` means, dispatched to the services.
+
+A bare object is wrapped in ``Create`` (ActivityPub §6.2.1). Our kinds are asked for with
+``entraideKind`` (``Alert``, ``Resource``, ``Proposal``); a ``Note`` with ``name`` and
+``inReplyTo`` and no content is a vote (Mastodon's shape); an ``Endorsement`` co-signs a
+proposal. The JSON API calls the same services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from federation.vocab.parse import contains_unstorable
+from server.db.models import Actor
+from server.services.content import local as content
+from server.services.content import endorsements
+from server.services.membership import following
+from server.services.content import likes
+from server.services.membership import members as membership
+from server.services.content import polls
+from server.services.content.local import Published
+from server.services.errors import InvalidInput
+from server.services.federation import Federation
+
+OBJECT_TYPES = frozenset({"Note", "Article", "Question"})
+ADDRESSING = ("to", "cc", "bto", "bcc", "audience")
+
+__all__ = ["Published", "is_vote", "post_to_outbox"]
+
+
+def is_vote(obj: Mapping[str, Any]) -> bool:
+    """Mastodon's vote: ``Note`` with ``name`` and ``inReplyTo`` and no ``content``."""
+    return (
+        obj.get("type") == "Note"
+        and isinstance(obj.get("name"), str)
+        and obj.get("inReplyTo") is not None
+        and not obj.get("content")
+    )
+
+
+def _listed(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else []
+
+
+def merged_recipients(activity: Mapping[str, Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object of a ``Create`` with the recipients of both united, for every addressing
+    property (ActivityPub §6.2), the object's first; the services check each value."""
+    merged = dict(obj)
+    for key in ADDRESSING:
+        values = [*_listed(obj.get(key)), *_listed(activity.get(key))]
+        if values and key in activity:
+            hashable = all(isinstance(v, str) for v in values)
+            merged[key] = list(dict.fromkeys(values)) if hashable else values
+    return merged
+
+
+async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
+    if obj.get("type") == "Endorsement":
+        return await endorsements.endorse(fed, author, obj, by=by)
+    if not isinstance(obj.get("type"), str) or obj.get("type") not in OBJECT_TYPES:
+        raise InvalidInput("type must be one of: Article, Endorsement, Note, Question", field="type")
+    if is_vote(obj):
+        return await polls.cast(fed, author, obj, by=by)
+    return await content.create(fed, author, obj, by=by, c2s=True)
+
+
+async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *, by: Actor) -> Published:
+    """Handle one C2S outbox POST: an activity, or a bare object wrapped in ``Create``."""
+    if contains_unstorable(body):
+        raise InvalidInput("the body contains a NUL character (\\u0000)")
+    kind = body.get("type")
+    if not isinstance(kind, str):  # a list or an object would not even hash (case 58)
+        raise InvalidInput("type must be a string", field="type")
+    obj = body.get("object")
+    if kind in OBJECT_TYPES or kind == "Endorsement":
+        return await _create(fed, author, body, by=by)
+    if kind == "Create" and isinstance(obj, dict):
+        return await _create(fed, author, merged_recipients(body, obj), by=by)
+    if kind == "Update" and isinstance(obj, dict):
+        return await content.update(fed, author, obj, by=by)
+    if kind == "Delete":
+        return await content.delete(fed, author, obj.get("id") if isinstance(obj, dict) else obj, by=by)
+    if kind in ("Join", "Leave") and author.type == "Person":
+        target = obj.get("id") if isinstance(obj, dict) else obj
+        if not isinstance(target, str):
+            raise InvalidInput("object must be the association's IRI", field="object")
+        if kind == "Join":
+            return Published(await membership.join(fed, author, target), target)
+        return Published(await membership.leave(fed, author, target), None)
+    if kind in ("Accept", "Reject") and author.type == "Group":
+        # An admin or moderator answers a request to join: object = the Join, or its actor.
+        member = obj.get("actor") if isinstance(obj, dict) else obj
+        if not isinstance(member, str):
+            raise InvalidInput("object must be the Join (with its actor) or the member's IRI", field="object")
+        await membership.decide(fed, author, member, by=by, approve=kind == "Accept")
+        return Published(None, member)
+    if kind == "Remove" and author.type == "Group":
+        member = obj.get("id") if isinstance(obj, dict) else obj
+        if not isinstance(member, str):
+            raise InvalidInput("object must be the member's IRI", field="object")
+        await membership.remove(fed, author, member, by=by)
+        return Published(None, member)
+    if kind == "Announce":
+        return await content.announce(fed, author, obj.get("id") if isinstance(obj, dict) else obj, by=by)
+    if kind == "Follow" and isinstance(obj, str):
+        result = await following.follow(fed, local_name=author.handle, target_iri=obj, as_actor=author)
+        return Published(result.follow_iri, None)
+    if kind == "Like":
+        return await likes.like(fed, author, obj, by=by)
+    if kind == "Undo" and isinstance(obj, str | dict):
+        # The answer's ``object`` is what was undone: the Like, or the Follow.
+        undone = await likes.undo(fed, author, obj, by=by)
+        if undone is not None:
+            return undone
+        target = str(obj if isinstance(obj, str) else obj.get("id"))
+        return Published(await following.unfollow(fed, follower=author, follow_iri=target), target)
+    raise InvalidInput(
+        "supported: Note, Article, Question, Endorsement, Create, Update, Delete, Announce, Like,"
+        " Follow, Undo (of a Like or a Follow), Join and Leave (a member), Accept, Reject and Remove"
+        " (an association)",
+        field="type",
+    )

@@ -1,0 +1,1 @@
+"""Outgoing federation: the transactional outbox, the fan-out and the delivery batches."""

@@ -1,0 +1,1 @@
+"""Incoming federation, processing half: the group-commit writer, the worker that rebuilds, the handlers."""

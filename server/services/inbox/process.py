@@ -1,0 +1,124 @@
+"""The inbox's processing half: a worker rebuilds a stored activity and dispatches it.
+
+Storing happens in :mod:`server.services.inbox.writer` (group commit: the activity, unique on its
+IRI, and its ``process_inbox`` job in one transaction, answered 202 after the commit). The worker
+loads queued rows (many at once in its inbox lane), rebuilds each typed activity from the stored
+document, dispatches it to the handlers in ``inbox_handlers`` and marks the rows it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.errors import FederationError
+from federation.inbox import InboundActivity, InboxRouter, dispatch, restore
+from federation.keys import KeyAlgorithm
+from federation.signatures import VerifiedSigner
+from federation.types import Iri
+from server.db.models import InboxActivity, InboxItem
+from server.db.queries import inbox as inbox_queries
+from server.db.upsert import insert_for
+from server.services.federation import Federation
+
+log = logging.getLogger(__name__)
+
+PROCESS_INBOX = "process_inbox"
+
+
+async def _add_inbox_item(session: AsyncSession, actor_id: int, inbox_activity_id: int) -> None:
+    stmt = (
+        insert_for(session, InboxItem)
+        .values(actor_id=actor_id, inbox_activity_id=inbox_activity_id, accepted=True)
+        .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
+    )
+    await session.execute(stmt)
+
+
+Loaded = InboundActivity | FederationError | None
+"""A queued activity rebuilt for its handler; ``None``: no activity the router handles (it ends
+``ignored``); an error: the stored document no longer parses (its job fails alone, retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A stored activity still queued: who sent it, and what its handler gets."""
+
+    actor_iri: str
+    activity: Loaded
+
+
+async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
+    """The activities among ``ids`` still queued, rebuilt for their handlers (one query).
+
+    Rows already processed, or gone, are left out.
+    """
+    async with fed.node.sessions() as session:
+        rows = await inbox_queries.queued_activities(session, ids)
+    loaded: dict[int, Queued] = {}
+    for row in rows:
+        # The signature was verified when the row was stored; keep what it proved.
+        signer = VerifiedSigner(
+            Iri(row.signer_key_iri), Iri(row.actor_iri), KeyAlgorithm.RSA_V1_5_SHA256, "cavage"
+        )
+        activity: Loaded
+        try:
+            activity = restore(row.document, signer=signer, received_at=row.received_at, uris=fed.node.uris)
+        except FederationError as exc:
+            activity = exc
+        loaded[row.id] = Queued(row.actor_iri, activity)
+    return loaded
+
+
+async def run(fed: Federation, router: InboxRouter[Federation], inbound: Loaded) -> str:
+    """Run the handler of one loaded activity; returns the state to record.
+
+    Handler exceptions propagate (and a document that no longer parses raises): the caller
+    records nothing, the row stays queued and the job is retried.
+    """
+    if isinstance(inbound, FederationError):
+        raise inbound
+    if inbound is None:
+        return "ignored"
+    await dispatch(router, inbound, fed)
+    return "processed"
+
+
+async def process(fed: Federation, router: InboxRouter[Federation], inbox_activity_id: int) -> str:
+    """Load, run and mark one stored activity; returns the row's final state.
+
+    The worker's inbox lane does the same for many at once (:class:`server.jobs.tasks.InboxLane`);
+    this path serves single runs (``Worker.run_batch``, tests). The row is marked only after
+    the handler returned.
+    """
+    loaded = await load(fed, [inbox_activity_id])
+    if inbox_activity_id not in loaded:
+        async with fed.node.sessions() as session:
+            state = await session.scalar(
+                select(InboxActivity.state).where(InboxActivity.id == inbox_activity_id)
+            )
+        return "missing" if state is None else str(state)
+    state = await run(fed, router, loaded[inbox_activity_id].activity)
+    async with fed.node.sessions.begin() as session:
+        await inbox_queries.mark_processed(session, [(inbox_activity_id, state)], now=fed.node.clock())
+    return state
+
+
+async def add_inbox_items(fed: Federation, activity_iri: str, actor_ids: set[int]) -> None:
+    """Processing accepted this activity: list it in the inboxes of the local actors it concerns
+    (C2S ``GET {inbox}``, security case 50), whichever inbox it came through.
+
+    Handlers call this on their accepting path only, so an activity that processing refused or
+    dropped is never listed; one filed on arrival at a personal inbox that does not concern its
+    owner stays hidden (a peer cannot show one actor's message to another through our inbox).
+    """
+    async with fed.node.sessions.begin() as session:
+        row_id = await session.scalar(select(InboxActivity.id).where(InboxActivity.iri == activity_iri))
+        if row_id is None:
+            return
+        for actor_id in sorted(actor_ids):
+            await _add_inbox_item(session, actor_id, row_id)

@@ -1,0 +1,1 @@
+"""Uploaded files: storage backends and attachment records."""

@@ -1,0 +1,1 @@
+"""Relations between actors: following (both directions) and membership of associations."""

@@ -1,0 +1,475 @@
+"""Following, in both directions, and keeping in sync with the actors we follow.
+
+* Incoming ``Follow``: recorded, answered with ``Accept`` unless the actor approves followers
+  by hand (then it stays pending).
+* Outgoing follow (``entraide follow``, C2S): a pending row and a ``Follow`` in our outbox.
+* ``Accept``/``Reject`` of our Follow: only from its target, for its exact id (case 18, 46).
+* Sync: on acceptance, backfill the followed actor's outbox (paged, bounded); afterwards a
+  periodic catch-up reads it again from a cursor, so what was published while either side
+  was down is not missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from federation.errors import FederationError
+from federation.fetch import FetchTemporaryFailure
+from federation.iri import host_of
+from federation.types import Iri
+from federation.vocab.activities import Follow
+from federation.vocab.objects import Content, Tombstone
+from federation.vocab.parse import parse_object
+from server.db import queue
+from server.db.models import Actor, SyncState
+from server.db.models import Follow as FollowRow
+from server.db.queries import actors as actor_queries
+from server.db.upsert import insert_ignoring_conflict
+from server.services.errors import InvalidInput, NotFound
+from server.services.federation import Federation
+from server.services.content.remote import refresh, store_object, tombstone, update_object
+from server.services.delivery.outbox import new_activity_iri, publish
+
+log = logging.getLogger(__name__)
+
+SYNC_OUTBOX = "sync_outbox"
+SYNC_ALL = "sync_all"
+SYNC_INTERVAL = timedelta(minutes=15)
+BACKFILL_MAX_PAGES = 10
+BACKFILL_MAX_ITEMS = 200
+
+
+def _follow_document(follow_iri: str, follower: str, target: str) -> dict[str, Any]:
+    return {"id": follow_iri, "type": "Follow", "actor": follower, "object": target}
+
+
+async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) -> None:
+    """Record a remote Follow of a local Group or Person and answer it."""
+    target_iri = follow.object_id
+    assert target_iri is not None
+    ref = fed.node.uris.local_actor_ref(target_iri)
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        target = (
+            await actor_queries.local_by_handle(
+                session, "Group" if ref.kind == "group" else "Person", ref.handle
+            )
+            if ref is not None and ref.part is None
+            else None
+        )
+        if target is None:
+            log.info("follow of an unknown local actor ignored", extra={"object": target_iri})
+            return
+        row = await session.scalar(
+            select(FollowRow).where(FollowRow.follower_id == follower.id, FollowRow.followed_id == target.id)
+        )
+        if row is None:
+            row = FollowRow(
+                follower_id=follower.id,
+                followed_id=target.id,
+                follow_iri=follow.id,
+                state="pending" if target.manually_approves_followers else "accepted",
+                created_at=now,
+                accepted_at=None if target.manually_approves_followers else now,
+            )
+            session.add(row)
+        elif row.follow_iri == follow.id:
+            # This very Follow again: its job re-run after a crash (its row not yet marked
+            # processed). It was answered in the transaction that recorded it; answer once.
+            return
+        else:
+            row.follow_iri = follow.id  # a repeated Follow gets a fresh Accept referencing it
+        await session.flush()
+        if row.state == "accepted":
+            accept = {
+                "id": new_activity_iri(fed.node.uris),
+                "type": "Accept",
+                "object": _follow_document(follow.id, follower.iri, target.iri),
+                "to": [follower.iri],
+            }
+            await publish(
+                session, target, accept, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
+            )
+    fed.notify_worker()
+    log.info("follow received", extra={"follower": follower.iri, "target": target_iri, "state": row.state})
+
+
+async def follow_answered(fed: Federation, *, follow_iri: Iri, target_iri: Iri, accepted: bool) -> bool:
+    """Apply an Accept/Reject of one of our Follows; True when it matched."""
+    now = fed.node.clock()
+    followed = aliased(Actor)
+    follower = aliased(Actor)
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(FollowRow)
+            .join(followed, followed.id == FollowRow.followed_id)
+            .join(follower, follower.id == FollowRow.follower_id)
+            .where(FollowRow.follow_iri == follow_iri, followed.iri == target_iri, follower.local.is_(True))
+        )
+        if row is None:
+            log.info("follow answer matched nothing", extra={"follow": follow_iri, "actor": target_iri})
+            return False
+        if not accepted:
+            await session.delete(row)
+            return True
+        newly = row.state != "accepted"
+        row.state, row.accepted_at = "accepted", row.accepted_at or now
+        if newly:
+            await queue.enqueue(
+                session,
+                SYNC_OUTBOX,
+                {"actor_id": row.followed_id},
+                dedup_key=f"sync:{row.followed_id}:accept:{row.id}",
+                priority=queue.Priority.BACKGROUND,
+                now=now,
+            )
+    fed.notify_worker()
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class FollowRequested:
+    follow_iri: str
+    target: str
+    state: str
+
+
+async def follow(
+    fed: Federation, *, local_name: str, target_iri: str, as_actor: Actor | None = None
+) -> FollowRequested:
+    """A local association or member follows a remote actor (it is fetched first).
+
+    Raises:
+        NotFound: no local actor ``local_name``. InvalidInput: the target is local.
+        FetchError/InvalidDocument: the target cannot be fetched.
+    """
+    if fed.node.uris.is_local(target_iri):
+        raise InvalidInput("local actors are followed directly, not through federation", field="target")
+    if as_actor is not None:
+        local = as_actor
+    else:
+        async with fed.node.sessions() as session:
+            candidates = await actor_queries.local_by_name(session, local_name)
+        if not candidates:
+            raise NotFound(f"no local association or member named {local_name!r}", field="as")
+        local = next((a for a in candidates if a.type == "Group"), candidates[0])
+    remote = await fed.actor(target_iri)
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(FollowRow).where(FollowRow.follower_id == local.id, FollowRow.followed_id == remote.id)
+        )
+        if row is not None and row.state == "accepted":
+            return FollowRequested(row.follow_iri or "", remote.iri, "accepted")
+        follow_iri = new_activity_iri(fed.node.uris)
+        if row is None:
+            row = FollowRow(follower_id=local.id, followed_id=remote.id, state="pending", created_at=now)
+            session.add(row)
+        row.follow_iri, row.state = follow_iri, "pending"
+        await session.flush()
+        await publish(
+            session,
+            local,
+            {**_follow_document(follow_iri, local.iri, remote.iri), "to": [remote.iri]},
+            visibility="direct",
+            now=now,
+            priority=queue.Priority.INTERACTIVE,
+        )
+    fed.notify_worker()
+    return FollowRequested(follow_iri, remote.iri, "pending")
+
+
+async def unfollow(fed: Federation, *, follower: Actor, follow_iri: str) -> str:
+    """Undo one of our Follows (by its IRI): the row goes, an ``Undo`` goes to the target.
+
+    Raises:
+        NotFound: no such follow by this actor.
+    """
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        row = await session.scalar(
+            select(FollowRow).where(FollowRow.follow_iri == follow_iri, FollowRow.follower_id == follower.id)
+        )
+        if row is None:
+            raise NotFound("no such follow")
+        target = await session.get(Actor, row.followed_id)
+        assert target is not None
+        await session.delete(row)
+        undo_iri = new_activity_iri(fed.node.uris)
+        await publish(
+            session,
+            follower,
+            {
+                "id": undo_iri,
+                "type": "Undo",
+                "object": _follow_document(follow_iri, follower.iri, target.iri),
+                "to": [target.iri],
+            },
+            visibility="direct",
+            now=now,
+            priority=queue.Priority.INTERACTIVE,
+        )
+    fed.notify_worker()
+    return undo_iri
+
+
+# --- sync --------------------------------------------------------------------------------------
+
+
+def _items(page: dict[str, Any]) -> list[Any]:
+    items = page.get("orderedItems", page.get("items", []))
+    return items if isinstance(items, list) else []
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    ident = value.get("id") if isinstance(value, dict) else None
+    return ident if isinstance(ident, str) else None
+
+
+BACKFILL_MAX_CONTINUATIONS = 10
+"""A run that has not reached its cursor continues in a follow-up job, at most this many times
+(2,000 items by default); after that the cursor moves on and the rest is left to deliveries."""
+
+
+async def sync_outbox(
+    fed: Federation,
+    actor_id: int,
+    *,
+    max_pages: int = BACKFILL_MAX_PAGES,
+    max_items: int = BACKFILL_MAX_ITEMS,
+    resume: dict[str, Any] | None = None,
+) -> int:
+    """Read a followed actor's outbox, newest first, down to the last item seen; store new objects.
+
+    Bounded (pages, items), loop-safe (visited pages), same-origin only (security case 30):
+    every page and every item must be on the actor's host. When the bound is hit before the
+    cursor is reached, a follow-up job continues from the next page (``resume``), and the
+    cursor only moves to the newest item once the old one is reached, so nothing in between
+    is skipped. Returns the number of items read by this run.
+    """
+    async with fed.node.sessions() as session:
+        actor = await session.get(Actor, actor_id)
+        state = await session.get(SyncState, actor_id)
+    if actor is None or actor.local or actor.deleted_at is not None or not actor.outbox_iri:
+        return 0
+    origin = actor.host
+    resume = resume or {}
+    stop_at = resume.get("stop_at") if resume else (state.newest_seen_iri if state else None)
+    newest: str | None = resume.get("newest")
+    continuation = int(resume.get("continuation", 0))
+    read = 0
+    run = _Run()
+    visited: set[str] = set()
+    next_iri: str | None = None
+    reached_end = False
+    try:
+        if resume.get("page"):
+            page: dict[str, Any] | None = await fed.fetch(resume["page"])
+        else:
+            collection = await fed.fetch(actor.outbox_iri)
+            page = collection
+            first = collection.get("first")
+            if not _items(collection) and first is not None:
+                page = first if isinstance(first, dict) else None
+                if page is None and isinstance(first, str):
+                    page = await fed.fetch(first) if host_of(first) == origin else None
+        pages = 0
+        while page is not None and pages < max_pages:
+            pages += 1
+            if isinstance(page.get("id"), str):
+                visited.add(page["id"])
+            for item in _items(page):
+                item_id = _ref(item)
+                if item_id is None or host_of(item_id) != origin:
+                    continue
+                if item_id == stop_at:
+                    reached_end = True
+                    break
+                newest = newest or item_id
+                read += 1
+                await _store_item(fed, actor, item, run)
+            next_iri = _ref(page.get("next"))
+            if reached_end or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
+                reached_end = True
+                break
+            if read >= max_items or pages >= max_pages:
+                break  # bounded: a follow-up job continues from next_iri
+            page = await fed.fetch(next_iri)
+        else:
+            reached_end = page is None
+    except FetchTemporaryFailure:
+        raise
+    except FederationError as exc:
+        await _save_sync(fed, actor_id, newest=None, read=read, error=f"{exc.code}: {exc.detail}"[:1024])
+        log.info("outbox sync failed", extra={"actor": actor.iri, "code": exc.code})
+        return read
+    if not reached_end and next_iri and continuation < BACKFILL_MAX_CONTINUATIONS:
+        now = fed.node.clock()
+        async with fed.node.sessions.begin() as session:
+            await queue.enqueue(
+                session,
+                SYNC_OUTBOX,
+                {
+                    "actor_id": actor_id,
+                    "resume": {
+                        "page": next_iri,
+                        "stop_at": stop_at,
+                        "newest": newest,
+                        "continuation": continuation + 1,
+                    },
+                },
+                dedup_key=f"sync:{actor_id}:resume:{continuation + 1}:{newest}"[:512],
+                priority=queue.Priority.BACKGROUND,
+                now=now,
+            )
+        await _save_sync(fed, actor_id, newest=None, read=read, error=None)
+        fed.notify_worker()
+    else:
+        await _save_sync(fed, actor_id, newest=newest, read=read, error=None)
+    log.info("outbox synced", extra={"actor": actor.iri, "items": read, "complete": reached_end})
+    return read
+
+
+STATEFUL_KINDS = frozenset({"alert", "proposal"})
+"""Kinds whose state changes after publication (an alert's status, a poll's tally and closing):
+the copy embedded in an outbox item is refetched from its origin, at most
+:data:`REFRESH_MAX_PER_RUN` times per run, in case the peer serves the item as first published."""
+REFRESH_MAX_PER_RUN = 20
+
+
+@dataclass
+class _Run:
+    """What one sync run may still spend on refetching embedded copies."""
+
+    refreshes_left: int = REFRESH_MAX_PER_RUN
+
+
+async def _fetched(fed: Federation, value: Any) -> Any:
+    """``value`` itself, or the document it names fetched (None when the origin refuses it)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return await fed.fetch(value)
+    except FetchTemporaryFailure:
+        raise
+    except FederationError:
+        return None
+
+
+async def _store_item(fed: Federation, actor: Actor, item: Any, run: _Run | None = None) -> None:
+    """Apply one outbox item so that we end with what the origin serves now (issue 13).
+
+    A ``Create`` or ``Update`` stores its object, or brings the copy we hold up to a newer
+    revision; a ``Delete``, or an object served as a ``Tombstone``, leaves a tombstone (the outbox
+    is read newest first, so the deletion is met before the ``Create`` it undoes, and a tombstone
+    is never resurrected). Only the actor's own activities about objects on its own origin count.
+    """
+    item = await _fetched(fed, item)
+    if not isinstance(item, dict):
+        return
+    raw: Any = item
+    if item.get("type") in ("Create", "Update", "Delete"):
+        if item.get("actor") != actor.iri:
+            return
+        if item["type"] == "Delete":
+            target = _ref(item.get("object"))
+            if target is not None and host_of(target) == actor.host:
+                await tombstone(fed, target, actor, now=fed.node.clock())
+            return
+        raw = item.get("object")
+        if isinstance(raw, str) and host_of(raw) != actor.host:
+            return
+        raw = await _fetched(fed, raw)
+    if not isinstance(raw, dict):
+        return
+    try:
+        content = parse_object(raw)
+    except FederationError:
+        return
+    if isinstance(content, Tombstone):
+        if host_of(content.id) == actor.host:
+            await tombstone(fed, content.id, actor, now=fed.node.clock())
+        return
+    if isinstance(content, Content):
+        await _store_current(fed, actor, content, raw, run or _Run())
+
+
+async def _store_current(
+    fed: Federation, actor: Actor, content: Content, raw: dict[str, Any], run: _Run
+) -> None:
+    """Store ``content``, or apply it over an older copy; refetch a stateful object (bounded)."""
+    now = fed.node.clock()
+    row = await store_object(fed, content, raw, actor, now=now, require_relevance=False)
+    if row is None:
+        return
+    if content.updated is not None and (row.updated is None or content.updated > row.updated):
+        await update_object(fed, content, raw, actor, now=now)
+    if row.kind in STATEFUL_KINDS and run.refreshes_left > 0:
+        run.refreshes_left -= 1
+        try:
+            await refresh(fed, row, now=now)
+        except FetchTemporaryFailure:
+            log.info("object refresh postponed", extra={"object": row.iri})
+
+
+async def _save_sync(
+    fed: Federation, actor_id: int, *, newest: str | None, read: int, error: str | None
+) -> None:
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        # Two local followers of the same actor may both finish a backfill at once.
+        await insert_ignoring_conflict(
+            session, SyncState, {"actor_id": actor_id, "items_fetched": 0}, conflict_on=["actor_id"]
+        )
+        state = await session.get(SyncState, actor_id, with_for_update=True)
+        assert state is not None
+        if newest is not None:
+            state.newest_seen_iri = newest
+        state.items_fetched = (state.items_fetched or 0) + read
+        state.last_synced_at = now
+        state.backfilled_at = state.backfilled_at or (now if error is None else None)
+        state.last_error = error
+
+
+async def sync_all(fed: Federation) -> int:
+    """Queue a catch-up of every remote actor a local actor follows; schedule the next round."""
+    now = fed.node.clock()
+    bucket = int(now.timestamp() // SYNC_INTERVAL.total_seconds())
+    follower = aliased(Actor)
+    async with fed.node.sessions.begin() as session:
+        rows = await session.execute(
+            select(FollowRow.followed_id)
+            .distinct()
+            .join(follower, follower.id == FollowRow.follower_id)
+            .join(Actor, Actor.id == FollowRow.followed_id)
+            .where(FollowRow.state == "accepted", follower.local.is_(True), Actor.local.is_(False))
+        )
+        ids = [r[0] for r in rows]
+        await queue.enqueue_many(
+            session,
+            [
+                queue.NewJob(
+                    SYNC_OUTBOX,
+                    {"actor_id": i},
+                    dedup_key=f"sync:{i}:{bucket}",
+                    priority=queue.Priority.BACKGROUND,
+                )
+                for i in ids
+            ],
+            now=now,
+        )
+        await schedule_sync_all(session, now=now)
+    return len(ids)
+
+
+async def schedule_sync_all(session: Any, *, now: Any) -> None:
+    """Make sure the next periodic catch-up round is queued (idempotent per interval)."""
+    await queue.schedule_periodic(session, SYNC_ALL, every=SYNC_INTERVAL, now=now)
