@@ -485,12 +485,20 @@ class Block(Base):
 
 
 class Report(Base):
-    """A ``Flag`` received, kept for moderators."""
+    """A report for moderators: a ``Flag`` received, or filed here by one of our members (``local``).
+
+    ``group_id`` is the association concerned (its admins and moderators see the report; node
+    admins see every report); None when no association of ours is concerned. The resolution
+    (``resolved_by_id``, ``resolution``, ``action``, ``resolved_at``) is set once, by the moderator
+    who closed it (``server/services/moderation/reports.py``). ``forwarded_iri`` is the ``Flag`` our
+    node sent to the content's origin, which never names the reporter.
+    """
 
     __tablename__ = "reports"
     __table_args__ = (
         CheckConstraint("state IN ('open', 'resolved', 'dismissed')", name="state"),
         Index("ix_reports_reporter_created", "reporter_id", "created_at"),  # per-actor limit
+        Index("ix_reports_group_state", "group_id", "state", "id"),  # an association's queue
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -500,6 +508,13 @@ class Report(Base):
     content: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    local: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    resolution: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    forwarded_iri: Mapped[str | None] = mapped_column(IRI)
 
 
 class SyncState(Base):

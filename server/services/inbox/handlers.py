@@ -55,6 +55,7 @@ from server.services.reading import visibility
 from server.services.content import local as content_service
 from server.services.federation import Federation
 from server.services.inbox.process import add_inbox_items
+from server.services.moderation import reports
 from server.services.actors.remote import fetch_and_store_actor
 from server.services.content.sanitize import plain_text
 
@@ -567,6 +568,7 @@ async def on_flag(fed: Federation, flag: Flag, inbound: InboundActivity) -> None
                 target_iris=targets,
                 content=plain_text(flag.content or flag.summary or "")[:MAX_REPORT_CHARS],
                 created_at=now,
+                group_id=await reports.concerned_group_id(session, targets),
             )
         )
     log.info("report received", extra={"reporter": reporter.iri, "targets": len(targets)})

@@ -1,0 +1,1 @@
+"""Moderation: reports from members and peers, and what moderators do about them (``reports.py``)."""
