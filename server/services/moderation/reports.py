@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.types import Iri
+from federation.uris import is_valid_handle
 from server.db import queue
 from server.db.models import Account, Actor, Membership, RemoteObject, Report
 from server.db.queries import actors as actor_queries
@@ -26,7 +27,7 @@ from server.services import audit
 from server.services.content import changes
 from server.services.content import local as content
 from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
+from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.federation import Federation
 from server.services.membership import members as membership
 from server.services.reading import visibility
@@ -123,7 +124,8 @@ async def moderator(session: AsyncSession, actor: Actor) -> Moderator:
 
 async def concerned_group_id(session: AsyncSession, target_iris: list[str]) -> int | None:
     """The local association a report concerns: a target object's association (its audience, or
-    its author when that is an association), or a target association itself; None otherwise."""
+    its author when that is an association), a target association itself, or the first association
+    a target person belongs to; None otherwise (node admins only see it)."""
     objects = (
         await session.execute(
             select(RemoteObject.audience_id, RemoteObject.attributed_to_id).where(
@@ -141,7 +143,16 @@ async def concerned_group_id(session: AsyncSession, target_iris: list[str]) -> i
     if by_object is not None:
         return int(by_object)
     found = await session.scalar(query.where(Actor.iri.in_(target_iris)).order_by(Actor.id).limit(1))
-    return int(found) if found is not None else None
+    if found is not None:
+        return int(found)
+    member_of = await session.scalar(
+        select(Membership.group_id)
+        .join(Actor, Actor.id == Membership.member_id)
+        .where(Actor.iri.in_(target_iris), Membership.state == "active")
+        .order_by(Membership.id)
+        .limit(1)
+    )
+    return int(member_of) if member_of is not None else None
 
 
 async def _target(session: AsyncSession, reporter: Actor, target_iri: Any) -> str:
@@ -401,41 +412,32 @@ async def _reported_member(session: AsyncSession, report: Report) -> Actor:
 
 
 async def warn(fed: Federation, by: Actor, report_id: int, message: Any) -> str:
-    """Warn the reported person: a direct note from the association that mentions them (a
-    notification here, a message on their node). Returns the note's IRI; audited."""
+    """Warn the reported member of the association concerned: a notification with the
+    moderator's message and the association's name (never the reporter's). The warning is the
+    audit entry ``report.warn`` whose target is the member (``reading/notifications.py`` reads
+    it). A member of another node is not warned from here: forward the report to their node.
+    Returns the member's IRI."""
     text = comment_text(message, field="message")
     if not text:
         raise InvalidInput("write the warning", field="message")
-    async with fed.node.sessions() as session:
-        report, _ = await _open_report(session, by, report_id)
-        group = await _group_of(session, report)
-        member = await _reported_member(session, report)
-    if group is None:
-        raise InvalidInput("only an association warns its members: this report concerns none", field="report")
-    async with fed.node.sessions() as session:
-        if await visibility.role_in(session, _viewer(by), group) not in membership.MANAGING_ROLES:
-            raise Forbidden("only the association's admins and moderators warn its members")
-    note = {
-        "type": "Note",
-        "content": f'<p><span class="h-card"><a href="{member.iri}" class="u-url mention">@{member.handle}</a></span> '
-        + _escape(text)
-        + "</p>",
-        "to": [member.iri],
-        "tag": [{"type": "Mention", "href": member.iri, "name": f"@{member.handle}@{member.host}"}],
-    }
-    published = await content.create(fed, group, note, by=by)
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
         report, _ = await _open_report(session, by, report_id)
-        _close(
-            session, report, by, action="warn", state="resolved", reason=text, now=now, group=group,
-            detail={"member": member.iri, "note": str(published.object_iri)},
+        group = await _group_of(session, report)
+        member = await _reported_member(session, report)
+        if group is None:
+            raise InvalidInput("this report concerns no association of this node", field="report")
+        if await visibility.role_in(session, _viewer(by), group) not in membership.MANAGING_ROLES:
+            raise Forbidden("only the association's admins and moderators warn its members")
+        if not member.local:
+            raise InvalidInput("a member of another node is warned by their node: forward the report", field="report")
+        report.state, report.action, report.resolved_at = "resolved", "warn", now
+        report.resolved_by_id, report.resolution = by.id, text
+        audit.record(
+            session, "report.warn", now=now, group=group, by=by, target=member.iri,
+            detail={"report": report.id, "reason": text, "member": member.iri},
         )
-    return str(published.object_iri)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return member.iri
 
 
 def _viewer(actor: Actor) -> visibility.Viewer:
@@ -523,15 +525,50 @@ async def forward(fed: Federation, by: Actor, report_id: int) -> str:
     return Iri(flag_iri)
 
 
-async def resolve_reader(session: AsyncSession, actor_id: int) -> Actor:
-    actor = await session.get(Actor, actor_id)
-    if actor is None or not actor.local:
-        raise Forbidden("reports are read by moderators and node admins")
+async def person(session: AsyncSession, actor_id: int | None) -> Actor:
+    """The local person behind a session or a token (who files a report or moderates)."""
+    actor = await session.get(Actor, actor_id) if actor_id is not None else None
+    if actor is None or not actor.local or actor.type != "Person" or actor.deleted_at is not None:
+        raise Unauthorized("a local account is required")
     return actor
+
+
+async def association(session: AsyncSession, slug: str) -> Actor:
+    """One of our associations by its handle (NotFound otherwise)."""
+    group = await actor_queries.local_by_handle(session, "Group", slug) if is_valid_handle(slug) else None
+    if group is None:
+        raise NotFound("no such association")
+    return group
+
+
+async def moderated(session: AsyncSession, actor: Actor) -> list[Actor]:
+    """The associations ``actor`` moderates (for the queue's navigation)."""
+    me = await moderator(session, actor)
+    if not me.group_ids:
+        return []
+    return list(await session.scalars(select(Actor).where(Actor.id.in_(sorted(me.group_ids))).order_by(Actor.handle)))
+
+
+async def audit_entries(
+    session: AsyncSession, reader: Actor, *, group: Actor | None, limit: int, before: int | None = None
+) -> list[dict[str, Any]]:
+    """The audit log for the web page: one association's (its admins and moderators) or the
+    node's (node admins), newest first."""
+    me = await moderator(session, reader)
+    if group is None and not me.is_node_admin:
+        raise Forbidden("the node's audit log is read by node admins")
+    if group is not None and not me.is_node_admin and group.id not in me.group_ids:
+        raise Forbidden("an association's audit log is read by its admins and moderators")
+    filters = audit.Filters(group_id=group.id if group is not None else None)
+    return await audit.entries(session, filters, limit=limit, before=min(before, INT32_MAX) if before else None)
 
 
 __all__ = [
     "Moderator",
+    "association",
+    "audit_entries",
+    "moderated",
+    "person",
     "ReportView",
     "comment_text",
     "concerned_group_id",

@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, Select, String, and_, func, literal_column
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from server.db.models import Account, Actor, InboxActivity, InboxItem, Membership, RemoteObject, Vote
+from server.db.models import Account, Actor, AuditEntry, InboxActivity, InboxItem, Membership, RemoteObject, Vote
 from server.db.models import Activity as OutboxActivity
 from server.db.types import UtcDateTime
 from server.services.content import polls
@@ -37,7 +37,7 @@ from server.services.reading import timeline
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 
-TYPES = ("alert", "membership", "mention", "reply", "vote_closed")
+TYPES = ("alert", "membership", "mention", "reply", "vote_closed", "warning")
 BATCH = 200
 """Rows a source reads at once; it reads on from where the batch stopped until it has enough."""
 MAX_CURSOR_CHARS = 4096
@@ -321,6 +321,28 @@ async def _alerts(
     return await _scan(session, "alert", query, make, after=after, want=want)
 
 
+async def _warnings(session: AsyncSession, me: Actor, after: Key | None, want: int) -> list[Notification]:
+    """Warnings a moderator sent the member about a report (``report.warn`` in the audit log,
+    ``server/services/moderation/reports.py``), with the association and the message; never the
+    reporter."""
+    group = aliased(Actor)
+    query = (
+        select(
+            AuditEntry.created_at.label("at"),
+            group.iri.label("iri"),
+            AuditEntry.detail.label("detail"),
+        )
+        .join(group, group.id == AuditEntry.group_id)
+        .where(AuditEntry.action == "report.warn", AuditEntry.target == me.iri)
+    )
+
+    async def make(row: Any) -> Notification | None:
+        message = row.detail.get("reason") if isinstance(row.detail, dict) else None
+        return Notification("warning", row.at, actor=row.iri, detail={"message": str(message or "")})
+
+    return await _scan(session, "warning", query, make, after=after, want=want)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     items: list[Notification]
@@ -351,6 +373,7 @@ async def notifications(
         await _closed_votes(session, viewer, me, before, want, now),
         await _memberships(session, me, before, want),
         await _alerts(session, viewer, me, before, want),
+        await _warnings(session, me, before, want),
     ]
     found = _merged(lists, want)
     page = found[:limit]

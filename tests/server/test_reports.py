@@ -1,0 +1,228 @@
+"""Moderation reports on both engines: a member files one, the association's admins and moderators
+see it (another association's do not), the reporter is hidden from the reported party, and each
+action (dismiss, remove, warn, remove the member, forward) does what it says and is audited. A
+forwarded report is a ``Flag`` from the node's Application actor that never names the reporter.
+Every API answer is checked against the OpenAPI document (``Api``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from federation.types import AS_PUBLIC, utc_now
+from server.db.models import Account, Activity, Actor, AuditEntry, Job, Membership, RemoteObject, Report
+from tests.server.test_api import Api, _people
+from tests.support.nodes import Node
+
+PEER_NOTE = "http://127.0.0.1:9/notes/1"
+PEER_AUTHOR = "http://127.0.0.1:9/users/zoe"
+
+
+async def _scene(node: Node) -> tuple[Api, dict[str, str], dict[str, str]]:
+    """demo (alice admin, mo moderator, mia member), other (olga admin, zed member); a public post
+    of demo and one of other; a peer's note held here."""
+    api, tokens = Api(node), await _people(node)
+    posts = {
+        "demo": (await api.create("demo", "posts", tokens["alice"], {"content": "<p>Bonjour</p>"}))["id"],
+        "other": (await api.create("other", "posts", tokens["olga"], {"content": "<p>Salut</p>"}))["id"],
+    }
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        zoe = Actor(
+            iri=PEER_AUTHOR, local=False, type="Person", handle="zoe", host="127.0.0.1:9",
+            inbox_iri=PEER_AUTHOR + "/inbox", created_at=now, updated_at=now,
+        )
+        session.add(zoe)
+        await session.flush()
+        session.add(
+            RemoteObject(
+                iri=PEER_NOTE, local=False, type="Note", kind="post", attributed_to_id=zoe.id,
+                visibility="public", document={"id": PEER_NOTE, "type": "Note", "content": "<p>spam</p>",
+                                               "to": [AS_PUBLIC]},
+                published=now, received_at=now,
+            )
+        )
+    posts["peer"] = PEER_NOTE
+    return api, tokens, posts
+
+
+async def _file(api: Api, token: str, target: str, comment: str = "Pas correct") -> int:
+    status, answer, _ = await api.call("POST", "/api/reports", token=token, body={"target": target, "comment": comment})
+    assert status == 201, answer
+    return int(answer["id"])
+
+
+async def _queue(api: Api, token: str, **params: str) -> tuple[int, Any]:
+    status, answer, _ = await api.call("GET", "/api/reports", token=token, params=params or None)
+    return status, answer
+
+
+async def _act(api: Api, token: str, report: int, action: str, text: str | None = None) -> tuple[int, Any]:
+    body = {"action": action, **({"text": text} if text is not None else {})}
+    status, answer, _ = await api.call("POST", f"/api/reports/{report}/actions", token=token, body=body)
+    return status, answer
+
+
+async def _node_admin(node: Node, username: str) -> None:
+    async with node.sessions.begin() as session:
+        actor = await session.scalar(select(Actor).where(Actor.handle == username, Actor.local.is_(True)))
+        account = await session.get(Account, actor.id)  # type: ignore[union-attr]
+        assert account is not None
+        account.is_node_admin = True
+
+
+async def test_a_moderator_sees_the_reports_of_their_association_only(node: Node) -> None:
+    api, t, posts = await _scene(node)
+    on_demo = await _file(api, t["zed"], posts["demo"], "Propos blessants")
+    on_other = await _file(api, t["mia"], posts["other"])
+    # alice and mo moderate demo: they see its report, not other's
+    for who in ("alice", "mo"):
+        status, page = await _queue(api, t[who], association="demo")
+        assert status == 200 and [r["id"] for r in page["items"]] == [on_demo], who
+        assert page["items"][0]["comment"] == "Propos blessants" and page["items"][0]["local"] is True
+        status, mine = await _queue(api, t[who])
+        assert [r["id"] for r in mine["items"]] == [on_demo]
+    # olga moderates other: demo's queue is refused, hers has other's report only
+    assert (await _queue(api, t["olga"], association="demo"))[0] == 403
+    assert [r["id"] for r in (await _queue(api, t["olga"]))[1]["items"]] == [on_other]
+    # a member moderates nothing; anonymous is refused; an unknown association is 404
+    assert (await _queue(api, t["mia"]))[0] == 403
+    assert (await _queue(api, ""))[0] == 401
+    assert (await _queue(api, t["alice"], association="nowhere"))[0] == 404
+    # nor can olga act on demo's report: the same answer as a missing one
+    assert await _act(api, t["olga"], on_demo, "dismiss") == (await _act(api, t["olga"], 999999, "dismiss"))
+    assert (await _act(api, t["olga"], on_demo, "dismiss"))[0] == 404
+    # a node admin sees every report
+    await _node_admin(node, "zed")
+    _, every = await _queue(api, t["zed"])
+    assert {r["id"] for r in every["items"]} == {on_demo, on_other}
+
+
+async def test_the_reporter_is_hidden_from_the_reported_party(node: Node) -> None:
+    api, t, _ = await _scene(node)
+    mo_iri = node.uris.iri("/users/mo")
+    report = await _file(api, t["mia"], mo_iri, "Le modérateur abuse")
+    _, seen_by_alice = await _queue(api, t["alice"])
+    assert seen_by_alice["items"][0]["reporter"] == node.uris.iri("/users/mia")
+    _, seen_by_mo = await _queue(api, t["mo"])
+    assert seen_by_mo["items"][0]["id"] == report and seen_by_mo["items"][0]["reporter"] is None
+    assert "mia" not in json.dumps(seen_by_mo)
+
+
+async def test_bad_reports_are_refused_and_nothing_is_stored(node: Node) -> None:
+    api, t, posts = await _scene(node)
+    async with node.sessions.begin() as session:
+        secret = RemoteObject(
+            iri=node.uris.object("secret"), local=True, type="Note", kind="post",
+            attributed_to_id=(await session.scalar(select(Actor.id).where(Actor.handle == "demo"))),
+            visibility="members", document={"id": node.uris.object("secret"), "type": "Note"},
+            published=utc_now(), received_at=utc_now(),
+        )
+        session.add(secret)
+    before = await node.row_counts()
+    cases: list[tuple[str | None, Any, int]] = [
+        (t["mia"], {"target": "not an iri"}, 400),
+        (t["mia"], {"target": posts["demo"], "comment": "x" * 1001}, 400),
+        (t["mia"], {"target": posts["demo"], "comment": "a\x00b"}, 400),
+        (t["mia"], {"target": posts["demo"], "extra": 1}, 400),
+        (t["zed"], {"target": node.uris.object("secret")}, 404),  # members-only: zed cannot read it
+        (t["zed"], {"target": "https://nowhere.example/x"}, 404),
+        (t["alice_read"], {"target": posts["demo"]}, 403),
+        (None, {"target": posts["demo"]}, 401),
+    ]
+    for token, body, status in cases:
+        got, answer, _ = await api.call("POST", "/api/reports", token=token, body=body)
+        assert got == status, (body, answer)
+    assert await node.row_counts() == before
+    for _ in range(10):
+        await _file(api, t["mia"], posts["demo"])
+    got, answer, _ = await api.call("POST", "/api/reports", token=t["mia"], body={"target": posts["demo"]})
+    assert got == 409, answer  # at most 10 an hour
+
+
+async def test_dismiss_and_remove_are_audited_and_remove_deletes_our_content(node: Node) -> None:
+    api, t, posts = await _scene(node)
+    first = await _file(api, t["zed"], posts["demo"])
+    second = await _file(api, t["zed"], posts["demo"])
+    status, done = await _act(api, t["mo"], first, "dismiss", "Rien à redire")
+    assert status == 200 and done["state"] == "dismissed" and done["resolution"] == "Rien à redire"
+    assert done["resolvedBy"] == node.uris.iri("/users/mo")
+    assert (await _act(api, t["mo"], first, "dismiss"))[0] == 409  # closed once
+    assert (await _act(api, t["mia"], second, "remove"))[0] == 404  # a member is no moderator
+    status, done = await _act(api, t["alice"], second, "remove")
+    assert status == 200 and done["state"] == "resolved" and done["removed"] == [posts["demo"]]
+    async with node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == posts["demo"]))
+        deletes = await session.scalar(
+            select(Activity).where(Activity.type == "Delete", Activity.object_iri == posts["demo"])
+        )
+        audited = (
+            await session.execute(
+                select(AuditEntry.action, AuditEntry.channel, AuditEntry.target).where(
+                    AuditEntry.action.startswith("report.")
+                ).order_by(AuditEntry.id)
+            )
+        ).all()
+    assert row is not None and row.deleted_at is not None and deletes is not None
+    assert [tuple(a) for a in audited] == [
+        ("report.dismiss", "api", posts["demo"]),
+        ("report.remove", "api", posts["demo"]),
+    ]
+    _, closed = await _queue(api, t["alice"], state="all")
+    assert {r["state"] for r in closed["items"]} == {"dismissed", "resolved"}
+
+
+async def test_warn_notifies_the_member_and_remove_member_ends_the_membership(node: Node) -> None:
+    api, t, _ = await _scene(node)
+    mia = node.uris.iri("/users/mia")
+    warned = await _file(api, t["zed"], mia, "Insultes")
+    status, done = await _act(api, t["mo"], warned, "warn", "Merci de rester courtois.")
+    assert status == 200 and done["action"] == "warn" and done["member"] == mia, done
+    status, page, _ = await api.call("GET", "/api/notifications", token=t["mia"])
+    warnings = [n for n in page["items"] if n["type"] == "warning"]
+    assert status == 200 and len(warnings) == 1, page
+    assert warnings[0]["message"] == "Merci de rester courtois." and warnings[0]["actor"] == node.uris.iri("/groups/demo")
+    assert "zed" not in json.dumps(page)  # never the reporter
+    removed = await _file(api, t["zed"], mia, "Encore")
+    status, done = await _act(api, t["alice"], removed, "remove-member")
+    assert status == 200 and done["member"] == mia
+    async with node.sessions() as session:
+        left = await session.scalar(
+            select(Membership).join(Actor, Actor.id == Membership.member_id).where(Actor.iri == mia)
+        )
+    assert left is None
+
+
+async def test_a_forwarded_report_is_the_nodes_flag_and_never_names_the_reporter(node: Node) -> None:
+    api, t, posts = await _scene(node)
+    await _node_admin(node, "olga")
+    report = await _file(api, t["mia"], posts["peer"], "Arnaque")
+    # about a peer's note, no association of ours: node admins only
+    assert (await _queue(api, t["alice"]))[1]["items"] == []
+    assert (await _act(api, t["alice"], report, "forward"))[0] == 404
+    status, done = await _act(api, t["olga"], report, "forward")
+    assert status == 200 and done["forwarded"] == done["flag"] and done["state"] == "open"
+    assert (await _act(api, t["olga"], report, "forward"))[0] == 409
+    async with node.sessions() as session:
+        flag = await session.scalar(select(Activity).where(Activity.iri == done["flag"]))
+        sender = await session.get(Actor, flag.actor_id) if flag is not None else None
+        fanout = await session.scalar(select(Job).where(Job.kind == "fanout", Job.dedup_key == f"fanout:{flag.id}"))  # type: ignore[union-attr]
+        stored = await session.scalar(select(Report).where(Report.id == report))
+    assert flag is not None and sender is not None and sender.type == "Application"
+    assert flag.document["type"] == "Flag" and flag.document["to"] == [PEER_AUTHOR]
+    assert flag.document["object"] == [PEER_NOTE, PEER_AUTHOR] and flag.document["content"] == "Arnaque"
+    text = json.dumps(flag.document)
+    assert "mia" not in text and node.uris.iri("/users/mia") not in text
+    assert fanout is not None and stored is not None and stored.forwarded_iri == flag.iri
+    # our own content is not forwarded anywhere
+    ours = await _file(api, t["zed"], posts["demo"])
+    status, problem = await _act(api, t["alice"], ours, "forward")
+    assert status == 400 and problem["field"] == "report"
+    # and removing the peer's note forgets it here
+    status, done = await _act(api, t["olga"], report, "remove")
+    assert status == 200
+    async with node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == PEER_NOTE))
+    assert row is not None and row.deleted_at is not None and row.document["type"] == "Tombstone"
