@@ -7,8 +7,6 @@ action is audited with the channel ``api`` (set by ``audit_channel_middleware``)
 
 from __future__ import annotations
 
-from typing import Any, Final
-
 from aiohttp import web
 
 from server.appkeys import FEDERATION, NODE
@@ -21,7 +19,6 @@ from server.services.errors import NotFound
 from server.services.moderation import reports
 
 routes = web.RouteTableDef()
-ACTIONS: Final = ("dismiss", "remove", "warn", "remove-member", "forward")
 
 
 def _report_id(request: web.Request) -> int:
@@ -68,20 +65,6 @@ async def get_reports(request: web.Request) -> web.Response:
     )
 
 
-async def act(fed: Any, by: Any, report_id: int, action: str, text: str | None) -> dict[str, Any]:
-    """One moderation action on a report (shared with the pages): what was done."""
-    if action == "dismiss":
-        await reports.dismiss(fed, by, report_id, text)
-        return {}
-    if action == "remove":
-        return {"removed": await reports.remove_content(fed, by, report_id, text)}
-    if action == "warn":
-        return {"member": await reports.warn(fed, by, report_id, text)}
-    if action == "remove-member":
-        return {"member": await reports.remove_member(fed, by, report_id, text)}
-    return {"flag": await reports.forward(fed, by, report_id)}
-
-
 @routes.post("/api/reports/{id}/actions")
 async def post_report_action(request: web.Request) -> web.Response:
     """A moderator acts on a report: dismiss, remove the content, warn or remove the member, or
@@ -93,7 +76,7 @@ async def post_report_action(request: web.Request) -> web.Response:
     async with fed.node.sessions() as session:
         by = await reports.person(session, viewer.actor_id)
         await reports.one(session, by, report_id)  # 404 for a report the caller may not see
-    done = await act(fed, by, report_id, body["action"], body.get("text"))
+    done = await reports.act(fed, by, report_id, body["action"], body.get("text"))
     async with fed.node.sessions() as session:
         report = await reports.one(session, by, report_id)
     return json_response({**report.as_json(), **done}, headers=NO_STORE)

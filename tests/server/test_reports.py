@@ -7,6 +7,7 @@ Every API answer is checked against the OpenAPI document (``Api``)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -226,3 +227,77 @@ async def test_a_forwarded_report_is_the_nodes_flag_and_never_names_the_reporter
     async with node.sessions() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == PEER_NOTE))
     assert row is not None and row.deleted_at is not None and row.document["type"] == "Tombstone"
+
+
+# --- the pages ---------------------------------------------------------------------------------------
+
+HTML = {"Accept": "text/html", "Accept-Language": "en"}
+
+
+async def _page(node: Node, path: str, status: int = 200) -> str:
+    path = path.removeprefix(node.uris.origin)
+    response = await node.client.get(path, headers=HTML, allow_redirects=False)
+    text = await response.text()
+    assert response.status == status, (path, response.status, text[:300])
+    return text
+
+
+async def test_a_member_reports_from_the_page_and_a_moderator_acts_from_the_queue(node: Node) -> None:
+    from urllib.parse import quote
+
+    from tests.server.test_web_account import _csrf, _sign_in
+
+    _, t, posts = await _scene(node)
+    post_page = await _page(node, posts["demo"])
+    report_link = f'/report?target={quote(posts["demo"], safe="/")}'
+    assert report_link in post_page
+    assert f'/report?target={quote(node.uris.iri("/groups/demo"), safe="/")}' in await _page(node, "/groups/demo")
+    # a visitor is sent to sign in
+    assert (await node.client.get(report_link, headers=HTML, allow_redirects=False)).status == 303
+    assert (await _sign_in(node.client, "zed")).status == 303
+    form = await _page(node, report_link)
+    before = await node.row_counts()
+    forged = await node.client.post(
+        "/report", data={"csrf": "forged", "target": posts["demo"], "comment": "x"}, headers=HTML
+    )
+    assert forged.status == 403 and await node.row_counts() == before
+    too_long = await node.client.post(
+        "/report", data={"csrf": _csrf(form), "target": posts["demo"], "comment": "x" * 1001},
+        headers=HTML, allow_redirects=False,
+    )
+    assert too_long.status == 400 and 'id="report-comment-error"' in await too_long.text()
+    assert await node.row_counts() == before
+    sent = await node.client.post(
+        "/report", data={"csrf": _csrf(form), "target": posts["demo"], "comment": "Hors sujet <b>!</b>"},
+        headers=HTML, allow_redirects=False,
+    )
+    assert sent.status == 303 and "done=1" in sent.headers["Location"]
+    assert "the moderators will read your report" in await _page(node, sent.headers["Location"])
+    # zed moderates nothing: the queue and the audit log are refused
+    await _page(node, "/moderation", 403)
+    await _page(node, "/moderation/audit", 403)
+    await _page(node, "/moderation/audit?association=demo", 403)
+    # mo moderates demo: the report, its comment escaped, the reporter, and the action form
+    assert (await node.client.post("/logout", data={"csrf": _csrf(form)}, headers=HTML)).status in (200, 303)
+    node.client.session.cookie_jar.clear()
+    assert (await _sign_in(node.client, "mo")).status == 303
+    queue_page = await _page(node, "/moderation?association=demo")
+    assert "Hors sujet &lt;b&gt;!&lt;/b&gt;" in queue_page and node.uris.iri("/users/zed") in queue_page
+    report_id = int(re.search(r'action="/moderation/reports/(\d+)"', queue_page).group(1))  # type: ignore[union-attr]
+    await _page(node, "/moderation?association=other", 403)
+    forged = await node.client.post(
+        f"/moderation/reports/{report_id}", data={"csrf": "x", "action": "dismiss"}, headers=HTML
+    )
+    assert forged.status == 403
+    done = await node.client.post(
+        f"/moderation/reports/{report_id}",
+        data={"csrf": _csrf(queue_page), "action": "dismiss", "text": "Ça va", "back": "/moderation?association=demo"},
+        headers=HTML, allow_redirects=False,
+    )
+    assert done.status == 303 and done.headers["Location"] == "/moderation?association=demo&done=dismiss"
+    assert "The report is dismissed." in await _page(node, done.headers["Location"])
+    closed = await _page(node, "/moderation?association=demo&state=dismissed")
+    assert "Ça va" in closed and f'action="/moderation/reports/{report_id}"' not in closed
+    audit_page = await _page(node, "/moderation/audit?association=demo")
+    assert "report.dismiss" in audit_page and "<td>web</td>" in audit_page and "mo@" in audit_page
+    await _page(node, "/moderation/audit", 403)  # the node's log: node admins only

@@ -14,11 +14,10 @@ from urllib.parse import quote
 from aiohttp import web
 
 from server.appkeys import FEDERATION, NODE
-from server.http.moderation_api import ACTIONS, act
 from server.http.pages import core as w
 from server.services.errors import Conflict, InvalidInput, NotFound
 from server.services.moderation import reports
-from server.services.moderation.reports import MAX_COMMENT_CHARS
+from server.services.moderation.reports import ACTIONS, MAX_COMMENT_CHARS
 
 routes = web.RouteTableDef()
 PAGE_SIZE: Final = 50
@@ -112,7 +111,7 @@ async def act_on_report(request: web.Request) -> web.StreamResponse:
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
         await reports.one(session, user.actor, int(raw))
-    await act(fed, user.actor, int(raw), action, w.field(data, "text") or None)
+    await reports.act(fed, user.actor, int(raw), action, w.field(data, "text") or None)
     back = w.field(data, "back")
     where = back if w.safe_next(back) and back.startswith("/moderation") else "/moderation"
     joiner = "&" if "?" in where else "?"

@@ -563,7 +563,28 @@ async def audit_entries(
     return await audit.entries(session, filters, limit=limit, before=min(before, INT32_MAX) if before else None)
 
 
+ACTIONS: Final = ("dismiss", "remove", "warn", "remove-member", "forward")
+
+
+async def act(fed: Federation, by: Actor, report_id: int, action: str, text: str | None) -> dict[str, Any]:
+    """One moderation action by name (the API, the pages and the CLI): what was done."""
+    if action == "dismiss":
+        await dismiss(fed, by, report_id, text)
+        return {}
+    if action == "remove":
+        return {"removed": await remove_content(fed, by, report_id, text)}
+    if action == "warn":
+        return {"member": await warn(fed, by, report_id, text)}
+    if action == "remove-member":
+        return {"member": await remove_member(fed, by, report_id, text)}
+    if action == "forward":
+        return {"flag": await forward(fed, by, report_id)}
+    raise InvalidInput(f"action must be one of: {', '.join(ACTIONS)}", field="action")
+
+
 __all__ = [
+    "ACTIONS",
+    "act",
     "Moderator",
     "association",
     "audit_entries",
