@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from federation.types import AS_PUBLIC, utc_now
-from server.db.models import Account, Activity, Actor, AuditEntry, Job, Membership, RemoteObject, Report
+from server.db.models import (
+    Account,
+    Activity,
+    Actor,
+    AuditEntry,
+    InboxActivity,
+    Job,
+    Membership,
+    RemoteObject,
+    Report,
+)
 from tests.server.test_api import Api, _people
-from tests.support.nodes import Node
+from tests.support.nodes import Node, running_node, wait_until
+from tests.support.world import follow_state, object_row
 
 PEER_NOTE = "http://127.0.0.1:9/notes/1"
 PEER_AUTHOR = "http://127.0.0.1:9/users/zoe"
@@ -301,3 +314,68 @@ async def test_a_member_reports_from_the_page_and_a_moderator_acts_from_the_queu
     audit_page = await _page(node, "/moderation/audit?association=demo")
     assert "report.dismiss" in audit_page and "<td>web</td>" in audit_page and "mo@" in audit_page
     await _page(node, "/moderation/audit", 403)  # the node's log: node admins only
+
+
+# --- two nodes -------------------------------------------------------------------------------------
+
+
+async def test_a_report_forwarded_by_another_node_lets_the_origin_remove_the_post(
+    tmp_path: Path, new_database: Callable[[int], Awaitable[str]]
+) -> None:
+    """A member of node B reports a post of node A; B's node admin forwards it; A's moderators see
+    it (from B's node, never naming B's member), remove the post, and B's copy becomes a tombstone."""
+    from server.services.membership import following
+
+    async with (
+        running_node(tmp_path / "a", await new_database(0)) as a,
+        running_node(tmp_path / "b", await new_database(1)) as b,
+    ):
+        alpha = await a.create_association("alpha", "Alpha")
+        await a.add_member("alice", "alpha", role="admin")
+        await b.create_association("beta", "Beta")
+        ben = await b.add_member("ben", "beta")
+        await b.add_member("bob", "beta", role="admin")
+        await _node_admin(b, "bob")
+        await following.follow(b.fed, local_name="beta", target_iri=alpha)
+
+        async def followed() -> bool:
+            return await follow_state(b, b.uris.iri("/groups/beta"), alpha) == "accepted"
+
+        await wait_until(followed, what="A accepts B's follow")
+        on_a, on_b = Api(a), Api(b)
+        post = (await on_a.create("alpha", "posts", await a.token("alice"), {"content": "<p>Faux remède</p>"}))["id"]
+
+        async def held() -> bool:
+            return await object_row(b, post) is not None
+
+        await wait_until(held, what="B holds A's post")
+        report = await _file(on_b, await b.token("ben"), post, "Dangereux pour les patients")
+        status, done = await _act(on_b, await b.token("bob"), report, "forward")
+        assert status == 200 and done["forwarded"], done
+
+        alice = await a.token("alice")
+
+        async def received() -> bool:
+            return bool((await _queue(on_a, alice, association="alpha"))[1]["items"])
+
+        await wait_until(received, timeout_s=60, what="A receives the forwarded Flag")
+        _, page = await _queue(on_a, alice, association="alpha")
+        [seen] = page["items"]
+        assert seen["targets"] == [post, alpha] or seen["targets"] == [post]
+        assert seen["comment"] == "Dangereux pour les patients" and seen["local"] is False
+        assert seen["reporter"] is not None and seen["reporter"].startswith(b.uris.origin)
+        assert seen["reporter"] != ben
+        async with a.sessions() as session:
+            documents = [row.document for row in await session.scalars(select(InboxActivity))]
+        assert ben not in json.dumps(documents) and "ben" not in json.dumps(seen)
+        status, removed = await _act(on_a, alice, seen["id"], "remove", "Retiré")
+        assert status == 200 and removed["removed"] == [post]
+
+        async def forgotten() -> bool:
+            row = await object_row(b, post)
+            return row is not None and row.deleted_at is not None and row.document.get("type") == "Tombstone"
+
+        await wait_until(forgotten, timeout_s=60, what="B applies A's Delete")
+        async with b.sessions() as session:
+            copy_id = await session.scalar(select(RemoteObject.id).where(RemoteObject.iri == post))
+        assert (await b.client.get(f"/read/{copy_id}", headers=HTML)).status in (404, 410)
