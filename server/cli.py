@@ -1416,6 +1416,103 @@ def _add_admin_commands(commands: Any) -> None:
     p.set_defaults(func=_cmd_audit_list)
 
 
+# --- moderation reports (issue 17): entraide report list|dismiss|remove|warn|remove-member|forward ----
+
+
+async def _person_named(session: Any, username: str) -> Any:
+    from server.db.queries import actors as actor_queries
+
+    person = await actor_queries.local_by_handle(session, "Person", username)
+    if person is None:
+        raise CommandError(f"--as: no member {username!r} on this node")
+    return person
+
+
+def _cmd_report_list(args: argparse.Namespace) -> int:
+    """Reports, newest first: every one for the operator, or those ``--as`` moderates."""
+    from server.services.moderation import reports
+
+    settings = _settings(args)
+
+    async def work(session: Any, uris: UriScheme) -> int:
+        reader = await _person_named(session, args.as_user) if args.as_user else None
+        group = await _association_of(session, args.association) if args.association else None
+        try:
+            items = await reports.queue_of(
+                session, reader, group=group, state=None if args.state == "all" else args.state, limit=args.limit
+            )
+        except ServiceError as exc:
+            raise _service_refused(exc, {}) from None
+        if args.json:
+            _out(json.dumps([item.as_json() for item in items], ensure_ascii=False))
+            return 0
+        for item in items:
+            comment = item.comment.replace("\n", " ")[:80]
+            _out(
+                f"{item.id}\t{item.state}\t{item.association_handle or '-'}\t{' '.join(item.targets)}"
+                f"\t{item.reporter or '-'}\t{comment}"
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def _cmd_report_act(args: argparse.Namespace) -> int:
+    """One action on a report, as the moderator ``--as`` (audited with the channel ``cli``)."""
+    from server.services.moderation import reports
+
+    settings = _settings(args)
+
+    async def work(fed: Any) -> int:
+        async with fed.node.sessions() as session:
+            by = await _person_named(session, args.as_user)
+        try:
+            done = await reports.act(fed, by, args.report_id, args.report_command, args.reason)
+        except ServiceError as exc:
+            raise _service_refused(exc, {"message": "--reason", "reason": "--reason"}) from None
+        for value in done.values():
+            _out(value if isinstance(value, str) else " ".join(value))
+        _progress(f"report {args.report_id}: {args.report_command} (by {by.handle})")
+        return 0
+
+    return asyncio.run(_fed_run(settings, work))
+
+
+def _add_report_commands(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", help="moderation reports", description="Reports from members and peers, and what is done."
+    )
+    report_commands = report.add_subparsers(dest="report_command", metavar="COMMAND", parser_class=_Parser)
+    report_commands.required = True
+    p = report_commands.add_parser(
+        "list",
+        help="reports, newest first",
+        description="Reports, newest first: id, state, association, targets, reporter, comment. The "
+        "operator sees every report; with --as, those the member moderates.",
+    )
+    p.add_argument("--association", metavar="SLUG", help="only this association's reports")
+    p.add_argument("--state", choices=("open", "resolved", "dismissed", "all"), default="open")
+    p.add_argument("--as", dest="as_user", metavar="USER", help="list as this moderator or node admin")
+    p.add_argument("--limit", type=_count(100), default=50, help="how many (default 50, at most 100)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_config(p)
+    p.set_defaults(func=_cmd_report_list)
+    helps = {
+        "dismiss": "close the report with nothing done",
+        "remove": "remove the reported content (ours: deleted and a Delete sent; a peer's: forgotten here)",
+        "warn": "warn the reported member (a notification; --reason is the message)",
+        "remove-member": "remove the reported member from the association",
+        "forward": "send the report to the content's node as a Flag from this node (never the reporter)",
+    }
+    for verb, text in helps.items():
+        p = report_commands.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Audited.")
+        p.add_argument("report_id", metavar="ID", type=int, help="the report's id (see `report list`)")
+        p.add_argument("--as", dest="as_user", metavar="USER", required=True, help="the moderator acting")
+        p.add_argument("--reason", metavar="TEXT", help="why (audited); with warn, the message")
+        _add_config(p)
+        p.set_defaults(func=_cmd_report_act)
+
+
 def _count(maximum: int) -> Callable[[str], int]:
     """An argparse type: an integer from 1 to ``maximum`` (bad usage otherwise, exit code 2)."""
 
@@ -1793,6 +1890,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config(p)
         p.set_defaults(func=_cmd_publish, kind=kind)
     _add_admin_commands(commands)
+    _add_report_commands(commands)
     return parser
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from federation.types import AS_PUBLIC, utc_now
@@ -379,3 +380,75 @@ async def test_a_report_forwarded_by_another_node_lets_the_origin_remove_the_pos
         async with b.sessions() as session:
             copy_id = await session.scalar(select(RemoteObject.id).where(RemoteObject.iri == post))
         assert (await b.client.get(f"/read/{copy_id}", headers=HTML)).status in (404, 410)
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_the_command_line_lists_and_acts_on_reports(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from server.cli import main
+    from tests.server.test_cli_publish import _db_url, _node
+
+    config = _node(tmp_path, database_url)
+    url = _db_url(config, database_url)
+    assert main(["publish", "resource", "--as", "demo", "--title", "Guide", "--body-file", str(_body(tmp_path)), "--config", config]) == 0
+    post = capsys.readouterr().out.strip().splitlines()[-1]
+
+    async def file_reports() -> list[int]:
+        engine = create_async_engine(url)
+        try:
+            async with async_sessionmaker(engine).begin() as session:
+                mia = await session.scalar(select(Actor).where(Actor.handle == "mia"))
+                demo = await session.scalar(select(Actor).where(Actor.handle == "demo", Actor.type == "Group"))
+                assert mia is not None and demo is not None
+                rows = [
+                    Report(
+                        activity_iri=f"{mia.iri}/reports/{i}", reporter_id=mia.id, target_iris=[post],
+                        content=f"motif {i}", created_at=utc_now(), local=True, group_id=demo.id,
+                    )
+                    for i in range(3)
+                ]
+                session.add_all(rows)
+                await session.flush()
+                return [r.id for r in rows]
+        finally:
+            await engine.dispose()
+
+    ids = asyncio.run(file_reports())
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([*args, "--config", config])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, out, _ = cli("report", "list")
+    assert code == 0 and len(out.splitlines()) == 3 and "motif 0" in out and "/users/mia" in out
+    code, out, _ = cli("report", "list", "--as", "mo", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(out)] == sorted(ids, reverse=True)
+    code, _, err = cli("report", "list", "--as", "mia")
+    assert code == 1 and "moderators" in err
+    assert cli("report", "dismiss", str(ids[0]), "--as", "mo", "--reason", "rien")[0] == 0
+    code, _, err = cli("report", "dismiss", str(ids[0]), "--as", "mo")
+    assert code == 1 and "already closed" in err
+    code, _, err = cli("report", "forward", str(ids[1]), "--as", "alice")
+    assert code == 1 and "nothing to forward" in err
+    code, out, _ = cli("report", "remove", str(ids[1]), "--as", "alice")
+    assert code == 0 and out.strip() == post
+    code, _, err = cli("report", "dismiss", str(ids[2]), "--as", "mia")
+    assert code == 1 and "no such report" in err
+    code, out, _ = cli("audit", "list", "--action", "report.")
+    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["cli", "cli"]
+    assert "report.remove" in out and "report.dismiss" in out
+
+
+def _body(tmp_path: Path) -> Path:
+    path = tmp_path / "body.txt"
+    path.write_text("Un message", encoding="utf-8")
+    return path

@@ -11,6 +11,7 @@ case 74). Every action is audited with the entry point's channel (``server/servi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -47,7 +48,7 @@ INT32_MAX: Final = 2**31 - 1
 class Moderator:
     """Who acts or reads, and what they may see: every report (node admin) or their associations'."""
 
-    actor: Actor
+    actor_id: int | None  # None: the operator at the command line, who sees every report
     is_node_admin: bool
     group_ids: frozenset[int]
 
@@ -119,10 +120,14 @@ async def moderator(session: AsyncSession, actor: Actor) -> Moderator:
             Membership.role.in_(membership.MANAGING_ROLES),
         )
     )
-    return Moderator(actor, bool(account is not None and account.is_node_admin), frozenset(groups))
+    return Moderator(actor.id, bool(account is not None and account.is_node_admin), frozenset(groups))
 
 
-async def concerned_group_id(session: AsyncSession, target_iris: list[str]) -> int | None:
+OPERATOR: Final = Moderator(None, True, frozenset())
+"""The node's operator (``entraide report list`` without ``--as``): every report, every reporter."""
+
+
+async def concerned_group_id(session: AsyncSession, target_iris: Sequence[str]) -> int | None:
     """The local association a report concerns: a target object's association (its audience, or
     its author when that is an association), a target association itself, or the first association
     a target person belongs to; None otherwise (node admins only see it)."""
@@ -220,7 +225,7 @@ async def _reported_parties(session: AsyncSession, report: Report) -> set[int]:
 
 
 async def _view(session: AsyncSession, reader: Moderator, report: Report, names: dict[int, Actor]) -> ReportView:
-    hidden = reader.actor.id in await _reported_parties(session, report)
+    hidden = reader.actor_id is not None and reader.actor_id in await _reported_parties(session, report)
     reporter = names.get(report.reporter_id)
     group = names.get(report.group_id) if report.group_id is not None else None
     by = names.get(report.resolved_by_id) if report.resolved_by_id is not None else None
@@ -244,7 +249,7 @@ async def _view(session: AsyncSession, reader: Moderator, report: Report, names:
 
 async def queue_of(
     session: AsyncSession,
-    reader: Actor,
+    reader: Actor | None,
     *,
     group: Actor | None = None,
     state: str | None = "open",
@@ -252,7 +257,8 @@ async def queue_of(
     before: int | None = None,
 ) -> list[ReportView]:
     """Reports ``reader`` may see, newest first: one association's (its admins and moderators, or a
-    node admin), or every one the reader moderates (all of them for a node admin).
+    node admin), or every one the reader moderates (all of them for a node admin). ``reader``
+    None is the operator at the command line.
 
     Raises:
         Forbidden: ``group`` is given and the reader does not moderate it.
@@ -260,7 +266,7 @@ async def queue_of(
     """
     if state is not None and state not in STATES:
         raise InvalidInput(f"state must be one of: {', '.join(STATES)}", field="state")
-    me = await moderator(session, reader)
+    me = await moderator(session, reader) if reader is not None else OPERATOR
     query = select(Report)
     if group is not None:
         if not me.is_node_admin and group.id not in me.group_ids:
