@@ -1438,9 +1438,8 @@ def _cmd_report_list(args: argparse.Namespace) -> int:
         reader = await _person_named(session, args.as_user) if args.as_user else None
         group = await _association_of(session, args.association) if args.association else None
         try:
-            items = await reports.queue_of(
-                session, reader, group=group, state=None if args.state == "all" else args.state, limit=args.limit
-            )
+            state = None if args.state == "all" else args.state
+            items = await reports.queue_of(session, reader, group=group, state=state, limit=args.limit)
         except ServiceError as exc:
             raise _service_refused(exc, {}) from None
         if args.json:

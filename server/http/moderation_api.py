@@ -54,7 +54,12 @@ async def get_reports(request: web.Request) -> web.Response:
         slug = request.query.get("association")
         group = await reports.association(session, slug) if slug is not None else None
         items = await reports.queue_of(
-            session, reader, group=group, state=None if state == "all" else state, limit=limit + 1, before=before
+            session,
+            reader,
+            group=group,
+            state=None if state == "all" else state,
+            limit=limit + 1,
+            before=before,
         )
     next_page = None
     if len(items) > limit:

@@ -1,4 +1,4 @@
-"""Moderation reports (issue 17), cases 74–76: the reporter's identity never leaves the node nor
+"""Moderation reports (issue 17), cases 74-76: the reporter's identity never leaves the node nor
 reaches the reported party; a reporter cannot flood the queue nor learn of content they could not
 read; a report is read and acted on by the association's admins and moderators (and node admins)
 only. On both engines, every answer checked against the OpenAPI document."""
@@ -47,12 +47,14 @@ async def test_sec_75_a_reporter_cannot_flood_the_queue_nor_probe_hidden_content
     for _ in range(10):
         await _file(api, t["zed"], posts["other"])
     before = await node.row_counts()
-    status, problem, _ = await api.call("POST", "/api/reports", token=t["zed"], body={"target": posts["other"]})
+    status, _, _ = await api.call(
+        "POST", "/api/reports", token=t["zed"], body={"target": posts["other"]}
+    )
     assert status == 409 and await node.row_counts() == before
 
 
 async def test_sec_76_reports_are_read_and_acted_on_by_their_moderators_only(node: Node) -> None:
-    api, t, posts = await _scene(node)
+    api, t, _ = await _scene(node)
     report = await _file(api, t["zed"], node.uris.iri("/users/mo"), "Abus")
     # another association's admin, a member, a read-only token: refused; the reported moderator
     # sees the report without its reporter

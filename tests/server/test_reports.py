@@ -46,17 +46,28 @@ async def _scene(node: Node) -> tuple[Api, dict[str, str], dict[str, str]]:
     now = utc_now()
     async with node.sessions.begin() as session:
         zoe = Actor(
-            iri=PEER_AUTHOR, local=False, type="Person", handle="zoe", host="127.0.0.1:9",
-            inbox_iri=PEER_AUTHOR + "/inbox", created_at=now, updated_at=now,
+            iri=PEER_AUTHOR,
+            local=False,
+            type="Person",
+            handle="zoe",
+            host="127.0.0.1:9",
+            inbox_iri=PEER_AUTHOR + "/inbox",
+            created_at=now,
+            updated_at=now,
         )
         session.add(zoe)
         await session.flush()
         session.add(
             RemoteObject(
-                iri=PEER_NOTE, local=False, type="Note", kind="post", attributed_to_id=zoe.id,
-                visibility="public", document={"id": PEER_NOTE, "type": "Note", "content": "<p>spam</p>",
-                                               "to": [AS_PUBLIC]},
-                published=now, received_at=now,
+                iri=PEER_NOTE,
+                local=False,
+                type="Note",
+                kind="post",
+                attributed_to_id=zoe.id,
+                visibility="public",
+                document={"id": PEER_NOTE, "type": "Note", "content": "<p>spam</p>", "to": [AS_PUBLIC]},
+                published=now,
+                received_at=now,
             )
         )
     posts["peer"] = PEER_NOTE
@@ -64,7 +75,9 @@ async def _scene(node: Node) -> tuple[Api, dict[str, str], dict[str, str]]:
 
 
 async def _file(api: Api, token: str, target: str, comment: str = "Pas correct") -> int:
-    status, answer, _ = await api.call("POST", "/api/reports", token=token, body={"target": target, "comment": comment})
+    status, answer, _ = await api.call(
+        "POST", "/api/reports", token=token, body={"target": target, "comment": comment}
+    )
     assert status == 201, answer
     return int(answer["id"])
 
@@ -130,10 +143,15 @@ async def test_bad_reports_are_refused_and_nothing_is_stored(node: Node) -> None
     api, t, posts = await _scene(node)
     async with node.sessions.begin() as session:
         secret = RemoteObject(
-            iri=node.uris.object("secret"), local=True, type="Note", kind="post",
+            iri=node.uris.object("secret"),
+            local=True,
+            type="Note",
+            kind="post",
             attributed_to_id=(await session.scalar(select(Actor.id).where(Actor.handle == "demo"))),
-            visibility="members", document={"id": node.uris.object("secret"), "type": "Note"},
-            published=utc_now(), received_at=utc_now(),
+            visibility="members",
+            document={"id": node.uris.object("secret"), "type": "Note"},
+            published=utc_now(),
+            received_at=utc_now(),
         )
         session.add(secret)
     before = await node.row_counts()
@@ -175,9 +193,9 @@ async def test_dismiss_and_remove_are_audited_and_remove_deletes_our_content(nod
         )
         audited = (
             await session.execute(
-                select(AuditEntry.action, AuditEntry.channel, AuditEntry.target).where(
-                    AuditEntry.action.startswith("report.")
-                ).order_by(AuditEntry.id)
+                select(AuditEntry.action, AuditEntry.channel, AuditEntry.target)
+                .where(AuditEntry.action.startswith("report."))
+                .order_by(AuditEntry.id)
             )
         ).all()
     assert row is not None and row.deleted_at is not None and deletes is not None
@@ -198,7 +216,9 @@ async def test_warn_notifies_the_member_and_remove_member_ends_the_membership(no
     status, page, _ = await api.call("GET", "/api/notifications", token=t["mia"])
     warnings = [n for n in page["items"] if n["type"] == "warning"]
     assert status == 200 and len(warnings) == 1, page
-    assert warnings[0]["message"] == "Merci de rester courtois." and warnings[0]["actor"] == node.uris.iri("/groups/demo")
+    assert warnings[0]["message"] == "Merci de rester courtois." and warnings[0]["actor"] == node.uris.iri(
+        "/groups/demo"
+    )
     assert "zed" not in json.dumps(page)  # never the reporter
     removed = await _file(api, t["zed"], mia, "Encore")
     status, done = await _act(api, t["alice"], removed, "remove-member")
@@ -223,7 +243,9 @@ async def test_a_forwarded_report_is_the_nodes_flag_and_never_names_the_reporter
     async with node.sessions() as session:
         flag = await session.scalar(select(Activity).where(Activity.iri == done["flag"]))
         sender = await session.get(Actor, flag.actor_id) if flag is not None else None
-        fanout = await session.scalar(select(Job).where(Job.kind == "fanout", Job.dedup_key == f"fanout:{flag.id}"))  # type: ignore[union-attr]
+        fanout = await session.scalar(
+            select(Job).where(Job.kind == "fanout", Job.dedup_key == f"fanout:{flag.id}")
+        )  # type: ignore[union-attr]
         stored = await session.scalar(select(Report).where(Report.id == report))
     assert flag is not None and sender is not None and sender.type == "Application"
     assert flag.document["type"] == "Flag" and flag.document["to"] == [PEER_AUTHOR]
@@ -261,11 +283,13 @@ async def test_a_member_reports_from_the_page_and_a_moderator_acts_from_the_queu
 
     from tests.server.test_web_account import _csrf, _sign_in
 
-    _, t, posts = await _scene(node)
+    _, _, posts = await _scene(node)
     post_page = await _page(node, posts["demo"])
-    report_link = f'/report?target={quote(posts["demo"], safe="/")}'
+    report_link = f"/report?target={quote(posts['demo'], safe='/')}"
     assert report_link in post_page
-    assert f'/report?target={quote(node.uris.iri("/groups/demo"), safe="/")}' in await _page(node, "/groups/demo")
+    assert f"/report?target={quote(node.uris.iri('/groups/demo'), safe='/')}" in await _page(
+        node, "/groups/demo"
+    )
     # a visitor is sent to sign in
     assert (await node.client.get(report_link, headers=HTML, allow_redirects=False)).status == 303
     assert (await _sign_in(node.client, "zed")).status == 303
@@ -276,14 +300,18 @@ async def test_a_member_reports_from_the_page_and_a_moderator_acts_from_the_queu
     )
     assert forged.status == 403 and await node.row_counts() == before
     too_long = await node.client.post(
-        "/report", data={"csrf": _csrf(form), "target": posts["demo"], "comment": "x" * 1001},
-        headers=HTML, allow_redirects=False,
+        "/report",
+        data={"csrf": _csrf(form), "target": posts["demo"], "comment": "x" * 1001},
+        headers=HTML,
+        allow_redirects=False,
     )
     assert too_long.status == 400 and 'id="report-comment-error"' in await too_long.text()
     assert await node.row_counts() == before
     sent = await node.client.post(
-        "/report", data={"csrf": _csrf(form), "target": posts["demo"], "comment": "Hors sujet <b>!</b>"},
-        headers=HTML, allow_redirects=False,
+        "/report",
+        data={"csrf": _csrf(form), "target": posts["demo"], "comment": "Hors sujet <b>!</b>"},
+        headers=HTML,
+        allow_redirects=False,
     )
     assert sent.status == 303 and "done=1" in sent.headers["Location"]
     assert "the moderators will read your report" in await _page(node, sent.headers["Location"])
@@ -305,8 +333,14 @@ async def test_a_member_reports_from_the_page_and_a_moderator_acts_from_the_queu
     assert forged.status == 403
     done = await node.client.post(
         f"/moderation/reports/{report_id}",
-        data={"csrf": _csrf(queue_page), "action": "dismiss", "text": "Ça va", "back": "/moderation?association=demo"},
-        headers=HTML, allow_redirects=False,
+        data={
+            "csrf": _csrf(queue_page),
+            "action": "dismiss",
+            "text": "Ça va",
+            "back": "/moderation?association=demo",
+        },
+        headers=HTML,
+        allow_redirects=False,
     )
     assert done.status == 303 and done.headers["Location"] == "/moderation?association=demo&done=dismiss"
     assert "The report is dismissed." in await _page(node, done.headers["Location"])
@@ -344,7 +378,9 @@ async def test_a_report_forwarded_by_another_node_lets_the_origin_remove_the_pos
 
         await wait_until(followed, what="A accepts B's follow")
         on_a, on_b = Api(a), Api(b)
-        post = (await on_a.create("alpha", "posts", await a.token("alice"), {"content": "<p>Faux remède</p>"}))["id"]
+        post = (
+            await on_a.create("alpha", "posts", await a.token("alice"), {"content": "<p>Faux remède</p>"})
+        )["id"]
 
         async def held() -> bool:
             return await object_row(b, post) is not None
@@ -397,7 +433,23 @@ def test_the_command_line_lists_and_acts_on_reports(
 
     config = _node(tmp_path, database_url)
     url = _db_url(config, database_url)
-    assert main(["publish", "resource", "--as", "demo", "--title", "Guide", "--body-file", str(_body(tmp_path)), "--config", config]) == 0
+    assert (
+        main(
+            [
+                "publish",
+                "resource",
+                "--as",
+                "demo",
+                "--title",
+                "Guide",
+                "--body-file",
+                str(_body(tmp_path)),
+                "--config",
+                config,
+            ]
+        )
+        == 0
+    )
     post = capsys.readouterr().out.strip().splitlines()[-1]
 
     async def file_reports() -> list[int]:
@@ -405,12 +457,19 @@ def test_the_command_line_lists_and_acts_on_reports(
         try:
             async with async_sessionmaker(engine).begin() as session:
                 mia = await session.scalar(select(Actor).where(Actor.handle == "mia"))
-                demo = await session.scalar(select(Actor).where(Actor.handle == "demo", Actor.type == "Group"))
+                demo = await session.scalar(
+                    select(Actor).where(Actor.handle == "demo", Actor.type == "Group")
+                )
                 assert mia is not None and demo is not None
                 rows = [
                     Report(
-                        activity_iri=f"{mia.iri}/reports/{i}", reporter_id=mia.id, target_iris=[post],
-                        content=f"motif {i}", created_at=utc_now(), local=True, group_id=demo.id,
+                        activity_iri=f"{mia.iri}/reports/{i}",
+                        reporter_id=mia.id,
+                        target_iris=[post],
+                        content=f"motif {i}",
+                        created_at=utc_now(),
+                        local=True,
+                        group_id=demo.id,
                     )
                     for i in range(3)
                 ]

@@ -31,9 +31,21 @@ def _target(request: web.Request, data: Any = None) -> str:
 
 
 async def _report_form(
-    request: web.Request, target: str, *, comment: str = "", error: str = "", status: int = 200, done: bool = False
+    request: web.Request,
+    target: str,
+    *,
+    comment: str = "",
+    error: str = "",
+    status: int = 200,
+    done: bool = False,
 ) -> web.Response:
-    context = {"target": target, "comment": comment, "error": error, "done": done, "max_chars": MAX_COMMENT_CHARS}
+    context = {
+        "target": target,
+        "comment": comment,
+        "error": error,
+        "done": done,
+        "max_chars": MAX_COMMENT_CHARS,
+    }
     return await w.render(request, "report.html", context, status=status, private=True, title="report_title")
 
 
@@ -58,7 +70,9 @@ async def file_report(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         if exc.context.get("field") != "comment":
             raise
-        return await _report_form(request, target, comment=comment, error="report_comment_invalid", status=400)
+        return await _report_form(
+            request, target, comment=comment, error="report_comment_invalid", status=400
+        )
     except Conflict:
         return await _report_form(request, target, comment=comment, error="report_too_many", status=409)
     raise web.HTTPSeeOther(f"/report?target={quote(target, safe='')}&done=1")

@@ -224,7 +224,9 @@ async def _reported_parties(session: AsyncSession, report: Report) -> set[int]:
     return {*authors, *actors}
 
 
-async def _view(session: AsyncSession, reader: Moderator, report: Report, names: dict[int, Actor]) -> ReportView:
+async def _view(
+    session: AsyncSession, reader: Moderator, report: Report, names: dict[int, Actor]
+) -> ReportView:
     hidden = reader.actor_id is not None and reader.actor_id in await _reported_parties(session, report)
     reporter = names.get(report.reporter_id)
     group = names.get(report.group_id) if report.group_id is not None else None
@@ -384,7 +386,14 @@ async def remove_content(fed: Federation, by: Actor, report_id: int, reason: Any
         group = await _group_of(session, report)
         removed = [row.iri for row in rows]
         _close(
-            session, report, by, action="remove", state="resolved", reason=text, now=now, group=group,
+            session,
+            report,
+            by,
+            action="remove",
+            state="resolved",
+            reason=text,
+            now=now,
+            group=group,
             detail={"removed": removed},
         )
     return removed
@@ -436,11 +445,18 @@ async def warn(fed: Federation, by: Actor, report_id: int, message: Any) -> str:
         if await visibility.role_in(session, _viewer(by), group) not in membership.MANAGING_ROLES:
             raise Forbidden("only the association's admins and moderators warn its members")
         if not member.local:
-            raise InvalidInput("a member of another node is warned by their node: forward the report", field="report")
+            raise InvalidInput(
+                "a member of another node is warned by their node: forward the report", field="report"
+            )
         report.state, report.action, report.resolved_at = "resolved", "warn", now
         report.resolved_by_id, report.resolution = by.id, text
         audit.record(
-            session, "report.warn", now=now, group=group, by=by, target=member.iri,
+            session,
+            "report.warn",
+            now=now,
+            group=group,
+            by=by,
+            target=member.iri,
             detail={"report": report.id, "reason": text, "member": member.iri},
         )
     return member.iri
@@ -465,8 +481,15 @@ async def remove_member(fed: Federation, by: Actor, report_id: int, reason: Any 
     async with fed.node.sessions.begin() as session:
         report, _ = await _open_report(session, by, report_id)
         _close(
-            session, report, by, action="remove-member", state="resolved", reason=text, now=now,
-            group=group, detail={"member": member.iri},
+            session,
+            report,
+            by,
+            action="remove-member",
+            state="resolved",
+            reason=text,
+            now=now,
+            group=group,
+            detail={"member": member.iri},
         )
     return member.iri
 
@@ -552,7 +575,9 @@ async def moderated(session: AsyncSession, actor: Actor) -> list[Actor]:
     me = await moderator(session, actor)
     if not me.group_ids:
         return []
-    return list(await session.scalars(select(Actor).where(Actor.id.in_(sorted(me.group_ids))).order_by(Actor.handle)))
+    return list(
+        await session.scalars(select(Actor).where(Actor.id.in_(sorted(me.group_ids))).order_by(Actor.handle))
+    )
 
 
 async def audit_entries(
@@ -566,7 +591,9 @@ async def audit_entries(
     if group is not None and not me.is_node_admin and group.id not in me.group_ids:
         raise Forbidden("an association's audit log is read by its admins and moderators")
     filters = audit.Filters(group_id=group.id if group is not None else None)
-    return await audit.entries(session, filters, limit=limit, before=min(before, INT32_MAX) if before else None)
+    return await audit.entries(
+        session, filters, limit=limit, before=min(before, INT32_MAX) if before else None
+    )
 
 
 ACTIONS: Final = ("dismiss", "remove", "warn", "remove-member", "forward")
@@ -590,23 +617,22 @@ async def act(fed: Federation, by: Actor, report_id: int, action: str, text: str
 
 __all__ = [
     "ACTIONS",
-    "act",
     "Moderator",
+    "ReportView",
+    "act",
     "association",
     "audit_entries",
-    "moderated",
-    "person",
-    "ReportView",
     "comment_text",
     "concerned_group_id",
     "dismiss",
     "file",
     "forward",
+    "moderated",
     "moderator",
     "one",
+    "person",
     "queue_of",
     "remove_content",
     "remove_member",
     "warn",
 ]
-

@@ -29,7 +29,16 @@ from sqlalchemy import ColumnElement, Select, String, and_, func, literal_column
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from server.db.models import Account, Actor, AuditEntry, InboxActivity, InboxItem, Membership, RemoteObject, Vote
+from server.db.models import (
+    Account,
+    Actor,
+    AuditEntry,
+    InboxActivity,
+    InboxItem,
+    Membership,
+    RemoteObject,
+    Vote,
+)
 from server.db.models import Activity as OutboxActivity
 from server.db.types import UtcDateTime
 from server.services.content import polls

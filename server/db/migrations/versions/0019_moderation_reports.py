@@ -51,5 +51,13 @@ def downgrade() -> None:
         batch_op.drop_index("ix_reports_group_state")
         batch_op.drop_constraint(batch_op.f("fk_reports_resolved_by_id_actors"), type_="foreignkey")
         batch_op.drop_constraint(batch_op.f("fk_reports_group_id_actors"), type_="foreignkey")
-        for column in ("forwarded_iri", "resolved_at", "action", "resolution", "resolved_by_id", "group_id", "local"):
+        for column in (
+            "forwarded_iri",
+            "resolved_at",
+            "action",
+            "resolution",
+            "resolved_by_id",
+            "group_id",
+            "local",
+        ):
             batch_op.drop_column(column)
