@@ -1,0 +1,121 @@
+"""The content kinds' registry: every kind follows its rules, and a client's object gets the kind
+it asks for (``entraideKind``) or has the shape of, checked before anything is stored."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from federation import uris
+from federation.vocab import entraide as wire
+from federation.vocab.entraide import Kind
+from server.db.models import Actor
+from server.services.content import kinds
+from server.services.content.kinds.base import ContentKind
+from server.services.errors import Forbidden, InvalidInput
+
+ASSOCIATION = Actor(type="Group", iri="https://example.test/groups/alpha")
+PERSON = Actor(type="Person", iri="https://example.test/users/mia")
+
+
+def _openapi() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((resources.files("schemas") / "openapi.json").read_text())
+    return document
+
+
+def test_every_kind_has_a_distinct_kind_and_types() -> None:
+    registered = list(kinds.registered())
+    assert len({k.kind for k in registered}) == len(registered)
+    assert all(k.types for k in registered)
+    assert {Kind.POST, Kind.REPLY, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL} <= {k.kind for k in registered}
+
+
+def test_every_wire_term_is_one_the_protocol_library_reads_back_as_the_same_kind() -> None:
+    for kind in kinds.registered():
+        if kind.wire_term is not None:
+            assert wire.WIRE_KINDS[kind.wire_term] is kind.kind
+
+
+def test_every_feed_path_is_a_feed_of_the_uri_scheme_and_every_listed_kind_is_in_the_main_feed() -> None:
+    from server.services.reading import feeds
+
+    for kind in kinds.registered():
+        if kind.feed_path is not None:
+            assert kind.listed and kind.feed_path in uris.FEED_KINDS
+            assert feeds.OBJECT_KINDS[kind.feed_path] == (kind.kind.value,)
+    assert set(feeds.OBJECT_KINDS[None]) == {k.kind.value for k in kinds.listed()}
+    assert Kind.REPLY.value not in feeds.OBJECT_KINDS[None]
+
+
+def test_every_api_collection_is_declared_in_the_openapi_document_with_its_request_schema() -> None:
+    paths, schemas = _openapi()["paths"], _openapi()["components"]["schemas"]
+    for kind in kinds.registered():
+        if kind.api_path is None:
+            continue
+        post = paths[f"/api/associations/{{slug}}/{kind.api_path}"]["post"]
+        assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(kind.api_schema)
+        assert kind.api_schema in schemas
+
+
+def test_a_kind_is_registered_once_and_its_wire_term_names_no_other() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        kinds.register(kinds.get("alert"))  # type: ignore[arg-type]
+
+    class Another(ContentKind):
+        kind = Kind.VOTE
+        types = ("Note",)
+        wire_term = "Alert"
+
+    with pytest.raises(ValueError, match="two kinds"):
+        kinds.register(Another())
+
+
+@pytest.mark.parametrize(
+    ("obj", "author", "expected"),
+    [
+        ({"type": "Note", "content": "x"}, PERSON, Kind.POST),
+        ({"content": "x"}, PERSON, Kind.POST),
+        ({"type": "Article", "content": "x"}, PERSON, Kind.POST),
+        ({"type": "Article", "content": "x"}, ASSOCIATION, Kind.RESOURCE),
+        ({"type": "Question", "name": "?"}, PERSON, Kind.PROPOSAL),
+        ({"type": "Question", "name": "?", "inReplyTo": "https://a.test/o/1"}, PERSON, Kind.PROPOSAL),
+        ({"type": "Note", "inReplyTo": "https://a.test/o/1"}, PERSON, Kind.REPLY),
+        ({"type": "Article", "inReplyTo": "https://a.test/o/1"}, ASSOCIATION, Kind.REPLY),
+        ({"type": "Note", "entraideKind": "Alert"}, ASSOCIATION, Kind.ALERT),
+        ({"type": "Article", "entraideKind": "Resource"}, ASSOCIATION, Kind.RESOURCE),
+        ({"entraideKind": "Proposal"}, PERSON, Kind.PROPOSAL),
+    ],
+)
+def test_a_client_object_gets_the_kind_it_asks_for_or_has_the_shape_of(
+    obj: dict[str, Any], author: Actor, expected: Kind
+) -> None:
+    assert kinds.requested(obj, author).kind is expected
+
+
+@pytest.mark.parametrize(
+    ("obj", "author", "error", "field"),
+    [
+        ({"type": "Note", "entraideKind": "Petition"}, ASSOCIATION, InvalidInput, "entraideKind"),
+        ({"type": "Note", "entraideKind": ["Alert"]}, ASSOCIATION, InvalidInput, "entraideKind"),
+        ({"type": "Article", "entraideKind": "Alert"}, ASSOCIATION, InvalidInput, "type"),
+        ({"type": "Note", "entraideKind": "Proposal"}, PERSON, InvalidInput, "type"),
+        ({"type": "Note", "entraideKind": "Alert"}, PERSON, Forbidden, None),
+        ({"type": "Article", "entraideKind": "Resource"}, PERSON, Forbidden, None),
+    ],
+)
+def test_a_kind_asked_for_wrongly_is_refused_naming_the_field(
+    obj: dict[str, Any], author: Actor, error: type[Exception], field: str | None
+) -> None:
+    with pytest.raises(error) as raised:
+        kinds.requested(obj, author)
+    if field is not None:
+        assert isinstance(raised.value, InvalidInput) and raised.value.context["field"] == field
+
+
+def test_votes_and_endorsements_are_no_kind_a_client_publishes_through_the_pipeline() -> None:
+    assert kinds.get(Kind.VOTE.value) is None and kinds.get(Kind.ENDORSEMENT.value) is None
+    assert kinds.get("no-such-kind") is None
+    assert kinds.by_kind(Kind.VOTE.value) is kinds.DEFAULT
