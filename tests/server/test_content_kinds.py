@@ -119,3 +119,49 @@ def test_votes_and_endorsements_are_no_kind_a_client_publishes_through_the_pipel
     assert kinds.get(Kind.VOTE.value) is None and kinds.get(Kind.ENDORSEMENT.value) is None
     assert kinds.get("no-such-kind") is None
     assert kinds.by_kind(Kind.VOTE.value) is kinds.DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "applies"),
+    [
+        ("resource", "license", True),
+        ("post", "license", False),
+        ("alert", "severity", True),
+        ("proposal", "severity", False),
+        ("alert", "summary", False),
+        ("post", "summary", True),
+        ("vote", "license", False),
+    ],
+)
+def test_a_field_of_another_kind_is_refused_naming_it(kind: str, field: str, applies: bool) -> None:
+    from server.services.content import local
+
+    if applies:
+        local.check_fields_apply(kind, {field: "x"})
+        return
+    with pytest.raises(InvalidInput) as raised:
+        local.check_fields_apply(kind, {field: "x"})
+    assert raised.value.context["field"] == field
+
+
+def test_each_kind_says_its_status_in_one_word() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from server.db.models import RemoteObject
+    from server.services.content import local
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    before, after = wire.iso(now - timedelta(days=1)), wire.iso(now + timedelta(days=1))
+
+    def status(kind: str, document: dict[str, Any], deleted: bool = False) -> str:
+        row = RemoteObject(kind=kind, document=document, deleted_at=now if deleted else None)
+        return local.status_of(row, now)
+
+    assert status("post", {}) == "published"
+    assert status("post", {}, deleted=True) == "deleted"
+    assert status("alert", {"alertStatus": "active", "validUntil": after}) == "active"
+    assert status("alert", {"alertStatus": "active", "validUntil": before}) == "expired"
+    assert status("alert", {"alertStatus": "retracted", "validUntil": before}) == "retracted"
+    assert status("proposal", {"endTime": after}) == "open"
+    assert status("proposal", {"endTime": before}) == "closed"
+    assert status("proposal", {"endTime": after, "proposalStatus": "closed"}) == "closed"

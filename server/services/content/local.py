@@ -527,6 +527,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             note=note,
             changes=_changed(obj),
         )
+        await kind.after_update(kinds.Stored(fed, session, author, by, stored, stored.document, now))
     fed.notify_worker()
     return Published(published, row.iri)
 

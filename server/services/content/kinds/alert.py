@@ -51,7 +51,8 @@ class Alert(ContentKind):
             async with draft.fed.node.sessions() as session:
                 await own_alert(session, draft.author, info.supersedes)
         document = draft.document
-        render_alert(document, info, document.get("name", ""), document["content"], _tag_base(draft))
+        tag_base = draft.fed.node.uris.iri("/tags/")
+        render_alert(document, info, document.get("name", ""), document["content"], tag_base)
 
     async def after_store(self, stored: Stored) -> None:
         if stored.document.get("supersedes"):
@@ -88,10 +89,6 @@ class Alert(ContentKind):
         status = str(document.get("alertStatus", "active"))
         valid_until = when(document.get("validUntil"), "validUntil") if status == "active" else None
         return "expired" if valid_until is not None and valid_until <= now else status
-
-
-def _tag_base(draft: Draft) -> str:
-    return str(draft.fed.node.uris.iri("/tags/"))
 
 
 def alert_info(obj: Mapping[str, Any], *, base: AlertInfo | None = None) -> AlertInfo:

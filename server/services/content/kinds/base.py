@@ -39,8 +39,8 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """A new object just stored, inside the transaction that publishes its ``Create``: a hook's
-    work commits (or rolls back) with it."""
+    """An object just stored, inside the transaction that publishes its ``Create`` (or its
+    ``Update``): a hook's work commits (or rolls back) with it."""
 
     fed: Federation
     session: AsyncSession
@@ -114,6 +114,10 @@ class ContentKind:
 
     async def after_store(self, stored: Stored) -> None:
         """What follows once the object is stored (jobs, other objects revised)."""
+
+    async def after_update(self, stored: Stored) -> None:
+        """What follows once an edit is stored, in its transaction (``stored.row`` is the object
+        with its new document): columns kept beside the document, a job rescheduled."""
 
     def edit(self, edit: Edit) -> None:
         """Apply an edit of the fields this kind takes besides the shared ones: by default the
