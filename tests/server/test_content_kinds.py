@@ -4,18 +4,22 @@ it asks for (``entraideKind``) or has the shape of, checked before anything is s
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from federation import uris
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Kind
-from server.db.models import Actor
+from server.db.models import Actor, Job, RemoteObject
 from server.services.content import kinds
 from server.services.content.kinds.base import ContentKind
+from server.services.content.kinds.proposal import POLL_CLOSE
 from server.services.errors import Forbidden, InvalidInput
+from tests.support.nodes import Node
 
 ASSOCIATION = Actor(type="Group", iri="https://example.test/groups/alpha")
 PERSON = Actor(type="Person", iri="https://example.test/users/mia")
@@ -145,9 +149,6 @@ def test_a_field_of_another_kind_is_refused_naming_it(kind: str, field: str, app
 
 
 def test_each_kind_says_its_status_in_one_word() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from server.db.models import RemoteObject
     from server.services.content import local
 
     now = datetime(2026, 3, 1, tzinfo=UTC)
@@ -165,3 +166,36 @@ def test_each_kind_says_its_status_in_one_word() -> None:
     assert status("proposal", {"endTime": after}) == "open"
     assert status("proposal", {"endTime": before}) == "closed"
     assert status("proposal", {"endTime": after, "proposalStatus": "closed"}) == "closed"
+
+
+async def test_a_kinds_hooks_commit_with_its_create(node: Node) -> None:
+    # Given an association's admin
+    await node.create_association("alpha", "Alpha")
+    await node.add_member("alice", "alpha", role="admin")
+    token = await node.token("alice")
+    # When it publishes a proposal, then an alert, then the alert's successor
+    end = datetime.now(UTC) + timedelta(days=3)
+    proposal = await node.post_outbox(
+        "/groups/alpha",
+        token,
+        {"type": "Question", "name": "Q ?", "oneOf": ["a", "b"], "endTime": end.isoformat()},
+    )
+    alert = {
+        "type": "Note",
+        "entraideKind": "Alert",
+        "name": "Rupture",
+        "severity": "warning",
+        "category": "shortage",
+    }
+    first = await node.post_outbox("/groups/alpha", token, {**alert, "content": "<p>x</p>"})
+    second = await node.post_outbox(
+        "/groups/alpha", token, {**alert, "content": "<p>y</p>", "supersedes": first["object"]}
+    )
+    # Then the proposal's closing job is queued for its end, and the first alert is superseded by the second
+    row = await node.scalar(select(RemoteObject).where(RemoteObject.iri == proposal["object"]))
+    job = await node.scalar(select(Job).where(Job.kind == POLL_CLOSE))
+    assert job.payload == {"object_id": row.id}
+    assert job.run_at == wire.parse_time(row.document["endTime"])
+    old = await node.scalar(select(RemoteObject).where(RemoteObject.iri == first["object"]))
+    assert old.document["alertStatus"] == "superseded"
+    assert old.document["supersededBy"] == second["object"]

@@ -502,7 +502,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
             raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
     document = {k: v for k, v in row.document.items() if k != "@context"}
     _remove_nulled(document, {k: v for k, v in obj.items() if k != CHANGE_NOTE}, kind)
-    name = text(obj.get("name"), "name", MAX_NAME_CHARS)
+    name = text(obj.get("name"), "name", kind.name_chars)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
     if name is not None:
         document["name"] = plain_text(name)
