@@ -711,6 +711,7 @@ PUBLISH_KINDS = {
     "alert": {"type": "Note", "entraideKind": "Alert"},
     "resource": {"type": "Article", "entraideKind": "Resource"},
     "proposal": {"type": "Question", "entraideKind": "Proposal"},
+    "reply": {"type": "Note"},
 }
 # The service names wire fields; the operator typed options.
 PUBLISH_OPTIONS = {
@@ -732,6 +733,7 @@ PUBLISH_OPTIONS = {
     "eligibility": "--eligibility",
     "visibility": "--visibility",
     "to": "--visibility",
+    "inReplyTo": "--in-reply-to",
 }
 _HTML_TAG = re.compile(r"<[A-Za-z][^>]*>")
 
@@ -772,6 +774,8 @@ def _publish_object(args: argparse.Namespace) -> dict[str, Any]:
         )
     elif args.kind == "resource":
         fields.update(summary=args.summary, license=args.license, tag=args.tag)
+    elif args.kind == "reply":
+        fields["inReplyTo"] = args.in_reply_to
     else:
         fields["anyOf" if args.multiple else "oneOf"] = args.option or []
         fields.update(endTime=args.end_time, eligibility=args.eligibility)
@@ -1825,7 +1829,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser(
         "publish",
-        help="publish an alert, resource or proposal as an association",
+        help="publish an alert, resource, proposal or reply as an association",
         description="Publish content as an association, straight into the database (the node "
         "need not be running): the delivery is queued and a running serve or worker sends it. "
         "Prints only the object's IRI.",
@@ -1839,6 +1843,7 @@ def build_parser() -> argparse.ArgumentParser:
         "alert": "an alert (delivered before anything else)",
         "resource": "a resource (an article; revisions are kept)",
         "proposal": "a proposal put to the vote",
+        "reply": "a reply in a thread (its audience is never wider than the content it answers)",
     }
     for kind, what in kinds.items():
         p = publish_commands.add_parser(
@@ -1873,6 +1878,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--supersedes", metavar="IRI", help="an active alert of the association it replaces"
             )
+        elif kind == "reply":
+            p.add_argument("--in-reply-to", required=True, metavar="IRI", help="the content answered")
         elif kind == "resource":
             p.add_argument("--summary", help="short summary")
             p.add_argument("--license", metavar="IRI", help="IRI of the licence")

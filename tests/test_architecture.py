@@ -25,7 +25,10 @@ def test_import_linter_contracts_hold() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 5 kept, 0 broken." in result.stdout, result.stdout
+    assert "Contracts: 7 kept, 0 broken." in result.stdout, result.stdout
+    # decision 71: handlers call services only, and the server's own layers hold
+    assert "the HTTP layer calls services only (no database, no SQL) KEPT" in result.stdout
+    assert "server layers: cli, app above http, jobs above services above db" in result.stdout
 
 
 def test_the_code_type_checks_strictly(tmp_path: Path) -> None:
@@ -71,6 +74,22 @@ def test_federation_never_imports_the_server_the_database_or_the_web_framework()
         if _within(name, forbidden)
     }
     assert not found, sorted(found)
+
+
+_SESSION_QUERY = re.compile(r"\bsession\.(?:get|scalar|scalars|execute|add|add_all|delete|merge|flush|commit)\(")
+
+
+def test_the_http_layer_leaves_queries_to_the_services() -> None:
+    """Decision 71: a handler opens a session and hands it to the services; it never queries it
+    itself (import-linter keeps SQLAlchemy out of ``server/http``; this keeps the row classes that
+    ``server.services.types`` names for annotations from being queried there)."""
+    found = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0)}"
+        for path in sorted((ROOT / "server" / "http").rglob("*.py"))
+        for text in [path.read_text(encoding="utf-8")]
+        for match in _SESSION_QUERY.finditer(text)
+    ]
+    assert found == []
 
 
 def test_only_the_transport_loads_aiohttp() -> None:

@@ -9,15 +9,16 @@ from typing import Final
 from aiohttp import web
 
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Actor
 from server.http.api import NO_STORE, json_body, reader_of
 from server.http.outbox import writer_of
 from server.http.render import json_response
 from server.services.accounts import erasure as accounts
+from server.services.actors import directory
 from server.services.media import uploads as media_service
 from server.services.context import NodeContext
 from server.services.accounts import export as export_service
 from server.services.errors import NotFound
+from server.services.types import Actor
 
 routes = web.RouteTableDef()
 
@@ -43,7 +44,7 @@ async def get_profile(request: web.Request) -> web.Response:
     node = request.app[NODE]
     viewer = await reader_of(request)
     async with node.sessions() as session:
-        actor = await session.get(Actor, viewer.actor_id)
+        actor = await directory.by_id(session, viewer.actor_id)
     if actor is None or actor.type != "Person" or actor.deleted_at is not None:
         raise NotFound("no such account")
     return json_response(await _profile(node, actor), headers=NO_STORE)
@@ -74,7 +75,7 @@ async def get_export(request: web.Request) -> web.Response:
     node = request.app[NODE]
     viewer = await reader_of(request)
     async with node.sessions() as session:
-        actor = await session.get(Actor, viewer.actor_id)
+        actor = await directory.by_id(session, viewer.actor_id)
         if actor is None or actor.deleted_at is not None:
             raise NotFound("no such account")
         data = await export_service.archive(session, node.uris, actor, now=node.clock())

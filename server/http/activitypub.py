@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
 from federation.audience import PUBLICLY_READABLE
@@ -14,8 +13,7 @@ from federation.collections import render_collection, render_collection_page
 from federation.types import Iri
 from federation.vocab.actors import render_actor
 from server.appkeys import NODE
-from server.db.models import Actor
-from server.db.queries import actors as q
+from server.services.actors import directory
 from server.http.auth import viewer_of
 from server.http.pages import actors
 from server.http.params import int_param
@@ -26,18 +24,19 @@ from server.services.content.current import current_documents
 from server.services.errors import InvalidInput, NotFound
 from server.services.actors.profiles import local_actor_value
 from server.services.reading.visibility import Viewer
+from server.services.types import Actor, Session
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 20
 KIND_TYPES = {"groups": "Group", "users": "Person"}
 
 
-async def _load_actor(session: AsyncSession, request: web.Request) -> Actor:
+async def _load_actor(session: Session, request: web.Request) -> Actor:
     kind = request.match_info.get("kind")
     if kind is None:
-        actor = await q.application_actor(session)
+        actor = await directory.application_actor(session)
     else:
-        actor = await q.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+        actor = await directory.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
     if actor is None:
         raise NotFound("no such actor")
     return actor
@@ -57,11 +56,11 @@ async def get_actor(request: web.Request) -> web.Response:
     async with node.sessions() as session:
         kind = request.match_info.get("kind")
         gone = (
-            await q.local_tombstone(session, KIND_TYPES[kind], request.match_info["handle"])
+            await directory.local_tombstone(session, KIND_TYPES[kind], request.match_info["handle"])
             if kind is not None
             else None
         )
-        if gone is not None and await q.local_by_handle(session, gone.type, gone.handle) is None:
+        if gone is not None and await directory.local_by_handle(session, gone.type, gone.handle) is None:
             return _tombstone(gone)
         actor = await _load_actor(session, request)
         doc = render_actor(await local_actor_value(session, node.uris, actor))
@@ -96,7 +95,7 @@ def _page_params(request: web.Request) -> tuple[bool, int | None]:
 
 
 Lister = Callable[
-    [AsyncSession, Viewer, Actor, int | None, bool],
+    [Session, Viewer, Actor, int | None, bool],
     Awaitable[tuple[int | None, list[Any] | None, int | None, bool]],
 ]
 """(session, viewer, owner, before, is_page) -> (total or None if hidden, items or None if the
@@ -104,46 +103,46 @@ list is private, last cursor, private). The outbox gives its total only to the c
 its items only to a page (``[]`` to the collection), since each side throws the other away."""
 
 
-async def _followers(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
-    total, rows = await q.followers_page(session, owner.id, before=before, limit=PAGE_SIZE)
+async def _followers(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
+    total, rows = await directory.followers_page(session, owner.id, before=before, limit=PAGE_SIZE)
     if not await visibility.can_list_followers(session, viewer, owner):
         return total, None, None, False
     return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
 
 
-async def _following(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
-    total, rows = await q.following_page(session, owner.id, before=before, limit=PAGE_SIZE)
+async def _following(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
+    total, rows = await directory.following_page(session, owner.id, before=before, limit=PAGE_SIZE)
     if not await visibility.can_list_followers(session, viewer, owner):  # same rule (case 56)
         return total, None, None, False
     return total, [iri for _, iri in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, True
 
 
-async def _members(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
+async def _members(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     if owner.type != "Group" or not await visibility.can_list_members(session, viewer, owner):
         raise NotFound("no such collection")  # same answer as a missing one: no existence oracle
-    total, rows = await q.members_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    total, rows = await directory.members_page(session, owner.id, before=before, limit=PAGE_SIZE)
     private = owner.members_visibility != "public"
     return total, [iri for _, iri, _ in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
-async def _outbox(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
+async def _outbox(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     levels = await visibility.outbox_levels(session, viewer, owner)
     private = any(level not in PUBLICLY_READABLE for level in levels)
     if not is_page:  # the collection: totalItems from the counters, no documents read
-        return await q.outbox_total(session, owner.id, visibilities=levels), [], None, private
-    rows = await q.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
+        return await directory.outbox_total(session, owner.id, visibilities=levels), [], None, private
+    rows = await directory.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
     # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
     documents = await current_documents(session, [doc for _, doc in rows])
     return None, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 
 
-async def _featured(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
+async def _featured(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     if owner.type != "Group":
         raise NotFound("no such collection")
     return 0, [], None, False
 
 
-async def _liked(session: AsyncSession, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
+async def _liked(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     """What the actor likes: the count for anyone, the objects for the actor itself (and, for an
     association, its admins), like ``following`` (case 56)."""
     total, rows = await likes.liked_page(session, owner.id, before=before, limit=PAGE_SIZE)

@@ -25,23 +25,19 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import errors as fe
-from federation.audience import PUBLICLY_READABLE
 from federation.uris import is_valid_handle
 from federation.validation import FORMAT_CHECKER
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Kind
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Account, Actor, Membership, RemoteObject
-from server.db.queries import actors as actor_queries
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
 from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
+from server.services.actors import directory
 from server.services.actors import local as actor_service
 from server.services import audit
 from server.services.content import kinds
@@ -49,6 +45,7 @@ from server.services.content import local as content
 from server.services.content import endorsements
 from server.services.membership import members as membership
 from server.services.content import polls
+from server.services.reading import objects as reading
 from server.services.reading import visibility
 from server.services.content import likes as likes_service
 from server.services.reading import notifications as notifications_service
@@ -56,6 +53,7 @@ from server.services.reading import timeline as timeline_service
 from server.services.content.local import Published
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.reading.visibility import Viewer, ViewerKind
+from server.services.types import Actor, RemoteObject, Session
 
 routes = web.RouteTableDef()
 
@@ -268,16 +266,16 @@ def renamed_fields(names: Mapping[str, str]) -> Iterator[None]:
 # --- lookups ---------------------------------------------------------------------------------------
 
 
-async def association(session: AsyncSession, slug: str) -> Actor:
-    group = await actor_queries.local_by_handle(session, "Group", slug) if is_valid_handle(slug) else None
+async def association(session: Session, slug: str) -> Actor:
+    group = await directory.local_by_handle(session, "Group", slug) if is_valid_handle(slug) else None
     if group is None:
         raise NotFound("no such association")
     return group
 
 
-async def local_user(session: AsyncSession, username: str) -> Actor:
+async def local_user(session: Session, username: str) -> Actor:
     user = (
-        await actor_queries.local_by_handle(session, "Person", username)
+        await directory.local_by_handle(session, "Person", username)
         if is_valid_handle(username)
         else None
     )
@@ -296,21 +294,11 @@ def iri_query(request: web.Request) -> str:
 
 
 async def readable_object(
-    session: AsyncSession, viewer: Viewer, iri: str, *, held: bool = False
+    session: Session, viewer: Viewer, iri: str, *, held: bool = False
 ) -> tuple[RemoteObject, Actor]:
     """One of our readable content objects and its author (with ``held``, a peer's object that this
     node holds too); NotFound for anything else."""
-    query = select(RemoteObject).where(RemoteObject.iri == iri)
-    row = await session.scalar(query if held else query.where(RemoteObject.local.is_(True)))
-    owner = await session.get(Actor, row.attributed_to_id) if row is not None else None
-    if (
-        row is None
-        or owner is None
-        or row.kind not in READ_KINDS
-        or not await visibility.can_read_object(session, viewer, row)
-    ):
-        raise NotFound("no such object")
-    return row, owner
+    return await reading.readable_object(session, viewer, iri, kinds=READ_KINDS, held=held)
 
 
 def page_query(request: web.Request) -> tuple[int, int | None]:
@@ -406,16 +394,7 @@ async def list_kind(request: web.Request, path: str, route: KindRoute) -> web.Re
     async with node.sessions() as session:
         group = await association(session, request.match_info["slug"])
         levels = await visibility.outbox_levels(session, viewer, group)
-        query = select(RemoteObject).where(
-            RemoteObject.attributed_to_id == group.id,
-            RemoteObject.kind == route.kind.value,
-            RemoteObject.local.is_(True),
-            RemoteObject.deleted_at.is_(None),
-            RemoteObject.visibility.in_(levels),
-        )
-        if before is not None:
-            query = query.where(RemoteObject.id < before)
-        rows = (await session.scalars(query.order_by(RemoteObject.id.desc()).limit(limit + 1))).all()
+        rows = await reading.kind_page(session, group, route.kind, levels=levels, before=before, limit=limit)
         counts = await likes_service.likes_count(session, [row.iri for row in rows[:limit]])
     now = node.clock()
     items = [item_of(row, now=now, likes=counts.get(row.iri, 0)) for row in rows[:limit]]
@@ -518,22 +497,8 @@ async def post_reply(request: web.Request) -> web.Response:
         user = await local_user(session, request.match_info["username"])
         member = await acting_for(session, viewer, user)
     body = await json_body(request, "ReplyCreate")
-    async with fed.node.sessions() as session:
-        parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == body["inReplyTo"]))
-        as_user = Viewer(ViewerKind.LOCAL, actor_id=user.id, actor_iri=user.iri)
-        # The service would publish a member's reply to members-only (or followers-only) content
-        # publicly, since a member cannot address the association's members: refuse rather than
-        # widen the thread's audience. (An unreadable parent is left to the service: "unknown".)
-        if (
-            parent is not None
-            and parent.visibility not in PUBLICLY_READABLE
-            and body.get("visibility") != "direct"
-            and await visibility.can_read_object(session, as_user, parent)
-        ):
-            raise InvalidInput(
-                "a reply to non-public content must be direct (visibility direct, with to)",
-                field="visibility",
-            )
+    # The reply's audience is the content service's rule (never wider than its parent's): the
+    # same for this API, the C2S outbox, the pages and the CLI (decision 71).
     result = await content.create(fed, user, {**body, "type": "Note"}, by=member)
     return published_response(result, status=201)
 
@@ -549,13 +514,13 @@ async def post_vote(request: web.Request) -> web.Response:
             voter = await association(session, body["as"])
             member = await acting_for(session, viewer, voter, roles=VOTING_ROLES)
         else:
-            found = await session.get(Actor, viewer.actor_id)
+            found = await directory.by_id(session, viewer.actor_id)
             if found is None:
                 raise NotFound("no such user")
             voter = member = found
         # The vote service looks questions up by IRI alone: apply the read filter first, so that
         # a question the voter may not read answers like an unknown one.
-        question = await session.scalar(select(RemoteObject).where(RemoteObject.iri == body["question"]))
+        question = await reading.held_object(session, body["question"])
         as_voter = Viewer(ViewerKind.LOCAL, actor_id=voter.id, actor_iri=voter.iri)
         if question is None or not await visibility.can_read_object(session, as_voter, question):
             raise InvalidInput("question names no question known here", field="question")
@@ -611,14 +576,7 @@ async def get_members(request: web.Request) -> web.Response:
                 raise Forbidden("only the association's admins and moderators see requests to join")
         elif not await visibility.can_list_members(session, viewer, group):
             raise Forbidden("this association does not list its members to you")
-        query = (
-            select(Membership, Actor)
-            .join(Actor, Actor.id == Membership.member_id)
-            .where(Membership.group_id == group.id, Membership.state == state)
-        )
-        if before is not None:  # memberships.id is a 32-bit integer: a larger cursor means "from the top"
-            query = query.where(Membership.id < min(before, INT32_MAX))
-        rows = (await session.execute(query.order_by(Membership.id.desc()).limit(limit + 1))).all()
+        rows = await membership.roster_page(session, group.id, state, before=before, limit=limit)
     items = [
         {
             "member": actor.iri,
@@ -674,10 +632,8 @@ async def post_membership(request: web.Request) -> web.Response:
     fed = request.app[FEDERATION]
     body = await json_body(request, "MembershipCreate")
     async with fed.node.sessions() as session:
-        user = await session.get(Actor, viewer.actor_id)
-        group = await session.scalar(
-            select(Actor).where(Actor.iri == body["association"], Actor.deleted_at.is_(None))
-        )
+        user = await directory.by_id(session, viewer.actor_id)
+        group = await directory.live_by_iri(session, body["association"])
     if user is None or user.type != "Person":
         raise Forbidden("only a person joins an association")
     if group is None or group.type != "Group":
@@ -707,8 +663,8 @@ async def delete_membership(request: web.Request) -> web.Response:
     ):
         raise InvalidInput("association must be the association's http(s) IRI", field="association")
     async with fed.node.sessions() as session:
-        user = await session.get(Actor, viewer.actor_id)
-        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+        user = await directory.by_id(session, viewer.actor_id)
+        group = await directory.by_iri(session, group_iri)
     if user is None or group is None:
         raise NotFound("not a member")
     await membership.leave(fed, user, group_iri)
@@ -916,7 +872,7 @@ def _iso(value: datetime | None) -> str | None:
 
 async def _own_account(request: web.Request, viewer: Viewer) -> Actor:
     async with request.app[NODE].sessions() as session:
-        user = await session.get(Actor, viewer.actor_id) if viewer.actor_id is not None else None
+        user = await directory.by_id(session, viewer.actor_id)
     if user is None or not user.local or user.type != "Person":
         raise Unauthorized("a bearer token of a local account is required")
     return user
@@ -996,7 +952,7 @@ async def get_audit(request: web.Request) -> web.Response:
     viewer = await viewer_of(request)
     user = await _own_account(request, viewer)
     async with request.app[NODE].sessions() as session:
-        account = await session.get(Account, user.id)
+        account = await directory.account_of(session, user.id)
     if account is None or not account.is_node_admin or viewer.scope != "admin":
         raise Forbidden("the node's audit log is read by node admins, with an admin-scope token")
     return await _audit_page(request, _audit_filters(request, None), "/api/audit")

@@ -14,7 +14,7 @@ from federation.inbox import claimed_key_id
 from federation.iri import host_of
 from federation.signatures import verify_request
 from server.appkeys import FEDERATION, NODE
-from server.db.queries import actors as actor_queries
+from server.services.actors import directory
 from server.services.actors import local as actor_service
 from server.services.errors import Unauthorized
 from server.services.reading.visibility import ANONYMOUS, Viewer, ViewerKind
@@ -38,7 +38,7 @@ async def _signed_viewer(request: web.Request) -> Viewer:
     signer = await verify_request(incoming, resolve_key=fed.keys, now=fed.node.clock())
     fed.policy.check(host_of(signer.owner))
     async with fed.node.sessions() as session:
-        actor = await actor_queries.by_iri(session, signer.owner)
+        actor = await directory.by_iri(session, signer.owner)
     if actor is None:
         raise Unauthorized("the signing actor is unknown")
     return Viewer(

@@ -17,17 +17,15 @@ from federation.inbox import InboundActivity, InboxDeps, receive
 from federation.iri import host_of
 from federation.types import Iri
 from server.appkeys import FEDERATION, INBOX_WRITER, NODE
-from server.db.queries import actors as actor_queries
-from server.db.queries import inbox as q
+from server.services.actors import directory
 from server.http.activitypub import KIND_TYPES, PAGE_SIZE, _page_params
 from server.http.auth import viewer_of
 from server.http.problems import problem
 from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.render import activity_response
 from server.services.reading import visibility
-from server.services.content.current import inbox_documents
+from server.services.reading.inbox import inbox_page
 from server.services.errors import NotFound
-from server.services.reading.visibility import Viewer, ViewerKind
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)
@@ -65,7 +63,7 @@ async def _recipient_id(request: web.Request) -> int | None:
         return None
     node = request.app[NODE]
     async with node.sessions() as session:
-        actor = await actor_queries.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+        actor = await directory.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
     if actor is None:
         raise NotFound("no such actor")
     return actor.id
@@ -117,7 +115,7 @@ async def get_inbox(request: web.Request) -> web.Response:
     if kind is None or viewer.actor_id is None:
         raise NotFound("no such collection")
     async with node.sessions() as session:
-        owner = await actor_queries.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+        owner = await directory.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
         if owner is None:
             raise NotFound("no such collection")
         allowed = viewer.actor_id == owner.id or (
@@ -125,16 +123,13 @@ async def get_inbox(request: web.Request) -> web.Response:
         )
         if not allowed:
             raise NotFound("no such collection")  # the same answer as a missing one
-        total, rows = await q.inbox_page(session, owner.id, before=before, limit=PAGE_SIZE)
-        reader = Viewer(ViewerKind.LOCAL, actor_id=owner.id, actor_iri=owner.iri)
-        documents = await inbox_documents(session, [row for _, row in rows], reader)
+        total, documents, cursor = await inbox_page(session, owner, before=before, limit=PAGE_SIZE)
     collection_iri = Iri(f"{owner.iri}/inbox")
     if not is_page:
         return activity_response(
             render_collection(collection_iri, total_items=total, first=Iri(f"{collection_iri}?page=true")),
             private=True,
         )
-    cursor = rows[-1][0] if len(rows) == PAGE_SIZE else None
     page_iri = Iri(f"{collection_iri}?page=true" + (f"&before={before}" if before is not None else ""))
     doc = render_collection_page(
         page_iri,

@@ -19,8 +19,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from federation import uris as paths
 from server.appkeys import NODE
-from server.db.models import Actor, Media
-from server.db.queries import actors as actor_queries
+from server.services.actors import directory
 from server.http.auth import viewer_of
 from server.http.problems import problem
 from server.services.media import uploads as media_service
@@ -28,6 +27,7 @@ from server.services.reading import visibility
 from server.services.context import NodeContext
 from server.services.errors import Forbidden, InvalidInput, NotFound, ServiceError, Unauthorized
 from server.services.reading.visibility import ViewerKind
+from server.services.types import Actor, Media
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -50,7 +50,7 @@ async def _uploader(request: web.Request) -> Actor:
     if viewer.scope not in ("write", "admin"):
         raise Forbidden("this token's scope does not allow writing")
     async with request.app[NODE].sessions() as session:
-        actor = await session.get(Actor, viewer.actor_id)
+        actor = await directory.by_id(session, viewer.actor_id)
     if actor is None:
         raise Unauthorized("invalid or revoked token")
     return actor
@@ -61,7 +61,7 @@ async def _owner(node: NodeContext, uploader: Actor, slug: str | None) -> Actor:
     if not slug:
         return uploader
     async with node.sessions() as session:
-        group = await actor_queries.local_by_handle(session, "Group", slug)
+        group = await directory.local_by_handle(session, "Group", slug)
         if group is None:
             raise InvalidInput(f"no association {slug!r} on this node", field="as")
         viewer = visibility.Viewer(ViewerKind.LOCAL, actor_id=uploader.id, actor_iri=uploader.iri)

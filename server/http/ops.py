@@ -10,10 +10,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.appkeys import DRAINING, ENGINE, METRICS, NODE
-from server.db.engine import DatabaseUnavailable, check_connection
-from server.db.queries import actors as q
+from server.services.actors import directory
 from server.http.render import json_response
 from server.services.errors import Forbidden, Unauthorized
+from server.services.health import database_reachable
 
 routes = web.RouteTableDef()
 PROXY_HEADERS: Final = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
@@ -29,9 +29,7 @@ async def healthz(request: web.Request) -> web.Response:
             status=503,
             headers={"Cache-Control": "no-store"},
         )
-    try:
-        await check_connection(request.app[ENGINE])
-    except DatabaseUnavailable:
+    if not await database_reachable(request.app[ENGINE]):
         return json_response(
             {"status": "unavailable", "database": "unreachable"},
             status=503,
@@ -68,7 +66,7 @@ async def metrics(request: web.Request) -> web.Response:
     _check_metrics_reader(request)
     registry = request.app[METRICS]
     async with request.app[NODE].sessions() as session:
-        registry.associations.set(len(await q.local_groups(session)))
-        registry.members.set(await q.count_local_people(session))
+        registry.associations.set(len(await directory.local_groups(session)))
+        registry.members.set(await directory.count_local_people(session))
     body = generate_latest(registry.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -5,25 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
 from federation.audience import PUBLICLY_READABLE
 from federation.http import is_activitypub_media_type
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Activity, Actor, RemoteObject
-from server.db.queries import actors as actor_queries
 from server.http.activitypub import KIND_TYPES
 from server.http.auth import viewer_of
 from server.http.pages import objects
 from server.http.params import json_value
 from server.http.render import activity_response, wants_ap
 from server.services import c2s as publishing
+from server.services.actors import directory
+from server.services.reading import objects as reading
 from server.services.reading import visibility
-from server.services.content.current import current_documents
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.reading.visibility import Viewer
+from server.services.types import Actor, Session
 
 routes = web.RouteTableDef()
 ACTOR = "/{kind:groups|users}/{handle:" + paths.HANDLE_PATTERN + "}"
@@ -46,7 +44,7 @@ async def writer_of(request: web.Request) -> Viewer:
 
 
 async def acting_for(
-    session: AsyncSession, viewer: Viewer, author: Actor, *, roles: tuple[str, ...] = ACTING_ROLES
+    session: Session, viewer: Viewer, author: Actor, *, roles: tuple[str, ...] = ACTING_ROLES
 ) -> Actor:
     """The caller's own actor, when it may act as ``author``: it is ``author``, or ``author`` is an
     association in which it has one of ``roles`` (it is then recorded as ``by``).
@@ -54,7 +52,7 @@ async def acting_for(
     Raises:
         Forbidden: anyone else.
     """
-    member = await session.get(Actor, viewer.actor_id)
+    member = await directory.by_id(session, viewer.actor_id)
     allowed = viewer.actor_id == author.id or (
         author.type == "Group" and await visibility.role_in(session, viewer, author) in roles
     )
@@ -74,7 +72,7 @@ async def post_outbox(request: web.Request) -> web.Response:
     viewer = await writer_of(request)
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
-        author = await actor_queries.local_by_handle(
+        author = await directory.local_by_handle(
             session, KIND_TYPES[request.match_info["kind"]], request.match_info["handle"]
         )
         if author is None:
@@ -87,7 +85,7 @@ async def post_outbox(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {"id": result.activity_iri, "object": result.object_iri}
     if result.activity_iri is not None:
         async with fed.node.sessions() as session:
-            stored = await session.scalar(select(Activity).where(Activity.iri == result.activity_iri))
+            stored = await reading.activity_by_iri(session, result.activity_iri)
         if stored is not None:
             # What was published and to whom (bto/bcc are never stored): a client that addressed
             # nobody sees ``"visibility": "direct"`` with empty ``to`` and ``cc`` (decision 37).
@@ -107,15 +105,6 @@ async def post_outbox(request: web.Request) -> web.Response:
     )
 
 
-async def _activity_audience(session: AsyncSession, document: dict[str, Any]) -> Actor | None:
-    """The association an activity's object was posted into (FEP-1b12 ``audience``), if ours."""
-    obj = document.get("object")
-    iri = obj.get("audience") if isinstance(obj, dict) else None
-    if not isinstance(iri, str):
-        return None
-    return await session.scalar(select(Actor).where(Actor.iri == iri, Actor.local.is_(True)))
-
-
 @routes.get("/objects/{id:[0-9a-f]{32}}")
 async def get_object(request: web.Request) -> web.Response:
     if not wants_ap(request):
@@ -123,9 +112,7 @@ async def get_object(request: web.Request) -> web.Response:
     node = request.app[NODE]
     iri = node.uris.object(request.match_info["id"])
     async with node.sessions() as session:
-        row = await session.scalar(
-            select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
-        )
+        row = await reading.local_object(session, iri)
     viewer = await viewer_of(request)
     async with node.sessions() as session:
         readable = row is not None and await visibility.can_read_object(session, viewer, row)
@@ -143,24 +130,10 @@ async def get_object(request: web.Request) -> web.Response:
 async def get_activity(request: web.Request) -> web.Response:
     node = request.app[NODE]
     iri = node.uris.activity(request.match_info["id"])
-    async with node.sessions() as session:
-        row = await session.scalar(select(Activity).where(Activity.iri == iri))
     viewer = await viewer_of(request)
     async with node.sessions() as session:
-        owner = await session.get(Actor, row.actor_id) if row is not None else None
-        readable = (
-            row is not None
-            and owner is not None
-            and await visibility.can_read(
-                session,
-                viewer,
-                owner,
-                row.visibility,
-                addressed=visibility.addressed_in(row.document),
-                audience=await _activity_audience(session, row.document),
-            )
-        ) or (row is not None and await visibility.activity_filed_for(session, viewer, row.iri))
-        document = (await current_documents(session, [row.document]))[0] if row is not None else None
-    if row is None or not readable or document is None:
+        found = await reading.readable_activity(session, viewer, iri)
+    if found is None:
         raise NotFound("no such activity")
+    row, document = found
     return activity_response(document, private=row.visibility not in PUBLICLY_READABLE)

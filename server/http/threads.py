@@ -10,81 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import PUBLICLY_READABLE
 from federation.collections import render_collection, render_collection_page
 from federation.types import Iri
 from federation.vocab.entraide import Kind
 from server.appkeys import NODE
-from server.db.models import Activity, Actor, RemoteObject
 from server.http.auth import viewer_of
 from server.http.params import int_param
 from server.http.render import activity_response
 from server.services.content import endorsements
+from server.services.actors import directory
 from server.services.content import likes
-from server.services.reading import visibility
+from server.services.reading import objects, visibility
 from server.services.errors import NotFound
 from server.services.reading.visibility import Viewer
+from server.services.types import RemoteObject, Session
 
 routes = web.RouteTableDef()
-PAGE_SIZE = 50
-MAX_SCAN = 4 * PAGE_SIZE
-"""Rows read at most for one page of replies or of a thread, whoever asks (case 51)."""
+PAGE_SIZE = objects.PAGE_SIZE
 
 
 def _after(request: web.Request) -> int:
     return int_param(request, "after") or 0
-
-
-async def _objects(
-    session: AsyncSession, viewer: Viewer, condition: Any, after: int, *, embed: bool
-) -> tuple[list[Any], int | None, bool]:
-    """One page (oldest first) of the readable live objects matching ``condition``, and whether
-    it lists any non-public one (the page is then this viewer's own: never cached, case 41).
-
-    The database leaves out what the viewer certainly may not read (``visibility.readable_by``:
-    for an anonymous reader, exactly the non-public rows) and votes; the read filter then decides
-    on each row left. At most :data:`MAX_SCAN` rows are read for one page: a thread full of
-    objects this viewer may not read gives short pages that carry on (the cursor is the last row
-    read), never an unbounded scan (case 51).
-    """
-    rows = (
-        await session.scalars(
-            select(RemoteObject)
-            .where(
-                condition,
-                RemoteObject.id > after,
-                RemoteObject.deleted_at.is_(None),
-                RemoteObject.kind != Kind.VOTE.value,
-                visibility.readable_by(viewer),
-            )
-            .order_by(RemoteObject.id)
-            .limit(MAX_SCAN)
-        )
-    ).all()
-    # The authors and associations of the page in one statement, held while the read filter
-    # asks for them (the session's identity map only keeps what something references).
-    actor_ids = {row.attributed_to_id for row in rows} | {row.audience_id for row in rows if row.audience_id}
-    actors = (await session.scalars(select(Actor).where(Actor.id.in_(actor_ids)))).all() if rows else []
-    await visibility.preload_delivered(
-        session, viewer, [row.iri for row in rows if row.visibility not in PUBLICLY_READABLE]
-    )
-    items: list[Any] = []
-    cursor = after
-    hidden = False
-    for row in rows:
-        cursor = row.id
-        if not await visibility.can_read_object(session, viewer, row):
-            continue
-        document = {k: v for k, v in row.document.items() if k != "@context"}
-        items.append(document if embed else row.iri)
-        hidden = hidden or row.visibility not in PUBLICLY_READABLE
-        if len(items) == PAGE_SIZE:
-            break
-    del actors
-    return items, cursor if len(items) == PAGE_SIZE or len(rows) == MAX_SCAN else None, hidden
 
 
 @routes.get("/objects/{id:[0-9a-f]{32}}/{collection:replies|context|history|endorsements|likes}")
@@ -96,9 +44,7 @@ async def get_object_collection(request: web.Request) -> web.Response:
     viewer = await viewer_of(request)
     collection_iri = Iri(f"{object_iri}/{name}")
     async with node.sessions() as session:
-        row = await session.scalar(
-            select(RemoteObject).where(RemoteObject.iri == object_iri, RemoteObject.local.is_(True))
-        )
+        row = await objects.local_object(session, object_iri)
         if (
             row is None
             or row.deleted_at is not None
@@ -111,33 +57,15 @@ async def get_object_collection(request: web.Request) -> web.Response:
         if name == "likes":
             return await _likes(request, session, viewer, row, collection_iri, after)
         if name == "replies":
-            items, cursor, hidden = await _objects(
-                session, viewer, RemoteObject.in_reply_to_iri == object_iri, after, embed=False
-            )
+            items, cursor, hidden = await objects.replies_page(session, viewer, object_iri, after=after)
         elif name == "context":
             if row.context_iri != node.uris.context(object_iri):
                 raise NotFound("no such collection")  # a reply's thread is its root's
-            items, cursor, hidden = await _objects(
-                session,
-                viewer,
-                (RemoteObject.context_iri == collection_iri) | (RemoteObject.iri == object_iri),
-                after,
-                embed=True,
+            items, cursor, hidden = await objects.thread_page(
+                session, viewer, object_iri, collection_iri, after=after
             )
         elif name == "history":
-            rows = (
-                await session.scalars(
-                    select(Activity)
-                    .where(
-                        Activity.object_iri == object_iri,
-                        Activity.actor_id == row.attributed_to_id,
-                        Activity.type.in_(("Create", "Update")),
-                        Activity.id > after,
-                    )
-                    .order_by(Activity.id)
-                    .limit(PAGE_SIZE)
-                )
-            ).all()
+            rows = await objects.revisions(session, row, after=after, limit=PAGE_SIZE)
             items = [{k: v for k, v in a.document.items() if k != "@context"} for a in rows]
             cursor = rows[-1].id if len(rows) == PAGE_SIZE else None
         else:
@@ -169,7 +97,7 @@ async def get_object_collection(request: web.Request) -> web.Response:
 
 async def _likes(
     request: web.Request,
-    session: AsyncSession,
+    session: Session,
     viewer: Viewer,
     row: RemoteObject,
     collection_iri: Iri,
@@ -178,7 +106,7 @@ async def _likes(
     """``likes``: how many like the object is public (to whoever may read it); who likes it is
     for its author only (for an association: the admins and moderators acting as it)."""
     total = (await likes.likes_count(session, [row.iri])).get(row.iri, 0)
-    owner = await session.get(Actor, row.attributed_to_id)
+    owner = await directory.by_id(session, row.attributed_to_id)
     acting = owner is not None and (
         viewer.actor_id == owner.id
         or (

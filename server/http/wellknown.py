@@ -28,7 +28,7 @@ from federation.webfinger import (
 )
 from server import __version__
 from server.appkeys import NODE
-from server.db.queries import actors as q
+from server.services.actors import directory
 from server.http.render import json_response
 from server.services.actors.local import APPLICATION_HANDLE
 from server.services.errors import NotFound
@@ -66,11 +66,11 @@ async def webfinger(request: web.Request) -> web.Response:
         if is_http_resource(resource):
             ref = node.uris.local_actor_ref(resource)
             if resource == node.uris.application_actor():
-                actors = [a for a in [await q.application_actor(session)] if a]
+                actors = [a for a in [await directory.application_actor(session)] if a]
             elif ref is None or ref.part is not None:
                 actors = []
             else:
-                found = await q.local_by_handle(
+                found = await directory.local_by_handle(
                     session, "Group" if ref.kind == "group" else "Person", ref.handle
                 )
                 actors = [found] if found else []
@@ -81,9 +81,9 @@ async def webfinger(request: web.Request) -> web.Response:
             if acct.host != node.uris.host.lower():
                 raise NotFound(f"{acct} is not on this node")
             if acct.user == APPLICATION_HANDLE:
-                actors = [a for a in [await q.application_actor(session)] if a]
+                actors = [a for a in [await directory.application_actor(session)] if a]
             else:
-                actors = list(await q.local_by_name(session, acct.user))
+                actors = list(await directory.local_by_name(session, acct.user))
             subject = str(acct)
     if not actors:
         raise NotFound(f"no actor for {resource}")
@@ -123,10 +123,10 @@ async def nodeinfo(request: web.Request) -> web.Response:
     node = request.app[NODE]
     version = request.match_info["version"]
     async with node.sessions() as session:
-        groups = await q.local_groups(session)
-        people = await q.count_local_people(session)
-        posts = await q.count_local_posts(session)
-        app_actor = await q.application_actor(session)
+        groups = await directory.local_groups(session)
+        people = await directory.count_local_people(session)
+        posts = await directory.count_local_posts(session)
+        app_actor = await directory.application_actor(session)
     description = NodeDescription(
         node_name=app_actor.name if app_actor else node.uris.host,
         software_version=__version__,

@@ -13,50 +13,29 @@ from typing import Any, Final
 
 from aiohttp import web
 from markupsafe import Markup
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import uris as paths
 from federation.audience import PUBLICLY_READABLE
 from federation.http import AP_CONTENT_TYPE
 from federation.types import Iri
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Actor, RemoteObject
-from server.db.queries import actors as q
+from server.services.actors import directory
 from server.http.pages import core as w
 from server.services.membership import members as membership
-from server.services.reading import visibility
+from server.services.reading import objects
 from server.services.media import uploads as media_service
 from server.services.errors import NotFound
 from server.services.reading.feeds import feed_links
 from server.services.actors.profiles import summary_html
 from server.services.content.sanitize import sanitize_html
-from server.services.reading.visibility import Viewer
 from server.services.accounts.sessions import SignedIn
+from server.services.types import Actor
 
 routes = web.RouteTableDef()
 TABS: Final = {"alerts": "alert", "resources": "resource", "proposals": "proposal", "discussions": "post"}
 TAB_SIZE: Final = 20
 ACTOR_TYPES: Final = {"groups": "Group", "users": "Person"}
 GROUP_PATH: Final = "/groups/{handle:" + paths.HANDLE_PATTERN + "}"
-
-
-async def _tab_items(session: AsyncSession, viewer: Viewer, group: Actor, kind: str) -> list[RemoteObject]:
-    """The readable live top-level items of one kind by or posted into the association."""
-    rows = (
-        await session.scalars(
-            select(RemoteObject)
-            .where(
-                or_(RemoteObject.attributed_to_id == group.id, RemoteObject.audience_id == group.id),
-                RemoteObject.kind == kind,
-                RemoteObject.deleted_at.is_(None),
-                RemoteObject.in_reply_to_iri.is_(None),
-            )
-            .order_by(RemoteObject.published.desc(), RemoteObject.id.desc())
-            .limit(TAB_SIZE * 3)
-        )
-    ).all()
-    return [row for row in rows if await visibility.can_read_object(session, viewer, row)][:TAB_SIZE]
 
 
 def _alternates(actor: Actor, links: list[Any]) -> Markup:
@@ -79,13 +58,15 @@ async def actor_page(request: web.Request) -> web.Response:
     if tab not in TABS:
         tab = "alerts"
     async with node.sessions() as session:
-        actor = await q.local_by_handle(session, kind, request.match_info["handle"])
-        if actor is None and await q.local_tombstone(session, kind, request.match_info["handle"]):
+        actor = await directory.local_by_handle(session, kind, request.match_info["handle"])
+        if actor is None and await directory.local_tombstone(session, kind, request.match_info["handle"]):
             gone = {"heading": "error_title_410", "text": "error_text_410"}
             return await w.render(request, "error.html", gone, status=410, private=True, title="error")
         if actor is None:
             raise NotFound("no such actor")
-        items = await _tab_items(session, viewer, actor, TABS[tab]) if kind == "Group" else []
+        items = (
+            await objects.group_tab(session, viewer, actor, TABS[tab], size=TAB_SIZE) if kind == "Group" else []
+        )
         state = (
             await membership.state_of(session, actor.id, viewer.actor_id)
             if kind == "Group" and viewer.actor_id is not None
@@ -125,7 +106,7 @@ async def _group_for_form(request: web.Request) -> tuple[SignedIn, Actor]:
     await w.form(request, user)
     node = request.app[NODE]
     async with node.sessions() as session:
-        group = await q.local_by_handle(session, "Group", request.match_info["handle"])
+        group = await directory.local_by_handle(session, "Group", request.match_info["handle"])
     if group is None:
         raise NotFound("no such association")
     return user, group

@@ -19,7 +19,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from sqlalchemy import select
 
 from federation.errors import (
     FederationError,
@@ -37,8 +36,7 @@ from federation.lookup import (
     WebFingerTemporaryFailure,
 )
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Actor, Follow, RemoteObject
-from server.db.queries import actors as q
+from server.services.actors import directory
 from server.http.pages import core as w
 from server.http.pages import i18n
 from server.http.pages.objects import page_of
@@ -46,6 +44,7 @@ from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.services.membership import following
 from server.services.membership import members as membership
 from server.services.reading import notifications
+from server.services.reading import objects as reading
 from server.services.reading import timeline
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from server.services.federation import Federation
@@ -53,6 +52,7 @@ from server.services.actors.remote import lookup_account
 from server.services.content.sanitize import sanitize_html
 from server.services.reading.visibility import Viewer, ViewerKind
 from server.services.accounts.sessions import SignedIn
+from server.services.types import Actor, RemoteObject, Session
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -99,9 +99,8 @@ def _title(row: RemoteObject) -> str:
     return ""
 
 
-async def _items(session: Any, rows: list[RemoteObject]) -> list[Item]:
-    ids = {row.attributed_to_id for row in rows if row.attributed_to_id is not None}
-    authors = {a.id: a for a in (await session.scalars(select(Actor).where(Actor.id.in_(ids)))).all()}
+async def _items(session: Session, rows: list[RemoteObject]) -> list[Item]:
+    authors = await directory.by_ids(session, {row.attributed_to_id for row in rows if row.attributed_to_id})
     return [Item(row, authors.get(row.attributed_to_id), page_of(row), _title(row)) for row in rows]
 
 
@@ -167,15 +166,8 @@ async def notifications_page(request: web.Request) -> web.Response:
         )
         actor_iris = {n.actor for n in page.items if n.actor}
         object_iris = {n.object for n in page.items if n.object}
-        actors = {
-            a.iri: a for a in (await session.scalars(select(Actor).where(Actor.iri.in_(actor_iris)))).all()
-        }
-        objects = {
-            o.iri: o
-            for o in (
-                await session.scalars(select(RemoteObject).where(RemoteObject.iri.in_(object_iris)))
-            ).all()
-        }
+        actors = await directory.by_iris(session, actor_iris)
+        objects = await reading.objects_by_iris(session, object_iris)
     rows = [
         {
             "n": n,
@@ -280,7 +272,7 @@ async def _by_handle(fed: Federation, user: str, host_port: str) -> Actor:
         return await lookup_account(node, fed.transport, handle, actor_type="Group", **options)
     except LocalHandleRefused:
         async with node.sessions() as session:
-            found = await q.local_by_name(session, user)
+            found = await directory.local_by_name(session, user)
         if not found:
             raise AddressRefused("follow_no_account") from None
         return next((a for a in found if a.type == "Group"), found[0])
@@ -311,10 +303,8 @@ def _refusal(address: str, exc: Exception) -> AddressRefused:
     return AddressRefused("follow_failed")
 
 
-async def _relations(session: Any, me: Actor, actor: Actor) -> dict[str, str | None]:
-    follow = await session.scalar(
-        select(Follow.state).where(Follow.follower_id == me.id, Follow.followed_id == actor.id)
-    )
+async def _relations(session: Session, me: Actor, actor: Actor) -> dict[str, str | None]:
+    follow = await following.follow_state(session, me.id, actor.id)
     joined = await membership.state_of(session, actor.id, me.id) if actor.type == "Group" else None
     return {"follow": follow, "membership": joined}
 
@@ -372,7 +362,7 @@ async def follow_lookup(request: web.Request) -> web.Response:
 
 async def _stored_actor(request: web.Request, iri: str) -> Actor:
     async with request.app[NODE].sessions() as session:
-        actor = await q.by_iri(session, iri) if iri else None
+        actor = await directory.by_iri(session, iri) if iri else None
     if actor is None or actor.deleted_at is not None or actor.type not in ACTOR_TYPES:
         raise NotFound("no such actor")
     return actor
@@ -423,21 +413,9 @@ async def following_page(request: web.Request) -> web.Response:
     user = await w.require_signed_in(request)
     node = request.app[NODE]
     async with node.sessions() as session:
-        follows = (
-            await session.execute(
-                select(Follow, Actor)
-                .join(Actor, Actor.id == Follow.followed_id)
-                .where(Follow.follower_id == user.actor.id)
-                .order_by(Follow.created_at.desc(), Follow.id.desc())
-            )
-        ).all()
+        follows = await following.follows_of(session, user.actor.id)
         held = await membership.memberships_of(session, user.actor.id)
-        groups = {
-            a.iri: a
-            for a in (
-                await session.scalars(select(Actor).where(Actor.iri.in_([iri for iri, *_ in held])))
-            ).all()
-        }
+        groups = await directory.by_iris(session, [iri for iri, *_ in held])
     memberships = [
         {"iri": iri, "state": state, "local": local, "since": at, "group": groups.get(iri)}
         for iri, state, local, at in held

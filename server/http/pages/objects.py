@@ -20,28 +20,27 @@ from typing import Any, Final
 import nh3
 from aiohttp import web
 from markdown_it import MarkdownIt
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import PUBLICLY_READABLE
 from federation.types import utc_now
 from federation.vocab.entraide import Kind, option_names
 from server.appkeys import FEDERATION, NODE
-from server.db.models import Activity, Actor, RemoteObject
 from server.http.pages import core as w
+from server.services.actors import directory
 from server.services.content import local as content
 from server.services.content import endorsements
 from server.services.content import polls
-from server.services.reading import visibility
-from server.services.errors import Forbidden, InvalidInput, NotFound
+from server.services.reading import objects as reading
+from server.services.errors import Forbidden, InvalidInput
 from server.services.content.sanitize import plain_text, sanitize_html
 from server.services.reading.visibility import Viewer
+from server.services.types import RemoteObject, Session
 
 routes = web.RouteTableDef()
 OBJECT_PATH: Final = "/objects/{id:[0-9a-f]{32}}"
 READ_PATH: Final = "/read/{rid:[0-9]{1,18}}"
 """A copy this node holds of a peer's object (from a member's timeline), read and answered here."""
-THREAD_LIMIT: Final = 200
+THREAD_LIMIT: Final = reading.THREAD_LIMIT
 _MARKDOWN: Final = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
@@ -75,19 +74,8 @@ def _lines(document: dict[str, Any]) -> list[str]:
     return [line for line in plain_text(raw.replace("</p>", "</p>\n")).splitlines() if line.strip()]
 
 
-async def _versions(session: AsyncSession, row: RemoteObject) -> list[Version]:
-    activities = (
-        await session.scalars(
-            select(Activity)
-            .where(
-                Activity.object_iri == row.iri,
-                Activity.actor_id == row.attributed_to_id,
-                Activity.type.in_(("Create", "Update")),
-            )
-            .order_by(Activity.id)
-            .limit(THREAD_LIMIT)
-        )
-    ).all()
+async def _versions(session: Session, row: RemoteObject) -> list[Version]:
+    activities = await reading.revisions(session, row, limit=THREAD_LIMIT)
     versions: list[Version] = []
     before: list[str] = []
     for activity in activities:
@@ -101,32 +89,7 @@ async def _versions(session: AsyncSession, row: RemoteObject) -> list[Version]:
     return list(reversed(versions))  # newest first
 
 
-async def _thread(
-    session: AsyncSession, viewer: Viewer, row: RemoteObject
-) -> list[tuple[RemoteObject, Actor]]:
-    """The readable live replies in the object's thread, oldest first."""
-    condition = (
-        (RemoteObject.context_iri == row.context_iri)
-        if row.context_iri
-        else (RemoteObject.in_reply_to_iri == row.iri)
-    )
-    rows = (
-        await session.execute(
-            select(RemoteObject, Actor)
-            .join(Actor, Actor.id == RemoteObject.attributed_to_id)
-            .where(condition, RemoteObject.id != row.id, RemoteObject.deleted_at.is_(None))
-            .order_by(RemoteObject.id)
-            .limit(THREAD_LIMIT)
-        )
-    ).all()
-    return [
-        (reply, author)
-        for reply, author in rows
-        if reply.kind == Kind.REPLY.value and await visibility.can_read_object(session, viewer, reply)
-    ]
-
-
-async def _kind_details(session: AsyncSession, row: RemoteObject) -> dict[str, Any]:
+async def _kind_details(session: Session, row: RemoteObject) -> dict[str, Any]:
     doc = row.document
     if row.kind == Kind.RESOURCE.value:
         return {"versions": await _versions(session, row)}
@@ -136,15 +99,8 @@ async def _kind_details(session: AsyncSession, row: RemoteObject) -> dict[str, A
         # The first page of the collection, bounded in items and bytes (case 52).
         documents, _ = await endorsements.endorsements_page(session, row.iri, after=0, limit=50)
         signers = [e.get("actor") for e in documents]
-        signer_actors = (
-            (
-                await session.scalars(
-                    select(Actor).where(Actor.iri.in_([s for s in signers if isinstance(s, str)]))
-                )
-            ).all()
-            if signers
-            else []
-        )
+        known = await directory.by_iris(session, [s for s in signers if isinstance(s, str)])
+        signer_actors = list(known.values())
         return {
             "options": [(name, counts.get(name, 0)) for name in names],
             "multiple": multiple,
@@ -154,7 +110,7 @@ async def _kind_details(session: AsyncSession, row: RemoteObject) -> dict[str, A
             "signers": signer_actors,
         }
     if row.kind == Kind.ALERT.value and isinstance(doc.get("supersededBy"), str):
-        successor = await session.scalar(select(RemoteObject).where(RemoteObject.iri == doc["supersededBy"]))
+        successor = await reading.held_object(session, doc["supersededBy"])
         return {"successor": successor.iri if successor is not None else doc["supersededBy"]}
     return {}
 
@@ -182,10 +138,10 @@ async def _render(
         if row.deleted_at is not None:
             gone = {"heading": "error_title_410", "text": "error_text_410"}
             return await w.render(request, "error.html", gone, status=410, private=private, title="error")
-        author = await session.get(Actor, row.attributed_to_id)
-        audience = await session.get(Actor, row.audience_id) if row.audience_id is not None else None
+        author = await directory.by_id(session, row.attributed_to_id)
+        audience = await directory.by_id(session, row.audience_id)
         details = await _kind_details(session, row)
-        thread = await _thread(session, viewer, row)
+        thread = await reading.thread_replies(session, viewer, row, limit=THREAD_LIMIT)
     doc = row.document
     name = str(doc["name"]) if isinstance(doc.get("name"), str) else ""
     summary = doc.get("summary") if isinstance(doc.get("summary"), str) else None
@@ -231,14 +187,12 @@ def _base_path(request: web.Request) -> str:
     return "/objects/" + request.match_info["id"]
 
 
-async def _located(request: web.Request, session: AsyncSession, viewer: Viewer) -> RemoteObject:
+async def _located(request: web.Request, session: Session, viewer: Viewer) -> RemoteObject:
     """The object the request's path names, if the reader may read it (NotFound otherwise)."""
     if "rid" not in request.match_info:
-        return await _readable(session, viewer, request.app[NODE].uris.object(request.match_info["id"]))
-    row = await session.get(RemoteObject, int(request.match_info["rid"]))
-    if row is None or not await visibility.can_read_object(session, viewer, row):
-        raise NotFound("no such object")
-    return row
+        iri = request.app[NODE].uris.object(request.match_info["id"])
+        return await reading.readable_local_object(session, viewer, iri)
+    return await reading.readable_copy(session, viewer, int(request.match_info["rid"]))
 
 
 @routes.get(READ_PATH)
@@ -251,16 +205,6 @@ async def read_copy(request: web.Request) -> web.Response:
     if row.local:
         raise web.HTTPSeeOther(row.iri)
     return await object_page(request)
-
-
-async def _readable(session: AsyncSession, viewer: Viewer, iri: str) -> RemoteObject:
-    """Raises NotFound: absent, or not readable by ``viewer`` (the same answer)."""
-    row = await session.scalar(
-        select(RemoteObject).where(RemoteObject.iri == iri, RemoteObject.local.is_(True))
-    )
-    if row is None or not await visibility.can_read_object(session, viewer, row):
-        raise NotFound("no such object")
-    return row
 
 
 def paragraphs(text: str) -> str:

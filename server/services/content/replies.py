@@ -90,6 +90,7 @@ async def join_thread(
     association (FEP-1b12 ``audience``) gets a reply that is neither members-only nor direct.
     """
     context_iri, parent_author = await _thread_of(session, parent.iri, parent.held, level)
+    await check_reply_audience(session, author, parent.held, level)
     if parent.fetched is not None:
         context_iri, parent_author, thread_audience = _remote_thread(parent.fetched, parent.iri)
         if thread_audience and level not in (Visibility.DIRECT, Visibility.MEMBERS):
@@ -132,22 +133,50 @@ async def _thread_of(
     """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
     none — and the parent's author.
 
-    A local parent exists and is readable by the author (:func:`readable_parent`). A reply
-    never shows to more people than its parent: a reply to members-only content is members-only
-    in the same association (or direct), a reply to direct content is direct.
+    A local parent exists and is readable by the author (:func:`readable_parent`); who may see
+    the reply is :func:`check_reply_audience`'s rule.
     """
     if parent is None:
         return parent_iri, None
     if parent.deleted_at is not None:
         raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
     parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
-    if parent.visibility == "members" and level not in (Visibility.MEMBERS, Visibility.DIRECT):
+    return Iri(parent.context_iri or parent.iri), parent_author
+
+
+async def check_reply_audience(
+    session: AsyncSession, author: Actor, parent: RemoteObject | None, level: Visibility
+) -> None:
+    """A reply never shows to more people than its parent (decision 71), whoever publishes it:
+    the JSON API, the C2S outbox, the pages and the CLI all come through ``create``.
+
+    A reply to members-only content is members-only (in the same association, checked by
+    :func:`join_thread`) or direct; to direct content, direct; to followers-only content, direct
+    — or followers-only when its author answers itself, to the same followers. A peer's
+    followers-only object that the author may not read is treated as unknown (the reply is not
+    refused, so the refusal tells nothing about what this node holds).
+
+    Raises:
+        InvalidInput: the reply's level is wider than its parent's (field ``visibility``).
+    """
+    if parent is None:
+        return
+    if parent.visibility == Visibility.MEMBERS and level not in (Visibility.MEMBERS, Visibility.DIRECT):
         raise InvalidInput(
             "a reply to members-only content must be members-only or direct", field="visibility"
         )
-    if parent.visibility == "direct" and level is not Visibility.DIRECT:
+    if parent.visibility == Visibility.DIRECT and level is not Visibility.DIRECT:
         raise InvalidInput("a reply to direct content must itself be direct", field="visibility")
-    return Iri(parent.context_iri or parent.iri), parent_author
+    if (
+        parent.visibility == Visibility.FOLLOWERS
+        and level is not Visibility.DIRECT
+        and not (level is Visibility.FOLLOWERS and parent.attributed_to_id == author.id)
+        and await visibility.can_read_object(session, as_viewer(author), parent)
+    ):
+        raise InvalidInput(
+            "a reply to followers-only content must be direct (visibility direct, with to)",
+            field="visibility",
+        )
 
 
 def _remote_thread(document: Mapping[str, Any], parent_iri: Iri) -> tuple[Iri, str | None, str | None]:

@@ -516,3 +516,27 @@ async def sync_all(fed: Federation) -> int:
 async def schedule_sync_all(session: Any, *, now: Any) -> None:
     """Make sure the next periodic catch-up round is queued (idempotent per interval)."""
     await queue.schedule_periodic(session, SYNC_ALL, every=SYNC_INTERVAL, now=now)
+
+
+# --- what a member's pages show -------------------------------------------------------------------
+
+
+async def follow_state(session: Any, follower_id: int, followed_id: int) -> str | None:
+    """The state of ``follower_id``'s follow of ``followed_id`` (pending, accepted), or None."""
+    found = await session.scalar(
+        select(FollowRow.state).where(
+            FollowRow.follower_id == follower_id, FollowRow.followed_id == followed_id
+        )
+    )
+    return str(found) if found is not None else None
+
+
+async def follows_of(session: Any, follower_id: int) -> list[tuple[FollowRow, Actor]]:
+    """Everyone ``follower_id`` follows or asked to follow, with the follow, newest first."""
+    rows = await session.execute(
+        select(FollowRow, Actor)
+        .join(Actor, Actor.id == FollowRow.followed_id)
+        .where(FollowRow.follower_id == follower_id)
+        .order_by(FollowRow.created_at.desc(), FollowRow.id.desc())
+    )
+    return [(row[0], row[1]) for row in rows.all()]

@@ -443,6 +443,26 @@ async def is_active_member(session: Any, group_id: int, actor_id: int) -> bool:
     return found is not None
 
 
+INT32_MAX = 2**31 - 1
+
+
+async def roster_page(
+    session: AsyncSession, group_id: int, state: str, *, before: int | None, limit: int
+) -> list[tuple[Membership, Actor]]:
+    """The association's memberships in ``state`` (active members, or pending requests) with their
+    actors, newest first: up to ``limit + 1``, the last one telling that a next page exists. The
+    cursor is a membership id (a 32-bit column: a larger cursor means "from the top")."""
+    query = (
+        select(Membership, Actor)
+        .join(Actor, Actor.id == Membership.member_id)
+        .where(Membership.group_id == group_id, Membership.state == state)
+    )
+    if before is not None:
+        query = query.where(Membership.id < min(before, INT32_MAX))
+    rows = (await session.execute(query.order_by(Membership.id.desc()).limit(limit + 1))).all()
+    return [(row[0], row[1]) for row in rows]
+
+
 MEMBERSHIP_STATES = {"active": "accepted", "pending": "pending", "invited": "invited"}
 
 
