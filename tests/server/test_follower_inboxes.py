@@ -68,9 +68,8 @@ async def _actors(node: Node, hosts: int, per_host: int, prefix: str = "u") -> l
         for i in range(per_host)
     ]
     async with node.sessions.begin() as session:
-        return list(
-            (await session.scalars(insert(Actor).returning(Actor.id, sort_by_parameter_order=True), rows)).all()
-        )
+        statement = insert(Actor).returning(Actor.id, sort_by_parameter_order=True)
+        return list((await session.scalars(statement, rows)).all())
 
 
 async def _follow(node: Node, followers: list[int], followed: int, state: str = "accepted") -> None:
@@ -78,7 +77,10 @@ async def _follow(node: Node, followers: list[int], followed: int, state: str = 
     async with node.sessions.begin() as session:
         await session.execute(
             insert(Follow),
-            [{"follower_id": f, "followed_id": followed, "state": state, "created_at": now} for f in followers],
+            [
+                {"follower_id": follower, "followed_id": followed, "state": state, "created_at": now}
+                for follower in followers
+            ],
         )
 
 
@@ -95,21 +97,28 @@ async def test_the_counts_follow_every_kind_of_write(quiet_node: Node) -> None:
     await _follow(node, ids[10:], group, state="pending")
     await _follow(node, ids[:3], other)
     now = utc_now()
+    def follow_of(i: int) -> Any:
+        return update(Follow).where(Follow.follower_id == ids[i], Follow.followed_id == group)
+
+    def actor(i: int) -> Any:
+        return update(Actor).where(Actor.id == ids[i])
+
+    block = {"activity_iri": f"https://peer2.example/{uuid.uuid4().hex}", "created_at": now}
     writes: list[tuple[str, Any]] = [
-        ("a pending follow accepted", update(Follow).where(Follow.follower_id == ids[10]).values(state="accepted")),
-        ("an accepted follow rejected", update(Follow).where(Follow.follower_id == ids[0]).values(state="rejected")),
+        ("a pending follow accepted", follow_of(10).values(state="accepted")),
+        ("an accepted follow rejected", follow_of(0).values(state="rejected")),
         ("a follow removed", delete(Follow).where(Follow.follower_id == ids[1], Follow.followed_id == group)),
-        ("a follow moved to another followed", update(Follow).where(Follow.follower_id == ids[3], Follow.followed_id == group).values(followed_id=other)),
-        ("a follower's shared inbox moved", update(Actor).where(Actor.id == ids[4]).values(shared_inbox_iri="https://new.example/inbox")),
-        ("a follower's shared inbox gone", update(Actor).where(Actor.id == ids[5]).values(shared_inbox_iri=None)),
-        ("a follower's shared inbox empty", update(Actor).where(Actor.id == ids[6]).values(shared_inbox_iri="")),
-        ("a follower's shared inbox back", update(Actor).where(Actor.id == ids[6]).values(shared_inbox_iri="https://peer1.example/inbox")),
-        ("a follower deleted (tombstone)", update(Actor).where(Actor.id == ids[7]).values(deleted_at=now)),
-        ("a follower back from deletion", update(Actor).where(Actor.id == ids[7]).values(deleted_at=None)),
+        ("a follow moved to another followed", follow_of(3).values(followed_id=other)),
+        ("a follower's shared inbox moved", actor(4).values(shared_inbox_iri="https://new.example/inbox")),
+        ("a follower's shared inbox gone", actor(5).values(shared_inbox_iri=None)),
+        ("a follower's shared inbox empty", actor(6).values(shared_inbox_iri="")),
+        ("a follower's shared inbox back", actor(6).values(shared_inbox_iri="https://peer1.example/inbox")),
+        ("a follower deleted (tombstone)", actor(7).values(deleted_at=now)),
+        ("a follower back from deletion", actor(7).values(deleted_at=None)),
         ("a follower's row removed", delete(Actor).where(Actor.id == ids[8])),
-        ("a follower blocking us", insert(Block).values(activity_iri=f"https://peer2.example/{uuid.uuid4().hex}", blocker_id=ids[9], blocked_id=group, created_at=now)),
-        ("an unrelated column written", update(Actor).where(Actor.id == ids[3]).values(handle="renamed")),
-    ]  # fmt: skip
+        ("a follower blocking us", insert(Block).values(blocker_id=ids[9], blocked_id=group, **block)),
+        ("an unrelated column written", actor(3).values(handle="renamed")),
+    ]
     for what, statement in [("the initial follows", None), *writes]:
         if statement is not None:
             async with node.sessions.begin() as session:
@@ -123,7 +132,7 @@ async def test_the_counts_follow_every_kind_of_write(quiet_node: Node) -> None:
         await session.execute(delete(Follow).where(Follow.followed_id == other))
         await session.execute(delete(Actor).where(Actor.id == other))
     async with node.sessions() as session:
-        left = await session.scalars(select(FollowerInbox.followed_id).where(FollowerInbox.followed_id == other))
+        left = await session.scalars(select(FollowerInbox).where(FollowerInbox.followed_id == other))
         assert list(left) == []
 
 

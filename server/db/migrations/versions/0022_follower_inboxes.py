@@ -159,7 +159,10 @@ def upgrade() -> None:
         sa.Column("shared_inbox_iri", sa.String(length=2048), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["followed_id"], ["actors.id"], name=op.f("fk_follower_inboxes_followed_id_actors"), ondelete="CASCADE"
+            ["followed_id"],
+            ["actors.id"],
+            name=op.f("fk_follower_inboxes_followed_id_actors"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("followed_id", "shared_inbox_iri", name=op.f("pk_follower_inboxes")),
     )
