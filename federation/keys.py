@@ -113,8 +113,16 @@ def private_key_to_pem(key: PrivateKeyType) -> bytes:
     )
 
 
-def private_key_from_pem(data: bytes) -> PrivateKeyType:
-    key = serialization.load_pem_private_key(data, password=None)
+def private_key_from_pem(data: bytes, *, trusted: bool = False) -> PrivateKeyType:
+    """Load a PKCS#8 (or PKCS#1) private key.
+
+    ``trusted``: the PEM is one this node wrote itself and kept under authenticated encryption
+    (a Fernet token, see ``server/services/actors/keys.py``), so OpenSSL's RSA consistency check
+    (≈95 ms per RSA-2048 key on the project machine, paid at the first delivery of every local
+    actor in every process) proves nothing it does not already know and is skipped. Keys from
+    anywhere else are checked.
+    """
+    key = serialization.load_pem_private_key(data, password=None, unsafe_skip_rsa_key_validation=trusted)
     if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
         raise KeyUnavailable("unsupported private key type")
     return key

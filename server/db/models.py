@@ -241,6 +241,24 @@ class ActivityCount(Base):
     n: Mapped[int] = mapped_column(BigInteger)
 
 
+class FollowerInbox(Base):
+    """Derived: how many accepted remote followers of ``followed`` each shared inbox serves.
+
+    Kept by database triggers (migration 0022) on ``follows`` and on the ``actors`` columns that
+    decide whether a follower counts (remote, not deleted, a non-empty shared inbox), so planning a
+    shared-inbox fan-out reads one row per shared inbox instead of grouping every follower
+    (decision 70). Rows whose count fell to 0 stay. Never written by the application; left out of
+    backups' row copies (rebuilt by the triggers).
+    """
+
+    __tablename__ = "follower_inboxes"
+    __table_args__ = {"info": {"derived": True}}
+
+    followed_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), primary_key=True)
+    shared_inbox_iri: Mapped[str] = mapped_column(IRI, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class FeedMark(Base):
     """Derived: a change marker per association and object kind, for the feeds' validators.
 

@@ -128,17 +128,64 @@ class DeliverLane:
         return outcomes
 
 
+class _RunOrder:
+    """The order the inbox lane keeps between one actor's activities (decision 69).
+
+    Per actor: the *barrier* (the run of its last claimed activity without an ordering key,
+    :func:`server.services.inbox.process.ordering_key`) and, per object, the last claimed run
+    keyed by that object since. A keyed run waits for the barrier and for the previous run on
+    its object; a barrier waits for every run of the actor claimed before it. Runs on
+    different objects of one actor therefore go alongside. Entries go when their run ends, so
+    the state holds only what is in flight.
+    """
+
+    def __init__(self) -> None:
+        self._barrier: dict[str, asyncio.Future[None]] = {}
+        self._objects: dict[str, dict[str, asyncio.Future[None]]] = {}
+
+    def claim(self, actor: str, key: str | None) -> tuple[list[asyncio.Future[None]], asyncio.Future[None]]:
+        """What a run of ``actor`` keyed by ``key`` waits for, and the future it ends."""
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        objects = self._objects.setdefault(actor, {})
+        barrier = self._barrier.get(actor)
+        if key is None:
+            before = list(objects.values())
+            objects.clear()
+            self._barrier[actor] = mine
+        else:
+            before = [objects[key]] if key in objects else []
+            objects[key] = mine
+        if barrier is not None:
+            before.append(barrier)
+        return before, mine
+
+    def release(self, actor: str, key: str | None, mine: asyncio.Future[None]) -> None:
+        """The run that ends ``mine`` is over: wake what waits for it, forget it."""
+        mine.set_result(None)
+        objects = self._objects.get(actor, {})
+        if key is not None and objects.get(key) is mine:
+            del objects[key]
+        if self._barrier.get(actor) is mine:
+            del self._barrier[actor]
+        if not objects and actor not in self._barrier:
+            self._objects.pop(actor, None)
+
+    def __len__(self) -> int:
+        """Actors with a run in flight (tests: the state does not outlive the runs)."""
+        return len(set(self._barrier) | {a for a, objects in self._objects.items() if objects})
+
+
 class InboxLane:
     """``process_inbox`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), keyed
     by the activity's actor.
 
     Many stored activities are claimed and loaded at once, and the rows finished meanwhile are
-    marked in the transaction that completes their jobs. Different actors' activities run
-    alongside; one actor's run one after the other, in claim order (that is arrival order), even
-    across batches: each waits for the one claimed before it, so an ``Update`` is not applied
-    before the ``Create`` it follows, and a burst from one actor (a relay, a Lemmy community)
-    still fills the lane. A job that failed runs again when its retry is due, after the ones
-    behind it.
+    marked in the transaction that completes their jobs. Activities run alongside, with one
+    actor's ordered per object (:class:`_RunOrder`, decision 69): an ``Update`` or a ``Delete``
+    never runs before the ``Create`` of its object claimed earlier, an ``Undo`` or a ``Follow``
+    never before anything the actor sent earlier, while a burst of new posts from one actor (a
+    relay, a Lemmy community) fills the lane. A job that failed runs again when its retry is
+    due, after the ones behind it.
     """
 
     kind = inbox_service.PROCESS_INBOX
@@ -148,7 +195,7 @@ class InboxLane:
         self.max_per_key = self.max_in_flight
         self._fed = fed
         self._loaded: dict[int, int] = {}  # job id -> inbox activity id, while it runs
-        self._tails: dict[str, asyncio.Future[None]] = {}  # actor -> end of its last claimed run
+        self._order = _RunOrder()
 
     async def runnable(
         self,
@@ -182,24 +229,21 @@ class InboxLane:
             else:
                 self._loaded[job.id] = activity_id
                 queued = loaded[activity_id]
-                items.append(self._after_previous(queued.actor_iri, queued.activity))
+                items.append(self._in_order(queued))
         return items
 
-    def _after_previous(self, actor_iri: str, activity: inbox_service.Loaded) -> Awaitable[str]:
-        """The run of ``activity``, started once the run of this actor's previous claim ended."""
-        previous = self._tails.get(actor_iri)
-        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tails[actor_iri] = finished
+    def _in_order(self, queued: inbox_service.Queued) -> Awaitable[str]:
+        """The run of ``queued``, started once the runs it must follow (:class:`_RunOrder`) ended."""
+        actor, key = queued.actor_iri, queued.ordering
+        before, mine = self._order.claim(actor, key)
 
         async def run() -> str:
             try:
-                if previous is not None:
-                    await previous  # never raises: it only tells that the previous run ended
-                return await inbox_service.run(self._fed, router, activity)
+                for previous in before:
+                    await previous  # never raises: it only tells that a run ended
+                return await inbox_service.run(self._fed, router, queued.activity)
             finally:
-                finished.set_result(None)
-                if self._tails.get(actor_iri) is finished:
-                    del self._tails[actor_iri]
+                self._order.release(actor, key, mine)
 
         return run()
 

@@ -319,3 +319,12 @@ def test_base58_known_values_and_leading_zeros(data: bytes, text: str) -> None:
 @pytest.mark.parametrize("data", [b"\x00" * n + b"\xff\x00" for n in range(5)])
 def test_base58_round_trip_keeps_every_leading_zero(data: bytes) -> None:
     assert _b58decode(_b58encode(data)) == data
+
+
+def test_a_trusted_private_key_loads_to_the_same_key_without_the_rsa_check() -> None:
+    """The node's own keys (from its authenticated vault) skip OpenSSL's 95 ms consistency check."""
+    from federation.keys import generate_private_key, private_key_from_pem, private_key_to_pem
+
+    pem = private_key_to_pem(generate_private_key("rsa"))
+    trusted, checked = private_key_from_pem(pem, trusted=True), private_key_from_pem(pem)
+    assert private_key_to_pem(trusted) == private_key_to_pem(checked) == pem

@@ -7,16 +7,27 @@ from datetime import UTC, datetime
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, Table, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
 
 from server.db import migrate
-from server.db.models import Base, Relay
+from server.db.models import Base, FollowerInbox, Relay
 
 
 def _reflected(conn: Connection) -> dict[str, Table]:
     meta = MetaData()
     meta.reflect(conn)
     return dict(meta.tables)
+
+
+async def _insert_row(conn: AsyncConnection, table: Table, **values: object) -> int:
+    """A row of ``table`` (as reflected) with ``values`` and the models' scalar defaults for the rest."""
+    model = Base.metadata.tables[table.name]
+    for column in table.columns:
+        default = model.c[column.name].default if column.name in model.c else None
+        if column.name not in values and default is not None and default.is_scalar:
+            values[column.name] = default.arg
+    row = await conn.execute(table.insert().values(**values).returning(table.c.id))
+    return int(row.scalar_one())
 
 
 async def test_migrations_match_the_models_and_round_trip(database_url: str) -> None:
@@ -53,14 +64,7 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
             tables = await conn.run_sync(lambda sync: _reflected(sync))
 
             async def insert(table: str, **values: object) -> int:
-                """A row with ``values`` and the models' scalar defaults for the rest."""
-                model = Base.metadata.tables[table]
-                for column in tables[table].columns:
-                    default = model.c[column.name].default if column.name in model.c else None
-                    if column.name not in values and default is not None and default.is_scalar:
-                        values[column.name] = default.arg
-                row = await conn.execute(tables[table].insert().values(**values).returning(tables[table].c.id))
-                return int(row.scalar_one())
+                return await _insert_row(conn, tables[table], **values)
 
             actor = {"local": False, "created_at": now, "updated_at": now}
             ours = await insert(
@@ -97,5 +101,45 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
             ("https://here.test/activities/1", "https://peer.test/notes/1"),
             ("https://peer.test/a/1", "https://peer.test/notes/1"),
         ]
+    finally:
+        await engine.dispose()
+
+
+async def test_migration_0022_counts_the_followers_already_stored_per_shared_inbox(database_url: str) -> None:
+    """Accepted follows by remote actors with a shared inbox, not deleted, are counted per
+    (followed, shared inbox); pending follows, local, deleted and inbox-less followers are not."""
+    engine = create_async_engine(database_url)
+    try:
+        await migrate.downgrade(engine, "0016")
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+
+            async def insert(table: str, **values: object) -> int:
+                return await _insert_row(conn, tables[table], **values)
+
+            base = {"type": "Person", "created_at": now, "updated_at": now}
+            group = await insert(
+                "actors", iri="https://here.test/groups/g", handle="g", host="here.test", local=True, **base
+            )
+            followers = [
+                ("a1", "accepted", "https://a.test/inbox", False, None),
+                ("a2", "accepted", "https://a.test/inbox", False, None),
+                ("b1", "accepted", "https://b.test/inbox", False, None),
+                ("b2", "pending", "https://b.test/inbox", False, None),
+                ("c1", "accepted", None, False, None),
+                ("d1", "accepted", "https://d.test/inbox", False, now),
+                ("here", "accepted", "https://here.test/inbox", True, None),
+            ]
+            for handle, state, shared, local, deleted in followers:
+                actor = await insert(
+                    "actors", iri=f"https://x.test/{handle}", handle=handle, host="x.test", local=local,
+                    shared_inbox_iri=shared, deleted_at=deleted, **base,
+                )  # fmt: skip
+                await insert("follows", follower_id=actor, followed_id=group, state=state, created_at=now)
+        await migrate.upgrade(engine)
+        async with async_sessionmaker(engine)() as session:
+            rows = (await session.execute(select(FollowerInbox.shared_inbox_iri, FollowerInbox.n))).all()
+        assert sorted(rows) == [("https://a.test/inbox", 2), ("https://b.test/inbox", 1)]
     finally:
         await engine.dispose()

@@ -10,7 +10,7 @@ from typing import cast
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Actor, Block, Delivery, Follow, Membership
+from server.db.models import Actor, Block, Delivery, Follow, FollowerInbox, Membership
 from server.db.upsert import insert_for
 
 DELIVERIES = cast(Table, Delivery.__table__)
@@ -41,15 +41,19 @@ async def remote_followers(
     return [(r[0], r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()]
 
 
-def _followers_filter(actor_id: int) -> tuple[ColumnElement[bool], ...]:
-    blocked = select(Block.blocker_id).where(Block.blocked_id == actor_id)
+def _accepted_remote_followers(actor_id: int) -> tuple[ColumnElement[bool], ...]:
+    """Follows of ``actor_id`` that are accepted, by remote actors not deleted (blocks aside)."""
     return (
         Follow.followed_id == actor_id,
         Follow.state == "accepted",
         Actor.local.is_(False),
         Actor.deleted_at.is_(None),
-        Actor.id.not_in(blocked),
     )
+
+
+def _followers_filter(actor_id: int) -> tuple[ColumnElement[bool], ...]:
+    blocked = select(Block.blocker_id).where(Block.blocked_id == actor_id)
+    return (*_accepted_remote_followers(actor_id), Actor.id.not_in(blocked))
 
 
 def _has_shared_inbox() -> ColumnElement[bool]:
@@ -59,19 +63,27 @@ def _has_shared_inbox() -> ColumnElement[bool]:
 async def remote_follower_shared_inboxes(session: AsyncSession, actor_id: int) -> list[tuple[str, int]]:
     """The shared inboxes of ``actor_id``'s accepted remote followers, with how many each serves.
 
-    One grouped read: the database walks the followers' index range, and one row per shared
-    inbox (a host, in practice) comes back, so planning a shared fan-out costs the node O(hosts)
-    rather than a row and an object per follower.
+    Read from ``follower_inboxes`` (kept by triggers, decision 70): one row per shared inbox (a
+    host, in practice), so planning a shared fan-out costs O(hosts) whatever the number of
+    followers. Followers that told us they block ``actor_id`` are counted there too; they are
+    few and are grouped here and subtracted.
     """
-    stmt = (
+    counts = await session.execute(
+        select(FollowerInbox.shared_inbox_iri, FollowerInbox.n)
+        .where(FollowerInbox.followed_id == actor_id, FollowerInbox.n > 0)
+        .order_by(FollowerInbox.shared_inbox_iri)
+    )
+    blockers = select(Block.blocker_id).where(Block.blocked_id == actor_id)
+    blocking = await session.execute(
         select(Actor.shared_inbox_iri, func.count())
         .select_from(Follow)
         .join(Actor, Actor.id == Follow.follower_id)
-        .where(*_followers_filter(actor_id), _has_shared_inbox())
+        .where(*_accepted_remote_followers(actor_id), _has_shared_inbox(), Actor.id.in_(blockers))
         .group_by(Actor.shared_inbox_iri)
-        .order_by(Actor.shared_inbox_iri)
     )
-    return [(str(r[0]), int(r[1])) for r in (await session.execute(stmt)).all()]
+    blocked = {str(inbox): int(n) for inbox, n in blocking.all()}
+    served = [(str(inbox), int(n) - blocked.get(str(inbox), 0)) for inbox, n in counts.all()]
+    return [(inbox, n) for inbox, n in served if n > 0]
 
 
 async def remote_followers_without_shared_inbox(

@@ -113,7 +113,7 @@ class LocalKeyCache:
         if cached is None:
             if row.private_key_encrypted is None:
                 raise SecretKeyError(f"{row.key_iri} has no private key")
-            private = private_key_from_pem(self._vault.decrypt(row.private_key_encrypted))
+            private = private_key_from_pem(self._vault.decrypt(row.private_key_encrypted), trusted=True)
             cached = KeyPair(Iri(row.key_iri), Iri(owner), private)
             self._pairs[row.key_iri] = cached
         return cached

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -70,6 +70,99 @@ class FanoutResult:
     recipients: int
 
 
+class _Planner:
+    """Queues the deliveries of one fan-out run, page by page, each page in one transaction.
+
+    Keeps the inboxes this run already planned (with shared inboxes most pages only repeat
+    them) and the totals :class:`FanoutResult` reports.
+    """
+
+    def __init__(
+        self,
+        node: NodeContext,
+        activity_id: int,
+        *,
+        shared: bool,
+        priority: int,
+        policy: PeerPolicy | None,
+        on_queued: Callable[[], None] | None,
+    ) -> None:
+        self.node = node
+        self.activity_id = activity_id
+        self.shared = shared
+        self.priority = priority
+        self.policy = policy
+        self.on_queued = on_queued
+        self.own_origin = frozenset({node.uris.origin})
+        self.planned: set[str] = set()
+        self.deliveries = 0
+        self.recipients = 0
+
+    async def queue_page(self, recipients: list[Recipient]) -> None:
+        self.recipients += len(recipients)
+        targets = plan_delivery(recipients, prefer_shared_inbox=self.shared, exclude_origins=self.own_origin)
+        targets = [t for t in targets if t.inbox not in self.planned]
+        self.planned.update(t.inbox for t in targets)
+        if self.policy is not None:
+            targets = [t for t in targets if self.policy.allows(host_of(t.inbox))]
+        if not targets:
+            return
+        async with self.node.sessions.begin() as session:
+            now = self.node.clock()
+            ids = await q.insert_deliveries(
+                session, self.activity_id, [(t.inbox, t.host) for t in targets], now=now
+            )
+            jobs = [
+                queue.NewJob(DELIVER, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=self.priority)
+                for i in ids
+            ]
+            await queue.enqueue_many(session, jobs, now=now)
+        self.deliveries += len(ids)
+        if ids and self.on_queued is not None:
+            self.on_queued()
+
+    async def queue_shared_inboxes(self, sender_id: int) -> None:
+        """Followers with a shared inbox, from one grouped read: one row per shared inbox (a
+        host, in practice) with how many followers it serves, so the node handles O(hosts)
+        rows, not a row and an object per follower."""
+        async with self.node.sessions() as session:
+            inboxes = await q.remote_follower_shared_inboxes(session, sender_id)
+        for offset in range(0, len(inboxes), FANOUT_PAGE):
+            chunk = inboxes[offset : offset + FANOUT_PAGE]
+            # Each row stands for every follower behind that inbox: the inbox is the recipient.
+            await self.queue_page([Recipient(Iri(inbox), Iri(inbox), Iri(inbox)) for inbox, _ in chunk])
+            self.recipients += sum(n for _, n in chunk) - len(chunk)
+
+    async def queue_paged(self, pager: _Pager, owner_id: int) -> None:
+        """Every recipient ``pager`` lists, :data:`FANOUT_PAGE` at a time (keyset on the row id)."""
+        after = 0
+        while True:
+            async with self.node.sessions() as session:
+                rows = await pager(session, owner_id, after_id=after, limit=FANOUT_PAGE)
+            if not rows:
+                return
+            after = rows[-1][0]
+            await self.queue_page(_recipients((iri, inbox, si) for _, iri, inbox, si in rows))
+
+
+def _recipients(rows: Iterable[tuple[str, str | None, str | None]]) -> list[Recipient]:
+    """(actor IRI, inbox, shared inbox) rows as recipients; actors without an inbox are left out."""
+    return [Recipient(Iri(iri), Iri(inbox), Iri(si) if si else None) for iri, inbox, si in rows if inbox]
+
+
+_Pager = Callable[..., Awaitable[Sequence[tuple[int, str, str | None, str | None]]]]
+
+
+def _explicit_addressees(node: NodeContext, doc: dict[str, Any], also: list[str] | None) -> list[str]:
+    """The remote IRIs the activity names (``to``, ``cc``, ``audience``) plus ``also``, once each."""
+    addressed = [iri for field in ("to", "cc", "audience") for iri in _as_list(doc.get(field))]
+    return [
+        iri
+        for iri in dict.fromkeys([*addressed, *(also or [])])
+        if iri and iri not in PUBLIC_ALIASES and not node.uris.is_local(iri)
+    ]
+
+
 async def fanout(
     node: NodeContext,
     activity_id: int,
@@ -100,96 +193,35 @@ async def fanout(
             return FanoutResult(0, 0)
         sender = await session.get(Actor, activity.actor_id)
     assert sender is not None
-    doc = activity.document
-    own_origin = frozenset({node.uris.origin})
     shared = activity.visibility in SHARED_INBOX_VISIBILITIES
-    addressed = [iri for field in ("to", "cc", "audience") for iri in _as_list(doc.get(field))]
-    explicit = [
-        iri
-        for iri in dict.fromkeys([*addressed, *(also or [])])
-        if iri and iri not in PUBLIC_ALIASES and not node.uris.is_local(iri)
-    ]
-    total_deliveries = total_recipients = 0
-    # Inboxes already planned by this run: with shared inboxes most pages only repeat them.
-    planned: set[str] = set()
-
-    async def queue_page(recipients: list[Recipient]) -> None:
-        nonlocal total_deliveries, total_recipients
-        total_recipients += len(recipients)
-        targets = plan_delivery(recipients, prefer_shared_inbox=shared, exclude_origins=own_origin)
-        targets = [t for t in targets if t.inbox not in planned]
-        planned.update(t.inbox for t in targets)
-        if policy is not None:
-            targets = [t for t in targets if policy.allows(host_of(t.inbox))]
-        if not targets:
-            return
-        async with node.sessions.begin() as session:
-            now = node.clock()
-            ids = await q.insert_deliveries(
-                session, activity_id, [(t.inbox, t.host) for t in targets], now=now
-            )
-            await queue.enqueue_many(
-                session,
-                [
-                    queue.NewJob(DELIVER, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=priority)
-                    for i in ids
-                ],
-                now=now,
-            )
-        total_deliveries += len(ids)
-        if ids and on_queued is not None:
-            on_queued()
-
+    planner = _Planner(
+        node, activity_id, shared=shared, priority=priority, policy=policy, on_queued=on_queued
+    )
+    explicit = _explicit_addressees(node, activity.document, also)
     if resolve is not None:
         await _resolve_unknown(node, activity_id, explicit, resolve)
     async with node.sessions() as session:
         explicit_rows = await q.remote_actors_by_iri(session, explicit, sender_id=sender.id)
-    explicit_recipients = [
-        Recipient(Iri(iri), Iri(inbox), Iri(si) if si else None) for iri, inbox, si in explicit_rows if inbox
-    ]
     # Explicitly addressed actors go to their personal inbox unless the activity is shareable.
+    explicit_recipients = _recipients(explicit_rows)
     if explicit_recipients:
-        await queue_page(explicit_recipients)
-
-    pager: Callable[..., Awaitable[Sequence[tuple[int, str, str | None, str | None]]]] | None
-    if activity.visibility in SHARED_INBOX_VISIBILITIES:
-        # Followers with a shared inbox: one grouped read gives one row per shared inbox, so
-        # planning costs O(hosts), not O(followers). The others, paged, get their own inbox.
-        async with node.sessions() as session:
-            inboxes = await q.remote_follower_shared_inboxes(session, sender.id)
-        for offset in range(0, len(inboxes), FANOUT_PAGE):
-            chunk = inboxes[offset : offset + FANOUT_PAGE]
-            # Each row stands for every follower behind that inbox: the inbox is the recipient.
-            await queue_page([Recipient(Iri(inbox), Iri(inbox), Iri(inbox)) for inbox, _ in chunk])
-            total_recipients += sum(n for _, n in chunk) - len(chunk)
-        pager = q.remote_followers_without_shared_inbox
-        audience_owner = sender.id
+        await planner.queue_page(explicit_recipients)
+    if shared:
+        await planner.queue_shared_inboxes(sender.id)
+        # The followers without a shared inbox, paged, get their own inbox.
+        await planner.queue_paged(q.remote_followers_without_shared_inbox, sender.id)
     elif activity.visibility == "members" and sender.type == "Group":
-        pager = q.remote_members
-        audience_owner = sender.id
-    else:
-        pager = None
-        audience_owner = 0
-    after = 0
-    while pager is not None:
-        async with node.sessions() as session:
-            rows = await pager(session, audience_owner, after_id=after, limit=FANOUT_PAGE)
-        if not rows:
-            break
-        after = rows[-1][0]
-        await queue_page(
-            [Recipient(Iri(iri), Iri(inbox), Iri(si) if si else None) for _, iri, inbox, si in rows if inbox]
-        )
+        await planner.queue_paged(q.remote_members, sender.id)
     log.info(
         "fanout planned",
         extra={
             "activity": activity.iri,
-            "deliveries": total_deliveries,
-            "recipients": total_recipients,
+            "deliveries": planner.deliveries,
+            "recipients": planner.recipients,
             "visibility": activity.visibility,
         },
     )
-    return FanoutResult(total_deliveries, total_recipients)
+    return FanoutResult(planner.deliveries, planner.recipients)
 
 
 async def _resolve_unknown(
@@ -400,6 +432,36 @@ class PreparedDelivery:
     result: DeliveryResult | None = None
 
 
+class _HostGate:
+    """The breaker, consulted once per host and batch (:meth:`DeliveryBatcher.prepare`)."""
+
+    def __init__(self, health: dict[str, Any], probing: set[str], now: datetime) -> None:
+        self.health = health
+        self.probing = probing
+        self.now = now
+        self._states: dict[str, circuit.HostHealth] = {}
+        self._probe_taken: set[str] = set()
+
+    def blocked(self, row: q.DeliveryRow) -> _Held | _Dropped | None:
+        """Why ``row`` may not be sent now, or ``None``: it may."""
+        state = self._states.get(row.host)
+        if state is None:
+            state = self._states[row.host] = _health(self.health.get(row.host))
+        if state.unavailable:
+            return _Dropped("host_unavailable")
+        if row.host in self.probing:
+            # The probe is the first delivery of the host in the batch; the others wait.
+            allowed, retry_at = row.host not in self._probe_taken, state.open_until
+            self._probe_taken.add(row.host)
+        else:
+            allowed, retry_at = circuit.may_deliver(state, self.now)
+        if allowed:
+            return None
+        if self.now - row.created_at > HOLD_LIMIT:
+            return _Dropped("held_too_long")
+        return _Held(retry_at)
+
+
 class DeliveryBatcher:
     """Delivers many pending deliveries with a few statements per batch, not ~20 per delivery.
 
@@ -426,66 +488,58 @@ class DeliveryBatcher:
         if not works:
             return []
         now = self.node.clock()
+        rows, health = await self._load(works)
+        probing = await self._take_probes(health, now)
+        gate = _HostGate(health, probing, now)
+        return [self._decide(work, rows.get(work.delivery_id), gate) for work in works]
+
+    async def _load(self, works: Sequence[DeliveryWork]) -> tuple[dict[int, q.DeliveryRow], dict[str, Any]]:
+        """The batch's delivery rows, its senders (cached), and its hosts' health rows."""
         async with self.node.sessions() as session:
             rows = await q.deliveries_by_id(session, [w.delivery_id for w in works])
-            pending = {r.id: r for r in rows.values() if r.state == "pending"}
-            await self._load_senders(session, {r.activity_id for r in pending.values()})
-            hosts = {r.host for r in pending.values()}
-            health: dict[str, Any] = {}
-            if hosts:
-                t = _PEER_HOSTS
-                found = await session.execute(select(t).where(t.c.host.in_(sorted(hosts))))
-                health = {row.host: row for row in found.all()}
-        # Hosts whose open period has ended: one delivery is the probe, under the row lock.
+            pending = [r for r in rows.values() if r.state == "pending"]
+            await self._load_senders(session, {r.activity_id for r in pending})
+            hosts = sorted({r.host for r in pending})
+            if not hosts:
+                return rows, {}
+            found = await session.execute(select(_PEER_HOSTS).where(_PEER_HOSTS.c.host.in_(hosts)))
+            return rows, {row.host: row for row in found.all()}
+
+    async def _take_probes(self, health: dict[str, Any], now: datetime) -> set[str]:
+        """Hosts whose open period has ended: one delivery each is the probe, taken under the
+        row lock (two workers never both probe). ``health`` gets the locked rows."""
         probing = {
             host
             for host, row in health.items()
             if row.breaker != circuit.BreakerState.CLOSED and circuit.may_deliver(_health(row), now)[0]
         }
-        if probing:
-            async with self.node.sessions.begin() as session:
-                for host, locked in (await _locked_hosts(session, probing, now=now)).items():
-                    current = _health(locked)
-                    allowed, _ = circuit.may_deliver(current, now)
-                    if allowed and current.breaker != circuit.BreakerState.CLOSED:
-                        _write_health(locked, circuit.start_probe(current, now), now=now)
-                    else:
-                        probing.discard(host)
-                    health[host] = locked
-        prepared: list[PreparedDelivery] = []
-        probe_taken: set[str] = set()
-        states: dict[str, circuit.HostHealth] = {}
-        for work in works:
-            row = rows.get(work.delivery_id)
-            if row is None or row.state != "pending":
-                prepared.append(PreparedDelivery(work, row, result=_Skip(row.state if row else "missing")))
-                continue
-            host_row = health.get(row.host)
-            state = states.get(row.host)
-            if state is None:
-                state = states[row.host] = _health(host_row)
-            if state.unavailable:
-                prepared.append(PreparedDelivery(work, row, result=_Dropped("host_unavailable")))
-                continue
-            if row.host in probing:
-                allowed, retry_at = row.host not in probe_taken, state.open_until
-                probe_taken.add(row.host)
-            else:
-                allowed, retry_at = circuit.may_deliver(state, now)
-            if not allowed:
-                if now - row.created_at > HOLD_LIMIT:
-                    prepared.append(PreparedDelivery(work, row, result=_Dropped("held_too_long")))
+        if not probing:
+            return probing
+        async with self.node.sessions.begin() as session:
+            for host, locked in (await _locked_hosts(session, probing, now=now)).items():
+                current = _health(locked)
+                allowed, _ = circuit.may_deliver(current, now)
+                if allowed and current.breaker != circuit.BreakerState.CLOSED:
+                    _write_health(locked, circuit.start_probe(current, now), now=now)
                 else:
-                    prepared.append(PreparedDelivery(work, row, result=_Held(retry_at)))
-                continue
-            known = host_row.signature_spec if host_row is not None else None
-            spec: SignatureSpec = (
-                "rfc9421" if known == "rfc9421" or (known is None and self.prefer_rfc9421) else "cavage"
-            )
-            sender = self._senders[row.activity_id]
-            attempt = DeliveryAttempt(work, row, sender, spec, first_knock=known is None)
-            prepared.append(PreparedDelivery(work, row, attempt=attempt))
-        return prepared
+                    probing.discard(host)
+                health[host] = locked
+        return probing
+
+    def _decide(self, work: DeliveryWork, row: q.DeliveryRow | None, gate: _HostGate) -> PreparedDelivery:
+        """Send ``work`` now, or why not (done already, host unavailable, breaker open)."""
+        if row is None or row.state != "pending":
+            return PreparedDelivery(work, row, result=_Skip(row.state if row else "missing"))
+        blocked = gate.blocked(row)
+        if blocked is not None:
+            return PreparedDelivery(work, row, result=blocked)
+        host_row = gate.health.get(row.host)
+        known = host_row.signature_spec if host_row is not None else None
+        spec: SignatureSpec = (
+            "rfc9421" if known == "rfc9421" or (known is None and self.prefer_rfc9421) else "cavage"
+        )
+        attempt = DeliveryAttempt(work, row, self._senders[row.activity_id], spec, first_knock=known is None)
+        return PreparedDelivery(work, row, attempt=attempt)
 
     async def _load_senders(self, session: AsyncSession, activity_ids: set[int]) -> None:
         for activity_id in activity_ids:
@@ -519,94 +573,114 @@ class DeliveryBatcher:
     ) -> list[DeliveryStep]:
         """Record every result in ``session`` (the caller's transaction) and say what follows."""
         now = self.node.clock()
-        updates: list[dict[str, object]] = []
-        host_events: dict[str, list[tuple[bool, str | None]]] = {}
-        gone: list[tuple[int, str]] = []
-        steps: list[DeliveryStep] = []
-        for item, result in done:
-            work, row = item.work, item.row
-            step: DeliveryStep
-            if row is None or isinstance(result, _Skip):
-                steps.append(DeliveryDone(result.state if isinstance(result, _Skip) else "missing"))
-                continue
-            values: dict[str, object] = {
-                "b_id": row.id,
-                "state": row.state,
-                "attempts": work.attempt,
-                "last_status": row.last_status,
-                "last_error": row.last_error,
-                "delivered_at": None,
-            }
-            match result:
-                case _Held(retry_at=retry_at):
-                    steps.append(
-                        DeliveryRetry(after=(retry_at - now) if retry_at else None, reason="circuit_open")
-                    )
-                    continue
-                case _Dropped(reason=reason):
-                    values.update(state="failed", attempts=row.attempts, last_error=reason)
-                    step = DeliveryDone("failed")
-                case Delivered(status=status, spec=used):
-                    values.update(state="delivered", last_status=status, delivered_at=now, last_error=None)
-                    host_events.setdefault(row.host, []).append((True, used))
-                    step = DeliveryDone("delivered")
-                case Gone(status=status):
-                    values.update(state="gone", last_status=status)
-                    assert item.attempt is not None
-                    gone.append((item.attempt.sender.sender_id, row.inbox_iri))
-                    step = DeliveryDone("gone")
-                case Rejected(status=status, excerpt=excerpt):
-                    values.update(state="rejected", last_status=status, last_error=excerpt[:1024])
-                    step = DeliveryDone("rejected")
-                case RetryLater(reason=reason, status=status, after=after):
-                    values.update(last_status=status, last_error=reason)
-                    if status != 429:  # a rate limit is the peer working as intended, not failing
-                        host_events.setdefault(row.host, []).append((False, None))
-                    if work.attempt >= work.max_attempts:
-                        values["state"] = "failed"
-                        step = DeliveryDone("failed")
-                    else:
-                        step = DeliveryRetry(after=after, reason=reason)
-            updates.append(values)
-            steps.append(step)
-            if not isinstance(result, Delivered):
-                log.info(
-                    "delivery attempt",
-                    extra={
-                        "delivery_id": row.id,
-                        "inbox": row.inbox_iri,
-                        "outcome": type(result).__name__,
-                        "attempt": work.attempt,
-                    },
-                )
+        batch = _Recording(now)
+        steps = [batch.add(item, result) for item, result in done]
         # The delivery rows first: on SQLite this write takes the lock before hosts are read.
-        await q.record_deliveries(session, updates)
-        for sender_id, inbox in gone:
+        await q.record_deliveries(session, batch.updates)
+        for sender_id, inbox in batch.gone:
             await q.deactivate_followers_at_inbox(session, sender_id, inbox)
-        # A success resets a host's health whatever it was (circuit.record_success), so a host
-        # whose last outcome in the batch is a success needs no read: one upsert for them all.
-        reset = {host: events for host, events in host_events.items() if events[-1][0]}
-        if reset:
-            await _reset_hosts(session, reset, now=now)
-        counted = {host: events for host, events in host_events.items() if host not in reset}
-        if counted:
-            locked = await _locked_hosts(session, counted.keys(), now=now)
-            for host, events in counted.items():
-                row_ = locked[host]
-                health = _health(row_)
-                for success, spec in events:
-                    if success:
-                        health = circuit.record_success(health)
-                        row_.last_success_at = now
-                        if spec is not None:
-                            row_.signature_spec = spec
-                    else:
-                        health = circuit.record_failure(health, now)
-                _write_health(row_, health, now=now)
+        await _record_host_events(session, batch.host_events, now=now)
         delivered = sum(isinstance(r, Delivered) for _, r in done)
         if delivered:
             log.debug("deliveries recorded", extra={"delivered": delivered, "results": len(done)})
         return steps
+
+
+class _Recording:
+    """What :meth:`DeliveryBatcher.record` writes for a batch, gathered one result at a time."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.updates: list[dict[str, object]] = []
+        self.host_events: dict[str, list[tuple[bool, str | None]]] = {}
+        self.gone: list[tuple[int, str]] = []
+
+    def add(self, item: PreparedDelivery, result: DeliveryResult) -> DeliveryStep:
+        """Note ``result``'s row update, host event and gone inbox; return the job's next step."""
+        work, row = item.work, item.row
+        if row is None or isinstance(result, _Skip):
+            return DeliveryDone(result.state if isinstance(result, _Skip) else "missing")
+        if isinstance(result, _Held):
+            after = (result.retry_at - self.now) if result.retry_at else None
+            return DeliveryRetry(after=after, reason="circuit_open")
+        values: dict[str, object] = {
+            "b_id": row.id,
+            "state": row.state,
+            "attempts": work.attempt,
+            "last_status": row.last_status,
+            "last_error": row.last_error,
+            "delivered_at": None,
+        }
+        step = self._apply(item, row, result, values)
+        self.updates.append(values)
+        if not isinstance(result, Delivered):
+            log.info(
+                "delivery attempt",
+                extra={
+                    "delivery_id": row.id,
+                    "inbox": row.inbox_iri,
+                    "outcome": type(result).__name__,
+                    "attempt": work.attempt,
+                },
+            )
+        return step
+
+    def _apply(
+        self, item: PreparedDelivery, row: q.DeliveryRow, result: DeliveryResult, values: dict[str, object]
+    ) -> DeliveryStep:
+        work = item.work
+        match result:
+            case _Dropped(reason=reason):
+                values.update(state="failed", attempts=row.attempts, last_error=reason)
+                return DeliveryDone("failed")
+            case Delivered(status=status, spec=used):
+                values.update(state="delivered", last_status=status, delivered_at=self.now, last_error=None)
+                self.host_events.setdefault(row.host, []).append((True, used))
+                return DeliveryDone("delivered")
+            case Gone(status=status):
+                values.update(state="gone", last_status=status)
+                assert item.attempt is not None
+                self.gone.append((item.attempt.sender.sender_id, row.inbox_iri))
+                return DeliveryDone("gone")
+            case Rejected(status=status, excerpt=excerpt):
+                values.update(state="rejected", last_status=status, last_error=excerpt[:1024])
+                return DeliveryDone("rejected")
+            case RetryLater(reason=reason, status=status, after=after):
+                values.update(last_status=status, last_error=reason)
+                if status != 429:  # a rate limit is the peer working as intended, not failing
+                    self.host_events.setdefault(row.host, []).append((False, None))
+                if work.attempt >= work.max_attempts:
+                    values["state"] = "failed"
+                    return DeliveryDone("failed")
+                return DeliveryRetry(after=after, reason=reason)
+        raise AssertionError(f"unexpected delivery result {result!r}")  # _Skip and _Held end in add()
+
+
+async def _record_host_events(
+    session: AsyncSession, host_events: dict[str, list[tuple[bool, str | None]]], *, now: datetime
+) -> None:
+    """The hosts' health after the batch's successes and failures, once per host."""
+    # A success resets a host's health whatever it was (circuit.record_success), so a host
+    # whose last outcome in the batch is a success needs no read: one upsert for them all.
+    reset = {host: events for host, events in host_events.items() if events[-1][0]}
+    if reset:
+        await _reset_hosts(session, reset, now=now)
+    counted = {host: events for host, events in host_events.items() if host not in reset}
+    if not counted:
+        return
+    locked = await _locked_hosts(session, counted.keys(), now=now)
+    for host, events in counted.items():
+        row = locked[host]
+        health = _health(row)
+        for success, spec in events:
+            if success:
+                health = circuit.record_success(health)
+                row.last_success_at = now
+                if spec is not None:
+                    row.signature_spec = spec
+            else:
+                health = circuit.record_failure(health, now)
+        _write_health(row, health, now=now)
 
 
 async def deliver_one(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,12 +45,41 @@ Loaded = InboundActivity | FederationError | None
 ``ignored``); an error: the stored document no longer parses (its job fails alone, retried)."""
 
 
+OBJECT_ORDERED = frozenset({"Create", "Update", "Delete", "Announce", "Like"})
+"""Activity types ordered per object, not per actor (decision 69): an actor's activities on
+different objects run alongside; on one object, in arrival order."""
+
+
+def ordering_key(document: dict[str, Any], actor_iri: str) -> str | None:
+    """The object whose earlier activities (from the same actor) this one must follow, or
+    ``None``: it must follow *all* of the actor's earlier activities, and the later ones it.
+
+    ``Create``, ``Update``, ``Delete``, ``Announce`` and ``Like`` of an object other than the
+    actor itself are keyed by that object, so an ``Update`` or a ``Delete`` never overtakes the
+    ``Create`` of its object, while a burst of new posts from one actor (a relay, a Lemmy
+    community) is processed concurrently. Everything else (``Follow``, ``Undo``, ``Accept``,
+    ``Block``, ``Move``, an actor's ``Update`` or ``Delete`` of itself, an object without an
+    id, unknown types) is a barrier: it runs after every earlier activity of the actor and
+    before every later one, so an ``Undo`` never overtakes what it undoes.
+    """
+    if document.get("type") not in OBJECT_ORDERED:
+        return None
+    target = document.get("object")
+    if isinstance(target, dict):
+        target = target.get("id")
+    if not isinstance(target, str) or not target or target == actor_iri:
+        return None
+    return target
+
+
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A stored activity still queued: who sent it, and what its handler gets."""
+    """A stored activity still queued: who sent it, what its handler gets, and the object it
+    is ordered by (:func:`ordering_key`; ``None``: ordered after all the actor's earlier ones)."""
 
     actor_iri: str
     activity: Loaded
+    ordering: str | None = None
 
 
 async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
@@ -70,7 +100,8 @@ async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
             activity = restore(row.document, signer=signer, received_at=row.received_at, uris=fed.node.uris)
         except FederationError as exc:
             activity = exc
-        loaded[row.id] = Queued(row.actor_iri, activity)
+        document = row.document if isinstance(row.document, dict) else {}
+        loaded[row.id] = Queued(row.actor_iri, activity, ordering_key(document, row.actor_iri))
     return loaded
 
 
