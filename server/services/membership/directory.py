@@ -26,7 +26,8 @@ from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Account, Actor, Membership
-from server.services.errors import Forbidden, InvalidInput
+from server.db.queries import actors as q
+from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.membership.members import MANAGING_ROLES
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
@@ -34,6 +35,18 @@ from server.services.reading.visibility import Viewer
 STATES: Final = ("active", "pending")
 INT32_MAX: Final = 2**31 - 1
 ROSTER_LIMIT: Final = 500
+
+
+async def local_association(session: AsyncSession, handle: str) -> Actor:
+    """One of this node's associations, by its handle.
+
+    Raises:
+        NotFound: none has this handle.
+    """
+    group = await q.local_by_handle(session, "Group", handle)
+    if group is None or group.deleted_at is not None:
+        raise NotFound("no such association")
+    return group
 
 
 @dataclass(frozen=True, slots=True)
