@@ -31,6 +31,7 @@ from server.http import (
     feeds,
     inbox,
     media,
+    members_api,
     ops,
     outbox,
     pages,
@@ -163,6 +164,7 @@ def create_app(
     app.add_routes(media.routes)
     app.add_routes(api.routes)
     app.add_routes(account_api.routes)
+    app.add_routes(members_api.routes)
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)
     return app

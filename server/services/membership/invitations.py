@@ -348,3 +348,16 @@ async def _spend(session: Any, row: Invitation, now: datetime) -> None:
     )
     if result.rowcount != 1:
         raise InvitationExhausted(DETAILS["exhausted"])
+
+
+async def local_person(node: NodeContext, actor_id: int | None) -> Actor:
+    """The caller's own actor, for the JSON API: a person of this node.
+
+    Raises:
+        Forbidden: anyone else (an association, a remote actor, nobody).
+    """
+    async with node.sessions() as session:
+        actor = await session.get(Actor, actor_id) if actor_id is not None else None
+    if actor is None or not actor.local or actor.type != "Person" or actor.deleted_at is not None:
+        raise Forbidden("only a member of this node uses an invitation")
+    return actor
