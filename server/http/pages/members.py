@@ -216,11 +216,10 @@ async def revoke_invitation(request: web.Request) -> web.StreamResponse:
 async def _invite_page(
     request: web.Request, preview: invitations.Preview, *, refusal: str = "", status: int = 200
 ) -> web.Response:
-    state = preview.state
-    if refusal == "" and state != "active":
-        refusal, status = f"invite_{state}", 410
     if refusal == "" and preview.membership == "active":
-        refusal = "invite_already_member"
+        refusal = "invite_already_member"  # said first: the link was theirs
+    if refusal == "" and preview.state != "active":
+        refusal, status = f"invite_{preview.state}", 410
     context = {"group": preview.group, "refusal": refusal, "token": request.match_info["token"]}
     return await w.render(request, "members_invite.html", context, status=status, title="invite_title")
 
