@@ -1515,7 +1515,9 @@ def _add_invite_commands(commands: Any) -> None:
     ):
         q = invite_commands.add_parser(verb, help=short, description=text)
         if verb == "revoke":
-            q.add_argument("invitation_id", metavar="ID", type=_count(999_999_999), help="the invitation's id")
+            q.add_argument(
+                "invitation_id", metavar="ID", type=_count(999_999_999), help="the invitation's id"
+            )
         else:
             q.add_argument("--json", action="store_true", help="machine-readable output")
         _configure_invite(q, by_help)

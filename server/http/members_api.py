@@ -19,8 +19,7 @@ from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
 from server.http.render import json_response
 from server.services.errors import NotFound
-from server.services.membership import directory
-from server.services.membership import invitations
+from server.services.membership import directory, invitations
 
 routes = web.RouteTableDef()
 

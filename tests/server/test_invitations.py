@@ -55,7 +55,12 @@ async def test_admins_alone_create_list_and_revoke_links_and_only_a_hash_is_kept
     token = created["token"]
     # Then the answer holds the link, once; the database only its SHA-256, the audit log neither
     assert created["url"] == node.uris.iri(f"/invite/{token}")
-    assert (created["maxUses"], created["uses"], created["state"], created["createdBy"]) == (3, 0, "active", "alice")
+    assert (created["maxUses"], created["uses"], created["state"], created["createdBy"]) == (
+        3,
+        0,
+        "active",
+        "alice",
+    )
     async with node.sessions() as session:
         row = await session.scalar(select(Invitation))
         entries = (await session.execute(select(AuditEntry.action, AuditEntry.detail))).all()
@@ -86,7 +91,9 @@ async def test_admins_alone_create_list_and_revoke_links_and_only_a_hash_is_kept
     ):
         status, problem, _ = await api.call("POST", INVITES, token=t["alice"], body=body)
         assert (status, problem.get("field")) == (400, field), (body, problem)
-    status, _, _ = await api.call("POST", INVITES, token=t["alice"], raw=b"{", content_type="application/json")
+    status, _, _ = await api.call(
+        "POST", INVITES, token=t["alice"], raw=b"{", content_type="application/json"
+    )
     assert status == 400
     assert await node.row_counts() == before
     # The defaults: one use, seven days
@@ -99,7 +106,9 @@ async def test_admins_alone_create_list_and_revoke_links_and_only_a_hash_is_kept
     assert (await api.call("DELETE", path, token=t["alice"]))[1]["revokedAt"] == revoked["revokedAt"]
     assert (await api.call("DELETE", f"{INVITES}/999999", token=t["alice"]))[0] == 404
     other = await _create(api, t["alice"])
-    status, _, _ = await api.call("DELETE", f"/api/associations/other/invitations/{other['id']}", token=t["olga"])
+    status, _, _ = await api.call(
+        "DELETE", f"/api/associations/other/invitations/{other['id']}", token=t["olga"]
+    )
     assert status == 404  # another association's invitation is not olga's to revoke
     async with node.sessions() as session:
         actions = (await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id))).all()
@@ -131,8 +140,14 @@ async def test_a_member_of_this_node_joins_at_once_until_the_link_expires_is_use
         demo = await session.scalar(select(Actor).where(Actor.handle == "demo", Actor.type == "Group"))
         assert pat is not None and demo is not None
         session.add(
-            Membership(group_id=demo.id, member_id=pat.id, role="member", state="pending",
-                       created_at=utc_now(), updated_at=utc_now())
+            Membership(
+                group_id=demo.id,
+                member_id=pat.id,
+                role="member",
+                state="pending",
+                created_at=utc_now(),
+                updated_at=utc_now(),
+            )
         )
     assert (await api.call("POST", ACCEPT, token=people["pat"], body={"token": link["token"]}))[0] == 200
     assert await _state(node, "pat") == "active"
@@ -144,13 +159,17 @@ async def test_a_member_of_this_node_joins_at_once_until_the_link_expires_is_use
     late = await _create(api, t["alice"])
     async with node.sessions.begin() as session:
         await session.execute(
-            update(Invitation).where(Invitation.id == late["id"]).values(expires_at=utc_now() - timedelta(seconds=1))
+            update(Invitation)
+            .where(Invitation.id == late["id"])
+            .values(expires_at=utc_now() - timedelta(seconds=1))
         )
     status, problem, _ = await api.call("POST", ACCEPT, token=people["quinn"], body={"token": late["token"]})
     assert (status, problem["code"]) == (410, "invitation_expired")
     revoked = await _create(api, t["alice"])
     await api.call("DELETE", f"{INVITES}/{revoked['id']}", token=t["alice"])
-    status, problem, _ = await api.call("POST", ACCEPT, token=people["quinn"], body={"token": revoked["token"]})
+    status, problem, _ = await api.call(
+        "POST", ACCEPT, token=people["quinn"], body={"token": revoked["token"]}
+    )
     assert (status, problem["code"]) == (410, "invitation_revoked")
     # unknown, malformed and oversized tokens; no token; no credentials
     fresh = await _create(api, t["alice"])

@@ -59,17 +59,35 @@ async def _world(node: Node) -> None:
         lou = await session.scalar(select(Actor).where(Actor.handle == "lou", Actor.type == "Person"))
         assert demo is not None and lou is not None
         zoe = Actor(
-            iri=PEER, local=False, type="Person", handle="zoe", host=PEER_HOST, name="Zoé", summary="",
-            inbox_iri=f"{PEER}/inbox", manually_approves_followers=False, discoverable=True,
-            members_visibility="public", join_policy="approval", replies_policy="anyone",
-            created_at=now, updated_at=now,
+            iri=PEER,
+            local=False,
+            type="Person",
+            handle="zoe",
+            host=PEER_HOST,
+            name="Zoé",
+            summary="",
+            inbox_iri=f"{PEER}/inbox",
+            manually_approves_followers=False,
+            discoverable=True,
+            members_visibility="public",
+            join_policy="approval",
+            replies_policy="anyone",
+            created_at=now,
+            updated_at=now,
         )
         session.add(zoe)
         await session.flush()
         for member, join_iri in ((zoe, f"http://{PEER_HOST}/activities/join-1"), (lou, None)):
             session.add(
-                Membership(group_id=demo.id, member_id=member.id, role="member", state="pending",
-                           join_iri=join_iri, created_at=now, updated_at=now)
+                Membership(
+                    group_id=demo.id,
+                    member_id=member.id,
+                    role="member",
+                    state="pending",
+                    join_iri=join_iri,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
 
 
@@ -77,16 +95,22 @@ async def _state(node: Node, handle: str) -> str | None:
     found = await node.scalar(
         select(Membership.state)
         .join(Actor, Actor.id == Membership.member_id)
-        .where(Actor.handle == handle, Actor.type == "Person",
-               Membership.group_id == select(Actor.id).where(Actor.handle == "demo").scalar_subquery())
+        .where(
+            Actor.handle == handle,
+            Actor.type == "Person",
+            Membership.group_id == select(Actor.id).where(Actor.handle == "demo").scalar_subquery(),
+        )
     )
     return str(found) if found is not None else None
 
 
 async def _role(node: Node, handle: str) -> str | None:
     return await node.scalar(
-        select(Membership.role).join(Actor, Actor.id == Membership.member_id).where(
-            Actor.handle == handle, Actor.type == "Person",
+        select(Membership.role)
+        .join(Actor, Actor.id == Membership.member_id)
+        .where(
+            Actor.handle == handle,
+            Actor.type == "Person",
             Membership.group_id == select(Actor.id).where(Actor.handle == "demo").scalar_subquery(),
         )
     )
@@ -120,7 +144,9 @@ async def test_admins_and_moderators_answer_requests_change_roles_and_remove_mem
     response = await _post(node, MANAGE, f"{MANAGE}/approve", member=lou)
     assert response.status == 303 and response.headers["Location"] == f"{MANAGE}?done=approved"
     assert await _state(node, "lou") == "active"
-    response = await _post(node, MANAGE, f"{MANAGE}/refuse", member=PEER, reason="Réservé aux patients de Lyon.")
+    response = await _post(
+        node, MANAGE, f"{MANAGE}/refuse", member=PEER, reason="Réservé aux patients de Lyon."
+    )
     assert response.status == 303 and await _state(node, "zoe") is None
     reject = await node.scalar(select(Activity.document).where(Activity.type == "Reject"))
     assert reject["object"]["id"] == f"http://{PEER_HOST}/activities/join-1"
@@ -141,18 +167,23 @@ async def test_admins_and_moderators_answer_requests_change_roles_and_remove_mem
     # the last admin keeps the role, said next to the field (409)
     response = await _post(node, MANAGE, f"{MANAGE}/role", member=alice, role="member")
     text = await response.text()
-    assert response.status == 409 and "The last admin keeps the role" in text and 'aria-invalid="true"' in text
+    assert (
+        response.status == 409 and "The last admin keeps the role" in text and 'aria-invalid="true"' in text
+    )
     assert await _role(node, "alice") == "admin"
     # the admin removes lou (a local member: nothing to send)
     response = await _post(node, MANAGE, f"{MANAGE}/remove", member=lou)
     assert response.status == 303 and await _state(node, "lou") is None
     assert (await _post(node, MANAGE, f"{MANAGE}/remove", member="not an iri")).status == 404
-    assert (await _get(node, "/groups/nothing/admin/members", 404))
+    assert await _get(node, "/groups/nothing/admin/members", 404)
     async with node.sessions() as session:
         rows = (await session.execute(select(AuditEntry.action, AuditEntry.channel))).all()
     ours = [(a, c) for a, c in rows if a.startswith("member.") and a != "member.add"]
     assert ours == [
-        ("member.approve", "web"), ("member.refuse", "web"), ("member.role", "web"), ("member.remove", "web")
+        ("member.approve", "web"),
+        ("member.refuse", "web"),
+        ("member.role", "web"),
+        ("member.remove", "web"),
     ]
 
 
@@ -173,8 +204,14 @@ async def test_admins_manage_invitation_links_and_a_member_of_this_node_joins_wi
     await _as(node, "alice")
     # bad numbers are said next to their fields, kept as typed, and nothing is stored
     before = await node.row_counts()
-    for days, uses, invalid in (("0", "1", "days"), ("91", "1", "days"), ("²", "1", "days"),
-                                ("7", "abc", "uses"), ("7", "1001", "uses"), ("", "", "days")):
+    for days, uses, invalid in (
+        ("0", "1", "days"),
+        ("91", "1", "days"),
+        ("²", "1", "days"),
+        ("7", "abc", "uses"),
+        ("7", "1001", "uses"),
+        ("", "", "days"),
+    ):
         response = await _post(node, INVITES, INVITES, days=days, uses=uses)
         text = await response.text()
         assert response.status == 400 and f'id="{invalid}"' in text, (days, uses)
@@ -243,8 +280,9 @@ async def test_the_directory_is_for_members_and_the_account_page_takes_one_out(n
     assert all(f"@{name}@" in page for name in ("alice", "mo", "mia")) and "@lou@" not in page
     assert 'href="/groups/demo/directory"' in await _get(node, "/groups/demo")
     # mia leaves the directory from her account page (CSRF checked, bad values refused)
-    assert (await node.client.post("/account/directory", data={"csrf": "x", "directory": "hidden"},
-                                   headers=HTML)).status == 403
+    assert (
+        await node.client.post("/account/directory", data={"csrf": "x", "directory": "hidden"}, headers=HTML)
+    ).status == 403
     assert (await _post(node, "/account", "/account/directory", directory="maybe")).status == 400
     response = await _post(node, "/account", "/account/directory", directory="hidden")
     assert response.status == 303 and response.headers["Location"] == "/account?done=directory"

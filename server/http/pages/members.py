@@ -21,8 +21,7 @@ from server.http.pages import core as w
 from server.http.params import int_param
 from server.services.accounts.sessions import SignedIn
 from server.services.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from server.services.membership import directory
-from server.services.membership import invitations
+from server.services.membership import directory, invitations
 from server.services.membership import members as membership
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer, ViewerKind
@@ -69,7 +68,7 @@ async def _members_page(
     context = {
         "group": group,
         "roster": roster,
-        "roles": membership.ROLES,
+        "roles": directory.ROLES,
         "error": error or {},
         "notice": _notice(request, MEMBER_NOTICES),
         "reason_max": membership.MAX_REASON_CHARS,
@@ -163,7 +162,9 @@ async def _invitations_page(
         "max_days": invitations.MAX_DAYS,
         "max_uses": invitations.MAX_USES,
     }
-    return await w.render(request, "members_invitations.html", context, status=status, title="invitations_title")
+    return await w.render(
+        request, "members_invitations.html", context, status=status, title="invitations_title"
+    )
 
 
 @routes.get(INVITES)

@@ -25,6 +25,7 @@ from typing import Any, Final
 from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.models import ROLES as ROLES_OF_MODEL
 from server.db.models import Account, Actor, Membership
 from server.db.queries import actors as q
 from server.services.errors import Forbidden, InvalidInput, NotFound
@@ -33,6 +34,7 @@ from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 
 STATES: Final = ("active", "pending")
+ROLES: Final = ROLES_OF_MODEL
 INT32_MAX: Final = 2**31 - 1
 ROSTER_LIMIT: Final = 500
 

@@ -148,7 +148,7 @@ def _view(row: Invitation, author: str | None, now: datetime) -> InvitationView:
 
 
 def check_limits(expires_in_days: int | None, max_uses: int | None) -> tuple[int, int]:
-    """The validity in days (1–90, default 7) and the number of uses (1–1000, default 1).
+    """The validity in days (1 to 90, default 7) and the number of uses (1 to 1000, default 1).
 
     Raises:
         InvalidInput: a value out of range (``field`` names it).
@@ -156,7 +156,9 @@ def check_limits(expires_in_days: int | None, max_uses: int | None) -> tuple[int
     days = DEFAULT_DAYS if expires_in_days is None else expires_in_days
     uses = DEFAULT_USES if max_uses is None else max_uses
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
-        raise InvalidInput(f"expiresInDays must be a whole number from 1 to {MAX_DAYS}", field="expiresInDays")
+        raise InvalidInput(
+            f"expiresInDays must be a whole number from 1 to {MAX_DAYS}", field="expiresInDays"
+        )
     if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_USES:
         raise InvalidInput(f"maxUses must be a whole number from 1 to {MAX_USES}", field="maxUses")
     return days, uses
@@ -164,12 +166,23 @@ def check_limits(expires_in_days: int | None, max_uses: int | None) -> tuple[int
 
 async def _admin(session: Any, group: Actor, by: Actor) -> None:
     row = await q.membership(session, group.id, by.id)
-    if group.type != "Group" or not group.local or row is None or row.state != "active" or row.role != "admin":
+    if (
+        group.type != "Group"
+        or not group.local
+        or row is None
+        or row.state != "active"
+        or row.role != "admin"
+    ):
         raise Forbidden("only the association's admins manage its invitations")
 
 
 async def create(
-    node: NodeContext, group: Actor, *, by: Actor, expires_in_days: int | None = None, max_uses: int | None = None
+    node: NodeContext,
+    group: Actor,
+    *,
+    by: Actor,
+    expires_in_days: int | None = None,
+    max_uses: int | None = None,
 ) -> Created:
     """An admin creates an invitation link (audited without its token)."""
     days, uses = check_limits(expires_in_days, max_uses)
@@ -246,12 +259,14 @@ async def revoke(node: NodeContext, group: Actor, invitation_id: int, *, by: Act
 
 
 def _well_formed(token: str) -> bool:
-    return 20 <= len(token) <= MAX_TOKEN_CHARS and all(c.isascii() and (c.isalnum() or c in "-_") for c in token)
+    return 20 <= len(token) <= MAX_TOKEN_CHARS and all(
+        c.isascii() and (c.isalnum() or c in "-_") for c in token
+    )
 
 
 async def _find(session: Any, token: str) -> Invitation:
     row = await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash(token)))
-    if not _well_formed(token) or row is None:
+    if not isinstance(row, Invitation) or not _well_formed(token):
         raise NotFound("no such invitation")
     return row
 
@@ -264,9 +279,7 @@ async def preview(node: NodeContext, token: str, *, reader: Actor | None) -> Pre
     """
     now = node.clock()
     async with node.sessions() as session:
-        row = await _find(session, token) if _well_formed(token) else None
-        if row is None:
-            raise NotFound("no such invitation")
+        row = await _find(session, token)
         group = await session.get(Actor, row.group_id)
         if group is None or group.deleted_at is not None:
             raise NotFound("no such invitation")
