@@ -115,6 +115,12 @@ async def _entries(
     return entries, entries[-1].cursor if len(rows) > limit else None
 
 
+async def lists_everyone(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:
+    """Whether the viewer's member lists include the members who opted out of the directory: the
+    association's admins and moderators only (they manage them)."""
+    return await visibility.role_in(session, viewer, group) in MANAGING_ROLES
+
+
 async def can_read_directory(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:
     """An active member of the association, where it lists its members to that member."""
     if group.type != "Group" or not group.local:
@@ -148,7 +154,7 @@ async def members_page(
     """
     if state not in STATES:
         raise InvalidInput(f"state must be one of: {', '.join(STATES)}", field="state")
-    managing = await visibility.role_in(session, viewer, group) in MANAGING_ROLES
+    managing = await lists_everyone(session, viewer, group)
     if state == "pending" and not managing:
         raise Forbidden("only the association's admins and moderators see requests to join")
     if state == "active" and not await visibility.can_list_members(session, viewer, group):
