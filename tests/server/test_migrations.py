@@ -126,7 +126,8 @@ async def test_migration_0018_keeps_every_account_in_the_directory_and_bounds_in
                 default = model.c[column.name].default if column.name in model.c else None
                 if column.name not in values and default is not None and default.is_scalar:
                     values[column.name] = default.arg
-            actor = await conn.execute(tables["actors"].insert().values(**values).returning(tables["actors"].c.id))
+            actors = tables["actors"]
+            actor = await conn.execute(actors.insert().values(**values).returning(actors.c.id))
             ana = int(actor.scalar_one())
             await conn.execute(
                 tables["accounts"].insert().values(
