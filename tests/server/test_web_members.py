@@ -160,6 +160,7 @@ async def test_admins_and_moderators_answer_requests_change_roles_and_remove_mem
     assert await _role(node, "mia") == "member" and await _state(node, "alice") == "active"
     # the admin changes mia's role; a role that does not exist is said next to its field
     await _as(node, "alice")
+    assert 'href="/groups/demo/admin/invitations"' in await _get(node, MANAGE)  # admins' tab
     response = await _post(node, MANAGE, f"{MANAGE}/role", member=mia, role="moderator")
     assert response.status == 303 and await _role(node, "mia") == "moderator"
     response = await _post(node, MANAGE, f"{MANAGE}/role", member=mia, role="owner")
