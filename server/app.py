@@ -32,6 +32,7 @@ from server.http import (
     inbox,
     media,
     moderation_api,
+    members_api,
     ops,
     outbox,
     pages,
@@ -165,6 +166,7 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(account_api.routes)
     app.add_routes(moderation_api.routes)
+    app.add_routes(members_api.routes)
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)
     return app

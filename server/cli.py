@@ -1535,6 +1535,102 @@ def _subcommands(parser: argparse.ArgumentParser) -> Any:
     raise AssertionError(f"{parser.prog} has no subcommands")
 
 
+# --- invitations (issue 17, web app part 2) --------------------------------------------------------
+# The same service as the pages and ``/api/associations/{slug}/invitations``; audited with ``cli``.
+
+INVITE_OPTIONS: dict[str, str] = {"expiresInDays": "--days", "maxUses": "--uses"}
+
+
+def _cmd_invite(args: argparse.Namespace) -> int:
+    """``invite create|list|revoke``: an admin's invitation links (``--by``, default the first admin)."""
+    from server.services.membership import invitations
+
+    settings = _settings(args)
+
+    async def work(fed: Any) -> int:
+        async with fed.node.sessions() as session:
+            group = await _association_of(session, args.association)
+            by = await _manager_of(session, group, args.by, roles=("admin",))
+        try:
+            if args.invite_command == "create":
+                created = await invitations.create(
+                    fed.node, group, by=by, expires_in_days=args.days, max_uses=args.uses
+                )
+                _out(created.url)
+                view = created.invitation
+                _progress(
+                    f"invitation {view.id} of {group.handle}: {view.max_uses} use(s) until "
+                    f"{view.as_json()['expiresAt']} (by {by.handle}); the link is shown this once"
+                )
+            elif args.invite_command == "revoke":
+                view = await invitations.revoke(fed.node, group, args.invitation_id, by=by)
+                _progress(f"invitation {view.id} of {group.handle} revoked (by {by.handle})")
+            else:
+                _print_invitations(await invitations.list_for(fed.node, group, by=by), as_json=args.json)
+        except ServiceError as exc:
+            raise _service_refused(exc, INVITE_OPTIONS) from None
+        return 0
+
+    return asyncio.run(_fed_run(settings, work))
+
+
+def _print_invitations(rows: list[Any], *, as_json: bool) -> None:
+    items = [row.as_json() for row in rows]
+    if as_json:
+        _out(json.dumps(items, ensure_ascii=False))
+        return
+    for item in items:
+        used = f"{item['uses']}/{item['maxUses']}"
+        _out("\t".join([str(item["id"]), item["state"], used, item["expiresAt"], item["createdBy"] or "-"]))
+
+
+def _add_invite_commands(commands: Any) -> None:
+    invite = commands.add_parser(
+        "invite",
+        help="invitation links of an association",
+        description="Invitation links let a member of this node join an association at once, without "
+        "waiting for approval, until the link expires, is used up or is revoked. Audited.",
+    )
+    invite_commands = invite.add_subparsers(dest="invite_command", metavar="COMMAND", parser_class=_Parser)
+    invite_commands.required = True
+    by_help = "the admin who acts (default: the first one)"
+    p = invite_commands.add_parser(
+        "create",
+        help="create an invitation link (prints only the link)",
+        description="Create an invitation link and print it; only its hash is kept, so it is shown once.",
+    )
+    p.add_argument("--days", type=_count(90), default=7, help="valid for this many days (1-90, default 7)")
+    p.add_argument("--uses", type=_count(1000), default=1, help="how many people may use it (default 1)")
+    for verb, short, text in (
+        (
+            "list",
+            "list an association's invitations (never their links)",
+            "One line per invitation, newest first: id, state, uses/max, expiry, author. Never a token.",
+        ),
+        (
+            "revoke",
+            "revoke an invitation",
+            "Revoke an invitation by the id `invite list` shows; the link stops working at once.",
+        ),
+    ):
+        q = invite_commands.add_parser(verb, help=short, description=text)
+        if verb == "revoke":
+            q.add_argument(
+                "invitation_id", metavar="ID", type=_count(999_999_999), help="the invitation's id"
+            )
+        else:
+            q.add_argument("--json", action="store_true", help="machine-readable output")
+        _configure_invite(q, by_help)
+    _configure_invite(p, by_help)
+
+
+def _configure_invite(p: argparse.ArgumentParser, by_help: str) -> None:
+    p.add_argument("--association", required=True, metavar="SLUG")
+    p.add_argument("--by", metavar="USERNAME", help=by_help)
+    _add_config(p)
+    p.set_defaults(func=_cmd_invite)
+
+
 # --- parser ----------------------------------------------------------------------------------------
 
 
@@ -1897,6 +1993,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_publish, kind=kind)
     _add_admin_commands(commands)
     _add_report_commands(commands)
+    _add_invite_commands(commands)
     return parser
 
 

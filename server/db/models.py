@@ -125,6 +125,9 @@ class Account(Base):
     # Notifications up to this instant are read (``POST /api/notifications/read``).
     notifications_read_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     language: Mapped[str | None] = mapped_column(String(8))  # the web pages' language; None: the browser's
+    # Left out of the member directories of the member's associations (decision 59); the default
+    # is listed, to the association's own members only.
+    directory_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class Membership(Base):
@@ -150,6 +153,27 @@ class Membership(Base):
     join_iri: Mapped[str | None] = mapped_column(IRI, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Invitation(Base):
+    """A link that lets a local member join an association without waiting for approval
+    (decision 58). Only the token's SHA-256 is stored; ``uses`` never passes ``max_uses``."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint("max_uses >= 1", name="max_uses"),
+        CheckConstraint("uses >= 0 AND uses <= max_uses", name="uses"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Token(Base):

@@ -19,6 +19,7 @@ from server.http.pages import actors
 from server.http.params import int_param
 from server.http.render import activity_response, wants_ap
 from server.services.content import likes
+from server.services.membership import directory as member_directory
 from server.services.reading import visibility
 from server.services.content.current import current_documents
 from server.services.errors import InvalidInput, NotFound
@@ -120,7 +121,10 @@ async def _following(session: Session, viewer: Viewer, owner: Actor, before: int
 async def _members(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
     if owner.type != "Group" or not await visibility.can_list_members(session, viewer, owner):
         raise NotFound("no such collection")  # same answer as a missing one: no existence oracle
-    total, rows = await directory.members_page(session, owner.id, before=before, limit=PAGE_SIZE)
+    listed_only = not await member_directory.lists_everyone(session, viewer, owner)  # decision 59
+    total, rows = await directory.members_page(
+        session, owner.id, before=before, limit=PAGE_SIZE, listed_only=listed_only
+    )
     private = owner.members_visibility != "public"
     return total, [iri for _, iri, _ in rows], rows[-1][0] if len(rows) == PAGE_SIZE else None, private
 

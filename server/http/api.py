@@ -43,6 +43,7 @@ from server.services import audit
 from server.services.content import kinds
 from server.services.content import local as content
 from server.services.content import endorsements
+from server.services.membership import directory as member_directory
 from server.services.membership import members as membership
 from server.services.content import polls
 from server.services.reading import objects as reading
@@ -548,8 +549,8 @@ async def post_endorsement(request: web.Request) -> web.Response:
 
 # --- membership ------------------------------------------------------------------------------------
 
-MEMBER_STATES: Final = ("active", "pending")
 INT32_MAX: Final = 2**31 - 1
+
 
 
 def _member_iri(request: web.Request) -> str:
@@ -561,36 +562,21 @@ def _member_iri(request: web.Request) -> str:
 
 @routes.get("/api/associations/{slug}/members")
 async def get_members(request: web.Request) -> web.Response:
-    """Active members (listed to whom the association chooses), or pending requests to join
-    (``state=pending``: its admins and moderators only), newest first."""
+    """Active members (listed to whom the association chooses; members who left the directory only
+    to its admins and moderators), or pending requests to join (``state=pending``: its admins and
+    moderators only), newest first."""
     node = request.app[NODE]
     viewer = await viewer_of(request)
     state = request.query.get("state", "active")
-    if state not in MEMBER_STATES:
-        raise InvalidInput(f"state must be one of: {', '.join(MEMBER_STATES)}", field="state")
     limit, before = page_query(request)
     async with node.sessions() as session:
         group = await association(session, request.match_info["slug"])
-        if state == "pending":
-            if await visibility.role_in(session, viewer, group) not in membership.MANAGING_ROLES:
-                raise Forbidden("only the association's admins and moderators see requests to join")
-        elif not await visibility.can_list_members(session, viewer, group):
-            raise Forbidden("this association does not list its members to you")
-        rows = await membership.roster_page(session, group.id, state, before=before, limit=limit)
-    items = [
-        {
-            "member": actor.iri,
-            "handle": f"{actor.handle}@{actor.host}",
-            "name": actor.name or actor.handle,
-            "role": row.role,
-            "state": row.state,
-            "since": row.updated_at.isoformat().replace("+00:00", "Z"),
-        }
-        for row, actor in rows[:limit]
-    ]
-    cursor = f"state={state}&limit={limit}&before={rows[limit - 1][0].id}" if len(rows) > limit else None
-    next_page = node.uris.iri(f"/api/associations/{group.handle}/members?{cursor}") if cursor else None
-    return json_response({"items": items, "next": next_page}, headers=NO_STORE)
+        entries, cursor = await member_directory.members_page(
+            session, viewer, group, state=state, before=before, limit=limit
+        )
+    query = f"state={state}&limit={limit}&before={cursor}" if cursor is not None else None
+    next_page = node.uris.iri(f"/api/associations/{group.handle}/members?{query}") if query else None
+    return json_response({"items": [e.as_json() for e in entries], "next": next_page}, headers=NO_STORE)
 
 
 @routes.post("/api/associations/{slug}/members")

@@ -29,6 +29,7 @@ STATUS: Final[Mapping[type[Exception], int]] = {
     se.InvalidInput: 400,
     se.Unauthorized: 401,
     se.Forbidden: 403,
+    se.Gone: 410,
 }
 
 TITLES: Final[Mapping[int, str]] = {
@@ -39,6 +40,7 @@ TITLES: Final[Mapping[int, str]] = {
     405: "Method Not Allowed",
     406: "Not Acceptable",
     409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     429: "Too Many Requests",

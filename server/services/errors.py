@@ -44,3 +44,9 @@ class Forbidden(ServiceError):
     """The caller is known but not allowed to do this."""
 
     code = "forbidden"
+
+
+class Gone(ServiceError):
+    """The thing existed but cannot be used any more (an expired or revoked link)."""
+
+    code = "gone"

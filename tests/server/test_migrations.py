@@ -143,3 +143,55 @@ async def test_migration_0022_counts_the_followers_already_stored_per_shared_inb
         assert sorted(rows) == [("https://a.test/inbox", 2), ("https://b.test/inbox", 1)]
     finally:
         await engine.dispose()
+
+
+async def test_migration_0018_keeps_every_account_in_the_directory_and_bounds_invitation_uses(
+    database_url: str,
+) -> None:
+    """Accounts created before 0018 stay listed in the member directory (the default, decision 59);
+    an invitation can never be used more than its ``max_uses`` (decision 58), by the database itself."""
+    from sqlalchemy.exc import IntegrityError
+
+    from server.db.models import Account, Invitation
+
+    engine = create_async_engine(database_url)
+    try:
+        await migrate.downgrade(engine, "0016")
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+            assert "invitations" not in tables and "directory_opt_out" not in tables["accounts"].c
+            values: dict[str, object] = {
+                "iri": "https://here.test/users/ana", "type": "Person", "handle": "ana", "host": "here.test",
+                "local": True, "created_at": now, "updated_at": now,
+            }
+            model = Base.metadata.tables["actors"]
+            for column in tables["actors"].columns:  # the models' scalar defaults for the rest
+                default = model.c[column.name].default if column.name in model.c else None
+                if column.name not in values and default is not None and default.is_scalar:
+                    values[column.name] = default.arg
+            actors = tables["actors"]
+            actor = await conn.execute(actors.insert().values(**values).returning(actors.c.id))
+            ana = int(actor.scalar_one())
+            await conn.execute(
+                tables["accounts"].insert().values(
+                    actor_id=ana, password_hash="x", is_node_admin=False, created_at=now
+                )
+            )
+        await migrate.upgrade(engine)
+        sessions = async_sessionmaker(engine)
+        async with sessions() as session:
+            account = await session.get(Account, ana)
+            assert account is not None and account.directory_opt_out is False
+        row = {"token_hash": "0" * 64, "group_id": ana, "created_at": now, "expires_at": now, "max_uses": 1}
+        async with sessions.begin() as session:
+            session.add(Invitation(**row, uses=1))
+        try:
+            async with sessions.begin() as session:
+                session.add(Invitation(**{**row, "token_hash": "1" * 64}, uses=2))
+        except IntegrityError:
+            pass
+        else:
+            raise AssertionError("an invitation used more than max_uses was stored")
+    finally:
+        await engine.dispose()

@@ -126,10 +126,14 @@ async def following_page(
 
 
 async def members_page(
-    session: AsyncSession, group_id: int, *, before: int | None, limit: int
+    session: AsyncSession, group_id: int, *, before: int | None, limit: int, listed_only: bool = False
 ) -> tuple[int, list[tuple[int, str, str]]]:
-    """Active members of a group: total and one page of (cursor, actor IRI, role)."""
-    cond = (Membership.group_id == group_id, Membership.state == "active")
+    """Active members of a group: total and one page of (cursor, actor IRI, role). ``listed_only``
+    leaves out the local members who opted out of the member directory (decision 59)."""
+    cond = [Membership.group_id == group_id, Membership.state == "active"]
+    if listed_only:
+        opted_out = select(Account.actor_id).where(Account.directory_opt_out.is_(True))
+        cond.append(Membership.member_id.not_in(opted_out))
     total = int(
         (await session.execute(select(func.count()).select_from(Membership).where(*cond))).scalar_one()
     )

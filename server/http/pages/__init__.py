@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
 from server.http.pages import account, actors, home, member, moderation, objects
+from server.http.pages import account, actors, home, member, members, objects
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -47,6 +48,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(objects.routes)
     app.add_routes(member.routes)
     app.add_routes(moderation.routes)
+    app.add_routes(members.routes)
 
 
 def _wants_html(request: web.Request) -> bool:

@@ -121,6 +121,7 @@ async def _account_page(
     # What the member typed is shown again next to its error; else what is stored.
     context["profile"] = profile or {"name": user.actor.name, "summary": user.actor.summary}
     context["discoverable"] = user.actor.discoverable
+    context["directory_opt_out"] = user.account.directory_opt_out
     async with node.sessions() as session:
         avatar = await media_service.avatar_of(session, user.actor.id)
     context["avatar_url"] = node.uris.media(avatar.key) if avatar is not None else ""
@@ -128,7 +129,7 @@ async def _account_page(
     return await w.render(request, "account.html", context, status=status, title="my_account")
 
 
-NOTICES: Final = ("password", "language", "profile", "discoverable", "avatar", "avatar_removed")
+NOTICES: Final = ("password", "language", "profile", "discoverable", "avatar", "avatar_removed", "directory")
 
 
 @routes.get("/account")

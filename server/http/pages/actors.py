@@ -73,6 +73,7 @@ async def actor_page(request: web.Request) -> web.Response:
             else None
         )
         avatar = await media_service.avatar_of(session, actor.id)
+        role = await visibility.role_in(session, viewer, actor) if state == "active" else None
     name = actor.name or actor.handle
     links = feed_links(node.uris, Iri(actor.iri), name) if kind == "Group" else []
     context = {
@@ -85,6 +86,7 @@ async def actor_page(request: web.Request) -> web.Response:
         "tab": tab,
         "items": items,
         "state": state,
+        "role": role,
         "alternates": _alternates(actor, links),
         "feeds": [
             (

@@ -1,0 +1,296 @@
+"""An association's members in the browser (issue 17): the page of its admins and moderators
+(requests to join, members and their roles, removal), invitation links, the accept page of a link,
+the member directory, and the directory setting of a member's account.
+
+Every action calls the service the CLI and the JSON API call (``server.services.membership``),
+with the same role checks: admins and moderators answer requests and remove members (only an
+admin removes an admin), admins change roles and manage invitations. A refusal's reason goes with
+the ``Reject`` as the CLI's ``--reason`` does. Forms carry the session's CSRF token
+(:func:`server.http.pages.core.form`); a refused action is said next to its field, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from federation import uris as paths
+from server.appkeys import FEDERATION, NODE
+from server.http.pages import core as w
+from server.http.params import int_param
+from server.services.accounts.sessions import SignedIn
+from server.services.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from server.services.membership import directory, invitations
+from server.services.membership import members as membership
+from server.services.reading import visibility
+from server.services.reading.visibility import Viewer, ViewerKind
+
+routes = web.RouteTableDef()
+
+GROUP: Final = "/groups/{handle:" + paths.HANDLE_PATTERN + "}"
+MANAGE: Final = GROUP + "/admin/members"
+INVITES: Final = GROUP + "/admin/invitations"
+DIRECTORY_PATH: Final = GROUP + "/directory"
+INVITE: Final = "/invite/{token}"
+DIRECTORY_PAGE: Final = 50
+MEMBER_NOTICES: Final = ("approved", "refused", "role", "removed")
+INVITE_NOTICES: Final = ("revoked",)
+
+
+def _reader(user: SignedIn) -> Viewer:
+    return Viewer(ViewerKind.LOCAL, actor_id=user.actor.id, actor_iri=user.actor.iri, scope="write")
+
+
+async def _association(request: web.Request) -> Any:
+    async with request.app[NODE].sessions() as session:
+        return await directory.local_association(session, request.match_info["handle"])
+
+
+def _notice(request: web.Request, allowed: tuple[str, ...]) -> str:
+    done = request.query.get("done", "")
+    return done if done in allowed else ""
+
+
+# --- the members page of admins and moderators ---------------------------------------------------
+
+
+async def _members_page(
+    request: web.Request,
+    user: SignedIn,
+    group: Any,
+    *,
+    error: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    async with request.app[NODE].sessions() as session:
+        roster = await directory.roster(session, _reader(user), group)
+    context = {
+        "group": group,
+        "roster": roster,
+        "roles": directory.ROLES,
+        "error": error or {},
+        "notice": _notice(request, MEMBER_NOTICES),
+        "reason_max": membership.MAX_REASON_CHARS,
+    }
+    return await w.render(request, "members_admin.html", context, status=status, title="members_title")
+
+
+@routes.get(MANAGE)
+async def members_page(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    return await _members_page(request, user, await _association(request))
+
+
+# Refusals said next to the field, as catalogue keys (the services' details are English).
+MEMBER_ERRORS: Final[dict[str, tuple[str, int]]] = {
+    "reason": ("members_reason_invalid", 400),
+    "role": ("members_role_invalid", 400),
+}
+
+
+async def _act(request: web.Request, action: str) -> web.StreamResponse:
+    """Check the form, call the membership service for ``action`` and come back to the page."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    group = await _association(request)
+    member_iri = w.field(data, "member")
+    fed = request.app[FEDERATION]
+    try:
+        if action in ("approve", "refuse"):
+            reason = w.field(data, "reason") if action == "refuse" else None
+            await membership.decide(
+                fed, group, member_iri, by=user.actor, approve=action == "approve", reason=reason
+            )
+        elif action == "role":
+            await membership.set_role(fed, group, member_iri, w.field(data, "role"), by=user.actor)
+        else:
+            await membership.remove(fed, group, member_iri, by=user.actor)
+    except Conflict:
+        error = {"member": member_iri, "field": "role", "key": "members_last_admin"}
+        return await _members_page(request, user, group, error=error, status=409)
+    except InvalidInput as exc:
+        field = str(exc.context.get("field", ""))
+        key, status = MEMBER_ERRORS.get(field, ("members_bad_input", 400))
+        error = {"member": member_iri, "field": field, "key": key}
+        return await _members_page(request, user, group, error=error, status=status)
+    done = {"approve": "approved", "refuse": "refused", "role": "role", "remove": "removed"}[action]
+    raise web.HTTPSeeOther(f"/groups/{group.handle}/admin/members?done={done}")
+
+
+@routes.post(MANAGE + "/approve")
+async def approve(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "approve")
+
+
+@routes.post(MANAGE + "/refuse")
+async def refuse(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "refuse")
+
+
+@routes.post(MANAGE + "/role")
+async def change_role(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "role")
+
+
+@routes.post(MANAGE + "/remove")
+async def remove(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "remove")
+
+
+# --- invitations (admins) -------------------------------------------------------------------------
+
+
+async def _invitations_page(
+    request: web.Request,
+    user: SignedIn,
+    group: Any,
+    *,
+    created: invitations.Created | None = None,
+    typed: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    rows = await invitations.list_for(request.app[NODE], group, by=user.actor)
+    context = {
+        "group": group,
+        "invitations": rows,
+        "created": created,
+        "typed": typed or {"days": str(invitations.DEFAULT_DAYS), "uses": str(invitations.DEFAULT_USES)},
+        "errors": errors or {},
+        "notice": _notice(request, INVITE_NOTICES),
+        "max_days": invitations.MAX_DAYS,
+        "max_uses": invitations.MAX_USES,
+    }
+    return await w.render(
+        request, "members_invitations.html", context, status=status, title="invitations_title"
+    )
+
+
+@routes.get(INVITES)
+async def invitations_page(request: web.Request) -> web.Response:
+    user = await w.require_signed_in(request)
+    return await _invitations_page(request, user, await _association(request))
+
+
+def _whole(value: str) -> int | None:
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else None
+
+
+@routes.post(INVITES)
+async def create_invitation(request: web.Request) -> web.Response:
+    """A new link, shown once on the page that answers (only its hash is kept)."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    group = await _association(request)
+    typed = {"days": w.field(data, "days")[:10], "uses": w.field(data, "uses")[:10]}
+    days, uses = _whole(typed["days"]), _whole(typed["uses"])
+    errors = {}
+    if days is None or not 1 <= days <= invitations.MAX_DAYS:
+        errors["days"] = "invitation_days_invalid"
+    if uses is None or not 1 <= uses <= invitations.MAX_USES:
+        errors["uses"] = "invitation_uses_invalid"
+    if errors:
+        return await _invitations_page(request, user, group, typed=typed, errors=errors, status=400)
+    created = await invitations.create(
+        request.app[NODE], group, by=user.actor, expires_in_days=days, max_uses=uses
+    )
+    return await _invitations_page(request, user, group, created=created)
+
+
+@routes.post(INVITES + "/{id}/revoke")
+async def revoke_invitation(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    group = await _association(request)
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise NotFound("no such invitation in this association")
+    await invitations.revoke(request.app[NODE], group, int(raw), by=user.actor)
+    raise web.HTTPSeeOther(f"/groups/{group.handle}/admin/invitations?done=revoked")
+
+
+# --- using an invitation ---------------------------------------------------------------------------
+
+
+async def _invite_page(
+    request: web.Request, preview: invitations.Preview, *, refusal: str = "", status: int = 200
+) -> web.Response:
+    if refusal == "" and preview.membership == "active":
+        refusal = "invite_already_member"  # said first: the link was theirs
+    if refusal == "" and preview.state != "active":
+        refusal, status = f"invite_{preview.state}", 410
+    context = {"group": preview.group, "refusal": refusal, "token": request.match_info["token"]}
+    return await w.render(request, "members_invite.html", context, status=status, title="invite_title")
+
+
+@routes.get(INVITE)
+async def invite_page(request: web.Request) -> web.Response:
+    """What the link is for, and the button that uses it (a GET never spends a use)."""
+    user = await w.require_signed_in(request)
+    preview = await invitations.preview(request.app[NODE], request.match_info["token"], reader=user.actor)
+    return await _invite_page(request, preview)
+
+
+REFUSED: Final[dict[type[Exception], tuple[str, int]]] = {
+    invitations.InvitationExpired: ("invite_expired", 410),
+    invitations.InvitationExhausted: ("invite_exhausted", 410),
+    invitations.InvitationRevoked: ("invite_revoked", 410),
+    Conflict: ("invite_already_member", 409),
+    Forbidden: ("invite_forbidden", 403),
+}
+
+
+@routes.post(INVITE)
+async def accept_invite(request: web.Request) -> web.StreamResponse:
+    user = await w.require_signed_in(request)
+    await w.form(request, user)
+    token = request.match_info["token"]
+    node = request.app[NODE]
+    try:
+        group = await invitations.accept(node, token, member=user.actor)
+    except (Gone, Conflict, Forbidden) as exc:
+        key, status = next(v for k, v in REFUSED.items() if isinstance(exc, k))
+        preview = await invitations.preview(node, token, reader=user.actor)
+        return await _invite_page(request, preview, refusal=key, status=status)
+    raise web.HTTPSeeOther(f"/groups/{group.handle}/directory?done=joined")
+
+
+# --- the member directory -------------------------------------------------------------------------
+
+
+@routes.get(DIRECTORY_PATH)
+async def directory_page(request: web.Request) -> web.Response:
+    """The association's members, for its members only (a stranger gets 403)."""
+    user = await w.require_signed_in(request)
+    group = await _association(request)
+    before = int_param(request, "before", minimum=1)
+    async with request.app[NODE].sessions() as session:
+        entries, cursor = await directory.directory(
+            session, _reader(user), group, before=before, limit=DIRECTORY_PAGE
+        )
+        role = await visibility.role_in(session, _reader(user), group)
+    context = {
+        "group": group,
+        "entries": entries,
+        "next": f"/groups/{group.handle}/directory?before={cursor}" if cursor is not None else None,
+        "first": f"/groups/{group.handle}/directory" if before is not None else None,
+        "role": role,
+        "opted_out": user.account.directory_opt_out,
+        "notice": _notice(request, ("joined",)),
+    }
+    return await w.render(request, "members_directory.html", context, title="directory_title")
+
+
+@routes.post("/account/directory")
+async def set_directory(request: web.Request) -> web.StreamResponse:
+    """Listed in the directories of one's associations (the default), or not."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    choice = w.field(data, "directory")
+    if choice not in ("listed", "hidden"):
+        raise InvalidInput("directory must be listed or hidden", field="directory")
+    async with request.app[NODE].sessions.begin() as session:
+        await directory.set_opt_out(session, user.actor.id, choice == "hidden")
+    raise web.HTTPSeeOther("/account?done=directory")
