@@ -18,7 +18,7 @@ from alembic import op
 import server.db.types
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
