@@ -85,8 +85,7 @@ async def _multipart(
                     request.app[NODE], part_chunks(part), filename=part.filename
                 )
             elif part.name in FORM_FIELDS and part.name not in data:
-                raw = await part.read_chunk(MAX_TEXT * 4)
-                data[part.name] = raw.decode("utf-8", "replace")[:MAX_TEXT]
+                data[part.name] = await _text_part(part)
             else:
                 await part.release()
     except (ValueError, AssertionError, BadHttpMessage):
@@ -100,6 +99,16 @@ async def _multipart(
     if not csrf_ok:
         w.check_csrf(request, user, None)
     return data, staged
+
+
+async def _text_part(part: BodyPartReader) -> str:
+    """A text field, read chunk by chunk and cut at :data:`MAX_TEXT` characters (the service then
+    refuses what is too long; a bigger field is never held whole)."""
+    data = bytearray()
+    while len(data) <= MAX_TEXT * 4 and (chunk := await part.read_chunk(64 * 1024)):
+        data += chunk
+    await part.release()
+    return data.decode("utf-8", "replace")[:MAX_TEXT]
 
 
 async def read_form(
