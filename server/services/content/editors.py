@@ -85,3 +85,12 @@ async def managed_content(node: NodeContext, editor: Editor, *, limit: int = 50)
     """The association's own live content, newest first, every visibility (for its editors)."""
     async with node.sessions() as session:
         return await content.list_content(session, editor.group, limit=limit)
+
+
+async def member(node: NodeContext, actor_id: int | None) -> Actor:
+    """The live local actor behind a token or a session (NotFound otherwise)."""
+    async with node.sessions() as session:
+        found = await session.get(Actor, actor_id) if actor_id is not None else None
+    if found is None or not found.local or found.deleted_at is not None:
+        raise NotFound("no such user")
+    return found
