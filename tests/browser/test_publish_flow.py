@@ -29,7 +29,9 @@ async def _sign_in(page: Any, origin: str, username: str) -> None:
 async def _alert_status(node: Node, name: str) -> str | None:
     async with node.sessions() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.kind == "alert"))
-    return str(row.document.get("alertStatus")) if row is not None and row.document.get("name") == name else None
+    return (
+        str(row.document.get("alertStatus")) if row is not None and row.document.get("name") == name else None
+    )
 
 
 async def _flow(browser: Any, node: Node, shots: Path) -> None:

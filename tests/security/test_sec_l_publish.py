@@ -23,14 +23,16 @@ async def test_sec_81_a_draft_is_neither_shown_listed_nor_sent_before_publicatio
     await node.add_member("zoe", "alpha")
     await _as(node, "paul")
     fields = {**ALERT, "name": SECRET, "content": SECRET, "visibility": "members"}
-    submitted = await _post(node, "/groups/alpha/drafts/new/alert", "/groups/alpha/drafts/new/alert", **fields)
+    submitted = await _post(
+        node, "/groups/alpha/drafts/new/alert", "/groups/alpha/drafts/new/alert", **fields
+    )
     assert submitted.status == 303
     draft_id = await node.scalar(select(Draft.id))
     # Then nothing of it is content, an activity, a job or a delivery
     async with node.sessions() as session:
-        stored = [
-            repr(row.document) for row in (await session.scalars(select(RemoteObject))).all()
-        ] + [repr(j.payload) for j in (await session.scalars(select(Job))).all()]
+        stored = [repr(row.document) for row in (await session.scalars(select(RemoteObject))).all()] + [
+            repr(j.payload) for j in (await session.scalars(select(Job))).all()
+        ]
         assert await session.scalar(select(Activity.id)) is None
         assert await session.scalar(select(Delivery.id)) is None
     assert not any(SECRET in text for text in stored)
@@ -38,7 +40,9 @@ async def test_sec_81_a_draft_is_neither_shown_listed_nor_sent_before_publicatio
     await _as(node, "zoe")
     assert SECRET not in await _get(node, "/groups/alpha/drafts")
     zoe = await node.token("zoe")
-    listing = await node.client.get("/api/associations/alpha/drafts", headers={"Authorization": f"Bearer {zoe}"})
+    listing = await node.client.get(
+        "/api/associations/alpha/drafts", headers={"Authorization": f"Bearer {zoe}"}
+    )
     assert SECRET not in await listing.text()
     await _as(node, "bea")  # admin of another association
     await _get(node, "/groups/alpha/drafts", 403)
@@ -76,7 +80,9 @@ async def test_sec_82_publishing_forms_refuse_other_sites_missing_tokens_and_mem
         f"/groups/alpha/drafts/{draft_id}/publish",
         f"/groups/alpha/drafts/{draft_id}/refuse",
     ):
-        response = await node.client.post(action, data={"csrf": csrf, **ALERT}, headers=HTML, allow_redirects=False)
+        response = await node.client.post(
+            action, data={"csrf": csrf, **ALERT}, headers=HTML, allow_redirects=False
+        )
         # Then he is refused
         assert response.status == 403, action
     # And alice's session cannot be ridden by another site, or without its token

@@ -68,7 +68,9 @@ async def test_a_draft_goes_from_a_member_to_an_editor_through_the_api(node: Nod
     one = f"{base}/{created['id']}"
     assert (await _call(node, "POST", one + "/publish", paul))[0] == 403
     assert (await _call(node, "POST", one + "/refuse", zoe, {}))[0] == 403
-    assert (await _call(node, "POST", f"/api/associations/beta/drafts/{created['id']}/publish", bea))[0] == 404
+    assert (await _call(node, "POST", f"/api/associations/beta/drafts/{created['id']}/publish", bea))[
+        0
+    ] == 404
     status, listing = await _call(node, "GET", base, alice)
     assert status == 200 and [d["id"] for d in listing["items"]] == [created["id"]]
     status, published = await _call(node, "POST", one + "/publish", alice)

@@ -21,11 +21,15 @@ async def _draft(url: str, name: str) -> int:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            ids = dict((await conn.execute(select(Actor.handle, Actor.id).where(Actor.local.is_(True)))).all())
+            ids = dict(
+                (await conn.execute(select(Actor.handle, Actor.id).where(Actor.local.is_(True)))).all()
+            )
             fields = {"name": name, "content": "Texte.", "severity": "info", "category": "other"}
             values = {"group_id": ids["demo"], "author_id": ids["mia"], "kind": "alert", "fields": fields}
             result = await conn.execute(
-                insert(Draft).values(state="pending", created_at=utc_now(), reason="", **values).returning(Draft.id)
+                insert(Draft)
+                .values(state="pending", created_at=utc_now(), reason="", **values)
+                .returning(Draft.id)
             )
             return int(result.scalar_one())
     finally:
@@ -46,21 +50,44 @@ def test_drafts_are_listed_published_and_refused_from_the_command_line(
         [str(first), "alert", "pending", "@mia", "Première"],
     ]
     # mia is no editor: refused in one line
-    code, out, err = _cli(capsys, "content", "drafts", "publish", str(first), "--as", "demo", "--by", "mia", "--config", config)
+    code, out, err = _cli(
+        capsys, "content", "drafts", "publish", str(first), "--as", "demo", "--by", "mia", "--config", config
+    )
     assert (code, out) == (1, "") and "mia is not an admin or moderator" in err
-    code, out, err = _cli(capsys, "content", "drafts", "publish", str(first), "--as", "demo", "--by", "mo", "--config", config)
+    code, out, err = _cli(
+        capsys, "content", "drafts", "publish", str(first), "--as", "demo", "--by", "mo", "--config", config
+    )
     assert code == 0, err
     [(kind, name)] = asyncio.run(
-        _query(url, select(RemoteObject.kind, RemoteObject.document["name"]).where(RemoteObject.iri == out.strip()))
+        _query(
+            url,
+            select(RemoteObject.kind, RemoteObject.document["name"]).where(RemoteObject.iri == out.strip()),
+        )
     )
     assert kind == "alert" and name == "Première"
-    code, out, err = _cli(capsys, "content", "drafts", "publish", str(first), "--as", "demo", "--config", config)
+    code, out, err = _cli(
+        capsys, "content", "drafts", "publish", str(first), "--as", "demo", "--config", config
+    )
     assert code == 1 and "already" in err
     code, _, err = _cli(
-        capsys, "content", "drafts", "refuse", str(second), "--as", "demo", "--reason", "Doublon", "--config", config
+        capsys,
+        "content",
+        "drafts",
+        "refuse",
+        str(second),
+        "--as",
+        "demo",
+        "--reason",
+        "Doublon",
+        "--config",
+        config,
     )
     assert code == 0, err
-    [(detail,)] = asyncio.run(_query(url, select(AuditEntry.detail).where(AuditEntry.action == "draft.refuse")))
+    [(detail,)] = asyncio.run(
+        _query(url, select(AuditEntry.detail).where(AuditEntry.action == "draft.refuse"))
+    )
     assert detail["reason"] == "Doublon"
-    code, out, _ = _cli(capsys, "content", "drafts", "list", "--as", "demo", "--state", "refused", "--config", config)
+    code, out, _ = _cli(
+        capsys, "content", "drafts", "list", "--as", "demo", "--state", "refused", "--config", config
+    )
     assert out.split("\t")[0] == str(second)

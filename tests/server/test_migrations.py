@@ -112,7 +112,8 @@ async def test_migration_0021_adds_the_drafts_table_and_removes_it(database_url:
         await migrate.upgrade(engine)
         async with engine.connect() as conn:
             drafts = (await conn.run_sync(lambda sync: _reflected(sync)))["drafts"]
-        assert {"group_id", "author_id", "kind", "fields", "state", "object_iri"} <= set(drafts.columns.keys())
+        expected = {"group_id", "author_id", "kind", "fields", "state", "object_iri"}
+        assert expected <= set(drafts.columns.keys())
         now = datetime(2026, 12, 7, tzinfo=UTC)
         async with engine.begin() as conn:
             tables = await conn.run_sync(lambda sync: _reflected(sync))
@@ -124,7 +125,8 @@ async def test_migration_0021_adds_the_drafts_table_and_removes_it(database_url:
                 default = Base.metadata.tables["actors"].c[column.name].default
                 if column.name not in values and default is not None and default.is_scalar:
                     values[column.name] = default.arg
-            inserted = await conn.execute(tables["actors"].insert().values(**values).returning(tables["actors"].c.id))
+            actors = tables["actors"]
+            inserted = await conn.execute(actors.insert().values(**values).returning(actors.c.id))
             actor_id = inserted.scalar_one()
             row = {"group_id": actor_id, "author_id": actor_id, "fields": {}, "created_at": now, "reason": ""}
             await conn.execute(drafts.insert().values(kind="alert", state="pending", **row))

@@ -9,10 +9,9 @@ shown to anyone but their author and the association's editors until published."
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html import unescape
 from typing import Any
-
-from datetime import timedelta
 
 import aiohttp
 from sqlalchemy import select
@@ -85,7 +84,9 @@ async def test_an_admin_publishes_an_alert_extends_it_supersedes_and_retracts(no
     assert row.kind == "alert" and doc["severity"] == "critical" and doc["alertStatus"] == "active"
     assert doc["validUntil"].startswith("2030-01-01T12:00") and doc["areaCode"] == "FR-69"
     # the Create goes out through the same pipeline as the API's (a fan-out job)
-    assert await node.scalar(select(Activity.id).where(Activity.object_iri == row.iri, Activity.type == "Create"))
+    assert await node.scalar(
+        select(Activity.id).where(Activity.object_iri == row.iri, Activity.type == "Create")
+    )
 
     # The manage page lists it; the edit form extends its validity with a change note.
     listing = await _get(node, "/groups/alpha/manage")
@@ -222,11 +223,17 @@ async def test_an_association_co_signs_another_associations_proposal(node: Node)
     assert await node.row_counts() == before
     await _as(node, "bea")
     signed = await _post(
-        node, "/groups/beta/manage", "/groups/beta/manage/endorse", proposal=proposal.iri, statement="Nous aussi."
+        node,
+        "/groups/beta/manage",
+        "/groups/beta/manage/endorse",
+        proposal=proposal.iri,
+        statement="Nous aussi.",
     )
     assert signed.status == 303 and signed.headers["Location"] == "/groups/beta/manage?done=endorsed"
     endorsement = await node.scalar(
-        select(RemoteObject).where(RemoteObject.kind == "endorsement", RemoteObject.in_reply_to_iri == proposal.iri)
+        select(RemoteObject).where(
+            RemoteObject.kind == "endorsement", RemoteObject.in_reply_to_iri == proposal.iri
+        )
     )
     assert endorsement is not None
 
@@ -279,7 +286,9 @@ async def test_every_form_refuses_a_forged_post(node: Node) -> None:
     }
     for action, fields in actions.items():
         for csrf in ({}, {"csrf": "forged"}):
-            response = await node.client.post(action, data={**csrf, **fields}, headers=HTML, allow_redirects=False)
+            response = await node.client.post(
+                action, data={**csrf, **fields}, headers=HTML, allow_redirects=False
+            )
             assert response.status == 403, (action, csrf, response.status)
         other_site = await node.client.post(
             action,
@@ -317,7 +326,9 @@ async def test_a_plain_member_may_not_manage_the_associations_content(node: Node
         "/groups/alpha/manage/delete": {"iri": iri},
         "/groups/alpha/manage/endorse": {"proposal": iri},
     }.items():
-        response = await node.client.post(action, data={"csrf": csrf, **fields}, headers=HTML, allow_redirects=False)
+        response = await node.client.post(
+            action, data={"csrf": csrf, **fields}, headers=HTML, allow_redirects=False
+        )
         assert response.status == 403, action
     # bea administers beta, not alpha: alpha's content is not hers to manage.
     await _as(node, "bea")
@@ -386,7 +397,11 @@ async def test_an_editor_refuses_a_draft_with_a_reason_its_author_reads(node: No
     await _world(node)
     await _as(node, "paul")
     bad = await _post(
-        node, "/groups/alpha/drafts/new/proposal", "/groups/alpha/drafts/new/proposal", name="Q", options="Seule"
+        node,
+        "/groups/alpha/drafts/new/proposal",
+        "/groups/alpha/drafts/new/proposal",
+        name="Q",
+        options="Seule",
     )
     assert bad.status == 400 and 'id="options-error"' in await bad.text()
     assert await node.scalar(select(Draft.id)) is None

@@ -28,11 +28,8 @@ from server.http.media import check_encoding, part_chunks
 from server.http.pages import core as w
 from server.http.pages.objects import render_markdown
 from server.services.accounts.sessions import SignedIn
-from server.services.content import drafts
-from server.services.content import editors
-from server.services.content import endorsements
+from server.services.content import drafts, editors, endorsements, polls
 from server.services.content import local as content
-from server.services.content import polls
 from server.services.errors import Conflict, Forbidden, InvalidInput, ServiceError
 from server.services.media import uploads as media_service
 
