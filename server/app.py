@@ -28,6 +28,7 @@ from server.http import (
     account_api,
     activitypub,
     api,
+    drafts_api,
     feeds,
     inbox,
     media,
@@ -164,6 +165,7 @@ def create_app(
     app.add_routes(outbox.routes)
     app.add_routes(media.routes)
     app.add_routes(api.routes)
+    app.add_routes(drafts_api.routes)
     app.add_routes(account_api.routes)
     app.add_routes(moderation_api.routes)
     app.add_routes(members_api.routes)

@@ -1059,6 +1059,71 @@ def _cmd_content_change(args: argparse.Namespace) -> int:
     return asyncio.run(_fed_run(settings, work))
 
 
+# --- content drafts (members' drafts, decision 65) --------------------------------------------------
+
+
+def _cmd_content_drafts(args: argparse.Namespace) -> int:
+    """``content drafts list|publish|refuse``: the drafts service, as one of the association's
+    admins or moderators (``--by``, default its first admin)."""
+    from server.services.content import drafts
+
+    settings = _settings(args)
+    verb = args.drafts_command
+
+    async def work(fed: Any) -> int:
+        async with fed.node.sessions() as session:
+            group = await _association_of(session, args.as_slug, "--as")
+            by = await _manager_of(session, group, args.by)
+        try:
+            if verb == "list":
+                views = await drafts.listing(fed, group, by, state=args.state)
+                for view in views:
+                    title = str(view.fields.get("name", ""))
+                    _out("\t".join([str(view.id), view.kind, view.state, f"@{view.author_handle}", title]))
+            elif verb == "publish":
+                result = await drafts.publish(fed, group, args.id, by=by)
+                _out(str(result.object_iri))
+                _progress(f"published draft {args.id} as {group.handle} (by {by.handle})")
+            else:
+                await drafts.refuse(fed, group, args.id, by=by, reason=args.reason or "")
+                _progress(f"refused draft {args.id} (by {by.handle})")
+        except ServiceError as exc:
+            raise _service_refused(exc, {"reason": "--reason", "state": "--state"}) from None
+        return 0
+
+    return asyncio.run(_fed_run(settings, work))
+
+
+def _add_drafts_commands(content_commands: Any) -> None:
+    drafts = content_commands.add_parser(
+        "drafts",
+        help="list, publish or refuse members' drafts",
+        description="Drafts that an association's members proposed: list them (ID, kind, state, author, "
+        "title), publish one as the association, or refuse it with a reason its author reads.",
+    )
+    commands = drafts.add_subparsers(dest="drafts_command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    by_help = "the admin or moderator who decides (default: the association's first admin)"
+    for verb, short in (
+        ("list", "list the drafts in one state"),
+        ("publish", "publish a pending draft as the association"),
+        ("refuse", "refuse a pending draft"),
+    ):
+        p = commands.add_parser(verb, help=short, description=short[0].upper() + short[1:] + ".")
+        if verb != "list":
+            p.add_argument(
+                "id", type=_count(10**18), metavar="ID", help="the draft's id (see `content drafts list`)"
+            )
+        p.add_argument("--as", dest="as_slug", required=True, metavar="SLUG", help="the association")
+        p.add_argument("--by", metavar="USERNAME", help=by_help)
+        if verb == "list":
+            p.add_argument("--state", choices=("pending", "published", "refused"), default="pending")
+        if verb == "refuse":
+            p.add_argument("--reason", metavar="TEXT", help="why (plain text), shown to its author")
+        _add_config(p)
+        p.set_defaults(func=_cmd_content_drafts)
+
+
 def _cmd_member_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -1336,6 +1401,7 @@ def _add_admin_commands(commands: Any) -> None:
             p.add_argument("--note", metavar="TEXT", help="change note of this revision (plain text)")
         _add_config(p)
         p.set_defaults(func=_cmd_content_change)
+    _add_drafts_commands(content_commands)
 
     member_commands = _subcommands(choices["member"])
     p = member_commands.add_parser(

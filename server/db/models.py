@@ -634,3 +634,31 @@ class Media(Base):
     avatar_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("actors.id", ondelete="SET NULL"), unique=True
     )
+
+
+class Draft(Base):
+    """A member's proposed publication for an association, waiting for its admins or moderators.
+
+    A draft is not content: it is never an ``objects`` row, so no read path, feed, outbox or
+    delivery can show it. Publishing it calls the content service as the association; the object
+    it became is ``object_iri`` (decision 65).
+    """
+
+    __tablename__ = "drafts"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'published', 'refused')", name="state"),
+        CheckConstraint("kind IN ('alert', 'resource', 'proposal')", name="kind"),
+        Index("ix_drafts_group_state", "group_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    fields: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    object_iri: Mapped[str | None] = mapped_column(IRI)

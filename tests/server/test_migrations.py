@@ -195,3 +195,43 @@ async def test_migration_0018_keeps_every_account_in_the_directory_and_bounds_in
             raise AssertionError("an invitation used more than max_uses was stored")
     finally:
         await engine.dispose()
+
+
+async def test_migration_0021_adds_the_drafts_table_and_removes_it(database_url: str) -> None:
+    """Drafts are a table of their own (decision 65): added by 0021, dropped by its downgrade,
+    with the states and kinds it accepts checked by the database."""
+    engine = create_async_engine(database_url)
+    try:
+        await migrate.downgrade(engine, "0016")
+        async with engine.connect() as conn:
+            assert "drafts" not in await conn.run_sync(lambda sync: _reflected(sync))
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            drafts = (await conn.run_sync(lambda sync: _reflected(sync)))["drafts"]
+        expected = {"group_id", "author_id", "kind", "fields", "state", "object_iri"}
+        assert expected <= set(drafts.columns.keys())
+        now = datetime(2026, 12, 7, tzinfo=UTC)
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+            values: dict[str, object] = {
+                "iri": "https://here.test/groups/g", "type": "Group", "handle": "g", "host": "here.test",
+                "local": True, "created_at": now, "updated_at": now,
+            }  # fmt: skip
+            for column in tables["actors"].columns:  # the models' scalar defaults for the rest
+                default = Base.metadata.tables["actors"].c[column.name].default
+                if column.name not in values and default is not None and default.is_scalar:
+                    values[column.name] = default.arg
+            actors = tables["actors"]
+            inserted = await conn.execute(actors.insert().values(**values).returning(actors.c.id))
+            actor_id = inserted.scalar_one()
+            row = {"group_id": actor_id, "author_id": actor_id, "fields": {}, "created_at": now, "reason": ""}
+            await conn.execute(drafts.insert().values(kind="alert", state="pending", **row))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(drafts.insert().values(kind="post", state="pending", **row))
+        except Exception as exc:  # the kind is checked by the database itself
+            assert "ck_drafts_kind" in str(exc) or "CHECK" in str(exc).upper()
+        else:
+            raise AssertionError("a draft of an unknown kind was stored")
+    finally:
+        await engine.dispose()

@@ -16,8 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
-from server.http.pages import account, actors, home, member, moderation, objects
-from server.http.pages import account, actors, home, member, members, objects
+from server.http.pages import account, actors, drafts, home, member, members, moderation, objects, publish
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -49,6 +48,8 @@ def setup(app: web.Application) -> None:
     app.add_routes(member.routes)
     app.add_routes(moderation.routes)
     app.add_routes(members.routes)
+    app.add_routes(publish.routes)
+    app.add_routes(drafts.routes)
 
 
 def _wants_html(request: web.Request) -> bool:
