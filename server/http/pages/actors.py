@@ -23,6 +23,7 @@ from server.services.actors import directory
 from server.http.pages import core as w
 from server.services.membership import members as membership
 from server.services.reading import objects
+from server.services.reading import visibility
 from server.services.media import uploads as media_service
 from server.services.errors import NotFound
 from server.services.reading.feeds import feed_links

@@ -23,6 +23,8 @@ from federation.vocab.entraide import Eligibility, Kind
 from server.db.models import Actor, Draft
 from server.services import audit as audit_log
 from server.services.content import local as content
+from server.services.content.kinds.alert import alert_info
+from server.services.content.kinds.proposal import poll_options
 from server.services.content.local import Published
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
@@ -83,11 +85,11 @@ def check(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     if kept.get("visibility", "public") not in VISIBILITIES:
         raise InvalidInput("visibility must be public or members", field="visibility")
     if kind == Kind.ALERT.value:
-        content.alert_info(kept)
+        alert_info(kept)
     elif kind == Kind.RESOURCE.value:
         content.iri_value(kept.get("license"), "license")
     else:
-        content.poll_options(kept)
+        poll_options(kept)
         content.when(kept.get("endTime"), "endTime")
         content.choice(Eligibility, kept.get("eligibility"), "eligibility", Eligibility.MEMBERS)
     return kept
