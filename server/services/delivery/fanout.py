@@ -33,7 +33,7 @@ from federation.delivery import (
 )
 from federation.iri import host_of, is_http_iri
 from federation.keys import KeyPair
-from federation.policy import PeerPolicy
+from federation.policy import HostPolicy
 from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import PUBLIC_ALIASES, Clock, Iri
@@ -64,6 +64,11 @@ def _as_list(value: Any) -> list[str]:
     return []
 
 
+SEVERING_TYPES = frozenset({"Reject", "Undo", "Block"})
+"""Sent to an actor the node just blocked (``server/services/moderation/blocks.py``): the actor
+policy does not hold them back, the host policy still does."""
+
+
 @dataclass(frozen=True, slots=True)
 class FanoutResult:
     deliveries: int
@@ -75,7 +80,7 @@ async def fanout(
     activity_id: int,
     *,
     priority: int = queue.Priority.NORMAL,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
     also: list[str] | None = None,
     on_queued: Callable[[], None] | None = None,
     resolve: Callable[[str], Awaitable[bool | None]] | None = None,
@@ -116,6 +121,9 @@ async def fanout(
     async def queue_page(recipients: list[Recipient]) -> None:
         nonlocal total_deliveries, total_recipients
         total_recipients += len(recipients)
+        if policy is not None and activity.type not in SEVERING_TYPES:
+            # A node-blocked actor gets nothing but what ends our relations with it.
+            recipients = [r for r in recipients if policy.allows_actor(r.actor)]
         targets = plan_delivery(recipients, prefer_shared_inbox=shared, exclude_origins=own_origin)
         targets = [t for t in targets if t.inbox not in planned]
         planned.update(t.inbox for t in targets)

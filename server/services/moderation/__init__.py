@@ -1,0 +1,1 @@
+"""Moderation: reports, blocks and the node's federation policy."""
