@@ -357,6 +357,16 @@ async def is_hidden(session: AsyncSession, viewer_id: int | None, author_id: int
     return cache[key]
 
 
+async def hidden_iris(session: AsyncSession, viewer_id: int | None, actor_iris: set[str]) -> set[str]:
+    """Which of ``actor_iris`` are hidden from this viewer (one statement)."""
+    if not actor_iris:
+        return set()
+    found = await session.scalars(
+        select(Actor.iri).where(Actor.iri.in_(sorted(actor_iris)), Actor.id.in_(hidden_authors(viewer_id)))
+    )
+    return set(found)
+
+
 async def rejects_media(session: AsyncSession, author_id: int) -> bool:
     """Is ``author_id`` on a domain whose media the node does not show (``reject_media``)?"""
     found = await session.scalar(
@@ -367,6 +377,14 @@ async def rejects_media(session: AsyncSession, author_id: int) -> bool:
         )
     )
     return found is not None
+
+
+MEDIA_FIELDS: Final = ("attachment", "image", "icon")
+
+
+def without_media(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` without the fields that point at media files."""
+    return {k: v for k, v in document.items() if k not in MEDIA_FIELDS}
 
 
 async def rejects_reports(session: AsyncSession, host: str) -> bool:
