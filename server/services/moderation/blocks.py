@@ -66,7 +66,7 @@ def _now(now: datetime | None) -> datetime:
 
 
 @contextlib.contextmanager
-def _channel(channel: str | None) -> Iterator[None]:
+def channel_override(channel: str | None) -> Iterator[None]:
     if channel is None:
         yield
     else:
@@ -299,7 +299,7 @@ async def set_node_policy(
         row.allowed_domains = allowed
     if association_creators is not None:
         row.association_creators = association_creators
-    with _channel(channel):
+    with channel_override(channel):
         audit.record(
             session, "node.policy", now=_now(now), by=by,
             detail={"federation_mode": row.federation_mode, "allowed": len(row.allowed_domains),
@@ -425,21 +425,24 @@ async def block_domain(
     spec = DomainBlockSpec(
         normalize_domain(domain), severity, reject_media, reject_reports, public_comment.strip(), obfuscate
     )
-    with _channel(channel):
-        return await _put_domain_block(
+    with channel_override(channel):
+        return await put_domain_block(
             session, spec, by=by, private_comment=private_comment.strip(), source=source, now=_now(now)
         )
 
 
-async def _put_domain_block(
+async def put_domain_block(
     session: AsyncSession,
     spec: DomainBlockSpec,
     *,
     by: Actor | None,
-    private_comment: str | None,
     source: str,
     now: datetime,
+    private_comment: str | None = None,
+    bump: bool = True,
 ) -> DomainBlock:
+    """Create or change the block ``spec`` (severing follows on suspension), audited. ``bump``
+    False: the caller calls :func:`policy_changed` once after a batch (an import)."""
     row = await session.scalar(select(DomainBlock).where(DomainBlock.domain == spec.domain))
     action = "domain.block" if row is None else "domain.block.update"
     if row is None:
@@ -451,12 +454,13 @@ async def _put_domain_block(
         row.private_comment = private_comment
     await session.flush()
     severed = await _sever_domain(session, spec.domain) if spec.severity == "suspend" else 0
-    audit.record(
-        session, action, now=now, by=by, target=spec.domain,
-        detail={"severity": spec.severity, "reject_media": spec.reject_media,
-                "reject_reports": spec.reject_reports, "source": source, "follows_severed": severed},
-    )
-    await policy_changed(session, now=now)
+    if bump:
+        audit.record(
+            session, action, now=now, by=by, target=spec.domain,
+            detail={"severity": spec.severity, "reject_media": spec.reject_media,
+                    "reject_reports": spec.reject_reports, "source": source, "follows_severed": severed},
+        )
+        await policy_changed(session, now=now)
     return row
 
 
@@ -486,7 +490,7 @@ async def unblock_domain(
     if row is None:
         raise NotFound(f"{name} is not blocked", field="domain")
     await session.delete(row)
-    with _channel(channel):
+    with channel_override(channel):
         audit.record(session, "domain.unblock", now=_now(now), by=by, target=name, detail={"source": row.source})
     await policy_changed(session, now=now)
 
@@ -539,7 +543,7 @@ async def block_actor(
     await session.flush()
     target = await session.scalar(select(Actor).where(Actor.iri == actor_iri))
     sent = await _sever_actor(session, uris, target, group, when) if target is not None else []
-    with _channel(channel):
+    with channel_override(channel):
         audit.record(
             session, "actor.block", now=when, by=by, group=group, target=actor_iri,
             detail={"reason": reason, "sent": sent},
@@ -623,7 +627,7 @@ async def unblock_actor(
         if block_iri is not None:
             block["id"] = block_iri
         await _send(session, uris, group, {"type": "Undo", "object": block, "to": [actor_iri]}, when)
-    with _channel(channel):
+    with channel_override(channel):
         audit.record(session, "actor.unblock", now=when, by=by, group=group, target=actor_iri)
     await policy_changed(session, now=when)
 
