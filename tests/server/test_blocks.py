@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
+
+from federation.errors import FederationError
+from server.services.errors import InvalidInput
+from server.services.moderation import blocklists
 
 from server.db.models import Activity, Actor, AuditEntry, Delivery, DomainBlock, Follow, RemoteObject
 from server.services.moderation import blocks
@@ -142,23 +147,35 @@ async def test_suspending_a_domain_severs_follows_both_ways(world: World) -> Non
         assert entry.detail["follows_severed"] == 1
 
 
-async def test_no_delivery_goes_to_a_blocked_domain(world: World) -> None:
-    reply = await world.send(GROUP_INBOX, activity("Follow", world.mallory, world.group), world.mallory)
-    assert reply.status == 202
-    await settle(world.node)
-    await _block_domain(world, "evil.example", severity="silence")  # silence keeps the follow
-    async with world.node.sessions.begin() as session:
-        await blocks.block_domain(session, by=None, domain="evil.example", severity="suspend")
-    world.peers.hits.clear()
-    token = await world.node.token("admin") if False else None  # noqa: SIM108 (kept simple)
-    del token
-    await settle(world.node)
+async def _evil_deliveries(world: World) -> int:
     async with world.node.sessions() as session:
-        count = await session.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.host == "evil.example")
-        )
+        hosts = list(await session.scalars(select(Delivery.host)))
+    return sum(1 for h in hosts if h.split(":")[0] == "evil.example")
+
+
+async def test_no_delivery_is_planned_for_a_blocked_domain(world: World) -> None:
+    # Given evil.example suspended, and a follow row of mallory's left over (written after the
+    # block, as a concurrent transaction could)
+    await _block_domain(world, "evil.example")
+    async with world.node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == world.group))
+        mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
+        assert group is not None and mallory is not None
+        session.add(Follow(follower_id=mallory.id, followed_id=group.id, state="accepted", created_at=group.created_at))
+    before = await _evil_deliveries(world)
+    world.peers.hits.clear()
+    # When the association publishes to its followers
+    await world.node.add_member("ana", "collectif", role="admin")
+    token = await world.node.token("ana")
+    await world.node.post_outbox(
+        "/groups/collectif",
+        token,
+        {"type": "Note", "content": "Bonjour", "to": ["https://www.w3.org/ns/activitystreams#Public"]},
+    )
+    await settle(world.node)
+    # Then nothing is planned for, nor sent to, evil.example
+    assert await _evil_deliveries(world) == before
     assert posts_to(world.peers, "evil.example") == []
-    assert count is not None
 
 
 async def test_blocking_an_actor_refuses_it_and_rejects_its_follow(world: World) -> None:
@@ -219,3 +236,121 @@ def _utc() -> Any:
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared lists: Mastodon's CSV, the preview, lists by URL
+# ---------------------------------------------------------------------------------------------
+
+MASTODON_CSV = """#domain,#severity,#reject_media,#reject_reports,#public_comment,#obfuscate
+evil.example,suspend,true,true,Harcèlement,false
+noisy.example,silence,false,false,"spam, beaucoup",true
+ex*mple.org,suspend,false,false,,true
+quiet.example,noop,true,false,,false
+"""
+
+
+async def test_a_mastodon_csv_round_trips(world: World) -> None:
+    async with world.node.sessions.begin() as session:
+        plan = await blocklists.import_domain_csv(session, MASTODON_CSV, name="shared.csv", by=None, apply=True)
+    assert [i.line for i in plan.invalid] == [4, 5]  # obfuscated and noop lines are not applied
+    async with world.node.sessions() as session:
+        exported = await blocklists.export_domain_csv(session)
+    assert exported.splitlines() == [
+        "#domain,#severity,#reject_media,#reject_reports,#public_comment,#obfuscate",
+        "evil.example,suspend,true,true,Harcèlement,false",
+        'noisy.example,silence,false,false,"spam, beaucoup",true',
+    ]
+    parsed = blocklists.parse_domain_csv(exported)
+    assert parsed.invalid == () and [e.domain for e in parsed.entries] == ["evil.example", "noisy.example"]
+    assert not world.node.fed.policy.allows("evil.example")
+    assert world.node.fed.policy.allows("noisy.example")
+
+
+async def test_the_preview_is_exactly_what_the_import_does(world: World) -> None:
+    # Given a first version of a list applied, and a block made by hand
+    first = "evil.example\nold.example\nsame.example\n"
+    async with world.node.sessions.begin() as session:
+        await blocklists.import_domain_csv(session, first, name="list", by=None, apply=True)
+        await blocks.block_domain(session, by=None, domain="manual.example", severity="silence")
+    second = (
+        "#domain,#severity,#reject_media,#reject_reports,#public_comment,#obfuscate\n"
+        "evil.example,silence,false,false,,false\n"  # changed
+        "same.example,suspend,false,false,,false\n"  # unchanged
+        "new.example,suspend,false,false,,false\n"  # added
+        "manual.example,suspend,false,false,,false\n"  # kept as made by hand
+    )  # old.example: removed
+    before = await world.counts()
+    async with world.node.sessions() as session:
+        preview = await blocklists.import_domain_csv(session, second, name="list", by=None, apply=False)
+    assert changed(before, await world.counts()) == {}  # the preview stores nothing
+    assert [a.domain for a in preview.adds] == ["new.example"]
+    assert [(c.before.severity, c.after.severity) for c in preview.changes] == [("suspend", "silence")]
+    assert preview.removals == ("old.example",) and preview.kept == ("manual.example",)
+    assert preview.unchanged == 1
+    async with world.node.sessions.begin() as session:
+        applied = await blocklists.import_domain_csv(session, second, name="list", by=None, apply=True)
+    assert applied == preview
+    async with world.node.sessions() as session:
+        rows = {r.domain: (r.severity, r.source) for r in await session.scalars(select(DomainBlock))}
+    assert rows == {
+        "evil.example": ("silence", "import:list"),
+        "same.example": ("suspend", "import:list"),
+        "new.example": ("suspend", "import:list"),
+        "manual.example": ("silence", "manual"),
+    }
+
+
+async def test_a_list_by_url_is_fetched_through_the_transport_with_its_etag(world: World) -> None:
+    url = world.peers.iri("third.example", "/blocklist.csv")
+    world.peers.serve(
+        "third.example", "/blocklist.csv", MASTODON_CSV, content_type="text/csv", headers={"ETag": '"v1"'}
+    )
+    # A preview first: nothing stored
+    preview = await blocklists.preview_url(world.node.fed, url)
+    assert [a.domain for a in preview.adds] == ["evil.example", "noisy.example"]
+    async with world.node.sessions.begin() as session:
+        await blocklists.subscribe(session, by=None, url=url, refresh_interval_s=3600)
+        sub = (await blocklists.list_subscriptions(session))[0]
+    # The subscription's refresh applies it and keeps the ETag
+    assert await blocklists.refresh_subscription(world.node.fed, sub.id) == "updated"
+    assert not world.node.fed.policy.allows("evil.example")
+    async with world.node.sessions() as session:
+        row = (await blocklists.list_subscriptions(session))[0]
+        assert row.etag == '"v1"' and row.last_error is None
+    # An unchanged list answers 304: nothing changes
+    world.peers.serve("third.example", "/blocklist.csv", b"", status=304, content_type=None)
+    assert await blocklists.refresh_subscription(world.node.fed, sub.id) == "unchanged"
+    # Unsubscribing removes the list's blocks
+    async with world.node.sessions.begin() as session:
+        await blocklists.unsubscribe(session, by=None, url=url)
+    assert world.node.fed.policy.allows("evil.example")
+
+
+async def test_a_list_url_on_a_private_address_is_refused_by_the_address_guard(world: World) -> None:
+    with pytest.raises(FederationError):
+        await blocklists.fetch_list(world.node.fed, "http://10.0.0.1/list.csv")
+    with pytest.raises(InvalidInput):
+        await blocklists.fetch_list(world.node.fed, "file:///etc/passwd")
+
+
+async def test_an_allowlist_closes_the_network(world: World) -> None:
+    async with world.node.sessions.begin() as session:
+        domains = await blocklists.import_allowlist(session, "# partenaires\npeer.example\n*.univ.example\n", by=None)
+        await blocks.set_node_policy(session, by=None, federation_mode="allowlist")
+    assert domains == ["peer.example", "*.univ.example"]
+    assert world.node.fed.policy.allows("peer.example") and world.node.fed.policy.allows("a.univ.example")
+    assert not world.node.fed.policy.allows("evil.example")
+    async with world.node.sessions() as session:
+        assert await blocklists.export_allowlist(session) == "*.univ.example\npeer.example\n"
+    reply = await world.send(GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory)
+    assert_refused(reply, 403, "peer_not_allowed")
+
+
+@pytest.mark.parametrize("bad", ["", "not a domain", "http://evil.example/", "*.evil.example", "evil.example:443"])
+async def test_a_bad_domain_is_refused_and_nothing_is_stored(world: World, bad: str) -> None:
+    before = await world.counts()
+    with pytest.raises(InvalidInput):
+        async with world.node.sessions.begin() as session:
+            await blocks.block_domain(session, by=None, domain=bad)
+    assert changed(before, await world.counts()) == {}
