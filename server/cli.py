@@ -1793,6 +1793,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config(p)
         p.set_defaults(func=_cmd_publish, kind=kind)
     _add_admin_commands(commands)
+    from server.cli_blocks import add_block_commands  # here: it imports this module's helpers
+
+    add_block_commands(commands)
     return parser
 
 

@@ -197,7 +197,6 @@ async def policy_changed(session: AsyncSession, *, now: datetime | None = None) 
     row.version += 1
     row.updated_at = _now(now)
     await session.flush()
-    session.expire_all()  # the snapshot must see every pending change, flushed
     snapshot = await load_snapshot(session)
     url = str(session.sync_session.get_bind().engine.url)
     session.sync_session.info[_SNAPSHOT_KEY] = (url, snapshot)
