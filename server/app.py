@@ -28,6 +28,7 @@ from server.http import (
     account_api,
     activitypub,
     api,
+    blocks_api,
     feeds,
     inbox,
     media,
@@ -164,6 +165,7 @@ def create_app(
     app.add_routes(outbox.routes)
     app.add_routes(media.routes)
     app.add_routes(api.routes)
+    app.add_routes(blocks_api.routes)
     app.add_routes(account_api.routes)
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)

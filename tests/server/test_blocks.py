@@ -354,3 +354,81 @@ async def test_a_bad_domain_is_refused_and_nothing_is_stored(world: World, bad: 
         async with world.node.sessions.begin() as session:
             await blocks.block_domain(session, by=None, domain=bad)
     assert changed(before, await world.counts()) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The JSON API (node admins, admin-scope token)
+# ---------------------------------------------------------------------------------------------
+
+
+async def _admin_token(world: World, *, node_admin: bool = True, scope: str = "admin") -> dict[str, str]:
+    from server.services.actors import local as actor_service
+
+    await world.node.add_member("ana", "collectif", role="admin")
+    async with world.node.sessions.begin() as session:
+        await actor_service.set_node_admin(session, username="ana", node_admin=node_admin, now=_utc())
+    return {"Authorization": f"Bearer {await world.node.token('ana', scope=scope)}"}
+
+
+async def test_the_api_blocks_previews_imports_exports_and_lifts(world: World) -> None:
+    headers = await _admin_token(world)
+    client = world.node.client
+    response = await client.post(
+        "/api/admin/domain-blocks", json={"domain": "evil.example", "rejectMedia": True}, headers=headers
+    )
+    assert response.status == 201 and (await response.json())["rejectMedia"] is True
+    assert not world.node.fed.policy.allows("evil.example")
+    preview = await client.post(
+        "/api/admin/domain-blocks/import", json={"csv": MASTODON_CSV, "name": "shared"}, headers=headers
+    )
+    plan = await preview.json()
+    assert preview.status == 200 and [a["domain"] for a in plan["adds"]] == ["noisy.example"]
+    assert plan["kept"] == ["evil.example"] and [i["line"] for i in plan["invalid"]] == [4, 5]
+    applied = await client.post(
+        "/api/admin/domain-blocks/import", json={"csv": MASTODON_CSV, "name": "shared", "apply": True},
+        headers=headers,
+    )
+    assert (await applied.json()) == plan
+    exported = await client.get("/api/admin/domain-blocks/export", headers=headers)
+    assert exported.content_type == "text/csv"
+    assert (await exported.text()).splitlines()[1:] == [
+        "evil.example,suspend,true,false,,false",
+        'noisy.example,silence,false,false,"spam, beaucoup",true',
+    ]
+    response = await client.post("/api/admin/actor-blocks", json={"actor": world.alice.iri}, headers=headers)
+    assert response.status == 201
+    response = await client.put("/api/admin/federation", json={"associationCreators": "members"}, headers=headers)
+    view = await response.json()
+    assert view["associationCreators"] == "members" and len(view["domainBlocks"]) == 2
+    assert [a["actor"] for a in view["actorBlocks"]] == [world.alice.iri]
+    response = await client.delete("/api/admin/domain-blocks", params={"domain": "evil.example"}, headers=headers)
+    assert response.status == 204 and world.node.fed.policy.allows("evil.example")
+    response = await client.delete("/api/admin/actor-blocks", params={"actor": world.alice.iri}, headers=headers)
+    assert response.status == 204 and world.node.fed.policy.allows_actor(world.alice.iri)
+    async with world.node.sessions() as session:
+        channels = set(await session.scalars(select(AuditEntry.channel).where(AuditEntry.action.like("domain.%"))))
+    assert channels == {"api"}
+
+
+@pytest.mark.parametrize(("node_admin", "scope"), [(False, "admin"), (True, "write")])
+async def test_the_api_is_for_node_admins_with_an_admin_token(world: World, node_admin: bool, scope: str) -> None:
+    headers = await _admin_token(world, node_admin=node_admin, scope=scope)
+    before = await world.counts()
+    response = await world.node.client.post("/api/admin/domain-blocks", json={"domain": "evil.example"}, headers=headers)
+    assert response.status == 403 and response.content_type == "application/problem+json"
+    response = await world.node.client.get("/api/admin/federation", headers=headers)
+    assert response.status == 403
+    assert changed(before, await world.counts()) == {}
+    assert (await world.node.client.get("/api/admin/federation")).status == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"domain": "ex*mple.org"}, {"domain": "evil.example", "severity": "noop"}, {"domain": "a", "extra": 1}, {}],
+)
+async def test_the_api_refuses_bad_blocks_with_a_problem(world: World, body: dict[str, Any]) -> None:
+    headers = await _admin_token(world)
+    before = await world.counts()
+    response = await world.node.client.post("/api/admin/domain-blocks", json=body, headers=headers)
+    assert response.status == 400 and response.content_type == "application/problem+json"
+    assert changed(before, await world.counts()) == {}

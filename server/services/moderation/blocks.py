@@ -40,11 +40,11 @@ from federation.policy import HostPattern, LivePolicy, PeerPolicy
 from federation.uris import UriScheme
 from server.config import FederationSettings
 from server.db import queue
-from server.db.models import Activity, Actor, ActorBlock, DomainBlock, NodePolicy
+from server.db.models import Account, Activity, Actor, ActorBlock, DomainBlock, NodePolicy
 from server.db.models import Follow as FollowRow
 from server.services import audit
 from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.errors import InvalidInput, NotFound
+from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,49 @@ class DomainBlockSpec:
         return cls(
             row.domain, row.severity, row.reject_media, row.reject_reports, row.public_comment, row.obfuscate
         )
+
+
+async def node_admin(session: AsyncSession, actor_id: int | None, *, scope: str | None) -> Actor:
+    """The node admin acting (``entraide member set NAME --node-admin yes``), with an admin-scope
+    token or a browser session (``scope`` None).
+
+    Raises:
+        Unauthorized: no local account. Forbidden: not a node admin, or a token without the admin scope.
+    """
+    actor = await session.get(Actor, actor_id) if actor_id is not None else None
+    if actor is None or not actor.local or actor.type != "Person":
+        raise Unauthorized("a bearer token of a local account is required")
+    account = await session.get(Account, actor.id)
+    if account is None or not account.is_node_admin or scope not in (None, "admin"):
+        raise Forbidden("blocks and the federation policy are set by node admins (admin-scope token)")
+    return actor
+
+
+def describe(policy: NodePolicy, domains: list[DomainBlock], actors: list[ActorBlock], lists: list[Any]) -> dict[str, Any]:
+    """The policy page's and the API's one view of the node's federation settings."""
+    return {
+        "federationMode": policy.federation_mode,
+        "allowedDomains": list(policy.allowed_domains),
+        "associationCreators": policy.association_creators,
+        "domainBlocks": [domain_block_json(d) for d in domains],
+        "actorBlocks": [
+            {"actor": a.actor_iri, "reason": a.reason, "created": a.created_at.isoformat()} for a in actors
+        ],
+        "subscriptions": [
+            {"url": s.url, "kind": s.kind, "refreshIntervalS": s.refresh_interval_s,
+             "lastFetched": s.last_fetched_at.isoformat() if s.last_fetched_at else None, "error": s.last_error}
+            for s in lists
+        ],
+    }
+
+
+def domain_block_json(row: DomainBlock) -> dict[str, Any]:
+    return {
+        "domain": row.domain, "severity": row.severity, "rejectMedia": row.reject_media,
+        "rejectReports": row.reject_reports, "publicComment": row.public_comment,
+        "privateComment": row.private_comment, "obfuscate": row.obfuscate, "source": row.source,
+        "created": row.created_at.isoformat(),
+    }
 
 
 # --- the node's policy and its snapshot -------------------------------------------------------------
