@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
-from server.http.pages import account, actors, home, member, objects
+from server.http.pages import account, actors, admin, home, member, objects
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -46,6 +46,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(actors.routes)
     app.add_routes(objects.routes)
     app.add_routes(member.routes)
+    app.add_routes(admin.routes)
 
 
 def _wants_html(request: web.Request) -> bool:
