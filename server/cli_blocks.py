@@ -85,13 +85,27 @@ def _cmd_list(args: argparse.Namespace) -> int:
             "allowedDomains": list(policy.allowed_domains),
             "associationCreators": policy.association_creators,
             "domains": [
-                {"domain": d.domain, "severity": d.severity, "rejectMedia": d.reject_media,
-                 "rejectReports": d.reject_reports, "publicComment": d.public_comment, "source": d.source}
+                {
+                    "domain": d.domain,
+                    "severity": d.severity,
+                    "rejectMedia": d.reject_media,
+                    "rejectReports": d.reject_reports,
+                    "publicComment": d.public_comment,
+                    "source": d.source,
+                }
                 for d in await blocks.list_domain_blocks(session)
             ],
-            "actors": [{"actor": a.actor_iri, "reason": a.reason} for a in await blocks.list_actor_blocks(session)],
+            "actors": [
+                {"actor": a.actor_iri, "reason": a.reason} for a in await blocks.list_actor_blocks(session)
+            ],
             "subscriptions": [
-                {"url": s.url, "kind": s.kind, "every": s.refresh_interval_s, "etag": s.etag, "error": s.last_error}
+                {
+                    "url": s.url,
+                    "kind": s.kind,
+                    "every": s.refresh_interval_s,
+                    "etag": s.etag,
+                    "error": s.last_error,
+                }
                 for s in await blocklists.list_subscriptions(session)
             ],
         }
@@ -188,15 +202,21 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    exported: list[str] = []
+
     async def work(session: Any, uris: UriScheme) -> int:
-        text = await (blocklists.export_allowlist(session) if args.allowlist else blocklists.export_domain_csv(session))
-        if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
+        if args.allowlist:
+            exported.append(await blocklists.export_allowlist(session))
         else:
-            sys.stdout.write(text)
+            exported.append(await blocklists.export_domain_csv(session))
         return 0
 
-    return asyncio.run(_with_session(_settings(args), work))
+    code = asyncio.run(_with_session(_settings(args), work))
+    if args.output:
+        Path(args.output).write_text(exported[0], encoding="utf-8")
+    else:
+        sys.stdout.write(exported[0])
+    return code
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
@@ -206,7 +226,10 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
             _out(f"{args.url}\tunsubscribed")
             return 0
         row = await blocklists.subscribe(
-            session, by=None, url=args.url, kind="allowlist" if args.allowlist else "blocks",
+            session,
+            by=None,
+            url=args.url,
+            kind="allowlist" if args.allowlist else "blocks",
             refresh_interval_s=int(args.every * 3600),
         )
         _out(f"{row.url}\t{row.kind}\tevery {row.refresh_interval_s} s")
@@ -240,8 +263,12 @@ def add_block_commands(commands: Any) -> None:
 
     p = sub.add_parser("domain", help="block a domain and its subdomains", description="Block a domain.")
     p.add_argument("domain")
-    p.add_argument("--severity", choices=blocks.SEVERITIES, default="suspend",
-                   help="suspend: refuse everything (default); silence: keep off public listings")
+    p.add_argument(
+        "--severity",
+        choices=blocks.SEVERITIES,
+        default="suspend",
+        help="suspend: refuse everything (default); silence: keep off public listings",
+    )
     p.add_argument("--reject-media", action="store_true", help="do not store or show its media")
     p.add_argument("--reject-reports", action="store_true", help="ignore its reports")
     p.add_argument("--public-comment", default="", metavar="TEXT")
@@ -294,8 +321,11 @@ def add_block_commands(commands: Any) -> None:
     _add_config(p)
     p.set_defaults(func=_cmd_subscribe)
 
-    p = sub.add_parser("policy", help="open federation or allowlist; who creates associations",
-                       description="Set the node's federation policy.")
+    p = sub.add_parser(
+        "policy",
+        help="open federation or allowlist; who creates associations",
+        description="Set the node's federation policy.",
+    )
     p.add_argument("--mode", choices=blocks.FEDERATION_MODES)
     p.add_argument("--association-creators", choices=blocks.ASSOCIATION_CREATORS)
     _add_config(p)

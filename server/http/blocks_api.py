@@ -50,8 +50,11 @@ async def put_federation(request: web.Request) -> web.Response:
     async with request.app[NODE].sessions.begin() as session:
         by = await _admin(request, session)
         await blocks.set_node_policy(
-            session, by=by, federation_mode=body.get("federationMode"),
-            allowed_domains=body.get("allowedDomains"), association_creators=body.get("associationCreators"),
+            session,
+            by=by,
+            federation_mode=body.get("federationMode"),
+            allowed_domains=body.get("allowedDomains"),
+            association_creators=body.get("associationCreators"),
         )
         return json_response(await _view(session), headers=NO_STORE)
 
@@ -63,9 +66,14 @@ async def post_domain_block(request: web.Request) -> web.Response:
     async with request.app[NODE].sessions.begin() as session:
         by = await _admin(request, session)
         row = await blocks.block_domain(
-            session, by=by, domain=body["domain"], severity=body.get("severity", "suspend"),
-            reject_media=body.get("rejectMedia", False), reject_reports=body.get("rejectReports", False),
-            public_comment=body.get("publicComment", ""), private_comment=body.get("privateComment", ""),
+            session,
+            by=by,
+            domain=body["domain"],
+            severity=body.get("severity", "suspend"),
+            reject_media=body.get("rejectMedia", False),
+            reject_reports=body.get("rejectReports", False),
+            public_comment=body.get("publicComment", ""),
+            private_comment=body.get("privateComment", ""),
             obfuscate=body.get("obfuscate", False),
         )
         return json_response(blocks.domain_block_json(row), status=201, headers=NO_STORE)

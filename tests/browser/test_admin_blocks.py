@@ -58,7 +58,9 @@ async def test_the_federation_page_passes_axe_in_french_and_english(
         await node.create_association("entraide", "Entraide Lyon")
         await node.add_member("ana", "entraide", role="admin")
         async with node.sessions.begin() as session:
-            await actor_service.set_node_admin(session, username="ana", node_admin=True, now=datetime.now(UTC))
+            await actor_service.set_node_admin(
+                session, username="ana", node_admin=True, now=datetime.now(UTC)
+            )
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
             try:

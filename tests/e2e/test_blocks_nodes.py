@@ -51,7 +51,9 @@ async def test_a_domain_block_imported_from_a_csv_cuts_a_third_node_off_both_way
             f"{c_host},suspend,true,true,Spam,false\n"
         )
         async with a.sessions.begin() as session:
-            preview = await blocklists.import_domain_csv(session, shared, name="shared.csv", by=None, apply=False)
+            preview = await blocklists.import_domain_csv(
+                session, shared, name="shared.csv", by=None, apply=False
+            )
         assert [add.domain for add in preview.adds] == [c_host]
         async with a.sessions.begin() as session:
             await blocklists.import_domain_csv(session, shared, name="shared.csv", by=None, apply=True)
@@ -66,7 +68,9 @@ async def test_a_domain_block_imported_from_a_csv_cuts_a_third_node_off_both_way
         assert not await _exists(c, created["object"])
         assert await _deliveries_to(a, c_host) == planned_for_c
         # and what C sends is refused: gamma's new follow of alpha never gets accepted on A
-        await following.unfollow(c.fed, follower=await _actor(c, gamma), follow_iri=await _follow_iri(c, gamma))
+        await following.unfollow(
+            c.fed, follower=await _actor(c, gamma), follow_iri=await _follow_iri(c, gamma)
+        )
         again = await following.follow(c.fed, local_name="gamma", target_iri=alpha)
         assert again.state == "pending"
         await wait_until(lambda: _refused_by(c, a), what="C's delivery to A refused", timeout_s=30)

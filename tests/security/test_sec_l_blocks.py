@@ -28,7 +28,9 @@ async def test_sec_77_a_stored_block_refuses_before_any_key_fetch_in_every_proce
     await _block_domain(world, "evil.example")
     world.peers.hits.clear()
     before = await world.counts()
-    reply = await world.send(GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory)
+    reply = await world.send(
+        GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory
+    )
     assert_refused(reply, 403, "peer_not_allowed")
     assert gets_to(world.peers, "evil.example") == [] and changed(before, await world.counts()) == {}
     # another process (its own policy object) sees the block at its next poll

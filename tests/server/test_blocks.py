@@ -11,14 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from federation.errors import FederationError
-from server.services.errors import InvalidInput
-from server.services.moderation import blocklists
-
 from server.db.models import Activity, Actor, AuditEntry, Delivery, DomainBlock, Follow, RemoteObject
-from server.services.moderation import blocks
+from server.services.errors import InvalidInput
+from server.services.moderation import blocklists, blocks
 from server.services.reading import visibility
 from tests.support.signed_inbox import changed, gets_to, posts_to, settle
 from tests.support.world import (
@@ -43,7 +41,9 @@ async def _block_actor(world: World, iri: str, *, group: str | None = None) -> N
         owner = None
         if group is not None:
             owner = await session.scalar(select(Actor).where(Actor.iri == group))
-        await blocks.block_actor(session, uris=world.node.uris, by=None, actor_iri=iri, group=owner, reason="spam")
+        await blocks.block_actor(
+            session, uris=world.node.uris, by=None, actor_iri=iri, group=owner, reason="spam"
+        )
 
 
 async def _stored_note(world: World, who: Any) -> str:
@@ -61,7 +61,9 @@ async def _readable(world: World, iri: str) -> bool:
         assert row is not None
         one = await visibility.can_read_object(session, visibility.ANONYMOUS, row)
         listed = await session.scalar(
-            select(RemoteObject.id).where(RemoteObject.iri == iri, visibility.readable_by(visibility.ANONYMOUS))
+            select(RemoteObject.id).where(
+                RemoteObject.iri == iri, visibility.readable_by(visibility.ANONYMOUS)
+            )
         )
         assert one == (listed is not None)  # the per-row rule and the listing filter agree
         return one
@@ -74,7 +76,9 @@ async def test_a_blocked_domain_is_refused_at_the_inbox_before_any_key_fetch(wor
     world.peers.hits.clear()
     before = await world.counts()
     # When mallory, whose key was never fetched again, posts a Create
-    reply = await world.send(GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory)
+    reply = await world.send(
+        GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory
+    )
     # Then 403 peer_not_allowed, nothing stored, no request to evil.example
     assert_refused(reply, 403, "peer_not_allowed")
     assert changed(before, await world.counts()) == {}
@@ -161,7 +165,11 @@ async def test_no_delivery_is_planned_for_a_blocked_domain(world: World) -> None
         group = await session.scalar(select(Actor).where(Actor.iri == world.group))
         mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
         assert group is not None and mallory is not None
-        session.add(Follow(follower_id=mallory.id, followed_id=group.id, state="accepted", created_at=group.created_at))
+        session.add(
+            Follow(
+                follower_id=mallory.id, followed_id=group.id, state="accepted", created_at=group.created_at
+            )
+        )
     before = await _evil_deliveries(world)
     world.peers.hits.clear()
     # When the association publishes to its followers
@@ -194,7 +202,9 @@ async def test_blocking_an_actor_refuses_it_and_rejects_its_follow(world: World)
     await settle(world.node)
     assert len(posts_to(world.peers, "peer.example")) == 1
     # and her activities are refused, bob's are not
-    reply = await world.send(GROUP_INBOX, create(world.alice, note(world.alice, to=[world.group])), world.alice)
+    reply = await world.send(
+        GROUP_INBOX, create(world.alice, note(world.alice, to=[world.group])), world.alice
+    )
     assert_refused(reply, 403, "peer_not_allowed")
     await _stored_note(world, world.bob)
 
@@ -207,15 +217,20 @@ async def test_an_association_block_sends_block_and_undo_of_our_follow(world: Wo
         assert group is not None and alice is not None
         session.add(
             Follow(
-                follower_id=group.id, followed_id=alice.id, follow_iri=f"{world.group}#follows/1",
-                state="accepted", created_at=group.created_at,
+                follower_id=group.id,
+                followed_id=alice.id,
+                follow_iri=f"{world.group}#follows/1",
+                state="accepted",
+                created_at=group.created_at,
             )
         )
     # When the association blocks her
     await _block_actor(world, world.alice.iri, group=world.group)
     # Then Undo{Follow} and Block go out, and the node as a whole still federates with her
     async with world.node.sessions() as session:
-        kinds = sorted(await session.scalars(select(Activity.type).where(Activity.type.in_(("Undo", "Block")))))
+        kinds = sorted(
+            await session.scalars(select(Activity.type).where(Activity.type.in_(("Undo", "Block"))))
+        )
     assert kinds == ["Block", "Undo"]
     assert world.node.fed.policy.allows_actor(world.alice.iri)
 
@@ -252,7 +267,9 @@ quiet.example,noop,true,false,,false
 
 async def test_a_mastodon_csv_round_trips(world: World) -> None:
     async with world.node.sessions.begin() as session:
-        plan = await blocklists.import_domain_csv(session, MASTODON_CSV, name="shared.csv", by=None, apply=True)
+        plan = await blocklists.import_domain_csv(
+            session, MASTODON_CSV, name="shared.csv", by=None, apply=True
+        )
     assert [i.line for i in plan.invalid] == [4, 5]  # obfuscated and noop lines are not applied
     async with world.node.sessions() as session:
         exported = await blocklists.export_domain_csv(session)
@@ -336,18 +353,24 @@ async def test_a_list_url_on_a_private_address_is_refused_by_the_address_guard(w
 
 async def test_an_allowlist_closes_the_network(world: World) -> None:
     async with world.node.sessions.begin() as session:
-        domains = await blocklists.import_allowlist(session, "# partenaires\npeer.example\n*.univ.example\n", by=None)
+        domains = await blocklists.import_allowlist(
+            session, "# partenaires\npeer.example\n*.univ.example\n", by=None
+        )
         await blocks.set_node_policy(session, by=None, federation_mode="allowlist")
     assert domains == ["peer.example", "*.univ.example"]
     assert world.node.fed.policy.allows("peer.example") and world.node.fed.policy.allows("a.univ.example")
     assert not world.node.fed.policy.allows("evil.example")
     async with world.node.sessions() as session:
         assert await blocklists.export_allowlist(session) == "*.univ.example\npeer.example\n"
-    reply = await world.send(GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory)
+    reply = await world.send(
+        GROUP_INBOX, create(world.mallory, note(world.mallory, to=[world.group])), world.mallory
+    )
     assert_refused(reply, 403, "peer_not_allowed")
 
 
-@pytest.mark.parametrize("bad", ["", "not a domain", "http://evil.example/", "*.evil.example", "evil.example:443"])
+@pytest.mark.parametrize(
+    "bad", ["", "not a domain", "http://evil.example/", "*.evil.example", "evil.example:443"]
+)
 async def test_a_bad_domain_is_refused_and_nothing_is_stored(world: World, bad: str) -> None:
     before = await world.counts()
     with pytest.raises(InvalidInput):
@@ -385,7 +408,8 @@ async def test_the_api_blocks_previews_imports_exports_and_lifts(world: World) -
     assert preview.status == 200 and [a["domain"] for a in plan["adds"]] == ["noisy.example"]
     assert plan["kept"] == ["evil.example"] and [i["line"] for i in plan["invalid"]] == [4, 5]
     applied = await client.post(
-        "/api/admin/domain-blocks/import", json={"csv": MASTODON_CSV, "name": "shared", "apply": True},
+        "/api/admin/domain-blocks/import",
+        json={"csv": MASTODON_CSV, "name": "shared", "apply": True},
         headers=headers,
     )
     assert (await applied.json()) == plan
@@ -397,24 +421,36 @@ async def test_the_api_blocks_previews_imports_exports_and_lifts(world: World) -
     ]
     response = await client.post("/api/admin/actor-blocks", json={"actor": world.alice.iri}, headers=headers)
     assert response.status == 201
-    response = await client.put("/api/admin/federation", json={"associationCreators": "members"}, headers=headers)
+    response = await client.put(
+        "/api/admin/federation", json={"associationCreators": "members"}, headers=headers
+    )
     view = await response.json()
     assert view["associationCreators"] == "members" and len(view["domainBlocks"]) == 2
     assert [a["actor"] for a in view["actorBlocks"]] == [world.alice.iri]
-    response = await client.delete("/api/admin/domain-blocks", params={"domain": "evil.example"}, headers=headers)
+    response = await client.delete(
+        "/api/admin/domain-blocks", params={"domain": "evil.example"}, headers=headers
+    )
     assert response.status == 204 and world.node.fed.policy.allows("evil.example")
-    response = await client.delete("/api/admin/actor-blocks", params={"actor": world.alice.iri}, headers=headers)
+    response = await client.delete(
+        "/api/admin/actor-blocks", params={"actor": world.alice.iri}, headers=headers
+    )
     assert response.status == 204 and world.node.fed.policy.allows_actor(world.alice.iri)
     async with world.node.sessions() as session:
-        channels = set(await session.scalars(select(AuditEntry.channel).where(AuditEntry.action.like("domain.%"))))
+        channels = set(
+            await session.scalars(select(AuditEntry.channel).where(AuditEntry.action.like("domain.%")))
+        )
     assert channels == {"api"}
 
 
 @pytest.mark.parametrize(("node_admin", "scope"), [(False, "admin"), (True, "write")])
-async def test_the_api_is_for_node_admins_with_an_admin_token(world: World, node_admin: bool, scope: str) -> None:
+async def test_the_api_is_for_node_admins_with_an_admin_token(
+    world: World, node_admin: bool, scope: str
+) -> None:
     headers = await _admin_token(world, node_admin=node_admin, scope=scope)
     before = await world.counts()
-    response = await world.node.client.post("/api/admin/domain-blocks", json={"domain": "evil.example"}, headers=headers)
+    response = await world.node.client.post(
+        "/api/admin/domain-blocks", json={"domain": "evil.example"}, headers=headers
+    )
     assert response.status == 403 and response.content_type == "application/problem+json"
     response = await world.node.client.get("/api/admin/federation", headers=headers)
     assert response.status == 403
@@ -424,7 +460,12 @@ async def test_the_api_is_for_node_admins_with_an_admin_token(world: World, node
 
 @pytest.mark.parametrize(
     "body",
-    [{"domain": "ex*mple.org"}, {"domain": "evil.example", "severity": "noop"}, {"domain": "a", "extra": 1}, {}],
+    [
+        {"domain": "ex*mple.org"},
+        {"domain": "evil.example", "severity": "noop"},
+        {"domain": "a", "extra": 1},
+        {},
+    ],
 )
 async def test_the_api_refuses_bad_blocks_with_a_problem(world: World, body: dict[str, Any]) -> None:
     headers = await _admin_token(world)

@@ -23,13 +23,16 @@ def test_every_block_command_has_help(capsys: pytest.CaptureFixture[str]) -> Non
         assert "usage: entraide block" in capsys.readouterr().out
 
 
-def test_blocks_from_the_command_line(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_blocks_from_the_command_line(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _node(tmp_path, database_url)
     url = _db_url(config, database_url)
     code, out, err = _cli(capsys, "block", "domain", "Evil.Example", "--reject-media", "--config", config)
     assert (code, out) == (0, "evil.example\tsuspend\n"), err
-    code, out, err = _cli(capsys, "block", "actor", "https://peer.example/users/troll", "--reason", "spam",
-                          "--config", config)
+    code, out, err = _cli(
+        capsys, "block", "actor", "https://peer.example/users/troll", "--reason", "spam", "--config", config
+    )
     assert code == 0, err
     lists = tmp_path / "shared.csv"
     lists.write_text(
@@ -40,7 +43,9 @@ def test_blocks_from_the_command_line(tmp_path: Path, database_url: str, capsys:
     code, out, err = _cli(capsys, "block", "import", str(lists), "--config", config)
     assert (code, out) == (0, "+ noisy.example\tsilence\n") and "preview only" in err
     code, out, err = _cli(capsys, "block", "list", "--json", "--config", config)
-    assert [d["domain"] for d in json.loads(out)["domains"]] == ["evil.example"]  # the preview changed nothing
+    assert [d["domain"] for d in json.loads(out)["domains"]] == [
+        "evil.example"
+    ]  # the preview changed nothing
     code, out, err = _cli(capsys, "block", "import", str(lists), "--apply", "--config", config)
     assert code == 0 and "applied" in err
     code, out, err = _cli(capsys, "block", "export", "--config", config)

@@ -60,14 +60,29 @@ async def test_a_node_admin_blocks_previews_and_applies_a_list(node: Node) -> No
     assert await _domains(node) == {"spam.example": "silence"}  # the preview stored nothing
     applied = await _post_form(node.client, PAGE, f"{PAGE}/import", csv=CSV, name="shared", step="apply")
     assert applied.status == 303
-    assert await _domains(node) == {"spam.example": "silence", "evil.example": "suspend", "noisy.example": "silence"}
+    assert await _domains(node) == {
+        "spam.example": "silence",
+        "evil.example": "suspend",
+        "noisy.example": "silence",
+    }
     assert not node.fed.policy.allows("evil.example")
     removed = await _post_form(node.client, PAGE, f"{PAGE}/domains/remove", domain="evil.example")
     assert removed.status == 303 and node.fed.policy.allows("evil.example")
-    policy = await _post_form(node.client, PAGE, f"{PAGE}/policy", mode="allowlist", allowed="peer.example\n",
-                              creators="admins")
+    policy = await _post_form(
+        node.client, PAGE, f"{PAGE}/policy", mode="allowlist", allowed="peer.example\n", creators="admins"
+    )
     assert policy.status == 303 and not node.fed.policy.allows("noisy.example")
     async with node.sessions() as session:
-        channels = {c for (c,) in (await session.execute(select(AuditEntry.channel).where(
-            AuditEntry.action.in_(("domain.block", "domain.import", "domain.unblock", "node.policy"))))).all()}
+        channels = {
+            c
+            for (c,) in (
+                await session.execute(
+                    select(AuditEntry.channel).where(
+                        AuditEntry.action.in_(
+                            ("domain.block", "domain.import", "domain.unblock", "node.policy")
+                        )
+                    )
+                )
+            ).all()
+        }
     assert channels == {"web"}

@@ -39,7 +39,10 @@ async def _page(
             await blocklists.list_subscriptions(session),
         )
     context = {
-        "view": view, "errors": errors or {}, "plan": plan, "csv_text": csv_text,
+        "view": view,
+        "errors": errors or {},
+        "plan": plan,
+        "csv_text": csv_text,
         "notice": request.query.get("done", ""),
     }
     return await w.render(request, "admin_federation.html", context, status=status, title="federation_policy")
@@ -73,9 +76,12 @@ async def set_policy(request: web.Request) -> web.StreamResponse:
         async with node.sessions.begin() as session:
             by = await blocks.node_admin(session, user.account.actor_id, scope=None)
             await blocks.set_node_policy(
-                session, by=by, federation_mode=w.field(data, "mode") or None,
+                session,
+                by=by,
+                federation_mode=w.field(data, "mode") or None,
                 allowed_domains=w.field(data, "allowed").splitlines(),
-                association_creators=w.field(data, "creators") or None, now=node.clock(),
+                association_creators=w.field(data, "creators") or None,
+                now=node.clock(),
             )
     except InvalidInput as exc:
         return await _page(request, errors=_refused(exc, "allowed"), status=400)
@@ -90,9 +96,14 @@ async def add_domain(request: web.Request) -> web.StreamResponse:
         async with node.sessions.begin() as session:
             by = await blocks.node_admin(session, user.account.actor_id, scope=None)
             await blocks.block_domain(
-                session, by=by, domain=w.field(data, "domain"), severity=w.field(data, "severity") or "suspend",
-                reject_media=bool(w.field(data, "reject_media")), reject_reports=bool(w.field(data, "reject_reports")),
-                public_comment=w.field(data, "public_comment"), private_comment=w.field(data, "private_comment"),
+                session,
+                by=by,
+                domain=w.field(data, "domain"),
+                severity=w.field(data, "severity") or "suspend",
+                reject_media=bool(w.field(data, "reject_media")),
+                reject_reports=bool(w.field(data, "reject_reports")),
+                public_comment=w.field(data, "public_comment"),
+                private_comment=w.field(data, "private_comment"),
                 now=node.clock(),
             )
     except InvalidInput as exc:
@@ -118,8 +129,12 @@ async def add_actor(request: web.Request) -> web.StreamResponse:
         async with node.sessions.begin() as session:
             by = await blocks.node_admin(session, user.account.actor_id, scope=None)
             await blocks.block_actor(
-                session, uris=node.uris, by=by, actor_iri=w.field(data, "actor"),
-                reason=w.field(data, "reason"), now=node.clock(),
+                session,
+                uris=node.uris,
+                by=by,
+                actor_iri=w.field(data, "actor"),
+                reason=w.field(data, "reason"),
+                now=node.clock(),
             )
     except InvalidInput as exc:
         return await _page(request, errors={"actor": exc.detail}, status=400)

@@ -222,7 +222,9 @@ async def store_object(
     return row
 
 
-async def _shown_document(session: AsyncSession, fed: Federation, raw: dict[str, Any], author: Actor) -> dict[str, Any]:
+async def _shown_document(
+    session: AsyncSession, fed: Federation, raw: dict[str, Any], author: Actor
+) -> dict[str, Any]:
     """The sanitised document, without its media when the author's domain is blocked with
     ``reject_media`` (its attachments are then neither stored nor shown: decision 63)."""
     document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))

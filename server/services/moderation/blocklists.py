@@ -37,7 +37,14 @@ from server.services.moderation.blocks import DomainBlockSpec
 
 log = logging.getLogger(__name__)
 
-CSV_HEADER: Final = ("#domain", "#severity", "#reject_media", "#reject_reports", "#public_comment", "#obfuscate")
+CSV_HEADER: Final = (
+    "#domain",
+    "#severity",
+    "#reject_media",
+    "#reject_reports",
+    "#public_comment",
+    "#obfuscate",
+)
 MAX_LIST_BYTES: Final = 4 * 1024 * 1024
 MAX_ENTRIES: Final = 100_000
 MIN_REFRESH_S: Final = 3600
@@ -210,8 +217,12 @@ class ImportPlan:
     def as_json(self) -> dict[str, Any]:
         def spec(s: DomainBlockSpec) -> dict[str, Any]:
             return {
-                "domain": s.domain, "severity": s.severity, "reject_media": s.reject_media,
-                "reject_reports": s.reject_reports, "public_comment": s.public_comment, "obfuscate": s.obfuscate,
+                "domain": s.domain,
+                "severity": s.severity,
+                "reject_media": s.reject_media,
+                "reject_reports": s.reject_reports,
+                "public_comment": s.public_comment,
+                "obfuscate": s.obfuscate,
             }
 
         return {
@@ -237,7 +248,9 @@ def source_of(name: str) -> str:
     return f"import:{text}"
 
 
-async def plan_import(session: AsyncSession, parsed: ParsedList, *, source: str, remove_missing: bool = True) -> ImportPlan:
+async def plan_import(
+    session: AsyncSession, parsed: ParsedList, *, source: str, remove_missing: bool = True
+) -> ImportPlan:
     """Compare the list with the stored blocks; nothing is changed.
 
     ``remove_missing``: the list is the whole of ``source`` (a new version of it), so its
@@ -259,12 +272,23 @@ async def plan_import(session: AsyncSession, parsed: ParsedList, *, source: str,
         else:
             unchanged += 1
     listed = {s.domain for s in parsed.entries}
-    removals = sorted(d for d, r in existing.items() if r.source == source and d not in listed) if remove_missing else []
-    return ImportPlan(source, tuple(adds), tuple(changes), tuple(removals), tuple(kept), unchanged, parsed.invalid)
+    removals = (
+        sorted(d for d, r in existing.items() if r.source == source and d not in listed)
+        if remove_missing
+        else []
+    )
+    return ImportPlan(
+        source, tuple(adds), tuple(changes), tuple(removals), tuple(kept), unchanged, parsed.invalid
+    )
 
 
 async def apply_import(
-    session: AsyncSession, plan: ImportPlan, *, by: Actor | None, now: datetime | None = None, channel: str | None = None
+    session: AsyncSession,
+    plan: ImportPlan,
+    *,
+    by: Actor | None,
+    now: datetime | None = None,
+    channel: str | None = None,
 ) -> ImportPlan:
     """Apply a plan made by :func:`plan_import` in the same state (re-plan right before, in the
     same transaction, to apply exactly what was previewed). Audited as one entry."""
@@ -277,17 +301,32 @@ async def apply_import(
             await session.delete(row)
     with blocks.channel_override(channel):
         audit.record(
-            session, "domain.import", now=when, by=by, target=plan.source[:2048],
-            detail={"adds": len(plan.adds), "changes": len(plan.changes), "removals": len(plan.removals),
-                    "kept": len(plan.kept), "invalid": len(plan.invalid)},
+            session,
+            "domain.import",
+            now=when,
+            by=by,
+            target=plan.source[:2048],
+            detail={
+                "adds": len(plan.adds),
+                "changes": len(plan.changes),
+                "removals": len(plan.removals),
+                "kept": len(plan.kept),
+                "invalid": len(plan.invalid),
+            },
         )
     await blocks.policy_changed(session, now=when)
     return plan
 
 
 async def import_domain_csv(
-    session: AsyncSession, text: str, *, name: str, by: Actor | None, apply: bool,
-    now: datetime | None = None, channel: str | None = None,
+    session: AsyncSession,
+    text: str,
+    *,
+    name: str,
+    by: Actor | None,
+    apply: bool,
+    now: datetime | None = None,
+    channel: str | None = None,
 ) -> ImportPlan:
     """Plan (``apply`` False: the preview) or apply the import of a CSV file named ``name``."""
     plan = await plan_import(session, parse_domain_csv(text), source=source_of(name))
@@ -301,7 +340,12 @@ async def export_domain_csv(session: AsyncSession) -> str:
 
 
 async def import_allowlist(
-    session: AsyncSession, text: str, *, by: Actor | None, now: datetime | None = None, channel: str | None = None
+    session: AsyncSession,
+    text: str,
+    *,
+    by: Actor | None,
+    now: datetime | None = None,
+    channel: str | None = None,
 ) -> list[str]:
     """Replace the node's allowlist with the list's domains (audited); returns them."""
     domains = parse_allowlist(text)
@@ -368,8 +412,14 @@ async def import_url(fed: Any, url: str, *, by: Actor | None, channel: str | Non
 
 
 async def subscribe(
-    session: AsyncSession, *, by: Actor | None, url: str, kind: str = "blocks", refresh_interval_s: int = 86400,
-    now: datetime | None = None, channel: str | None = None,
+    session: AsyncSession,
+    *,
+    by: Actor | None,
+    url: str,
+    kind: str = "blocks",
+    refresh_interval_s: int = 86400,
+    now: datetime | None = None,
+    channel: str | None = None,
 ) -> BlockListSubscription:
     """Follow the list at ``url``: refreshed every ``refresh_interval_s`` (at least an hour) by the
     ``refresh_blocklists`` job; the first fetch happens at the job's next round.
@@ -399,8 +449,13 @@ async def subscribe(
 
 
 async def unsubscribe(
-    session: AsyncSession, *, by: Actor | None, url: str, remove_entries: bool = True,
-    now: datetime | None = None, channel: str | None = None,
+    session: AsyncSession,
+    *,
+    by: Actor | None,
+    url: str,
+    remove_entries: bool = True,
+    now: datetime | None = None,
+    channel: str | None = None,
 ) -> None:
     """Stop following the list at ``url``; its domain blocks go too unless ``remove_entries`` is False.
 
@@ -418,7 +473,9 @@ async def unsubscribe(
             removed += 1
     when = _now(now)
     with blocks.channel_override(channel):
-        audit.record(session, "blocklist.unsubscribe", now=when, by=by, target=url, detail={"removed": removed})
+        audit.record(
+            session, "blocklist.unsubscribe", now=when, by=by, target=url, detail={"removed": removed}
+        )
     await blocks.policy_changed(session, now=when)
 
 
@@ -427,11 +484,14 @@ async def list_subscriptions(session: AsyncSession) -> list[BlockListSubscriptio
 
 
 def _due(row: BlockListSubscription, now: datetime) -> bool:
-    return row.last_fetched_at is None or now - row.last_fetched_at >= timedelta(seconds=row.refresh_interval_s)
+    return row.last_fetched_at is None or now - row.last_fetched_at >= timedelta(
+        seconds=row.refresh_interval_s
+    )
 
 
 async def refresh_subscription(fed: Any, subscription_id: int) -> str:
-    """Fetch one subscribed list (``If-None-Match``) and apply it; ``updated``, ``unchanged`` or ``failed``."""
+    """Fetch one subscribed list (``If-None-Match``) and apply it: ``updated``, ``unchanged``
+    or ``failed``."""
     async with fed.node.sessions() as session:
         row = await session.get(BlockListSubscription, subscription_id)
         if row is None:

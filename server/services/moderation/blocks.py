@@ -139,7 +139,9 @@ async def node_admin(session: AsyncSession, actor_id: int | None, *, scope: str 
     return actor
 
 
-def describe(policy: NodePolicy, domains: list[DomainBlock], actors: list[ActorBlock], lists: list[Any]) -> dict[str, Any]:
+def describe(
+    policy: NodePolicy, domains: list[DomainBlock], actors: list[ActorBlock], lists: list[Any]
+) -> dict[str, Any]:
     """The policy page's and the API's one view of the node's federation settings."""
     return {
         "federationMode": policy.federation_mode,
@@ -150,8 +152,13 @@ def describe(policy: NodePolicy, domains: list[DomainBlock], actors: list[ActorB
             {"actor": a.actor_iri, "reason": a.reason, "created": a.created_at.isoformat()} for a in actors
         ],
         "subscriptions": [
-            {"url": s.url, "kind": s.kind, "refreshIntervalS": s.refresh_interval_s,
-             "lastFetched": s.last_fetched_at.isoformat() if s.last_fetched_at else None, "error": s.last_error}
+            {
+                "url": s.url,
+                "kind": s.kind,
+                "refreshIntervalS": s.refresh_interval_s,
+                "lastFetched": s.last_fetched_at.isoformat() if s.last_fetched_at else None,
+                "error": s.last_error,
+            }
             for s in lists
         ],
     }
@@ -159,9 +166,14 @@ def describe(policy: NodePolicy, domains: list[DomainBlock], actors: list[ActorB
 
 def domain_block_json(row: DomainBlock) -> dict[str, Any]:
     return {
-        "domain": row.domain, "severity": row.severity, "rejectMedia": row.reject_media,
-        "rejectReports": row.reject_reports, "publicComment": row.public_comment,
-        "privateComment": row.private_comment, "obfuscate": row.obfuscate, "source": row.source,
+        "domain": row.domain,
+        "severity": row.severity,
+        "rejectMedia": row.reject_media,
+        "rejectReports": row.reject_reports,
+        "publicComment": row.public_comment,
+        "privateComment": row.private_comment,
+        "obfuscate": row.obfuscate,
+        "source": row.source,
         "created": row.created_at.isoformat(),
     }
 
@@ -174,7 +186,11 @@ async def node_policy(session: AsyncSession, *, now: datetime | None = None) -> 
     row = await session.get(NodePolicy, 1)
     if row is None:
         row = NodePolicy(
-            id=1, federation_mode="open", allowed_domains=[], association_creators="admins", version=1,
+            id=1,
+            federation_mode="open",
+            allowed_domains=[],
+            association_creators="admins",
+            version=1,
             updated_at=_now(now),
         )
         session.add(row)
@@ -192,7 +208,11 @@ async def seed_from_config(session: AsyncSession, settings: FederationSettings, 
         allowed = [normalize_allowed(d) for d in settings.allowed_domains]
         session.add(
             NodePolicy(
-                id=1, federation_mode=mode, allowed_domains=allowed, association_creators="admins", version=1,
+                id=1,
+                federation_mode=mode,
+                allowed_domains=allowed,
+                association_creators="admins",
+                version=1,
                 updated_at=now,
             )
         )
@@ -215,7 +235,9 @@ async def load_snapshot(session: AsyncSession) -> tuple[PeerPolicy, int] | None:
     row = await session.get(NodePolicy, 1)
     if row is None:
         return None
-    suspended = list(await session.scalars(select(DomainBlock.domain).where(DomainBlock.severity == "suspend")))
+    suspended = list(
+        await session.scalars(select(DomainBlock.domain).where(DomainBlock.severity == "suspend"))
+    )
     actors = list(await session.scalars(select(ActorBlock.actor_iri).where(ActorBlock.scope == NODE_SCOPE)))
     blocked = [d for d in suspended if _valid(d)]
     if row.federation_mode == "allowlist":
@@ -333,7 +355,11 @@ async def set_node_policy(
         raise InvalidInput(f"federation mode must be one of {FEDERATION_MODES}", field="federation_mode")
     if association_creators is not None and association_creators not in ASSOCIATION_CREATORS:
         raise InvalidInput(f"must be one of {ASSOCIATION_CREATORS}", field="association_creators")
-    allowed = None if allowed_domains is None else sorted({normalize_allowed(d) for d in allowed_domains if d.strip()})
+    allowed = (
+        None
+        if allowed_domains is None
+        else sorted({normalize_allowed(d) for d in allowed_domains if d.strip()})
+    )
     row = await node_policy(session, now=now)
     if federation_mode is not None:
         row.federation_mode = federation_mode
@@ -343,9 +369,15 @@ async def set_node_policy(
         row.association_creators = association_creators
     with channel_override(channel):
         audit.record(
-            session, "node.policy", now=_now(now), by=by,
-            detail={"federation_mode": row.federation_mode, "allowed": len(row.allowed_domains),
-                    "association_creators": row.association_creators},
+            session,
+            "node.policy",
+            now=_now(now),
+            by=by,
+            detail={
+                "federation_mode": row.federation_mode,
+                "allowed": len(row.allowed_domains),
+                "association_creators": row.association_creators,
+            },
         )
     await policy_changed(session, now=now)
     return row
@@ -432,7 +464,9 @@ def without_media(document: dict[str, Any]) -> dict[str, Any]:
 async def rejects_reports(session: AsyncSession, host: str) -> bool:
     """Does the node ignore reports (``Flag``) from ``host`` (``reject_reports``, or suspended)?"""
     rows = await session.scalars(
-        select(DomainBlock).where(or_(DomainBlock.reject_reports.is_(True), DomainBlock.severity == "suspend"))
+        select(DomainBlock).where(
+            or_(DomainBlock.reject_reports.is_(True), DomainBlock.severity == "suspend")
+        )
     )
     policy = PeerPolicy.open_network([r.domain for r in rows if _valid(r.domain)])
     return not policy.allows(host)
@@ -488,7 +522,9 @@ async def put_domain_block(
     row = await session.scalar(select(DomainBlock).where(DomainBlock.domain == spec.domain))
     action = "domain.block" if row is None else "domain.block.update"
     if row is None:
-        row = DomainBlock(domain=spec.domain, source=source, created_by_id=by.id if by else None, created_at=now)
+        row = DomainBlock(
+            domain=spec.domain, source=source, created_by_id=by.id if by else None, created_at=now
+        )
         session.add(row)
     row.severity, row.reject_media, row.reject_reports = spec.severity, spec.reject_media, spec.reject_reports
     row.public_comment, row.obfuscate = spec.public_comment, spec.obfuscate
@@ -498,9 +534,18 @@ async def put_domain_block(
     severed = await _sever_domain(session, spec.domain) if spec.severity == "suspend" else 0
     if bump:
         audit.record(
-            session, action, now=now, by=by, target=spec.domain,
-            detail={"severity": spec.severity, "reject_media": spec.reject_media,
-                    "reject_reports": spec.reject_reports, "source": source, "follows_severed": severed},
+            session,
+            action,
+            now=now,
+            by=by,
+            target=spec.domain,
+            detail={
+                "severity": spec.severity,
+                "reject_media": spec.reject_media,
+                "reject_reports": spec.reject_reports,
+                "source": source,
+                "follows_severed": severed,
+            },
         )
         await policy_changed(session, now=now)
     return row
@@ -520,7 +565,12 @@ async def _sever_domain(session: AsyncSession, domain: str) -> int:
 
 
 async def unblock_domain(
-    session: AsyncSession, *, by: Actor | None, domain: str, now: datetime | None = None, channel: str | None = None
+    session: AsyncSession,
+    *,
+    by: Actor | None,
+    domain: str,
+    now: datetime | None = None,
+    channel: str | None = None,
 ) -> None:
     """Lift the block of ``domain`` (audited). Severed follows are not restored.
 
@@ -533,7 +583,9 @@ async def unblock_domain(
         raise NotFound(f"{name} is not blocked", field="domain")
     await session.delete(row)
     with channel_override(channel):
-        audit.record(session, "domain.unblock", now=_now(now), by=by, target=name, detail={"source": row.source})
+        audit.record(
+            session, "domain.unblock", now=_now(now), by=by, target=name, detail={"source": row.source}
+        )
     await policy_changed(session, now=now)
 
 
@@ -573,13 +625,19 @@ async def block_actor(
         raise InvalidInput("a remote actor's IRI is expected", field="actor")
     when = _now(now)
     scope = _scope(group)
-    row = await session.scalar(select(ActorBlock).where(ActorBlock.scope == scope, ActorBlock.actor_iri == actor_iri))
+    row = await session.scalar(
+        select(ActorBlock).where(ActorBlock.scope == scope, ActorBlock.actor_iri == actor_iri)
+    )
     if row is not None:
         row.reason = reason
         return row
     row = ActorBlock(
-        scope=scope, group_id=group.id if group else None, actor_iri=actor_iri, reason=reason,
-        created_by_id=by.id if by else None, created_at=when,
+        scope=scope,
+        group_id=group.id if group else None,
+        actor_iri=actor_iri,
+        reason=reason,
+        created_by_id=by.id if by else None,
+        created_at=when,
     )
     session.add(row)
     await session.flush()
@@ -587,7 +645,12 @@ async def block_actor(
     sent = await _sever_actor(session, uris, target, group, when) if target is not None else []
     with channel_override(channel):
         audit.record(
-            session, "actor.block", now=when, by=by, group=group, target=actor_iri,
+            session,
+            "actor.block",
+            now=when,
+            by=by,
+            group=group,
+            target=actor_iri,
             detail={"reason": reason, "sent": sent},
         )
     await policy_changed(session, now=when)
@@ -617,8 +680,10 @@ async def _sever_actor(
         if local is None or row.follow_iri is None:
             continue
         follow = {
-            "id": row.follow_iri, "type": "Follow",
-            "actor": target.iri if theirs else local.iri, "object": local.iri if theirs else target.iri,
+            "id": row.follow_iri,
+            "type": "Follow",
+            "actor": target.iri if theirs else local.iri,
+            "object": local.iri if theirs else target.iri,
         }
         kind = "Reject" if theirs else "Undo"
         await _send(session, uris, local, {"type": kind, "object": follow, "to": [target.iri]}, now)
@@ -629,9 +694,15 @@ async def _sever_actor(
     return sent
 
 
-async def _send(session: AsyncSession, uris: UriScheme, actor: Actor, doc: dict[str, Any], now: datetime) -> None:
+async def _send(
+    session: AsyncSession, uris: UriScheme, actor: Actor, doc: dict[str, Any], now: datetime
+) -> None:
     await publish(
-        session, actor, {"id": new_activity_iri(uris), **doc}, visibility="direct", now=now,
+        session,
+        actor,
+        {"id": new_activity_iri(uris), **doc},
+        visibility="direct",
+        now=now,
         priority=queue.Priority.INTERACTIVE,
     )
 
@@ -678,7 +749,9 @@ async def list_actor_blocks(session: AsyncSession, *, group: Actor | None = None
     """The node's actor blocks (``group`` None), or one association's."""
     return list(
         await session.scalars(
-            select(ActorBlock).where(ActorBlock.scope == _scope(group)).order_by(ActorBlock.created_at, ActorBlock.id)
+            select(ActorBlock)
+            .where(ActorBlock.scope == _scope(group))
+            .order_by(ActorBlock.created_at, ActorBlock.id)
         )
     )
 

@@ -41,7 +41,9 @@ def upgrade() -> None:
         sa.Column("association_creators", sa.String(length=16), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("updated_at", server.db.types.UtcDateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("federation_mode IN ('open', 'allowlist')", name=op.f("ck_node_policy_federation_mode")),
+        sa.CheckConstraint(
+            "federation_mode IN ('open', 'allowlist')", name=op.f("ck_node_policy_federation_mode")
+        ),
         sa.CheckConstraint(
             "association_creators IN ('admins', 'members')", name=op.f("ck_node_policy_association_creators")
         ),
