@@ -44,7 +44,7 @@ from .errors import (
 from .http import AP_ACCEPT, Headers, OutgoingRequest, PeerResponse, is_strict_activitypub_content_type
 from .keys import KeyPair, PublicKey, public_key_to_pem
 from .netguard import canonical_host
-from .policy import PeerPolicy
+from .policy import HostPolicy
 from .ports import Transport
 from .signatures import SignatureSpec, sign_request
 from .types import Iri, JsonObject
@@ -229,7 +229,7 @@ def same_iri(a: object, b: object) -> bool:
     return key is not None and key == _iri_key(b)
 
 
-def _check_hop(url: str, *, uris: UriScheme, policy: PeerPolicy | None) -> None:
+def _check_hop(url: str, *, uris: UriScheme, policy: HostPolicy | None) -> None:
     """Checks that apply to the first URL and to every redirect target."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -291,7 +291,7 @@ async def _fetch_once(
     signer: KeyPair | None,
     now: datetime,
     uris: UriScheme,
-    policy: PeerPolicy | None,
+    policy: HostPolicy | None,
     spec: SignatureSpec,
 ) -> tuple[JsonObject, str, int]:
     """One fetch with our own redirect walk; returns (document, final URL, status)."""
@@ -349,7 +349,7 @@ async def fetch_document(
     signer: KeyPair | None,
     now: datetime,
     uris: UriScheme,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
     spec: SignatureSpec = "cavage",
 ) -> FetchedDocument:
     """Fetch the ActivityStreams document at ``iri`` from its origin.
@@ -417,7 +417,7 @@ async def fetch_actor(
     signer: KeyPair | None,
     now: datetime,
     uris: UriScheme,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
     spec: SignatureSpec = "cavage",
     require_exact_id: bool = True,
 ) -> FetchedActor:
@@ -463,7 +463,7 @@ async def fetch_key(
     signer: KeyPair | None,
     now: datetime,
     uris: UriScheme,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
     spec: SignatureSpec = "cavage",
 ) -> FetchedKey:
     """Fetch the public key named ``key_id`` together with its owner actor (security case 9).

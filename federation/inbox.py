@@ -55,7 +55,7 @@ from .errors import (
 )
 from .http import IncomingRequest
 from .iri import host_of, is_http_iri
-from .policy import PeerPolicy
+from .policy import HostPolicy
 from .ports import KeyResolver, ReplayGuard
 from .signatures import VerifiedSigner, cavage, rfc9421, verify_request
 from .types import Clock, Iri, JsonObject, utc_now
@@ -138,7 +138,7 @@ class InboxDeps:
     """
 
     resolve_key: KeyResolver
-    policy: PeerPolicy
+    policy: HostPolicy
     replay: ReplayGuard
     uris: UriScheme
     clock: Clock = utc_now
@@ -182,7 +182,7 @@ async def receive(request: IncomingRequest, deps: InboxDeps) -> InboundActivity 
     if deps.uris.is_local(header.actor):
         # Our own actors never arrive through the inbox; no key is looked up for them (case 17).
         return _ignored("claims_local_actor", document)
-    deps.policy.check(host_of(header.actor))
+    deps.policy.check_actor(header.actor)
     try:
         key_id = claimed_key_id(request)
         if deps.uris.is_local(key_id):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from .errors import PeerNotAllowed
+from .iri import host_of
 from .netguard import canonical_host, parse_host_literal, split_host_port
 
 PeerMode = Literal["open", "allowlist"]
@@ -97,6 +98,8 @@ class PeerPolicy:
     mode: PeerMode = "open"
     blocked: frozenset[HostPattern] = field(default_factory=frozenset)
     allowed: frozenset[HostPattern] = field(default_factory=frozenset)
+    blocked_actors: frozenset[str] = field(default_factory=frozenset)
+    """Actor IRIs refused one by one (the node's actor blocks), on top of the host rules."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("open", "allowlist"):
@@ -107,22 +110,29 @@ class PeerPolicy:
             raise ValueError("blocklist entries already cover subdomains; write 'example.org'")
 
     @classmethod
-    def open_network(cls, blocked: Iterable[str] = ()) -> PeerPolicy:
+    def open_network(cls, blocked: Iterable[str] = (), blocked_actors: Iterable[str] = ()) -> PeerPolicy:
         """An open network that refuses ``blocked`` domains and their subdomains.
 
         Raises:
             ValueError: an entry is not a valid host, or is written ``*.example.org``.
         """
-        return cls(mode="open", blocked=_patterns(blocked))
+        return cls(mode="open", blocked=_patterns(blocked), blocked_actors=frozenset(blocked_actors))
 
     @classmethod
-    def closed_network(cls, allowed: Iterable[str], blocked: Iterable[str] = ()) -> PeerPolicy:
+    def closed_network(
+        cls, allowed: Iterable[str], blocked: Iterable[str] = (), blocked_actors: Iterable[str] = ()
+    ) -> PeerPolicy:
         """A closed network of ``allowed`` hosts (``*.example.org`` for subdomains), minus ``blocked``.
 
         Raises:
             ValueError: an entry is not a valid host.
         """
-        return cls(mode="allowlist", allowed=_patterns(allowed), blocked=_patterns(blocked))
+        return cls(
+            mode="allowlist",
+            allowed=_patterns(allowed),
+            blocked=_patterns(blocked),
+            blocked_actors=frozenset(blocked_actors),
+        )
 
     def allows(self, host: str) -> bool:
         """True when this node may federate with ``host`` (``name`` or ``name:port``).
@@ -151,5 +161,76 @@ class PeerPolicy:
         if not self.allows(host):
             raise PeerNotAllowed(f"peer host not allowed: {host}", host=host)
 
+    def allows_actor(self, actor_iri: str) -> bool:
+        """True when ``actor_iri`` is not blocked one by one and its host is allowed."""
+        if actor_iri in self.blocked_actors:
+            return False
+        try:
+            host = host_of(actor_iri)
+        except ValueError:
+            return False
+        return self.allows(host)
 
-__all__ = ["HostPattern", "PeerMode", "PeerPolicy"]
+    def check_actor(self, actor_iri: str) -> None:
+        """Raise unless :meth:`allows_actor` accepts ``actor_iri``.
+
+        Raises:
+            PeerNotAllowed: the actor is blocked, or its host is refused (``context["host"]``).
+        """
+        if not self.allows_actor(actor_iri):
+            raise PeerNotAllowed(f"peer actor not allowed: {actor_iri}", actor=actor_iri)
+
+
+class HostPolicy(Protocol):
+    """What the transport, the fetcher, the inbox and the delivery planner ask a peer policy.
+
+    :class:`PeerPolicy` is one (a fixed value); :class:`LivePolicy` is one whose value the node
+    replaces when its administrators change blocks, so that every holder sees the change at once.
+    """
+
+    def allows(self, host: str) -> bool: ...
+
+    def check(self, host: str) -> None: ...
+
+    def allows_actor(self, actor_iri: str) -> bool: ...
+
+    def check_actor(self, actor_iri: str) -> None: ...
+
+
+class LivePolicy:
+    """A replaceable :class:`PeerPolicy`: one object shared by every component of a process.
+
+    The server builds it from its configuration, then replaces the value (:meth:`replace`) with
+    the snapshot of its database blocks whenever they change (docs/decisions.md 62). Every read
+    sees one whole snapshot: the reference is swapped, never the value mutated.
+    """
+
+    __slots__ = ("__weakref__", "_current", "version")
+
+    def __init__(self, initial: PeerPolicy, version: int = 0) -> None:
+        self._current = initial
+        self.version = version
+
+    @property
+    def current(self) -> PeerPolicy:
+        return self._current
+
+    def replace(self, policy: PeerPolicy, version: int) -> None:
+        """Use ``policy`` from now on; ``version`` is the snapshot's (callers skip same versions)."""
+        self._current = policy
+        self.version = version
+
+    def allows(self, host: str) -> bool:
+        return self._current.allows(host)
+
+    def check(self, host: str) -> None:
+        self._current.check(host)
+
+    def allows_actor(self, actor_iri: str) -> bool:
+        return self._current.allows_actor(actor_iri)
+
+    def check_actor(self, actor_iri: str) -> None:
+        self._current.check_actor(actor_iri)
+
+
+__all__ = ["HostPattern", "HostPolicy", "LivePolicy", "PeerMode", "PeerPolicy"]

@@ -60,7 +60,7 @@ from .netguard import (
     parse_host_literal,
     split_host_port,
 )
-from .policy import PeerPolicy
+from .policy import HostPolicy
 
 # ---------------------------------------------------------------------------------------------
 # Configuration values
@@ -488,7 +488,7 @@ class AiohttpTransport:
         self,
         *,
         user_agent: str,
-        policy: PeerPolicy | None = None,
+        policy: HostPolicy | None = None,
         allow_private_addresses: bool = False,
         trusted_test_hosts: Iterable[str] = (),
         timeouts: Timeouts | None = None,

@@ -29,6 +29,7 @@ from server.http import (
     activitypub,
     api,
     drafts_api,
+    blocks_api,
     feeds,
     inbox,
     media,
@@ -56,6 +57,7 @@ from server.jobs.worker import Worker
 from server.metrics import create_metrics
 from server.services.federation import Federation, build_federation, open_federation
 from server.services.inbox.writer import InboxWriter
+from server.services.moderation.blocks import policy_sync
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,7 +72,8 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _federation_ctx(app: web.Application) -> AsyncIterator[None]:
     injected = app.get(TRANSPORT)
     if injected is not None:  # tests: a transport that maps fake peer names to 127.0.0.1
-        async with _inbox_writer(app, build_federation(app[NODE], injected)):
+        fed = build_federation(app[NODE], injected)
+        async with policy_sync(fed), _inbox_writer(app, fed):
             yield
         return
     async with open_federation(app[NODE]) as fed, _inbox_writer(app, fed):
@@ -166,6 +169,7 @@ def create_app(
     app.add_routes(media.routes)
     app.add_routes(api.routes)
     app.add_routes(drafts_api.routes)
+    app.add_routes(blocks_api.routes)
     app.add_routes(account_api.routes)
     app.add_routes(moderation_api.routes)
     app.add_routes(members_api.routes)

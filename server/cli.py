@@ -2060,6 +2060,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_admin_commands(commands)
     _add_report_commands(commands)
     _add_invite_commands(commands)
+    from server.cli_blocks import add_block_commands  # here: it imports this module's helpers
+
+    add_block_commands(commands)
     return parser
 
 

@@ -662,3 +662,80 @@ class Draft(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(Text, default="")
     object_iri: Mapped[str | None] = mapped_column(IRI)
+
+
+class NodePolicy(Base):
+    """The node's federation settings, one row (``id`` 1), seeded from the configuration file.
+
+    ``version`` grows with every change of the policy or of the blocks below: each process
+    compares it with the snapshot it holds and reloads when it moved (docs/decisions.md 62).
+    """
+
+    __tablename__ = "node_policy"
+    __table_args__ = (
+        CheckConstraint("federation_mode IN ('open', 'allowlist')", name="federation_mode"),
+        CheckConstraint("association_creators IN ('admins', 'members')", name="association_creators"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    federation_mode: Mapped[str] = mapped_column(String(16), default="open")
+    allowed_domains: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    association_creators: Mapped[str] = mapped_column(String(16), default="admins")
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DomainBlock(Base):
+    """A domain the node refuses (``suspend``) or keeps off public listings (``silence``).
+
+    ``source`` says where it came from: ``config`` (the configuration file), ``manual``, or
+    ``import:<list>`` (a file or a subscribed URL; a refresh only removes its own entries).
+    """
+
+    __tablename__ = "domain_blocks"
+    __table_args__ = (CheckConstraint("severity IN ('suspend', 'silence')", name="severity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    severity: Mapped[str] = mapped_column(String(16), default="suspend")
+    reject_media: Mapped[bool] = mapped_column(Boolean, default=False)
+    reject_reports: Mapped[bool] = mapped_column(Boolean, default=False)
+    public_comment: Mapped[str] = mapped_column(Text, default="")
+    private_comment: Mapped[str] = mapped_column(Text, default="")
+    obfuscate: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(2048), default="manual")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ActorBlock(Base):
+    """A remote actor blocked by the whole node (``scope`` ``node``) or by one association
+    (``scope`` ``group:<id>``, ``group_id`` set)."""
+
+    __tablename__ = "actor_blocks"
+    __table_args__ = (UniqueConstraint("scope", "actor_iri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    actor_iri: Mapped[str] = mapped_column(IRI, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class BlockListSubscription(Base):
+    """A shared list fetched on a schedule: domain blocks (Mastodon's CSV) or an allowlist."""
+
+    __tablename__ = "block_list_subscriptions"
+    __table_args__ = (CheckConstraint("kind IN ('blocks', 'allowlist')", name="kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(IRI, unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="blocks")
+    refresh_interval_s: Mapped[int] = mapped_column(Integer, default=86400)
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    etag: Mapped[str | None] = mapped_column(String(1024))
+    last_error: Mapped[str | None] = mapped_column(String(1024))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -26,6 +26,7 @@ from server.services.membership import following
 from server.services.content import polls
 from server.services.inbox import process as inbox_service
 from server.services.media import uploads as media_service
+from server.services.moderation import blocklists
 from server.services.federation import Federation
 from server.services.inbox.handlers import router
 
@@ -321,6 +322,11 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
                 session, media_service.MEDIA_CLEANUP, every=media_service.CLEANUP_INTERVAL, now=now
             )
 
+    async def refresh_blocklists(ctx: JobContext) -> None:
+        await blocklists.refresh_due(fed)
+        async with fed.node.sessions.begin() as session:
+            await blocklists.schedule_refresh(session, now=fed.node.clock())
+
     async def poll_tally(ctx: JobContext) -> None:
         await polls.tally(fed, _int(ctx, "object_id"))
 
@@ -337,13 +343,16 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
     registry.add(following.SYNC_OUTBOX, sync_outbox)
     registry.add(following.SYNC_ALL, sync_all)
     registry.add(media_service.MEDIA_CLEANUP, media_cleanup)
+    registry.add(blocklists.REFRESH_BLOCKLISTS, refresh_blocklists)
     return registry
 
 
 async def schedule_periodic_jobs(session: Any, *, now: datetime) -> None:
     """Queue the next round of every periodic job (idempotent): the catch-up of followed actors
-    (security.md §3.4 item 4) and the removal of uploads no object uses."""
+    (security.md §3.4 item 4), the removal of uploads no object uses, and the refresh of
+    subscribed block lists."""
     await following.schedule_sync_all(session, now=now)
     await queue.schedule_periodic(
         session, media_service.MEDIA_CLEANUP, every=media_service.CLEANUP_INTERVAL, now=now
     )
+    await blocklists.schedule_refresh(session, now=now)

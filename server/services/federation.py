@@ -15,7 +15,7 @@ from typing import Any
 
 from federation.errors import FederationError, InvalidDocument
 from federation.fetch import fetch_document
-from federation.policy import PeerPolicy
+from federation.policy import LivePolicy, PeerPolicy
 from federation.ports import Transport
 from server import __version__
 from server.config import FederationSettings
@@ -42,7 +42,7 @@ class Federation:
 
     node: NodeContext
     transport: Transport
-    policy: PeerPolicy
+    policy: LivePolicy
     keys: RemoteKeyResolver
     actor_flights: ActorFlights = field(default_factory=SingleFlight)
     wakeups: list[Callable[[], None]] = field(default_factory=list)
@@ -86,8 +86,11 @@ class Federation:
             wake()
 
 
-def build_federation(node: NodeContext, transport: Transport) -> Federation:
-    policy = peer_policy(node.settings.federation)
+def build_federation(node: NodeContext, transport: Transport, policy: LivePolicy | None = None) -> Federation:
+    """The runtime around ``transport``; ``policy`` starts as the configuration's until the
+    database's blocks are loaded (:func:`server.services.moderation.blocks.policy_sync`)."""
+    if policy is None:
+        policy = LivePolicy(peer_policy(node.settings.federation))
     return Federation(
         node=node, transport=transport, policy=policy, keys=RemoteKeyResolver(node, transport, policy=policy)
     )
@@ -99,11 +102,15 @@ async def open_federation(node: NodeContext) -> AsyncIterator[Federation]:
     # Imported here: the transport is the one aiohttp-backed object services receive (by port).
     from federation.transport import AiohttpTransport, build_user_agent
 
-    policy = peer_policy(node.settings.federation)
+    from server.services.moderation.blocks import policy_sync
+
+    policy = LivePolicy(peer_policy(node.settings.federation))
     transport = AiohttpTransport(
         user_agent=build_user_agent(__version__, node.uris.origin),
         policy=policy,
         allow_private_addresses=node.settings.federation.allow_private_addresses,
     )
     async with transport:
-        yield build_federation(node, transport)
+        fed = build_federation(node, transport, policy)
+        async with policy_sync(fed):
+            yield fed

@@ -127,3 +127,25 @@ def test_policy_is_immutable() -> None:
     policy = PeerPolicy.open_network()
     with pytest.raises(AttributeError):
         policy.mode = "allowlist"  # type: ignore[misc]
+
+
+def test_actor_blocks_refuse_one_actor_and_not_its_host() -> None:
+    from federation.errors import PeerNotAllowed
+
+    policy = PeerPolicy.open_network(["evil.example"], blocked_actors=["https://peer.example/users/troll"])
+    assert not policy.allows_actor("https://peer.example/users/troll")
+    assert policy.allows_actor("https://peer.example/users/alice")
+    assert not policy.allows_actor("https://a.evil.example/users/x")
+    assert not policy.allows_actor("not an iri")
+    with pytest.raises(PeerNotAllowed):
+        policy.check_actor("https://peer.example/users/troll")
+
+
+def test_a_live_policy_is_replaced_whole() -> None:
+    from federation.policy import LivePolicy
+
+    live = LivePolicy(PeerPolicy.open_network())
+    assert live.allows("evil.example") and live.version == 0
+    live.replace(PeerPolicy.open_network(["evil.example"]), 3)
+    assert not live.allows("evil.example") and not live.allows_actor("https://evil.example/u") and live.version == 3
+    assert live.current.blocked

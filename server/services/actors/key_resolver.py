@@ -46,7 +46,7 @@ from federation.errors import FederationError, KeyFetchTemporaryFailure, KeyUnav
 from federation.fetch import DocumentGone, FetchTemporaryFailure, fetch_key
 from federation.keys import PublicKey, public_key_from_pem
 from federation.netguard import canonical_host
-from federation.policy import PeerPolicy
+from federation.policy import HostPolicy
 from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import Iri
@@ -220,7 +220,7 @@ class RemoteKeyResolver:
         negative_ttl: timedelta = timedelta(minutes=10),
         refresh_min_interval: timedelta = timedelta(minutes=1),
         per_host_budget: FetchBudget | None = None,
-        policy: PeerPolicy | None = None,
+        policy: HostPolicy | None = None,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         signature_spec: SignatureSpec = "cavage",
         key_ttl: timedelta = DEFAULT_KEY_TTL,

@@ -33,7 +33,7 @@ from federation.fetch import FetchedActor, FetchTemporaryFailure, fetch_actor
 from federation.keys import PublicKey, algorithm_of, public_key_to_pem
 from federation.lookup import lookup_handle, verify_handle
 from federation.netguard import canonical_host
-from federation.policy import PeerPolicy
+from federation.policy import HostPolicy
 from federation.ports import Transport
 from server.db.models import Actor, ActorKey
 from server.db.queries import actors as q
@@ -276,7 +276,7 @@ ActorFlights = SingleFlight[str, Actor]
 
 
 async def fetch_and_store_actor(
-    node: NodeContext, transport: Transport, iri: str, *, policy: PeerPolicy | None = None
+    node: NodeContext, transport: Transport, iri: str, *, policy: HostPolicy | None = None
 ) -> Actor:
     """Fetch ``iri`` (signed as the Application actor; its id must be ``iri``) and store it.
 
@@ -298,7 +298,7 @@ async def get_or_fetch_actor(
     *,
     max_age: timedelta = DEFAULT_MAX_AGE,
     flights: ActorFlights | None = None,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
 ) -> Actor:
     """The actor ``iri`` from the database, fetched from its origin when missing or stale.
 
@@ -361,7 +361,7 @@ async def lookup_account(
     transport: Transport,
     handle: str,
     *,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
     actor_type: str | None = None,
     scheme: str = "https",
     allow_http: bool = False,

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db.models import Activity, InboxActivity, Relay, RemoteObject
+from server.services.moderation import blocks
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 
@@ -125,8 +126,11 @@ async def inbox_documents(
     An ``Announce`` embeds the object it relays, as ActivityPub clients show a boost (Mastodon's
     ``reblog``), also when the peer announced the ``Create`` of it (FEP-1b12): never the
     activity. An object is embedded only when ``reader`` (the inbox's owner) may read it; else
-    it stays a reference, as does an object we do not hold.
+    it stays a reference, as does an object we do not hold. Activities of actors the node
+    blocks (``server/services/moderation/blocks.py``) are left out.
     """
+    hidden = await blocks.hidden_iris(session, reader.actor_id, {row.actor_iri for row in rows})
+    rows = [row for row in rows if row.actor_iri not in hidden]  # blocked peers: not listed at all
     relayed = await _relayed_objects(session, rows)
     named = {relayed.get(row.iri, row.object_iri) for row in rows if row.object_iri}
     held: dict[str, dict[str, Any]] = {}

@@ -22,6 +22,7 @@ from server.db.models import Actor, Follow, RemoteObject
 from server.services.federation import Federation
 from server.services.membership.members import is_active_member
 from server.services.content.sanitize import plain_text, sanitize_html
+from server.services.moderation import blocks
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ async def store_object(
             in_reply_to_iri=content.in_reply_to,
             context_iri=_held_thread(fed, content, parent),
             visibility=visibility.value,
-            document=sanitized_document(raw, local_host=host_of(fed.node.uris.origin)),
+            document=await _shown_document(session, fed, raw, author),
             published=content.published or now,
             updated=content.updated,
             received_at=now,
@@ -219,6 +220,17 @@ async def store_object(
         "object stored", extra={"object": content.id, "type": content.type, "visibility": row.visibility}
     )
     return row
+
+
+async def _shown_document(
+    session: AsyncSession, fed: Federation, raw: dict[str, Any], author: Actor
+) -> dict[str, Any]:
+    """The sanitised document, without its media when the author's domain is blocked with
+    ``reject_media`` (its attachments are then neither stored nor shown: decision 63)."""
+    document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))
+    if await blocks.rejects_media(session, author.id):
+        document = blocks.without_media(document)
+    return document
 
 
 def _held_thread(fed: Federation, content: Content, parent: RemoteObject | None) -> Iri | None:
@@ -272,7 +284,7 @@ async def update_object(
             # An older revision arriving late (a delivery retried after a catch-up applied a newer
             # one): the copy we hold is already newer, and stays (issue 13).
             return True
-        row.document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))
+        row.document = await _shown_document(session, fed, raw, author)
         row.updated = content.updated or now
         row.visibility = classify(
             content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)

@@ -33,7 +33,7 @@ from federation.delivery import (
 )
 from federation.iri import host_of, is_http_iri
 from federation.keys import KeyPair
-from federation.policy import PeerPolicy
+from federation.policy import HostPolicy
 from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import PUBLIC_ALIASES, Clock, Iri
@@ -64,6 +64,11 @@ def _as_list(value: Any) -> list[str]:
     return []
 
 
+SEVERING_TYPES = frozenset({"Reject", "Undo", "Block"})
+"""Sent to an actor the node just blocked (``server/services/moderation/blocks.py``): the actor
+policy does not hold them back, the host policy still does."""
+
+
 @dataclass(frozen=True, slots=True)
 class FanoutResult:
     deliveries: int
@@ -84,8 +89,9 @@ class _Planner:
         *,
         shared: bool,
         priority: int,
-        policy: PeerPolicy | None,
+        policy: HostPolicy | None,
         on_queued: Callable[[], None] | None,
+        severing: bool = False,
     ) -> None:
         self.node = node
         self.activity_id = activity_id
@@ -93,6 +99,7 @@ class _Planner:
         self.priority = priority
         self.policy = policy
         self.on_queued = on_queued
+        self.severing = severing
         self.own_origin = frozenset({node.uris.origin})
         self.planned: set[str] = set()
         self.deliveries = 0
@@ -100,6 +107,9 @@ class _Planner:
 
     async def queue_page(self, recipients: list[Recipient]) -> None:
         self.recipients += len(recipients)
+        if self.policy is not None and not self.severing:
+            # A node-blocked actor gets nothing but what ends our relations with it.
+            recipients = [r for r in recipients if self.policy.allows_actor(r.actor)]
         targets = plan_delivery(recipients, prefer_shared_inbox=self.shared, exclude_origins=self.own_origin)
         targets = [t for t in targets if t.inbox not in self.planned]
         self.planned.update(t.inbox for t in targets)
@@ -168,7 +178,7 @@ async def fanout(
     activity_id: int,
     *,
     priority: int = queue.Priority.NORMAL,
-    policy: PeerPolicy | None = None,
+    policy: HostPolicy | None = None,
     also: list[str] | None = None,
     on_queued: Callable[[], None] | None = None,
     resolve: Callable[[str], Awaitable[bool | None]] | None = None,
@@ -195,7 +205,13 @@ async def fanout(
     assert sender is not None
     shared = activity.visibility in SHARED_INBOX_VISIBILITIES
     planner = _Planner(
-        node, activity_id, shared=shared, priority=priority, policy=policy, on_queued=on_queued
+        node,
+        activity_id,
+        shared=shared,
+        priority=priority,
+        policy=policy,
+        on_queued=on_queued,
+        severing=activity.type in SEVERING_TYPES,
     )
     explicit = _explicit_addressees(node, activity.document, also)
     if resolve is not None:

@@ -48,6 +48,7 @@ from server.db.queries import actors as actor_queries
 from server.services.accounts import erasure as accounts
 from server.services.content import endorsements
 from server.services.membership import following
+from server.services.moderation import blocks
 from server.services.membership import members as membership
 from server.services.content import remote as objects
 from server.services.content import polls
@@ -583,6 +584,9 @@ async def on_flag(fed: Federation, flag: Flag, inbound: InboundActivity) -> None
     reporter = await fed.actor(flag.actor)
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
+        if await blocks.rejects_reports(session, reporter.host):
+            log.info("report dropped: the reporter's domain is blocked", extra={"reporter": reporter.iri})
+            return
         recent = await session.scalar(
             select(func.count(Report.id)).where(
                 Report.reporter_id == reporter.id, Report.created_at > now - REPORT_WINDOW

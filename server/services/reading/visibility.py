@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.audience import PUBLICLY_READABLE, Visibility
 from server.db.models import Actor, Follow, InboxActivity, InboxItem, Membership, RemoteObject
 from server.db.queries import actors as q
+from server.services.moderation import blocks
 
 ACTING_ROLES = ("admin", "moderator")
 """Roles that act as the association (post, edit, answer joins) and so read all it sent."""
@@ -202,6 +203,8 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
     """May ``viewer`` read this stored object, ours or a peer's? :func:`can_read` with the
     object's author, level, addressees and the association it was posted into; and an actor its
     author addressed it to (its ``Create`` filed in their inbox, ``bto``/``bcc`` included) reads it."""
+    if not row.local and await blocks.is_hidden(session, viewer.actor_id, row.attributed_to_id):
+        return False  # a suspended domain, a node-blocked actor, a silenced one not followed
     if row.visibility in PUBLICLY_READABLE:
         return True
     owner = await session.get(Actor, row.attributed_to_id)
@@ -216,22 +219,25 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
 def readable_by(viewer: Viewer) -> ColumnElement[bool]:
     """A SQL condition on ``objects`` that every row ``viewer`` may read satisfies.
 
+    Content of hidden authors (``blocks.hidden_authors``: suspended domains, node-blocked actors,
+    silenced domains the viewer does not follow) is left out for everyone.
     It lets a listing skip, in the database, the rows the viewer certainly may not read (case 51);
     :func:`can_read_object` still decides on each row left, so this only ever narrows. For an
     anonymous reader it is exact: public and unlisted rows. For an actor: those, plus its own, what
     was sent by or posted into an association where it is active, followers-only rows of actors it
     follows, and direct rows (whose addressees are checked per row).
     """
+    shown = RemoteObject.attributed_to_id.not_in(blocks.hidden_authors(viewer.actor_id))
     public = RemoteObject.visibility.in_(sorted(level.value for level in PUBLICLY_READABLE))
     if viewer.actor_id is None:
-        return public
+        return and_(public, shown)
     groups = select(Membership.group_id).where(
         Membership.member_id == viewer.actor_id, Membership.state == "active"
     )
     followed = select(Follow.followed_id).where(
         Follow.follower_id == viewer.actor_id, Follow.state == "accepted"
     )
-    return or_(
+    readable = or_(
         public,
         RemoteObject.attributed_to_id == viewer.actor_id,
         RemoteObject.attributed_to_id.in_(groups),
@@ -240,6 +246,7 @@ def readable_by(viewer: Viewer) -> ColumnElement[bool]:
         RemoteObject.visibility == "direct",
         RemoteObject.iri.in_(_delivered(viewer.actor_id)),
     )
+    return and_(shown, readable)
 
 
 async def can_list_members(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:
