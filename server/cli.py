@@ -1486,7 +1486,7 @@ def _add_admin_commands(commands: Any) -> None:
     p.set_defaults(func=_cmd_audit_list)
 
 
-# --- moderation reports (issue 17): entraide report list|dismiss|remove|warn|remove-member|forward ----
+# --- moderation reports (issue 17): entraide report list|dismiss|remove|warn|remove-member|forward|block-actor|block-domain ----
 
 
 async def _person_named(session: Any, username: str) -> Any:
@@ -1572,6 +1572,8 @@ def _add_report_commands(commands: Any) -> None:
         "warn": "warn the reported member (a notification; --reason is the message)",
         "remove-member": "remove the reported member from the association",
         "forward": "send the report to the content's node as a Flag from this node (never the reporter)",
+        "block-actor": "block the reported peer actor (for the association concerned, else the node)",
+        "block-domain": "suspend the reported content's domain for the whole node (node admins)",
     }
     for verb, text in helps.items():
         p = report_commands.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ". Audited.")

@@ -511,3 +511,28 @@ def _body(tmp_path: Path) -> Path:
     path = tmp_path / "body.txt"
     path.write_text("Un message", encoding="utf-8")
     return path
+
+
+async def test_block_actions_block_the_reported_peer_and_its_domain_for_node_admins(node: Node) -> None:
+    """A report about a peer's content can end in a block of its author or a suspension of its
+    domain: node admins only when the report concerns no association, each audited with the
+    report's resolution (``moderation/blocks.py`` does the severing)."""
+    from server.db.models import ActorBlock, DomainBlock
+
+    api, t, posts = await _scene(node)
+    first = await _file(api, t["mia"], posts["peer"], "Spam")
+    second = await _file(api, t["mia"], posts["peer"], "Encore du spam")
+    # an association's admin does not see a report that concerns no association of theirs
+    assert (await _act(api, t["alice"], first, "block-actor"))[0] == 404
+    await _node_admin(node, "zed")
+    status, done = await _act(api, t["zed"], first, "block-actor", "spammeur")
+    assert status == 200 and done["actor"] == PEER_AUTHOR and done["action"] == "block-actor", done
+    status, done = await _act(api, t["zed"], second, "block-domain", "domaine de spam")
+    assert status == 200 and done["domain"] == "127.0.0.1:9" and done["state"] == "resolved", done
+    assert (await _act(api, t["zed"], second, "block-domain"))[0] == 409  # closed already
+    async with node.sessions() as session:
+        blocked = (await session.scalars(select(ActorBlock.actor_iri))).all()
+        domains = (await session.scalars(select(DomainBlock.domain))).all()
+        actions = (await session.scalars(select(AuditEntry.action))).all()
+    assert blocked == [PEER_AUTHOR] and domains == ["127.0.0.1:9"]
+    assert {"report.block-actor", "actor.block", "report.block-domain", "domain.block"} <= set(actions)

@@ -31,6 +31,7 @@ from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.federation import Federation
 from server.services.membership import members as membership
+from server.services.moderation import blocks
 from server.services.reading import visibility
 
 log = logging.getLogger(__name__)
@@ -494,6 +495,51 @@ async def remove_member(fed: Federation, by: Actor, report_id: int, reason: Any 
     return member.iri
 
 
+async def block_actor(fed: Federation, by: Actor, report_id: int, reason: Any = None) -> str:
+    """Block the peer actor the report is about (a target actor, or the author of a target
+    object): for the association concerned, or for the whole node when the report concerns no
+    association (node admins only). The block severs follows and sends what ends them
+    (``moderation/blocks.py``); audited with the report's resolution. Returns the actor's IRI."""
+    text = comment_text(reason, field="reason")
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        report, me = await _open_report(session, by, report_id)
+        group = await _group_of(session, report)
+        owner, _ = await _origin(session, report)
+        if group is None and not me.is_node_admin:
+            raise Forbidden("a block for the whole node is decided by node admins")
+        await blocks.block_actor(
+            session, uris=fed.node.uris, by=by, actor_iri=owner.iri, reason=text, group=group, now=now
+        )
+        _close(
+            session, report, by, action="block-actor", state="resolved", reason=text, now=now,
+            group=group, detail={"actor": owner.iri},
+        )  # fmt: skip
+    fed.notify_worker()
+    return owner.iri
+
+
+async def block_domain(fed: Federation, by: Actor, report_id: int, reason: Any = None) -> str:
+    """Suspend the domain the reported content comes from, for the whole node (node admins
+    only): the node refuses it both ways and severs follows (``moderation/blocks.py``); audited
+    with the report's resolution. Returns the domain."""
+    text = comment_text(reason, field="reason")
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        report, me = await _open_report(session, by, report_id)
+        if not me.is_node_admin:
+            raise Forbidden("domains are blocked by node admins")
+        owner, _ = await _origin(session, report)
+        group = await _group_of(session, report)
+        await blocks.block_domain(session, by=by, domain=owner.host, private_comment=text, now=now)
+        _close(
+            session, report, by, action="block-domain", state="resolved", reason=text, now=now,
+            group=group, detail={"domain": owner.host},
+        )  # fmt: skip
+    fed.notify_worker()
+    return owner.host
+
+
 async def _origin(session: AsyncSession, report: Report) -> tuple[Actor, list[str]]:
     """The peer actor the report's content comes from, and the targets on its node."""
     for iri in report.target_iris:
@@ -596,7 +642,7 @@ async def audit_entries(
     )
 
 
-ACTIONS: Final = ("dismiss", "remove", "warn", "remove-member", "forward")
+ACTIONS: Final = ("dismiss", "remove", "warn", "remove-member", "forward", "block-actor", "block-domain")
 
 
 async def act(fed: Federation, by: Actor, report_id: int, action: str, text: str | None) -> dict[str, Any]:
@@ -612,6 +658,10 @@ async def act(fed: Federation, by: Actor, report_id: int, action: str, text: str
         return {"member": await remove_member(fed, by, report_id, text)}
     if action == "forward":
         return {"flag": await forward(fed, by, report_id)}
+    if action == "block-actor":
+        return {"actor": await block_actor(fed, by, report_id, text)}
+    if action == "block-domain":
+        return {"domain": await block_domain(fed, by, report_id, text)}
     raise InvalidInput(f"action must be one of: {', '.join(ACTIONS)}", field="action")
 
 
