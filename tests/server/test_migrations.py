@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, Table, select
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
 
 from server.db import migrate
 from server.db.models import Base, Relay
@@ -17,6 +18,18 @@ def _reflected(conn: Connection) -> dict[str, Table]:
     meta = MetaData()
     meta.reflect(conn)
     return dict(meta.tables)
+
+
+async def _insert(conn: AsyncConnection, tables: dict[str, Table], table: str, **values: object) -> int:
+    """A row with ``values`` and the models' scalar defaults for the rest, written with the tables
+    as they stand at the revision under test (reflected), not the models."""
+    model = Base.metadata.tables[table]
+    for column in tables[table].columns:
+        default = model.c[column.name].default if column.name in model.c else None
+        if column.name not in values and default is not None and default.is_scalar:
+            values[column.name] = default.arg
+    row = await conn.execute(tables[table].insert().values(**values).returning(tables[table].c.id))
+    return int(row.scalar_one())
 
 
 async def test_migrations_match_the_models_and_round_trip(database_url: str) -> None:
@@ -53,14 +66,7 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
             tables = await conn.run_sync(lambda sync: _reflected(sync))
 
             async def insert(table: str, **values: object) -> int:
-                """A row with ``values`` and the models' scalar defaults for the rest."""
-                model = Base.metadata.tables[table]
-                for column in tables[table].columns:
-                    default = model.c[column.name].default if column.name in model.c else None
-                    if column.name not in values and default is not None and default.is_scalar:
-                        values[column.name] = default.arg
-                row = await conn.execute(tables[table].insert().values(**values).returning(tables[table].c.id))
-                return int(row.scalar_one())
+                return await _insert(conn, tables, table, **values)
 
             actor = {"local": False, "created_at": now, "updated_at": now}
             ours = await insert(
@@ -97,5 +103,48 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
             ("https://here.test/activities/1", "https://peer.test/notes/1"),
             ("https://peer.test/a/1", "https://peer.test/notes/1"),
         ]
+    finally:
+        await engine.dispose()
+
+
+async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(database_url: str) -> None:
+    """Events and their participants are new tables; an ``event`` object is allowed from 0017 on,
+    a negative capacity never is, and going back to 0016 turns events into generic content."""
+    engine = create_async_engine(database_url)
+    try:
+        await migrate.downgrade(engine, "0016")
+        await migrate.upgrade(engine, "0017")
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+            assert {"events", "event_participants"} <= set(tables)
+            actor_id = await _insert(
+                conn, tables, "actors", iri="https://here.test/groups/g", type="Group", handle="g",
+                host="here.test", local=True, created_at=now, updated_at=now,
+            )
+            object_id = await _insert(
+                conn, tables, "objects", iri="https://here.test/objects/e", local=True, type="Event",
+                kind="event", attributed_to_id=actor_id, visibility="public", document={},
+                published=now, received_at=now,
+            )
+            values = {
+                "object_id": object_id, "start_at": now, "timezone": "Europe/Paris",
+                "join_mode": "restricted", "status": "confirmed", "sequence": 0,
+            }
+        bad = engine.begin()
+        try:
+            async with bad as conn:
+                await conn.execute(tables["events"].insert().values(**values, capacity=-1))
+            raise AssertionError("a negative capacity was stored")
+        except IntegrityError:
+            pass
+        async with engine.begin() as conn:
+            await conn.execute(tables["events"].insert().values(**values, capacity=20))
+        await migrate.downgrade(engine, "0016")
+        async with engine.connect() as conn:
+            kinds = (await conn.execute(select(tables["objects"].c.kind))).scalars().all()
+            remaining = await conn.run_sync(lambda sync: _reflected(sync))
+        assert kinds == ["post"] and "events" not in remaining
+        await migrate.upgrade(engine)
     finally:
         await engine.dispose()
