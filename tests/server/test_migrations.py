@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, Table, select
+from sqlalchemy import Connection, MetaData, Table, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 
 from server.db import migrate
 from server.db.models import Base, Relay
@@ -107,13 +107,29 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
         await engine.dispose()
 
 
+async def _object_triggers(engine: AsyncEngine) -> list[str]:
+    """The triggers on ``objects`` (0014's feed markers), by name, on either engine."""
+    query = (
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'objects'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT tgname FROM pg_trigger WHERE tgrelid = 'objects'::regclass AND NOT tgisinternal"
+    )
+    async with engine.connect() as conn:
+        names = sorted(str(n) for n in (await conn.execute(text(query))).scalars())
+    assert names, "objects has no trigger"
+    return names
+
+
 async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(database_url: str) -> None:
     """Events and their participants are new tables; an ``event`` object is allowed from 0017 on,
     a negative capacity never is, and going back to 0016 turns events into generic content."""
     engine = create_async_engine(database_url)
     try:
+        expected_triggers = await _object_triggers(engine)
         await migrate.downgrade(engine, "0016")
         await migrate.upgrade(engine, "0017")
+        # SQLite rebuilds ``objects`` to change its check: the feed markers' triggers survive it.
+        assert await _object_triggers(engine) == expected_triggers
         now = datetime(2026, 12, 1, tzinfo=UTC)
         async with engine.begin() as conn:
             tables = await conn.run_sync(lambda sync: _reflected(sync))
@@ -146,5 +162,6 @@ async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(datab
             remaining = await conn.run_sync(lambda sync: _reflected(sync))
         assert kinds == ["post"] and "events" not in remaining
         await migrate.upgrade(engine)
+        assert await _object_triggers(engine) == expected_triggers
     finally:
         await engine.dispose()
