@@ -360,7 +360,7 @@ async def participants(
         rows = await session.scalars(
             select(EventParticipant)
             .where(EventParticipant.event_id == target.event.id)
-            .order_by(EventParticipant.at, EventParticipant.id)
+            .order_by(EventParticipant.id)
         )
         return [Participant(r.actor_iri, r.state, r.message, r.at) for r in rows]
 
