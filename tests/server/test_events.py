@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from federation import validation
 from server.db.models import Activity, Actor, Block, Event, EventParticipant, Follow, RemoteObject
 from server.services.errors import Conflict, InvalidInput
 from server.services.events import participation
@@ -124,6 +125,9 @@ async def test_a_published_event_is_stored_with_its_calendar_facts_and_a_readabl
     assert doc["content"].startswith("<p><strong>Table ronde</strong></p><p>📅 ")
     assert "Rennes" in doc["content"] and f'href="{iri}"' in doc["content"]
     assert create is not None and create.type == "Create"
+    # What we serve and what peers receive hold to the strict schema (schemas/entraide/event).
+    validation.validate(doc, "entraide/event")
+    validation.validate({"@context": doc["@context"], **create.document["object"]}, "entraide/event")
 
 
 @pytest.mark.parametrize(
