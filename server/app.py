@@ -28,6 +28,7 @@ from server.http import (
     account_api,
     activitypub,
     api,
+    calendar,
     feeds,
     inbox,
     media,
@@ -163,6 +164,7 @@ def create_app(
     app.add_routes(media.routes)
     app.add_routes(api.routes)
     app.add_routes(account_api.routes)
+    app.add_routes(calendar.routes)  # before feeds: events.ics is not one of the feeds' formats
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)
     return app

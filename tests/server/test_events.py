@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import icalendar  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import select
 
@@ -299,3 +300,65 @@ async def test_a_mobilizon_event_is_kept_with_its_facts_and_its_cancelling_updat
     async with world.node.sessions() as session:
         event = await session.scalar(select(Event).where(Event.object_id == row.id))
     assert event is not None and event.status == "cancelled" and event.sequence == 1
+
+
+# --- calendars (ICS) and feeds ---------------------------------------------------------------------
+
+
+def _vevents(body: bytes) -> list[Any]:
+    parsed = icalendar.Calendar.from_ical(body)
+    return list(parsed.walk("VEVENT"))
+
+
+async def test_the_association_calendar_parses_with_icalendar_and_shows_a_cancellation_with_a_higher_sequence(
+    world: World,
+) -> None:
+    public = await _publish(world)
+    members_only = await _publish(world, visibility="members", name="Réunion interne")
+    client = world.node.client
+    first = await client.get("/groups/collectif/feeds/events.ics")
+    assert first.status == 200 and first.headers["Content-Type"].startswith("text/calendar")
+    body = await first.read()
+    [vevent] = _vevents(body)
+    assert str(vevent["uid"]) == public and str(vevent["url"]) == public
+    assert int(vevent["sequence"]) == 0 and str(vevent["status"]) == "CONFIRMED"
+    assert vevent["dtstart"].dt.tzinfo is not None and "Rennes" in str(vevent["location"])
+    assert b"BEGIN:VTIMEZONE" in body and b"TZID:Europe/Paris" in body
+    assert "interne" not in body.decode() and members_only.encode() not in body
+    # A conditional GET with the ETag is 304; a cancellation changes the ETag and the SEQUENCE.
+    etag = first.headers["ETag"]
+    assert (await client.get("/groups/collectif/feeds/events.ics", headers={"If-None-Match": etag})).status == 304
+    group, admin = await _actors(world)
+    await events.cancel(world.node.fed, group, public, by=admin)
+    again = await client.get("/groups/collectif/feeds/events.ics", headers={"If-None-Match": etag})
+    assert again.status == 200
+    [cancelled] = _vevents(await again.read())
+    assert str(cancelled["status"]) == "CANCELLED" and int(cancelled["sequence"]) > int(vevent["sequence"])
+    single = await client.get(public.removeprefix(world.node.uris.origin) + "/event.ics")
+    [one] = _vevents(await single.read())
+    assert str(one["uid"]) == public and str(one["status"]) == "CANCELLED"
+
+
+async def test_an_ics_request_for_a_members_only_event_is_a_404_whoever_asks(world: World) -> None:
+    """Security case 69: the calendar never shows a non-public event, even with a member's token."""
+    members_only = await _publish(world, visibility="members")
+    followers_only = await _publish(world, visibility="followers")
+    token = await world.node.token("marc")
+    for iri in (members_only, followers_only):
+        path = iri.removeprefix(world.node.uris.origin) + "/event.ics"
+        for headers in ({}, {"Authorization": f"Bearer {token}"}):
+            answer = await world.node.client.get(path, headers=headers)
+            assert answer.status == 404, path
+            assert answer.headers["Content-Type"].startswith("application/problem+json")
+    missing = await world.node.client.get("/groups/nobody/feeds/events.ics")
+    assert missing.status == 404
+
+
+async def test_public_events_are_in_the_atom_and_json_feeds_and_members_only_ones_are_not(world: World) -> None:
+    public = await _publish(world)
+    members_only = await _publish(world, visibility="members")
+    for path in ("/groups/collectif/feed.atom", "/groups/collectif/feeds/events.json"):
+        answer = await world.node.client.get(path)
+        assert answer.status == 200, path
+        text = await answer.text()
+        assert public in text and members_only not in text

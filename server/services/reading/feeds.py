@@ -51,16 +51,18 @@ FORMAT_LABELS: Final[Mapping[str, str]] = {"atom": "Atom", "rss": "RSS", "json":
 
 # Feed kind (URL) -> object kinds listed. Replies, votes and endorsements never appear.
 OBJECT_KINDS: Final[Mapping[str | None, tuple[str, ...]]] = {
-    None: ("post", "resource", "alert", "proposal"),
+    None: ("post", "resource", "alert", "proposal", "event"),
     "alerts": ("alert",),
     "resources": ("resource",),
     "proposals": ("proposal",),
+    "events": ("event",),
 }
 KIND_LABELS: Final[Mapping[str | None, str]] = {
     None: "tout le contenu",
     "alerts": "alertes",
     "resources": "ressources",
     "proposals": "propositions",
+    "events": "événements",
 }
 
 # Characters XML 1.0 cannot carry at all; lxml refuses them, so they are dropped, never a 500.
