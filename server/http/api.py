@@ -44,6 +44,7 @@ from server.http.problems import problem
 from server.http.render import json_response
 from server.services.actors import local as actor_service
 from server.services import audit
+from server.services.content import kinds
 from server.services.content import local as content
 from server.services.content import endorsements
 from server.services.membership import members as membership
@@ -65,9 +66,7 @@ MAX_LIMIT: Final = 100
 MAX_IRI_CHARS: Final = 2048
 VOTING_ROLES: Final = ("admin",)  # an association's single vote is cast by its admins only
 NO_STORE: Final = {"Cache-Control": "no-store", "Vary": "Authorization"}
-READ_KINDS: Final = frozenset(
-    k.value for k in (Kind.POST, Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL, Kind.REPLY)
-)
+READ_KINDS: Final = frozenset(k.kind.value for k in kinds.registered())
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +79,11 @@ class KindRoute:
 
 
 KIND_ROUTES: Final = {
-    "alerts": KindRoute(Kind.ALERT, "AlertCreate", {"type": "Note", "entraideKind": "Alert"}),
-    "resources": KindRoute(Kind.RESOURCE, "ResourceCreate", {"type": "Article", "entraideKind": "Resource"}),
-    "proposals": KindRoute(Kind.PROPOSAL, "ProposalCreate", {"type": "Question", "entraideKind": "Proposal"}),
-    "posts": KindRoute(Kind.POST, "PostCreate", {"type": "Note"}),
+    k.api_path: KindRoute(k.kind, k.api_schema, k.api_fixed)
+    for k in kinds.registered()
+    if k.api_path is not None and k.api_schema is not None
 }
+"""The kinds with a collection in the JSON API (each path is in ``schemas/openapi.json``)."""
 
 
 # --- the OpenAPI document and request checks -----------------------------------------------------

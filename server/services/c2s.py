@@ -13,6 +13,7 @@ from typing import Any
 
 from federation.vocab.parse import contains_unstorable
 from server.db.models import Actor
+from server.services.content import kinds
 from server.services.content import local as content
 from server.services.content import endorsements
 from server.services.membership import following
@@ -23,7 +24,8 @@ from server.services.content.local import Published
 from server.services.errors import InvalidInput
 from server.services.federation import Federation
 
-OBJECT_TYPES = frozenset({"Note", "Article", "Question"})
+OBJECT_TYPES = frozenset(t for k in kinds.registered() for t in k.types)
+"""The types of the objects a client publishes: those of the content kinds (Note, Article, Question)."""
 ADDRESSING = ("to", "cc", "bto", "bcc", "audience")
 
 __all__ = ["Published", "is_vote", "post_to_outbox"]
@@ -59,7 +61,8 @@ async def _create(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by:
     if obj.get("type") == "Endorsement":
         return await endorsements.endorse(fed, author, obj, by=by)
     if not isinstance(obj.get("type"), str) or obj.get("type") not in OBJECT_TYPES:
-        raise InvalidInput("type must be one of: Article, Endorsement, Note, Question", field="type")
+        allowed = ", ".join(sorted({*OBJECT_TYPES, "Endorsement"}))
+        raise InvalidInput(f"type must be one of: {allowed}", field="type")
     if is_vote(obj):
         return await polls.cast(fed, author, obj, by=by)
     return await content.create(fed, author, obj, by=by, c2s=True)
@@ -80,44 +83,63 @@ async def post_to_outbox(fed: Federation, author: Actor, body: dict[str, Any], *
     if kind == "Update" and isinstance(obj, dict):
         return await content.update(fed, author, obj, by=by)
     if kind == "Delete":
-        return await content.delete(fed, author, obj.get("id") if isinstance(obj, dict) else obj, by=by)
-    if kind in ("Join", "Leave") and author.type == "Person":
-        target = obj.get("id") if isinstance(obj, dict) else obj
-        if not isinstance(target, str):
-            raise InvalidInput("object must be the association's IRI", field="object")
-        if kind == "Join":
-            return Published(await membership.join(fed, author, target), target)
-        return Published(await membership.leave(fed, author, target), None)
-    if kind in ("Accept", "Reject") and author.type == "Group":
-        # An admin or moderator answers a request to join: object = the Join, or its actor.
-        member = obj.get("actor") if isinstance(obj, dict) else obj
-        if not isinstance(member, str):
-            raise InvalidInput("object must be the Join (with its actor) or the member's IRI", field="object")
-        await membership.decide(fed, author, member, by=by, approve=kind == "Accept")
-        return Published(None, member)
-    if kind == "Remove" and author.type == "Group":
-        member = obj.get("id") if isinstance(obj, dict) else obj
-        if not isinstance(member, str):
-            raise InvalidInput("object must be the member's IRI", field="object")
-        await membership.remove(fed, author, member, by=by)
-        return Published(None, member)
+        return await content.delete(fed, author, _object_id(obj), by=by)
     if kind == "Announce":
-        return await content.announce(fed, author, obj.get("id") if isinstance(obj, dict) else obj, by=by)
+        return await content.announce(fed, author, _object_id(obj), by=by)
+    if kind in ("Join", "Leave") and author.type == "Person":
+        return await _join_or_leave(fed, author, kind, obj)
+    if kind in ("Accept", "Reject", "Remove") and author.type == "Group":
+        return await _answer_member(fed, author, kind, obj, by=by)
     if kind == "Follow" and isinstance(obj, str):
         result = await following.follow(fed, local_name=author.handle, target_iri=obj, as_actor=author)
         return Published(result.follow_iri, None)
     if kind == "Like":
         return await likes.like(fed, author, obj, by=by)
     if kind == "Undo" and isinstance(obj, str | dict):
-        # The answer's ``object`` is what was undone: the Like, or the Follow.
-        undone = await likes.undo(fed, author, obj, by=by)
-        if undone is not None:
-            return undone
-        target = str(obj if isinstance(obj, str) else obj.get("id"))
-        return Published(await following.unfollow(fed, follower=author, follow_iri=target), target)
+        return await _undo(fed, author, obj, by=by)
     raise InvalidInput(
         "supported: Note, Article, Question, Endorsement, Create, Update, Delete, Announce, Like,"
         " Follow, Undo (of a Like or a Follow), Join and Leave (a member), Accept, Reject and Remove"
         " (an association)",
         field="type",
     )
+
+
+def _object_id(obj: Any) -> Any:
+    """An activity's ``object`` as an IRI: its ``id`` when embedded (checked by the service)."""
+    return obj.get("id") if isinstance(obj, dict) else obj
+
+
+async def _join_or_leave(fed: Federation, author: Actor, kind: str, obj: Any) -> Published:
+    """A person joins or leaves an association."""
+    target = _object_id(obj)
+    if not isinstance(target, str):
+        raise InvalidInput("object must be the association's IRI", field="object")
+    if kind == "Join":
+        return Published(await membership.join(fed, author, target), target)
+    return Published(await membership.leave(fed, author, target), None)
+
+
+async def _answer_member(fed: Federation, author: Actor, kind: str, obj: Any, *, by: Actor) -> Published:
+    """An admin or moderator answers a request to join (``Accept``, ``Reject``: object = the
+    Join, or its actor) or removes a member (``Remove``: object = the member)."""
+    if kind == "Remove":
+        member = _object_id(obj)
+        if not isinstance(member, str):
+            raise InvalidInput("object must be the member's IRI", field="object")
+        await membership.remove(fed, author, member, by=by)
+        return Published(None, member)
+    member = obj.get("actor") if isinstance(obj, dict) else obj
+    if not isinstance(member, str):
+        raise InvalidInput("object must be the Join (with its actor) or the member's IRI", field="object")
+    await membership.decide(fed, author, member, by=by, approve=kind == "Accept")
+    return Published(None, member)
+
+
+async def _undo(fed: Federation, author: Actor, obj: str | dict[str, Any], *, by: Actor) -> Published:
+    """Undo a Like, else a Follow; the answer's ``object`` is what was undone."""
+    undone = await likes.undo(fed, author, obj, by=by)
+    if undone is not None:
+        return undone
+    target = str(obj if isinstance(obj, str) else obj.get("id"))
+    return Published(await following.unfollow(fed, follower=author, follow_iri=target), target)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import icalendar  # type: ignore[import-untyped]
+import icalendar
 import pytest
 from sqlalchemy import select
 

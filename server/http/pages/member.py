@@ -241,54 +241,74 @@ async def _find(fed: Federation, address: str) -> Actor:
     Raises:
         AddressRefused: the address is malformed, or names no reachable, allowed actor.
     """
-    node = fed.node
     address = address.strip()
     if not address or len(address) > MAX_ADDRESS or any(c.isspace() or ord(c) < 0x20 for c in address):
         raise AddressRefused("follow_bad_address")
     try:
-        if address.startswith(("https://", "http://")):
-            parts = urlsplit(address)
-            if not parts.hostname or parts.username or parts.password:
-                raise AddressRefused("follow_bad_address")
-            return await fed.actor(address)
-        match = HANDLE.match(address)
-        if match is None:
+        return await _resolve(fed, address)
+    except _LOOKUP_ERRORS as exc:
+        raise _refusal(address, exc) from None
+
+
+async def _resolve(fed: Federation, address: str) -> Actor:
+    """The actor an actor's URL or a handle names."""
+    if address.startswith(("https://", "http://")):
+        parts = urlsplit(address)
+        if not parts.hostname or parts.username or parts.password:
             raise AddressRefused("follow_bad_address")
-        handle = f"{match['user']}@{match['host']}"
-        host = match["host"].rsplit(":", 1)[0] if ":" in match["host"] else match["host"]
-        insecure = node.settings.federation.allow_private_addresses and _loopback(host)
-        options: dict[str, Any] = {
-            "policy": fed.policy,
-            "allow_http": insecure,
-            "scheme": "http" if insecure else "https",
-        }
-        try:
-            return await lookup_account(node, fed.transport, handle, **options)
-        except AmbiguousHandle:  # a person and an association share the name: the association
-            return await lookup_account(node, fed.transport, handle, actor_type="Group", **options)
-        except LocalHandleRefused:
-            async with node.sessions() as session:
-                found = await q.local_by_name(session, match["user"])
-            if not found:
-                raise AddressRefused("follow_no_account") from None
-            return next((a for a in found if a.type == "Group"), found[0])
-    except AddressRefused:
-        raise
-    except PeerNotAllowed:
-        raise AddressRefused("follow_blocked") from None
-    except UnsafeAddress:
-        raise AddressRefused("follow_unsafe_address") from None
-    except (WebFingerNotFound, NotFound, DocumentGone):
-        raise AddressRefused("follow_no_account") from None
-    except (WebFingerTemporaryFailure, FetchTemporaryFailure, KeyFetchTemporaryFailure):
-        raise AddressRefused("follow_unreachable") from None
-    except HandleMismatch:
-        raise AddressRefused("follow_handle_mismatch") from None
-    except (InvalidDocument, NotActivityStreams):
-        raise AddressRefused("follow_not_actor") from None
-    except (FederationError, ServiceError) as exc:
-        log.info("follow look-up failed", extra={"address": address[:200], "error": type(exc).__name__})
-        raise AddressRefused("follow_failed") from None
+        return await fed.actor(address)
+    match = HANDLE.match(address)
+    if match is None:
+        raise AddressRefused("follow_bad_address")
+    return await _by_handle(fed, match["user"], match["host"])
+
+
+async def _by_handle(fed: Federation, user: str, host_port: str) -> Actor:
+    """The actor ``user@host`` names, looked up with WebFinger; one of ours by its name."""
+    node = fed.node
+    host = host_port.rsplit(":", 1)[0] if ":" in host_port else host_port
+    insecure = node.settings.federation.allow_private_addresses and _loopback(host)
+    options: dict[str, Any] = {
+        "policy": fed.policy,
+        "allow_http": insecure,
+        "scheme": "http" if insecure else "https",
+    }
+    handle = f"{user}@{host_port}"
+    try:
+        return await lookup_account(node, fed.transport, handle, **options)
+    except AmbiguousHandle:  # a person and an association share the name: the association
+        return await lookup_account(node, fed.transport, handle, actor_type="Group", **options)
+    except LocalHandleRefused:
+        async with node.sessions() as session:
+            found = await q.local_by_name(session, user)
+        if not found:
+            raise AddressRefused("follow_no_account") from None
+        return next((a for a in found if a.type == "Group"), found[0])
+
+
+_REFUSALS: tuple[tuple[tuple[type[Exception], ...], str], ...] = (
+    ((PeerNotAllowed,), "follow_blocked"),
+    ((UnsafeAddress,), "follow_unsafe_address"),
+    ((WebFingerNotFound, NotFound, DocumentGone), "follow_no_account"),
+    ((WebFingerTemporaryFailure, FetchTemporaryFailure, KeyFetchTemporaryFailure), "follow_unreachable"),
+    ((HandleMismatch,), "follow_handle_mismatch"),
+    ((InvalidDocument, NotActivityStreams), "follow_not_actor"),
+)
+"""Why a look-up failed, first match first, as the catalogue's message for the address field."""
+_LOOKUP_ERRORS: tuple[type[Exception], ...] = (
+    *(error for errors, _ in _REFUSALS for error in errors),
+    FederationError,
+    ServiceError,
+)
+
+
+def _refusal(address: str, exc: Exception) -> AddressRefused:
+    """The refusal a failed look-up of ``address`` is shown as (``follow_failed`` when unforeseen)."""
+    for errors, key in _REFUSALS:
+        if isinstance(exc, errors):
+            return AddressRefused(key)
+    log.info("follow look-up failed", extra={"address": address[:200], "error": type(exc).__name__})
+    return AddressRefused("follow_failed")
 
 
 async def _relations(session: Any, me: Actor, actor: Actor) -> dict[str, str | None]:

@@ -6,6 +6,11 @@ with :mod:`federation.vocab.entraide`, stores it and publishes the activity thro
 transactional outbox in the same transaction. Edits and deletes are for the author only (for an
 association: its admins and moderators, recorded in the audit log), and reach every node that
 received the object (its audience).
+
+:func:`create` and :func:`update` are the same pipeline for every kind: what a kind adds (its
+own fields, its rendering, what follows once it is stored) is its module in
+:mod:`server.services.content.kinds`, looked up in that registry; threads are
+:mod:`server.services.content.replies`.
 """
 
 from __future__ import annotations
@@ -13,167 +18,93 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, union
+from sqlalchemy import select
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import PUBLICLY_READABLE, Visibility, address, classify
-from federation.errors import FederationError
-from federation.iri import is_http_iri
-from federation.types import AS_PUBLIC, PUBLIC_ALIASES, Iri
+from federation.types import AS_PUBLIC, Iri
 from federation.vocab import entraide as wire
-from federation.vocab.entraide import (
-    AlertCategory,
-    AlertInfo,
-    AlertStatus,
-    Eligibility,
-    Kind,
-    ProposalStatus,
-    Severity,
-)
-from server.db import queue
-from server.db.models import (
-    Activity,
-    Actor,
-    Delivery,
-    Endorsement,
-    Reaction,
-    Relay,
-    RemoteObject,
-    Vote,
-)
+from federation.vocab.entraide import AlertStatus, Kind
+from server.db.models import Activity, Actor, Endorsement, RemoteObject
 from server.db.queries import actors as actor_queries
-from server.services import audit as audit_log
-from server.services.media import uploads as media_service
-from server.services.membership import members as membership_service
-from server.services.content import remote as objects
-from server.services.reading import visibility
+from server.services.content import kinds, replies
+from server.services.content.fields import (
+    MAX_ATTACHMENTS,
+    MAX_CONTENT_CHARS,
+    MAX_NAME_CHARS,
+    MAX_RECIPIENTS,
+    MAX_SUMMARY_CHARS,
+    MAX_TAGS,
+    choice,
+    hashtags,
+    iri_list,
+    iri_value,
+    language_of,
+    text,
+    when,
+)
+from server.services.content.kinds.proposal import POLL_CLOSE
+from server.services.content.replies import as_viewer
+from server.services.content.revisions import MAX_HOLDERS, audit, holders, publish_update
+from server.services.content.sanitize import plain_text, sanitize_html
+from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
-from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.content.sanitize import plain_text, sanitize_html, text_paragraph
+from server.services.media import uploads as media_service
+from server.services.membership import members as membership_service
+from server.services.reading import visibility
+
+__all__ = [
+    "MAX_ATTACHMENTS",
+    "MAX_CONTENT_CHARS",
+    "MAX_HOLDERS",
+    "MAX_NAME_CHARS",
+    "MAX_RECIPIENTS",
+    "MAX_SUMMARY_CHARS",
+    "MAX_TAGS",
+    "POLL_CLOSE",
+    "Published",
+    "announce",
+    "audit",
+    "change_note",
+    "check_fields_apply",
+    "choice",
+    "create",
+    "delete",
+    "hashtags",
+    "holders",
+    "iri_list",
+    "iri_value",
+    "language_of",
+    "list_content",
+    "local_author",
+    "owned",
+    "relay_change",
+    "relay_member_activity",
+    "retract_alert",
+    "status_of",
+    "text",
+    "update",
+    "when",
+]
 
 log = logging.getLogger(__name__)
 
-MAX_CONTENT_CHARS = 100_000
-MAX_NAME_CHARS = 500
-MAX_SUMMARY_CHARS = 2_000
-MAX_RECIPIENTS = 200
-MAX_TAGS = 20
-MAX_ATTACHMENTS = 10
-DEFAULT_POLL_DAYS = 7
-MAX_POLL_DAYS = 366
-POLL_CLOSE = "poll_close"
-
 REMOVABLE = frozenset({"name", "summary", "tag", "license", "sensitive"})
 """What a partial ``Update`` may remove by setting it to ``null``."""
-NAMED_KINDS = frozenset({Kind.RESOURCE, Kind.ALERT, Kind.PROPOSAL})
-"""Kinds whose ``name`` (title, headline, question) is required."""
-
-TYPE_OF_KIND = {
-    Kind.POST: ("Note", "Article"),
-    Kind.RESOURCE: ("Article",),
-    Kind.ALERT: ("Note",),
-    Kind.PROPOSAL: ("Question",),
-    Kind.REPLY: ("Note", "Article"),
-}
+FROZEN = ("oneOf", "anyOf", "entraideKind", "to", "cc", "visibility", "inReplyTo", "eligibility")
+"""What an edit may not change: the audience, the kind, a poll's options and electorate."""
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
     activity_iri: str | None
     object_iri: str | None
-
-
-# --- field readers: each names the field it refuses ----------------------------------------------
-
-
-def text(value: Any, field: str, limit: int, *, required: bool = False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise InvalidInput(f"{field} is required", field=field)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a string", field=field)
-    if len(value) > limit:
-        raise InvalidInput(f"{field} is longer than {limit} characters", field=field)
-    return value
-
-
-def iri_value(value: Any, field: str) -> Iri | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")) or len(value) > 2048:
-        raise InvalidInput(f"{field} must be an http(s) IRI", field=field)
-    return Iri(value)
-
-
-def iri_list(value: Any, field: str) -> list[str]:
-    items = (
-        [value]
-        if isinstance(value, str)
-        else value
-        if isinstance(value, list)
-        else []
-        if value is None
-        else None
-    )
-    if items is None or not all(isinstance(i, str) for i in items) or len(items) > MAX_RECIPIENTS:
-        raise InvalidInput(f"{field} must be an IRI or a list of at most {MAX_RECIPIENTS} IRIs", field=field)
-    iris = [AS_PUBLIC if i in PUBLIC_ALIASES else i for i in items]
-    # Addressees are fetched and delivered to: one we could never reach is the client's error.
-    if not all(i == AS_PUBLIC or is_http_iri(i) for i in iris):
-        raise InvalidInput(f"{field} must name http(s) IRIs with a valid host", field=field)
-    return iris
-
-
-def when(value: Any, field: str) -> datetime | None:
-    if value is None:
-        return None
-    parsed = wire.parse_time(value)
-    if parsed is None:
-        raise InvalidInput(f"{field} must be an ISO 8601 date-time with a time zone", field=field)
-    return parsed
-
-
-def choice(cls: Any, value: Any, field: str, default: Any = None) -> Any:
-    """``cls(value)`` for a StrEnum, or ``default`` when the value is absent."""
-    if value is None and default is not None:
-        return default
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise InvalidInput(f"{field} must be one of: {allowed}", field=field) from None
-
-
-def language_of(value: Any) -> str | None:
-    code = text(value, "language", 35)
-    if code is not None and not all(part.isalnum() for part in code.split("-")):
-        raise InvalidInput("language must be a BCP 47 tag such as fr or fr-BE", field="language")
-    return code
-
-
-def hashtags(fed: Federation, value: Any) -> list[dict[str, Any]]:
-    """``tag``: hashtag names (strings, with or without ``#``) or AS2 ``Hashtag`` objects."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_TAGS:
-        raise InvalidInput(f"tag must be a list of at most {MAX_TAGS} hashtags", field="tag")
-    tags = []
-    for item in value:
-        name = item.get("name") if isinstance(item, dict) and item.get("type") == "Hashtag" else item
-        if not isinstance(name, str) or not 1 <= len(name.lstrip("#")) <= 100:
-            raise InvalidInput("each tag must be a hashtag name of 1 to 100 characters", field="tag")
-        bare = plain_text(name.lstrip("#")).replace(" ", "")
-        tags.append(
-            {"type": "Hashtag", "name": f"#{bare}", "href": fed.node.uris.iri(f"/tags/{bare.lower()}")}
-        )
-    return tags
 
 
 # --- addressing -----------------------------------------------------------------------------------
@@ -299,119 +230,18 @@ async def _posting_group(
     return None, False, others
 
 
-# --- kinds ----------------------------------------------------------------------------------------
-
-
-def requested_kind(obj: Mapping[str, Any], author: Actor) -> Kind:
-    """The kind a client asks for: ``entraideKind`` (Alert, Resource, Proposal), else by shape."""
-    kind_term = obj.get("entraideKind")
-    if kind_term is not None:
-        if kind_term not in wire.WIRE_KINDS:
-            raise InvalidInput("entraideKind must be one of: Alert, Resource, Proposal", field="entraideKind")
-        kind = wire.WIRE_KINDS[kind_term]
-    elif obj.get("type") == "Question":
-        kind = Kind.PROPOSAL
-    elif obj.get("inReplyTo") is not None:
-        kind = Kind.REPLY
-    elif obj.get("type") == "Article" and author.type == "Group":
-        kind = Kind.RESOURCE
-    else:
-        kind = Kind.POST
-    obj_type = obj.get("type", TYPE_OF_KIND[kind][0])
-    if obj_type not in TYPE_OF_KIND[kind]:
-        allowed = " or ".join(TYPE_OF_KIND[kind])
-        raise InvalidInput(f"a {kind.value} is published as {allowed}", field="type")
-    if kind in (Kind.ALERT, Kind.RESOURCE) and author.type != "Group":
-        raise Forbidden(f"only an association publishes a {kind.value}")
-    return kind
-
-
-def alert_info(obj: Mapping[str, Any], *, base: AlertInfo | None = None) -> AlertInfo:
-    def pick(key: str, current: Any) -> Any:
-        return obj[key] if key in obj else current
-
-    info = AlertInfo(
-        severity=choice(Severity, pick("severity", base.severity if base else None), "severity"),
-        category=choice(AlertCategory, pick("category", base.category if base else None), "category"),
-        status=choice(
-            AlertStatus, pick("alertStatus", base.status if base else None), "alertStatus", AlertStatus.ACTIVE
-        ),
-        area=plain_text(text(pick("area", base.area if base else None), "area", 200)) or None,
-        area_code=text(pick("areaCode", base.area_code if base else None), "areaCode", 10),
-        valid_until=when(obj["validUntil"], "validUntil")
-        if "validUntil" in obj
-        else (base.valid_until if base else None),
-        supersedes=base.supersedes if base else iri_value(obj.get("supersedes"), "supersedes"),
-        superseded_by=base.superseded_by if base else None,
-    )
-    if info.area_code is not None and not _is_area_code(info.area_code):
-        raise InvalidInput("areaCode must be an ISO 3166 code such as FR or FR-75", field="areaCode")
-    return info
-
-
-def _is_area_code(code: str) -> bool:
-    country, _, sub = code.partition("-")
-    return (
-        len(country) == 2
-        and country.isalpha()
-        and country.isupper()
-        and (not sub or (sub.isalnum() and len(sub) <= 3))
-    )
-
-
-def stored_alert_info(document: Mapping[str, Any]) -> AlertInfo:
-    """The alert terms of one of our stored alert documents."""
-    return AlertInfo(
-        severity=Severity(document["severity"]),
-        category=AlertCategory(document["category"]),
-        status=AlertStatus(document.get("alertStatus", "active")),
-        area=document.get("area"),
-        area_code=document.get("areaCode"),
-        valid_until=when(document.get("validUntil"), "validUntil"),
-        supersedes=document.get("supersedes"),
-        superseded_by=document.get("supersededBy"),
-    )
-
-
-def render_alert(
-    document: dict[str, Any], info: AlertInfo, headline: str, body_html: str, tag_base: str
-) -> None:
-    """Write the alert's readable content and terms into ``document`` (headline first, no CW)."""
-    document["name"] = headline
-    document["content"] = wire.alert_headline_html(headline, info) + body_html + wire.alert_footer_html(info)
-    document["source"] = {"content": body_html, "mediaType": "text/html"}
-    document.update(wire.alert_terms(info))
-    for key in ("area", "areaCode", "validUntil", "supersedes", "supersededBy"):
-        if key not in wire.alert_terms(info):
-            document.pop(key, None)
-    own = [t for t in document.get("tag", []) if t.get("href", "").rsplit("/", 1)[-1] not in ("alert",)]
-    names = {t["name"] for t in own}
-    document["tag"] = own + [t for t in wire.alert_tags(info, tag_base) if t["name"] not in names]
-    document.pop("summary", None)  # Mastodon would show a summary as a content warning
-
-
-def poll_options(obj: Mapping[str, Any]) -> tuple[list[str], bool]:
-    multiple = obj.get("anyOf") is not None
-    raw = obj.get("anyOf") if multiple else obj.get("oneOf")
-    field = "anyOf" if multiple else "oneOf"
-    if obj.get("anyOf") is not None and obj.get("oneOf") is not None:
-        raise InvalidInput("give oneOf or anyOf, not both", field="oneOf")
-    if not isinstance(raw, list) or not 2 <= len(raw) <= wire.MAX_OPTIONS:
-        raise InvalidInput(f"{field} must list 2 to {wire.MAX_OPTIONS} options", field=field)
-    names = []
-    for item in raw:
-        name = item.get("name") if isinstance(item, dict) else item
-        if not isinstance(name, str) or not name.strip() or len(name) > wire.MAX_OPTION_CHARS:
-            raise InvalidInput(
-                f"each option must be a name of 1 to {wire.MAX_OPTION_CHARS} characters", field=field
-            )
-        names.append(plain_text(name).strip())
-    if len(set(names)) != len(names):
-        raise InvalidInput("option names must be distinct", field=field)
-    return names, multiple
-
-
 # --- create ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where new content goes: the object it answers, if any, and the association it belongs
+    to (``into``: the author named it as ``audience``), with the other ``audience`` values."""
+
+    parent: replies.Parent | None
+    group: Actor | None
+    into: bool
+    others: list[str]
 
 
 async def create(
@@ -423,38 +253,86 @@ async def create(
     ``c2s``: the client's ActivityPub outbox, where content that addresses nobody is readable by
     its author only and delivered to no one (decision 37); our API, CLI and pages default to
     public instead.
+
+    The steps, the same for every kind: the kind (:func:`kinds.requested`); where the content
+    goes (its parent, its association); its addressing; the fields every kind shares; its
+    thread and association; the kind's own fields (:meth:`~kinds.ContentKind.build`); then, in
+    one transaction, the row, its attachments, the ``Create`` and the kind's hooks
+    (:meth:`~kinds.ContentKind.after_store`).
     """
     self_only = c2s and unaddressed(obj)
-    kind = requested_kind(obj, author)
+    kind = kinds.requested(obj, author)
     now = fed.node.clock()
-    uris = fed.node.uris
-    object_iri = uris.object(uuid.uuid4().hex)
+    place = await _placement(fed, author, obj)
+    blind = blind_recipients(obj)
+    addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *place.others]} if place.others else obj
+    to, cc, level = _addressing(
+        author, addressed, fed.node.uris, place.group, blind=bool(blind), self_only=self_only
+    )
+    document = _shared_document(fed, kind, author, obj, fed.node.uris.object(uuid.uuid4().hex), now, to, cc)
+    relays = await _join(fed, author, place, document, level, self_only=self_only)
+    await kind.build(kinds.Draft(fed, author, obj, document, now))
+    _refresh_content_map(document)
+    attachment_keys = _attachment_keys(fed, obj.get("attachment"))
+    async with fed.node.sessions.begin() as session:
+        row = await _store(session, fed, kind, author, document, place, level, now, attachment_keys)
+        published = await publish(
+            session,
+            author,
+            {"id": new_activity_iri(fed.node.uris), "type": "Create", "to": to, "cc": cc, "object": document},
+            visibility=level.value,
+            now=now,
+            priority=kind.priority,
+            also=blind,
+        )
+        audit(session, author, by, f"{kind.kind.value}.create", row.iri, now)
+        await kind.after_store(kinds.Stored(fed, session, author, by, row, document, now))
+    fed.notify_worker()
+    if relays and place.group is not None:
+        # FEP-1b12: the association relays what its members post into it, as it does for members
+        # on other nodes (inbox_handlers), so its followers (or members) get it.
+        await relay_member_activity(fed, place.group, published.document, row)
+    return Published(published.iri, row.iri)
+
+
+async def _placement(fed: Federation, author: Actor, obj: Mapping[str, Any]) -> _Placement:
+    """The parent (checked first, case 54; a peer's we do not hold is fetched from its origin)
+    and the association the content belongs to."""
     in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
     async with fed.node.sessions() as session:
-        parent = await _readable_parent(session, fed, author, in_reply_to)
-        group, into, others = await _posting_group(session, fed, author, obj, parent)
-    remote_parent = (
-        await _fetch_parent(fed, in_reply_to)
-        if in_reply_to is not None and parent is None and not uris.is_local(in_reply_to)
+        held = await replies.readable_parent(session, fed, author, in_reply_to)
+        group, into, others = await _posting_group(session, fed, author, obj, held)
+    if in_reply_to is None:
+        return _Placement(None, group, into, others)
+    fetched = (
+        await replies.fetch_parent(fed, in_reply_to)
+        if held is None and not fed.node.uris.is_local(in_reply_to)
         else None
     )
-    blind = blind_recipients(obj)
-    addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *others]} if others else obj
-    to, cc, level = _addressing(author, addressed, uris, group, blind=bool(blind), self_only=self_only)
-    body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind is not Kind.PROPOSAL)
-    name = text(
-        obj.get("name"),
-        "name",
-        wire.MAX_HEADLINE_CHARS if kind is Kind.ALERT else MAX_NAME_CHARS,
-        required=kind in NAMED_KINDS,
-    )
+    return _Placement(replies.Parent(in_reply_to, held, fetched), group, into, others)
+
+
+def _shared_document(
+    fed: Federation,
+    kind: kinds.ContentKind,
+    author: Actor,
+    obj: Mapping[str, Any],
+    object_iri: Iri,
+    now: datetime,
+    to: list[str],
+    cc: list[str],
+) -> dict[str, Any]:
+    """The wire document with the fields every kind has, read and checked by ``kind``'s rules
+    (whether content and name are required, the name's length, whether a summary applies)."""
+    uris = fed.node.uris
+    body = text(obj.get("content"), "content", MAX_CONTENT_CHARS, required=kind.content_required)
+    name = text(obj.get("name"), "name", kind.name_chars, required=kind.named)
     summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
     # An association's content without a language is in the association's default one, if set.
     language = language_of(obj.get("language")) or (author.language if author.type == "Group" else None)
-    obj_type = obj.get("type") or TYPE_OF_KIND[kind][0]
     document: dict[str, Any] = {
         "id": object_iri,
-        "type": obj_type,
+        "type": obj.get("type") or kind.types[0],
         "attributedTo": author.iri,
         "content": sanitize_html(body or ""),
         "published": wire.iso(now),
@@ -468,156 +346,105 @@ async def create(
         document["contentMap"] = {language: document["content"]}
     if name:
         document["name"] = plain_text(name)
-    if summary and kind is not Kind.ALERT:
+    if summary and kind.takes_summary:
         document["summary"] = sanitize_html(summary)
-    if obj.get("sensitive") is True and kind is not Kind.ALERT:
+    if obj.get("sensitive") is True and kind.takes_summary:
         document["sensitive"] = True
     tags = hashtags(fed, obj.get("tag"))
     if tags:
         document["tag"] = tags
-    context_iri = uris.context(object_iri)
-    audience_id: int | None = group.id if group is not None else None
+    return document
+
+
+def _refresh_content_map(document: dict[str, Any]) -> None:
+    """``contentMap`` says the content again, in its language: after a kind rendered it anew."""
+    if "contentMap" in document:
+        document["contentMap"] = {next(iter(document["contentMap"])): document["content"]}
+
+
+async def _join(
+    fed: Federation,
+    author: Actor,
+    place: _Placement,
+    document: dict[str, Any],
+    level: Visibility,
+    *,
+    self_only: bool,
+) -> bool:
+    """Put the content in its thread (``context``) and its association (``audience``), after
+    the checks of both; returns whether the association relays it (FEP-1b12)."""
+    group = place.group
+    context_iri = fed.node.uris.context(document["id"])
     async with fed.node.sessions() as session:
-        if in_reply_to is not None:
-            context_iri, parent_author = await _thread_of(session, in_reply_to, parent, level)
-            if remote_parent is not None:
-                context_iri, parent_author, thread_audience = _remote_thread(remote_parent, in_reply_to)
-                if thread_audience and level not in (Visibility.DIRECT, Visibility.MEMBERS):
-                    if thread_audience not in to and thread_audience not in cc:
-                        cc.append(thread_audience)
-            if level is Visibility.MEMBERS and parent is not None and parent.audience_id != audience_id:
-                raise InvalidInput("a members-only reply stays in its thread's association", field="audience")
-            document["inReplyTo"] = in_reply_to
-            if (
-                parent_author
-                and parent_author != author.iri
-                and level is not Visibility.MEMBERS
-                and not self_only
-            ):
-                # The parent's author gets the reply (and Mastodon notifies it: a Mention).
-                if parent_author not in to and parent_author not in cc:
-                    (to if level is Visibility.DIRECT else cc).append(parent_author)
-                document["tag"] = [*document.get("tag", []), {"type": "Mention", "href": parent_author}]
-        member = (
-            group is not None
-            and group.id != author.id
-            and await membership_service.is_active_member(session, group.id, author.id)
-        )
-        thread_group = await objects.thread_association(session, parent) if parent is not None else None
-        if (
-            thread_group is not None
-            and thread_group.id != author.id
-            and thread_group.replies_policy == "members"
-            and not await membership_service.is_active_member(session, thread_group.id, author.id)
-        ):
-            # Whatever the reply addresses (another association as audience, nobody): the thread's
-            # association decides (security case 49).
-            raise Forbidden("this association takes replies in its threads from its members only")
-        if level is Visibility.MEMBERS and group is not None and group.id != author.id and not member:
-            raise InvalidInput(
-                "members-only content of an association is for its members", field="visibility"
+        if place.parent is not None:
+            context_iri = await replies.join_thread(
+                session,
+                author,
+                place.parent,
+                document,
+                level,
+                audience_id=group.id if group is not None else None,
+                self_only=self_only,
             )
-        relays = group is not None and group.local and member and level is not Visibility.DIRECT
+        await replies.check_replies_policy(session, author, place.parent.held if place.parent else None)
+        member = await _posts_as_member(session, author, group, level)
     document["context"] = context_iri
-    if group is not None and group.id != author.id and (into or level is Visibility.MEMBERS):
+    if group is not None and group.id != author.id and (place.into or level is Visibility.MEMBERS):
         # FEP-1b12: a post into an association names it as audience and addresses it.
         document["audience"] = group.iri
-        if group.iri not in to and group.iri not in cc:
-            cc.append(group.iri)
-    priority = queue.Priority.NORMAL
-    if kind is Kind.ALERT:
-        info = alert_info(obj)
-        async with fed.node.sessions() as session:
-            if info.supersedes is not None:
-                await _own_alert(session, author, info.supersedes)
-        render_alert(document, info, plain_text(name or ""), document["content"], uris.iri("/tags/"))
-        if language:
-            document["contentMap"] = {language: document["content"]}
-        priority = queue.Priority.ALERT
-    elif kind is Kind.RESOURCE:
-        license_iri = iri_value(obj.get("license"), "license")
-        if license_iri:
-            document["license"] = license_iri
-        document["history"] = uris.history(object_iri)
-        document["entraideKind"] = "Resource"
-    elif kind is Kind.PROPOSAL:
-        names, multiple = poll_options(obj)
-        end = when(obj.get("endTime"), "endTime") or now + timedelta(days=DEFAULT_POLL_DAYS)
-        if not now < end <= now + timedelta(days=MAX_POLL_DAYS):
-            raise InvalidInput(f"endTime must be in the future, within {MAX_POLL_DAYS} days", field="endTime")
-        eligibility = choice(
-            Eligibility,
-            obj.get("eligibility"),
-            "eligibility",
-            Eligibility.MEMBERS if author.type == "Group" else Eligibility.ANYONE,
-        )
-        if eligibility is Eligibility.MEMBERS and author.type != "Group":
-            raise InvalidInput("members-only voting is for proposals of an association", field="eligibility")
-        document["oneOf" if not multiple else "anyOf"] = wire.poll_options(names, {})
-        document.update(
-            endTime=wire.iso(end),
-            votersCount=0,
-            entraideKind="Proposal",
-            eligibility=eligibility.value,
-            proposalStatus=ProposalStatus.OPEN.value,
-            endorsements=uris.endorsements(object_iri),
-        )
-        if not document["content"]:
-            document["content"] = text_paragraph(document["name"])  # text, never markup (case 48)
-    attachment_keys = _attachment_keys(fed, obj.get("attachment"))
-    activity = {"id": new_activity_iri(uris), "type": "Create", "to": to, "cc": cc}
-    async with fed.node.sessions.begin() as session:
-        row = RemoteObject(
-            iri=object_iri,
-            local=True,
-            type=obj_type,
-            kind=kind.value,
-            attributed_to_id=author.id,
-            audience_id=audience_id,
-            in_reply_to_iri=in_reply_to,
-            context_iri=context_iri,
-            visibility=level.value,
-            document={},
-            published=now,
-            received_at=now,
-        )
-        session.add(row)
-        await session.flush()
-        if attachment_keys:
-            attached = await media_service.attach(
-                session, owner=author, keys=attachment_keys, object_id=row.id
-            )
-            document["attachment"] = [media_service.attachment_document(uris, m) for m in attached]
-        row.document = {"@context": wire.CONTENT_CONTEXT, **document}
-        published = await publish(
-            session,
-            author,
-            {**activity, "object": document},
-            visibility=level.value,
-            now=now,
-            priority=priority,
-            also=blind,
-        )
-        audit(session, author, by, f"{kind.value}.create", object_iri, now)
-        if kind is Kind.ALERT and document.get("supersedes"):
-            await _mark_superseded(
-                fed, session, author, Iri(document["supersedes"]), object_iri, now=now, by=by
-            )
-        if kind is Kind.PROPOSAL:
-            await queue.enqueue(
-                session,
-                POLL_CLOSE,
-                {"object_id": row.id},
-                dedup_key=f"poll_close:{row.id}",
-                run_at=when(document["endTime"], "endTime"),
-                now=now,
-            )
-    fed.notify_worker()
-    if relays and group is not None:
-        # FEP-1b12: the association relays what its members post into it, as it does for members
-        # on other nodes (inbox_handlers), so its followers (or members) get it.
-        await relay_member_activity(fed, group, published.document, row)
-    return Published(published.iri, object_iri)
+        if group.iri not in document["to"] and group.iri not in document["cc"]:
+            document["cc"].append(group.iri)
+    return group is not None and group.local and member and level is not Visibility.DIRECT
+
+
+async def _posts_as_member(
+    session: AsyncSession, author: Actor, group: Actor | None, level: Visibility
+) -> bool:
+    """Whether ``author`` posts into another association as one of its active members; only
+    they publish its members-only content."""
+    member = (
+        group is not None
+        and group.id != author.id
+        and await membership_service.is_active_member(session, group.id, author.id)
+    )
+    if level is Visibility.MEMBERS and group is not None and group.id != author.id and not member:
+        raise InvalidInput("members-only content of an association is for its members", field="visibility")
+    return member
+
+
+async def _store(
+    session: AsyncSession,
+    fed: Federation,
+    kind: kinds.ContentKind,
+    author: Actor,
+    document: dict[str, Any],
+    place: _Placement,
+    level: Visibility,
+    now: datetime,
+    attachment_keys: list[str],
+) -> RemoteObject:
+    """The new object's row, with its attachments (uploads of ``author``'s) in its document."""
+    row = RemoteObject(
+        iri=document["id"],
+        local=True,
+        type=document["type"],
+        kind=kind.kind.value,
+        attributed_to_id=author.id,
+        audience_id=place.group.id if place.group is not None else None,
+        in_reply_to_iri=place.parent.iri if place.parent is not None else None,
+        context_iri=document["context"],
+        visibility=level.value,
+        document={},
+        published=now,
+        received_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    if attachment_keys:
+        attached = await media_service.attach(session, owner=author, keys=attachment_keys, object_id=row.id)
+        document["attachment"] = [media_service.attachment_document(fed.node.uris, m) for m in attached]
+    row.document = {"@context": wire.CONTENT_CONTEXT, **document}
+    return row
 
 
 def _attachment_keys(fed: Federation, value: Any) -> list[str]:
@@ -640,108 +467,6 @@ def _attachment_keys(fed: Federation, value: Any) -> list[str]:
     return keys
 
 
-async def _readable_parent(
-    session: AsyncSession, fed: Federation, author: Actor, in_reply_to: Iri | None
-) -> RemoteObject | None:
-    """The object a reply answers, checked before anything else about the reply: one of ours
-    that is missing, or that the author may not read, answers the same (case 54), whatever
-    else the reply asks for. A peer's object we do not hold is ``None`` (replies to it are fine)."""
-    if in_reply_to is None:
-        return None
-    parent = await session.scalar(select(RemoteObject).where(RemoteObject.iri == in_reply_to))
-    if fed.node.uris.is_local(in_reply_to) and (
-        parent is None or not await visibility.can_read_object(session, _as_viewer(author), parent)
-    ):
-        raise InvalidInput("inReplyTo names no object here", field="inReplyTo")
-    return parent
-
-
-async def _thread_of(
-    session: AsyncSession,
-    parent_iri: Iri,
-    parent: RemoteObject | None,
-    level: Visibility,
-) -> tuple[Iri, str | None]:
-    """The thread (``context``) a reply joins — the parent's, or the parent itself when it has
-    none — and the parent's author.
-
-    A local parent exists and is readable by the author (:func:`_readable_parent`). A reply
-    never shows to more people than its parent: a reply to members-only content is members-only
-    in the same association (or direct), a reply to direct content is direct.
-    """
-    if parent is None:
-        return parent_iri, None
-    if parent.deleted_at is not None:
-        raise InvalidInput("inReplyTo names a deleted object", field="inReplyTo")
-    parent_author = await session.scalar(select(Actor.iri).where(Actor.id == parent.attributed_to_id))
-    if parent.visibility == "members" and level not in (Visibility.MEMBERS, Visibility.DIRECT):
-        raise InvalidInput(
-            "a reply to members-only content must be members-only or direct", field="visibility"
-        )
-    if parent.visibility == "direct" and level is not Visibility.DIRECT:
-        raise InvalidInput("a reply to direct content must itself be direct", field="visibility")
-    return Iri(parent.context_iri or parent.iri), parent_author
-
-
-async def _fetch_parent(fed: Federation, iri: Iri) -> dict[str, Any] | None:
-    """A remote parent this node does not hold, fetched from its origin (signed, through the
-    address guard and the peer policy) so that the reply reaches its author; ``None`` when it
-    cannot be fetched (the reply is still published, to its own addressees)."""
-    try:
-        return await fed.fetch(iri)
-    except FederationError as exc:
-        log.info("reply parent not fetched", extra={"parent": iri, "error": type(exc).__name__})
-        return None
-
-
-def _remote_thread(document: Mapping[str, Any], parent_iri: Iri) -> tuple[Iri, str | None, str | None]:
-    """A fetched parent's thread (its ``context``, else itself), author and ``audience``
-    (FEP-1b12: the association it was posted into), as :func:`_thread_of` gives for a held one."""
-
-    def one_iri(value: Any) -> str | None:
-        value = value[0] if isinstance(value, list) and value else value
-        value = value.get("id") if isinstance(value, dict) else value
-        return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
-
-    context, author = one_iri(document.get("context")), one_iri(document.get("attributedTo"))
-    return Iri(context or parent_iri), author, one_iri(document.get("audience"))
-
-
-async def _own_alert(session: AsyncSession, author: Actor, iri: Iri) -> RemoteObject:
-    row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
-    if (
-        row is None
-        or row.deleted_at is not None
-        or row.kind != Kind.ALERT.value
-        or row.attributed_to_id != author.id
-    ):
-        raise InvalidInput("supersedes must name an active alert of the same association", field="supersedes")
-    return row
-
-
-async def _mark_superseded(
-    fed: Federation,
-    session: AsyncSession,
-    author: Actor,
-    old_iri: Iri,
-    new_iri: Iri,
-    *,
-    now: datetime,
-    by: Actor,
-) -> None:
-    old = await _own_alert(session, author, old_iri)
-    info = replace(stored_alert_info(old.document), status=AlertStatus.SUPERSEDED, superseded_by=new_iri)
-    document = dict(old.document)
-    render_alert(
-        document,
-        info,
-        document.get("name", ""),
-        document.get("source", {}).get("content", ""),
-        fed.node.uris.iri("/tags/"),
-    )
-    await _publish_update(fed, session, author, old, document, now=now, by=by)
-
-
 # --- update and delete ----------------------------------------------------------------------------
 
 
@@ -751,7 +476,7 @@ async def owned(fed: Federation, author: Actor, object_iri: Any) -> RemoteObject
         raise InvalidInput("object must be the IRI of one of your objects", field="object")
     async with fed.node.sessions() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == object_iri))
-        readable = row is not None and await visibility.can_read_object(session, _as_viewer(author), row)
+        readable = row is not None and await visibility.can_read_object(session, as_viewer(author), row)
     if row is None or not readable or row.deleted_at is not None or not row.local:
         # Someone who may not read the object gets the answer of a missing one (case 54).
         raise NotFound("no such object")
@@ -760,88 +485,65 @@ async def owned(fed: Federation, author: Actor, object_iri: Any) -> RemoteObject
     return row
 
 
-def _as_viewer(actor: Actor) -> visibility.Viewer:
-    return visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=actor.id, actor_iri=actor.iri)
-
-
 async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: Actor) -> Published:
     """Edit one of ``author``'s objects; the audience, the kind and a poll's options are kept.
 
     Every edit is an ``Update`` carrying the whole object with ``updated``: the object's
-    ``history`` collection (FEP-bad1) lists them all.
+    ``history`` collection (FEP-bad1) lists them all. The shared fields (name, tags, removals)
+    are edited here, the rest by the object's kind (:meth:`~kinds.ContentKind.edit`).
     """
     row = await owned(fed, author, obj.get("id"))
-    kind = Kind(row.kind)
-    if kind is Kind.VOTE or kind is Kind.ENDORSEMENT:
-        raise InvalidInput(f"a {kind.value} cannot be edited", field="type")
+    kind = kinds.get(row.kind)
+    if kind is None:
+        raise InvalidInput(f"a {row.kind} cannot be edited", field="type")
     note = change_note(obj.get(CHANGE_NOTE))
-    for frozen in ("oneOf", "anyOf", "entraideKind", "to", "cc", "visibility", "inReplyTo", "eligibility"):
+    for frozen in FROZEN:
         if frozen in obj and obj[frozen] != row.document.get(frozen):
             raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
     document = {k: v for k, v in row.document.items() if k != "@context"}
     _remove_nulled(document, {k: v for k, v in obj.items() if k != CHANGE_NOTE}, kind)
-    uris = fed.node.uris
-    name = text(obj.get("name"), "name", MAX_NAME_CHARS)
+    name = text(obj.get("name"), "name", kind.name_chars)
     content = text(obj.get("content"), "content", MAX_CONTENT_CHARS)
     if name is not None:
-        if (
-            kind is Kind.PROPOSAL
-            and content is None
-            and document.get("content") == text_paragraph(document.get("name", ""))
-        ):
-            document["content"] = text_paragraph(plain_text(name))  # the content shown is the name
         document["name"] = plain_text(name)
     if obj.get("tag") is not None:
         document["tag"] = hashtags(fed, obj.get("tag"))
-    if kind is Kind.ALERT:
-        base = stored_alert_info(document)
-        if (
-            obj.get("alertStatus") == AlertStatus.SUPERSEDED.value
-            and base.status is not AlertStatus.SUPERSEDED
-        ):
-            raise InvalidInput(
-                "an alert is superseded by publishing its successor with supersedes", field="alertStatus"
-            )
-        info = alert_info(obj, base=base)
-        body = (
-            sanitize_html(content) if content is not None else document.get("source", {}).get("content", "")
-        )
-        render_alert(document, info, document.get("name", ""), body, uris.iri("/tags/"))
-    else:
-        if content is not None:
-            document["content"] = sanitize_html(content)
-        summary = text(obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
-        if summary is not None:
-            document["summary"] = sanitize_html(summary)
-        if kind is Kind.RESOURCE and obj.get("license") is not None:
-            document["license"] = iri_value(obj.get("license"), "license")
-    if "contentMap" in document:
-        document["contentMap"] = {next(iter(document["contentMap"])): document["content"]}
+    kind.edit(kinds.Edit(fed, obj, row.document, document, name, content))
+    _refresh_content_map(document)
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
         stored = await session.get(RemoteObject, row.id)
         assert stored is not None
-        published = await _publish_update(
-            fed, session, author, stored, document, now=now, by=by, note=note, changes=_changed(obj)
+        published = await publish_update(
+            fed,
+            session,
+            author,
+            stored,
+            document,
+            now=now,
+            by=by,
+            action=kind.update_action(stored.document, document),
+            priority=kind.priority,
+            note=note,
+            changes=_changed(obj),
         )
+        await kind.after_update(kinds.Stored(fed, session, author, by, stored, stored.document, now))
     fed.notify_worker()
     return Published(published, row.iri)
 
 
 CHANGE_NOTE = "changeNote"
 MAX_CHANGE_NOTE_CHARS = 500
-ALERT_FIELDS = frozenset({"severity", "category", "alertStatus", "area", "areaCode", "validUntil"})
 
 
 def check_fields_apply(kind: str, obj: Mapping[str, Any]) -> None:
     """Fields that do not apply to this kind are refused rather than silently ignored (the JSON API
     and the command line; a C2S ``Update`` carries the whole object and keeps what applies)."""
+    spec = kinds.by_kind(kind)
+    others = frozenset().union(*(k.own_fields for k in kinds.registered() if k is not spec))
     for field in obj:
-        if (
-            (field in ALERT_FIELDS and kind != Kind.ALERT.value)
-            or (field == "license" and kind != Kind.RESOURCE.value)
-            or (field == "summary" and kind == Kind.ALERT.value)
-        ):
+        not_its_own = field in others and field not in spec.own_fields
+        if not_its_own or (field == "summary" and not spec.takes_summary):
             raise InvalidInput(f"{field} does not apply to a {kind}", field=field)
 
 
@@ -869,7 +571,8 @@ async def retract_alert(fed: Federation, author: Actor, object_iri: Any, *, by: 
     return await update(fed, author, {"id": row.iri, "alertStatus": AlertStatus.RETRACTED.value}, by=by)
 
 
-LISTED_KINDS = (Kind.ALERT.value, Kind.RESOURCE.value, Kind.PROPOSAL.value, Kind.POST.value)
+LISTED_KINDS = tuple(k.kind.value for k in kinds.listed())
+"""The kinds listed with an association's content (replies, votes and endorsements are not)."""
 
 
 async def list_content(
@@ -896,120 +599,22 @@ async def list_content(
 
 
 def status_of(row: RemoteObject, now: datetime) -> str:
-    """One word for lists: deleted, retracted, superseded, expired, closed, open or active."""
+    """One word for lists: deleted, retracted, superseded, expired, closed, open or published."""
     if row.deleted_at is not None:
         return "deleted"
-    doc = row.document
-    if row.kind == Kind.ALERT.value:
-        status = str(doc.get("alertStatus", "active"))
-        valid_until = when(doc.get("validUntil"), "validUntil") if status == "active" else None
-        return "expired" if valid_until is not None and valid_until <= now else status
-    if row.kind == Kind.PROPOSAL.value:
-        end = when(doc.get("endTime"), "endTime")
-        closed = doc.get("closed") or doc.get("proposalStatus") == ProposalStatus.CLOSED.value
-        return "closed" if closed or (end is not None and end <= now) else "open"
-    return "published"
+    return kinds.by_kind(row.kind).status(row.document, now)
 
 
-def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: Kind) -> None:
+def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: kinds.ContentKind) -> None:
     """A property set to ``null`` in a partial ``Update`` is removed (ActivityPub §6.3.1).
 
     Only the optional properties a client edits may go; a property the kind requires, or one
     the object cannot exist without, is refused rather than silently kept.
     """
     for key in (k for k, v in obj.items() if v is None and k in document):
-        if key not in REMOVABLE or (key == "name" and kind in NAMED_KINDS):
-            raise InvalidInput(f"{key} cannot be removed from a {kind.value}", field=key)
+        if key not in REMOVABLE or (key == "name" and kind.named):
+            raise InvalidInput(f"{key} cannot be removed from a {kind.kind.value}", field=key)
         del document[key]
-
-
-async def _publish_update(
-    fed: Federation,
-    session: AsyncSession,
-    author: Actor,
-    row: RemoteObject,
-    document: dict[str, Any],
-    *,
-    now: datetime,
-    by: Actor,
-    note: str | None = None,
-    changes: list[str] | None = None,
-) -> str:
-    document = {k: v for k, v in document.items() if k != "@context"}
-    action = _update_action(row, document)
-    document["updated"] = wire.iso(now)
-    row.document = {"@context": wire.CONTENT_CONTEXT, **document}
-    row.updated = now
-    activity = {
-        "id": new_activity_iri(fed.node.uris),
-        "type": "Update",
-        "object": document,
-        "to": document.get("to", []),
-        "cc": document.get("cc", []),
-    }
-    if note:
-        activity["summary"] = text_paragraph(note)  # the change note, listed in the history
-    priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
-    # Holders beyond the audience get the new revision of public content only: a members-only
-    # object's edit goes to whoever may read it now, not to whoever once replied to it.
-    also = await holders(session, row) if row.visibility in PUBLICLY_READABLE else None
-    published = await publish(
-        session, author, activity, visibility=row.visibility, now=now, priority=priority, also=also
-    )
-    audit(session, author, by, action, row.iri, now, note=note, changed=changes)
-    return published.iri
-
-
-def _update_action(row: RemoteObject, document: Mapping[str, Any]) -> str:
-    """``alert.retract`` when the edit retracts an alert, else ``<kind>.update``."""
-    before = row.document.get("alertStatus") if row.kind == Kind.ALERT.value else None
-    if row.kind == Kind.ALERT.value and document.get("alertStatus") != before:
-        status = document.get("alertStatus")
-        return {"retracted": "alert.retract", "superseded": "alert.supersede"}.get(
-            str(status), "alert.update"
-        )
-    return f"{row.kind}.update"
-
-
-MAX_HOLDERS = 500
-"""Remote holders an edit or delete is also delivered to (beyond its audience), at most."""
-
-
-async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
-    """Remote actors that hold a copy of our object without being in its audience: those whose
-    inbox got it (followers who left since), those that relayed or liked it (an association's
-    ``Announce`` reaches nodes that do not follow us; ``relays`` keeps members-only relays too),
-    voted on it, replied to it, or co-signed it. Bounded by :data:`MAX_HOLDERS`. Only a
-    publicly readable object's edit goes to them; its deletion (a tombstone) always does.
-    Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
-    change on (decision 14)."""
-    remote = select(Actor.id).where(Actor.local.is_(False))
-    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today.
-    delivered = (
-        select(Delivery.inbox_iri)
-        .join(Activity, Activity.id == Delivery.activity_id)
-        .where(Activity.object_iri == row.iri, Delivery.state == "delivered")
-    )
-    sources = union(
-        select(Actor.id.label("id")).where(
-            or_(Actor.inbox_iri.in_(delivered), Actor.shared_inbox_iri.in_(delivered))
-        ),
-        select(Reaction.actor_id.label("id")).where(Reaction.object_iri == row.iri),
-        select(Vote.voter_id.label("id")).where(Vote.question_id == row.id),
-        select(RemoteObject.attributed_to_id.label("id")).where(
-            RemoteObject.in_reply_to_iri == row.iri, RemoteObject.local.is_(False)
-        ),
-        select(Endorsement.endorser_id.label("id")).where(Endorsement.proposal_iri == row.iri),
-        # Relays recorded from their Announce, members-only ones by an association too (FEP-1b12).
-        select(Relay.relayer_id.label("id")).where(Relay.object_iri == row.iri),
-    ).subquery()
-    iris = await session.scalars(
-        select(Actor.iri)
-        .where(Actor.id.in_(select(sources.c.id)), Actor.id.in_(remote))
-        .order_by(Actor.id)
-        .limit(MAX_HOLDERS)
-    )
-    return list(iris)
 
 
 async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
@@ -1023,7 +628,7 @@ async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) 
         "to": row.document.get("to", []),
         "cc": row.document.get("cc", []),
     }
-    priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    priority = kinds.by_kind(row.kind).priority
     async with fed.node.sessions.begin() as session:
         stored = await session.get(RemoteObject, row.id)
         assert stored is not None
@@ -1052,7 +657,8 @@ async def delete(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) 
     return Published(published.iri, row.iri)
 
 
-RELAYABLE = (Kind.POST.value, Kind.RESOURCE.value, Kind.ALERT.value, Kind.PROPOSAL.value)
+RELAYABLE = LISTED_KINDS
+"""What an association relays: what it lists (never replies, votes or endorsements)."""
 
 
 async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor) -> Published:
@@ -1080,7 +686,7 @@ async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor
         "to": [AS_PUBLIC],
         "cc": [author.followers_iri or "", original.iri],
     }
-    priority = queue.Priority.ALERT if row.kind == Kind.ALERT.value else queue.Priority.NORMAL
+    priority = kinds.by_kind(row.kind).priority
     async with fed.node.sessions.begin() as session:
         published = await publish(session, author, activity, visibility="public", now=now, priority=priority)
         audit(session, author, by, f"{row.kind}.announce", row.iri, now)
@@ -1163,28 +769,6 @@ async def relay_change(fed: Federation, object_iri: str) -> int:
             await publish(session, actor, activity, visibility="public", now=now)
     fed.notify_worker()
     return len(relayers)
-
-
-def audit(
-    session: Any,
-    author: Actor,
-    by: Actor,
-    action: str,
-    object_iri: str,
-    now: datetime,
-    **detail: Any,
-) -> None:
-    """Association actions record the member who did them (a member's own content is not audited)."""
-    if author.type == "Group":
-        audit_log.record(
-            session,
-            action,
-            now=now,
-            group=author,
-            by=by,
-            target=object_iri,
-            detail={"object": object_iri, **{k: v for k, v in detail.items() if v is not None}},
-        )
 
 
 async def local_author(session: AsyncSession, iri: str) -> Actor | None:

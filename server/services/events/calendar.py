@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from icalendar import Calendar, vText  # type: ignore[import-untyped]
+from icalendar import Calendar, vText
 from icalendar import Event as VEvent
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.vocab.events import EventInfo, EventStatus, local_time
 from server.db.models import Actor, Event, RemoteObject
 from server.services.content.sanitize import plain_text
 from server.services.errors import NotFound
-from server.services.events.publishing import info_of
+from server.services.events.records import info_of
 from server.services.reading import visibility
 
 CONTENT_TYPE: Final = "text/calendar; charset=utf-8"
@@ -88,7 +88,7 @@ def _entry(row: RemoteObject, event: Event) -> Entry:
     )
 
 
-def _shown() -> list[object]:
+def _shown() -> list[ColumnElement[bool]]:
     return [
         RemoteObject.kind == "event",
         RemoteObject.local.is_(True),

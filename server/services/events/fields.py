@@ -16,7 +16,7 @@ from federation.audience import Visibility
 from federation.types import Iri
 from federation.vocab import events as wire
 from federation.vocab.events import EventInfo, EventStatus, JoinMode, Place
-from server.services.content.local import choice, iri_value, text, when
+from server.services.content.fields import choice, iri_value, text, when
 from server.services.content.sanitize import plain_text
 from server.services.errors import InvalidInput
 

@@ -31,7 +31,7 @@ from server.services.content.sanitize import plain_text
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Conflict, InvalidInput, NotFound
 from server.services.events import remote as events_remote
-from server.services.events.publishing import accepted_count, check_organiser, is_over, refresh_counts
+from server.services.events.records import accepted_count, check_organiser, is_over, refresh_counts
 from server.services.federation import Federation
 from server.services.membership.members import is_active_member
 from server.services.reading import visibility
@@ -79,6 +79,8 @@ async def refusal(session: AsyncSession, target: Target, person: Actor, now: Any
     event, row, group = target.event, target.row, target.organiser
     if row.visibility == "members" and not await is_active_member(session, group.id, person.id):
         return "members only"
+    if not await visibility.can_read_object(session, _viewer(person), row):
+        return "not readable"  # a followers-only event, for someone who does not follow
     blocked = await session.scalar(
         select(Block.id).where(Block.blocker_id == group.id, Block.blocked_id == person.id)
     )
@@ -232,7 +234,8 @@ def _organiser_iri(target: Target) -> str:
 
 
 def _viewer(actor: Actor) -> visibility.Viewer:
-    return visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=actor.id, actor_iri=actor.iri)
+    kind = visibility.ViewerKind.LOCAL if actor.local else visibility.ViewerKind.REMOTE
+    return visibility.Viewer(kind, actor_id=actor.id, actor_iri=actor.iri)
 
 
 async def decide(

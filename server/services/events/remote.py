@@ -25,7 +25,7 @@ from federation.vocab.events import EventStatus
 from federation.vocab.objects import Content
 from server.db.models import Actor, Event, EventParticipant, RemoteObject
 from server.services.content import remote as objects
-from server.services.events.publishing import apply
+from server.services.events.records import apply
 from server.services.federation import Federation
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ Undo only from the original actor, Update/Delete only from the object's stored a
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -395,54 +395,73 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
     object, fetched from its origin (embedded copies of other actors' objects are never
     trusted: security case 16). A Group relaying the ``Create`` it received (FEP-1b12, Lemmy's
     ``Announce{Create{Page}}``) boosts the created object, not the activity."""
-    target = announce.object_id
-    relayed = lemmy.relayed_activity(announce)
-    wrapped: str | None = None
-    if isinstance(relayed, Create) and relayed.object_id is not None:
-        target = relayed.object_id
-    elif relayed is None and _wraps_create(inbound.document.get("object")):
-        # A group relaying a member's activity from another host (FEP-1b12 across nodes): the
-        # embedded copy is not trusted; the activity and its object are fetched from origin.
-        wrapped = target
+    target, wrapped = _announced(announce, inbound)
     if target is None:
         return
     announcer = await fed.actor(announce.actor)
     now = fed.node.clock()
     if fed.node.uris.is_local(target):
-        async with fed.node.sessions.begin() as session:
-            if wrapped is not None:  # an association relaying one of our Creates: its object
-                target = (
-                    await session.scalar(
-                        select(ActivityRow.object_iri).where(
-                            ActivityRow.iri == wrapped, ActivityRow.type == "Create"
-                        )
+        await _boost_of_ours(fed, announce, announcer, target, wrapped, now)
+    else:
+        await _relay_of_theirs(fed, announce, announcer, target, wrapped, now)
+
+
+def _announced(announce: Announce, inbound: InboundActivity) -> tuple[Iri | None, Iri | None]:
+    """What an ``Announce`` boosts, and the ``Create`` it wraps when a group relays a member's
+    activity from another host (FEP-1b12 across nodes: the embedded copy is not trusted, the
+    activity and its object are fetched from their origin)."""
+    relayed = lemmy.relayed_activity(announce)
+    if isinstance(relayed, Create) and relayed.object_id is not None:
+        return relayed.object_id, None
+    if relayed is None and _wraps_create(inbound.document.get("object")):
+        return announce.object_id, announce.object_id
+    return announce.object_id, None
+
+
+async def _boost_of_ours(
+    fed: Federation, announce: Announce, announcer: Actor, target: Iri, wrapped: Iri | None, now: datetime
+) -> None:
+    """A peer boosts or relays one of our objects."""
+    async with fed.node.sessions.begin() as session:
+        if wrapped is not None:  # an association relaying one of our Creates: its object
+            target = (
+                await session.scalar(
+                    select(ActivityRow.object_iri).where(
+                        ActivityRow.iri == wrapped, ActivityRow.type == "Create"
                     )
-                    or target
                 )
-            level = await session.scalar(
-                select(RemoteObject.visibility).where(
-                    RemoteObject.iri == target,
-                    RemoteObject.local.is_(True),
-                    RemoteObject.deleted_at.is_(None),
+                or target
+            )
+        level = await session.scalar(
+            select(RemoteObject.visibility).where(
+                RemoteObject.iri == target,
+                RemoteObject.local.is_(True),
+                RemoteObject.deleted_at.is_(None),
+            )
+        )
+        # Only public boosts count (case 42); an association relaying one of our members'
+        # posts to its members (FEP-1b12) is filed for the local members it addresses.
+        if level in PUBLICLY_READABLE:
+            session.add(
+                Reaction(
+                    activity_iri=announce.id,
+                    type="Announce",
+                    actor_id=announcer.id,
+                    object_iri=target,
+                    created_at=now,
                 )
             )
-            # Only public boosts count (case 42); an association relaying one of our members'
-            # posts to its members (FEP-1b12) is filed for the local members it addresses.
-            if level in PUBLICLY_READABLE:
-                session.add(
-                    Reaction(
-                        activity_iri=announce.id,
-                        type="Announce",
-                        actor_id=announcer.id,
-                        object_iri=target,
-                        created_at=now,
-                    )
-                )
-            if level in PUBLICLY_READABLE or (level == "members" and announcer.type == "Group"):
-                await _record_relay(session, announce.id, announcer.id, target, now)
-        if level in PUBLICLY_READABLE or (level == "members" and announcer.type == "Group"):
-            await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
-        return
+        filed = level in PUBLICLY_READABLE or (level == "members" and announcer.type == "Group")
+        if filed:
+            await _record_relay(session, announce.id, announcer.id, target, now)
+    if filed:
+        await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
+
+
+async def _relay_of_theirs(
+    fed: Federation, announce: Announce, announcer: Actor, target: Iri, wrapped: Iri | None, now: datetime
+) -> None:
+    """An actor heard here relays a peer's object: stored once, fetched from its origin."""
     async with fed.node.sessions() as session:
         heard = await _heard_here(session, announcer.id)
     if not heard:
@@ -460,23 +479,34 @@ async def on_announce(fed: Federation, announce: Announce, inbound: InboundActiv
         # its origin (never from the relay's copy).
         if not known.local and known.deleted_at is None:
             await objects.refresh(fed, known, now=now)
-            async with fed.node.sessions.begin() as session:
-                await _record_relay(session, announce.id, announcer.id, target, now)
-            await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
+            await _file_relay(fed, announce, announcer, target, now)
         return
+    if await _store_relayed(fed, target, now):
+        await _file_relay(fed, announce, announcer, target, now)
+
+
+async def _store_relayed(fed: Federation, target: Iri, now: datetime) -> bool:
+    """Store a relayed object fetched from its origin; whether it was stored."""
     content, raw = await objects.resolve_content(fed, target, None, None)
     if content is None or raw is None or content.author is None:
-        return
+        return False
     try:
         author = await fed.actor(content.author)
     except FetchTemporaryFailure:
         raise
     except FederationError:
-        return
-    if await objects.store_object(fed, content, raw, author, now=now, require_relevance=False) is not None:
-        async with fed.node.sessions.begin() as session:
-            await _record_relay(session, announce.id, announcer.id, target, now)
-        await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
+        return False
+    stored = await objects.store_object(fed, content, raw, author, now=now, require_relevance=False)
+    return stored is not None
+
+
+async def _file_relay(
+    fed: Federation, announce: Announce, announcer: Actor, target: str, now: datetime
+) -> None:
+    """Record who relayed the object and file the relay for our actors it reaches."""
+    async with fed.node.sessions.begin() as session:
+        await _record_relay(session, announce.id, announcer.id, target, now)
+    await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
 
 
 async def _heard_here(session: Any, announcer_id: int) -> bool:

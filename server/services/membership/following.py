@@ -260,82 +260,125 @@ async def sync_outbox(
         state = await session.get(SyncState, actor_id)
     if actor is None or actor.local or actor.deleted_at is not None or not actor.outbox_iri:
         return 0
-    origin = actor.host
     resume = resume or {}
-    stop_at = resume.get("stop_at") if resume else (state.newest_seen_iri if state else None)
-    newest: str | None = resume.get("newest")
+    walk = _Walk(
+        origin=actor.host,
+        stop_at=resume.get("stop_at") if resume else (state.newest_seen_iri if state else None),
+        newest=resume.get("newest"),
+    )
     continuation = int(resume.get("continuation", 0))
-    read = 0
-    run = _Run()
-    visited: set[str] = set()
-    next_iri: str | None = None
-    reached_end = False
     try:
-        if resume.get("page"):
-            page: dict[str, Any] | None = await fed.fetch(resume["page"])
-        else:
-            collection = await fed.fetch(actor.outbox_iri)
-            page = collection
-            first = collection.get("first")
-            if not _items(collection) and first is not None:
-                page = first if isinstance(first, dict) else None
-                if page is None and isinstance(first, str):
-                    page = await fed.fetch(first) if host_of(first) == origin else None
-        pages = 0
-        while page is not None and pages < max_pages:
-            pages += 1
-            if isinstance(page.get("id"), str):
-                visited.add(page["id"])
-            for item in _items(page):
-                item_id = _ref(item)
-                if item_id is None or host_of(item_id) != origin:
-                    continue
-                if item_id == stop_at:
-                    reached_end = True
-                    break
-                newest = newest or item_id
-                read += 1
-                await _store_item(fed, actor, item, run)
-            next_iri = _ref(page.get("next"))
-            if reached_end or next_iri is None or next_iri in visited or host_of(next_iri) != origin:
-                reached_end = True
-                break
-            if read >= max_items or pages >= max_pages:
-                break  # bounded: a follow-up job continues from next_iri
-            page = await fed.fetch(next_iri)
-        else:
-            reached_end = page is None
+        page = await _first_page(fed, actor, resume.get("page"), walk.origin)
+        await _walk_pages(fed, actor, page, walk, max_pages=max_pages, max_items=max_items)
     except FetchTemporaryFailure:
         raise
     except FederationError as exc:
-        await _save_sync(fed, actor_id, newest=None, read=read, error=f"{exc.code}: {exc.detail}"[:1024])
+        await _save_sync(fed, actor_id, newest=None, read=walk.read, error=f"{exc.code}: {exc.detail}"[:1024])
         log.info("outbox sync failed", extra={"actor": actor.iri, "code": exc.code})
-        return read
-    if not reached_end and next_iri and continuation < BACKFILL_MAX_CONTINUATIONS:
-        now = fed.node.clock()
-        async with fed.node.sessions.begin() as session:
-            await queue.enqueue(
-                session,
-                SYNC_OUTBOX,
-                {
-                    "actor_id": actor_id,
-                    "resume": {
-                        "page": next_iri,
-                        "stop_at": stop_at,
-                        "newest": newest,
-                        "continuation": continuation + 1,
-                    },
-                },
-                dedup_key=f"sync:{actor_id}:resume:{continuation + 1}:{newest}"[:512],
-                priority=queue.Priority.BACKGROUND,
-                now=now,
-            )
-        await _save_sync(fed, actor_id, newest=None, read=read, error=None)
+        return walk.read
+    if not walk.reached_end and walk.next_iri and continuation < BACKFILL_MAX_CONTINUATIONS:
+        await _continue_later(fed, actor_id, walk, continuation + 1)
+        await _save_sync(fed, actor_id, newest=None, read=walk.read, error=None)
         fed.notify_worker()
     else:
-        await _save_sync(fed, actor_id, newest=newest, read=read, error=None)
-    log.info("outbox synced", extra={"actor": actor.iri, "items": read, "complete": reached_end})
-    return read
+        await _save_sync(fed, actor_id, newest=walk.newest, read=walk.read, error=None)
+    log.info("outbox synced", extra={"actor": actor.iri, "items": walk.read, "complete": walk.reached_end})
+    return walk.read
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where one sync run through an outbox's pages is: the items of ``origin`` read, down to
+    ``stop_at`` (the cursor), the newest one seen, and the page to continue from."""
+
+    origin: str
+    stop_at: str | None
+    newest: str | None
+    read: int = 0
+    next_iri: str | None = None
+    reached_end: bool = False
+
+
+async def _first_page(fed: Federation, actor: Actor, resumed: Any, origin: str) -> dict[str, Any] | None:
+    """The page a run starts with: the one a follow-up job resumes from, else the outbox's
+    first page (the collection itself when it lists items; its ``first``, on the same host)."""
+    if resumed:
+        page: dict[str, Any] = await fed.fetch(resumed)
+        return page
+    collection: dict[str, Any] = await fed.fetch(actor.outbox_iri or "")
+    first = collection.get("first")
+    if _items(collection) or first is None:
+        return collection
+    if isinstance(first, dict):
+        return first
+    if isinstance(first, str) and host_of(first) == origin:
+        fetched: dict[str, Any] = await fed.fetch(first)
+        return fetched
+    return None
+
+
+async def _walk_pages(
+    fed: Federation,
+    actor: Actor,
+    page: dict[str, Any] | None,
+    walk: _Walk,
+    *,
+    max_pages: int,
+    max_items: int,
+) -> None:
+    """Read pages from ``page`` on, following ``next`` on the same host, never twice the same
+    page, until the cursor, the end, or the bounds."""
+    run = _Run()
+    visited: set[str] = set()
+    pages = 0
+    while page is not None and pages < max_pages:
+        pages += 1
+        if isinstance(page.get("id"), str):
+            visited.add(page["id"])
+        await _read_page(fed, actor, page, walk, run)
+        walk.next_iri = next_iri = _ref(page.get("next"))
+        if walk.reached_end or next_iri is None or next_iri in visited or host_of(next_iri) != walk.origin:
+            walk.reached_end = True
+            return
+        if walk.read >= max_items or pages >= max_pages:
+            return  # bounded: a follow-up job continues from next_iri
+        page = await fed.fetch(next_iri)
+    walk.reached_end = page is None
+
+
+async def _read_page(fed: Federation, actor: Actor, page: dict[str, Any], walk: _Walk, run: _Run) -> None:
+    """Store the page's items of the actor's host, newest first, until the cursor."""
+    for item in _items(page):
+        item_id = _ref(item)
+        if item_id is None or host_of(item_id) != walk.origin:
+            continue
+        if item_id == walk.stop_at:
+            walk.reached_end = True
+            return
+        walk.newest = walk.newest or item_id
+        walk.read += 1
+        await _store_item(fed, actor, item, run)
+
+
+async def _continue_later(fed: Federation, actor_id: int, walk: _Walk, continuation: int) -> None:
+    """A follow-up job reads on from ``walk.next_iri``, towards the same cursor."""
+    async with fed.node.sessions.begin() as session:
+        await queue.enqueue(
+            session,
+            SYNC_OUTBOX,
+            {
+                "actor_id": actor_id,
+                "resume": {
+                    "page": walk.next_iri,
+                    "stop_at": walk.stop_at,
+                    "newest": walk.newest,
+                    "continuation": continuation,
+                },
+            },
+            dedup_key=f"sync:{actor_id}:resume:{continuation}:{walk.newest}"[:512],
+            priority=queue.Priority.BACKGROUND,
+            now=fed.node.clock(),
+        )
 
 
 STATEFUL_KINDS = frozenset({"alert", "proposal"})

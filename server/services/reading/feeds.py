@@ -33,6 +33,7 @@ from federation.uris import UriScheme
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import CATEGORY_LABELS, SEVERITY_LABELS, AlertCategory, Severity, iso
 from server.db.models import Actor, FeedMark, RemoteObject
+from server.services.content import kinds
 from server.services.reading import visibility
 from server.services.errors import NotFound
 from server.services.content.sanitize import plain_text
@@ -49,20 +50,16 @@ CONTENT_TYPES: Final[Mapping[str, str]] = {
 MEDIA_TYPES: Final[Mapping[str, str]] = {fmt: ct.split(";")[0] for fmt, ct in CONTENT_TYPES.items()}
 FORMAT_LABELS: Final[Mapping[str, str]] = {"atom": "Atom", "rss": "RSS", "json": "JSON Feed"}
 
-# Feed kind (URL) -> object kinds listed. Replies, votes and endorsements never appear.
+# Feed kind (URL) -> object kinds listed, from the kinds' registry: every listed kind in the feed
+# of all content, and one feed per kind that has a feed path. Replies, votes and endorsements never
+# appear.
 OBJECT_KINDS: Final[Mapping[str | None, tuple[str, ...]]] = {
-    None: ("post", "resource", "alert", "proposal", "event"),
-    "alerts": ("alert",),
-    "resources": ("resource",),
-    "proposals": ("proposal",),
-    "events": ("event",),
+    None: tuple(k.kind.value for k in kinds.listed()),
+    **{k.feed_path: (k.kind.value,) for k in kinds.listed() if k.feed_path is not None},
 }
 KIND_LABELS: Final[Mapping[str | None, str]] = {
     None: "tout le contenu",
-    "alerts": "alertes",
-    "resources": "ressources",
-    "proposals": "propositions",
-    "events": "événements",
+    **{k.feed_path: k.feed_label or k.feed_path for k in kinds.listed() if k.feed_path is not None},
 }
 
 # Characters XML 1.0 cannot carry at all; lxml refuses them, so they are dropped, never a 500.
