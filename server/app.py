@@ -29,6 +29,7 @@ from server.http import (
     activitypub,
     api,
     calendar,
+    events,
     feeds,
     inbox,
     media,
@@ -162,6 +163,7 @@ def create_app(
     app.add_routes(inbox.routes)
     app.add_routes(outbox.routes)
     app.add_routes(media.routes)
+    app.add_routes(events.routes)  # before api: /events/participants is not an object of the events kind
     app.add_routes(api.routes)
     app.add_routes(account_api.routes)
     app.add_routes(calendar.routes)  # before feeds: events.ics is not one of the feeds' formats

@@ -362,3 +362,43 @@ async def test_public_events_are_in_the_atom_and_json_feeds_and_members_only_one
         assert answer.status == 200, path
         text = await answer.text()
         assert public in text and members_only not in text
+
+
+# --- the JSON API ------------------------------------------------------------------------------------
+
+
+async def test_the_json_api_publishes_refuses_bad_input_and_runs_participation(world: World) -> None:
+    client = world.node.client
+    admin = {"Authorization": f"Bearer {await world.node.token('alice-admin')}"}
+    marc = {"Authorization": f"Bearer {await world.node.token('marc')}"}
+    before = await world.counts()
+    bad = await client.post("/api/associations/collectif/events", json=_event(timezone="Mars/Olympus"), headers=admin)
+    assert bad.status == 400 and (await bad.json(content_type=None))["field"] == "timezone"
+    negative = await client.post(
+        "/api/associations/collectif/events", json=_event(maximumAttendeeCapacity=-5), headers=admin
+    )
+    assert negative.status == 400
+    assert changed(before, await world.counts()) == {}
+    assert (await client.post("/api/associations/collectif/events", json=_event(), headers=marc)).status == 403
+    created = await client.post("/api/associations/collectif/events", json=_event(), headers=admin)
+    assert created.status == 201, await created.text()
+    iri = (await created.json(content_type=None))["id"]
+    listed = await (await client.get("/api/associations/collectif/events")).json(content_type=None)
+    assert [item["id"] for item in listed["items"]] == [iri]
+    joined = await client.post("/api/events/participations", json={"event": iri, "message": "Merci"}, headers=marc)
+    assert joined.status == 202 and (await joined.json(content_type=None))["state"] == "pending"
+    path = f"/api/associations/collectif/events/participants?event={iri}"
+    assert (await client.get(path, headers=marc)).status == 403  # participants see the count only
+    people = await (await client.get(path, headers=admin)).json(content_type=None)
+    [person] = people["items"]
+    assert person["state"] == "pending" and person["message"] == "Merci"
+    decided = await client.post(
+        "/api/associations/collectif/events/participants",
+        json={"event": iri, "participant": person["actor"], "accept": True},
+        headers=admin,
+    )
+    assert decided.status == 200 and (await decided.json(content_type=None))["state"] == "accepted"
+    left = await client.delete(f"/api/events/participations?event={iri}", headers=marc)
+    assert left.status == 200
+    gone = await client.delete(f"/api/events/participations?event={iri}", headers=marc)
+    assert gone.status == 404 and gone.headers["Content-Type"].startswith("application/problem+json")

@@ -29,7 +29,7 @@ from server.db.models import Actor, Block, Event, EventParticipant, RemoteObject
 from server.services.content.local import audit
 from server.services.content.sanitize import plain_text
 from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.errors import Conflict, InvalidInput, NotFound
+from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.events import remote as events_remote
 from server.services.events.records import accepted_count, check_organiser, is_over, refresh_counts
 from server.services.federation import Federation
@@ -376,3 +376,12 @@ async def state_of(session: AsyncSession, event_id: int, actor_id: int) -> str |
     )
     return str(found) if found is not None else None
 
+
+
+async def local_person(fed: Federation, actor_id: int | None) -> Actor:
+    """The caller of the JSON API as the person who takes part (Forbidden for anyone else)."""
+    async with fed.node.sessions() as session:
+        actor = await session.get(Actor, actor_id) if actor_id is not None else None
+    if actor is None or not actor.local or actor.type != "Person":
+        raise Forbidden("only a person takes part in an event")
+    return actor
