@@ -402,3 +402,20 @@ async def test_the_json_api_publishes_refuses_bad_input_and_runs_participation(w
     assert left.status == 200
     gone = await client.delete(f"/api/events/participations?event={iri}", headers=marc)
     assert gone.status == 404 and gone.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_c2s_join_of_an_event_and_the_organisers_accept_through_their_outboxes(world: World) -> None:
+    iri = await _publish(world)
+    marc_token, admin_token = await world.node.token("marc"), await world.node.token("alice-admin")
+    await world.node.post_outbox("/users/marc", marc_token, {"type": "Join", "object": iri})
+    marc = await _participant(world, iri, world.node.uris.iri("/users/marc"))
+    assert marc is not None and marc.state == "pending"
+    await world.node.post_outbox(
+        "/groups/collectif",
+        admin_token,
+        {"type": "Accept", "object": {"type": "Join", "actor": marc.actor_iri, "object": iri}},
+    )
+    accepted = await _participant(world, iri, marc.actor_iri)
+    assert accepted is not None and accepted.state == "accepted"
+    await world.node.post_outbox("/users/marc", marc_token, {"type": "Leave", "object": iri})
+    assert await _participant(world, iri, marc.actor_iri) is None
