@@ -30,6 +30,8 @@ from server.http import (
     api,
     drafts_api,
     blocks_api,
+    calendar,
+    events,
     feeds,
     inbox,
     media,
@@ -167,12 +169,14 @@ def create_app(
     app.add_routes(inbox.routes)
     app.add_routes(outbox.routes)
     app.add_routes(media.routes)
+    app.add_routes(events.routes)  # before api: /events/participants is not an object of the events kind
     app.add_routes(api.routes)
     app.add_routes(drafts_api.routes)
     app.add_routes(blocks_api.routes)
     app.add_routes(account_api.routes)
     app.add_routes(moderation_api.routes)
     app.add_routes(members_api.routes)
+    app.add_routes(calendar.routes)  # before feeds: events.ics is not one of the feeds' formats
     app.add_routes(feeds.routes)
     app.add_routes(threads.routes)
     return app

@@ -712,6 +712,7 @@ PUBLISH_KINDS = {
     "resource": {"type": "Article", "entraideKind": "Resource"},
     "proposal": {"type": "Question", "entraideKind": "Proposal"},
     "reply": {"type": "Note"},
+    "event": {"type": "Event"},
 }
 # The service names wire fields; the operator typed options.
 PUBLISH_OPTIONS = {
@@ -734,6 +735,12 @@ PUBLISH_OPTIONS = {
     "visibility": "--visibility",
     "to": "--visibility",
     "inReplyTo": "--in-reply-to",
+    "startTime": "--start-time",
+    "timezone": "--timezone",
+    "location": "--place",
+    "onlineUrl": "--online-url",
+    "joinMode": "--join-mode",
+    "maximumAttendeeCapacity": "--capacity",
 }
 _HTML_TAG = re.compile(r"<[A-Za-z][^>]*>")
 
@@ -776,10 +783,50 @@ def _publish_object(args: argparse.Namespace) -> dict[str, Any]:
         fields.update(summary=args.summary, license=args.license, tag=args.tag)
     elif args.kind == "reply":
         fields["inReplyTo"] = args.in_reply_to
+    elif args.kind == "event":
+        fields.update(_event_fields(args))
     else:
         fields["anyOf" if args.multiple else "oneOf"] = args.option or []
         fields.update(endTime=args.end_time, eligibility=args.eligibility)
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def _event_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """An event's own fields (issue 18): times, place or online link, join mode, capacity."""
+    place = {
+        "name": args.place,
+        "streetAddress": args.street,
+        "postalCode": args.postal_code,
+        "addressLocality": args.locality,
+        "addressCountry": args.country,
+    }
+    return {
+        "startTime": args.start_time,
+        "endTime": args.end_time,
+        "timezone": args.timezone,
+        "location": {k: v for k, v in place.items() if v is not None} or None,
+        "onlineUrl": args.online_url,
+        "joinMode": args.join_mode,
+        "maximumAttendeeCapacity": args.capacity,
+        "category": args.category,
+        "tag": args.tag,
+    }
+
+
+def _add_event_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start-time", metavar="DATETIME", help="start, ISO 8601 with a time zone")
+    p.add_argument("--end-time", metavar="DATETIME", help="end, ISO 8601 with a time zone (after the start)")
+    p.add_argument("--timezone", metavar="ZONE", help="IANA time zone of the event, e.g. Europe/Paris")
+    p.add_argument("--place", metavar="NAME", help="name of the place")
+    p.add_argument("--street", help="street address")
+    p.add_argument("--postal-code", metavar="CODE", help="postal code")
+    p.add_argument("--locality", metavar="CITY", help="city")
+    p.add_argument("--country", help="country")
+    p.add_argument("--online-url", metavar="URL", help="link of an online event")
+    p.add_argument("--join-mode", metavar="MODE", help="free (default), restricted or invite")
+    p.add_argument("--capacity", type=int, metavar="N", help="places (0 or absent: no limit)")
+    p.add_argument("--category", help="category, e.g. MEETING")
+    p.add_argument("--tag", action="append", metavar="NAME", help="hashtag (repeatable)")
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -1993,7 +2040,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser(
         "publish",
-        help="publish an alert, resource, proposal or reply as an association",
+        help="publish an alert, resource, proposal, event or reply as an association",
         description="Publish content as an association, straight into the database (the node "
         "need not be running): the delivery is queued and a running serve or worker sends it. "
         "Prints only the object's IRI.",
@@ -2008,6 +2055,7 @@ def build_parser() -> argparse.ArgumentParser:
         "resource": "a resource (an article; revisions are kept)",
         "proposal": "a proposal put to the vote",
         "reply": "a reply in a thread (its audience is never wider than the content it answers)",
+        "event": "an event (colloquium, round table, meeting; Mobilizon's form)",
     }
     for kind, what in kinds.items():
         p = publish_commands.add_parser(
@@ -2044,6 +2092,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         elif kind == "reply":
             p.add_argument("--in-reply-to", required=True, metavar="IRI", help="the content answered")
+        elif kind == "event":
+            _add_event_options(p)
         elif kind == "resource":
             p.add_argument("--summary", help="short summary")
             p.add_argument("--license", metavar="IRI", help="IRI of the licence")

@@ -74,6 +74,7 @@ class Kind(StrEnum):
     REPLY = "reply"
     VOTE = "vote"
     ENDORSEMENT = "endorsement"
+    EVENT = "event"  # an ``Event`` (Mobilizon's form, federation.vocab.events)
 
 
 WIRE_KINDS: Final[dict[str, Kind]] = {
@@ -189,12 +190,15 @@ def _iri(value: Any) -> Iri | None:
 
 def kind_of(content: Content) -> Kind:
     """Our kind for any object: ``entraideKind`` when it names one of ours and matches the type,
-    a vote for ``Note{name, inReplyTo}`` without content, a reply for anything with ``inReplyTo``."""
+    a vote for ``Note{name, inReplyTo}`` without content, an event for an ``Event`` (Mobilizon's), a
+    reply for anything with ``inReplyTo``."""
     wire = content.extra.get("entraideKind")
     declared = WIRE_KINDS.get(wire) if isinstance(wire, str) else None
     expected = {Kind.ALERT: "Note", Kind.RESOURCE: "Article", Kind.PROPOSAL: "Question"}
     if declared is not None and expected[declared] == content.type:
         return declared
+    if content.type == "Event" and content.in_reply_to is None:
+        return Kind.EVENT
     if content.in_reply_to is not None:
         if content.type == "Note" and content.name and not content.content:
             return Kind.VOTE

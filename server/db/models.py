@@ -43,7 +43,7 @@ ACTOR_TYPES = ("Application", "Group", "Person", "Service", "Organization")
 ROLES = ("admin", "moderator", "member")
 VISIBILITIES = ("public", "unlisted", "followers", "members", "direct")
 # What an object is to Entraide (``entraideKind`` on the wire, or inferred for peers' objects).
-KINDS = ("post", "resource", "alert", "proposal", "reply", "vote", "endorsement")
+KINDS = ("post", "resource", "alert", "proposal", "reply", "vote", "endorsement", "event")
 
 
 class Base(AsyncAttrs, DeclarativeBase):
@@ -739,3 +739,63 @@ class BlockListSubscription(Base):
     last_error: Mapped[str | None] = mapped_column(String(1024))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+JOIN_MODES = ("free", "restricted", "invite")
+EVENT_STATUSES = ("tentative", "confirmed", "cancelled")
+PARTICIPANT_STATES = ("pending", "accepted", "rejected")
+
+
+class Event(Base):
+    """The calendar facts of an ``Event`` object, ours or a peer's (Mobilizon's wire form,
+    docs/federation.md "Events"); the object row keeps the document and its visibility.
+
+    Times are stored in UTC with the IANA time zone they were given in (``timezone``), so the ICS
+    export writes local times with a ``VTIMEZONE``. ``sequence`` is the iCalendar ``SEQUENCE``:
+    raised on every change we publish or receive, so calendar apps replace their copy.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(f"join_mode IN {JOIN_MODES!r}", name="join_mode"),
+        CheckConstraint(f"status IN {EVENT_STATUSES!r}", name="status"),
+        CheckConstraint("capacity IS NULL OR capacity >= 0", name="capacity"),
+        Index("ix_events_start_at", "start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), unique=True)
+    start_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    location_name: Mapped[str | None] = mapped_column(String(500))
+    street: Mapped[str | None] = mapped_column(String(500))
+    locality: Mapped[str | None] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(32))
+    region: Mapped[str | None] = mapped_column(String(200))
+    country: Mapped[str | None] = mapped_column(String(100))
+    online_url: Mapped[str | None] = mapped_column(IRI)
+    join_mode: Mapped[str] = mapped_column(String(16), default="free")
+    capacity: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventParticipant(Base):
+    """Someone taking part in an event: a ``Join`` received (or sent by one of ours), and the
+    organiser's answer. One row per event and actor; ``join_iri`` matches the answer."""
+
+    __tablename__ = "event_participants"
+    __table_args__ = (
+        UniqueConstraint("event_id", "actor_id"),
+        CheckConstraint(f"state IN {PARTICIPANT_STATES!r}", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id", ondelete="CASCADE"), index=True)
+    actor_iri: Mapped[str] = mapped_column(IRI)
+    join_iri: Mapped[str] = mapped_column(IRI, unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    message: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)

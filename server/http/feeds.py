@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from datetime import datetime
 
 from aiohttp import web
 
@@ -85,13 +86,14 @@ def _etag_matches(header: str, etag: str) -> bool:
     return False
 
 
-def _not_modified(request: web.Request, validators: feeds.Validators) -> bool:
-    """RFC 9110 §13.2.2: If-None-Match when present, otherwise If-Modified-Since."""
+def not_modified(request: web.Request, etag: str, last_modified: datetime) -> bool:
+    """RFC 9110 §13.2.2: If-None-Match when present, otherwise If-Modified-Since (the calendar
+    feeds, server/http/calendar.py, answer conditional requests the same way)."""
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None:
-        return _etag_matches(if_none_match, validators.etag)
+        return _etag_matches(if_none_match, etag)
     since = request.if_modified_since  # None when absent or not an HTTP-date
-    return since is not None and validators.last_modified <= since
+    return since is not None and last_modified <= since
 
 
 @routes.get(FEED_ROUTE)
@@ -105,7 +107,7 @@ async def get_feed(request: web.Request) -> web.Response:
         owner = await feeds.feed_owner(session, request.match_info["handle"])
         validators = await feeds.feed_validators(session, owner, spec)
         headers = {"ETag": validators.etag, "Cache-Control": CACHE_CONTROL}
-        if _not_modified(request, validators):
+        if not_modified(request, validators.etag, validators.last_modified):
             response = web.Response(status=304, headers=headers)
             response.last_modified = validators.last_modified
             return response

@@ -22,6 +22,8 @@ from server.services.membership import members as membership
 from server.services.content import polls
 from server.services.content.local import Published
 from server.services.errors import InvalidInput
+from server.services.events import participation
+from server.services.events import remote as events_remote
 from server.services.federation import Federation
 
 OBJECT_TYPES = frozenset(t for k in kinds.registered() for t in k.types)
@@ -110,11 +112,25 @@ def _object_id(obj: Any) -> Any:
     return obj.get("id") if isinstance(obj, dict) else obj
 
 
+async def _is_event(fed: Federation, iri: Any) -> bool:
+    if not isinstance(iri, str):
+        return False
+    async with fed.node.sessions() as session:
+        return await events_remote.is_event(session, iri)
+
+
 async def _join_or_leave(fed: Federation, author: Actor, kind: str, obj: Any) -> Published:
-    """A person joins or leaves an association."""
+    """A person joins or leaves an association, or takes part in an event held here (Mobilizon's
+    ``Join``/``Leave`` of an event, issue 18)."""
     target = _object_id(obj)
     if not isinstance(target, str):
         raise InvalidInput("object must be the association's IRI", field="object")
+    if await _is_event(fed, target):
+        if kind == "Join":
+            await participation.join(fed, author, target)
+        else:
+            await participation.leave(fed, author, target)
+        return Published(None, target)
     if kind == "Join":
         return Published(await membership.join(fed, author, target), target)
     return Published(await membership.leave(fed, author, target), None)
@@ -132,6 +148,10 @@ async def _answer_member(fed: Federation, author: Actor, kind: str, obj: Any, *,
     member = obj.get("actor") if isinstance(obj, dict) else obj
     if not isinstance(member, str):
         raise InvalidInput("object must be the Join (with its actor) or the member's IRI", field="object")
+    event = obj.get("object") if isinstance(obj, dict) else None
+    if await _is_event(fed, event):  # the organisers answer a Join of one of their events
+        await participation.decide(fed, author, event, member, by=by, accept=kind == "Accept")
+        return Published(None, member)
     await membership.decide(fed, author, member, by=by, approve=kind == "Accept")
     return Published(None, member)
 

@@ -35,9 +35,14 @@ KIND: dict[str, str] = {
     "mastodon/undo_follow.json": "activitystreams/activity",
     "mastodon/vote_create.json": "activitystreams/activity",
     "mobilizon/group.json": "activitystreams/actor",
+    "mobilizon/accept_join.json": "activitystreams/activity",
+    "mobilizon/create_event.json": "activitystreams/activity",
     "mobilizon/join.json": "activitystreams/activity",
+    "mobilizon/join_event.json": "activitystreams/activity",
+    "mobilizon/leave_event.json": "activitystreams/activity",
     "mobilizon/members_collection.json": "activitystreams/collection",
     "mobilizon/person.json": "activitystreams/actor",
+    "mobilizon/update_event_cancelled.json": "activitystreams/activity",
 }
 
 # payload -> (schema, reason) for real payloads we knowingly refuse. Empty today.

@@ -28,6 +28,7 @@ STRICT = [
     "entraide/application",
     "entraide/ordered-collection",
     "entraide/ordered-collection-page",
+    "entraide/event",
 ]
 
 

@@ -258,3 +258,32 @@ def test_publish_help_and_standard_input_in_a_real_process(tmp_path: Path, datab
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{ORIGIN}/objects/") and result.stdout.count("\n") == 1
+
+
+def test_publish_event_and_its_refusals_name_the_option(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _node(tmp_path, database_url)
+    url = _db_url(config, database_url)
+    start = (datetime.now(UTC) + timedelta(days=20)).replace(microsecond=0)
+    event = [
+        *"event --as demo --title Colloque --join-mode restricted --capacity 30".split(),
+        *("--start-time", start.isoformat(), "--end-time", (start + timedelta(hours=3)).isoformat()),
+        *("--timezone", "Europe/Paris", "--place", "Salle des fêtes", "--locality", "Nantes", "--config", config),
+    ]
+    before = _counts(url)
+    for change, expected in [
+        (["--timezone", "Europe/Nowhere"], "--timezone: "),
+        (["--capacity", "-2"], "--capacity: "),
+        (["--end-time", start.isoformat()], "--end-time: endTime must be after startTime"),
+    ]:
+        code, out, err = _publish(capsys, *event, *change)
+        assert code == 1 and out == "" and err.startswith(f"entraide: error: {expected}"), (change, err)
+    assert _counts(url) == before
+    code, out, err = _publish(capsys, *event)
+    assert code == 0, err
+    [(kind, document)] = asyncio.run(
+        _query(url, select(RemoteObject.kind, RemoteObject.document).where(RemoteObject.iri == out.strip()))
+    )
+    assert kind == "event" and document["joinMode"] == "restricted" and document["maximumAttendeeCapacity"] == 30
+    assert document["location"]["address"]["addressLocality"] == "Nantes"

@@ -465,12 +465,13 @@ async def test_association_page_links_its_feeds_and_a_member_page_does_not(node:
             ("alerts", "alertes"),
             ("resources", "ressources"),
             ("proposals", "propositions"),
+            ("events", "événements"),
         ):
             assert (
                 f'<link rel="alternate" type="{media_type}" href="{group}/feeds/{kind}.{fmt}" '
                 f'title="{name} — {kind_label} ({label})">'
             ) in page
-    assert page.count('rel="alternate"') == 1 + 12
+    assert page.count('rel="alternate"') == 1 + 15
     # every advertised feed answers
     for href in [part.split('"')[0] for part in page.split('href="')[1:]]:
         if "/feed" in href:

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, MetaData, Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker, create_async_engine
+from sqlalchemy import Connection, MetaData, Table, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 
 from server.db import migrate
 from server.db.models import Base, FollowerInbox, Relay
@@ -150,7 +151,6 @@ async def test_migration_0018_keeps_every_account_in_the_directory_and_bounds_in
 ) -> None:
     """Accounts created before 0018 stay listed in the member directory (the default, decision 59);
     an invitation can never be used more than its ``max_uses`` (decision 58), by the database itself."""
-    from sqlalchemy.exc import IntegrityError
 
     from server.db.models import Account, Invitation
 
@@ -233,5 +233,65 @@ async def test_migration_0021_adds_the_drafts_table_and_removes_it(database_url:
             assert "ck_drafts_kind" in str(exc) or "CHECK" in str(exc).upper()
         else:
             raise AssertionError("a draft of an unknown kind was stored")
+    finally:
+        await engine.dispose()
+
+
+async def _object_triggers(engine: AsyncEngine) -> list[str]:
+    """The triggers on ``objects`` (0014's feed markers), by name, on either engine."""
+    query = (
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'objects'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT tgname FROM pg_trigger WHERE tgrelid = 'objects'::regclass AND NOT tgisinternal"
+    )
+    async with engine.connect() as conn:
+        names = sorted(str(n) for n in (await conn.execute(text(query))).scalars())
+    assert names, "objects has no trigger"
+    return names
+
+
+async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(database_url: str) -> None:
+    """Events and their participants are new tables; an ``event`` object is allowed from 0017 on,
+    a negative capacity never is, and going back to 0016 turns events into generic content."""
+    engine = create_async_engine(database_url)
+    try:
+        expected_triggers = await _object_triggers(engine)
+        await migrate.downgrade(engine, "0016")
+        await migrate.upgrade(engine, "0017")
+        # SQLite rebuilds ``objects`` to change its check: the feed markers' triggers survive it.
+        assert await _object_triggers(engine) == expected_triggers
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+            assert {"events", "event_participants"} <= set(tables)
+            actor_id = await _insert_row(
+                conn, tables["actors"], iri="https://here.test/groups/g", type="Group", handle="g",
+                host="here.test", local=True, created_at=now, updated_at=now,
+            )
+            object_id = await _insert_row(
+                conn, tables["objects"], iri="https://here.test/objects/e", local=True, type="Event",
+                kind="event", attributed_to_id=actor_id, visibility="public", document={},
+                published=now, received_at=now,
+            )
+            values = {
+                "object_id": object_id, "start_at": now, "timezone": "Europe/Paris",
+                "join_mode": "restricted", "status": "confirmed", "sequence": 0,
+            }
+        bad = engine.begin()
+        try:
+            async with bad as conn:
+                await conn.execute(tables["events"].insert().values(**values, capacity=-1))
+            raise AssertionError("a negative capacity was stored")
+        except IntegrityError:
+            pass
+        async with engine.begin() as conn:
+            await conn.execute(tables["events"].insert().values(**values, capacity=20))
+        await migrate.downgrade(engine, "0016")
+        async with engine.connect() as conn:
+            kinds = (await conn.execute(select(tables["objects"].c.kind))).scalars().all()
+            remaining = await conn.run_sync(lambda sync: _reflected(sync))
+        assert kinds == ["post"] and "events" not in remaining
+        await migrate.upgrade(engine)
+        assert await _object_triggers(engine) == expected_triggers
     finally:
         await engine.dispose()

@@ -17,7 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.audience import PUBLICLY_READABLE
 from federation.vocab import entraide as wire
 from server.db import queue
-from server.db.models import Activity, Actor, Delivery, Endorsement, Reaction, Relay, RemoteObject, Vote
+from server.db.models import (
+    Activity,
+    Actor,
+    Delivery,
+    Endorsement,
+    Event,
+    EventParticipant,
+    Reaction,
+    Relay,
+    RemoteObject,
+    Vote,
+)
 from server.services import audit as audit_log
 from server.services.content.sanitize import text_paragraph
 from server.services.delivery.outbox import new_activity_iri, publish
@@ -70,7 +81,7 @@ async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
     """Remote actors that hold a copy of our object without being in its audience: those whose
     inbox got it (followers who left since), those that relayed or liked it (an association's
     ``Announce`` reaches nodes that do not follow us; ``relays`` keeps members-only relays too),
-    voted on it, replied to it, or co-signed it. Bounded by :data:`MAX_HOLDERS`. Only a
+    voted on it, replied to it, co-signed it, or take part in it (an event). Bounded by :data:`MAX_HOLDERS`. Only a
     publicly readable object's edit goes to them; its deletion (a tombstone) always does.
     Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
     change on (decision 14)."""
@@ -93,6 +104,10 @@ async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
         select(Endorsement.endorser_id.label("id")).where(Endorsement.proposal_iri == row.iri),
         # Relays recorded from their Announce, members-only ones by an association too (FEP-1b12).
         select(Relay.relayer_id.label("id")).where(Relay.object_iri == row.iri),
+        # An event's participants, followers or not: its changes and cancellation reach them.
+        select(EventParticipant.actor_id.label("id"))
+        .join(Event, Event.id == EventParticipant.event_id)
+        .where(Event.object_id == row.id, EventParticipant.state.in_(("pending", "accepted"))),
     ).subquery()
     iris = await session.scalars(
         select(Actor.iri)

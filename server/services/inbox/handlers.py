@@ -37,6 +37,7 @@ from federation.vocab.activities import (
     Undo,
     Update,
 )
+from federation.vocab import events as event_wire
 from federation.vocab.entraide import Kind, kind_of
 from federation.vocab.objects import RemoteActor
 from server.db.models import Activity as ActivityRow
@@ -59,6 +60,8 @@ from server.services.inbox.process import add_inbox_items
 from server.services.moderation import reports
 from server.services.actors.remote import fetch_and_store_actor
 from server.services.content.sanitize import plain_text
+from server.services.events import participation
+from server.services.events import remote as events_remote
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,12 @@ async def _answered(fed: Federation, answer: Accept | Reject, *, accepted: bool)
     ) or await membership.join_answered(fed, join_iri=asked, group_iri=answer.actor, accepted=accepted)
     if matched:
         await add_inbox_items(fed, answer.id, askers)
+        return
+    participants = await participation.join_answered(
+        fed, join_iri=asked, answerer_iri=answer.actor, accepted=accepted
+    )
+    if participants:
+        await add_inbox_items(fed, answer.id, participants)
 
 
 @router.on(Accept)
@@ -153,17 +162,37 @@ async def on_reject(fed: Federation, reject: Reject, inbound: InboundActivity) -
 
 @router.on(Join)
 async def on_join(fed: Federation, join: Join, inbound: InboundActivity) -> None:
-    """A request to join one of our associations (the joiner is the verified actor)."""
-    if join.object_id is not None and fed.node.uris.is_local(join.object_id):
-        await membership.receive_join(
-            fed, join_iri=join.id, group_iri=join.object_id, member=await fed.actor(join.actor)
+    """A request to join one of our associations, or to take part in one of our events (the
+    joiner is the verified actor; Mobilizon's message is ``participationMessage``)."""
+    if join.object_id is None or not fed.node.uris.is_local(join.object_id):
+        return
+    if await _is_event(fed, join.object_id):
+        await participation.receive_join(
+            fed,
+            join_iri=join.id,
+            event_iri=join.object_id,
+            person=await fed.actor(join.actor),
+            message=event_wire.participation_message(inbound.document),
         )
+        return
+    await membership.receive_join(
+        fed, join_iri=join.id, group_iri=join.object_id, member=await fed.actor(join.actor)
+    )
+
+
+async def _is_event(fed: Federation, object_iri: str) -> bool:
+    async with fed.node.sessions() as session:
+        return await events_remote.is_event(session, object_iri)
 
 
 @router.on(Leave)
 async def on_leave(fed: Federation, leave: Leave, inbound: InboundActivity) -> None:
-    if leave.object_id is not None and fed.node.uris.is_local(leave.object_id):
-        await membership.receive_leave(fed, group_iri=leave.object_id, member=await fed.actor(leave.actor))
+    if leave.object_id is None or not fed.node.uris.is_local(leave.object_id):
+        return
+    if await _is_event(fed, leave.object_id):
+        await participation.receive_leave(fed, event_iri=leave.object_id, person=await fed.actor(leave.actor))
+        return
+    await membership.receive_leave(fed, group_iri=leave.object_id, member=await fed.actor(leave.actor))
 
 
 @router.on(Remove)
@@ -238,6 +267,8 @@ async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -
         return  # addressed to our associations by someone who may not post there
     row = await objects.store_object(fed, content, raw, author, now=fed.node.clock())
     if row is not None:
+        if content.type == "Event":
+            await events_remote.record(fed, row.iri, raw, updated=content.updated)
         await add_inbox_items(fed, create.id, await _local_recipients(fed, create, author))
         for group in groups:
             await content_service.relay_member_activity(fed, group, inbound.document, row)
@@ -311,10 +342,22 @@ async def on_update(fed: Federation, update: Update, inbound: InboundActivity) -
     if not await objects.update_object(fed, content, raw, author, now=fed.node.clock()):
         # Mastodon treats an Update of an unknown object as a Create (when relevant).
         if await objects.store_object(fed, content, raw, author, now=fed.node.clock()) is not None:
+            await _record_event(fed, content, raw)
             await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
         return
-    await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
+    recipients = await _local_recipients(fed, update, author)
+    if await _record_event(fed, content, raw):
+        # Our people taking part hear of every change, a cancellation first of all.
+        recipients |= await events_remote.participants_here(fed, target)
+    await add_inbox_items(fed, update.id, recipients)
     await content_service.relay_change(fed, target)
+
+
+async def _record_event(fed: Federation, content: Any, raw: dict[str, Any]) -> bool:
+    """A peer's ``Event`` stored or updated: its calendar facts follow (True when recorded)."""
+    if content.type != "Event" or content.id is None:
+        return False
+    return await events_remote.record(fed, content.id, raw, updated=content.updated) is not None
 
 
 @router.on(Delete)

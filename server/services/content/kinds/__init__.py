@@ -1,6 +1,6 @@
 """The registry of content kinds: what a client may publish, one module per kind.
 
-A kind module (``post``, ``reply``, ``resource``, ``alert``, ``proposal``) subclasses
+A kind module (``post``, ``reply``, ``resource``, ``alert``, ``proposal``, ``event``) subclasses
 :class:`~server.services.content.kinds.base.ContentKind` and is registered below with one line;
 the publishing pipeline (:mod:`server.services.content.local`), the JSON API's collections and
 the feeds ask this registry instead of naming kinds. How to add one: ``docs/architecture.md``,
@@ -18,7 +18,7 @@ from typing import Any
 
 from federation.vocab.entraide import Kind
 from server.db.models import Actor
-from server.services.content.kinds import alert, post, proposal, reply, resource
+from server.services.content.kinds import alert, event, post, proposal, reply, resource
 from server.services.content.kinds.base import ContentKind, Draft, Edit, Stored
 from server.services.errors import Forbidden, InvalidInput
 
@@ -41,6 +41,7 @@ register(proposal.KIND)
 register(reply.KIND)
 register(resource.KIND)
 register(alert.KIND)
+register(event.KIND)
 
 DEFAULT = post.KIND
 """What an object is when no registered kind claims it."""
