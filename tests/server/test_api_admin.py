@@ -61,6 +61,13 @@ async def test_content_is_closed_retracted_and_revised_through_the_api(node: Nod
         "PATCH", "/api/objects", params={"iri": alert["id"]}, token=t["mo"], body={"alertStatus": "retracted"}
     )
     assert status == 200
+    # a retraction is final: no edit makes the alert active (or anything else) again
+    for status_asked in ("active", "superseded"):
+        status, problem, _ = await api.call(
+            "PATCH", "/api/objects", params={"iri": alert["id"]}, token=t["alice"],
+            body={"alertStatus": status_asked},
+        )  # fmt: skip
+        assert (status, problem["field"]) == (400, "alertStatus"), problem
     status, revised, _ = await api.call(
         "PATCH",
         "/api/objects",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,6 +68,7 @@ class Alert(ContentKind):
             raise InvalidInput(
                 "an alert is superseded by publishing its successor with supersedes", field="alertStatus"
             )
+        _check_final(base.status, edit.obj.get("alertStatus"))
         info = alert_info(edit.obj, base=base)
         body = (
             sanitize_html(edit.content)
@@ -89,6 +90,19 @@ class Alert(ContentKind):
         status = str(document.get("alertStatus", "active"))
         valid_until = when(document.get("validUntil"), "validUntil") if status == "active" else None
         return "expired" if valid_until is not None and valid_until <= now else status
+
+
+FINAL_STATUSES: Final = frozenset({AlertStatus.RETRACTED, AlertStatus.SUPERSEDED})
+"""What an alert cannot leave: peers that got the retraction or the successor must be able to trust
+it (an edit that made a retracted alert active again would reach only some of them as a new alert)."""
+
+
+def _check_final(current: AlertStatus, requested: Any) -> None:
+    """Refuse an edit that changes the status of a retracted or superseded alert."""
+    if current in FINAL_STATUSES and requested is not None and requested != current.value:
+        raise InvalidInput(
+            f"this alert is {current.value}: publish a new alert instead", field="alertStatus"
+        )
 
 
 def alert_info(obj: Mapping[str, Any], *, base: AlertInfo | None = None) -> AlertInfo:
