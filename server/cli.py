@@ -41,6 +41,7 @@ from server.db.engine import DatabaseUnavailable, check_connection, create_engin
 from server.files import make_private_dir, make_private_file, write_private_file
 from server.logging import setup_logging
 from server.services.actors import local as actor_service
+from server.services.moderation import blocks
 from server.services.audit import channel_scope as audit_channel
 from server.services.errors import ServiceError
 from server.services.actors.keys import SecretKeyError, create_secret_file, load_vault
@@ -153,6 +154,9 @@ async def _init_database(settings: Settings, node_name: str | None) -> int:
             actor, created = await actor_service.ensure_application_actor(
                 session, uris, vault, node_name=node_name or uris.host, now=utc_now()
             )
+            # The configuration's network, allowlist and blocked domains become the stored policy
+            # now, not at the first command that opens the federation (decision 62).
+            await blocks.seed_from_config(session, settings.federation, now=utc_now())
         _progress(("created" if created else "kept") + f" the node's Application actor {actor.iri}")
     finally:
         await engine.dispose()
