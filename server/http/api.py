@@ -723,7 +723,12 @@ async def get_notifications(request: web.Request) -> web.Response:
         raise InvalidInput("before must be the cursor of a previous page", field="before")
     async with node.sessions() as session:
         page = await notifications_service.notifications(
-            session, viewer, before=before, limit=limit, now=node.clock()
+            session,
+            viewer,
+            before=before,
+            limit=limit,
+            now=node.clock(),
+            reminder_before=node.settings.events.reminder_before,
         )
     items = [
         {
