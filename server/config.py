@@ -180,6 +180,10 @@ class MetricsSettings:
     """Without a token: only requests from a loopback address, not relayed by a proxy."""
 
 
+SECTIONS = ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics", "events")
+"""The configuration's sections, in the order ``config check`` prints them."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventSettings:
     """Events (issue 18)."""
@@ -211,7 +215,7 @@ class Settings:
     def as_document(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as a TOML-able dict (``config check`` prints it)."""
         doc: dict[str, Any] = {}
-        for name in ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics", "events"):
+        for name in SECTIONS:
             section = getattr(self, name)
             doc[name] = {
                 key: (

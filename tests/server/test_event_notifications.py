@@ -122,7 +122,8 @@ async def test_a_reminder_is_dated_start_minus_delay_and_pages_on_the_keyset(wor
     async with world.node.sessions() as session:
         while True:
             page = await notifications.notifications(
-                session, viewer, before=cursor, limit=1, now=world.node.fed.node.clock(), reminder_before=delay
+                session, viewer, before=cursor, limit=1, now=world.node.fed.node.clock(),
+                reminder_before=delay,
             )
             seen += page.items
             cursor = page.next_before
@@ -170,7 +171,8 @@ async def test_a_participant_of_a_peers_event_is_told_of_its_cancelling_update(w
     marc = await _local(world, "marc")
     assert await participation.join(world.node.fed, marc, iri) == "pending"
     update = _mobilizon("update_event_cancelled.json", world, world.alice) | {"id": world.alice.new_id()}
-    update["object"]["updated"] = (datetime.now(UTC) + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    later = datetime.now(UTC) + timedelta(seconds=1)  # the peer's edit comes after marc's Join
+    update["object"]["updated"] = later.isoformat().replace("+00:00", "Z")
     await _send(world, update, world.alice)
     assert await _notified(world, "marc") == [("event_cancelled", iri)]
     assert await _notified(world, "zoe") == []

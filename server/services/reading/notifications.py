@@ -397,7 +397,8 @@ async def _event_changes(
     query = (
         _taking_part(me, ("accepted", "pending"))
         .add_columns(at.label("at"), RemoteObject.iri.label("iri"))
-        .where(Event.sequence > 0, at > EventParticipant.at, cancelled if kind == "event_cancelled" else ~cancelled)
+        .where(Event.sequence > 0, at > EventParticipant.at)
+        .where(cancelled if kind == "event_cancelled" else ~cancelled)
     )
 
     async def make(row: Any) -> Notification | None:
@@ -409,7 +410,13 @@ async def _event_changes(
 
 
 async def _reminders(
-    session: AsyncSession, viewer: Viewer, me: Actor, after: Key | None, want: int, now: datetime, delay: timedelta
+    session: AsyncSession,
+    viewer: Viewer,
+    me: Actor,
+    after: Key | None,
+    want: int,
+    now: datetime,
+    delay: timedelta,
 ) -> list[Notification]:
     """Events the member's participation was accepted in that start within ``delay`` (and are not
     cancelled): a reminder dated ``start - delay``. Nothing is stored; the keyset runs on the
