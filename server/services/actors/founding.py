@@ -68,12 +68,18 @@ async def create_as_member(
     )
     if taken is not None:
         raise Conflict(f"the slug {handle!r} is taken", field="slug")
-    group = (
-        await create_association(session, uris, vault, handle=handle, name=name, summary=summary, now=now, by=creator)
-    ).actor
+    created = await create_association(
+        session, uris, vault, handle=handle, name=name, summary=summary, now=now, by=creator
+    )
+    group = created.actor
     session.add(
         Membership(
-            group_id=group.id, member_id=creator.id, role="admin", state="active", created_at=now, updated_at=now
+            group_id=group.id,
+            member_id=creator.id,
+            role="admin",
+            state="active",
+            created_at=now,
+            updated_at=now,
         )
     )
     audit.record(
