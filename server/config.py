@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "s3_secret_key": "",
     },
     "metrics": {"token": "", "loopback_only": True},
+    "events": {"reminder_before_s": 86400},
 }
 
 
@@ -178,6 +180,23 @@ class MetricsSettings:
     """Without a token: only requests from a loopback address, not relayed by a proxy."""
 
 
+SECTIONS = ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics", "events")
+"""The configuration's sections, in the order ``config check`` prints them."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """Events (issue 18)."""
+
+    reminder_before_s: int = 86400
+    """A participant's ``event_reminder`` notification shows this many seconds before the start
+    (derived when notifications are read, decision 72); ``0``: no reminders."""
+
+    @property
+    def reminder_before(self) -> timedelta:
+        return timedelta(seconds=self.reminder_before_s)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The whole validated configuration of one node."""
@@ -190,12 +209,13 @@ class Settings:
     logging: LoggingSettings
     media: MediaSettings
     metrics: MetricsSettings = MetricsSettings()
+    events: EventSettings = EventSettings()
     source: Path | None = field(default=None, compare=False)
 
     def as_document(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as a TOML-able dict (``config check`` prints it)."""
         doc: dict[str, Any] = {}
-        for name in ("server", "database", "storage", "federation", "worker", "logging", "media", "metrics"):
+        for name in SECTIONS:
             section = getattr(self, name)
             doc[name] = {
                 key: (
@@ -394,6 +414,7 @@ def build_settings(
             **{key: doc["media"][key] for key in _S3_KEYS},
         ),
         metrics=MetricsSettings(token=doc["metrics"]["token"], loopback_only=doc["metrics"]["loopback_only"]),
+        events=EventSettings(reminder_before_s=doc["events"]["reminder_before_s"]),
         source=source,
     )
 

@@ -38,6 +38,7 @@ from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
 from server.services.actors import directory
+from server.services.actors import founding
 from server.services.actors import local as actor_service
 from server.services import audit
 from server.services.content import kinds
@@ -152,6 +153,8 @@ PATTERN_HINTS: Final = {
     "oneOf": "non-blank option names",
     "anyOf": "non-blank option names",
     "as": "an association's handle",
+    "slug": "an association's handle: 1-63 lower-case letters, digits, '-' or '_'",
+    "name": "a non-blank text",
 }
 
 
@@ -723,7 +726,12 @@ async def get_notifications(request: web.Request) -> web.Response:
         raise InvalidInput("before must be the cursor of a previous page", field="before")
     async with node.sessions() as session:
         page = await notifications_service.notifications(
-            session, viewer, before=before, limit=limit, now=node.clock()
+            session,
+            viewer,
+            before=before,
+            limit=limit,
+            now=node.clock(),
+            reminder_before=node.settings.events.reminder_before,
         )
     items = [
         {
@@ -814,6 +822,31 @@ def association_of(group: Actor) -> dict[str, Any]:
         "replies": group.replies_policy,
         "membersList": group.members_visibility,
     }
+
+
+@routes.post("/api/associations")
+async def post_association(request: web.Request) -> web.Response:
+    """A member creates an association and becomes its admin, if the node's policy lets them
+    (node admins only, or every member: decision 73)."""
+    viewer = await viewer_of(request)
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        await founding.may_create(session, viewer.actor_id, scope=viewer.scope)
+    body = await json_body(request, "AssociationCreate")
+    async with node.sessions.begin() as session:
+        group = await founding.create_as_member(
+            session,
+            node.uris,
+            node.vault,
+            actor_id=viewer.actor_id,
+            scope=viewer.scope,
+            handle=body["slug"],
+            name=body["name"],
+            summary=body.get("summary", ""),
+            now=node.clock(),
+        )
+        answer = association_of(group)
+    return json_response({**answer, "update": None}, status=201, headers=NO_STORE)
 
 
 @routes.patch("/api/associations/{slug}")

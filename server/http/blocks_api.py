@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from server.appkeys import FEDERATION, NODE
-from server.http.api import json_body
+from server.http.api import json_body, renamed_fields
 from server.http.auth import viewer_of
 from server.http.render import json_response
 from server.services.errors import InvalidInput
@@ -145,3 +145,48 @@ async def get_export(request: web.Request) -> web.Response:
         else:
             text = await blocklists.export_domain_csv(session)
     return web.Response(text=text, content_type="text/csv", charset="utf-8", headers=NO_STORE)
+
+
+SUBSCRIPTIONS = "/api/admin/blocklist-subscriptions"
+
+
+@routes.get(SUBSCRIPTIONS)
+async def get_subscriptions(request: web.Request) -> web.Response:
+    """The shared block lists (or allowlists) the node follows."""
+    async with request.app[NODE].sessions() as session:
+        await _admin(request, session)
+        rows = await blocklists.list_subscriptions(session)
+        answer = {"subscriptions": [blocks.subscription_json(r) for r in rows]}
+    return json_response(answer, headers=NO_STORE)
+
+
+@routes.post(SUBSCRIPTIONS)
+async def post_subscription(request: web.Request) -> web.Response:
+    """Follow a list by URL (or change its kind and interval); first fetched at the job's next round."""
+    body = await json_body(request, "BlockListSubscriptionInput")
+    with renamed_fields({"refresh_interval_s": "refreshIntervalS"}):
+        async with request.app[NODE].sessions.begin() as session:
+            by = await _admin(request, session)
+            row = await blocklists.subscribe(
+                session,
+                by=by,
+                url=body["url"],
+                kind=body.get("kind", "blocks"),
+                refresh_interval_s=body.get("refreshIntervalS", 86400),
+            )
+            answer = blocks.subscription_json(row)
+    return json_response(answer, status=201, headers=NO_STORE)
+
+
+@routes.delete(SUBSCRIPTIONS)
+async def delete_subscription(request: web.Request) -> web.Response:
+    """Stop following the list at ``?url=``; its domain blocks go too unless ``keepBlocks=true``."""
+    keep = request.query.get("keepBlocks", "false")
+    if keep not in ("true", "false"):
+        raise InvalidInput("keepBlocks must be true or false", field="keepBlocks")
+    async with request.app[NODE].sessions.begin() as session:
+        by = await _admin(request, session)
+        await blocklists.unsubscribe(
+            session, by=by, url=request.query.get("url", ""), remove_entries=keep == "false"
+        )
+    return web.Response(status=204)

@@ -473,3 +473,64 @@ async def test_the_api_refuses_bad_blocks_with_a_problem(world: World, body: dic
     response = await world.node.client.post("/api/admin/domain-blocks", json=body, headers=headers)
     assert response.status == 400 and response.content_type == "application/problem+json"
     assert changed(before, await world.counts()) == {}
+
+
+async def test_the_api_subscribes_lists_and_unsubscribes_block_lists(world: World) -> None:
+    headers = await _admin_token(world)
+    client, path = world.node.client, "/api/admin/blocklist-subscriptions"
+    url = "https://lists.example/blocks.csv"
+    response = await client.post(path, json={"url": url, "refreshIntervalS": 7200}, headers=headers)
+    assert response.status == 201
+    assert (await response.json()) == {
+        "url": url,
+        "kind": "blocks",
+        "refreshIntervalS": 7200,
+        "lastFetched": None,
+        "error": None,
+    }
+    # a block the list brought in, to see it go with the list
+    async with world.node.sessions.begin() as session:
+        await blocklists.import_domain_csv(session, "noisy.example\n", name=url, by=None, apply=True)
+    listed = await (await client.get(path, headers=headers)).json()
+    assert [s["url"] for s in listed["subscriptions"]] == [url]
+    response = await client.delete(path, params={"url": url}, headers=headers)
+    assert response.status == 204
+    assert (await (await client.get(path, headers=headers)).json()) == {"subscriptions": []}
+    async with world.node.sessions() as session:
+        assert await session.scalar(select(DomainBlock.domain)) is None
+        actions = set(await session.scalars(select(AuditEntry.action).where(AuditEntry.channel == "api")))
+    assert {"blocklist.subscribe", "blocklist.unsubscribe"} <= actions
+    response = await client.delete(path, params={"url": url}, headers=headers)
+    assert response.status == 404 and response.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://lists.example/x"},
+        {"url": "https://lists.example/x", "refreshIntervalS": 60},
+        {"url": "https://lists.example/x", "kind": "other"},
+        {"url": "https://lists.example/x", "extra": 1},
+        {},
+    ],
+)
+async def test_the_api_refuses_bad_subscriptions_with_a_problem(world: World, body: dict[str, Any]) -> None:
+    headers = await _admin_token(world)
+    before = await world.counts()
+    response = await world.node.client.post("/api/admin/blocklist-subscriptions", json=body, headers=headers)
+    assert response.status == 400 and response.content_type == "application/problem+json"
+    assert changed(before, await world.counts()) == {}
+
+
+@pytest.mark.parametrize(("node_admin", "scope"), [(False, "admin"), (True, "write")])
+async def test_block_list_subscriptions_are_for_node_admins_with_an_admin_token(
+    world: World, node_admin: bool, scope: str
+) -> None:
+    headers = await _admin_token(world, node_admin=node_admin, scope=scope)
+    path = "/api/admin/blocklist-subscriptions"
+    before = await world.counts()
+    response = await world.node.client.post(path, json={"url": "https://lists.example/x"}, headers=headers)
+    assert response.status == 403 and response.content_type == "application/problem+json"
+    assert (await world.node.client.get(path, headers=headers)).status == 403
+    assert changed(before, await world.counts()) == {}
+    assert (await world.node.client.get(path)).status == 401

@@ -246,7 +246,9 @@ async def _unread(request: web.Request, user: SignedIn) -> int:
     node = request.app[NODE]
     reader = Viewer(ViewerKind.LOCAL, actor_id=user.actor.id, actor_iri=user.actor.iri, scope="write")
     async with node.sessions() as session:
-        return await notifications.unread_count(session, reader, now=node.clock())
+        return await notifications.unread_count(
+            session, reader, now=node.clock(), reminder_before=node.settings.events.reminder_before
+        )
 
 
 def _date(value: datetime | None, lang: str) -> str:

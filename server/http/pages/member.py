@@ -162,7 +162,12 @@ async def notifications_page(request: web.Request) -> web.Response:
     node = request.app[NODE]
     async with node.sessions() as session:
         page = await notifications.notifications(
-            session, _reader(user), before=before, limit=PAGE_SIZE, now=node.clock()
+            session,
+            _reader(user),
+            before=before,
+            limit=PAGE_SIZE,
+            now=node.clock(),
+            reminder_before=node.settings.events.reminder_before,
         )
         actor_iris = {n.actor for n in page.items if n.actor}
         object_iris = {n.object for n in page.items if n.object}

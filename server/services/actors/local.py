@@ -105,8 +105,10 @@ async def create_association(
     name: str,
     summary: str = "",
     now: datetime,
+    by: Actor | None = None,
 ) -> Created:
     """Create an association (a ``Group``). Creating it again with the same name is a no-op.
+    ``by``: the member who created it (None: the operator at the command line).
 
     Raises:
         InvalidInput: bad handle, name or summary.
@@ -127,7 +129,13 @@ async def create_association(
     await session.flush()
     await add_actor_keys(session, actor, vault, now=now)
     audit.record(
-        session, "association.create", now=now, group=actor, target=actor.iri, detail={"handle": handle}
+        session,
+        "association.create",
+        now=now,
+        group=actor,
+        by=by,
+        target=actor.iri,
+        detail={"handle": handle},
     )
     return Created(actor, True)
 

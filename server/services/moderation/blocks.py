@@ -151,16 +151,18 @@ def describe(
         "actorBlocks": [
             {"actor": a.actor_iri, "reason": a.reason, "created": a.created_at.isoformat()} for a in actors
         ],
-        "subscriptions": [
-            {
-                "url": s.url,
-                "kind": s.kind,
-                "refreshIntervalS": s.refresh_interval_s,
-                "lastFetched": s.last_fetched_at.isoformat() if s.last_fetched_at else None,
-                "error": s.last_error,
-            }
-            for s in lists
-        ],
+        "subscriptions": [subscription_json(s) for s in lists],
+    }
+
+
+def subscription_json(row: Any) -> dict[str, Any]:
+    """One subscribed block list (a ``BlockListSubscription``) as the API shows it."""
+    return {
+        "url": row.url,
+        "kind": row.kind,
+        "refreshIntervalS": row.refresh_interval_s,
+        "lastFetched": row.last_fetched_at.isoformat() if row.last_fetched_at else None,
+        "error": row.last_error,
     }
 
 

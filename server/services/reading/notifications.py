@@ -1,6 +1,8 @@
 """A member's notifications, derived from what the node holds (issue 13): replies to them, mentions,
 votes they took part in that closed (with the result), decisions on their memberships, and new
-alerts from the associations they follow or joined. Newest first, current state only.
+alerts from the associations they follow or joined, warnings from moderators, and the events
+they take part in: changed, cancelled, starting soon (issue 18, decision 72). Newest first,
+current state only.
 
 Nothing is stored per notification: each is a view of a row that exists anyway (a reply, a
 closed question, a membership, an answer in the member's inbox), so deleting the reply or the
@@ -33,6 +35,8 @@ from server.db.models import (
     Account,
     Actor,
     AuditEntry,
+    Event,
+    EventParticipant,
     InboxActivity,
     InboxItem,
     Membership,
@@ -46,7 +50,19 @@ from server.services.reading import timeline
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 
-TYPES = ("alert", "membership", "mention", "reply", "vote_closed", "warning")
+TYPES = (
+    "alert",
+    "event_cancelled",
+    "event_changed",
+    "event_reminder",
+    "membership",
+    "mention",
+    "reply",
+    "vote_closed",
+    "warning",
+)
+DEFAULT_REMINDER = timedelta(hours=24)
+"""``events.reminder_before_s`` when the caller does not say (server/config.py)."""
 BATCH = 200
 """Rows a source reads at once; it reads on from where the batch stopped until it has enough."""
 MAX_CURSOR_CHARS = 4096
@@ -352,6 +368,82 @@ async def _warnings(session: AsyncSession, me: Actor, after: Key | None, want: i
     return await _scan(session, "warning", query, make, after=after, want=want)
 
 
+def _taking_part(me: Actor, states: tuple[str, ...]) -> Select[*tuple[Any, ...]]:
+    """The events ``me`` takes part in (participation in ``states``), ours or a peer's, with the
+    organiser; the caller adds the ``at`` and ``iri`` columns and its conditions."""
+    return (
+        select(RemoteObject.id.label("object_id"), Actor.iri.label("author"))
+        .join(Event, Event.object_id == RemoteObject.id)
+        .join(EventParticipant, EventParticipant.event_id == Event.id)
+        .join(Actor, Actor.id == RemoteObject.attributed_to_id)
+        .where(
+            EventParticipant.actor_id == me.id,
+            EventParticipant.state.in_(states),
+            RemoteObject.kind == "event",
+            RemoteObject.deleted_at.is_(None),
+        )
+    )
+
+
+async def _event_changes(
+    session: AsyncSession, viewer: Viewer, me: Actor, kind: str, after: Key | None, want: int
+) -> list[Notification]:
+    """The last change of an event the member takes part in (accepted or pending), made after they
+    asked to join: ``event_cancelled`` when it is cancelled now, else ``event_changed``. One per
+    event: its ``sequence`` says it changed (raised on our edits and on each peer's ``Update``,
+    server/services/events/remote.py), the object's ``updated`` says when."""
+    at = func.coalesce(RemoteObject.updated, RemoteObject.received_at, type_=UtcDateTime())
+    cancelled = Event.status == "cancelled"
+    query = (
+        _taking_part(me, ("accepted", "pending"))
+        .add_columns(at.label("at"), RemoteObject.iri.label("iri"))
+        .where(Event.sequence > 0, at > EventParticipant.at)
+        .where(cancelled if kind == "event_cancelled" else ~cancelled)
+    )
+
+    async def make(row: Any) -> Notification | None:
+        if not await _readable(session, viewer, row.object_id):
+            return None
+        return Notification(kind, row.at, object=row.iri, actor=row.author)
+
+    return await _scan(session, kind, query, make, after=after, want=want)
+
+
+async def _reminders(
+    session: AsyncSession,
+    viewer: Viewer,
+    me: Actor,
+    after: Key | None,
+    want: int,
+    now: datetime,
+    delay: timedelta,
+) -> list[Notification]:
+    """Events the member's participation was accepted in that start within ``delay`` (and are not
+    cancelled): a reminder dated ``start - delay``. Nothing is stored; the keyset runs on the
+    start, shifted by ``delay`` (``at < cursor`` is ``start < cursor + delay``)."""
+    if delay <= timedelta(0):
+        return []
+    query = (
+        _taking_part(me, ("accepted",))
+        .add_columns(Event.start_at.label("at"), RemoteObject.iri.label("iri"))
+        .where(Event.status != "cancelled", Event.start_at > now, Event.start_at <= now + delay)
+    )
+    shifted = Key(after.at + delay, after.type, after.iri) if after is not None else None
+
+    async def make(row: Any) -> Notification | None:
+        if not await _readable(session, viewer, row.object_id):
+            return None
+        return Notification("event_reminder", row.at - delay, object=row.iri, actor=row.author)
+
+    return await _scan(session, "event_reminder", query, make, after=shifted, want=want)
+
+
+async def _readable(session: AsyncSession, viewer: Viewer, object_id: int) -> bool:
+    """The member may still read the event (a members-only one, once they left, notifies nothing)."""
+    found = await session.get(RemoteObject, object_id)
+    return found is not None and await visibility.can_read_object(session, viewer, found)
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     items: list[Notification]
@@ -369,9 +461,16 @@ def _merged(lists: Sequence[list[Notification]], count: int) -> list[Notificatio
 
 
 async def notifications(
-    session: AsyncSession, viewer: Viewer, *, before: Key | None, limit: int, now: datetime
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    before: Key | None,
+    limit: int,
+    now: datetime,
+    reminder_before: timedelta = DEFAULT_REMINDER,
 ) -> Page:
-    """A page of the member's notifications, newest first, after the cursor ``before``."""
+    """A page of the member's notifications, newest first, after the cursor ``before``;
+    ``reminder_before`` is ``events.reminder_before_s`` (server/config.py)."""
     me = await session.get(Actor, viewer.actor_id)
     account = await session.get(Account, viewer.actor_id)
     assert me is not None
@@ -383,6 +482,9 @@ async def notifications(
         await _memberships(session, me, before, want),
         await _alerts(session, viewer, me, before, want),
         await _warnings(session, me, before, want),
+        await _event_changes(session, viewer, me, "event_changed", before, want),
+        await _event_changes(session, viewer, me, "event_cancelled", before, want),
+        await _reminders(session, viewer, me, before, want, now, reminder_before),
     ]
     found = _merged(lists, want)
     page = found[:limit]
@@ -401,8 +503,12 @@ UNREAD_LIMIT = 99
 """The navigation counts unread notifications up to this many (it shows "99+" beyond)."""
 
 
-async def unread_count(session: AsyncSession, viewer: Viewer, *, now: datetime) -> int:
+async def unread_count(
+    session: AsyncSession, viewer: Viewer, *, now: datetime, reminder_before: timedelta = DEFAULT_REMINDER
+) -> int:
     """How many notifications are newer than the member's last "mark all as read" (at most
     :data:`UNREAD_LIMIT` + 1: the navigation only needs to know there are many)."""
-    page = await notifications(session, viewer, before=None, limit=UNREAD_LIMIT + 1, now=now)
+    page = await notifications(
+        session, viewer, before=None, limit=UNREAD_LIMIT + 1, now=now, reminder_before=reminder_before
+    )
     return sum(1 for n in page.items if page.read_at is None or n.at > page.read_at)
