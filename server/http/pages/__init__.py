@@ -16,7 +16,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
-from server.http.pages import account, actors, admin, drafts, home, member, members, moderation, objects, publish
+from server.http.pages import (
+    account,
+    actors,
+    admin,
+    drafts,
+    events,
+    home,
+    member,
+    members,
+    moderation,
+    objects,
+    publish,
+)
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -49,6 +61,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(moderation.routes)
     app.add_routes(members.routes)
     app.add_routes(publish.routes)
+    app.add_routes(events.routes)
     app.add_routes(drafts.routes)
     app.add_routes(admin.routes)
 

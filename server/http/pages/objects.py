@@ -27,12 +27,12 @@ from federation.vocab.entraide import Kind, option_names
 from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.services.actors import directory
+from server.services.content import endorsements, polls
 from server.services.content import local as content
-from server.services.content import endorsements
-from server.services.content import polls
-from server.services.reading import objects as reading
-from server.services.errors import Forbidden, InvalidInput
 from server.services.content.sanitize import plain_text, sanitize_html
+from server.services.errors import Forbidden, InvalidInput
+from server.services.events import agenda
+from server.services.reading import objects as reading
 from server.services.reading.visibility import Viewer
 from server.services.types import RemoteObject, Session
 
@@ -57,6 +57,14 @@ def body_html(document: dict[str, Any]) -> str:
     if "<" not in content:  # stored text without markup is the author's Markdown, unescaped
         return render_markdown(content.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&"))
     return sanitize_html(content)  # stored sanitised already; cleaned again on the way out
+
+
+def event_description(document: dict[str, Any]) -> str:
+    """An event's own description as safe HTML, without the readable summary that ``content``
+    starts with for Mastodon (the page shows those facts itself); a peer's ``content`` else."""
+    source = document.get("source")
+    text = source.get("content") if isinstance(source, dict) else None
+    return sanitize_html(text) if isinstance(text, str) else body_html(document)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +97,11 @@ async def _versions(session: Session, row: RemoteObject) -> list[Version]:
     return list(reversed(versions))  # newest first
 
 
-async def _kind_details(session: Session, row: RemoteObject) -> dict[str, Any]:
+async def _kind_details(session: Session, viewer: Viewer, row: RemoteObject, now: datetime) -> dict[str, Any]:
     doc = row.document
+    if row.kind == Kind.EVENT.value:
+        view = await agenda.event_view(session, viewer, row, now=now)
+        return {"event": view, "event_body": event_description(doc)} if view is not None else {}
     if row.kind == Kind.RESOURCE.value:
         return {"versions": await _versions(session, row)}
     if row.kind == Kind.PROPOSAL.value:
@@ -115,10 +126,17 @@ async def _kind_details(session: Session, row: RemoteObject) -> dict[str, Any]:
     return {}
 
 
-async def object_page(request: web.Request) -> web.Response:
-    """``GET /objects/{id}`` for a browser."""
+PARTICIPATION_NOTICES: Final = frozenset({"accepted", "pending", "left"})
+
+
+async def object_page(
+    request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    """``GET /objects/{id}`` for a browser (a refused form of the page: ``errors``, ``status``)."""
     voted = request.query.get("voted") == "1"
-    return await _render(request, notice="voted" if voted else "")
+    joined = request.query.get("participation", "")
+    notice = "voted" if voted else f"event_{joined}" if joined in PARTICIPATION_NOTICES else ""
+    return await _render(request, notice=notice, errors=errors, status=status)
 
 
 async def _render(
@@ -133,14 +151,14 @@ async def _render(
     node = request.app[NODE]
     viewer = await w.viewer(request)
     async with node.sessions() as session:
-        row = await _located(request, session, viewer)
+        row = await located(request, session, viewer)
         private = row.visibility not in PUBLICLY_READABLE
         if row.deleted_at is not None:
             gone = {"heading": "error_title_410", "text": "error_text_410"}
             return await w.render(request, "error.html", gone, status=410, private=private, title="error")
         author = await directory.by_id(session, row.attributed_to_id)
         audience = await directory.by_id(session, row.audience_id)
-        details = await _kind_details(session, row)
+        details = await _kind_details(session, viewer, row, w.now(request))
         thread = await reading.thread_replies(session, viewer, row, limit=THREAD_LIMIT)
     doc = row.document
     name = str(doc["name"]) if isinstance(doc.get("name"), str) else ""
@@ -187,7 +205,7 @@ def _base_path(request: web.Request) -> str:
     return "/objects/" + request.match_info["id"]
 
 
-async def _located(request: web.Request, session: Session, viewer: Viewer) -> RemoteObject:
+async def located(request: web.Request, session: Session, viewer: Viewer) -> RemoteObject:
     """The object the request's path names, if the reader may read it (NotFound otherwise)."""
     if "rid" not in request.match_info:
         iri = request.app[NODE].uris.object(request.match_info["id"])
@@ -201,7 +219,7 @@ async def read_copy(request: web.Request) -> web.Response:
     (one of ours is at its own address)."""
     node = request.app[NODE]
     async with node.sessions() as session:
-        row = await _located(request, session, await w.viewer(request))
+        row = await located(request, session, await w.viewer(request))
     if row.local:
         raise web.HTTPSeeOther(row.iri)
     return await object_page(request)
@@ -225,7 +243,7 @@ async def reply(request: web.Request) -> web.Response:
     text = w.field(data, "content")
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
-        parent = await _located(request, session, await w.viewer(request))
+        parent = await located(request, session, await w.viewer(request))
     if not text.strip():
         return await _render(request, errors={"content": "write_something"}, status=400)
     if parent.visibility not in PUBLICLY_READABLE:
@@ -250,7 +268,7 @@ async def vote(request: web.Request) -> web.Response:
     choice = w.field(data, "choice")
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
-        question = await _located(request, session, await w.viewer(request))
+        question = await located(request, session, await w.viewer(request))
     if not choice:
         return await _render(request, errors={"choice": "choose_an_option"}, status=400)
     try:

@@ -16,21 +16,27 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from federation import uris as paths
+from federation.vocab import events as event_wire
 from federation.vocab.entraide import AlertCategory, Eligibility, Kind, Severity, option_names
+from federation.vocab.events import EventStatus, JoinMode
 from server.appkeys import FEDERATION, NODE
 from server.http.media import check_encoding, part_chunks
 from server.http.pages import core as w
-from server.http.pages.objects import render_markdown
+from server.http.pages import i18n
+from server.http.pages.objects import event_description, render_markdown
 from server.services.accounts.sessions import SignedIn
 from server.services.content import drafts, editors, endorsements, polls
 from server.services.content import local as content
-from server.services.errors import Conflict, Forbidden, InvalidInput, ServiceError
+from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from server.services.events import publishing as events
 from server.services.media import uploads as media_service
 
 log = logging.getLogger(__name__)
@@ -39,18 +45,43 @@ routes = web.RouteTableDef()
 GROUP: Final = "/groups/{handle:" + paths.HANDLE_PATTERN + "}"
 KINDS: Final = (Kind.ALERT.value, Kind.RESOURCE.value, Kind.PROPOSAL.value)
 KIND_PATH: Final = "{kind:(alert|resource|proposal)}"
+"""The kinds a member drafts (:mod:`server.http.pages.drafts`); editors also publish events."""
+PUBLISH_KIND_PATH: Final = "{kind:(alert|resource|proposal|event)}"
+CREATE_TYPES: Final = {**drafts.KINDS, Kind.EVENT.value: {"type": "Event"}}
+TIMEZONES: Final = (
+    "Europe/Paris",
+    "UTC",
+    "Europe/Brussels",
+    "Europe/Zurich",
+    "America/Montreal",
+    "Indian/Reunion",
+)
+"""Offered first in the time zone field's list; any known IANA name is accepted."""
+PLACE_FORM: Final = {
+    "placeName": "name",
+    "streetAddress": "streetAddress",
+    "postalCode": "postalCode",
+    "addressLocality": "addressLocality",
+    "addressCountry": "addressCountry",
+}
+"""Form field -> the event's ``location`` field (the JSON API's names)."""
+EVENT_FIELD_OF: Final = {"location": "placeName", **{f"location.{v}": k for k, v in PLACE_FORM.items()}}
 MAX_TEXT: Final = content.MAX_CONTENT_CHARS + 1  # one more: the service says "too long"
 LICENSES: Final = (
     "https://creativecommons.org/licenses/by/4.0/",
     "https://creativecommons.org/licenses/by-sa/4.0/",
     "https://creativecommons.org/publicdomain/zero/1.0/",
 )
-FIELD_OF: Final = {"oneOf": "options", "anyOf": "options", "file": "attachment", "object": "form"}
+FIELD_OF: Final = {
+    "oneOf": "options", "anyOf": "options", "file": "attachment", "object": "form", **EVENT_FIELD_OF
+}  # fmt: skip
 FORM_FIELDS: Final = frozenset(
     {
         "name", "content", "summary", "license", "severity", "category", "area", "areaCode",
         "validUntil", "visibility", "supersedes", "options", "multiple", "endTime", "eligibility",
         "changeNote", "statement", "proposal", "description", "iri", "reason", "action", "kind",
+        "startTime", "timezone", "onlineUrl", "joinMode", "maximumAttendeeCapacity", "status", "confirm",
+        *PLACE_FORM,
     }
 )  # fmt: skip
 _LOCAL_INSTANT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
@@ -148,6 +179,8 @@ def request_of(kind: str, data: Mapping[str, str], *, editing: bool = False) -> 
             obj["supersedes"] = data.get("supersedes") or None
     elif kind == Kind.RESOURCE.value:
         obj.update(summary=data.get("summary", ""), license=data.get("license", "").strip())
+    elif kind == Kind.EVENT.value:
+        return _event_request(data, obj, editing=editing)
     elif not editing:
         options = [line.strip() for line in data.get("options", "").splitlines() if line.strip()]
         obj["anyOf" if data.get("multiple") else "oneOf"] = options
@@ -155,6 +188,48 @@ def request_of(kind: str, data: Mapping[str, str], *, editing: bool = False) -> 
     if editing:
         obj["changeNote"] = data.get("changeNote", "")
     return _present(obj)
+
+
+def _zoned(value: str, zone: str) -> str:
+    """A ``datetime-local`` value of an event is read in the event's time zone (UTC while the
+    zone is unknown: the service then refuses the zone by name)."""
+    value = value.strip()
+    if not _LOCAL_INSTANT.match(value):
+        return value
+    if not event_wire.is_timezone(zone):
+        return _instant(value)
+    return datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(zone)).isoformat()
+
+
+def _capacity(value: str) -> Any:
+    """A whole number for the service to check (a negative one too); other text is passed on and
+    refused by the service with the field named."""
+    value = value.strip()
+    return int(value) if re.fullmatch(r"-?\d{1,9}", value) else value or None
+
+
+def _event_request(data: Mapping[str, str], obj: dict[str, Any], *, editing: bool) -> dict[str, Any]:
+    """An event's request: its Markdown description rendered to HTML (as its preview shows it),
+    times read in its zone, the place's parts as ``location``. An emptied field is sent as
+    ``null`` on an edit (removed, when the service allows it)."""
+    zone = data.get("timezone", "").strip() or "UTC"
+    place = {api: data.get(form, "").strip() for form, api in PLACE_FORM.items()}
+    description = data.get("content", "")
+    fields: dict[str, Any] = {
+        "startTime": _zoned(data.get("startTime", ""), zone) or None,
+        "endTime": _zoned(data.get("endTime", ""), zone) or None,
+        "timezone": zone,
+        "location": {k: v for k, v in place.items() if v} or None,
+        "onlineUrl": data.get("onlineUrl", "").strip() or None,
+        "joinMode": data.get("joinMode") or JoinMode.FREE.value,
+        "maximumAttendeeCapacity": _capacity(data.get("maximumAttendeeCapacity", "")),
+        "category": data.get("category", "").strip() or None,
+        "status": data.get("status") or EventStatus.CONFIRMED.value,
+    }
+    obj = _present({**obj, "content": render_markdown(description) if description.strip() else ""})
+    if editing:
+        return {**obj, **fields, **_present({"changeNote": data.get("changeNote", "")})}
+    return {**obj, **_present(fields)}
 
 
 def refusals(exc: ServiceError, renamed: Mapping[str, str] = FIELD_OF) -> dict[str, str]:
@@ -180,6 +255,9 @@ def _choices() -> dict[str, Any]:
         "categories": [c.value for c in AlertCategory],
         "eligibilities": [e.value for e in Eligibility],
         "licenses": LICENSES,
+        "join_modes": [m.value for m in JoinMode],
+        "event_statuses": [EventStatus.CONFIRMED.value, EventStatus.TENTATIVE.value],
+        "timezones": TIMEZONES,
     }
 
 
@@ -203,6 +281,9 @@ async def form_page(
         "errors": errors or {},
         "preview": preview,
         "target": target,
+        "description": event_description(target.document)
+        if target is not None and kind == Kind.EVENT.value
+        else "",
         **_choices(),
     }
     title = {"new": "publish_new_", "edit": "publish_edit_", "draft": "draft_new_"}[mode] + kind
@@ -245,15 +326,26 @@ async def manage_page(request: web.Request) -> web.Response:
 
 
 DONE: Final = frozenset(
-    {"retracted", "deleted", "closed", "endorsed", "refused_retracted", "refused_deleted", "refused_closed"}
-)
+    {
+        "retracted", "deleted", "closed", "endorsed", "cancelled",
+        "refused_retracted", "refused_deleted", "refused_closed", "refused_cancelled",
+    }
+)  # fmt: skip
+NEW_EVENT: Final = {
+    "timezone": TIMEZONES[0],
+    "joinMode": JoinMode.FREE.value,
+    "status": EventStatus.CONFIRMED.value,
+}
 
 
-@routes.get(GROUP + "/manage/new/" + KIND_PATH)
+@routes.get(GROUP + "/manage/new/" + PUBLISH_KIND_PATH)
 async def new_form(request: web.Request) -> web.Response:
     _, editor = await _editor(request)
+    kind = request.match_info["kind"]
     values = {"supersedes": w.field(request.query, "supersedes"), "visibility": "public"}
-    return await form_page(request, editor.group, request.match_info["kind"], mode="new", values=values)
+    if kind == Kind.EVENT.value:
+        values.update(NEW_EVENT)
+    return await form_page(request, editor.group, kind, mode="new", values=values)
 
 
 async def _attach(
@@ -271,7 +363,7 @@ async def _attach(
     return [media.key]
 
 
-@routes.post(GROUP + "/manage/new/" + KIND_PATH)
+@routes.post(GROUP + "/manage/new/" + PUBLISH_KIND_PATH)
 async def create(request: web.Request) -> web.StreamResponse:
     """Publish as the association, or (``action=preview``) show the resource's text rendered."""
     user, editor = await _editor(request)
@@ -282,7 +374,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             staged.discard()
         preview = render_markdown(data.get("content", ""))
         return await form_page(request, editor.group, kind, mode="new", values=data, preview=preview)
-    obj = {**request_of(kind, data), **drafts.KINDS[kind]}
+    obj = {**request_of(kind, data), **CREATE_TYPES[kind]}
     try:
         attachment = await _attach(request, editor, staged, data)
         if attachment:
@@ -326,6 +418,33 @@ def _values_of(row: Any) -> dict[str, Any]:
         "alertStatus": doc.get("alertStatus", "active"),
         "options": "\n".join(option_names(doc)[0]) if row.kind == Kind.PROPOSAL.value else "",
         "endTime": str(doc.get("endTime", ""))[:16],
+        **(_event_values(doc) if row.kind == Kind.EVENT.value else {}),
+    }
+
+
+def _event_values(doc: Mapping[str, Any]) -> dict[str, str]:
+    """An event's fields as its form shows them: times in its own zone. The description field
+    starts empty: left so, the description is kept (it is stored as HTML, shown above the form)."""
+    info = event_wire.read_event(doc)
+    if info is None:
+        return {}
+    place = info.place or event_wire.Place()
+
+    def local(moment: datetime | None) -> str:
+        return event_wire.local_time(moment, info.timezone).strftime("%Y-%m-%dT%H:%M") if moment else ""
+
+    parts = (place.name, place.street, place.postal_code, place.locality, place.country)
+    return {
+        "content": "",
+        "startTime": local(info.start),
+        "endTime": local(info.end),
+        "timezone": info.timezone,
+        **{form: part or "" for form, part in zip(PLACE_FORM, parts, strict=True)},
+        "onlineUrl": info.online_url or "",
+        "joinMode": info.join_mode.value,
+        "maximumAttendeeCapacity": str(info.capacity or ""),
+        "category": info.category or "",
+        "status": info.status.value,
     }
 
 
@@ -406,3 +525,24 @@ async def endorse(request: web.Request) -> web.StreamResponse:
         errors = refusals(exc, {"object": "proposal", "content": "statement", "form": "proposal"})
         return await _manage(request, user, editor, errors=errors, values=data, status=400)
     raise web.HTTPSeeOther(f"/groups/{editor.group.handle}/manage?done=endorsed")
+
+
+@routes.post(GROUP + "/manage/cancel")
+async def cancel(request: web.Request) -> web.StreamResponse:
+    """Cancel an event (an ``Update`` to everyone concerned), once its box is ticked."""
+    user, editor = await _editor(request)
+    data, _ = await read_form(request, user)
+    row = await editors.managed_object(request.app[NODE], editor, data.get("iri", ""))
+    if data.get("confirm") != "1":
+        catalogue = i18n.translations(w.language(request, user))
+        errors = {"confirm": catalogue.gettext("event_cancel_unconfirmed")}
+        return await form_page(
+            request, editor.group, row.kind, mode="edit", values=_values_of(row), errors=errors, status=400,
+            target=row,
+        )  # fmt: skip
+    try:
+        await events.cancel(request.app[FEDERATION], editor.group, row.iri, by=editor.member)
+    except (InvalidInput, NotFound) as exc:
+        log.info("web cancel refused", extra={"object": row.iri, "error": exc.detail})
+        raise web.HTTPSeeOther(f"/groups/{editor.group.handle}/manage?done=refused_cancelled") from None
+    raise web.HTTPSeeOther(f"/groups/{editor.group.handle}/manage?done=cancelled")
