@@ -90,9 +90,8 @@ async def _entries(
     found: list[AgendaEntry] = []
     for row, event in rows[:limit]:
         if await visibility.can_read_object(session, viewer, row):
-            organiser = await session.get(Actor, row.attributed_to_id)
-            count = await accepted_count(session, event.id) if row.local else 0
-            found.append(AgendaEntry(row, info_of(event, row.document, count), organiser))
+            organiser = await session.get(Actor, row.attributed_to_id)  # once per organiser (identity map)
+            found.append(AgendaEntry(row, info_of(event, row.document), organiser))
     last = rows[limit - 1] if len(rows) > limit else None
     return found, cursor_of(last[1].start_at, last[0].id) if last is not None else None
 
