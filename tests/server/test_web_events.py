@@ -6,18 +6,22 @@ event is never shown to a stranger, in an agenda or on its page."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
-from server.db.models import Actor, Event, EventParticipant, RemoteObject
+from server.db.models import Actor, Event, EventParticipant, Follow, RemoteObject
 from server.services.events import agenda
 from server.services.events import publishing as events
+from tests.server.test_events import _mobilizon, _send
 from tests.server.test_web_account import _csrf
 from tests.server.test_web_publish import HTML, _as, _get, _object, _post, _world
 from tests.support.nodes import Node
+from tests.support.world import NodeStarter, World, given_world
 
 PARIS = ZoneInfo("Europe/Paris")
 START = (datetime.now(PARIS) + timedelta(days=40)).replace(hour=18, minute=30, second=0, microsecond=0)
@@ -322,3 +326,42 @@ async def test_the_agenda_pages_upcoming_events_and_keeps_the_recent_past(node: 
     second = await _get(node, "/events?after=" + later.group(1))
     assert set(re.findall(r"Atelier \d\d", second)) == {"Atelier 21"} and 'id="past-title"' not in second
     assert "Atelier" in await _get(node, "/events?after=garbage")  # a bad cursor is the first page
+
+
+@pytest.fixture
+async def world(start_node: NodeStarter, peers: Any) -> AsyncIterator[World]:
+    async with start_node() as node:
+        world = await given_world(node, peers)
+        await node.add_member("marc", "collectif")
+        yield world
+
+
+async def test_a_member_sees_the_events_of_a_peer_they_follow_in_the_node_agenda(world: World) -> None:
+    node = world.node
+    now = datetime.now(UTC)
+    async with node.sessions.begin() as session:
+        peer = await session.scalar(select(Actor).where(Actor.iri == world.alice.iri))
+        assert peer is not None
+        for follower in ("collectif", "marc"):
+            who = await session.scalar(select(Actor).where(Actor.handle == follower, Actor.local.is_(True)))
+            assert who is not None
+            session.add(
+                Follow(
+                    follower_id=who.id, followed_id=peer.id, state="accepted",
+                    follow_iri=f"{who.iri}#follows/1", created_at=now, accepted_at=now,
+                )
+            )  # fmt: skip
+    create = _mobilizon("create_event.json", world, world.alice)
+    start = now.replace(microsecond=0) + timedelta(days=30)
+    create["object"].update(startTime=start.isoformat(), endTime=(start + timedelta(hours=2)).isoformat())
+    await _send(world, create, world.alice)
+    name = "Table ronde : accès aux soins en Bretagne"
+    assert name not in await _get(node, "/events")  # anonymous: only our associations' events
+    await _as(node, "marc")
+    listed = await _get(node, "/events")
+    assert name in listed
+    copy = re.search(r'href="(/read/\d+)"', listed)
+    assert copy is not None
+    page = await _get(node, copy.group(1))
+    assert "Europe/Paris" in page and "Rennes" in page and "Ask to take part" in page
+    assert "event.ics" not in page  # a peer's event: its calendar is on its own server
