@@ -325,6 +325,7 @@ async def test_the_agenda_pages_upcoming_events_and_keeps_the_recent_past(node: 
     assert later is not None
     second = await _get(node, "/events?after=" + later.group(1))
     assert set(re.findall(r"Atelier \d\d", second)) == {"Atelier 21"} and 'id="past-title"' not in second
+    assert "Back to the next events" in second and 'rel="next"' not in second
     assert "Atelier" in await _get(node, "/events?after=garbage")  # a bad cursor is the first page
 
 
