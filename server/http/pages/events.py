@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 GROUP: Final = "/groups/{handle:" + paths.HANDLE_PATTERN + "}"
-JOINED: Final = frozenset({"accepted", "pending", "left"})
 DECIDED: Final = frozenset({"accepted", "rejected"})
 
 

@@ -49,12 +49,16 @@ class AgendaEntry:
 
 @dataclass(frozen=True, slots=True)
 class Agenda:
+    """One page of an agenda: the upcoming events, the recent past (first page only), the cursor
+    of the next page (None on the last)."""
+
     upcoming: list[AgendaEntry]
     past: list[AgendaEntry]
     next_cursor: str | None
 
 
 def cursor_of(start: datetime, object_id: int) -> str:
+    """The keyset cursor after an event: its start in UTC (to the microsecond) and its object id."""
     return f"{start.astimezone(UTC).strftime(_CURSOR_TIME)}-{object_id}"
 
 
