@@ -77,6 +77,7 @@ async def _flow(browser: Any, node: Node, shots: Path) -> None:
         await page.goto(origin + "/groups/alpha")
         await page.click("a[href='/groups/alpha/events']")
         assert "Café des aidants" in await page.inner_text("main")
+        assert "Vous participez" in await page.inner_text("main .cards")
         await _axe(page, "an association's agenda")
         await page.click("text=Café des aidants")
         assert "Vous participez." in await page.inner_text("main")

@@ -183,6 +183,7 @@ async def test_an_organiser_accepts_a_restricted_request(node: Node) -> None:
     assert asked.headers["Location"].endswith("?participation=pending")
     page = await _get(node, _path(iri))
     assert "Request pending" in page and "Withdraw my request" in page
+    assert "Your request is pending" in await _get(node, "/groups/alpha/events")
     participants = f"/groups/alpha/events/participants?event={iri}"
     await _get(node, participants, status=403)  # a plain member never sees the list
 

@@ -41,6 +41,8 @@ class AgendaEntry:
     row: RemoteObject
     info: EventInfo
     organiser: Actor | None
+    state: str | None = None
+    """The reader's participation: ``accepted``, ``pending``, ``rejected`` or None."""
 
     @property
     def starts(self) -> datetime:
@@ -91,13 +93,26 @@ async def _entries(
             ).limit(limit + 1)
         )
     ).all()
+    states = await _states(session, viewer, [event.id for _, event in rows[:limit]])
     found: list[AgendaEntry] = []
     for row, event in rows[:limit]:
         if await visibility.can_read_object(session, viewer, row):
             organiser = await session.get(Actor, row.attributed_to_id)  # once per organiser (identity map)
-            found.append(AgendaEntry(row, info_of(event, row.document), organiser))
+            found.append(AgendaEntry(row, info_of(event, row.document), organiser, states.get(event.id)))
     last = rows[limit - 1] if len(rows) > limit else None
     return found, cursor_of(last[1].start_at, last[0].id) if last is not None else None
+
+
+async def _states(session: AsyncSession, viewer: Viewer, event_ids: list[int]) -> dict[int, str]:
+    """The reader's participation in each of these events, in one statement."""
+    if viewer.actor_id is None or not event_ids:
+        return {}
+    rows = await session.execute(
+        select(EventParticipant.event_id, EventParticipant.state).where(
+            EventParticipant.event_id.in_(event_ids), EventParticipant.actor_id == viewer.actor_id
+        )
+    )
+    return {event_id: str(state) for event_id, state in rows.all()}
 
 
 async def _agenda(
