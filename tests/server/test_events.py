@@ -468,7 +468,14 @@ async def test_a_json_api_patch_with_a_null_end_time_removes_the_end(world: Worl
     await _end_removed(world, iri)
     before = await world.counts()
     earlier = (_soon() - timedelta(days=1)).isoformat()
-    for body, field in (({"endTime": earlier}, "endTime"), ({"timezone": "Nowhere/Land"}, "timezone")):
+    later = (_soon() + timedelta(days=30)).isoformat()
+    for body, field in (
+        ({"endTime": earlier}, "endTime"),
+        ({"startTime": later, "endTime": _soon().isoformat()}, "endTime"),
+        ({"timezone": "Nowhere/Land"}, "timezone"),
+        ({"maximumAttendeeCapacity": -1}, "maximumAttendeeCapacity"),
+        ({"startTime": "demain"}, "startTime"),
+    ):
         refused = await world.node.client.patch("/api/objects", params={"iri": iri}, json=body, headers=admin)
         assert refused.status == 400 and (await refused.json(content_type=None))["field"] == field
     assert changed(before, await world.counts()) == {}
@@ -480,3 +487,35 @@ async def test_a_c2s_update_with_a_null_end_time_removes_the_end(world: World) -
     update = {"type": "Update", "object": {"id": iri, "endTime": None}}
     await world.node.post_outbox("/groups/collectif", token, update)
     await _end_removed(world, iri)
+
+
+async def test_a_members_api_join_of_a_full_a_cancelled_or_a_blocking_associations_event_is_a_409(
+    world: World,
+) -> None:
+    """The JSON API says why in general terms (409 problem+json) and stores nothing."""
+    full = await _publish(world, joinMode="free", maximumAttendeeCapacity=1)
+    await _send(world, _mobilizon("join_event.json", world, world.alice, full), world.alice)
+    cancelled = await _publish(world, joinMode="free")
+    blocking = await _publish(world, joinMode="free")
+    group, admin = await _actors(world)
+    await events.cancel(world.node.fed, group, cancelled, by=admin)
+    await world.node.create_association("autre", "Autre")
+    olga_iri = await world.node.add_member("olga", "autre")
+    async with world.node.sessions.begin() as session:
+        olga = await session.scalar(select(Actor).where(Actor.iri == olga_iri))
+        assert olga is not None
+        session.add(
+            Block(
+                activity_iri=f"{world.group}#blocks/2", blocker_id=group.id, blocked_id=olga.id,
+                created_at=datetime.now(UTC),
+            )
+        )
+    marc = {"Authorization": f"Bearer {await world.node.token('marc')}"}
+    olga_token = {"Authorization": f"Bearer {await world.node.token('olga')}"}
+    before = await world.counts()
+    for iri, headers in ((full, marc), (cancelled, marc), (blocking, olga_token)):
+        answer = await world.node.client.post("/api/events/participations", json={"event": iri}, headers=headers)
+        assert answer.status == 409, await answer.text()
+        assert answer.headers["Content-Type"].startswith("application/problem+json")
+        assert "no more participants" in (await answer.json(content_type=None))["detail"]
+    assert "event_participants" not in changed(before, await world.counts())
