@@ -479,6 +479,14 @@ async def test_a_json_api_patch_with_a_null_end_time_removes_the_end(world: Worl
         refused = await world.node.client.patch("/api/objects", params={"iri": iri}, json=body, headers=admin)
         assert refused.status == 400 and (await refused.json(content_type=None))["field"] == field
     assert changed(before, await world.counts()) == {}
+    # an event's own category (free text), and its capacity removed
+    body = {"category": "MEETING", "maximumAttendeeCapacity": None, "location": None}
+    patched = await world.node.client.patch("/api/objects", params={"iri": iri}, json=body, headers=admin)
+    assert patched.status == 200, await patched.text()
+    async with world.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+    assert row is not None and row.document["category"] == "MEETING"
+    assert "maximumAttendeeCapacity" not in row.document and "location" not in row.document
 
 
 async def test_a_c2s_update_with_a_null_end_time_removes_the_end(world: World) -> None:
