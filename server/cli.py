@@ -1047,7 +1047,15 @@ EDIT_OPTIONS = {
     "validUntil": "--valid-until",
     "changeNote": "--note",
     "object": "IRI",
+    "startTime": "--start-time",
+    "endTime": "--end-time",
+    "timezone": "--timezone",
+    "onlineUrl": "--online-url",
+    "joinMode": "--join-mode",
+    "maximumAttendeeCapacity": "--capacity",
 }
+CLEARED_BY_EMPTY = ("endTime", "onlineUrl")
+"""Edit options that an empty value (``--end-time ''``) removes from the object."""
 
 
 def _edit_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -1062,16 +1070,37 @@ def _edit_fields(args: argparse.Namespace) -> dict[str, Any]:
         "area": args.area,
         "areaCode": args.area_code,
         "validUntil": args.valid_until,
+        "startTime": args.start_time,
+        "endTime": args.end_time,
+        "timezone": args.timezone,
+        "onlineUrl": args.online_url,
+        "joinMode": args.join_mode,
+        "maximumAttendeeCapacity": args.capacity,
     }
     changes = {key: value for key, value in fields.items() if value is not None}
+    for key in CLEARED_BY_EMPTY:
+        if isinstance(changes.get(key), str) and not changes[key].strip():
+            changes[key] = None  # removed, as a JSON null does
     if not changes:
         raise CommandError(
             "nothing to change: give at least one of --title, --body-file, --summary, "
-            "--license, --tag, --severity, --category, --area, --area-code, --valid-until"
+            "--license, --tag, --severity, --category, --area, --area-code, --valid-until, "
+            "or an event's --start-time, --end-time, --timezone, --online-url, --join-mode, --capacity"
         )
     if args.note is not None:
         changes["changeNote"] = args.note
     return changes
+
+
+def _add_event_edit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start-time", metavar="DATETIME", help="events: new start, ISO 8601 with a time zone")
+    p.add_argument(
+        "--end-time", metavar="DATETIME", help="events: new end, ISO 8601 with a time zone; '' removes it"
+    )
+    p.add_argument("--timezone", metavar="ZONE", help="events: IANA time zone, e.g. Europe/Paris")
+    p.add_argument("--online-url", metavar="URL", help="events: link of an online event; '' removes it")
+    p.add_argument("--join-mode", metavar="MODE", help="events: free, restricted or invite")
+    p.add_argument("--capacity", type=int, metavar="N", help="events: places (0: no limit)")
 
 
 def _cmd_content_change(args: argparse.Namespace) -> int:
@@ -1449,6 +1478,7 @@ def _add_admin_commands(commands: Any) -> None:
             p.add_argument(
                 "--valid-until", metavar="DATETIME", help="alerts: end of validity, ISO 8601 with a time zone"
             )
+            _add_event_edit_options(p)
             p.add_argument("--note", metavar="TEXT", help="change note of this revision (plain text)")
         _add_config(p)
         p.set_defaults(func=_cmd_content_change)

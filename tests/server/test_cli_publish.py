@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.cli import main
-from server.db.models import Actor, AuditEntry, Base, Job, RemoteObject
+from server.db.models import Actor, AuditEntry, Base, Event, Job, RemoteObject
 
 ORIGIN = "http://127.0.0.1:8080"
 
@@ -287,3 +287,31 @@ def test_publish_event_and_its_refusals_name_the_option(
     )
     assert kind == "event" and document["joinMode"] == "restricted" and document["maximumAttendeeCapacity"] == 30
     assert document["location"]["address"]["addressLocality"] == "Nantes"
+    # content edit: refusals name the option; --end-time '' removes the end (the row, the document)
+    iri = out.strip()
+    edit = ["edit", iri, "--config", config]
+
+    def _content(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["content", *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    before = _counts(url)
+    for change, expected in [
+        (["--end-time", (start - timedelta(hours=1)).isoformat()], "--end-time: endTime must be after"),
+        (["--capacity", "-1"], "--capacity: "),
+        (["--timezone", "Mars/Olympus"], "--timezone: "),
+    ]:
+        code, out, err = _content(*edit, *change)
+        assert code == 1 and out == "" and err.startswith(f"entraide: error: {expected}"), (change, err)
+    assert _counts(url) == before
+    code, out, err = _content(*edit, "--end-time", "", "--capacity", "40")
+    assert code == 0 and out.startswith(f"{ORIGIN}/"), err
+    [(document,)] = asyncio.run(_query(url, select(RemoteObject.document).where(RemoteObject.iri == iri)))
+    assert "endTime" not in document and document["maximumAttendeeCapacity"] == 40
+    row_of_iri = select(RemoteObject.id).where(RemoteObject.iri == iri).scalar_subquery()
+    [(end_at, sequence)] = asyncio.run(
+        _query(url, select(Event.end_at, Event.sequence).where(Event.object_id == row_of_iri))
+    )
+    assert end_at is None and sequence == 1

@@ -419,3 +419,111 @@ async def test_c2s_join_of_an_event_and_the_organisers_accept_through_their_outb
     assert accepted is not None and accepted.state == "accepted"
     await world.node.post_outbox("/users/marc", marc_token, {"type": "Leave", "object": iri})
     assert await _participant(world, iri, marc.actor_iri) is None
+
+
+# --- removing the end ---------------------------------------------------------------------------------
+
+
+async def _end_removed(world: World, iri: str) -> None:
+    """The stored document, the row, the last ``Update`` and the calendar have no end any more."""
+    async with world.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+        assert row is not None
+        event = await session.scalar(select(Event).where(Event.object_id == row.id))
+        update = await session.scalar(
+            select(Activity.document)
+            .where(Activity.object_iri == iri, Activity.type == "Update")
+            .order_by(Activity.id.desc())
+            .limit(1)
+        )
+    assert event is not None and event.end_at is None and event.sequence == 1
+    assert "endTime" not in row.document and row.document["startTime"]
+    assert update is not None and "endTime" not in update["object"]
+    assert update["object"]["startTime"] == row.document["startTime"]
+    validation.validate(row.document, "entraide/event")
+    answer = await world.node.client.get(iri.removeprefix(world.node.uris.origin) + "/event.ics")
+    [vevent] = _vevents(await answer.read())
+    # RFC 5545 §3.6.1: a VEVENT with a DATE-TIME start and neither DTEND nor DURATION ends when it starts.
+    assert "dtend" not in vevent and "duration" not in vevent and vevent["dtstart"].dt.tzinfo is not None
+
+
+async def test_an_edit_with_a_null_end_time_removes_the_end_through_the_service(world: World) -> None:
+    iri = await _publish(world, joinMode="free")
+    group, admin = await _actors(world)
+    await events.update(world.node.fed, group, {"id": iri, "endTime": None}, by=admin)
+    await _end_removed(world, iri)
+    # the start is still required, and an end before it still refused
+    with pytest.raises(InvalidInput) as refused:
+        await events.update(world.node.fed, group, {"id": iri, "startTime": None}, by=admin)
+    assert refused.value.context["field"] == "startTime"
+
+
+async def test_a_json_api_patch_with_a_null_end_time_removes_the_end(world: World) -> None:
+    iri = await _publish(world)
+    admin = {"Authorization": f"Bearer {await world.node.token('alice-admin')}"}
+    patched = await world.node.client.patch(
+        "/api/objects", params={"iri": iri}, json={"endTime": None, "changeNote": "Fin libre"}, headers=admin
+    )
+    assert patched.status == 200, await patched.text()
+    await _end_removed(world, iri)
+    before = await world.counts()
+    earlier = (_soon() - timedelta(days=1)).isoformat()
+    later = (_soon() + timedelta(days=30)).isoformat()
+    for body, field in (
+        ({"endTime": earlier}, "endTime"),
+        ({"startTime": later, "endTime": _soon().isoformat()}, "endTime"),
+        ({"timezone": "Nowhere/Land"}, "timezone"),
+        ({"maximumAttendeeCapacity": -1}, "maximumAttendeeCapacity"),
+        ({"startTime": "demain"}, "startTime"),
+    ):
+        refused = await world.node.client.patch("/api/objects", params={"iri": iri}, json=body, headers=admin)
+        assert refused.status == 400 and (await refused.json(content_type=None))["field"] == field
+    assert changed(before, await world.counts()) == {}
+    # an event's own category (free text), and its capacity removed
+    body = {"category": "MEETING", "maximumAttendeeCapacity": None, "location": None}
+    patched = await world.node.client.patch("/api/objects", params={"iri": iri}, json=body, headers=admin)
+    assert patched.status == 200, await patched.text()
+    async with world.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+    assert row is not None and row.document["category"] == "MEETING"
+    assert "maximumAttendeeCapacity" not in row.document and "location" not in row.document
+
+
+async def test_a_c2s_update_with_a_null_end_time_removes_the_end(world: World) -> None:
+    iri = await _publish(world)
+    token = await world.node.token("alice-admin")
+    update = {"type": "Update", "object": {"id": iri, "endTime": None}}
+    await world.node.post_outbox("/groups/collectif", token, update)
+    await _end_removed(world, iri)
+
+
+async def test_a_members_api_join_of_a_full_a_cancelled_or_a_blocking_associations_event_is_a_409(
+    world: World,
+) -> None:
+    """The JSON API says why in general terms (409 problem+json) and stores nothing."""
+    full = await _publish(world, joinMode="free", maximumAttendeeCapacity=1)
+    await _send(world, _mobilizon("join_event.json", world, world.alice, full), world.alice)
+    cancelled = await _publish(world, joinMode="free")
+    blocking = await _publish(world, joinMode="free")
+    group, admin = await _actors(world)
+    await events.cancel(world.node.fed, group, cancelled, by=admin)
+    await world.node.create_association("autre", "Autre")
+    olga_iri = await world.node.add_member("olga", "autre")
+    async with world.node.sessions.begin() as session:
+        olga = await session.scalar(select(Actor).where(Actor.iri == olga_iri))
+        assert olga is not None
+        session.add(
+            Block(
+                activity_iri=f"{world.group}#blocks/2", blocker_id=group.id, blocked_id=olga.id,
+                created_at=datetime.now(UTC),
+            )
+        )
+    marc = {"Authorization": f"Bearer {await world.node.token('marc')}"}
+    olga_token = {"Authorization": f"Bearer {await world.node.token('olga')}"}
+    before = await world.counts()
+    for iri, headers in ((full, marc), (cancelled, marc), (blocking, olga_token)):
+        answer = await world.node.client.post("/api/events/participations", json={"event": iri}, headers=headers)
+        assert answer.status == 409, await answer.text()
+        assert answer.headers["Content-Type"].startswith("application/problem+json")
+        assert "no more participants" in (await answer.json(content_type=None))["detail"]
+    assert "event_participants" not in changed(before, await world.counts())

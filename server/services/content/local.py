@@ -612,7 +612,7 @@ def _remove_nulled(document: dict[str, Any], obj: Mapping[str, Any], kind: kinds
     the object cannot exist without, is refused rather than silently kept.
     """
     for key in (k for k, v in obj.items() if v is None and k in document):
-        if key not in REMOVABLE or (key == "name" and kind.named):
+        if key not in REMOVABLE | kind.removable or (key == "name" and kind.named):
             raise InvalidInput(f"{key} cannot be removed from a {kind.kind.value}", field=key)
         del document[key]
 

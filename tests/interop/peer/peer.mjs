@@ -30,6 +30,9 @@
 //   POST /_control/like      {object}          Like, sent to the object's author
 //   POST /_control/announce  {object}          Announce, to the peer's followers and the author
 //   POST /_control/undo      {activity}        Undo of an activity the peer sent (Like, Announce…)
+//   POST /_control/join      {event, message?} Join of an event (Mobilizon's participation request),
+//                                              to the event's organiser (its attributedTo) only;
+//                                              the organiser's Accept/Reject shows in `received`
 //   POST /_control/vote      {question, choice}
 //                                              a poll vote, Mastodon's shape: Create{Note{name:
 //                                              choice, inReplyTo: question}} with no content, to the
@@ -45,7 +48,8 @@
 //
 // Inbox records of activities with an embedded object also carry `object`: what Fedify parsed
 // (its vocab class, name, summary, content, attributedTo, inReplyTo; for a Question its
-// exclusive/inclusive options with their reply counts, voters, endTime, closed), or `objectError`.
+// exclusive/inclusive options with their reply counts, voters, endTime, closed; for an Event its
+// startTime and endTime), or `objectError`.
 //
 // Fedify's unsigned document loader (`fetch?signed=0`, `verify_proofs`) caches what it fetched for
 // 5 minutes (its default kvCache); `fetch?signed=1` always reads the current document.
@@ -61,7 +65,9 @@ import {
   DataIntegrityProof,
   Delete,
   Endpoints,
+  Event,
   Follow,
+  Join,
   Like,
   Note,
   Object as ASObject,
@@ -349,6 +355,10 @@ async function describe(object, options) {
     result.endTime = text(object.endTime);
     result.closed = object.closed == null || typeof object.closed === "boolean" ? object.closed : text(object.closed);
   }
+  if (object instanceof Event) {
+    result.startTime = text(object.startTime);
+    result.endTime = text(object.endTime);
+  }
   return result;
 }
 
@@ -511,6 +521,22 @@ const actions = {
     notes.set(noteId.href, { note, create, recipients: [author], deleted: false, direct: true });
     await send(ctx, [author], create);
     return { id: noteId.href, create: create.id.href, activity: await compact(create, ctx) };
+  },
+
+  // A participation request as Mobilizon sends one: Join{object: event IRI}, to the organiser
+  // only, with the optional message in `content` (Mobilizon also sets participationMessage,
+  // which Fedify's vocabulary does not know).
+  async join(ctx, { event, message }) {
+    const organiser = await authorOf(ctx, event);
+    const join = new Join({
+      id: newActivityId(),
+      actor: ctx.getActorUri(IDENTIFIER),
+      object: new URL(event),
+      to: organiser.id,
+      content: message ?? null,
+    });
+    await send(ctx, [organiser], join);
+    return { id: join.id.href, activity: await compact(join, ctx) };
   },
 
   async undo(ctx, { activity }) {

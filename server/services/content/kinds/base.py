@@ -86,6 +86,9 @@ class ContentKind:
     """The priority of its activities' fan-out and deliveries."""
     own_fields: ClassVar[frozenset[str]] = frozenset()
     """Fields only this kind takes: refused for any other (:func:`fields_that_apply`)."""
+    removable: ClassVar[frozenset[str]] = frozenset()
+    """Optional fields of its own that an edit removes by setting them to ``null`` (besides the
+    shared ones, ``content.local.REMOVABLE``)."""
     listed: ClassVar[bool] = True
     """Listed with an association's content (its lists, feeds, relays); replies are not."""
     feed_path: ClassVar[str | None] = None

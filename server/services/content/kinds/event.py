@@ -36,6 +36,9 @@ class EventKind(ContentKind):
     content_required: ClassVar[bool] = False
     takes_summary: ClassVar[bool] = False  # Mastodon would hide the summary line behind a warning
     own_fields: ClassVar[frozenset[str]] = OWN_FIELDS
+    removable: ClassVar[frozenset[str]] = frozenset(
+        {"endTime", "location", "onlineUrl", "maximumAttendeeCapacity", "category"}
+    )
     feed_path: ClassVar[str | None] = "events"
     feed_label: ClassVar[str | None] = "événements"
     api_path: ClassVar[str | None] = "events"
