@@ -33,16 +33,17 @@ from typing import Any, Final
 
 from sqlalchemy import ColumnElement, event, exists, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from federation.iri import is_http_iri
 from federation.policy import HostPattern, LivePolicy, PeerPolicy
 from federation.uris import UriScheme
 from server.config import FederationSettings
 from server.db import queue
-from server.db.models import Account, Activity, Actor, ActorBlock, DomainBlock, NodePolicy
+from server.db.models import Account, Activity, Actor, ActorBlock, DomainBlock, NodePolicy, RemoteObject
 from server.db.models import Follow as FollowRow
 from server.services import audit
+from server.services.content import changes
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
@@ -59,6 +60,7 @@ POLL_INTERVAL_S: Final = 5.0
 
 _SNAPSHOT_KEY: Final = "blocks.snapshot"
 _HIDDEN_KEY: Final = "blocks.hidden"
+_GROUP_BLOCKED_KEY: Final = "blocks.group_blocked"
 
 
 def _now(now: datetime | None) -> datetime:
@@ -259,7 +261,8 @@ def _valid(domain: str) -> bool:
 
 async def policy_changed(session: AsyncSession, *, now: datetime | None = None) -> None:
     """Bump the version and compute the new snapshot; it replaces this process's policy when the
-    transaction commits (and the other processes' at their next poll)."""
+    transaction commits (and the other processes' at their next poll). The commit also empties
+    the page cache, like a publication: a cached page may show what the change hides."""
     row = await node_policy(session, now=now)
     row.version += 1
     row.updated_at = _now(now)
@@ -267,7 +270,9 @@ async def policy_changed(session: AsyncSession, *, now: datetime | None = None) 
     snapshot = await load_snapshot(session)
     url = str(session.sync_session.get_bind().engine.url)
     session.sync_session.info[_SNAPSHOT_KEY] = (url, snapshot)
+    changes.mark_published(session)  # what the caches kept may show what is now hidden
     session.info.pop(_HIDDEN_KEY, None)
+    session.info.pop(_GROUP_BLOCKED_KEY, None)
 
 
 _LIVE: dict[str, weakref.WeakSet[LivePolicy]] = {}
@@ -441,6 +446,60 @@ async def hidden_iris(session: AsyncSession, viewer_id: int | None, actor_iris: 
         select(Actor.iri).where(Actor.iri.in_(sorted(actor_iris)), Actor.id.in_(hidden_authors(viewer_id)))
     )
     return set(found)
+
+
+def blocked_in_its_association() -> ColumnElement[bool]:
+    """A condition on ``objects``: its author is blocked by the association whose content the row
+    is part of (decision 80): the association it was posted into (``audience``), the author or
+    association of the thread's root (same ``context``, no ``inReplyTo``), or of the object it
+    answers. Such a row is hidden from every reader in that association's context; the node's
+    blocks are :func:`hidden_authors`."""
+    author = aliased(Actor)
+    root = aliased(RemoteObject)
+    in_thread = or_(
+        (root.context_iri == RemoteObject.context_iri) & root.in_reply_to_iri.is_(None),
+        root.iri == RemoteObject.in_reply_to_iri,
+    )
+    return exists().where(
+        ActorBlock.group_id.is_not(None),
+        ActorBlock.actor_iri == author.iri,
+        author.id == RemoteObject.attributed_to_id,
+        or_(
+            ActorBlock.group_id == RemoteObject.audience_id,
+            ActorBlock.group_id.in_(select(root.audience_id).where(in_thread).correlate(RemoteObject)),
+            ActorBlock.group_id.in_(select(root.attributed_to_id).where(in_thread).correlate(RemoteObject)),
+        ),
+    )
+
+
+def blocked_by(relayer_id: Any, author_id: Any) -> ColumnElement[bool]:
+    """A condition: the association ``relayer_id`` blocks the actor ``author_id`` (its relays of
+    that actor's content no longer bring it to its members' timelines)."""
+    author = aliased(Actor)
+    return exists().where(
+        ActorBlock.group_id == relayer_id, ActorBlock.actor_iri == author.iri, author.id == author_id
+    )
+
+
+async def is_blocked_in_its_association(session: AsyncSession, row: RemoteObject) -> bool:
+    """:func:`blocked_in_its_association` for one row. The authors some association blocks are
+    read once per session; only their rows cost a statement."""
+    blocked: set[int] | None = session.info.get(_GROUP_BLOCKED_KEY)
+    if blocked is None:
+        blocked = set(
+            await session.scalars(
+                select(Actor.id).join(ActorBlock, ActorBlock.actor_iri == Actor.iri).where(
+                    ActorBlock.group_id.is_not(None)
+                )
+            )
+        )
+        session.info[_GROUP_BLOCKED_KEY] = blocked
+    if row.attributed_to_id not in blocked:
+        return False
+    found = await session.scalar(
+        select(RemoteObject.id).where(RemoteObject.id == row.id, blocked_in_its_association())
+    )
+    return found is not None
 
 
 async def rejects_media(session: AsyncSession, author_id: int) -> bool:
