@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 
 from federation.http import PROBLEM_CONTENT_TYPE, wants_activitypub
 from server.http.pages import account, actors, admin, drafts, home, member, members, moderation, objects, publish
+from server.http.pages import founding
 from server.http.pages import core as w
 
 STYLESHEET: Final = "/static/entraide.css"
@@ -51,6 +52,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(publish.routes)
     app.add_routes(drafts.routes)
     app.add_routes(admin.routes)
+    app.add_routes(founding.routes)
 
 
 def _wants_html(request: web.Request) -> bool:
