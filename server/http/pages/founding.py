@@ -63,5 +63,7 @@ async def create_association(request: web.Request) -> web.StreamResponse:
     except (InvalidInput, Conflict) as exc:
         field = exc.context.get("field")
         errors = {field if field in values else "slug": exc.detail}
-        return await _form(request, values=values, errors=errors, status=409 if isinstance(exc, Conflict) else 400)
+        return await _form(
+            request, values=values, errors=errors, status=409 if isinstance(exc, Conflict) else 400
+        )
     raise web.HTTPSeeOther(f"/groups/{handle}")

@@ -7,8 +7,8 @@ from typing import Final
 from aiohttp import web
 
 from server.appkeys import NODE
-from server.services.actors import directory, founding
 from server.http.pages import core as w
+from server.services.actors import directory, founding
 from server.services.reading import objects
 
 routes = web.RouteTableDef()

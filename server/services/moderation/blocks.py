@@ -488,9 +488,9 @@ async def is_blocked_in_its_association(session: AsyncSession, row: RemoteObject
     if blocked is None:
         blocked = set(
             await session.scalars(
-                select(Actor.id).join(ActorBlock, ActorBlock.actor_iri == Actor.iri).where(
-                    ActorBlock.group_id.is_not(None)
-                )
+                select(Actor.id)
+                .join(ActorBlock, ActorBlock.actor_iri == Actor.iri)
+                .where(ActorBlock.group_id.is_not(None))
             )
         )
         session.info[_GROUP_BLOCKED_KEY] = blocked
