@@ -534,3 +534,51 @@ async def test_block_list_subscriptions_are_for_node_admins_with_an_admin_token(
     assert (await world.node.client.get(path, headers=headers)).status == 403
     assert changed(before, await world.counts()) == {}
     assert (await world.node.client.get(path)).status == 401
+
+
+async def test_rejecting_media_purges_what_is_stored_and_what_comes_again(world: World) -> None:
+    # Given mallory's note with an attachment, and mallory's stored actor document with an avatar
+    image = {"type": "Image", "mediaType": "image/png", "url": "https://evil.example/media/a.png"}
+    first = note(world.mallory, to=["https://www.w3.org/ns/activitystreams#Public", world.group])
+    first["attachment"] = [image]
+    sent = create(world.mallory, first)
+    assert (await world.send(GROUP_INBOX, sent, world.mallory)).status == 202
+    await assert_stored_and_processed_once(world, sent["id"])
+    ours = await _stored_note(world, world.alice)
+    async with world.node.sessions.begin() as session:
+        mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
+        assert mallory is not None and isinstance(mallory.document, dict)
+        mallory.document = {**mallory.document, "icon": image}
+        stored = await session.scalar(select(RemoteObject).where(RemoteObject.iri == first["id"]))
+        assert stored is not None and stored.document["attachment"]
+    # When evil.example gets reject_media (silenced, still federating)
+    await _block_domain(world, "evil.example", severity="silence", reject_media=True)
+    # Then the stored attachment and avatar are gone, alice's note is untouched, and the audit counts them
+    async with world.node.sessions() as session:
+        stored = await session.scalar(select(RemoteObject).where(RemoteObject.iri == first["id"]))
+        mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
+        kept = await session.scalar(select(RemoteObject).where(RemoteObject.iri == ours))
+        entry = await session.scalar(select(AuditEntry).where(AuditEntry.action == "domain.block"))
+    assert stored is not None and "attachment" not in stored.document
+    assert mallory is not None and "icon" not in (mallory.document or {})
+    assert kept is not None and kept.document["content"]
+    assert entry is not None and entry.detail["media_purged"] == 2
+    # and an edit that brings the attachment again does not store it
+    edited = {**first, "content": "<p>Modifié</p>", "updated": "2025-03-02T12:00:00Z"}
+    update = activity("Update", world.mallory, edited, to=first["to"])
+    assert (await world.send(GROUP_INBOX, update, world.mallory)).status == 202
+    await settle(world.node)
+    async with world.node.sessions() as session:
+        stored = await session.scalar(select(RemoteObject).where(RemoteObject.iri == first["id"]))
+    assert stored is not None and "Modifié" in stored.document["content"]
+    assert "attachment" not in stored.document
+    # and changing the block again without turning media off and on purges nothing more
+    await _block_domain(world, "evil.example", severity="silence", reject_media=True, public_comment="x")
+    async with world.node.sessions() as session:
+        details = [
+            e.detail
+            for e in await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "domain.block.update")
+            )
+        ]
+    assert details and details[-1]["media_purged"] == 0

@@ -514,6 +514,13 @@ async def rejects_media(session: AsyncSession, author_id: int) -> bool:
     return found is not None
 
 
+async def rejects_media_from(session: AsyncSession, host: str) -> bool:
+    """Does the node reject the media of ``host`` (a domain above it blocked with ``reject_media``)?"""
+    rows = await session.scalars(select(DomainBlock.domain).where(DomainBlock.reject_media.is_(True)))
+    policy = PeerPolicy.open_network([d for d in rows if _valid(d)])
+    return not policy.allows(host)
+
+
 MEDIA_FIELDS: Final = ("attachment", "image", "icon")
 
 
@@ -587,12 +594,14 @@ async def put_domain_block(
             domain=spec.domain, source=source, created_by_id=by.id if by else None, created_at=now
         )
         session.add(row)
+    newly_rejected = spec.reject_media and not row.reject_media
     row.severity, row.reject_media, row.reject_reports = spec.severity, spec.reject_media, spec.reject_reports
     row.public_comment, row.obfuscate = spec.public_comment, spec.obfuscate
     if private_comment is not None:
         row.private_comment = private_comment
     await session.flush()
     severed = await _sever_domain(session, spec.domain) if spec.severity == "suspend" else 0
+    purged = await purge_media(session, spec.domain) if newly_rejected else 0
     if bump:
         audit.record(
             session,
@@ -606,10 +615,44 @@ async def put_domain_block(
                 "reject_reports": spec.reject_reports,
                 "source": source,
                 "follows_severed": severed,
+                "media_purged": purged,
             },
         )
         await policy_changed(session, now=now)
     return row
+
+
+PURGE_BATCH: Final = 500
+
+
+async def purge_media(session: AsyncSession, domain: str) -> int:
+    """Remove the media the node keeps from ``domain`` and its subdomains, now that it rejects
+    them (decision 81): the attachment, image and icon fields of its actors' stored objects and
+    of their actor documents (the node stores no remote file: these links are what it shows).
+    Read in batches of :data:`PURGE_BATCH` rows; how many rows changed."""
+    remote = select(Actor.id).where(Actor.local.is_(False), _host_under(literal(domain)))
+    changed = 0
+    for model, owner in ((RemoteObject, RemoteObject.attributed_to_id), (Actor, Actor.id)):
+        after = 0
+        while True:
+            rows = list(
+                await session.scalars(
+                    select(model)
+                    .where(owner.in_(remote), model.id > after)
+                    .order_by(model.id)
+                    .limit(PURGE_BATCH)
+                )
+            )
+            for row in rows:
+                document = row.document
+                if isinstance(document, dict) and any(field in document for field in MEDIA_FIELDS):
+                    row.document = without_media(document)
+                    changed += 1
+            await session.flush()
+            if len(rows) < PURGE_BATCH:
+                break
+            after = rows[-1].id
+    return changed
 
 
 async def _sever_domain(session: AsyncSession, domain: str) -> int:
