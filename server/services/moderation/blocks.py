@@ -428,6 +428,14 @@ def hidden_authors(viewer_id: int | None) -> Any:
     )
 
 
+async def is_silenced(session: AsyncSession, actor_id: int) -> bool:
+    """Is ``actor_id`` a remote actor under a silenced domain?"""
+    found = await session.scalar(
+        select(Actor.id).where(Actor.id == actor_id, Actor.local.is_(False), on_blocked_domain(("silence",)))
+    )
+    return found is not None
+
+
 async def is_hidden(session: AsyncSession, viewer_id: int | None, author_id: int) -> bool:
     """Is ``author_id``'s content hidden from this viewer? Answered once per session and pair."""
     cache: dict[tuple[int | None, int], bool] = session.info.setdefault(_HIDDEN_KEY, {})
