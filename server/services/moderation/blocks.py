@@ -26,12 +26,12 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, event, exists, literal, or_, select
+from sqlalchemy import ColumnElement, Select, event, exists, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
@@ -639,28 +639,39 @@ async def purge_media(session: AsyncSession, domain: str) -> int:
     of their actor documents (the node stores no remote file: these links are what it shows).
     Read in batches of :data:`PURGE_BATCH` rows; how many rows changed."""
     remote = select(Actor.id).where(Actor.local.is_(False), _host_under(literal(domain)))
+
+    def objects(after: int) -> Select[Any]:
+        return (
+            select(RemoteObject)
+            .where(RemoteObject.attributed_to_id.in_(remote), RemoteObject.id > after)
+            .order_by(RemoteObject.id)
+            .limit(PURGE_BATCH)
+        )
+
+    def actors(after: int) -> Select[Any]:
+        return (
+            select(Actor).where(Actor.id.in_(remote), Actor.id > after).order_by(Actor.id).limit(PURGE_BATCH)
+        )
+
+    return await _strip_batches(session, objects) + await _strip_batches(session, actors)
+
+
+async def _strip_batches(session: AsyncSession, batch: Callable[[int], Select[Any]]) -> int:
+    """Remove the media fields of the documents of the rows ``batch(after)`` selects, batch after
+    batch; how many rows changed."""
     changed = 0
-    for model, owner in ((RemoteObject, RemoteObject.attributed_to_id), (Actor, Actor.id)):
-        after = 0
-        while True:
-            rows = list(
-                await session.scalars(
-                    select(model)
-                    .where(owner.in_(remote), model.id > after)
-                    .order_by(model.id)
-                    .limit(PURGE_BATCH)
-                )
-            )
-            for row in rows:
-                document = row.document
-                if isinstance(document, dict) and any(field in document for field in MEDIA_FIELDS):
-                    row.document = without_media(document)
-                    changed += 1
-            await session.flush()
-            if len(rows) < PURGE_BATCH:
-                break
-            after = rows[-1].id
-    return changed
+    after = 0
+    while True:
+        rows: list[Any] = list(await session.scalars(batch(after)))
+        for row in rows:
+            document = row.document
+            if isinstance(document, dict) and any(field in document for field in MEDIA_FIELDS):
+                row.document = without_media(document)
+                changed += 1
+        await session.flush()
+        if len(rows) < PURGE_BATCH:
+            return changed
+        after = rows[-1].id
 
 
 async def _sever_domain(session: AsyncSession, domain: str) -> int:
