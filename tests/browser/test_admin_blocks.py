@@ -1,5 +1,6 @@
 """The node admins' federation page in a real browser (Chromium, Playwright), checked by axe-core
-in French and English: the page, a refused domain, the preview of a shared list, after applying it."""
+in French and English: the page, a refused domain, the preview of a shared list, after applying it;
+then (in French only) the page that creates an association, reached from it."""
 
 from __future__ import annotations
 
@@ -43,9 +44,22 @@ async def _tour(browser: Any, node: Node, lang: str, shots: Path) -> None:
         assert "evil.example" in await page.inner_text("table")
         await _axe(page, f"after the import ({lang})")
         await page.click("form[action='/admin/federation/domains/remove'] button[type=submit]")
+        if lang == "fr":
+            await _create_association(page, origin)
         await page.click("header button[type=submit]")  # sign out
     finally:
         await context.close()
+
+
+async def _create_association(page: Any, origin: str) -> None:
+    await page.click("a[href='/associations/new']")
+    assert page.url == origin + "/associations/new"
+    await _axe(page, "create an association (fr)")
+    await page.fill("#slug", "jardins")
+    await page.fill("#name", "Jardins partagés")
+    await page.fill("#summary", "Des potagers")
+    await page.click("form[action='/associations/new'] button[type=submit]")
+    assert page.url == origin + "/groups/jardins"
 
 
 async def test_the_federation_page_passes_axe_in_french_and_english(

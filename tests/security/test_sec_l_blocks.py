@@ -5,7 +5,11 @@ in every process (the one that made it at once, the others at their next poll). 
 actor's or domain's stored content still readable through a read channel (the read filter, the C2S
 inbox). 79: a block list fetched by URL used to reach private addresses. 80: a shared list that
 removes or weakens blocks made by hand, by the configuration or by another list, or whose preview
-differs from what applying it does.
+differs from what applying it does. 86: an association's block of an actor bypassed: the actor's
+content still read in the association's context (its collections, its members' timelines), or served
+from a page cached before the block. 87: a silenced domain reaching people who do not follow its
+actors: its content stored for them (a mention, a reply to our object), or its media kept after
+``reject_media``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from sqlalchemy import select
 
 from federation.errors import FederationError
 from federation.policy import LivePolicy, PeerPolicy
-from server.db.models import DomainBlock
+from server.db.models import DomainBlock, RemoteObject
 from server.services.moderation import blocklists, blocks
+from federation.types import AS_PUBLIC
+from tests.server.test_association_blocks import _block, _collection, _group_post, _reply
 from tests.server.test_blocks import _block_actor, _block_domain, _readable, _stored_note
-from tests.support.signed_inbox import changed, gets_to
-from tests.support.world import GROUP_INBOX, World, assert_refused, create, note
+from tests.support.signed_inbox import changed, gets_to, processed
+from tests.support.world import GROUP_INBOX, World, assert_refused, create, note, object_row
 
 
 async def test_sec_77_a_stored_block_refuses_before_any_key_fetch_in_every_process(world: World) -> None:
@@ -68,3 +74,42 @@ async def test_sec_80_a_list_never_removes_or_weakens_other_blocks(world: World)
     async with world.node.sessions() as session:
         rows = {r.domain: (r.severity, r.source) for r in await session.scalars(select(DomainBlock))}
     assert rows == {"evil.example": ("suspend", "manual"), "other.example": ("suspend", "import:a")}
+
+
+async def test_sec_86_an_association_block_is_not_bypassed_by_a_cached_page(world: World) -> None:
+    post = await _group_post(world)
+    spam = await _reply(world, world.mallory, post, "Achetez maintenant")
+    other = await _reply(world, world.alice, post, "Bonjour")
+    assert spam in await _collection(world, post, "replies")  # cached for anonymous readers
+    assert spam in await _collection(world, post, "context")
+    await _block(world, world.mallory.iri, by_group=True)
+    for name in ("replies", "context"):
+        assert spam not in await _collection(world, post, name), name
+    # a node's block that sends nothing (no follows to sever) empties the cache too
+    assert other in await _collection(world, post, "replies")
+    await _block(world, world.alice.iri, by_group=False)
+    assert other not in await _collection(world, post, "replies")
+
+
+async def test_sec_87_a_silenced_domain_reaches_no_one_who_does_not_follow_it(world: World) -> None:
+    await world.node.add_member("ana", "collectif")
+    theirs = note(world.mallory, to=[AS_PUBLIC, world.group])
+    theirs["attachment"] = [{"type": "Image", "mediaType": "image/png", "url": "https://evil.example/a.png"}]
+    await _stored_note_by(world, theirs)
+    await _block_domain(world, "evil.example", severity="silence", reject_media=True)
+    async with world.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == theirs["id"]))
+    assert row is not None and "attachment" not in row.document
+    ana = world.node.uris.iri("/users/ana")
+    mention = note(world.mallory, to=[ana], tag=[{"type": "Mention", "href": ana}])
+    sent = create(world.mallory, mention)
+    assert (await world.send("/users/ana/inbox", sent, world.mallory)).status == 202
+    await processed(world.node, sent["id"])
+    assert await object_row(world.node, mention["id"]) is None
+
+
+async def _stored_note_by(world: World, obj: dict[str, object]) -> None:
+    sent = create(world.mallory, obj)
+    assert (await world.send(GROUP_INBOX, sent, world.mallory)).status == 202
+    await processed(world.node, sent["id"])
+    assert await object_row(world.node, str(obj["id"])) is not None

@@ -18,7 +18,7 @@ from server.db.models import Activity, Actor, AuditEntry, Delivery, DomainBlock,
 from server.services.errors import InvalidInput
 from server.services.moderation import blocklists, blocks
 from server.services.reading import visibility
-from tests.support.signed_inbox import changed, gets_to, posts_to, settle
+from tests.support.signed_inbox import changed, gets_to, posts_to, processed, settle
 from tests.support.world import (
     GROUP_INBOX,
     World,
@@ -28,6 +28,7 @@ from tests.support.world import (
     create,
     follow_state,
     note,
+    object_row,
 )
 
 
@@ -130,6 +131,53 @@ async def test_a_silenced_domain_is_hidden_from_anonymous_readers_only(world: Wo
     await _block_domain(world, "evil.example", severity="silence")
     assert world.node.fed.policy.allows("evil.example")  # still federating
     assert not await _readable(world, theirs)
+
+
+async def test_a_silenced_domain_reaches_only_the_followers_of_its_actors(world: World) -> None:
+    """Decision 81: from a silenced domain, the inbox keeps content only when a local actor follows
+    its author; replies to our objects and mentions of our actors from others are dropped."""
+    await world.node.add_member("ana", "collectif", role="admin")
+    await world.node.configure("collectif", replies_policy="anyone")
+    token = await world.node.token("ana")
+    ours = await world.node.post_outbox(
+        "/groups/collectif",
+        token,
+        {"type": "Note", "content": "<p>Réunion</p>", "to": ["https://www.w3.org/ns/activitystreams#Public"]},
+    )
+    await _block_domain(world, "evil.example", severity="silence")
+    public = "https://www.w3.org/ns/activitystreams#Public"
+    # Given nobody here follows mallory: a post to the association and a reply to its post are dropped
+    dropped = [
+        note(world.mallory, to=[public, world.group]),
+        note(world.mallory, to=[public, world.group], inReplyTo=ours["object"]),
+    ]
+    for obj in dropped:
+        sent = create(world.mallory, obj)
+        assert (await world.send(GROUP_INBOX, sent, world.mallory)).status == 202
+        await processed(world.node, sent["id"])
+        assert await object_row(world.node, obj["id"]) is None
+    # When ana follows mallory, mallory's next post is kept, shown to ana and to no one else
+    async with world.node.sessions.begin() as session:
+        ana = await session.scalar(select(Actor).where(Actor.handle == "ana", Actor.local.is_(True)))
+        mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
+        assert ana is not None and mallory is not None
+        session.add(
+            Follow(follower_id=ana.id, followed_id=mallory.id, state="accepted", created_at=ana.created_at)
+        )
+    kept = note(world.mallory, to=[public, world.group])
+    await _stored_note_of(world, kept)
+    async with world.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == kept["id"]))
+        assert row is not None
+        follower = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=ana.id, actor_iri=ana.iri)
+        assert await visibility.can_read_object(session, follower, row)
+    assert not await _readable(world, str(kept["id"]))
+
+
+async def _stored_note_of(world: World, obj: dict[str, Any]) -> None:
+    sent = create(world.mallory, obj)
+    assert (await world.send(GROUP_INBOX, sent, world.mallory)).status == 202
+    await assert_stored_and_processed_once(world, sent["id"])
 
 
 async def test_suspending_a_domain_severs_follows_both_ways(world: World) -> None:
@@ -534,3 +582,51 @@ async def test_block_list_subscriptions_are_for_node_admins_with_an_admin_token(
     assert (await world.node.client.get(path, headers=headers)).status == 403
     assert changed(before, await world.counts()) == {}
     assert (await world.node.client.get(path)).status == 401
+
+
+async def test_rejecting_media_purges_what_is_stored_and_what_comes_again(world: World) -> None:
+    # Given mallory's note with an attachment, and mallory's stored actor document with an avatar
+    image = {"type": "Image", "mediaType": "image/png", "url": "https://evil.example/media/a.png"}
+    first = note(world.mallory, to=["https://www.w3.org/ns/activitystreams#Public", world.group])
+    first["attachment"] = [image]
+    sent = create(world.mallory, first)
+    assert (await world.send(GROUP_INBOX, sent, world.mallory)).status == 202
+    await assert_stored_and_processed_once(world, sent["id"])
+    ours = await _stored_note(world, world.alice)
+    async with world.node.sessions.begin() as session:
+        mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
+        assert mallory is not None and isinstance(mallory.document, dict)
+        mallory.document = {**mallory.document, "icon": image}
+        stored = await session.scalar(select(RemoteObject).where(RemoteObject.iri == first["id"]))
+        assert stored is not None and stored.document["attachment"]
+    # When evil.example gets reject_media (silenced, still federating)
+    await _block_domain(world, "evil.example", severity="silence", reject_media=True)
+    # Then the stored attachment and avatar are gone, alice's note is untouched, and the audit counts them
+    async with world.node.sessions() as session:
+        stored = await session.scalar(select(RemoteObject).where(RemoteObject.iri == first["id"]))
+        mallory = await session.scalar(select(Actor).where(Actor.iri == world.mallory.iri))
+        kept = await session.scalar(select(RemoteObject).where(RemoteObject.iri == ours))
+        entry = await session.scalar(select(AuditEntry).where(AuditEntry.action == "domain.block"))
+    assert stored is not None and "attachment" not in stored.document
+    assert mallory is not None and "icon" not in (mallory.document or {})
+    assert kept is not None and kept.document["content"]
+    assert entry is not None and entry.detail["media_purged"] == 2
+    # and an edit that brings the attachment again does not store it
+    edited = {**first, "content": "<p>Modifié</p>", "updated": "2025-03-02T12:00:00Z"}
+    update = activity("Update", world.mallory, edited, to=first["to"])
+    assert (await world.send(GROUP_INBOX, update, world.mallory)).status == 202
+    await settle(world.node)
+    async with world.node.sessions() as session:
+        stored = await session.scalar(select(RemoteObject).where(RemoteObject.iri == first["id"]))
+    assert stored is not None and "Modifié" in stored.document["content"]
+    assert "attachment" not in stored.document
+    # and changing the block again without turning media off and on purges nothing more
+    await _block_domain(world, "evil.example", severity="silence", reject_media=True, public_comment="x")
+    async with world.node.sessions() as session:
+        details = [
+            e.detail
+            for e in await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "domain.block.update")
+            )
+        ]
+    assert details and details[-1]["media_purged"] == 0

@@ -86,3 +86,27 @@ async def test_a_node_admin_blocks_previews_and_applies_a_list(node: Node) -> No
             ).all()
         }
     assert channels == {"web"}
+
+
+async def test_a_node_admin_lifts_an_actor_block_after_confirming(node: Node) -> None:
+    await _admin(node)
+    spammer = "https://evil.example/users/spam"
+    added = await _post_form(node.client, PAGE, f"{PAGE}/actors", actor=spammer, reason="spam")
+    assert added.status == 303 and not node.fed.policy.allows_actor(spammer)
+    listed = await (await node.client.get(PAGE)).text()
+    assert f'action="{PAGE}/actors/remove"' in listed and f'value="{spammer}"' in listed
+    # The first post asks for a confirmation and lifts nothing
+    asked = await _post_form(node.client, PAGE, f"{PAGE}/actors/remove", actor=spammer)
+    body = await asked.text()
+    assert asked.status == 200 and 'id="confirm-actor-title"' in body and 'name="confirm" value="yes"' in body
+    assert not node.fed.policy.allows_actor(spammer)
+    # Confirmed, it is lifted and audited with the channel web
+    lifted = await _post_form(node.client, PAGE, f"{PAGE}/actors/remove", actor=spammer, confirm="yes")
+    assert lifted.status == 303 and lifted.headers["Location"] == f"{PAGE}?done=actor_unblocked"
+    assert node.fed.policy.allows_actor(spammer)
+    async with node.sessions() as session:
+        channel = await session.scalar(select(AuditEntry.channel).where(AuditEntry.action == "actor.unblock"))
+    assert channel == "web"
+    # without the CSRF token, nothing happens
+    forged = await node.client.post(f"{PAGE}/actors/remove", data={"actor": spammer, "confirm": "yes"})
+    assert forged.status == 403

@@ -22,6 +22,7 @@ from server.http.pages import (
     admin,
     drafts,
     events,
+    founding,
     home,
     member,
     members,
@@ -64,6 +65,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(events.routes)
     app.add_routes(drafts.routes)
     app.add_routes(admin.routes)
+    app.add_routes(founding.routes)
 
 
 def _wants_html(request: web.Request) -> bool:

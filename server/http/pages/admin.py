@@ -27,6 +27,7 @@ async def _page(
     errors: dict[str, str] | None = None,
     plan: blocklists.ImportPlan | None = None,
     csv_text: str = "",
+    confirm_actor: str = "",
     status: int = 200,
 ) -> web.Response:
     user = await w.require_signed_in(request)
@@ -43,6 +44,7 @@ async def _page(
         "errors": errors or {},
         "plan": plan,
         "csv_text": csv_text,
+        "confirm_actor": confirm_actor,
         "notice": request.query.get("done", ""),
     }
     return await w.render(request, "admin_federation.html", context, status=status, title="federation_policy")
@@ -139,6 +141,21 @@ async def add_actor(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         return await _page(request, errors={"actor": exc.detail}, status=400)
     raise _done("actor")
+
+
+@routes.post(f"{PAGE}/actors/remove")
+async def remove_actor(request: web.Request) -> web.StreamResponse:
+    """Lift a node's actor block: the first post asks for a confirmation, ``confirm=yes`` lifts it
+    (audited ``actor.unblock``)."""
+    user, data = await _admin_form(request)
+    actor = w.field(data, "actor")
+    if w.field(data, "confirm") != "yes":
+        return await _page(request, confirm_actor=actor)
+    node = request.app[NODE]
+    async with node.sessions.begin() as session:
+        by = await blocks.node_admin(session, user.account.actor_id, scope=None)
+        await blocks.unblock_actor(session, uris=node.uris, by=by, actor_iri=actor, now=node.clock())
+    raise _done("actor_unblocked")
 
 
 @routes.post(f"{PAGE}/import")

@@ -93,3 +93,12 @@ async def create_as_member(
     )
     await session.flush()
     return group
+
+
+async def can_create(session: Session, actor_id: int | None) -> bool:
+    """Whether the node's policy lets this account create an association (to offer the page)."""
+    try:
+        await may_create(session, actor_id, scope="write")
+    except (Unauthorized, Forbidden):
+        return False
+    return True

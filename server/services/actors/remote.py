@@ -37,9 +37,10 @@ from federation.policy import HostPolicy
 from federation.ports import Transport
 from server.db.models import Actor, ActorKey
 from server.db.queries import actors as q
+from server.services.actors.signing import instance_key_pair
 from server.services.context import NodeContext
 from server.services.errors import Conflict, NotFound
-from server.services.actors.signing import instance_key_pair
+from server.services.moderation import blocks
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,8 @@ async def upsert_remote_actor(
     actor.fetched_at = source.fetched_at
     actor.updated_at = now
     await session.flush()
+    if isinstance(source.document, dict) and await blocks.rejects_media_from(session, host):
+        actor.document = blocks.without_media(source.document)  # decision 81: not kept on a refetch
     await _sync_keys(session, actor, fetched, now=now)
     return actor
 

@@ -137,7 +137,9 @@ async def fetch_object(fed: Federation, iri: str) -> tuple[Content | Tombstone, 
 
 async def is_relevant(session: AsyncSession, fed: Federation, content: Content, author: Actor) -> bool:
     """Do we keep this object? Only when a local actor follows its author, is addressed by it,
-    or it replies to one of our objects (Mastodon: "no relevance to local activity")."""
+    or it replies to one of our objects (Mastodon: "no relevance to local activity"). From a
+    silenced domain, only when a local actor follows its author: nobody else here would be shown
+    it, replies and mentions included (decision 81)."""
     followed = await session.scalar(
         select(
             exists().where(
@@ -149,6 +151,8 @@ async def is_relevant(session: AsyncSession, fed: Federation, content: Content, 
     )
     if followed:
         return True
+    if await blocks.is_silenced(session, author.id):
+        return False
     addressed = (*content.to, *content.cc, *content.audience, *content.mentions)
     if any(fed.node.uris.local_actor_ref(iri) is not None for iri in addressed):
         return True

@@ -26,23 +26,24 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, event, exists, literal, or_, select
+from sqlalchemy import ColumnElement, Select, event, exists, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from federation.iri import is_http_iri
 from federation.policy import HostPattern, LivePolicy, PeerPolicy
 from federation.uris import UriScheme
 from server.config import FederationSettings
 from server.db import queue
-from server.db.models import Account, Activity, Actor, ActorBlock, DomainBlock, NodePolicy
+from server.db.models import Account, Activity, Actor, ActorBlock, DomainBlock, NodePolicy, RemoteObject
 from server.db.models import Follow as FollowRow
 from server.services import audit
+from server.services.content import changes
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 
@@ -59,6 +60,7 @@ POLL_INTERVAL_S: Final = 5.0
 
 _SNAPSHOT_KEY: Final = "blocks.snapshot"
 _HIDDEN_KEY: Final = "blocks.hidden"
+_GROUP_BLOCKED_KEY: Final = "blocks.group_blocked"
 
 
 def _now(now: datetime | None) -> datetime:
@@ -259,7 +261,8 @@ def _valid(domain: str) -> bool:
 
 async def policy_changed(session: AsyncSession, *, now: datetime | None = None) -> None:
     """Bump the version and compute the new snapshot; it replaces this process's policy when the
-    transaction commits (and the other processes' at their next poll)."""
+    transaction commits (and the other processes' at their next poll). The commit also empties
+    the page cache, like a publication: a cached page may show what the change hides."""
     row = await node_policy(session, now=now)
     row.version += 1
     row.updated_at = _now(now)
@@ -267,7 +270,9 @@ async def policy_changed(session: AsyncSession, *, now: datetime | None = None) 
     snapshot = await load_snapshot(session)
     url = str(session.sync_session.get_bind().engine.url)
     session.sync_session.info[_SNAPSHOT_KEY] = (url, snapshot)
+    changes.mark_published(session)  # what the caches kept may show what is now hidden
     session.info.pop(_HIDDEN_KEY, None)
+    session.info.pop(_GROUP_BLOCKED_KEY, None)
 
 
 _LIVE: dict[str, weakref.WeakSet[LivePolicy]] = {}
@@ -423,6 +428,14 @@ def hidden_authors(viewer_id: int | None) -> Any:
     )
 
 
+async def is_silenced(session: AsyncSession, actor_id: int) -> bool:
+    """Is ``actor_id`` a remote actor under a silenced domain?"""
+    found = await session.scalar(
+        select(Actor.id).where(Actor.id == actor_id, Actor.local.is_(False), on_blocked_domain(("silence",)))
+    )
+    return found is not None
+
+
 async def is_hidden(session: AsyncSession, viewer_id: int | None, author_id: int) -> bool:
     """Is ``author_id``'s content hidden from this viewer? Answered once per session and pair."""
     cache: dict[tuple[int | None, int], bool] = session.info.setdefault(_HIDDEN_KEY, {})
@@ -443,6 +456,60 @@ async def hidden_iris(session: AsyncSession, viewer_id: int | None, actor_iris: 
     return set(found)
 
 
+def blocked_in_its_association() -> ColumnElement[bool]:
+    """A condition on ``objects``: its author is blocked by the association whose content the row
+    is part of (decision 80): the association it was posted into (``audience``), the author or
+    association of the thread's root (same ``context``, no ``inReplyTo``), or of the object it
+    answers. Such a row is hidden from every reader in that association's context; the node's
+    blocks are :func:`hidden_authors`."""
+    author = aliased(Actor)
+    root = aliased(RemoteObject)
+    in_thread = or_(
+        (root.context_iri == RemoteObject.context_iri) & root.in_reply_to_iri.is_(None),
+        root.iri == RemoteObject.in_reply_to_iri,
+    )
+    return exists().where(
+        ActorBlock.group_id.is_not(None),
+        ActorBlock.actor_iri == author.iri,
+        author.id == RemoteObject.attributed_to_id,
+        or_(
+            ActorBlock.group_id == RemoteObject.audience_id,
+            ActorBlock.group_id.in_(select(root.audience_id).where(in_thread).correlate(RemoteObject)),
+            ActorBlock.group_id.in_(select(root.attributed_to_id).where(in_thread).correlate(RemoteObject)),
+        ),
+    )
+
+
+def blocked_by(relayer_id: Any, author_id: Any) -> ColumnElement[bool]:
+    """A condition: the association ``relayer_id`` blocks the actor ``author_id`` (its relays of
+    that actor's content no longer bring it to its members' timelines)."""
+    author = aliased(Actor)
+    return exists().where(
+        ActorBlock.group_id == relayer_id, ActorBlock.actor_iri == author.iri, author.id == author_id
+    )
+
+
+async def is_blocked_in_its_association(session: AsyncSession, row: RemoteObject) -> bool:
+    """:func:`blocked_in_its_association` for one row. The authors some association blocks are
+    read once per session; only their rows cost a statement."""
+    blocked: set[int] | None = session.info.get(_GROUP_BLOCKED_KEY)
+    if blocked is None:
+        blocked = set(
+            await session.scalars(
+                select(Actor.id)
+                .join(ActorBlock, ActorBlock.actor_iri == Actor.iri)
+                .where(ActorBlock.group_id.is_not(None))
+            )
+        )
+        session.info[_GROUP_BLOCKED_KEY] = blocked
+    if row.attributed_to_id not in blocked:
+        return False
+    found = await session.scalar(
+        select(RemoteObject.id).where(RemoteObject.id == row.id, blocked_in_its_association())
+    )
+    return found is not None
+
+
 async def rejects_media(session: AsyncSession, author_id: int) -> bool:
     """Is ``author_id`` on a domain whose media the node does not show (``reject_media``)?"""
     found = await session.scalar(
@@ -453,6 +520,13 @@ async def rejects_media(session: AsyncSession, author_id: int) -> bool:
         )
     )
     return found is not None
+
+
+async def rejects_media_from(session: AsyncSession, host: str) -> bool:
+    """Does the node reject the media of ``host`` (a domain above it blocked with ``reject_media``)?"""
+    rows = await session.scalars(select(DomainBlock.domain).where(DomainBlock.reject_media.is_(True)))
+    policy = PeerPolicy.open_network([d for d in rows if _valid(d)])
+    return not policy.allows(host)
 
 
 MEDIA_FIELDS: Final = ("attachment", "image", "icon")
@@ -528,12 +602,14 @@ async def put_domain_block(
             domain=spec.domain, source=source, created_by_id=by.id if by else None, created_at=now
         )
         session.add(row)
+    newly_rejected = spec.reject_media and not row.reject_media
     row.severity, row.reject_media, row.reject_reports = spec.severity, spec.reject_media, spec.reject_reports
     row.public_comment, row.obfuscate = spec.public_comment, spec.obfuscate
     if private_comment is not None:
         row.private_comment = private_comment
     await session.flush()
     severed = await _sever_domain(session, spec.domain) if spec.severity == "suspend" else 0
+    purged = await purge_media(session, spec.domain) if newly_rejected else 0
     if bump:
         audit.record(
             session,
@@ -547,10 +623,55 @@ async def put_domain_block(
                 "reject_reports": spec.reject_reports,
                 "source": source,
                 "follows_severed": severed,
+                "media_purged": purged,
             },
         )
         await policy_changed(session, now=now)
     return row
+
+
+PURGE_BATCH: Final = 500
+
+
+async def purge_media(session: AsyncSession, domain: str) -> int:
+    """Remove the media the node keeps from ``domain`` and its subdomains, now that it rejects
+    them (decision 81): the attachment, image and icon fields of its actors' stored objects and
+    of their actor documents (the node stores no remote file: these links are what it shows).
+    Read in batches of :data:`PURGE_BATCH` rows; how many rows changed."""
+    remote = select(Actor.id).where(Actor.local.is_(False), _host_under(literal(domain)))
+
+    def objects(after: int) -> Select[Any]:
+        return (
+            select(RemoteObject)
+            .where(RemoteObject.attributed_to_id.in_(remote), RemoteObject.id > after)
+            .order_by(RemoteObject.id)
+            .limit(PURGE_BATCH)
+        )
+
+    def actors(after: int) -> Select[Any]:
+        return (
+            select(Actor).where(Actor.id.in_(remote), Actor.id > after).order_by(Actor.id).limit(PURGE_BATCH)
+        )
+
+    return await _strip_batches(session, objects) + await _strip_batches(session, actors)
+
+
+async def _strip_batches(session: AsyncSession, batch: Callable[[int], Select[Any]]) -> int:
+    """Remove the media fields of the documents of the rows ``batch(after)`` selects, batch after
+    batch; how many rows changed."""
+    changed = 0
+    after = 0
+    while True:
+        rows: list[Any] = list(await session.scalars(batch(after)))
+        for row in rows:
+            document = row.document
+            if isinstance(document, dict) and any(field in document for field in MEDIA_FIELDS):
+                row.document = without_media(document)
+                changed += 1
+        await session.flush()
+        if len(rows) < PURGE_BATCH:
+            return changed
+        after = rows[-1].id
 
 
 async def _sever_domain(session: AsyncSession, domain: str) -> int:

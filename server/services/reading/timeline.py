@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Actor, Follow, Membership, Relay, RemoteObject
 from server.db.types import UtcDateTime
+from server.services.moderation import blocks
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 
@@ -100,7 +101,11 @@ def _candidates(ids: list[int], viewer: Viewer, kind: str | None) -> Any:
     relayed = (
         select(RemoteObject.id.label("oid"), func.min(Relay.relayed_at, type_=UtcDateTime()).label("at"))
         .join(RemoteObject, RemoteObject.iri == Relay.object_iri)
-        .where(Relay.relayer_id.in_(ids), *shown)
+        .where(
+            Relay.relayer_id.in_(ids),
+            ~blocks.blocked_by(Relay.relayer_id, RemoteObject.attributed_to_id),  # decision 80
+            *shown,
+        )
         .group_by(RemoteObject.id, Relay.relayer_id)
     )
     entries = union_all(direct, relayed).subquery()

@@ -205,6 +205,8 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
     author addressed it to (its ``Create`` filed in their inbox, ``bto``/``bcc`` included) reads it."""
     if not row.local and await blocks.is_hidden(session, viewer.actor_id, row.attributed_to_id):
         return False  # a suspended domain, a node-blocked actor, a silenced one not followed
+    if not row.local and await blocks.is_blocked_in_its_association(session, row):
+        return False  # its association blocked its author (decision 80)
     if row.visibility in PUBLICLY_READABLE:
         return True
     owner = await session.get(Actor, row.attributed_to_id)
@@ -220,14 +222,18 @@ def readable_by(viewer: Viewer) -> ColumnElement[bool]:
     """A SQL condition on ``objects`` that every row ``viewer`` may read satisfies.
 
     Content of hidden authors (``blocks.hidden_authors``: suspended domains, node-blocked actors,
-    silenced domains the viewer does not follow) is left out for everyone.
+    silenced domains the viewer does not follow) is left out for everyone, and so is content whose
+    association blocked its author (``blocks.blocked_in_its_association``, decision 80).
     It lets a listing skip, in the database, the rows the viewer certainly may not read (case 51);
     :func:`can_read_object` still decides on each row left, so this only ever narrows. For an
     anonymous reader it is exact: public and unlisted rows. For an actor: those, plus its own, what
     was sent by or posted into an association where it is active, followers-only rows of actors it
     follows, and direct rows (whose addressees are checked per row).
     """
-    shown = RemoteObject.attributed_to_id.not_in(blocks.hidden_authors(viewer.actor_id))
+    shown = and_(
+        RemoteObject.attributed_to_id.not_in(blocks.hidden_authors(viewer.actor_id)),
+        ~blocks.blocked_in_its_association(),
+    )
     public = RemoteObject.visibility.in_(sorted(level.value for level in PUBLICLY_READABLE))
     if viewer.actor_id is None:
         return and_(public, shown)
