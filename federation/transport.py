@@ -17,7 +17,7 @@ This is the one module in :mod:`federation` allowed to import aiohttp (import-li
   another origin (case 26).
 * **Limits**: ``ClientTimeout(total=30, connect=5, sock_read=10)`` per hop plus one deadline over
   the whole call (case 31); the body, compressed and decompressed, capped at 1 MiB (case 27);
-  a per-host concurrency cap whose bookkeeping is bounded (case 33).
+  concurrency caps per origin and per host name whose bookkeeping is bounded (case 33).
 
 There is no proxy support (``trust_env=False``): an outbound proxy would have to apply the same
 guard (case 26) and none does today. Cookies are never stored or sent.
@@ -69,6 +69,8 @@ from .policy import HostPolicy
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_REDIRECTS: Final = 3  # Mastodon's follow: {max_hops: 3} (case 13)
 DEFAULT_MAX_TRACKED_HOSTS: Final = 1024  # case 33
+DEFAULT_CONCURRENCY_PER_ORIGIN: Final = 8
+DEFAULT_CONCURRENCY_PER_HOST: Final = 64
 _READ_CHUNK_BYTES: Final = 64 * 1024
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
@@ -425,11 +427,16 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
 class _Target:
     url: URL
     host: str  # canonical, with a non-default port
-    hostname: str  # canonical, without port: the concurrency key
+    hostname: str  # canonical, without port: the key of the per-host cap
 
     @property
     def origin(self) -> tuple[str, str]:
         return (self.url.scheme, self.host)
+
+    @property
+    def origin_key(self) -> str:
+        """``scheme://host[:port]``: the key of the per-origin cap (RFC 6454's origin)."""
+        return f"{self.url.scheme}://{self.host}"
 
     @property
     def visit_key(self) -> str:
@@ -474,8 +481,11 @@ class AiohttpTransport:
         timeouts: see :class:`Timeouts`.
         max_body_bytes: the cap on the decoded body and on the bytes read from the wire.
         max_redirects: redirects followed per call when ``follow_redirects=True``.
-        max_concurrency_per_host: concurrent requests to one host name (all ports).
-        max_tracked_hosts: size of the per-host semaphore table.
+        max_concurrency_per_origin: concurrent requests to one origin (scheme, host, port),
+            the unit a server answers on (and keeps connections alive for).
+        max_concurrency_per_host: concurrent requests to one host name, all its origins
+            together; it bounds what many ports of one machine receive from us at once.
+        max_tracked_hosts: size of each semaphore table (origins, host names).
         max_connections: the connector's global connection limit.
         resolver: the DNS resolver to wrap (default: aiohttp's default resolver). Tests pass a
             :class:`StaticResolver`. The caller keeps ownership of a resolver it passes.
@@ -494,7 +504,8 @@ class AiohttpTransport:
         timeouts: Timeouts | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        max_concurrency_per_host: int = 8,
+        max_concurrency_per_origin: int = DEFAULT_CONCURRENCY_PER_ORIGIN,
+        max_concurrency_per_host: int = DEFAULT_CONCURRENCY_PER_HOST,
         max_tracked_hosts: int = DEFAULT_MAX_TRACKED_HOSTS,
         max_connections: int = 100,
         resolver: AbstractResolver | None = None,
@@ -512,7 +523,8 @@ class AiohttpTransport:
         self._max_body_bytes = max_body_bytes
         self._max_redirects = max_redirects
         self._max_connections = max_connections
-        self._limiter = HostLimiter(max_concurrency_per_host, max_tracked_hosts)
+        self._origin_limiter = HostLimiter(max_concurrency_per_origin, max_tracked_hosts)
+        self._host_limiter = HostLimiter(max_concurrency_per_host, max_tracked_hosts)
         self._guard = _AddressGuard(allow_private=allow_private_addresses, trusted_test_hosts=trusted)
         self._inner_resolver = resolver
         self._resolver: _GuardedResolver | None = None
@@ -620,7 +632,7 @@ class AiohttpTransport:
             hop_headers = headers
             if target.origin != first_origin:
                 hop_headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIAL_HEADERS]
-            async with self._limiter.hold(target.hostname):
+            async with self._origin_limiter.hold(target.origin_key), self._host_limiter.hold(target.hostname):
                 outcome = await self._exchange(session, method, target, hop_headers, body, follow_redirects)
             if isinstance(outcome, PeerResponse):
                 return outcome

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "in_process": True,
         "concurrency": 8,
         "poll_interval_s": 0.5,
-        "deliveries_in_flight": 64,
+        "deliveries_in_flight": 256,
         "deliveries_per_host": 0,
     },
     "logging": {"level": "info", "format": "text", "access_log": False},
@@ -136,7 +136,7 @@ class WorkerSettings:
     in_process: bool
     concurrency: int
     poll_interval_s: float
-    deliveries_in_flight: int = 64
+    deliveries_in_flight: int = 256
     """Deliveries one worker has in flight at once, over all hosts (its delivery lane)."""
     deliveries_per_host: int = 0
     """Deliveries one worker has in flight at once to one host; ``0``: ``concurrency``."""

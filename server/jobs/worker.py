@@ -367,6 +367,19 @@ class Worker:
                 jobs += await self._claim(free - len(jobs), max_priority=best - 1)
             return jobs
 
+    def _wake_if_lanes_leave_room(self) -> None:
+        """Wake the main loop after a lane commit if the lanes, which held slots it could use,
+        now hold fewer jobs than it has free slots (decision 83).
+
+        Only then can the main loop claim a job of any priority; while the lanes hold more (a
+        fan-out of thousands keeps its lane full), a claim after every lane commit would find
+        no shared slot and cost two queries for the rare more urgent job, which
+        :meth:`notify` (in-process enqueuers) or the next poll picks up anyway.
+        """
+        held, _ = self._lane_load()
+        if self._lanes_block and held < self.concurrency - len(self._tasks):
+            self._wake.set()
+
     def _lane_load(self) -> tuple[int, int]:
         """Jobs the lanes hold, and the most urgent priority among them."""
         held = sum(len(lane.held) for lane in self._lanes)
@@ -730,8 +743,7 @@ class _Lane:
                     if self._per_key[key] <= 0:
                         del self._per_key[key]
             self.wake.set()
-            if worker._lanes_block:
-                worker._wake.set()  # slots the main loop shares with this lane may be free again
+            worker._wake_if_lanes_leave_room()
         finished = {job.id: at for job, _, at in results}
         for job, decision, fields in decisions:
             outcome = outcomes[job.id]

@@ -718,6 +718,66 @@ async def test_sec_31_concurrency_per_host_is_capped(peer: TestServer, make_tran
     assert peer.app[IN_FLIGHT][1] == 2
 
 
+class _Overlap:
+    """Counts requests inside a handler at once: per server (port) and over all of them."""
+
+    def __init__(self) -> None:
+        self.now: dict[int, int] = {}
+        self.peak: dict[int, int] = {}
+        self.total = 0
+        self.total_peak = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        port = request.url.port or 0
+        self.now[port] = self.now.get(port, 0) + 1
+        self.total += 1
+        self.peak[port] = max(self.peak.get(port, 0), self.now[port])
+        self.total_peak = max(self.total_peak, self.total)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            self.now[port] -= 1
+            self.total -= 1
+        return web.Response(text="ok")
+
+
+async def _two_ports(aiohttp_server: ServerFactory, overlap: _Overlap) -> list[TestServer]:
+    servers = []
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_get("/slow", overlap.handle)
+        servers.append(await aiohttp_server(app, host="127.0.0.1"))
+    return servers
+
+
+async def test_sec_31_concurrency_is_capped_per_origin_and_per_host(
+    aiohttp_server: ServerFactory, make_transport: Any
+) -> None:
+    """Two ports of one host are two origins, each with its own cap (2), and the host name's
+    cap (3) bounds them together."""
+    overlap = _Overlap()
+    servers = await _two_ports(aiohttp_server, overlap)
+    transport = await make_transport(max_concurrency_per_origin=2, max_concurrency_per_host=3)
+    requests = [transport.send(get(url(s, "/slow"))) for s in servers for _ in range(6)]
+    responses = await asyncio.gather(*requests)
+    assert [r.status for r in responses] == [200] * 12
+    assert sorted(overlap.peak.values()) == [2, 2]
+    assert overlap.total_peak == 3
+
+
+async def test_origins_of_one_host_do_not_share_a_cap(
+    aiohttp_server: ServerFactory, make_transport: Any
+) -> None:
+    """Ports of one host (127.0.0.1 in the fan-out benchmark) are not queued behind one cap."""
+    overlap = _Overlap()
+    servers = await _two_ports(aiohttp_server, overlap)
+    transport = await make_transport(max_concurrency_per_origin=2)
+    requests = [transport.send(get(url(s, "/slow"))) for s in servers for _ in range(6)]
+    await asyncio.gather(*requests)
+    assert sorted(overlap.peak.values()) == [2, 2]
+    assert overlap.total_peak == 4
+
+
 async def test_sec_33_host_limiter_table_is_bounded() -> None:
     """Thousands of attacker-chosen hosts leave at most max_hosts entries behind."""
     limiter = HostLimiter(per_host=1, max_hosts=16)

@@ -544,7 +544,7 @@ async def test_sec_33_five_hundred_unknown_hosts_leave_bounded_state(
         keys = fed.keys
         assert len(keys._budgets) <= 64 and len(keys._failures) <= 128 and len(keys._last_fetch) <= 128
         assert len(keys._flights) == 0
-        assert len(outbound._limiter) <= 64
+        assert len(outbound._origin_limiter) <= 64 and len(outbound._host_limiter) <= 64
         await _healthy(node)
 
 
