@@ -7,7 +7,9 @@ keep showing the old text, or a post that no longer exists. Two cases, both engi
 
 - the author is one of our people: the ``Update``/``Delete`` goes to every inbox the relay reached;
 - the author is a member on another node: our association relays the change again (an
-  ``Announce`` of the object, which the relay's receivers refetch from its origin: 410 once gone).
+  ``Announce`` of the object, which the relay's receivers refetch from its origin: 410 once gone);
+- and on the receiving side, a node that holds a post only through a relay applies the edit, or
+  keeps a tombstone, when the relay comes again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from federation.types import AS_PUBLIC
 from server.db.models import Activity, Actor, Delivery
 from server.services.actors.signing import actor_key_pair
 from server.services.content import local as content
+from tests.server.test_timeline_relays import _follows, _relay, _serve, remote_group
 from tests.support.signed_inbox import RemoteAccount, StallingPeers, processed, settle
 from tests.support.world import (
     GROUP_INBOX,
@@ -30,6 +33,7 @@ from tests.support.world import (
     create,
     given_world,
     note,
+    object_row,
 )
 
 
@@ -143,3 +147,31 @@ async def test_a_remote_members_relayed_post_changed_at_its_origin_is_relayed_ag
     # Then collectif relays the change once, to the inbox its relay reached
     relays = await _relayed_by_the_group(world, posted["id"])
     assert list(relays.values()) == [{_mallory_inbox(world)}]
+
+
+@pytest.mark.parametrize("change", ["Update", "Delete"])
+async def test_a_node_holding_a_post_only_through_a_relay_follows_its_change_when_relayed_again(
+    world: World, change: str
+) -> None:
+    """The receiving side: mia follows ligue (another node's association), not bob. Bob's post
+    reached us only through ligue's relay; when ligue relays it again after bob changed it, we
+    refetch it from bob's node: the edit shows, or the post is gone (410, a tombstone here)."""
+    ligue = remote_group(world.peers)
+    await _follows(world, "mia", ligue.iri)
+    posted = note(world.bob, to=[AS_PUBLIC], content="<p>Collecte samedi</p>")
+    iri = _serve(world, posted)
+    await _relay(world, ligue, posted)
+    row = await object_row(world.node, iri)
+    assert row is not None and row.deleted_at is None
+    if change == "Update":
+        revised = {**posted, "content": "<p>Collecte dimanche</p>", "updated": "2025-03-02T12:00:00Z"}
+        _serve(world, revised)
+    else:
+        world.peers.serve_json(iri, {}, status=410)
+    await _relay(world, ligue, iri)
+    row = await object_row(world.node, iri)
+    assert row is not None
+    if change == "Update":
+        assert row.deleted_at is None and "dimanche" in row.document["content"]
+    else:
+        assert row.deleted_at is not None and row.document["type"] == "Tombstone"
