@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -28,10 +29,11 @@ from federation.webfinger import (
 )
 from server import __version__
 from server.appkeys import NODE
-from server.services.actors import directory
 from server.http.render import json_response
+from server.services.actors import directory
 from server.services.actors.local import APPLICATION_HANDLE
-from server.services.errors import NotFound
+from server.services.context import NodeContext
+from server.services.errors import Gone, NotFound
 
 routes = web.RouteTableDef()
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -56,6 +58,9 @@ def _unserved_scheme(resource: str) -> bool:
 
 @routes.get(WEBFINGER)
 async def webfinger(request: web.Request) -> web.Response:
+    """RFC 7033 lookup of a local actor by ``acct:`` or by IRI. A person or association that
+    existed and was deleted answers **410 Gone**, as its actor IRI does (decision 40), so that
+    peers drop the account instead of retrying a lookup that may succeed later (decision 89)."""
     node = request.app[NODE]
     resource = request.query.get("resource", "")
     if not resource:
@@ -64,16 +69,7 @@ async def webfinger(request: web.Request) -> web.Response:
         raise NotFound(f"no resource in this scheme here: {resource[:100]}")
     async with node.sessions() as session:
         if is_http_resource(resource):
-            ref = node.uris.local_actor_ref(resource)
-            if resource == node.uris.application_actor():
-                actors = [a for a in [await directory.application_actor(session)] if a]
-            elif ref is None or ref.part is not None:
-                actors = []
-            else:
-                found = await directory.local_by_handle(
-                    session, "Group" if ref.kind == "group" else "Person", ref.handle
-                )
-                actors = [found] if found else []
+            actors, handle, types = await _by_iri(session, node, resource)
             # Mastodon answers a lookup by IRI with the acct: subject (and the IRI as alias).
             subject = f"acct:{actors[0].handle}@{node.uris.host}" if actors else resource
         else:
@@ -84,13 +80,30 @@ async def webfinger(request: web.Request) -> web.Response:
                 actors = [a for a in [await directory.application_actor(session)] if a]
             else:
                 actors = list(await directory.local_by_name(session, acct.user))
+            handle, types = acct.user, ("Group", "Person")
             subject = str(acct)
+        if not actors and handle is not None and await directory.deleted_local(session, handle, types):
+            raise Gone(f"{resource} was deleted")
     if not actors:
         raise NotFound(f"no actor for {resource}")
     links = [WebFingerLink(Iri(a.iri), a.type, Iri(a.url or a.iri)) for a in actors]
     # No OStatus subscribe template until a remote-follow page exists: a link must not 404.
     doc = render_jrd(subject, links)
     return json_response(doc, content_type=JRD_CONTENT_TYPE, headers=CORS)
+
+
+async def _by_iri(
+    session: Any, node: NodeContext, resource: str
+) -> tuple[list[Any], str | None, tuple[str, ...]]:
+    """The live actors an IRI names, and the handle and types under which a deleted one would be."""
+    ref = node.uris.local_actor_ref(resource)
+    if resource == node.uris.application_actor():
+        return [a for a in [await directory.application_actor(session)] if a], None, ()
+    if ref is None or ref.part is not None:
+        return [], None, ()
+    kind = "Group" if ref.kind == "group" else "Person"
+    found = await directory.local_by_handle(session, kind, ref.handle)
+    return ([found] if found else []), ref.handle, (kind,)
 
 
 @routes.get("/.well-known/host-meta")

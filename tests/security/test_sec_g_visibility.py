@@ -543,11 +543,15 @@ async def _tallies(node: Node) -> dict[str, tuple[Any, ...]]:
 
 
 async def _tallied(node: Node, question: str, voters: int) -> None:
+    """Wait for the tally, then for what it queued (the fan-out of its ``Update``, which plans
+    deliveries): a count of the tables taken after this does not move on its own."""
+
     async def done() -> bool:
         row = await object_row(node, question)
         return row is not None and row.document.get("votersCount") == voters
 
     await wait_until(done, what=f"the tally of {question}")
+    await settle(node)
 
 
 async def test_sec_45_forged_replayed_and_ineligible_votes_leave_every_tally_unchanged(scene: Scene) -> None:

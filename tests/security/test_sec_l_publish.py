@@ -13,6 +13,7 @@ from server.db.models import Activity, Delivery, Draft, Job, RemoteObject
 from tests.server.test_web_account import _csrf
 from tests.server.test_web_publish import ALERT, HTML, _as, _get, _post, _world
 from tests.support.nodes import Node
+from tests.support.signed_inbox import settle
 
 SECRET = "Brouillon confidentiel"
 
@@ -59,7 +60,7 @@ async def test_sec_81_a_draft_is_neither_shown_listed_nor_sent_before_publicatio
         assert SECRET not in await response.text(), path
     response = await node.client.get("/groups/alpha/drafts", headers=HTML, allow_redirects=False)
     assert response.status == 303  # a visitor is sent to sign in
-    await asyncio.sleep(0.2)  # the in-process worker had its chance: still nothing was sent
+    await settle(node)  # the in-process worker ran everything due (a fixed sleep proved nothing under load)
     assert await node.scalar(select(Delivery.id)) is None
 
 

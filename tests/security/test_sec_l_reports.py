@@ -6,11 +6,14 @@ only. On both engines, every answer checked against the OpenAPI document."""
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from server.db.models import Activity, Actor, RemoteObject
-from tests.server.test_reports import PEER_NOTE, _act, _file, _node_admin, _queue, _scene
+from server.services.reading import objects as reading
+from server.services.reading.visibility import Viewer, ViewerKind
+from tests.server.test_reports import PEER_AUTHOR, PEER_NOTE, _act, _file, _node_admin, _queue, _scene
 from tests.support.nodes import Node
 
 
@@ -30,6 +33,35 @@ async def test_sec_74_a_forwarded_report_never_names_the_reporter(node: Node) ->
     assert node.uris.iri("/users/") not in text and "mia" not in text
     assert flag.document["to"] == ["http://127.0.0.1:9/users/zoe"] and "cc" not in flag.document
     assert flag.document["content"] == "Arnaque signalée par une patiente"
+
+
+async def test_sec_64_a_forwarded_reports_iri_is_served_to_nobody(node: Node) -> None:
+    """The Flag's IRI answers exactly like a missing activity, to a visitor, to the node admin's
+    token and to the reported party's signed fetch (it is addressed to them): the comment and the
+    targets were for the origin's moderators, in the delivery, once (decision 89)."""
+    api, t, _ = await _scene(node)
+    await _node_admin(node, "olga")
+    report = await _file(api, t["mia"], PEER_NOTE, "Signalé par une patiente du groupe")
+    status, done = await _act(api, t["olga"], report, "forward")
+    assert status == 200
+    flag = done["flag"]
+    missing = node.uris.activity("0" * 32)
+    answers = []
+    for iri in (flag, missing):
+        for token in (None, t["olga"], t["mia"]):
+            headers = {"Accept": "application/activity+json"}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            response = await node.client.get(urlsplit(iri).path, headers=headers)
+            answers.append((response.status, (await response.json(content_type=None))["status"]))
+    assert answers == [(404, 404)] * 6
+    async with node.sessions() as session:
+        zoe = await session.scalar(select(Actor.id).where(Actor.iri == PEER_AUTHOR))
+        as_zoe = Viewer(ViewerKind.REMOTE, actor_id=zoe, actor_iri=PEER_AUTHOR)
+        assert await reading.readable_activity(session, as_zoe, flag) is None
+        # and yet the Flag is stored, addressed to her: refused, not missing
+        stored = await session.scalar(select(Activity).where(Activity.iri == flag))
+        assert stored is not None and stored.document["to"] == [PEER_AUTHOR]
 
 
 async def test_sec_75_a_reporter_cannot_flood_the_queue_nor_probe_hidden_content(node: Node) -> None:

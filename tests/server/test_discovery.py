@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from urllib.parse import urlsplit
 
+from sqlalchemy import select, update
+
+from federation.types import utc_now
+from server.db.models import Actor
+from server.services.accounts import erasure
 from tests.support.nodes import Node
 
 AP = "application/activity+json"
@@ -126,3 +132,40 @@ async def test_application_actor_is_fetchable_unsigned(node: Node) -> None:
     assert response.status == 200
     assert doc["type"] == "Application"
     assert doc["publicKey"]["owner"] == doc["id"] == node.uris.application_actor()
+
+
+async def test_webfinger_answers_410_for_a_deleted_account_or_association(node: Node) -> None:
+    """Mastodon's answer for an account that existed (decision 89): 410 by acct: and by IRI, like the
+    actor document (a Tombstone); a name that never existed stays 404, and a live actor sharing the
+    name of a deleted one is still found."""
+    await node.create_association("collectif")
+    lea = await node.add_member("lea", "collectif")
+    gone_group = await node.create_association("ancienne")
+    async with node.sessions() as session:
+        lea_id = await session.scalar(select(Actor.id).where(Actor.iri == lea))
+    assert lea_id is not None
+    await erasure.delete_account(node.fed, lea_id)
+    async with node.sessions.begin() as session:  # no command deletes an association yet
+        await session.execute(update(Actor).where(Actor.iri == gone_group).values(deleted_at=utc_now()))
+    host = node.uris.host
+    for resource, iri in ((f"acct:lea@{host}", lea), (f"acct:ancienne@{host}", gone_group)):
+        for asked in (resource, iri):
+            response = await node.client.get("/.well-known/webfinger", params={"resource": asked})
+            assert response.status == 410, asked
+            assert response.content_type == "application/problem+json"
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        actor = await node.client.get(urlsplit(iri).path, headers={"Accept": AP})
+        assert actor.status == 410
+        assert (await actor.json(content_type=None))["type"] == "Tombstone"
+    for missing in (f"acct:personne@{host}", node.uris.iri("/users/personne")):
+        response = await node.client.get("/.well-known/webfinger", params={"resource": missing})
+        assert response.status == 404, missing
+    # A person named like the deleted association is found, not gone.
+    await node.add_member("ancienne", "collectif")
+    response = await node.client.get("/.well-known/webfinger", params={"resource": f"acct:ancienne@{host}"})
+    assert response.status == 200
+    assert [
+        link["properties"][AS_TYPE] for link in (await response.json())["links"] if link["rel"] == "self"
+    ] == ["Person"]
+    by_iri = await node.client.get("/.well-known/webfinger", params={"resource": gone_group})
+    assert by_iri.status == 410

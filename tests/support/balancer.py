@@ -12,6 +12,7 @@ import asyncio
 import itertools
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 import aiohttp
 
@@ -62,22 +63,46 @@ class Balancer:
             await asyncio.sleep(0.005)
 
 
+def _served_more(balancer: Balancer, port: int, count: int) -> bool:
+    return balancer.served[port] > count
+
+
+async def _until(balancer: Balancer, ready: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Wait until ``ready()`` while the load runs; fail after ``timeout_s`` (a busy machine gets the
+    time it needs, a broken process does not hang the test)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not ready():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}: {balancer.served}")
+        await asyncio.sleep(POLL_S)
+
+
 async def restart_one_by_one(
     balancer: Balancer,
     processes: dict[int, ServiceProcess],
     make: Callable[[int], ServiceProcess],
     *,
     settle_s: float = 0.5,
+    served: int = 10,
 ) -> None:
     """Under the balancer's load, restart each web process in turn (SIGTERM, wait for its
-    graceful exit, start a new one, wait for its ``/healthz``), as an upgrade does."""
-    while not all(balancer.healthy.values()):
-        await asyncio.sleep(POLL_S)
+    graceful exit, start a new one, wait for its ``/healthz``), as an upgrade does.
+
+    Each process has served more than ``served`` requests before it is restarted, and each new
+    one serves again before this returns: waits on the load itself, not on the clock alone."""
+    await _until(balancer, lambda: all(balancer.healthy.values()), "every backend healthy")
+    restarted_at: dict[int, int] = {}
     for port in list(processes):
         await asyncio.sleep(settle_s)
-        assert balancer.served[port] > 0, "the load did not reach this process"
+        await _until(balancer, partial(_served_more, balancer, port, served), f"the load to reach {port}")
         assert await processes[port].terminate() == 0, processes[port].log()
         processes[port] = make(port)
         await processes[port].start()
         await wait_for_http(f"http://127.0.0.1:{port}/healthz", process=processes[port], timeout_s=40)
+        restarted_at[port] = balancer.served[port]
     await asyncio.sleep(settle_s)
+    await _until(
+        balancer,
+        lambda: all(balancer.served[port] > count for port, count in restarted_at.items()),
+        "the restarted processes to serve",
+    )

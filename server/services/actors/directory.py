@@ -38,6 +38,7 @@ __all__ = [
     "by_iris",
     "count_local_people",
     "count_local_posts",
+    "deleted_local",
     "followers_page",
     "following_page",
     "live_by_iri",
@@ -71,6 +72,18 @@ async def by_iris(session: AsyncSession, iris: Iterable[str]) -> dict[str, Actor
     if not wanted:
         return {}
     return {a.iri: a for a in (await session.scalars(select(Actor).where(Actor.iri.in_(wanted)))).all()}
+
+
+async def deleted_local(session: AsyncSession, handle: str, types: Iterable[str]) -> bool:
+    """Was a local actor of one of ``types`` under ``handle`` deleted (and none took the handle
+    since)? Its WebFinger lookup then answers 410, like its IRI."""
+    for actor_type in types:
+        if await local_by_handle(session, actor_type, handle) is not None:
+            return False
+    for actor_type in types:
+        if await local_tombstone(session, actor_type, handle) is not None:
+            return True
+    return False
 
 
 async def live_by_iri(session: AsyncSession, iri: str) -> Actor | None:

@@ -30,7 +30,7 @@ from federation.audience import PUBLICLY_READABLE, Visibility, address, classify
 from federation.types import AS_PUBLIC, Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import AlertStatus, Kind
-from server.db.models import Activity, Actor, Endorsement, RemoteObject
+from server.db.models import Activity, Actor, Endorsement, Relay, RemoteObject
 from server.db.queries import actors as actor_queries
 from server.services.content import kinds, replies
 from server.services.content.fields import (
@@ -742,21 +742,27 @@ async def relay_member_activity(
 
 async def relay_change(fed: Federation, object_iri: str) -> int:
     """A peer's object that our associations relayed was edited or deleted: relay it again, so
-    that nodes which got it only through us refetch it from its origin. Returns the relays."""
+    that nodes which got it only through us refetch it from its origin. Returns the relays.
+
+    The relays are read from ``relays`` (which names the object also when the ``Announce``
+    wrapped its ``Create``, FEP-1b12, and loses the rows a relayer undid); each association
+    relays again to the audience of its latest relay, at that relay's visibility (decision 88)."""
     async with fed.node.sessions() as session:
         rows = (
             await session.execute(
-                select(Activity.actor_id, Activity.document)
+                select(Activity.actor_id, Activity.document, Activity.visibility)
+                .join(Relay, Relay.announce_iri == Activity.iri)
                 .join(Actor, Actor.id == Activity.actor_id)
-                .where(Activity.type == "Announce", Activity.object_iri == object_iri, Actor.local.is_(True))
+                .where(Relay.object_iri == object_iri, Actor.local.is_(True))
+                .order_by(Activity.id)
             )
         ).all()
-    relayers = {actor_id: document for actor_id, document in rows}
+    relayers = {actor_id: (document, level) for actor_id, document, level in rows}
     if not relayers:
         return 0
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
-        for actor_id, previous in relayers.items():
+        for actor_id, (previous, level) in relayers.items():
             actor = await session.get(Actor, actor_id)
             assert actor is not None
             activity = {
@@ -766,7 +772,7 @@ async def relay_change(fed: Federation, object_iri: str) -> int:
                 "to": previous.get("to", [AS_PUBLIC]),
                 "cc": previous.get("cc", []),
             }
-            await publish(session, actor, activity, visibility="public", now=now)
+            await publish(session, actor, activity, visibility=level, now=now)
     fed.notify_worker()
     return len(relayers)
 

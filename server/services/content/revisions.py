@@ -81,16 +81,20 @@ async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
     """Remote actors that hold a copy of our object without being in its audience: those whose
     inbox got it (followers who left since), those that relayed or liked it (an association's
     ``Announce`` reaches nodes that do not follow us; ``relays`` keeps members-only relays too),
-    voted on it, replied to it, co-signed it, or take part in it (an event). Bounded by :data:`MAX_HOLDERS`. Only a
-    publicly readable object's edit goes to them; its deletion (a tombstone) always does.
+    voted on it, replied to it, co-signed it, or take part in it (an event). Bounded by
+    :data:`MAX_HOLDERS`. Only a publicly readable object's edit goes to them; its deletion (a
+    tombstone) always does.
     Their nodes get its edits and its deletion (issue 13); an association relaying it relays the
     change on (decision 14)."""
     remote = select(Actor.id).where(Actor.local.is_(False))
-    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today.
+    # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today. An
+    # association's FEP-1b12 relay wraps the Create (its ``object_iri`` is the Create's): the
+    # ``relays`` row names the object, so the inboxes it reached are holders too (decision 88).
+    relays = select(Relay.announce_iri).where(Relay.object_iri == row.iri)
     delivered = (
         select(Delivery.inbox_iri)
         .join(Activity, Activity.id == Delivery.activity_id)
-        .where(Activity.object_iri == row.iri, Delivery.state == "delivered")
+        .where(or_(Activity.object_iri == row.iri, Activity.iri.in_(relays)), Delivery.state == "delivered")
     )
     sources = union(
         select(Actor.id.label("id")).where(

@@ -111,9 +111,13 @@ async def readable_activity(
     session: AsyncSession, viewer: Viewer, iri: str
 ) -> tuple[Activity, dict[str, Any]] | None:
     """One of our activities that ``viewer`` may read, with its document as served now (the
-    objects it embeds in their current state); None when absent or not readable (the same)."""
+    objects it embeds in their current state); None when absent or not readable (the same).
+
+    A report we forwarded (``Flag``) is readable by nobody: its comment and targets were for the
+    origin's moderators, in the delivery, and it is addressed to the reported party (decision 89).
+    """
     row = await activity_by_iri(session, iri)
-    if row is None:
+    if row is None or row.type == "Flag":
         return None
     owner = await session.get(Actor, row.actor_id)
     readable = (
