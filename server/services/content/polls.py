@@ -32,6 +32,7 @@ from server.services.reading import visibility
 from server.services.content.local import POLL_CLOSE, Published, audit, holders, owned, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
+from server.services.membership.standing import check_acting
 from server.services.delivery.outbox import new_activity_iri, publish
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,9 @@ async def cast(fed: Federation, voter: Actor, obj: Mapping[str, Any], *, by: Act
         author = await session.get(Actor, question.attributed_to_id) if question is not None else None
         as_voter = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=voter.id, actor_iri=voter.iri)
         readable = question is not None and await visibility.can_read_object(session, as_voter, question)
+        if readable:  # a suspended member votes neither on its association's questions nor in its name
+            await check_acting(session, author, [voter, by], now=fed.node.clock())
+            await check_acting(session, voter, [by], now=fed.node.clock())
     if question is None or author is None or not readable or question.type != "Question":
         # A question the voter may not read answers like a missing one, before any rule (case 54).
         raise InvalidInput("inReplyTo names no question known here", field="inReplyTo")
