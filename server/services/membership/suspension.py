@@ -7,11 +7,9 @@ filter, ``reading/visibility.py``, does not look at suspensions), but neither pu
 in the association, nor votes on its proposals, nor co-signs, proposes drafts, invites or manages
 members in its name.
 
-:func:`server.services.membership.standing.check_acting` is the one place that decides it: every service through which someone acts in
-an association calls it (content creation and edits, votes, endorsements, drafts, invitations, the
-management of members, and the inbox for a peer's member posting into the association), so the
-web pages, the JSON API, the C2S outbox and the CLI refuse alike, with ``Suspended`` (403,
-``member_suspended``). The suspension ends by itself when ``until`` passes (checked at each
+``standing.check_acting`` (``membership/standing.py``) is the one place that decides it: every
+service through which someone acts in an association calls it, so the web pages, the JSON API,
+the C2S outbox and the CLI refuse alike, with ``Suspended`` (403, ``member_suspended``). The suspension ends by itself when ``until`` passes (checked at each
 action); a job queued for that instant (:data:`LIFT_SUSPENSION`) clears it and records the lifting,
 which notifies the member as a lifting by a moderator does. Both are audited (``member.suspend``,
 ``member.unsuspend``).
@@ -119,7 +117,6 @@ async def suspend(
     async with fed.node.sessions.begin() as session:
         member, row = await _target(session, group, member_iri, by, now)
         row.suspended_at, row.suspended_until, row.suspension_reason = now, until, reason
-        row.updated_at = now
         await session.flush()
         if until is not None:
             await queue.enqueue(
@@ -163,7 +160,6 @@ async def unsuspend(fed: Federation, group: Actor, member_iri: str, *, by: Actor
 
 def _clear(row: Membership, now: datetime) -> None:
     row.suspended_at = row.suspended_until = row.suspension_reason = None
-    row.updated_at = now
 
 
 async def lift_expired(fed: Federation, membership_id: int, since: Any) -> timedelta | None:
