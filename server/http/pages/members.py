@@ -213,7 +213,7 @@ async def _confirm(request: web.Request, action: str) -> web.Response:
     member_iri = request.query.get("member", "")[:2048]
     try:
         member = await _member(request, user, group, member_iri)
-    except NotFound as exc:
+    except (NotFound, Forbidden) as exc:
         return await _refused(request, user, group, member_iri, exc)
     return await _confirm_page(request, group, member, action)
 
@@ -239,7 +239,7 @@ async def _confirmed(request: web.Request, action: str) -> web.StreamResponse:
     typed = {"until": w.field(data, "until")[:40], "reason": w.field(data, "reason")}
     try:
         member = await _member(request, user, group, member_iri)
-    except NotFound as exc:
+    except (NotFound, Forbidden) as exc:
         return await _refused(request, user, group, member_iri, exc)
     if w.field(data, "confirm") != "yes":
         errors = {"confirm": "members_confirm_required"}

@@ -254,9 +254,11 @@ async def managed_member(
     (the page that confirms a removal or a suspension).
 
     Raises:
-        Forbidden: the viewer is neither. NotFound: no active member has this IRI.
+        Forbidden: the viewer is neither, or a moderator and the member an admin.
+        NotFound: no active member has this IRI.
     """
-    if await visibility.role_in(session, viewer, group) not in MANAGING_ROLES:
+    role = await visibility.role_in(session, viewer, group)
+    if role not in MANAGING_ROLES:
         raise Forbidden("only the association's admins and moderators manage its members")
     found = (
         await session.execute(
@@ -266,6 +268,8 @@ async def managed_member(
     if found is None:
         raise NotFound("not a member", field="member")
     row, actor, opted_out = found
+    if row.role == "admin" and role != "admin":
+        raise Forbidden("only an admin removes or suspends an admin")
     return _entry(row, actor, opted_out, now)
 
 
