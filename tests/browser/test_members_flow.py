@@ -1,8 +1,8 @@
 """The members pages in a real browser (issue 17): alice, admin of demo, creates an invitation link;
 bob, a member of another association of this node, opens it, joins at once and appears in demo's
 member directory; alice refuses lou's pending request with a reason, which the audit log keeps (and a
-peer would get in the ``Reject``), then suspends bob once she confirmed it on its page. Every new page is checked by axe, in French during the flow and
-again in English, with a field error shown.
+peer would get in the ``Reject``), then suspends bob once she confirmed it on its page. Every new
+page is checked by axe, in French during the flow and again in English, with a field error shown.
 """
 
 from __future__ import annotations
