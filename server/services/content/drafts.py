@@ -227,6 +227,7 @@ async def refuse(fed: Federation, group: Actor, draft_id: int, *, by: Actor, rea
     clean = content.text(reason, "reason", MAX_REASON_CHARS) or ""
     async with fed.node.sessions() as session:
         await _decidable(session, group, by, draft_id)
+        await check_acting(session, group, [by], now=fed.node.clock())
     now = fed.node.clock()
     await _claim(fed, draft_id, "refused", decided_at=now, decided_by_id=by.id, reason=clean.strip())
     async with fed.node.sessions.begin() as session:

@@ -32,7 +32,7 @@ from server.services.reading import visibility
 from server.services.content.local import POLL_CLOSE, Published, audit, holders, owned, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
-from server.services.membership.standing import check_acting
+from server.services.membership.standing import check_acting, is_suspended
 from server.services.delivery.outbox import new_activity_iri, publish
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,13 @@ async def check_vote(
         )
         if member is None:
             raise VoteRefused("only members of the association vote on this proposal")
+    standing = await session.scalar(
+        select(Membership).where(
+            Membership.group_id == question.attributed_to_id, Membership.member_id == voter.id
+        )
+    )
+    if is_suspended(standing, now):  # a peer's member too (ours are refused before: check_acting)
+        raise VoteRefused("a suspended member does not vote in the association")
     previous = (
         await session.scalars(
             select(Vote.choice).where(Vote.question_id == question.id, Vote.voter_id == voter.id)
@@ -355,6 +362,8 @@ async def close_early(fed: Federation, author: Actor, object_iri: Any, *, by: Ac
         raise InvalidInput(f"only a proposal or a poll is closed; this is a {row.kind}", field="object")
     if is_closed(row.document, fed.node.clock()):
         raise InvalidInput("this vote is already closed", field="object")
+    async with fed.node.sessions() as session:
+        await check_acting(session, author, [by], now=fed.node.clock())
     if not await tally(fed, row.id, close=True, by=by):
         raise InvalidInput("this vote is already closed", field="object")
     async with fed.node.sessions() as session:

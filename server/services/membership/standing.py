@@ -2,10 +2,11 @@
 a suspended member (decision 78, ``membership/suspension.py``).
 
 Every service through which an actor acts in an association calls :func:`check_acting`: content
-creation and edits (``content/local.py``), votes (``content/polls.py``), endorsements
-(``content/endorsements.py``), drafts (``content/drafts.py``), invitations and the management of
-members (``membership/invitations.py``, ``membership/members.py``), and the inbox for a peer's
-member posting into the association (``inbox/handlers.py``). The web pages, the JSON API, the C2S
+creation, edits and ``Announce`` (``content/local.py``), votes and closing a vote early
+(``content/polls.py``), endorsements (``content/endorsements.py``), proposing and refusing drafts
+(``content/drafts.py``; publishing one is a creation), invitations and the management of members
+(``membership/invitations.py``, ``membership/members.py``), and the inbox for a peer's member
+posting into the association (``inbox/handlers.py``). The web pages, the JSON API, the C2S
 outbox and the CLI call these services, so they refuse alike: 403, ``member_suspended``.
 """
 
