@@ -201,11 +201,14 @@ async def act_on_report(request: web.Request) -> web.StreamResponse:
     fed = request.app[FEDERATION]
     async with fed.node.sessions() as session:
         report = await reports.one(session, user.actor, int(raw))
+    state, association = _back(data)
+    if report.state != "open":  # handled meanwhile: said at once, before any confirmation
+        error = {"report": report.id, "key": "moderation_failed_closed"}
+        return await _queue(request, user, state=state, association=association, error=error, status=409)
     if action in CONFIRMED and w.field(data, "confirm") != "yes":
         confirming = w.field(data, "confirming") == "yes"
         errors = {"confirm": "members_confirm_required"} if confirming else None
         return await _confirm_page(request, report, action, data, errors=errors)
-    state, association = _back(data)
     try:
         await reports.act(
             fed, user.actor, int(raw), action, w.field(data, "text") or None, w.field(data, "until") or None

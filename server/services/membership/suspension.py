@@ -9,9 +9,10 @@ members in its name.
 
 ``standing.check_acting`` (``membership/standing.py``) is the one place that decides it: every
 service through which someone acts in an association calls it, so the web pages, the JSON API,
-the C2S outbox and the CLI refuse alike, with ``Suspended`` (403, ``member_suspended``). The suspension ends by itself when ``until`` passes (checked at each
-action); a job queued for that instant (:data:`LIFT_SUSPENSION`) clears it and records the lifting,
-which notifies the member as a lifting by a moderator does. Both are audited (``member.suspend``,
+the C2S outbox and the CLI refuse alike, with ``Suspended`` (403, ``member_suspended``). The
+suspension ends by itself when ``until`` passes (checked at each action); a job queued for that
+instant (:data:`LIFT_SUSPENSION`) clears it and records the lifting, which notifies the member as a
+lifting by a moderator does. Both are audited (``member.suspend``,
 ``member.unsuspend``).
 """
 
@@ -50,9 +51,9 @@ def parse_until(value: Any, *, now: datetime) -> datetime | None:
             if len(text) == 10
             else datetime.fromisoformat(text.replace("Z", "+00:00"))
         )
-    except ValueError:
+        found = found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 9999 moved to UTC
         raise InvalidInput("until must be a date (YYYY-MM-DD) or a date and time", field="until") from None
-    found = found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
     if found <= now:
         raise InvalidInput("until must be in the future", field="until")
     if found > now + MAX_SUSPENSION:
