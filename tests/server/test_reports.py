@@ -466,13 +466,13 @@ def test_the_command_line_lists_and_acts_on_reports(
                     Report(
                         activity_iri=f"{mia.iri}/reports/{i}",
                         reporter_id=mia.id,
-                        target_iris=[post],
+                        target_iris=[post if i < 3 else mia.iri],
                         content=f"motif {i}",
                         created_at=utc_now(),
                         local=True,
                         group_id=demo.id,
                     )
-                    for i in range(3)
+                    for i in range(4)
                 ]
                 session.add_all(rows)
                 await session.flush()
@@ -489,7 +489,7 @@ def test_the_command_line_lists_and_acts_on_reports(
         return code, captured.out, captured.err
 
     code, out, _ = cli("report", "list")
-    assert code == 0 and len(out.splitlines()) == 3 and "motif 0" in out and "/users/mia" in out
+    assert code == 0 and len(out.splitlines()) == 4 and "motif 0" in out and "/users/mia" in out
     code, out, _ = cli("report", "list", "--as", "mo", "--json")
     assert code == 0 and [r["id"] for r in json.loads(out)] == sorted(ids, reverse=True)
     code, _, err = cli("report", "list", "--as", "mia")
@@ -503,9 +503,16 @@ def test_the_command_line_lists_and_acts_on_reports(
     assert code == 0 and out.strip() == post
     code, _, err = cli("report", "dismiss", str(ids[2]), "--as", "mia")
     assert code == 1 and "no such report" in err
+    until = (utc_now() + timedelta(days=3)).date().isoformat()
+    code, _, err = cli("report", "suspend-member", str(ids[1]), "--as", "mo", "--until", until)
+    assert code == 1 and "already closed" in err
+    code, out, err = cli("report", "suspend-member", str(ids[3]), "--as", "mo", "--until", until)
+    assert code == 0 and out.strip().endswith("/users/mia"), err
+    code, out, _ = cli("member", "list", "--association", "demo", "--state", "active")
+    assert any(line.startswith("@mia@") and "\tsuspended\t" in line for line in out.splitlines())
     code, out, _ = cli("audit", "list", "--action", "report.")
-    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["cli", "cli"]
-    assert "report.remove" in out and "report.dismiss" in out
+    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["cli", "cli", "cli"]
+    assert "report.remove" in out and "report.dismiss" in out and "report.suspend-member" in out
 
 
 def _body(tmp_path: Path) -> Path:
