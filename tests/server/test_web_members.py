@@ -156,7 +156,8 @@ async def test_admins_and_moderators_answer_requests_change_roles_and_remove_mem
     assert "Réservé aux patients de Lyon." in reject["content"] and reject["to"] == [PEER]
     assert "Request refused" in await _get(node, f"{MANAGE}?done=refused")
     # no pending request any more: 404, never a 500
-    assert (await _post(node, MANAGE, f"{MANAGE}/approve", member=lou)).status == 404
+    response = await _post(node, MANAGE, f"{MANAGE}/approve", member=lou)
+    assert response.status == 404 and "This request is no longer waiting" in await response.text()
     # a moderator may not change roles, nor remove an admin
     assert (await _post(node, MANAGE, f"{MANAGE}/role", member=mia, role="moderator")).status == 403
     assert (await _post(node, MANAGE, f"{MANAGE}/remove", member=alice)).status == 403

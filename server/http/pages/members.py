@@ -103,15 +103,15 @@ MEMBER_ERRORS: Final[dict[str, tuple[str, int]]] = {
 }
 
 
-def _refusal(exc: ServiceError) -> tuple[str, str, int]:
-    """What the page says of a refused action: (field, catalogue key, status)."""
+def _refusal(exc: ServiceError, action: str = "") -> tuple[str, str, int]:
+    """What the page says of a refused ``action``: (field, catalogue key, status)."""
     field = str(exc.context.get("field", ""))
     if isinstance(exc, Suspended):
         return "", "members_you_are_suspended", 403
     if isinstance(exc, Conflict):
         return field, "members_last_admin" if field == "role" else "members_not_suspended", 409
     if isinstance(exc, NotFound):
-        return "", "members_not_member", 404
+        return "", "members_no_request" if action in ("approve", "refuse") else "members_not_member", 404
     if isinstance(exc, Forbidden):
         return "", "members_forbidden", 403
     key, status = MEMBER_ERRORS.get(field, ("members_bad_input", 400))
@@ -119,11 +119,11 @@ def _refusal(exc: ServiceError) -> tuple[str, str, int]:
 
 
 async def _refused(
-    request: web.Request, user: SignedIn, group: Any, member_iri: str, exc: ServiceError
+    request: web.Request, user: SignedIn, group: Any, member_iri: str, exc: ServiceError, action: str = ""
 ) -> web.Response:
     """The members page again, the refusal said (next to its field, or above the lists); nothing
     was changed."""
-    field, key, status = _refusal(exc)
+    field, key, status = _refusal(exc, action)
     error = {"member": member_iri, "field": field, "key": key}
     return await _members_page(request, user, group, error=error, status=status)
 
@@ -146,7 +146,7 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
         else:
             await suspension.unsuspend(fed, group, member_iri, by=user.actor)
     except ServiceError as exc:
-        return await _refused(request, user, group, member_iri, exc)
+        return await _refused(request, user, group, member_iri, exc, action)
     done = {"approve": "approved", "refuse": "refused", "role": "role", "unsuspend": "unsuspended"}[action]
     raise web.HTTPSeeOther(f"/groups/{group.handle}/admin/members?done={done}")
 
