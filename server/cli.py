@@ -1208,11 +1208,13 @@ def _cmd_member_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from server.db.models import Actor, Membership
+    from server.services.membership.standing import is_suspended
 
     settings = _settings(args)
 
     async def work(session: Any, uris: UriScheme) -> int:
         group = await _association_of(session, args.association)
+        now = utc_now()
         query = (
             select(Membership, Actor)
             .join(Actor, Actor.id == Membership.member_id)
@@ -1227,7 +1229,7 @@ def _cmd_member_list(args: argparse.Namespace) -> int:
             {
                 "handle": f"@{actor.handle}@{actor.host}",
                 "role": row.role,
-                "state": row.state,
+                "state": "suspended" if is_suspended(row, now) else row.state,
                 "local": actor.local,
                 "since": row.updated_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "member": actor.iri,
@@ -1267,6 +1269,68 @@ def _cmd_member_role(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(_fed_run(settings, work))
+
+
+def _cmd_member_suspension(args: argparse.Namespace) -> int:
+    """Suspend a member (for a time or until lifted) or lift it, as an admin or moderator."""
+    from server.services.membership import members as membership
+    from server.services.membership import suspension
+
+    settings = _settings(args)
+
+    async def work(fed: Any) -> int:
+        async with fed.node.sessions() as session:
+            group = await _association_of(session, args.association)
+            by = await _manager_of(session, group, args.by)
+            try:
+                member = await membership.resolve_member(session, fed.node.uris, args.user)
+            except ServiceError as exc:
+                raise CommandError(f"{args.user}: {exc.detail}") from None
+        try:
+            if args.member_command == "suspend":
+                until = suspension.parse_until(args.until, now=fed.node.clock())
+                done = await suspension.suspend(
+                    fed, group, member.iri, by=by, until=until, reason=args.reason
+                )
+                _out(f"suspended until {done.as_json()['until'] or 'lifted'}")
+            else:
+                await suspension.unsuspend(fed, group, member.iri, by=by)
+                _out("active")
+        except ServiceError as exc:
+            options = {"until": "--until", "reason": "--reason", "member": args.user}
+            raise _service_refused(exc, options) from None
+        who = f"@{member.handle}@{member.host}"
+        _progress(f"{args.member_command}: {who} in {args.association} (by {by.handle})")
+        return 0
+
+    return asyncio.run(_fed_run(settings, work))
+
+
+def _add_suspension_commands(member_commands: Any) -> None:
+    for verb, short in (
+        ("suspend", "suspend a member: reads on, acts in nothing (admins and moderators)"),
+        ("unsuspend", "lift a member's suspension (admins and moderators)"),
+    ):
+        p = member_commands.add_parser(
+            verb,
+            help=short,
+            description=short[0].upper() + short[1:] + ". A suspended member neither publishes, replies, "
+            "votes, co-signs, proposes drafts nor invites in the association. Audited; the member is "
+            "notified.",
+        )
+        p.add_argument("user", metavar="USER", help="a local username, a handle @user@host or an actor IRI")
+        p.add_argument("--association", required=True, metavar="SLUG")
+        if verb == "suspend":
+            p.add_argument(
+                "--until",
+                metavar="DATE",
+                help="when it ends by itself: YYYY-MM-DD (end of that day, UTC) or an ISO 8601 date and time "
+                "(default: until lifted)",
+            )
+            p.add_argument("--reason", metavar="TEXT", help="why (plain text), told to the member")
+        p.add_argument("--by", metavar="USERNAME", help="the admin or moderator (default: the first one)")
+        _add_config(p)
+        p.set_defaults(func=_cmd_member_suspension)
 
 
 def _cmd_association_list(args: argparse.Namespace) -> int:
@@ -1488,7 +1552,8 @@ def _add_admin_commands(commands: Any) -> None:
     p = member_commands.add_parser(
         "list",
         help="list an association's members and requests to join",
-        description="One line per member: handle, role, state (active, pending, invited), since, actor IRI.",
+        description="One line per member: handle, role, state (active, suspended, pending, invited), since, "
+        "actor IRI.",
     )
     p.add_argument("--association", required=True, metavar="SLUG")
     p.add_argument("--state", choices=("active", "pending", "invited", "all"), default="all")
@@ -1508,6 +1573,7 @@ def _add_admin_commands(commands: Any) -> None:
     p.add_argument("--by", metavar="USERNAME", help="the admin who decides (default: the first one)")
     _add_config(p)
     p.set_defaults(func=_cmd_member_role)
+    _add_suspension_commands(member_commands)
 
     association_commands = _subcommands(choices["association"])
     p = association_commands.add_parser(
@@ -1617,9 +1683,12 @@ def _cmd_report_act(args: argparse.Namespace) -> int:
         async with fed.node.sessions() as session:
             by = await _person_named(session, args.as_user)
         try:
-            done = await reports.act(fed, by, args.report_id, args.report_command, args.reason)
+            done = await reports.act(
+                fed, by, args.report_id, args.report_command, args.reason, getattr(args, "until", None)
+            )
         except ServiceError as exc:
-            raise _service_refused(exc, {"message": "--reason", "reason": "--reason"}) from None
+            options = {"message": "--reason", "reason": "--reason", "until": "--until"}
+            raise _service_refused(exc, options) from None
         for value in done.values():
             _out(value if isinstance(value, str) else " ".join(value))
         _progress(f"report {args.report_id}: {args.report_command} (by {by.handle})")
@@ -1652,6 +1721,7 @@ def _add_report_commands(commands: Any) -> None:
         "remove": "remove the reported content (ours: deleted and a Delete sent; a peer's: forgotten here)",
         "warn": "warn the reported member (a notification; --reason is the message)",
         "remove-member": "remove the reported member from the association",
+        "suspend-member": "suspend the reported member in the association (--reason is told to them)",
         "forward": "send the report to the content's node as a Flag from this node (never the reporter)",
         "block-actor": "block the reported peer actor (for the association concerned, else the node)",
         "block-domain": "suspend the reported content's domain for the whole node (node admins)",
@@ -1661,6 +1731,10 @@ def _add_report_commands(commands: Any) -> None:
         p.add_argument("report_id", metavar="ID", type=int, help="the report's id (see `report list`)")
         p.add_argument("--as", dest="as_user", metavar="USER", required=True, help="the moderator acting")
         p.add_argument("--reason", metavar="TEXT", help="why (audited); with warn, the message")
+        if verb == "suspend-member":
+            p.add_argument(
+                "--until", metavar="DATE", help="when it ends: YYYY-MM-DD or ISO 8601 (default: until lifted)"
+            )
         _add_config(p)
         p.set_defaults(func=_cmd_report_act)
 

@@ -556,7 +556,8 @@ INT32_MAX: Final = 2**31 - 1
 
 
 
-def _member_iri(request: web.Request) -> str:
+def member_query(request: web.Request) -> str:
+    """The ``member`` query parameter: an actor IRI."""
     iri = request.query.get("member", "")
     if not iri or len(iri) > MAX_IRI_CHARS or not iri.startswith(("https://", "http://")) or "\x00" in iri:
         raise InvalidInput("member must be the member's http(s) actor IRI", field="member")
@@ -605,7 +606,7 @@ async def delete_member(request: web.Request) -> web.Response:
     member on another node gets ``Remove``."""
     viewer = await writer_of(request)
     fed = request.app[FEDERATION]
-    member_iri = _member_iri(request)
+    member_iri = member_query(request)
     async with fed.node.sessions() as session:
         group = await association(session, request.match_info["slug"])
         by = await acting_for(session, viewer, group, roles=membership.MANAGING_ROLES)
@@ -876,7 +877,7 @@ async def patch_member(request: web.Request) -> web.Response:
     """An admin changes a member's role (the last admin keeps it); audited."""
     viewer = await writer_of(request)
     fed = request.app[FEDERATION]
-    member_iri = _member_iri(request)
+    member_iri = member_query(request)
     async with fed.node.sessions() as session:
         group = await association(session, request.match_info["slug"])
         by = await acting_for(session, viewer, group, roles=("admin",))

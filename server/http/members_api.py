@@ -1,10 +1,13 @@
-"""The JSON API of invitations and of the member directory (issue 17), beside ``api.py``.
+"""The JSON API of invitations, of the member directory and of suspensions (issue 17), beside
+``api.py``.
 
 The same services as the pages and ``entraide invite``: admins create, list and revoke an
 association's invitation links; a member of this node uses one with its token in the body (never in
 a URL, which logs and ``Referer`` keep); the member directory is read by the association's members
 only. Errors are problem+json (``problem_middleware``); an unusable link is 410 with a code saying
-why (``invitation_expired``, ``invitation_exhausted``, ``invitation_revoked``).
+why (``invitation_expired``, ``invitation_exhausted``, ``invitation_revoked``). Admins and
+moderators suspend a member and lift it (``membership/suspension.py``); a suspended member's
+actions are refused with 403 ``member_suspended`` wherever they come from.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from server.appkeys import NODE
-from server.http.api import NO_STORE, association, json_body, page_query
+from server.appkeys import FEDERATION, NODE
+from server.http.api import NO_STORE, association, json_body, member_query, page_query
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
 from server.http.render import json_response
 from server.services.errors import NotFound
-from server.services.membership import directory, invitations
+from server.services.membership import directory, invitations, suspension
+from server.services.membership.members import MANAGING_ROLES
 
 routes = web.RouteTableDef()
 
 INVITATIONS: Final = "/api/associations/{slug}/invitations"
+SUSPENSION: Final = "/api/associations/{slug}/members/suspension"
 ADMINS: Final = ("admin",)
 
 
@@ -35,10 +40,10 @@ async def get_directory(request: web.Request) -> web.Response:
     limit, before = page_query(request)
     async with node.sessions() as session:
         group = await association(session, request.match_info["slug"])
-        entries, cursor = await directory.directory(session, viewer, group, before=before, limit=limit)
-    query = f"limit={limit}&before={cursor}" if cursor is not None else None
+        found = await directory.directory(session, viewer, group, before=before, limit=limit)
+    query = f"limit={limit}&before={found.older}" if found.older is not None else None
     next_page = node.uris.iri(f"/api/associations/{group.handle}/directory?{query}") if query else None
-    return json_response({"items": [e.as_json() for e in entries], "next": next_page}, headers=NO_STORE)
+    return json_response({"items": [e.as_json() for e in found.entries], "next": next_page}, headers=NO_STORE)
 
 
 async def _admin(request: web.Request) -> tuple[Any, Any]:
@@ -91,3 +96,32 @@ async def post_accept(request: web.Request) -> web.Response:
     member = await invitations.local_person(node, viewer.actor_id)
     group = await invitations.accept(node, body["token"], member=member)
     return json_response({"association": group.iri, "state": "active"}, headers=NO_STORE)
+
+
+async def _manager(request: web.Request) -> tuple[Any, Any]:
+    viewer = await writer_of(request)
+    async with request.app[NODE].sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        by = await acting_for(session, viewer, group, roles=MANAGING_ROLES)
+    return group, by
+
+
+@routes.post(SUSPENSION)
+async def post_suspension(request: web.Request) -> web.Response:
+    """An admin or moderator suspends a member, until a date or until lifted (audited; the member
+    is notified)."""
+    group, by = await _manager(request)
+    body = await json_body(request, "MemberSuspension")
+    fed = request.app[FEDERATION]
+    until = suspension.parse_until(body.get("until"), now=fed.node.clock())
+    done = await suspension.suspend(fed, group, body["member"], by=by, until=until, reason=body.get("reason"))
+    return json_response(done.as_json(), headers=NO_STORE)
+
+
+@routes.delete(SUSPENSION)
+async def delete_suspension(request: web.Request) -> web.Response:
+    """An admin or moderator lifts a member's suspension (409 when there is none)."""
+    group, by = await _manager(request)
+    member = member_query(request)
+    await suspension.unsuspend(request.app[FEDERATION], group, member, by=by)
+    return json_response({"member": member, "state": "active"}, headers=NO_STORE)

@@ -72,8 +72,8 @@ async def get_reports(request: web.Request) -> web.Response:
 
 @routes.post("/api/reports/{id}/actions")
 async def post_report_action(request: web.Request) -> web.Response:
-    """A moderator acts on a report: dismiss, remove the content, warn or remove the member, or
-    forward it to the content's origin as a ``Flag`` from this node; audited."""
+    """A moderator acts on a report: dismiss, remove the content, warn, remove or suspend the
+    member, or forward it to the content's origin as a ``Flag`` from this node; audited."""
     viewer = await writer_of(request)
     fed = request.app[FEDERATION]
     report_id = _report_id(request)
@@ -81,7 +81,7 @@ async def post_report_action(request: web.Request) -> web.Response:
     async with fed.node.sessions() as session:
         by = await reports.person(session, viewer.actor_id)
         await reports.one(session, by, report_id)  # 404 for a report the caller may not see
-    done = await reports.act(fed, by, report_id, body["action"], body.get("text"))
+    done = await reports.act(fed, by, report_id, body["action"], body.get("text"), body.get("until"))
     async with fed.node.sessions() as session:
         report = await reports.one(session, by, report_id)
     return json_response({**report.as_json(), **done}, headers=NO_STORE)

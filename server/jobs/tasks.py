@@ -22,7 +22,7 @@ from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, Pe
 from server.jobs.worker import LaneRegistry
 from server.services.content import local as content
 from server.services.delivery import fanout as delivery
-from server.services.membership import following
+from server.services.membership import following, suspension
 from server.services.content import polls
 from server.services.inbox import process as inbox_service
 from server.services.media import uploads as media_service
@@ -335,7 +335,13 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
         if wait is not None:
             raise DeferJob("poll_not_ended", after=wait)
 
+    async def lift_suspension(ctx: JobContext) -> None:
+        wait = await suspension.lift_expired(fed, _int(ctx, "membership_id"), ctx.job.payload.get("since"))
+        if wait is not None:
+            raise DeferJob("suspension_not_ended", after=wait)
+
     registry.add_lane(InboxLane(fed), process_inbox)
+    registry.add(suspension.LIFT_SUSPENSION, lift_suspension)
     registry.add(polls.POLL_TALLY, poll_tally)
     registry.add(content.POLL_CLOSE, poll_close)
     registry.add(delivery.FANOUT, fanout)

@@ -1,8 +1,8 @@
 """The members pages in a real browser (issue 17): alice, admin of demo, creates an invitation link;
 bob, a member of another association of this node, opens it, joins at once and appears in demo's
 member directory; alice refuses lou's pending request with a reason, which the audit log keeps (and a
-peer would get in the ``Reject``). Every new page is checked by axe, in French during the flow and
-again in English, with a field error shown.
+peer would get in the ``Reject``), then suspends bob once she confirmed it on its page. Every new
+page is checked by axe, in French during the flow and again in English, with a field error shown.
 """
 
 from __future__ import annotations
@@ -72,6 +72,17 @@ async def _flow(browser: Any, node: Node, shots: Path) -> None:
         assert "@lou@" not in await alice.inner_text("main") and "@bob@" in await alice.inner_text("main")
         await _axe(alice, "members page after a refusal (fr)")
         await alice.screenshot(path=str(shots / "members-fr.png"), full_page=True)
+
+        # alice suspends bob: a page to confirm first (a box to tick), then he is marked suspended
+        await alice.click("form[action='/groups/demo/admin/members/suspend'] button[type=submit]")
+        assert "/groups/demo/admin/members/suspend?member=" in alice.url
+        await _axe(alice, "suspension to confirm (fr)")
+        await alice.fill("#reason", "Une semaine de calme.")
+        await alice.check("#confirm")
+        await alice.click("form[action='/groups/demo/admin/members/suspend'] button[type=submit]")
+        assert alice.url == origin + "/groups/demo/admin/members?done=suspended"
+        assert "Une semaine de calme." in await alice.inner_text("main")
+        await _axe(alice, "members page with a suspended member (fr)")
     finally:
         await alice_context.close()
         await bob_context.close()
@@ -79,6 +90,10 @@ async def _flow(browser: Any, node: Node, shots: Path) -> None:
         refused = await session.scalar(select(AuditEntry).where(AuditEntry.action == "member.refuse"))
     assert refused is not None and refused.channel == "web"
     assert refused.detail["reason"] == "Réservé aux patients suivis à Lyon."
+    async with node.sessions() as session:
+        suspended = await session.scalar(select(AuditEntry).where(AuditEntry.action == "member.suspend"))
+    assert suspended is not None and suspended.channel == "web"
+    assert suspended.detail["reason"] == "Une semaine de calme."
 
 
 async def _tour(browser: Any, node: Node, lang: str) -> None:

@@ -4,7 +4,8 @@ line (on a node that is not running; the answers are queued), on both engines.""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ def test_pending_requests_are_listed_approved_by_a_moderator_and_removed(
 
 
 def test_every_member_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for verb in ("pending", "approve", "refuse", "remove"):
+    for verb in ("pending", "approve", "refuse", "remove", "suspend", "unsuspend"):
         with pytest.raises(SystemExit) as exited:
             main(["member", verb, "--help"])
         assert exited.value.code == 0
@@ -165,3 +166,43 @@ def test_association_settings_are_shown_changed_and_audited(
     code, _, err = association("nobody", "--replies", "members")
     assert code == 1 and "no association 'nobody'" in err
     assert association("demo")[1].splitlines()[0] == "join_policy = open"
+
+
+def test_members_are_suspended_and_lifted_from_the_command_line(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _node(tmp_path, database_url)
+    url = _db_url(config, database_url)
+    until = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+    # the moderator may not suspend an admin; bad dates are said with their option
+    code, _, err = _run(capsys, "suspend", "ann", "--association", "demo", "--by", "mo", "--config", config)
+    assert code == 1 and "only an admin suspends an admin" in err
+    code, _, err = _run(
+        capsys, "suspend", "mia", "--association", "demo", "--until", "hier", "--config", config
+    )
+    assert code == 1 and "--until:" in err
+    # the first admin suspends ann (an admin) with an end and a reason: listed as suspended
+    code, out, err = _run(
+        capsys, "suspend", "ann", "--association", "demo", "--until", until, "--reason", "Pause",
+        "--config", config,
+    )  # fmt: skip
+    assert code == 0 and out.startswith(f"suspended until {until}"), err
+    code, out, _ = _run(capsys, "list", "--association", "demo", "--json", "--config", config)
+    states = {item["handle"].split("@")[1]: item["state"] for item in json.loads(out)}
+    assert states["ann"] == "suspended" and states["mia"] == "active"
+    # a suspended admin publishes nothing as the association, from the command line either
+    body = tmp_path / "guide.txt"
+    body.write_text("Bonjour", encoding="utf-8")
+    capsys.readouterr()
+    code = main(
+        ["publish", "resource", "--as", "demo", "--by", "ann", "--title", "Guide", "--body-file", str(body)]
+        + ["--config", config]
+    )
+    assert code == 1 and "suspended in this association" in capsys.readouterr().err
+    # lifted, once
+    lifted = _run(capsys, "unsuspend", "ann", "--association", "demo", "--config", config)
+    assert lifted[:2] == (0, "active\n")
+    code, _, err = _run(capsys, "unsuspend", "ann", "--association", "demo", "--config", config)
+    assert code == 1 and "not suspended" in err
+    actions = [(a[0], a[1]) for a in asyncio.run(_query(url, select(AuditEntry.action, AuditEntry.channel)))]
+    assert ("member.suspend", "cli") in actions and ("member.unsuspend", "cli") in actions

@@ -295,3 +295,41 @@ async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(datab
         assert await _object_triggers(engine) == expected_triggers
     finally:
         await engine.dispose()
+
+
+async def test_migration_0025_adds_the_suspension_of_a_membership_and_removes_it(database_url: str) -> None:
+    """A membership's suspension (decision 78): three nullable columns, added by 0025 and dropped by
+    its downgrade, the memberships kept both ways."""
+    engine = create_async_engine(database_url)
+    suspension = {"suspended_at", "suspended_until", "suspension_reason"}
+    try:
+        now = datetime(2026, 12, 7, tzinfo=UTC)
+        await migrate.downgrade(engine, "0017")
+        async with engine.begin() as conn:
+            tables = await conn.run_sync(lambda sync: _reflected(sync))
+            assert not suspension & set(tables["memberships"].columns.keys())
+            group = await _insert_row(
+                conn, tables["actors"], iri="https://here.test/groups/g", type="Group", handle="g",
+                host="here.test", local=True, created_at=now, updated_at=now,
+            )  # fmt: skip
+            person = await _insert_row(
+                conn, tables["actors"], iri="https://here.test/users/p", type="Person", handle="p",
+                host="here.test", local=True, created_at=now, updated_at=now,
+            )  # fmt: skip
+            await _insert_row(
+                conn, tables["memberships"], group_id=group, member_id=person, role="member", state="active",
+                created_at=now, updated_at=now,
+            )  # fmt: skip
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            memberships = (await conn.run_sync(lambda sync: _reflected(sync)))["memberships"]
+            assert suspension <= set(memberships.columns.keys())
+            await conn.execute(
+                memberships.update().values(suspended_at=now, suspended_until=now, suspension_reason="Pause")
+            )
+        await migrate.downgrade(engine, "0017")
+        async with engine.connect() as conn:
+            memberships = (await conn.run_sync(lambda sync: _reflected(sync)))["memberships"]
+            assert (await conn.execute(select(memberships.c.state))).scalars().all() == ["active"]
+    finally:
+        await engine.dispose()

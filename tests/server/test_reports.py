@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -465,13 +466,13 @@ def test_the_command_line_lists_and_acts_on_reports(
                     Report(
                         activity_iri=f"{mia.iri}/reports/{i}",
                         reporter_id=mia.id,
-                        target_iris=[post],
+                        target_iris=[post if i < 3 else mia.iri],
                         content=f"motif {i}",
                         created_at=utc_now(),
                         local=True,
                         group_id=demo.id,
                     )
-                    for i in range(3)
+                    for i in range(4)
                 ]
                 session.add_all(rows)
                 await session.flush()
@@ -488,7 +489,7 @@ def test_the_command_line_lists_and_acts_on_reports(
         return code, captured.out, captured.err
 
     code, out, _ = cli("report", "list")
-    assert code == 0 and len(out.splitlines()) == 3 and "motif 0" in out and "/users/mia" in out
+    assert code == 0 and len(out.splitlines()) == 4 and "motif 0" in out and "/users/mia" in out
     code, out, _ = cli("report", "list", "--as", "mo", "--json")
     assert code == 0 and [r["id"] for r in json.loads(out)] == sorted(ids, reverse=True)
     code, _, err = cli("report", "list", "--as", "mia")
@@ -502,9 +503,16 @@ def test_the_command_line_lists_and_acts_on_reports(
     assert code == 0 and out.strip() == post
     code, _, err = cli("report", "dismiss", str(ids[2]), "--as", "mia")
     assert code == 1 and "no such report" in err
+    until = (utc_now() + timedelta(days=3)).date().isoformat()
+    code, _, err = cli("report", "suspend-member", str(ids[1]), "--as", "mo", "--until", until)
+    assert code == 1 and "already closed" in err
+    code, out, err = cli("report", "suspend-member", str(ids[3]), "--as", "mo", "--until", until)
+    assert code == 0 and out.strip().endswith("/users/mia"), err
+    code, out, _ = cli("member", "list", "--association", "demo", "--state", "active")
+    assert any(line.startswith("@mia@") and "\tsuspended\t" in line for line in out.splitlines())
     code, out, _ = cli("audit", "list", "--action", "report.")
-    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["cli", "cli"]
-    assert "report.remove" in out and "report.dismiss" in out
+    assert code == 0 and [line.split("\t")[1] for line in out.splitlines()] == ["cli", "cli", "cli"]
+    assert "report.remove" in out and "report.dismiss" in out and "report.suspend-member" in out
 
 
 def _body(tmp_path: Path) -> Path:
@@ -536,3 +544,68 @@ async def test_block_actions_block_the_reported_peer_and_its_domain_for_node_adm
         actions = (await session.scalars(select(AuditEntry.action))).all()
     assert blocked == [PEER_AUTHOR] and domains == ["127.0.0.1:9"]
     assert {"report.block-actor", "actor.block", "report.block-domain", "domain.block"} <= set(actions)
+
+
+async def test_suspend_member_from_a_report_and_failed_actions_said_on_the_queue(node: Node) -> None:
+    from tests.server.test_web_account import _csrf, _sign_in
+
+    api, t, posts = await _scene(node)
+    mia = node.uris.iri("/users/mia")
+    # through the API: the reported member is suspended until a date, the report resolved
+    first = await _file(api, t["zed"], mia, "Insultes")
+    until = (utc_now() + timedelta(days=5)).date().isoformat()
+    body = {"action": "suspend-member", "text": "Une semaine de pause", "until": until}
+    status, done, _ = await api.call("POST", f"/api/reports/{first}/actions", token=t["mo"], body=body)
+    assert status == 200
+    assert (done["action"], done["member"], done["state"]) == ("suspend-member", mia, "resolved")
+    async with node.sessions() as session:
+        row = await session.scalar(
+            select(Membership).join(Actor, Actor.id == Membership.member_id).where(Actor.iri == mia)
+        )
+    assert row is not None and row.suspension_reason == "Une semaine de pause"
+    assert row.suspended_until is not None and row.suspended_until.date().isoformat() == until
+    # on the web: removing the member asks to confirm first, then a handled report is said (409)
+    second = await _file(api, t["zed"], mia, "Encore")
+    assert (await _sign_in(node.client, "mo")).status == 303
+    queue_page = await _page(node, "/moderation?association=demo")
+    assert "Suspend the member" in queue_page
+    csrf = _csrf(queue_page)
+    form = {"csrf": csrf, "action": "remove-member", "text": "Exclu", "back": "/moderation?association=demo"}
+    ask = await node.client.post(f"/moderation/reports/{second}", data=form, headers=HTML)
+    text = await ask.text()
+    assert ask.status == 200 and 'name="confirm"' in text and 'name="confirming" value="yes"' in text
+    unticked = await node.client.post(
+        f"/moderation/reports/{second}", data={**form, "confirming": "yes"}, headers=HTML
+    )
+    assert unticked.status == 400 and "Tick the box to confirm" in await unticked.text()
+    dismissed = await node.client.post(
+        f"/moderation/reports/{second}",
+        data={**form, "action": "dismiss"},
+        headers=HTML,
+        allow_redirects=False,
+    )
+    assert dismissed.status == 303
+    before = await node.row_counts()
+    late = await node.client.post(
+        f"/moderation/reports/{second}", data={**form, "confirm": "yes"}, headers=HTML
+    )
+    text = await late.text()
+    assert late.status == 409 and "already handled by someone else" in text and 'class="tabs"' in text
+    assert await node.row_counts() == before
+    # a report on content with no person behind it here: the queue says the action does not apply
+    third = await _file(api, t["mia"], node.uris.iri("/groups/demo"), "Groupe")
+    wrong = await node.client.post(
+        f"/moderation/reports/{third}", data={**form, "action": "warn", "text": "x"}, headers=HTML
+    )
+    assert wrong.status == 400 and "does not apply" in await wrong.text()
+    # confirmed: the member is removed
+    fourth = await _file(api, t["zed"], mia, "Toujours")
+    done_page = await node.client.post(
+        f"/moderation/reports/{fourth}",
+        data={**form, "confirm": "yes"},
+        headers=HTML,
+        allow_redirects=False,
+    )
+    assert done_page.status == 303, await done_page.text()
+    gone = select(Membership.id).join(Actor, Actor.id == Membership.member_id).where(Actor.iri == mia)
+    assert await node.scalar(gone) is None

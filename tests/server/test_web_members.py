@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp.test_utils import unused_port
 from sqlalchemy import select, update
 
 from federation.types import utc_now
 from server.db.models import Activity, Actor, AuditEntry, Invitation, Membership
+from tests.server.test_api import Api, _alert
 from tests.server.test_web_account import _csrf, _sign_in
 from tests.support.nodes import Node
 
@@ -153,7 +156,8 @@ async def test_admins_and_moderators_answer_requests_change_roles_and_remove_mem
     assert "Réservé aux patients de Lyon." in reject["content"] and reject["to"] == [PEER]
     assert "Request refused" in await _get(node, f"{MANAGE}?done=refused")
     # no pending request any more: 404, never a 500
-    assert (await _post(node, MANAGE, f"{MANAGE}/approve", member=lou)).status == 404
+    response = await _post(node, MANAGE, f"{MANAGE}/approve", member=lou)
+    assert response.status == 404 and "This request is no longer waiting" in await response.text()
     # a moderator may not change roles, nor remove an admin
     assert (await _post(node, MANAGE, f"{MANAGE}/role", member=mia, role="moderator")).status == 403
     assert (await _post(node, MANAGE, f"{MANAGE}/remove", member=alice)).status == 403
@@ -173,7 +177,7 @@ async def test_admins_and_moderators_answer_requests_change_roles_and_remove_mem
     )
     assert await _role(node, "alice") == "admin"
     # the admin removes lou (a local member: nothing to send)
-    response = await _post(node, MANAGE, f"{MANAGE}/remove", member=lou)
+    response = await _post(node, MANAGE, f"{MANAGE}/remove", member=lou, confirm="yes")
     assert response.status == 303 and await _state(node, "lou") is None
     assert (await _post(node, MANAGE, f"{MANAGE}/remove", member="not an iri")).status == 404
     assert await _get(node, "/groups/nothing/admin/members", 404)
@@ -306,3 +310,120 @@ async def test_the_directory_is_for_members_and_the_account_page_takes_one_out(n
     await _as(node, "alice")
     await _get(node, "/groups/demo/directory")
     await _get(node, "/groups/nothing/directory", 404)
+
+
+async def _suspended(node: Node, handle: str) -> Any:
+    return await node.scalar(
+        select(Membership.suspended_at)
+        .join(Actor, Actor.id == Membership.member_id)
+        .where(Actor.handle == handle, Actor.type == "Person")
+        .where(Membership.group_id == select(Actor.id).where(Actor.handle == "demo").scalar_subquery())
+    )
+
+
+async def test_suspending_and_removing_are_confirmed_and_refusals_are_said_on_the_page(node: Node) -> None:
+    await _world(node)
+    mia, alice = node.uris.person("mia"), node.uris.person("alice")
+    alert = await Api(node).create("demo", "alerts", await node.token("alice"), _alert())
+    await _as(node, "mo")
+    assert f'action="{MANAGE}/suspend"' in await _get(node, MANAGE)
+    confirm = await _get(node, f"{MANAGE}/suspend?member={quote(mia, safe='')}")
+    assert re.search(r'type="checkbox" id="confirm" name="confirm" value="yes" required', confirm)
+    assert 'name="until"' in confirm and "@mia@" in confirm
+    french = await node.client.get(
+        f"{MANAGE}/suspend?member={quote(mia, safe='')}", headers={**HTML, "Accept-Language": "fr"}
+    )
+    assert "Oui, suspendre" in await french.text()
+    # the box not ticked, or a date gone: said on the confirmation page, nothing changed
+    response = await _post(node, MANAGE, f"{MANAGE}/suspend", member=mia, reason="Calme")
+    assert response.status == 400 and "Tick the box to confirm" in await response.text()
+    response = await _post(
+        node, MANAGE, f"{MANAGE}/suspend", member=mia, until="2001-01-01", reason="Calme", confirm="yes"
+    )
+    text = await response.text()
+    assert response.status == 400 and re.search(r'id="until"[^>]*aria-invalid="true"', text)
+    assert "Calme" in text and await _suspended(node, "mia") is None
+    until = (utc_now() + timedelta(days=2)).date().isoformat()
+    response = await _post(
+        node, MANAGE, f"{MANAGE}/suspend", member=mia, until=until, reason="Calme", confirm="yes"
+    )
+    assert response.status == 303 and response.headers["Location"] == f"{MANAGE}?done=suspended"
+    page = await _get(node, f"{MANAGE}?done=suspended")
+    assert "Member suspended." in page and "Lift the suspension" in page and "Calme" in page
+    # mia still reads the alert, but her reply is refused with a message of its own (403)
+    await _as(node, "mia")
+    where = alert["id"].removeprefix(node.uris.origin)
+    response = await _post(node, where, f"{where}/reply", content="Non")
+    assert response.status == 403 and "A moderator suspended you in this association" in await response.text()
+    assert "Calme" in await _get(node, "/notifications")
+    # lifted; lifting again is said on the page (409)
+    await _as(node, "mo")
+    response = await _post(node, MANAGE, f"{MANAGE}/unsuspend", member=mia)
+    assert response.status == 303 and await _suspended(node, "mia") is None
+    response = await _post(node, MANAGE, f"{MANAGE}/unsuspend", member=mia)
+    assert response.status == 409 and "This member is not suspended" in await response.text()
+    # a moderator does not get to confirm removing an admin: the page says why (403)
+    refused = await _get(node, f"{MANAGE}/remove?member={quote(alice, safe='')}", 403)
+    assert "only an admin acts on an admin" in refused and 'id="active-title"' in refused
+    # removal is confirmed as well; then removing her again says she left (404), nothing else
+    response = await _post(node, MANAGE, f"{MANAGE}/remove", member=mia)
+    assert response.status == 400 and await _state(node, "mia") == "active"
+    response = await _post(node, MANAGE, f"{MANAGE}/remove", member=mia, confirm="yes")
+    assert response.status == 303 and await _state(node, "mia") is None
+    before = await node.row_counts()
+    response = await _post(node, MANAGE, f"{MANAGE}/remove", member=mia, confirm="yes")
+    text = await response.text()
+    assert response.status == 404 and "is not a member any more" in text and 'id="active-title"' in text
+    assert await node.row_counts() == before
+    async with node.sessions() as session:
+        rows = (await session.execute(select(AuditEntry.action, AuditEntry.channel))).all()
+    assert [(a, c) for a, c in rows if a in ("member.suspend", "member.unsuspend")] == [
+        ("member.suspend", "web"),
+        ("member.unsuspend", "web"),
+    ]
+
+
+async def _many_members(node: Node, count: int) -> None:
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        demo = await session.scalar(select(Actor.id).where(Actor.handle == "demo", Actor.type == "Group"))
+        for n in range(count):
+            iri = f"http://{PEER_HOST}/users/m{n:03d}"
+            person = Actor(
+                iri=iri, local=False, type="Person", handle=f"m{n:03d}", host=PEER_HOST,
+                inbox_iri=f"{iri}/inbox", created_at=now, updated_at=now,
+            )  # fmt: skip
+            session.add(person)
+            await session.flush()
+            session.add(
+                Membership(
+                    group_id=demo, member_id=person.id, role="member", state="active",
+                    created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
+
+
+def _handles(page: str) -> list[str]:
+    return re.findall(r'<span class="handle">@(m\d{3}|alice|mo|mia)@', page)
+
+
+def _rel(page: str, rel: str) -> str:
+    match = re.search(rf'<a href="([^"]+)" rel="{rel}"', page)
+    assert match, f"no {rel} link"
+    return html.unescape(match.group(1))
+
+
+async def test_the_members_page_and_the_directory_page_through_many_members(node: Node) -> None:
+    await _world(node)
+    await _many_members(node, 60)  # 63 members: two pages of 50
+    for who, path in (("mo", MANAGE), ("mia", "/groups/demo/directory")):
+        await _as(node, who)
+        first = await _get(node, path)
+        assert len(_handles(first)) == 50 and _handles(first)[0] == "m059" and 'rel="prev"' not in first
+        second = await _get(node, _rel(first, "next"))
+        assert len(_handles(second)) == 13 and _handles(second)[-1] == "alice" and 'rel="next"' not in second
+        assert _handles(await _get(node, _rel(second, "prev"))) == _handles(first)
+        assert not set(_handles(first)) & set(_handles(second))
+    await _as(node, "mo")
+    assert "(63)" in await _get(node, MANAGE)
+    await _get(node, "/groups/demo/directory?after=x", 400)

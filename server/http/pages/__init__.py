@@ -89,6 +89,9 @@ async def html_error_middleware(request: web.Request, handler: Handler) -> web.S
     ):
         return response
     key = str(response.status) if response.status in ERROR_STATUSES else "other"
+    body = response.body if isinstance(response.body, bytes) else b""
+    if response.status == 403 and b'"code":"member_suspended"' in body:
+        key = "suspended"  # said as such: the member reads on, and acts again when it ends
     context = {"heading": f"error_title_{key}", "text": f"error_text_{key}"}
     page = await w.render(request, "error.html", context, status=response.status, private=True, title="error")
     for name in ("Allow", "Retry-After", "WWW-Authenticate"):

@@ -92,8 +92,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
         await drafts.submit(request.app[FEDERATION], editor.group, user.actor, kind, request_of(kind, data))
     except (InvalidInput, Forbidden) as exc:
         errors = refusals(exc)
+        status = 403 if isinstance(exc, Forbidden) else 400  # a suspended member, said on the form
         return await form_page(
-            request, editor.group, kind, mode="draft", values=data, errors=errors, status=400
+            request, editor.group, kind, mode="draft", values=data, errors=errors, status=status
         )
     raise web.HTTPSeeOther(f"/groups/{editor.group.handle}/drafts?done=submitted")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -152,6 +152,14 @@ async def timeline_page(request: web.Request) -> web.Response:
 # --- notifications --------------------------------------------------------------------------------
 
 
+def _instant(value: Any) -> datetime | None:
+    """An instant a notification carries as ISO 8601 (a suspension's end), for the page's dates."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 @routes.get("/notifications")
 async def notifications_page(request: web.Request) -> web.Response:
     user = await w.require_signed_in(request)
@@ -169,7 +177,9 @@ async def notifications_page(request: web.Request) -> web.Response:
             now=node.clock(),
             reminder_before=node.settings.events.reminder_before,
         )
-        actor_iris = {n.actor for n in page.items if n.actor}
+        actor_iris = {n.actor for n in page.items if n.actor} | {
+            str(n.detail["association"]) for n in page.items if n.detail and n.detail.get("association")
+        }
         object_iris = {n.object for n in page.items if n.object}
         actors = await directory.by_iris(session, actor_iris)
         objects = await reading.objects_by_iris(session, object_iris)
@@ -182,6 +192,8 @@ async def notifications_page(request: web.Request) -> web.Response:
             "href": page_of(objects[n.object]) if n.object in objects else None,
             "result": sorted((n.detail or {}).get("result", {}).items()),
             "state": (n.detail or {}).get("state"),
+            "until": _instant((n.detail or {}).get("until")),
+            "association": actors.get(str((n.detail or {}).get("association", ""))),
         }
         for n in page.items
     ]

@@ -1,12 +1,15 @@
 """An association's members in the browser (issue 17): the page of its admins and moderators
-(requests to join, members and their roles, removal), invitation links, the accept page of a link,
-the member directory, and the directory setting of a member's account.
+(requests to join, members and their roles, paged; removal and suspension, each confirmed on a
+page of its own with a box to tick, no script needed), invitation links, the accept page of a
+link, the member directory (paged both ways), and the directory setting of a member's account.
 
 Every action calls the service the CLI and the JSON API call (``server.services.membership``),
 with the same role checks: admins and moderators answer requests and remove members (only an
 admin removes an admin), admins change roles and manage invitations. A refusal's reason goes with
 the ``Reject`` as the CLI's ``--reason`` does. Forms carry the session's CSRF token
-(:func:`server.http.pages.core.form`); a refused action is said next to its field, never a 500.
+(:func:`server.http.pages.core.form`); a refused action (a member who left, a role that does not
+allow it, a suspended manager) shows the page again with the reason, next to its field when it has
+one, with the status of the refusal and nothing changed: never a bare error page.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from server.appkeys import FEDERATION, NODE
 from server.http.pages import core as w
 from server.http.params import int_param
 from server.services.accounts.sessions import SignedIn
-from server.services.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
-from server.services.membership import directory, invitations
+from server.services.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, ServiceError
+from server.services.membership import directory, invitations, suspension
 from server.services.membership import members as membership
+from server.services.membership.standing import Suspended
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer, ViewerKind
 
@@ -34,7 +38,8 @@ INVITES: Final = GROUP + "/admin/invitations"
 DIRECTORY_PATH: Final = GROUP + "/directory"
 INVITE: Final = "/invite/{token}"
 DIRECTORY_PAGE: Final = 50
-MEMBER_NOTICES: Final = ("approved", "refused", "role", "removed")
+MEMBERS_PAGE: Final = 50
+MEMBER_NOTICES: Final = ("approved", "refused", "role", "removed", "suspended", "unsuspended")
 INVITE_NOTICES: Final = ("revoked",)
 
 
@@ -63,8 +68,14 @@ async def _members_page(
     error: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    async with request.app[NODE].sessions() as session:
-        roster = await directory.roster(session, _reader(user), group)
+    node = request.app[NODE]
+    before = int_param(request, "before", minimum=1) if request.method == "GET" else None
+    after = int_param(request, "after", minimum=1) if request.method == "GET" else None
+    async with node.sessions() as session:
+        roster = await directory.roster(
+            session, _reader(user), group, now=node.clock(), before=before, after=after, limit=MEMBERS_PAGE
+        )
+    base = f"/groups/{group.handle}/admin/members"
     context = {
         "group": group,
         "roster": roster,
@@ -72,6 +83,8 @@ async def _members_page(
         "error": error or {},
         "notice": _notice(request, MEMBER_NOTICES),
         "reason_max": membership.MAX_REASON_CHARS,
+        "older": f"{base}?before={roster.active.older}" if roster.active.older is not None else None,
+        "newer": f"{base}?after={roster.active.newer}" if roster.active.newer is not None else None,
     }
     return await w.render(request, "members_admin.html", context, status=status, title="members_title")
 
@@ -86,7 +99,33 @@ async def members_page(request: web.Request) -> web.Response:
 MEMBER_ERRORS: Final[dict[str, tuple[str, int]]] = {
     "reason": ("members_reason_invalid", 400),
     "role": ("members_role_invalid", 400),
+    "until": ("members_until_invalid", 400),
 }
+
+
+def _refusal(exc: ServiceError, action: str = "") -> tuple[str, str, int]:
+    """What the page says of a refused ``action``: (field, catalogue key, status)."""
+    field = str(exc.context.get("field", ""))
+    if isinstance(exc, Suspended):
+        return "", "members_you_are_suspended", 403
+    if isinstance(exc, Conflict):
+        return field, "members_last_admin" if field == "role" else "members_not_suspended", 409
+    if isinstance(exc, NotFound):
+        return "", "members_no_request" if action in ("approve", "refuse") else "members_not_member", 404
+    if isinstance(exc, Forbidden):
+        return "", "members_forbidden", 403
+    key, status = MEMBER_ERRORS.get(field, ("members_bad_input", 400))
+    return field, key, status
+
+
+async def _refused(
+    request: web.Request, user: SignedIn, group: Any, member_iri: str, exc: ServiceError, action: str = ""
+) -> web.Response:
+    """The members page again, the refusal said (next to its field, or above the lists); nothing
+    was changed."""
+    field, key, status = _refusal(exc, action)
+    error = {"member": member_iri, "field": field, "key": key}
+    return await _members_page(request, user, group, error=error, status=status)
 
 
 async def _act(request: web.Request, action: str) -> web.StreamResponse:
@@ -105,16 +144,10 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
         elif action == "role":
             await membership.set_role(fed, group, member_iri, w.field(data, "role"), by=user.actor)
         else:
-            await membership.remove(fed, group, member_iri, by=user.actor)
-    except Conflict:
-        error = {"member": member_iri, "field": "role", "key": "members_last_admin"}
-        return await _members_page(request, user, group, error=error, status=409)
-    except InvalidInput as exc:
-        field = str(exc.context.get("field", ""))
-        key, status = MEMBER_ERRORS.get(field, ("members_bad_input", 400))
-        error = {"member": member_iri, "field": field, "key": key}
-        return await _members_page(request, user, group, error=error, status=status)
-    done = {"approve": "approved", "refuse": "refused", "role": "role", "remove": "removed"}[action]
+            await suspension.unsuspend(fed, group, member_iri, by=user.actor)
+    except ServiceError as exc:
+        return await _refused(request, user, group, member_iri, exc, action)
+    done = {"approve": "approved", "refuse": "refused", "role": "role", "unsuspend": "unsuspended"}[action]
     raise web.HTTPSeeOther(f"/groups/{group.handle}/admin/members?done={done}")
 
 
@@ -133,9 +166,110 @@ async def change_role(request: web.Request) -> web.StreamResponse:
     return await _act(request, "role")
 
 
+@routes.post(MANAGE + "/unsuspend")
+async def unsuspend(request: web.Request) -> web.StreamResponse:
+    return await _act(request, "unsuspend")
+
+
+# --- removal and suspension: a confirmation first --------------------------------------------------
+
+
+async def _confirm_page(
+    request: web.Request,
+    group: Any,
+    member: directory.Entry,
+    action: str,
+    *,
+    typed: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "kind": action,
+        "text_key": f"confirm_{action}_text",
+        "heading": group.name or group.handle,
+        "subject": f"{member.name} (@{member.handle}@{member.host})",
+        "form_action": f"/groups/{group.handle}/admin/members/{action}",
+        "back": f"/groups/{group.handle}/admin/members",
+        "hidden": {"member": member.iri},
+        "typed": typed or {},
+        "errors": errors or {},
+        "reason_max": membership.MAX_REASON_CHARS,
+        "reason_name": "reason",
+    }
+    return await w.render(request, "members_confirm.html", context, status=status, title=f"confirm_{action}")
+
+
+async def _member(request: web.Request, user: SignedIn, group: Any, member_iri: str) -> directory.Entry:
+    node = request.app[NODE]
+    async with node.sessions() as session:
+        return await directory.managed_member(session, _reader(user), group, member_iri, now=node.clock())
+
+
+async def _confirm(request: web.Request, action: str) -> web.Response:
+    """The page that asks to confirm a removal or a suspension (nothing is changed by a GET)."""
+    user = await w.require_signed_in(request)
+    group = await _association(request)
+    member_iri = request.query.get("member", "")[:2048]
+    try:
+        member = await _member(request, user, group, member_iri)
+    except (NotFound, Forbidden) as exc:
+        return await _refused(request, user, group, member_iri, exc)
+    return await _confirm_page(request, group, member, action)
+
+
+@routes.get(MANAGE + "/remove")
+async def confirm_removal(request: web.Request) -> web.Response:
+    return await _confirm(request, "remove")
+
+
+@routes.get(MANAGE + "/suspend")
+async def confirm_suspension(request: web.Request) -> web.Response:
+    return await _confirm(request, "suspend")
+
+
+async def _confirmed(request: web.Request, action: str) -> web.StreamResponse:
+    """A removal or suspension, done only when its box is ticked; a refusal said on the page that
+    asked (its fields) or on the members page (the member, the roles), nothing changed."""
+    user = await w.require_signed_in(request)
+    data = await w.form(request, user)
+    group = await _association(request)
+    member_iri = w.field(data, "member")
+    fed = request.app[FEDERATION]
+    typed = {"until": w.field(data, "until")[:40], "reason": w.field(data, "reason")}
+    try:
+        member = await _member(request, user, group, member_iri)
+    except (NotFound, Forbidden) as exc:
+        return await _refused(request, user, group, member_iri, exc)
+    if w.field(data, "confirm") != "yes":
+        errors = {"confirm": "members_confirm_required"}
+        return await _confirm_page(request, group, member, action, typed=typed, errors=errors, status=400)
+    try:
+        if action == "remove":
+            await membership.remove(fed, group, member_iri, by=user.actor)
+        else:
+            until = suspension.parse_until(typed["until"], now=fed.node.clock())
+            await suspension.suspend(
+                fed, group, member_iri, by=user.actor, until=until, reason=typed["reason"]
+            )
+    except ServiceError as exc:
+        field, key, status = _refusal(exc)
+        if field not in ("until", "reason"):
+            return await _refused(request, user, group, member_iri, exc)
+        errors = {field: key}
+        return await _confirm_page(request, group, member, action, typed=typed, errors=errors, status=status)
+    done = "removed" if action == "remove" else "suspended"
+    raise web.HTTPSeeOther(f"/groups/{group.handle}/admin/members?done={done}")
+
+
 @routes.post(MANAGE + "/remove")
 async def remove(request: web.Request) -> web.StreamResponse:
-    return await _act(request, "remove")
+    return await _confirmed(request, "remove")
+
+
+@routes.post(MANAGE + "/suspend")
+async def suspend(request: web.Request) -> web.StreamResponse:
+    return await _confirmed(request, "suspend")
 
 
 # --- invitations (admins) -------------------------------------------------------------------------
@@ -262,20 +396,23 @@ async def accept_invite(request: web.Request) -> web.StreamResponse:
 
 @routes.get(DIRECTORY_PATH)
 async def directory_page(request: web.Request) -> web.Response:
-    """The association's members, for its members only (a stranger gets 403)."""
+    """The association's members, for its members only (a stranger gets 403), a page at a time."""
     user = await w.require_signed_in(request)
     group = await _association(request)
     before = int_param(request, "before", minimum=1)
+    after = int_param(request, "after", minimum=1)
     async with request.app[NODE].sessions() as session:
-        entries, cursor = await directory.directory(
-            session, _reader(user), group, before=before, limit=DIRECTORY_PAGE
+        found = await directory.directory(
+            session, _reader(user), group, before=before, after=after, limit=DIRECTORY_PAGE
         )
         role = await visibility.role_in(session, _reader(user), group)
+    base = f"/groups/{group.handle}/directory"
     context = {
         "group": group,
-        "entries": entries,
-        "next": f"/groups/{group.handle}/directory?before={cursor}" if cursor is not None else None,
-        "first": f"/groups/{group.handle}/directory" if before is not None else None,
+        "entries": found.entries,
+        "next": f"{base}?before={found.older}" if found.older is not None else None,
+        "previous": f"{base}?after={found.newer}" if found.newer is not None else None,
+        "first": base if found.newer is not None else None,
         "role": role,
         "opted_out": user.account.directory_opt_out,
         "notice": _notice(request, ("joined",)),

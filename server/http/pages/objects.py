@@ -32,6 +32,7 @@ from server.services.content import local as content
 from server.services.content.sanitize import plain_text, sanitize_html
 from server.services.errors import Forbidden, InvalidInput
 from server.services.events import agenda
+from server.services.membership.standing import Suspended
 from server.services.reading import objects as reading
 from server.services.reading.visibility import Viewer
 from server.services.types import RemoteObject, Session
@@ -256,7 +257,8 @@ async def reply(request: web.Request) -> web.Response:
             by=user.actor,
         )
     except (InvalidInput, Forbidden) as exc:
-        return await _render(request, errors={"content": exc.detail}, reply_text=text, status=_status(exc))
+        said = {"content": _said(exc)}
+        return await _render(request, errors=said, reply_text=text, status=_status(exc))
     raise web.HTTPSeeOther(request.path.removesuffix("/reply") + "#replies-title")
 
 
@@ -274,8 +276,14 @@ async def vote(request: web.Request) -> web.Response:
     try:
         await polls.cast(fed, user.actor, {"name": choice, "inReplyTo": question.iri}, by=user.actor)
     except (InvalidInput, Forbidden) as exc:
-        return await _render(request, errors={"choice": exc.detail}, status=_status(exc))
+        return await _render(request, errors={"choice": _said(exc)}, status=_status(exc))
     raise web.HTTPSeeOther(request.path.removesuffix("/vote") + "?voted=1")
+
+
+def _said(error: InvalidInput | Forbidden) -> str:
+    """What the form says of a refusal: a suspended member's own message (a catalogue key, as
+    the error page says it), else the service's words."""
+    return "error_text_suspended" if isinstance(error, Suspended) else error.detail
 
 
 def _status(error: Exception) -> int:

@@ -31,6 +31,7 @@ from server.services.federation import Federation
 from server.services.membership import members as membership
 from server.services.reading import visibility
 from server.services.reading.visibility import ACTING_ROLES
+from server.services.membership.standing import check_acting
 
 MAX_PENDING_PER_AUTHOR: Final = 20
 """Pending drafts one member may have in one association (a member cannot flood its moderators)."""
@@ -125,6 +126,7 @@ async def submit(
     async with fed.node.sessions.begin() as session:
         if not await membership.is_active_member(session, group.id, author.id):
             raise Forbidden("only the association's active members propose drafts")
+        await check_acting(session, group, [author], now=now)
         pending = await session.scalars(
             select(Draft.id).where(
                 Draft.group_id == group.id, Draft.author_id == author.id, Draft.state == "pending"
@@ -225,6 +227,7 @@ async def refuse(fed: Federation, group: Actor, draft_id: int, *, by: Actor, rea
     clean = content.text(reason, "reason", MAX_REASON_CHARS) or ""
     async with fed.node.sessions() as session:
         await _decidable(session, group, by, draft_id)
+        await check_acting(session, group, [by], now=fed.node.clock())
     now = fed.node.clock()
     await _claim(fed, draft_id, "refused", decided_at=now, decided_by_id=by.id, reason=clean.strip())
     async with fed.node.sessions.begin() as session:

@@ -35,6 +35,7 @@ from server.services.content.remote import sanitized_document
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.content.sanitize import sanitize_html
 from server.services.actors.signing import actor_key_pair
+from server.services.membership.standing import check_acting
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ async def endorse(fed: Federation, group: Actor, obj: Mapping[str, Any], *, by: 
         raise InvalidInput("object must be the proposal's IRI", field="object")
     statement = text(obj.get("content"), "content", MAX_STATEMENT_CHARS)
     async with fed.node.sessions() as session:
+        await check_acting(session, group, [by], now=fed.node.clock())
         proposal = await session.scalar(select(RemoteObject).where(RemoteObject.iri == proposal_iri))
         author = await session.get(Actor, proposal.attributed_to_id) if proposal is not None else None
     if (

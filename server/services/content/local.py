@@ -57,6 +57,7 @@ from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.media import uploads as media_service
 from server.services.membership import members as membership_service
+from server.services.membership.standing import check_acting
 from server.services.reading import visibility
 
 __all__ = [
@@ -263,7 +264,7 @@ async def create(
     self_only = c2s and unaddressed(obj)
     kind = kinds.requested(obj, author)
     now = fed.node.clock()
-    place = await _placement(fed, author, obj)
+    place = await _placement(fed, author, obj, by)
     blind = blind_recipients(obj)
     addressed = {**obj, "cc": [*iri_list(obj.get("cc"), "cc"), *place.others]} if place.others else obj
     to, cc, level = _addressing(
@@ -295,13 +296,15 @@ async def create(
     return Published(published.iri, row.iri)
 
 
-async def _placement(fed: Federation, author: Actor, obj: Mapping[str, Any]) -> _Placement:
+async def _placement(fed: Federation, author: Actor, obj: Mapping[str, Any], by: Actor) -> _Placement:
     """The parent (checked first, case 54; a peer's we do not hold is fetched from its origin)
-    and the association the content belongs to."""
+    and the association the content belongs to, in which neither the author nor ``by`` may be
+    suspended (``membership/standing.py``)."""
     in_reply_to = iri_value(obj.get("inReplyTo"), "inReplyTo")
     async with fed.node.sessions() as session:
         held = await replies.readable_parent(session, fed, author, in_reply_to)
         group, into, others = await _posting_group(session, fed, author, obj, held)
+        await check_acting(session, group, [author, by], now=fed.node.clock())
     if in_reply_to is None:
         return _Placement(None, group, into, others)
     fetched = (
@@ -514,6 +517,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     async with fed.node.sessions.begin() as session:
         stored = await session.get(RemoteObject, row.id)
         assert stored is not None
+        await check_acting(session, await _group_of(session, author, stored), [author, by], now=now)
         published = await publish_update(
             fed,
             session,
@@ -530,6 +534,13 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
         await kind.after_update(kinds.Stored(fed, session, author, by, stored, stored.document, now))
     fed.notify_worker()
     return Published(published, row.iri)
+
+
+async def _group_of(session: AsyncSession, author: Actor, row: RemoteObject) -> Actor | None:
+    """The association an object belongs to: its author's, or the one it was posted into."""
+    if author.type == "Group":
+        return author
+    return await session.get(Actor, row.audience_id) if row.audience_id is not None else None
 
 
 CHANGE_NOTE = "changeNote"
@@ -688,6 +699,7 @@ async def announce(fed: Federation, author: Actor, object_iri: Any, *, by: Actor
     }
     priority = kinds.by_kind(row.kind).priority
     async with fed.node.sessions.begin() as session:
+        await check_acting(session, author, [by], now=now)
         published = await publish(session, author, activity, visibility="public", now=now, priority=priority)
         audit(session, author, by, f"{row.kind}.announce", row.iri, now)
     fed.notify_worker()

@@ -32,6 +32,7 @@ from server.services.reading import visibility
 from server.services.content.local import POLL_CLOSE, Published, audit, holders, owned, text, when
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
+from server.services.membership.standing import check_acting, is_suspended
 from server.services.delivery.outbox import new_activity_iri, publish
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,13 @@ async def check_vote(
         )
         if member is None:
             raise VoteRefused("only members of the association vote on this proposal")
+    standing = await session.scalar(
+        select(Membership).where(
+            Membership.group_id == question.attributed_to_id, Membership.member_id == voter.id
+        )
+    )
+    if is_suspended(standing, now):  # a peer's member too (ours are refused before: check_acting)
+        raise VoteRefused("a suspended member does not vote in the association")
     previous = (
         await session.scalars(
             select(Vote.choice).where(Vote.question_id == question.id, Vote.voter_id == voter.id)
@@ -183,6 +191,9 @@ async def cast(fed: Federation, voter: Actor, obj: Mapping[str, Any], *, by: Act
         author = await session.get(Actor, question.attributed_to_id) if question is not None else None
         as_voter = visibility.Viewer(visibility.ViewerKind.LOCAL, actor_id=voter.id, actor_iri=voter.iri)
         readable = question is not None and await visibility.can_read_object(session, as_voter, question)
+        if readable:  # a suspended member votes neither on its association's questions nor in its name
+            await check_acting(session, author, [voter, by], now=fed.node.clock())
+            await check_acting(session, voter, [by], now=fed.node.clock())
     if question is None or author is None or not readable or question.type != "Question":
         # A question the voter may not read answers like a missing one, before any rule (case 54).
         raise InvalidInput("inReplyTo names no question known here", field="inReplyTo")
@@ -351,6 +362,8 @@ async def close_early(fed: Federation, author: Actor, object_iri: Any, *, by: Ac
         raise InvalidInput(f"only a proposal or a poll is closed; this is a {row.kind}", field="object")
     if is_closed(row.document, fed.node.clock()):
         raise InvalidInput("this vote is already closed", field="object")
+    async with fed.node.sessions() as session:
+        await check_acting(session, author, [by], now=fed.node.clock())
     if not await tally(fed, row.id, close=True, by=by):
         raise InvalidInput("this vote is already closed", field="object")
     async with fed.node.sessions() as session:

@@ -51,6 +51,7 @@ from server.services.content import endorsements
 from server.services.membership import following
 from server.services.moderation import blocks
 from server.services.membership import members as membership
+from server.services.membership.standing import is_suspended
 from server.services.content import remote as objects
 from server.services.content import polls
 from server.services.reading import visibility
@@ -303,6 +304,14 @@ async def _group_gate(fed: Federation, content: Any, author: Actor) -> list[Acto
             if group is None:
                 continue
             member = await membership.is_active_member(session, group.id, author.id)
+            if member and is_suspended(
+                await actor_queries.membership(session, group.id, author.id), fed.node.clock()
+            ):
+                log.info(
+                    "post into an association refused: the member is suspended",
+                    extra={"group": group.iri, "actor": author.iri},
+                )
+                return None
             if member:
                 relaying.append(group)
                 continue

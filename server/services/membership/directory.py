@@ -22,21 +22,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import false, select
+from sqlalchemy import false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import ROLES as ROLES_OF_MODEL
 from server.db.models import Account, Actor, Membership
 from server.db.queries import actors as q
+from server.db.queries import memberships as keyset
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.membership.members import MANAGING_ROLES
+from server.services.membership.standing import is_suspended
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 
 STATES: Final = ("active", "pending")
 ROLES: Final = ROLES_OF_MODEL
 INT32_MAX: Final = 2**31 - 1
-ROSTER_LIMIT: Final = 500
+PENDING_LIMIT: Final = 500
+"""Requests to join the members page lists at once (the CLI and the API page through all)."""
 
 
 async def local_association(session: AsyncSession, handle: str) -> Actor:
@@ -66,6 +69,9 @@ class Entry:
     state: str
     since: datetime
     opted_out: bool
+    suspended: bool = False
+    suspended_until: datetime | None = None
+    suspension_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -90,29 +96,58 @@ def _query(group: Actor, state: str, *, with_opted_out: bool) -> Any:
     return query
 
 
+def _entry(row: Membership, actor: Actor, opted_out: Any, now: datetime | None) -> Entry:
+    """One listing line; ``now`` given: with the member's suspension (for admins and moderators)."""
+    suspended = now is not None and is_suspended(row, now)
+    return Entry(
+        cursor=row.id,
+        iri=actor.iri,
+        handle=actor.handle,
+        host=actor.host,
+        name=actor.name or actor.handle,
+        url=actor.url or actor.iri,
+        local=actor.local,
+        role=row.role,
+        state=row.state,
+        since=row.updated_at,
+        opted_out=bool(opted_out),
+        suspended=suspended,
+        suspended_until=row.suspended_until if suspended else None,
+        suspension_reason=row.suspension_reason if suspended else None,
+    )
+
+
 async def _entries(
     session: AsyncSession, query: Any, *, before: int | None, limit: int
 ) -> tuple[list[Entry], int | None]:
     if before is not None:  # memberships.id is a 32-bit integer: a larger cursor means "from the top"
         query = query.where(Membership.id < min(before, INT32_MAX))
     rows = (await session.execute(query.order_by(Membership.id.desc()).limit(limit + 1))).all()
-    entries = [
-        Entry(
-            cursor=row.id,
-            iri=actor.iri,
-            handle=actor.handle,
-            host=actor.host,
-            name=actor.name or actor.handle,
-            url=actor.url or actor.iri,
-            local=actor.local,
-            role=row.role,
-            state=row.state,
-            since=row.updated_at,
-            opted_out=bool(opted_out),
-        )
-        for row, actor, opted_out in rows[:limit]
-    ]
+    entries = [_entry(row, actor, opted_out, None) for row, actor, opted_out in rows[:limit]]
     return entries, entries[-1].cursor if len(rows) > limit else None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A page of members, newest first, and the cursors of the older and newer pages."""
+
+    entries: list[Entry]
+    older: int | None
+    newer: int | None
+
+
+async def _listing(
+    session: AsyncSession,
+    query: Any,
+    *,
+    before: int | None,
+    after: int | None,
+    limit: int,
+    now: datetime | None = None,
+) -> Listing:
+    found = await keyset.page(session, query, before=before, after=after, limit=limit)
+    entries = [_entry(row, actor, opted_out, now) for row, actor, opted_out in found.rows]
+    return Listing(entries, found.older, found.newer)
 
 
 async def lists_everyone(session: AsyncSession, viewer: Viewer, group: Actor) -> bool:
@@ -130,16 +165,24 @@ async def can_read_directory(session: AsyncSession, viewer: Viewer, group: Actor
 
 
 async def directory(
-    session: AsyncSession, viewer: Viewer, group: Actor, *, before: int | None, limit: int
-) -> tuple[list[Entry], int | None]:
-    """The member directory, newest member first, and the cursor of the next page.
+    session: AsyncSession,
+    viewer: Viewer,
+    group: Actor,
+    *,
+    before: int | None,
+    limit: int,
+    after: int | None = None,
+) -> Listing:
+    """A page of the member directory, newest member first (older than ``before``, or newer than
+    ``after``), with the cursors of the pages beside it.
 
     Raises:
         Forbidden: the viewer is not an active member allowed to read it.
     """
     if not await can_read_directory(session, viewer, group):
         raise Forbidden("the member directory is read by the association's members only")
-    return await _entries(session, _query(group, "active", with_opted_out=False), before=before, limit=limit)
+    query = _query(group, "active", with_opted_out=False)
+    return await _listing(session, query, before=before, after=after, limit=limit)
 
 
 async def members_page(
@@ -169,12 +212,23 @@ class Roster:
 
     role: str  # the reader's: admin or moderator
     pending: list[Entry]
-    active: list[Entry]
-    more: bool  # more members than the page shows
+    more_pending: bool  # more requests than the page shows
+    active: Listing  # a page of the members, with their suspensions
+    count: int  # active members in all
 
 
-async def roster(session: AsyncSession, viewer: Viewer, group: Actor) -> Roster:
-    """Pending requests and active members, for the association's admins and moderators.
+async def roster(
+    session: AsyncSession,
+    viewer: Viewer,
+    group: Actor,
+    *,
+    now: datetime,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> Roster:
+    """Pending requests and a page of the active members (older than ``before`` or newer than
+    ``after``), for the association's admins and moderators.
 
     Raises:
         Forbidden: the viewer is neither.
@@ -182,13 +236,41 @@ async def roster(session: AsyncSession, viewer: Viewer, group: Actor) -> Roster:
     role = await visibility.role_in(session, viewer, group)
     if role not in MANAGING_ROLES:
         raise Forbidden("only the association's admins and moderators manage its members")
-    pending, _ = await _entries(
-        session, _query(group, "pending", with_opted_out=True), before=None, limit=ROSTER_LIMIT
+    pending, more = await _entries(
+        session, _query(group, "pending", with_opted_out=True), before=None, limit=PENDING_LIMIT
     )
-    active, more = await _entries(
-        session, _query(group, "active", with_opted_out=True), before=None, limit=ROSTER_LIMIT
+    query = _query(group, "active", with_opted_out=True)
+    active = await _listing(session, query, before=before, after=after, limit=limit, now=now)
+    count = await session.scalar(
+        select(func.count(Membership.id)).where(Membership.group_id == group.id, Membership.state == "active")
     )
-    return Roster(str(role), pending, active, more is not None)
+    return Roster(str(role), pending, more is not None, active, int(count or 0))
+
+
+async def managed_member(
+    session: AsyncSession, viewer: Viewer, group: Actor, member_iri: str, *, now: datetime
+) -> Entry:
+    """One active member, as the members page shows it to the association's admins and moderators
+    (the page that confirms a removal or a suspension).
+
+    Raises:
+        Forbidden: the viewer is neither, or a moderator and the member an admin.
+        NotFound: no active member has this IRI.
+    """
+    role = await visibility.role_in(session, viewer, group)
+    if role not in MANAGING_ROLES:
+        raise Forbidden("only the association's admins and moderators manage its members")
+    found = (
+        await session.execute(
+            _query(group, "active", with_opted_out=True).where(Actor.iri == member_iri).limit(1)
+        )
+    ).first()
+    if found is None:
+        raise NotFound("not a member", field="member")
+    row, actor, opted_out = found
+    if row.role == "admin" and role != "admin":
+        raise Forbidden("only an admin removes or suspends an admin")
+    return _entry(row, actor, opted_out, now)
 
 
 async def set_opt_out(session: AsyncSession, actor_id: int, opt_out: bool) -> None:

@@ -28,6 +28,7 @@ from server.db.queries import actors as q
 from server.services import audit
 from server.services.context import NodeContext
 from server.services.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from server.services.membership.standing import check_acting
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ async def create(
     token = secrets.token_urlsafe(TOKEN_BYTES)
     async with node.sessions.begin() as session:
         await _admin(session, group, by)
+        await check_acting(session, group, [by], now=now)
         row = Invitation(
             token_hash=token_hash(token),
             group_id=group.id,
@@ -238,6 +240,7 @@ async def revoke(node: NodeContext, group: Actor, invitation_id: int, *, by: Act
     now = node.clock()
     async with node.sessions.begin() as session:
         await _admin(session, group, by)
+        await check_acting(session, group, [by], now=now)
         row = await session.scalar(
             select(Invitation).where(Invitation.id == invitation_id, Invitation.group_id == group.id)
         )

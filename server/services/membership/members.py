@@ -33,6 +33,7 @@ from server.services import audit
 from server.services.reading import timeline
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
+from server.services.membership.standing import check_acting
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.content.sanitize import text_paragraph
 
@@ -110,15 +111,22 @@ async def receive_join(fed: Federation, *, join_iri: str, group_iri: str, member
     return state
 
 
-async def _manager(session: Any, group: Actor, by: Actor) -> str:
-    role = await session.scalar(
-        select(Membership.role).where(
+async def manager(session: Any, group: Actor, by: Actor, *, now: datetime) -> str:
+    """``by``'s role when it manages the association's members: an active admin or moderator who
+    is not suspended (``standing.py``).
+
+    Raises:
+        Forbidden: anyone else (``Suspended`` for a suspended admin or moderator).
+    """
+    row = await session.scalar(
+        select(Membership).where(
             Membership.group_id == group.id, Membership.member_id == by.id, Membership.state == "active"
         )
     )
-    if role not in MANAGING_ROLES:
+    if row is None or row.role not in MANAGING_ROLES:
         raise Forbidden("only the association's admins and moderators manage its members")
-    return str(role)
+    await check_acting(session, group, [by], now=now)
+    return str(row.role)
 
 
 MAX_REASON_CHARS = 1000
@@ -145,7 +153,7 @@ async def decide(
         raise InvalidInput("a reason is given with a refusal only", field="reason")
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
-        await _manager(session, group, by)
+        await manager(session, group, by, now=now)
         member = await session.scalar(select(Actor).where(Actor.iri == member_iri))
         row = (
             await session.scalar(
@@ -187,7 +195,7 @@ async def remove(fed: Federation, group: Actor, member_iri: str, *, by: Actor) -
     """A moderator or admin removes a member (moderators cannot remove admins)."""
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
-        role = await _manager(session, group, by)
+        role = await manager(session, group, by, now=now)
         member = await session.scalar(select(Actor).where(Actor.iri == member_iri))
         row = (
             await session.scalar(
@@ -234,7 +242,7 @@ async def set_role(fed: Federation, group: Actor, member_iri: str, role: str, *,
         raise InvalidInput(f"role must be one of: {', '.join(ROLES)}", field="role")
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
-        if await _manager(session, group, by) != "admin":
+        if await manager(session, group, by, now=now) != "admin":
             raise Forbidden("only an admin changes roles")
         member = await session.scalar(select(Actor).where(Actor.iri == member_iri))
         row = (

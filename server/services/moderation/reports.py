@@ -31,6 +31,7 @@ from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.federation import Federation
 from server.services.membership import members as membership
+from server.services.membership import suspension
 from server.services.moderation import blocks
 from server.services.reading import visibility
 
@@ -495,6 +496,31 @@ async def remove_member(fed: Federation, by: Actor, report_id: int, reason: Any 
     return member.iri
 
 
+async def suspend_member(
+    fed: Federation, by: Actor, report_id: int, reason: Any = None, until: Any = None
+) -> str:
+    """Suspend the reported person in the association concerned, until ``until`` (a date, or
+    none: until lifted) with the reason as what the member is told (``membership/suspension.py``:
+    audited, the member notified); the report is resolved. Returns the member's IRI."""
+    text = comment_text(reason, field="reason")
+    end = suspension.parse_until(until, now=fed.node.clock())
+    async with fed.node.sessions() as session:
+        report, _ = await _open_report(session, by, report_id)
+        group = await _group_of(session, report)
+        member = await _reported_member(session, report)
+    if group is None:
+        raise InvalidInput("this report concerns no association of this node", field="report")
+    done = await suspension.suspend(fed, group, member.iri, by=by, until=end, reason=text or None)
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        report, _ = await _open_report(session, by, report_id)
+        _close(
+            session, report, by, action="suspend-member", state="resolved", reason=text, now=now,
+            group=group, detail={"member": member.iri, "until": done.as_json()["until"]},
+        )  # fmt: skip
+    return member.iri
+
+
 async def block_actor(fed: Federation, by: Actor, report_id: int, reason: Any = None) -> str:
     """Block the peer actor the report is about (a target actor, or the author of a target
     object): for the association concerned, or for the whole node when the report concerns no
@@ -642,11 +668,27 @@ async def audit_entries(
     )
 
 
-ACTIONS: Final = ("dismiss", "remove", "warn", "remove-member", "forward", "block-actor", "block-domain")
+ACTIONS: Final = (
+    "dismiss",
+    "remove",
+    "warn",
+    "remove-member",
+    "suspend-member",
+    "forward",
+    "block-actor",
+    "block-domain",
+)
+CONFIRMED: Final = ("remove-member", "suspend-member")
+"""The actions the web page asks to confirm first (what they do to a person is heavy)."""
 
 
-async def act(fed: Federation, by: Actor, report_id: int, action: str, text: str | None) -> dict[str, Any]:
-    """One moderation action by name (the API, the pages and the CLI): what was done."""
+async def act(
+    fed: Federation, by: Actor, report_id: int, action: str, text: str | None, until: str | None = None
+) -> dict[str, Any]:
+    """One moderation action by name (the API, the pages and the CLI): what was done. ``until``:
+    the end of a suspension (``suspend-member``)."""
+    if action == "suspend-member":
+        return {"member": await suspend_member(fed, by, report_id, text, until)}
     if action == "dismiss":
         await dismiss(fed, by, report_id, text)
         return {}
@@ -684,5 +726,6 @@ __all__ = [
     "queue_of",
     "remove_content",
     "remove_member",
+    "suspend_member",
     "warn",
 ]

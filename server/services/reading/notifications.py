@@ -1,8 +1,8 @@
 """A member's notifications, derived from what the node holds (issue 13): replies to them, mentions,
 votes they took part in that closed (with the result), decisions on their memberships, and new
-alerts from the associations they follow or joined, warnings from moderators, and the events
-they take part in: changed, cancelled, starting soon (issue 18, decision 72). Newest first,
-current state only.
+alerts from the associations they follow or joined, warnings from moderators, their suspensions
+and their lifting, people joining with an invitation (for admins), and the events they take part
+in: changed, cancelled, starting soon (issue 18, decision 72). Newest first, current state only.
 
 Nothing is stored per notification: each is a view of a row that exists anyway (a reply, a
 closed question, a membership, an answer in the member's inbox), so deleting the reply or the
@@ -55,9 +55,11 @@ TYPES = (
     "event_cancelled",
     "event_changed",
     "event_reminder",
+    "member_joined",
     "membership",
     "mention",
     "reply",
+    "suspension",
     "vote_closed",
     "warning",
 )
@@ -273,7 +275,8 @@ async def _closed_votes(
 
 async def _memberships(session: AsyncSession, me: Actor, after: Key | None, want: int) -> list[Notification]:
     """Decisions on the member's memberships, here and elsewhere: accepted (an active membership),
-    or refused (an association's ``Reject`` of their ``Join``, unless they are in it now)."""
+    or refused (an association's ``Reject`` of their ``Join``, or one of ours refusing their
+    request, ``member.refuse`` in the audit log, unless they are in it now)."""
     accepted = (
         select(
             Membership.updated_at.label("at"),
@@ -305,7 +308,16 @@ async def _memberships(session: AsyncSession, me: Actor, after: Key | None, want
             InboxActivity.actor_iri.not_in(held),
         )
     )
-    decisions = union_all(accepted, refused).subquery()
+    refused_here = (
+        select(
+            AuditEntry.created_at.label("at"),
+            Actor.iri.label("iri"),
+            literal_column("'refused'", String).label("state"),
+        )
+        .join(Actor, Actor.id == AuditEntry.group_id)
+        .where(AuditEntry.action == "member.refuse", AuditEntry.target == me.iri, Actor.iri.not_in(held))
+    )
+    decisions = union_all(accepted, refused, refused_here).subquery()
     query = select(decisions.c.at, decisions.c.iri, decisions.c.state)
 
     async def make(row: Any) -> Notification | None:
@@ -453,6 +465,59 @@ class Page:
     """Notifications up to this instant are read."""
 
 
+async def _suspensions(session: AsyncSession, me: Actor, after: Key | None, want: int) -> list[Notification]:
+    """The member's suspensions in an association and their lifting, by a moderator or at their
+    end (``member.suspend`` and ``member.unsuspend`` in the audit log, ``membership/suspension.py``),
+    with the end and the reason the moderator gave."""
+    group = aliased(Actor)
+    query = (
+        select(
+            AuditEntry.created_at.label("at"),
+            group.iri.label("iri"),
+            AuditEntry.action.label("action"),
+            AuditEntry.detail.label("detail"),
+        )
+        .join(group, group.id == AuditEntry.group_id)
+        .where(AuditEntry.action.in_(("member.suspend", "member.unsuspend")), AuditEntry.target == me.iri)
+    )
+
+    async def make(row: Any) -> Notification | None:
+        detail = row.detail if isinstance(row.detail, dict) else {}
+        if row.action == "member.unsuspend":
+            return Notification("suspension", row.at, actor=row.iri, detail={"state": "lifted"})
+        told = {
+            "state": "suspended",
+            "until": detail.get("until"),
+            "message": str(detail.get("reason") or ""),
+        }
+        return Notification("suspension", row.at, actor=row.iri, detail=told)
+
+    return await _scan(session, "suspension", query, make, after=after, want=want)
+
+
+async def _joined(session: AsyncSession, me: Actor, after: Key | None, want: int) -> list[Notification]:
+    """For an association's admins: someone joined it with an invitation link
+    (``invitation.accept`` in the audit log, ``membership/invitations.py``)."""
+    administered = select(Membership.group_id).where(
+        Membership.member_id == me.id, Membership.state == "active", Membership.role == "admin"
+    )
+    group = aliased(Actor)
+    query = (
+        select(AuditEntry.created_at.label("at"), AuditEntry.target.label("iri"), group.iri.label("group"))
+        .join(group, group.id == AuditEntry.group_id)
+        .where(
+            AuditEntry.action == "invitation.accept",
+            AuditEntry.group_id.in_(administered),
+            AuditEntry.target.is_not(None),
+        )
+    )
+
+    async def make(row: Any) -> Notification | None:
+        return Notification("member_joined", row.at, actor=row.iri, detail={"association": row.group})
+
+    return await _scan(session, "member_joined", query, make, after=after, want=want)
+
+
 def _merged(lists: Sequence[list[Notification]], count: int) -> list[Notification]:
     """The first ``count`` of the sources' lists, newest first. Each source has its own type, so
     ``(at, type)`` orders them; within one source, its own (database) order is kept."""
@@ -482,6 +547,8 @@ async def notifications(
         await _memberships(session, me, before, want),
         await _alerts(session, viewer, me, before, want),
         await _warnings(session, me, before, want),
+        await _suspensions(session, me, before, want),
+        await _joined(session, me, before, want),
         await _event_changes(session, viewer, me, "event_changed", before, want),
         await _event_changes(session, viewer, me, "event_cancelled", before, want),
         await _reminders(session, viewer, me, before, want, now, reminder_before),
