@@ -92,11 +92,23 @@ class PostgresRun:
 
     @staticmethod
     async def _truncate(url: str) -> None:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        """Empty every table and restart every sequence, as ``TRUNCATE … RESTART IDENTITY`` would.
+
+        ``DELETE`` with triggers and foreign keys switched off for the transaction (the run connects as a
+        superuser) takes a few milliseconds on the small tables a test leaves, where ``TRUNCATE`` takes
+        hundreds: it gives every table and index a new file. Without superuser rights, ``TRUNCATE``.
+        """
         engine = create_async_engine(url)
         try:
             async with engine.begin() as conn:
-                await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                if (await conn.execute(text("SELECT current_setting('is_superuser')"))).scalar() != "on":
+                    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+                    await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                    return
+                await conn.execute(text("SET LOCAL session_replication_role = replica"))
+                for table in reversed(Base.metadata.sorted_tables):
+                    await conn.execute(text(f'DELETE FROM "{table.name}"'))
+                await conn.execute(text("SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S'"))
         finally:
             await engine.dispose()
 
