@@ -751,7 +751,9 @@ class _IdleLane:
         return []
 
 
-async def test_notify_wakes_only_what_runs_the_kinds_enqueued(settings: Settings, engine: AsyncEngine) -> None:
+async def test_notify_wakes_only_what_runs_the_kinds_enqueued(
+    settings: Settings, engine: AsyncEngine
+) -> None:
     async def handler(ctx: JobContext) -> None:
         return None
 
