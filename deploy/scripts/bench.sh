@@ -14,7 +14,8 @@
 # it runs that benchmark only. Options per benchmark: BENCH_INBOX_ARGS, BENCH_FANOUT_ARGS,
 # BENCH_READS_ARGS, BENCH_SCALE_ARGS (see --help of
 # python -m tests.benchmarks.bench_inbox etc.). PostgreSQL (inbox target b) is started if installed
-# and skipped with a message otherwise; the Fedify peer (target d) is installed with npm when npm is
+# and skipped with a message otherwise; the Fedify peer (targets d and e: the interop peer and a
+# minimal Fedify app use its packages) is installed with npm when npm is
 # available (BENCH_FEDIFY=0 skips it).
 source "$(dirname "$0")/_python.sh"
 OUT="${BENCH_OUT:-$(mktemp -d /tmp/entraide-bench.XXXXXX)}"
@@ -36,9 +37,9 @@ if [ "${BENCH_FEDIFY:-1}" != "0" ] && [ -f "$PEER/package-lock.json" ] && [ ! -d
   if command -v npm >/dev/null 2>&1; then
     echo "• installing the Fedify peer (npm ci --prefix tests/interop/peer)" >&2
     npm ci --prefix "$PEER" --no-audit --no-fund --loglevel=error >&2 ||
-      echo "• npm ci failed: the inbox benchmark's target (d) will be reported as not available" >&2
+      echo "• npm ci failed: the inbox benchmark's targets (d) and (e) will be reported as not available" >&2
   else
-    echo "• npm not found: the inbox benchmark's target (d) will be reported as not available" >&2
+    echo "• npm not found: the inbox benchmark's targets (d) and (e) will be reported as not available" >&2
   fi
 fi
 

@@ -249,15 +249,20 @@ class Worker:
         """How many handlers are running now."""
         return len(self._tasks)
 
-    def notify(self) -> None:
+    def notify(self, kinds: Collection[str] | None = None) -> None:
         """Wake the loop now instead of at the next poll (call right after enqueuing a job).
 
-        Call it from the worker's event loop; it is cheap and safe to call at any time,
-        including before :meth:`run` starts or after it ended.
+        ``kinds``: the kinds just enqueued; only the lanes of those kinds, and the main loop
+        only if one of them is its own, are woken (each wake-up costs a claim, i.e. a
+        transaction: the inbox writer wakes the inbox lane after every batch it stores).
+        ``None`` wakes everything. Call it from the worker's event loop; it is cheap and safe
+        to call at any time, including before :meth:`run` starts or after it ended.
         """
-        self._wake.set()
+        if kinds is None or not self._loop_kinds.isdisjoint(kinds):
+            self._wake.set()
         for lane in self._lanes:
-            lane.wake.set()
+            if kinds is None or lane.kind.kind in kinds:
+                lane.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop`` is set, then shut down gracefully (see module doc).

@@ -8,7 +8,7 @@ to the inbox, the jobs and the commands that talk to peers.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +45,7 @@ class Federation:
     policy: LivePolicy
     keys: RemoteKeyResolver
     actor_flights: ActorFlights = field(default_factory=SingleFlight)
-    wakeups: list[Callable[[], None]] = field(default_factory=list)
+    wakeups: list[Callable[[Collection[str] | None], None]] = field(default_factory=list)
 
     async def actor(self, iri: str) -> Actor:
         """The actor ``iri``, from the database or fetched from its origin (signed)."""
@@ -80,10 +80,11 @@ class Federation:
         )
         return fetched.document
 
-    def notify_worker(self) -> None:
-        """Wake an in-process worker right after enqueuing (it polls otherwise)."""
+    def notify_worker(self, kinds: Collection[str] | None = None) -> None:
+        """Wake an in-process worker right after enqueuing (it polls otherwise); ``kinds``:
+        only what runs jobs of those kinds (``None``: everything)."""
         for wake in self.wakeups:
-            wake()
+            wake(kinds)
 
 
 def build_federation(node: NodeContext, transport: Transport, policy: LivePolicy | None = None) -> Federation:

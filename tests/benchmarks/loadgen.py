@@ -178,13 +178,16 @@ class Prepared:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
 
 
-def create_note(sender: Sender, serial: str, now: datetime) -> dict[str, Any]:
-    """A Mastodon-like public ``Create{Note}`` of about 2.3 KB with unique ids."""
+def create_note(sender: Sender, serial: str, now: datetime, *, ld_signature: bool = True) -> dict[str, Any]:
+    """A Mastodon-like public ``Create{Note}`` of about 2.3 KB with unique ids.
+
+    Like Mastodon's, it carries a Linked Data ``signature`` (whose value no one can verify:
+    receivers fall back to the HTTP signature); ``ld_signature=False`` leaves it out."""
     status = f"{sender.iri}/statuses/{serial}"
     origin = sender.iri.split("/users/", 1)[0]
     published = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     to, cc = [AS_PUBLIC], [f"{sender.iri}/followers"]
-    return {
+    document: dict[str, Any] = {
         "@context": MASTODON_CONTEXT,
         "id": f"{status}/activity",
         "type": "Create",
@@ -228,17 +231,27 @@ def create_note(sender: Sender, serial: str, now: datetime) -> dict[str, Any]:
             "signatureValue": base64.b64encode(hashlib.sha512(serial.encode()).digest() * 4).decode(),
         },
     }
+    if not ld_signature:
+        del document["signature"]
+    return document
 
 
 def presign_creates(
-    origin: str, target: str, senders: Sequence[Sender], n: int, *, tag: str, now: datetime | None = None
+    origin: str,
+    target: str,
+    senders: Sequence[Sender],
+    n: int,
+    *,
+    tag: str,
+    now: datetime | None = None,
+    ld_signature: bool = True,
 ) -> list[Prepared]:
     """``n`` distinct signed POSTs of ``Create{Note}`` to ``origin + target`` (ids carry ``tag``)."""
     now = now or datetime.now(UTC)
     prepared: list[Prepared] = []
     for i in range(n):
         sender = senders[i % len(senders)]
-        doc = create_note(sender, f"{tag}{i:07d}", now)
+        doc = create_note(sender, f"{tag}{i:07d}", now, ld_signature=ld_signature)
         body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         request = OutgoingRequest("POST", origin + target, Headers({"Content-Type": AP_CONTENT_TYPE}), body)
         signed = sign_request(request, sender.key, now=now)

@@ -32,7 +32,7 @@ from server.db.queue import ClaimedJob, NewJob, Priority
 from server.jobs.registry import DeferJob, JobContext, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.runner import build_node_context, run_worker_process
 from server.jobs.tasks import default_registry
-from server.jobs.worker import JobOutcome, Worker
+from server.jobs.worker import JobOutcome, LaneRegistry, Worker
 from server.services.context import NodeContext
 from tests.support.nodes import node_settings
 
@@ -732,6 +732,45 @@ async def test_notify_wakes_an_idle_worker(
         stop.set()
         async with asyncio.timeout(WAIT_S):
             await task
+
+
+class _IdleLane:
+    """A lane kind that is never run here: only its wake-up is looked at."""
+
+    kind = "batch"
+    max_in_flight = 4
+    max_per_key = 4
+
+    async def runnable(self, session: AsyncSession, **_: Any) -> list[tuple[int, str]]:
+        return []
+
+    async def prepare(self, jobs: Any) -> list[Any]:
+        return []
+
+    async def record(self, session: AsyncSession, results: Any) -> list[BaseException | None]:
+        return []
+
+
+async def test_notify_wakes_only_what_runs_the_kinds_enqueued(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    async def handler(ctx: JobContext) -> None:
+        return None
+
+    registry = LaneRegistry()
+    registry.add("ping", handler)
+    registry.add_lane(_IdleLane(), handler)
+    worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
+    (lane,) = worker._lanes
+
+    worker.notify({"batch"})  # what the inbox writer does after storing a batch
+    assert (worker._wake.is_set(), lane.wake.is_set()) == (False, True)
+    lane.wake.clear()
+    worker.notify({"ping"})
+    assert (worker._wake.is_set(), lane.wake.is_set()) == (True, False)
+    worker._wake.clear()
+    worker.notify()
+    assert (worker._wake.is_set(), lane.wake.is_set()) == (True, True)
 
 
 async def test_worker_purges_done_jobs_periodically(

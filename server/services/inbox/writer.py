@@ -144,7 +144,7 @@ class InboxWriter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
-            self._fed.notify_worker()
+            self._fed.notify_worker({PROCESS_INBOX})
 
     async def _write(self, batch: list[_Pending]) -> None:
         fed = self._fed
