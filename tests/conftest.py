@@ -7,12 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import keypool
 from tests.support.databases import PostgresRun, SqliteTemplate, pg_required
 from tests.support.nodes import Node, running_node
 
 # No network beyond loopback in any test; the security rig (`world`, `handler_spy`) for every package.
 pytest_plugins = ["tests.support.socket_guard", "tests.support.world"]
 ENGINES = ("sqlite", "postgresql")
+keypool.install()
+
+
+@pytest.fixture(autouse=True)
+def _actor_keys_from_the_pool() -> None:
+    """Each test's actors get distinct keys, taken again from the start of the process's pool."""
+    keypool.POOL.rewind()
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, Table, select, text
@@ -12,6 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 
 from server.db import migrate
 from server.db.models import Base, FollowerInbox, Relay
+
+
+@pytest.fixture(autouse=True)
+async def _back_at_head(database_url: str) -> AsyncIterator[None]:
+    """Each test leaves its database at the newest revision, whatever it went down to: on PostgreSQL the
+    database is the run's, shared by the tests that come after in this process."""
+    yield
+    engine = create_async_engine(database_url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
 def _reflected(conn: Connection) -> dict[str, Table]:
