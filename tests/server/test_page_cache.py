@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from sqlalchemy import select
 
+from server.appkeys import METRICS
 from server.db.models import Actor
 from server.http.cache import PAGE_CACHE, PageCache
 from server.services.content import changes
@@ -32,6 +33,33 @@ async def test_anonymous_public_documents_are_served_from_the_cache(node: Node) 
     # HTML and ActivityStreams are cached apart (same URL, different representation)
     assert (await node.client.get("/groups/demo")).content_type == "text/html"
     assert (await node.client.get("/groups/demo", headers={"Accept": AP})).content_type == AP
+
+
+def _outbox_requests_counted(node: Node, status: str) -> float:
+    registry = node.client.server.app[METRICS].registry
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "entraide_http_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and sample.labels["status"] == status
+        and sample.labels["route"].endswith("/{collection}")
+    )
+
+
+async def test_a_hit_answered_first_keeps_its_request_id_and_is_counted(node: Node) -> None:
+    """Hits are answered before the request-id and metrics middlewares (decision 86), with both."""
+    cache = node.client.server.app[PAGE_CACHE]
+    await node.create_association("demo")
+    built = await node.client.get("/groups/demo/outbox", headers={"Accept": AP})
+    hit = await node.client.get("/groups/demo/outbox", headers={"Accept": AP, "X-Request-Id": "abc-1"})
+    fresh_id = await node.client.get("/groups/demo/outbox", headers={"Accept": AP, "X-Request-Id": "é" * 3})
+    assert cache.hits == 2 and cache.misses == 1
+    assert hit.headers["X-Request-Id"] == "abc-1"
+    assert len(fresh_id.headers["X-Request-Id"]) == 16  # not ASCII: a fresh one
+    assert await hit.read() == await built.read()
+    assert _outbox_requests_counted(node, "200") == 3
 
 
 async def test_private_and_credentialed_answers_are_never_cached(node: Node) -> None:
