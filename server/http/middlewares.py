@@ -12,8 +12,8 @@ from prometheus_client import Counter, Histogram
 
 from federation.errors import FederationError
 from server.appkeys import METRICS
-from server.metrics import Metrics
 from server.http.problems import problem, problem_for
+from server.metrics import Metrics
 from server.services import audit
 from server.services.errors import ServiceError
 
@@ -101,7 +101,10 @@ def _children(metrics: Metrics, method: str, route: str, status: int) -> tuple[C
     key = (method, route, status)
     children = metrics.bound.get(key)
     if children is None:
-        children = (metrics.http_requests.labels(method, route, str(status)), metrics.http_latency.labels(route))
+        children = (
+            metrics.http_requests.labels(method, route, str(status)),
+            metrics.http_latency.labels(route),
+        )
         if len(metrics.bound) < MAX_BOUND:  # methods are the client's: bounded
             metrics.bound[key] = children
     return children

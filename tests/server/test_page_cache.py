@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from federation.types import AS_PUBLIC
-
 import asyncio
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -12,11 +10,12 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from sqlalchemy import select
 
+from federation.types import AS_PUBLIC
 from server.appkeys import METRICS
 from server.db.models import Actor
 from server.http.cache import PAGE_CACHE, PageCache
-from server.services.content import changes
 from server.services import c2s as publishing
+from server.services.content import changes
 from tests.support.nodes import Node
 
 AP = "application/activity+json"
@@ -200,7 +199,8 @@ async def test_a_publication_is_seen_at_once_and_the_old_etag_gets_no_304(node: 
     async with node.sessions() as session:
         group = (await session.execute(select(Actor).where(Actor.iri == group_iri))).scalar_one()
         admin = (await session.execute(select(Actor).where(Actor.iri == admin_iri))).scalar_one()
-    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}, by=admin)
+    note = {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}
+    await publishing.post_to_outbox(node.fed, group, note, by=admin)
     feed = await node.client.get("/groups/demo/feed.atom")
     etag = feed.headers["ETag"]
     page = await (await node.client.get("/groups/demo/outbox?page=true", headers={"Accept": AP})).json(

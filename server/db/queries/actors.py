@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db.models import Account, ActivityCount, Actor, ActorKey, Follow, Membership
 from server.db.queries import bare
-from server.db.models import Account, Activity, ActivityCount, Actor, ActorKey, Follow, Membership
 
 
 async def local_by_handle(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
