@@ -27,7 +27,7 @@ def _numbered(sql: str) -> str:
 async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders) run on ``session``'s connection, as tuples."""
     connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
+    driver: Any = (await connection.get_raw_connection()).driver_connection
     if connection.dialect.name == "postgresql":
         return [tuple(record) for record in await driver.fetch(_numbered(sql), *params)]
     return [tuple(row) for row in await driver.execute_fetchall(sql, tuple(params))]
