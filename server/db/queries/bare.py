@@ -12,6 +12,7 @@ renumbered ``$1…`` for PostgreSQL; only columns of plain types and JSON docume
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -44,3 +45,10 @@ def document(value: Any) -> Any:
 def marks(count: int) -> str:
     """``?, ?, …`` for an ``IN`` list of ``count`` values (at least one)."""
     return ", ".join("?" * count)
+
+
+def utc(value: datetime | str) -> datetime:
+    """A timestamp column as read by the driver (text on SQLite, as SQLAlchemy stores it; an aware
+    datetime on PostgreSQL) as an aware UTC datetime, like ``server.db.types.UtcDateTime``."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
