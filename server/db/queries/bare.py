@@ -26,7 +26,14 @@ def _numbered(sql: str) -> str:
 
 
 async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """The rows of ``sql`` (``?`` placeholders) run on ``session``'s connection, as tuples."""
+    """The rows of ``sql`` (``?`` placeholders) run on ``session``'s connection, as tuples.
+
+    Pending ORM changes are flushed first, as SQLAlchemy's autoflush does before its own queries,
+    so a read in the same transaction sees what the caller just wrote.
+    """
+    sync = session.sync_session
+    if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
+        await session.flush()
     connection = await session.connection()
     driver: Any = (await connection.get_raw_connection()).driver_connection
     if connection.dialect.name == "postgresql":
