@@ -28,22 +28,22 @@ from server.http import (
     account_api,
     activitypub,
     api,
-    drafts_api,
     blocks_api,
     calendar,
+    drafts_api,
     events,
     feeds,
     inbox,
     media,
-    moderation_api,
     members_api,
+    moderation_api,
     ops,
     outbox,
     pages,
     threads,
     wellknown,
 )
-from server.http.cache import PAGE_CACHE, PageCache, page_cache_middleware
+from server.http.cache import PAGE_CACHE, PageCache, page_cache_hit_middleware, page_cache_middleware
 from server.http.inbox import INBOX_DEPS, INBOX_LIMITER, UNVERIFIED_LIMITER, inbox_deps
 from server.http.middlewares import (
     audit_channel_middleware,
@@ -144,6 +144,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             forwarded_middleware,
+            page_cache_hit_middleware,
             request_id_middleware,
             audit_channel_middleware,
             metrics_middleware,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -14,6 +15,8 @@ class Metrics:
     http_latency: Histogram
     associations: Gauge
     members: Gauge
+    bound: dict[tuple[str, str, int], Any] = field(default_factory=dict, compare=False, hash=False)
+    """Label children already bound, by (method, route, status) (server/http/middlewares.py)."""
 
 
 def create_metrics() -> Metrics:

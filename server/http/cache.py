@@ -34,6 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from federation.http import wants_activitypub
+from server.http.middlewares import record_request, request_id
 from server.services.content import changes
 
 LANGUAGE_COOKIE = "entraide_lang"
@@ -206,11 +207,36 @@ def _language(request: web.Request) -> str:
     return chosen if chosen in i18n.LANGUAGES else i18n.negotiate(request.headers.get("Accept-Language", ""))
 
 
+def _key(request: web.Request) -> Key:
+    activitypub = wants_activitypub(request.headers.get("Accept"))
+    return (request.path_qs, activitypub, "" if activitypub else _language(request))
+
+
+@web.middleware
+async def page_cache_hit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A fresh entry answered before any other middleware but the proxies' (decision 86).
+
+    A hit needs none of the request id, audit, problem or page machinery: it gets its
+    ``X-Request-Id`` and is counted in the metrics (with label children bound once) here. Anything
+    else (a miss, an expired entry, a build in flight) goes through the whole chain, down to
+    :func:`page_cache_middleware`.
+    """
+    cache: PageCache | None = request.app.get(PAGE_CACHE)
+    if cache is None or not _cacheable_request(request):
+        return await handler(request)
+    entry = cache.get(_key(request))
+    if entry is None:
+        return await handler(request)
+    started = time.perf_counter()
+    response = _answer(request, entry)
+    response.headers["X-Request-Id"] = request_id(request)
+    record_request(request, response.status, time.perf_counter() - started)
+    return response
+
+
 @web.middleware
 async def page_cache_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     cache: PageCache | None = request.app.get(PAGE_CACHE)
     if cache is None or not _cacheable_request(request):
         return await handler(request)
-    activitypub = wants_activitypub(request.headers.get("Accept"))
-    key = (request.path_qs, activitypub, "" if activitypub else _language(request))
-    return await cache.serve(key, request, handler)
+    return await cache.serve(_key(request), request, handler)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from federation.types import AS_PUBLIC
-
 import asyncio
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -12,10 +10,12 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from sqlalchemy import select
 
+from federation.types import AS_PUBLIC
+from server.appkeys import METRICS
 from server.db.models import Actor
 from server.http.cache import PAGE_CACHE, PageCache
-from server.services.content import changes
 from server.services import c2s as publishing
+from server.services.content import changes
 from tests.support.nodes import Node
 
 AP = "application/activity+json"
@@ -32,6 +32,33 @@ async def test_anonymous_public_documents_are_served_from_the_cache(node: Node) 
     # HTML and ActivityStreams are cached apart (same URL, different representation)
     assert (await node.client.get("/groups/demo")).content_type == "text/html"
     assert (await node.client.get("/groups/demo", headers={"Accept": AP})).content_type == AP
+
+
+def _outbox_requests_counted(node: Node, status: str) -> float:
+    registry = node.client.server.app[METRICS].registry
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == "entraide_http_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+        and sample.labels["status"] == status
+        and sample.labels["route"].endswith("/{collection}")
+    )
+
+
+async def test_a_hit_answered_first_keeps_its_request_id_and_is_counted(node: Node) -> None:
+    """Hits are answered before the request-id and metrics middlewares (decision 86), with both."""
+    cache = node.client.server.app[PAGE_CACHE]
+    await node.create_association("demo")
+    built = await node.client.get("/groups/demo/outbox", headers={"Accept": AP})
+    hit = await node.client.get("/groups/demo/outbox", headers={"Accept": AP, "X-Request-Id": "abc-1"})
+    fresh_id = await node.client.get("/groups/demo/outbox", headers={"Accept": AP, "X-Request-Id": "é" * 3})
+    assert cache.hits == 2 and cache.misses == 1
+    assert hit.headers["X-Request-Id"] == "abc-1"
+    assert len(fresh_id.headers["X-Request-Id"]) == 16  # not ASCII: a fresh one
+    assert await hit.read() == await built.read()
+    assert _outbox_requests_counted(node, "200") == 3
 
 
 async def test_private_and_credentialed_answers_are_never_cached(node: Node) -> None:
@@ -172,7 +199,8 @@ async def test_a_publication_is_seen_at_once_and_the_old_etag_gets_no_304(node: 
     async with node.sessions() as session:
         group = (await session.execute(select(Actor).where(Actor.iri == group_iri))).scalar_one()
         admin = (await session.execute(select(Actor).where(Actor.iri == admin_iri))).scalar_one()
-    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}, by=admin)
+    note = {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}
+    await publishing.post_to_outbox(node.fed, group, note, by=admin)
     feed = await node.client.get("/groups/demo/feed.atom")
     etag = feed.headers["ETag"]
     page = await (await node.client.get("/groups/demo/outbox?page=true", headers={"Accept": AP})).json(

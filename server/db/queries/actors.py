@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Account, Activity, ActivityCount, Actor, ActorKey, Follow, Membership
+from server.db.models import Account, ActivityCount, Actor, ActorKey, Follow, Membership
+from server.db.queries import bare
 
 
 async def local_by_handle(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
@@ -163,12 +164,14 @@ async def outbox_page(
     """Published activities of ``actor_id`` with one of ``visibilities``, newest first.
 
     A backward scan of ``ix_activities_actor_outbox`` (actor, id) from ``before``: it reads the
-    page's rows and the skipped ones of other visibilities, never counts the outbox.
+    page's rows and the skipped ones of other visibilities, never counts the outbox. One statement
+    through the bare driver (:mod:`server.db.queries.bare`): a page is built on every new cursor.
     """
-    stmt = select(Activity.id, Activity.document).where(
-        Activity.actor_id == actor_id, Activity.visibility.in_(visibilities)
-    )
+    levels = bare.marks(len(visibilities))
+    sql = f"SELECT id, document FROM activities WHERE actor_id = ? AND visibility IN ({levels})"
+    params: list[object] = [actor_id, *map(str, visibilities)]
     if before is not None:
-        stmt = stmt.where(Activity.id < before)
-    rows = (await session.execute(stmt.order_by(Activity.id.desc()).limit(limit))).all()
-    return [(row[0], row[1]) for row in rows]
+        sql += " AND id < ?"
+        params.append(before)
+    rows = await bare.fetch(session, sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+    return [(row[0], bare.document(row[1])) for row in rows]

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db.models import Activity, InboxActivity, Relay, RemoteObject
+from server.db.queries import objects
 from server.services.moderation import blocks
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
@@ -74,10 +75,7 @@ async def current_documents(
     iris = {iri for document in documents for iri in _embedded(document)}
     if not iris:
         return list(documents)
-    rows = await session.execute(
-        select(RemoteObject.iri, RemoteObject.document).where(RemoteObject.iri.in_(iris))
-    )
-    held = {iri: document for iri, document in rows.all()}
+    held = await objects.documents_by_iri(session, iris)
     return [_with_current(document, held) for document in documents]
 
 

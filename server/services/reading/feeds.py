@@ -32,11 +32,12 @@ from federation.types import Iri
 from federation.uris import UriScheme
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import CATEGORY_LABELS, SEVERITY_LABELS, AlertCategory, Severity, iso
-from server.db.models import Actor, FeedMark, RemoteObject
+from server.db.models import Actor, RemoteObject
+from server.db.queries import objects
 from server.services.content import kinds
-from server.services.reading import visibility
-from server.services.errors import NotFound
 from server.services.content.sanitize import plain_text
+from server.services.errors import NotFound
+from server.services.reading import visibility
 
 MAX_ENTRIES: Final = 50
 TITLE_CHARS: Final = 80
@@ -174,14 +175,9 @@ async def feed_validators(session: AsyncSession, owner: FeedOwner, spec: FeedSpe
     the feed (format, kind), what the feed shows of the association and the kinds' versions;
     Last-Modified is the newest change (the association's creation for an empty feed).
     """
-    stmt = (
-        select(FeedMark.kind, FeedMark.version, FeedMark.changed_at)
-        .where(FeedMark.actor_id == owner.id, FeedMark.kind.in_(spec.object_kinds))
-        .order_by(FeedMark.kind)
-    )
-    marks = (await session.execute(stmt)).all()
+    marks = await objects.feed_marks(session, owner.id, spec.object_kinds)
     newest_change = max((changed for _, _, changed in marks), default=None)
-    last_modified = _utc(newest_change) if newest_change is not None else owner.created_at
+    last_modified = newest_change if newest_change is not None else owner.created_at
     shown = (owner.id, owner.iri, owner.url, owner.handle, owner.name, owner.summary)
     versions = ",".join(f"{kind}:{version}" for kind, version, _ in marks) or "-"
     change = newest_change.isoformat() if newest_change is not None else "-"
