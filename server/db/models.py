@@ -153,7 +153,7 @@ class Membership(Base):
     join_iri: Mapped[str | None] = mapped_column(IRI, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    # A suspended member (decision 78): reads as a member, acts in nothing until lifted or until
+    # A suspended member (decision 76): reads as a member, acts in nothing until lifted or until
     # ``suspended_until`` (None: until a moderator lifts it).
     suspended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     suspended_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

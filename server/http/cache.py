@@ -214,7 +214,7 @@ def _key(request: web.Request) -> Key:
 
 @web.middleware
 async def page_cache_hit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A fresh entry answered before any other middleware but the proxies' (decision 86).
+    """A fresh entry answered before any other middleware but the proxies' (decision 83).
 
     A hit needs none of the request id, audit, problem or page machinery: it gets its
     ``X-Request-Id`` and is counted in the metrics (with label children bound once) here. Anything

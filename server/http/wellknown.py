@@ -60,7 +60,7 @@ def _unserved_scheme(resource: str) -> bool:
 async def webfinger(request: web.Request) -> web.Response:
     """RFC 7033 lookup of a local actor by ``acct:`` or by IRI. A person or association that
     existed and was deleted answers **410 Gone**, as its actor IRI does (decision 40), so that
-    peers drop the account instead of retrying a lookup that may succeed later (decision 89)."""
+    peers drop the account instead of retrying a lookup that may succeed later (decision 86)."""
     node = request.app[NODE]
     resource = request.query.get("resource", "")
     if not resource:

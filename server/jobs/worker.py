@@ -374,7 +374,7 @@ class Worker:
 
     def _wake_if_lanes_leave_room(self) -> None:
         """Wake the main loop after a lane commit if the lanes, which held slots it could use,
-        now hold fewer jobs than it has free slots (decision 83).
+        now hold fewer jobs than it has free slots (decision 81).
 
         Only then can the main loop claim a job of any priority; while the lanes hold more (a
         fan-out of thousands keeps its lane full), a claim after every lane commit would find

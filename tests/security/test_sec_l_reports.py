@@ -38,7 +38,7 @@ async def test_sec_74_a_forwarded_report_never_names_the_reporter(node: Node) ->
 async def test_sec_64_a_forwarded_reports_iri_is_served_to_nobody(node: Node) -> None:
     """The Flag's IRI answers exactly like a missing activity, to a visitor, to the node admin's
     token and to the reported party's signed fetch (it is addressed to them): the comment and the
-    targets were for the origin's moderators, in the delivery, once (decision 89)."""
+    targets were for the origin's moderators, in the delivery, once (decision 86)."""
     api, t, _ = await _scene(node)
     await _node_admin(node, "olga")
     report = await _file(api, t["mia"], PEER_NOTE, "Signalé par une patiente du groupe")

@@ -1,4 +1,4 @@
-"""Security cases 88 and 89 (issue 17, suspended members; decision 78).
+"""Security cases 88 and 89 (issue 17, suspended members; decision 76).
 
 88: a suspension holds on every channel, not only the one a moderator thinks of. A suspended member
 edits nothing in the association (the JSON API's ``PATCH``, the C2S ``Update``), replies in none of

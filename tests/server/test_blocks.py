@@ -134,7 +134,7 @@ async def test_a_silenced_domain_is_hidden_from_anonymous_readers_only(world: Wo
 
 
 async def test_a_silenced_domain_reaches_only_the_followers_of_its_actors(world: World) -> None:
-    """Decision 81: from a silenced domain, the inbox keeps content only when a local actor follows
+    """Decision 79: from a silenced domain, the inbox keeps content only when a local actor follows
     its author; replies to our objects and mentions of our actors from others are dropped."""
     await world.node.add_member("ana", "collectif", role="admin")
     await world.node.configure("collectif", replies_policy="anyone")

@@ -135,7 +135,7 @@ async def test_application_actor_is_fetchable_unsigned(node: Node) -> None:
 
 
 async def test_webfinger_answers_410_for_a_deleted_account_or_association(node: Node) -> None:
-    """Mastodon's answer for an account that existed (decision 89): 410 by acct: and by IRI, like the
+    """Mastodon's answer for an account that existed (decision 86): 410 by acct: and by IRI, like the
     actor document (a Tombstone); a name that never existed stays 404, and a live actor sharing the
     name of a deleted one is still found."""
     await node.create_association("collectif")

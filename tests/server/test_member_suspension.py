@@ -1,4 +1,4 @@
-"""Suspended members (issue 17, decision 78), through the JSON API, the C2S outbox and the services,
+"""Suspended members (issue 17, decision 76), through the JSON API, the C2S outbox and the services,
 on both engines: admins and moderators suspend a member (a moderator never an admin, nobody
 themselves) for a time or until lifted; the suspended member reads what members read but neither
 publishes, replies, votes, co-signs, proposes drafts nor invites in that association (403

@@ -312,7 +312,7 @@ async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(datab
 
 
 async def test_migration_0025_adds_the_suspension_of_a_membership_and_removes_it(database_url: str) -> None:
-    """A membership's suspension (decision 78): three nullable columns, added by 0025 and dropped by
+    """A membership's suspension (decision 76): three nullable columns, added by 0025 and dropped by
     its downgrade, the memberships kept both ways."""
     engine = create_async_engine(database_url)
     suspension = {"suspended_at", "suspended_until", "suspension_reason"}

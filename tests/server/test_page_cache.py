@@ -48,7 +48,7 @@ def _outbox_requests_counted(node: Node, status: str) -> float:
 
 
 async def test_a_hit_answered_first_keeps_its_request_id_and_is_counted(node: Node) -> None:
-    """Hits are answered before the request-id and metrics middlewares (decision 86), with both."""
+    """Hits are answered before the request-id and metrics middlewares (decision 83), with both."""
     cache = node.client.server.app[PAGE_CACHE]
     await node.create_association("demo")
     built = await node.client.get("/groups/demo/outbox", headers={"Accept": AP})

@@ -1,5 +1,5 @@
 """A post that reached a node only through an association's relay (FEP-1b12 ``Announce{Create}``)
-is edited and deleted there too (decisions 14 and 22; decision 88).
+is edited and deleted there too (decisions 14 and 22; decision 85).
 
 The association's followers do not follow the member who wrote the post: they hold it because the
 association relayed it. When the author edits or deletes it, their nodes must hear of it, or they

@@ -1,4 +1,4 @@
-"""Read statements sent through the bare driver (aiosqlite or asyncpg) in one call (decision 87).
+"""Read statements sent through the bare driver (aiosqlite or asyncpg) in one call (decision 84).
 
 Through SQLAlchemy, one ``SELECT`` on SQLite is four hand-offs to aiosqlite's thread (cursor,
 execute, fetch, close) plus the ORM's compilation and result processing; a page built on every

@@ -13,7 +13,7 @@ from server.db.queries import bare
 
 async def documents_by_iri(session: AsyncSession, iris: Collection[str]) -> dict[str, Any]:
     """The stored document of each of ``iris`` that we hold (one statement through the bare driver,
-    decision 87); IRIs we do not hold are absent."""
+    decision 84); IRIs we do not hold are absent."""
     if not iris:
         return {}
     ordered = sorted(iris)
@@ -27,7 +27,7 @@ async def feed_marks(
     session: AsyncSession, actor_id: int, kinds: Collection[str]
 ) -> list[tuple[str, int, datetime]]:
     """``feed_marks`` rows (kind, version, changed_at in UTC) of ``actor_id`` for ``kinds``, by kind:
-    one statement through the bare driver, run by every feed request (decision 87)."""
+    one statement through the bare driver, run by every feed request (decision 84)."""
     ordered = sorted(kinds)
     kinds_in = bare.marks(len(ordered))
     sql = f"SELECT kind, version, changed_at FROM feed_marks WHERE actor_id = ? AND kind IN ({kinds_in})"

@@ -248,7 +248,7 @@ async def upsert_remote_actor(
     actor.updated_at = now
     await session.flush()
     if isinstance(source.document, dict) and await blocks.rejects_media_from(session, host):
-        actor.document = blocks.without_media(source.document)  # decision 81: not kept on a refetch
+        actor.document = blocks.without_media(source.document)  # decision 79: not kept on a refetch
     await _sync_keys(session, actor, fetched, now=now)
     return actor
 

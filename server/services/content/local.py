@@ -758,7 +758,7 @@ async def relay_change(fed: Federation, object_iri: str) -> int:
 
     The relays are read from ``relays`` (which names the object also when the ``Announce``
     wrapped its ``Create``, FEP-1b12, and loses the rows a relayer undid); each association
-    relays again to the audience of its latest relay, at that relay's visibility (decision 88)."""
+    relays again to the audience of its latest relay, at that relay's visibility (decision 85)."""
     async with fed.node.sessions() as session:
         rows = (
             await session.execute(

@@ -139,7 +139,7 @@ async def is_relevant(session: AsyncSession, fed: Federation, content: Content, 
     """Do we keep this object? Only when a local actor follows its author, is addressed by it,
     or it replies to one of our objects (Mastodon: "no relevance to local activity"). From a
     silenced domain, only when a local actor follows its author: nobody else here would be shown
-    it, replies and mentions included (decision 81)."""
+    it, replies and mentions included (decision 79)."""
     followed = await session.scalar(
         select(
             exists().where(

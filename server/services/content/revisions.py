@@ -89,7 +89,7 @@ async def holders(session: AsyncSession, row: RemoteObject) -> list[str]:
     remote = select(Actor.id).where(Actor.local.is_(False))
     # Inboxes that got the object (its Create, an edit, a relay), whoever follows us today. An
     # association's FEP-1b12 relay wraps the Create (its ``object_iri`` is the Create's): the
-    # ``relays`` row names the object, so the inboxes it reached are holders too (decision 88).
+    # ``relays`` row names the object, so the inboxes it reached are holders too (decision 85).
     relays = select(Relay.announce_iri).where(Relay.object_iri == row.iri)
     delivered = (
         select(Delivery.inbox_iri)

@@ -1,5 +1,5 @@
 """Whether someone may act in one of our associations at all: the one place that decides it for
-a suspended member (decision 78, ``membership/suspension.py``).
+a suspended member (decision 76, ``membership/suspension.py``).
 
 Every service through which an actor acts in an association calls :func:`check_acting`: content
 creation, edits and ``Announce`` (``content/local.py``), votes and closing a vote early

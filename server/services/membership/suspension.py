@@ -1,4 +1,4 @@
-"""Suspended members (issue 17, decision 78): still members, who act in nothing for a while.
+"""Suspended members (issue 17, decision 76): still members, who act in nothing for a while.
 
 An admin or moderator suspends an active member of one of our associations (a moderator never
 suspends an admin, nobody suspends themselves), for a time (``until``) or until lifted, with a reason

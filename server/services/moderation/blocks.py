@@ -458,7 +458,7 @@ async def hidden_iris(session: AsyncSession, viewer_id: int | None, actor_iris: 
 
 def blocked_in_its_association() -> ColumnElement[bool]:
     """A condition on ``objects``: its author is blocked by the association whose content the row
-    is part of (decision 80): the association it was posted into (``audience``), the author or
+    is part of (decision 78): the association it was posted into (``audience``), the author or
     association of the thread's root (same ``context``, no ``inReplyTo``), or of the object it
     answers. Such a row is hidden from every reader in that association's context; the node's
     blocks are :func:`hidden_authors`."""
@@ -635,7 +635,7 @@ PURGE_BATCH: Final = 500
 
 async def purge_media(session: AsyncSession, domain: str) -> int:
     """Remove the media the node keeps from ``domain`` and its subdomains, now that it rejects
-    them (decision 81): the attachment, image and icon fields of its actors' stored objects and
+    them (decision 79): the attachment, image and icon fields of its actors' stored objects and
     of their actor documents (the node stores no remote file: these links are what it shows).
     Read in batches of :data:`PURGE_BATCH` rows; how many rows changed."""
     remote = select(Actor.id).where(Actor.local.is_(False), _host_under(literal(domain)))

@@ -114,7 +114,7 @@ async def readable_activity(
     objects it embeds in their current state); None when absent or not readable (the same).
 
     A report we forwarded (``Flag``) is readable by nobody: its comment and targets were for the
-    origin's moderators, in the delivery, and it is addressed to the reported party (decision 89).
+    origin's moderators, in the delivery, and it is addressed to the reported party (decision 86).
     """
     row = await activity_by_iri(session, iri)
     if row is None or row.type == "Flag":

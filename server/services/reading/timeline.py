@@ -103,7 +103,7 @@ def _candidates(ids: list[int], viewer: Viewer, kind: str | None) -> Any:
         .join(RemoteObject, RemoteObject.iri == Relay.object_iri)
         .where(
             Relay.relayer_id.in_(ids),
-            ~blocks.blocked_by(Relay.relayer_id, RemoteObject.attributed_to_id),  # decision 80
+            ~blocks.blocked_by(Relay.relayer_id, RemoteObject.attributed_to_id),  # decision 78
             *shown,
         )
         .group_by(RemoteObject.id, Relay.relayer_id)

@@ -206,7 +206,7 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
     if not row.local and await blocks.is_hidden(session, viewer.actor_id, row.attributed_to_id):
         return False  # a suspended domain, a node-blocked actor, a silenced one not followed
     if not row.local and await blocks.is_blocked_in_its_association(session, row):
-        return False  # its association blocked its author (decision 80)
+        return False  # its association blocked its author (decision 78)
     if row.visibility in PUBLICLY_READABLE:
         return True
     owner = await session.get(Actor, row.attributed_to_id)
@@ -223,7 +223,7 @@ def readable_by(viewer: Viewer) -> ColumnElement[bool]:
 
     Content of hidden authors (``blocks.hidden_authors``: suspended domains, node-blocked actors,
     silenced domains the viewer does not follow) is left out for everyone, and so is content whose
-    association blocked its author (``blocks.blocked_in_its_association``, decision 80).
+    association blocked its author (``blocks.blocked_in_its_association``, decision 78).
     It lets a listing skip, in the database, the rows the viewer certainly may not read (case 51);
     :func:`can_read_object` still decides on each row left, so this only ever narrows. For an
     anonymous reader it is exact: public and unlisted rows. For an actor: those, plus its own, what

@@ -4,7 +4,7 @@ Revision ID: 0025
 Revises: 0017
 Create Date: 2026-12-07 11:40:00
 
-``memberships.suspended_at`` marks a suspended member (decision 78): still a member who reads what
+``memberships.suspended_at`` marks a suspended member (decision 76): still a member who reads what
 members read, but who neither publishes, replies, votes, co-signs, proposes drafts nor invites in
 the association. ``suspended_until`` ends it by itself (None: until a moderator lifts it), and
 ``suspension_reason`` is what the moderator told the member.
