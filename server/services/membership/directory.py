@@ -38,8 +38,6 @@ from server.services.reading.visibility import Viewer
 STATES: Final = ("active", "pending")
 ROLES: Final = ROLES_OF_MODEL
 INT32_MAX: Final = 2**31 - 1
-PENDING_LIMIT: Final = 500
-"""Requests to join the members page lists at once (the CLI and the API page through all)."""
 
 
 async def local_association(session: AsyncSession, handle: str) -> Actor:
@@ -211,10 +209,26 @@ class Roster:
     """What the members page shows its admins and moderators."""
 
     role: str  # the reader's: admin or moderator
-    pending: list[Entry]
-    more_pending: bool  # more requests than the page shows
+    pending: Listing  # a page of the requests to join
+    pending_count: int  # requests in all
     active: Listing  # a page of the members, with their suspensions
     count: int  # active members in all
+
+
+@dataclass(frozen=True, slots=True)
+class Cursors:
+    """Where a keyset listing starts: older than ``before``, or newer than ``after`` (neither: the
+    newest)."""
+
+    before: int | None = None
+    after: int | None = None
+
+
+async def _count(session: AsyncSession, group: Actor, state: str) -> int:
+    found = await session.scalar(
+        select(func.count(Membership.id)).where(Membership.group_id == group.id, Membership.state == state)
+    )
+    return int(found or 0)
 
 
 async def roster(
@@ -223,12 +237,12 @@ async def roster(
     group: Actor,
     *,
     now: datetime,
-    before: int | None = None,
-    after: int | None = None,
+    members: Cursors = Cursors(),
+    requests: Cursors = Cursors(),
     limit: int = 50,
 ) -> Roster:
-    """Pending requests and a page of the active members (older than ``before`` or newer than
-    ``after``), for the association's admins and moderators.
+    """A page of the pending requests and a page of the active members, each where its cursors
+    say (both newest first, ``limit`` a page), for the association's admins and moderators.
 
     Raises:
         Forbidden: the viewer is neither.
@@ -236,15 +250,18 @@ async def roster(
     role = await visibility.role_in(session, viewer, group)
     if role not in MANAGING_ROLES:
         raise Forbidden("only the association's admins and moderators manage its members")
-    pending, more = await _entries(
-        session, _query(group, "pending", with_opted_out=True), before=None, limit=PENDING_LIMIT
+    pending = await _listing(
+        session,
+        _query(group, "pending", with_opted_out=True),
+        before=requests.before,
+        after=requests.after,
+        limit=limit,
     )
     query = _query(group, "active", with_opted_out=True)
-    active = await _listing(session, query, before=before, after=after, limit=limit, now=now)
-    count = await session.scalar(
-        select(func.count(Membership.id)).where(Membership.group_id == group.id, Membership.state == "active")
+    active = await _listing(session, query, before=members.before, after=members.after, limit=limit, now=now)
+    return Roster(
+        str(role), pending, await _count(session, group, "pending"), active, await _count(session, group, "active")
     )
-    return Roster(str(role), pending, more is not None, active, int(count or 0))
 
 
 async def managed_member(
