@@ -77,7 +77,6 @@ def _link(base: str, kept: dict[str, int | None], name: str, cursor: int | None)
     return f"{base}?{urlencode({**params, name: cursor})}"
 
 
-
 async def _members_page(
     request: web.Request,
     user: SignedIn,

@@ -259,9 +259,8 @@ async def roster(
     )
     query = _query(group, "active", with_opted_out=True)
     active = await _listing(session, query, before=members.before, after=members.after, limit=limit, now=now)
-    return Roster(
-        str(role), pending, await _count(session, group, "pending"), active, await _count(session, group, "active")
-    )
+    pending_count, count = await _count(session, group, "pending"), await _count(session, group, "active")
+    return Roster(str(role), pending, pending_count, active, count)
 
 
 async def managed_member(
