@@ -40,7 +40,9 @@ async def get_directory(request: web.Request) -> web.Response:
     limit, before = page_query(request)
     async with node.sessions() as session:
         group = await association(session, request.match_info["slug"])
-        found = await directory.directory(session, viewer, group, before=before, limit=limit)
+        found = await directory.directory(
+            session, viewer, group, before=before, limit=limit, now=node.clock()
+        )
     query = f"limit={limit}&before={found.older}" if found.older is not None else None
     next_page = node.uris.iri(f"/api/associations/{group.handle}/directory?{query}") if query else None
     return json_response({"items": [e.as_json() for e in found.entries], "next": next_page}, headers=NO_STORE)
