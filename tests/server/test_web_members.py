@@ -413,7 +413,7 @@ def _requests(page: str) -> list[str]:
     return re.findall(r'<span class="handle">@(r\d{3}|zoe|lou)@', pending)
 
 
-def _link(page: str, label: str) -> str:
+def _labelled(page: str, label: str) -> str:
     match = re.search(rf'<a href="([^"]+)">{label}</a>', page)
     assert match, f"no {label} link"
     return html.unescape(match.group(1))
@@ -450,12 +450,12 @@ async def test_the_members_page_pages_requests_to_join_and_keeps_the_members_pag
     assert "Requests to join (62)" in top
     assert len(_requests(top)) == 50 and _requests(top)[0] == "r059" and "Newer requests" not in top
     members_second = await _get(node, _rel(top, "next"))  # the members' second page...
-    second = await _get(node, _link(members_second, "Older requests"))  # ...then the requests'
+    second = await _get(node, _labelled(members_second, "Older requests"))  # ...then the requests'
     assert _requests(second) == [f"r{n:03d}" for n in range(9, -1, -1)] + ["lou", "zoe"]
     assert "Older requests" not in second
     assert _handles(second) == _handles(members_second)  # the members list stayed where it was
     assert not set(_requests(top)) & set(_requests(second))
-    assert _requests(await _get(node, _link(second, "Newer requests"))) == _requests(top)
+    assert _requests(await _get(node, _labelled(second, "Newer requests"))) == _requests(top)
     # the approve form still answers from a later page, and the count follows
     response = await _post(node, MANAGE, f"{MANAGE}/approve", member=f"http://{PEER_HOST}/users/r000")
     assert response.status == 303 and "Requests to join (61)" in await _get(node, MANAGE)
