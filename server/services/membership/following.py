@@ -158,20 +158,18 @@ async def answer_follow_request(fed: Federation, target: Actor, follower_iri: st
                     FollowRow.followed_id == target.id,
                     FollowRow.state == "pending",
                     Actor.iri == follower_iri,
-                    FollowRow.follow_iri.is_not(None),
                 )
             )
         ).first()
-        if found is None:
+        if found is None or found[0].follow_iri is None:
             raise NotFound("no follow request from this actor", field="follower")
         row, follower = found
+        follow_iri = str(row.follow_iri)
         if approve:
             row.state, row.accepted_at = "accepted", now
         else:
             await session.delete(row)
-        await _answer(
-            fed, session, target, follower, row.follow_iri, "Accept" if approve else "Reject", now=now
-        )
+        await _answer(fed, session, target, follower, follow_iri, "Accept" if approve else "Reject", now=now)
     fed.notify_worker()
     return "accepted" if approve else "refused"
 
