@@ -575,12 +575,13 @@ async def get_members(request: web.Request) -> web.Response:
     limit, before = page_query(request)
     async with node.sessions() as session:
         group = await association(session, request.match_info["slug"])
-        entries, cursor = await member_directory.members_page(
-            session, viewer, group, state=state, before=before, limit=limit
+        found = await member_directory.members_page(
+            session, viewer, group, state=state, before=before, limit=limit, now=node.clock()
         )
+    cursor = found.cursor
     query = f"state={state}&limit={limit}&before={cursor}" if cursor is not None else None
     next_page = node.uris.iri(f"/api/associations/{group.handle}/members?{query}") if query else None
-    return json_response({"items": [e.as_json() for e in entries], "next": next_page}, headers=NO_STORE)
+    return json_response({"items": found.items(), "next": next_page}, headers=NO_STORE)
 
 
 @routes.post("/api/associations/{slug}/members")

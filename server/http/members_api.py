@@ -7,7 +7,9 @@ a URL, which logs and ``Referer`` keep); the member directory is read by the ass
 only. Errors are problem+json (``problem_middleware``); an unusable link is 410 with a code saying
 why (``invitation_expired``, ``invitation_exhausted``, ``invitation_revoked``). Admins and
 moderators suspend a member and lift it (``membership/suspension.py``); a suspended member's
-actions are refused with 403 ``member_suspended`` wherever they come from.
+actions are refused with 403 ``member_suspended`` wherever they come from. Follows held for
+approval (from a silenced domain, decision 88) are listed and answered by the member followed, or by
+an admin of the association followed.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from server.appkeys import FEDERATION, NODE
-from server.http.api import NO_STORE, association, json_body, member_query, page_query
+from server.http.api import NO_STORE, association, json_body, local_user, member_query, page_query
 from server.http.auth import viewer_of
 from server.http.outbox import acting_for, writer_of
 from server.http.render import json_response
 from server.services.errors import NotFound
-from server.services.membership import directory, invitations, suspension
+from server.services.membership import directory, following, invitations, suspension
 from server.services.membership.members import MANAGING_ROLES
 
 routes = web.RouteTableDef()
@@ -30,6 +32,7 @@ routes = web.RouteTableDef()
 INVITATIONS: Final = "/api/associations/{slug}/invitations"
 SUSPENSION: Final = "/api/associations/{slug}/members/suspension"
 ADMINS: Final = ("admin",)
+FOLLOW_REQUESTS: Final = ("/api/associations/{slug}/follow-requests", "/api/users/{username}/follow-requests")
 
 
 @routes.get("/api/associations/{slug}/directory")
@@ -40,7 +43,9 @@ async def get_directory(request: web.Request) -> web.Response:
     limit, before = page_query(request)
     async with node.sessions() as session:
         group = await association(session, request.match_info["slug"])
-        found = await directory.directory(session, viewer, group, before=before, limit=limit)
+        found = await directory.directory(
+            session, viewer, group, before=before, limit=limit, now=node.clock()
+        )
     query = f"limit={limit}&before={found.older}" if found.older is not None else None
     next_page = node.uris.iri(f"/api/associations/{group.handle}/directory?{query}") if query else None
     return json_response({"items": [e.as_json() for e in found.entries], "next": next_page}, headers=NO_STORE)
@@ -125,3 +130,39 @@ async def delete_suspension(request: web.Request) -> web.Response:
     member = member_query(request)
     await suspension.unsuspend(request.app[FEDERATION], group, member, by=by)
     return json_response({"member": member, "state": "active"}, headers=NO_STORE)
+
+
+async def _followed(request: web.Request) -> Any:
+    """The member or association whose follow requests are read or answered: the member
+    themselves, or an admin of the association (403 for anyone else)."""
+    viewer = await writer_of(request)
+    async with request.app[NODE].sessions() as session:
+        if "slug" in request.match_info:
+            target = await association(session, request.match_info["slug"])
+        else:
+            target = await local_user(session, request.match_info["username"])
+        await acting_for(session, viewer, target, roles=ADMINS)
+    return target
+
+
+async def get_follow_requests(request: web.Request) -> web.Response:
+    """Follows waiting for an answer, oldest first."""
+    target = await _followed(request)
+    async with request.app[NODE].sessions() as session:
+        rows = await following.follow_requests(session, target)
+    return json_response({"items": [row.as_json() for row in rows]}, headers=NO_STORE)
+
+
+async def post_follow_request(request: web.Request) -> web.Response:
+    """Approve (``Accept``) or refuse (``Reject``) one of them."""
+    target = await _followed(request)
+    body = await json_body(request, "FollowDecision")
+    state = await following.answer_follow_request(
+        request.app[FEDERATION], target, body["follower"], approve=body["decision"] == "approve"
+    )
+    return json_response({"follower": body["follower"], "state": state}, headers=NO_STORE)
+
+
+for _path in FOLLOW_REQUESTS:
+    routes.get(_path)(get_follow_requests)
+    routes.post(_path)(post_follow_request)

@@ -18,6 +18,7 @@ from server.db.models import Activity, Actor, AuditEntry, Delivery, DomainBlock,
 from server.services.errors import InvalidInput
 from server.services.moderation import blocklists, blocks
 from server.services.reading import visibility
+from tests.server.test_api import Api
 from tests.support.signed_inbox import changed, gets_to, posts_to, processed, settle
 from tests.support.world import (
     GROUP_INBOX,
@@ -630,3 +631,61 @@ async def test_rejecting_media_purges_what_is_stored_and_what_comes_again(world:
             )
         ]
     assert details and details[-1]["media_purged"] == 0
+
+
+async def _answers(world: World, kind: str, by: str) -> int:
+    """``kind`` activities (Accept, Reject) ``by`` published."""
+    async with world.node.sessions() as session:
+        found = await session.scalars(
+            select(Activity.id)
+            .join(Actor, Actor.id == Activity.actor_id)
+            .where(Activity.type == kind, Actor.iri == by)
+        )
+        return len(list(found))
+
+
+async def test_a_follow_from_a_silenced_domain_waits_for_the_member_or_an_admin(world: World) -> None:
+    """Decision 88: a Follow from a silenced domain is held (no Accept) until the member followed,
+    or an admin of the association followed, approves it (Accept) or refuses it (Reject)."""
+    api = Api(world.node)
+    await world.node.add_member("ana", "collectif", role="admin")
+    await world.node.add_member("mia", "collectif")
+    ana, mia = await world.node.token("ana"), await world.node.token("mia")
+    mia_iri = world.node.uris.person("mia")
+    await _block_domain(world, "evil.example", severity="silence")
+    for target, inbox in ((world.group, GROUP_INBOX), (mia_iri, "/users/mia/inbox")):
+        follow = activity("Follow", world.mallory, target)
+        assert (await world.send(inbox, follow, world.mallory)).status == 202
+        await assert_stored_and_processed_once(world, follow["id"])
+    # alice's domain is not silenced: accepted at once, as before
+    assert (
+        await world.send(GROUP_INBOX, activity("Follow", world.alice, world.group), world.alice)
+    ).status == 202
+    await settle(world.node)
+    assert await follow_state(world.node, world.alice.iri, world.group) == "accepted"
+    for target in (world.group, mia_iri):
+        assert await follow_state(world.node, world.mallory.iri, target) == "pending"
+        assert await _answers(world, "Accept", target) == (1 if target == world.group else 0)  # alice's only
+    # the association's requests: to its admins only
+    associations = "/api/associations/collectif/follow-requests"
+    assert (await api.call("GET", associations, token=mia))[0] == 403
+    status, page, _ = await api.call("GET", associations, token=ana)
+    assert status == 200 and [r["follower"] for r in page["items"]] == [world.mallory.iri]
+    decision = {"follower": world.mallory.iri, "decision": "approve"}
+    status, answer, _ = await api.call("POST", associations, token=ana, body=decision)
+    assert (status, answer["state"]) == (200, "accepted")
+    assert await follow_state(world.node, world.mallory.iri, world.group) == "accepted"
+    assert await _answers(world, "Accept", world.group) == 2
+    assert (await api.call("POST", associations, token=ana, body=decision))[0] == 404  # answered already
+    # the member's: to the member only, who refuses (Reject, the follow gone)
+    members = "/api/users/mia/follow-requests"
+    assert (await api.call("GET", members, token=ana))[0] == 403
+    status, page, _ = await api.call("GET", members, token=mia)
+    assert status == 200 and [r["follower"] for r in page["items"]] == [world.mallory.iri]
+    refusal = {"follower": world.mallory.iri, "decision": "refuse"}
+    status, answer, _ = await api.call("POST", members, token=mia, body=refusal)
+    assert (status, answer["state"]) == (200, "refused")
+    assert await follow_state(world.node, world.mallory.iri, mia_iri) is None
+    assert (await _answers(world, "Reject", mia_iri), await _answers(world, "Accept", mia_iri)) == (1, 0)
+    await settle(world.node)
+    assert len(posts_to(world.peers, "evil.example")) == 2  # the Accept and the Reject, nothing more

@@ -193,3 +193,38 @@ async def test_admins_hear_of_joins_by_invitation_and_people_of_refusals_here(no
     assert status == 200
     refused = [n for n in await _notifications(api, t["mia"], "membership") if n["state"] == "refused"]
     assert [n["actor"] for n in refused] == [node.uris.group("other")]
+
+
+def _by_member(page: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["member"]: item for item in page["items"]}
+
+
+async def test_the_members_list_says_who_is_suspended_and_why_only_to_managers(node: Node) -> None:
+    api, t = Api(node), await _people(node)
+    await node.add_member("lea", "demo")
+    lea = await node.token("lea")
+    mia, alice = node.uris.person("mia"), node.uris.person("alice")
+    until = (node.fed.node.clock() + timedelta(days=3)).date().isoformat()
+    body = {"member": mia, "until": until, "reason": "Propos blessants"}
+    assert (await api.call("POST", SUSPENSION, token=t["mo"], body=body))[0] == 200
+    for token in (t["mo"], t["alice"]):  # the association's moderators and admins: with the reason
+        status, page, _ = await api.call("GET", "/api/associations/demo/members", token=token)
+        assert status == 200, page
+        items = _by_member(page)
+        assert items[mia]["suspended"] is True and items[mia]["suspendedUntil"].startswith(until)
+        assert items[mia]["suspensionReason"] == "Propos blessants"
+        assert (items[alice]["suspended"], items[alice]["suspendedUntil"]) == (False, None)
+        assert items[alice]["suspensionReason"] is None
+    # a plain member sees who is suspended and until when, never why (members list and directory)
+    for path in ("/api/associations/demo/members", "/api/associations/demo/directory"):
+        status, page, _ = await api.call("GET", path, token=lea)
+        assert status == 200, (path, page)
+        items = _by_member(page)
+        assert items[mia]["suspended"] is True and items[mia]["suspendedUntil"].startswith(until)
+        assert all("suspensionReason" not in item for item in page["items"]), path
+        assert "Propos blessants" not in str(page)
+    # lifted: no longer said, to anyone
+    assert (await api.call("DELETE", SUSPENSION, token=t["mo"], params={"member": mia}))[0] == 200
+    status, page, _ = await api.call("GET", "/api/associations/demo/members", token=t["mo"])
+    item = _by_member(page)[mia]
+    assert (item["suspended"], item["suspendedUntil"], item["suspensionReason"]) == (False, None, None)

@@ -383,21 +383,21 @@ async def test_suspending_and_removing_are_confirmed_and_refusals_are_said_on_th
     ]
 
 
-async def _many_members(node: Node, count: int) -> None:
+async def _many_members(node: Node, count: int, *, state: str = "active", prefix: str = "m") -> None:
     now = utc_now()
     async with node.sessions.begin() as session:
         demo = await session.scalar(select(Actor.id).where(Actor.handle == "demo", Actor.type == "Group"))
         for n in range(count):
-            iri = f"http://{PEER_HOST}/users/m{n:03d}"
+            iri = f"http://{PEER_HOST}/users/{prefix}{n:03d}"
             person = Actor(
-                iri=iri, local=False, type="Person", handle=f"m{n:03d}", host=PEER_HOST,
+                iri=iri, local=False, type="Person", handle=f"{prefix}{n:03d}", host=PEER_HOST,
                 inbox_iri=f"{iri}/inbox", created_at=now, updated_at=now,
             )  # fmt: skip
             session.add(person)
             await session.flush()
             session.add(
                 Membership(
-                    group_id=demo, member_id=person.id, role="member", state="active",
+                    group_id=demo, member_id=person.id, role="member", state=state,
                     created_at=now, updated_at=now,
                 )
             )  # fmt: skip
@@ -405,6 +405,18 @@ async def _many_members(node: Node, count: int) -> None:
 
 def _handles(page: str) -> list[str]:
     return re.findall(r'<span class="handle">@(m\d{3}|alice|mo|mia)@', page)
+
+
+def _requests(page: str) -> list[str]:
+    """The handles in the requests to join of a members page."""
+    pending = page.split('id="active-title"')[0]
+    return re.findall(r'<span class="handle">@(r\d{3}|zoe|lou)@', pending)
+
+
+def _labelled(page: str, label: str) -> str:
+    match = re.search(rf'<a href="([^"]+)">{label}</a>', page)
+    assert match, f"no {label} link"
+    return html.unescape(match.group(1))
 
 
 def _rel(page: str, rel: str) -> str:
@@ -427,3 +439,24 @@ async def test_the_members_page_and_the_directory_page_through_many_members(node
     await _as(node, "mo")
     assert "(63)" in await _get(node, MANAGE)
     await _get(node, "/groups/demo/directory?after=x", 400)
+
+
+async def test_the_members_page_pages_requests_to_join_and_keeps_the_members_page(node: Node) -> None:
+    await _world(node)
+    await _many_members(node, 60)
+    await _many_members(node, 60, state="pending", prefix="r")  # 62 requests: two pages of 50
+    await _as(node, "mo")
+    top = await _get(node, MANAGE)
+    assert "Requests to join (62)" in top
+    assert len(_requests(top)) == 50 and _requests(top)[0] == "r059" and "Newer requests" not in top
+    members_second = await _get(node, _rel(top, "next"))  # the members' second page...
+    second = await _get(node, _labelled(members_second, "Older requests"))  # ...then the requests'
+    assert _requests(second) == [f"r{n:03d}" for n in range(9, -1, -1)] + ["lou", "zoe"]
+    assert "Older requests" not in second
+    assert _handles(second) == _handles(members_second)  # the members list stayed where it was
+    assert not set(_requests(top)) & set(_requests(second))
+    assert _requests(await _get(node, _labelled(second, "Newer requests"))) == _requests(top)
+    # the approve form still answers from a later page, and the count follows
+    response = await _post(node, MANAGE, f"{MANAGE}/approve", member=f"http://{PEER_HOST}/users/r000")
+    assert response.status == 303 and "Requests to join (61)" in await _get(node, MANAGE)
+    await _get(node, f"{MANAGE}?requests_before=x", 400)

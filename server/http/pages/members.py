@@ -15,6 +15,7 @@ one, with the status of the refusal and nothing changed: never a bare error page
 from __future__ import annotations
 
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -59,6 +60,22 @@ def _notice(request: web.Request, allowed: tuple[str, ...]) -> str:
 
 # --- the members page of admins and moderators ---------------------------------------------------
 
+CURSORS: Final = ("before", "after", "requests_before", "requests_after")
+"""The members page's query: where its list of members and its list of requests start."""
+
+
+def _cursor(request: web.Request, name: str) -> int | None:
+    """A cursor of the page's query (a form's answer, a POST, shows both lists from the top)."""
+    return int_param(request, name, minimum=1) if request.method == "GET" else None
+
+
+def _link(base: str, kept: dict[str, int | None], name: str, cursor: int | None) -> str | None:
+    """The link to a page of one list (``name=cursor``) that keeps where the other list is."""
+    if cursor is None:
+        return None
+    params = {key: value for key, value in kept.items() if value is not None}
+    return f"{base}?{urlencode({**params, name: cursor})}"
+
 
 async def _members_page(
     request: web.Request,
@@ -69,13 +86,20 @@ async def _members_page(
     status: int = 200,
 ) -> web.Response:
     node = request.app[NODE]
-    before = int_param(request, "before", minimum=1) if request.method == "GET" else None
-    after = int_param(request, "after", minimum=1) if request.method == "GET" else None
+    cursors = {name: _cursor(request, name) for name in CURSORS}
     async with node.sessions() as session:
         roster = await directory.roster(
-            session, _reader(user), group, now=node.clock(), before=before, after=after, limit=MEMBERS_PAGE
+            session,
+            _reader(user),
+            group,
+            now=node.clock(),
+            members=directory.Cursors(cursors["before"], cursors["after"]),
+            requests=directory.Cursors(cursors["requests_before"], cursors["requests_after"]),
+            limit=MEMBERS_PAGE,
         )
     base = f"/groups/{group.handle}/admin/members"
+    members_at = {"requests_before": cursors["requests_before"], "requests_after": cursors["requests_after"]}
+    requests_at = {"before": cursors["before"], "after": cursors["after"]}
     context = {
         "group": group,
         "roster": roster,
@@ -83,8 +107,10 @@ async def _members_page(
         "error": error or {},
         "notice": _notice(request, MEMBER_NOTICES),
         "reason_max": membership.MAX_REASON_CHARS,
-        "older": f"{base}?before={roster.active.older}" if roster.active.older is not None else None,
-        "newer": f"{base}?after={roster.active.newer}" if roster.active.newer is not None else None,
+        "older": _link(base, members_at, "before", roster.active.older),
+        "newer": _link(base, members_at, "after", roster.active.newer),
+        "requests_older": _link(base, requests_at, "requests_before", roster.pending.older),
+        "requests_newer": _link(base, requests_at, "requests_after", roster.pending.newer),
     }
     return await w.render(request, "members_admin.html", context, status=status, title="members_title")
 

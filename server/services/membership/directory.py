@@ -38,8 +38,6 @@ from server.services.reading.visibility import Viewer
 STATES: Final = ("active", "pending")
 ROLES: Final = ROLES_OF_MODEL
 INT32_MAX: Final = 2**31 - 1
-PENDING_LIMIT: Final = 500
-"""Requests to join the members page lists at once (the CLI and the API page through all)."""
 
 
 async def local_association(session: AsyncSession, handle: str) -> Actor:
@@ -73,15 +71,25 @@ class Entry:
     suspended_until: datetime | None = None
     suspension_reason: str | None = None
 
-    def as_json(self) -> dict[str, Any]:
-        return {
+    def as_json(self, *, reasons: bool = False) -> dict[str, Any]:
+        """The API's item; ``reasons``: with the suspension's reason (for admins and moderators)."""
+        item = {
             "member": self.iri,
             "handle": f"{self.handle}@{self.host}",
             "name": self.name,
             "role": self.role,
             "state": self.state,
-            "since": self.since.isoformat().replace("+00:00", "Z"),
+            "since": _iso(self.since),
+            "suspended": self.suspended,
+            "suspendedUntil": _iso(self.suspended_until) if self.suspended_until is not None else None,
         }
+        if reasons:
+            item["suspensionReason"] = self.suspension_reason
+        return item
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def _query(group: Actor, state: str, *, with_opted_out: bool) -> Any:
@@ -117,13 +125,26 @@ def _entry(row: Membership, actor: Actor, opted_out: Any, now: datetime | None) 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MembersPage:
+    """A page of the API's members list: its entries, the cursor of the next (older) page, and
+    whether the reader manages the association (then the items say why a member is suspended)."""
+
+    entries: list[Entry]
+    cursor: int | None
+    reasons: bool
+
+    def items(self) -> list[dict[str, Any]]:
+        return [entry.as_json(reasons=self.reasons) for entry in self.entries]
+
+
 async def _entries(
-    session: AsyncSession, query: Any, *, before: int | None, limit: int
+    session: AsyncSession, query: Any, *, before: int | None, limit: int, now: datetime
 ) -> tuple[list[Entry], int | None]:
     if before is not None:  # memberships.id is a 32-bit integer: a larger cursor means "from the top"
         query = query.where(Membership.id < min(before, INT32_MAX))
     rows = (await session.execute(query.order_by(Membership.id.desc()).limit(limit + 1))).all()
-    entries = [_entry(row, actor, opted_out, None) for row, actor, opted_out in rows[:limit]]
+    entries = [_entry(row, actor, opted_out, now) for row, actor, opted_out in rows[:limit]]
     return entries, entries[-1].cursor if len(rows) > limit else None
 
 
@@ -172,6 +193,7 @@ async def directory(
     before: int | None,
     limit: int,
     after: int | None = None,
+    now: datetime | None = None,
 ) -> Listing:
     """A page of the member directory, newest member first (older than ``before``, or newer than
     ``after``), with the cursors of the pages beside it.
@@ -182,15 +204,23 @@ async def directory(
     if not await can_read_directory(session, viewer, group):
         raise Forbidden("the member directory is read by the association's members only")
     query = _query(group, "active", with_opted_out=False)
-    return await _listing(session, query, before=before, after=after, limit=limit)
+    return await _listing(session, query, before=before, after=after, limit=limit, now=now)
 
 
 async def members_page(
-    session: AsyncSession, viewer: Viewer, group: Actor, *, state: str, before: int | None, limit: int
-) -> tuple[list[Entry], int | None]:
+    session: AsyncSession,
+    viewer: Viewer,
+    group: Actor,
+    *,
+    state: str,
+    before: int | None,
+    limit: int,
+    now: datetime,
+) -> MembersPage:
     """``GET /api/associations/{slug}/members``: active members as the association lists them
     (members who opted out of the directory only to its admins and moderators), or the pending
-    requests (admins and moderators only).
+    requests (admins and moderators only), each saying whether the member is suspended at ``now``
+    and until when (why: to admins and moderators only).
 
     Raises:
         InvalidInput: an unknown state. Forbidden: the viewer may not read this list.
@@ -203,7 +233,8 @@ async def members_page(
     if state == "active" and not await visibility.can_list_members(session, viewer, group):
         raise Forbidden("this association does not list its members to you")
     query = _query(group, state, with_opted_out=managing)
-    return await _entries(session, query, before=before, limit=limit)
+    entries, cursor = await _entries(session, query, before=before, limit=limit, now=now)
+    return MembersPage(entries, cursor, managing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +242,26 @@ class Roster:
     """What the members page shows its admins and moderators."""
 
     role: str  # the reader's: admin or moderator
-    pending: list[Entry]
-    more_pending: bool  # more requests than the page shows
+    pending: Listing  # a page of the requests to join
+    pending_count: int  # requests in all
     active: Listing  # a page of the members, with their suspensions
     count: int  # active members in all
+
+
+@dataclass(frozen=True, slots=True)
+class Cursors:
+    """Where a keyset listing starts: older than ``before``, or newer than ``after`` (neither: the
+    newest)."""
+
+    before: int | None = None
+    after: int | None = None
+
+
+async def _count(session: AsyncSession, group: Actor, state: str) -> int:
+    found = await session.scalar(
+        select(func.count(Membership.id)).where(Membership.group_id == group.id, Membership.state == state)
+    )
+    return int(found or 0)
 
 
 async def roster(
@@ -223,12 +270,12 @@ async def roster(
     group: Actor,
     *,
     now: datetime,
-    before: int | None = None,
-    after: int | None = None,
+    members: Cursors = Cursors(),
+    requests: Cursors = Cursors(),
     limit: int = 50,
 ) -> Roster:
-    """Pending requests and a page of the active members (older than ``before`` or newer than
-    ``after``), for the association's admins and moderators.
+    """A page of the pending requests and a page of the active members, each where its cursors
+    say (both newest first, ``limit`` a page), for the association's admins and moderators.
 
     Raises:
         Forbidden: the viewer is neither.
@@ -236,15 +283,17 @@ async def roster(
     role = await visibility.role_in(session, viewer, group)
     if role not in MANAGING_ROLES:
         raise Forbidden("only the association's admins and moderators manage its members")
-    pending, more = await _entries(
-        session, _query(group, "pending", with_opted_out=True), before=None, limit=PENDING_LIMIT
+    pending = await _listing(
+        session,
+        _query(group, "pending", with_opted_out=True),
+        before=requests.before,
+        after=requests.after,
+        limit=limit,
     )
     query = _query(group, "active", with_opted_out=True)
-    active = await _listing(session, query, before=before, after=after, limit=limit, now=now)
-    count = await session.scalar(
-        select(func.count(Membership.id)).where(Membership.group_id == group.id, Membership.state == "active")
-    )
-    return Roster(str(role), pending, more is not None, active, int(count or 0))
+    active = await _listing(session, query, before=members.before, after=members.after, limit=limit, now=now)
+    pending_count, count = await _count(session, group, "pending"), await _count(session, group, "active")
+    return Roster(str(role), pending, pending_count, active, count)
 
 
 async def managed_member(

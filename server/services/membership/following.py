@@ -1,7 +1,9 @@
 """Following, in both directions, and keeping in sync with the actors we follow.
 
 * Incoming ``Follow``: recorded, answered with ``Accept`` unless the actor approves followers
-  by hand (then it stays pending).
+  by hand or the follower is on a silenced domain (decision 88): then it stays pending until the
+  followed member, or an admin of the followed association, answers it
+  (:func:`answer_follow_request`: ``Accept`` or ``Reject``).
 * Outgoing follow (``entraide follow``, C2S): a pending row and a ``Follow`` in our outbox.
 * ``Accept``/``Reject`` of our Follow: only from its target, for its exact id (case 18, 46).
 * Sync: on acceptance, backfill the followed actor's outbox (paged, bounded); afterwards a
@@ -35,6 +37,7 @@ from server.services.errors import InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.content.remote import refresh, store_object, tombstone, update_object
 from server.services.delivery.outbox import new_activity_iri, publish
+from server.services.moderation.blocks import is_silenced
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ SYNC_ALL = "sync_all"
 SYNC_INTERVAL = timedelta(minutes=15)
 BACKFILL_MAX_PAGES = 10
 BACKFILL_MAX_ITEMS = 200
+FOLLOW_REQUESTS_LIMIT = 200
+"""Follow requests listed at once (the oldest: answering them brings the next)."""
 
 
 def _follow_document(follow_iri: str, follower: str, target: str) -> dict[str, Any]:
@@ -70,13 +75,14 @@ async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) ->
             select(FollowRow).where(FollowRow.follower_id == follower.id, FollowRow.followed_id == target.id)
         )
         if row is None:
+            held = target.manually_approves_followers or await is_silenced(session, follower.id)
             row = FollowRow(
                 follower_id=follower.id,
                 followed_id=target.id,
                 follow_iri=follow.id,
-                state="pending" if target.manually_approves_followers else "accepted",
+                state="pending" if held else "accepted",
                 created_at=now,
-                accepted_at=None if target.manually_approves_followers else now,
+                accepted_at=None if held else now,
             )
             session.add(row)
         elif row.follow_iri == follow.id:
@@ -87,17 +93,85 @@ async def receive_follow(fed: Federation, follow: Follow, *, follower: Actor) ->
             row.follow_iri = follow.id  # a repeated Follow gets a fresh Accept referencing it
         await session.flush()
         if row.state == "accepted":
-            accept = {
-                "id": new_activity_iri(fed.node.uris),
-                "type": "Accept",
-                "object": _follow_document(follow.id, follower.iri, target.iri),
-                "to": [follower.iri],
-            }
-            await publish(
-                session, target, accept, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
-            )
+            await _answer(fed, session, target, follower, follow.id, "Accept", now=now)
     fed.notify_worker()
     log.info("follow received", extra={"follower": follower.iri, "target": target_iri, "state": row.state})
+
+
+async def _answer(
+    fed: Federation, session: Any, target: Actor, follower: Actor, follow_iri: str, kind: str, *, now: Any
+) -> None:
+    """``Accept`` or ``Reject`` (``kind``) of ``follower``'s Follow of ``target``, from ``target``."""
+    answer = {
+        "id": new_activity_iri(fed.node.uris),
+        "type": kind,
+        "object": _follow_document(follow_iri, follower.iri, target.iri),
+        "to": [follower.iri],
+    }
+    await publish(session, target, answer, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowRequest:
+    """A Follow of a local actor waiting for its answer."""
+
+    follower: str
+    handle: str
+    since: Any
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "follower": self.follower,
+            "handle": self.handle,
+            "since": self.since.isoformat().replace("+00:00", "Z"),
+        }
+
+
+async def follow_requests(session: Any, target: Actor) -> list[FollowRequest]:
+    """The Follows of ``target`` (a local member or association) waiting for an answer, oldest
+    first; the caller has checked that the reader may answer them (the member, an admin)."""
+    rows = await session.execute(
+        select(FollowRow, Actor)
+        .join(Actor, Actor.id == FollowRow.follower_id)
+        .where(FollowRow.followed_id == target.id, FollowRow.state == "pending")
+        .order_by(FollowRow.id)
+        .limit(FOLLOW_REQUESTS_LIMIT)
+    )
+    return [FollowRequest(actor.iri, f"{actor.handle}@{actor.host}", row.created_at) for row, actor in rows]
+
+
+async def answer_follow_request(fed: Federation, target: Actor, follower_iri: str, *, approve: bool) -> str:
+    """Approve (``Accept``, the follower gets what ``target`` sends its followers) or refuse
+    (``Reject``, the row removed) a pending Follow of ``target``; the caller has checked that the
+    one answering may (the member themselves, an admin of the association). Returns the new state.
+
+    Raises:
+        NotFound: no Follow from ``follower_iri`` waits for an answer.
+    """
+    now = fed.node.clock()
+    async with fed.node.sessions.begin() as session:
+        found = (
+            await session.execute(
+                select(FollowRow, Actor)
+                .join(Actor, Actor.id == FollowRow.follower_id)
+                .where(
+                    FollowRow.followed_id == target.id,
+                    FollowRow.state == "pending",
+                    Actor.iri == follower_iri,
+                )
+            )
+        ).first()
+        if found is None or found[0].follow_iri is None:
+            raise NotFound("no follow request from this actor", field="follower")
+        row, follower = found
+        follow_iri = str(row.follow_iri)
+        if approve:
+            row.state, row.accepted_at = "accepted", now
+        else:
+            await session.delete(row)
+        await _answer(fed, session, target, follower, follow_iri, "Accept" if approve else "Reject", now=now)
+    fed.notify_worker()
+    return "accepted" if approve else "refused"
 
 
 async def follow_answered(fed: Federation, *, follow_iri: Iri, target_iri: Iri, accepted: bool) -> bool:
