@@ -95,7 +95,9 @@ async def test_a_suspended_member_reads_on_and_acts_in_nothing_through_the_api_a
     assert [n["state"] for n in await _notifications(api, t["mia"], "suspension")] == ["lifted", "suspended"]
     async with node.sessions() as session:
         audited = (
-            await session.execute(select(AuditEntry.action, AuditEntry.channel, AuditEntry.target))
+            await session.execute(
+                select(AuditEntry.action, AuditEntry.channel, AuditEntry.target).order_by(AuditEntry.id)
+            )
         ).all()
     assert [(a, c) for a, c, target in audited if a.startswith("member.") and target == mia][-2:] == [
         ("member.suspend", "api"),
