@@ -102,8 +102,6 @@ EDITABLE = frozenset({"name", "content", "tag", "changeNote"})
 """What an edit changes in every kind (a kind adds its own fields, :func:`editable`)."""
 SERVER_KEPT = frozenset({"@context", "updated"})
 """What the server writes on every edit: a client's copy, however old, is no change request."""
-ADDRESSING = frozenset({"to", "cc", "bto", "bcc"})
-"""Compared as sets of IRIs: a client may send them in another order, or one as a string."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,7 +599,7 @@ def _same(key: str, sent: Any, stored: Any) -> bool:
     """Whether ``sent`` says what is stored (addressing in any order, a poll's options by name)."""
     if sent == stored:
         return True
-    if key in ADDRESSING:
+    if key in ADDRESSING:  # a set of IRIs: in any order, one as a string
         iris = _iri_set(sent)
         return iris is not None and iris == _iri_set(stored)
     if key in ("oneOf", "anyOf") and isinstance(sent, list) and isinstance(stored, list):
