@@ -797,18 +797,11 @@ def _publish_object(args: argparse.Namespace) -> dict[str, Any]:
 
 def _event_fields(args: argparse.Namespace) -> dict[str, Any]:
     """An event's own fields (issue 18): times, place or online link, join mode, capacity."""
-    place = {
-        "name": args.place,
-        "streetAddress": args.street,
-        "postalCode": args.postal_code,
-        "addressLocality": args.locality,
-        "addressCountry": args.country,
-    }
     return {
         "startTime": args.start_time,
         "endTime": args.end_time,
         "timezone": args.timezone,
-        "location": {k: v for k, v in place.items() if v is not None} or None,
+        "location": _place(args) or None,
         "onlineUrl": args.online_url,
         "joinMode": args.join_mode,
         "maximumAttendeeCapacity": args.capacity,
@@ -817,15 +810,38 @@ def _event_fields(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _place(args: argparse.Namespace) -> dict[str, str] | None:
+    """An event's place from its options (``publish event``, ``content edit``): the parts given,
+    empty ones left out; ``None`` when no part is given."""
+    parts = {
+        "name": args.place,
+        "streetAddress": args.street,
+        "postalCode": args.postal_code,
+        "addressLocality": args.locality,
+        "addressCountry": args.country,
+    }
+    if all(value is None for value in parts.values()):
+        return None
+    return {key: value for key, value in parts.items() if value is not None and value.strip()}
+
+
+def _add_place_options(p: argparse.ArgumentParser, *, prefix: str = "", note: str = "") -> None:
+    """The place options of an event, the same for publishing and editing (``--place`` and
+    ``--place-name`` are one option)."""
+    p.add_argument(
+        "--place", "--place-name", dest="place", metavar="NAME", help=f"{prefix}name of the place{note}"
+    )
+    p.add_argument("--street", help=f"{prefix}street address")
+    p.add_argument("--postal-code", metavar="CODE", help=f"{prefix}postal code")
+    p.add_argument("--locality", metavar="CITY", help=f"{prefix}city")
+    p.add_argument("--country", help=f"{prefix}country")
+
+
 def _add_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-time", metavar="DATETIME", help="start, ISO 8601 with a time zone")
     p.add_argument("--end-time", metavar="DATETIME", help="end, ISO 8601 with a time zone (after the start)")
     p.add_argument("--timezone", metavar="ZONE", help="IANA time zone of the event, e.g. Europe/Paris")
-    p.add_argument("--place", metavar="NAME", help="name of the place")
-    p.add_argument("--street", help="street address")
-    p.add_argument("--postal-code", metavar="CODE", help="postal code")
-    p.add_argument("--locality", metavar="CITY", help="city")
-    p.add_argument("--country", help="country")
+    _add_place_options(p)
     p.add_argument("--online-url", metavar="URL", help="link of an online event")
     p.add_argument("--join-mode", metavar="MODE", help="free (default), restricted or invite")
     p.add_argument("--capacity", type=int, metavar="N", help="places (0 or absent: no limit)")
@@ -1053,6 +1069,7 @@ EDIT_OPTIONS = {
     "onlineUrl": "--online-url",
     "joinMode": "--join-mode",
     "maximumAttendeeCapacity": "--capacity",
+    "location": "--place",
 }
 CLEARED_BY_EMPTY = ("endTime", "onlineUrl")
 """Edit options that an empty value (``--end-time ''``) removes from the object."""
@@ -1081,11 +1098,15 @@ def _edit_fields(args: argparse.Namespace) -> dict[str, Any]:
     for key in CLEARED_BY_EMPTY:
         if isinstance(changes.get(key), str) and not changes[key].strip():
             changes[key] = None  # removed, as a JSON null does
+    place = _place(args)
+    if place is not None:
+        changes["location"] = place or None  # the parts given replace the place; only '': removed
     if not changes:
         raise CommandError(
             "nothing to change: give at least one of --title, --body-file, --summary, "
             "--license, --tag, --severity, --category, --area, --area-code, --valid-until, "
-            "or an event's --start-time, --end-time, --timezone, --online-url, --join-mode, --capacity"
+            "or an event's --start-time, --end-time, --timezone, --place-name, --street, --postal-code, "
+            "--locality, --country, --online-url, --join-mode, --capacity"
         )
     if args.note is not None:
         changes["changeNote"] = args.note
@@ -1098,6 +1119,9 @@ def _add_event_edit_options(p: argparse.ArgumentParser) -> None:
         "--end-time", metavar="DATETIME", help="events: new end, ISO 8601 with a time zone; '' removes it"
     )
     p.add_argument("--timezone", metavar="ZONE", help="events: IANA time zone, e.g. Europe/Paris")
+    _add_place_options(
+        p, prefix="events: ", note="; the place options given replace the place, '' removes it"
+    )
     p.add_argument("--online-url", metavar="URL", help="events: link of an online event; '' removes it")
     p.add_argument("--join-mode", metavar="MODE", help="events: free, restricted or invite")
     p.add_argument("--capacity", type=int, metavar="N", help="events: places (0: no limit)")

@@ -380,3 +380,65 @@ async def test_members_only_posts_reach_the_members_they_address_and_leak_to_no_
     assert iri not in _objects_in(await _inbox(node, "/users/zed", tokens["zed"]))
     assert (await _get(node, path, tokens["zed"])).status == 404
     assert (await _get(node, path)).status == 404
+
+
+async def _served(node: Node, iri: str) -> dict[str, Any]:
+    response = await node.client.get(urlsplit(iri).path, headers=AP)
+    assert response.status == 200, await response.text()
+    document: dict[str, Any] = await response.json(content_type=None)
+    return document
+
+
+async def test_an_update_may_send_the_whole_object_back_and_only_real_changes_count(quiet_node: Node) -> None:
+    """ActivityPub §6.3.1: each key given replaces the current value, so repeating a property
+    unchanged (type, url, attributedTo, published, addressing in another order) is no change; a
+    real change of a property fixed at publication is a 400 naming it."""
+    node = quiet_node
+    token = await _alice(node)
+    created = await node.post_outbox(
+        "/users/alice", token, {"type": "Note", "content": "<p>Avant</p>", "to": [AS_PUBLIC], "cc": []}
+    )
+    iri = created["object"]
+    document = await _served(node, iri)
+    edited = {**document, "content": "<p>Après</p>", "sensitive": True, "to": document["to"][0]}
+    response = await _update(node, token, edited)
+    assert response.status == 201, await response.text()
+    row, _ = await _stored(node, iri)
+    assert row.document["content"] == "<p>Après</p>" and row.document["sensitive"] is True
+    for field, value in (("type", "Article"), ("url", f"{iri}/ailleurs"), ("to", [])):
+        refused = await _update(node, token, {**row.document, field: value})
+        assert refused.status == 400, await refused.text()
+        problem = await refused.json()
+        assert problem["field"] == field and "cannot be changed" in problem["detail"]
+    assert (await _stored(node, iri))[0].document == row.document
+
+
+async def test_an_alert_sent_back_whole_keeps_its_rendered_content_once(quiet_node: Node) -> None:
+    """An alert's content is rendered from its headline, body and terms: sent back unchanged,
+    it is not taken for a new body (which would repeat the headline and the terms)."""
+    node = quiet_node
+    await node.create_association("demo")
+    await node.add_member("alice", "demo", role="admin")
+    token = await node.token("alice")
+    alert = {
+        "type": "Note",
+        "entraideKind": "Alert",
+        "name": "Coupure d'eau",
+        "content": "<p>Rue des Lilas.</p>",
+        "severity": "warning",
+        "category": "shortage",
+        "to": [AS_PUBLIC],
+    }
+    created = await node.post_outbox("/groups/demo", token, alert)
+    iri = created["object"]
+    document = await _served(node, iri)
+    response = await node.client.post(
+        "/groups/demo/outbox",
+        json={"type": "Update", "object": {**document, "severity": "critical"}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 201, await response.text()
+    row, _ = await _stored(node, iri)
+    assert row.document["severity"] == "critical"
+    assert row.document["content"].count("Rue des Lilas.") == 1
+    assert row.document["content"].count("Coupure d") == 1

@@ -315,3 +315,18 @@ def test_publish_event_and_its_refusals_name_the_option(
         _query(url, select(Event.end_at, Event.sequence).where(Event.object_id == row_of_iri))
     )
     assert end_at is None and sequence == 1
+    # the place: the options given replace it (the same options as `publish event`); '' removes it
+    place = ["--place-name", "Grande salle", "--street", "1 rue de la Paix", "--postal-code", "35000"]
+    code, out, err = _content(*edit, *place, "--locality", "Rennes", "--country", "France")
+    assert code == 0, err
+    [(document,)] = asyncio.run(_query(url, select(RemoteObject.document).where(RemoteObject.iri == iri)))
+    assert document["location"]["name"] == "Grande salle"
+    assert document["location"]["address"]["streetAddress"] == "1 rue de la Paix"
+    assert document["location"]["address"]["addressCountry"] == "France"
+    where = select(Event.location_name, Event.locality, Event.sequence).where(Event.object_id == row_of_iri)
+    assert asyncio.run(_query(url, where)) == [("Grande salle", "Rennes", 2)]
+    code, out, err = _content(*edit, "--place-name", "")
+    assert code == 0, err
+    [(document,)] = asyncio.run(_query(url, select(RemoteObject.document).where(RemoteObject.iri == iri)))
+    assert "location" not in document
+    assert asyncio.run(_query(url, where)) == [(None, None, 3)]

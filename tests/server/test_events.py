@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import icalendar
 import pytest
@@ -527,3 +528,41 @@ async def test_a_members_api_join_of_a_full_a_cancelled_or_a_blocking_associatio
         assert answer.headers["Content-Type"].startswith("application/problem+json")
         assert "no more participants" in (await answer.json(content_type=None))["detail"]
     assert "event_participants" not in changed(before, await world.counts())
+
+
+async def test_a_c2s_update_carrying_the_whole_event_changes_only_what_differs(world: World) -> None:
+    """A client that sends the event back as it was served, with one change, is not refused for
+    the properties it repeats (ActivityPub §6.3.1); a real change of one fixed at publication is
+    a 400 naming it, and nothing is stored."""
+    iri = await _publish(world)
+    token = await world.node.token("alice-admin")
+    served = await world.node.client.get(urlsplit(iri).path, headers={"Accept": "application/activity+json"})
+    assert served.status == 200
+    document = await served.json(content_type=None)
+    headers = {"Authorization": f"Bearer {token}"}
+    update = {
+        "type": "Update",
+        "object": {**document, "name": "Table ronde (salle 2)", "participantCount": 9},
+    }
+    answer = await world.node.client.post("/groups/collectif/outbox", json=update, headers=headers)
+    assert answer.status == 201, await answer.text()
+    async with world.node.sessions() as session:
+        row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
+    assert row is not None and row.document["name"] == "Table ronde (salle 2)"
+    assert row.document["content"].count("Avec l'ARS.") == 1  # the description is not rendered twice
+    assert row.document["participantCount"] == 0  # the server's counter, not the client's
+    assert row.document["location"] == document["location"]
+    before = await world.counts()
+    for field, value in (
+        ("type", "Note"),
+        ("attributedTo", world.alice.iri),
+        ("published", _soon().isoformat()),
+    ):
+        changed_object = {**row.document, field: value}
+        refused = await world.node.client.post(
+            "/groups/collectif/outbox", json={"type": "Update", "object": changed_object}, headers=headers
+        )
+        assert refused.status == 400, await refused.text()
+        problem = await refused.json(content_type=None)
+        assert problem["field"] == field and field in problem["detail"]
+    assert changed(before, await world.counts()) == {}

@@ -93,7 +93,7 @@ async def test_an_admin_publishes_an_event_shown_on_its_page_and_in_both_agendas
     page = await _get(node, created.headers["Location"])
     assert "<h1>Table ronde sur l&#39;accès aux soins</h1>" in page
     assert "Europe/Paris" in page and "6 cours des Alliés" in page and "Confirmed" in page
-    assert "Open to all" in page and "30 place(s) left" in page and "Participants" in page
+    assert "Open to all" in page and "30 places left" in page and "Participants" in page
     assert f'href="{created.headers["Location"]}/event.ics"' in page
     assert "<strong>l&#39;ARS</strong>" in page or "<strong>l'ARS</strong>" in page
     assert "Event participants" in page  # alice organises
@@ -156,11 +156,11 @@ async def test_a_member_joins_and_leaves_a_free_event(node: Node) -> None:
     iri = await _publish(node, joinMode="free", maximumAttendeeCapacity=5)
     await _as(node, "paul")
     page = await _get(node, _path(iri))
-    assert 'value="join"' in page and "5 place(s) left" in page
+    assert 'value="join"' in page and "5 places left" in page
     joined = await _participate(node, iri, action="join")
     assert joined.status == 303 and joined.headers["Location"] == _path(iri) + "?participation=accepted"
     page = await _get(node, joined.headers["Location"])
-    assert "You are taking part in this event." in page and "4 place(s) left" in page
+    assert "You are taking part in this event." in page and "4 places left" in page
     assert 'value="leave"' in page
     left = await _participate(node, iri, action="leave")
     assert left.headers["Location"].endswith("?participation=left")
@@ -244,7 +244,7 @@ async def test_joining_is_refused_clearly_when_full_or_cancelled(node: Node) -> 
     await _participate(node, iri, action="join")
     await _as(node, "mona")
     page = await _get(node, _path(iri))
-    assert "The event is full." in page and 'value="join"' not in page and "0 place(s) left" in page
+    assert "The event is full." in page and 'value="join"' not in page and "0 places left" in page
     csrf = _csrf(page)
     full = await node.client.post(
         _path(iri) + "/participation",
@@ -367,3 +367,21 @@ async def test_a_member_sees_the_events_of_a_peer_they_follow_in_the_node_agenda
     page = await _get(node, copy.group(1))
     assert "Europe/Paris" in page and "Rennes" in page and "Ask to take part" in page
     assert "event.ics" not in page  # a peer's event: its calendar is on its own server
+
+
+async def test_the_places_left_are_said_in_the_singular_and_the_plural_in_both_languages(node: Node) -> None:
+    """The plural forms of the catalogues' headers: English ``n != 1``, French ``n > 1``."""
+    await _world(node)
+    one = await _publish(node, joinMode="free", maximumAttendeeCapacity=1)
+    two = await _publish(node, joinMode="free", maximumAttendeeCapacity=2)
+    node.client.session.cookie_jar.clear()  # anonymous: the language is the browser's
+    expected = {
+        "en": {one: "1 place left", two: "2 places left"},
+        "fr": {one: "1 place restante", two: "2 places restantes"},
+    }
+    for lang, wanted in expected.items():
+        for iri, words in wanted.items():
+            response = await node.client.get(_path(iri), headers={**HTML, "Accept-Language": lang})
+            page = await response.text()
+            assert response.status == 200 and words in page, (lang, words)
+            assert "place(s)" not in page and "1 places" not in page

@@ -98,8 +98,10 @@ log = logging.getLogger(__name__)
 
 REMOVABLE = frozenset({"name", "summary", "tag", "license", "sensitive"})
 """What a partial ``Update`` may remove by setting it to ``null``."""
-FROZEN = ("oneOf", "anyOf", "entraideKind", "to", "cc", "visibility", "inReplyTo", "eligibility")
-"""What an edit may not change: the audience, the kind, a poll's options and electorate."""
+EDITABLE = frozenset({"name", "content", "tag", "changeNote"})
+"""What an edit changes in every kind (a kind adds its own fields, :func:`editable`)."""
+SERVER_KEPT = frozenset({"@context", "updated"})
+"""What the server writes on every edit: a client's copy, however old, is no change request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,9 +502,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     if kind is None:
         raise InvalidInput(f"a {row.kind} cannot be edited", field="type")
     note = change_note(obj.get(CHANGE_NOTE))
-    for frozen in FROZEN:
-        if frozen in obj and obj[frozen] != row.document.get(frozen):
-            raise InvalidInput(f"{frozen} cannot be changed after publication", field=frozen)
+    obj = edits(obj, row, kind)
     document = {k: v for k, v in row.document.items() if k != "@context"}
     _remove_nulled(document, {k: v for k, v in obj.items() if k != CHANGE_NOTE}, kind)
     name = text(obj.get("name"), "name", kind.name_chars)
@@ -565,6 +565,58 @@ def change_note(value: Any) -> str | None:
     if note is not None and "\x00" in note:
         raise InvalidInput(f"{CHANGE_NOTE} must not contain NUL characters", field=CHANGE_NOTE)
     return note.strip() or None if note is not None else None
+
+
+def editable(kind: kinds.ContentKind) -> frozenset[str]:
+    """The properties an edit of ``kind`` may change; every other one is fixed at publication."""
+    summary = frozenset({"summary", "sensitive"}) if kind.takes_summary else frozenset()
+    return EDITABLE | summary | kind.own_fields | kind.removable
+
+
+def edits(obj: Mapping[str, Any], row: RemoteObject, kind: kinds.ContentKind) -> dict[str, Any]:
+    """What an ``Update``'s object really changes (ActivityPub §6.3.1: each key given replaces
+    the current value), with its ``id``.
+
+    A client may send the whole object back, as many do: a property whose value is the stored
+    one changes nothing and is left out (so a kind never renders again what it rendered, such as
+    an event's or an alert's readable content); the counters and stamps the server keeps are
+    ignored. A real change of a property fixed at publication (its type, author, audience,
+    options…) is refused by name (decision 87).
+    """
+    current = {**row.document, "visibility": row.visibility}
+    changes: dict[str, Any] = {"id": obj.get("id")}
+    allowed = editable(kind)
+    for key, value in obj.items():
+        if key == "id" or key in SERVER_KEPT | kind.server_kept or _same(key, value, current.get(key)):
+            continue
+        if key not in allowed and not (value is None and key in REMOVABLE):
+            raise InvalidInput(f"{key} cannot be changed after publication", field=key)
+        changes[key] = value
+    return changes
+
+
+def _same(key: str, sent: Any, stored: Any) -> bool:
+    """Whether ``sent`` says what is stored (addressing in any order, a poll's options by name)."""
+    if sent == stored:
+        return True
+    if key in ADDRESSING:  # a set of IRIs: in any order, one as a string
+        iris = _iri_set(sent)
+        return iris is not None and iris == _iri_set(stored)
+    if key in ("oneOf", "anyOf") and isinstance(sent, list) and isinstance(stored, list):
+        return [_option_name(o) for o in sent] == [_option_name(o) for o in stored]
+    return key == "sensitive" and not sent and not stored
+
+
+def _iri_set(value: Any) -> frozenset[Any] | None:
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    return None
+
+
+def _option_name(option: Any) -> Any:
+    return option.get("name") if isinstance(option, dict) else option
 
 
 def _changed(obj: Mapping[str, Any]) -> list[str]:

@@ -89,6 +89,9 @@ class ContentKind:
     removable: ClassVar[frozenset[str]] = frozenset()
     """Optional fields of its own that an edit removes by setting them to ``null`` (besides the
     shared ones, ``content.local.REMOVABLE``)."""
+    server_kept: ClassVar[frozenset[str]] = frozenset()
+    """Properties of its documents the server keeps current by itself (counters, states): a
+    client's stale copy of them in an ``Update`` is ignored, not refused."""
     listed: ClassVar[bool] = True
     """Listed with an association's content (its lists, feeds, relays); replies are not."""
     feed_path: ClassVar[str | None] = None
@@ -124,12 +127,16 @@ class ContentKind:
 
     def edit(self, edit: Edit) -> None:
         """Apply an edit of the fields this kind takes besides the shared ones: by default the
-        content and the summary, as given."""
+        content, the summary and whether it is sensitive, as given."""
         if edit.content is not None:
             edit.document["content"] = sanitize_html(edit.content)
         summary = text(edit.obj.get("summary"), "summary", MAX_SUMMARY_CHARS)
         if summary is not None:
             edit.document["summary"] = sanitize_html(summary)
+        if edit.obj.get("sensitive") is True:
+            edit.document["sensitive"] = True
+        elif edit.obj.get("sensitive") is False:
+            edit.document.pop("sensitive", None)
 
     def update_action(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
         """The audit log's action for an edit from ``before`` to ``after``."""

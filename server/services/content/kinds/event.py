@@ -39,6 +39,7 @@ class EventKind(ContentKind):
     removable: ClassVar[frozenset[str]] = frozenset(
         {"endTime", "location", "onlineUrl", "maximumAttendeeCapacity", "category"}
     )
+    server_kept: ClassVar[frozenset[str]] = frozenset({"participantCount", "remainingAttendeeCapacity"})
     feed_path: ClassVar[str | None] = "events"
     feed_label: ClassVar[str | None] = "événements"
     api_path: ClassVar[str | None] = "events"

@@ -31,6 +31,7 @@ class Proposal(ContentKind):
     wire_term: ClassVar[str | None] = "Proposal"
     named: ClassVar[bool] = True
     content_required: ClassVar[bool] = False  # the question (its name) is the content shown
+    server_kept: ClassVar[frozenset[str]] = frozenset({"votersCount", "closed", "proposalStatus"})
     feed_path: ClassVar[str | None] = "proposals"
     feed_label: ClassVar[str | None] = "propositions"
     api_path: ClassVar[str | None] = "proposals"
