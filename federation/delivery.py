@@ -71,7 +71,10 @@ def plan_delivery(
         inbox = recipient.shared_inbox if prefer_shared_inbox and recipient.shared_inbox else recipient.inbox
         if not inbox:
             continue
-        parts = urlsplit(inbox)
+        try:
+            parts = urlsplit(inbox)
+        except ValueError:  # not a URL: nothing to deliver to
+            continue
         if (
             parts.scheme not in ("http", "https")
             or f"{parts.scheme}://{parts.netloc.lower()}" in exclude_origins

@@ -231,7 +231,10 @@ def same_iri(a: object, b: object) -> bool:
 
 def _check_hop(url: str, *, uris: UriScheme, policy: HostPolicy | None) -> None:
     """Checks that apply to the first URL and to every redirect target."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host: "Invalid IPv6 URL"
+        raise InvalidUrl(f"not a valid URL: {exc}", url=url[:300]) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidUrl("only absolute http(s) IRIs are fetched", url=url[:300])
     if parts.username is not None or parts.password is not None:
@@ -320,8 +323,12 @@ async def _fetch_once(
                 raise UnexpectedStatus("redirect without Location", status=response.status, url=current)
             if hop == MAX_REDIRECTS:
                 break
-            target, _ = urldefrag(urljoin(current, location.strip()))
-            if urlsplit(current).scheme == "https" and urlsplit(target).scheme == "http":
+            try:
+                target, _ = urldefrag(urljoin(current, location.strip()))
+                insecure = urlsplit(current).scheme == "https" and urlsplit(target).scheme == "http"
+            except ValueError as exc:
+                raise InvalidUrl(f"redirect to an invalid URL: {exc}", url=location[:300]) from exc
+            if insecure:
                 raise InsecureRedirect("redirect from https to http", url=target[:300])
             current = target
             continue
@@ -444,7 +451,10 @@ async def fetch_actor(
 
 
 def _check_key_id(key_id: str, uris: UriScheme) -> None:
-    parts = urlsplit(key_id)
+    try:
+        parts = urlsplit(key_id)
+    except ValueError:
+        raise KeyUnavailable("keyId is not a valid IRI", key_id=key_id[:300]) from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         # Case 9: acct:, did:, data: … keyIds name no fetchable key (Misskey refuses acct: too).
         raise KeyUnavailable("keyId must be an http(s) IRI", key_id=key_id[:300])

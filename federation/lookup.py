@@ -89,6 +89,14 @@ class _Jrd:
     actors: tuple[tuple[Iri, str | None], ...]
 
 
+def _is_http_url(value: str) -> bool:
+    """An absolute http(s) URL that parses (an unbalanced ``[`` in the host raises in ``urlsplit``)."""
+    try:
+        return urlsplit(value).scheme in ("http", "https")
+    except ValueError:
+        return False
+
+
 def _canonical_acct(acct: AcctResource, scheme: str) -> AcctResource:
     """User lower-cased, host canonical (IDNA, no default port): the form accounts compare in."""
     try:
@@ -126,7 +134,7 @@ def _read_jrd(body: bytes, scheme: str) -> _Jrd:
         link_type, href = link.get("type"), link.get("href")
         if not isinstance(link_type, str) or not is_activitypub_media_type(link_type):
             continue
-        if not isinstance(href, str) or len(href) > 2048 or urlsplit(href).scheme not in ("http", "https"):
+        if not isinstance(href, str) or len(href) > 2048 or not _is_http_url(href):
             continue
         properties = link.get("properties")
         as_type = properties.get(AS_TYPE_PROPERTY) if isinstance(properties, dict) else None
@@ -261,7 +269,10 @@ async def verify_handle(
     """
     if not actor.preferred_username:
         raise HandleMismatch("the actor has no preferredUsername", actor=actor.id)
-    parts = urlsplit(actor.id)
+    try:
+        parts = urlsplit(actor.id)
+    except ValueError:
+        raise HandleMismatch("the actor's id is not a valid IRI", actor=actor.id) from None
     scheme = parts.scheme
     _check_scheme(scheme, allow_http)
     acct = _canonical_acct(AcctResource(user=actor.preferred_username, host=parts.netloc), scheme)

@@ -52,7 +52,10 @@ def parse_acct(resource: str) -> AcctResource:
 
 def is_http_resource(resource: str) -> bool:
     """True for an ``http(s)://`` resource (Mastodon looks actors up by IRI too)."""
-    parts = urlsplit(resource)
+    try:
+        parts = urlsplit(resource)
+    except ValueError:  # e.g. "https://[x": not a URL at all
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 

@@ -99,7 +99,10 @@ def safe_next(value: str) -> bool:
         return False
     if any(ord(c) < 0x20 or c in "\\\x7f" for c in value):
         return False
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
     return not parts.scheme and not parts.netloc
 
 

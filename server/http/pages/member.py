@@ -262,7 +262,10 @@ async def _find(fed: Federation, address: str) -> Actor:
 async def _resolve(fed: Federation, address: str) -> Actor:
     """The actor an actor's URL or a handle names."""
     if address.startswith(("https://", "http://")):
-        parts = urlsplit(address)
+        try:
+            parts = urlsplit(address)
+        except ValueError:
+            raise AddressRefused("follow_bad_address") from None
         if not parts.hostname or parts.username or parts.password:
             raise AddressRefused("follow_bad_address")
         return await fed.actor(address)
