@@ -33,6 +33,7 @@ from server.db.models import (
     Job,
     RemoteObject,
 )
+from server.jobs.tasks import INBOX_LANE_WIDTH
 from server.services.inbox import process as inbox_service
 from server.services.inbox import handlers as inbox_handlers
 from server.services.delivery.fanout import DELIVER, FANOUT
@@ -286,13 +287,15 @@ async def test_a_worker_killed_during_inbox_processing_applies_each_activity_exa
 ) -> None:
     """After ``kill -9`` of the worker and a restart: one object, one follow, one Accept each."""
     rng = random.Random(seed)
-    total = 40
+    # Several times the inbox lane's width (32): the first worker is killed inside its first
+    # claims, with a backlog left even on a fast database
+    total = 4 * INBOX_LANE_WIDTH
     peers = await _peers(aiohttp_server, post_delay_s=0.0)
     authors = _authors(peers)
     async with running_node(
         tmp_path / "node", database_url, worker={"in_process": False, "concurrency": 2}
     ) as node:
-        # Given 40 stored activities: two Follows of the association and 38 notes addressed
+        # Given 128 stored activities: two Follows of the association and 126 notes addressed
         # to it, in a seeded order, waiting for a worker process
         group = await node.create_association("collectif")
         follows = [(activity("Follow", author, group), author) for author in authors]
@@ -308,7 +311,7 @@ async def test_a_worker_killed_during_inbox_processing_applies_each_activity_exa
         # When a worker process is killed with SIGKILL once k activities are processed (k seeded,
         # plus a seeded delay: the kill may land inside a handler or between its commits)
         async with service(["worker", "--config", config], log_path=tmp_path / "worker-1.log") as first:
-            k = rng.randint(3, total // 2)
+            k = rng.randint(3, INBOX_LANE_WIDTH)
 
             async def processed_k() -> bool:
                 return await _count(node, Job, Job.kind == PROCESS_INBOX, Job.state == "done") >= k
@@ -317,7 +320,8 @@ async def test_a_worker_killed_during_inbox_processing_applies_each_activity_exa
             await asyncio.sleep(rng.uniform(0, 0.05))
             await first.kill()
         interrupted = await _count(node, Job, Job.state == "running")
-        assert await _count(node, InboxActivity, InboxActivity.state == "queued") > 0, "killed too late"
+        left = await _count(node, InboxActivity, InboxActivity.state == "queued")
+        assert left > 0, f"killed too late: all {total} processed (k={k})"
 
         # and, its leases run out, a new worker finishes the work
         assert await expire_leases(node.sessions) == interrupted
