@@ -129,8 +129,13 @@ async def deliver(
     spec: SignatureSpec = "cavage",
     double_knock: bool = True,
     first_knock: bool = False,
+    presigned: OutgoingRequest | None = None,
 ) -> DeliveryOutcome:
     """Sign and POST ``body`` to ``inbox`` and classify the answer.
+
+    ``presigned``: the first attempt's request already signed with ``spec`` by ``signer``
+    (:func:`inbox_request` signed elsewhere, e.g. in a batch by :mod:`federation.signing_pool`);
+    a double knock's second attempt is signed here as usual.
 
     With ``spec="rfc9421"`` and ``double_knock``, a refused RFC 9421 attempt is retried once at
     once with draft-cavage (Fedify's double-knocking); the outcome's ``spec`` tells the caller
@@ -142,7 +147,7 @@ async def deliver(
     scheme. Redirects are not followed (an inbox POST is not redirectable safely, and a
     signature must never travel to another host: security case 26).
     """
-    outcome = await _post(inbox, body, signer=signer, transport=transport, now=now, spec=spec)
+    outcome = await _post(inbox, body, signer=signer, transport=transport, now=now, spec=spec, signed=presigned)
     if double_knock and spec == "rfc9421" and _refused(outcome, first_knock=first_knock):
         return await _post(inbox, body, signer=signer, transport=transport, now=now, spec="cavage")
     return outcome
@@ -155,13 +160,26 @@ def _refused(outcome: DeliveryOutcome, *, first_knock: bool) -> bool:
     return first_knock or outcome.status in (400, 401)
 
 
+def inbox_request(inbox: Iri, body: bytes) -> OutgoingRequest:
+    """The unsigned POST of ``body`` to ``inbox`` that :func:`deliver` signs and sends."""
+    return OutgoingRequest("POST", inbox, Headers(_INBOX_HEADERS), body)
+
+
+_INBOX_HEADERS = {"Content-Type": AP_CONTENT_TYPE, "Accept": "application/activity+json"}
+
+
 async def _post(
-    inbox: Iri, body: bytes, *, signer: KeyPair, transport: Transport, now: datetime, spec: SignatureSpec
+    inbox: Iri,
+    body: bytes,
+    *,
+    signer: KeyPair,
+    transport: Transport,
+    now: datetime,
+    spec: SignatureSpec,
+    signed: OutgoingRequest | None = None,
 ) -> DeliveryOutcome:
-    request = OutgoingRequest(
-        "POST", inbox, Headers({"Content-Type": AP_CONTENT_TYPE, "Accept": "application/activity+json"}), body
-    )
-    signed = sign_request(request, signer, now=now, spec=spec)
+    if signed is None:
+        signed = sign_request(inbox_request(inbox, body), signer, now=now, spec=spec)
     try:
         response = await transport.send(signed, follow_redirects=False)
     except (UnsafeAddress, PeerNotAllowed) as exc:

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "poll_interval_s": 0.5,
         "deliveries_in_flight": 256,
         "deliveries_per_host": 0,
+        "signing_processes": 0,
     },
     "logging": {"level": "info", "format": "text", "access_log": False},
     "media": {
@@ -140,6 +141,10 @@ class WorkerSettings:
     """Deliveries one worker has in flight at once, over all hosts (its delivery lane)."""
     deliveries_per_host: int = 0
     """Deliveries one worker has in flight at once to one host; ``0``: ``concurrency``."""
+    signing_processes: int = 0
+    """Child processes that make the delivery lane's draft-cavage signatures, a batch at a
+    time (decision 90); ``0``: each delivery signs in the worker. Only worth it when the
+    worker may use another core (a separate ``worker`` process, unpinned)."""
 
     @property
     def per_host(self) -> int:
@@ -401,6 +406,7 @@ def build_settings(
             poll_interval_s=float(doc["worker"]["poll_interval_s"]),
             deliveries_in_flight=doc["worker"]["deliveries_in_flight"],
             deliveries_per_host=doc["worker"]["deliveries_per_host"],
+            signing_processes=doc["worker"]["signing_processes"],
         ),
         logging=LoggingSettings(
             level=doc["logging"]["level"],

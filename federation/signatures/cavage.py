@@ -459,6 +459,48 @@ def sign(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> Outgo
         ValueError: ``now`` is naive, the URL is not absolute http(s), or the keyId contains
             characters that cannot appear in a quoted string.
     """
+    unsigned = prepare(request, key_pair, now=now)
+    return unsigned.signed(key_pair.sign(unsigned.message))
+
+
+@dataclass(frozen=True, slots=True)
+class UnsignedRequest:
+    """A request with every header of its signature but the signature itself (:func:`prepare`).
+
+    The RSA operation is most of a signature's cost (1.15 ms for RSA-2048 on the project machine
+    of 2026-12-07); splitting it out lets a caller have many :attr:`message` values signed at
+    once elsewhere (:mod:`federation.signing_pool`) and finish each request with :meth:`signed`.
+    """
+
+    request: OutgoingRequest
+    headers: Headers
+    draft: CavageSignature
+    message: bytes
+    """The signing string, UTF-8: what the key signs."""
+
+    def signed(self, signature: bytes) -> OutgoingRequest:
+        """The request with its ``Signature`` header, ``signature`` being the key's over :attr:`message`."""
+        draft = self.draft
+        value = base64.b64encode(signature).decode("ascii")
+        header = (
+            f'keyId="{draft.key_id}",algorithm="{draft.algorithm}",'
+            f'headers="{" ".join(draft.headers)}",signature="{value}"'
+        )
+        request = self.request
+        return OutgoingRequest(
+            method=request.method,
+            url=request.url,
+            headers=Headers([*self.headers.items(), ("Signature", header)]),
+            body=request.body,
+        )
+
+
+def prepare(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> UnsignedRequest:
+    """:func:`sign` up to the signature: the headers, and the signing string the key must sign.
+
+    Raises:
+        ValueError: as :func:`sign`.
+    """
     now = require_aware(now)
     parts = urlsplit(request.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -479,14 +521,4 @@ def sign(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> Outgo
     )
     draft = CavageSignature(key_pair.key_id, signature_label(key_pair.algorithm), tuple(covered), b"")
     signing_string = build_signing_string(draft, method=request.method, target=target, headers=headers)
-    value = base64.b64encode(key_pair.sign(signing_string.encode("utf-8"))).decode("ascii")
-    header = (
-        f'keyId="{key_pair.key_id}",algorithm="{draft.algorithm}",'
-        f'headers="{" ".join(covered)}",signature="{value}"'
-    )
-    return OutgoingRequest(
-        method=request.method,
-        url=request.url,
-        headers=Headers([*headers.items(), ("Signature", header)]),
-        body=request.body,
-    )
+    return UnsignedRequest(request, headers, draft, signing_string.encode("utf-8"))

@@ -800,6 +800,9 @@ class _Lane:
             await asyncio.sleep(0.01)
         recorder.cancel()
         await asyncio.gather(recorder, return_exceptions=True)
+        close = getattr(self.kind, "close", None)  # optional: resources of the kind (a signing pool)
+        if close is not None:
+            close()
 
 
 _GROUP_COMMIT_WINDOW_S = 0.02

@@ -305,6 +305,18 @@ class Proc:
     def cpu_seconds(self) -> float | None:
         return cpu_seconds(self.pid)
 
+    def tree_cpu_seconds(self) -> float | None:
+        """CPU seconds of the server and of its running descendants (a worker's signing pool)."""
+        own = cpu_seconds(self.pid)
+        if own is None:
+            return None
+        pending, total = _children(self.pid), own
+        while pending:
+            child = pending.pop()
+            total += cpu_seconds(child) or 0.0
+            pending.extend(_children(child))
+        return total
+
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM the server (graceful), then SIGKILL what is left; py-spy then writes its file."""
         if self.popen is None:

@@ -91,9 +91,11 @@ class FanoutResult:
     baseline_rss_mb: float | None = None
     peak_rss_mb: float | None = None
     node_cpu_s: float | None = None
-    worker_cpu_s: float | None = None  # the separate worker's share of node_cpu_s
+    worker_cpu_s: float | None = None  # the separate worker's share of node_cpu_s, its children's included
+    worker_main_cpu_s: float | None = None  # the worker process alone (no signing children)
     fake_hosts_cpu_s: float | None = None
     worker_process: bool = False
+    signing_processes: int = 0
     signatures: str = ""
     delivery_states: dict[str, int] = field(default_factory=dict)
     profile: str | None = None
@@ -236,6 +238,7 @@ async def _scenario(
             await _insert_followers(database_url, group_iri, ports, args.followers, shared)
             profile_file = base / "node.pyspy.txt" if args.profile else None
             result.worker_process = args.worker_process
+            result.signing_processes = args.signing_processes if args.worker_process else 0
             node = Proc(
                 setup.serve_args(),
                 log=base / "node.log",
@@ -251,6 +254,7 @@ async def _scenario(
                     [*setup.serve_args()[:3], "worker", *setup.serve_args()[4:]],
                     log=base / "worker.log",
                     cpus=worker_cpus,
+                    env=bench_env(ENTRAIDE_WORKER__SIGNING_PROCESSES=str(args.signing_processes)),
                     profile_to=profile_file,  # the worker does the deliveries: profile it
                     profile_rate=args.profile_rate,
                 )
@@ -259,7 +263,8 @@ async def _scenario(
                 await asyncio.sleep(1.0)  # let the worker's start-up jobs (sync_all, purge) pass
                 result.baseline_rss_mb = node.rss_mb()
                 cpu0 = node.cpu_seconds()
-                wcpu0 = worker.cpu_seconds() if worker else 0.0
+                wcpu0 = worker.tree_cpu_seconds() if worker else 0.0
+                wmain0 = worker.cpu_seconds() if worker else 0.0
                 fcpu0 = fake.cpu_seconds()
                 note = {
                     "to": [AS_PUBLIC],
@@ -289,11 +294,14 @@ async def _scenario(
                 async with http.get(f"{control}/stats", params={"times": "1"}) as response:
                     stats = await response.json()
                 cpu1 = node.cpu_seconds()
-                wcpu1 = worker.cpu_seconds() if worker else 0.0
+                wcpu1 = worker.tree_cpu_seconds() if worker else 0.0
+                wmain1 = worker.cpu_seconds() if worker else 0.0
                 fcpu1 = fake.cpu_seconds()
                 result.fake_hosts_cpu_s = None if fcpu0 is None or fcpu1 is None else fcpu1 - fcpu0
                 if None not in (cpu0, cpu1, wcpu0, wcpu1):
                     result.worker_cpu_s = (wcpu1 - wcpu0) if worker else None  # type: ignore[operator]
+                    if worker and wmain0 is not None and wmain1 is not None:
+                        result.worker_main_cpu_s = wmain1 - wmain0
                     result.node_cpu_s = (cpu1 - cpu0) + (wcpu1 - wcpu0)  # type: ignore[operator]
                 result.peak_rss_mb = max(filter(None, (node.peak_rss_mb(), worker and worker.peak_rss_mb())), default=None)
                 result.received = stats["inboxes"]
@@ -364,7 +372,11 @@ def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
             f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; "
             f"delivery rows: {r.delivery_states}"
             + (
-                f"; serve + worker process, the worker's CPU: {fmt(r.worker_cpu_s, 2)} s of {fmt(r.node_cpu_s, 2)} s"
+                f"; serve + worker process ({r.signing_processes} signing processes), the worker's CPU: "
+                f"{fmt(r.worker_cpu_s, 2)} s of {fmt(r.node_cpu_s, 2)} s, of which its own process "
+                f"{fmt(r.worker_main_cpu_s, 2)} s "
+                f"({fmt(1000 * r.worker_main_cpu_s / r.received if r.worker_main_cpu_s and r.received else None, 2)}"
+                " ms per delivery)"
                 if r.worker_process
                 else ""
             )
@@ -429,6 +441,12 @@ def main() -> None:
         default="none",
         help="with --worker-process: pin the worker like the node (server), like the fake hosts "
         "(client), or not at all (default)",
+    )
+    parser.add_argument(
+        "--signing-processes",
+        type=int,
+        default=0,
+        help="with --worker-process: the worker's worker.signing_processes (decision 90; default 0)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the node and helpers to CPUs")
     parser.add_argument("--profile", action="store_true", help="record the node with py-spy")

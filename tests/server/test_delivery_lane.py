@@ -14,14 +14,18 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
 
-from federation.http import Headers, OutgoingRequest, PeerResponse
+from federation.http import Headers, IncomingRequest, OutgoingRequest, PeerResponse
 from federation.iri import host_of
+from federation.memory import MemoryKeyResolver
+from federation.signatures import verify_request
 from federation.types import utc_now
 from server.db import queue
+from server.db.queries import actors as actor_queries
 from server.db.models import Activity, Actor, Delivery, Job, PeerHost
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
@@ -39,6 +43,7 @@ class GateTransport:
     def __init__(self, slow: set[str]) -> None:
         self.slow = slow
         self.sent: list[str] = []
+        self.requests: list[OutgoingRequest] = []
         self.in_flight: dict[str, int] = {}
         self.peak: dict[str, int] = {}
         self.peak_total = 0
@@ -50,6 +55,7 @@ class GateTransport:
     async def send(self, request: OutgoingRequest, *, follow_redirects: bool = False) -> PeerResponse:
         host = host_of(request.url)
         self.sent.append(request.url)
+        self.requests.append(request)
         self.in_flight[host] = self.in_flight.get(host, 0) + 1
         self.peak[host] = max(self.peak.get(host, 0), self.in_flight[host])
         self.peak_total = max(self.peak_total, sum(self.in_flight.values()))
@@ -105,9 +111,16 @@ async def _activity_with_deliveries(
     return ids
 
 
-def _worker(node: Node, transport: GateTransport, *, per_host: int, in_flight: int) -> Worker:
+def _worker(
+    node: Node, transport: GateTransport, *, per_host: int, in_flight: int, signing_processes: int = 0
+) -> Worker:
     settings = node.fed.node.settings
-    worker_settings = replace(settings.worker, deliveries_per_host=per_host, deliveries_in_flight=in_flight)
+    worker_settings = replace(
+        settings.worker,
+        deliveries_per_host=per_host,
+        deliveries_in_flight=in_flight,
+        signing_processes=signing_processes,
+    )
     ctx = replace(node.fed.node, settings=replace(settings, worker=worker_settings))
     fed = build_federation(ctx, transport)
     return Worker(ctx, default_registry(fed), concurrency=2, poll_interval_s=0.05, shutdown_timeout_s=2.0)
@@ -259,3 +272,40 @@ async def test_a_first_knock_answered_500_falls_back_at_once_and_the_working_sch
     assert transport.specs == ["rfc9421", "cavage", "cavage"]
     host = await node.scalar(select(PeerHost).where(PeerHost.host == "bovine.example"))
     assert (host.signature_spec, host.recent_failures, host.breaker) == ("cavage", 0, "closed")
+
+
+async def test_a_signing_pool_signs_the_batches_and_every_signature_verifies(
+    quiet_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``worker.signing_processes`` (decision 90) the lane's draft-cavage signatures are made
+    in a child process, a batch at a time; each request still carries a valid signature of the
+    sender's key over its own inbox, and every outcome is recorded as without the pool."""
+    node = quiet_node
+    inboxes = [f"https://{h}/users/u{i}/inbox" for i in range(6) for h in FAST_HOSTS]
+    ids = await _activity_with_deliveries(node, inboxes)
+    transport = GateTransport(set())
+    worker = _worker(node, transport, per_host=4, in_flight=32, signing_processes=1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="every delivery", timeout_s=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert sorted(transport.sent) == sorted(inboxes)
+    assert "signing pool failed" not in caplog.text  # the pool signed; the sends did not fall back
+    async with node.sessions() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri.like("%/lane")))
+        assert group is not None
+        keys = await actor_queries.keys_of(session, group.id)
+    pair = node.fed.node.local_keys.key_pair(keys["rsa"], group.iri)
+    resolver = MemoryKeyResolver([pair.public])
+    for request in transport.requests:
+        target = urlsplit(request.url).path
+        incoming = IncomingRequest("POST", request.url, target, request.headers, request.body or b"")
+        signer = await verify_request(incoming, resolve_key=resolver, now=utc_now())
+        assert signer.key_id == pair.key_id

@@ -29,13 +29,15 @@ from federation.delivery import (
     Rejected,
     RetryLater,
     deliver,
+    inbox_request,
     plan_delivery,
 )
 from federation.iri import host_of, is_http_iri
 from federation.keys import KeyPair
 from federation.policy import HostPolicy
 from federation.ports import Transport
-from federation.signatures import SignatureSpec
+from federation.http import OutgoingRequest
+from federation.signatures import SignatureSpec, cavage
 from federation.types import PUBLIC_ALIASES, Clock, Iri
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
@@ -421,7 +423,10 @@ class DeliveryAttempt:
     first_knock: bool = False
     """The host's scheme is not known yet: any error answer to RFC 9421 falls back at once."""
 
-    async def send(self, transport: Transport, clock: Clock) -> DeliveryOutcome:
+    async def send(
+        self, transport: Transport, clock: Clock, *, presigned: OutgoingRequest | None = None
+    ) -> DeliveryOutcome:
+        """``presigned``: :meth:`unsigned`'s request signed elsewhere (a signing pool)."""
         return await deliver(
             Iri(self.row.inbox_iri),
             self.sender.body,
@@ -430,7 +435,15 @@ class DeliveryAttempt:
             now=clock(),
             spec=self.spec,
             first_knock=self.first_knock,
+            presigned=presigned,
         )
+
+    def unsigned(self, now: datetime) -> cavage.UnsignedRequest | None:
+        """The first attempt's request up to its draft-cavage signature, or ``None`` when this
+        attempt signs with RFC 9421 (signed in :meth:`send`, as before)."""
+        if self.spec != "cavage":
+            return None
+        return cavage.prepare(inbox_request(Iri(self.row.inbox_iri), self.sender.body), self.sender.signer, now=now)
 
 
 DeliveryResult = DeliveryOutcome | _Skip | _Held | _Dropped
