@@ -254,7 +254,9 @@ async def _scenario(
                     [*setup.serve_args()[:3], "worker", *setup.serve_args()[4:]],
                     log=base / "worker.log",
                     cpus=worker_cpus,
-                    env=bench_env(ENTRAIDE_WORKER__SIGNING_PROCESSES=str(args.signing_processes)),
+                    env=bench_env(ENTRAIDE_WORKER__SIGNING_PROCESSES=str(args.signing_processes))
+                    if args.signing_processes
+                    else None,  # unset: also runs code from before decision 90
                     profile_to=profile_file,  # the worker does the deliveries: profile it
                     profile_rate=args.profile_rate,
                 )
