@@ -134,6 +134,13 @@ async def test_the_member_and_the_admins_answer_follow_requests_and_no_one_else(
     await _as(node, "mia")
     page = await _get(node, MINE)
     assert "@zoe@" in page and "(1)" in page
+    # the member is notified, with the way to answer; not of the association's request
+    told = await _get(node, "/notifications")
+    assert "Follow request" in told and f'href="{MINE}"' in told and GROUP not in told
+    status, listed, _ = await Api(node).call("GET", "/api/notifications", token=await node.token("mia"))
+    assert status == 200 and [
+        (n["type"], n["actor"]) for n in listed["items"] if n["type"] == "follow_request"
+    ] == [("follow_request", zoe)]
     refused = await _get(node, GROUP, 403)
     assert "@zoe@" not in refused
     assert "/admin/follow-requests" not in await _get(node, "/groups/demo/directory")
@@ -148,6 +155,7 @@ async def test_the_member_and_the_admins_answer_follow_requests_and_no_one_else(
     assert [a["object"]["id"] for a in accepts] == [f"{zoe}/follows/mia"] and accepts[0]["to"] == [zoe]
     page = await _get(node, f"{MINE}?done=approved")
     assert "Request approved" in page and "No follow request is waiting" in page
+    assert "Follow request" not in await _get(node, "/notifications")  # answered: gone
     # answering it again (another tab): said on the page, 404, nothing more sent
     gone = await _post(node, MINE, f"{MINE}/refuse", follower=zoe)
     assert gone.status == 404 and "no longer waiting" in await gone.text()
@@ -157,6 +165,8 @@ async def test_the_member_and_the_admins_answer_follow_requests_and_no_one_else(
     assert forbidden.status == 403 and await _state(node, zoe, "demo") == "pending"
     # an admin of the association sees it in the members' tabs, and refuses it: Reject, row gone
     await _as(node, "alice")
+    told = await _get(node, "/notifications")
+    assert "Asks to follow the association" in told and f'href="{GROUP}"' in told
     page = await _get(node, GROUP)
     assert "@zoe@" in page and 'aria-current="page">Follow requests' in page
     assert f'href="{GROUP}"' in await _get(node, "/groups/demo/admin/members")
