@@ -305,7 +305,8 @@ async def _scenario(
                     if worker and wmain0 is not None and wmain1 is not None:
                         result.worker_main_cpu_s = wmain1 - wmain0
                     result.node_cpu_s = (cpu1 - cpu0) + (wcpu1 - wcpu0)  # type: ignore[operator]
-                result.peak_rss_mb = max(filter(None, (node.peak_rss_mb(), worker and worker.peak_rss_mb())), default=None)
+                peaks = [node.peak_rss_mb(), worker.peak_rss_mb() if worker else None]
+                result.peak_rss_mb = max((p for p in peaks if p is not None), default=None)
                 result.received = stats["inboxes"]
                 result.duplicates = stats["duplicates"]
                 times = [t - t0 for t in stats["times"]]
