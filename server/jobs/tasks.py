@@ -137,8 +137,13 @@ class DeliverLane:
         pending: list[tuple[int, cavage.UnsignedRequest, KeyPair]] = []
         for item in prepared:
             attempt = item.attempt
-            unsigned = attempt.unsigned(now) if attempt is not None else None
-            if attempt is not None and unsigned is not None:
+            if attempt is None:
+                continue
+            try:
+                unsigned = attempt.unsigned(now)
+            except ValueError:
+                continue  # its send signs and fails alone, as without the pool
+            if unsigned is not None:
                 pending.append((id(item), unsigned, attempt.sender.signer))
         if len(pending) < 2:  # one call per signature costs a third of the signature itself
             return {}
