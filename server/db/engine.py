@@ -32,7 +32,31 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(settings.url, **kwargs)
     if settings.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        _skip_idle_rollbacks(engine)
     return engine
+
+
+def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
+    """No ``ROLLBACK`` hand-off for a SQLite connection that has no transaction open (decision 91).
+
+    Every session ends with a rollback (a read-only one, and the pool's reset on return), and
+    through aiosqlite each is a round trip to the connection's thread (docs/performance.md,
+    "Reads"). The sqlite3 module opens a transaction only before a write, and its own
+    ``rollback()`` does nothing while ``in_transaction`` is false; that flag is read here, in the
+    caller's thread, instead of after the hand-off. A connection that wrote, or is inside an
+    explicit ``BEGIN``, is rolled back as before.
+    """
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)  # aiosqlite's Connection
+        sqlite = getattr(driver, "_connection", None)  # its sqlite3 connection, None once closed
+        if sqlite is not None and not sqlite.in_transaction:
+            return
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def _private_sqlite_file(url: str) -> None:
