@@ -25,8 +25,12 @@ class DatabaseUnavailable(Exception):
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """Create the async engine; SQLite connections get WAL, foreign keys and a busy timeout."""
     kwargs: dict[str, Any] = {"echo": settings.echo}
+    # SQLite too: with SQLAlchemy's default for it (5 kept, 10 more opened on demand), a burst of
+    # more than 5 requests opened and closed aiosqlite connections (a thread and four PRAGMAs each).
+    if settings.dialect == "postgresql" or _sqlite_file(settings.url):
+        kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size)
     if settings.dialect == "postgresql":
-        kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+        kwargs.update(pool_pre_ping=True)
     if settings.dialect == "sqlite":
         _private_sqlite_file(settings.url)
     engine = create_async_engine(settings.url, **kwargs)
@@ -57,6 +61,12 @@ def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
         rollback(dbapi_connection)
 
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
+def _sqlite_file(url: str) -> bool:
+    """A SQLite database in a file (an in-memory one has a single, static connection)."""
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and "mode=memory" not in url
 
 
 def _private_sqlite_file(url: str) -> None:
