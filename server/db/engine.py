@@ -41,26 +41,35 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
 
 
 def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
-    """No ``ROLLBACK`` hand-off for a SQLite connection that has no transaction open (decision 91).
+    """No ``ROLLBACK`` or ``COMMIT`` hand-off for a SQLite connection with no transaction open
+    (decision 91).
 
-    Every session ends with a rollback (a read-only one, and the pool's reset on return), and
-    through aiosqlite each is a round trip to the connection's thread (docs/performance.md,
-    "Reads"). The sqlite3 module opens a transaction only before a write, and its own
-    ``rollback()`` does nothing while ``in_transaction`` is false; that flag is read here, in the
+    Every session ends with a rollback (a read-only one, and the pool's reset on return) or a
+    commit (a unit of work that only read, such as a claim that found nothing), and through
+    aiosqlite each is a round trip to the connection's thread (docs/performance.md, "Reads").
+    The sqlite3 module opens a transaction only before a write, and its own ``rollback()`` and
+    ``commit()`` do nothing while ``in_transaction`` is false; that flag is read here, in the
     caller's thread, instead of after the hand-off. A connection that wrote, or is inside an
-    explicit ``BEGIN``, is rolled back as before.
+    explicit ``BEGIN``, is rolled back or committed as before.
     """
     dialect = engine.sync_engine.dialect
-    rollback = dialect.do_rollback
+    rollback, commit = dialect.do_rollback, dialect.do_commit
 
-    def do_rollback(dbapi_connection: Any) -> None:
+    def idle(dbapi_connection: Any) -> bool:
         driver = getattr(dbapi_connection, "driver_connection", None)  # aiosqlite's Connection
         sqlite = getattr(driver, "_connection", None)  # its sqlite3 connection, None once closed
-        if sqlite is not None and not sqlite.in_transaction:
-            return
-        rollback(dbapi_connection)
+        return sqlite is not None and not sqlite.in_transaction
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if not idle(dbapi_connection):
+            rollback(dbapi_connection)
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if not idle(dbapi_connection):
+            commit(dbapi_connection)
 
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
 
 
 def _sqlite_file(url: str) -> bool:
