@@ -144,8 +144,8 @@ async def feed_owner(session: AsyncSession, handle: str) -> FeedOwner:
         )
     if not rows:
         raise NotFound("no such feed")
-    *columns, created_at = rows[0]
-    return FeedOwner(*columns, bare.utc(created_at))
+    actor_id, iri, url, found, name, summary, created_at = rows[0]
+    return FeedOwner(actor_id, iri, url, found, name, summary, bare.utc(created_at))
 
 
 def feed_scope(owner: FeedOwner, spec: FeedSpec) -> list[ColumnElement[bool]]:
