@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,6 +53,7 @@ from server.http.middlewares import (
     request_id_middleware,
 )
 from server.http.proxies import forwarded_middleware
+from server.http.routing import MemoRouter
 from server.http.ratelimit import HostRateLimiter
 from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
@@ -130,17 +132,9 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
-def create_app(
-    settings: Settings, *, transport: Transport | None = None, retry_policy: RetryPolicy | None = None
-) -> web.Application:
-    """Build the application for one node; resources open in ``cleanup_ctx`` when it starts.
-
-    ``transport`` replaces the outbound HTTP transport (its owner starts and closes it); tests
-    use it to reach fake peers by name. ``retry_policy`` replaces the in-process worker's
-    schedule (default :data:`federation.retry.DEFAULT`, 2 to 3 days); tests pass a fast one
-    such as :data:`federation.retry.FAST` so that retries happen within the test.
-    """
-    app = web.Application(
+def _application(settings: Settings) -> web.Application:
+    return web.Application(
+        router=MemoRouter(),
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             forwarded_middleware,
@@ -153,6 +147,21 @@ def create_app(
             problem_middleware,
         ],
     )
+
+
+def create_app(
+    settings: Settings, *, transport: Transport | None = None, retry_policy: RetryPolicy | None = None
+) -> web.Application:
+    """Build the application for one node; resources open in ``cleanup_ctx`` when it starts.
+
+    ``transport`` replaces the outbound HTTP transport (its owner starts and closes it); tests
+    use it to reach fake peers by name. ``retry_policy`` replaces the in-process worker's
+    schedule (default :data:`federation.retry.DEFAULT`, 2 to 3 days); tests pass a fast one
+    such as :data:`federation.retry.FAST` so that retries happen within the test.
+    """
+    with warnings.catch_warnings():  # aiohttp calls ``router=`` deprecated; it is the only hook
+        warnings.simplefilter("ignore", DeprecationWarning)
+        app = _application(settings)
     app[SETTINGS] = settings
     app[METRICS] = create_metrics()
     app[PAGE_CACHE] = PageCache()

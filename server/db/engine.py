@@ -25,14 +25,57 @@ class DatabaseUnavailable(Exception):
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """Create the async engine; SQLite connections get WAL, foreign keys and a busy timeout."""
     kwargs: dict[str, Any] = {"echo": settings.echo}
+    # SQLite too: with SQLAlchemy's default for it (5 kept, 10 more opened on demand), a burst of
+    # more than 5 requests opened and closed aiosqlite connections (a thread and four PRAGMAs each).
+    if settings.dialect == "postgresql" or _sqlite_file(settings.url):
+        kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size)
     if settings.dialect == "postgresql":
-        kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+        kwargs.update(pool_pre_ping=True)
     if settings.dialect == "sqlite":
         _private_sqlite_file(settings.url)
     engine = create_async_engine(settings.url, **kwargs)
     if settings.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        _skip_idle_rollbacks(engine)
     return engine
+
+
+def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
+    """No ``ROLLBACK`` or ``COMMIT`` hand-off for a SQLite connection with no transaction open
+    (decision 91).
+
+    Every session ends with a rollback (a read-only one, and the pool's reset on return) or a
+    commit (a unit of work that only read, such as a claim that found nothing), and through
+    aiosqlite each is a round trip to the connection's thread (docs/performance.md, "Reads").
+    The sqlite3 module opens a transaction only before a write, and its own ``rollback()`` and
+    ``commit()`` do nothing while ``in_transaction`` is false; that flag is read here, in the
+    caller's thread, instead of after the hand-off. A connection that wrote, or is inside an
+    explicit ``BEGIN``, is rolled back or committed as before.
+    """
+    dialect = engine.sync_engine.dialect
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def idle(dbapi_connection: Any) -> bool:
+        driver = getattr(dbapi_connection, "driver_connection", None)  # aiosqlite's Connection
+        sqlite = getattr(driver, "_connection", None)  # its sqlite3 connection, None once closed
+        return sqlite is not None and not sqlite.in_transaction
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if not idle(dbapi_connection):
+            rollback(dbapi_connection)
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if not idle(dbapi_connection):
+            commit(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+
+
+def _sqlite_file(url: str) -> bool:
+    """A SQLite database in a file (an in-memory one has a single, static connection)."""
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and "mode=memory" not in url
 
 
 def _private_sqlite_file(url: str) -> None:

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Update,
     and_,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -362,6 +363,25 @@ def runnable(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
         and_(t.state == RUNNING, t.locked_until < now),
         and_(t.state == QUEUED, t.run_at <= now),
     )
+
+
+async def any_runnable(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime, kinds: Collection[str]
+) -> bool:
+    """Is a job of one of ``kinds`` claimable now (either condition of :func:`runnable`)?
+
+    One read outside any write transaction, for a worker woken by its poll rather than by a
+    notification: while the queue is idle it costs one statement instead of a claim, a
+    transaction per loop (decision 91). Each condition is its own ``EXISTS``, so each can use
+    ``ix_jobs_claim`` as the claims do.
+    """
+    if not kinds:
+        return False
+    t = _JOBS.c
+    listed = sorted(set(kinds))
+    stmt = select(or_(*(exists().where(condition, t.kind.in_(listed)) for condition in runnable(now))))
+    async with sessions() as session:
+        return bool(await session.scalar(stmt))
 
 
 async def runnable_keyed(

@@ -32,12 +32,15 @@ PAGE_SIZE = 20
 KIND_TYPES = {"groups": "Group", "users": "Person"}
 
 
-async def _load_actor(session: Session, request: web.Request) -> Actor:
+async def _load_actor(session: Session, request: web.Request, *, reading: bool = False) -> Actor:
+    """The actor of the path; with ``reading``, one not in the session (see
+    :func:`directory.local_for_reading`): a collection only reads its owner."""
     kind = request.match_info.get("kind")
+    lookup = directory.local_for_reading if reading else directory.local_by_handle
     if kind is None:
         actor = await directory.application_actor(session)
     else:
-        actor = await directory.local_by_handle(session, KIND_TYPES[kind], request.match_info["handle"])
+        actor = await lookup(session, KIND_TYPES[kind], request.match_info["handle"])
     if actor is None:
         raise NotFound("no such actor")
     return actor
@@ -171,7 +174,7 @@ async def get_collection(request: web.Request) -> web.Response:
     is_page, before = _page_params(request)
     viewer = await viewer_of(request)
     async with node.sessions() as session:
-        owner = await _load_actor(session, request)
+        owner = await _load_actor(session, request, reading=True)
         total, items, cursor, private = await LISTERS[name](session, viewer, owner, before, is_page)
     collection_iri = Iri(f"{owner.iri}/{name}")
     if items is None:

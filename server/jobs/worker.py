@@ -281,6 +281,7 @@ class Worker:
         ]
         next_purge = loop.time()
         claim_failures = 0
+        woken = True  # the first pass claims
         log.info(
             "worker started",
             extra={
@@ -298,7 +299,7 @@ class Worker:
                 # sets it again, so the sleep below returns at once and nothing is missed.
                 self._wake.clear()
                 free = self.concurrency - len(self._tasks)
-                if free > 0:
+                if free > 0 and (woken or await self.runnable_now(self._loop_kinds)):
                     try:
                         jobs = await self._claim_shared(free)
                         claim_failures = 0
@@ -312,12 +313,13 @@ class Worker:
                     for job in jobs:
                         self._start(job)
                     if jobs and len(jobs) == free:
+                        woken = True
                         continue  # a full batch: more may be runnable once a slot frees up
                 delay = self.poll_interval_s
                 if claim_failures:
                     backoff = self.poll_interval_s * 2 ** min(claim_failures, 16)
                     delay = max(self.poll_interval_s, min(backoff, _MAX_ERROR_BACKOFF_S))
-                await self._sleep(delay)
+                woken = await self._sleep(delay)
         finally:
             relay.cancel()
             await self._drain()
@@ -395,11 +397,27 @@ class Worker:
         await stop.wait()
         self._wake.set()
 
-    async def _sleep(self, timeout_s: float) -> None:
+    async def _sleep(self, timeout_s: float) -> bool:
+        """Wait for a wake-up or ``timeout_s``; True when woken."""
         try:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
         except TimeoutError:
-            pass
+            return False
+        return True
+
+    async def runnable_now(self, kinds: Collection[str]) -> bool:
+        """After a poll's timeout, is a job of ``kinds`` claimable (decision 91)?
+
+        A loop woken by :meth:`notify` or a finished job claims at once; one woken by its poll
+        interval asks this single read first, so an idle worker no longer runs a claim (a write
+        transaction with two or three queries) per loop and per interval. Jobs enqueued by
+        another process, and retries or periodic jobs coming due, are seen by this read as a
+        claim would see them, at the same interval. An error answers True: the claim reports it.
+        """
+        try:
+            return await queue.any_runnable(self.node.sessions, now=self.node.clock(), kinds=kinds)
+        except Exception:
+            return True
 
     def _start(self, job: ClaimedJob) -> None:
         task = asyncio.create_task(self._execute(job), name=f"job-{job.id}-{job.kind}")
@@ -576,13 +594,16 @@ class _Lane:
         loop = asyncio.get_running_loop()
         recorder = asyncio.create_task(self._recorder(), name=f"lane-recorder-{self.kind.kind}")
         failures = 0
+        woken = True  # the first pass claims; later, a poll's timeout asks runnable_now first
         # Claim when a quarter of the slots is free (or none is held): claims stay batched.
         batch = max(1, self.kind.max_in_flight // 4)
         try:
             while not stop.is_set():
                 self.wake.clear()
                 free = self.kind.max_in_flight - len(self.held)
-                if free >= batch or (free > 0 and not self.held):
+                if (free >= batch or (free > 0 and not self.held)) and (
+                    woken or await self.worker.runnable_now((self.kind.kind,))
+                ):
                     try:
                         jobs = await self._claim()
                         failures = 0
@@ -599,10 +620,11 @@ class _Lane:
                 delay = self.worker.poll_interval_s
                 if failures:
                     delay = max(delay, min(delay * 2 ** min(failures, 16), _MAX_ERROR_BACKOFF_S))
+                woken = True
                 try:
                     await asyncio.wait_for(self.wake.wait(), delay)
                 except TimeoutError:
-                    pass
+                    woken = False
         finally:
             await self._drain(recorder)
 
