@@ -24,9 +24,15 @@ class DatabaseUnavailable(Exception):
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """Create the async engine; SQLite connections get WAL, foreign keys and a busy timeout."""
-    kwargs: dict[str, Any] = {"echo": settings.echo}
+    # Both engines keep ``pool_size`` connections open (SQLite used SQLAlchemy's default of 5:
+    # above that, every session opened a connection, its thread and its PRAGMAs, and closed it).
+    kwargs: dict[str, Any] = {
+        "echo": settings.echo,
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.pool_size,
+    }
     if settings.dialect == "postgresql":
-        kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True)
+        kwargs.update(pool_pre_ping=True)
     if settings.dialect == "sqlite":
         _private_sqlite_file(settings.url)
     engine = create_async_engine(settings.url, **kwargs)

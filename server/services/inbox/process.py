@@ -21,7 +21,8 @@ from federation.inbox import InboundActivity, InboxRouter, dispatch, restore
 from federation.keys import KeyAlgorithm
 from federation.signatures import VerifiedSigner
 from federation.types import Iri
-from server.db.models import InboxActivity, InboxItem
+from server.db.models import Actor, InboxActivity, InboxItem
+from server.db.queries import actors as actor_queries
 from server.db.queries import inbox as inbox_queries
 from server.db.upsert import insert_for
 from server.services.federation import Federation
@@ -80,15 +81,20 @@ class Queued:
     actor_iri: str
     activity: Loaded
     ordering: str | None = None
+    sender: Actor | None = None
+    """The sender's stored row, read with the batch (``load(senders=True)``), or ``None``."""
 
 
-async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
-    """The activities among ``ids`` still queued, rebuilt for their handlers (one query).
+async def load(fed: Federation, ids: Sequence[int], *, senders: bool = False) -> dict[int, Queued]:
+    """The activities among ``ids`` still queued, rebuilt for their handlers (one query), and
+    with ``senders`` the stored rows of the remote actors who sent them (one more).
 
     Rows already processed, or gone, are left out.
     """
     async with fed.node.sessions() as session:
         rows = await inbox_queries.queued_activities(session, ids)
+        remote = {row.actor_iri for row in rows if not fed.node.uris.is_local(row.actor_iri)}
+        actors = await actor_queries.by_iris(session, remote) if senders else {}
     loaded: dict[int, Queued] = {}
     for row in rows:
         # The signature was verified when the row was stored; keep what it proved.
@@ -101,7 +107,9 @@ async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
         except FederationError as exc:
             activity = exc
         document = row.document if isinstance(row.document, dict) else {}
-        loaded[row.id] = Queued(row.actor_iri, activity, ordering_key(document, row.actor_iri))
+        loaded[row.id] = Queued(
+            row.actor_iri, activity, ordering_key(document, row.actor_iri), actors.get(row.actor_iri)
+        )
     return loaded
 
 
