@@ -152,7 +152,7 @@ async def measure(engine_name: str, url: str, work: Path, args: argparse.Namespa
     if args.shape == "followed":
         setup.association("bench")
         cli(
-            "member", "add", "reader", "--association", "bench", "--password-stdin",
+            "member", "add", "reader", "--association", "bench", "--role", "member", "--password-stdin",
             "--config", str(setup.config), stdin="bench password 1234\n",
         )  # fmt: skip
     settings = load_settings(setup.config)

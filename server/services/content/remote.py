@@ -170,6 +170,24 @@ async def store_object(
 ) -> RemoteObject | None:
     """Store a peer's object once. Never resurrects a tombstone, never takes over another
     author's object (security cases 5 and 15). Returns the row, or None when dropped."""
+    async with fed.node.sessions.begin() as session:
+        return await store_object_in(
+            session, fed, content, raw, author, now=now, require_relevance=require_relevance
+        )
+
+
+async def store_object_in(
+    session: AsyncSession,
+    fed: Federation,
+    content: Content,
+    raw: dict[str, Any],
+    author: Actor,
+    *,
+    now: datetime,
+    require_relevance: bool = True,
+) -> RemoteObject | None:
+    """:func:`store_object` in the caller's transaction (the inbox files a ``Create`` in the same
+    one: decision 89); the new row is flushed, so later statements of the transaction see it."""
     if content.id is None or content.type not in STORED_TYPES:
         return None
     if host_of(content.id) != author.host or content.author != author.iri:
@@ -177,44 +195,44 @@ async def store_object(
             "object dropped: author or origin mismatch", extra={"object": content.id, "author": author.iri}
         )
         return None
-    async with fed.node.sessions.begin() as session:
-        facts = await object_queries.storing_facts(session, content.id, author.id)
-        if facts.known:
-            existing = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
-            if existing is not None:
-                if existing.attributed_to_id != author.id:
-                    log.warning("object dropped: id owned by another actor", extra={"object": content.id})
-                return None if existing.attributed_to_id != author.id or existing.deleted_at else existing
-        if require_relevance and not is_relevant(fed, content, facts):
-            log.debug("object dropped: not relevant to this node", extra={"object": content.id})
-            return None
-        parent = (
-            await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.in_reply_to))
-            if content.in_reply_to is not None
-            else None
-        )
-        if parent is not None and not await _may_reply(session, parent, author):
-            log.info("reply refused: replies from members only", extra={"object": content.id})
-            return None
-        visibility = classify(
-            content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
-        )
-        row = RemoteObject(
-            iri=content.id,
-            local=False,
-            type=content.type,
-            kind=kind_of(content).value,
-            attributed_to_id=author.id,
-            audience_id=author.id if author.type == "Group" else None,  # an association's own content
-            in_reply_to_iri=content.in_reply_to,
-            context_iri=_held_thread(fed, content, parent),
-            visibility=visibility.value,
-            document=_without_rejected_media(fed, raw, reject_media=facts.rejects_media),
-            published=content.published or now,
-            updated=content.updated,
-            received_at=now,
-        )
-        session.add(row)
+    facts = await object_queries.storing_facts(session, content.id, author.id)
+    if facts.known:
+        existing = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
+        if existing is not None:
+            if existing.attributed_to_id != author.id:
+                log.warning("object dropped: id owned by another actor", extra={"object": content.id})
+            return None if existing.attributed_to_id != author.id or existing.deleted_at else existing
+    if require_relevance and not is_relevant(fed, content, facts):
+        log.debug("object dropped: not relevant to this node", extra={"object": content.id})
+        return None
+    parent = (
+        await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.in_reply_to))
+        if content.in_reply_to is not None
+        else None
+    )
+    if parent is not None and not await _may_reply(session, parent, author):
+        log.info("reply refused: replies from members only", extra={"object": content.id})
+        return None
+    visibility = classify(
+        content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
+    )
+    row = RemoteObject(
+        iri=content.id,
+        local=False,
+        type=content.type,
+        kind=kind_of(content).value,
+        attributed_to_id=author.id,
+        audience_id=author.id if author.type == "Group" else None,  # an association's own content
+        in_reply_to_iri=content.in_reply_to,
+        context_iri=_held_thread(fed, content, parent),
+        visibility=visibility.value,
+        document=_without_rejected_media(fed, raw, reject_media=facts.rejects_media),
+        published=content.published or now,
+        updated=content.updated,
+        received_at=now,
+    )
+    session.add(row)
+    await session.flush()
     log.info(
         "object stored", extra={"object": content.id, "type": content.type, "visibility": row.visibility}
     )

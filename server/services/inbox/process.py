@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.errors import FederationError
@@ -30,15 +30,6 @@ from server.services.federation import Federation
 log = logging.getLogger(__name__)
 
 PROCESS_INBOX = "process_inbox"
-
-
-async def _add_inbox_item(session: AsyncSession, actor_id: int, inbox_activity_id: int) -> None:
-    stmt = (
-        insert_for(session, InboxItem)
-        .values(actor_id=actor_id, inbox_activity_id=inbox_activity_id, accepted=True)
-        .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
-    )
-    await session.execute(stmt)
 
 
 Loaded = InboundActivity | FederationError | None
@@ -155,9 +146,25 @@ async def add_inbox_items(fed: Federation, activity_iri: str, actor_ids: set[int
     dropped is never listed; one filed on arrival at a personal inbox that does not concern its
     owner stays hidden (a peer cannot show one actor's message to another through our inbox).
     """
+    if not actor_ids:
+        return
     async with fed.node.sessions.begin() as session:
-        row_id = await session.scalar(select(InboxActivity.id).where(InboxActivity.iri == activity_iri))
-        if row_id is None:
-            return
-        for actor_id in sorted(actor_ids):
-            await _add_inbox_item(session, actor_id, row_id)
+        await file_in_inboxes(session, activity_iri, actor_ids)
+
+
+async def file_in_inboxes(session: AsyncSession, activity_iri: str, actor_ids: set[int]) -> None:
+    """:func:`add_inbox_items` in the caller's transaction: one statement whatever the number of
+    actors (the stored activity's id is read by the insert itself; decision 89)."""
+    if not actor_ids:
+        return
+    rows = (
+        select(Actor.id, InboxActivity.id, true())
+        .join(InboxActivity, InboxActivity.iri == activity_iri)
+        .where(Actor.id.in_(sorted(actor_ids)))
+    )
+    stmt = (
+        insert_for(session, InboxItem)
+        .from_select(["actor_id", "inbox_activity_id", "accepted"], rows)
+        .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
+    )
+    await session.execute(stmt)
