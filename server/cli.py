@@ -480,6 +480,7 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     choice = None if args.discoverable is None else args.discoverable == "yes"
+    by_hand = None if args.approve_followers is None else args.approve_followers == "yes"
     summary = _read_body(args.summary_file) if args.summary_file is not None else args.summary
     node_admin = getattr(args, "node_admin", None)
 
@@ -494,7 +495,12 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
             async with open_federation(node) as fed:
                 try:
                     result = await accounts.update_profile(
-                        fed, person.id, name=args.name, summary=summary, discoverable=choice
+                        fed,
+                        person.id,
+                        name=args.name,
+                        summary=summary,
+                        discoverable=choice,
+                        manually_approves_followers=by_hand,
                     )
                 except ServiceError as exc:
                     field = exc.context.get("field")
@@ -508,6 +514,7 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
             await engine.dispose()
         actor = result.actor
         _out(f"discoverable = {'yes' if actor.discoverable else 'no'}")
+        _out(f"approve_followers = {'yes' if actor.manually_approves_followers else 'no'}")
         _out(f"name = {actor.name}")
         if node_admin is not None:
             _out(f"node_admin = {node_admin}")
@@ -2067,10 +2074,15 @@ def build_parser() -> argparse.ArgumentParser:
         "set",
         help="show or change an account's own settings",
         description="Show or change a member's account settings. --discoverable yes lists the account in "
-        "directories and lets search engines index it (discoverable and indexable); the default is no.",
+        "directories and lets search engines index it (discoverable and indexable); the default is no. "
+        "--approve-followers yes holds each new follow until the member answers it (the web page "
+        "/account/follow-requests or the API); no accepts those waiting, except from silenced domains.",
     )
     p.add_argument("username")
     p.add_argument("--discoverable", choices=("yes", "no"))
+    p.add_argument(
+        "--approve-followers", choices=("yes", "no"), help="approve followers by hand (default: no)"
+    )
     p.add_argument(
         "--node-admin",
         choices=("yes", "no"),

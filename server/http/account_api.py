@@ -34,6 +34,7 @@ async def _profile(node: NodeContext, actor: Actor) -> dict[str, object]:
         "name": actor.name,
         "summary": actor.summary,
         "discoverable": actor.discoverable,
+        "manuallyApprovesFollowers": actor.manually_approves_followers,
         "icon": media_service.icon_document(node.uris, avatar) if avatar is not None else None,
     }
 
@@ -52,8 +53,9 @@ async def get_profile(request: web.Request) -> web.Response:
 
 @routes.patch(PROFILE_PATH)
 async def patch_profile(request: web.Request) -> web.Response:
-    """Change the caller's name, summary, discoverability or avatar (``icon``: an upload's key or
-    URL, null to remove it); followers get ``Update{Person}``."""
+    """Change the caller's name, summary, discoverability, avatar (``icon``: an upload's key or
+    URL, null to remove it) or whether they approve followers by hand; followers get
+    ``Update{Person}``."""
     viewer = await writer_of(request)
     body = await json_body(request, "ProfilePatch")
     assert viewer.actor_id is not None
@@ -63,6 +65,7 @@ async def patch_profile(request: web.Request) -> web.Response:
         name=body.get("name"),
         summary=body.get("summary"),
         discoverable=body.get("discoverable"),
+        manually_approves_followers=body.get("manuallyApprovesFollowers"),
         avatar=(body["icon"] or "") if "icon" in body else None,
     )
     profile = await _profile(request.app[NODE], result.actor)

@@ -13,8 +13,11 @@ built every time:
   that ETag, as in production);
 * ``NodeInfo 2.1`` (``localPosts``), ``replies`` (the post's first page of replies).
 
-The table puts both sizes side by side: requests per second (p50 latency) and the cost ratio
-``rate(small) / rate(N)``. Target: every read at N costs at most 1.5x its cost at the small size.
+Both databases are loaded first and both nodes run together (on the server's core); for each
+read the sizes then take turns, ``--rounds`` rounds each, so that a change in the machine's load
+during the run weighs on both sizes alike. The table puts them side by side: requests per second
+over all rounds (p50 latency) and the cost ratio ``rate(small) / rate(N)``. Target: every read at
+N costs at most 1.5x its cost at the small size.
 
     python -m tests.benchmarks.bench_scale [--objects 100000] [--small 1000] [--engines sqlite,postgresql]
 """
@@ -27,6 +30,7 @@ import contextlib
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -171,28 +175,72 @@ def reads(group_path: str, replies_path: str) -> list[tuple[str, str, str]]:
     ]
 
 
-async def measure_size(
-    args: argparse.Namespace, layout: Layout, work: Path, size: int, database_url: str
-) -> dict[str, LoadResult]:
+@dataclass
+class Loaded:
+    """One size's database, bulk-loaded, and the node that serves it."""
+
+    size: int
+    setup: NodeSetup
+    group_path: str
+    replies_path: str
+
+
+async def load_size(work: Path, size: int, database_url: str) -> Loaded:
     setup = NodeSetup(work / f"node-{size}", free_port(), database_url).init()
     group_iri = setup.association("news")
-    group_path = group_iri.removeprefix(setup.origin)
     with step(f"bulk-loading {size:,} activities and {size:,} objects into one association"):
         began = time.monotonic()
         replies_path = await bulk_load(database_url, group_iri, setup.origin, size)
         print(f"    loaded in {time.monotonic() - began:.1f} s")
-    results: dict[str, LoadResult] = {}
-    with Proc(setup.serve_args(), log=work / f"node-{size}.log", cpus=layout.server) as node:
-        await wait_http(f"{setup.origin}/actor", node, headers={"Accept": AP})
+    return Loaded(size, setup, group_iri.removeprefix(setup.origin), replies_path)
+
+
+def _merged(rounds: list[LoadResult]) -> LoadResult:
+    """The rounds of one read at one size as one result: answers over the time they took."""
+    first = rounds[0]
+    merged = LoadResult(first.label, first.client, first.concurrency)
+    for r in rounds:
+        merged.sent += r.sent
+        merged.ok += r.ok
+        merged.statuses.update(r.statuses)
+        merged.errors.update(r.errors)
+        merged.elapsed_s += r.elapsed_s
+        merged.latencies_ms.extend(r.latencies_ms)
+        merged.client_cpu_s += r.client_cpu_s
+        merged.response_bytes += r.response_bytes
+    return merged
+
+
+async def measure_sizes(
+    args: argparse.Namespace, layout: Layout, work: Path, loaded: list[Loaded]
+) -> dict[int, dict[str, LoadResult]]:
+    """Every read at every size, the sizes taking turns round after round (``--rounds``), so a
+    change in the machine's load during the run weighs on both sizes alike: the ratio between
+    them is measured side by side. The nodes share the server's core; one is driven at a time."""
+    rounds: dict[int, dict[str, list[LoadResult]]] = {one.size: {} for one in loaded}
+    with contextlib.ExitStack() as stack:
+        for one in loaded:
+            node = stack.enter_context(
+                Proc(one.setup.serve_args(), log=work / f"node-{one.size}.log", cpus=layout.server)
+            )
+            await wait_http(f"{one.setup.origin}/actor", node, headers={"Accept": AP})
         counter = iter(range(10**9))
-        for label, path, accept in reads(group_path, replies_path):
-            requests = [get_request(f"{path}{next(counter)}", accept) for _ in range(60_000)]
-            with step(f"{size:,}: {label}, built every time"):
-                await fire(setup.origin, requests[:5_000], concurrency=args.c, duration_s=0.5)
-                results[label] = await fire(
-                    setup.origin, requests[5_000:], concurrency=args.c, duration_s=args.duration
-                )
-    return results
+        for index, (label, _, _) in enumerate(reads("", "")):
+            with step(f"{label}, built every time: {' / '.join(f'{one.size:,}' for one in loaded)} in turn"):
+                for turn in range(args.rounds):
+                    for one in loaded:
+                        _, path, accept = reads(one.group_path, one.replies_path)[index]
+                        requests = [get_request(f"{path}{next(counter)}", accept) for _ in range(30_000)]
+                        if turn == 0:  # warm-up: the node's caches and connections
+                            await fire(one.setup.origin, requests[:2_000], concurrency=args.c, duration_s=0.5)
+                        result = await fire(
+                            one.setup.origin,
+                            requests[2_000:],
+                            concurrency=args.c,
+                            duration_s=args.duration / args.rounds,
+                        )
+                        rounds[one.size].setdefault(label, []).append(result)
+    return {size: {label: _merged(r) for label, r in by_read.items()} for size, by_read in rounds.items()}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,19 +252,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [args.small, args.objects]
     out: dict[str, Any] = {"machine": info, "params": {k: v for k, v in vars(args).items() if k != "json"}}
     for engine in args.engines.split(","):
-        by_size: dict[int, dict[str, LoadResult]] = {}
-        for size in sizes:
-            if engine == "sqlite":
-                by_size[size] = await measure_size(
-                    args, layout, work / engine, size, sqlite_url(work / engine / f"node-{size}")
-                )
-                continue
-            async with pg_database(f"scale{size}") as url:
+        async with contextlib.AsyncExitStack() as stack:
+            loaded: list[Loaded] = []
+            for size in sizes:
+                if engine == "sqlite":
+                    url: str | None = sqlite_url(work / engine / f"node-{size}")
+                else:
+                    url = await stack.enter_async_context(pg_database(f"scale{size}"))
                 if url is None:
                     break
-                by_size[size] = await measure_size(args, layout, work / engine, size, url)
-        if len(by_size) == len(sizes):
-            out[engine] = _report(engine, sizes, by_size, args)
+                loaded.append(await load_size(work / engine, size, url))
+            if len(loaded) == len(sizes):
+                out[engine] = _report(
+                    engine, sizes, await measure_sizes(args, layout, work / engine, loaded), args
+                )
     return out
 
 
@@ -242,7 +291,7 @@ def _report(
     print()
     print(
         f"Reads built every time (page cache bypassed), {engine}, one association, concurrency {args.c}, "
-        f"{args.duration:.1f} s per read and size"
+        f"{args.duration:.1f} s per read and size in {args.rounds} alternating rounds"
     )
     print(
         table(
@@ -268,7 +317,12 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1_000, help="the reference size (default 1,000)")
     parser.add_argument("--engines", default="sqlite", help="sqlite,postgresql (default sqlite)")
     parser.add_argument("-c", type=int, default=16, help="requests in flight (default 16)")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per read and size")
+    parser.add_argument(
+        "--duration", type=float, default=4.0, help="seconds per read and size, over all rounds (default 4)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="turns the sizes take for each read (default 4)"
+    )
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--work-dir")
     parser.add_argument("--json")

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from server.db.models import AuditEntry
 from tests.browser.test_web_pages import PASSWORD, _axe, _require_tools
+from tests.server.test_web_follow_requests import PEER_HOST, _follow
 from tests.support.databases import SqliteTemplate
 from tests.support.nodes import Node, running_node
 
@@ -105,6 +106,8 @@ async def _tour(browser: Any, node: Node, lang: str) -> None:
             ("/groups/demo/admin/members", "members page"),
             ("/groups/demo/admin/invitations", "invitations"),
             ("/groups/demo/directory", "member directory"),
+            ("/groups/demo/admin/follow-requests", "the association's follow requests"),
+            ("/account/follow-requests", "follow requests and their setting"),
         ):
             await page.goto(origin + path)
             assert await page.get_attribute("html", "lang") == lang
@@ -148,6 +151,8 @@ async def test_an_admin_invites_a_member_who_joins_and_refuses_a_request_with_a_
             headers={"Authorization": f"Bearer {await node.token('lou')}"},
         )
         assert response.status == 202, await response.text()
+        for followed, kind in (("demo", "Group"), ("alice", "Person")):  # listed on the tour's pages
+            await _follow(node, f"http://{PEER_HOST}/users/zoe", followed, kind)
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
             try:

@@ -367,7 +367,10 @@ def test_member_export_and_set_from_the_cli(
     assert (
         main(["member", "set", "lea", "--name", "Léa M.", "--summary", "<b>hi</b>", "--config", config]) == 0
     )
-    assert "name = Léa M." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "name = Léa M." in out and "approve_followers = no" in out
+    assert main(["member", "set", "lea", "--approve-followers", "yes", "--config", config]) == 0
+    assert "approve_followers = yes" in capsys.readouterr().out
     too_long = main(["member", "set", "lea", "--name", "x" * 101, "--config", config])
     assert too_long == 1 and "--name" in capsys.readouterr().err
     target = tmp_path / "lea.zip"

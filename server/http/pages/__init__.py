@@ -22,6 +22,7 @@ from server.http.pages import (
     admin,
     drafts,
     events,
+    follow_requests,
     founding,
     home,
     member,
@@ -66,6 +67,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(drafts.routes)
     app.add_routes(admin.routes)
     app.add_routes(founding.routes)
+    app.add_routes(follow_requests.routes)
 
 
 def _wants_html(request: web.Request) -> bool:

@@ -59,6 +59,7 @@ from server.services.errors import InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.actors.profiles import local_actor_value
+from server.services.membership import following
 
 log = logging.getLogger(__name__)
 
@@ -417,14 +418,16 @@ async def update_profile(
     summary: str | None = None,
     discoverable: bool | None = None,
     avatar: str | None = None,
+    manually_approves_followers: bool | None = None,
 ) -> ProfileChanged:
     """Change a member's name, summary (plain text: escaped and split into paragraphs when
-    rendered), discoverability or avatar; ``None`` keeps a value. ``avatar`` is the key (or
-    ``/media/`` URL) of an image the member uploaded and has not attached to anything, or ``""``
-    to remove the avatar; a replaced avatar is left to the unused-uploads cleanup. When something
-    changed, an
-    ``Update{Person}`` with the new actor document goes to the followers and to the remote
-    associations the member belongs to, which refetch the profile from here.
+    rendered), discoverability, avatar or whether they approve followers by hand (turned off,
+    the follows it held are accepted, except those from silenced domains); ``None`` keeps a
+    value. ``avatar`` is the key (or ``/media/`` URL) of an image the member uploaded and has not
+    attached to anything, or ``""`` to remove the avatar; a replaced avatar is left to the
+    unused-uploads cleanup. When something changed, an ``Update{Person}`` with the new actor
+    document goes to the followers and to the remote associations the member belongs to, which
+    refetch the profile from here.
 
     Raises:
         NotFound: no such live local account.
@@ -444,6 +447,7 @@ async def update_profile(
                 ("name", new_name),
                 ("summary", new_summary),
                 ("discoverable", discoverable),
+                ("manually_approves_followers", manually_approves_followers),
             )
             if value is not None and getattr(person, key) != value
         }
@@ -455,6 +459,8 @@ async def update_profile(
         changed = sorted([*changes, *(["icon"] if avatar_changed else [])])
         person.updated_at = now
         await session.flush()
+        if changes.get("manually_approves_followers") is False:
+            await following.accept_held_follows(fed, session, person, now=now)
         # The actor document keeps its own @context (security, toot: terms such as discoverable),
         # which JSON-LD readers apply to the embedded object.
         document = render_actor(await local_actor_value(session, fed.node.uris, person))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from federation.errors import FederationError
@@ -113,11 +113,14 @@ async def _answer(
 
 @dataclass(frozen=True, slots=True)
 class FollowRequest:
-    """A Follow of a local actor waiting for its answer."""
+    """A Follow of a local actor waiting for its answer (``position``: where it stands in the
+    list, oldest first, for the next page)."""
 
     follower: str
     handle: str
     since: Any
+    name: str = ""
+    position: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -127,17 +130,55 @@ class FollowRequest:
         }
 
 
-async def follow_requests(session: Any, target: Actor) -> list[FollowRequest]:
+async def follow_requests(
+    session: Any, target: Actor, *, after: int | None = None, limit: int = FOLLOW_REQUESTS_LIMIT
+) -> list[FollowRequest]:
     """The Follows of ``target`` (a local member or association) waiting for an answer, oldest
-    first; the caller has checked that the reader may answer them (the member, an admin)."""
+    first, from just after ``after`` (a :attr:`FollowRequest.position`); the caller has checked
+    that the reader may answer them (the member, an admin)."""
+    query = (
+        select(FollowRow, Actor)
+        .join(Actor, Actor.id == FollowRow.follower_id)
+        .where(FollowRow.followed_id == target.id, FollowRow.state == "pending")
+        .order_by(FollowRow.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(FollowRow.id > after)
+    return [
+        FollowRequest(actor.iri, f"{actor.handle}@{actor.host}", row.created_at, actor.name or "", row.id)
+        for row, actor in await session.execute(query)
+    ]
+
+
+async def follow_request_count(session: Any, target: Actor) -> int:
+    """How many Follows of ``target`` wait for an answer."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(FollowRow)
+        .where(FollowRow.followed_id == target.id, FollowRow.state == "pending")
+    )
+    return int(found or 0)
+
+
+async def accept_held_follows(fed: Federation, session: Any, target: Actor, *, now: Any) -> int:
+    """``target`` stopped approving followers by hand: accept the Follows it held for that reason,
+    as Mastodon does when an account is unlocked. Those from silenced domains stay held (decision
+    88): they wait for an answer whatever the setting. Returns how many were accepted."""
     rows = await session.execute(
         select(FollowRow, Actor)
         .join(Actor, Actor.id == FollowRow.follower_id)
         .where(FollowRow.followed_id == target.id, FollowRow.state == "pending")
         .order_by(FollowRow.id)
-        .limit(FOLLOW_REQUESTS_LIMIT)
     )
-    return [FollowRequest(actor.iri, f"{actor.handle}@{actor.host}", row.created_at) for row, actor in rows]
+    accepted = 0
+    for row, follower in list(rows):
+        if row.follow_iri is None or await is_silenced(session, follower.id):
+            continue
+        row.state, row.accepted_at = "accepted", now
+        await _answer(fed, session, target, follower, str(row.follow_iri), "Accept", now=now)
+        accepted += 1
+    return accepted
 
 
 async def answer_follow_request(fed: Federation, target: Actor, follower_iri: str, *, approve: bool) -> str:

@@ -2,7 +2,8 @@
 votes they took part in that closed (with the result), decisions on their memberships, and new
 alerts from the associations they follow or joined, warnings from moderators, their suspensions
 and their lifting, people joining with an invitation (for admins), and the events they take part
-in: changed, cancelled, starting soon (issue 18, decision 72). Newest first, current state only.
+in: changed, cancelled, starting soon (issue 18, decision 72), and follows waiting for their answer
+(their own, or an association's for its admins: decision 88). Newest first, current state only.
 
 Nothing is stored per notification: each is a view of a row that exists anyway (a reply, a
 closed question, a membership, an answer in the member's inbox), so deleting the reply or the
@@ -37,6 +38,7 @@ from server.db.models import (
     AuditEntry,
     Event,
     EventParticipant,
+    Follow,
     InboxActivity,
     InboxItem,
     Membership,
@@ -55,6 +57,7 @@ TYPES = (
     "event_cancelled",
     "event_changed",
     "event_reminder",
+    "follow_request",
     "member_joined",
     "membership",
     "mention",
@@ -518,6 +521,38 @@ async def _joined(session: AsyncSession, me: Actor, after: Key | None, want: int
     return await _scan(session, "member_joined", query, make, after=after, want=want)
 
 
+async def _follow_requests(
+    session: AsyncSession, me: Actor, after: Key | None, want: int
+) -> list[Notification]:
+    """Follows waiting for an answer (decision 88): of the member (who approves followers by
+    hand, or a follower on a silenced domain), and of the associations they are an admin of. It
+    lasts while the follow waits: answered or withdrawn, the notification is gone."""
+    administered = select(Membership.group_id).where(
+        Membership.member_id == me.id, Membership.state == "active", Membership.role == "admin"
+    )
+    follower, followed = aliased(Actor), aliased(Actor)
+    query = (
+        select(
+            Follow.created_at.label("at"),
+            follower.iri.label("iri"),
+            followed.iri.label("followed"),
+            followed.type.label("followed_type"),
+        )
+        .join(follower, follower.id == Follow.follower_id)
+        .join(followed, followed.id == Follow.followed_id)
+        .where(
+            Follow.state == "pending",
+            or_(Follow.followed_id == me.id, Follow.followed_id.in_(administered)),
+        )
+    )
+
+    async def make(row: Any) -> Notification | None:
+        detail = {"association": row.followed} if row.followed_type == "Group" else None
+        return Notification("follow_request", row.at, actor=row.iri, detail=detail)
+
+    return await _scan(session, "follow_request", query, make, after=after, want=want)
+
+
 def _merged(lists: Sequence[list[Notification]], count: int) -> list[Notification]:
     """The first ``count`` of the sources' lists, newest first. Each source has its own type, so
     ``(at, type)`` orders them; within one source, its own (database) order is kept."""
@@ -549,6 +584,7 @@ async def notifications(
         await _warnings(session, me, before, want),
         await _suspensions(session, me, before, want),
         await _joined(session, me, before, want),
+        await _follow_requests(session, me, before, want),
         await _event_changes(session, viewer, me, "event_changed", before, want),
         await _event_changes(session, viewer, me, "event_cancelled", before, want),
         await _reminders(session, viewer, me, before, want, now, reminder_before),

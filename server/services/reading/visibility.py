@@ -7,6 +7,8 @@ own admins); nothing here ever widens an audience.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -219,7 +221,15 @@ async def can_read_object(session: AsyncSession, viewer: Viewer, row: RemoteObje
 
 
 def readable_by(viewer: Viewer) -> ColumnElement[bool]:
-    """A SQL condition on ``objects`` that every row ``viewer`` may read satisfies.
+    """A SQL condition on ``objects`` that every row ``viewer`` may read satisfies (see
+    :func:`_readable_by`, built once per viewer and kept: building it cost more than running it)."""
+    return _readable_by(viewer.actor_id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _readable_by(actor_id: int | None) -> ColumnElement[bool]:
+    """A SQL condition on ``objects`` that every row the viewer ``actor_id`` (``None``: anonymous)
+    may read satisfies.
 
     Content of hidden authors (``blocks.hidden_authors``: suspended domains, node-blocked actors,
     silenced domains the viewer does not follow) is left out for everyone, and so is content whose
@@ -231,26 +241,26 @@ def readable_by(viewer: Viewer) -> ColumnElement[bool]:
     follows, and direct rows (whose addressees are checked per row).
     """
     shown = and_(
-        RemoteObject.attributed_to_id.not_in(blocks.hidden_authors(viewer.actor_id)),
+        RemoteObject.attributed_to_id.not_in(blocks.hidden_authors(actor_id)),
         ~blocks.blocked_in_its_association(),
     )
     public = RemoteObject.visibility.in_(sorted(level.value for level in PUBLICLY_READABLE))
-    if viewer.actor_id is None:
+    if actor_id is None:
         return and_(public, shown)
     groups = select(Membership.group_id).where(
-        Membership.member_id == viewer.actor_id, Membership.state == "active"
+        Membership.member_id == actor_id, Membership.state == "active"
     )
     followed = select(Follow.followed_id).where(
-        Follow.follower_id == viewer.actor_id, Follow.state == "accepted"
+        Follow.follower_id == actor_id, Follow.state == "accepted"
     )
     readable = or_(
         public,
-        RemoteObject.attributed_to_id == viewer.actor_id,
+        RemoteObject.attributed_to_id == actor_id,
         RemoteObject.attributed_to_id.in_(groups),
         RemoteObject.audience_id.in_(groups),
         and_(RemoteObject.visibility == "followers", RemoteObject.attributed_to_id.in_(followed)),
         RemoteObject.visibility == "direct",
-        RemoteObject.iri.in_(_delivered(viewer.actor_id)),
+        RemoteObject.iri.in_(_delivered(actor_id)),
     )
     return and_(shown, readable)
 
