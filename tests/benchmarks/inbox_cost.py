@@ -115,22 +115,24 @@ class Counters:
                 self.bare += 1
             return await original_fetch(*args, **kwargs)
 
-        bare.fetch = fetch  # type: ignore[assignment]
+        bare.fetch = fetch
         stack.callback(setattr, bare, "fetch", original_fetch)
         try:
             import aiosqlite.core
         except ImportError:
             return stack
-        original_execute = aiosqlite.core.Connection._execute
+        connection: Any = aiosqlite.core.Connection
+        original_execute = connection._execute
 
         async def execute(conn: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
             if self.on:
                 self.handoffs += 1
-                self.by_call[getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "?")] += 1
+                name = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "?")
+                self.by_call[str(name)] += 1
             return await original_execute(conn, fn, *args, **kwargs)
 
-        aiosqlite.core.Connection._execute = execute  # type: ignore[method-assign]
-        stack.callback(setattr, aiosqlite.core.Connection, "_execute", original_execute)
+        connection._execute = execute
+        stack.callback(setattr, connection, "_execute", original_execute)
         return stack
 
 

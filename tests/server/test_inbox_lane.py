@@ -456,8 +456,8 @@ async def test_a_batch_hands_its_runs_their_sender_unless_a_barrier_of_that_acto
         handed.setdefault(name, []).append(row)
         return Spy(row)
 
-    monkeypatch.setattr(tasks.inbox_service, "load", load)
-    monkeypatch.setattr(tasks.inbox_service, "run", run)
+    monkeypatch.setattr(inbox_service, "load", load)
+    monkeypatch.setattr(inbox_service, "run", run)
     monkeypatch.setattr(tasks, "known_actor", known_actor)
     jobs = [ClaimedJob(i, PROCESS_INBOX, {"inbox_activity_id": i}, 1, 3, 5) for i in loaded]
     items = await lane.prepare(jobs)
