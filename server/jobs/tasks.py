@@ -186,7 +186,8 @@ INBOX_LANE_WIDTH = 32
 spends most of its time waiting on the database, so a wider lane costs little memory (loaded
 documents) and shares each claim, load and recorded outcome among more activities: the lane
 claims once a quarter of it is free. Measured in docs/performance.md (issue 20): 8 wide, a
-backlog drained at 22 activities/s on the loaded machine, 32 wide at 31/s."""
+backlog drained at 22 activities/s on the loaded machine, 32 wide at 31/s. Of those held, at most
+``database.pool_size // 2`` run at once (decision 89); the others wait their turn, loaded."""
 
 
 class InboxLane:
