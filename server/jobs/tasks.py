@@ -20,11 +20,12 @@ from federation.keys import KeyPair
 from federation.signatures import cavage
 from federation.signing_pool import SigningPool
 from server.db import queue
-from server.db.models import Delivery, InboxActivity
+from server.db.models import Actor, Delivery, InboxActivity
 from server.db.queries import inbox as inbox_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.worker import LaneRegistry
+from server.services.actors.remote import known_actor
 from server.services.content import local as content
 from server.services.delivery import fanout as delivery
 from server.services.membership import following, suspension
@@ -207,6 +208,10 @@ class _RunOrder:
             before.append(barrier)
         return before, mine
 
+    def has_barrier(self, actor: str) -> bool:
+        """Is a barrier of ``actor`` claimed and not ended?"""
+        return actor in self._barrier
+
     def release(self, actor: str, key: str | None, mine: asyncio.Future[None]) -> None:
         """The run that ends ``mine`` is over: wake what waits for it, forget it."""
         mine.set_result(None)
@@ -228,7 +233,8 @@ INBOX_LANE_WIDTH = 32
 spends most of its time waiting on the database, so a wider lane costs little memory (loaded
 documents) and shares each claim, load and recorded outcome among more activities: the lane
 claims once a quarter of it is free. Measured in docs/performance.md (issue 20): 8 wide, a
-backlog drained at 22 activities/s on the loaded machine, 32 wide at 31/s."""
+backlog drained at 22 activities/s on the loaded machine, 32 wide at 31/s. Of those held, at most
+``database.pool_size // 2`` run at once (decision 89); the others wait their turn, loaded."""
 
 
 class InboxLane:
@@ -252,6 +258,10 @@ class InboxLane:
         self._fed = fed
         self._loaded: dict[int, int] = {}  # job id -> inbox activity id, while it runs
         self._order = _RunOrder()
+        # Handlers running at once: half the connections the database pool keeps open, the rest
+        # for requests, the inbox writer, claims and records (decision 89). Beyond the pool, every
+        # session opened and closed a connection of its own.
+        self._running = asyncio.Semaphore(max(1, fed.node.settings.database.pool_size // 2))
 
     async def runnable(
         self,
@@ -274,7 +284,14 @@ class InboxLane:
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
         wanted = {job.id: job.payload.get("inbox_activity_id") for job in jobs}
-        loaded = await inbox_service.load(self._fed, [i for i in wanted.values() if isinstance(i, int)])
+        loaded = await inbox_service.load(
+            self._fed, [i for i in wanted.values() if isinstance(i, int)], senders=True
+        )
+        # A sender read now is handed to its runs (decision 89) unless a barrier of that actor
+        # (an Update or a Delete of itself, a Move…) runs before them: it may change the row.
+        barred = {q.actor_iri for q in loaded.values() if q.ordering is None}
+        in_flight = {q.actor_iri for q in loaded.values()}
+        barred.update(actor for actor in in_flight if self._order.has_barrier(actor))
         items: list[Any] = []
         for job in jobs:
             activity_id = wanted[job.id]
@@ -285,11 +302,13 @@ class InboxLane:
             else:
                 self._loaded[job.id] = activity_id
                 queued = loaded[activity_id]
-                items.append(self._in_order(queued))
+                sender = None if queued.actor_iri in barred else queued.sender
+                items.append(self._in_order(queued, sender))
         return items
 
-    def _in_order(self, queued: inbox_service.Queued) -> Awaitable[str]:
-        """The run of ``queued``, started once the runs it must follow (:class:`_RunOrder`) ended."""
+    def _in_order(self, queued: inbox_service.Queued, sender: Actor | None) -> Awaitable[str]:
+        """The run of ``queued``, started once the runs it must follow (:class:`_RunOrder`) ended;
+        ``sender``: the actor's row read with the batch, taken by ``Federation.actor`` in that run."""
         actor, key = queued.actor_iri, queued.ordering
         before, mine = self._order.claim(actor, key)
 
@@ -297,7 +316,9 @@ class InboxLane:
             try:
                 for previous in before:
                     await previous  # never raises: it only tells that a run ended
-                return await inbox_service.run(self._fed, router, queued.activity)
+                async with self._running:
+                    with known_actor(sender):
+                        return await inbox_service.run(self._fed, router, queued.activity)
             finally:
                 self._order.release(actor, key, mine)
 

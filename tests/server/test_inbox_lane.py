@@ -406,3 +406,64 @@ async def test_the_run_order_forgets_every_run_once_it_ended() -> None:
     for key, fut in (("n1", f1), ("n1", f2), ("n2", f3), (None, f4), ("n3", f5)):
         order.release("ann", key, fut)
     assert len(order) == 0
+
+
+async def test_a_batch_hands_its_runs_their_sender_unless_a_barrier_of_that_actor_may_change_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decision 89: the senders read with a batch are handed to their runs, except the runs of an
+    actor with a barrier (here a Follow) in the batch or still running from an earlier one."""
+    from types import SimpleNamespace
+
+    from server.db.queue import ClaimedJob
+    from server.services.inbox import process as inbox_service
+
+    settings = SimpleNamespace(worker=SimpleNamespace(concurrency=8), database=SimpleNamespace(pool_size=10))
+    lane = tasks.InboxLane(SimpleNamespace(node=SimpleNamespace(settings=settings)))  # type: ignore[arg-type]
+    rows = {"ann": object(), "bob": object(), "cat": object()}
+    # Given a batch: two Creates from ann, a Create then a Follow from bob, a Create from cat,
+    # whose Follow of an earlier batch is still running
+    loaded = {
+        1: inbox_service.Queued("ann", None, "note-1", rows["ann"]),  # type: ignore[arg-type]
+        2: inbox_service.Queued("ann", None, "note-2", rows["ann"]),  # type: ignore[arg-type]
+        3: inbox_service.Queued("bob", None, "note-3", rows["bob"]),  # type: ignore[arg-type]
+        4: inbox_service.Queued("bob", None, None, rows["bob"]),  # type: ignore[arg-type]
+        5: inbox_service.Queued("cat", None, "note-5", rows["cat"]),  # type: ignore[arg-type]
+    }
+    before, earlier = lane._order.claim("cat", None)
+
+    async def load(fed: Any, ids: Any, *, senders: bool = False) -> dict[int, Any]:
+        assert senders
+        return loaded
+
+    handed: dict[str, list[object]] = {}
+
+    class Spy:
+        def __init__(self, row: object) -> None:
+            self.row = row
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    async def run(fed: Any, router: Any, activity: Any) -> str:
+        return "ignored"
+
+    def known_actor(row: object) -> Spy:
+        name = next((name for name, value in rows.items() if value is row), "none")
+        handed.setdefault(name, []).append(row)
+        return Spy(row)
+
+    monkeypatch.setattr(inbox_service, "load", load)
+    monkeypatch.setattr(inbox_service, "run", run)
+    monkeypatch.setattr(tasks, "known_actor", known_actor)
+    jobs = [ClaimedJob(i, PROCESS_INBOX, {"inbox_activity_id": i}, 1, 3, 5) for i in loaded]
+    items = await lane.prepare(jobs)
+    lane._order.release("cat", None, earlier)
+    # When the batch runs
+    assert await asyncio.gather(*items) == ["ignored"] * 5
+    # Then only ann's runs got her row; bob's (a Follow in the batch) and cat's (a Follow running) read theirs
+    assert handed == {"ann": [rows["ann"], rows["ann"]], "none": [None, None, None]}
+    assert not before

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, func, select
@@ -73,6 +73,14 @@ async def local_by_name(session: AsyncSession, handle: str) -> Sequence[Actor]:
 
 async def by_iri(session: AsyncSession, iri: str) -> Actor | None:
     return (await session.execute(select(Actor).where(Actor.iri == iri))).scalar_one_or_none()
+
+
+async def by_iris(session: AsyncSession, iris: Collection[str]) -> dict[str, Actor]:
+    """The stored actors among ``iris`` (one statement), by IRI."""
+    if not iris:
+        return {}
+    rows = await session.scalars(select(Actor).where(Actor.iri.in_(sorted(iris))))
+    return {row.iri: row for row in rows}
 
 
 async def application_actor(session: AsyncSession) -> Actor | None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final, Generic, TypeVar
@@ -294,6 +296,22 @@ async def fetch_and_store_actor(
     return await store_fetched_actor(node, fetched)
 
 
+_KNOWN_ACTOR: ContextVar[Actor | None] = ContextVar("entraide_known_actor", default=None)
+
+
+@contextmanager
+def known_actor(row: Actor | None) -> Iterator[None]:
+    """Within the block (one task), :func:`get_or_fetch_actor` takes ``row`` for its IRI instead of
+    reading it: the inbox lane reads the senders of a whole batch in one statement (decision 89).
+    Everything else :func:`get_or_fetch_actor` decides (local actors, staleness, refetch) is
+    unchanged; the row is only as old as the batch."""
+    token = _KNOWN_ACTOR.set(row)
+    try:
+        yield
+    finally:
+        _KNOWN_ACTOR.reset(token)
+
+
 async def get_or_fetch_actor(
     node: NodeContext,
     transport: Transport,
@@ -318,8 +336,12 @@ async def get_or_fetch_actor(
         DocumentGone, WrongOrigin, FetchError, InvalidDocument, LocalActorConflict: the
             actor cannot be fetched or stored (see :func:`fetch_and_store_actor`).
     """
-    async with node.sessions() as session:
-        actor = await q.by_iri(session, iri)
+    known = _KNOWN_ACTOR.get()
+    if known is not None and known.iri == iri:
+        actor: Actor | None = known
+    else:
+        async with node.sessions() as session:
+            actor = await q.by_iri(session, iri)
     if node.uris.is_local(iri):
         if actor is None or not actor.local:
             raise NotFound("no such local actor", iri=iri)
@@ -353,6 +375,7 @@ __all__ = [
     "StaleFetch",
     "fetch_and_store_actor",
     "get_or_fetch_actor",
+    "known_actor",
     "placeholder_handle",
     "store_fetched_actor",
     "upsert_remote_actor",

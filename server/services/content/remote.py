@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audience import classify
@@ -18,7 +18,8 @@ from federation.uris import OBJECT_CONTEXT
 from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import parse_object
-from server.db.models import Actor, Follow, RemoteObject
+from server.db.models import Actor, RemoteObject
+from server.db.queries import objects as object_queries
 from server.services.federation import Federation
 from server.services.membership.members import is_active_member
 from server.services.content.sanitize import plain_text, sanitize_html
@@ -135,23 +136,15 @@ async def fetch_object(fed: Federation, iri: str) -> tuple[Content | Tombstone, 
     return parse_object(document), document
 
 
-async def is_relevant(session: AsyncSession, fed: Federation, content: Content, author: Actor) -> bool:
+def is_relevant(fed: Federation, content: Content, facts: object_queries.StoringFacts) -> bool:
     """Do we keep this object? Only when a local actor follows its author, is addressed by it,
     or it replies to one of our objects (Mastodon: "no relevance to local activity"). From a
     silenced domain, only when a local actor follows its author: nobody else here would be shown
-    it, replies and mentions included (decision 79)."""
-    followed = await session.scalar(
-        select(
-            exists().where(
-                Follow.followed_id == author.id,
-                Follow.state == "accepted",
-                Follow.follower_id.in_(select(Actor.id).where(Actor.local.is_(True))),
-            )
-        )
-    )
-    if followed:
+    it, replies and mentions included (decision 79). ``facts``: read by ``store_object`` in the
+    same statement as the rest of what it checks."""
+    if facts.followed:
         return True
-    if await blocks.is_silenced(session, author.id):
+    if facts.silenced:
         return False
     addressed = (*content.to, *content.cc, *content.audience, *content.mentions)
     if any(fed.node.uris.local_actor_ref(iri) is not None for iri in addressed):
@@ -177,6 +170,24 @@ async def store_object(
 ) -> RemoteObject | None:
     """Store a peer's object once. Never resurrects a tombstone, never takes over another
     author's object (security cases 5 and 15). Returns the row, or None when dropped."""
+    async with fed.node.sessions.begin() as session:
+        return await store_object_in(
+            session, fed, content, raw, author, now=now, require_relevance=require_relevance
+        )
+
+
+async def store_object_in(
+    session: AsyncSession,
+    fed: Federation,
+    content: Content,
+    raw: dict[str, Any],
+    author: Actor,
+    *,
+    now: datetime,
+    require_relevance: bool = True,
+) -> RemoteObject | None:
+    """:func:`store_object` in the caller's transaction (the inbox files a ``Create`` in the same
+    one: decision 89); the new row is flushed, so later statements of the transaction see it."""
     if content.id is None or content.type not in STORED_TYPES:
         return None
     if host_of(content.id) != author.host or content.author != author.iri:
@@ -184,42 +195,44 @@ async def store_object(
             "object dropped: author or origin mismatch", extra={"object": content.id, "author": author.iri}
         )
         return None
-    async with fed.node.sessions.begin() as session:
+    facts = await object_queries.storing_facts(session, content.id, author.id)
+    if facts.known:
         existing = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
         if existing is not None:
             if existing.attributed_to_id != author.id:
                 log.warning("object dropped: id owned by another actor", extra={"object": content.id})
             return None if existing.attributed_to_id != author.id or existing.deleted_at else existing
-        if require_relevance and not await is_relevant(session, fed, content, author):
-            log.debug("object dropped: not relevant to this node", extra={"object": content.id})
-            return None
-        parent = (
-            await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.in_reply_to))
-            if content.in_reply_to is not None
-            else None
-        )
-        if parent is not None and not await _may_reply(session, parent, author):
-            log.info("reply refused: replies from members only", extra={"object": content.id})
-            return None
-        visibility = classify(
-            content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
-        )
-        row = RemoteObject(
-            iri=content.id,
-            local=False,
-            type=content.type,
-            kind=kind_of(content).value,
-            attributed_to_id=author.id,
-            audience_id=author.id if author.type == "Group" else None,  # an association's own content
-            in_reply_to_iri=content.in_reply_to,
-            context_iri=_held_thread(fed, content, parent),
-            visibility=visibility.value,
-            document=await _shown_document(session, fed, raw, author),
-            published=content.published or now,
-            updated=content.updated,
-            received_at=now,
-        )
-        session.add(row)
+    if require_relevance and not is_relevant(fed, content, facts):
+        log.debug("object dropped: not relevant to this node", extra={"object": content.id})
+        return None
+    parent = (
+        await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.in_reply_to))
+        if content.in_reply_to is not None
+        else None
+    )
+    if parent is not None and not await _may_reply(session, parent, author):
+        log.info("reply refused: replies from members only", extra={"object": content.id})
+        return None
+    visibility = classify(
+        content.to, content.cc, followers_iri=author.followers_iri or "", members_iri=members_of(author)
+    )
+    row = RemoteObject(
+        iri=content.id,
+        local=False,
+        type=content.type,
+        kind=kind_of(content).value,
+        attributed_to_id=author.id,
+        audience_id=author.id if author.type == "Group" else None,  # an association's own content
+        in_reply_to_iri=content.in_reply_to,
+        context_iri=_held_thread(fed, content, parent),
+        visibility=visibility.value,
+        document=_without_rejected_media(fed, raw, reject_media=facts.rejects_media),
+        published=content.published or now,
+        updated=content.updated,
+        received_at=now,
+    )
+    session.add(row)
+    await session.flush()
     log.info(
         "object stored", extra={"object": content.id, "type": content.type, "visibility": row.visibility}
     )
@@ -231,10 +244,12 @@ async def _shown_document(
 ) -> dict[str, Any]:
     """The sanitised document, without its media when the author's domain is blocked with
     ``reject_media`` (its attachments are then neither stored nor shown: decision 63)."""
+    return _without_rejected_media(fed, raw, reject_media=await blocks.rejects_media(session, author.id))
+
+
+def _without_rejected_media(fed: Federation, raw: dict[str, Any], *, reject_media: bool) -> dict[str, Any]:
     document = sanitized_document(raw, local_host=host_of(fed.node.uris.origin))
-    if await blocks.rejects_media(session, author.id):
-        document = blocks.without_media(document)
-    return document
+    return blocks.without_media(document) if reject_media else document
 
 
 def _held_thread(fed: Federation, content: Content, parent: RemoteObject | None) -> Iri | None:

@@ -57,7 +57,7 @@ from server.services.content import polls
 from server.services.reading import visibility
 from server.services.content import local as content_service
 from server.services.federation import Federation
-from server.services.inbox.process import add_inbox_items
+from server.services.inbox.process import add_inbox_items, file_in_inboxes
 from server.services.moderation import reports
 from server.services.actors.remote import fetch_and_store_actor
 from server.services.content.sanitize import plain_text
@@ -76,38 +76,50 @@ def _embedded_raw(inbound: InboundActivity) -> Any:
 async def _local_recipients(fed: Federation, activity: Activity, author: Actor) -> set[int]:
     """Local actors an activity concerns: those addressed, and local followers of its author
     when it is addressed to the public or to the author's followers."""
+    async with fed.node.sessions() as session:
+        return await _recipients_in(session, fed, activity, author)
+
+
+async def _file_for_recipients(fed: Federation, activity: Activity, author: Actor) -> None:
+    """File an accepted activity in the inboxes of its local recipients: found and filed in one
+    transaction, usually two statements (decision 89)."""
+    async with fed.node.sessions.begin() as session:
+        await file_in_inboxes(session, activity.id, await _recipients_in(session, fed, activity, author))
+
+
+async def _recipients_in(session: Any, fed: Federation, activity: Activity, author: Actor) -> set[int]:
+    """:func:`_local_recipients` in the caller's session."""
     ids: set[int] = set()
     addressing = activity.addressing.recipients
-    async with fed.node.sessions() as session:
-        for iri in addressing:
-            ref = fed.node.uris.local_actor_ref(iri)
-            if ref is not None and ref.part is None:
-                local = await actor_queries.local_by_handle(
-                    session, "Group" if ref.kind == "group" else "Person", ref.handle
-                )
-                if local is not None:
-                    ids.add(local.id)
-        members = objects.members_of(author)
-        if members is not None and members in addressing:  # an association to its members
-            rows = await session.execute(
-                select(MembershipRow.member_id)
-                .join(Actor, Actor.id == MembershipRow.member_id)
-                .where(
-                    MembershipRow.group_id == author.id,
-                    MembershipRow.state == "active",
-                    Actor.local.is_(True),
-                )
+    for iri in addressing:
+        ref = fed.node.uris.local_actor_ref(iri)
+        if ref is not None and ref.part is None:
+            local = await actor_queries.local_by_handle(
+                session, "Group" if ref.kind == "group" else "Person", ref.handle
             )
-            ids.update(r[0] for r in rows)
-        if AS_PUBLIC in addressing or (author.followers_iri and author.followers_iri in addressing):
-            rows = await session.execute(
-                select(FollowRow.follower_id)
-                .join(Actor, Actor.id == FollowRow.follower_id)
-                .where(
-                    FollowRow.followed_id == author.id, FollowRow.state == "accepted", Actor.local.is_(True)
-                )
+            if local is not None:
+                ids.add(local.id)
+    members = objects.members_of(author)
+    if members is not None and members in addressing:  # an association to its members
+        rows = await session.execute(
+            select(MembershipRow.member_id)
+            .join(Actor, Actor.id == MembershipRow.member_id)
+            .where(
+                MembershipRow.group_id == author.id,
+                MembershipRow.state == "active",
+                Actor.local.is_(True),
             )
-            ids.update(r[0] for r in rows)
+        )
+        ids.update(r[0] for r in rows)
+    if AS_PUBLIC in addressing or (author.followers_iri and author.followers_iri in addressing):
+        rows = await session.execute(
+            select(FollowRow.follower_id)
+            .join(Actor, Actor.id == FollowRow.follower_id)
+            .where(
+                FollowRow.followed_id == author.id, FollowRow.state == "accepted", Actor.local.is_(True)
+            )
+        )
+        ids.update(r[0] for r in rows)
     return ids
 
 
@@ -266,11 +278,16 @@ async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -
     groups = await _group_gate(fed, content, author)
     if groups is None:
         return  # addressed to our associations by someone who may not post there
-    row = await objects.store_object(fed, content, raw, author, now=fed.node.clock())
+    # Stored and filed for its recipients in one transaction (decision 89); run again after a
+    # crash, the stored row is found and filed again (an upsert). Nothing to commit when dropped.
+    async with fed.node.sessions() as session:
+        row = await objects.store_object_in(session, fed, content, raw, author, now=fed.node.clock())
+        if row is not None:
+            await file_in_inboxes(session, create.id, await _recipients_in(session, fed, create, author))
+            await session.commit()
     if row is not None:
         if content.type == "Event":
             await events_remote.record(fed, row.iri, raw, updated=content.updated)
-        await add_inbox_items(fed, create.id, await _local_recipients(fed, create, author))
         for group in groups:
             await content_service.relay_member_activity(fed, group, inbound.document, row)
 
@@ -352,7 +369,7 @@ async def on_update(fed: Federation, update: Update, inbound: InboundActivity) -
         # Mastodon treats an Update of an unknown object as a Create (when relevant).
         if await objects.store_object(fed, content, raw, author, now=fed.node.clock()) is not None:
             await _record_event(fed, content, raw)
-            await add_inbox_items(fed, update.id, await _local_recipients(fed, update, author))
+            await _file_for_recipients(fed, update, author)
         return
     recipients = await _local_recipients(fed, update, author)
     if await _record_event(fed, content, raw):
@@ -396,7 +413,7 @@ async def on_delete(fed: Federation, delete_: Delete, inbound: InboundActivity) 
     if await endorsements.withdraw(fed, actor, target):
         return
     if await objects.tombstone(fed, target, actor, now=now):
-        await add_inbox_items(fed, delete_.id, await _local_recipients(fed, delete_, actor))
+        await _file_for_recipients(fed, delete_, actor)
         await content_service.relay_change(fed, target)
 
 
@@ -466,7 +483,7 @@ async def _boost_of_ours(
         if filed:
             await _record_relay(session, announce.id, announcer.id, target, now)
     if filed:
-        await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
+        await _file_for_recipients(fed, announce, announcer)
 
 
 async def _relay_of_theirs(
@@ -517,7 +534,7 @@ async def _file_relay(
     """Record who relayed the object and file the relay for our actors it reaches."""
     async with fed.node.sessions.begin() as session:
         await _record_relay(session, announce.id, announcer.id, target, now)
-    await add_inbox_items(fed, announce.id, await _local_recipients(fed, announce, announcer))
+    await _file_for_recipients(fed, announce, announcer)
 
 
 async def _heard_here(session: Any, announcer_id: int) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.errors import FederationError
@@ -21,7 +21,8 @@ from federation.inbox import InboundActivity, InboxRouter, dispatch, restore
 from federation.keys import KeyAlgorithm
 from federation.signatures import VerifiedSigner
 from federation.types import Iri
-from server.db.models import InboxActivity, InboxItem
+from server.db.models import Actor, InboxActivity, InboxItem
+from server.db.queries import actors as actor_queries
 from server.db.queries import inbox as inbox_queries
 from server.db.upsert import insert_for
 from server.services.federation import Federation
@@ -29,15 +30,6 @@ from server.services.federation import Federation
 log = logging.getLogger(__name__)
 
 PROCESS_INBOX = "process_inbox"
-
-
-async def _add_inbox_item(session: AsyncSession, actor_id: int, inbox_activity_id: int) -> None:
-    stmt = (
-        insert_for(session, InboxItem)
-        .values(actor_id=actor_id, inbox_activity_id=inbox_activity_id, accepted=True)
-        .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
-    )
-    await session.execute(stmt)
 
 
 Loaded = InboundActivity | FederationError | None
@@ -80,15 +72,20 @@ class Queued:
     actor_iri: str
     activity: Loaded
     ordering: str | None = None
+    sender: Actor | None = None
+    """The sender's stored row, read with the batch (``load(senders=True)``), or ``None``."""
 
 
-async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
-    """The activities among ``ids`` still queued, rebuilt for their handlers (one query).
+async def load(fed: Federation, ids: Sequence[int], *, senders: bool = False) -> dict[int, Queued]:
+    """The activities among ``ids`` still queued, rebuilt for their handlers (one query), and
+    with ``senders`` the stored rows of the remote actors who sent them (one more).
 
     Rows already processed, or gone, are left out.
     """
     async with fed.node.sessions() as session:
         rows = await inbox_queries.queued_activities(session, ids)
+        remote = {row.actor_iri for row in rows if not fed.node.uris.is_local(row.actor_iri)}
+        actors = await actor_queries.by_iris(session, remote) if senders else {}
     loaded: dict[int, Queued] = {}
     for row in rows:
         # The signature was verified when the row was stored; keep what it proved.
@@ -101,7 +98,9 @@ async def load(fed: Federation, ids: Sequence[int]) -> dict[int, Queued]:
         except FederationError as exc:
             activity = exc
         document = row.document if isinstance(row.document, dict) else {}
-        loaded[row.id] = Queued(row.actor_iri, activity, ordering_key(document, row.actor_iri))
+        loaded[row.id] = Queued(
+            row.actor_iri, activity, ordering_key(document, row.actor_iri), actors.get(row.actor_iri)
+        )
     return loaded
 
 
@@ -147,9 +146,25 @@ async def add_inbox_items(fed: Federation, activity_iri: str, actor_ids: set[int
     dropped is never listed; one filed on arrival at a personal inbox that does not concern its
     owner stays hidden (a peer cannot show one actor's message to another through our inbox).
     """
+    if not actor_ids:
+        return
     async with fed.node.sessions.begin() as session:
-        row_id = await session.scalar(select(InboxActivity.id).where(InboxActivity.iri == activity_iri))
-        if row_id is None:
-            return
-        for actor_id in sorted(actor_ids):
-            await _add_inbox_item(session, actor_id, row_id)
+        await file_in_inboxes(session, activity_iri, actor_ids)
+
+
+async def file_in_inboxes(session: AsyncSession, activity_iri: str, actor_ids: set[int]) -> None:
+    """:func:`add_inbox_items` in the caller's transaction: one statement whatever the number of
+    actors (the stored activity's id is read by the insert itself; decision 89)."""
+    if not actor_ids:
+        return
+    rows = (
+        select(Actor.id, InboxActivity.id, true())
+        .join(InboxActivity, InboxActivity.iri == activity_iri)
+        .where(Actor.id.in_(sorted(actor_ids)))
+    )
+    stmt = (
+        insert_for(session, InboxItem)
+        .from_select(["actor_id", "inbox_activity_id", "accepted"], rows)
+        .on_conflict_do_update(index_elements=["actor_id", "inbox_activity_id"], set_={"accepted": True})
+    )
+    await session.execute(stmt)
