@@ -557,7 +557,9 @@ def main() -> None:
         "--node-cpu-prof", action="store_true", help="V8 CPU profiles of (d) and (e) (node --cpu-prof)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
-    parser.add_argument("--drain-timeout", type=float, default=10.0, help="max wait for the worker backlog")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=60.0, help="max wait for the worker backlog (default 60 s)"
+    )
     parser.add_argument("--profile", action="store_true", help="record the nodes with py-spy")
     parser.add_argument("--profile-rate", type=int, default=100)
     parser.add_argument("--work-dir", help="where data dirs and logs go (default: a new temp dir)")
