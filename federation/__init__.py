@@ -16,7 +16,8 @@ Entry points, by what a caller does:
 
 - receive: :mod:`.inbox` (checks and routing), :mod:`.signatures`, :mod:`.vocab` (``parse``);
 - send: :mod:`.delivery` (plan and outcome), :mod:`.audience` (addressing), :mod:`.retry`,
-  :mod:`.circuit`, :mod:`.transport` (the only HTTP client);
+  :mod:`.circuit`, :mod:`.transport` (the only HTTP client), :mod:`.signing_pool` (signatures
+  made in child processes);
 - read peers: :mod:`.fetch`, :mod:`.lookup`, :mod:`.actors_remote`, :mod:`.webfinger`;
 - publish: :mod:`.vocab` (``actors``, ``entraide``, ``context``), :mod:`.collections`,
   :mod:`.nodeinfo`, :mod:`.integrity`, :mod:`.uris` (our IRIs);
@@ -49,6 +50,7 @@ __all__ = [
     "ports",
     "retry",
     "signatures",
+    "signing_pool",
     "transport",
     "types",
     "uris",

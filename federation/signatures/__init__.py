@@ -5,6 +5,9 @@ Two specs are spoken (docs/interop.md "HTTP signatures"):
 - ``"cavage"``: draft-cavage-http-signatures-12, what every peer verifies; our default.
 - ``"rfc9421"``: RFC 9421 HTTP Message Signatures, verified by Mastodon ≥ 4.5 and Fedify.
 
+:mod:`.cavage` is public too: its ``prepare`` builds a request up to its signature, so that a
+batch's RSA operations can be made elsewhere (``federation.signing_pool``).
+
 Delivery double-knocks by calling :func:`sign_request` again with the other ``spec`` after a
 401, and remembers per host what worked (that memory lives with the delivery code).
 
@@ -37,6 +40,7 @@ __all__ = [
     "MAX_KEY_ID_CHARS",
     "SignatureSpec",
     "VerifiedSigner",
+    "cavage",
     "sign_request",
     "verify_request",
 ]
