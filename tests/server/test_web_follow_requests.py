@@ -18,31 +18,14 @@ from federation.types import utc_now
 from server.db.models import Activity, Actor, Follow
 from server.services.moderation import blocks
 from tests.server.test_api import Api
-from tests.server.test_web_account import _csrf, _sign_in
+from tests.server.test_web_members import HTML, _as, _get, _post
 from tests.support.nodes import Node
 
-HTML = {"Accept": "text/html,application/xhtml+xml", "Accept-Language": "en"}
 # Peers on closed loopback ports: answers are queued and their deliveries fail, never leaving the host.
 PEER_HOST = f"127.0.0.1:{unused_port()}"
 SILENCED_HOST = "silenced.example"
 MINE = "/account/follow-requests"
 GROUP = "/groups/demo/admin/follow-requests"
-
-
-async def _get(node: Node, path: str, status: int = 200) -> str:
-    response = await node.client.get(path, headers=HTML, allow_redirects=False)
-    text = await response.text()
-    assert response.status == status, (path, response.status, text[:800])
-    return text
-
-
-async def _post(node: Node, page: str, action: str, **fields: str) -> Any:
-    csrf = _csrf(await _get(node, page))
-    return await node.client.post(action, data={"csrf": csrf, **fields}, headers=HTML, allow_redirects=False)
-
-
-async def _as(node: Node, username: str) -> None:
-    assert (await _sign_in(node.client, username)).status == 303
 
 
 def _peer(handle: str, host: str = PEER_HOST) -> str:
