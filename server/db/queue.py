@@ -43,13 +43,13 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from server.db.models import Job
+from server.db.queries import bare
 from server.db.upsert import insert_for
 
 _JOBS = cast(Table, Job.__table__)
@@ -65,6 +65,7 @@ __all__ = [
     "QueueStats",
     "claim",
     "claim_ids",
+    "claim_kind",
     "complete",
     "complete_many",
     "enqueue",
@@ -460,6 +461,50 @@ async def claim_ids(
     ]
 
 
+_CLAIM_KIND = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1
+ WHERE id IN (SELECT id FROM jobs WHERE kind = ? AND {condition}
+              ORDER BY priority, run_at, id LIMIT ?{lock})
+ RETURNING id, kind, payload, attempts, max_attempts, priority, run_at"""
+_KIND_RUNNABLE = (
+    "state = 'running' AND locked_until < ?",  # an expired lease (runnable()'s first condition)
+    "state = 'queued' AND run_at <= ?",  # queued and due (the second)
+)
+
+
+async def claim_kind(
+    session: AsyncSession, kind: str, *, limit: int, worker_id: str, lease: timedelta, now: datetime
+) -> list[ClaimedJob]:
+    """:func:`claim` for one kind in the caller's transaction, through the bare driver: one
+    ``UPDATE … RETURNING`` per condition of :func:`runnable`, expired leases first, each walking
+    ``ix_jobs_claim`` in claim order. For a lane whose jobs have no per-key cap (the inbox lane):
+    no read of the keys first, no ORM statement to build (decision 95). Returns the claimed jobs
+    in claim order."""
+    _check_aware(now, "now")
+    if lease <= timedelta(0):
+        raise ValueError("lease must be positive")
+    lock = " FOR UPDATE SKIP LOCKED" if _locks_claimed_rows(session) else ""
+    rows: list[tuple[Any, ...]] = []
+    for condition in _KIND_RUNNABLE:
+        remaining = limit - len(rows)
+        if remaining <= 0:
+            break
+        sql = _CLAIM_KIND.format(condition=condition, lock=lock)
+        rows += await bare.fetch(session, sql, [worker_id, now + lease, kind, now, remaining])
+    # RETURNING gives no order guarantee; run_at sorts alike as text (SQLite) and as a datetime.
+    rows.sort(key=lambda r: (r[5], r[6], r[0]))
+    return [
+        ClaimedJob(
+            id=int(job_id),
+            kind=str(job_kind),
+            payload=bare.document(payload),
+            attempt=int(attempts),
+            max_attempts=int(max_attempts),
+            priority=int(priority),
+        )
+        for job_id, job_kind, payload, attempts, max_attempts, priority, _ in rows
+    ]
+
+
 def _leased_to(job_id: int, worker_id: str, attempt: int | None) -> Sequence[Any]:
     """The fence: the job is still running and leased to this worker (for this attempt)."""
     conditions: list[Any] = [Job.id == job_id, Job.state == RUNNING, Job.locked_by == worker_id]
@@ -506,21 +551,28 @@ async def complete(
 async def complete_many(
     session: AsyncSession, jobs: Iterable[tuple[int, int]], *, worker_id: str, now: datetime
 ) -> set[int]:
-    """Mark many jobs done in one statement; each ``(job id, attempt)`` is fenced like
-    :func:`complete`. Returns the ids that were accepted (the others had lost their lease)."""
+    """Mark many jobs done; each ``(job id, attempt)`` is fenced like :func:`complete`. Returns
+    the ids that were accepted (the others had lost their lease).
+
+    One ``UPDATE … RETURNING`` through the bare driver per attempt number among ``jobs`` (nearly
+    always one: a lane's batch is mostly first attempts) and per 500 ids (decision 95).
+    """
     _check_aware(now, "now")
-    pairs = sorted(set(jobs))
+    by_attempt: dict[int, set[int]] = {}
+    for job_id, attempt in jobs:
+        by_attempt.setdefault(attempt, set()).add(job_id)
     accepted: set[int] = set()
-    for start in range(0, len(pairs), _BATCH_ROWS):
-        chunk = pairs[start : start + _BATCH_ROWS]
-        t = _JOBS.c
-        stmt = (
-            update(_JOBS)
-            .where(tuple_(t.id, t.attempts).in_(chunk), t.state == RUNNING, t.locked_by == worker_id)
-            .values(state=DONE, finished_at=now, locked_until=None)
-            .returning(t.id)
-        )
-        accepted.update(row[0] for row in (await session.execute(stmt)).all())
+    for attempt, ids in sorted(by_attempt.items()):
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _BATCH_ROWS):
+            chunk = ordered[start : start + _BATCH_ROWS]
+            sql = (
+                "UPDATE jobs SET state = 'done', finished_at = ?, locked_until = NULL"
+                f" WHERE id IN ({bare.marks(len(chunk))}) AND state = 'running' AND locked_by = ?"
+                " AND attempts = ? RETURNING id"
+            )
+            rows = await bare.fetch(session, sql, [now, *chunk, worker_id, attempt])
+            accepted.update(int(row[0]) for row in rows)
     return accepted
 
 

@@ -20,7 +20,7 @@ from federation.keys import KeyPair
 from federation.signatures import cavage
 from federation.signing_pool import SigningPool
 from server.db import queue
-from server.db.models import Actor, Delivery, InboxActivity
+from server.db.models import Actor, Delivery
 from server.db.queries import inbox as inbox_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
@@ -238,8 +238,9 @@ backlog drained at 22 activities/s on the loaded machine, 32 wide at 31/s. Of th
 
 
 class InboxLane:
-    """``process_inbox`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), keyed
-    by the activity's actor.
+    """``process_inbox`` jobs in the worker's lane (:class:`server.jobs.worker.BatchKind`), claimed
+    without keys (:func:`server.db.queue.claim_kind`): the order between one actor's activities
+    is kept here, not by a cap on how many the lane holds.
 
     Many stored activities are claimed and loaded at once, and the rows finished meanwhile are
     marked in the transaction that completes their jobs. Activities run alongside, with one
@@ -254,7 +255,6 @@ class InboxLane:
 
     def __init__(self, fed: Federation) -> None:
         self.max_in_flight = max(fed.node.settings.worker.concurrency, INBOX_LANE_WIDTH)
-        self.max_per_key = self.max_in_flight
         self._fed = fed
         self._loaded: dict[int, int] = {}  # job id -> inbox activity id, while it runs
         self._order = _RunOrder()
@@ -262,25 +262,6 @@ class InboxLane:
         # for requests, the inbox writer, claims and records (decision 89). Beyond the pool, every
         # session opened and closed a connection of its own.
         self._running = asyncio.Semaphore(max(1, fed.node.settings.database.pool_size // 2))
-
-    async def runnable(
-        self,
-        session: AsyncSession,
-        *,
-        condition: ColumnElement[bool],
-        limit: int,
-        exclude_keys: Collection[str],
-    ) -> list[tuple[int, str]]:
-        return await queue.runnable_keyed(
-            session,
-            kind=self.kind,
-            condition=condition,
-            limit=limit,
-            payload_id="inbox_activity_id",
-            row_id=InboxActivity.id,
-            key=InboxActivity.actor_iri,
-            exclude_keys=exclude_keys,
-        )
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
         wanted = {job.id: job.payload.get("inbox_activity_id") for job in jobs}

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,7 +51,7 @@ from server.jobs.registry import (
 )
 from server.services.context import NodeContext
 
-__all__ = ["BatchKind", "JobOutcome", "LaneRegistry", "Worker", "default_worker_id"]
+__all__ = ["BatchKind", "JobOutcome", "KeyedBatchKind", "LaneRegistry", "Worker", "default_worker_id"]
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def default_worker_id() -> str:
 class BatchKind(Protocol):
     """A job kind the worker runs in a *lane* rather than one handler call per job.
 
-    Deliveries are the case: thousands of small jobs whose cost was the database work around
-    each one (claim, load, record, complete). A lane claims many at once with one statement,
-    lets each job's network part run concurrently, and records the outcomes of every job that
-    finished meanwhile in one transaction (group commit). Jobs carry a *key* (the peer host):
-    at most :attr:`max_per_key` jobs of one key are claimed at once, and at most
-    :attr:`max_in_flight` in all, so one slow key cannot take every slot.
+    Deliveries and inbox activities are the cases: thousands of small jobs whose cost was the
+    database work around each one (claim, load, record, complete). A lane claims many at once,
+    lets each job's own part run concurrently, and records the outcomes of every job that
+    finished meanwhile in one transaction (group commit); at most :attr:`max_in_flight` are held
+    at once. A kind without keys is claimed by :func:`server.db.queue.claim_kind` (one statement
+    per claim condition); a :class:`KeyedBatchKind` caps the jobs held per key.
 
     The kind keeps a per-job handler in the registry too: :meth:`Worker.run_batch` uses it.
     """
@@ -134,6 +134,26 @@ class BatchKind(Protocol):
 
     @property
     def max_in_flight(self) -> int: ...
+
+    async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
+        """One item per job, in order: an awaitable to run (its value, or exception, is the
+        job's result), or the result itself when nothing has to run."""
+        ...
+
+    async def record(
+        self, session: AsyncSession, results: Sequence[tuple[ClaimedJob, Any]]
+    ) -> list[BaseException | None]:
+        """Record the results in ``session`` and return each job's outcome: ``None`` when done,
+        a :class:`RetryJob`, :class:`DeferJob` or :class:`PermanentJobFailure`, or an
+        unexpected exception (a result that was one is passed back as it is)."""
+        ...
+
+
+@runtime_checkable
+class KeyedBatchKind(BatchKind, Protocol):
+    """A :class:`BatchKind` whose jobs carry a *key* (a delivery's peer host): at most
+    :attr:`max_per_key` jobs of one key are claimed at once, so one slow key cannot take every
+    slot. Its jobs are chosen by :meth:`runnable`, then taken by :func:`server.db.queue.claim_ids`."""
 
     @property
     def max_per_key(self) -> int: ...
@@ -149,19 +169,6 @@ class BatchKind(Protocol):
         """Up to ``limit`` ids of jobs of this kind matching ``condition`` (one of
         :func:`server.db.queue.runnable`), with their key, in claim order, none of whose key is
         in ``exclude_keys``."""
-        ...
-
-    async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
-        """One item per job, in order: an awaitable to run (its value, or exception, is the
-        job's result), or the result itself when nothing has to run."""
-        ...
-
-    async def record(
-        self, session: AsyncSession, results: Sequence[tuple[ClaimedJob, Any]]
-    ) -> list[BaseException | None]:
-        """Record the results in ``session`` and return each job's outcome: ``None`` when done,
-        a :class:`RetryJob`, :class:`DeferJob` or :class:`PermanentJobFailure`, or an
-        unexpected exception (a result that was one is passed back as it is)."""
         ...
 
 
@@ -235,6 +242,9 @@ class Worker:
         self._on_outcome = on_outcome
         self._rng = rng if rng is not None else random.Random()
         self._wake = asyncio.Event()
+        # Set with _wake by everything that wakes the main loop except a lane leaving room, whose
+        # wake-up asks runnable_now before claiming (decision 95).
+        self._claim_now = False
         self._tasks: dict[asyncio.Task[None], ClaimedJob] = {}
         self._running = False
         self._claim_lock = asyncio.Lock()
@@ -259,6 +269,7 @@ class Worker:
         to call at any time, including before :meth:`run` starts or after it ended.
         """
         if kinds is None or not self._loop_kinds.isdisjoint(kinds):
+            self._claim_now = True
             self._wake.set()
         for lane in self._lanes:
             if kinds is None or lane.kind.kind in kinds:
@@ -298,6 +309,7 @@ class Worker:
                 # Cleared before claiming: a notify() or a finished handler during the claim
                 # sets it again, so the sleep below returns at once and nothing is missed.
                 self._wake.clear()
+                self._claim_now = False
                 free = self.concurrency - len(self._tasks)
                 if free > 0 and (woken or await self.runnable_now(self._loop_kinds)):
                     try:
@@ -319,7 +331,9 @@ class Worker:
                 if claim_failures:
                     backoff = self.poll_interval_s * 2 ** min(claim_failures, 16)
                     delay = max(self.poll_interval_s, min(backoff, _MAX_ERROR_BACKOFF_S))
-                woken = await self._sleep(delay)
+                # Woken by a lane that left room, the loop asks first, like after a poll's timeout:
+                # a claim is a write transaction, and the lanes leave room after every commit.
+                woken = await self._sleep(delay) and self._claim_now
         finally:
             relay.cancel()
             await self._drain()
@@ -367,9 +381,11 @@ class Worker:
         async with self._claim_lock:
             held, best = self._lane_load()
             shared = free - held
-            # Woken again by the lanes only while they hold slots this loop could use.
-            self._lanes_block = shared < free
             jobs = await self._claim(shared) if shared > 0 else []
+            # Woken again by the lanes only while they hold slots this loop could use and a job
+            # may have been left out for them: a claim that took fewer jobs than it could left
+            # none (what is enqueued later comes with notify() or the next poll).
+            self._lanes_block = shared < free and len(jobs) >= shared
             if held and len(jobs) < free and best > 0:
                 jobs += await self._claim(free - len(jobs), max_priority=best - 1)
             return jobs
@@ -395,6 +411,7 @@ class Worker:
 
     async def _relay_stop(self, stop: asyncio.Event) -> None:
         await stop.wait()
+        self._claim_now = True
         self._wake.set()
 
     async def _sleep(self, timeout_s: float) -> bool:
@@ -426,6 +443,7 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         job = self._tasks.pop(task, None)
+        self._claim_now = True
         self._wake.set()
         for lane in self._lanes:
             lane.wake.set()
@@ -571,7 +589,7 @@ class _Lane:
 
     Slots: a job holds one from its claim until its outcome is committed, so the number of
     this lane's jobs in state ``running`` is never above :attr:`BatchKind.max_in_flight`
-    (:attr:`BatchKind.max_per_key` per key). The loop claims whenever enough slots are free;
+    (:attr:`KeyedBatchKind.max_per_key` per key). The loop claims whenever enough slots are free;
     finished jobs queue for the recorder, which commits everything that finished since its
     last commit in one transaction, then frees their slots.
     """
@@ -581,7 +599,7 @@ class _Lane:
         self.kind = kind
         self.wake = asyncio.Event()
         self._finished = asyncio.Event()
-        # job id -> (key, priority), from the claim until the outcome is committed
+        # job id -> (key, priority), from the claim until the outcome is committed (key "": no keys)
         self.held: dict[int, tuple[str, int]] = {}
         self._per_key: Counter[str] = Counter()
         self._results: list[tuple[ClaimedJob, Any, float]] = []
@@ -652,8 +670,23 @@ class _Lane:
 
     async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
         worker = self.worker
+        if not isinstance(self.kind, KeyedBatchKind):
+            async with worker.node.sessions.begin() as session:
+                jobs = await queue.claim_kind(
+                    session,
+                    self.kind.kind,
+                    limit=free,
+                    worker_id=worker.worker_id,
+                    lease=worker.lease,
+                    now=worker.node.clock(),
+                )
+            for job in jobs:
+                self.held[job.id] = ("", job.priority)
+                self._per_key[""] += 1
+            return jobs
+        keyed = self.kind
         now = worker.node.clock()
-        cap = self.kind.max_per_key
+        cap = keyed.max_per_key
         counts = Counter(self._per_key)
         chosen: dict[int, str] = {}
         async with worker.node.sessions.begin() as session:
@@ -662,7 +695,7 @@ class _Lane:
                     break
                 full = {key for key, n in counts.items() if n >= cap}
                 # Read a few more than needed: some may be over their key's cap.
-                candidates = await self.kind.runnable(
+                candidates = await keyed.runnable(
                     session, condition=condition, limit=2 * free, exclude_keys=full
                 )
                 for job_id, key in candidates:

@@ -6,7 +6,9 @@ request (a crawler walking many associations' outboxes never hits the page cache
 its time there (docs/performance.md, "Reads"). :func:`fetch` runs one parameterised statement on
 the session's own connection, inside its transaction, with one hand-off (aiosqlite's
 ``execute_fetchall``) or one asyncpg ``fetch``. Statements are written with ``?`` placeholders and
-renumbered ``$1…`` for PostgreSQL; only columns of plain types and JSON documents are read.
+renumbered ``$1…`` for PostgreSQL; only columns of plain types and JSON documents are read. Writes
+(``UPDATE … RETURNING``) go through :func:`fetch` too: they join the session's transaction (on SQLite
+the ``sqlite3`` module opens it before the first write, and the session's commit ends it).
 """
 
 from __future__ import annotations
@@ -38,7 +40,16 @@ async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
     driver: Any = (await connection.get_raw_connection()).driver_connection
     if connection.dialect.name == "postgresql":
         return [tuple(record) for record in await driver.fetch(_numbered(sql), *params)]
-    return [tuple(row) for row in await driver.execute_fetchall(sql, tuple(params))]
+    values = tuple(_sqlite_stamp(p) if isinstance(p, datetime) else p for p in params)
+    return [tuple(row) for row in await driver.execute_fetchall(sql, values)]
+
+
+def _sqlite_stamp(moment: datetime) -> str:
+    """An aware datetime as SQLAlchemy stores a ``UtcDateTime`` in SQLite (naive UTC text, always
+    with microseconds), so that comparisons with stored values are those the ORM makes."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def document(value: Any) -> Any:

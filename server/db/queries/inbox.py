@@ -2,44 +2,67 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import InboxActivity, InboxItem
+from server.db.queries import bare
 
 
-async def queued_activities(session: AsyncSession, ids: Sequence[int]) -> list[Row[Any]]:
-    """The rows among ``ids`` still ``queued``: what processing needs (id, signer, actor, document, time)."""
+@dataclass(frozen=True, slots=True)
+class QueuedRow:
+    """A stored activity still ``queued``: what processing needs."""
+
+    id: int
+    signer_key_iri: str
+    actor_iri: str
+    document: Any
+    received_at: datetime
+
+
+async def queued_activities(session: AsyncSession, ids: Sequence[int]) -> list[QueuedRow]:
+    """The rows among ``ids`` still ``queued``, in one statement through the bare driver
+    (decision 95: the inbox lane reads one batch per claim)."""
     if not ids:
         return []
-    stmt = select(
-        InboxActivity.id,
-        InboxActivity.signer_key_iri,
-        InboxActivity.actor_iri,
-        InboxActivity.document,
-        InboxActivity.received_at,
-    ).where(InboxActivity.id.in_(sorted(set(ids))), InboxActivity.state == "queued")
-    return list((await session.execute(stmt)).all())
+    ordered = sorted(set(ids))
+    sql = (
+        "SELECT id, signer_key_iri, actor_iri, document, received_at FROM inbox_activities"
+        f" WHERE id IN ({bare.marks(len(ordered))}) AND state = 'queued'"
+    )
+    rows = await bare.fetch(session, sql, ordered)
+    return [
+        QueuedRow(int(row_id), signer, actor, _decoded(document), bare.utc(received))
+        for row_id, signer, actor, document, received in rows
+    ]
+
+
+def _decoded(document: Any) -> Any:
+    """A stored activity as the ORM's JSON type decodes it (``json.loads``): ``orjson`` would turn
+    an integer beyond 64 bits, which the inbox accepts, into a float."""
+    return json.loads(document) if isinstance(document, str | bytes) else document
 
 
 async def mark_processed(session: AsyncSession, marks: Sequence[tuple[int, str]], *, now: datetime) -> None:
-    """Record each ``(id, state)``: one statement per final state, queued rows only."""
+    """Record each ``(id, state)``: one statement per final state through the bare driver, queued
+    rows only (a row another run marked meanwhile keeps its state)."""
     by_state: defaultdict[str, list[int]] = defaultdict(list)
     for activity_id, state in marks:
         by_state[state].append(activity_id)
     for state, ids in sorted(by_state.items()):
-        await session.execute(
-            update(InboxActivity)
-            .where(InboxActivity.id.in_(sorted(ids)), InboxActivity.state == "queued")
-            .values(state=state, processed_at=now, error=None)
-            .execution_options(synchronize_session=False)
+        ordered = sorted(ids)
+        sql = (
+            "UPDATE inbox_activities SET state = ?, processed_at = ?, error = NULL"
+            f" WHERE id IN ({bare.marks(len(ordered))}) AND state = 'queued'"
         )
+        await bare.fetch(session, sql, [state, now, *ordered])
 
 
 async def inbox_page(
