@@ -39,7 +39,6 @@ from sqlalchemy import (
     Update,
     and_,
     delete,
-    exists,
     func,
     or_,
     select,
@@ -366,23 +365,33 @@ def runnable(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     )
 
 
+_KIND_RUNNABLE = (  # runnable() in SQL, for the bare driver
+    "state = 'running' AND locked_until < ?",  # an expired lease (runnable()'s first condition)
+    "state = 'queued' AND run_at <= ?",  # queued and due (the second)
+)
+
+
 async def any_runnable(
     sessions: async_sessionmaker[AsyncSession], *, now: datetime, kinds: Collection[str]
 ) -> bool:
     """Is a job of one of ``kinds`` claimable now (either condition of :func:`runnable`)?
 
-    One read outside any write transaction, for a worker woken by its poll rather than by a
-    notification: while the queue is idle it costs one statement instead of a claim, a
-    transaction per loop (decision 91). Each condition is its own ``EXISTS``, so each can use
-    ``ix_jobs_claim`` as the claims do.
+    One read outside any write transaction, for a worker woken by its poll (or by a lane that
+    left room) rather than by a notification: while the queue is idle it costs one statement
+    instead of a claim, a transaction per loop (decision 91). Each condition is its own
+    ``EXISTS``, so each can use ``ix_jobs_claim`` as the claims do; the statement goes through the
+    bare driver (decision 95).
     """
     if not kinds:
         return False
-    t = _JOBS.c
     listed = sorted(set(kinds))
-    stmt = select(or_(*(exists().where(condition, t.kind.in_(listed)) for condition in runnable(now))))
+    marks = bare.marks(len(listed))
+    sql = " OR ".join(
+        f"EXISTS (SELECT 1 FROM jobs WHERE {condition} AND kind IN ({marks}))" for condition in _KIND_RUNNABLE
+    )
     async with sessions() as session:
-        return bool(await session.scalar(stmt))
+        ((found,),) = await bare.fetch(session, f"SELECT {sql}", [now, *listed, now, *listed])
+    return bool(found)
 
 
 async def runnable_keyed(
@@ -465,10 +474,6 @@ _CLAIM_KIND = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until 
  WHERE id IN (SELECT id FROM jobs WHERE kind = ? AND {condition}
               ORDER BY priority, run_at, id LIMIT ?{lock})
  RETURNING id, kind, payload, attempts, max_attempts, priority, run_at"""
-_KIND_RUNNABLE = (
-    "state = 'running' AND locked_until < ?",  # an expired lease (runnable()'s first condition)
-    "state = 'queued' AND run_at <= ?",  # queued and due (the second)
-)
 
 
 async def claim_kind(

@@ -86,6 +86,10 @@ class TargetResult:
     label: str
     rounds: list[LoadResult] = field(default_factory=list)
     server_cpu_s: float | None = None
+    cpu_at_start: float | None = None
+    cpu_per_activity_ms: float | None = None
+    """A node's CPU from the first timed round until its backlog drained, per activity it
+    processed: accepting and processing together, whatever the machine's load."""
     note: str = ""
     unavailable: str | None = None
     drain_s: float | None = None
@@ -125,6 +129,7 @@ class TargetResult:
             "rate_median": self.rate,
             "rounds": [r.summary() for r in self.rounds],
             "server_cpu_us_per_request": self.cpu_us_per_request(),
+            "cpu_ms_per_processed_activity": self.cpu_per_activity_ms,
             "drain_s": self.drain_s,
             "drained": self.drained,
             "processed_rate": self.processed,
@@ -158,7 +163,7 @@ async def _rounds(
         )
         for i in range(args.rounds)
     ]
-    cpu0 = proc.cpu_seconds() if proc else None
+    cpu0 = result.cpu_at_start = proc.cpu_seconds() if proc else None
     started = time.perf_counter()
     for i, batch in enumerate(batches):
         round_result = await fire(
@@ -244,11 +249,16 @@ async def _node(
             await asyncio.sleep(0.1)
             stored, queued = await _count(database_url)
         ended = time.perf_counter()
+        cpu_end = proc.cpu_seconds()
         result.stored = stored
         result.drain_s = ended - loaded
         result.drained = not queued
         result.peak_rss_mb = proc.peak_rss_mb()
     _describe_backlog(result, args, worker=worker, queued=queued, processed_s=ended - started)
+    processed = (stored or 0) - queued - args.senders
+    if worker and processed > 0 and cpu_end is not None and result.cpu_at_start is not None:
+        result.cpu_per_activity_ms = 1000 * (cpu_end - result.cpu_at_start) / processed
+        result.note += f"; node CPU {result.cpu_per_activity_ms:.2f} ms per activity accepted and processed"
     if profile_file is not None:
         result.profile = summarise_profile(profile_file)
     if "Traceback" in proc.tail(20000):
