@@ -22,11 +22,13 @@ from federation.signing_pool import SigningPool
 from server.db import queue
 from server.db.models import Actor, Delivery
 from server.db.queries import inbox as inbox_queries
+from server.db.queries import objects as object_queries
 from server.db.queue import ClaimedJob
 from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.worker import LaneRegistry
 from server.services.actors.remote import known_actor
 from server.services.content import local as content
+from server.services.content.remote import facts_read_together
 from server.services.delivery import fanout as delivery
 from server.services.membership import following, suspension
 from server.services.content import polls
@@ -262,6 +264,8 @@ class InboxLane:
         # for requests, the inbox writer, claims and records (decision 89). Beyond the pool, every
         # session opened and closed a connection of its own.
         self._running = asyncio.Semaphore(max(1, fed.node.settings.database.pool_size // 2))
+        # What the runs' store_object reads before writing, read for all of them at once (decision 95).
+        self._facts = object_queries.FactsReader(fed.node.sessions)
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
         wanted = {job.id: job.payload.get("inbox_activity_id") for job in jobs}
@@ -298,7 +302,7 @@ class InboxLane:
                 for previous in before:
                     await previous  # never raises: it only tells that a run ended
                 async with self._running:
-                    with known_actor(sender):
+                    with known_actor(sender), facts_read_together(self._facts):
                         return await inbox_service.run(self._fed, router, queued.activity)
             finally:
                 self._order.release(actor, key, mine)

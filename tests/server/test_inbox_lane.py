@@ -419,7 +419,7 @@ async def test_a_batch_hands_its_runs_their_sender_unless_a_barrier_of_that_acto
     from server.services.inbox import process as inbox_service
 
     settings = SimpleNamespace(worker=SimpleNamespace(concurrency=8), database=SimpleNamespace(pool_size=10))
-    lane = tasks.InboxLane(SimpleNamespace(node=SimpleNamespace(settings=settings)))  # type: ignore[arg-type]
+    lane = tasks.InboxLane(SimpleNamespace(node=SimpleNamespace(settings=settings, sessions=None)))  # type: ignore[arg-type]
     rows = {"ann": object(), "bob": object(), "cat": object()}
     # Given a batch: two Creates from ann, a Create then a Follow from bob, a Create from cat,
     # whose Follow of an earlier batch is still running

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.queries import bare
 
@@ -43,14 +44,26 @@ _HOST_UNDER = (
 """``blocks._host_under`` in SQL: the actor's host is the blocked domain or under it, with or
 without a port (LIKE, as SQLAlchemy's ``.like`` emits it on both engines)."""
 
-_STORING_FACTS = f"""SELECT
- EXISTS (SELECT 1 FROM objects WHERE iri = ?),
+_FACTS = f"""
+ EXISTS (SELECT 1 FROM objects WHERE iri = {{iri}}),
  EXISTS (SELECT 1 FROM follows f JOIN actors l ON l.id = f.follower_id
-         WHERE f.followed_id = ? AND f.state = 'accepted' AND l.local = ?),
+         WHERE f.followed_id = {{author}} AND f.state = 'accepted' AND l.local = ?),
  EXISTS (SELECT 1 FROM actors a JOIN domain_blocks d ON d.severity = 'silence' AND {_HOST_UNDER}
-         WHERE a.id = ? AND a.local = ?),
+         WHERE a.id = {{author}} AND a.local = ?),
  EXISTS (SELECT 1 FROM actors a JOIN domain_blocks d ON d.reject_media = ? AND {_HOST_UNDER}
-         WHERE a.id = ? AND a.local = ?)"""
+         WHERE a.id = {{author}} AND a.local = ?)"""
+"""The four facts of :class:`StoringFacts` for one object IRI and author id (``{iri}``, ``{author}``)."""
+
+_STORING_FACTS = "SELECT" + _FACTS.format(iri="?", author="?")
+
+_MANY_FACTS = (
+    "WITH v(n, iri, author) AS (VALUES {rows}) SELECT v.n,"
+    + _FACTS.format(iri="v.iri", author="v.author")
+    + " FROM v"
+)
+"""The facts of several (object, author) pairs in one statement (typed for PostgreSQL, whose
+``VALUES`` would otherwise read the parameters as text)."""
+_MANY_ROW = "(CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS BIGINT))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +87,65 @@ async def storing_facts(session: AsyncSession, object_iri: str, author_id: int) 
     params = [object_iri, author_id, True, author_id, False, True, author_id, False]
     ((known, followed, silenced, media),) = await bare.fetch(session, _STORING_FACTS, params)
     return StoringFacts(bool(known), bool(followed), bool(silenced), bool(media))
+
+
+class FactsReader:
+    """:func:`storing_facts` for concurrent runs, read together: the requests made while a read is
+    under way, or in the same turn of the event loop, go in one statement on a session of its own
+    (decision 95). The inbox lane runs several handlers at once, and a ``Create`` nobody here
+    follows costs one such read and nothing else: each was a session, a hand-off to SQLite's
+    thread (or, on PostgreSQL, a checkout ping, the read and a reset) of its own.
+
+    Each request is still read after it is made, from committed state, as a read on the caller's
+    own session would be when that session has not begun (:func:`server.services.content.remote.
+    store_object_in` asks only then: a session that wrote would see its own uncommitted rows).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._waiting: list[tuple[str, int, asyncio.Future[StoringFacts]]] = []
+        self._reading: asyncio.Task[None] | None = None
+
+    async def facts(self, object_iri: str, author_id: int) -> StoringFacts:
+        """The facts of ``object_iri`` by ``author_id``, read with the requests made meanwhile."""
+        future: asyncio.Future[StoringFacts] = asyncio.get_running_loop().create_future()
+        self._waiting.append((object_iri, author_id, future))
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read_all())
+        return await future
+
+    async def _read_all(self) -> None:
+        batch: list[tuple[str, int, asyncio.Future[StoringFacts]]] = []
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    found = await self._read(batch)
+                except Exception as exc:  # every request of the batch fails, as its own read would
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for n, (_, _, future) in enumerate(batch):
+                    if not future.done():
+                        future.set_result(found[n])
+        except asyncio.CancelledError:
+            for _, _, future in (*batch, *self._waiting):
+                future.cancel()
+            self._waiting = []
+            raise
+        finally:
+            self._reading = None
+
+    async def _read(self, batch: list[tuple[str, int, asyncio.Future[StoringFacts]]]) -> list[StoringFacts]:
+        async with self._sessions() as session:
+            if len(batch) == 1:
+                ((object_iri, author_id, _),) = batch
+                return [await storing_facts(session, object_iri, author_id)]
+            sql = _MANY_FACTS.format(rows=", ".join([_MANY_ROW] * len(batch)))
+            params: list[Any] = [
+                value for n, (iri, author, _) in enumerate(batch) for value in (n, iri, author)
+            ]
+            rows = await bare.fetch(session, sql, [*params, True, False, True, False])
+        found = {int(n): StoringFacts(bool(k), bool(f), bool(s), bool(m)) for n, k, f, s, m in rows}
+        return [found[n] for n in range(len(batch))]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -195,7 +198,7 @@ async def store_object_in(
             "object dropped: author or origin mismatch", extra={"object": content.id, "author": author.iri}
         )
         return None
-    facts = await object_queries.storing_facts(session, content.id, author.id)
+    facts = await _storing_facts(session, content.id, author.id)
     if facts.known:
         existing = await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.id))
         if existing is not None:
@@ -237,6 +240,38 @@ async def store_object_in(
         "object stored", extra={"object": content.id, "type": content.type, "visibility": row.visibility}
     )
     return row
+
+
+_FACTS_READER: ContextVar[object_queries.FactsReader | None] = ContextVar(
+    "entraide_facts_reader", default=None
+)
+
+
+@contextmanager
+def facts_read_together(reader: object_queries.FactsReader) -> Iterator[None]:
+    """Within the block (one task), :func:`store_object_in` reads what it decides on through
+    ``reader``, together with the other runs of the inbox lane (decision 95), whenever its session
+    has not begun: nothing is then written in it that a read elsewhere would miss."""
+    token = _FACTS_READER.set(reader)
+    try:
+        yield
+    finally:
+        _FACTS_READER.reset(token)
+
+
+async def _storing_facts(
+    session: AsyncSession, object_iri: str, author_id: int
+) -> object_queries.StoringFacts:
+    """What :func:`store_object_in` decides on: through the inbox lane's reader when one is set and
+    ``session`` has neither begun nor anything pending, else on ``session``'s own connection."""
+    reader = _FACTS_READER.get()
+    if (
+        reader is not None
+        and not session.in_transaction()
+        and not (session.new or session.dirty or session.deleted)
+    ):
+        return await reader.facts(object_iri, author_id)
+    return await object_queries.storing_facts(session, object_iri, author_id)
 
 
 async def _shown_document(
