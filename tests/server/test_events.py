@@ -262,8 +262,8 @@ async def test_a_join_from_a_peers_member_suspended_in_the_association_is_reject
         alice = await session.scalar(select(Actor).where(Actor.iri == world.alice.iri))
         assert alice is not None
         row = Membership(
-            group_id=group.id, member_id=alice.id, role="member", state="active", created_at=now, updated_at=now,
-            suspended_at=now, suspended_until=now + timedelta(days=2),
+            group_id=group.id, member_id=alice.id, role="member", state="active",
+            created_at=now, updated_at=now, suspended_at=now, suspended_until=now + timedelta(days=2),
         )  # fmt: skip
         session.add(row)
     await _refused(world, open_event, world.alice)

@@ -115,7 +115,8 @@ async def test_a_suspended_member_neither_likes_nor_joins_events_and_an_organise
     start = node.fed.node.clock() + timedelta(days=7)
     event = {
         "name": "Table ronde", "content": "<p>Avec l'ARS.</p>", "startTime": start.isoformat(),
-        "endTime": (start + timedelta(hours=2)).isoformat(), "timezone": "Europe/Paris", "joinMode": "restricted",
+        "endTime": (start + timedelta(hours=2)).isoformat(), "timezone": "Europe/Paris",
+        "joinMode": "restricted",
     }  # fmt: skip
     status, created, _ = await api.call("POST", "/api/associations/demo/events", token=t["alice"], body=event)
     assert status == 201, created
