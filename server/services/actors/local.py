@@ -124,6 +124,9 @@ async def create_association(
         if existing.name == name and (not summary or existing.summary == summary):
             return Created(existing, False)
         raise Conflict(f"association {handle!r} already exists with another name", field="slug")
+    if await q.local_tombstone(session, "Group", handle) is not None:
+        # A deleted association's handle is never given again (decision 97): peers knew it.
+        raise Conflict(f"{handle!r} was a deleted association's handle; choose another", field="slug")
     actor = _new_local_actor(uris, "Group", handle, name, summary, now)
     session.add(actor)
     await session.flush()
