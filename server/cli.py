@@ -440,7 +440,7 @@ def _cmd_association_delete(args: argparse.Namespace) -> int:
                             f"and {plan.followers} follows end, and the handle is never given again; "
                             "run again with --yes to confirm"
                         )
-                    result = await dissolution.delete_association(fed, args.slug, reason=args.reason or "cli")
+                    result = await dissolution.delete_association(fed, args.slug, reason=args.reason)
                 except ServiceError as exc:
                     raise _service_refused(exc, {"slug": "SLUG"}) from None
         finally:
@@ -2082,7 +2082,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("slug", help="the association's handle")
     p.add_argument("--yes", action="store_true", help="confirm the deletion")
-    p.add_argument("--reason", help="why (kept in the audit log)")
+    p.add_argument("--reason", help="why: kept in the audit log and told to its members")
     _add_config(p)
     p.set_defaults(func=_cmd_association_delete)
 

@@ -1,7 +1,8 @@
 """``entraide association delete`` (decision 97), on both engines: without ``--yes`` it says what
 would end and changes nothing; with it, every object of the association becomes a tombstone with a
 ``Delete`` addressed as the object was (a members-only alert's never goes public), memberships end,
-the change is audited, and the handle is never given again."""
+the change is audited, and the handle is never given again. Its members are told (a notification
+with its former name and the reason), and its addresses answer 410 or 404."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from sqlalchemy import select
 from federation.types import AS_PUBLIC
 from server.cli import main
 from server.db.models import Activity, Actor, AuditEntry, Membership, RemoteObject
+from server.services.actors import dissolution
+from tests.server.test_api import Api, _alert, _people
 from tests.server.test_cli_publish import ORIGIN, _counts, _db_url, _node, _publish, _query
+from tests.support.nodes import Node
 
 
 def test_an_association_is_deleted_from_the_cli_only_when_confirmed(
@@ -79,3 +83,34 @@ def test_an_association_is_deleted_from_the_cli_only_when_confirmed(
     assert "deleted association" in capsys.readouterr().err
     assert main(["association", "delete", "nope", "--config", config]) == 1
     assert "no such association" in capsys.readouterr().err
+
+
+async def test_its_members_are_told_and_its_addresses_answer_gone(node: Node) -> None:
+    api, t = Api(node), await _people(node)
+    alert = await api.create("demo", "alerts", t["alice"], _alert())
+    demo = node.uris.group("demo")
+    done = await dissolution.delete_association(node.fed, "demo", reason="Dissolution votée en AG")
+    assert done.members == 3 and done.objects == 1
+    for token in (t["alice"], t["mo"], t["mia"]):
+        status, page, _ = await api.call("GET", "/api/notifications", token=token)
+        assert status == 200, page
+        [told] = [n for n in page["items"] if n["type"] == "association_deleted"]
+        assert (told["actor"], told["name"], told["message"]) == (demo, "Démo", "Dissolution votée en AG")
+    status, page, _ = await api.call("GET", "/api/notifications", token=t["zed"])  # a member of "other"
+    assert [n for n in page["items"] if n["type"] == "association_deleted"] == []
+    activity_json = {"Accept": "application/activity+json"}
+    for path, expected in (
+        (demo, 410),
+        (alert["id"], 410),
+        (f"{demo}/outbox", 404),
+        (f"{demo}/feed.atom", 404),
+        (f"{demo}/members", 404),
+    ):
+        answer = await node.client.get(path.removeprefix(node.uris.origin), headers=activity_json)
+        assert answer.status == expected, (path, answer.status)
+    answer = await node.client.get("/groups/demo")  # the page, for a browser
+    assert answer.status in (404, 410)
+    assert "Démo" not in await answer.text()
+    # the association's management is gone with it
+    status, _, _ = await api.call("GET", "/api/associations/demo/members", token=t["alice"])
+    assert status == 404

@@ -17,7 +17,8 @@
   actors it followed, its remote members, the holders above. Peers forget the association as they
   forget a deleted person (its follows, memberships and content; ``inbox/handlers.py``).
 
-The change is audited (``association.delete``, with the counts) and logged.
+The change is audited (``association.delete``, with the counts) and logged; each local active
+member gets a notification (``association_deleted``, with the former name and the reason given).
 """
 
 from __future__ import annotations
@@ -86,11 +87,11 @@ async def plan(fed: Federation, handle: str) -> Plan:
 
 
 async def delete_association(
-    fed: Federation, handle: str, *, by: Actor | None = None, reason: str = "operator"
+    fed: Federation, handle: str, *, by: Actor | None = None, reason: str | None = None
 ) -> AssociationDeleted:
     """Delete the association ``handle`` and everything it published (see the module's docstring).
-    ``by``: the node admin who did it (None: the operator at the command line); ``reason`` is
-    audited.
+    ``by``: the node admin who did it (None: the operator at the command line); ``reason``, told
+    to the members and audited, is optional.
 
     Raises:
         NotFound: no such live association here.
@@ -119,6 +120,19 @@ async def delete_association(
         for row in objects:
             recipients.update(await delete_object(session, fed, group, row, now=now))
 
+        # Our members are told (a notification derived from this entry, reading/notifications.py).
+        for membership in memberships:
+            member = await session.get(Actor, membership.member_id)
+            if member is not None and member.local and membership.state == "active":
+                audit.record(
+                    session,
+                    "member.association_deleted",
+                    now=now,
+                    group=group,
+                    by=by,
+                    target=member.iri,
+                    detail={"name": group.name, "role": membership.role, "reason": reason},
+                )
         await session.execute(delete(Membership).where(Membership.group_id == group.id))
         await session.execute(
             delete(Follow).where((Follow.follower_id == group.id) | (Follow.followed_id == group.id))
