@@ -31,13 +31,14 @@ from sqlalchemy import delete, func, select, update
 
 from federation.types import AS_PUBLIC
 from server.db import queue
-from server.db.models import Actor, Draft, Follow, Invitation, Media, Membership, RemoteObject
+from server.db.models import Account, Actor, Draft, Follow, Invitation, Media, Membership, RemoteObject
 from server.db.queries import actors as q
 from server.services import audit
 from server.services.accounts.erasure import delete_object, remote_iris
 from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.errors import NotFound
+from server.services.errors import Forbidden, NotFound
 from server.services.federation import Federation
+from server.services.membership.standing import check_acting
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,41 @@ async def plan(fed: Federation, handle: str) -> Plan:
     return Plan(group.iri, int(objects or 0), int(members or 0), int(followers or 0))
 
 
-async def delete_association(
-    fed: Federation, handle: str, *, by: Actor | None = None, reason: str | None = None
-) -> AssociationDeleted:
-    """Delete the association ``handle`` and everything it published (see the module's docstring).
-    ``by``: the node admin who did it (None: the operator at the command line); ``reason``, told
-    to the members and audited, is optional.
+async def check_may_delete(session: Any, group: Actor, by: Actor, *, scope: str | None, now: Any) -> None:
+    """``by`` may delete ``group``: a node admin (a browser session or an admin-scope token), or
+    one of the association's active admins who is not suspended in it.
 
     Raises:
-        NotFound: no such live association here.
+        Forbidden: anyone else (``Suspended``, a Forbidden, for a suspended admin).
+    """
+    account = await session.get(Account, by.id)
+    if account is not None and account.is_node_admin and scope in (None, "admin"):
+        return
+    role = await session.scalar(
+        select(Membership.role).where(
+            Membership.group_id == group.id, Membership.member_id == by.id, Membership.state == "active"
+        )
+    )
+    if role != "admin":
+        raise Forbidden("only the association's admins and the node's admins delete it")
+    await check_acting(session, group, [by], now=now)
+
+
+async def delete_association(
+    fed: Federation,
+    handle: str,
+    *,
+    by: Actor | None = None,
+    scope: str | None = None,
+    reason: str | None = None,
+) -> AssociationDeleted:
+    """Delete the association ``handle`` and everything it published (see the module's docstring).
+    ``by``: the admin who does it, of the association or of the node, checked here with the
+    ``scope`` of their token (None: a browser session); None for the operator at the command line.
+    ``reason``, told to the members and audited, is optional.
+
+    Raises:
+        NotFound: no such live association here. Forbidden: ``by`` may not delete it.
     """
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
@@ -102,6 +129,8 @@ async def delete_association(
         group = await session.get(Actor, found.id, with_for_update=True) if found is not None else None
         if group is None or group.deleted_at is not None:
             raise NotFound("no such association")
+        if by is not None:
+            await check_may_delete(session, group, by, scope=scope, now=now)
         recipients: set[str] = set()
         followers = await session.scalars(select(Follow.follower_id).where(Follow.followed_id == group.id))
         followed = await session.scalars(select(Follow.followed_id).where(Follow.follower_id == group.id))
@@ -188,4 +217,4 @@ async def delete_association(
     return AssociationDeleted(group.iri, published.iri, len(objects), len(memberships), len(listed))
 
 
-__all__ = ["AssociationDeleted", "Plan", "delete_association", "plan"]
+__all__ = ["AssociationDeleted", "Plan", "check_may_delete", "delete_association", "plan"]
