@@ -381,11 +381,13 @@ class Worker:
         async with self._claim_lock:
             held, best = self._lane_load()
             shared = free - held
-            jobs = await self._claim(shared) if shared > 0 else []
             # Woken again by the lanes only while they hold slots this loop could use and a job
             # may have been left out for them: a claim that took fewer jobs than it could left
             # none (what is enqueued later comes with notify() or the next poll).
-            self._lanes_block = shared < free and len(jobs) >= shared
+            self._lanes_block = shared < free
+            jobs = await self._claim(shared) if shared > 0 else []
+            if len(jobs) < shared:
+                self._lanes_block = False
             if held and len(jobs) < free and best > 0:
                 jobs += await self._claim(free - len(jobs), max_priority=best - 1)
             return jobs
@@ -597,6 +599,7 @@ class _Lane:
     def __init__(self, worker: Worker, kind: BatchKind) -> None:
         self.worker = worker
         self.kind = kind
+        self._keyed = kind if isinstance(kind, KeyedBatchKind) else None
         self.wake = asyncio.Event()
         self._finished = asyncio.Event()
         # job id -> (key, priority), from the claim until the outcome is committed (key "": no keys)
@@ -670,7 +673,8 @@ class _Lane:
 
     async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
         worker = self.worker
-        if not isinstance(self.kind, KeyedBatchKind):
+        keyed = self._keyed
+        if keyed is None:
             async with worker.node.sessions.begin() as session:
                 jobs = await queue.claim_kind(
                     session,
@@ -684,7 +688,6 @@ class _Lane:
                 self.held[job.id] = ("", job.priority)
                 self._per_key[""] += 1
             return jobs
-        keyed = self.kind
         now = worker.node.clock()
         cap = keyed.max_per_key
         counts = Counter(self._per_key)

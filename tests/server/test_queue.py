@@ -357,6 +357,53 @@ async def test_one_claim_takes_expired_leases_and_due_jobs_together(
     assert [(j.id, j.attempt) for j in claimed] == [(alert, 1), (abandoned, 2)]
 
 
+async def test_claim_kind_takes_expired_leases_then_due_jobs_of_its_kind_in_claim_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Decision 95: the inbox lane's claim, one bare statement per condition, claims as claim() does."""
+    abandoned = await _enqueue(sessions, "lane", priority=Priority.BACKGROUND, payload={"n": 0})
+    await _claim(sessions, worker_id="crashed", now=T0, kinds=["lane"])
+    normal = await _enqueue(sessions, "lane", priority=Priority.NORMAL)
+    urgent = await _enqueue(sessions, "lane", priority=Priority.INTERACTIVE)
+    await _enqueue(sessions, "other", priority=Priority.ALERT)
+    await _enqueue(sessions, "lane", run_at=T0 + timedelta(hours=1))  # not due
+    later = T0 + LEASE + timedelta(seconds=1)
+    async with sessions.begin() as session:
+        claimed = await queue.claim_kind(session, "lane", limit=2, worker_id="w2", lease=LEASE, now=later)
+    # The abandoned job first (expired leases are taken before due jobs), then by priority.
+    assert [(j.id, j.attempt, j.payload) for j in claimed] == [
+        (urgent, 1, {"n": 1}),
+        (abandoned, 2, {"n": 0}),
+    ]
+    async with sessions.begin() as session:
+        rest = await queue.claim_kind(session, "lane", limit=10, worker_id="w2", lease=LEASE, now=later)
+    assert [j.id for j in rest] == [normal]
+    job = await _job(sessions, normal)
+    assert (job.state, job.locked_by, job.locked_until) == ("running", "w2", later + LEASE)
+
+
+async def test_complete_many_is_fenced_per_job_and_attempt(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    first, second, third = [await _enqueue(sessions) for _ in range(3)]
+    await _claim(sessions, worker_id="w1", now=T0)
+    later = T0 + LEASE + timedelta(seconds=1)
+    # The third's lease expired and went to w1 again: attempt 2; the second's went to w2.
+    async with sessions.begin() as session:
+        await queue.claim_ids(session, [third], worker_id="w1", lease=LEASE, now=later)
+        await queue.claim_ids(session, [second], worker_id="w2", lease=LEASE, now=later)
+    async with sessions.begin() as session:
+        accepted = await queue.complete_many(
+            session, [(first, 1), (second, 1), (third, 1)], worker_id="w1", now=later
+        )
+    assert accepted == {first}  # the second is w2's, the third's attempt 1 is over
+    async with sessions.begin() as session:
+        assert await queue.complete_many(session, [(third, 2)], worker_id="w1", now=later) == {third}
+    states = [(await _job(sessions, job_id)).state for job_id in (first, second, third)]
+    assert states == ["done", "running", "done"]
+    assert (await _job(sessions, first)).finished_at == later
+
+
 async def test_the_attempt_fences_a_worker_from_its_own_older_lease(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -842,3 +889,69 @@ def test_worker_refuses_nonsense_settings(node: NodeContext) -> None:
         args: dict[str, Any] = {"concurrency": 1, "poll_interval_s": 0.1, **kwargs}
         with pytest.raises(ValueError):
             Worker(node, JobRegistry(), **args)
+
+
+class _InstantLane:
+    """A lane kind without keys whose jobs finish as soon as they are prepared."""
+
+    kind = "instant"
+    max_in_flight = 4
+
+    async def prepare(self, jobs: Any) -> list[Any]:
+        return ["done" for _ in jobs]
+
+    async def record(self, session: AsyncSession, results: Any) -> list[BaseException | None]:
+        return [None for _ in results]
+
+
+async def test_a_lane_leaving_room_makes_the_main_loop_ask_before_it_claims(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Decision 95: the main loop, woken after a lane commit, claims only when a job of its kinds
+    is runnable (a read), not after every commit (a write transaction finding nothing)."""
+    node = build_node_context(settings, engine)
+    pinged = asyncio.Event()
+
+    async def ping(ctx: JobContext) -> None:
+        pinged.set()
+
+    registry = LaneRegistry()
+    registry.add("ping", ping)
+    registry.add_lane(_InstantLane(), ping)
+    worker = Worker(node, registry, concurrency=1, poll_interval_s=60.0)
+    claims = 0
+    claim = worker._claim
+
+    async def counted(limit: int, *, max_priority: int | None = None) -> list[ClaimedJob]:
+        nonlocal claims
+        claims += 1
+        return await claim(limit, max_priority=max_priority)
+
+    worker._claim = counted  # type: ignore[method-assign]
+    async with sessions.begin() as session:
+        await queue.enqueue_many(
+            session, [queue.NewJob("instant", {"n": n}) for n in range(24)], now=utc_now()
+        )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def drained() -> bool:
+        async with sessions() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == "instant", Job.state != "done")
+            )
+        return left == 0
+
+    try:
+        await _eventually(drained)
+        # Six lane batches of four, each commit leaving room: the main loop claimed on its first
+        # pass (and for more urgent jobs while the lane held slots), never after each commit.
+        assert claims <= 3
+        await _enqueue(sessions, "ping", now=utc_now())
+        worker.notify({"ping"})
+        async with asyncio.timeout(5):
+            await pinged.wait()
+    finally:
+        stop.set()
+        async with asyncio.timeout(WAIT_S):
+            await task
