@@ -33,6 +33,9 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         kwargs.update(pool_pre_ping=True)
     if settings.dialect == "sqlite":
         _private_sqlite_file(settings.url)
+        # The bare driver's reads run on a checked-out connection from the event loop's thread
+        # rather than aiosqlite's (decision 96, server/db/queries/bare.py); one user at a time.
+        kwargs.update(connect_args={"check_same_thread": False})
     engine = create_async_engine(settings.url, **kwargs)
     if settings.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
