@@ -40,6 +40,8 @@ async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
     Pending ORM changes are flushed first, as SQLAlchemy's autoflush does before its own queries,
     so a read in the same transaction sees what the caller just wrote.
     """
+    if not sql.startswith("SELECT"):  # on SQLite a write could wait on busy_timeout in the event loop
+        raise ValueError("bare.fetch runs reads only")
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
