@@ -88,7 +88,8 @@ class ProcessingJob:
 
 _ACTIVITY_COLUMNS = "iri, actor_iri, type, object_iri, signer_key_iri, document, state, received_at"
 _JOB_COLUMNS = "kind, payload, dedup_key, priority, state, attempts, max_attempts, run_at, created_at"
-# A host that sent a verified request is alive: the same change as ``fanout.host_answered``.
+# A host that sent a verified request is alive: close its breaker and clear its unavailability
+# (Mastodon resets its failure tracker on any signed request from the host).
 _ANSWERED = (
     "UPDATE peer_hosts SET breaker = 'closed', recent_failures = 0, window_started_at = NULL, "
     "open_until = NULL, failing_days = 0, last_failure_day = NULL, unavailable = {false}, updated_at = {now} "
@@ -135,11 +136,12 @@ async def store_received(
     The inbox's group commit (``server.services.inbox.writer``) on the bare driver: an activity
     whose IRI is already stored is skipped (the unique index is the last replay guard) and gets
     no job; ``filed`` pairs ``(iri, local actor id)`` are filed in those actors' inboxes whether
-    the activity is new or not; the ``hosts`` that sent them are marked as answering
-    (``fanout.host_answered``). Everything commits together or not at all. On PostgreSQL this is
-    one statement (data-modifying ``WITH``), plus a transaction when something is filed; on
-    SQLite one statement per table and a commit, each one hand-off to aiosqlite's thread, where
-    SQLAlchemy's ORM took about three per statement and compiled a cache key for each.
+    the activity is new or not; the ``hosts`` that sent them are marked as answering (their
+    breaker closed, their unavailability cleared). Everything commits together or not at all.
+    On PostgreSQL this is one statement (data-modifying ``WITH``), plus a transaction when
+    something is filed; on SQLite one statement per table and a commit, each one hand-off to
+    aiosqlite's thread, where SQLAlchemy's ORM took about three per statement and compiled a
+    cache key for each (decision 94).
     """
     connection = await session.connection()
     driver: Any = (await connection.get_raw_connection()).driver_connection
