@@ -43,16 +43,17 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     return engine
 
 
-def _ping_idle_connections(engine: AsyncEngine, idle_s: float = PING_AFTER_IDLE_S) -> None:
-    """Ping a PostgreSQL connection at checkout only when it sat in the pool for ``idle_s`` or more.
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a PostgreSQL connection at checkout only when it sat in the pool ``PING_AFTER_IDLE_S`` or more.
 
-    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: one round trip to the server before
-    each unit of work, every inbox batch and every worker transaction included (decision 94). A
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: three round trips to the server with
+    asyncpg (``BEGIN``, the ping, ``ROLLBACK``) before each unit of work, every inbox batch and
+    every worker transaction included (decision 94). A
     connection that was in use moments ago is alive unless the server went away in those
     seconds; one that waited longer (a quiet night) is pinged as before, and a dead one is
     replaced before anyone uses it. A connection whose socket the server closed (a restart, a
     terminated backend) is replaced at checkout without a ping, whenever it was last used: asyncpg
-    knows it is closed. What remains unseen is a connection lost silently within ``idle_s`` of its
+    knows it is closed. What remains unseen is a connection lost silently within that time of its
     last use (no packet from the server): its next unit of work fails, as the ping would have.
     """
     pool_events = engine.sync_engine.pool
@@ -66,7 +67,7 @@ def _ping_idle_connections(engine: AsyncEngine, idle_s: float = PING_AFTER_IDLE_
         # backend): no round trip needed to replace such a connection, however recently used.
         if dbapi_connection.driver_connection.is_closed():
             raise DisconnectionError("the server closed the connection")
-        if time.monotonic() - record.info.get(_LAST_USE, 0.0) < idle_s:
+        if time.monotonic() - record.info.get(_LAST_USE, 0.0) < PING_AFTER_IDLE_S:
             return
         try:
             dialect.do_ping(dbapi_connection)

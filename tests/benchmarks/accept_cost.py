@@ -118,9 +118,9 @@ class _PgRoundTrips:
     def install(self, counters: Counters) -> contextlib.ExitStack:
         stack = contextlib.ExitStack()
         try:
-            import asyncpg.connection
-            import asyncpg.prepared_stmt
-            import asyncpg.transaction
+            import asyncpg.connection  # type: ignore[import-untyped]
+            import asyncpg.prepared_stmt  # type: ignore[import-untyped]
+            import asyncpg.transaction  # type: ignore[import-untyped]
         except ImportError:
             return stack
         for owner, names in (
