@@ -354,6 +354,11 @@ async def _scenario(
     return result
 
 
+def _serve_share(r: FanoutResult) -> str:
+    """What ``serve`` did in a two-process run: its worker's deliveries, or no worker."""
+    return f"its worker on: {r.serve_deliveries or 0:,} deliveries" if r.serve_worker else "no worker"
+
+
 def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
     rows = []
     for r in results:
@@ -408,7 +413,7 @@ def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
             f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; "
             f"delivery rows: {r.delivery_states}"
             + (
-                f"; serve{' (its worker on: ' + format(r.serve_deliveries or 0, ',') + ' deliveries)' if r.serve_worker else ' (no worker)'}"
+                f"; serve ({_serve_share(r)})"
                 f" + worker process ({r.signing_processes} signing processes each), the worker's CPU: "
                 f"{fmt(r.worker_cpu_s, 2)} s of {fmt(r.node_cpu_s, 2)} s, of which its own process "
                 f"{fmt(r.worker_main_cpu_s, 2)} s "
