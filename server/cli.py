@@ -418,6 +418,43 @@ def _cmd_association_create(args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+def _cmd_association_delete(args: argparse.Namespace) -> int:
+    """Delete an association for good, as the operator (decision 97)."""
+    from server.jobs.runner import build_node_context
+    from server.services.actors import dissolution
+    from server.services.federation import open_federation
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        engine = await _open_database(settings)
+        try:
+            node = build_node_context(settings, engine)
+            async with open_federation(node) as fed:
+                try:
+                    if not args.yes:
+                        plan = await dissolution.plan(fed, args.slug)
+                        raise CommandError(
+                            f"this deletes @{args.slug} for good: {plan.objects} objects become tombstones "
+                            f"(a Delete goes to every server that holds them), {plan.members} memberships "
+                            f"and {plan.followers} follows end, and the handle is never given again; "
+                            "run again with --yes to confirm"
+                        )
+                    result = await dissolution.delete_association(fed, args.slug, reason=args.reason)
+                except ServiceError as exc:
+                    raise _service_refused(exc, {"slug": "SLUG"}) from None
+        finally:
+            await engine.dispose()
+        _out(result.actor_iri)
+        _progress(
+            f"deleted @{args.slug}: {result.objects} objects tombstoned, {result.members} memberships ended, "
+            f"Delete queued for {result.recipients} remote actors (a running serve or worker delivers it)"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 ASSOCIATION_OPTIONS = {
     "join_policy": "--join-policy",
     "replies_policy": "--replies",
@@ -2035,6 +2072,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(p)
     p.set_defaults(func=_cmd_association_set)
+    p = association_commands.add_parser(
+        "delete",
+        help="delete an association and its content for good",
+        description="Delete an association: everything it published becomes a tombstone and a Delete goes "
+        "to every server known to hold it (so no peer keeps one of its alerts active), its memberships, "
+        "follows, invitations and drafts end, what members posted into it stays theirs, and the handle is "
+        "never given again. Without --yes, says what would end and changes nothing. Audited.",
+    )
+    p.add_argument("slug", help="the association's handle")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    p.add_argument("--reason", help="why: kept in the audit log and told to its members")
+    _add_config(p)
+    p.set_defaults(func=_cmd_association_delete)
 
     member = commands.add_parser("member", help="manage members", description="Manage members.")
     member_commands = member.add_subparsers(dest="member_command", metavar="COMMAND", parser_class=_Parser)

@@ -39,6 +39,7 @@ from server.http.problems import problem
 from server.http.render import json_response
 from server.services.actors import directory
 from server.services.actors import founding
+from server.services.actors import dissolution
 from server.services.actors import local as actor_service
 from server.services import audit
 from server.services.content import kinds
@@ -871,6 +872,30 @@ async def patch_association(request: web.Request) -> web.Response:
     if edited.update_iri:
         request.app[FEDERATION].notify_worker()
     return json_response({**answer, "update": edited.update_iri}, headers=NO_STORE)
+
+
+@routes.delete("/api/associations/{slug}")
+async def delete_association(request: web.Request) -> web.Response:
+    """An admin of the association, or a node admin, deletes it for good (decision 97): ``confirm``
+    must repeat its handle."""
+    viewer = await writer_of(request)
+    fed = request.app[FEDERATION]
+    async with fed.node.sessions() as session:
+        group = await association(session, request.match_info["slug"])
+        by = await directory.by_id(session, viewer.actor_id)
+        if by is None:
+            raise Unauthorized("a bearer token of a local account is required")
+        await dissolution.check_may_delete(session, group, by, scope=viewer.scope, now=fed.node.clock())
+    body = await json_body(request, "AssociationDelete")
+    if body["confirm"] != group.handle:
+        raise InvalidInput("confirm must repeat the association's handle", field="confirm")
+    done = await dissolution.delete_association(
+        fed, group.handle, by=by, scope=viewer.scope, reason=body.get("reason") or None
+    )
+    answer = {
+        "id": done.actor_iri, "delete": done.delete_iri, "objects": done.objects, "members": done.members,
+    }  # fmt: skip
+    return json_response(answer, headers=NO_STORE)
 
 
 @routes.patch("/api/associations/{slug}/members")

@@ -108,6 +108,7 @@ async def _tour(browser: Any, node: Node, lang: str) -> None:
             ("/groups/demo/directory", "member directory"),
             ("/groups/demo/admin/follow-requests", "the association's follow requests"),
             ("/account/follow-requests", "follow requests and their setting"),
+            ("/groups/demo/admin/settings", "the association's settings"),
         ):
             await page.goto(origin + path)
             assert await page.get_attribute("html", "lang") == lang
@@ -119,6 +120,12 @@ async def _tour(browser: Any, node: Node, lang: str) -> None:
         await page.click("form[action='/groups/demo/admin/invitations'] button[type=submit]")
         assert await page.get_attribute("#days", "aria-invalid") == "true"
         await _axe(page, f"invitations with an error ({lang})")
+        # the settings page with a field error (a handle typed wrong: nothing deleted)
+        await page.goto(origin + "/groups/demo/admin/settings")
+        await page.fill("#confirm", "pas-demo")
+        await page.click("form[action='/groups/demo/admin/settings/delete'] button[type=submit]")
+        assert await page.get_attribute("#confirm", "aria-invalid") == "true"
+        await _axe(page, f"settings with an error ({lang})")
         # the directory setting on the account page
         await page.goto(origin + "/account")
         await page.check("#directory-hidden")

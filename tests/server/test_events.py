@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from federation import validation
-from server.db.models import Activity, Actor, Block, Event, EventParticipant, Follow, RemoteObject
+from server.db.models import Activity, Actor, Block, Event, EventParticipant, Follow, Membership, RemoteObject
 from server.services.errors import Conflict, InvalidInput
 from server.services.events import participation
 from server.services.events import publishing as events
@@ -250,6 +250,30 @@ async def test_joins_to_a_full_a_cancelled_or_a_members_only_event_or_from_a_blo
             )
         )
     await _refused(world, open_event, world.bob)
+
+
+async def test_a_join_from_a_peers_member_suspended_in_the_association_is_rejected(world: World) -> None:
+    """A suspension (decision 76) covers a peer's member too: its Join gets a Reject, nothing stored;
+    once lifted, the same person joins."""
+    open_event = await _publish(world, joinMode="free")
+    group, _ = await _actors(world)
+    now = datetime.now(UTC)
+    async with world.node.sessions.begin() as session:
+        alice = await session.scalar(select(Actor).where(Actor.iri == world.alice.iri))
+        assert alice is not None
+        row = Membership(
+            group_id=group.id, member_id=alice.id, role="member", state="active",
+            created_at=now, updated_at=now, suspended_at=now, suspended_until=now + timedelta(days=2),
+        )  # fmt: skip
+        session.add(row)
+    await _refused(world, open_event, world.alice)
+    async with world.node.sessions.begin() as session:
+        lifted = await session.get(Membership, row.id)
+        assert lifted is not None
+        lifted.suspended_at = lifted.suspended_until = None
+    await _send(world, _mobilizon("join_event.json", world, world.alice, open_event), world.alice)
+    joined = await _participant(world, open_event, world.alice.iri)
+    assert joined is not None and joined.state == "accepted"
 
 
 async def test_a_local_member_joins_and_the_capacity_holds_for_the_organisers_too(world: World) -> None:

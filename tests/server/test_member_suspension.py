@@ -105,6 +105,45 @@ async def test_a_suspended_member_reads_on_and_acts_in_nothing_through_the_api_a
     ]
 
 
+async def test_a_suspended_member_neither_likes_nor_joins_events_and_an_organiser_decides_nothing(
+    node: Node,
+) -> None:
+    api, t = Api(node), await _people(node)
+    mia, mo = node.uris.person("mia"), node.uris.person("mo")
+    alert = await api.create("demo", "alerts", t["alice"], _alert())
+    elsewhere = await api.create("other", "alerts", t["olga"], _alert())
+    start = node.fed.node.clock() + timedelta(days=7)
+    event = {
+        "name": "Table ronde", "content": "<p>Avec l'ARS.</p>", "startTime": start.isoformat(),
+        "endTime": (start + timedelta(hours=2)).isoformat(), "timezone": "Europe/Paris",
+        "joinMode": "restricted",
+    }  # fmt: skip
+    status, created, _ = await api.call("POST", "/api/associations/demo/events", token=t["alice"], body=event)
+    assert status == 201, created
+    join = {"event": created["id"]}
+    status, asked, _ = await api.call("POST", "/api/events/participations", token=t["zed"], body=join)
+    assert (status, asked["state"]) == (202, "pending")
+    for who in (mia, mo):
+        assert (await api.call("POST", SUSPENSION, token=t["alice"], body={"member": who}))[0] == 200
+    before = await node.row_counts()
+    # liking in the association, through C2S, is acting in it; so is taking part in its event
+    liked = await node.client.post(
+        "/users/mia/outbox", json={"type": "Like", "object": alert["id"]},
+        headers={"Authorization": f"Bearer {t['mia']}"},
+    )  # fmt: skip
+    assert liked.status == 403 and (await liked.json(content_type=None))["code"] == "member_suspended"
+    await _refused(api, t["mia"], "POST", "/api/events/participations", join)
+    # the suspended moderator decides no participation
+    decision = {"event": created["id"], "participant": node.uris.person("zed"), "accept": True}
+    await _refused(api, t["mo"], "POST", "/api/associations/demo/events/participants", decision)
+    assert await node.row_counts() == before
+    # elsewhere mia likes as before; lifted, she joins
+    assert (await node.post_outbox("/users/mia", t["mia"], {"type": "Like", "object": elsewhere["id"]}))["id"]
+    assert (await api.call("DELETE", SUSPENSION, token=t["alice"], params={"member": mia}))[0] == 200
+    status, joined, _ = await api.call("POST", "/api/events/participations", token=t["mia"], body=join)
+    assert (status, joined["state"]) == (202, "pending")
+
+
 async def test_a_suspended_admin_publishes_cosigns_invites_and_manages_nothing(node: Node) -> None:
     api, t = Api(node), await _people(node)
     await node.add_member("ann", "demo", role="admin")

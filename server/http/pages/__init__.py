@@ -20,6 +20,7 @@ from server.http.pages import (
     account,
     actors,
     admin,
+    association_settings,
     drafts,
     events,
     follow_requests,
@@ -68,6 +69,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(admin.routes)
     app.add_routes(founding.routes)
     app.add_routes(follow_requests.routes)
+    app.add_routes(association_settings.routes)
 
 
 def _wants_html(request: web.Request) -> bool:

@@ -91,7 +91,8 @@ def _iso(value: datetime) -> str:
     return value.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def _remote_iris(session: AsyncSession, ids: Iterable[int]) -> list[str]:
+async def remote_iris(session: AsyncSession, ids: Iterable[int]) -> list[str]:
+    """The IRIs of the live remote actors among ``ids``."""
     wanted = sorted(set(ids))
     if not wanted:
         return []
@@ -119,15 +120,16 @@ async def _group_audience(session: AsyncSession, group_id: int, visibility: str)
     return ids
 
 
-async def _delete_object(
+async def delete_object(
     session: AsyncSession, fed: Federation, person: Actor, row: RemoteObject, *, now: datetime
 ) -> set[str]:
-    """Tombstone one of the member's objects and publish its ``Delete``; returns the remote
-    actors it went to beyond its addressing (they also get the actor's ``Delete``)."""
+    """Tombstone one of the actor's objects (a member's, or an association's being deleted:
+    ``actors/dissolution.py``) and publish its ``Delete``; returns the remote actors it went to
+    beyond its addressing (they also get the actor's ``Delete``)."""
     also = set(await holders(session, row))
     if row.audience_id is not None:
         relayed = await _group_audience(session, row.audience_id, row.visibility)
-        also.update(await _remote_iris(session, relayed))
+        also.update(await remote_iris(session, relayed))
     to, cc = row.document.get("to", []), row.document.get("cc", [])
     row.deleted_at = now
     row.document = {"id": row.iri, "type": "Tombstone", "formerType": row.type, "deleted": _iso(now)}
@@ -177,7 +179,7 @@ async def _withdraw_votes(
         note = notes.pop(vote.note_iri, None) if vote.note_iri else None
         if note is not None:
             author = await session.get(Actor, question.attributed_to_id)
-            await _delete_object(session, fed, person, note, now=now)
+            await delete_object(session, fed, person, note, now=now)
             if author is not None and not author.local:
                 told.add(author.iri)
     for note in notes.values():  # votes kept in a closed tally: their notes go quietly
@@ -217,19 +219,19 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
         recipients: set[str] = set()
         # Who follows them, whom they follow, the associations they belong to (any state).
         recipients.update(
-            await _remote_iris(
+            await remote_iris(
                 session,
                 await session.scalars(select(Follow.follower_id).where(Follow.followed_id == person_id)),
             )
         )
         recipients.update(
-            await _remote_iris(
+            await remote_iris(
                 session,
                 await session.scalars(select(Follow.followed_id).where(Follow.follower_id == person_id)),
             )
         )
         memberships = list(await session.scalars(select(Membership).where(Membership.member_id == person_id)))
-        recipients.update(await _remote_iris(session, (m.group_id for m in memberships)))
+        recipients.update(await remote_iris(session, (m.group_id for m in memberships)))
 
         withdrawn, told = await _withdraw_votes(session, fed, person, now=now)
         recipients.update(told)
@@ -245,7 +247,7 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
             )
         )
         for row in objects:
-            recipients.update(await _delete_object(session, fed, person, row, now=now))
+            recipients.update(await delete_object(session, fed, person, row, now=now))
 
         for membership in memberships:
             group = await session.get(Actor, membership.group_id)
@@ -307,9 +309,10 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
 
 
 async def forget_remote_person(fed: Federation, actor_id: int) -> list[str]:
-    """A remote actor's verified ``Delete`` of itself: its follows (both ways), memberships in
-    our associations, reactions and votes on our open questions go (closed tallies stay, as for
-    our own members), and every object of it we hold becomes a tombstone. Returns the IRIs of the
+    """A remote actor's verified ``Delete`` of itself (a person, or a peer's association): its
+    follows (both ways), memberships in our associations (and our people's in it), reactions and
+    votes on our open questions go (closed tallies stay, as for our own members), and every object
+    of it we hold becomes a tombstone. Returns the IRIs of the
     objects tombstoned (so associations that relayed them can relay the change)."""
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
@@ -320,7 +323,10 @@ async def forget_remote_person(fed: Federation, actor_id: int) -> list[str]:
         await session.execute(
             delete(Follow).where((Follow.follower_id == actor_id) | (Follow.followed_id == actor_id))
         )
-        await session.execute(delete(Membership).where(Membership.member_id == actor_id))
+        # Its memberships in our associations, and ours in it when a peer's association is deleted.
+        await session.execute(
+            delete(Membership).where((Membership.member_id == actor_id) | (Membership.group_id == actor_id))
+        )
         await session.execute(delete(Reaction).where(Reaction.actor_id == actor_id))
         votes = (
             await session.execute(
@@ -464,7 +470,7 @@ async def update_profile(
         # The actor document keeps its own @context (security, toot: terms such as discoverable),
         # which JSON-LD readers apply to the embedded object.
         document = render_actor(await local_actor_value(session, fed.node.uris, person))
-        groups = await _remote_iris(
+        groups = await remote_iris(
             session,
             await session.scalars(
                 select(Membership.group_id).where(

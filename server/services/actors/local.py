@@ -22,6 +22,7 @@ from server.services.errors import Conflict, InvalidInput, NotFound, Unauthorize
 from server.services.actors.keys import KeyVault, add_actor_keys
 from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.actors.profiles import local_actor_value
+from server.services.membership.standing import check_acting
 
 APPLICATION_HANDLE = "entraide.node"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -124,6 +125,9 @@ async def create_association(
         if existing.name == name and (not summary or existing.summary == summary):
             return Created(existing, False)
         raise Conflict(f"association {handle!r} already exists with another name", field="slug")
+    if await q.local_tombstone(session, "Group", handle) is not None:
+        # A deleted association's handle is never given again (decision 97): peers knew it.
+        raise Conflict(f"{handle!r} was a deleted association's handle; choose another", field="slug")
     actor = _new_local_actor(uris, "Group", handle, name, summary, now)
     session.add(actor)
     await session.flush()
@@ -228,10 +232,13 @@ async def edit_association(
 
     Raises:
         NotFound: no such association. InvalidInput: an unknown field or a bad value.
+        Suspended: ``by`` is suspended in the association.
     """
     group = await q.local_by_handle(session, "Group", handle)
     if group is None or group.deleted_at is not None:
         raise NotFound(f"no association {handle!r} on this node", field="slug")
+    if by is not None:
+        await check_acting(session, group, [by], now=now)  # a suspended admin changes nothing
     clean: dict[str, Any] = {}
     for name, value in changes.items():
         if not isinstance(value, str):

@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.vocab.entraide import Kind
 from server.db.models import Activity, Actor, Reaction, RemoteObject
 from server.services.reading import visibility
-from server.services.content.local import Published, audit
+from server.services.content.local import Published, audit, group_of
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.delivery.outbox import new_activity_iri, publish
+from server.services.membership.standing import check_acting
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ async def like(fed: Federation, author: Actor, target: Any, *, by: Actor) -> Pub
         if row is None or not readable:
             raise NotFound("no such object")
         owner = await session.get(Actor, row.attributed_to_id)
+        if owner is not None:  # liking in an association is acting in it (decision 76)
+            group = await group_of(session, owner, row)
+            await check_acting(session, group, [author, by], now=fed.node.clock())
         existing = await _existing(session, author, object_iri)
     if existing is not None or owner is None:
         return Published(existing, object_iri)

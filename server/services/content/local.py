@@ -77,6 +77,7 @@ __all__ = [
     "choice",
     "create",
     "delete",
+    "group_of",
     "hashtags",
     "holders",
     "iri_list",
@@ -517,7 +518,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     async with fed.node.sessions.begin() as session:
         stored = await session.get(RemoteObject, row.id)
         assert stored is not None
-        await check_acting(session, await _group_of(session, author, stored), [author, by], now=now)
+        await check_acting(session, await group_of(session, author, stored), [author, by], now=now)
         published = await publish_update(
             fed,
             session,
@@ -536,7 +537,7 @@ async def update(fed: Federation, author: Actor, obj: Mapping[str, Any], *, by: 
     return Published(published, row.iri)
 
 
-async def _group_of(session: AsyncSession, author: Actor, row: RemoteObject) -> Actor | None:
+async def group_of(session: AsyncSession, author: Actor, row: RemoteObject) -> Actor | None:
     """The association an object belongs to: its author's, or the one it was posted into."""
     if author.type == "Group":
         return author

@@ -5,7 +5,8 @@ On our events (the organiser is one of our associations):
 
 * a ``Join`` (from a peer, or :func:`join` by one of our people) is refused with ``Reject`` when
   the event is cancelled or over, full, by invitation only, members-only and the person is not an
-  active member, or the association blocked the person; nothing is stored then;
+  active member, or the association blocked or suspended the person; nothing is stored then (our
+  own suspended member is refused at once, 403 ``member_suspended``, as for every act);
 * a free event accepts at once (``Accept``); a restricted one records a pending request that the
   association's admins and moderators accept or reject (:func:`decide`), capacity checked again;
 * ``Leave`` ends the sender's own participation.
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.vocab.events import EventStatus, JoinMode
 from server.db import queue
 from server.db.models import Actor, Block, Event, EventParticipant, RemoteObject
+from server.db.queries.actors import membership
 from server.services.content.local import audit
 from server.services.content.sanitize import plain_text
 from server.services.delivery.outbox import new_activity_iri, publish
@@ -34,6 +36,7 @@ from server.services.events import remote as events_remote
 from server.services.events.records import accepted_count, check_organiser, is_over, refresh_counts
 from server.services.federation import Federation
 from server.services.membership.members import is_active_member
+from server.services.membership.standing import check_acting, is_suspended
 from server.services.reading import visibility
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,8 @@ async def refusal(session: AsyncSession, target: Target, person: Actor, now: Any
     )
     if blocked is not None:
         return "blocked"
+    if is_suspended(await membership(session, group.id, person.id), now):
+        return "suspended"  # acts in nothing in the association (decision 76), a peer's member too
     if event.status == EventStatus.CANCELLED.value:
         return "cancelled"
     if is_over(event, now):
@@ -185,6 +190,7 @@ async def join(fed: Federation, person: Actor, event_iri: Any, message: Any = No
         if target is None or not await visibility.can_read_object(session, _viewer(person), target.row):
             raise NotFound("no such event")
         if target.row.local:
+            await check_acting(session, target.organiser, [person], now=now)  # 403, as for every act
             state = await _admit(fed, session, target, person, join_iri, text, now=now)
             if state is None:
                 raise Conflict("this event takes no more participants from you (cancelled, over, full or closed)")
@@ -245,6 +251,7 @@ async def decide(
     now = fed.node.clock()
     async with fed.node.sessions.begin() as session:
         await check_organiser(session, group, by)
+        await check_acting(session, group, [by], now=now)  # a suspended organiser decides nothing
         target = await _target(session, event_iri) if isinstance(event_iri, str) else None
         if target is None or target.organiser.id != group.id:
             raise NotFound("no such event")

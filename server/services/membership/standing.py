@@ -2,12 +2,14 @@
 a suspended member (decision 76, ``membership/suspension.py``).
 
 Every service through which an actor acts in an association calls :func:`check_acting`: content
-creation, edits and ``Announce`` (``content/local.py``), votes and closing a vote early
-(``content/polls.py``), endorsements (``content/endorsements.py``), proposing and refusing drafts
-(``content/drafts.py``; publishing one is a creation), invitations and the management of members
-(``membership/invitations.py``, ``membership/members.py``), and the inbox for a peer's member
-posting into the association (``inbox/handlers.py``). The web pages, the JSON API, the C2S
-outbox and the CLI call these services, so they refuse alike: 403, ``member_suspended``.
+creation, edits and ``Announce`` (``content/local.py``), likes of its objects (``content/likes.py``),
+votes and closing a vote early (``content/polls.py``), endorsements (``content/endorsements.py``),
+proposing and refusing drafts (``content/drafts.py``; publishing one is a creation), invitations and
+the management of members (``membership/invitations.py``, ``membership/members.py``), taking part
+in its events and deciding who does (``events/participation.py``; a peer's suspended member's
+``Join`` gets a ``Reject``), and the inbox for a peer's member posting into the association
+(``inbox/handlers.py``). The web pages, the JSON API, the C2S outbox and the CLI call these
+services, so they refuse alike: 403, ``member_suspended``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ An admin or moderator suspends an active member of one of our associations (a mo
 suspends an admin, nobody suspends themselves), for a time (``until``) or until lifted, with a reason
 the member is told. A suspended member keeps reading what the association's members read (the read
 filter, ``reading/visibility.py``, does not look at suspensions), but neither publishes nor replies
-in the association, nor votes on its proposals, nor co-signs, proposes drafts, invites or manages
-members in its name.
+in the association, nor votes on its proposals, nor likes its objects, nor takes part in its events,
+nor co-signs, proposes drafts, invites or manages members in its name.
 
 ``standing.check_acting`` (``membership/standing.py``) is the one place that decides it: every
 service through which someone acts in an association calls it, so the web pages, the JSON API,

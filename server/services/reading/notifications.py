@@ -54,6 +54,7 @@ from server.services.reading.visibility import Viewer
 
 TYPES = (
     "alert",
+    "association_deleted",
     "event_cancelled",
     "event_changed",
     "event_reminder",
@@ -383,6 +384,31 @@ async def _warnings(session: AsyncSession, me: Actor, after: Key | None, want: i
     return await _scan(session, "warning", query, make, after=after, want=want)
 
 
+async def _association_deletions(
+    session: AsyncSession, me: Actor, after: Key | None, want: int
+) -> list[Notification]:
+    """The deletion of an association the member belonged to (``member.association_deleted`` in
+    the audit log, one entry per local member, ``actors/dissolution.py``), with its former name (the
+    tombstone keeps only the handle) and the operator's reason."""
+    group = aliased(Actor)
+    query = (
+        select(
+            AuditEntry.created_at.label("at"),
+            group.iri.label("iri"),
+            AuditEntry.detail.label("detail"),
+        )
+        .join(group, group.id == AuditEntry.group_id)
+        .where(AuditEntry.action == "member.association_deleted", AuditEntry.target == me.iri)
+    )
+
+    async def make(row: Any) -> Notification | None:
+        detail = row.detail if isinstance(row.detail, dict) else {}
+        told = {"name": str(detail.get("name") or ""), "message": str(detail.get("reason") or "")}
+        return Notification("association_deleted", row.at, actor=row.iri, detail=told)
+
+    return await _scan(session, "association_deleted", query, make, after=after, want=want)
+
+
 def _taking_part(me: Actor, states: tuple[str, ...]) -> Select[*tuple[Any, ...]]:
     """The events ``me`` takes part in (participation in ``states``), ours or a peer's, with the
     organiser; the caller adds the ``at`` and ``iri`` columns and its conditions."""
@@ -583,6 +609,7 @@ async def notifications(
         await _alerts(session, viewer, me, before, want),
         await _warnings(session, me, before, want),
         await _suspensions(session, me, before, want),
+        await _association_deletions(session, me, before, want),
         await _joined(session, me, before, want),
         await _follow_requests(session, me, before, want),
         await _event_changes(session, viewer, me, "event_changed", before, want),
