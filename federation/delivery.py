@@ -162,10 +162,11 @@ def _refused(outcome: DeliveryOutcome, *, first_knock: bool) -> bool:
 
 def inbox_request(inbox: Iri, body: bytes) -> OutgoingRequest:
     """The unsigned POST of ``body`` to ``inbox`` that :func:`deliver` signs and sends."""
-    return OutgoingRequest("POST", inbox, Headers(_INBOX_HEADERS), body)
+    return OutgoingRequest("POST", inbox, _INBOX_HEADERS, body)
 
 
-_INBOX_HEADERS = {"Content-Type": AP_CONTENT_TYPE, "Accept": "application/activity+json"}
+_INBOX_HEADERS = Headers({"Content-Type": AP_CONTENT_TYPE, "Accept": "application/activity+json"})
+"""Shared by every delivery: :class:`Headers` is immutable."""
 
 
 async def _post(

@@ -6,7 +6,7 @@ The protocol library never sees an aiohttp request: the server adapts each reque
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 AP_CONTENT_TYPE = "application/activity+json"
@@ -25,21 +25,37 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
-        merged: dict[str, tuple[str, str]] = {}
+        self._items: dict[str, tuple[str, str]] = {}
+        self._merge(items.items() if isinstance(items, Mapping) else items)
+
+    def _merge(self, pairs: Iterable[tuple[str, str]]) -> None:
+        merged = self._items
         for name, value in pairs:
             key = name.lower()
             if key in merged:
                 merged[key] = (merged[key][0], f"{merged[key][1]}, {value}")
             else:
                 merged[key] = (name, value)
-        self._items = merged
 
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
 
     def __iter__(self) -> Iterator[str]:
         return (original for original, _ in self._items.values())
+
+    def items(self) -> _HeaderItems:
+        """``(name, value)`` pairs as given (names in their original case), read without a lookup
+        per name: a delivery copies its headers three times on the way out (signing, the
+        transport, aiohttp)."""
+        return _HeaderItems(self)
+
+    def extended(self, items: Iterable[tuple[str, str]]) -> Headers:
+        """A copy with ``items`` added as the constructor adds them (a repeated name is joined),
+        without merging the existing headers again: how a signature is added to its request."""
+        added = Headers.__new__(Headers)
+        added._items = dict(self._items)
+        added._merge(items)
+        return added
 
     def __len__(self) -> int:
         return len(self._items)
@@ -50,6 +66,15 @@ class Headers(Mapping[str, str]):
     def __repr__(self) -> str:
         # Never print header values: Signature and Authorization must not reach logs.
         return f"Headers({sorted(self._items)})"
+
+
+class _HeaderItems(ItemsView[str, str]):
+    """:meth:`Headers.items`: iterates the stored pairs instead of looking each name up again."""
+
+    _mapping: Headers
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._mapping._items.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -490,7 +490,7 @@ class UnsignedRequest:
         return OutgoingRequest(
             method=request.method,
             url=request.url,
-            headers=Headers([*self.headers.items(), ("Signature", header)]),
+            headers=self.headers.extended((("Signature", header),)),
             body=request.body,
         )
 
@@ -516,7 +516,7 @@ def prepare(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> Un
         added["Digest"] = compute_digest(request.body or b"")
         covered.append("digest")
     headers = Headers(
-        [(name, request.headers[name]) for name in request.headers if name.lower() not in _REPLACED_HEADERS]
+        [(name, value) for name, value in request.headers.items() if name.lower() not in _REPLACED_HEADERS]
         + list(added.items())
     )
     draft = CavageSignature(key_pair.key_id, signature_label(key_pair.algorithm), tuple(covered), b"")

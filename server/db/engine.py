@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from server.config import DatabaseSettings
@@ -16,6 +17,8 @@ from server.files import make_private_file
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PING_AFTER_IDLE_S = 5.0
+_LAST_USE = "entraide_last_use"
 
 
 class DatabaseUnavailable(Exception):
@@ -29,15 +32,55 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     # more than 5 requests opened and closed aiosqlite connections (a thread and four PRAGMAs each).
     if settings.dialect == "postgresql" or _sqlite_file(settings.url):
         kwargs.update(pool_size=settings.pool_size, max_overflow=settings.pool_size)
-    if settings.dialect == "postgresql":
-        kwargs.update(pool_pre_ping=True)
     if settings.dialect == "sqlite":
         _private_sqlite_file(settings.url)
+        # The bare driver's reads run on a checked-out connection from the event loop's thread
+        # rather than aiosqlite's (decision 96, server/db/queries/bare.py); one user at a time.
+        kwargs.update(connect_args={"check_same_thread": False})
     engine = create_async_engine(settings.url, **kwargs)
+    if settings.dialect == "postgresql":
+        _ping_idle_connections(engine)
     if settings.dialect == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         _skip_idle_rollbacks(engine)
     return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a PostgreSQL connection at checkout only when it sat in the pool ``PING_AFTER_IDLE_S`` or more.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: three round trips to the server with
+    asyncpg (``BEGIN``, the ping, ``ROLLBACK``) before each unit of work, every inbox batch and
+    every worker transaction included (decision 94). A
+    connection that was in use moments ago is alive unless the server went away in those
+    seconds; one that waited longer (a quiet night) is pinged as before, and a dead one is
+    replaced before anyone uses it. A connection whose socket the server closed (a restart, a
+    terminated backend) is replaced at checkout without a ping, whenever it was last used: asyncpg
+    knows it is closed. What remains unseen is a connection lost silently within that time of its
+    last use (no packet from the server): its next unit of work fails, as the ping would have.
+    """
+    pool_events = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    def fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USE] = time.monotonic()
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # asyncpg notices at once when the server closes the socket (a restart, a terminated
+        # backend): no round trip needed to replace such a connection, however recently used.
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed the connection")
+        if time.monotonic() - record.info.get(_LAST_USE, 0.0) < PING_AFTER_IDLE_S:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the connection did not answer a ping after sitting idle") from exc
+        record.info[_LAST_USE] = time.monotonic()
+
+    event.listen(pool_events, "connect", fresh)
+    event.listen(pool_events, "checkin", fresh)
+    event.listen(pool_events, "checkout", on_checkout)
 
 
 def _skip_idle_rollbacks(engine: AsyncEngine) -> None:

@@ -494,7 +494,7 @@ async def claim_kind(
         if remaining <= 0:
             break
         sql = _CLAIM_KIND.format(condition=condition, lock=lock)
-        rows += await bare.fetch(session, sql, [worker_id, now + lease, kind, now, remaining])
+        rows += await bare.write(session, sql, [worker_id, now + lease, kind, now, remaining])
     # RETURNING gives no order guarantee; run_at sorts alike as text (SQLite) and as a datetime.
     rows.sort(key=lambda r: (r[5], r[6], r[0]))
     return [
@@ -576,7 +576,7 @@ async def complete_many(
                 f" WHERE id IN ({bare.marks(len(chunk))}) AND state = 'running' AND locked_by = ?"
                 " AND attempts = ? RETURNING id"
             )
-            rows = await bare.fetch(session, sql, [now, *chunk, worker_id, attempt])
+            rows = await bare.write(session, sql, [now, *chunk, worker_id, attempt])
             accepted.update(int(row[0]) for row in rows)
     return accepted
 

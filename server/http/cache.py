@@ -42,6 +42,9 @@ LANGUAGE_COOKIE = "entraide_lang"
 CACHED_PREFIXES = ("/groups/", "/users/", "/actor", "/objects/", "/activities/", "/nodeinfo/")
 
 Key = tuple[str, bool, str]  # (path and query, ActivityStreams asked for, page language or "")
+CACHE_KEY = web.RequestKey("page_cache_key", tuple)
+"""A cacheable request's key, worked out once by :func:`page_cache_hit_middleware` for
+:func:`page_cache_middleware` (a feed's key negotiates the visitor's language)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +227,8 @@ async def page_cache_hit_middleware(request: web.Request, handler: Handler) -> w
     cache: PageCache | None = request.app.get(PAGE_CACHE)
     if cache is None or not _cacheable_request(request):
         return await handler(request)
-    entry = cache.get(_key(request))
+    key = request[CACHE_KEY] = _key(request)
+    entry = cache.get(key)
     if entry is None:
         return await handler(request)
     started = time.perf_counter()
@@ -237,6 +241,11 @@ async def page_cache_hit_middleware(request: web.Request, handler: Handler) -> w
 @web.middleware
 async def page_cache_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     cache: PageCache | None = request.app.get(PAGE_CACHE)
-    if cache is None or not _cacheable_request(request):
+    if cache is None:
         return await handler(request)
-    return await cache.serve(_key(request), request, handler)
+    key = request.get(CACHE_KEY)  # None: not cacheable (the hit middleware decided)
+    if key is None:
+        if not _cacheable_request(request):
+            return await handler(request)
+        key = _key(request)
+    return await cache.serve(key, request, handler)

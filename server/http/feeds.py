@@ -104,8 +104,7 @@ async def get_feed(request: web.Request) -> web.Response:
         raise NotFound("no such feed")
     spec = feeds.parse_feed_spec(request.match_info["fmt"], request.match_info.get("kind"))
     async with node.sessions() as session:
-        owner = await feeds.feed_owner(session, request.match_info["handle"])
-        validators = await feeds.feed_validators(session, owner, spec)
+        owner, validators = await feeds.feed_state(session, request.match_info["handle"], spec)
         headers = {"ETag": validators.etag, "Cache-Control": CACHE_CONTROL}
         if not_modified(request, validators.etag, validators.last_modified):
             response = web.Response(status=304, headers=headers)

@@ -1,7 +1,8 @@
 """The standalone worker process (``entraide worker``): the same Worker as ``serve``, no HTTP.
 
 Run as many as the database allows: on PostgreSQL they share the queue safely across
-machines (docs/architecture.md, "Worker lanes"); on SQLite one is enough (a single writer at a time).
+machines (docs/architecture.md, "Worker lanes"); on SQLite one beside ``serve``'s own worker gives
+deliveries a second core (a single writer at a time: claims and records take turns, decision 93).
 """
 
 from __future__ import annotations

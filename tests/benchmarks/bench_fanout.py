@@ -5,9 +5,11 @@
 (ii) ``personal``: the same followers without shared inboxes, each on its own inbox: 10,000
     signed deliveries. Target: all received within 10 s.
 Both: peak RSS of the node process under 250 MB.
-With ``--worker-process``: ``serve`` without its in-process worker plus one ``python -m server
-worker`` process (unpinned by default, or ``--worker-cpus server|client``), the two-core
-configuration of issue 20 (personal inboxes within 5 s); node CPU is then both processes'.
+With ``--worker-process``: ``serve`` with its in-process worker, as an operator runs it, plus one
+``python -m server worker`` process (unpinned by default, or ``--worker-cpus server|client``), both
+claiming deliveries from the same queue (decision 93): the two-core configuration of issue 20
+(personal inboxes within 5 s); node CPU is then both processes'. ``--serve-without-worker`` turns
+``serve``'s worker off (decision 90's measurement: the worker process alone delivers).
 
 The node is a real ``python -m server serve`` (``entraide init`` data directory, in-process
 worker with its production defaults). The followers (remote actors and accepted follows) are
@@ -18,7 +20,7 @@ the last expected inbox has received it. A sample of the deliveries (the first a
 verified afterwards with the association's published key.
 
     python -m tests.benchmarks.bench_fanout [--followers 10000] [--hosts 200] [--scenarios shared,personal]
-        [--worker-process [--worker-cpus none|server|client]]
+        [--worker-process [--worker-cpus none|server|client] [--serve-without-worker]]
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from federation.keys import PublicKey, public_key_from_pem
 from federation.memory import MemoryKeyResolver
 from federation.signatures import verify_request
 from federation.types import AS_PUBLIC, Iri
-from server.db.models import Actor, Delivery, Follow
+from server.db.models import Actor, Delivery, Follow, Job
 
 from ._common import (
     AP,
@@ -95,6 +97,8 @@ class FanoutResult:
     worker_main_cpu_s: float | None = None  # the worker process alone (no signing children)
     fake_hosts_cpu_s: float | None = None
     worker_process: bool = False
+    serve_worker: bool = True  # serve's in-process worker delivers too
+    serve_deliveries: int | None = None  # of the rows delivered, those serve's worker claimed
     signing_processes: int = 0
     signatures: str = ""
     delivery_states: dict[str, int] = field(default_factory=dict)
@@ -186,6 +190,26 @@ async def _delivery_states(database_url: str) -> dict[str, int]:
         await engine.dispose()
 
 
+async def _deliveries_by_pid(database_url: str) -> dict[int, int]:
+    """``deliver`` jobs done, by the pid of the worker that ran them (worker ids are ``host:pid:random``)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(Job.locked_by, func.count())
+                .where(Job.kind == "deliver", Job.state == "done")
+                .group_by(Job.locked_by)
+            )
+            counts: dict[int, int] = {}
+            for worker_id, n in rows.all():
+                parts = str(worker_id).split(":")
+                if len(parts) >= 3 and parts[-2].isdigit():
+                    counts[int(parts[-2])] = counts.get(int(parts[-2]), 0) + int(n)
+            return counts
+    finally:
+        await engine.dispose()
+
+
 async def _verify_samples(http: aiohttp.ClientSession, control: str, group_iri: str) -> str:
     """Verify the first delivery received by each host with the group's published key."""
     async with http.get(group_iri, headers={"Accept": AP}) as response:
@@ -238,12 +262,21 @@ async def _scenario(
             await _insert_followers(database_url, group_iri, ports, args.followers, shared)
             profile_file = base / "node.pyspy.txt" if args.profile else None
             result.worker_process = args.worker_process
+            result.serve_worker = not (args.worker_process and args.serve_without_worker)
             result.signing_processes = args.signing_processes if args.worker_process else 0
+            # The same configuration for every process that delivers, as an operator's one file
+            # gives it; unset when not asked for, so code from before decision 90 runs too.
+            signing = (
+                {"ENTRAIDE_WORKER__SIGNING_PROCESSES": str(args.signing_processes)}
+                if args.signing_processes
+                else {}
+            )
+            serve_env = signing if result.serve_worker else {"ENTRAIDE_WORKER__IN_PROCESS": "false"}
             node = Proc(
                 setup.serve_args(),
                 log=base / "node.log",
                 cpus=layout.server,
-                env=bench_env(ENTRAIDE_WORKER__IN_PROCESS="false") if args.worker_process else None,
+                env=bench_env(**serve_env) if serve_env else None,
                 profile_to=None if args.worker_process else profile_file,
                 profile_rate=args.profile_rate,
             )
@@ -254,17 +287,15 @@ async def _scenario(
                     [*setup.serve_args()[:3], "worker", *setup.serve_args()[4:]],
                     log=base / "worker.log",
                     cpus=worker_cpus,
-                    env=bench_env(ENTRAIDE_WORKER__SIGNING_PROCESSES=str(args.signing_processes))
-                    if args.signing_processes
-                    else None,  # unset: also runs code from before decision 90
-                    profile_to=profile_file,  # the worker does the deliveries: profile it
+                    env=bench_env(**signing) if signing else None,
+                    profile_to=profile_file,  # the worker process: profile it
                     profile_rate=args.profile_rate,
                 )
             with node, worker or contextlib.nullcontext():
                 await wait_http(f"{setup.origin}/actor", node, headers={"Accept": AP})
                 await asyncio.sleep(1.0)  # let the worker's start-up jobs (sync_all, purge) pass
                 result.baseline_rss_mb = node.rss_mb()
-                cpu0 = node.cpu_seconds()
+                cpu0 = node.tree_cpu_seconds()
                 wcpu0 = worker.tree_cpu_seconds() if worker else 0.0
                 wmain0 = worker.cpu_seconds() if worker else 0.0
                 fcpu0 = fake.cpu_seconds()
@@ -295,7 +326,7 @@ async def _scenario(
                     result.timed_out = True
                 async with http.get(f"{control}/stats", params={"times": "1"}) as response:
                     stats = await response.json()
-                cpu1 = node.cpu_seconds()
+                cpu1 = node.tree_cpu_seconds()
                 wcpu1 = worker.tree_cpu_seconds() if worker else 0.0
                 wmain1 = worker.cpu_seconds() if worker else 0.0
                 fcpu1 = fake.cpu_seconds()
@@ -316,9 +347,16 @@ async def _scenario(
                 result.last_s = result.last_arrival_s if result.done else None
                 result.signatures = await _verify_samples(http, control, group_iri)
                 result.delivery_states = await _delivery_states(database_url)
+                if worker is not None and result.serve_worker:
+                    result.serve_deliveries = (await _deliveries_by_pid(database_url)).get(node.pid, 0)
     if args.profile and profile_file is not None:
         result.profile = summarise_profile(profile_file)
     return result
+
+
+def _serve_share(r: FanoutResult) -> str:
+    """What ``serve`` did in a two-process run: its worker's deliveries, or no worker."""
+    return f"its worker on: {r.serve_deliveries or 0:,} deliveries" if r.serve_worker else "no worker"
 
 
 def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
@@ -375,7 +413,8 @@ def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
             f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; "
             f"delivery rows: {r.delivery_states}"
             + (
-                f"; serve + worker process ({r.signing_processes} signing processes), the worker's CPU: "
+                f"; serve ({_serve_share(r)})"
+                f" + worker process ({r.signing_processes} signing processes each), the worker's CPU: "
                 f"{fmt(r.worker_cpu_s, 2)} s of {fmt(r.node_cpu_s, 2)} s, of which its own process "
                 f"{fmt(r.worker_main_cpu_s, 2)} s "
                 f"({fmt(1000 * r.worker_main_cpu_s / r.received if r.worker_main_cpu_s and r.received else None, 2)}"
@@ -446,10 +485,16 @@ def main() -> None:
         "(client), or not at all (default)",
     )
     parser.add_argument(
+        "--serve-without-worker",
+        action="store_true",
+        help="with --worker-process: serve's in-process worker off, the worker process delivers alone",
+    )
+    parser.add_argument(
         "--signing-processes",
         type=int,
         default=0,
-        help="with --worker-process: the worker's worker.signing_processes (decision 90; default 0)",
+        help="with --worker-process: worker.signing_processes of each process that delivers "
+        "(decision 90; default 0)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the node and helpers to CPUs")
     parser.add_argument("--profile", action="store_true", help="record the node with py-spy")

@@ -7,6 +7,7 @@ number of distinct activities, concurrency C and CPU layout:
     directory (``allow_private_addresses``), in-process worker on, production defaults;
 (a0) diagnostic: (a) with ``worker.in_process = false``, the accept path alone;
 (b) the same node on PostgreSQL (a fresh database at 127.0.0.1:5432, dropped afterwards);
+(b0) diagnostic: (b) with the worker off, the accept path alone on PostgreSQL (not run by default);
 (c) the limit: a bare aiohttp handler that only verifies the signature and digest
     (``servers.py bare-inbox``);
 (d) the Fedify peer's shared inbox: the interop peer ``tests/interop/peer/peer.mjs`` (Fedify,
@@ -433,6 +434,7 @@ def report(results: Sequence[TargetResult], args: argparse.Namespace) -> dict[st
     ratios = {
         "a/c": _ratio(by_key.get("a"), by_key.get("c")),
         "a0/c": _ratio(by_key.get("a0"), by_key.get("c")),
+        "b0/c": _ratio(by_key.get("b0"), by_key.get("c")),
         "b/c": _ratio(by_key.get("b"), by_key.get("c")),
         "a/d": _ratio(by_key.get("a"), by_key.get("d")),
         "b/d": _ratio(by_key.get("b"), by_key.get("d")),
@@ -527,6 +529,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     results.append(
                         await _node("b", "Entraide node, PostgreSQL", url, keys, args, work, layout)
                     )
+        if "b0" in wanted and not args.no_pg:
+            async with pg_database("inbox0") as url:
+                if url is not None:
+                    label = "same on PostgreSQL, worker off (diagnostic: accept path only)"
+                    results.append(await _node("b0", label, url, keys, args, work, layout, worker=False))
         if "d" in wanted:
             results.append(await _fedify(keys, args, work, layout))
         if "e" in wanted:
@@ -556,7 +563,7 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "aiohttp"), default="raw")
     parser.add_argument("--no-pg", action="store_true", help="skip (b)")
     parser.add_argument(
-        "--targets", default="z,c,a,a0,b,d,e", help="which targets to run (default z,c,a,a0,b,d,e)"
+        "--targets", default="z,c,a,a0,b,d,e", help="which targets to run (default z,c,a,a0,b,d,e; also b0)"
     )
     parser.add_argument(
         "--no-ld-signature",

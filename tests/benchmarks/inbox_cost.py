@@ -8,7 +8,7 @@ in-process :class:`server.jobs.worker.Worker` with the production registry drain
 reports for the drain alone:
 
 * SQL statements per processed activity: those SQLAlchemy sends (``before_cursor_execute``)
-  and those of the bare-driver helper (:func:`server.db.queries.bare.fetch`);
+  and those of the bare-driver helper (:func:`server.db.queries.bare.fetch` and ``write``);
 * on SQLite, thread hand-offs to aiosqlite's connection thread per activity (every
   ``execute``, ``fetch``, ``commit``…: each is a queue put, a thread switch and a future);
 * CPU milliseconds per processed activity (``time.process_time`` of this process, which runs
@@ -108,15 +108,16 @@ class Counters:
         stack.callback(event.remove, engine.sync_engine, "connect", connected)
         event.listen(engine.sync_engine, "before_cursor_execute", counted)
         stack.callback(event.remove, engine.sync_engine, "before_cursor_execute", counted)
-        original_fetch = bare.fetch
+        for name in ("fetch", "write"):  # the bare helper's reads and writes
+            original = getattr(bare, name)
 
-        async def fetch(*args: Any, **kwargs: Any) -> Any:
-            if self.on:
-                self.bare += 1
-            return await original_fetch(*args, **kwargs)
+            async def counted_bare(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                if self.on:
+                    self.bare += 1
+                return await _original(*args, **kwargs)
 
-        bare.fetch = fetch
-        stack.callback(setattr, bare, "fetch", original_fetch)
+            setattr(bare, name, counted_bare)
+            stack.callback(setattr, bare, name, original)
         try:
             import aiosqlite.core
         except ImportError:

@@ -186,6 +186,21 @@ def test_repeated_headers_are_joined_in_order() -> None:
     assert wants_activitypub(headers["Accept"])
 
 
+def test_items_give_the_first_spelling_and_the_joined_value() -> None:
+    headers = Headers([("X-Custom", "a"), ("Host", "h.example"), ("x-custom", "b")])
+    assert list(headers.items()) == [("X-Custom", "a, b"), ("Host", "h.example")]
+    assert ("host", "h.example") in headers.items()  # a view: membership is case-insensitive
+    assert len(headers.items()) == 2
+
+
+def test_extended_adds_like_the_constructor_and_leaves_the_original_alone() -> None:
+    base = Headers([("Accept", "application/activity+json"), ("Host", "h.example")])
+    more = base.extended([("accept", "application/ld+json"), ("Signature", "sig")])
+    assert more == Headers([*base.items(), ("accept", "application/ld+json"), ("Signature", "sig")])
+    assert list(more) == ["Accept", "Host", "Signature"]
+    assert "signature" not in base and base["Accept"] == "application/activity+json"
+
+
 def test_non_string_keys_are_not_contained() -> None:
     assert 42 not in Headers({"Host": "entraide.test"})
 

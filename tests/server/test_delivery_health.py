@@ -3,16 +3,41 @@ unavailable, and reset as soon as the host sends us a verified request."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from federation.http import OutgoingRequest, PeerResponse
+from federation.inbox import InboundActivity
+from federation.keys import KeyAlgorithm
+from federation.signatures import VerifiedSigner
+from federation.types import Iri
+from federation.vocab.parse import parse_activity
+from server.appkeys import INBOX_WRITER
 from server.db.models import Activity, Actor, Delivery, PeerHost
-from server.services.delivery.fanout import DeliveryDone, DeliveryRetry, deliver_one, host_answered
+from server.services.delivery.fanout import DeliveryDone, DeliveryRetry, deliver_one
 from tests.support.nodes import Node
 
 HOST = "peer.example"
+
+
+def _verified_from(host: str) -> InboundActivity:
+    actor = f"https://{host}/users/alice"
+    document = {
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": f"https://{host}/activities/like-1",
+        "type": "Like",
+        "actor": actor,
+        "object": f"https://{host}/notes/1",
+    }
+    signer = VerifiedSigner(Iri(f"{actor}#main-key"), Iri(actor), KeyAlgorithm.RSA_V1_5_SHA256, "cavage")
+    return InboundActivity(
+        activity=parse_activity(document),
+        signer=signer,
+        document=document,
+        received_at=datetime.now(UTC),
+        raw_body_sha256="",
+    )
 
 
 class CountingTransport:
@@ -88,8 +113,7 @@ async def test_an_unavailable_host_is_skipped_until_it_contacts_us(node: Node) -
     )
     step = await deliver_one(node.fed.node, CountingTransport(), delivery_id, attempt=1, max_attempts=16)
     assert step == DeliveryDone("failed")
-    # A verified request from that host makes it available again
-    async with node.sessions.begin() as session:
-        await host_answered(session, {HOST}, now=node.fed.node.clock())
+    # A verified request from that host makes it available again (the inbox writer marks it)
+    await node.client.server.app[INBOX_WRITER].submit(_verified_from(HOST), recipient_id=None)
     row = await node.scalar(select(PeerHost).where(PeerHost.host == HOST))
     assert (row.unavailable, row.failing_days, row.breaker) == (False, 0, "closed")

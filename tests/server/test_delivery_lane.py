@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from federation.http import Headers, IncomingRequest, OutgoingRequest, PeerResponse
 from federation.iri import host_of
@@ -25,6 +26,7 @@ from federation.memory import MemoryKeyResolver
 from federation.signatures import verify_request
 from federation.types import utc_now
 from server.db import queue
+from server.db.engine import create_engine, create_sessionmaker
 from server.db.queries import actors as actor_queries
 from server.db.models import Activity, Actor, Delivery, Job, PeerHost
 from server.jobs.tasks import default_registry
@@ -112,7 +114,13 @@ async def _activity_with_deliveries(
 
 
 def _worker(
-    node: Node, transport: GateTransport, *, per_host: int, in_flight: int, signing_processes: int = 0
+    node: Node,
+    transport: GateTransport,
+    *,
+    per_host: int,
+    in_flight: int,
+    signing_processes: int = 0,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> Worker:
     settings = node.fed.node.settings
     worker_settings = replace(
@@ -122,6 +130,8 @@ def _worker(
         signing_processes=signing_processes,
     )
     ctx = replace(node.fed.node, settings=replace(settings, worker=worker_settings))
+    if sessions is not None:  # an engine of its own, as another process has
+        ctx = replace(ctx, sessions=sessions)
     fed = build_federation(ctx, transport)
     return Worker(ctx, default_registry(fed), concurrency=2, poll_interval_s=0.05, shutdown_timeout_s=2.0)
 
@@ -309,3 +319,46 @@ async def test_a_signing_pool_signs_the_batches_and_every_signature_verifies(
         incoming = IncomingRequest("POST", request.url, target, request.headers, request.body or b"")
         signer = await verify_request(incoming, resolve_key=resolver, now=utc_now())
         assert signer.key_id == pair.key_id
+
+
+async def test_two_workers_on_their_own_connections_send_each_delivery_once(
+    quiet_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``serve``'s worker and an ``entraide worker`` process deliver side by side (decision 93).
+
+    Each worker here has an engine of its own, as a separate process has: on SQLite their claims
+    and records take the write lock in turn (busy timeout) and a claim re-checks that its jobs are
+    still runnable; on PostgreSQL the candidates are locked ``SKIP LOCKED``. Every delivery is
+    sent once, by one of them, and both take a share."""
+    node = quiet_node
+    hosts = [f"h{i}.example" for i in range(12)]
+    inboxes = [f"https://{h}/users/u{i}/inbox" for i in range(25) for h in hosts]
+    ids = await _activity_with_deliveries(node, inboxes)
+    engines = [create_engine(node.settings.database) for _ in range(2)]
+    transports = [GateTransport(set()), GateTransport(set())]
+    workers = []
+    for engine, transport in zip(engines, transports, strict=True):
+        sessions = create_sessionmaker(engine)
+        workers.append(_worker(node, transport, per_host=4, in_flight=32, sessions=sessions))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="every delivery", timeout_s=60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        for engine in engines:
+            await engine.dispose()
+    sent = [url for transport in transports for url in transport.sent]
+    assert sorted(sent) == sorted(inboxes)  # each once, none lost
+    assert all(transport.sent for transport in transports)  # both delivered
+    assert "job claim failed" not in caplog.text and "not recorded" not in caplog.text
+    async with node.sessions() as session:
+        jobs = await session.execute(
+            select(Job.state, func.count()).where(Job.kind == "deliver").group_by(Job.state)
+        )
+        assert dict(jobs.all()) == {"done": len(ids)}

@@ -13,6 +13,7 @@ from federation.signatures import VerifiedSigner
 from federation.types import Iri
 from federation.vocab.parse import parse_activity
 from server.appkeys import INBOX_WRITER
+from server.db import queue
 from server.db.models import Actor, InboxActivity, InboxItem, Job
 from tests.support.nodes import Node
 
@@ -75,3 +76,29 @@ async def test_a_failing_row_does_not_fail_the_others(node: Node) -> None:
     assert all(isinstance(r, int) for r in results[:5])
     assert isinstance(results[5], Exception)
     assert await _count(node, InboxActivity) == 5
+
+
+async def test_a_stored_activity_reads_back_as_received_and_its_job_is_claimable(node: Node) -> None:
+    """The writer's bare-driver statements store what the ORM reads: document, times, job (decision 94).
+
+    The node's worker may already be processing it: the job is read, not claimed."""
+    writer = node.client.server.app[INBOX_WRITER]
+    received = inbound(1)
+    received.document["big"] = 10**30  # json.loads accepts it; orjson does not encode it
+    row_id = await writer.submit(received, recipient_id=None)
+    async with node.sessions() as session:
+        row = await session.get(InboxActivity, row_id)
+        assert row is not None
+        assert row.document == received.document
+        assert row.received_at == received.received_at
+        assert (row.state, row.type, row.actor_iri) == ("queued", "Like", ACTOR)
+        assert row.object_iri == "https://peer.example/notes/1"
+        # Compared with a bound time as the claim does (as text on SQLite: the format must match).
+        job = (
+            await session.execute(
+                select(Job).where(Job.dedup_key == f"inbox:{row_id}", Job.run_at <= datetime.now(UTC))
+            )
+        ).scalar_one()
+    assert (job.kind, job.payload) == ("process_inbox", {"inbox_activity_id": row_id})
+    assert job.priority == queue.Priority.INTERACTIVE
+    assert job.max_attempts == queue.DEFAULT_MAX_ATTEMPTS and job.created_at == job.run_at

@@ -22,6 +22,7 @@ async def local_by_handle(session: AsyncSession, actor_type: str, handle: str) -
 
 _ACTOR_COLUMNS = tuple(Actor.__table__.columns)
 _ACTOR_SELECT = "SELECT " + ", ".join(c.name for c in _ACTOR_COLUMNS) + " FROM actors"
+_ACTOR_MANAGER = Actor.__mapper__.class_manager
 
 
 def _actor_value(column: Any, value: Any) -> Any:
@@ -44,12 +45,17 @@ async def local_for_reading(session: AsyncSession, actor_type: str, handle: str)
     The actor is built from its row and is *not* in the session: nothing may be changed on it
     and its ``keys`` (``lazy="raise"``) are never loaded through it. The reads of an outbox or
     another collection, built on every new cursor, each paid the ORM's four hand-offs for it.
+    Its attributes are written to the instance's dictionary, as the ORM's loading does, rather
+    than through the constructor's attribute events (decision 96: 17 µs of the 26 columns' events
+    per page built, for an object that is only read).
     """
     sql = f"{_ACTOR_SELECT} WHERE local = ? AND type = ? AND handle = ? AND deleted_at IS NULL"
     rows = await bare.fetch(session, sql, [True, actor_type, handle])
     if not rows:
         return None
-    return Actor(**{c.key: _actor_value(c, v) for c, v in zip(_ACTOR_COLUMNS, rows[0], strict=True)})
+    actor: Actor = _ACTOR_MANAGER.new_instance()
+    actor.__dict__.update((c.key, _actor_value(c, v)) for c, v in zip(_ACTOR_COLUMNS, rows[0], strict=True))
+    return actor
 
 
 async def local_tombstone(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:

@@ -4,11 +4,18 @@ Through SQLAlchemy, one ``SELECT`` on SQLite is four hand-offs to aiosqlite's th
 execute, fetch, close) plus the ORM's compilation and result processing; a page built on every
 request (a crawler walking many associations' outboxes never hits the page cache) spent most of
 its time there (docs/performance.md, "Reads"). :func:`fetch` runs one parameterised statement on
-the session's own connection, inside its transaction, with one hand-off (aiosqlite's
-``execute_fetchall``) or one asyncpg ``fetch``. Statements are written with ``?`` placeholders and
-renumbered ``$1…`` for PostgreSQL; only columns of plain types and JSON documents are read. Writes
-(``UPDATE … RETURNING``) go through :func:`fetch` too: they join the session's transaction (on SQLite
-the ``sqlite3`` module opens it before the first write, and the session's commit ends it).
+the session's own connection, inside its transaction: one asyncpg ``fetch`` on PostgreSQL and, on
+SQLite, no hand-off at all (decision 96): the statement runs on the connection's ``sqlite3`` object
+in the event loop's thread. Statements are written with ``?`` placeholders and renumbered ``$1…``
+for PostgreSQL; only columns of plain types and JSON documents are read.
+
+Why SQLite's statements run inline: each is a small read bounded by an index (an actor by handle,
+20 activities of an outbox by its (actor, id) index, the objects of a page by IRI, a feed's marks,
+the facts of one incoming object), 10 to 40 µs in SQLite, while a hand-off to aiosqlite's thread cost
+≈ 80 µs of CPU and, under load, waited for the GIL behind the event loop (a page built every time
+paid three). A reader in WAL mode takes no lock that a writer holds, so these statements do not
+wait on ``busy_timeout``. A statement that may scan, sort or wait belongs in the ORM path (through
+aiosqlite's thread), not here.
 """
 
 from __future__ import annotations
@@ -33,23 +40,73 @@ async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
     Pending ORM changes are flushed first, as SQLAlchemy's autoflush does before its own queries,
     so a read in the same transaction sees what the caller just wrote.
     """
+    if not sql.startswith("SELECT"):  # on SQLite a write could wait on busy_timeout in the event loop
+        raise ValueError("bare.fetch runs reads only")
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
-    connection = await session.connection()
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    if connection.dialect.name == "postgresql":
+    driver, postgresql = await _driver(session)
+    if postgresql:
         return [tuple(record) for record in await driver.fetch(_numbered(sql), *params)]
-    values = tuple(_sqlite_stamp(p) if isinstance(p, datetime) else p for p in params)
-    return [tuple(row) for row in await driver.execute_fetchall(sql, values)]
+    sqlite = driver._connection  # aiosqlite's sqlite3 connection; None once closed
+    if sqlite is None:  # let aiosqlite raise its own error
+        return [tuple(row) for row in await driver.execute_fetchall(sql, tuple(params))]
+    # Inline: nothing else uses this checked-out connection meanwhile (every earlier call on it
+    # was awaited), and the engine opens it with check_same_thread off (server/db/engine.py).
+    return [tuple(row) for row in sqlite.execute(sql, _sqlite_params(params)).fetchall()]
+
+
+async def write(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """:func:`fetch` for an ``UPDATE`` (its ``RETURNING`` rows, if any) in ``session``'s transaction.
+
+    On SQLite it goes through aiosqlite's thread (one hand-off), never inline: a write may wait on
+    ``busy_timeout`` for another process's writer, and the event loop must not. The ``sqlite3``
+    module opens the transaction before the first write; the session's commit ends it
+    (decision 95: the inbox lane's claim, record and completion).
+    """
+    sync = session.sync_session
+    if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
+        await session.flush()
+    driver, postgresql = await _driver(session)
+    if postgresql:
+        return [tuple(record) for record in await driver.fetch(_numbered(sql), *params)]
+    return [tuple(row) for row in await driver.execute_fetchall(sql, _sqlite_params(params))]
+
+
+def _sqlite_params(params: Sequence[Any]) -> tuple[Any, ...]:
+    """Aware datetimes as SQLAlchemy stores a ``UtcDateTime`` in SQLite (naive UTC text, always with
+    microseconds), so that comparisons with stored values are those the ORM makes."""
+    return tuple(_sqlite_stamp(p) if isinstance(p, datetime) else p for p in params)
 
 
 def _sqlite_stamp(moment: datetime) -> str:
-    """An aware datetime as SQLAlchemy stores a ``UtcDateTime`` in SQLite (naive UTC text, always
-    with microseconds), so that comparisons with stored values are those the ORM makes."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_DRIVER = "bare.driver"
+"""``session.info`` key: (transaction, driver connection, on PostgreSQL) of the session's last
+:func:`fetch`."""
+
+
+async def _driver(session: AsyncSession) -> tuple[Any, bool]:
+    """The driver's connection under ``session``'s transaction, and whether it is asyncpg's.
+
+    A session keeps one connection for the whole of its transaction, so the second and later
+    statements of a transaction reuse the connection the first one asked for (``connection()``
+    and ``get_raw_connection()`` cost ≈ 25 µs a statement, decision 96); after a commit or a
+    rollback the next transaction is another object and the connection is asked for again.
+    """
+    transaction = session.sync_session.get_transaction()
+    known = session.info.get(_DRIVER)
+    if transaction is not None and known is not None and known[0] is transaction:
+        return known[1], known[2]
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    postgresql = connection.dialect.name == "postgresql"
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver, postgresql)
+    return driver, postgresql
 
 
 def document(value: Any) -> Any:

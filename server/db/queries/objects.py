@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,18 +22,6 @@ async def documents_by_iri(session: AsyncSession, iris: Collection[str]) -> dict
         session, f"SELECT iri, document FROM objects WHERE iri IN ({bare.marks(len(ordered))})", ordered
     )
     return {iri: bare.document(document) for iri, document in rows}
-
-
-async def feed_marks(
-    session: AsyncSession, actor_id: int, kinds: Collection[str]
-) -> list[tuple[str, int, datetime]]:
-    """``feed_marks`` rows (kind, version, changed_at in UTC) of ``actor_id`` for ``kinds``, by kind:
-    one statement through the bare driver, run by every feed request (decision 84)."""
-    ordered = sorted(kinds)
-    kinds_in = bare.marks(len(ordered))
-    sql = f"SELECT kind, version, changed_at FROM feed_marks WHERE actor_id = ? AND kind IN ({kinds_in})"
-    rows = await bare.fetch(session, sql + " ORDER BY kind", [actor_id, *ordered])
-    return [(kind, int(version), bare.utc(changed)) for kind, version, changed in rows]
 
 
 _HOST_UNDER = (
@@ -57,12 +44,11 @@ _FACTS = f"""
 _STORING_FACTS = "SELECT" + _FACTS.format(iri="?", author="?")
 
 _MANY_FACTS = (
-    "WITH v(n, iri, author) AS (VALUES {rows}) SELECT v.n,"
-    + _FACTS.format(iri="v.iri", author="v.author")
-    + " FROM v"
+    "SELECT v.column1," + _FACTS.format(iri="v.column2", author="v.column3") + " FROM (VALUES {rows}) AS v"
 )
 """The facts of several (object, author) pairs in one statement (typed for PostgreSQL, whose
-``VALUES`` would otherwise read the parameters as text)."""
+``VALUES`` would otherwise read the parameters as text; both engines name its columns
+``column1``…)."""
 _MANY_ROW = "(CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS BIGINT))"
 
 
@@ -146,6 +132,6 @@ class FactsReader:
             params: list[Any] = [
                 value for n, (iri, author, _) in enumerate(batch) for value in (n, iri, author)
             ]
-            rows = await bare.fetch(session, sql, [*params, True, False, True, False])
+            rows = await bare.fetch(session, sql, [True, False, True, False, *params])  # the VALUES come last
         found = {int(n): StoringFacts(bool(k), bool(f), bool(s), bool(m)) for n, k, f, s, m in rows}
         return [found[n] for n in range(len(batch))]

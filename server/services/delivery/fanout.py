@@ -739,32 +739,6 @@ async def deliver_one(
     return step
 
 
-async def host_answered(session: AsyncSession, hosts: set[str], *, now: datetime) -> None:
-    """A verified request came from these hosts: they are alive. Close their breakers and clear
-    unavailability (Mastodon resets its failure tracker on any signed request from the host)."""
-    if not hosts:
-        return
-    from sqlalchemy import update
-
-    await session.execute(
-        update(PeerHost)
-        .where(
-            PeerHost.host.in_(sorted(hosts)),
-            (PeerHost.breaker != "closed") | PeerHost.unavailable.is_(True) | (PeerHost.failing_days > 0),
-        )
-        .values(
-            breaker="closed",
-            recent_failures=0,
-            window_started_at=None,
-            open_until=None,
-            failing_days=0,
-            last_failure_day=None,
-            unavailable=False,
-            updated_at=now,
-        )
-    )
-
-
 async def delivery_status(session: AsyncSession, *, limit: int = 20) -> list[dict[str, Any]]:
     """Per recent activity: how many deliveries are pending, delivered, failed, gone, rejected."""
     recent = select(Activity.id).order_by(Activity.id.desc()).limit(limit).scalar_subquery()

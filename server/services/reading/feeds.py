@@ -5,7 +5,7 @@ feed of all its content (posts, resources, alerts, proposals) and one per kind. 
 list is decided in one place, :func:`server.services.reading.visibility.feed_levels` (public only), and
 applied by the one scope function :func:`feed_scope` that both queries below go through.
 
-Caching: :func:`feed_validators` reads the feed's change markers (``feed_marks``, a few rows
+Caching: :func:`feed_state` reads the feed's change markers (``feed_marks``, a few rows
 kept by triggers), so a conditional GET that matches is answered 304 without rendering, at a
 cost that does not grow with the association's content. The markers only ever move for rows the
 feed may show (and tombstones of those), so a non-public write cannot be observed through them.
@@ -33,7 +33,7 @@ from federation.uris import UriScheme
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import CATEGORY_LABELS, SEVERITY_LABELS, AlertCategory, Severity, iso
 from server.db.models import RemoteObject
-from server.db.queries import bare, objects
+from server.db.queries import bare
 from server.services.content import kinds
 from server.services.content.sanitize import plain_text
 from server.services.errors import NotFound
@@ -128,26 +128,6 @@ class FeedOwner:
     created_at: datetime
 
 
-async def feed_owner(session: AsyncSession, handle: str) -> FeedOwner:
-    """The local association whose feed is asked for; NotFound for anything else (a Person too).
-
-    One statement through the bare driver (decision 91): every feed request that the page
-    cache does not answer runs it, before the validators.
-    """
-    rows = []
-    if paths.is_valid_handle(handle):
-        rows = await bare.fetch(
-            session,
-            "SELECT id, iri, url, handle, name, summary, created_at FROM actors"
-            " WHERE local = ? AND type = 'Group' AND handle = ? AND deleted_at IS NULL",
-            [True, handle],
-        )
-    if not rows:
-        raise NotFound("no such feed")
-    actor_id, iri, url, found, name, summary, created_at = rows[0]
-    return FeedOwner(actor_id, iri, url, found, name, summary, bare.utc(created_at))
-
-
 def feed_scope(owner: FeedOwner, spec: FeedSpec) -> list[ColumnElement[bool]]:
     """The one filter of what a feed may contain: the association's own local objects of the
     feed's kinds, at the feeds channel's visibility levels, not replies. Tombstones are left to
@@ -170,8 +150,39 @@ class Validators:
     last_modified: datetime
 
 
-async def feed_validators(session: AsyncSession, owner: FeedOwner, spec: FeedSpec) -> Validators:
-    """ETag and Last-Modified of a feed from the feed's change markers (decision 47).
+_OWNER_AND_MARKS = (
+    "SELECT a.id, a.iri, a.url, a.handle, a.name, a.summary, a.created_at, m.kind, m.version, m.changed_at"
+    " FROM actors a LEFT JOIN feed_marks m ON m.actor_id = a.id AND m.kind IN ({kinds})"
+    " WHERE a.local = ? AND a.type = 'Group' AND a.handle = ? AND a.deleted_at IS NULL ORDER BY m.kind"
+)
+
+
+async def feed_state(session: AsyncSession, handle: str, spec: FeedSpec) -> tuple[FeedOwner, Validators]:
+    """The local association whose feed is asked for, and the feed's validators; NotFound for
+    anything else (a Person too).
+
+    One statement through the bare driver (decisions 91 and 96): the association's row joined to
+    its ``feed_marks`` rows of the feed's kinds (a primary-key read of at most four rows), run by
+    every feed request that the page cache does not answer.
+    """
+    rows = []
+    if paths.is_valid_handle(handle):
+        kinds = sorted(spec.object_kinds)
+        sql = _OWNER_AND_MARKS.format(kinds=bare.marks(len(kinds)))
+        rows = await bare.fetch(session, sql, [*kinds, True, handle])
+    if not rows:
+        raise NotFound("no such feed")
+    actor_id, iri, url, found, name, summary, created_at = rows[0][:7]
+    owner = FeedOwner(actor_id, iri, url, found, name, summary, bare.utc(created_at))
+    marks = [(kind, int(version), bare.utc(at)) for *_, kind, version, at in rows if kind is not None]
+    return owner, feed_validators(owner, spec, marks)
+
+
+def feed_validators(
+    owner: FeedOwner, spec: FeedSpec, marks: Sequence[tuple[str, int, datetime]]
+) -> Validators:
+    """ETag and Last-Modified of a feed from the feed's change markers (decision 47), ``marks``
+    being its ``feed_marks`` rows (kind, version, changed_at in UTC) ordered by kind.
 
     ``feed_marks`` holds, per association and kind, a version that every insert, update or
     delete of a row in the feeds' scope moves (triggers, migration 0014) and the newest
@@ -180,7 +191,6 @@ async def feed_validators(session: AsyncSession, owner: FeedOwner, spec: FeedSpe
     the feed (format, kind), what the feed shows of the association and the kinds' versions;
     Last-Modified is the newest change (the association's creation for an empty feed).
     """
-    marks = await objects.feed_marks(session, owner.id, spec.object_kinds)
     newest_change = max((changed for _, _, changed in marks), default=None)
     last_modified = newest_change if newest_change is not None else owner.created_at
     shown = (owner.id, owner.iri, owner.url, owner.handle, owner.name, owner.summary)
