@@ -188,6 +188,40 @@ async def _withdraw_votes(
     return withdrawn, told
 
 
+async def tombstone_actor(
+    session: AsyncSession, fed: Federation, actor: Actor, recipients: Iterable[str], *, now: datetime
+) -> tuple[Any, list[str]]:
+    """The last step of deleting one of our actors (a member's account, or an association:
+    ``actors/dissolution.py``): its row stays as a tombstone (410; the name can never be taken
+    again; the keys stay to sign what follows), its profile is emptied, its avatar unlinked, and a
+    ``Delete`` of the actor goes to ``recipients`` (capped at :data:`MAX_RECIPIENTS`), listed
+    because its follows are gone by the time the fan-out runs. Returns the ``Delete`` and who it
+    went to."""
+    actor.deleted_at = now
+    actor.updated_at = now
+    actor.name = ""
+    actor.summary = ""
+    actor.discoverable = False
+    actor.document = None
+    # The avatar is no longer shown: the unused-uploads cleanup removes it.
+    await session.execute(update(Media).where(Media.avatar_of_id == actor.id).values(avatar_of_id=None))
+    listed = sorted(set(recipients))
+    if len(listed) > MAX_RECIPIENTS:
+        log.warning("actor delete: recipients capped", extra={"actor": actor.iri, "count": len(listed)})
+        listed = listed[:MAX_RECIPIENTS]
+    activity: dict[str, Any] = {
+        "id": new_activity_iri(fed.node.uris),
+        "type": "Delete",
+        "object": actor.iri,
+        "to": [AS_PUBLIC],
+        "cc": [actor.followers_iri] if actor.followers_iri else [],
+    }
+    published = await publish(
+        session, actor, activity, visibility="public", now=now, priority=queue.Priority.NORMAL, also=listed
+    )
+    return published, listed
+
+
 async def delete_account(fed: Federation, person_id: int, *, reason: str = "self") -> AccountDeleted:
     """Delete a local member's account (see the module's docstring); ``reason`` is audited.
 
@@ -266,37 +300,7 @@ async def delete_account(fed: Federation, person_id: int, *, reason: str = "self
             delete(Follow).where((Follow.follower_id == person_id) | (Follow.followed_id == person_id))
         )
 
-        person.deleted_at = now
-        person.updated_at = now
-        person.name = ""
-        person.summary = ""
-        person.discoverable = False
-        person.document = None
-        # The avatar is no longer shown: the unused-uploads cleanup removes it.
-        await session.execute(update(Media).where(Media.avatar_of_id == person_id).values(avatar_of_id=None))
-
-        listed = sorted(recipients)
-        if len(listed) > MAX_RECIPIENTS:
-            log.warning(
-                "account delete: recipients capped", extra={"actor": person.iri, "count": len(listed)}
-            )
-            listed = listed[:MAX_RECIPIENTS]
-        activity: dict[str, Any] = {
-            "id": new_activity_iri(fed.node.uris),
-            "type": "Delete",
-            "object": person.iri,
-            "to": [AS_PUBLIC],
-            "cc": [person.followers_iri] if person.followers_iri else [],
-        }
-        published = await publish(
-            session,
-            person,
-            activity,
-            visibility="public",
-            now=now,
-            priority=queue.Priority.NORMAL,
-            also=listed,
-        )
+        published, listed = await tombstone_actor(session, fed, person, recipients, now=now)
     fed.notify_worker()
     log.info(
         "account deleted",

@@ -25,25 +25,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
-from federation.types import AS_PUBLIC
-from server.db import queue
-from server.db.models import Account, Actor, Draft, Follow, Invitation, Media, Membership, RemoteObject
+from server.db.models import Account, Actor, Draft, Follow, Invitation, Membership, RemoteObject
 from server.db.queries import actors as q
 from server.services import audit
-from server.services.accounts.erasure import delete_object, remote_iris
-from server.services.delivery.outbox import new_activity_iri, publish
+from server.services.accounts.erasure import delete_object, remote_iris, tombstone_actor
 from server.services.errors import Forbidden, NotFound
 from server.services.federation import Federation
 from server.services.membership.standing import check_acting
 
 log = logging.getLogger(__name__)
-
-MAX_RECIPIENTS: Final = 20_000
-"""Remote actors the ``Delete`` of an association goes to, at most (shared inboxes collapse them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,38 +162,7 @@ async def delete_association(
         )
         await session.execute(delete(Invitation).where(Invitation.group_id == group.id))
         await session.execute(delete(Draft).where(Draft.group_id == group.id))
-        # The avatar is no longer shown: the unused-uploads cleanup removes it.
-        await session.execute(update(Media).where(Media.avatar_of_id == group.id).values(avatar_of_id=None))
-
-        group.deleted_at = now
-        group.updated_at = now
-        group.name = ""
-        group.summary = ""
-        group.discoverable = False
-        group.document = None
-
-        listed = sorted(recipients)
-        if len(listed) > MAX_RECIPIENTS:
-            log.warning(
-                "association delete: recipients capped", extra={"actor": group.iri, "count": len(listed)}
-            )
-            listed = listed[:MAX_RECIPIENTS]
-        activity: dict[str, Any] = {
-            "id": new_activity_iri(fed.node.uris),
-            "type": "Delete",
-            "object": group.iri,
-            "to": [AS_PUBLIC],
-            "cc": [group.followers_iri] if group.followers_iri else [],
-        }
-        published = await publish(
-            session,
-            group,
-            activity,
-            visibility="public",
-            now=now,
-            priority=queue.Priority.NORMAL,
-            also=listed,
-        )
+        published, listed = await tombstone_actor(session, fed, group, recipients, now=now)
         audit.record(
             session,
             "association.delete",

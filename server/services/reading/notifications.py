@@ -362,20 +362,27 @@ async def _alerts(
     return await _scan(session, "alert", query, make, after=after, want=want)
 
 
+def _audited_for(me: Actor, actions: tuple[str, ...]) -> Select[*tuple[Any, ...]]:
+    """Audit entries naming ``me`` as their target (warnings, suspensions, an association's
+    deletion): when, the association's IRI, the action and its detail."""
+    group = aliased(Actor)
+    return (
+        select(
+            AuditEntry.created_at.label("at"),
+            group.iri.label("iri"),
+            AuditEntry.action.label("action"),
+            AuditEntry.detail.label("detail"),
+        )
+        .join(group, group.id == AuditEntry.group_id)
+        .where(AuditEntry.action.in_(actions), AuditEntry.target == me.iri)
+    )
+
+
 async def _warnings(session: AsyncSession, me: Actor, after: Key | None, want: int) -> list[Notification]:
     """Warnings a moderator sent the member about a report (``report.warn`` in the audit log,
     ``server/services/moderation/reports.py``), with the association and the message; never the
     reporter."""
-    group = aliased(Actor)
-    query = (
-        select(
-            AuditEntry.created_at.label("at"),
-            group.iri.label("iri"),
-            AuditEntry.detail.label("detail"),
-        )
-        .join(group, group.id == AuditEntry.group_id)
-        .where(AuditEntry.action == "report.warn", AuditEntry.target == me.iri)
-    )
+    query = _audited_for(me, ("report.warn",))
 
     async def make(row: Any) -> Notification | None:
         message = row.detail.get("reason") if isinstance(row.detail, dict) else None
@@ -390,16 +397,7 @@ async def _association_deletions(
     """The deletion of an association the member belonged to (``member.association_deleted`` in
     the audit log, one entry per local member, ``actors/dissolution.py``), with its former name (the
     tombstone keeps only the handle) and the operator's reason."""
-    group = aliased(Actor)
-    query = (
-        select(
-            AuditEntry.created_at.label("at"),
-            group.iri.label("iri"),
-            AuditEntry.detail.label("detail"),
-        )
-        .join(group, group.id == AuditEntry.group_id)
-        .where(AuditEntry.action == "member.association_deleted", AuditEntry.target == me.iri)
-    )
+    query = _audited_for(me, ("member.association_deleted",))
 
     async def make(row: Any) -> Notification | None:
         detail = row.detail if isinstance(row.detail, dict) else {}
@@ -498,17 +496,7 @@ async def _suspensions(session: AsyncSession, me: Actor, after: Key | None, want
     """The member's suspensions in an association and their lifting, by a moderator or at their
     end (``member.suspend`` and ``member.unsuspend`` in the audit log, ``membership/suspension.py``),
     with the end and the reason the moderator gave."""
-    group = aliased(Actor)
-    query = (
-        select(
-            AuditEntry.created_at.label("at"),
-            group.iri.label("iri"),
-            AuditEntry.action.label("action"),
-            AuditEntry.detail.label("detail"),
-        )
-        .join(group, group.id == AuditEntry.group_id)
-        .where(AuditEntry.action.in_(("member.suspend", "member.unsuspend")), AuditEntry.target == me.iri)
-    )
+    query = _audited_for(me, ("member.suspend", "member.unsuspend"))
 
     async def make(row: Any) -> Notification | None:
         detail = row.detail if isinstance(row.detail, dict) else {}
