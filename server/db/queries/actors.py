@@ -39,7 +39,7 @@ def _actor_value(column: Any, value: Any) -> Any:
     return value
 
 
-async def local_for_reading(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
+async def local_for_reading(session: bare.Source, actor_type: str, handle: str) -> Actor | None:
     """:func:`local_by_handle` in one statement through the bare driver (decision 91), for reads.
 
     The actor is built from its row and is *not* in the session: nothing may be changed on it
@@ -207,7 +207,7 @@ async def outbox_total(session: AsyncSession, actor_id: int, *, visibilities: Se
 
 
 async def outbox_page(
-    session: AsyncSession, actor_id: int, *, visibilities: Sequence[str], before: int | None, limit: int
+    session: bare.Source, actor_id: int, *, visibilities: Sequence[str], before: int | None, limit: int
 ) -> list[tuple[int, dict[str, object]]]:
     """Published activities of ``actor_id`` with one of ``visibilities``, newest first.
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.queries import bare
 
 
-async def documents_by_iri(session: AsyncSession, iris: Collection[str]) -> dict[str, Any]:
+async def documents_by_iri(session: bare.Source, iris: Collection[str]) -> dict[str, Any]:
     """The stored document of each of ``iris`` that we hold (one statement through the bare driver,
     decision 84); IRIs we do not hold are absent."""
     if not iris:
