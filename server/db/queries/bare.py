@@ -36,11 +36,11 @@ class Reader:
     module; through a session each request also paid the ``AsyncSession``, its transaction and a
     pool checkout (≈ 75 µs), and left about forty objects in reference cycles behind it, which the
     cyclic collector then traced, a full collection of the node's heap every few hundred pages:
-    a third of a page's CPU at concurrency 32 (docs/performance.md, "Reads built every time:
-    no session"). The connection is used only from the event loop's thread, one statement at a
-    time, in autocommit mode: each statement reads the latest commit and no read transaction
-    stays open between requests (WAL: it never blocks a writer or a checkpoint). ``query_only``
-    refuses any write.
+    a third of a page's CPU at concurrency 32 (docs/performance.md, "Reads built every time: no
+    session, no cyclic garbage"). The connection is used only from the event loop's thread, one
+    statement at a time, in autocommit mode: each statement reads the latest commit and no read
+    transaction stays open between requests (WAL: it never holds back a checkpoint).
+    ``query_only`` refuses any write.
     """
 
     def __init__(self, path: str) -> None:
