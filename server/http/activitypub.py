@@ -137,15 +137,15 @@ async def _outbox(session: Session, viewer: Viewer, owner: Actor, before: int | 
     private = any(level not in PUBLICLY_READABLE for level in levels)
     if not is_page:  # the collection: totalItems from the counters, no documents read
         return await directory.outbox_total(session, owner.id, visibilities=levels), [], None, private
-    documents, cursor = await _outbox_items(session, owner, levels, before)
+    documents, cursor = await _outbox_items(session, owner.id, levels, before)
     return None, documents, cursor, private
 
 
 async def _outbox_items(
-    source: Source, owner: Actor, levels: tuple[str, ...], before: int | None
+    source: Source, owner_id: int, levels: tuple[str, ...], before: int | None
 ) -> tuple[list[Any], int | None]:
-    """A page of ``owner``'s outbox at ``levels``, and the cursor of the next one."""
-    rows = await directory.outbox_page(source, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
+    """A page of the outbox of ``owner_id`` at ``levels``, and the cursor of the next one."""
+    rows = await directory.outbox_page(source, owner_id, visibilities=levels, before=before, limit=PAGE_SIZE)
     # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
     documents = await current_documents(source, [doc for _, doc in rows])
     return documents, rows[-1][0] if len(rows) == PAGE_SIZE else None
@@ -156,12 +156,13 @@ async def _public_outbox_page(request: web.Request, kind: str, before: int | Non
     only, read outside any session when the node has a reader (``NodeContext.reading``)."""
     levels = visibility.PUBLIC_OUTBOX
     async with request.app[NODE].reading() as source:
-        owner = await directory.local_for_reading(source, KIND_TYPES[kind], request.match_info["handle"])
+        owner = await directory.local_reference(source, KIND_TYPES[kind], request.match_info["handle"])
         if owner is None:
             raise NotFound("no such actor")
-        documents, cursor = await _outbox_items(source, owner, levels, before)
+        owner_id, owner_iri = owner
+        documents, cursor = await _outbox_items(source, owner_id, levels, before)
     private = any(level not in PUBLICLY_READABLE for level in levels)
-    return _page_response(Iri(f"{owner.iri}/outbox"), before, documents, cursor, private=private)
+    return _page_response(Iri(f"{owner_iri}/outbox"), before, documents, cursor, private=private)
 
 
 async def _featured(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
