@@ -36,6 +36,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "trusted_proxies": [],
         "shutdown_timeout_s": 10.0,
         "drain_s": 0.0,
+        "gc_freeze": True,
+        "gc_threshold": 700,
     },
     "database": {"pool_size": 10, "echo": False},
     "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
@@ -92,6 +94,10 @@ class ServerSettings:
     shutdown_timeout_s: float
     drain_s: float = 0.0
     """On SIGTERM: seconds of serving with ``/healthz`` at 503 before the listener closes."""
+    gc_freeze: bool = True
+    """``serve`` and ``worker``: what start-up left alive is frozen out of the cyclic collector."""
+    gc_threshold: int = 700
+    """``serve`` and ``worker``: the cyclic collector's young-generation threshold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +386,8 @@ def build_settings(
             trusted_proxies=_proxy_networks(doc["server"]["trusted_proxies"], where),
             shutdown_timeout_s=float(doc["server"]["shutdown_timeout_s"]),
             drain_s=float(doc["server"]["drain_s"]),
+            gc_freeze=doc["server"]["gc_freeze"],
+            gc_threshold=doc["server"]["gc_threshold"],
         ),
         database=DatabaseSettings(
             url=resolve_database_url(doc["database"]["url"], base_dir),

@@ -6,6 +6,8 @@ its health check. On SIGTERM (or SIGINT) the process therefore first *drains*: f
 ``draining``, long enough for the health checks to take it out of rotation. Then it closes the
 listener and gives the requests still in flight ``server.shutdown_timeout_s`` to finish (as
 ``aiohttp.web.run_app`` does), and the in-process worker the same time for its jobs.
+While it serves, the cyclic garbage collector follows ``server.gc_freeze`` and
+``server.gc_threshold`` (:mod:`server.collector`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from server.appkeys import DRAINING, SETTINGS
+from server.collector import collector_policy
 from server.http.proxies import AccessLogger
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,9 @@ async def serve(
         await web.TCPSite(runner, host, port).start()
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
-        on_ready()
-        await stop.wait()
+        with collector_policy(settings):  # started: what lives now lives as long as the process
+            on_ready()
+            await stop.wait()
         if settings.drain_s > 0:
             app[DRAINING].set()
             log.info("draining", extra={"drain_s": settings.drain_s})

@@ -20,16 +20,17 @@ from federation.ports import Transport
 from federation.retry import RetryPolicy
 from federation.types import Clock, utc_now
 from federation.uris import UriScheme
+from server.collector import collector_policy
 from server.config import Settings
 from server.db.engine import check_connection, create_engine, create_sessionmaker
 from server.db.queries.bare import Reader
 from server.jobs.registry import JobRegistry
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
-from server.services.context import NodeContext
-from server.services.media.store import media_store
-from server.services.federation import open_federation
 from server.services.actors.keys import LocalKeyCache, load_vault
+from server.services.context import NodeContext
+from server.services.federation import open_federation
+from server.services.media.store import media_store
 
 __all__ = ["build_node_context", "run_worker_process"]
 
@@ -125,6 +126,7 @@ async def run_worker_process(
                     shutdown_timeout_s=settings.server.shutdown_timeout_s,
                 )
                 fed.wakeups.append(worker.notify)
-                await worker.run(stop_event)
+                with collector_policy(settings.server):  # as `serve` does once started
+                    await worker.run(stop_event)
         finally:
             await engine.dispose()

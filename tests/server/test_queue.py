@@ -10,6 +10,7 @@ bounded and every wait has a timeout.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -955,3 +956,33 @@ async def test_a_lane_leaving_room_makes_the_main_loop_ask_before_it_claims(
         stop.set()
         async with asyncio.timeout(WAIT_S):
             await task
+
+
+async def test_run_worker_process_applies_the_collector_policy_while_it_runs(
+    tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = node_settings(tmp_path / "node", database_url, port=8080, server={"gc_threshold": 5000})
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    seen: list[tuple[int, int]] = []
+
+    async def probe(ctx: JobContext) -> None:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+
+    job_id = await _enqueue(sessions, "probe", now=utc_now())
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker_process(settings, registry=_registry("probe", probe), stop=stop))
+
+    async def done() -> bool:
+        return (await _job(sessions, job_id)).state == "done"
+
+    try:
+        await _eventually(done)
+    finally:
+        stop.set()
+        async with asyncio.timeout(WAIT_S):
+            await task
+    threshold, frozen = seen[0]
+    assert threshold == 5000
+    assert frozen > 0  # what was alive once the worker had started
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

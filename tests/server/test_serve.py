@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import os
 import signal
@@ -11,9 +13,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import unused_port
 
+from server.appkeys import SETTINGS
 from server.cli import main
+from server.config import build_settings
+from server.http.serving import serve
 
 
 def test_serve_answers_then_stops_on_sigterm(tmp_path: Path) -> None:
@@ -55,3 +62,29 @@ def test_serve_answers_then_stops_on_sigterm(tmp_path: Path) -> None:
     stderr = process.stderr.read() if process.stderr else ""
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(e["event"] == "serving" and e["origin"] == origin for e in events), stderr
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_serve_applies_the_collector_policy_while_it_serves(tmp_path: Path, freeze: bool) -> None:
+    """``server.gc_threshold`` and ``server.gc_freeze`` hold once ``serve`` is ready, undone at exit."""
+    port = unused_port()
+    doc = {
+        "server": {"origin": f"http://127.0.0.1:{port}", "gc_threshold": 5000, "gc_freeze": freeze},
+        "database": {"url": "sqlite+aiosqlite:///node.sqlite3"},
+    }
+    app = web.Application()
+    app[SETTINGS] = build_settings(doc, base_dir=tmp_path, environ={})
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    seen: list[tuple[int, int]] = []
+
+    def ready() -> None:
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+        os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler stops it
+
+    async with asyncio.timeout(10):
+        await serve(app, host="127.0.0.1", port=port, access_log=None, on_ready=ready)
+    threshold, frozen = seen[0]
+    assert threshold == 5000
+    assert (frozen > 0) is freeze
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
