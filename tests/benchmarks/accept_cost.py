@@ -39,6 +39,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.appkeys import NODE
+from server.collector import collector_policy
 from server.config import load_settings
 from server.services.inbox.writer import InboxWriter
 
@@ -76,11 +77,12 @@ async def measure(engine_name: str, url: str, work: Path, args: argparse.Namespa
             _patched(InboxWriter, "_write", counted_write),
         ):
             await client.ready()  # keys fetched, statements compiled, connections opened
-            counters.on = True
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            accepted = await client.go()
-            cpu1, wall1 = time.process_time(), time.perf_counter()
-            counters.on = False
+            with collector_policy(settings.server):  # as `serve` does once started
+                counters.on = True
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                accepted = await client.go()
+                cpu1, wall1 = time.process_time(), time.perf_counter()
+                counters.on = False
     finally:
         await runner.cleanup()
     n = max(1, accepted)

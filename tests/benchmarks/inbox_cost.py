@@ -45,6 +45,7 @@ from federation.keys import KeyAlgorithm
 from federation.signatures import VerifiedSigner
 from federation.types import Iri
 from federation.vocab.parse import parse_activity
+from server.collector import collector_policy
 from server.config import load_settings
 from server.db import engine as db_engine
 from server.db.models import Actor, Follow, InboxActivity
@@ -221,16 +222,17 @@ async def _drain(engine_name: str, fed: Any, counters: Counters, args: argparse.
         on_outcome=on_outcome,
     )
     stop = asyncio.Event()
-    counters.on = True
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        await asyncio.wait_for(finished.wait(), args.timeout)
-    finally:
-        cpu1, wall1 = time.process_time(), time.perf_counter()
-        counters.on = False
-        stop.set()
-        await task
+    with collector_policy(settings.server):  # as `serve` and `worker` do once started
+        counters.on = True
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await asyncio.wait_for(finished.wait(), args.timeout)
+        finally:
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+            counters.on = False
+            stop.set()
+            await task
     async with fed.node.sessions() as session:
         processed = await session.scalar(
             select(func.count()).select_from(InboxActivity).where(InboxActivity.state != "queued")
@@ -280,18 +282,18 @@ async def run(args: argparse.Namespace) -> list[Cost]:
         f"\nInbox processing cost: {args.n} Create{{Note}} (shape {args.shape}), "
         f"{args.senders} senders, drained by one in-process worker"
     )
-    print(
-        table(
-            ["engine", "processed", "statements/activity", "of which bare", "hand-offs/activity",
-             "CPU ms/activity", "activities/s (wall)"],
-            [c.row() for c in costs],
-        )  # fmt: skip
-    )
+    header = [
+        "engine", "processed", "statements/activity", "of which bare", "hand-offs/activity",
+        "CPU ms/activity", "activities/s (wall)",
+    ]  # fmt: skip
+    print(table(header, [c.row() for c in costs]))
     return costs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=1200, help="activities stored then drained (default 1200)")
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--engines", default="sqlite,postgresql", help="sqlite, postgresql or both")
