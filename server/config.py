@@ -37,7 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "shutdown_timeout_s": 10.0,
         "drain_s": 0.0,
         "gc_freeze": True,
-        "gc_threshold": 700,
+        "gc_threshold": 7000,
     },
     "database": {"pool_size": 10, "echo": False},
     "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
@@ -96,8 +96,8 @@ class ServerSettings:
     """On SIGTERM: seconds of serving with ``/healthz`` at 503 before the listener closes."""
     gc_freeze: bool = True
     """``serve`` and ``worker``: what start-up left alive is frozen out of the cyclic collector."""
-    gc_threshold: int = 700
-    """``serve`` and ``worker``: the cyclic collector's young-generation threshold."""
+    gc_threshold: int = 7000
+    """``serve`` and ``worker``: the cyclic collector's young-generation threshold (Python's own: 700)."""
 
 
 @dataclass(frozen=True, slots=True)

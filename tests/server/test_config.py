@@ -113,7 +113,7 @@ def test_list_settings_from_the_environment(tmp_path: Path, value: str) -> None:
     ],
 )
 def test_a_proxy_that_cannot_match_is_an_error(tmp_path: Path, text: str, env: dict[str, str]) -> None:
-    with pytest.raises(ConfigError, match="server.trusted_proxies"):
+    with pytest.raises(ConfigError, match=r"server\.trusted_proxies"):
         load_settings(write(tmp_path, text), environ=env)
 
 
@@ -124,3 +124,13 @@ def test_example_trusted_proxies_shown_by_config_check(
     config = write(tmp_path, example.read_text())
     assert main(["config", "check", "--offline", "--show", "--config", str(config)]) in (0, 1)
     assert 'trusted_proxies = ["127.0.0.1/32", "::1/128"]' in capsys.readouterr().out
+
+
+def test_collector_settings_default_and_from_the_environment(tmp_path: Path) -> None:
+    defaults = load_settings(write(tmp_path, MINIMAL), environ={}).server
+    assert (defaults.gc_freeze, defaults.gc_threshold) == (True, 7000)
+    env = {"ENTRAIDE_SERVER__GC_FREEZE": "false", "ENTRAIDE_SERVER__GC_THRESHOLD": "5000"}
+    server = load_settings(write(tmp_path, MINIMAL), environ=env).server
+    assert (server.gc_freeze, server.gc_threshold) == (False, 5000)
+    with pytest.raises(ConfigError, match=r"server\.gc_threshold"):
+        load_settings(write(tmp_path, MINIMAL), environ={"ENTRAIDE_SERVER__GC_THRESHOLD": "10"})
