@@ -5,7 +5,7 @@ CPython collects reference cycles by generations. A young collection runs every
 oldest generation, and once that generation has grown by a quarter the next one is a *full*
 collection, which walks every tracked object of the process. A started node holds some 10⁵ of
 them that live as long as it does (modules, classes, SQLAlchemy's mappers and compiled
-statements, the routes), so each full collection cost 60 to 90 ms of CPU, several times a minute
+statements, the routes), so each full collection cost 70 to 110 ms of CPU, several times a minute
 under load, to find the few hundred cycles that requests and jobs left behind (SQLAlchemy's
 sessions and transactions). Frozen (:func:`gc.freeze`), those objects are skipped by every
 collection; they are still freed by reference counting if they ever die, and a cycle among
@@ -15,8 +15,8 @@ once before freezing.
 The young threshold is raised too (``server.gc_threshold``, 7,000 against Python's 700): with 32
 requests or a lane of activities in flight, a young collection every 700 allocations found most
 of them alive and promoted them, which is what filled the old generation. Ten times the
-threshold gave 20 to 25 young collections per 5,000 activities or deliveries instead of 500 to
-600, and no full one. What waits longer for its collection is a few thousand objects at most.
+threshold gave 20 to 26 young collections per 5,000 activities or deliveries instead of 400 to
+700, and no full one. What waits longer for its collection is a few thousand objects at most.
 """
 
 from __future__ import annotations
