@@ -155,6 +155,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def check_json_depth(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Refuse JSON text nested deeper than ``max_depth``, measured before decoding, without recursion.
 
@@ -192,7 +195,9 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
         raise MalformedPayload("the body is not UTF-8") from exc
     check_json_depth(text, max_depth=max_depth)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads, whose decoder is built per call with options
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except RecursionError as exc:  # unreachable after the scan; never let it escape
         raise MalformedPayload("the JSON document is nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, over-long integers
