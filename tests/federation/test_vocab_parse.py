@@ -717,6 +717,15 @@ def test_one_top_level_context_is_screened_without_unknown_ones_like_the_general
     assert parse._screen(doc) == general
 
 
+def test_a_document_without_context_is_screened_for_keyword_keys_only() -> None:
+    doc = _create(_note())
+    del doc["@context"]
+    parse.check_json_ld(doc)  # nothing redefined: plain JSON
+    doc["object"]["@included"] = [{"id": "https://peer.example/u/1", "type": "Undo"}]
+    with pytest.raises(InvalidDocument, match="@graph"):
+        parse.check_json_ld(doc)
+
+
 def test_pleroma_style_instance_context_is_accepted() -> None:
     # Pleroma/Akkoma name a per-instance litepub context we never fetch (case 23): plain JSON.
     doc = _create(_note())
