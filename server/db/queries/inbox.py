@@ -231,7 +231,10 @@ async def _store_sqlite(
         )
     ]
     stamp = _sqlite_time(now)
-    return await driver._execute(_store_sqlite_batch, driver, rows, filed, sorted(hosts), job, stamp)
+    created: dict[str, int] = await driver._execute(
+        _store_sqlite_batch, driver, rows, filed, sorted(hosts), job, stamp
+    )
+    return created
 
 
 def _store_sqlite_batch(
