@@ -44,6 +44,16 @@ async def queued_activities(session: AsyncSession, ids: Sequence[int]) -> list[Q
     ]
 
 
+async def still_queued(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """The ids among ``ids`` whose rows are still ``queued``, in one statement through the bare
+    driver (the inbox lane's activities handed over in memory: decision 102)."""
+    if not ids:
+        return []
+    ordered = sorted(set(ids))
+    sql = f"SELECT id FROM inbox_activities WHERE id IN ({bare.marks(len(ordered))}) AND state = 'queued'"
+    return sorted(int(row_id) for (row_id,) in await bare.fetch(session, sql, ordered))
+
+
 def _decoded(document: Any) -> Any:
     """A stored activity as the ORM's JSON type decodes it (``json.loads``): ``orjson`` would turn
     an integer beyond 64 bits, which the inbox accepts, into a float."""
