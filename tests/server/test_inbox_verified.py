@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from federation.inbox import InboundActivity, InboxRouter
 from federation.keys import KeyAlgorithm
@@ -26,6 +26,7 @@ from federation.vocab.activities import Activity, Create
 from federation.vocab.parse import parse_activity
 from server.appkeys import INBOX_WRITER
 from server.db.models import Actor, Follow, InboxActivity, RemoteObject
+from server.db.queries import actors as actor_queries
 from server.db.queries import inbox as inbox_queries
 from server.jobs import tasks
 from server.jobs.tasks import default_registry
@@ -224,3 +225,38 @@ async def test_a_create_nobody_here_wants_is_dropped_on_facts_read_before_its_ru
         states = dict((await session.execute(select(InboxActivity.id, InboxActivity.state))).all())
     assert held == ["https://followed.example/users/ann/notes/1"]
     assert {states[i] for i in ids if i is not None} == {"processed"}
+
+
+async def test_senders_read_through_the_bare_driver_are_the_orm_rows_detached(quiet_node: Node) -> None:
+    """The lane's senders (``detached_by_iris``) are what ``by_iris`` gives once its session is
+    closed: the same values, detached, so that a handler adding one to its session updates it."""
+    async with quiet_node.sessions.begin() as session:
+        session.add(
+            Actor(
+                iri="https://a.example/users/ann",
+                local=False,
+                type="Person",
+                handle="ann",
+                host="a.example",
+                document={"big": 10**15, "name": "Ann"},
+                created_at=NOW,
+                updated_at=NOW,
+                fetched_at=NOW,
+            )
+        )
+    iris = ["https://a.example/users/ann", "https://a.example/users/nobody"]
+    async with quiet_node.sessions() as session:
+        orm = await actor_queries.by_iris(session, iris)
+    async with quiet_node.sessions() as session:
+        bare = await actor_queries.detached_by_iris(session, iris)
+    assert list(bare) == list(orm) == ["https://a.example/users/ann"]
+    ann, expected = bare["https://a.example/users/ann"], orm["https://a.example/users/ann"]
+    columns = [c.key for c in Actor.__table__.columns]
+    assert [getattr(ann, c) for c in columns] == [getattr(expected, c) for c in columns]
+    assert inspect(ann).detached
+    async with quiet_node.sessions.begin() as session:
+        session.add(ann)
+        ann.handle = "ann2"
+    async with quiet_node.sessions() as session:
+        handles = (await session.scalars(select(Actor.handle).where(Actor.host == "a.example"))).all()
+    assert handles == ["ann2"]

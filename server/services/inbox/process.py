@@ -94,7 +94,7 @@ async def load(fed: Federation, ids: Sequence[int], *, senders: bool = False) ->
         queued = await inbox_queries.still_queued(session, list(handed))
         actor_iris = {row.actor_iri for row in rows} | {handed[i].activity.actor for i in queued}
         remote = {iri for iri in actor_iris if not fed.node.uris.is_local(iri)}
-        actors = await actor_queries.by_iris(session, remote) if senders else {}
+        actors = await actor_queries.detached_by_iris(session, remote) if senders else {}
     loaded: dict[int, Queued] = {}
     for row in rows:
         # The signature was verified when the row was stored; keep what it proved.
