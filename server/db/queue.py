@@ -573,11 +573,10 @@ async def complete_many(
     for attempt, ids in sorted(by_attempt.items()):
         ordered = sorted(ids)
         for start in range(0, len(ordered), _BATCH_ROWS):
-            chunk = ordered[start : start + _BATCH_ROWS]
+            among, chunk = bare.any_of(session, "id", ordered[start : start + _BATCH_ROWS])
             sql = (
                 "UPDATE jobs SET state = 'done', finished_at = ?, locked_until = NULL"
-                f" WHERE id IN ({bare.marks(len(chunk))}) AND state = 'running' AND locked_by = ?"
-                " AND attempts = ? RETURNING id"
+                f" WHERE {among} AND state = 'running' AND locked_by = ? AND attempts = ? RETURNING id"
             )
             rows = await bare.write(session, sql, [now, *chunk, worker_id, attempt])
             accepted.update(int(row[0]) for row in rows)

@@ -27,6 +27,7 @@ from federation.vocab.parse import parse_activity
 from server.appkeys import INBOX_WRITER
 from server.db.models import Actor, Follow, InboxActivity, RemoteObject
 from server.db.queries import actors as actor_queries
+from server.db.queries import bare
 from server.db.queries import inbox as inbox_queries
 from server.jobs import tasks
 from server.jobs.tasks import default_registry
@@ -248,9 +249,9 @@ async def test_senders_read_through_the_bare_driver_are_the_orm_rows_detached(qu
     async with quiet_node.sessions() as session:
         orm = await actor_queries.by_iris(session, iris)
     async with quiet_node.sessions() as session:
-        bare = await actor_queries.detached_by_iris(session, iris)
-    assert list(bare) == list(orm) == ["https://a.example/users/ann"]
-    ann, expected = bare["https://a.example/users/ann"], orm["https://a.example/users/ann"]
+        built = await actor_queries.detached_by_iris(session, iris)
+    assert list(built) == list(orm) == ["https://a.example/users/ann"]
+    ann, expected = built["https://a.example/users/ann"], orm["https://a.example/users/ann"]
     columns = [c.key for c in Actor.__table__.columns]
     assert [getattr(ann, c) for c in columns] == [getattr(expected, c) for c in columns]
     assert inspect(ann).detached
@@ -260,3 +261,17 @@ async def test_senders_read_through_the_bare_driver_are_the_orm_rows_detached(qu
     async with quiet_node.sessions() as session:
         handles = (await session.scalars(select(Actor.handle).where(Actor.host == "a.example"))).all()
     assert handles == ["ann2"]
+
+
+async def test_a_list_of_values_is_one_statement_text_on_postgresql(quiet_node: Node) -> None:
+    """``bare.any_of``: on PostgreSQL the lane's statements over a batch's ids keep one text
+    whatever the batch's size (asyncpg prepares each text once); SQLite lists the values."""
+    async with quiet_node.sessions() as session:
+        application = await session.scalar(select(Actor.id).where(Actor.local.is_(True)))
+        one, _ = bare.any_of(session, "id", [application])
+        three, params = bare.any_of(session, "id", [application, -1, -2])
+        if bare.on_postgresql(session):
+            assert (one, three, params) == ("id = ANY(?)", "id = ANY(?)", [[application, -1, -2]])
+        else:
+            assert (three, params) == ("id IN (?, ?, ?)", [application, -1, -2])
+        assert await bare.fetch(session, f"SELECT id FROM actors WHERE {three}", params) == [(application,)]

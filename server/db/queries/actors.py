@@ -101,8 +101,8 @@ async def detached_by_iris(session: AsyncSession, iris: Collection[str]) -> dict
     it, and its relationships are not loaded through it."""
     if not iris:
         return {}
-    ordered = sorted(set(iris))
-    rows = await bare.fetch(session, f"{_ACTOR_SELECT} WHERE iri IN ({bare.marks(len(ordered))})", ordered)
+    among, params = bare.any_of(session, "iri", sorted(set(iris)))
+    rows = await bare.fetch(session, f"{_ACTOR_SELECT} WHERE {among}", params)
     actors: dict[str, Actor] = {}
     for row in rows:
         actor: Actor = _ACTOR_MANAGER.new_instance()
