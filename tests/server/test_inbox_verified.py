@@ -30,8 +30,8 @@ from server.db.queries import actors as actor_queries
 from server.db.queries import bare
 from server.db.queries import inbox as inbox_queries
 from server.jobs import tasks
-from server.jobs.tasks import default_registry
 from server.jobs.registry import JobRegistry
+from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.services.content import remote
 from server.services.federation import Federation
