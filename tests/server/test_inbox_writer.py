@@ -39,7 +39,6 @@ def inbound(n: int) -> InboundActivity:
         signer=signer,
         document=document,
         received_at=datetime.now(UTC),
-        raw_body_sha256="",
     )
 
 
