@@ -25,6 +25,7 @@ from server.services.errors import ServiceError
 from server.services.actors.key_resolver import RemoteKeyResolver
 from server.services.actors.remote import ActorFlights, SingleFlight, get_or_fetch_actor
 from server.services.actors.signing import instance_key_pair
+from server.services.inbox.verified import VerifiedActivities
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Federation:
     keys: RemoteKeyResolver
     actor_flights: ActorFlights = field(default_factory=SingleFlight)
     wakeups: list[Callable[[Collection[str] | None], None]] = field(default_factory=list)
+    verified: VerifiedActivities = field(default_factory=VerifiedActivities)
+    """Verified activities from this process's inbox writer to its inbox lane (decision 102)."""
 
     async def actor(self, iri: str) -> Actor:
         """The actor ``iri``, from the database or fetched from its origin (signed)."""

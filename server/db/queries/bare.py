@@ -154,6 +154,25 @@ def marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def on_postgresql(session: AsyncSession) -> bool:
+    """Whether ``session`` runs on PostgreSQL (a statement written for each engine: :func:`any_of`)."""
+    return bool(session.get_bind().dialect.name == "postgresql")
+
+
+def any_of(session: AsyncSession, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The condition that ``column`` is one of ``values`` (at least one), and its parameters.
+
+    On PostgreSQL ``column = ANY(?)`` with the values as one array: the statement's text is then
+    the same whatever their number, and asyncpg prepares it once. Written ``IN (?, …)``, each
+    length was another statement to prepare (a round trip and the server's parse), and the
+    connection's cache of 100 statements kept preparing them again: 20% of the inbox lane's
+    samples (decision 102). On SQLite ``column IN (?, …)``.
+    """
+    if on_postgresql(session):
+        return f"{column} = ANY(?)", [list(values)]
+    return f"{column} IN ({marks(len(values))})", list(values)
+
+
 def utc(value: datetime | str) -> datetime:
     """A timestamp column as read by the driver (text on SQLite, as SQLAlchemy stores it; an aware
     datetime on PostgreSQL) as an aware UTC datetime, like ``server.db.types.UtcDateTime``."""
