@@ -25,10 +25,10 @@ from server.db.engine import check_connection, create_engine, create_sessionmake
 from server.jobs.registry import JobRegistry
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
-from server.services.context import NodeContext
-from server.services.media.store import media_store
-from server.services.federation import open_federation
 from server.services.actors.keys import LocalKeyCache, load_vault
+from server.services.context import NodeContext
+from server.services.federation import open_federation
+from server.services.media.store import media_store
 
 __all__ = ["build_node_context", "run_worker_process"]
 
@@ -120,6 +120,8 @@ async def run_worker_process(
                     shutdown_timeout_s=settings.server.shutdown_timeout_s,
                 )
                 fed.wakeups.append(worker.notify)
+                if fed.wake_channel is not None:  # other processes' enqueues wake it too (decision 100)
+                    fed.wake_channel.listen(worker.notify)
                 await worker.run(stop_event)
         finally:
             await engine.dispose()

@@ -27,12 +27,13 @@ from federation.signatures import verify_request
 from federation.types import utc_now
 from server.db import queue
 from server.db.engine import create_engine, create_sessionmaker
-from server.db.queries import actors as actor_queries
 from server.db.models import Activity, Actor, Delivery, Job, PeerHost
+from server.db.queries import actors as actor_queries
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.services.delivery import fanout as delivery
 from server.services.federation import build_federation
+from server.services.wakeup import WakeChannel
 from tests.support.nodes import Node, running_node, wait_until
 
 SLOW = "slow.example"
@@ -362,3 +363,37 @@ async def test_two_workers_on_their_own_connections_send_each_delivery_once(
             select(Job.state, func.count()).where(Job.kind == "deliver").group_by(Job.state)
         )
         assert dict(jobs.all()) == {"done": len(ids)}
+
+
+async def test_a_worker_of_another_process_claims_a_fan_out_at_once_when_woken(quiet_node: Node) -> None:
+    """A worker polling every 30 s, on an engine of its own as a separate process has, delivers
+    within seconds when the enqueuing process announces the deliveries on the node's wake-up
+    channel (decision 100); without it the first poll after its start finds nothing and it
+    sleeps past the test's timeout."""
+    node = quiet_node
+    transport = GateTransport(set())
+    engine = create_engine(node.settings.database)
+    worker = _worker(node, transport, per_host=4, in_flight=32, sessions=create_sessionmaker(engine))
+    worker.poll_interval_s = 30.0
+    directory = node.settings.storage.data_dir / "wake"
+    listening, enqueuing = WakeChannel(directory), WakeChannel(directory)
+    listening.listen(worker.notify)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.5)  # its first claim found nothing: it sleeps for 30 s
+        inboxes = [f"https://{h}/users/u/inbox" for h in FAST_HOSTS]
+        ids = await _activity_with_deliveries(node, inboxes)
+        enqueuing.send({delivery.DELIVER})
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="the woken worker's deliveries", timeout_s=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        listening.close()
+        enqueuing.close()
+        await engine.dispose()
+    assert sorted(transport.sent) == sorted(inboxes)
