@@ -10,7 +10,8 @@ at its next poll (``worker.poll_interval_s``).
 A wake-up is only a hint. Datagrams are sent without blocking and may be dropped (a full
 receive buffer, a process starting or stopping, a data directory whose path is too long for a
 socket address where ``/proc/self/fd`` cannot shorten it); the workers keep polling as before,
-so a lost wake-up delays a job until the next poll and never loses it. Workers on other machines (PostgreSQL) are not reached and poll.
+so a lost wake-up delays a job until the next poll and never loses it. Workers on other
+machines (PostgreSQL) are not reached and poll.
 The directory is private to the node's user (mode 0700, sockets 0600): only processes of that
 user can make a worker claim early, which costs it a read or a claim, nothing else.
 """
