@@ -610,11 +610,15 @@ class _Lane:
         self._claimed_at: dict[int, float] = {}
         self._recording = False
         self._stopping = False
+        # The last claim chose jobs that another worker claimed first (SQLite reads candidates
+        # without a lock; claim_ids leaves out what is no longer runnable).
+        self._lost = False
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         recorder = asyncio.create_task(self._recorder(), name=f"lane-recorder-{self.kind.kind}")
         failures = 0
+        lost_in_a_row = 0
         woken = True  # the first pass claims; later, a poll's timeout asks runnable_now first
         # Claim when a quarter of the slots is free (or none is held): claims stay batched.
         batch = max(1, self.kind.max_in_flight // 4)
@@ -636,8 +640,15 @@ class _Lane:
                         )
                         jobs = []
                     if jobs:
+                        lost_in_a_row = 0
                         await self._start(jobs, loop.time())
                         continue
+                    if self._lost and lost_in_a_row < _LOST_CLAIM_RETRIES:
+                        # Another process took what this claim read, and more may be runnable;
+                        # with nothing held, no commit of ours would wake this loop before the poll.
+                        lost_in_a_row += 1
+                        continue
+                lost_in_a_row = 0
                 delay = self.worker.poll_interval_s
                 if failures:
                     delay = max(delay, min(delay * 2 ** min(failures, 16), _MAX_ERROR_BACKOFF_S))
@@ -665,6 +676,7 @@ class _Lane:
         return free
 
     async def _claim(self) -> list[ClaimedJob]:
+        self._lost = False
         async with self.worker._claim_lock:
             free = self._free()
             if free <= 0:
@@ -710,6 +722,7 @@ class _Lane:
             jobs = await queue.claim_ids(
                 session, list(chosen), worker_id=worker.worker_id, lease=worker.lease, now=now
             )
+        self._lost = len(jobs) < len(chosen)
         for job in jobs:
             key = chosen[job.id]
             self.held[job.id] = (key, job.priority)
@@ -862,6 +875,10 @@ class _Lane:
         if close is not None:
             close()
 
+
+_LOST_CLAIM_RETRIES = 3
+"""How many times in a row a lane claims again at once when its claim lost every job it chose to
+another process; then it waits for a wake-up or its poll, as when nothing is runnable."""
 
 _GROUP_COMMIT_WINDOW_S = 0.02
 """How long a lane's recorder waits for more outcomes before committing a small batch."""
