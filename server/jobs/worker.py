@@ -643,7 +643,7 @@ class _Lane:
                         lost_in_a_row = 0
                         await self._start(jobs, loop.time())
                         continue
-                    if self._lost and lost_in_a_row < _LOST_CLAIM_RETRIES:
+                    if self._lost and not self.held and lost_in_a_row < _LOST_CLAIM_RETRIES:
                         # Another process took what this claim read, and more may be runnable;
                         # with nothing held, no commit of ours would wake this loop before the poll.
                         lost_in_a_row += 1
@@ -877,8 +877,9 @@ class _Lane:
 
 
 _LOST_CLAIM_RETRIES = 3
-"""How many times in a row a lane claims again at once when its claim lost every job it chose to
-another process; then it waits for a wake-up or its poll, as when nothing is runnable."""
+"""How many times in a row a lane holding nothing claims again at once when its claim lost every
+job it chose to another process; then it waits for a wake-up or its poll, as when nothing is
+runnable. A lane that holds jobs is woken by its next commit anyway."""
 
 _GROUP_COMMIT_WINDOW_S = 0.02
 """How long a lane's recorder waits for more outcomes before committing a small batch."""

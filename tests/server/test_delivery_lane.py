@@ -25,10 +25,10 @@ from federation.http import Headers, IncomingRequest, OutgoingRequest, PeerRespo
 from federation.iri import host_of
 from federation.memory import MemoryKeyResolver
 from federation.signatures import verify_request
-from federation.types import utc_now
+from federation.types import AS_PUBLIC, utc_now
 from server.db import queue
 from server.db.engine import create_engine, create_sessionmaker
-from server.db.models import Activity, Actor, Delivery, Job, PeerHost
+from server.db.models import Activity, Actor, Delivery, Follow, Job, PeerHost
 from server.db.queries import actors as actor_queries
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
@@ -437,3 +437,56 @@ async def test_a_lane_whose_claim_another_process_took_claims_again_at_once(
         stop.set()
         await asyncio.wait_for(task, 15)
     assert taken and sorted(transport.sent) == sorted(inboxes)
+
+
+async def test_a_fan_out_s_pages_wake_only_the_delivery_lanes(quiet_node: Node) -> None:
+    """A page of a fan-out queues deliveries only: its wake-up (in this process and, through the
+    wake-up channel, in the others) is for the delivery lanes, not for every worker loop, whose
+    claims would contend with the planning for SQLite's write lock."""
+    node = quiet_node
+    group_iri = await node.create_association("pages")
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+        assert group is not None
+        followers = [
+            Actor(
+                iri=f"https://{host}/users/f",
+                local=False,
+                type="Person",
+                handle="f",
+                host=host,
+                inbox_iri=f"https://{host}/users/f/inbox",
+                created_at=now,
+                updated_at=now,
+            )
+            for host in FAST_HOSTS
+        ]
+        session.add_all(followers)
+        await session.flush()
+        session.add_all(
+            Follow(follower_id=f.id, followed_id=group.id, state="accepted", created_at=now)
+            for f in followers
+        )
+        activity = Activity(
+            iri=f"{group_iri}/a/pages",
+            actor_id=group.id,
+            type="Create",
+            visibility="public",
+            document={"id": f"{group_iri}/a/pages", "type": "Create", "actor": group_iri, "to": [AS_PUBLIC]},
+            published=now,
+        )
+        session.add(activity)
+        await session.flush()
+        await queue.enqueue(session, delivery.FANOUT, {"activity_id": activity.id}, now=now)
+    fed = build_federation(node.fed.node, GateTransport(set()))
+    woken: list[set[str] | None] = []
+    fed.wakeups.append(lambda kinds: woken.append(None if kinds is None else set(kinds)))
+    worker = Worker(fed.node, default_registry(fed), concurrency=2, poll_interval_s=0.05)
+    assert await worker.run_batch() == 1
+    async with node.sessions() as session:
+        queued = await session.scalar(
+            select(func.count()).select_from(Job).where(Job.kind == delivery.DELIVER)
+        )
+    assert queued == len(FAST_HOSTS)
+    assert woken and all(kinds == {delivery.DELIVER} for kinds in woken)
