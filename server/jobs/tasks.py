@@ -72,6 +72,8 @@ class DeliverLane:
     """
 
     kind = delivery.DELIVER
+    # A fan-out running in the main loop does not narrow this lane while it plans (decision 100).
+    fed_by = frozenset({delivery.FANOUT})
 
     def __init__(self, fed: Federation) -> None:
         settings = fed.node.settings

@@ -127,6 +127,9 @@ class BatchKind(Protocol):
     per claim condition); a :class:`KeyedBatchKind` caps the jobs held per key.
 
     The kind keeps a per-job handler in the registry too: :meth:`Worker.run_batch` uses it.
+    Optionally, ``fed_by``: the kinds whose jobs queue this lane's jobs (a fan-out queues
+    deliveries); their handlers running in the main loop do not narrow the lane (see
+    :meth:`_Lane._free`), optionally ``close()``: resources to release when the lane stops.
     """
 
     @property
@@ -602,6 +605,7 @@ class _Lane:
         self._keyed = kind if isinstance(kind, KeyedBatchKind) else None
         self.wake = asyncio.Event()
         self._finished = asyncio.Event()
+        self._fed_by: frozenset[str] = frozenset(getattr(kind, "fed_by", ()))
         # job id -> (key, priority), from the claim until the outcome is committed (key "": no keys)
         self.held: dict[int, tuple[str, int]] = {}
         self._per_key: Counter[str] = Counter()
@@ -665,11 +669,14 @@ class _Lane:
 
         Up to :attr:`BatchKind.max_in_flight` while the worker runs no other handler; while it
         does, the lane and the main loop share ``concurrency`` slots (see
-        :meth:`Worker._claim_shared`), as one handler per job did.
+        :meth:`Worker._claim_shared`), as one handler per job did. A handler of a kind that
+        feeds the lane (``fed_by``) does not count: a fan-out planning its pages would
+        otherwise hold its own deliveries to ``concurrency - 1`` in this process until the
+        last page (decision 100).
         """
         worker = self.worker
         free = self.kind.max_in_flight - len(self.held)
-        others = len(worker._tasks)
+        others = sum(1 for job in worker._tasks.values() if job.kind not in self._fed_by)
         if others:
             held = sum(len(lane.held) for lane in worker._lanes)
             free = min(free, worker.concurrency - others - held)

@@ -490,3 +490,41 @@ async def test_a_fan_out_s_pages_wake_only_the_delivery_lanes(quiet_node: Node) 
         )
     assert queued == len(FAST_HOSTS)
     assert woken and all(kinds == {delivery.DELIVER} for kinds in woken)
+
+
+async def test_a_fan_out_being_planned_does_not_narrow_its_delivery_lane(
+    quiet_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the main loop runs a handler, a lane shares the worker's ``concurrency`` slots with
+    it, except while that handler is a fan-out, which feeds the delivery lane: its first pages'
+    deliveries go out ``deliveries_in_flight`` at a time, not ``concurrency - 1`` (decision 100)."""
+    node = quiet_node
+    planning, planned = asyncio.Event(), asyncio.Event()
+
+    async def still_planning(*_: Any, **__: Any) -> delivery.FanoutResult:
+        planning.set()
+        await planned.wait()
+        return delivery.FanoutResult(0, 0)
+
+    monkeypatch.setattr(delivery, "fanout", still_planning)
+    async with node.sessions.begin() as session:
+        await queue.enqueue(session, delivery.FANOUT, {"activity_id": 1}, now=utc_now())
+    transport = GateTransport(set(FAST_HOSTS))  # every answer waits: the sends stay in flight
+    worker = _worker(node, transport, per_host=4, in_flight=32)  # concurrency 2
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(planning.wait(), 10)
+        inboxes = [f"https://{h}/users/u{i}/inbox" for i in range(4) for h in FAST_HOSTS]
+        await _activity_with_deliveries(node, inboxes)
+        worker.notify({delivery.DELIVER})
+
+        async def all_in_flight() -> bool:
+            return transport.peak_total == len(inboxes)
+
+        await wait_until(all_in_flight, what="every delivery in flight beside the fan-out", timeout_s=10)
+    finally:
+        planned.set()
+        transport.release()
+        stop.set()
+        await asyncio.wait_for(task, 15)
