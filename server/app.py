@@ -24,7 +24,7 @@ from server.appkeys import (
     TRANSPORT,
 )
 from server.config import Settings
-from server.db.engine import create_engine
+from server.db.engine import create_engine, open_reader
 from server.http import (
     account_api,
     activitypub,
@@ -67,9 +67,12 @@ from server.services.moderation.blocks import policy_sync
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(settings.database)
+    reader = open_reader(settings.database)
     app[ENGINE] = engine
-    app[NODE] = build_node_context(settings, engine)
+    app[NODE] = build_node_context(settings, engine, reader=reader)
     yield
+    if reader is not None:
+        reader.close()
     await engine.dispose()
 
 

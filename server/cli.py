@@ -12,9 +12,10 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,10 +42,13 @@ from server.db.engine import DatabaseUnavailable, check_connection, create_engin
 from server.files import make_private_dir, make_private_file, write_private_file
 from server.logging import setup_logging
 from server.services.actors import local as actor_service
-from server.services.moderation import blocks
+from server.services.actors.keys import SecretKeyError, create_secret_file, load_vault
 from server.services.audit import channel_scope as audit_channel
 from server.services.errors import ServiceError
-from server.services.actors.keys import SecretKeyError, create_secret_file, load_vault
+from server.services.moderation import blocks
+
+if TYPE_CHECKING:
+    from server.services.context import NodeContext
 
 log = logging.getLogger("entraide")
 
@@ -83,6 +87,22 @@ async def _open_database(settings: Settings, *, require_head: bool = True) -> As
         await engine.dispose()
         raise
     return engine
+
+
+@asynccontextmanager
+async def _node(settings: Settings) -> AsyncIterator[NodeContext]:
+    """The node's context (as ``serve`` builds it) over a checked database, closed on the way out.
+
+    Every command that acts through a service opens the node this way; deliveries it queues are
+    sent by a running ``serve`` or ``worker``.
+    """
+    from server.jobs.runner import build_node_context
+
+    engine = await _open_database(settings)
+    try:
+        yield build_node_context(settings, engine)
+    finally:
+        await engine.dispose()
 
 
 async def _with_session(settings: Settings, work: Callable[[Any, UriScheme], Awaitable[int]]) -> int:
@@ -239,18 +259,15 @@ def _follow_refused(target: str, exc: FederationError) -> str:
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
-    from server.jobs.runner import build_node_context
-    from server.services.membership import following
-    from server.services.federation import open_federation
     from server.services.actors.remote import lookup_account
+    from server.services.federation import open_federation
+    from server.services.membership import following
 
     settings = _settings(args)
 
     async def run() -> int:
-        engine = await _open_database(settings)
         try:
-            node = build_node_context(settings, engine)
-            async with open_federation(node) as fed:
+            async with _node(settings) as node, open_federation(node) as fed:
                 target = args.target
                 if not target.startswith(("http://", "https://")):
                     host = target.lstrip("@").rpartition("@")[2].split(":")[0]
@@ -270,8 +287,6 @@ def _cmd_follow(args: argparse.Namespace) -> int:
                 result = await following.follow(fed, local_name=args.as_name, target_iri=target)
         except FederationError as exc:
             raise CommandError(_follow_refused(args.target, exc)) from None
-        finally:
-            await engine.dispose()
         _out(result.follow_iri)
         _progress(
             f"{args.as_name} → {result.target}: {result.state}"
@@ -420,16 +435,13 @@ def _cmd_association_create(args: argparse.Namespace) -> int:
 
 def _cmd_association_delete(args: argparse.Namespace) -> int:
     """Delete an association for good, as the operator (decision 97)."""
-    from server.jobs.runner import build_node_context
     from server.services.actors import dissolution
     from server.services.federation import open_federation
 
     settings = _settings(args)
 
     async def run() -> int:
-        engine = await _open_database(settings)
-        try:
-            node = build_node_context(settings, engine)
+        async with _node(settings) as node:
             async with open_federation(node) as fed:
                 try:
                     if not args.yes:
@@ -443,8 +455,6 @@ def _cmd_association_delete(args: argparse.Namespace) -> int:
                     result = await dissolution.delete_association(fed, args.slug, reason=args.reason)
                 except ServiceError as exc:
                     raise _service_refused(exc, {"slug": "SLUG"}) from None
-        finally:
-            await engine.dispose()
         _out(result.actor_iri)
         _progress(
             f"deleted @{args.slug}: {result.objects} objects tombstoned, {result.members} memberships ended, "
@@ -511,7 +521,6 @@ def _cmd_association_set(args: argparse.Namespace) -> int:
 def _cmd_member_set(args: argparse.Namespace) -> int:
     """Show or change a member's own profile and settings; a change sends ``Update{Person}``."""
     from server.db.queries import actors as actor_queries
-    from server.jobs.runner import build_node_context
     from server.services.accounts import erasure as accounts
     from server.services.federation import open_federation
 
@@ -522,9 +531,7 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
     node_admin = getattr(args, "node_admin", None)
 
     async def run() -> int:
-        engine = await _open_database(settings)
-        try:
-            node = build_node_context(settings, engine)
+        async with _node(settings) as node:
             async with node.sessions() as session:
                 person = await actor_queries.local_by_handle(session, "Person", args.username)
             if person is None:
@@ -547,8 +554,6 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
                     await actor_service.set_node_admin(
                         session, username=args.username, node_admin=node_admin == "yes", now=utc_now()
                     )
-        finally:
-            await engine.dispose()
         actor = result.actor
         _out(f"discoverable = {'yes' if actor.discoverable else 'no'}")
         _out(f"approve_followers = {'yes' if actor.manually_approves_followers else 'no'}")
@@ -565,7 +570,6 @@ def _cmd_member_set(args: argparse.Namespace) -> int:
 def _cmd_member_delete(args: argparse.Namespace) -> int:
     """Delete a member's account for good (GDPR art. 17), as the operator."""
     from server.db.queries import actors as actor_queries
-    from server.jobs.runner import build_node_context
     from server.services.accounts import erasure as accounts
     from server.services.federation import open_federation
 
@@ -576,17 +580,13 @@ def _cmd_member_delete(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> int:
-        engine = await _open_database(settings)
-        try:
-            node = build_node_context(settings, engine)
+        async with _node(settings) as node:
             async with node.sessions() as session:
                 person = await actor_queries.local_by_handle(session, "Person", args.username)
             if person is None:
                 raise CommandError(f"no account {args.username!r} on this node")
             async with open_federation(node) as fed:
                 result = await accounts.delete_account(fed, person.id, reason="cli")
-        finally:
-            await engine.dispose()
         _out(result.actor_iri)
         _progress(
             f"deleted {args.username}: {result.objects} objects tombstoned, {result.votes_withdrawn} open "
@@ -660,17 +660,14 @@ def _cmd_member_decide(args: argparse.Namespace) -> int:
 
     from server.db.models import Actor, Membership
     from server.db.queries import actors as actor_queries
-    from server.jobs.runner import build_node_context
-    from server.services.membership import members as membership
     from server.services.errors import ServiceError
     from server.services.federation import open_federation
+    from server.services.membership import members as membership
 
     settings = _settings(args)
 
     async def run() -> int:
-        engine = await _open_database(settings)
-        try:
-            node = build_node_context(settings, engine)
+        async with _node(settings) as node:
             async with open_federation(node) as fed, node.sessions() as session:
                 group = await actor_queries.local_by_handle(session, "Group", args.association)
                 if group is None:
@@ -706,8 +703,6 @@ def _cmd_member_decide(args: argparse.Namespace) -> int:
                         )
                 except ServiceError as exc:
                     raise CommandError(f"{args.actor}: {exc}") from None
-        finally:
-            await engine.dispose()
         _progress(f"{args.member_command}: {args.actor} in {args.association} (by {by.handle})")
         return 0
 
@@ -898,7 +893,6 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
     from server.db.models import Actor, Membership
     from server.db.queries import actors as actor_queries
-    from server.jobs.runner import build_node_context
     from server.services.content import local as content
     from server.services.errors import InvalidInput
     from server.services.federation import open_federation
@@ -934,9 +928,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         return group, member
 
     async def run() -> int:
-        engine = await _open_database(settings)
-        try:
-            node = build_node_context(settings, engine)
+        async with _node(settings) as node:
             async with node.sessions() as session:
                 group, member = await publisher(session)
             async with open_federation(node) as fed:
@@ -946,8 +938,6 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                     field = exc.context.get("field")
                     option = PUBLISH_OPTIONS.get(field, f"{field}") if isinstance(field, str) else None
                     raise CommandError(f"{option}: {exc.detail}" if option else exc.detail) from None
-        finally:
-            await engine.dispose()
         _out(str(result.object_iri))
         _progress(
             f"published {args.kind} as {args.as_slug} (by {member.handle}); "
@@ -965,16 +955,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 async def _fed_run(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     """Run ``work(fed)`` with the node's federation runtime (deliveries are queued, not sent)."""
-    from server.jobs.runner import build_node_context
     from server.services.federation import open_federation
 
-    engine = await _open_database(settings)
-    try:
-        node = build_node_context(settings, engine)
-        async with open_federation(node) as fed:
-            return await work(fed)
-    finally:
-        await engine.dispose()
+    async with _node(settings) as node, open_federation(node) as fed:
+        return await work(fed)
 
 
 async def _association_of(session: Any, slug: str, option: str = "--association") -> Any:
@@ -1701,7 +1685,7 @@ def _add_admin_commands(commands: Any) -> None:
     p.set_defaults(func=_cmd_audit_list)
 
 
-# --- moderation reports (issue 17): entraide report list|dismiss|remove|warn|remove-member|forward|block-actor|block-domain ----
+# --- moderation reports (issue 17): entraide report list, dismiss, remove, warn, forward, block-* ----
 
 
 async def _person_named(session: Any, username: str) -> Any:

@@ -19,7 +19,7 @@ from server.cli import (
     CommandError,
     _add_config,
     _association_of,
-    _open_database,
+    _fed_run,
     _out,
     _Parser,
     _progress,
@@ -146,18 +146,10 @@ def _print_plan(plan: blocklists.ImportPlan, applied: bool) -> None:
 
 
 async def _with_federation(settings: Any, work: Any) -> int:
-    from server.jobs.runner import build_node_context
-    from server.services.federation import open_federation
-
-    engine = await _open_database(settings)
     try:
-        node = build_node_context(settings, engine)
-        async with open_federation(node) as fed:
-            return int(await work(fed))
+        return int(await _fed_run(settings, work))
     except FederationError as exc:
         raise CommandError(f"the list could not be fetched: {exc.code}") from None
-    finally:
-        await engine.dispose()
 
 
 def _read_text(path: str) -> str:

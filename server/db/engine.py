@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from server.config import DatabaseSettings
+from server.db.queries.bare import Reader
 from server.files import make_private_file
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,18 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
     event.listen(pool_events, "connect", fresh)
     event.listen(pool_events, "checkin", fresh)
     event.listen(pool_events, "checkout", on_checkout)
+
+
+def open_reader(settings: DatabaseSettings) -> Reader | None:
+    """The :class:`~server.db.queries.bare.Reader` of a SQLite file database (decision 99), opened
+    in the event loop's thread that will use it; None for PostgreSQL and in-memory SQLite, whose
+    public reads keep their sessions."""
+    if settings.dialect != "sqlite" or not _sqlite_file(settings.url):
+        return None
+    path = make_url(settings.url).database
+    if path is None or path.startswith("file:"):  # a URI's options are aiosqlite's to apply
+        return None
+    return Reader(path)
 
 
 def _skip_idle_rollbacks(engine: AsyncEngine) -> None:

@@ -471,30 +471,33 @@ async def claim_ids(
 
 
 _CLAIM_KIND = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1
- WHERE id IN (SELECT id FROM jobs WHERE kind = ? AND {condition}
-              ORDER BY priority, run_at, id LIMIT ?{lock})
+ WHERE id IN (SELECT id FROM (SELECT id FROM jobs WHERE kind = ? AND {expired}
+                              ORDER BY priority, run_at, id LIMIT ?{lock}) AS expired
+              UNION ALL
+              SELECT id FROM (SELECT id FROM jobs WHERE kind = ? AND {queued}
+                              ORDER BY priority, run_at, id LIMIT ?{lock}) AS due
+              LIMIT ?)
  RETURNING id, kind, payload, attempts, max_attempts, priority, run_at"""
 
 
 async def claim_kind(
     session: AsyncSession, kind: str, *, limit: int, worker_id: str, lease: timedelta, now: datetime
 ) -> list[ClaimedJob]:
-    """:func:`claim` for one kind in the caller's transaction, through the bare driver: one
-    ``UPDATE … RETURNING`` per condition of :func:`runnable`, expired leases first, each walking
-    ``ix_jobs_claim`` in claim order. For a lane whose jobs have no per-key cap (the inbox lane):
-    no read of the keys first, no ORM statement to build (decision 95). Returns the claimed jobs
-    in claim order."""
+    """:func:`claim` for one kind in the caller's transaction, through the bare driver, in one
+    ``UPDATE … RETURNING``: the jobs of each condition of :func:`runnable` (expired leases first),
+    each read walking ``ix_jobs_claim`` in claim order, ``limit`` of them at most. For a lane
+    whose jobs have no per-key cap (the inbox lane): no read of the keys first, no ORM statement
+    to build (decision 95), one statement for both conditions (decision 102: it was one per
+    condition, a hand-off to aiosqlite's thread or a PostgreSQL round trip each). Returns the
+    claimed jobs in claim order."""
     _check_aware(now, "now")
     if lease <= timedelta(0):
         raise ValueError("lease must be positive")
     lock = " FOR UPDATE SKIP LOCKED" if _locks_claimed_rows(session) else ""
-    rows: list[tuple[Any, ...]] = []
-    for condition in _KIND_RUNNABLE:
-        remaining = limit - len(rows)
-        if remaining <= 0:
-            break
-        sql = _CLAIM_KIND.format(condition=condition, lock=lock)
-        rows += await bare.write(session, sql, [worker_id, now + lease, kind, now, remaining])
+    expired, queued = _KIND_RUNNABLE
+    sql = _CLAIM_KIND.format(expired=expired, queued=queued, lock=lock)
+    params = [worker_id, now + lease, kind, now, limit, kind, now, limit, limit]
+    rows = await bare.write(session, sql, params)
     # RETURNING gives no order guarantee; run_at sorts alike as text (SQLite) and as a datetime.
     rows.sort(key=lambda r: (r[5], r[6], r[0]))
     return [
@@ -570,11 +573,10 @@ async def complete_many(
     for attempt, ids in sorted(by_attempt.items()):
         ordered = sorted(ids)
         for start in range(0, len(ordered), _BATCH_ROWS):
-            chunk = ordered[start : start + _BATCH_ROWS]
+            among, chunk = bare.any_of(session, "id", ordered[start : start + _BATCH_ROWS])
             sql = (
                 "UPDATE jobs SET state = 'done', finished_at = ?, locked_until = NULL"
-                f" WHERE id IN ({bare.marks(len(chunk))}) AND state = 'running' AND locked_by = ?"
-                " AND attempts = ? RETURNING id"
+                f" WHERE {among} AND state = 'running' AND locked_by = ? AND attempts = ? RETURNING id"
             )
             rows = await bare.write(session, sql, [now, *chunk, worker_id, attempt])
             accepted.update(int(row[0]) for row in rows)

@@ -25,7 +25,7 @@ from server.services.content.current import current_documents
 from server.services.errors import InvalidInput, NotFound
 from server.services.actors.profiles import local_actor_value
 from server.services.reading.visibility import Viewer
-from server.services.types import Actor, Session
+from server.services.types import Actor, Session, Source
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 20
@@ -137,10 +137,32 @@ async def _outbox(session: Session, viewer: Viewer, owner: Actor, before: int | 
     private = any(level not in PUBLICLY_READABLE for level in levels)
     if not is_page:  # the collection: totalItems from the counters, no documents read
         return await directory.outbox_total(session, owner.id, visibilities=levels), [], None, private
-    rows = await directory.outbox_page(session, owner.id, visibilities=levels, before=before, limit=PAGE_SIZE)
+    documents, cursor = await _outbox_items(session, owner.id, levels, before)
+    return None, documents, cursor, private
+
+
+async def _outbox_items(
+    source: Source, owner_id: int, levels: tuple[str, ...], before: int | None
+) -> tuple[list[Any], int | None]:
+    """A page of the outbox of ``owner_id`` at ``levels``, and the cursor of the next one."""
+    rows = await directory.outbox_page(source, owner_id, visibilities=levels, before=before, limit=PAGE_SIZE)
     # Each activity's object as it is now: a deleted object's Create serves its Tombstone.
-    documents = await current_documents(session, [doc for _, doc in rows])
-    return None, documents, rows[-1][0] if len(rows) == PAGE_SIZE else None, private
+    documents = await current_documents(source, [doc for _, doc in rows])
+    return documents, rows[-1][0] if len(rows) == PAGE_SIZE else None
+
+
+async def _public_outbox_page(request: web.Request, kind: str, before: int | None) -> web.Response:
+    """An outbox page for a reader with no actor (decision 99): :data:`visibility.PUBLIC_OUTBOX`
+    only, read outside any session when the node has a reader (``NodeContext.reading``)."""
+    levels = visibility.PUBLIC_OUTBOX
+    async with request.app[NODE].reading() as source:
+        owner = await directory.local_reference(source, KIND_TYPES[kind], request.match_info["handle"])
+        if owner is None:
+            raise NotFound("no such actor")
+        owner_id, owner_iri = owner
+        documents, cursor = await _outbox_items(source, owner_id, levels, before)
+    private = any(level not in PUBLICLY_READABLE for level in levels)
+    return _page_response(Iri(f"{owner_iri}/outbox"), before, documents, cursor, private=private)
 
 
 async def _featured(session: Session, viewer: Viewer, owner: Actor, before: int | None, is_page: bool):  # type: ignore[no-untyped-def]
@@ -173,6 +195,9 @@ async def get_collection(request: web.Request) -> web.Response:
     name = request.match_info["collection"]
     is_page, before = _page_params(request)
     viewer = await viewer_of(request)
+    kind = request.match_info.get("kind")
+    if name == "outbox" and is_page and viewer.actor_id is None and kind is not None:
+        return await _public_outbox_page(request, kind, before)
     async with node.sessions() as session:
         owner = await _load_actor(session, request, reading=True)
         total, items, cursor, private = await LISTERS[name](session, viewer, owner, before, is_page)
@@ -183,6 +208,12 @@ async def get_collection(request: web.Request) -> web.Response:
     if not is_page:
         doc = render_collection(collection_iri, total_items=total, first=Iri(f"{collection_iri}?page=true"))
         return activity_response(doc, private=private)
+    return _page_response(collection_iri, before, items, cursor, private=private)
+
+
+def _page_response(
+    collection_iri: Iri, before: int | None, items: list[Any], cursor: int | None, *, private: bool
+) -> web.Response:
     page_iri = Iri(f"{collection_iri}?page=true" + (f"&before={before}" if before is not None else ""))
     next_iri = Iri(f"{collection_iri}?page=true&before={cursor}") if cursor is not None else None
     doc = render_collection_page(page_iri, part_of=collection_iri, items=items, next_page=next_iri)

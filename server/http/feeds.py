@@ -103,17 +103,20 @@ async def get_feed(request: web.Request) -> web.Response:
     if request.match_info["actor_type"] != "groups":
         raise NotFound("no such feed")
     spec = feeds.parse_feed_spec(request.match_info["fmt"], request.match_info.get("kind"))
-    async with node.sessions() as session:
-        owner, validators = await feeds.feed_state(session, request.match_info["handle"], spec)
-        headers = {"ETag": validators.etag, "Cache-Control": CACHE_CONTROL}
-        if not_modified(request, validators.etag, validators.last_modified):
-            response = web.Response(status=304, headers=headers)
-            response.last_modified = validators.last_modified
-            return response
-        memo, key = rendered_feeds(request.app), (spec.fmt, spec.kind, validators.etag)
-        body = memo.get(key)
-        items = await feeds.feed_items(session, owner, spec) if body is None else None
-    if items is not None:  # rendered once the session is given back
+    # Feeds are public: the state is read outside any session when the node has a reader
+    # (decision 99); only a body not rendered yet for this ETag opens one.
+    async with node.reading() as source:
+        owner, validators = await feeds.feed_state(source, request.match_info["handle"], spec)
+    headers = {"ETag": validators.etag, "Cache-Control": CACHE_CONTROL}
+    if not_modified(request, validators.etag, validators.last_modified):
+        response = web.Response(status=304, headers=headers)
+        response.last_modified = validators.last_modified
+        return response
+    memo, key = rendered_feeds(request.app), (spec.fmt, spec.kind, validators.etag)
+    body = memo.get(key)
+    if body is None:
+        async with node.sessions() as session:
+            items = await feeds.feed_items(session, owner, spec)
         body = feeds.render_feed(spec, feeds.feed_meta(node.uris, owner, spec, validators), items)
         memo.put(key, body)
     headers["Content-Type"] = spec.content_type

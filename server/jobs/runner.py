@@ -22,6 +22,7 @@ from federation.types import Clock, utc_now
 from federation.uris import UriScheme
 from server.config import Settings
 from server.db.engine import check_connection, create_engine, create_sessionmaker
+from server.db.queries.bare import Reader
 from server.jobs.registry import JobRegistry
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
@@ -37,8 +38,11 @@ log = logging.getLogger(__name__)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def build_node_context(settings: Settings, engine: AsyncEngine, *, clock: Clock = utc_now) -> NodeContext:
-    """The :class:`NodeContext` of this node over ``engine`` (the same as ``serve`` builds).
+def build_node_context(
+    settings: Settings, engine: AsyncEngine, *, clock: Clock = utc_now, reader: Reader | None = None
+) -> NodeContext:
+    """The :class:`NodeContext` of this node over ``engine`` (the same as ``serve`` builds, which
+    also gives it its ``reader``).
 
     Raises:
         SecretKeyError: the node secret file is missing or invalid.
@@ -52,6 +56,7 @@ def build_node_context(settings: Settings, engine: AsyncEngine, *, clock: Clock 
         local_keys=LocalKeyCache(vault),
         clock=clock,
         media_store=media_store(settings.media),
+        reader=reader,
     )
 
 

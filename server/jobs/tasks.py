@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.http import OutgoingRequest
+from federation.inbox import InboundActivity
 from federation.keys import KeyPair
 from federation.signatures import cavage
 from federation.signing_pool import SigningPool
@@ -29,7 +30,7 @@ from server.jobs.worker import LaneRegistry
 from server.services.actors.remote import known_actor
 from server.services.content import local as content
 from server.services.content import polls
-from server.services.content.remote import facts_read_together
+from server.services.content.remote import facts_read_together, facts_wanted
 from server.services.delivery import fanout as delivery
 from server.services.federation import Federation
 from server.services.inbox import process as inbox_service
@@ -271,6 +272,8 @@ class InboxLane:
         self._running = asyncio.Semaphore(max(1, fed.node.settings.database.pool_size // 2))
         # What the runs' store_object reads before writing, read for all of them at once (decision 95).
         self._facts = object_queries.FactsReader(fed.node.sessions)
+        # Activities this process's inbox writer stores are handed over as verified (decision 102).
+        fed.verified.open()
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
         wanted = {job.id: job.payload.get("inbox_activity_id") for job in jobs}
@@ -302,13 +305,19 @@ class InboxLane:
         actor, key = queued.actor_iri, queued.ordering
         before, mine = self._order.claim(actor, key)
 
+        inbound = queued.activity
+        wanted = facts_wanted(inbound, sender) if isinstance(inbound, InboundActivity) else None
+
         async def run() -> str:
             try:
                 for previous in before:
                     await previous  # never raises: it only tells that a run ended
+                # Read once the runs it follows ended, with those of every run started meanwhile
+                # (a batch's at once), before waiting for a database slot (decision 102).
+                early = (*wanted, await self._facts.facts(*wanted)) if wanted is not None else None
                 async with self._running:
-                    with known_actor(sender), facts_read_together(self._facts):
-                        return await inbox_service.run(self._fed, router, queued.activity)
+                    with known_actor(sender), facts_read_together(self._facts, early):
+                        return await inbox_service.run(self._fed, router, inbound)
             finally:
                 self._order.release(actor, key, mine)
 

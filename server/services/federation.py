@@ -25,6 +25,7 @@ from server.services.actors.remote import ActorFlights, SingleFlight, get_or_fet
 from server.services.actors.signing import instance_key_pair
 from server.services.context import NodeContext
 from server.services.errors import ServiceError
+from server.services.inbox.verified import VerifiedActivities
 from server.services.wakeup import WakeChannel
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class Federation:
     wake_channel: WakeChannel | None = None
     """Reaches the workers of this node's other processes (decision 100); ``None`` in tests
     that build the runtime around a transport of their own."""
+    verified: VerifiedActivities = field(default_factory=VerifiedActivities)
+    """Verified activities from this process's inbox writer to its inbox lane (decision 102)."""
 
     async def actor(self, iri: str) -> Actor:
         """The actor ``iri``, from the database or fetched from its origin (signed)."""
@@ -107,6 +110,7 @@ async def open_federation(node: NodeContext) -> AsyncIterator[Federation]:
     """Start the outbound HTTP transport (SSRF guard, limits) and the runtime around it."""
     # Imported here: the transport is the one aiohttp-backed object services receive (by port).
     from federation.transport import AiohttpTransport, build_user_agent
+    from server.services.inbox.process import PROCESS_INBOX
     from server.services.moderation.blocks import policy_sync
 
     policy = LivePolicy(peer_policy(node.settings.federation))
@@ -117,7 +121,8 @@ async def open_federation(node: NodeContext) -> AsyncIterator[Federation]:
     )
     async with transport:
         fed = build_federation(node, transport, policy)
-        fed.wake_channel = WakeChannel(node.settings.storage.data_dir / "wake")
+        # Inbox activities are best processed where they were verified (decision 102).
+        fed.wake_channel = WakeChannel(node.settings.storage.data_dir / "wake", local_kinds={PROCESS_INBOX})
         fed.wakeups.append(fed.wake_channel.send)
         try:
             async with policy_sync(fed):

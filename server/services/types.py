@@ -14,8 +14,9 @@ from typing import TypeAlias
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Account, Activity, Actor, Media, RemoteObject
+from server.db.queries.bare import Source
 
 Session: TypeAlias = AsyncSession
 """A unit of work opened by the caller (``async with node.sessions() as session``), passed as is."""
 
-__all__ = ["Account", "Activity", "Actor", "Media", "RemoteObject", "Session"]
+__all__ = ["Account", "Activity", "Actor", "Media", "RemoteObject", "Session", "Source"]

@@ -44,10 +44,14 @@ class WakeChannel:
 
     Args:
         directory: where listeners announce themselves (``<data_dir>/wake``).
+        local_kinds: kinds never announced to the other processes: their jobs are best run
+            where they were queued (an inbox activity, verified in memory by the process that
+            stored it, decision 102); the other processes still find them at their poll.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, local_kinds: Collection[str] = ()) -> None:
         self.directory = directory
+        self._local_kinds = frozenset(local_kinds)
         self._sender: socket.socket | None = None
         self._listener: socket.socket | None = None
         self._own: str | None = None
@@ -108,6 +112,10 @@ class WakeChannel:
         """
         if not self._usable:
             return
+        if kinds is not None:
+            kinds = set(kinds) - self._local_kinds
+            if not kinds:
+                return
         if kinds is None:
             self._pending = None
         elif self._pending is not None:

@@ -10,7 +10,9 @@ reports for the drain alone:
 * SQL statements per processed activity: those SQLAlchemy sends (``before_cursor_execute``)
   and those of the bare-driver helper (:func:`server.db.queries.bare.fetch` and ``write``);
 * on SQLite, thread hand-offs to aiosqlite's connection thread per activity (every
-  ``execute``, ``fetch``, ``commit``…: each is a queue put, a thread switch and a future);
+  ``execute``, ``fetch``, ``commit``…: each is a queue put, a thread switch and a future); on
+  PostgreSQL, asyncpg calls that wait for the server (queries, prepares, ``BEGIN``, ``COMMIT``,
+  ``ROLLBACK``);
 * CPU milliseconds per processed activity (``time.process_time`` of this process, which runs
   the worker and, on SQLite, the database itself).
 
@@ -65,7 +67,7 @@ class Cost:
     processed: int
     statements: int
     bare: int
-    handoffs: int | None
+    handoffs: int  # aiosqlite hand-offs, or asyncpg round trips
     cpu_s: float
     wall_s: float
 
@@ -76,7 +78,7 @@ class Cost:
             str(self.processed),
             f"{(self.statements + self.bare) / n:.2f}",
             f"{self.bare / n:.2f}",
-            "-" if self.handoffs is None else f"{self.handoffs / n:.2f}",
+            f"{self.handoffs / n:.2f}",
             f"{1000 * self.cpu_s / n:.2f}",
             f"{self.processed / self.wall_s:.0f}" if self.wall_s else "-",
         ]
@@ -89,6 +91,7 @@ class Counters:
         self.statements = 0
         self.bare = 0
         self.handoffs = 0
+        self.round_trips = 0
         self.connects = 0
         self.by_call: Counter[str] = Counter()
         self.on = False
@@ -118,6 +121,7 @@ class Counters:
 
             setattr(bare, name, counted_bare)
             stack.callback(setattr, bare, name, original)
+        self._count_round_trips(stack)
         try:
             import aiosqlite.core
         except ImportError:
@@ -135,6 +139,31 @@ class Counters:
         connection._execute = execute
         stack.callback(setattr, connection, "_execute", original_execute)
         return stack
+
+
+    def _count_round_trips(self, stack: contextlib.ExitStack) -> None:
+        """asyncpg calls that wait for the server: queries, prepares, and ``BEGIN``, ``COMMIT`` and
+        ``ROLLBACK`` (each an ``execute`` of the connection)."""
+        try:
+            import asyncpg.connection  # type: ignore[import-untyped]
+            import asyncpg.prepared_stmt  # type: ignore[import-untyped]
+        except ImportError:
+            return
+        for owner, names in (
+            (asyncpg.connection.Connection, ("fetch", "fetchrow", "fetchval", "execute", "executemany")),
+            (asyncpg.connection.Connection, ("prepare",)),
+            (asyncpg.prepared_stmt.PreparedStatement, ("fetch", "fetchrow", "fetchval", "executemany")),
+        ):
+            for name in names:
+                original = getattr(owner, name)
+
+                async def counted(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                    if self.on:
+                        self.round_trips += 1
+                    return await _original(*args, **kwargs)
+
+                setattr(owner, name, counted)
+                stack.callback(setattr, owner, name, original)
 
 
 def _inbound(document: dict[str, Any]) -> InboundActivity:
@@ -169,6 +198,10 @@ async def measure(engine_name: str, url: str, work: Path, args: argparse.Namespa
                     await fed.actor(sender.iri)
                 if args.shape == "followed":
                     await _follow_senders(node, keys)
+                # Built before storing, as serve builds its in-process worker: the inbox lane then
+                # takes what the writer hands over (decision 102); --rebuild measures a worker
+                # elsewhere, which rebuilds every activity from its row.
+                registry = None if args.rebuild else default_registry(fed)
                 writer = InboxWriter(fed)
                 writer.start()
                 now = datetime.now(UTC)
@@ -178,7 +211,7 @@ async def measure(engine_name: str, url: str, work: Path, args: argparse.Namespa
                 ]
                 await asyncio.gather(*(writer.submit(_inbound(d), recipient_id=None) for d in docs))
                 await writer.close()
-                return await _drain(engine_name, fed, counters, args)
+                return await _drain(engine_name, fed, registry or default_registry(fed), counters, args)
     finally:
         await engine.dispose()
 
@@ -199,7 +232,9 @@ async def _follow_senders(node: Any, keys: KeyServer) -> None:
             )
 
 
-async def _drain(engine_name: str, fed: Any, counters: Counters, args: argparse.Namespace) -> Cost:
+async def _drain(
+    engine_name: str, fed: Any, registry: Any, counters: Counters, args: argparse.Namespace
+) -> Cost:
     """Run a worker until every stored activity is recorded; count only that."""
     finished = asyncio.Event()
     outcomes: list[JobOutcome] = []
@@ -213,7 +248,7 @@ async def _drain(engine_name: str, fed: Any, counters: Counters, args: argparse.
     settings = fed.node.settings
     worker = Worker(
         fed.node,
-        default_registry(fed),
+        registry,
         concurrency=settings.worker.concurrency,
         poll_interval_s=1.0,
         transport=fed.transport,
@@ -247,7 +282,7 @@ async def _drain(engine_name: str, fed: Any, counters: Counters, args: argparse.
         int(processed or 0),
         counters.statements,
         counters.bare,
-        counters.handoffs if engine_name == "sqlite" else None,
+        counters.handoffs if engine_name == "sqlite" else counters.round_trips,
         cpu1 - cpu0,
         wall1 - wall0,
     )
@@ -282,7 +317,8 @@ async def run(args: argparse.Namespace) -> list[Cost]:
     )
     print(
         table(
-            ["engine", "processed", "statements/activity", "of which bare", "hand-offs/activity",
+            ["engine", "processed", "statements/activity", "of which bare",
+             "hand-offs (SQLite) or round trips (PostgreSQL)/activity",
              "CPU ms/activity", "activities/s (wall)"],
             [c.row() for c in costs],
         )  # fmt: skip
@@ -297,6 +333,9 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgresql", help="sqlite, postgresql or both")
     parser.add_argument("--shape", choices=("bench", "followed"), default="bench")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up draining after this long")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="the worker rebuilds each activity from its row (no hand-over)"
+    )
     parser.add_argument("--verbose", action="store_true", help="hand-offs by aiosqlite call")
     parser.add_argument("--work-dir", help="where data dirs go (default: a new temp dir)")
     asyncio.run(run(parser.parse_args()))

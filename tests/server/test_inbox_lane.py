@@ -417,9 +417,11 @@ async def test_a_batch_hands_its_runs_their_sender_unless_a_barrier_of_that_acto
 
     from server.db.queue import ClaimedJob
     from server.services.inbox import process as inbox_service
+    from server.services.inbox.verified import VerifiedActivities
 
     settings = SimpleNamespace(worker=SimpleNamespace(concurrency=8), database=SimpleNamespace(pool_size=10))
-    lane = tasks.InboxLane(SimpleNamespace(node=SimpleNamespace(settings=settings, sessions=None)))  # type: ignore[arg-type]
+    node = SimpleNamespace(settings=settings, sessions=None)
+    lane = tasks.InboxLane(SimpleNamespace(node=node, verified=VerifiedActivities()))  # type: ignore[arg-type]
     rows = {"ann": object(), "bob": object(), "cat": object()}
     # Given a batch: two Creates from ann, a Create then a Follow from bob, a Create from cat,
     # whose Follow of an earlier batch is still running

@@ -2,7 +2,8 @@
 
 What it promises: an enqueue in one process wakes the workers listening in the node's other
 processes, for the kinds enqueued; a process does not wake itself twice; a socket left by a killed
-process is removed; a data directory whose path is too long for a socket address still works.
+process is removed; a data directory whose path is too long for a socket address still works;
+inbox activities are not announced (the process that verified them processes them, decision 102).
 """
 
 from __future__ import annotations
@@ -106,5 +107,10 @@ async def test_the_federation_runtime_wakes_the_node_s_other_processes(
             async with open_federation(node.fed.node) as fed:
                 fed.notify_worker({"deliver"})
                 assert await calls.next() == {"deliver"}
+                # Inbox activities stay with the process that verified them (decision 102).
+                fed.notify_worker({"process_inbox"})
+                fed.notify_worker({"process_inbox", "fanout"})
+                assert await calls.next() == {"fanout"}
+                assert calls.kinds == [{"deliver"}, {"fanout"}]
         finally:
             other.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from server.db.models import Account, ActivityCount, Actor, ActorKey, Follow, Membership
 from server.db.queries import bare
@@ -39,7 +40,7 @@ def _actor_value(column: Any, value: Any) -> Any:
     return value
 
 
-async def local_for_reading(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
+async def local_for_reading(session: bare.Source, actor_type: str, handle: str) -> Actor | None:
     """:func:`local_by_handle` in one statement through the bare driver (decision 91), for reads.
 
     The actor is built from its row and is *not* in the session: nothing may be changed on it
@@ -56,6 +57,15 @@ async def local_for_reading(session: AsyncSession, actor_type: str, handle: str)
     actor: Actor = _ACTOR_MANAGER.new_instance()
     actor.__dict__.update((c.key, _actor_value(c, v)) for c, v in zip(_ACTOR_COLUMNS, rows[0], strict=True))
     return actor
+
+
+async def local_reference(session: bare.Source, actor_type: str, handle: str) -> tuple[int, str] | None:
+    """The id and IRI of the live local actor under ``handle``: all that an anonymous outbox page
+    needs of its owner (decision 99), without building the ``Actor`` of :func:`local_for_reading`
+    (≈ 4 µs against ≈ 22 on SQLite)."""
+    sql = "SELECT id, iri FROM actors WHERE local = ? AND type = ? AND handle = ? AND deleted_at IS NULL"
+    rows = await bare.fetch(session, sql, [True, actor_type, handle])
+    return (rows[0][0], rows[0][1]) if rows else None
 
 
 async def local_tombstone(session: AsyncSession, actor_type: str, handle: str) -> Actor | None:
@@ -87,6 +97,28 @@ async def by_iris(session: AsyncSession, iris: Collection[str]) -> dict[str, Act
         return {}
     rows = await session.scalars(select(Actor).where(Actor.iri.in_(sorted(iris))))
     return {row.iri: row for row in rows}
+
+
+async def detached_by_iris(session: AsyncSession, iris: Collection[str]) -> dict[str, Actor]:
+    """:func:`by_iris` in one statement through the bare driver, for the inbox lane's senders
+    (decision 102): on SQLite the ORM's read was four hand-offs to aiosqlite's thread per batch,
+    on PostgreSQL a ``BEGIN`` and a ``ROLLBACK`` around it.
+
+    The actors are built from their rows as :func:`local_for_reading` builds one, then made
+    *detached*, like rows the ORM read in a session since closed (what :func:`by_iris` returns
+    once its session ends): a handler that adds one to its session updates it, never inserts
+    it, and its relationships are not loaded through it."""
+    if not iris:
+        return {}
+    among, params = bare.any_of(session, "iri", sorted(set(iris)))
+    rows = await bare.fetch(session, f"{_ACTOR_SELECT} WHERE {among}", params)
+    actors: dict[str, Actor] = {}
+    for row in rows:
+        actor: Actor = _ACTOR_MANAGER.new_instance()
+        actor.__dict__.update((c.key, _actor_value(c, v)) for c, v in zip(_ACTOR_COLUMNS, row, strict=True))
+        make_transient_to_detached(actor)
+        actors[actor.iri] = actor
+    return actors
 
 
 async def application_actor(session: AsyncSession) -> Actor | None:
@@ -207,7 +239,7 @@ async def outbox_total(session: AsyncSession, actor_id: int, *, visibilities: Se
 
 
 async def outbox_page(
-    session: AsyncSession, actor_id: int, *, visibilities: Sequence[str], before: int | None, limit: int
+    session: bare.Source, actor_id: int, *, visibilities: Sequence[str], before: int | None, limit: int
 ) -> list[tuple[int, dict[str, object]]]:
     """Published activities of ``actor_id`` with one of ``visibilities``, newest first.
 

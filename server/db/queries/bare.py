@@ -20,12 +20,42 @@ aiosqlite's thread), not here.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class Reader:
+    """A SQLite connection of its own for public reads that need no session (decision 99).
+
+    An anonymous reader's outbox page or feed state is one to three bounded statements of this
+    module; through a session each request also paid the ``AsyncSession``, its transaction and a
+    pool checkout (≈ 75 µs), and left about forty objects in reference cycles behind it, which the
+    cyclic collector then traced, a full collection of the node's heap every few hundred pages:
+    a third of a page's CPU at concurrency 32 (docs/performance.md, "Reads built every time: no
+    session, no cyclic garbage"). The connection is used only from the event loop's thread, one
+    statement at a time, in autocommit mode: each statement reads the latest commit and no read
+    transaction stays open between requests (WAL: it never holds back a checkpoint).
+    ``query_only`` refuses any write.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA query_only=ON")
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._db.execute(sql, _sqlite_params(params)).fetchall()]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+Source: TypeAlias = AsyncSession | Reader
+"""Where a statement of this module runs: a session's transaction, or the :class:`Reader`."""
 
 
 def _numbered(sql: str) -> str:
@@ -34,7 +64,7 @@ def _numbered(sql: str) -> str:
     return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, start=1))
 
 
-async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+async def fetch(session: Source, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The rows of ``sql`` (``?`` placeholders) run on ``session``'s connection, as tuples.
 
     Pending ORM changes are flushed first, as SQLAlchemy's autoflush does before its own queries,
@@ -42,6 +72,8 @@ async def fetch(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
     """
     if not sql.startswith("SELECT"):  # on SQLite a write could wait on busy_timeout in the event loop
         raise ValueError("bare.fetch runs reads only")
+    if isinstance(session, Reader):
+        return session.rows(sql, params)
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
@@ -120,6 +152,25 @@ def document(value: Any) -> Any:
 def marks(count: int) -> str:
     """``?, ?, …`` for an ``IN`` list of ``count`` values (at least one)."""
     return ", ".join("?" * count)
+
+
+def on_postgresql(session: AsyncSession) -> bool:
+    """Whether ``session`` runs on PostgreSQL (a statement written for each engine: :func:`any_of`)."""
+    return bool(session.get_bind().dialect.name == "postgresql")
+
+
+def any_of(session: AsyncSession, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """The condition that ``column`` is one of ``values`` (at least one), and its parameters.
+
+    On PostgreSQL ``column = ANY(?)`` with the values as one array: the statement's text is then
+    the same whatever their number, and asyncpg prepares it once. Written ``IN (?, …)``, each
+    length was another statement to prepare (a round trip and the server's parse), and the
+    connection's cache of 100 statements kept preparing them again: 20% of the inbox lane's
+    samples (decision 102). On SQLite ``column IN (?, …)``.
+    """
+    if on_postgresql(session):
+        return f"{column} = ANY(?)", [list(values)]
+    return f"{column} IN ({marks(len(values))})", list(values)
 
 
 def utc(value: datetime | str) -> datetime:

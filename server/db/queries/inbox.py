@@ -32,16 +32,26 @@ async def queued_activities(session: AsyncSession, ids: Sequence[int]) -> list[Q
     (decision 95: the inbox lane reads one batch per claim)."""
     if not ids:
         return []
-    ordered = sorted(set(ids))
+    among, params = bare.any_of(session, "id", sorted(set(ids)))
     sql = (
         "SELECT id, signer_key_iri, actor_iri, document, received_at FROM inbox_activities"
-        f" WHERE id IN ({bare.marks(len(ordered))}) AND state = 'queued'"
+        f" WHERE {among} AND state = 'queued'"
     )
-    rows = await bare.fetch(session, sql, ordered)
+    rows = await bare.fetch(session, sql, params)
     return [
         QueuedRow(int(row_id), signer, actor, _decoded(document), bare.utc(received))
         for row_id, signer, actor, document, received in rows
     ]
+
+
+async def still_queued(session: AsyncSession, ids: Sequence[int]) -> list[int]:
+    """The ids among ``ids`` whose rows are still ``queued``, in one statement through the bare
+    driver (the inbox lane's activities handed over in memory: decision 102)."""
+    if not ids:
+        return []
+    among, params = bare.any_of(session, "id", sorted(set(ids)))
+    sql = f"SELECT id FROM inbox_activities WHERE {among} AND state = 'queued'"
+    return sorted(int(row_id) for (row_id,) in await bare.fetch(session, sql, params))
 
 
 def _decoded(document: Any) -> Any:
@@ -57,12 +67,12 @@ async def mark_processed(session: AsyncSession, marks: Sequence[tuple[int, str]]
     for activity_id, state in marks:
         by_state[state].append(activity_id)
     for state, ids in sorted(by_state.items()):
-        ordered = sorted(ids)
+        among, params = bare.any_of(session, "id", sorted(ids))
         sql = (
             "UPDATE inbox_activities SET state = ?, processed_at = ?, error = NULL"
-            f" WHERE id IN ({bare.marks(len(ordered))}) AND state = 'queued'"
+            f" WHERE {among} AND state = 'queued'"
         )
-        await bare.write(session, sql, [state, now, *ordered])
+        await bare.write(session, sql, [state, now, *params])
 
 
 async def inbox_page(

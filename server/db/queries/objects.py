@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db.queries import bare
 
 
-async def documents_by_iri(session: AsyncSession, iris: Collection[str]) -> dict[str, Any]:
+async def documents_by_iri(session: bare.Source, iris: Collection[str]) -> dict[str, Any]:
     """The stored document of each of ``iris`` that we hold (one statement through the bare driver,
     decision 84); IRIs we do not hold are absent."""
     if not iris:
@@ -50,6 +50,14 @@ _MANY_FACTS = (
 ``VALUES`` would otherwise read the parameters as text; both engines name its columns
 ``column1``…)."""
 _MANY_ROW = "(CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS BIGINT))"
+_MANY_FACTS_POSTGRESQL = (
+    "SELECT v.column1,"
+    + _FACTS.format(iri="v.column2", author="v.column3")
+    + " FROM unnest(CAST(? AS INTEGER[]), CAST(? AS TEXT[]), CAST(? AS BIGINT[]))"
+    + " AS v(column1, column2, column3)"
+)
+""":data:`_MANY_FACTS` on PostgreSQL: one statement text whatever the number of pairs, prepared once
+by asyncpg (decision 102; see :func:`server.db.queries.bare.any_of`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +136,13 @@ class FactsReader:
             if len(batch) == 1:
                 ((object_iri, author_id, _),) = batch
                 return [await storing_facts(session, object_iri, author_id)]
-            sql = _MANY_FACTS.format(rows=", ".join([_MANY_ROW] * len(batch)))
-            params: list[Any] = [
-                value for n, (iri, author, _) in enumerate(batch) for value in (n, iri, author)
-            ]
-            rows = await bare.fetch(session, sql, [True, False, True, False, *params])  # the VALUES come last
+            params: list[Any]
+            if bare.on_postgresql(session):
+                sql = _MANY_FACTS_POSTGRESQL
+                params = [list(range(len(batch))), [iri for iri, _, _ in batch], [a for _, a, _ in batch]]
+            else:
+                sql = _MANY_FACTS.format(rows=", ".join([_MANY_ROW] * len(batch)))
+                params = [value for n, (iri, author, _) in enumerate(batch) for value in (n, iri, author)]
+            rows = await bare.fetch(session, sql, [True, False, True, False, *params])  # the pairs come last
         found = {int(n): StoringFacts(bool(k), bool(f), bool(s), bool(m)) for n, k, f, s, m in rows}
         return [found[n] for n in range(len(batch))]

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.vocab.entraide import CONTENT_CONTEXT
 from server.db.models import Activity, InboxActivity, Relay, RemoteObject
 from server.db.queries import objects
+from server.db.queries.bare import Source
 from server.services.moderation import blocks
 from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
@@ -66,7 +67,7 @@ def _with_current(
 
 
 async def current_documents(
-    session: AsyncSession, documents: Sequence[dict[str, Any]]
+    session: Source, documents: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """``documents`` (stored activities) with each embedded object we hold as it is now.
 

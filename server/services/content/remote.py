@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.audience import classify
 from federation.errors import FederationError
 from federation.fetch import DocumentGone, FetchTemporaryFailure
+from federation.inbox import InboundActivity
 from federation.iri import host_of
 from federation.types import Iri
 from federation.uris import OBJECT_CONTEXT
+from federation.vocab.activities import Create
 from federation.vocab.entraide import kind_of
 from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import parse_object
@@ -206,7 +208,7 @@ async def store_object_in(
                 log.warning("object dropped: id owned by another actor", extra={"object": content.id})
             return None if existing.attributed_to_id != author.id or existing.deleted_at else existing
     if require_relevance and not is_relevant(fed, content, facts):
-        log.debug("object dropped: not relevant to this node", extra={"object": content.id})
+        _dropped_as_irrelevant(content)
         return None
     parent = (
         await session.scalar(select(RemoteObject).where(RemoteObject.iri == content.in_reply_to))
@@ -242,21 +244,80 @@ async def store_object_in(
     return row
 
 
+def _dropped_as_irrelevant(content: Content) -> None:
+    log.debug("object dropped: not relevant to this node", extra={"object": content.id})
+
+
 _FACTS_READER: ContextVar[object_queries.FactsReader | None] = ContextVar(
     "entraide_facts_reader", default=None
 )
 
+_EARLY_FACTS: ContextVar[list[tuple[str, int, object_queries.StoringFacts]] | None] = ContextVar(
+    "entraide_early_facts", default=None
+)
+
 
 @contextmanager
-def facts_read_together(reader: object_queries.FactsReader) -> Iterator[None]:
+def facts_read_together(
+    reader: object_queries.FactsReader, early: tuple[str, int, object_queries.StoringFacts] | None = None
+) -> Iterator[None]:
     """Within the block (one task), :func:`store_object_in` reads what it decides on through
     ``reader``, together with the other runs of the inbox lane (decision 95), whenever its session
-    has not begun: nothing is then written in it that a read elsewhere would miss."""
+    has not begun: nothing is then written in it that a read elsewhere would miss.
+
+    ``early``: ``(object IRI, author id, facts)`` the lane read for this run before it started
+    (:func:`facts_wanted`), once its ordering let it start, together with the other runs started
+    meanwhile; :func:`dropped_early` may drop the object on them before any session is opened
+    (decision 102)."""
     token = _FACTS_READER.set(reader)
+    early_token = _EARLY_FACTS.set([early] if early is not None else None)
     try:
         yield
     finally:
+        _EARLY_FACTS.reset(early_token)
         _FACTS_READER.reset(token)
+
+
+def facts_wanted(inbound: InboundActivity, author: Actor | None) -> tuple[str, int] | None:
+    """The object and author whose storing facts processing ``inbound`` will read first, when the
+    inbox lane can read them before the run (a ``Create`` with its object embedded, from a known
+    author): see :func:`dropped_early`."""
+    activity = inbound.activity
+    target = activity.object
+    if (
+        author is None
+        or not isinstance(activity, Create)
+        or target is None
+        or target.id is None
+        or not isinstance(target.value, Content)
+    ):
+        return None
+    return target.id, author.id
+
+
+def dropped_early(fed: Federation, content: Content, author: Actor) -> bool:
+    """Whether :func:`store_object_in` would drop ``content`` as not relevant, on the facts the
+    inbox lane read for this run before it started (``facts_read_together(early=…)``), without
+    opening a session: most of the ``Create`` activities a busy node receives end there (decision 102).
+
+    Only ever drops: an object that is known, relevant, or not the one read early goes through
+    :func:`store_object_in`, which reads its facts again. The facts are used once."""
+    early = _EARLY_FACTS.get()
+    if not early:
+        return False
+    object_iri, author_id, facts = early.pop()
+    if (
+        object_iri != content.id
+        or author_id != author.id
+        or content.type not in STORED_TYPES
+        or host_of(content.id) != author.host
+        or content.author != author.iri
+        or facts.known
+        or is_relevant(fed, content, facts)
+    ):
+        return False
+    _dropped_as_irrelevant(content)
+    return True
 
 
 async def _storing_facts(

@@ -278,6 +278,8 @@ async def on_create(fed: Federation, create: Create, inbound: InboundActivity) -
     groups = await _group_gate(fed, content, author)
     if groups is None:
         return  # addressed to our associations by someone who may not post there
+    if objects.dropped_early(fed, content, author):
+        return  # on the facts the inbox lane read before this run: no session (decision 102)
     # Stored and filed for its recipients in one transaction (decision 89); run again after a
     # crash, the stored row is found and filed again (an upsert). Nothing to commit when dropped.
     async with fed.node.sessions() as session:

@@ -80,12 +80,21 @@ async def load(fed: Federation, ids: Sequence[int], *, senders: bool = False) ->
     """The activities among ``ids`` still queued, rebuilt for their handlers (one query), and
     with ``senders`` the stored rows of the remote actors who sent them (one more).
 
-    Rows already processed, or gone, are left out.
+    An activity this process's inbox writer handed over (:class:`VerifiedActivities`) is taken as it
+    was verified; only whether its row is still queued is read (decision 102). Rows already
+    processed, or gone, are left out.
     """
+    handed: dict[int, InboundActivity] = {}
+    for row_id in ids:
+        inbound = fed.verified.take(row_id)
+        if inbound is not None:
+            handed[row_id] = inbound
     async with fed.node.sessions() as session:
-        rows = await inbox_queries.queued_activities(session, ids)
-        remote = {row.actor_iri for row in rows if not fed.node.uris.is_local(row.actor_iri)}
-        actors = await actor_queries.by_iris(session, remote) if senders else {}
+        rows = await inbox_queries.queued_activities(session, [i for i in ids if i not in handed])
+        queued = await inbox_queries.still_queued(session, list(handed))
+        actor_iris = {row.actor_iri for row in rows} | {handed[i].activity.actor for i in queued}
+        remote = {iri for iri in actor_iris if not fed.node.uris.is_local(iri)}
+        actors = await actor_queries.detached_by_iris(session, remote) if senders else {}
     loaded: dict[int, Queued] = {}
     for row in rows:
         # The signature was verified when the row was stored; keep what it proved.
@@ -100,6 +109,12 @@ async def load(fed: Federation, ids: Sequence[int], *, senders: bool = False) ->
         document = row.document if isinstance(row.document, dict) else {}
         loaded[row.id] = Queued(
             row.actor_iri, activity, ordering_key(document, row.actor_iri), actors.get(row.actor_iri)
+        )
+    for row_id in queued:
+        inbound = handed[row_id]
+        actor_iri = inbound.activity.actor
+        loaded[row_id] = Queued(
+            actor_iri, inbound, ordering_key(inbound.document, actor_iri), actors.get(actor_iri)
         )
     return loaded
 

@@ -172,6 +172,8 @@ class InboxWriter:
             )
         for iri, group in by_iri.items():
             self.recent.add(iri)
+            if iri in created:  # for an in-process worker, instead of parsing it again (decision 102)
+                fed.verified.keep(created[iri], group[0].inbound)
             for index, pending in enumerate(group):
                 # Only the first submission of a new activity reports it as new; the rest are duplicates.
                 result = created.get(iri) if index == 0 else None

@@ -157,7 +157,7 @@ _OWNER_AND_MARKS = (
 )
 
 
-async def feed_state(session: AsyncSession, handle: str, spec: FeedSpec) -> tuple[FeedOwner, Validators]:
+async def feed_state(session: bare.Source, handle: str, spec: FeedSpec) -> tuple[FeedOwner, Validators]:
     """The local association whose feed is asked for, and the feed's validators; NotFound for
     anything else (a Person too).
 

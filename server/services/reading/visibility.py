@@ -48,6 +48,10 @@ class Viewer:
 
 ANONYMOUS = Viewer.anonymous()
 
+PUBLIC_OUTBOX: tuple[str, ...] = (Visibility.PUBLIC, Visibility.UNLISTED)
+"""What anyone may list of an outbox, and all that a reader with no actor may: such a page needs
+no session to decide it (decision 99)."""
+
 
 async def role_in(session: AsyncSession, viewer: Viewer, group: Actor) -> str | None:
     """The viewer's active role in a local association, or None."""
@@ -61,7 +65,9 @@ async def role_in(session: AsyncSession, viewer: Viewer, group: Actor) -> str | 
 
 async def outbox_levels(session: AsyncSession, viewer: Viewer, owner: Actor) -> tuple[str, ...]:
     """Which visibility levels of ``owner``'s outbox the viewer may list."""
-    levels: tuple[str, ...] = (Visibility.PUBLIC, Visibility.UNLISTED)
+    levels = PUBLIC_OUTBOX
+    if viewer.actor_id is None:
+        return levels
     member = owner.type == "Group" and await role_in(session, viewer, owner) is not None
     if member or await follows(session, viewer, owner):
         levels += (Visibility.FOLLOWERS,)
