@@ -145,7 +145,8 @@ class BatchKind(Protocol):
     ) -> list[BaseException | None]:
         """Record the results in ``session`` and return each job's outcome: ``None`` when done,
         a :class:`RetryJob`, :class:`DeferJob` or :class:`PermanentJobFailure`, or an
-        unexpected exception (a result that was one is passed back as it is)."""
+        unexpected exception (a result that was one is passed back as it is). Writes left with
+        ``server.db.queries.bare.later`` go with the completion of the jobs done (decision 104)."""
         ...
 
 
