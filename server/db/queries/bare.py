@@ -117,7 +117,8 @@ async def write(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
     if not pending:
         return [tuple(row) for row in await driver.execute_fetchall(sql, _sqlite_params(params))]
     statements = [(text, _sqlite_params(given)) for text, given in [*pending, (sql, params)]]
-    return await driver._execute(_sqlite_all, driver._conn, statements)  # one hand-off
+    rows: list[tuple[Any, ...]] = await driver._execute(_sqlite_all, driver._conn, statements)  # one hand-off
+    return rows
 
 
 def later(session: AsyncSession, sql: str, params: Sequence[Any]) -> None:
