@@ -21,6 +21,7 @@ Guarantees and limits:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -416,6 +417,8 @@ class Worker:
         await stop.wait()
         self._claim_now = True
         self._wake.set()
+        for lane in self._lanes:  # an idle lane waits for its poll interval otherwise
+            lane.wake.set()
 
     async def _sleep(self, timeout_s: float) -> bool:
         """Wait for a wake-up or ``timeout_s``; True when woken."""
@@ -611,19 +614,19 @@ class _Lane:
         self._claimed_at: dict[int, float] = {}
         self._recording = False
         self._stopping = False
+        self._asked = 0  # jobs the last claim fused with a record asked for
+        # Claim when a quarter of the slots is free (or none is held): claims stay batched.
+        self._batch = max(1, kind.max_in_flight // 4)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         recorder = asyncio.create_task(self._recorder(), name=f"lane-recorder-{self.kind.kind}")
         failures = 0
         woken = True  # the first pass claims; later, a poll's timeout asks runnable_now first
-        # Claim when a quarter of the slots is free (or none is held): claims stay batched.
-        batch = max(1, self.kind.max_in_flight // 4)
         try:
             while not stop.is_set():
                 self.wake.clear()
-                free = self.kind.max_in_flight - len(self.held)
-                if (free >= batch or (free > 0 and not self.held)) and (
+                if self._claims_now(self.kind.max_in_flight - len(self.held)) and (
                     woken or await self.worker.runnable_now((self.kind.kind,))
                 ):
                     try:
@@ -649,6 +652,10 @@ class _Lane:
                     woken = False
         finally:
             await self._drain(recorder)
+
+    def _claims_now(self, free: int) -> bool:
+        """Whether ``free`` slots are worth a claim: a quarter of the lane, or any when none is held."""
+        return free >= self._batch or (free > 0 and not self.held)
 
     def _free(self) -> int:
         """Slots this lane may claim now.
@@ -685,9 +692,7 @@ class _Lane:
                     lease=worker.lease,
                     now=worker.node.clock(),
                 )
-            for job in jobs:
-                self.held[job.id] = ("", job.priority)
-                self._per_key[""] += 1
+            self._hold(jobs)
             return jobs
         now = worker.node.clock()
         cap = keyed.max_per_key
@@ -711,10 +716,7 @@ class _Lane:
             jobs = await queue.claim_ids(
                 session, list(chosen), worker_id=worker.worker_id, lease=worker.lease, now=now
             )
-        for job in jobs:
-            key = chosen[job.id]
-            self.held[job.id] = (key, job.priority)
-            self._per_key[key] += 1
+        self._hold(jobs, chosen)
         return jobs
 
     async def _start(self, jobs: list[ClaimedJob], started: float) -> None:
@@ -773,24 +775,35 @@ class _Lane:
         ran = [(job, r) for job, r, _ in results if r is not _EXHAUSTED]
         decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]] = []
         outcomes: dict[int, OutcomeName] = {}
+        # A lane without keys claims its next jobs in the transaction that records these
+        # (decision 104), under the claim lock as any claim.
+        fused = self._keyed is None and not self._stopping
+        claimed: list[ClaimedJob] | None = None
         try:
-            async with worker.node.sessions.begin() as session:
-                errors = await self.kind.record(session, ran) if ran else []
-                for (job, _), error in zip(ran, errors, strict=True):
-                    fields = self._fields(job)
-                    decisions.append((job, worker._decide(job, error, fields), fields))
-                for job, _ in exhausted:
-                    reason = "attempts_exhausted: lease expired on the last attempt"
-                    decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
-                now = worker.node.clock()
-                done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
-                accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
-                for job, decision, _ in decisions:
-                    if decision.outcome == "done":
-                        outcomes[job.id] = "done" if job.id in accepted else "lost"
-                        continue
-                    ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
-                    outcomes[job.id] = decision.outcome if ok else "lost"
+            async with contextlib.AsyncExitStack() as held_lock:
+                if fused:
+                    await held_lock.enter_async_context(worker._claim_lock)
+                async with worker.node.sessions.begin() as session:
+                    errors = await self.kind.record(session, ran) if ran else []
+                    for (job, _), error in zip(ran, errors, strict=True):
+                        fields = self._fields(job)
+                        decisions.append((job, worker._decide(job, error, fields), fields))
+                    for job, _ in exhausted:
+                        reason = "attempts_exhausted: lease expired on the last attempt"
+                        decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
+                    now = worker.node.clock()
+                    done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
+                    accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
+                    for job, decision, _ in decisions:
+                        if decision.outcome == "done":
+                            outcomes[job.id] = "done" if job.id in accepted else "lost"
+                            continue
+                        ok = await _record_unfinished(
+                            session, job, decision, worker_id=worker.worker_id, now=now
+                        )
+                        outcomes[job.id] = decision.outcome if ok else "lost"
+                    if fused:
+                        claimed = await self._claim_next(session, results)
         except Exception:
             log.exception(
                 "job outcomes not recorded; they will run again when their leases expire",
@@ -798,15 +811,13 @@ class _Lane:
             )
             outcomes = {job.id: "unrecorded" for job, _, _ in results}
             decisions = [(job, _Decision("failed"), self._fields(job)) for job, _, _ in results]
+            claimed = None
         finally:
-            for job, _, _ in results:
-                entry = self.held.pop(job.id, None)
-                if entry is not None:
-                    key = entry[0]
-                    self._per_key[key] -= 1
-                    if self._per_key[key] <= 0:
-                        del self._per_key[key]
-            self.wake.set()
+            self._release(results)
+            # A claim that took fewer jobs than it asked for left none runnable: the loop waits
+            # for a notify or its poll instead of claiming again at once.
+            if claimed is None or len(claimed) == self._asked:
+                self.wake.set()
             worker._wake_if_lanes_leave_room()
         finished = {job.id: at for job, _, at in results}
         for job, decision, fields in decisions:
@@ -827,6 +838,47 @@ class _Lane:
                     run_at=decision.run_at,
                 )
             )
+        if claimed:
+            self._hold(claimed)
+            if not self._stopping:  # else _drain no longer waits for them: they run after their leases
+                await self._start(claimed, asyncio.get_running_loop().time())
+
+    async def _claim_next(
+        self, session: AsyncSession, results: list[tuple[ClaimedJob, Any, float]]
+    ) -> list[ClaimedJob]:
+        """The jobs the loop would claim once ``results`` free their slots, claimed in the
+        transaction that records them (decision 104): on SQLite one write and one commit (two
+        hand-offs to aiosqlite's thread) fewer per batch, and no claim after every record."""
+        self._release(results)
+        free = self._free()
+        self._asked = free if self._claims_now(free) and not self._stopping else 0
+        if not self._asked:
+            return []
+        worker = self.worker
+        return await queue.claim_kind(
+            session,
+            self.kind.kind,
+            limit=self._asked,
+            worker_id=worker.worker_id,
+            lease=worker.lease,
+            now=worker.node.clock(),
+        )
+
+    def _hold(self, jobs: list[ClaimedJob], keys: dict[int, str] | None = None) -> None:
+        for job in jobs:
+            key = keys[job.id] if keys is not None else ""
+            self.held[job.id] = (key, job.priority)
+            self._per_key[key] += 1
+
+    def _release(self, results: list[tuple[ClaimedJob, Any, float]]) -> None:
+        """Free the slots of ``results`` (again: nothing)."""
+        for job, _, _ in results:
+            entry = self.held.pop(job.id, None)
+            if entry is not None:
+                key = entry[0]
+                self._per_key[key] -= 1
+                if self._per_key[key] <= 0:
+                    del self._per_key[key]
 
     def _fields(self, job: ClaimedJob) -> dict[str, object]:
         worker_id = self.worker.worker_id
