@@ -275,6 +275,7 @@ class Worker:
             self._wake.set()
         for lane in self._lanes:
             if kinds is None or lane.kind.kind in kinds:
+                lane.notices += 1
                 lane.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -614,7 +615,12 @@ class _Lane:
         self._claimed_at: dict[int, float] = {}
         self._recording = False
         self._stopping = False
-        self._asked = 0  # jobs the last claim fused with a record asked for
+        # Claimed in a record's transaction (decision 104), for the loop to start in claim order.
+        self._handed: list[ClaimedJob] = []
+        # notify() calls for this lane; the count when a claim of a lane without keys last took
+        # fewer jobs than it asked for (None: since then, a claim may find some).
+        self.notices = 0
+        self._empty_at: int | None = None
         # Claim when a quarter of the slots is free (or none is held): claims stay batched.
         self._batch = max(1, kind.max_in_flight // 4)
 
@@ -626,6 +632,7 @@ class _Lane:
         try:
             while not stop.is_set():
                 self.wake.clear()
+                jobs: list[ClaimedJob] = []
                 if self._claims_now(self.kind.max_in_flight - len(self.held)) and (
                     woken or await self.worker.runnable_now((self.kind.kind,))
                 ):
@@ -638,10 +645,11 @@ class _Lane:
                             "job claim failed",
                             extra={"worker_id": self.worker.worker_id, "kind": self.kind.kind},
                         )
-                        jobs = []
-                    if jobs:
-                        await self._start(jobs, loop.time())
-                        continue
+                if not jobs:
+                    jobs, self._handed = self._handed, []
+                if jobs:
+                    await self._start(jobs, loop.time())
+                    continue
                 delay = self.worker.poll_interval_s
                 if failures:
                     delay = max(delay, min(delay * 2 ** min(failures, 16), _MAX_ERROR_BACKOFF_S))
@@ -650,12 +658,17 @@ class _Lane:
                     await asyncio.wait_for(self.wake.wait(), delay)
                 except TimeoutError:
                     woken = False
+                    self._empty_at = None  # jobs of other processes, retries come due
         finally:
             await self._drain(recorder)
 
     def _claims_now(self, free: int) -> bool:
-        """Whether ``free`` slots are worth a claim: a quarter of the lane, or any when none is held."""
-        return free >= self._batch or (free > 0 and not self.held)
+        """Whether ``free`` slots are worth a claim: a quarter of the lane, or any when none is
+        held; and whether one may find jobs: not when the last claim of a lane without keys took
+        fewer than it asked for and no notify came since (each such claim was a write
+        transaction finding nothing, after every claim that found some, decision 104)."""
+        fits = free >= self._batch or (free > 0 and not self.held)
+        return fits and self._empty_at != self.notices
 
     def _free(self) -> int:
         """Slots this lane may claim now.
@@ -673,16 +686,20 @@ class _Lane:
         return free
 
     async def _claim(self) -> list[ClaimedJob]:
+        """Claim for the free slots; the jobs a record claimed before (:meth:`_claim_next`) come
+        first, taken under the same lock: the lane starts its jobs in claim order, which
+        :class:`server.jobs.tasks.InboxLane` orders its runs by."""
         async with self.worker._claim_lock:
             free = self._free()
-            if free <= 0:
-                return []
-            return await self._claim_up_to(free)
+            jobs = await self._claim_up_to(free) if free > 0 else []
+            handed, self._handed = self._handed, []
+            return handed + jobs
 
     async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
         worker = self.worker
         keyed = self._keyed
         if keyed is None:
+            notices = self.notices
             async with worker.node.sessions.begin() as session:
                 jobs = await queue.claim_kind(
                     session,
@@ -693,6 +710,7 @@ class _Lane:
                     now=worker.node.clock(),
                 )
             self._hold(jobs)
+            self._empty_at = notices if len(jobs) < free else None
             return jobs
         now = worker.node.clock()
         cap = keyed.max_per_key
@@ -778,32 +796,21 @@ class _Lane:
         # A lane without keys claims its next jobs in the transaction that records these
         # (decision 104), under the claim lock as any claim.
         fused = self._keyed is None and not self._stopping
-        claimed: list[ClaimedJob] | None = None
+        claimed: tuple[list[ClaimedJob], int] | None = None  # and how many were asked for
+        notices = self.notices
         try:
             async with contextlib.AsyncExitStack() as held_lock:
                 if fused:
                     await held_lock.enter_async_context(worker._claim_lock)
                 async with worker.node.sessions.begin() as session:
-                    errors = await self.kind.record(session, ran) if ran else []
-                    for (job, _), error in zip(ran, errors, strict=True):
-                        fields = self._fields(job)
-                        decisions.append((job, worker._decide(job, error, fields), fields))
-                    for job, _ in exhausted:
-                        reason = "attempts_exhausted: lease expired on the last attempt"
-                        decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
-                    now = worker.node.clock()
-                    done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
-                    accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
-                    for job, decision, _ in decisions:
-                        if decision.outcome == "done":
-                            outcomes[job.id] = "done" if job.id in accepted else "lost"
-                            continue
-                        ok = await _record_unfinished(
-                            session, job, decision, worker_id=worker.worker_id, now=now
-                        )
-                        outcomes[job.id] = decision.outcome if ok else "lost"
+                    outcomes = await self._outcomes(session, ran, exhausted, decisions)
                     if fused:
                         claimed = await self._claim_next(session, results)
+                if claimed is not None:  # committed: for the loop to start
+                    jobs, asked = claimed
+                    self._hold(jobs)
+                    self._handed += jobs
+                    self._empty_at = notices if len(jobs) < asked else None
         except Exception:
             log.exception(
                 "job outcomes not recorded; they will run again when their leases expire",
@@ -814,11 +821,45 @@ class _Lane:
             claimed = None
         finally:
             self._release(results)
-            # A claim that took fewer jobs than it asked for left none runnable: the loop waits
-            # for a notify or its poll instead of claiming again at once.
-            if claimed is None or len(claimed) == self._asked:
-                self.wake.set()
+            self.wake.set()
             worker._wake_if_lanes_leave_room()
+        self._report_all(results, decisions, outcomes)
+
+    async def _outcomes(
+        self,
+        session: AsyncSession,
+        ran: list[tuple[ClaimedJob, Any]],
+        exhausted: list[tuple[ClaimedJob, Any]],
+        decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]],
+    ) -> dict[int, OutcomeName]:
+        """Record the results in ``session``; ``decisions`` gets each job's decision."""
+        worker = self.worker
+        outcomes: dict[int, OutcomeName] = {}
+        errors = await self.kind.record(session, ran) if ran else []
+        for (job, _), error in zip(ran, errors, strict=True):
+            fields = self._fields(job)
+            decisions.append((job, worker._decide(job, error, fields), fields))
+        for job, _ in exhausted:
+            reason = "attempts_exhausted: lease expired on the last attempt"
+            decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
+        now = worker.node.clock()
+        done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
+        accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
+        for job, decision, _ in decisions:
+            if decision.outcome == "done":
+                outcomes[job.id] = "done" if job.id in accepted else "lost"
+                continue
+            ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
+            outcomes[job.id] = decision.outcome if ok else "lost"
+        return outcomes
+
+    def _report_all(
+        self,
+        results: list[tuple[ClaimedJob, Any, float]],
+        decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]],
+        outcomes: dict[int, OutcomeName],
+    ) -> None:
+        worker = self.worker
         finished = {job.id: at for job, _, at in results}
         for job, decision, fields in decisions:
             outcome = outcomes[job.id]
@@ -838,31 +879,28 @@ class _Lane:
                     run_at=decision.run_at,
                 )
             )
-        if claimed:
-            self._hold(claimed)
-            if not self._stopping:  # else _drain no longer waits for them: they run after their leases
-                await self._start(claimed, asyncio.get_running_loop().time())
 
     async def _claim_next(
         self, session: AsyncSession, results: list[tuple[ClaimedJob, Any, float]]
-    ) -> list[ClaimedJob]:
+    ) -> tuple[list[ClaimedJob], int] | None:
         """The jobs the loop would claim once ``results`` free their slots, claimed in the
-        transaction that records them (decision 104): on SQLite one write and one commit (two
-        hand-offs to aiosqlite's thread) fewer per batch, and no claim after every record."""
+        transaction that records them (decision 104), and how many it asked for; ``None`` when
+        the loop would not claim. On SQLite a commit (a hand-off to aiosqlite's thread) fewer
+        per batch, on PostgreSQL a transaction, and no claim of the loop after every record."""
         self._release(results)
         free = self._free()
-        self._asked = free if self._claims_now(free) and not self._stopping else 0
-        if not self._asked:
-            return []
+        if not self._claims_now(free) or self._stopping:
+            return None
         worker = self.worker
-        return await queue.claim_kind(
+        jobs = await queue.claim_kind(
             session,
             self.kind.kind,
-            limit=self._asked,
+            limit=free,
             worker_id=worker.worker_id,
             lease=worker.lease,
             now=worker.node.clock(),
         )
+        return jobs, free
 
     def _hold(self, jobs: list[ClaimedJob], keys: dict[int, str] | None = None) -> None:
         for job in jobs:

@@ -998,6 +998,11 @@ async def test_a_lane_claims_its_next_jobs_in_the_transaction_that_records_the_l
         await asyncio.sleep(0.1)  # a claim after the last record would come now
         assert claims.count(False) == 1  # the first; the others rode on records, the last finding none
         assert claims.count(True) >= 6
+        async with sessions.begin() as session:  # a notify lets the loop claim again
+            await queue.enqueue_many(session, [queue.NewJob("instant", {"n": 24})], now=utc_now())
+        worker.notify({"instant"})
+        await _eventually(drained)
+        assert claims.count(False) == 2
     finally:
         stop.set()
         async with asyncio.timeout(1):  # the idle lane is woken by the stop, not by its poll
