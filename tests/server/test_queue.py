@@ -966,16 +966,15 @@ async def test_a_lane_claims_its_next_jobs_in_the_transaction_that_records_the_l
     registry = LaneRegistry()
     registry.add_lane(_InstantLane(), _noop)
     worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
-    recorded: set[int] = set()  # sessions in which outcomes were recorded
-    claims: list[bool] = []  # each claim: in such a session?
+    claims: list[bool] = []  # each claim: in a session that recorded outcomes?
     complete_many, claim_kind = queue.complete_many, queue.claim_kind
 
     async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> set[int]:
-        recorded.add(id(session))
+        session.info["recorded"] = True
         return await complete_many(session, *args, **kwargs)
 
     async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[ClaimedJob]:
-        claims.append(id(session) in recorded)
+        claims.append("recorded" in session.info)
         return await claim_kind(session, *args, **kwargs)
 
     monkeypatch.setattr(queue, "complete_many", completing)
