@@ -621,8 +621,7 @@ class _Lane:
         # fewer jobs than it asked for (None: since then, a claim may find some).
         self.notices = 0
         self._empty_at: int | None = None
-        # Claim when a quarter of the slots is free (or none is held): claims stay batched.
-        self._batch = max(1, kind.max_in_flight // 4)
+        self._batch = max(1, kind.max_in_flight // 4)  # see _worth
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -663,12 +662,15 @@ class _Lane:
             await self._drain(recorder)
 
     def _claims_now(self, free: int) -> bool:
-        """Whether ``free`` slots are worth a claim: a quarter of the lane, or any when none is
-        held; and whether one may find jobs: not when the last claim of a lane without keys took
-        fewer than it asked for and no notify came since (each such claim was a write
+        """Whether the loop claims for ``free`` slots: when they are worth a claim
+        (:meth:`_worth`) and one may find jobs: not when the last claim of a lane without keys
+        took fewer than it asked for and no notify came since (each such claim was a write
         transaction finding nothing, after every claim that found some, decision 104)."""
-        fits = free >= self._batch or (free > 0 and not self.held)
-        return fits and self._empty_at != self.notices
+        return self._worth(free) and self._empty_at != self.notices
+
+    def _worth(self, free: int) -> bool:
+        """A quarter of the lane free, or any slot when none is held: claims stay batched."""
+        return free >= self._batch or (free > 0 and not self.held)
 
     def _free(self) -> int:
         """Slots this lane may claim now.
@@ -889,7 +891,9 @@ class _Lane:
         per batch, on PostgreSQL a transaction, and no claim of the loop after every record."""
         self._release(results)
         free = self._free()
-        if not self._claims_now(free) or self._stopping:
+        # Even after a claim that found fewer than it asked for: in a transaction that runs
+        # anyway, it takes what a worker in another process (no notify) has to poll for.
+        if not self._worth(free) or self._stopping:
             return None
         worker = self.worker
         jobs = await queue.claim_kind(
