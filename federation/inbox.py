@@ -38,7 +38,6 @@ The checks, in order (each stops the request):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -117,15 +116,13 @@ class InboundActivity:
     (other objects are bare references to resolve from the database or their origin); every
     host involved is allowed by the peer policy; the replay guard had not seen ``activity.id``.
     ``document`` is the decoded JSON exactly as received (keep it for audit and forwarding;
-    read fields from ``activity`` only), ``received_at`` the injected clock's time and
-    ``raw_body_sha256`` the hex SHA-256 of the body bytes.
+    read fields from ``activity`` only) and ``received_at`` the injected clock's time.
     """
 
     activity: Activity
     signer: VerifiedSigner
     document: JsonObject = field(hash=False, repr=False)
     received_at: datetime
-    raw_body_sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +221,6 @@ async def receive(request: IncomingRequest, deps: InboxDeps) -> InboundActivity 
         signer=signer,
         document=document,
         received_at=received_at,
-        raw_body_sha256=hashlib.sha256(body).hexdigest(),
     )
 
 
@@ -247,9 +243,7 @@ def restore(
     contained = _contain(activity, host_of(activity.actor), uris)
     if contained is None:
         return None
-    return InboundActivity(
-        activity=contained, signer=signer, document=document, received_at=received_at, raw_body_sha256=""
-    )
+    return InboundActivity(activity=contained, signer=signer, document=document, received_at=received_at)
 
 
 def _ignored(reason: IgnoredReason, document: JsonObject) -> Ignored:

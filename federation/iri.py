@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .netguard import canonical_host
 
-__all__ = ["MAX_IRI_CHARS", "host_of", "is_http_iri"]
+__all__ = ["MAX_IRI_CHARS", "host_of", "http_authority", "is_http_iri"]
 
 MAX_IRI_CHARS: Final = 2048
 """Any IRI: longer ones are rejected (security case 28, Mastodon's published table)."""
@@ -44,6 +44,18 @@ def _is_http_iri_text(value: str) -> bool:
     # character is non-printable); the regex is the same predicate, kept for clarity.
     if not value.isprintable() or " " in value or _WHITESPACE.search(value) is not None:
         return False
+    authority = http_authority(value)
+    if authority is not None:
+        return _is_http_authority(*authority)
+    return _is_http_iri_parts(value)
+
+
+@lru_cache(maxsize=1024)
+def _is_http_authority(scheme: str, netloc: str) -> bool:
+    return _is_http_iri_parts(f"{scheme}://{netloc}")
+
+
+def _is_http_iri_parts(value: str) -> bool:
     try:
         parts = urlsplit(value)
         _ = parts.port
@@ -75,5 +87,31 @@ def host_of(iri: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _host_of_iri(iri: str) -> str:
+    authority = http_authority(iri)
+    if authority is not None:
+        return _canonical_authority(*authority)
     parts = urlsplit(iri)
     return canonical_host(parts.netloc, parts.scheme)
+
+
+@lru_cache(maxsize=1024)
+def _canonical_authority(scheme: str, netloc: str) -> str:
+    return canonical_host(netloc, scheme)
+
+
+# What urlsplit reads as the scheme and the authority of a printable "http(s)://…" IRI: the
+# authority ends at the first "/", "?" or "#", and nothing after it changes either. Unique
+# IRIs (every new activity and object has its own) share a few authorities, so the checks
+# that depend on the authority only run once per authority, not once per IRI.
+_HTTP_AUTHORITY: Final = re.compile(r"(https?)://([^/?#]*)")
+
+
+def http_authority(iri: str) -> tuple[str, str] | None:
+    """``(scheme, authority)`` of a printable IRI starting ``http://`` or ``https://`` (lower
+    case), exactly as :func:`urllib.parse.urlsplit` reads them; ``None`` for anything else,
+    which callers check the long way (urlsplit also drops some characters a printable IRI
+    cannot hold)."""
+    if not iri.isprintable():
+        return None
+    match = _HTTP_AUTHORITY.match(iri)
+    return (match[1], match[2]) if match is not None else None

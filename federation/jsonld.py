@@ -467,6 +467,50 @@ def _top_level_outcome(canonical_context: str) -> _Active:
     return active
 
 
+def screen_top_level_context(context: Any, nodes: list[dict[str, Any]]) -> tuple[bool, bool] | None:
+    """:func:`has_forbidden_keywords` and :func:`uses_only_known_contexts` at once, for a document
+    whose only ``@context`` is the top-level one, ``context``; ``nodes`` are the document's
+    objects (:func:`objects_of`). ``None`` when ``context`` cannot be serialised (the caller
+    then asks the two functions).
+
+    Peers send the same few top-level contexts over and over, so what each check makes of one
+    (its dangerous terms, its verdict) is computed once per distinct context; what remains per
+    document is a scan of its keys. With no other ``@context`` the two functions reduce to
+    exactly this: the dangerous terms come from that context alone, and it is the only one
+    ``uses_only_known_contexts`` applies (``tests/schemas/test_jsonld_offline.py`` compares them).
+    """
+    try:
+        canonical = _canonical(context)
+    except (RecursionError, ValueError):
+        return None
+    suspicious = _suspicious_terms_cached(canonical)
+    forbidden = suspicious is None or any(not suspicious.isdisjoint(node) for node in nodes)
+    try:
+        plain_json = _top_level_cached(canonical) is not None
+    except (RecursionError, ValueError):  # as uses_only_known_contexts: not plain JSON
+        plain_json = False
+    return forbidden, plain_json
+
+
+def has_keyword_keys(nodes: list[dict[str, Any]]) -> bool:
+    """Does one of ``nodes`` (:func:`objects_of`) use ``@graph``, ``@included`` or ``@reverse`` as a key?"""
+    return any(not FORBIDDEN_KEYWORDS.isdisjoint(node) for node in nodes)
+
+
+def objects_of(document: Any) -> list[dict[str, Any]]:
+    """Every JSON object of ``document`` except context definitions, the document itself first."""
+    return list(_walk(document))
+
+
+@lru_cache(maxsize=256)
+def _suspicious_terms_cached(canonical_context: str) -> frozenset[str] | None:
+    # None: the context could hide an alias (an unknown one, or nested absurdly deep).
+    suspicious = set(FORBIDDEN_KEYWORDS)
+    if not _collect_suspicious_terms(json.loads(canonical_context), suspicious, nesting=0):
+        return None
+    return frozenset(suspicious)
+
+
 def has_forbidden_keywords(document: Any) -> bool:
     """Tell whether ``document`` uses ``@graph``, ``@included`` or ``@reverse``, directly or disguised.
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
 
+from .iri import http_authority
 from .types import Iri
 
 APPLICATION_ACTOR: Final = "/actor"
@@ -89,6 +90,18 @@ def _origin(iri: str) -> str | None:
     # "no whitespace and no control character", in C instead of a generator per character.
     if not iri.isprintable() or " " in iri:
         return None
+    authority = http_authority(iri)
+    if authority is not None:
+        return _authority_origin(*authority)
+    return _origin_parts(iri)
+
+
+@lru_cache(maxsize=1024)
+def _authority_origin(scheme: str, netloc: str) -> str | None:
+    return _origin_parts(f"{scheme}://{netloc}")
+
+
+def _origin_parts(iri: str) -> str | None:
     try:
         parts = urlsplit(iri)
         port = parts.port

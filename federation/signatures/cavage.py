@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ..errors import InsufficientCoverage, MalformedHeader, SignatureError, SignatureExpired
@@ -76,6 +77,10 @@ class CavageSignature:
         return self.algorithm or "hs2019"
 
 
+# The inbox parses each request's header twice (its keyId is checked against the peer policy
+# before verification parses it again); the second parse is a hit. Only results are kept (a
+# malformed header raises every time) and they are frozen values.
+@lru_cache(maxsize=256)
 def parse_signature_header(value: str) -> CavageSignature:
     """Parse a draft-cavage ``Signature`` header value.
 
@@ -341,6 +346,8 @@ def check_freshness(
         )
 
 
+# A Date header changes once a second and every request of that second carries the same one.
+@lru_cache(maxsize=64)
 def parse_http_date(value: str) -> datetime:
     """Parse an HTTP ``Date`` value (IMF-fixdate or the obsolete forms) as an aware UTC time.
 

@@ -155,6 +155,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def check_json_depth(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Refuse JSON text nested deeper than ``max_depth``, measured before decoding, without recursion.
 
@@ -192,7 +195,9 @@ def decode_json_object(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> JsonO
         raise MalformedPayload("the body is not UTF-8") from exc
     check_json_depth(text, max_depth=max_depth)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads, whose decoder is built per call with options
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except RecursionError as exc:  # unreachable after the scan; never let it escape
         raise MalformedPayload("the JSON document is nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, over-long integers
@@ -273,17 +278,39 @@ def check_json_ld(doc: JsonObject) -> None:
     """
     if "signature" in doc:
         doc = {key: value for key, value in doc.items() if key != "signature"}
-    screened = _without_unknown_contexts(doc)
-    if jsonld.has_forbidden_keywords(screened):
+    forbidden, plain_json = _screen(doc)
+    if forbidden:
         raise InvalidDocument(
             "JSON-LD @graph, @included and @reverse (or aliases of them, or a @context too malformed"
             " to rule them out) are not accepted",
             rule="jsonld_keyword",
         )
-    if not jsonld.uses_only_known_contexts(screened):
+    if not plain_json:
         raise InvalidDocument(
             "the @context redefines a core ActivityStreams term or aliases a keyword", rule="jsonld_context"
         )
+
+
+def _screen(doc: JsonObject) -> tuple[bool, bool]:
+    """(forbidden keywords?, readable as plain JSON?) for :func:`check_json_ld`.
+
+    Nearly every activity has one ``@context``, at the top: its verdicts are then computed once
+    per distinct context (:func:`federation.jsonld.screen_top_level_context`) and the document
+    is walked once. Anything else goes through the general checks.
+    """
+    nodes = jsonld.objects_of(doc)
+    if not any("@context" in node for node in nodes[1:]):
+        if "@context" not in doc:  # no context at all: nothing is redefined
+            return jsonld.has_keyword_keys(nodes), True
+        known = schemas.context_iris()
+        context = doc["@context"]
+        if _has_unknown_context(context, known):
+            context = _filter_context(context, known)
+        verdict = jsonld.screen_top_level_context(context, nodes)
+        if verdict is not None:
+            return verdict
+    screened = _without_unknown_contexts(doc)
+    return jsonld.has_forbidden_keywords(screened), jsonld.uses_only_known_contexts(screened)
 
 
 def _without_unknown_contexts(doc: JsonObject) -> Any:

@@ -174,7 +174,6 @@ def _inbound(document: dict[str, Any]) -> InboundActivity:
         signer=signer,
         document=document,
         received_at=datetime.now(UTC),
-        raw_body_sha256="",
     )
 
 
@@ -321,13 +320,15 @@ async def run(args: argparse.Namespace) -> list[Cost]:
              "hand-offs (SQLite) or round trips (PostgreSQL)/activity",
              "CPU ms/activity", "activities/s (wall)"],
             [c.row() for c in costs],
-        )  # fmt: skip
+        )
     )
     return costs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=1200, help="activities stored then drained (default 1200)")
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--engines", default="sqlite,postgresql", help="sqlite, postgresql or both")

@@ -147,5 +147,28 @@ def test_a_live_policy_is_replaced_whole() -> None:
     live = LivePolicy(PeerPolicy.open_network())
     assert live.allows("evil.example") and live.version == 0
     live.replace(PeerPolicy.open_network(["evil.example"]), 3)
-    assert not live.allows("evil.example") and not live.allows_actor("https://evil.example/u") and live.version == 3
+    assert not live.allows("evil.example") and not live.allows_actor("https://evil.example/u")
+    assert live.version == 3
     assert live.current.blocked
+
+
+def test_a_live_policy_reads_a_host_once_until_it_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation import policy as policy_module
+    from federation.policy import LivePolicy
+
+    live = LivePolicy(PeerPolicy.closed_network(["peer.example"], blocked_actors=["https://peer.example/u/troll"]))
+    calls: list[str] = []
+    canonical = policy_module.canonical_host
+    monkeypatch.setattr(policy_module, "canonical_host", lambda host: calls.append(host) or canonical(host))
+    for _ in range(3):
+        live.check("peer.example")
+        live.check_actor("https://peer.example/u/alice")
+        with pytest.raises(PeerNotAllowed, match=r"other\.example"):
+            live.check("other.example")
+        with pytest.raises(PeerNotAllowed):
+            live.check_actor("https://peer.example/u/troll")  # blocked one by one, whatever its host
+    assert calls.count("peer.example") == 1  # (a refusal is worded by the policy itself, each time)
+    live.replace(PeerPolicy.open_network(["peer.example"]), 1)
+    with pytest.raises(PeerNotAllowed):
+        live.check("peer.example")
+    assert live.allows("other.example")

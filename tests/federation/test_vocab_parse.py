@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from federation import jsonld
 from federation.compat import lemmy
 from federation.errors import InvalidDocument, MalformedPayload
 from federation.types import AS_PUBLIC
@@ -692,6 +693,37 @@ def test_depth_limit_is_exact() -> None:
 def test_non_objects_and_invalid_json_are_malformed(body: bytes) -> None:
     with pytest.raises(MalformedPayload):
         parse.decode_json_object(body)
+
+
+_LITEPUB = "https://pleroma.example/schemas/litepub-0.1.jsonld"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        [_LITEPUB],
+        _LITEPUB,
+        ["https://www.w3.org/ns/activitystreams", _LITEPUB, {"g": "@graph"}],
+        ["https://www.w3.org/ns/activitystreams", _LITEPUB, {"actor": "as:object"}],
+        ["https://www.w3.org/ns/activitystreams", _LITEPUB, {"@language": "und"}],
+    ],
+)
+def test_one_top_level_context_is_screened_without_unknown_ones_like_the_general_path(context: Any) -> None:
+    doc = _create(_note())
+    doc["@context"] = context
+    doc["object"]["g"] = []
+    screened = parse._without_unknown_contexts(doc)
+    general = (jsonld.has_forbidden_keywords(screened), jsonld.uses_only_known_contexts(screened))
+    assert parse._screen(doc) == general
+
+
+def test_a_document_without_context_is_screened_for_keyword_keys_only() -> None:
+    doc = _create(_note())
+    del doc["@context"]
+    parse.check_json_ld(doc)  # nothing redefined: plain JSON
+    doc["object"]["@included"] = [{"id": "https://peer.example/u/1", "type": "Undo"}]
+    with pytest.raises(InvalidDocument, match="@graph"):
+        parse.check_json_ld(doc)
 
 
 def test_pleroma_style_instance_context_is_accepted() -> None:

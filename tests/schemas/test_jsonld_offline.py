@@ -365,3 +365,39 @@ def test_deeply_nested_documents_get_an_answer_not_an_exception() -> None:
     assert jsonld.has_forbidden_keywords({"@context": deep_context}) is True
     with pytest.raises(InvalidDocument):
         jsonld.expand({"@context": AS, "object": deep})
+
+
+# -- the inbox's fast path: one top-level context, verdicts cached per context -------------------
+
+_CHANGES = [
+    {"Follow": "as:Undo"},
+    {"sender": "as:actor"},
+    {"incl": "@included"},
+    {"actor": None},
+    {"@base": "https://evil.example/"},
+    {"@import": "https://evil.example/ctx"},
+    {"Hashtag": {"@id": "as:Hashtag", "@context": {"actor": "as:object"}}},
+]
+TOP_LEVEL_ONLY: list[Any] = [
+    *(v for v in CASE_20_VARIANTS.values() if "@context" not in v.get("object", {})),
+    *({"@context": [AS, SEC, inline], "type": "Follow", "actor": "https://p.ex/u"} for inline in _CHANGES),
+    *({"@context": context, "type": "Note", "x": 1} for context in ODD_CONTEXTS),
+    {"@context": [AS, None], "type": "Note"},
+    {"@context": None, "type": "Note"},
+    {"@context": [AS, "https://evil.example/ctx"], "type": "Note"},
+    {"@context": [AS, {"g": "@graph"}], "type": "Note", "object": {"type": "Note", "g": []}},
+    {"@context": ["https://w3id.org/identity/v1", AS, SEC], "type": "Person"},
+    {"@context": [AS, SEC, "https://w3id.org/identity/v1"], "type": "Person"},
+    load_payload("mastodon/create_note.json"),
+    load_payload("mastodon/follow.json"),
+    load_payload("fedify/create_note.json"),
+]
+
+
+@pytest.mark.parametrize("document", TOP_LEVEL_ONLY, ids=range(len(TOP_LEVEL_ONLY)))
+def test_the_top_level_screen_answers_like_the_two_general_checks(document: Any) -> None:
+    nodes = jsonld.objects_of(document)
+    assert not any("@context" in node for node in nodes[1:])
+    general = (jsonld.has_forbidden_keywords(document), jsonld.uses_only_known_contexts(document))
+    assert jsonld.screen_top_level_context(document["@context"], nodes) == general
+    assert jsonld.screen_top_level_context(document["@context"], nodes) == general  # cached: same answer

@@ -36,7 +36,6 @@ def _verified_from(host: str) -> InboundActivity:
         signer=signer,
         document=document,
         received_at=datetime.now(UTC),
-        raw_body_sha256="",
     )
 
 

@@ -64,7 +64,6 @@ def _inbound(host: str, user: str, n: int) -> InboundActivity:
         signer=signer,
         document=document,
         received_at=datetime.now(UTC),
-        raw_body_sha256="",
     )
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
+from typing import Any
 
+import aiosqlite
+import pytest
 from sqlalchemy import func, select
 
 from federation.inbox import InboundActivity
@@ -15,6 +19,7 @@ from federation.vocab.parse import parse_activity
 from server.appkeys import INBOX_WRITER
 from server.db import queue
 from server.db.models import Actor, InboxActivity, InboxItem, Job
+from server.db.queries.inbox import ProcessingJob, Received, store_received
 from tests.support.nodes import Node
 
 ACTOR = "https://peer.example/users/alice"
@@ -34,7 +39,6 @@ def inbound(n: int) -> InboundActivity:
         signer=signer,
         document=document,
         received_at=datetime.now(UTC),
-        raw_body_sha256="",
     )
 
 
@@ -102,3 +106,55 @@ async def test_a_stored_activity_reads_back_as_received_and_its_job_is_claimable
     assert (job.kind, job.payload) == ("process_inbox", {"inbox_activity_id": row_id})
     assert job.priority == queue.Priority.INTERACTIVE
     assert job.max_attempts == queue.DEFAULT_MAX_ATTEMPTS and job.created_at == job.run_at
+
+
+async def test_a_batch_is_one_hand_off_to_the_sqlite_thread(
+    node: Node, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements and commit run together in aiosqlite's thread (decision 101), a filing included."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("aiosqlite's thread is SQLite's")
+    await node.create_association("demo")
+    alice = await node.add_member("alice", "demo")
+    owner = int(await node.scalar(select(Actor.id).where(Actor.iri == alice)))
+    earlier, new = _received(1), _received(2)
+    job = ProcessingJob("process_inbox", priority=queue.Priority.INTERACTIVE, max_attempts=3)
+    async with node.sessions() as session:
+        await store_received(session, [earlier], filed=[], hosts=[], job=job, now=datetime.now(UTC))
+    hand_offs: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self is driver:  # the node's worker may use other connections meanwhile
+            hand_offs.append(getattr(fn, "__name__", repr(fn)))
+        return await execute(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    async with node.sessions() as session:
+        driver = (await (await session.connection()).get_raw_connection()).driver_connection
+        # A new activity for the shared inbox and, in the same batch, the earlier one for alice's
+        created = await store_received(
+            session,
+            [new, earlier],
+            filed=[(earlier.iri, owner)],
+            hosts=["peer.example"],
+            job=job,
+            now=datetime.now(UTC),
+        )
+    assert list(created) == [new.iri]
+    assert hand_offs == ["_store_sqlite_batch"]
+    assert await _count(node, InboxItem) == 1
+    assert await _count(node, InboxActivity) == 2
+
+
+def _received(n: int) -> Received:
+    activity = inbound(n)
+    return Received(
+        iri=activity.activity.id,
+        actor_iri=ACTOR,
+        type="Like",
+        object_iri="https://peer.example/notes/1",
+        signer_key_iri=activity.signer.key_id,
+        document=json.dumps(activity.document),
+        received_at=activity.received_at,
+    )
