@@ -336,7 +336,8 @@ class InboxLane:
             if activity_id is not None and isinstance(result, str):
                 marks.append((activity_id, result))
             outcomes.append(None)
-        await inbox_queries.mark_processed(session, marks, now=self._fed.node.clock())
+        # Sent with the completion of the batch's jobs: one hand-off or statement (decision 104).
+        inbox_queries.mark_processed_later(session, marks, now=self._fed.node.clock())
         return outcomes
 
 
