@@ -53,8 +53,8 @@ from server.http.middlewares import (
     request_id_middleware,
 )
 from server.http.proxies import forwarded_middleware
-from server.http.routing import MemoRouter
 from server.http.ratelimit import HostRateLimiter
+from server.http.routing import MemoRouter
 from server.jobs.runner import build_node_context
 from server.jobs.tasks import default_registry, schedule_periodic_jobs
 from server.jobs.worker import Worker
@@ -126,6 +126,8 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
         shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
     fed.wakeups.append(worker.notify)
+    if fed.wake_channel is not None:  # other processes' enqueues wake it too (decision 100)
+        fed.wake_channel.listen(worker.notify)
     async with fed.node.sessions.begin() as session:
         await schedule_periodic_jobs(session, now=fed.node.clock())
     stop = asyncio.Event()

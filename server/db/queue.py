@@ -563,7 +563,8 @@ async def complete_many(
     the ids that were accepted (the others had lost their lease).
 
     One ``UPDATE … RETURNING`` through the bare driver per attempt number among ``jobs`` (nearly
-    always one: a lane's batch is mostly first attempts) and per 500 ids (decision 95).
+    always one: a lane's batch is mostly first attempts) and per 500 ids (decision 95); the first
+    carries the writes left by ``bare.later`` (the inbox lane's marks, decision 104).
     """
     _check_aware(now, "now")
     by_attempt: dict[int, set[int]] = {}

@@ -126,6 +126,8 @@ async def run_worker_process(
                     shutdown_timeout_s=settings.server.shutdown_timeout_s,
                 )
                 fed.wakeups.append(worker.notify)
+                if fed.wake_channel is not None:  # other processes' enqueues wake it too (decision 100)
+                    fed.wake_channel.listen(worker.notify)
                 with collector_policy(settings.server):  # as `serve` does once started
                     await worker.run(stop_event)
         finally:

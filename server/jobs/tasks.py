@@ -29,15 +29,15 @@ from server.jobs.registry import DeferJob, JobContext, JobError, JobRegistry, Pe
 from server.jobs.worker import LaneRegistry
 from server.services.actors.remote import known_actor
 from server.services.content import local as content
+from server.services.content import polls
 from server.services.content.remote import facts_read_together, facts_wanted
 from server.services.delivery import fanout as delivery
-from server.services.membership import following, suspension
-from server.services.content import polls
-from server.services.inbox import process as inbox_service
-from server.services.media import uploads as media_service
-from server.services.moderation import blocklists
 from server.services.federation import Federation
+from server.services.inbox import process as inbox_service
 from server.services.inbox.handlers import router
+from server.services.media import uploads as media_service
+from server.services.membership import following, suspension
+from server.services.moderation import blocklists
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class DeliverLane:
     """
 
     kind = delivery.DELIVER
+    # A fan-out running in the main loop does not narrow this lane while it plans (decision 100).
+    fed_by = frozenset({delivery.FANOUT})
 
     def __init__(self, fed: Federation) -> None:
         settings = fed.node.settings
@@ -334,7 +336,8 @@ class InboxLane:
             if activity_id is not None and isinstance(result, str):
                 marks.append((activity_id, result))
             outcomes.append(None)
-        await inbox_queries.mark_processed(session, marks, now=self._fed.node.clock())
+        # Sent with the completion of the batch's jobs: one hand-off or statement (decision 104).
+        inbox_queries.mark_processed_later(session, marks, now=self._fed.node.clock())
         return outcomes
 
 
@@ -361,7 +364,10 @@ def default_registry(fed: Federation | None = None) -> JobRegistry:
             priority=ctx.job.priority,
             policy=fed.policy,
             also=[a for a in also if isinstance(a, str)] if isinstance(also, list) else None,
-            on_queued=fed.notify_worker,
+            # Only the delivery lanes: a page queues nothing else, and waking every loop (here
+            # and, through the wake-up channel, in the other processes) cost a claim per page
+            # that contended with the planner's next page for SQLite's write lock.
+            on_queued=lambda: fed.notify_worker({delivery.DELIVER}),
             resolve=fed.resolves,
         )
 

@@ -21,6 +21,7 @@ Guarantees and limits:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -127,6 +128,9 @@ class BatchKind(Protocol):
     per claim condition); a :class:`KeyedBatchKind` caps the jobs held per key.
 
     The kind keeps a per-job handler in the registry too: :meth:`Worker.run_batch` uses it.
+    Optionally, ``fed_by``: the kinds whose jobs queue this lane's jobs (a fan-out queues
+    deliveries); their handlers running in the main loop do not narrow the lane (see
+    :meth:`_Lane._free`), optionally ``close()``: resources to release when the lane stops.
     """
 
     @property
@@ -145,7 +149,8 @@ class BatchKind(Protocol):
     ) -> list[BaseException | None]:
         """Record the results in ``session`` and return each job's outcome: ``None`` when done,
         a :class:`RetryJob`, :class:`DeferJob` or :class:`PermanentJobFailure`, or an
-        unexpected exception (a result that was one is passed back as it is)."""
+        unexpected exception (a result that was one is passed back as it is). Writes left with
+        ``server.db.queries.bare.later`` go with the completion of the jobs done (decision 104)."""
         ...
 
 
@@ -273,6 +278,7 @@ class Worker:
             self._wake.set()
         for lane in self._lanes:
             if kinds is None or lane.kind.kind in kinds:
+                lane.notices += 1
                 lane.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -415,6 +421,8 @@ class Worker:
         await stop.wait()
         self._claim_now = True
         self._wake.set()
+        for lane in self._lanes:  # an idle lane waits for its poll interval otherwise
+            lane.wake.set()
 
     async def _sleep(self, timeout_s: float) -> bool:
         """Wait for a wake-up or ``timeout_s``; True when woken."""
@@ -602,6 +610,7 @@ class _Lane:
         self._keyed = kind if isinstance(kind, KeyedBatchKind) else None
         self.wake = asyncio.Event()
         self._finished = asyncio.Event()
+        self._fed_by: frozenset[str] = frozenset(getattr(kind, "fed_by", ()))
         # job id -> (key, priority), from the claim until the outcome is committed (key "": no keys)
         self.held: dict[int, tuple[str, int]] = {}
         self._per_key: Counter[str] = Counter()
@@ -610,21 +619,32 @@ class _Lane:
         self._claimed_at: dict[int, float] = {}
         self._recording = False
         self._stopping = False
+        # The last claim chose jobs that another worker claimed first (SQLite reads candidates
+        # without a lock; claim_ids leaves out what is no longer runnable).
+        self._lost = False
+        # Claimed in a record's transaction (decision 104), for the loop to start in claim order.
+        self._handed: list[ClaimedJob] = []
+        # notify() calls for this lane; the count when a claim of a lane without keys last took
+        # fewer jobs than it asked for (None: since then, a claim may find some).
+        self.notices = 0
+        self._empty_at: int | None = None
+        self._batch = max(1, kind.max_in_flight // 4)  # see _worth
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         recorder = asyncio.create_task(self._recorder(), name=f"lane-recorder-{self.kind.kind}")
         failures = 0
+        lost_in_a_row = 0
         woken = True  # the first pass claims; later, a poll's timeout asks runnable_now first
-        # Claim when a quarter of the slots is free (or none is held): claims stay batched.
-        batch = max(1, self.kind.max_in_flight // 4)
         try:
             while not stop.is_set():
                 self.wake.clear()
-                free = self.kind.max_in_flight - len(self.held)
-                if (free >= batch or (free > 0 and not self.held)) and (
+                jobs: list[ClaimedJob] = []
+                claimed = False
+                if self._claims_now(self.kind.max_in_flight - len(self.held)) and (
                     woken or await self.worker.runnable_now((self.kind.kind,))
                 ):
+                    claimed = True
                     try:
                         jobs = await self._claim()
                         failures = 0
@@ -634,10 +654,18 @@ class _Lane:
                             "job claim failed",
                             extra={"worker_id": self.worker.worker_id, "kind": self.kind.kind},
                         )
-                        jobs = []
-                    if jobs:
-                        await self._start(jobs, loop.time())
-                        continue
+                if not jobs:
+                    jobs, self._handed = self._handed, []
+                if jobs:
+                    lost_in_a_row = 0
+                    await self._start(jobs, loop.time())
+                    continue
+                if claimed and self._lost and not self.held and lost_in_a_row < _LOST_CLAIM_RETRIES:
+                    # Another process took what this claim read, and more may be runnable;
+                    # with nothing held, no commit of ours would wake this loop before the poll.
+                    lost_in_a_row += 1
+                    continue
+                lost_in_a_row = 0
                 delay = self.worker.poll_interval_s
                 if failures:
                     delay = max(delay, min(delay * 2 ** min(failures, 16), _MAX_ERROR_BACKOFF_S))
@@ -646,35 +674,55 @@ class _Lane:
                     await asyncio.wait_for(self.wake.wait(), delay)
                 except TimeoutError:
                     woken = False
+                    self._empty_at = None  # jobs of other processes, retries come due
         finally:
             await self._drain(recorder)
+
+    def _claims_now(self, free: int) -> bool:
+        """Whether the loop claims for ``free`` slots: when they are worth a claim
+        (:meth:`_worth`) and one may find jobs: not when the last claim of a lane without keys
+        took fewer than it asked for and no notify came since (each such claim was a write
+        transaction finding nothing, after every claim that found some, decision 104)."""
+        return self._worth(free) and self._empty_at != self.notices
+
+    def _worth(self, free: int) -> bool:
+        """A quarter of the lane free, or any slot when none is held: claims stay batched."""
+        return free >= self._batch or (free > 0 and not self.held)
 
     def _free(self) -> int:
         """Slots this lane may claim now.
 
         Up to :attr:`BatchKind.max_in_flight` while the worker runs no other handler; while it
         does, the lane and the main loop share ``concurrency`` slots (see
-        :meth:`Worker._claim_shared`), as one handler per job did.
+        :meth:`Worker._claim_shared`), as one handler per job did. A handler of a kind that
+        feeds the lane (``fed_by``) does not count: a fan-out planning its pages would
+        otherwise hold its own deliveries to ``concurrency - 1`` in this process until the
+        last page (decision 100).
         """
         worker = self.worker
         free = self.kind.max_in_flight - len(self.held)
-        others = len(worker._tasks)
+        others = sum(1 for job in worker._tasks.values() if job.kind not in self._fed_by)
         if others:
             held = sum(len(lane.held) for lane in worker._lanes)
             free = min(free, worker.concurrency - others - held)
         return free
 
     async def _claim(self) -> list[ClaimedJob]:
+        """Claim for the free slots; the jobs a record claimed before (:meth:`_claim_next`) come
+        first, taken under the same lock: the lane starts its jobs in claim order, which
+        :class:`server.jobs.tasks.InboxLane` orders its runs by."""
+        self._lost = False
         async with self.worker._claim_lock:
             free = self._free()
-            if free <= 0:
-                return []
-            return await self._claim_up_to(free)
+            jobs = await self._claim_up_to(free) if free > 0 else []
+            handed, self._handed = self._handed, []
+            return handed + jobs
 
     async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
         worker = self.worker
         keyed = self._keyed
         if keyed is None:
+            notices = self.notices
             async with worker.node.sessions.begin() as session:
                 jobs = await queue.claim_kind(
                     session,
@@ -684,9 +732,8 @@ class _Lane:
                     lease=worker.lease,
                     now=worker.node.clock(),
                 )
-            for job in jobs:
-                self.held[job.id] = ("", job.priority)
-                self._per_key[""] += 1
+            self._hold(jobs)
+            self._empty_at = notices if len(jobs) < free else None
             return jobs
         now = worker.node.clock()
         cap = keyed.max_per_key
@@ -710,10 +757,8 @@ class _Lane:
             jobs = await queue.claim_ids(
                 session, list(chosen), worker_id=worker.worker_id, lease=worker.lease, now=now
             )
-        for job in jobs:
-            key = chosen[job.id]
-            self.held[job.id] = (key, job.priority)
-            self._per_key[key] += 1
+        self._lost = len(jobs) < len(chosen)
+        self._hold(jobs, chosen)
         return jobs
 
     async def _start(self, jobs: list[ClaimedJob], started: float) -> None:
@@ -772,24 +817,24 @@ class _Lane:
         ran = [(job, r) for job, r, _ in results if r is not _EXHAUSTED]
         decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]] = []
         outcomes: dict[int, OutcomeName] = {}
+        # A lane without keys claims its next jobs in the transaction that records these
+        # (decision 104), under the claim lock as any claim.
+        fused = self._keyed is None and not self._stopping
+        claimed: tuple[list[ClaimedJob], int] | None = None  # and how many were asked for
+        notices = self.notices
         try:
-            async with worker.node.sessions.begin() as session:
-                errors = await self.kind.record(session, ran) if ran else []
-                for (job, _), error in zip(ran, errors, strict=True):
-                    fields = self._fields(job)
-                    decisions.append((job, worker._decide(job, error, fields), fields))
-                for job, _ in exhausted:
-                    reason = "attempts_exhausted: lease expired on the last attempt"
-                    decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
-                now = worker.node.clock()
-                done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
-                accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
-                for job, decision, _ in decisions:
-                    if decision.outcome == "done":
-                        outcomes[job.id] = "done" if job.id in accepted else "lost"
-                        continue
-                    ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
-                    outcomes[job.id] = decision.outcome if ok else "lost"
+            async with contextlib.AsyncExitStack() as held_lock:
+                if fused:
+                    await held_lock.enter_async_context(worker._claim_lock)
+                async with worker.node.sessions.begin() as session:
+                    outcomes = await self._outcomes(session, ran, exhausted, decisions)
+                    if fused:
+                        claimed = await self._claim_next(session, results)
+                if claimed is not None:  # committed: for the loop to start
+                    jobs, asked = claimed
+                    self._hold(jobs)
+                    self._handed += jobs
+                    self._empty_at = notices if len(jobs) < asked else None
         except Exception:
             log.exception(
                 "job outcomes not recorded; they will run again when their leases expire",
@@ -797,16 +842,48 @@ class _Lane:
             )
             outcomes = {job.id: "unrecorded" for job, _, _ in results}
             decisions = [(job, _Decision("failed"), self._fields(job)) for job, _, _ in results]
+            claimed = None
         finally:
-            for job, _, _ in results:
-                entry = self.held.pop(job.id, None)
-                if entry is not None:
-                    key = entry[0]
-                    self._per_key[key] -= 1
-                    if self._per_key[key] <= 0:
-                        del self._per_key[key]
+            self._release(results)
             self.wake.set()
             worker._wake_if_lanes_leave_room()
+        self._report_all(results, decisions, outcomes)
+
+    async def _outcomes(
+        self,
+        session: AsyncSession,
+        ran: list[tuple[ClaimedJob, Any]],
+        exhausted: list[tuple[ClaimedJob, Any]],
+        decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]],
+    ) -> dict[int, OutcomeName]:
+        """Record the results in ``session``; ``decisions`` gets each job's decision."""
+        worker = self.worker
+        outcomes: dict[int, OutcomeName] = {}
+        errors = await self.kind.record(session, ran) if ran else []
+        for (job, _), error in zip(ran, errors, strict=True):
+            fields = self._fields(job)
+            decisions.append((job, worker._decide(job, error, fields), fields))
+        for job, _ in exhausted:
+            reason = "attempts_exhausted: lease expired on the last attempt"
+            decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
+        now = worker.node.clock()
+        done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
+        accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
+        for job, decision, _ in decisions:
+            if decision.outcome == "done":
+                outcomes[job.id] = "done" if job.id in accepted else "lost"
+                continue
+            ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
+            outcomes[job.id] = decision.outcome if ok else "lost"
+        return outcomes
+
+    def _report_all(
+        self,
+        results: list[tuple[ClaimedJob, Any, float]],
+        decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]],
+        outcomes: dict[int, OutcomeName],
+    ) -> None:
+        worker = self.worker
         finished = {job.id: at for job, _, at in results}
         for job, decision, fields in decisions:
             outcome = outcomes[job.id]
@@ -826,6 +903,46 @@ class _Lane:
                     run_at=decision.run_at,
                 )
             )
+
+    async def _claim_next(
+        self, session: AsyncSession, results: list[tuple[ClaimedJob, Any, float]]
+    ) -> tuple[list[ClaimedJob], int] | None:
+        """The jobs the loop would claim once ``results`` free their slots, claimed in the
+        transaction that records them (decision 104), and how many it asked for; ``None`` when
+        the loop would not claim. On SQLite a commit (a hand-off to aiosqlite's thread) fewer
+        per batch, on PostgreSQL a transaction, and no claim of the loop after every record."""
+        self._release(results)
+        free = self._free()
+        # Even after a claim that found fewer than it asked for: in a transaction that runs
+        # anyway, it takes what a worker in another process (no notify) has to poll for.
+        if not self._worth(free) or self._stopping:
+            return None
+        worker = self.worker
+        jobs = await queue.claim_kind(
+            session,
+            self.kind.kind,
+            limit=free,
+            worker_id=worker.worker_id,
+            lease=worker.lease,
+            now=worker.node.clock(),
+        )
+        return jobs, free
+
+    def _hold(self, jobs: list[ClaimedJob], keys: dict[int, str] | None = None) -> None:
+        for job in jobs:
+            key = keys[job.id] if keys is not None else ""
+            self.held[job.id] = (key, job.priority)
+            self._per_key[key] += 1
+
+    def _release(self, results: list[tuple[ClaimedJob, Any, float]]) -> None:
+        """Free the slots of ``results`` (again: nothing)."""
+        for job, _, _ in results:
+            entry = self.held.pop(job.id, None)
+            if entry is not None:
+                key = entry[0]
+                self._per_key[key] -= 1
+                if self._per_key[key] <= 0:
+                    del self._per_key[key]
 
     def _fields(self, job: ClaimedJob) -> dict[str, object]:
         worker_id = self.worker.worker_id
@@ -862,6 +979,11 @@ class _Lane:
         if close is not None:
             close()
 
+
+_LOST_CLAIM_RETRIES = 3
+"""How many times in a row a lane holding nothing claims again at once when its claim lost every
+job it chose to another process; then it waits for a wake-up or its poll, as when nothing is
+runnable. A lane that holds jobs is woken by its next commit anyway."""
 
 _GROUP_COMMIT_WINDOW_S = 0.02
 """How long a lane's recorder waits for more outcomes before committing a small batch."""

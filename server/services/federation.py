@@ -20,12 +20,13 @@ from federation.ports import Transport
 from server import __version__
 from server.config import FederationSettings
 from server.db.models import Actor
-from server.services.context import NodeContext
-from server.services.errors import ServiceError
 from server.services.actors.key_resolver import RemoteKeyResolver
 from server.services.actors.remote import ActorFlights, SingleFlight, get_or_fetch_actor
 from server.services.actors.signing import instance_key_pair
+from server.services.context import NodeContext
+from server.services.errors import ServiceError
 from server.services.inbox.verified import VerifiedActivities
+from server.services.wakeup import WakeChannel
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class Federation:
     keys: RemoteKeyResolver
     actor_flights: ActorFlights = field(default_factory=SingleFlight)
     wakeups: list[Callable[[Collection[str] | None], None]] = field(default_factory=list)
+    wake_channel: WakeChannel | None = None
+    """Reaches the workers of this node's other processes (decision 100); ``None`` in tests
+    that build the runtime around a transport of their own."""
     verified: VerifiedActivities = field(default_factory=VerifiedActivities)
     """Verified activities from this process's inbox writer to its inbox lane (decision 102)."""
 
@@ -84,8 +88,9 @@ class Federation:
         return fetched.document
 
     def notify_worker(self, kinds: Collection[str] | None = None) -> None:
-        """Wake an in-process worker right after enqueuing (it polls otherwise); ``kinds``:
-        only what runs jobs of those kinds (``None``: everything)."""
+        """Wake the workers right after enqueuing (they poll otherwise): the in-process one,
+        and those of the node's other processes through :attr:`wake_channel`; ``kinds``: only
+        what runs jobs of those kinds (``None``: everything)."""
         for wake in self.wakeups:
             wake(kinds)
 
@@ -105,7 +110,7 @@ async def open_federation(node: NodeContext) -> AsyncIterator[Federation]:
     """Start the outbound HTTP transport (SSRF guard, limits) and the runtime around it."""
     # Imported here: the transport is the one aiohttp-backed object services receive (by port).
     from federation.transport import AiohttpTransport, build_user_agent
-
+    from server.services.inbox.process import PROCESS_INBOX
     from server.services.moderation.blocks import policy_sync
 
     policy = LivePolicy(peer_policy(node.settings.federation))
@@ -116,5 +121,11 @@ async def open_federation(node: NodeContext) -> AsyncIterator[Federation]:
     )
     async with transport:
         fed = build_federation(node, transport, policy)
-        async with policy_sync(fed):
-            yield fed
+        # Inbox activities are best processed where they were verified (decision 102).
+        fed.wake_channel = WakeChannel(node.settings.storage.data_dir / "wake", local_kinds={PROCESS_INBOX})
+        fed.wakeups.append(fed.wake_channel.send)
+        try:
+            async with policy_sync(fed):
+                yield fed
+        finally:
+            fed.wake_channel.close()

@@ -1,4 +1,4 @@
-"""Reads through the bare driver (server/db/queries/bare.py): the session's transaction, on both engines."""
+"""Statements through the bare driver (server/db/queries/bare.py) in a session's transaction."""
 
 from __future__ import annotations
 
@@ -36,3 +36,46 @@ async def test_a_read_sees_its_transaction_and_the_next_one_after_a_commit(node:
         assert await bare.fetch(session, NAME, [group_iri]) == [("Again",)]
         await session.rollback()
         assert await bare.fetch(session, NAME, [group_iri]) == [("Again",)]
+
+
+SUMMARY = "UPDATE actors SET summary = ? WHERE iri = ? RETURNING id"
+
+
+async def test_writes_left_for_the_next_write_go_with_it_and_commit_or_fail_with_it(node: Node) -> None:
+    """Decision 104: the inbox lane's marks travel with the completion of their jobs. On PostgreSQL
+    the bare driver's statements run outside SQLAlchemy's transaction, each its own: sent apart, a
+    mark would stay when its completion fails."""
+    first, second, third = [await node.create_association(name) for name in ("one", "two", "three")]
+    async with node.sessions.begin() as session:
+        bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Left", first])
+        bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Also", second])
+        assert len(await bare.write(session, SUMMARY, ["Sent", third])) == 1
+    read = "SELECT name, summary FROM actors WHERE iri = ?"
+    async with node.sessions() as session:
+        assert [(await bare.fetch(session, read, [iri]))[0] for iri in (first, second)] == [
+            ("Left", ""),
+            ("Also", ""),
+        ]
+        assert (await bare.fetch(session, read, [third]))[0][1] == "Sent"
+    with pytest.raises(Exception, match=r"(?i)null"):
+        async with node.sessions.begin() as session:
+            bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Never", first])
+            await bare.write(session, "UPDATE actors SET iri = NULL WHERE iri = ? RETURNING id", [third])
+    async with node.sessions() as session:
+        assert await bare.fetch(session, NAME, [first]) == [("Left",)]
+
+
+async def test_a_write_left_and_never_sent_fails_the_commit(node: Node) -> None:
+    group_iri = await node.create_association("demo")
+    async with node.sessions() as session:
+        before = await bare.fetch(session, NAME, [group_iri])
+    with pytest.raises(RuntimeError, match="never sent"):
+        async with node.sessions.begin() as session:
+            bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Lost", group_iri])
+    async with node.sessions() as session:
+        assert await bare.fetch(session, NAME, [group_iri]) == before
+        with pytest.raises(ValueError, match="without results"):
+            bare.later(session, SUMMARY, ["x", group_iri])
+        bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Unseen", group_iri])
+        with pytest.raises(ValueError, match=r"bare\.later"):  # a read would not see it
+            await bare.fetch(session, NAME, [group_iri])

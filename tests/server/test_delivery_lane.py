@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,15 +25,16 @@ from federation.http import Headers, IncomingRequest, OutgoingRequest, PeerRespo
 from federation.iri import host_of
 from federation.memory import MemoryKeyResolver
 from federation.signatures import verify_request
-from federation.types import utc_now
+from federation.types import AS_PUBLIC, utc_now
 from server.db import queue
 from server.db.engine import create_engine, create_sessionmaker
+from server.db.models import Activity, Actor, Delivery, Follow, Job, PeerHost
 from server.db.queries import actors as actor_queries
-from server.db.models import Activity, Actor, Delivery, Job, PeerHost
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.services.delivery import fanout as delivery
 from server.services.federation import build_federation
+from server.services.wakeup import WakeChannel
 from tests.support.nodes import Node, running_node, wait_until
 
 SLOW = "slow.example"
@@ -362,3 +364,167 @@ async def test_two_workers_on_their_own_connections_send_each_delivery_once(
             select(Job.state, func.count()).where(Job.kind == "deliver").group_by(Job.state)
         )
         assert dict(jobs.all()) == {"done": len(ids)}
+
+
+async def test_a_worker_of_another_process_claims_a_fan_out_at_once_when_woken(quiet_node: Node) -> None:
+    """A worker polling every 30 s, on an engine of its own as a separate process has, delivers
+    within seconds when the enqueuing process announces the deliveries on the node's wake-up
+    channel (decision 100); without it the first poll after its start finds nothing and it
+    sleeps past the test's timeout."""
+    node = quiet_node
+    transport = GateTransport(set())
+    engine = create_engine(node.settings.database)
+    worker = _worker(node, transport, per_host=4, in_flight=32, sessions=create_sessionmaker(engine))
+    worker.poll_interval_s = 30.0
+    directory = node.settings.storage.data_dir / "wake"
+    listening, enqueuing = WakeChannel(directory), WakeChannel(directory)
+    listening.listen(worker.notify)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.5)  # its first claim found nothing: it sleeps for 30 s
+        inboxes = [f"https://{h}/users/u/inbox" for h in FAST_HOSTS]
+        ids = await _activity_with_deliveries(node, inboxes)
+        enqueuing.send({delivery.DELIVER})
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="the woken worker's deliveries", timeout_s=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+        listening.close()
+        enqueuing.close()
+        await engine.dispose()
+    assert sorted(transport.sent) == sorted(inboxes)
+
+
+async def test_a_lane_whose_claim_another_process_took_claims_again_at_once(
+    quiet_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a lane reads its candidates without a lock: when another process claims all of
+    them first, the lane holds nothing that would wake it, so it reads again at once instead of
+    sleeping until its poll (here 30 s)."""
+    node = quiet_node
+    inboxes = [f"https://{h}/users/u/inbox" for h in FAST_HOSTS]
+    ids = await _activity_with_deliveries(node, inboxes)
+    claim_ids = queue.claim_ids
+    taken = False
+
+    async def first_taken_elsewhere(
+        session: AsyncSession, job_ids: list[int], **kwargs: Any
+    ) -> list[queue.ClaimedJob]:
+        nonlocal taken
+        if not taken:  # what another process's claim between the read and this one leaves
+            taken = True
+            return []
+        return await claim_ids(session, job_ids, **kwargs)
+
+    monkeypatch.setattr(queue, "claim_ids", first_taken_elsewhere)
+    transport = GateTransport(set())
+    worker = _worker(node, transport, per_host=4, in_flight=32)
+    worker.poll_interval_s = 30.0
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="the deliveries after a lost claim", timeout_s=10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert taken and sorted(transport.sent) == sorted(inboxes)
+
+
+async def test_a_fan_out_s_pages_wake_only_the_delivery_lanes(quiet_node: Node) -> None:
+    """A page of a fan-out queues deliveries only: its wake-up (in this process and, through the
+    wake-up channel, in the others) is for the delivery lanes, not for every worker loop, whose
+    claims would contend with the planning for SQLite's write lock."""
+    node = quiet_node
+    group_iri = await node.create_association("pages")
+    now = utc_now()
+    async with node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+        assert group is not None
+        followers = [
+            Actor(
+                iri=f"https://{host}/users/f",
+                local=False,
+                type="Person",
+                handle="f",
+                host=host,
+                inbox_iri=f"https://{host}/users/f/inbox",
+                created_at=now,
+                updated_at=now,
+            )
+            for host in FAST_HOSTS
+        ]
+        session.add_all(followers)
+        await session.flush()
+        session.add_all(
+            Follow(follower_id=f.id, followed_id=group.id, state="accepted", created_at=now)
+            for f in followers
+        )
+        activity = Activity(
+            iri=f"{group_iri}/a/pages",
+            actor_id=group.id,
+            type="Create",
+            visibility="public",
+            document={"id": f"{group_iri}/a/pages", "type": "Create", "actor": group_iri, "to": [AS_PUBLIC]},
+            published=now,
+        )
+        session.add(activity)
+        await session.flush()
+        await queue.enqueue(session, delivery.FANOUT, {"activity_id": activity.id}, now=now)
+    fed = build_federation(node.fed.node, GateTransport(set()))
+    woken: list[set[str] | None] = []
+    fed.wakeups.append(lambda kinds: woken.append(None if kinds is None else set(kinds)))
+    worker = Worker(fed.node, default_registry(fed), concurrency=2, poll_interval_s=0.05)
+    assert await worker.run_batch() == 1
+    async with node.sessions() as session:
+        queued = await session.scalar(
+            select(func.count()).select_from(Job).where(Job.kind == delivery.DELIVER)
+        )
+    assert queued == len(FAST_HOSTS)
+    assert woken and all(kinds == {delivery.DELIVER} for kinds in woken)
+
+
+async def test_a_fan_out_being_planned_does_not_narrow_its_delivery_lane(
+    quiet_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the main loop runs a handler, a lane shares the worker's ``concurrency`` slots with
+    it, except while that handler is a fan-out, which feeds the delivery lane: its first pages'
+    deliveries go out ``deliveries_in_flight`` at a time, not ``concurrency - 1`` (decision 100)."""
+    node = quiet_node
+    planning, planned = asyncio.Event(), asyncio.Event()
+
+    async def still_planning(*_: Any, **__: Any) -> delivery.FanoutResult:
+        planning.set()
+        await planned.wait()
+        return delivery.FanoutResult(0, 0)
+
+    monkeypatch.setattr(delivery, "fanout", still_planning)
+    async with node.sessions.begin() as session:
+        await queue.enqueue(session, delivery.FANOUT, {"activity_id": 1}, now=utc_now())
+    transport = GateTransport(set(FAST_HOSTS))  # every answer waits: the sends stay in flight
+    worker = _worker(node, transport, per_host=4, in_flight=32)  # concurrency 2
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.wait_for(planning.wait(), 10)
+        inboxes = [f"https://{h}/users/u{i}/inbox" for i in range(4) for h in FAST_HOSTS]
+        await _activity_with_deliveries(node, inboxes)
+        worker.notify({delivery.DELIVER})
+
+        async def all_in_flight() -> bool:
+            return transport.peak_total == len(inboxes)
+
+        await wait_until(all_in_flight, what="every delivery in flight beside the fan-out", timeout_s=10)
+    finally:
+        planned.set()
+        transport.release()
+        stop.set()
+        await asyncio.wait_for(task, 15)

@@ -986,3 +986,58 @@ async def test_run_worker_process_applies_the_collector_policy_while_it_runs(
     assert threshold == 5000
     assert frozen > 0  # what was alive once the worker had started
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_a_lane_claims_its_next_jobs_in_the_transaction_that_records_the_last(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], monkeypatch: Any
+) -> None:
+    """Decision 104: a lane without keys claims as its outcomes are recorded, in the same
+    transaction, rather than in one of its own after each record; and a claim there that found
+    fewer jobs than it asked for leaves the loop waiting instead of claiming again at once."""
+    registry = LaneRegistry()
+    registry.add_lane(_InstantLane(), _noop)
+    worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
+    claims: list[bool] = []  # each claim: in a session that recorded outcomes?
+    complete_many, claim_kind = queue.complete_many, queue.claim_kind
+
+    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> set[int]:
+        session.info["recorded"] = True
+        return await complete_many(session, *args, **kwargs)
+
+    async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[ClaimedJob]:
+        claims.append("recorded" in session.info)
+        return await claim_kind(session, *args, **kwargs)
+
+    monkeypatch.setattr(queue, "complete_many", completing)
+    monkeypatch.setattr(queue, "claim_kind", claiming)
+    async with sessions.begin() as session:
+        jobs = [queue.NewJob("instant", {"n": n}) for n in range(24)]
+        await queue.enqueue_many(session, jobs, now=utc_now())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def drained() -> bool:
+        async with sessions() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == "instant", Job.state != "done")
+            )
+        return left == 0
+
+    try:
+        await _eventually(drained)
+        await asyncio.sleep(0.1)  # a claim after the last record would come now
+        assert claims.count(False) == 1  # the first; the others rode on records, the last finding none
+        assert claims.count(True) >= 6
+        async with sessions.begin() as session:  # a notify lets the loop claim again
+            await queue.enqueue_many(session, [queue.NewJob("instant", {"n": 24})], now=utc_now())
+        worker.notify({"instant"})
+        await _eventually(drained)
+        assert claims.count(False) == 2
+    finally:
+        stop.set()
+        async with asyncio.timeout(1):  # the idle lane is woken by the stop, not by its poll
+            await task
+
+
+async def _noop(ctx: JobContext) -> None:
+    return None

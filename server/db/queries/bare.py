@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import orjson
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 
 class Reader:
@@ -74,6 +76,8 @@ async def fetch(session: Source, sql: str, params: Sequence[Any]) -> list[tuple[
         raise ValueError("bare.fetch runs reads only")
     if isinstance(session, Reader):
         return session.rows(sql, params)
+    if session.info.get(_LATER):  # it would not see them
+        raise ValueError("bare.fetch after a write left by bare.later")
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
@@ -89,20 +93,67 @@ async def fetch(session: Source, sql: str, params: Sequence[Any]) -> list[tuple[
 
 
 async def write(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """:func:`fetch` for an ``UPDATE`` (its ``RETURNING`` rows, if any) in ``session``'s transaction.
+    """:func:`fetch` for an ``UPDATE`` (its ``RETURNING`` rows, if any) in ``session``'s transaction,
+    sent together with the writes :func:`later` left for it.
 
-    On SQLite it goes through aiosqlite's thread (one hand-off), never inline: a write may wait on
-    ``busy_timeout`` for another process's writer, and the event loop must not. The ``sqlite3``
-    module opens the transaction before the first write; the session's commit ends it
-    (decision 95: the inbox lane's claim, record and completion).
+    On SQLite it goes through aiosqlite's thread (one hand-off for all of them), never inline: a
+    write may wait on ``busy_timeout`` for another process's writer, and the event loop must not.
+    The ``sqlite3`` module opens the transaction before the first write; the session's commit ends
+    it (decision 95: the inbox lane's claim, record and completion). On PostgreSQL the writes left
+    for it are the data-modifying ``WITH`` of ``sql``: one statement, so they commit together
+    (asyncpg's connection runs outside SQLAlchemy's transaction, each statement its own).
     """
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
     driver, postgresql = await _driver(session)
+    pending: list[tuple[str, Sequence[Any]]] = session.info.pop(_LATER, [])
     if postgresql:
+        if pending:
+            ahead = ", ".join(f"w{i} AS ({text})" for i, (text, _) in enumerate(pending))
+            sql = f"WITH {ahead} {sql}"
+            params = [*(p for _, given in pending for p in given), *params]
         return [tuple(record) for record in await driver.fetch(_numbered(sql), *params)]
-    return [tuple(row) for row in await driver.execute_fetchall(sql, _sqlite_params(params))]
+    if not pending:
+        return [tuple(row) for row in await driver.execute_fetchall(sql, _sqlite_params(params))]
+    statements = [(text, _sqlite_params(given)) for text, given in [*pending, (sql, params)]]
+    rows: list[tuple[Any, ...]] = await driver._execute(_sqlite_all, driver._conn, statements)  # one hand-off
+    return rows
+
+
+def later(session: AsyncSession, sql: str, params: Sequence[Any]) -> None:
+    """Leave a write without ``RETURNING`` (an ``UPDATE``) for the next :func:`write` on ``session``.
+
+    A batch's bookkeeping is several writes whose results are not needed (the inbox lane marks its
+    rows, then completes their jobs, decision 104): sent with the next write they cost one hand-off
+    to aiosqlite's thread instead of one each, one PostgreSQL round trip and no transaction of
+    their own. The session refuses to commit while one is still left (:func:`_nothing_left`), and
+    :func:`fetch` to read before they are sent. On PostgreSQL the statements of one ``WITH`` see the
+    same snapshot and must not change the same rows (the lane's touch two tables).
+    """
+    if not sql.startswith("UPDATE") or " RETURNING " in sql:
+        raise ValueError("bare.later leaves writes without results only")
+    session.info.setdefault(_LATER, []).append((sql, params))
+    if not event.contains(session.sync_session, "before_commit", _nothing_left):
+        event.listen(session.sync_session, "before_commit", _nothing_left)
+
+
+def _nothing_left(sync: Session) -> None:
+    """A write :func:`later` left and no :func:`write` sent must not be dropped silently: the
+    commit fails and the transaction rolls back."""
+    if sync.info.get(_LATER):
+        sync.info.pop(_LATER)
+        raise RuntimeError("a write left by bare.later was never sent")
+
+
+def _sqlite_all(
+    db: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]
+) -> list[tuple[Any, ...]]:
+    """Run in aiosqlite's thread: every statement in order, the last one's rows."""
+    rows: list[tuple[Any, ...]] = []
+    for sql, params in statements:
+        rows = [tuple(row) for row in db.execute(sql, params).fetchall()]
+    return rows
 
 
 def _sqlite_params(params: Sequence[Any]) -> tuple[Any, ...]:
@@ -116,6 +167,9 @@ def _sqlite_stamp(moment: datetime) -> str:
         raise ValueError("naive datetime given to a UTC column")
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
+
+_LATER = "bare.later"
+"""``session.info`` key: the writes :func:`later` left for the next :func:`write`."""
 
 _DRIVER = "bare.driver"
 """``session.info`` key: (transaction, driver connection, on PostgreSQL) of the session's last

@@ -63,16 +63,32 @@ def _decoded(document: Any) -> Any:
 async def mark_processed(session: AsyncSession, marks: Sequence[tuple[int, str]], *, now: datetime) -> None:
     """Record each ``(id, state)``: one statement per final state through the bare driver, queued
     rows only (a row another run marked meanwhile keeps its state)."""
+    for sql, params in _marking(session, marks, now):
+        await bare.write(session, sql, params)
+
+
+def mark_processed_later(session: AsyncSession, marks: Sequence[tuple[int, str]], *, now: datetime) -> None:
+    """:func:`mark_processed` sent with the session's next bare write (``bare.later``): the inbox
+    lane's marks travel with the completion of their jobs (decision 104)."""
+    for sql, params in _marking(session, marks, now):
+        bare.later(session, sql, params)
+
+
+def _marking(
+    session: AsyncSession, marks: Sequence[tuple[int, str]], now: datetime
+) -> list[tuple[str, list[Any]]]:
     by_state: defaultdict[str, list[int]] = defaultdict(list)
     for activity_id, state in marks:
         by_state[state].append(activity_id)
+    statements: list[tuple[str, list[Any]]] = []
     for state, ids in sorted(by_state.items()):
         among, params = bare.any_of(session, "id", sorted(ids))
         sql = (
             "UPDATE inbox_activities SET state = ?, processed_at = ?, error = NULL"
             f" WHERE {among} AND state = 'queued'"
         )
-        await bare.write(session, sql, [state, now, *params])
+        statements.append((sql, [state, now, *params]))
+    return statements
 
 
 async def inbox_page(
