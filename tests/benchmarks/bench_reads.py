@@ -14,9 +14,10 @@ short rounds (node, static, node, static…) so that both see the same machine n
 * the association's feeds (:data:`FEEDS`: Atom, RSS, JSON Feed of all content, and the Atom
   feed of alerts only), 50 entries each, over ``--activities`` public objects of every kind.
 
-Target: node ≥ 0.5 x static for each. Diagnostic rows use unique query strings, so that the
-page cache never answers: outbox page 1 is then built on every request; the Atom feed runs its
-validators query on every request and takes its body from the rendered-feed memo (same ETag).
+Targets (issue 20): node ≥ 0.6 x static for each hot page and feed, ≥ 0.1 x static for the rows built
+every time. Those rows use unique query strings, so that the page cache never answers: outbox page 1
+is then built on every request; the Atom feed runs its validators query on every request and takes its
+body from the rendered-feed memo (same ETag).
 
     python -m tests.benchmarks.bench_reads [--activities 1000] [-c 32] [--duration 5]
 """
@@ -60,7 +61,8 @@ from ._common import (
 from .loadgen import CONTENT, LoadResult, Prepared, fire, get_request, median_round
 
 AS_PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
-TARGET_RATIO = 0.5
+HOT_TARGET = 0.6  # what a cache answers: a hot page or feed
+BUILT_TARGET = 0.1  # a page or feed built on every request (a crawler's read)
 
 # ------------------------------------------------------------------------------------------------
 # Feeds (server/http/feeds.py). ``{group}`` is the association's path, e.g. /groups/news; a feed
@@ -152,6 +154,7 @@ class ReadRow:
     node: LoadResult | None = None
     static: LoadResult | None = None
     unavailable: str | None = None
+    target: float = HOT_TARGET
 
     @property
     def ratio(self) -> float | None:
@@ -167,6 +170,7 @@ class ReadRow:
             "node": self.node.summary() if self.node else None,
             "static": self.static.summary() if self.static else None,
             "ratio": self.ratio,
+            "target": self.target,
             "unavailable": self.unavailable,
         }
 
@@ -316,9 +320,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     row.node, row.static = median_round(node_rounds), median_round(static_rounds)
             hot = next((r for r in rows if r.label.startswith("outbox page 1") and r.node), None)
             if hot is not None:
-                # Diagnostic: a query string the node ignores but that makes every URL distinct, so
-                # no cache can answer: the cost of building page 1 through the ORM on each request.
-                cold = ReadRow("outbox page 1, built every time (diagnostic)", uncached + "<n>", AP, hot.size)
+                # Built every time: a query string the node ignores but that makes every URL distinct, so
+                # no cache can answer: what building page 1 costs on each request.
+                cold = ReadRow(
+                    "outbox page 1, built every time", uncached + "<n>", AP, hot.size, target=BUILT_TARGET
+                )
                 requests = [get_request(f"{uncached}{i}") for i in range(100_000)]
                 with step(f"node: {cold.label}"):
                     await fire(setup.origin, requests[:20_000], concurrency=args.c, duration_s=1.0)
@@ -333,11 +339,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.insert(rows.index(hot) + 1, cold)
             feed = next((r for r in rows if r.label == "feed: Atom" and r.node), None)
             if feed is not None:
-                # Diagnostic: the page cache bypassed; each request runs the feed's validators query
+                # The page cache bypassed: each request runs the feed's validators query
                 # and gets the body rendered for that ETag from server/http/feeds.py's memo.
                 base = f"{feed.path}?nocache="
                 cold = ReadRow(
-                    "feed: Atom, page cache bypassed (diagnostic)", base + "<n>", feed.accept, feed.size
+                    "feed: Atom, page cache bypassed",
+                    base + "<n>",
+                    feed.accept,
+                    feed.size,
+                    target=BUILT_TARGET,
                 )
                 requests = [get_request(f"{base}{i}", feed.accept) for i in range(100_000)]
                 with step(f"node: {cold.label}"):
@@ -391,7 +401,7 @@ def _report(rows: list[ReadRow], args: argparse.Namespace) -> None:
                 f"{fmt(r.node.rate)} (p50 {fmt(r.node.p50_ms, 1)} / p99 {fmt(r.node.p99_ms, 1)} ms)",
                 f"{fmt(r.static.rate)} (p50 {fmt(r.static.p50_ms, 1)} / p99 {fmt(r.static.p99_ms, 1)} ms)",
                 f"{r.ratio:.2f}" if r.ratio is not None else "-",
-                verdict(r.ratio, TARGET_RATIO),
+                f"≥ {r.target}: {verdict(r.ratio, r.target)}",
                 r.node.describe_failures() + " / " + r.static.describe_failures(),
                 f"{_busy(r.node)} / {_busy(r.static)}",
             ]
@@ -411,7 +421,7 @@ def _report(rows: list[ReadRow], args: argparse.Namespace) -> None:
                 "node req/s",
                 "static req/s",
                 "node/static",
-                "≥ 0.5",
+                "target",
                 "failures",
                 "loadgen CPU node/static",
             ],
