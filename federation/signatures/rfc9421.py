@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 
 from http_message_signatures import (
     HTTPMessageSignaturesException,
-    HTTPSignatureComponentResolver,
     HTTPMessageSigner,
     HTTPMessageVerifier,
     HTTPSignatureAlgorithm,
+    HTTPSignatureComponentResolver,
     MappingKeyResolver,
 )
 from http_message_signatures.algorithms import ED25519, RSA_V1_5_SHA256

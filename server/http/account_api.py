@@ -13,11 +13,11 @@ from server.http.api import NO_STORE, json_body, reader_of
 from server.http.outbox import writer_of
 from server.http.render import json_response
 from server.services.accounts import erasure as accounts
-from server.services.actors import directory
-from server.services.media import uploads as media_service
-from server.services.context import NodeContext
 from server.services.accounts import export as export_service
+from server.services.actors import directory
+from server.services.context import NodeContext
 from server.services.errors import NotFound
+from server.services.media import uploads as media_service
 from server.services.types import Actor
 
 routes = web.RouteTableDef()

@@ -13,17 +13,17 @@ from federation.collections import render_collection, render_collection_page
 from federation.types import Iri
 from federation.vocab.actors import render_actor
 from server.appkeys import NODE
-from server.services.actors import directory
 from server.http.auth import viewer_of
 from server.http.pages import actors
 from server.http.params import int_param
 from server.http.render import activity_response, wants_ap
+from server.services.actors import directory
+from server.services.actors.profiles import local_actor_value
 from server.services.content import likes
-from server.services.membership import directory as member_directory
-from server.services.reading import visibility
 from server.services.content.current import current_documents
 from server.services.errors import InvalidInput, NotFound
-from server.services.actors.profiles import local_actor_value
+from server.services.membership import directory as member_directory
+from server.services.reading import visibility
 from server.services.reading.visibility import Viewer
 from server.services.types import Actor, Session, Source
 

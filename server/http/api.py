@@ -37,24 +37,20 @@ from server.http.outbox import acting_for, writer_of
 from server.http.params import int_param, json_value
 from server.http.problems import problem
 from server.http.render import json_response
-from server.services.actors import directory
-from server.services.actors import founding
-from server.services.actors import dissolution
-from server.services.actors import local as actor_service
 from server.services import audit
-from server.services.content import kinds
-from server.services.content import local as content
-from server.services.content import endorsements
-from server.services.membership import directory as member_directory
-from server.services.membership import members as membership
-from server.services.content import polls
-from server.services.reading import objects as reading
-from server.services.reading import visibility
+from server.services.actors import directory, dissolution, founding
+from server.services.actors import local as actor_service
+from server.services.content import endorsements, kinds, polls
 from server.services.content import likes as likes_service
-from server.services.reading import notifications as notifications_service
-from server.services.reading import timeline as timeline_service
+from server.services.content import local as content
 from server.services.content.local import Published
 from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from server.services.membership import directory as member_directory
+from server.services.membership import members as membership
+from server.services.reading import notifications as notifications_service
+from server.services.reading import objects as reading
+from server.services.reading import timeline as timeline_service
+from server.services.reading import visibility
 from server.services.reading.visibility import Viewer, ViewerKind
 from server.services.types import Actor, RemoteObject, Session
 

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from federation import uris as paths
 from server.appkeys import NODE
-from server.services.reading import feeds
 from server.services.errors import NotFound
+from server.services.reading import feeds
 
 routes = web.RouteTableDef()
 

@@ -17,15 +17,15 @@ from federation.inbox import InboundActivity, InboxDeps, receive
 from federation.iri import host_of
 from federation.types import Iri
 from server.appkeys import FEDERATION, INBOX_WRITER, NODE
-from server.services.actors import directory
 from server.http.activitypub import KIND_TYPES, PAGE_SIZE, _page_params
 from server.http.auth import viewer_of
 from server.http.problems import problem
 from server.http.ratelimit import HostRateLimiter, retry_after_header
 from server.http.render import activity_response
+from server.services.actors import directory
+from server.services.errors import NotFound
 from server.services.reading import visibility
 from server.services.reading.inbox import inbox_page
-from server.services.errors import NotFound
 
 routes = web.RouteTableDef()
 INBOX_DEPS = web.AppKey("inbox_deps", InboxDeps)

@@ -19,13 +19,13 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from federation import uris as paths
 from server.appkeys import NODE
-from server.services.actors import directory
 from server.http.auth import viewer_of
 from server.http.problems import problem
-from server.services.media import uploads as media_service
-from server.services.reading import visibility
+from server.services.actors import directory
 from server.services.context import NodeContext
 from server.services.errors import Forbidden, InvalidInput, NotFound, ServiceError, Unauthorized
+from server.services.media import uploads as media_service
+from server.services.reading import visibility
 from server.services.reading.visibility import ViewerKind
 from server.services.types import Actor, Media
 

@@ -10,8 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.appkeys import DRAINING, ENGINE, METRICS, NODE
-from server.services.actors import directory
 from server.http.render import json_response
+from server.services.actors import directory
 from server.services.errors import Forbidden, Unauthorized
 from server.services.health import database_reachable
 

@@ -17,9 +17,9 @@ from server.http.params import json_value
 from server.http.render import activity_response, wants_ap
 from server.services import c2s as publishing
 from server.services.actors import directory
+from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.reading import objects as reading
 from server.services.reading import visibility
-from server.services.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.services.reading.visibility import Viewer
 from server.services.types import Actor, Session
 

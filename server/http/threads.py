@@ -19,11 +19,10 @@ from server.appkeys import NODE
 from server.http.auth import viewer_of
 from server.http.params import int_param
 from server.http.render import activity_response
-from server.services.content import endorsements
 from server.services.actors import directory
-from server.services.content import likes
-from server.services.reading import objects, visibility
+from server.services.content import endorsements, likes
 from server.services.errors import NotFound
+from server.services.reading import objects, visibility
 from server.services.reading.visibility import Viewer
 from server.services.types import RemoteObject, Session
 

@@ -13,18 +13,15 @@ from typing import Any
 
 from federation.vocab.parse import contains_unstorable
 from server.db.models import Actor
-from server.services.content import kinds
+from server.services.content import endorsements, kinds, likes, polls
 from server.services.content import local as content
-from server.services.content import endorsements
-from server.services.membership import following
-from server.services.content import likes
-from server.services.membership import members as membership
-from server.services.content import polls
 from server.services.content.local import Published
 from server.services.errors import InvalidInput
 from server.services.events import participation
 from server.services.events import remote as events_remote
 from server.services.federation import Federation
+from server.services.membership import following
+from server.services.membership import members as membership
 
 OBJECT_TYPES = frozenset(t for k in kinds.registered() for t in k.types)
 """The types of the objects a client publishes: those of the content kinds (Note, Article, Question)."""

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.server.test_media import png
 from tests.support.databases import SqliteTemplate
 from tests.support.nodes import Node, running_node
-from tests.server.test_media import png
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"

@@ -30,9 +30,9 @@ from sqlalchemy.orm import aliased
 
 from federation.errors import FederationError
 from server.db.models import Actor, Follow, Job, PeerHost, RemoteObject
-from server.services.membership import following
 from server.services.content import polls
 from server.services.errors import ServiceError
+from server.services.membership import following
 from tests.support.nodes import Node, running_node
 from tests.support.signed_inbox import settle
 

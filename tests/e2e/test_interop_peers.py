@@ -33,8 +33,8 @@ from server.db.models import (
     Membership,
     RemoteObject,
 )
-from server.services.membership import following
 from server.services.content.sanitize import sanitize_html
+from server.services.membership import following
 from tests.schemas.helpers import load_payload
 from tests.support.nodes import Node, running_node, wait_until
 from tests.support.peer_world import (

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from federation.types import AS_PUBLIC
 from server.db.models import Follow, Membership, RemoteObject
-from server.services.membership import following
 from server.services.content import polls
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 

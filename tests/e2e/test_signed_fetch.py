@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from federation.fetch import DocumentGone, fetch_document
 from server.db.models import Actor
-from server.services.membership import following
 from server.services.actors.signing import actor_key_pair, instance_key_pair
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 AP = "application/activity+json"

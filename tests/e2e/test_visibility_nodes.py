@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from federation.errors import FederationError
 from federation.fetch import DocumentGone, fetch_document
 from server.db.models import Activity, Actor, Delivery, Follow, Membership, RemoteObject
-from server.services.membership import following
 from server.services.actors.signing import actor_key_pair, instance_key_pair
+from server.services.membership import following
 from tests.support.nodes import Node, running_node, wait_until
 
 AP = "application/activity+json"

@@ -34,9 +34,9 @@ from server.db.models import (
     RemoteObject,
 )
 from server.jobs.tasks import INBOX_LANE_WIDTH
-from server.services.inbox import process as inbox_service
-from server.services.inbox import handlers as inbox_handlers
 from server.services.delivery.fanout import DELIVER, FANOUT
+from server.services.inbox import handlers as inbox_handlers
+from server.services.inbox import process as inbox_service
 from server.services.inbox.process import PROCESS_INBOX
 from tests.support.crash import (
     PacedPeers,

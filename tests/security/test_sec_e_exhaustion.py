@@ -23,9 +23,9 @@ from federation.transport import Timeouts
 from federation.types import JsonObject, utc_now
 from server.db import queue
 from server.db.models import InboxActivity, Job
-from server.services.membership import following
-from server.services.media import uploads as media_service
 from server.services.actors.key_resolver import FetchBudget, RemoteKeyResolver
+from server.services.media import uploads as media_service
+from server.services.membership import following
 from tests.security.test_sec_b_origin import _follows
 from tests.support.fake_peers import actor_document, peer_transport
 from tests.support.hostile_peer import (

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from federation.lookup import HandleMismatch
 from server.db.models import Actor, Follow, RemoteObject
-from server.services.membership import following
 from server.services.actors.remote import lookup_account
+from server.services.membership import following
 from tests.support.fake_peers import actor_document, jrd
 from tests.support.signed_inbox import changed, processed, settle
 from tests.support.world import GROUP_INBOX, World, activity, create, note

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from federation.errors import FederationError
 from federation.policy import LivePolicy, PeerPolicy
+from federation.types import AS_PUBLIC
 from server.db.models import DomainBlock, RemoteObject
 from server.services.moderation import blocklists, blocks
-from federation.types import AS_PUBLIC
 from tests.server.test_association_blocks import _block, _collection, _group_post, _reply
 from tests.server.test_blocks import _block_actor, _block_domain, _readable, _stored_note
 from tests.support.signed_inbox import changed, gets_to, processed

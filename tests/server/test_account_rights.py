@@ -36,9 +36,9 @@ from server.db.models import (
     WebSession,
 )
 from server.services.actors import local as actor_service
+from server.services.actors.keys import load_vault
 from server.services.delivery import fanout as delivery
 from server.services.errors import Conflict
-from server.services.actors.keys import load_vault
 from tests.server.test_web_account import PASSWORD, _post_form, _sign_in
 from tests.support.nodes import Node, running_node
 

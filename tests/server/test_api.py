@@ -23,8 +23,8 @@ from federation.validation import FORMAT_CHECKER
 from federation.vocab import entraide as wire
 from server.db.models import Actor, AuditEntry, RemoteObject
 from server.http.api import KIND_ROUTES
-from server.services.content import local as content
 from server.services.content import endorsements
+from server.services.content import local as content
 from tests.support.nodes import Node, running_node, wait_until
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"

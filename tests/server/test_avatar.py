@@ -17,8 +17,8 @@ from sqlalchemy import select
 from federation.types import utc_now
 from federation.validation import validate
 from server.db.models import Activity, Actor, Follow, Media
-from server.services.media import uploads as media_service
 from server.services.errors import InvalidInput
+from server.services.media import uploads as media_service
 from tests.server.test_account_rights import AP, _fan_out_all, _id, _relate, _remote
 from tests.server.test_media import HTML, png
 from tests.server.test_web_account import PASSWORD, _csrf, _sign_in

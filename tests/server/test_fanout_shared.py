@@ -3,8 +3,6 @@ planned from one grouped read (O(hosts)); followers without a shared inbox keep 
 
 from __future__ import annotations
 
-from federation.types import AS_PUBLIC
-
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from federation.types import utc_now
+from federation.types import AS_PUBLIC, utc_now
 from server.db.models import Activity, Actor, Block, Delivery, Follow
 from server.db.queries import delivery as delivery_queries
-from server.services.delivery import fanout as delivery
 from server.services import c2s as publishing
+from server.services.delivery import fanout as delivery
 from tests.support.nodes import Node, running_node
 
 HOSTS = 12

@@ -19,8 +19,8 @@ from federation.types import AS_PUBLIC
 from server.db.models import Actor, RemoteObject
 from server.http.cache import PAGE_CACHE
 from server.http.feeds import rendered_feeds
-from server.services.reading import feeds as feed_service
 from server.services import c2s as publishing
+from server.services.reading import feeds as feed_service
 from tests.support.nodes import Node
 
 ATOM_NS = {"a": "http://www.w3.org/2005/Atom"}

@@ -27,10 +27,10 @@ from federation.transport import AiohttpTransport
 from federation.types import Iri, utc_now
 from server.appkeys import NODE
 from server.db.models import Actor, ActorKey
-from server.services.context import NodeContext
 from server.services.actors.key_resolver import FetchBudget, KeyFetchBudgetExceeded, RemoteKeyResolver, TtlLru
 from server.services.actors.remote import get_or_fetch_actor
 from server.services.actors.signing import instance_key_pair
+from server.services.context import NodeContext
 from tests.support.fake_peers import FakeClock, FakePeers, actor_document, peer_transport
 from tests.support.nodes import Node
 

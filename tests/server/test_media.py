@@ -22,9 +22,9 @@ from federation.uris import UriScheme
 from server.cli import main
 from server.config import ConfigError, load_settings
 from server.db.models import Actor, Job, Media, RemoteObject
-from server.services.media import uploads as media_service
-from server.services.errors import InvalidInput
 from server.services.actors.keys import create_secret_file
+from server.services.errors import InvalidInput
+from server.services.media import uploads as media_service
 from tests.support.nodes import Node, running_node
 
 PROBLEM = "application/problem+json"

@@ -26,8 +26,6 @@ from federation.types import Iri, utc_now
 from federation.uris import UriScheme
 from server.appkeys import NODE
 from server.db.models import Actor, ActorKey
-from server.services.context import NodeContext
-from server.services.errors import NotFound
 from server.services.actors.remote import (
     MAX_PROOF_AGE,
     ActorFlights,
@@ -40,6 +38,8 @@ from server.services.actors.remote import (
     upsert_remote_actor,
 )
 from server.services.actors.signing import actor_key_pair, instance_key_pair
+from server.services.context import NodeContext
+from server.services.errors import NotFound
 from tests.support.fake_peers import FakeClock, FakePeers, actor_document, peer_transport
 from tests.support.nodes import Node
 

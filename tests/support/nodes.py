@@ -21,8 +21,8 @@ from server.appkeys import FEDERATION, NODE
 from server.config import Settings, build_settings
 from server.db.models import Base, Job
 from server.services.actors import local as actor_service
-from server.services.federation import Federation
 from server.services.actors.keys import create_secret_file, load_vault
+from server.services.federation import Federation
 
 
 def is_periodic_round(kind: str, dedup_key: str | None) -> bool:

@@ -26,8 +26,8 @@ from federation.ports import Transport
 from federation.transport import AiohttpTransport
 from federation.types import Iri, JsonObject
 from server.db.models import Actor, Follow, InboxActivity, RemoteObject
-from server.services.inbox import handlers as inbox_handlers
 from server.services.actors.signing import actor_key_pair, instance_key_pair
+from server.services.inbox import handlers as inbox_handlers
 from tests.support.fake_peers import peer_transport
 from tests.support.nodes import Node, running_node
 from tests.support.signed_inbox import (

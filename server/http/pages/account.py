@@ -14,15 +14,15 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from server.appkeys import FEDERATION, NODE
+from server.http.media import check_encoding, part_chunks
 from server.http.pages import core as w
 from server.http.ratelimit import HostRateLimiter, retry_after_header
-from server.http.media import check_encoding, part_chunks
 from server.services.accounts import erasure as accounts
-from server.services.accounts import sessions as web_sessions
-from server.services.media import uploads as media_service
 from server.services.accounts import export as export_service
-from server.services.errors import InvalidInput, NotFound, Unauthorized
+from server.services.accounts import sessions as web_sessions
 from server.services.accounts.sessions import SignedIn
+from server.services.errors import InvalidInput, NotFound, Unauthorized
+from server.services.media import uploads as media_service
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

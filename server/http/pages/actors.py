@@ -19,17 +19,16 @@ from federation.audience import PUBLICLY_READABLE
 from federation.http import AP_CONTENT_TYPE
 from federation.types import Iri
 from server.appkeys import FEDERATION, NODE
-from server.services.actors import directory
 from server.http.pages import core as w
-from server.services.membership import members as membership
-from server.services.reading import objects
-from server.services.reading import visibility
-from server.services.media import uploads as media_service
-from server.services.errors import NotFound
-from server.services.reading.feeds import feed_links
+from server.services.accounts.sessions import SignedIn
+from server.services.actors import directory
 from server.services.actors.profiles import summary_html
 from server.services.content.sanitize import sanitize_html
-from server.services.accounts.sessions import SignedIn
+from server.services.errors import NotFound
+from server.services.media import uploads as media_service
+from server.services.membership import members as membership
+from server.services.reading import objects, visibility
+from server.services.reading.feeds import feed_links
 from server.services.types import Actor
 
 routes = web.RouteTableDef()

@@ -26,10 +26,10 @@ from server.appkeys import NODE
 from server.http import cache
 from server.http.auth import viewer_of
 from server.http.pages import i18n
-from server.services.reading import notifications
 from server.services.accounts import sessions as web_sessions
-from server.services.reading.visibility import Viewer, ViewerKind
 from server.services.accounts.sessions import SignedIn
+from server.services.reading import notifications
+from server.services.reading.visibility import Viewer, ViewerKind
 
 SESSION_COOKIE: Final = "entraide_session"
 LANGUAGE_COOKIE: Final = cache.LANGUAGE_COOKIE

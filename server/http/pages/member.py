@@ -36,22 +36,21 @@ from federation.lookup import (
     WebFingerTemporaryFailure,
 )
 from server.appkeys import FEDERATION, NODE
-from server.services.actors import directory
 from server.http.pages import core as w
 from server.http.pages import i18n
 from server.http.pages.objects import page_of
 from server.http.ratelimit import HostRateLimiter, retry_after_header
-from server.services.membership import following
-from server.services.membership import members as membership
-from server.services.reading import notifications
-from server.services.reading import objects as reading
-from server.services.reading import timeline
-from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
-from server.services.federation import Federation
+from server.services.accounts.sessions import SignedIn
+from server.services.actors import directory
 from server.services.actors.remote import lookup_account
 from server.services.content.sanitize import sanitize_html
+from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
+from server.services.federation import Federation
+from server.services.membership import following
+from server.services.membership import members as membership
+from server.services.reading import notifications, timeline
+from server.services.reading import objects as reading
 from server.services.reading.visibility import Viewer, ViewerKind
-from server.services.accounts.sessions import SignedIn
 from server.services.types import Actor, RemoteObject, Session
 
 log = logging.getLogger(__name__)

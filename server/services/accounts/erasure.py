@@ -51,14 +51,14 @@ from server.db.models import (
     Vote,
     WebSession,
 )
-from server.services.media import uploads as media_service
-from server.services.content import polls
 from server.services.actors.local import verify_password
+from server.services.actors.profiles import local_actor_value
+from server.services.content import polls
 from server.services.content.local import holders
+from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import InvalidInput, NotFound
 from server.services.federation import Federation
-from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.actors.profiles import local_actor_value
+from server.services.media import uploads as media_service
 from server.services.membership import following
 
 log = logging.getLogger(__name__)

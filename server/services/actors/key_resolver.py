@@ -51,9 +51,9 @@ from federation.ports import Transport
 from federation.signatures import SignatureSpec
 from federation.types import Iri
 from server.db.models import Actor, ActorKey
-from server.services.context import NodeContext
 from server.services.actors.remote import SingleFlight, store_fetched_actor
 from server.services.actors.signing import instance_key_pair
+from server.services.context import NodeContext
 
 log = logging.getLogger(__name__)
 

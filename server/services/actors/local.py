@@ -18,10 +18,10 @@ from federation.vocab.actors import render_actor
 from server.db.models import ROLES, Account, Actor, Membership, Token
 from server.db.queries import actors as q
 from server.services import audit
-from server.services.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from server.services.actors.keys import KeyVault, add_actor_keys
-from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.actors.profiles import local_actor_value
+from server.services.delivery.outbox import new_activity_iri, publish
+from server.services.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from server.services.membership.standing import check_acting
 
 APPLICATION_HANDLE = "entraide.node"

@@ -29,9 +29,9 @@ from server.services.content.local import Published
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.membership import members as membership
+from server.services.membership.standing import check_acting
 from server.services.reading import visibility
 from server.services.reading.visibility import ACTING_ROLES
-from server.services.membership.standing import check_acting
 
 MAX_PENDING_PER_AUTHOR: Final = 20
 """Pending drafts one member may have in one association (a member cannot flood its moderators)."""

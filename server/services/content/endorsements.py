@@ -28,13 +28,13 @@ from federation.types import AS_PUBLIC, Iri
 from federation.vocab import entraide as wire
 from federation.vocab.entraide import Kind
 from server.db.models import Actor, Endorsement, RemoteObject
+from server.services.actors.signing import actor_key_pair
 from server.services.content.local import Published, audit, iri_value, text
+from server.services.content.remote import sanitized_document
+from server.services.content.sanitize import sanitize_html
+from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Conflict, Forbidden, InvalidInput
 from server.services.federation import Federation
-from server.services.content.remote import sanitized_document
-from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.content.sanitize import sanitize_html
-from server.services.actors.signing import actor_key_pair
 from server.services.membership.standing import check_acting
 
 log = logging.getLogger(__name__)

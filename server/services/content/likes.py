@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.vocab.entraide import Kind
 from server.db.models import Activity, Actor, Reaction, RemoteObject
-from server.services.reading import visibility
 from server.services.content.local import Published, audit, group_of
+from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
-from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.membership.standing import check_acting
+from server.services.reading import visibility
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from federation.vocab import entraide as wire
 from federation.vocab.entraide import Eligibility, Kind, ProposalStatus
 from server.db import queue
 from server.db.models import Activity, Actor, Membership, RemoteObject, Vote
-from server.services.reading import visibility
 from server.services.content.local import POLL_CLOSE, Published, audit, holders, owned, text, when
+from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Forbidden, InvalidInput
 from server.services.federation import Federation
 from server.services.membership.standing import check_acting, is_suspended
-from server.services.delivery.outbox import new_activity_iri, publish
+from server.services.reading import visibility
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from federation.vocab.objects import Content, Tombstone
 from federation.vocab.parse import parse_object
 from server.db.models import Actor, RemoteObject
 from server.db.queries import objects as object_queries
+from server.services.content.sanitize import plain_text, sanitize_html
 from server.services.federation import Federation
 from server.services.membership.members import is_active_member
-from server.services.content.sanitize import plain_text, sanitize_html
 from server.services.moderation import blocks
 
 log = logging.getLogger(__name__)

@@ -32,11 +32,11 @@ from federation.delivery import (
     inbox_request,
     plan_delivery,
 )
+from federation.http import OutgoingRequest
 from federation.iri import host_of, is_http_iri
 from federation.keys import KeyPair
 from federation.policy import HostPolicy
 from federation.ports import Transport
-from federation.http import OutgoingRequest
 from federation.signatures import SignatureSpec, cavage
 from federation.types import PUBLIC_ALIASES, Clock, Iri
 from server.db import queue
@@ -44,9 +44,9 @@ from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
 from server.db.queries import delivery as q
 from server.db.upsert import insert_for
-from server.services.delivery import outbox
-from server.services.context import NodeContext
 from server.services.content.current import current_documents
+from server.services.context import NodeContext
+from server.services.delivery import outbox
 
 log = logging.getLogger(__name__)
 

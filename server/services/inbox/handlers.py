@@ -19,6 +19,7 @@ from federation.errors import FederationError
 from federation.fetch import FetchTemporaryFailure
 from federation.inbox import InboundActivity, InboxRouter
 from federation.types import AS_PUBLIC, Iri
+from federation.vocab import events as event_wire
 from federation.vocab.activities import (
     Accept,
     Activity,
@@ -37,7 +38,6 @@ from federation.vocab.activities import (
     Undo,
     Update,
 )
-from federation.vocab import events as event_wire
 from federation.vocab.entraide import Kind, kind_of
 from federation.vocab.objects import RemoteActor
 from server.db.models import Activity as ActivityRow
@@ -47,22 +47,20 @@ from server.db.models import Follow as FollowRow
 from server.db.models import Membership as MembershipRow
 from server.db.queries import actors as actor_queries
 from server.services.accounts import erasure as accounts
-from server.services.content import endorsements
-from server.services.membership import following
-from server.services.moderation import blocks
-from server.services.membership import members as membership
-from server.services.membership.standing import is_suspended
-from server.services.content import remote as objects
-from server.services.content import polls
-from server.services.reading import visibility
-from server.services.content import local as content_service
-from server.services.federation import Federation
-from server.services.inbox.process import add_inbox_items, file_in_inboxes
-from server.services.moderation import reports
 from server.services.actors.remote import fetch_and_store_actor
+from server.services.content import endorsements, polls
+from server.services.content import local as content_service
+from server.services.content import remote as objects
 from server.services.content.sanitize import plain_text
 from server.services.events import participation
 from server.services.events import remote as events_remote
+from server.services.federation import Federation
+from server.services.inbox.process import add_inbox_items, file_in_inboxes
+from server.services.membership import following
+from server.services.membership import members as membership
+from server.services.membership.standing import is_suspended
+from server.services.moderation import blocks, reports
+from server.services.reading import visibility
 
 log = logging.getLogger(__name__)
 

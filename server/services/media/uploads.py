@@ -35,11 +35,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from federation.audience import PUBLICLY_READABLE
 from federation.uris import UriScheme
 from server.db.models import Actor, Media, RemoteObject
-from server.services.reading import visibility
 from server.services.context import NodeContext
 from server.services.errors import InvalidInput, NotFound, ServiceError
 from server.services.federation import Federation
 from server.services.media.store import local_path
+from server.services.reading import visibility
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from server.db.models import Actor, SyncState
 from server.db.models import Follow as FollowRow
 from server.db.queries import actors as actor_queries
 from server.db.upsert import insert_ignoring_conflict
-from server.services.errors import InvalidInput, NotFound
-from server.services.federation import Federation
 from server.services.content.remote import refresh, store_object, tombstone, update_object
 from server.services.delivery.outbox import new_activity_iri, publish
+from server.services.errors import InvalidInput, NotFound
+from server.services.federation import Federation
 from server.services.moderation.blocks import is_silenced
 
 log = logging.getLogger(__name__)

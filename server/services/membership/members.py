@@ -30,12 +30,12 @@ from server.db.models import ROLES, Actor, Block, InboxActivity, InboxItem, Memb
 from server.db.models import Activity as OutboxActivity
 from server.db.types import UtcDateTime
 from server.services import audit
-from server.services.reading import timeline
+from server.services.content.sanitize import text_paragraph
+from server.services.delivery.outbox import new_activity_iri, publish
 from server.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from server.services.federation import Federation
 from server.services.membership.standing import check_acting
-from server.services.delivery.outbox import new_activity_iri, publish
-from server.services.content.sanitize import text_paragraph
+from server.services.reading import timeline
 
 log = logging.getLogger(__name__)
 

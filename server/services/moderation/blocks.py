@@ -22,10 +22,9 @@ follows the task (``server/services/audit.py``).
 
 from __future__ import annotations
 
-import functools
-
 import asyncio
 import contextlib
+import functools
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator

@@ -48,8 +48,7 @@ from server.db.models import (
 from server.db.models import Activity as OutboxActivity
 from server.db.types import UtcDateTime
 from server.services.content import polls
-from server.services.reading import timeline
-from server.services.reading import visibility
+from server.services.reading import timeline, visibility
 from server.services.reading.visibility import Viewer
 
 TYPES = (

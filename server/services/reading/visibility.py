@@ -8,7 +8,6 @@ own admins); nothing here ever widens an audience.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
