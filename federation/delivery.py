@@ -147,7 +147,9 @@ async def deliver(
     scheme. Redirects are not followed (an inbox POST is not redirectable safely, and a
     signature must never travel to another host: security case 26).
     """
-    outcome = await _post(inbox, body, signer=signer, transport=transport, now=now, spec=spec, signed=presigned)
+    outcome = await _post(
+        inbox, body, signer=signer, transport=transport, now=now, spec=spec, signed=presigned
+    )
     if double_knock and spec == "rfc9421" and _refused(outcome, first_knock=first_knock):
         return await _post(inbox, body, signer=signer, transport=transport, now=now, spec="cavage")
     return outcome

@@ -90,7 +90,9 @@ class SigningPool:
         if not items:
             return []
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn")
+            )
         index: dict[int, int] = {}
         keys: list[bytes] = []
         batch: list[tuple[int, bytes]] = []

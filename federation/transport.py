@@ -691,7 +691,9 @@ class AiohttpTransport:
             hop_headers = headers
             if hop and target.origin != first_origin:
                 hop_headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIAL_HEADERS]
-            outcome = await self._exchange_capped(session, method, target, hop_headers, body, follow_redirects)
+            outcome = await self._exchange_capped(
+                session, method, target, hop_headers, body, follow_redirects
+            )
             if isinstance(outcome, PeerResponse):
                 return outcome
             if hop == self._max_redirects:

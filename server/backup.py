@@ -273,7 +273,7 @@ async def create_backup(settings: Settings, target: Path, *, pg_dump: str | None
     secret = settings.storage.secret_key_file
     if not secret.is_file():
         raise BackupError(f"{secret}: node secret not found; a backup without it cannot restore the keys")
-    target = target.resolve()
+    target = await asyncio.to_thread(target.resolve)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".entraide-backup-", dir=target.parent) as tmp:
         workdir = Path(tmp)
@@ -400,7 +400,7 @@ async def restore_backup(archive_path: Path, data_dir: Path, *, database_url: st
             target database cannot take it.
     """
     manifest = read_manifest(archive_path)
-    data_dir = data_dir.resolve()
+    data_dir = await asyncio.to_thread(data_dir.resolve)
     if data_dir.exists() and any(data_dir.iterdir()):
         raise BackupError(f"{data_dir} is not empty: restore into a new directory")
     url = database_url or f"sqlite+aiosqlite:///{data_dir / SQLITE_FILE_NAME}"

@@ -76,7 +76,9 @@ def test_federation_never_imports_the_server_the_database_or_the_web_framework()
     assert not found, sorted(found)
 
 
-_SESSION_QUERY = re.compile(r"\bsession\.(?:get|scalar|scalars|execute|add|add_all|delete|merge|flush|commit)\(")
+_SESSION_QUERY = re.compile(
+    r"\bsession\.(?:get|scalar|scalars|execute|add|add_all|delete|merge|flush|commit)\("
+)
 
 
 def test_the_http_layer_leaves_queries_to_the_services() -> None:

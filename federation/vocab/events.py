@@ -213,7 +213,8 @@ def when_text(info: EventInfo) -> str:
     text = start.strftime("%Y-%m-%d %H:%M")
     if info.end is not None:
         end = local_time(info.end, info.timezone)
-        text += " – " + (end.strftime("%H:%M") if end.date() == start.date() else end.strftime("%Y-%m-%d %H:%M"))
+        same_day = end.date() == start.date()
+        text += " – " + (end.strftime("%H:%M") if same_day else end.strftime("%Y-%m-%d %H:%M"))
     return f"{text} ({info.timezone})"
 
 
@@ -280,7 +281,11 @@ def _read_status(doc: Mapping[str, Any]) -> EventStatus:
 
 
 def _read_count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CAPACITY else None
+    return (
+        value
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CAPACITY
+        else None
+    )
 
 
 def read_event(doc: Mapping[str, Any]) -> EventInfo | None:

@@ -282,7 +282,9 @@ async def _scenario(
             )
             worker: Proc | None = None
             if args.worker_process:
-                worker_cpus = {"none": None, "server": layout.server, "client": layout.client}[args.worker_cpus]
+                worker_cpus = {"none": None, "server": layout.server, "client": layout.client}[
+                    args.worker_cpus
+                ]
                 worker = Proc(
                     [*setup.serve_args()[:3], "worker", *setup.serve_args()[4:]],
                     log=base / "worker.log",
@@ -408,6 +410,7 @@ def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
         )
     )
     for r in results:
+        worker_ms = 1000 * r.worker_main_cpu_s / r.received if r.worker_main_cpu_s and r.received else None
         print(
             f"({r.scenario}, {r.engine}) publish answered in {fmt(r.publish_ms)} ms; signatures of the first "
             f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; "
@@ -417,7 +420,7 @@ def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
                 f" + worker process ({r.signing_processes} signing processes each), the worker's CPU: "
                 f"{fmt(r.worker_cpu_s, 2)} s of {fmt(r.node_cpu_s, 2)} s, of which its own process "
                 f"{fmt(r.worker_main_cpu_s, 2)} s "
-                f"({fmt(1000 * r.worker_main_cpu_s / r.received if r.worker_main_cpu_s and r.received else None, 2)}"
+                f"({fmt(worker_ms, 2)}"
                 " ms per delivery)"
                 if r.worker_process
                 else ""

@@ -31,7 +31,9 @@ async def _participant_state(node: Node, event_iri: str, actor_iri: str) -> str 
 async def _event_status(node: Node, event_iri: str) -> str | None:
     async with node.sessions() as session:
         return await session.scalar(
-            select(Event.status).join(RemoteObject, RemoteObject.id == Event.object_id).where(RemoteObject.iri == event_iri)
+            select(Event.status)
+            .join(RemoteObject, RemoteObject.id == Event.object_id)
+            .where(RemoteObject.iri == event_iri)
         )
 
 
@@ -88,11 +90,15 @@ async def test_a_restricted_event_joined_from_another_node_accepted_then_cancell
             "/api/events/participations", json={"event": event_iri, "message": "Avec ma fille"}, headers=ben
         )
         assert joined.status == 202, await joined.text()
-        await wait_until(lambda: _is(a, event_iri, ben_iri, "pending"), what="A records the request", timeout_s=60)
+        await wait_until(
+            lambda: _is(a, event_iri, ben_iri, "pending"), what="A records the request", timeout_s=60
+        )
 
         # A's organiser accepts: B gets the Accept and ben is taking part
         await participation.decide(a.fed, group, event_iri, ben_iri, by=alice, accept=True)
-        await wait_until(lambda: _is(b, event_iri, ben_iri, "accepted"), what="B gets the Accept", timeout_s=60)
+        await wait_until(
+            lambda: _is(b, event_iri, ben_iri, "accepted"), what="B gets the Accept", timeout_s=60
+        )
         await wait_until(lambda: _told(b, ben_iri, "Accept"), what="ben told of the Accept", timeout_s=30)
 
         # A cancels: B's copy is cancelled and ben is told

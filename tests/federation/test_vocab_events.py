@@ -79,9 +79,15 @@ def test_our_event_terms_are_mobilizons_and_the_summary_is_readable_and_escaped(
         status=EventStatus.CANCELLED,
     )
     terms = events.render_event_terms(info)
-    assert terms["startTime"] == "2026-12-10T18:30:00+01:00" and terms["endTime"] == "2026-12-10T20:00:00+01:00"
+    assert (
+        terms["startTime"] == "2026-12-10T18:30:00+01:00" and terms["endTime"] == "2026-12-10T20:00:00+01:00"
+    )
     assert terms["ical:status"] == "CANCELLED" and terms["remainingAttendeeCapacity"] == 7
-    assert terms["location"] == {"type": "Place", "name": "Salle", "address": {"type": "PostalAddress", "addressLocality": "Lyon"}}
+    assert terms["location"] == {
+        "type": "Place",
+        "name": "Salle",
+        "address": {"type": "PostalAddress", "addressLocality": "Lyon"},
+    }
     summary = events.summary_html(info, "https://here.test/objects/1")
     assert "<script>" not in summary and "CANCELLED · &lt;script&gt;" in summary
     assert "2026-12-10 18:30 – 20:00 (Europe/Paris)" in summary and "Salle, Lyon" in summary

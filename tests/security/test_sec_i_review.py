@@ -23,7 +23,9 @@ async def _scene(node: Node) -> dict[str, str]:
     await node.add_member("alice", "demo", role="admin")
     await node.add_member("mia", "demo")
     scene = {"alice": await node.token("alice"), "mia": await node.token("mia")}
-    status, answer = await _send(node, "POST", "/api/associations/demo/proposals", scene["alice"], _proposal())
+    status, answer = await _send(
+        node, "POST", "/api/associations/demo/proposals", scene["alice"], _proposal()
+    )
     assert status == 201, answer
     scene["proposal"] = answer["id"]
     return scene
@@ -35,7 +37,13 @@ def _proposal(**extra: Any) -> dict[str, Any]:
 
 
 async def _send(
-    node: Node, method: str, path: str, token: str | None = None, body: Any = None, *, raw: bytes | None = None
+    node: Node,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
 ) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
@@ -111,7 +119,11 @@ async def test_sec_58_dates_past_the_representable_range_are_400(node: Node) -> 
             {"name": "Aide", "content": "<p>x</p>", "validUntil": extreme},
         )
         _assert_problem(status, answer)
-        c2s = {"type": "Question", **_proposal(endTime=extreme), "to": ["https://www.w3.org/ns/activitystreams#Public"]}
+        c2s = {
+            "type": "Question",
+            **_proposal(endTime=extreme),
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+        }
         status, answer = await _send(node, "POST", "/groups/demo/outbox", scene["alice"], c2s)
         _assert_problem(status, answer)
 
@@ -147,7 +159,9 @@ def _fuzz_queries(base_url: str, paths: list[str], token: str) -> list[str]:
         headers = {"Accept": "application/activity+json"}
         if signed:
             headers["Authorization"] = f"Bearer {token}"
-        answer = requests.get(base_url + path, params={"page": "true", name: value}, headers=headers, timeout=30)
+        answer = requests.get(
+            base_url + path, params={"page": "true", name: value}, headers=headers, timeout=30
+        )
         if answer.status_code >= 500:
             failures.append(f"{path}?{name}={value!r}: {answer.status_code} {answer.text[:200]}")
 
@@ -184,8 +198,18 @@ def _fuzz_bodies(base_url: str, routes: list[tuple[str, dict[str, Any]]], token:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
 
-    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
-    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=40)
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=12,
+    )
     failures: list[str] = []
 
     @given(route=st.sampled_from(routes), data=st.data(), value=values)
@@ -217,14 +241,23 @@ async def test_sec_58_fuzzed_body_fields_of_every_write_route_never_500(node: No
     public = ["https://www.w3.org/ns/activitystreams#Public"]
     routes = [
         ("/api/associations/demo/proposals", _proposal()),
-        ("/api/associations/demo/alerts", {"name": "A", "content": "<p>x</p>", "severity": "info", "category": "shortage"}),
-        ("/api/associations/demo/resources", {"name": "R", "content": "<p>x</p>", "validUntil": _proposal()["endTime"]}),
+        (
+            "/api/associations/demo/alerts",
+            {"name": "A", "content": "<p>x</p>", "severity": "info", "category": "shortage"},
+        ),
+        (
+            "/api/associations/demo/resources",
+            {"name": "R", "content": "<p>x</p>", "validUntil": _proposal()["endTime"]},
+        ),
         ("/api/associations/demo/posts", {"content": "<p>x</p>"}),
         ("/api/users/alice/replies", {"inReplyTo": scene["proposal"], "content": "<p>x</p>"}),
         ("/api/votes", {"question": scene["proposal"], "choice": "Oui"}),
         ("/api/associations/demo/endorsements", {"proposal": scene["proposal"]}),
         ("/groups/demo/outbox", {"type": "Question", **_proposal(), "to": public}),
-        ("/users/alice/outbox", {"type": "Note", "content": "<p>x</p>", "to": public, "inReplyTo": scene["proposal"]}),
+        (
+            "/users/alice/outbox",
+            {"type": "Note", "content": "<p>x</p>", "to": public, "inReplyTo": scene["proposal"]},
+        ),
     ]
     base_url = str(node.client.make_url("/")).rstrip("/")
     assert await asyncio.to_thread(_fuzz_bodies, base_url, routes, scene["alice"]) == []
@@ -366,7 +399,9 @@ async def test_sec_57_key_fetch_budget_is_shared_across_ports_and_subdomains(nod
     ) as transport:
         for family, key_ids in families.items():
             resolver = RemoteKeyResolver(
-                node.client.server.app[NODE], transport, per_host_budget=FetchBudget(capacity=3, refill_per_minute=1)
+                node.client.server.app[NODE],
+                transport,
+                per_host_budget=FetchBudget(capacity=3, refill_per_minute=1),
             )
             outcomes = []
             for key_id in key_ids:
@@ -377,7 +412,9 @@ async def test_sec_57_key_fetch_budget_is_shared_across_ports_and_subdomains(nod
             assert outcomes == [False, False, False, True, True], family
 
 
-async def test_sec_57_unverified_inbox_traffic_is_limited_by_source_address(tmp_path: Any, database_url: str) -> None:
+async def test_sec_57_unverified_inbox_traffic_is_limited_by_source_address(
+    tmp_path: Any, database_url: str
+) -> None:
     from tests.support.nodes import running_node
 
     limits = {"inbox_rate_per_host": 0.01, "inbox_burst_per_host": 2}
@@ -431,14 +468,24 @@ async def test_sec_53_no_write_body_costs_much_more_cpu_than_a_plain_one(node: N
     iri = scene["proposal"]
     routes: list[tuple[str, str, str | None, dict[str, Any]]] = [
         ("POST", "/api/associations/demo/proposals", "ProposalCreate", _proposal()),
-        ("POST", "/api/associations/demo/alerts", "AlertCreate", {"name": "A", "content": "<p>x</p>", "severity": "info", "category": "shortage"}),
+        (
+            "POST",
+            "/api/associations/demo/alerts",
+            "AlertCreate",
+            {"name": "A", "content": "<p>x</p>", "severity": "info", "category": "shortage"},
+        ),
         ("POST", "/api/associations/demo/resources", "ResourceCreate", {"name": "R", "content": "<p>x</p>"}),
         ("POST", "/api/associations/demo/posts", "PostCreate", {"content": "<p>x</p>"}),
         ("POST", "/api/users/alice/replies", "ReplyCreate", {"inReplyTo": iri, "content": "<p>x</p>"}),
         ("PATCH", f"/api/objects?iri={iri}", "ObjectPatch", {"name": "Adopter la charte ?"}),
         ("POST", "/api/votes", "VoteCreate", {"question": iri, "choice": "Oui"}),
         ("POST", "/api/associations/demo/endorsements", "EndorsementCreate", {"proposal": iri}),
-        ("POST", "/api/associations/demo/members", "MemberDecision", {"member": "https://x.example/u", "decision": "approve"}),
+        (
+            "POST",
+            "/api/associations/demo/members",
+            "MemberDecision",
+            {"member": "https://x.example/u", "decision": "approve"},
+        ),
         ("POST", "/api/memberships", "MembershipCreate", {"association": "https://x.example/g"}),
         ("POST", "/groups/demo/outbox", None, {"type": "Question", **_proposal(), "to": public}),
         ("POST", "/users/alice/outbox", None, {"type": "Note", "content": "<p>x</p>", "to": public}),
@@ -501,7 +548,9 @@ async def _hide_replies(node: Node, parent_iri: str, count: int, start: int) -> 
             )
 
 
-async def test_sec_51_a_page_of_replies_costs_the_same_with_1500_hidden_replies_as_with_15(node: Node) -> None:
+async def test_sec_51_a_page_of_replies_costs_the_same_with_1500_hidden_replies_as_with_15(
+    node: Node,
+) -> None:
     from sqlalchemy import event
 
     from server.appkeys import ENGINE
@@ -510,7 +559,11 @@ async def test_sec_51_a_page_of_replies_costs_the_same_with_1500_hidden_replies_
     proposal = scene["proposal"]
     path = proposal.removeprefix(node.settings.server.origin)
     status, reply = await _send(
-        node, "POST", "/api/users/alice/replies", scene["alice"], {"inReplyTo": proposal, "content": "<p>vu</p>"}
+        node,
+        "POST",
+        "/api/users/alice/replies",
+        scene["alice"],
+        {"inReplyTo": proposal, "content": "<p>vu</p>"},
     )
     assert status == 201, reply
     engine = node.client.server.app[ENGINE]  # type: ignore[index]
@@ -581,7 +634,9 @@ async def _signed_endorsement(node: Node, endorser: str, proposal_iri: str, stat
         cc=[],
     )
     pair = await actor_key_pair(node.fed.node, group, kind="ed25519")
-    signed = integrity.sign_object(document, key=pair.private_key, verification_method=pair.key_id, created=utc_now())  # type: ignore[arg-type]
+    signed = integrity.sign_object(
+        document, key=pair.private_key, verification_method=pair.key_id, created=utc_now()  # type: ignore[arg-type]
+    )
     return group, signed
 
 

@@ -41,7 +41,9 @@ async def world(start_node: NodeStarter, peers: Any) -> AsyncIterator[World]:
 
 
 async def test_sec_69_a_calendar_never_shows_a_non_public_event(world: World) -> None:
-    hidden = {level: await _publish(world, visibility=level) for level in ("members", "followers", "unlisted")}
+    hidden = {
+        level: await _publish(world, visibility=level) for level in ("members", "followers", "unlisted")
+    }
     token = await world.node.token("marc")
     calendar = await (await world.node.client.get("/groups/collectif/feeds/events.ics")).read()
     for level, iri in hidden.items():
@@ -66,7 +68,9 @@ async def test_sec_70_joins_from_blocked_actors_and_non_members_are_refused_and_
         assert mallory is not None
         session.add(
             Block(
-                activity_iri=f"{world.group}#blocks/70", blocker_id=group.id, blocked_id=mallory.id,
+                activity_iri=f"{world.group}#blocks/70",
+                blocker_id=group.id,
+                blocked_id=mallory.id,
                 created_at=datetime.now(UTC),
             )
         )
@@ -83,8 +87,12 @@ async def test_sec_71_a_forged_accept_of_our_join_changes_nothing(world: World) 
         now = datetime.now(UTC)
         session.add(
             Follow(
-                follower_id=group.id, followed_id=alice.id, state="accepted",
-                follow_iri=f"{world.group}#follows/71", created_at=now, accepted_at=now,
+                follower_id=group.id,
+                followed_id=alice.id,
+                state="accepted",
+                follow_iri=f"{world.group}#follows/71",
+                created_at=now,
+                accepted_at=now,
             )
         )
     create = _mobilizon("create_event.json", world, world.alice)
@@ -95,7 +103,9 @@ async def test_sec_71_a_forged_accept_of_our_join_changes_nothing(world: World) 
     assert marc is not None
     assert await participation.join(world.node.fed, marc, event_iri, "Bonjour") == "pending"
     async with world.node.sessions() as session:
-        join_iri = await session.scalar(select(EventParticipant.join_iri).where(EventParticipant.actor_id == marc.id))
+        join_iri = await session.scalar(
+            select(EventParticipant.join_iri).where(EventParticipant.actor_id == marc.id)
+        )
     assert join_iri is not None
 
     def accept(who: Any) -> dict[str, Any]:

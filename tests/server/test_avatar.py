@@ -98,9 +98,13 @@ async def test_avatar_from_the_account_page(small_node: Node) -> None:
     assert too_large.status == 413 and 'id="avatar-error"' in await too_large.text()
     empty = await _upload(node, b"", filename="")
     assert empty.status == 400 and 'id="avatar-error"' in await empty.text()
-    forged = await node.client.post("/account/avatar", data=_avatar_form(None, png(2, 2)), allow_redirects=False)
+    forged = await node.client.post(
+        "/account/avatar", data=_avatar_form(None, png(2, 2)), allow_redirects=False
+    )
     assert forged.status == 403
-    wrong = await node.client.post("/account/avatar", data=_avatar_form("nope", png(2, 2)), allow_redirects=False)
+    wrong = await node.client.post(
+        "/account/avatar", data=_avatar_form("nope", png(2, 2)), allow_redirects=False
+    )
     assert wrong.status == 403
     csrf = _csrf(page)
     late = await node.client.post(

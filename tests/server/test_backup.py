@@ -49,12 +49,16 @@ async def _database(
     return await postgres_run.database(index)
 
 
-async def _write_load(node: Node, token: str, stop: asyncio.Event, written: list[str]) -> None:
+async def _write_load(
+    node: Node, token: str, stop: asyncio.Event, written: list[str], warmed: asyncio.Event
+) -> None:
     for n in itertools.count():
         if stop.is_set() or n >= 400:  # bounded whatever happens to the backup
             return
         body = {"type": "Note", "content": f"<p>note {n}</p>", "visibility": "public"}
         written.append((await node.post_outbox("/groups/demo", token, body))["object"])
+        if len(written) >= 10:  # the backup starts under a load already running
+            warmed.set()
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -77,9 +81,9 @@ async def test_backup_under_write_load_restores_a_consistent_node(
         media_url = urlsplit((await uploaded.json())["url"]).path
         stop = asyncio.Event()
         written: list[str] = []
-        writers = [asyncio.create_task(_write_load(node, token, stop, written)) for _ in range(3)]
-        while len(written) < 10:
-            await asyncio.sleep(0.02)
+        warmed = asyncio.Event()
+        writers = [asyncio.create_task(_write_load(node, token, stop, written, warmed)) for _ in range(3)]
+        await asyncio.wait_for(warmed.wait(), timeout=60)
         before = len(written)
         manifest = await create_backup(node.settings, archive, pg_dump=pg_dump)
         stop.set()

@@ -194,10 +194,8 @@ def test_members_are_suspended_and_lifted_from_the_command_line(
     body = tmp_path / "guide.txt"
     body.write_text("Bonjour", encoding="utf-8")
     capsys.readouterr()
-    code = main(
-        ["publish", "resource", "--as", "demo", "--by", "ann", "--title", "Guide", "--body-file", str(body)]
-        + ["--config", config]
-    )
+    publish = ["publish", "resource", "--as", "demo", "--by", "ann", "--title", "Guide"]
+    code = main([*publish, "--body-file", str(body), "--config", config])
     assert code == 1 and "suspended in this association" in capsys.readouterr().err
     # lifted, once
     lifted = _run(capsys, "unsuspend", "ann", "--association", "demo", "--config", config)

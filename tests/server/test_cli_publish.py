@@ -269,7 +269,8 @@ def test_publish_event_and_its_refusals_name_the_option(
     event = [
         *"event --as demo --title Colloque --join-mode restricted --capacity 30".split(),
         *("--start-time", start.isoformat(), "--end-time", (start + timedelta(hours=3)).isoformat()),
-        *("--timezone", "Europe/Paris", "--place", "Salle des fêtes", "--locality", "Nantes", "--config", config),
+        *("--timezone", "Europe/Paris", "--place", "Salle des fêtes", "--locality", "Nantes"),
+        *("--config", config),
     ]
     before = _counts(url)
     for change, expected in [
@@ -285,7 +286,9 @@ def test_publish_event_and_its_refusals_name_the_option(
     [(kind, document)] = asyncio.run(
         _query(url, select(RemoteObject.kind, RemoteObject.document).where(RemoteObject.iri == out.strip()))
     )
-    assert kind == "event" and document["joinMode"] == "restricted" and document["maximumAttendeeCapacity"] == 30
+    assert (
+        kind == "event" and document["joinMode"] == "restricted" and document["maximumAttendeeCapacity"] == 30
+    )
     assert document["location"]["address"]["addressLocality"] == "Nantes"
     # content edit: refusals name the option; --end-time '' removes the end (the row, the document)
     iri = out.strip()

@@ -102,7 +102,9 @@ async def test_activity_counters_follow_every_write(quiet_node: Node) -> None:
     first = await publishing.post_to_outbox(
         node.fed, group, {"type": "Note", "content": "<p>un</p>", "to": [AS_PUBLIC]}, by=admin
     )
-    await publishing.post_to_outbox(node.fed, group, {"type": "Note", "content": "<p>deux</p>", "to": [AS_PUBLIC]}, by=admin)
+    await publishing.post_to_outbox(
+        node.fed, group, {"type": "Note", "content": "<p>deux</p>", "to": [AS_PUBLIC]}, by=admin
+    )
     edit = {"type": "Update", "object": {"id": first.object_iri, "content": "<p>un, bis</p>"}}
     await publishing.post_to_outbox(node.fed, group, edit, by=admin)
     await publishing.post_to_outbox(node.fed, group, {"type": "Delete", "object": first.object_iri}, by=admin)

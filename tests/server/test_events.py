@@ -75,7 +75,9 @@ def _mobilizon(name: str, world: World, who: RemoteAccount, event_iri: str = "")
     Mobilizon host and actors become the peer's, its event placeholder one of our events."""
     text = (PAYLOADS / "mobilizon" / name).read_text(encoding="utf-8")
     base = who.iri_on_host("")
-    text = text.replace("https://mobilizon.test/@camille", who.iri).replace("https://mobilizon.test/@tcit", who.iri)
+    text = text.replace("https://mobilizon.test/@camille", who.iri).replace(
+        "https://mobilizon.test/@tcit", who.iri
+    )
     text = text.replace("https://mobilizon.test", base).replace(EVENT_PLACEHOLDER, event_iri)
     document: dict[str, Any] = json.loads(text)
     return document
@@ -109,7 +111,9 @@ async def _answers(world: World, who: RemoteAccount) -> list[dict[str, Any]]:
 # --- publishing ----------------------------------------------------------------------------------
 
 
-async def test_a_published_event_is_stored_with_its_calendar_facts_and_a_readable_content(world: World) -> None:
+async def test_a_published_event_is_stored_with_its_calendar_facts_and_a_readable_content(
+    world: World,
+) -> None:
     iri = await _publish(world)
     async with world.node.sessions() as session:
         row = await session.scalar(select(RemoteObject).where(RemoteObject.iri == iri))
@@ -210,7 +214,11 @@ async def test_a_free_event_accepts_at_once_and_a_mobilizon_leave_ends_it(world:
     # bob's Leave names the event but ends only bob's own participation (he has none)
     await _send(world, _mobilizon("leave_event.json", world, world.bob, iri), world.bob)
     assert await _participant(world, iri, world.alice.iri) is not None
-    await _send(world, _mobilizon("leave_event.json", world, world.alice, iri) | {"id": world.alice.new_id()}, world.alice)
+    await _send(
+        world,
+        _mobilizon("leave_event.json", world, world.alice, iri) | {"id": world.alice.new_id()},
+        world.alice,
+    )
     assert await _participant(world, iri, world.alice.iri) is None
 
 
@@ -245,7 +253,9 @@ async def test_joins_to_a_full_a_cancelled_or_a_members_only_event_or_from_a_blo
         assert bob is not None
         session.add(
             Block(
-                activity_iri=f"{world.group}#blocks/1", blocker_id=group.id, blocked_id=bob.id,
+                activity_iri=f"{world.group}#blocks/1",
+                blocker_id=group.id,
+                blocked_id=bob.id,
                 created_at=datetime.now(UTC),
             )
         )
@@ -297,7 +307,9 @@ async def test_a_local_member_joins_and_the_capacity_holds_for_the_organisers_to
 # --- a peer's event ----------------------------------------------------------------------------------
 
 
-async def test_a_mobilizon_event_is_kept_with_its_facts_and_its_cancelling_update_cancels_it(world: World) -> None:
+async def test_a_mobilizon_event_is_kept_with_its_facts_and_its_cancelling_update_cancels_it(
+    world: World,
+) -> None:
     group, _ = await _actors(world)
     async with world.node.sessions.begin() as session:
         alice = await session.scalar(select(Actor).where(Actor.iri == world.alice.iri))
@@ -305,8 +317,12 @@ async def test_a_mobilizon_event_is_kept_with_its_facts_and_its_cancelling_updat
         now = datetime.now(UTC)
         session.add(
             Follow(
-                follower_id=group.id, followed_id=alice.id, state="accepted",
-                follow_iri=f"{world.group}#follows/1", created_at=now, accepted_at=now,
+                follower_id=group.id,
+                followed_id=alice.id,
+                state="accepted",
+                follow_iri=f"{world.group}#follows/1",
+                created_at=now,
+                accepted_at=now,
             )
         )
     create = _mobilizon("create_event.json", world, world.alice)
@@ -352,7 +368,9 @@ async def test_the_association_calendar_parses_with_icalendar_and_shows_a_cancel
     assert "interne" not in body.decode() and members_only.encode() not in body
     # A conditional GET with the ETag is 304; a cancellation changes the ETag and the SEQUENCE.
     etag = first.headers["ETag"]
-    assert (await client.get("/groups/collectif/feeds/events.ics", headers={"If-None-Match": etag})).status == 304
+    assert (
+        await client.get("/groups/collectif/feeds/events.ics", headers={"If-None-Match": etag})
+    ).status == 304
     group, admin = await _actors(world)
     await events.cancel(world.node.fed, group, public, by=admin)
     again = await client.get("/groups/collectif/feeds/events.ics", headers={"If-None-Match": etag})
@@ -379,7 +397,9 @@ async def test_an_ics_request_for_a_members_only_event_is_a_404_whoever_asks(wor
     assert missing.status == 404
 
 
-async def test_public_events_are_in_the_atom_and_json_feeds_and_members_only_ones_are_not(world: World) -> None:
+async def test_public_events_are_in_the_atom_and_json_feeds_and_members_only_ones_are_not(
+    world: World,
+) -> None:
     public = await _publish(world)
     members_only = await _publish(world, visibility="members")
     for path in ("/groups/collectif/feed.atom", "/groups/collectif/feeds/events.json"):
@@ -397,20 +417,26 @@ async def test_the_json_api_publishes_refuses_bad_input_and_runs_participation(w
     admin = {"Authorization": f"Bearer {await world.node.token('alice-admin')}"}
     marc = {"Authorization": f"Bearer {await world.node.token('marc')}"}
     before = await world.counts()
-    bad = await client.post("/api/associations/collectif/events", json=_event(timezone="Mars/Olympus"), headers=admin)
+    bad = await client.post(
+        "/api/associations/collectif/events", json=_event(timezone="Mars/Olympus"), headers=admin
+    )
     assert bad.status == 400 and (await bad.json(content_type=None))["field"] == "timezone"
     negative = await client.post(
         "/api/associations/collectif/events", json=_event(maximumAttendeeCapacity=-5), headers=admin
     )
     assert negative.status == 400
     assert changed(before, await world.counts()) == {}
-    assert (await client.post("/api/associations/collectif/events", json=_event(), headers=marc)).status == 403
+    assert (
+        await client.post("/api/associations/collectif/events", json=_event(), headers=marc)
+    ).status == 403
     created = await client.post("/api/associations/collectif/events", json=_event(), headers=admin)
     assert created.status == 201, await created.text()
     iri = (await created.json(content_type=None))["id"]
     listed = await (await client.get("/api/associations/collectif/events")).json(content_type=None)
     assert [item["id"] for item in listed["items"]] == [iri]
-    joined = await client.post("/api/events/participations", json={"event": iri, "message": "Merci"}, headers=marc)
+    joined = await client.post(
+        "/api/events/participations", json={"event": iri, "message": "Merci"}, headers=marc
+    )
     assert joined.status == 202 and (await joined.json(content_type=None))["state"] == "pending"
     path = f"/api/associations/collectif/events/participants?event={iri}"
     assert (await client.get(path, headers=marc)).status == 403  # participants see the count only
@@ -539,7 +565,9 @@ async def test_a_members_api_join_of_a_full_a_cancelled_or_a_blocking_associatio
         assert olga is not None
         session.add(
             Block(
-                activity_iri=f"{world.group}#blocks/2", blocker_id=group.id, blocked_id=olga.id,
+                activity_iri=f"{world.group}#blocks/2",
+                blocker_id=group.id,
+                blocked_id=olga.id,
                 created_at=datetime.now(UTC),
             )
         )
@@ -547,7 +575,9 @@ async def test_a_members_api_join_of_a_full_a_cancelled_or_a_blocking_associatio
     olga_token = {"Authorization": f"Bearer {await world.node.token('olga')}"}
     before = await world.counts()
     for iri, headers in ((full, marc), (cancelled, marc), (blocking, olga_token)):
-        answer = await world.node.client.post("/api/events/participations", json={"event": iri}, headers=headers)
+        answer = await world.node.client.post(
+            "/api/events/participations", json={"event": iri}, headers=headers
+        )
         assert answer.status == 409, await answer.text()
         assert answer.headers["Content-Type"].startswith("application/problem+json")
         assert "no more participants" in (await answer.json(content_type=None))["detail"]

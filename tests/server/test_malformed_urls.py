@@ -27,7 +27,9 @@ def test_helpers_say_no_instead_of_raising(url: str) -> None:
     assert [t.inbox for t in plan_delivery([broken, ok], prefer_shared_inbox=False)] == [ok.inbox]
 
 
-async def test_a_reply_to_a_url_that_does_not_parse_is_taken_as_one_to_an_unreachable_parent(node: Node) -> None:
+async def test_a_reply_to_a_url_that_does_not_parse_is_taken_as_one_to_an_unreachable_parent(
+    node: Node,
+) -> None:
     """As for a parent that cannot be fetched, the reply is published without one (never a 500)."""
     api, t = Api(node), await _people(node)
     for url in BROKEN:

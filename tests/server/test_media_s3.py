@@ -100,7 +100,7 @@ def test_s3_store_needs_a_bucket_and_hides_its_secret(tmp_path: Path) -> None:
         "database": {"url": "sqlite+aiosqlite:///x"},
         "media": {"store": "s3", **CREDENTIALS},
     }
-    with pytest.raises(ConfigError, match="media.s3_bucket"):
+    with pytest.raises(ConfigError, match=r"media\.s3_bucket"):
         build_settings(raw, base_dir=tmp_path, environ={})
     settings = build_settings(raw, base_dir=tmp_path, environ={"ENTRAIDE_MEDIA__S3_BUCKET": BUCKET})
     shown = settings.as_document(redact=True)["media"]

@@ -549,7 +549,7 @@ async def test_block_actions_block_the_reported_peer_and_its_domain_for_node_adm
 async def test_suspend_member_from_a_report_and_failed_actions_said_on_the_queue(node: Node) -> None:
     from tests.server.test_web_account import _csrf, _sign_in
 
-    api, t, posts = await _scene(node)
+    api, t, _posts = await _scene(node)
     mia = node.uris.iri("/users/mia")
     # through the API: the reported member is suspended until a date, the report resolved
     first = await _file(api, t["zed"], mia, "Insultes")

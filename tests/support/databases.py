@@ -108,7 +108,9 @@ class PostgresRun:
                 await conn.execute(text("SET LOCAL session_replication_role = replica"))
                 for table in reversed(Base.metadata.sorted_tables):
                     await conn.execute(text(f'DELETE FROM "{table.name}"'))
-                await conn.execute(text("SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S'"))
+                await conn.execute(
+                    text("SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S'")
+                )
         finally:
             await engine.dispose()
 

@@ -65,7 +65,9 @@ async def actor_page(request: web.Request) -> web.Response:
         if actor is None:
             raise NotFound("no such actor")
         items = (
-            await objects.group_tab(session, viewer, actor, TABS[tab], size=TAB_SIZE) if kind == "Group" else []
+            await objects.group_tab(session, viewer, actor, TABS[tab], size=TAB_SIZE)
+            if kind == "Group"
+            else []
         )
         state = (
             await membership.state_of(session, actor.id, viewer.actor_id)

@@ -1,1 +1,2 @@
-"""Content: our publications (local), what peers send (remote), the state served now, votes, co-signing, likes."""
+"""Content: our publications (local), what peers send (remote), the state served now, votes,
+co-signing, likes."""

@@ -443,7 +443,9 @@ class DeliveryAttempt:
         attempt signs with RFC 9421 (signed in :meth:`send`, as before)."""
         if self.spec != "cavage":
             return None
-        return cavage.prepare(inbox_request(Iri(self.row.inbox_iri), self.sender.body), self.sender.signer, now=now)
+        return cavage.prepare(
+            inbox_request(Iri(self.row.inbox_iri), self.sender.body), self.sender.signer, now=now
+        )
 
 
 DeliveryResult = DeliveryOutcome | _Skip | _Held | _Dropped

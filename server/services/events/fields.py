@@ -96,7 +96,9 @@ def place_of(value: Any) -> Place | None:
 
 
 def status_of(value: Any, default: EventStatus) -> EventStatus:
-    status: EventStatus = choice(EventStatus, value.lower() if isinstance(value, str) else value, "status", default)
+    status: EventStatus = choice(
+        EventStatus, value.lower() if isinstance(value, str) else value, "status", default
+    )
     return status
 
 

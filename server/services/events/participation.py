@@ -103,7 +103,14 @@ async def refusal(session: AsyncSession, target: Target, person: Actor, now: Any
 
 
 async def _answer(
-    fed: Federation, session: AsyncSession, target: Target, person: Actor, join_iri: str, kind: str, *, now: Any
+    fed: Federation,
+    session: AsyncSession,
+    target: Target,
+    person: Actor,
+    join_iri: str,
+    kind: str,
+    *,
+    now: Any,
 ) -> None:
     """``Accept``/``Reject`` of the ``Join`` (embedded, as Mobilizon and Mastodon read it) to the
     person; a local person gets it filed in their inbox."""
@@ -193,7 +200,9 @@ async def join(fed: Federation, person: Actor, event_iri: Any, message: Any = No
             await check_acting(session, target.organiser, [person], now=now)  # 403, as for every act
             state = await _admit(fed, session, target, person, join_iri, text, now=now)
             if state is None:
-                raise Conflict("this event takes no more participants from you (cancelled, over, full or closed)")
+                raise Conflict(
+                    "this event takes no more participants from you (cancelled, over, full or closed)"
+                )
         else:
             state = await _ask_remote(session, target, person, join_iri, text, now=now)
     fed.notify_worker()
@@ -212,7 +221,9 @@ async def _ask_remote(
         )
     )
     if existing is not None and existing.state in ("accepted", "pending"):
-        raise Conflict("already taking part" if existing.state == "accepted" else "already asked to take part")
+        raise Conflict(
+            "already taking part" if existing.state == "accepted" else "already asked to take part"
+        )
     if existing is None:
         existing = EventParticipant(event_id=target.event.id, actor_id=person.id, actor_iri=person.iri)
         session.add(existing)
@@ -226,7 +237,9 @@ async def _ask_remote(
     if message:
         activity["participationMessage"] = message  # Mobilizon's term
         activity["content"] = message
-    await publish(session, person, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE)
+    await publish(
+        session, person, activity, visibility="direct", now=now, priority=queue.Priority.INTERACTIVE
+    )
     return "pending"
 
 
@@ -264,14 +277,25 @@ async def decide(
             raise NotFound("no pending request from this participant")
         person = await session.get(Actor, row.actor_id)
         assert person is not None
-        if accept and target.event.capacity and await accepted_count(session, target.event.id) >= target.event.capacity:
+        if (
+            accept
+            and target.event.capacity
+            and await accepted_count(session, target.event.id) >= target.event.capacity
+        ):
             raise Conflict("the event is full")
         row.state, row.at = ("accepted" if accept else "rejected"), now
         await _answer(fed, session, target, person, row.join_iri, "Accept" if accept else "Reject", now=now)
         await session.flush()
         await refresh_counts(session, target.event)
-        audit(session, group, by, "event.accept" if accept else "event.reject", target.row.iri, now,
-              participant=person.iri)
+        audit(
+            session,
+            group,
+            by,
+            "event.accept" if accept else "event.reject",
+            target.row.iri,
+            now,
+            participant=person.iri,
+        )
     fed.notify_worker()
     return row.state
 
@@ -358,9 +382,7 @@ class Participant:
     at: Any
 
 
-async def participants(
-    fed: Federation, group: Actor, event_iri: Any, *, by: Actor
-) -> list[Participant]:
+async def participants(fed: Federation, group: Actor, event_iri: Any, *, by: Actor) -> list[Participant]:
     """The participant list, for the association's admins and moderators only."""
     async with fed.node.sessions() as session:
         await check_organiser(session, group, by)
@@ -382,7 +404,6 @@ async def state_of(session: AsyncSession, event_id: int, actor_id: int) -> str |
         )
     )
     return str(found) if found is not None else None
-
 
 
 async def local_person(fed: Federation, actor_id: int | None) -> Actor:

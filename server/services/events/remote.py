@@ -43,7 +43,9 @@ async def record(
     async with fed.node.sessions.begin() as session:
         row = await session.scalar(
             select(RemoteObject).where(
-                RemoteObject.iri == object_iri, RemoteObject.local.is_(False), RemoteObject.deleted_at.is_(None)
+                RemoteObject.iri == object_iri,
+                RemoteObject.local.is_(False),
+                RemoteObject.deleted_at.is_(None),
             )
         )
         if row is None:
@@ -104,7 +106,9 @@ async def hold(fed: Federation, event_iri: str) -> bool:
 async def is_event(session: AsyncSession, object_iri: str) -> bool:
     return (
         await session.scalar(
-            select(Event.id).join(RemoteObject, RemoteObject.id == Event.object_id).where(RemoteObject.iri == object_iri)
+            select(Event.id)
+            .join(RemoteObject, RemoteObject.id == Event.object_id)
+            .where(RemoteObject.iri == object_iri)
         )
         is not None
     )

@@ -22,9 +22,15 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("media", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("avatar_of_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True))
+        batch_op.add_column(
+            sa.Column("avatar_of_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True)
+        )
         batch_op.create_foreign_key(
-            batch_op.f("fk_media_avatar_of_id_actors"), "actors", ["avatar_of_id"], ["id"], ondelete="SET NULL"
+            batch_op.f("fk_media_avatar_of_id_actors"),
+            "actors",
+            ["avatar_of_id"],
+            ["id"],
+            ondelete="SET NULL",
         )
         batch_op.create_unique_constraint(batch_op.f("uq_media_avatar_of_id"), ["avatar_of_id"])
 

@@ -95,21 +95,23 @@ def upgrade() -> None:
             "state IN ('pending', 'accepted', 'rejected')", name=op.f("ck_event_participants_state")
         ),
         sa.ForeignKeyConstraint(
-            ["event_id"], ["events.id"], name=op.f("fk_event_participants_event_id_events"), ondelete="CASCADE"
+            ["event_id"],
+            ["events.id"],
+            name=op.f("fk_event_participants_event_id_events"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["actor_id"], ["actors.id"], name=op.f("fk_event_participants_actor_id_actors"), ondelete="CASCADE"
+            ["actor_id"],
+            ["actors.id"],
+            name=op.f("fk_event_participants_actor_id_actors"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_event_participants")),
         sa.UniqueConstraint("event_id", "actor_id", name=op.f("uq_event_participants_event_id_actor_id")),
         sa.UniqueConstraint("join_iri", name=op.f("uq_event_participants_join_iri")),
     )
-    op.create_index(
-        op.f("ix_event_participants_event_id"), "event_participants", ["event_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_event_participants_actor_id"), "event_participants", ["actor_id"], unique=False
-    )
+    op.create_index(op.f("ix_event_participants_event_id"), "event_participants", ["event_id"], unique=False)
+    op.create_index(op.f("ix_event_participants_actor_id"), "event_participants", ["actor_id"], unique=False)
 
 
 def downgrade() -> None:
