@@ -1,13 +1,16 @@
-"""The layering is code, not folklore: server → federation → schemas, checked by import-linter; and the
-code type-checks under mypy --strict."""
+"""The layering is code, not folklore: server → federation → schemas, checked by import-linter; the
+code type-checks under mypy --strict and passes ruff."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +45,21 @@ def test_the_code_type_checks_strictly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found" in result.stdout, result.stdout
+
+
+def test_the_code_passes_ruff() -> None:
+    """ruff check over server, federation and tests (pyproject's [tool.ruff]), without a cache."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (it comes with the test extra: pip install -e '.[test]')")
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "server", "federation", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All checks passed!" in result.stdout, result.stdout
 
 
 def _imports(path: Path) -> list[str]:
