@@ -42,6 +42,7 @@ from federation.ports import Transport
 from federation.retry import RetryPolicy
 from server.db import queue
 from server.db.queue import ClaimedJob
+from server.eventloop import running_loop_name
 from server.jobs.registry import (
     DeferJob,
     JobContext,
@@ -305,6 +306,7 @@ class Worker:
                 "worker_id": self.worker_id,
                 "concurrency": self.concurrency,
                 "kinds": sorted(self.registry.kinds()),
+                "event_loop": running_loop_name(),
             },
         )
         try:
