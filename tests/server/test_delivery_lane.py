@@ -400,45 +400,6 @@ async def test_a_worker_of_another_process_claims_a_fan_out_at_once_when_woken(q
     assert sorted(transport.sent) == sorted(inboxes)
 
 
-async def test_a_lane_whose_claim_another_process_took_claims_again_at_once(
-    quiet_node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On SQLite a lane reads its candidates without a lock: when another process claims all of
-    them first, the lane holds nothing that would wake it, so it reads again at once instead of
-    sleeping until its poll (here 30 s)."""
-    node = quiet_node
-    inboxes = [f"https://{h}/users/u/inbox" for h in FAST_HOSTS]
-    ids = await _activity_with_deliveries(node, inboxes)
-    claim_ids = queue.claim_ids
-    taken = False
-
-    async def first_taken_elsewhere(
-        session: AsyncSession, job_ids: list[int], **kwargs: Any
-    ) -> list[queue.ClaimedJob]:
-        nonlocal taken
-        if not taken:  # what another process's claim between the read and this one leaves
-            taken = True
-            return []
-        return await claim_ids(session, job_ids, **kwargs)
-
-    monkeypatch.setattr(queue, "claim_ids", first_taken_elsewhere)
-    transport = GateTransport(set())
-    worker = _worker(node, transport, per_host=4, in_flight=32)
-    worker.poll_interval_s = 30.0
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-
-        async def all_done() -> bool:
-            return (await _states(node, ids)) == {"delivered": len(ids)}
-
-        await wait_until(all_done, what="the deliveries after a lost claim", timeout_s=10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    assert taken and sorted(transport.sent) == sorted(inboxes)
-
-
 async def test_a_fan_out_s_pages_wake_only_the_delivery_lanes(quiet_node: Node) -> None:
     """A page of a fan-out queues deliveries only: its wake-up (in this process and, through the
     wake-up channel, in the others) is for the delivery lanes, not for every worker loop, whose
