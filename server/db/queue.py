@@ -581,8 +581,8 @@ async def claim_keyed(
     counted = sorted((k, n) for k, n in held.items() if 0 < n < cap)
     pid = key.payload_id
     if _locks_claimed_rows(session):
-        named = f"CAST(j.payload ->> '{pid}' AS INTEGER)"
-        returned = f"CAST(jobs.payload ->> '{pid}' AS INTEGER)"
+        named = f"CAST(j.payload ->> '{pid}' AS BIGINT)"
+        returned = f"CAST(jobs.payload ->> '{pid}' AS BIGINT)"
         not_full = f"NOT (COALESCE(r.{key.column}, '') = ANY(?::text[]))"
         lock = " FOR UPDATE OF j SKIP LOCKED"
         held_rows = "unnest(?::text[], ?::int[]) AS held(k, n)"
@@ -693,7 +693,8 @@ async def complete_many(
 
     One ``UPDATE … RETURNING`` through the bare driver per attempt number among ``jobs`` (nearly
     always one: a lane's batch is mostly first attempts) and per 500 ids (decision 95); the first
-    carries the writes left by ``bare.later`` (the inbox lane's marks, decision 104).
+    carries the writes left by ``bare.later`` (the inbox lane's marks, decision 104; the delivery
+    lane's rows and hosts, decision 106), sent alone when no job is done.
     """
     _check_aware(now, "now")
     by_attempt: dict[int, set[int]] = {}
@@ -710,6 +711,7 @@ async def complete_many(
             )
             rows = await bare.write(session, sql, [now, *chunk, worker_id, attempt])
             accepted.update(int(row[0]) for row in rows)
+    await bare.send_later(session)  # nothing done: the writes left are sent alone (decision 106)
     return accepted
 
 
