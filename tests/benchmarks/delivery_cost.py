@@ -125,6 +125,11 @@ async def measure(engine_name: str, url: str, work: Path, args: argparse.Namespa
             delivered = await session.scalar(
                 select(func.count()).select_from(Delivery).where(Delivery.state == "delivered")
             )
+        if args.verbose:
+            print(
+                f"  {engine_name}: {counters.statements} SQLAlchemy statements, {counters.bare} bare,"
+                f" {counters.handoffs} hand-offs, {counters.round_trips} round trips"
+            )
         if args.verbose and counters.by_call:
             print(f"  {engine_name}: hand-offs by call: {dict(counters.by_call.most_common())}")
         bad = [o for o in outcomes if o.outcome != "done"]
