@@ -696,36 +696,41 @@ class _Lane:
 
     async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
         worker = self.worker
+        notices = self.notices
+        async with worker.node.sessions.begin() as session:
+            jobs, keys = await self._take(session, free)
+        self._hold(jobs, keys)
+        self._empty_at = notices if len(jobs) < free else None
+        return jobs
+
+    async def _take(self, session: AsyncSession, free: int) -> tuple[list[ClaimedJob], dict[int, str] | None]:
+        """Claim up to ``free`` jobs in ``session``: :func:`server.db.queue.claim_kind`, or for a
+        keyed lane :func:`server.db.queue.claim_keyed` with the keys of the jobs held (decision
+        106); the keys of the jobs taken, ``None`` without keys."""
+        worker = self.worker
         keyed = self._keyed
         if keyed is None:
-            notices = self.notices
-            async with worker.node.sessions.begin() as session:
-                jobs = await queue.claim_kind(
-                    session,
-                    self.kind.kind,
-                    limit=free,
-                    worker_id=worker.worker_id,
-                    lease=worker.lease,
-                    now=worker.node.clock(),
-                )
-            self._hold(jobs)
-            self._empty_at = notices if len(jobs) < free else None
-            return jobs
-        async with worker.node.sessions.begin() as session:
-            claimed = await queue.claim_keyed(
+            jobs = await queue.claim_kind(
                 session,
                 self.kind.kind,
-                keyed.keyed_by,
                 limit=free,
-                cap=keyed.max_per_key,
-                held=self._per_key,
                 worker_id=worker.worker_id,
                 lease=worker.lease,
                 now=worker.node.clock(),
             )
-        jobs = [job for job, _ in claimed]
-        self._hold(jobs, {job.id: key for job, key in claimed})
-        return jobs
+            return jobs, None
+        claimed = await queue.claim_keyed(
+            session,
+            self.kind.kind,
+            keyed.keyed_by,
+            limit=free,
+            cap=keyed.max_per_key,
+            held=self._per_key,
+            worker_id=worker.worker_id,
+            lease=worker.lease,
+            now=worker.node.clock(),
+        )
+        return [job for job, _ in claimed], {job.id: key for job, key in claimed}
 
     async def _start(self, jobs: list[ClaimedJob], started: float) -> None:
         for job in jobs:
@@ -783,10 +788,10 @@ class _Lane:
         ran = [(job, r) for job, r, _ in results if r is not _EXHAUSTED]
         decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]] = []
         outcomes: dict[int, OutcomeName] = {}
-        # A lane without keys claims its next jobs in the transaction that records these
-        # (decision 104), under the claim lock as any claim.
-        fused = self._keyed is None and not self._stopping
-        claimed: tuple[list[ClaimedJob], int] | None = None  # and how many were asked for
+        # A lane claims its next jobs in the transaction that records these (decision 104; a
+        # keyed lane too since decision 106), under the claim lock as any claim.
+        fused = not self._stopping
+        claimed: tuple[list[ClaimedJob], dict[int, str] | None, int] | None = None  # and how many asked
         notices = self.notices
         try:
             async with contextlib.AsyncExitStack() as held_lock:
@@ -797,8 +802,8 @@ class _Lane:
                     if fused:
                         claimed = await self._claim_next(session, results)
                 if claimed is not None:  # committed: for the loop to start
-                    jobs, asked = claimed
-                    self._hold(jobs)
+                    jobs, keys, asked = claimed
+                    self._hold(jobs, keys)
                     self._handed += jobs
                     self._empty_at = notices if len(jobs) < asked else None
         except Exception:
@@ -872,27 +877,20 @@ class _Lane:
 
     async def _claim_next(
         self, session: AsyncSession, results: list[tuple[ClaimedJob, Any, float]]
-    ) -> tuple[list[ClaimedJob], int] | None:
+    ) -> tuple[list[ClaimedJob], dict[int, str] | None, int] | None:
         """The jobs the loop would claim once ``results`` free their slots, claimed in the
-        transaction that records them (decision 104), and how many it asked for; ``None`` when
-        the loop would not claim. On SQLite a commit (a hand-off to aiosqlite's thread) fewer
-        per batch, on PostgreSQL a transaction, and no claim of the loop after every record."""
+        transaction that records them (decision 104), their keys, and how many it asked for;
+        ``None`` when the loop would not claim. On SQLite a commit (a hand-off to aiosqlite's
+        thread) fewer per batch, on PostgreSQL a transaction, and no claim of the loop after every
+        record."""
         self._release(results)
         free = self._free()
         # Even after a claim that found fewer than it asked for: in a transaction that runs
         # anyway, it takes what a worker in another process (no notify) has to poll for.
         if not self._worth(free) or self._stopping:
             return None
-        worker = self.worker
-        jobs = await queue.claim_kind(
-            session,
-            self.kind.kind,
-            limit=free,
-            worker_id=worker.worker_id,
-            lease=worker.lease,
-            now=worker.node.clock(),
-        )
-        return jobs, free
+        jobs, keys = await self._take(session, free)
+        return jobs, keys, free
 
     def _hold(self, jobs: list[ClaimedJob], keys: dict[int, str] | None = None) -> None:
         for job in jobs:
