@@ -1079,5 +1079,64 @@ async def test_a_lane_claims_its_next_jobs_in_the_transaction_that_records_the_l
             await task
 
 
+class _InstantKeyedLane(_InstantLane):
+    """A keyed lane whose jobs finish as soon as they are prepared; a job's key is the kind of the
+    job its payload names."""
+
+    kind = "instant-keyed"
+    max_per_key = 2
+    keyed_by = queue.KeyOf(table="jobs", column="kind", payload_id="row")
+
+
+async def test_a_keyed_lane_claims_its_next_jobs_in_the_transaction_that_records_the_last(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], monkeypatch: Any
+) -> None:
+    """Decision 106: the delivery lane's claims ride on its records too, capped per key as the
+    loop's, with the keys of the jobs held after the record freed its slots."""
+    registry = LaneRegistry()
+    registry.add_lane(_InstantKeyedLane(), _noop)
+    worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
+    claims: list[tuple[bool, int]] = []  # each claim: in a session that recorded outcomes? how many taken
+    complete_many, claim_keyed = queue.complete_many, queue.claim_keyed
+
+    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> set[int]:
+        session.info["recorded"] = True
+        return await complete_many(session, *args, **kwargs)
+
+    async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[tuple[ClaimedJob, str]]:
+        taken = await claim_keyed(session, *args, **kwargs)
+        assert all(n <= 2 for n in kwargs["held"].values())
+        claims.append(("recorded" in session.info, len(taken)))
+        return taken
+
+    monkeypatch.setattr(queue, "complete_many", completing)
+    monkeypatch.setattr(queue, "claim_keyed", claiming)
+    far = utc_now() + timedelta(days=1)
+    keys = [await _enqueue(sessions, f"key-{k}", run_at=far) for k in range(4)]
+    async with sessions.begin() as session:
+        jobs = [queue.NewJob("instant-keyed", {"row": keys[n % 4]}) for n in range(24)]
+        await queue.enqueue_many(session, jobs, now=utc_now())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def drained() -> bool:
+        async with sessions() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == "instant-keyed", Job.state != "done")
+            )
+        return left == 0
+
+    try:
+        await _eventually(drained)
+        await asyncio.sleep(0.1)  # a claim after the last record would come now
+        assert [recorded for recorded, _ in claims].count(False) == 1
+        assert sum(1 for recorded, n in claims if recorded and n) >= 5
+        assert sum(n for _, n in claims) == 24
+    finally:
+        stop.set()
+        async with asyncio.timeout(1):
+            await task
+
+
 async def _noop(ctx: JobContext) -> None:
     return None
