@@ -24,7 +24,6 @@ import contextlib
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -100,7 +99,6 @@ async def measure(engine_name: str, url: str, work: Path, args: argparse.Namespa
                     finished.set()
 
             settings = ctx.settings
-            ctx = replace(ctx, settings=settings)
             worker = Worker(
                 ctx,
                 default_registry(fed),
