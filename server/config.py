@@ -38,7 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "drain_s": 0.0,
         "gc_freeze": True,
         "gc_threshold": 7000,
-        "event_loop": "auto",
+        "event_loop": "asyncio",
     },
     "database": {"pool_size": 10, "echo": False},
     "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
@@ -99,8 +99,8 @@ class ServerSettings:
     """``serve`` and ``worker``: what start-up left alive is frozen out of the cyclic collector."""
     gc_threshold: int = 7000
     """``serve`` and ``worker``: the cyclic collector's young-generation threshold (Python's own: 700)."""
-    event_loop: str = "auto"
-    """``serve`` and ``worker``: ``auto`` (uvloop where installed), ``uvloop`` or ``asyncio``."""
+    event_loop: str = "asyncio"
+    """``serve`` and ``worker``: ``asyncio`` (asyncio's own loop) or ``uvloop`` (:mod:`server.eventloop`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,18 @@
 """The event loop of the long-running processes, ``serve`` and ``worker`` (decision 105).
 
-Everything a node does in those processes passes through one event loop per process: each
-inbox request, each signed delivery and each database hand-off to aiosqlite's thread is a
-handful of callbacks, timers and socket reads. uvloop runs the same :mod:`asyncio` API on libuv,
-with those in C: the node spends less of each request and delivery in the loop's own Python
-code (docs/performance.md, "uvloop"). ``server.event_loop`` chooses:
+``server.event_loop`` chooses it:
 
-* ``auto`` (the default): uvloop where it is installed (a dependency of the package on Linux and
-  macOS, the platforms it supports), asyncio's own loop elsewhere;
-* ``uvloop``: refuse to start without it, rather than run slower than the operator planned;
-* ``asyncio``: asyncio's own loop, to rule the loop out when investigating.
+* ``asyncio`` (the default): asyncio's own loop;
+* ``uvloop``: the same :mod:`asyncio` API on libuv, with the loop's callbacks, timers and
+  transports in C (``pip install 'entraide[uvloop]'``). It refuses to start without uvloop rather
+  than run on another loop than the operator chose.
 
-The short commands of the CLI (``migrate``, ``follow``, ...) keep :func:`asyncio.run`: their cost
-is their database work, not their loop. The tests run on asyncio's loop, as pytest-aiohttp gives
-it; the end-to-end tests that start ``serve`` and ``worker`` run them on the configured loop.
+On the project machine uvloop did not change the node's CPU per inbox activity or per delivery
+beyond the noise (docs/performance.md, "The event loop"): the loop's own work is a few percent of
+either, and its system calls are the same on both. It stays a setting for machines where that
+differs, and the tests run ``serve`` on both.
+
+The short commands of the CLI (``migrate``, ``follow``, ...) keep :func:`asyncio.run`.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from server.config import ConfigError
 
 __all__ = ["EVENT_LOOPS", "loop_factory", "run", "running_loop_name"]
 
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 T = TypeVar("T")
 
@@ -44,12 +43,10 @@ def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLo
     try:
         import uvloop
     except ImportError as exc:
-        if choice == "uvloop":
-            raise ConfigError(
-                f"server.event_loop is 'uvloop' but uvloop cannot be imported ({exc}): "
-                "install it (pip install uvloop) or set server.event_loop to 'auto' or 'asyncio'"
-            ) from exc
-        return "asyncio", None
+        raise ConfigError(
+            f"server.event_loop is 'uvloop' but uvloop cannot be imported ({exc}): "
+            "install it (pip install 'entraide[uvloop]') or set server.event_loop to 'asyncio'"
+        ) from exc
     return "uvloop", uvloop.new_event_loop
 
 
@@ -65,6 +62,6 @@ def run(main: Coroutine[Any, Any, T], choice: str) -> T:
 
 
 def running_loop_name() -> str:
-    """``uvloop`` or ``asyncio``: the loop this coroutine runs on (for logs and metrics)."""
+    """``uvloop`` or ``asyncio``: the loop this coroutine runs on (for logs)."""
     loop = asyncio.get_running_loop()
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

@@ -233,7 +233,7 @@ def uvloop_installed() -> bool:
 def loops() -> str:
     """What the run's processes loop on, for the header of every benchmark."""
     installed = "uvloop" if uvloop_installed() else "asyncio"
-    node = os.environ.get(NODE_LOOP_ENV) or f"{installed} (auto)"
+    node = os.environ.get(NODE_LOOP_ENV) or "asyncio (default)"
     references = os.environ.get(REFERENCE_LOOP_ENV) or "asyncio"
     fake_hosts = os.environ.get(FAKE_HOSTS_LOOP_ENV) or installed
     return f"node {node}, references {references}, fake hosts {fake_hosts}"

@@ -136,9 +136,9 @@ def test_collector_settings_default_and_from_the_environment(tmp_path: Path) -> 
         load_settings(write(tmp_path, MINIMAL), environ={"ENTRAIDE_SERVER__GC_THRESHOLD": "10"})
 
 
-def test_event_loop_setting_defaults_to_auto_and_refuses_unknown_loops(tmp_path: Path) -> None:
-    assert load_settings(write(tmp_path, MINIMAL), environ={}).server.event_loop == "auto"
-    env = {"ENTRAIDE_SERVER__EVENT_LOOP": "asyncio"}
-    assert load_settings(write(tmp_path, MINIMAL), environ=env).server.event_loop == "asyncio"
+def test_event_loop_setting_defaults_to_asyncio_and_refuses_unknown_loops(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, MINIMAL), environ={}).server.event_loop == "asyncio"
+    env = {"ENTRAIDE_SERVER__EVENT_LOOP": "uvloop"}
+    assert load_settings(write(tmp_path, MINIMAL), environ=env).server.event_loop == "uvloop"
     with pytest.raises(ConfigError, match=r"server\.event_loop"):
         load_settings(write(tmp_path, MINIMAL), environ={"ENTRAIDE_SERVER__EVENT_LOOP": "trio"})

@@ -23,14 +23,17 @@ from server.config import build_settings
 from server.http.serving import serve
 
 
-def test_serve_answers_then_stops_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_serve_answers_then_stops_on_sigterm(tmp_path: Path, event_loop: str) -> None:
+    if event_loop == "uvloop":
+        pytest.importorskip("uvloop")
     port = unused_port()
     origin = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / "data"
     assert main(["init", "--data-dir", str(data_dir), "--origin", origin]) == 0
     config = str(data_dir / "entraide.toml")
     assert main(["association", "create", "demo", "--name", "Démo", "--config", config]) == 0
-    env = {**os.environ, "ENTRAIDE_LOGGING__FORMAT": "json"}
+    env = {**os.environ, "ENTRAIDE_LOGGING__FORMAT": "json", "ENTRAIDE_SERVER__EVENT_LOOP": event_loop}
     # The context manager closes the pipe once the process has ended; stdout is not read.
     with subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--config", config],
@@ -63,9 +66,9 @@ def test_serve_answers_then_stops_on_sigterm(tmp_path: Path) -> None:
         stderr = process.stderr.read() if process.stderr else ""
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(e["event"] == "serving" and e["origin"] == origin for e in events), stderr
-    # The default loop (decision 105) runs the web side and the in-process worker.
+    # The chosen loop (decision 105) runs the web side and the in-process worker.
     loops = [e["event_loop"] for e in events if e["event"] in ("serving", "worker started")]
-    assert loops == ["uvloop", "uvloop"], stderr
+    assert loops == [event_loop, event_loop], stderr
 
 
 @pytest.mark.parametrize("freeze", [True, False])
