@@ -2,21 +2,29 @@
 
 A fan-out to personal inboxes signs and POSTs one request per inbox. This measures, in this
 process only, the CPU (``time.process_time``) per request of each part of that path, against the
-fake hosts of ``bench_fanout`` (``servers.py fake-hosts``, a child process pinned to the other
+fake hosts of ``bench_fanout`` (``servers.py fake-hosts``, a child process pinned to the first
 core when there are two; this process is pinned to the last core):
 
 * ``rsa``: :meth:`federation.keys.KeyPair.sign` of a signing string alone (RSA-2048);
 * ``sign``: :func:`federation.signatures.sign_request` of the unsigned inbox POST, RSA included;
 * ``send``: :meth:`federation.transport.AiohttpTransport.send` of requests signed beforehand;
-* ``deliver``: :func:`federation.delivery.deliver`, signing and sending, as the worker does.
+* ``deliver``: :func:`federation.delivery.deliver`, signing and sending, as the worker does;
+
+and, on asyncio's loop, the timers scheduled per ``send`` (``loop.call_at``: ``call_later`` and
+``asyncio.timeout`` go through it), a figure the machine's load does not move; with ``--count-calls``,
+the function calls per request of each phase (cProfile's count, Python and C), another.
 
 Requests go to ``--hosts`` hosts in turn, a distinct inbox each, ``-c`` at a time (the worker's
 ``deliveries_in_flight``), over one transport with the production settings (connections are opened
-by a warm-up round first). ``sign + send - rsa`` is what a delivery costs outside RSA.
-Old and new code are compared by running this module alternately from each tree
-(``PYTHONPATH=<tree> python -m tests.benchmarks.send_cost``).
+by a warm-up round first). ``sign + send - rsa`` is what a delivery costs outside RSA; ``--fake-rsa``
+replaces the RSA operation by 256 fixed bytes, which leaves exactly that without RSA's noise.
 
-    python -m tests.benchmarks.send_cost [-n 4000] [-c 256] [--hosts 200] [--rounds 3] [--uvloop]
+``--against <tree>`` compares with the ``federation`` package of another checkout (e.g. ``git
+archive <rev>`` extracted), imported in this same process under another name: each round runs
+every phase with both, in alternating order, so a change of the machine's load weighs on both.
+
+    python -m tests.benchmarks.send_cost [-n 2000] [-c 256] [--hosts 200] [--rounds 5] [--fake-rsa]
+        [--uvloop] [--against <tree>]
 """
 
 from __future__ import annotations
@@ -24,23 +32,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import importlib
 import json
 import os
+import pstats
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-
-from federation.delivery import Delivered, deliver, inbox_request
-from federation.http import OutgoingRequest
-from federation.keys import KeyPair, private_key_from_pem
-from federation.signatures import sign_request
-from federation.transport import AiohttpTransport
-from federation.types import Iri, utc_now
 
 from ._common import PYTHON, ROOT, Proc, free_port, table, wait_http
 
@@ -63,76 +70,54 @@ BODY = json.dumps(
         },
     }
 ).encode()
+PHASES = ("rsa", "sign", "send", "deliver")
 
 
-async def _run_many(count: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> float:
-    """CPU seconds of this process to run ``one(i)`` for every ``i < count``, ``concurrency`` at once."""
-    next_index = 0
+def _library(package: str) -> SimpleNamespace:
+    """What the measurement uses, from ``package`` (``federation`` or another tree's copy)."""
+    modules = {
+        name: importlib.import_module(f"{package}.{name}")
+        for name in ("delivery", "keys", "signatures", "transport", "types")
+    }
+    return SimpleNamespace(
+        package=package,
+        deliver=modules["delivery"].deliver,
+        Delivered=modules["delivery"].Delivered,
+        inbox_request=modules["delivery"].inbox_request,
+        KeyPair=modules["keys"].KeyPair,
+        private_key_from_pem=modules["keys"].private_key_from_pem,
+        sign_request=modules["signatures"].sign_request,
+        AiohttpTransport=modules["transport"].AiohttpTransport,
+        utc_now=modules["types"].utc_now,
+    )
 
-    async def lane() -> None:
-        nonlocal next_index
-        while next_index < count:
-            i = next_index
-            next_index += 1
-            await one(i)
 
-    cpu = time.process_time()
-    await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return time.process_time() - cpu
+def _library_of_tree(tree: Path) -> SimpleNamespace:
+    """``tree``'s ``federation`` package, imported as ``federation_against`` beside ours."""
+    holder = Path(tempfile.mkdtemp(prefix="entraide-send-cost-"))
+    (holder / "federation_against").symlink_to((tree / "federation").resolve())
+    sys.path.insert(0, str(holder))
+    return _library("federation_against")
 
 
-async def measure(ports: Sequence[int], args: argparse.Namespace) -> dict[str, list[float]]:
-    pem = (ROOT / "tests" / "fixtures" / "keys" / "rsa-alice.pem").read_bytes()
-    signer = KeyPair(Iri("https://node.example/groups/alerts#main-key"), Iri("https://node.example/groups/alerts"),
-                     private_key_from_pem(pem))  # fmt: skip
-    n, hosts = args.n, len(ports)
-    figures: dict[str, list[float]] = {"rsa": [], "sign": [], "send": [], "deliver": []}
-    async with AiohttpTransport(user_agent="Entraide/bench (+https://node.example)",
-                                allow_private_addresses=True) as transport:  # fmt: skip
-        round_no = 0
+@dataclass
+class _Side:
+    """One code base under measurement: its transport, signer and figures."""
 
-        def inbox(i: int) -> Iri:
-            return Iri(f"http://127.0.0.1:{ports[i % hosts]}/users/r{round_no}u{i}/inbox")
-
-        async def delivered(i: int) -> None:
-            outcome = await deliver(inbox(i), BODY, signer=signer, transport=transport, now=utc_now())
-            if not isinstance(outcome, Delivered):
-                raise RuntimeError(f"delivery failed: {outcome}")
-
-        await _run_many(hosts * 2, args.c, delivered)  # warm-up: connections, caches
-        first = sign_request(inbox_request(inbox(0), BODY), signer, now=utc_now())
-        message = first.headers["Signature"].encode()
-        timers = _TimerCount(asyncio.get_running_loop())
-        for round_no in range(1, args.rounds + 1):
-            cpu = time.process_time()
-            for _ in range(n // 4):
-                signer.sign(message)
-            figures["rsa"].append((time.process_time() - cpu) / (n // 4))
-
-            signed: list[OutgoingRequest] = []
-            cpu = time.process_time()
-            for i in range(n):
-                signed.append(sign_request(inbox_request(inbox(i), BODY), signer, now=utc_now()))
-            figures["sign"].append((time.process_time() - cpu) / n)
-
-            async def sent(i: int, signed: list[OutgoingRequest] = signed) -> None:
-                response = await transport.send(signed[i], follow_redirects=False)
-                if response.status != 202:
-                    raise RuntimeError(f"status {response.status}")
-
-            with timers.counting():
-                figures["send"].append(await _run_many(n, args.c, sent) / n)
-            round_no += 1000  # fresh inboxes for the deliver phase
-            figures["deliver"].append(await _run_many(n, args.c, delivered) / n)
-            round_no -= 1000
-    if timers.supported:
-        figures["timers per send"] = [timers.count / (n * args.rounds)]
-    return figures
+    label: str
+    lib: SimpleNamespace
+    transport: Any = None
+    signer: Any = None
+    figures: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    timers: int = 0
+    sends: int = 0
+    calls: dict[str, float] = field(default_factory=dict)
+    """Function calls per request of each phase (``--count-calls``), as cProfile counts them."""
 
 
 class _TimerCount:
-    """Timers (``loop.call_at``, which ``call_later`` and ``asyncio.timeout`` use) scheduled while
-    counting: a load-independent figure. Not available on uvloop (its methods cannot be wrapped)."""
+    """Timers scheduled while counting (``loop.call_at``, which ``call_later`` and ``asyncio.timeout``
+    use). Not available on uvloop, whose methods cannot be wrapped."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.count = 0
@@ -156,13 +141,125 @@ class _TimerCount:
             self.on = False
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+@contextlib.contextmanager
+def _calls(side: _Side, phase: str, count: int, on: bool) -> Iterator[None]:
+    """With ``on``, count the function calls (Python and C) made meanwhile, per request."""
+    if not on:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        side.calls[phase] = pstats.Stats(profiler).total_calls / count  # type: ignore[attr-defined]
+
+
+async def _run_many(count: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> float:
+    """CPU seconds of this process to run ``one(i)`` for every ``i < count``, ``concurrency`` at once."""
+    next_index = 0
+
+    async def lane() -> None:
+        nonlocal next_index
+        while next_index < count:
+            i = next_index
+            next_index += 1
+            await one(i)
+
+    cpu = time.process_time()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return time.process_time() - cpu
+
+
+async def _round(
+    side: _Side,
+    ports: Sequence[int],
+    round_no: int,
+    timers: _TimerCount,
+    args: argparse.Namespace,
+    *,
+    count_calls: bool = False,
+) -> None:
+    """One round of every phase; with ``count_calls``, function calls are counted instead of CPU."""
+    lib, signer, transport, n = side.lib, side.signer, side.transport, args.n
+
+    def signed_for(url: str) -> Any:
+        return lib.sign_request(lib.inbox_request(url, BODY), signer, now=lib.utc_now())
+
+    def inbox(i: int, phase: str) -> str:
+        return f"http://127.0.0.1:{ports[i % len(ports)]}/users/{side.label}{round_no}{phase}{i}/inbox"
+
+    message = signed_for(inbox(0, "m")).headers["Signature"]
+    figures: dict[str, list[float]] = {p: [] for p in PHASES} if count_calls else side.figures
+    cpu = time.process_time()
+    for _ in range(n // 4):
+        signer.sign(message.encode())
+    figures["rsa"].append((time.process_time() - cpu) / (n // 4))
+
+    cpu = time.process_time()
+    with _calls(side, "sign", n, count_calls):
+        signed = [signed_for(inbox(i, "s")) for i in range(n)]
+    figures["sign"].append((time.process_time() - cpu) / n)
+
+    async def sent(i: int) -> None:
+        response = await transport.send(signed[i], follow_redirects=False)
+        if response.status != 202:
+            raise RuntimeError(f"status {response.status}")
+
+    before = timers.count
+    with timers.counting(), _calls(side, "send", n, count_calls):
+        figures["send"].append(await _run_many(n, args.c, sent) / n)
+    if not count_calls:
+        side.timers += timers.count - before
+        side.sends += n
+
+    async def delivered(i: int) -> None:
+        now = lib.utc_now()
+        outcome = await lib.deliver(inbox(i, "d"), BODY, signer=signer, transport=transport, now=now)
+        if not isinstance(outcome, lib.Delivered):
+            raise RuntimeError(f"delivery failed: {outcome}")
+
+    with _calls(side, "deliver", n, count_calls):
+        figures["deliver"].append(await _run_many(n, args.c, delivered) / n)
+
+
+async def measure(ports: Sequence[int], sides: list[_Side], args: argparse.Namespace) -> None:
+    pem = (ROOT / "tests" / "fixtures" / "keys" / "rsa-alice.pem").read_bytes()
+    timers = _TimerCount(asyncio.get_running_loop())
+    async with contextlib.AsyncExitStack() as stack:
+        for side in sides:
+            lib = side.lib
+            actor = "https://node.example/groups/alerts"
+            side.signer = lib.KeyPair(f"{actor}#main-key", actor, lib.private_key_from_pem(pem))
+            side.transport = await stack.enter_async_context(
+                lib.AiohttpTransport(user_agent=f"Entraide/bench (+{actor})", allow_private_addresses=True)
+            )
+
+            async def warm(i: int, side: _Side = side) -> None:
+                url = f"http://127.0.0.1:{ports[i % len(ports)]}/warm/{side.label}{i}/inbox"
+                lib = side.lib
+                await lib.deliver(url, BODY, signer=side.signer, transport=side.transport, now=lib.utc_now())
+
+            await _run_many(len(ports) * 2, args.c, warm)  # connections, caches
+        for round_no in range(args.rounds):
+            for side in sides if round_no % 2 == 0 else reversed(sides):
+                await _round(side, ports, round_no, timers, args)
+        if args.count_calls:
+            for side in sides:
+                await _round(side, ports, args.rounds, timers, args, count_calls=True)
+    if not timers.supported:
+        for side in sides:
+            side.sends = 0
+
+
+async def run(sides: list[_Side], args: argparse.Namespace) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2 and not args.no_pin
     control_port = free_port()
     fake_cmd = [PYTHON, "-m", "tests.benchmarks.servers", "fake-hosts",
                 "--count", str(args.hosts), "--port", str(control_port)]  # fmt: skip
-    work = Path(args.work_dir or f"/tmp/entraide-send-cost-{os.getpid()}")
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="entraide-send-cost-"))
     with Proc(fake_cmd, log=work / "fake-hosts.log", cpus=frozenset(cpus[:1]) if pinned else None) as fake:
         control = f"http://127.0.0.1:{control_port}"
         await wait_http(f"{control}/ports", fake)
@@ -170,53 +267,67 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ports: list[int] = await response.json()
         if pinned:
             os.sched_setaffinity(0, {cpus[-1]})
-        figures = await measure(ports, args)
-    return figures
+        await measure(ports, sides, args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-n", type=int, default=4000, help="requests per phase and round")
+    parser.add_argument("-n", type=int, default=2000, help="requests per phase and round")
     parser.add_argument("-c", type=int, default=256, help="requests in flight (worker.deliveries_in_flight)")
     parser.add_argument("--hosts", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--uvloop", action="store_true", help="run this process's loop on uvloop")
     parser.add_argument(
         "--fake-rsa",
         action="store_true",
         help="KeyPair.sign returns 256 fixed bytes: what is left is the cost outside RSA, without its noise",
     )
+    parser.add_argument("--against", type=Path, help="another checkout whose federation package is compared")
+    parser.add_argument(
+        "--count-calls",
+        action="store_true",
+        help="one more round per side under cProfile: function calls per request, a load-independent figure",
+    )
     parser.add_argument("--no-pin", action="store_true")
     parser.add_argument("--work-dir")
     parser.add_argument("--json", help="also write the figures (seconds per request, per round) here")
     args = parser.parse_args()
+    sides = [_Side("this", _library("federation"))]
+    if args.against is not None:
+        sides.insert(0, _Side("against", _library_of_tree(args.against)))
     if args.fake_rsa:
-        KeyPair.sign = lambda self, message: bytes(256)  # type: ignore[method-assign]
+        for side in sides:
+            side.lib.KeyPair.sign = lambda self, message: bytes(256)
     if args.uvloop:
         import uvloop
 
-        figures = uvloop.run(run(args))
+        uvloop.run(run(sides, args))
     else:
-        figures = asyncio.run(run(args))
-    timers = figures.pop("timers per send", None)
-    rows = [
-        [phase, *(f"{1e6 * v:.0f}" for v in values), f"{1e6 * statistics.median(values):.0f}"]
-        for phase, values in figures.items()
-    ]
-    med = {phase: statistics.median(values) for phase, values in figures.items()}
+        asyncio.run(run(sides, args))
     loop = "uvloop" if args.uvloop else "asyncio"
     rsa = "fake" if args.fake_rsa else "RSA-2048"
-    print(f"code: {ROOT}  loop: {loop}  signatures: {rsa}  load: {os.getloadavg()[0]:.2f}  "
-          f"n={args.n} c={args.c} hosts={args.hosts}")  # fmt: skip
-    print(table(["phase", *(f"round {r + 1} µs" for r in range(args.rounds)), "median µs"], rows))
-    print(f"outside RSA (sign + send - rsa): {1e6 * (med['sign'] + med['send'] - med['rsa']):.0f} µs; "
-          f"deliver - rsa: {1e6 * (med['deliver'] - med['rsa']):.0f} µs")  # fmt: skip
-    if timers is not None:
-        print(f"timers scheduled per send: {timers[0]:.2f}")
+    print(f"loop: {loop}  signatures: {rsa}  load after: {os.getloadavg()[0]:.2f}  "
+          f"n={args.n} c={args.c} hosts={args.hosts} rounds={args.rounds}")  # fmt: skip
+    rows = []
+    for side in sides:
+        where = str(args.against) if side.label == "against" else str(ROOT)
+        med = {phase: statistics.median(values) for phase, values in side.figures.items()}
+        for phase in PHASES:
+            values = side.figures[phase]
+            rows.append([where, phase, " ".join(f"{1e6 * v:.0f}" for v in values), f"{1e6 * med[phase]:.0f}"])
+        rows.append([where, "sign + send - rsa", "", f"{1e6 * (med['sign'] + med['send'] - med['rsa']):.0f}"])
+        rows.append([where, "deliver - rsa", "", f"{1e6 * (med['deliver'] - med['rsa']):.0f}"])
+        if side.sends:
+            rows.append([where, "timers per send", "", f"{side.timers / side.sends:.2f}"])
+        for phase, calls in side.calls.items():
+            rows.append([where, f"function calls per {phase}", "", f"{calls:.0f}"])
+    print(table(["code", "phase", "CPU µs per request, each round", "median"], rows))
     if args.json:
-        Path(args.json).write_text(json.dumps({"loop": loop, "args": vars(args), "figures": figures}))
+        Path(args.json).write_text(
+            json.dumps({"loop": loop, "rsa": rsa, "sides": {s.label: s.figures for s in sides}})
+        )
     sys.stdout.flush()
 
 
