@@ -314,16 +314,20 @@ def main() -> None:
     for side in sides:
         where = str(args.against) if side.label == "against" else str(ROOT)
         med = {phase: statistics.median(values) for phase, values in side.figures.items()}
+        low = {phase: min(values) for phase, values in side.figures.items()}
         for phase in PHASES:
             values = side.figures[phase]
-            rows.append([where, phase, " ".join(f"{1e6 * v:.0f}" for v in values), f"{1e6 * med[phase]:.0f}"])
-        rows.append([where, "sign + send - rsa", "", f"{1e6 * (med['sign'] + med['send'] - med['rsa']):.0f}"])
-        rows.append([where, "deliver - rsa", "", f"{1e6 * (med['deliver'] - med['rsa']):.0f}"])
+            each = " ".join(f"{1e6 * v:.0f}" for v in values)
+            rows.append([where, phase, each, f"{1e6 * med[phase]:.0f}", f"{1e6 * low[phase]:.0f}"])
+        outside = med["sign"] + med["send"] - med["rsa"], low["sign"] + low["send"] - low["rsa"]
+        rows.append([where, "sign + send - rsa", "", *(f"{1e6 * v:.0f}" for v in outside)])
+        deliver = med["deliver"] - med["rsa"], low["deliver"] - low["rsa"]
+        rows.append([where, "deliver - rsa", "", *(f"{1e6 * v:.0f}" for v in deliver)])
         if side.sends:
-            rows.append([where, "timers per send", "", f"{side.timers / side.sends:.2f}"])
+            rows.append([where, "timers per send", "", f"{side.timers / side.sends:.2f}", ""])
         for phase, calls in side.calls.items():
-            rows.append([where, f"function calls per {phase}", "", f"{calls:.0f}"])
-    print(table(["code", "phase", "CPU µs per request, each round", "median"], rows))
+            rows.append([where, f"function calls per {phase}", "", f"{calls:.0f}", ""])
+    print(table(["code", "phase", "CPU µs per request, each round", "median", "lowest"], rows))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"loop": loop, "rsa": rsa, "sides": {s.label: s.figures for s in sides}})
