@@ -39,6 +39,8 @@ from server.config import (
 )
 from server.db import migrate as migrations
 from server.db.engine import DatabaseUnavailable, check_connection, create_engine, create_sessionmaker
+from server.eventloop import loop_factory
+from server.eventloop import run as run_on_loop
 from server.files import make_private_dir, make_private_file, write_private_file
 from server.logging import setup_logging
 from server.services.actors import local as actor_service
@@ -193,6 +195,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     setup_logging(settings.logging)
+    loop_name, _ = loop_factory(settings.server.event_loop)  # refuse a loop that cannot run, first
     make_private_dir(settings.storage.data_dir)
 
     async def preflight() -> None:
@@ -206,9 +209,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     log.info(
         "serving",
-        extra={"origin": settings.server.origin, "listen": f"{host}:{port}", "version": __version__},
+        extra={
+            "origin": settings.server.origin,
+            "listen": f"{host}:{port}",
+            "version": __version__,
+            "event_loop": loop_name,
+        },
     )
-    asyncio.run(
+    run_on_loop(
         serve(
             app,
             host=host,
@@ -218,7 +226,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 f"Entraide {__version__} serving {settings.server.origin} on http://{host}:{port}"
                 " (Ctrl-C or SIGTERM to stop)"
             ),
-        )
+        ),
+        settings.server.event_loop,
     )
     return 0
 
@@ -238,7 +247,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         _progress(f"Entraide {__version__} worker for {settings.server.origin} (SIGTERM to stop)")
         await run_worker_process(settings)
 
-    asyncio.run(run())
+    run_on_loop(run(), settings.server.event_loop)
     return 0
 
 

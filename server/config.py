@@ -38,6 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "drain_s": 0.0,
         "gc_freeze": True,
         "gc_threshold": 7000,
+        "event_loop": "auto",
     },
     "database": {"pool_size": 10, "echo": False},
     "storage": {"data_dir": ".", "secret_key_file": "secret.key"},
@@ -98,6 +99,8 @@ class ServerSettings:
     """``serve`` and ``worker``: what start-up left alive is frozen out of the cyclic collector."""
     gc_threshold: int = 7000
     """``serve`` and ``worker``: the cyclic collector's young-generation threshold (Python's own: 700)."""
+    event_loop: str = "auto"
+    """``serve`` and ``worker``: ``auto`` (uvloop where installed), ``uvloop`` or ``asyncio``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +391,7 @@ def build_settings(
             drain_s=float(doc["server"]["drain_s"]),
             gc_freeze=doc["server"]["gc_freeze"],
             gc_threshold=doc["server"]["gc_threshold"],
+            event_loop=doc["server"]["event_loop"],
         ),
         database=DatabaseSettings(
             url=resolve_database_url(doc["database"]["url"], base_dir),

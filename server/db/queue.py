@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     ColumnElement,
     Delete,
@@ -59,11 +60,13 @@ __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_KIND_LENGTH",
     "ClaimedJob",
+    "KeyOf",
     "NewJob",
     "Priority",
     "QueueStats",
     "claim",
     "claim_ids",
+    "claim_keyed",
     "claim_kind",
     "complete",
     "complete_many",
@@ -513,6 +516,132 @@ async def claim_kind(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class KeyOf:
+    """Where a keyed lane's job finds its key: the ``column`` of the ``table`` row whose ``id`` the
+    job's ``payload[payload_id]`` names (a delivery's host). Names of the schema, never input."""
+
+    table: str
+    column: str
+    payload_id: str
+
+
+_CLAIM_KEYED = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until = ?, attempts = attempts + 1
+ WHERE id IN (
+  SELECT ranked.id FROM (
+   SELECT c.id, c.g, c.priority, c.run_at, c.k,
+          row_number() OVER (PARTITION BY c.k ORDER BY c.g, c.priority, c.run_at, c.id) AS nth
+     FROM (SELECT * FROM (SELECT 0 AS g, j.id, j.priority, j.run_at, COALESCE(r.{column}, '') AS k
+                            FROM jobs AS j LEFT JOIN {table} AS r ON r.id = {named}
+                           WHERE j.kind = ? AND j.{expired} AND {not_full}
+                           ORDER BY j.priority, j.run_at, j.id LIMIT ?{lock}) AS expired
+           UNION ALL
+           SELECT * FROM (SELECT 1 AS g, j.id, j.priority, j.run_at, COALESCE(r.{column}, '') AS k
+                            FROM jobs AS j LEFT JOIN {table} AS r ON r.id = {named}
+                           WHERE j.kind = ? AND j.{queued} AND {not_full}
+                           ORDER BY j.priority, j.run_at, j.id LIMIT ?{lock}) AS due) AS c) AS ranked
+   LEFT JOIN {held} ON held.k = ranked.k
+  WHERE ranked.nth <= ? - COALESCE(held.n, 0)
+  ORDER BY ranked.g, ranked.priority, ranked.run_at, ranked.id LIMIT ?)
+ RETURNING id, kind, payload, attempts, max_attempts, priority, run_at,
+           (SELECT r.{column} FROM {table} AS r WHERE r.id = {returned})"""
+
+
+async def claim_keyed(
+    session: AsyncSession,
+    kind: str,
+    key: KeyOf,
+    *,
+    limit: int,
+    cap: int,
+    held: Mapping[str, int],
+    worker_id: str,
+    lease: timedelta,
+    now: datetime,
+) -> list[tuple[ClaimedJob, str]]:
+    """Claim up to ``limit`` runnable ``kind`` jobs in the caller's transaction, at most ``cap``
+    per key counting the ``held`` ones, each with its key (``""`` when its row is gone: the caller
+    finishes the job), in claim order.
+
+    One ``UPDATE … RETURNING`` through the bare driver (decision 106): each condition of
+    :func:`runnable` (expired leases first) walks ``ix_jobs_claim`` in claim order for up to
+    ``2 * limit`` candidates whose key is not full, joined to their key; the first ``cap - held``
+    of each key in claim order are taken, ``limit`` at most, so one key's jobs are taken in their
+    claim order. It was one read per condition and a Core ``UPDATE`` (ORM compilation, four
+    hand-offs to aiosqlite's thread each). On PostgreSQL the candidates are locked ``SKIP LOCKED``
+    and the key counts are arrays (one statement text whatever their number); on SQLite the
+    statement takes the write lock before it reads, so the choice and the claim are atomic.
+    """
+    _check_aware(now, "now")
+    if lease <= timedelta(0):
+        raise ValueError("lease must be positive")
+    if limit < 1:
+        return []
+    full = sorted(k for k, n in held.items() if n >= cap)
+    counted = sorted((k, n) for k, n in held.items() if 0 < n < cap)
+    pid = key.payload_id
+    if _locks_claimed_rows(session):
+        named = f"CAST(j.payload ->> '{pid}' AS BIGINT)"
+        returned = f"CAST(jobs.payload ->> '{pid}' AS BIGINT)"
+        not_full = f"NOT (COALESCE(r.{key.column}, '') = ANY(?::text[]))"
+        lock = " FOR UPDATE OF j SKIP LOCKED"
+        held_rows = "unnest(?::text[], ?::int[]) AS held(k, n)"
+        full_params: list[Any] = [full]
+        held_params: list[Any] = [[k for k, _ in counted], [n for _, n in counted]]
+    else:
+        named = f"json_extract(j.payload, '$.{pid}')"
+        returned = f"json_extract(jobs.payload, '$.{pid}')"
+        not_full = f"COALESCE(r.{key.column}, '') NOT IN (SELECT value FROM json_each(?))"
+        lock = ""
+        held_rows = "(SELECT key AS k, value AS n FROM json_each(?)) AS held"
+        full_params = [orjson.dumps(full).decode()]
+        held_params = [orjson.dumps(dict(counted)).decode()]
+    expired, queued = _KIND_RUNNABLE
+    sql = _CLAIM_KEYED.format(
+        table=key.table,
+        column=key.column,
+        named=named,
+        returned=returned,
+        expired=expired.replace(" AND ", " AND j."),
+        queued=queued.replace(" AND ", " AND j."),
+        not_full=not_full,
+        lock=lock,
+        held=held_rows,
+    )
+    window = 2 * limit  # some candidates may be over their key's cap
+    params = [
+        worker_id,
+        now + lease,
+        kind,
+        now,
+        *full_params,
+        window,
+        kind,
+        now,
+        *full_params,
+        window,
+        *held_params,
+        cap,
+        limit,
+    ]
+    rows = await bare.write(session, sql, params)
+    rows.sort(key=lambda r: (r[5], r[6], r[0]))
+    return [
+        (
+            ClaimedJob(
+                id=int(job_id),
+                kind=str(job_kind),
+                payload=bare.document(payload),
+                attempt=int(attempts),
+                max_attempts=int(max_attempts),
+                priority=int(priority),
+            ),
+            "" if found is None else str(found),
+        )
+        for job_id, job_kind, payload, attempts, max_attempts, priority, _, found in rows
+    ]
+
+
 def _leased_to(job_id: int, worker_id: str, attempt: int | None) -> Sequence[Any]:
     """The fence: the job is still running and leased to this worker (for this attempt)."""
     conditions: list[Any] = [Job.id == job_id, Job.state == RUNNING, Job.locked_by == worker_id]
@@ -564,7 +693,8 @@ async def complete_many(
 
     One ``UPDATE … RETURNING`` through the bare driver per attempt number among ``jobs`` (nearly
     always one: a lane's batch is mostly first attempts) and per 500 ids (decision 95); the first
-    carries the writes left by ``bare.later`` (the inbox lane's marks, decision 104).
+    carries the writes left by ``bare.later`` (the inbox lane's marks, decision 104; the delivery
+    lane's rows and hosts, decision 106), sent alone when no job is done.
     """
     _check_aware(now, "now")
     by_attempt: dict[int, set[int]] = {}
@@ -581,6 +711,7 @@ async def complete_many(
             )
             rows = await bare.write(session, sql, [now, *chunk, worker_id, attempt])
             accepted.update(int(row[0]) for row in rows)
+    await bare.send_later(session)  # nothing done: the writes left are sent alone (decision 106)
     return accepted
 
 

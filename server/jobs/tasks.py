@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.http import OutgoingRequest
@@ -21,7 +20,7 @@ from federation.keys import KeyPair
 from federation.signatures import cavage
 from federation.signing_pool import SigningPool
 from server.db import queue
-from server.db.models import Actor, Delivery
+from server.db.models import Actor
 from server.db.queries import inbox as inbox_queries
 from server.db.queries import objects as object_queries
 from server.db.queue import ClaimedJob
@@ -75,6 +74,8 @@ class DeliverLane:
     kind = delivery.DELIVER
     # A fan-out running in the main loop does not narrow this lane while it plans (decision 100).
     fed_by = frozenset({delivery.FANOUT})
+    # A delivery's key is its row's host (claimed by queue.claim_keyed, decision 106).
+    keyed_by = queue.KeyOf(table="deliveries", column="host", payload_id="delivery_id")
 
     def __init__(self, fed: Federation) -> None:
         settings = fed.node.settings
@@ -87,25 +88,6 @@ class DeliverLane:
         self._prepared: dict[int, delivery.PreparedDelivery] = {}
         processes = settings.worker.signing_processes
         self._signing = SigningPool(processes) if processes else None
-
-    async def runnable(
-        self,
-        session: AsyncSession,
-        *,
-        condition: ColumnElement[bool],
-        limit: int,
-        exclude_keys: Collection[str],
-    ) -> list[tuple[int, str]]:
-        return await queue.runnable_keyed(
-            session,
-            kind=self.kind,
-            condition=condition,
-            limit=limit,
-            payload_id="delivery_id",
-            row_id=Delivery.id,
-            key=Delivery.host,
-            exclude_keys=exclude_keys,
-        )
 
     async def prepare(self, jobs: Sequence[ClaimedJob]) -> list[Any]:
         works: list[delivery.DeliveryWork] = []

@@ -34,7 +34,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import retry
@@ -42,6 +41,7 @@ from federation.ports import Transport
 from federation.retry import RetryPolicy
 from server.db import queue
 from server.db.queue import ClaimedJob
+from server.eventloop import running_loop_name
 from server.jobs.registry import (
     DeferJob,
     JobContext,
@@ -158,23 +158,14 @@ class BatchKind(Protocol):
 class KeyedBatchKind(BatchKind, Protocol):
     """A :class:`BatchKind` whose jobs carry a *key* (a delivery's peer host): at most
     :attr:`max_per_key` jobs of one key are claimed at once, so one slow key cannot take every
-    slot. Its jobs are chosen by :meth:`runnable`, then taken by :func:`server.db.queue.claim_ids`."""
+    slot. Its jobs are claimed by :func:`server.db.queue.claim_keyed`, their keys found where
+    :attr:`keyed_by` says (decision 106)."""
 
     @property
     def max_per_key(self) -> int: ...
 
-    async def runnable(
-        self,
-        session: AsyncSession,
-        *,
-        condition: ColumnElement[bool],
-        limit: int,
-        exclude_keys: Collection[str],
-    ) -> list[tuple[int, str]]:
-        """Up to ``limit`` ids of jobs of this kind matching ``condition`` (one of
-        :func:`server.db.queue.runnable`), with their key, in claim order, none of whose key is
-        in ``exclude_keys``."""
-        ...
+    @property
+    def keyed_by(self) -> queue.KeyOf: ...
 
 
 class LaneRegistry(JobRegistry):
@@ -305,6 +296,7 @@ class Worker:
                 "worker_id": self.worker_id,
                 "concurrency": self.concurrency,
                 "kinds": sorted(self.registry.kinds()),
+                "event_loop": running_loop_name(),
             },
         )
         try:
@@ -619,9 +611,6 @@ class _Lane:
         self._claimed_at: dict[int, float] = {}
         self._recording = False
         self._stopping = False
-        # The last claim chose jobs that another worker claimed first (SQLite reads candidates
-        # without a lock; claim_ids leaves out what is no longer runnable).
-        self._lost = False
         # Claimed in a record's transaction (decision 104), for the loop to start in claim order.
         self._handed: list[ClaimedJob] = []
         # notify() calls for this lane; the count when a claim of a lane without keys last took
@@ -634,17 +623,14 @@ class _Lane:
         loop = asyncio.get_running_loop()
         recorder = asyncio.create_task(self._recorder(), name=f"lane-recorder-{self.kind.kind}")
         failures = 0
-        lost_in_a_row = 0
         woken = True  # the first pass claims; later, a poll's timeout asks runnable_now first
         try:
             while not stop.is_set():
                 self.wake.clear()
                 jobs: list[ClaimedJob] = []
-                claimed = False
                 if self._claims_now(self.kind.max_in_flight - len(self.held)) and (
                     woken or await self.worker.runnable_now((self.kind.kind,))
                 ):
-                    claimed = True
                     try:
                         jobs = await self._claim()
                         failures = 0
@@ -657,15 +643,8 @@ class _Lane:
                 if not jobs:
                     jobs, self._handed = self._handed, []
                 if jobs:
-                    lost_in_a_row = 0
                     await self._start(jobs, loop.time())
                     continue
-                if claimed and self._lost and not self.held and lost_in_a_row < _LOST_CLAIM_RETRIES:
-                    # Another process took what this claim read, and more may be runnable;
-                    # with nothing held, no commit of ours would wake this loop before the poll.
-                    lost_in_a_row += 1
-                    continue
-                lost_in_a_row = 0
                 delay = self.worker.poll_interval_s
                 if failures:
                     delay = max(delay, min(delay * 2 ** min(failures, 16), _MAX_ERROR_BACKOFF_S))
@@ -711,7 +690,6 @@ class _Lane:
         """Claim for the free slots; the jobs a record claimed before (:meth:`_claim_next`) come
         first, taken under the same lock: the lane starts its jobs in claim order, which
         :class:`server.jobs.tasks.InboxLane` orders its runs by."""
-        self._lost = False
         async with self.worker._claim_lock:
             free = self._free()
             jobs = await self._claim_up_to(free) if free > 0 else []
@@ -720,46 +698,41 @@ class _Lane:
 
     async def _claim_up_to(self, free: int) -> list[ClaimedJob]:
         worker = self.worker
+        notices = self.notices
+        async with worker.node.sessions.begin() as session:
+            jobs, keys = await self._take(session, free)
+        self._hold(jobs, keys)
+        self._empty_at = notices if len(jobs) < free else None
+        return jobs
+
+    async def _take(self, session: AsyncSession, free: int) -> tuple[list[ClaimedJob], dict[int, str] | None]:
+        """Claim up to ``free`` jobs in ``session``: :func:`server.db.queue.claim_kind`, or for a
+        keyed lane :func:`server.db.queue.claim_keyed` with the keys of the jobs held (decision
+        106); the keys of the jobs taken, ``None`` without keys."""
+        worker = self.worker
         keyed = self._keyed
         if keyed is None:
-            notices = self.notices
-            async with worker.node.sessions.begin() as session:
-                jobs = await queue.claim_kind(
-                    session,
-                    self.kind.kind,
-                    limit=free,
-                    worker_id=worker.worker_id,
-                    lease=worker.lease,
-                    now=worker.node.clock(),
-                )
-            self._hold(jobs)
-            self._empty_at = notices if len(jobs) < free else None
-            return jobs
-        now = worker.node.clock()
-        cap = keyed.max_per_key
-        counts = Counter(self._per_key)
-        chosen: dict[int, str] = {}
-        async with worker.node.sessions.begin() as session:
-            for condition in queue.runnable(now):
-                if len(chosen) >= free:
-                    break
-                full = {key for key, n in counts.items() if n >= cap}
-                # Read a few more than needed: some may be over their key's cap.
-                candidates = await keyed.runnable(
-                    session, condition=condition, limit=2 * free, exclude_keys=full
-                )
-                for job_id, key in candidates:
-                    if len(chosen) >= free:
-                        break
-                    if counts[key] < cap and job_id not in chosen:
-                        chosen[job_id] = key
-                        counts[key] += 1
-            jobs = await queue.claim_ids(
-                session, list(chosen), worker_id=worker.worker_id, lease=worker.lease, now=now
+            jobs = await queue.claim_kind(
+                session,
+                self.kind.kind,
+                limit=free,
+                worker_id=worker.worker_id,
+                lease=worker.lease,
+                now=worker.node.clock(),
             )
-        self._lost = len(jobs) < len(chosen)
-        self._hold(jobs, chosen)
-        return jobs
+            return jobs, None
+        claimed = await queue.claim_keyed(
+            session,
+            self.kind.kind,
+            keyed.keyed_by,
+            limit=free,
+            cap=keyed.max_per_key,
+            held=self._per_key,
+            worker_id=worker.worker_id,
+            lease=worker.lease,
+            now=worker.node.clock(),
+        )
+        return [job for job, _ in claimed], {job.id: key for job, key in claimed}
 
     async def _start(self, jobs: list[ClaimedJob], started: float) -> None:
         for job in jobs:
@@ -817,10 +790,10 @@ class _Lane:
         ran = [(job, r) for job, r, _ in results if r is not _EXHAUSTED]
         decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]] = []
         outcomes: dict[int, OutcomeName] = {}
-        # A lane without keys claims its next jobs in the transaction that records these
-        # (decision 104), under the claim lock as any claim.
-        fused = self._keyed is None and not self._stopping
-        claimed: tuple[list[ClaimedJob], int] | None = None  # and how many were asked for
+        # A lane claims its next jobs in the transaction that records these (decision 104; a
+        # keyed lane too since decision 106), under the claim lock as any claim.
+        fused = not self._stopping
+        claimed: tuple[list[ClaimedJob], dict[int, str] | None, int] | None = None  # and how many asked
         notices = self.notices
         try:
             async with contextlib.AsyncExitStack() as held_lock:
@@ -831,8 +804,8 @@ class _Lane:
                     if fused:
                         claimed = await self._claim_next(session, results)
                 if claimed is not None:  # committed: for the loop to start
-                    jobs, asked = claimed
-                    self._hold(jobs)
+                    jobs, keys, asked = claimed
+                    self._hold(jobs, keys)
                     self._handed += jobs
                     self._empty_at = notices if len(jobs) < asked else None
         except Exception:
@@ -906,27 +879,20 @@ class _Lane:
 
     async def _claim_next(
         self, session: AsyncSession, results: list[tuple[ClaimedJob, Any, float]]
-    ) -> tuple[list[ClaimedJob], int] | None:
+    ) -> tuple[list[ClaimedJob], dict[int, str] | None, int] | None:
         """The jobs the loop would claim once ``results`` free their slots, claimed in the
-        transaction that records them (decision 104), and how many it asked for; ``None`` when
-        the loop would not claim. On SQLite a commit (a hand-off to aiosqlite's thread) fewer
-        per batch, on PostgreSQL a transaction, and no claim of the loop after every record."""
+        transaction that records them (decision 104), their keys, and how many it asked for;
+        ``None`` when the loop would not claim. On SQLite a commit (a hand-off to aiosqlite's
+        thread) fewer per batch, on PostgreSQL a transaction, and no claim of the loop after every
+        record."""
         self._release(results)
         free = self._free()
         # Even after a claim that found fewer than it asked for: in a transaction that runs
         # anyway, it takes what a worker in another process (no notify) has to poll for.
         if not self._worth(free) or self._stopping:
             return None
-        worker = self.worker
-        jobs = await queue.claim_kind(
-            session,
-            self.kind.kind,
-            limit=free,
-            worker_id=worker.worker_id,
-            lease=worker.lease,
-            now=worker.node.clock(),
-        )
-        return jobs, free
+        jobs, keys = await self._take(session, free)
+        return jobs, keys, free
 
     def _hold(self, jobs: list[ClaimedJob], keys: dict[int, str] | None = None) -> None:
         for job in jobs:
@@ -979,11 +945,6 @@ class _Lane:
         if close is not None:
             close()
 
-
-_LOST_CLAIM_RETRIES = 3
-"""How many times in a row a lane holding nothing claims again at once when its claim lost every
-job it chose to another process; then it waits for a wake-up or its poll, as when nothing is
-runnable. A lane that holds jobs is woken by its next commit anyway."""
 
 _GROUP_COMMIT_WINDOW_S = 0.02
 """How long a lane's recorder waits for more outcomes before committing a small batch."""

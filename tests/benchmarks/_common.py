@@ -119,7 +119,7 @@ def print_machine(info: dict[str, Any], layout: str) -> None:
         f"Python {info['python']}, SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}"
     )
     print(f"packages: {pkgs}")
-    print(f"code: {info['revision']}")
+    print(f"code: {info['revision']}; event loops: {loops()}")
     print(f"layout: {layout}; load average before the run: {info['loadavg_1m']}")
     if info["loadavg_1m"] > 0.5 * (info["nproc"] or 1):
         print("WARNING: the machine is busy (load average); numbers will be noisy, ratios less so")
@@ -204,8 +204,39 @@ def bench_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not (k.startswith("ENTRAIDE_") and "__" in k)}
     env.pop("ENTRAIDE_CONFIG", None)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    node_loop = os.environ.get(NODE_LOOP_ENV)
+    if node_loop:  # the node's server.event_loop (decision 105); its default otherwise
+        env["ENTRAIDE_SERVER__EVENT_LOOP"] = node_loop
     env.update(extra)
     return env
+
+
+# Which event loop the processes of a run use (decision 105): the node's ``server.event_loop``
+# (unset: its default, uvloop where installed), and the reference servers' (servers.py: the bare
+# verifier, the static server, the fake hosts; default asyncio, as in every earlier run).
+# The fake hosts of bench_fanout stand for other machines: uvloop where installed, unless
+# FAKE_HOSTS_LOOP_ENV says otherwise.
+NODE_LOOP_ENV = "ENTRAIDE_BENCH_NODE_LOOP"
+REFERENCE_LOOP_ENV = "ENTRAIDE_BENCH_REFERENCE_LOOP"
+FAKE_HOSTS_LOOP_ENV = "ENTRAIDE_BENCH_FAKE_HOSTS_LOOP"
+PROFILE_ON_CPU_ENV = "ENTRAIDE_BENCH_PROFILE_ON_CPU"
+
+
+def uvloop_installed() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def loops() -> str:
+    """What the run's processes loop on, for the header of every benchmark."""
+    installed = "uvloop" if uvloop_installed() else "asyncio"
+    node = os.environ.get(NODE_LOOP_ENV) or f"{installed} (auto)"
+    references = os.environ.get(REFERENCE_LOOP_ENV) or "asyncio"
+    fake_hosts = os.environ.get(FAKE_HOSTS_LOOP_ENV) or installed
+    return f"node {node}, references {references}, fake hosts {fake_hosts}"
 
 
 def py_spy_path() -> str | None:
@@ -255,8 +286,11 @@ class Proc:
             spy = py_spy_path()
             if spy is None:
                 raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+            # --gil samples where the Python CPU goes but under-counts native work that keeps the GIL
+            # (an RSA signature): PROFILE_ON_CPU_ENV=1 samples every thread on the CPU instead.
+            gil = [] if os.environ.get(PROFILE_ON_CPU_ENV) == "1" else ["--gil"]
             command = [
-                spy, "record", "--gil", "--threads", "--format", "raw", "--rate", str(self.profile_rate),
+                spy, "record", *gil, "--threads", "--format", "raw", "--rate", str(self.profile_rate),
                 "--output", str(self.profile_to), "--", *command,
             ]  # fmt: skip
         cpus = self.cpus

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from federation.types import utc_now
+from server.db import queue
 from server.db.models import Actor
 from server.db.queries import bare
 from tests.support.nodes import Node
@@ -79,3 +81,22 @@ async def test_a_write_left_and_never_sent_fails_the_commit(node: Node) -> None:
         bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Unseen", group_iri])
         with pytest.raises(ValueError, match=r"bare\.later"):  # a read would not see it
             await bare.fetch(session, NAME, [group_iri])
+
+
+async def test_an_insert_may_be_left_and_writes_left_are_sent_alone_when_no_job_is_done(node: Node) -> None:
+    """Decision 106: the delivery lane leaves its hosts' upsert (an ``INSERT``) with its rows; a batch
+    whose jobs are all retried completes none, and ``complete_many`` sends what was left alone."""
+    group_iri = await node.create_association("demo")
+    upsert = (
+        "INSERT INTO peer_hosts (host, breaker, recent_failures, failing_days, unavailable, updated_at)"
+        " VALUES (?, 'closed', 0, 0, FALSE, ?) ON CONFLICT (host) DO NOTHING"
+    )
+    async with node.sessions.begin() as session:
+        bare.later(session, upsert, ["left.example", utc_now()])
+        bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Left", group_iri])
+        assert await queue.complete_many(session, [], worker_id="w", now=utc_now()) == set()
+    async with node.sessions() as session:
+        assert await bare.fetch(session, "SELECT host FROM peer_hosts", []) == [("left.example",)]
+        assert await bare.fetch(session, NAME, [group_iri]) == [("Left",)]
+        with pytest.raises(ValueError, match="without results"):
+            bare.later(session, upsert + " RETURNING host", ["x.example", utc_now()])

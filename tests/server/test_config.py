@@ -134,3 +134,11 @@ def test_collector_settings_default_and_from_the_environment(tmp_path: Path) -> 
     assert (server.gc_freeze, server.gc_threshold) == (False, 5000)
     with pytest.raises(ConfigError, match=r"server\.gc_threshold"):
         load_settings(write(tmp_path, MINIMAL), environ={"ENTRAIDE_SERVER__GC_THRESHOLD": "10"})
+
+
+def test_event_loop_setting_defaults_to_auto_and_refuses_unknown_loops(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, MINIMAL), environ={}).server.event_loop == "auto"
+    env = {"ENTRAIDE_SERVER__EVENT_LOOP": "asyncio"}
+    assert load_settings(write(tmp_path, MINIMAL), environ=env).server.event_loop == "asyncio"
+    with pytest.raises(ConfigError, match=r"server\.event_loop"):
+        load_settings(write(tmp_path, MINIMAL), environ={"ENTRAIDE_SERVER__EVENT_LOOP": "trio"})

@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from federation.delivery import Delivered
 from federation.http import Headers, IncomingRequest, OutgoingRequest, PeerResponse
 from federation.iri import host_of
 from federation.memory import MemoryKeyResolver
@@ -30,6 +31,7 @@ from server.db import queue
 from server.db.engine import create_engine, create_sessionmaker
 from server.db.models import Activity, Actor, Delivery, Follow, Job, PeerHost
 from server.db.queries import actors as actor_queries
+from server.db.queries import bare
 from server.jobs.tasks import default_registry
 from server.jobs.worker import Worker
 from server.services.delivery import fanout as delivery
@@ -400,45 +402,6 @@ async def test_a_worker_of_another_process_claims_a_fan_out_at_once_when_woken(q
     assert sorted(transport.sent) == sorted(inboxes)
 
 
-async def test_a_lane_whose_claim_another_process_took_claims_again_at_once(
-    quiet_node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On SQLite a lane reads its candidates without a lock: when another process claims all of
-    them first, the lane holds nothing that would wake it, so it reads again at once instead of
-    sleeping until its poll (here 30 s)."""
-    node = quiet_node
-    inboxes = [f"https://{h}/users/u/inbox" for h in FAST_HOSTS]
-    ids = await _activity_with_deliveries(node, inboxes)
-    claim_ids = queue.claim_ids
-    taken = False
-
-    async def first_taken_elsewhere(
-        session: AsyncSession, job_ids: list[int], **kwargs: Any
-    ) -> list[queue.ClaimedJob]:
-        nonlocal taken
-        if not taken:  # what another process's claim between the read and this one leaves
-            taken = True
-            return []
-        return await claim_ids(session, job_ids, **kwargs)
-
-    monkeypatch.setattr(queue, "claim_ids", first_taken_elsewhere)
-    transport = GateTransport(set())
-    worker = _worker(node, transport, per_host=4, in_flight=32)
-    worker.poll_interval_s = 30.0
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-
-        async def all_done() -> bool:
-            return (await _states(node, ids)) == {"delivered": len(ids)}
-
-        await wait_until(all_done, what="the deliveries after a lost claim", timeout_s=10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-    assert taken and sorted(transport.sent) == sorted(inboxes)
-
-
 async def test_a_fan_out_s_pages_wake_only_the_delivery_lanes(quiet_node: Node) -> None:
     """A page of a fan-out queues deliveries only: its wake-up (in this process and, through the
     wake-up channel, in the others) is for the delivery lanes, not for every worker loop, whose
@@ -528,3 +491,49 @@ async def test_a_fan_out_being_planned_does_not_narrow_its_delivery_lane(
         transport.release()
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def test_a_batch_is_loaded_and_recorded_without_sqlalchemy_statements(quiet_node: Node) -> None:
+    """Decision 106: once its sender's keys are cached, a batch's loads (rows with their hosts'
+    health, the activity and its sender) and its record (rows, hosts reset, sent with the jobs'
+    completion) are bare-driver statements, none compiled by SQLAlchemy. Only pending rows change;
+    a host's last success gives its spec."""
+    node = quiet_node
+    inboxes = [f"https://{h}/users/u{i}/inbox" for i in range(2) for h in FAST_HOSTS]
+    ids = await _activity_with_deliveries(node, inboxes)
+    batcher = delivery.DeliveryBatcher(node.fed.node)
+    works = [delivery.DeliveryWork(i, 1, 16) for i in ids]
+    await batcher.prepare(works)  # reads the sender's keys (the ORM), kept for the next batches
+    engine = node.sessions.kw["bind"]
+    compiled: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        compiled.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        prepared = await batcher.prepare(works)
+        assert all(item.attempt is not None for item in prepared)
+        first, rest = prepared[: len(FAST_HOSTS)], prepared[len(FAST_HOSTS) :]
+        async with node.sessions.begin() as session:
+            await batcher.record(session, [(item, Delivered(201, "rfc9421")) for item in first])
+            await queue.complete_many(session, [], worker_id="w", now=utc_now())
+        async with node.sessions.begin() as session:
+            await batcher.record(session, [(item, Delivered(202, "cavage")) for item in prepared])
+            await bare.send_later(session)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert compiled == []
+    async with node.sessions() as session:
+        rows = (await session.execute(select(Delivery).where(Delivery.id.in_(ids)))).scalars().all()
+        hosts = (await session.execute(select(PeerHost))).scalars().all()
+    kept = {item.work.delivery_id for item in first}
+    assert {r.id: r.state for r in rows} == dict.fromkeys(ids, "delivered")
+    assert all(r.attempts == 1 and r.delivered_at is not None for r in rows)
+    assert {h.host: (h.breaker, h.signature_spec) for h in hosts} == dict.fromkeys(
+        FAST_HOSTS, ("closed", "cavage")
+    )
+    assert all(h.last_success_at is not None and h.recent_failures == 0 for h in hosts)
+    # The first record's rows were no longer pending for the second: left as the first wrote them.
+    assert {r.id: r.last_status for r in rows} == {i: 201 if i in kept else 202 for i in ids}
+    assert len(kept) == len(rest) == len(FAST_HOSTS)

@@ -383,6 +383,48 @@ async def test_claim_kind_takes_expired_leases_then_due_jobs_of_its_kind_in_clai
     assert (job.state, job.locked_by, job.locked_until) == ("running", "w2", later + LEASE)
 
 
+async def test_claim_keyed_caps_each_key_counting_the_held_and_takes_a_key_s_jobs_in_claim_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Decision 106: the delivery lane's claim, one bare statement: expired leases first, at most
+    ``cap`` jobs of a key counting those the lane holds, a key's jobs in their claim order, a job
+    whose row is gone with the key ``""``. Here the key of a job is the kind of the job its
+    payload names (any table with an ``id`` will do)."""
+    key = queue.KeyOf(table="jobs", column="kind", payload_id="row")
+    far = T0 + timedelta(days=1)
+    host = {name: await _enqueue(sessions, name, run_at=far) for name in ("host-a", "host-b", "host-c")}
+
+    async def keyed(name: str, **kwargs: Any) -> int:
+        return await _enqueue(sessions, "keyed", payload={"row": host.get(name, 10**9)}, **kwargs)
+
+    abandoned = await keyed("host-c", priority=Priority.BACKGROUND)
+    async with sessions.begin() as session:
+        await queue.claim_kind(session, "keyed", limit=1, worker_id="crashed", lease=LEASE, now=T0)
+    a1, a2, _a3, b1, _b2, c1, gone = [
+        await keyed(name) for name in ("host-a", "host-a", "host-a", "host-b", "host-b", "host-c", "gone")
+    ]
+    later = T0 + LEASE + timedelta(seconds=1)
+
+    async def claim(limit: int, cap: int, held: dict[str, int]) -> list[tuple[int, int, str]]:
+        async with sessions.begin() as session:
+            claimed = await queue.claim_keyed(
+                session, "keyed", key, limit=limit, cap=cap, held=held, worker_id="w2", lease=LEASE, now=later
+            )
+        return [(job.id, job.attempt, found) for job, found in claimed]
+
+    # host-a has one slot left, host-b none; the abandoned job of host-c counts for c1's cap.
+    assert await claim(4, 2, {"host-a": 1, "host-b": 2}) == [
+        (a1, 1, "host-a"),
+        (c1, 1, "host-c"),
+        (gone, 1, ""),
+        (abandoned, 2, "host-c"),
+    ]
+    assert await claim(10, 1, {}) == [(a2, 1, "host-a"), (b1, 1, "host-b")]
+    assert await claim(10, 1, {"host-a": 1, "host-b": 1}) == []
+    job = await _job(sessions, a2)
+    assert (job.state, job.locked_by, job.locked_until, job.attempts) == ("running", "w2", later + LEASE, 1)
+
+
 async def test_complete_many_is_fenced_per_job_and_attempt(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -788,9 +830,7 @@ class _IdleLane:
     kind = "batch"
     max_in_flight = 4
     max_per_key = 4
-
-    async def runnable(self, session: AsyncSession, **_: Any) -> list[tuple[int, str]]:
-        return []
+    keyed_by = queue.KeyOf(table="deliveries", column="host", payload_id="delivery_id")
 
     async def prepare(self, jobs: Any) -> list[Any]:
         return []
@@ -1036,6 +1076,65 @@ async def test_a_lane_claims_its_next_jobs_in_the_transaction_that_records_the_l
     finally:
         stop.set()
         async with asyncio.timeout(1):  # the idle lane is woken by the stop, not by its poll
+            await task
+
+
+class _InstantKeyedLane(_InstantLane):
+    """A keyed lane whose jobs finish as soon as they are prepared; a job's key is the kind of the
+    job its payload names."""
+
+    kind = "instant-keyed"
+    max_per_key = 2
+    keyed_by = queue.KeyOf(table="jobs", column="kind", payload_id="row")
+
+
+async def test_a_keyed_lane_claims_its_next_jobs_in_the_transaction_that_records_the_last(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], monkeypatch: Any
+) -> None:
+    """Decision 106: the delivery lane's claims ride on its records too, capped per key as the
+    loop's, with the keys of the jobs held after the record freed its slots."""
+    registry = LaneRegistry()
+    registry.add_lane(_InstantKeyedLane(), _noop)
+    worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
+    claims: list[tuple[bool, int]] = []  # each claim: in a session that recorded outcomes? how many taken
+    complete_many, claim_keyed = queue.complete_many, queue.claim_keyed
+
+    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> set[int]:
+        session.info["recorded"] = True
+        return await complete_many(session, *args, **kwargs)
+
+    async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[tuple[ClaimedJob, str]]:
+        taken = await claim_keyed(session, *args, **kwargs)
+        assert all(n <= 2 for n in kwargs["held"].values())
+        claims.append(("recorded" in session.info, len(taken)))
+        return taken
+
+    monkeypatch.setattr(queue, "complete_many", completing)
+    monkeypatch.setattr(queue, "claim_keyed", claiming)
+    far = utc_now() + timedelta(days=1)
+    keys = [await _enqueue(sessions, f"key-{k}", run_at=far) for k in range(4)]
+    async with sessions.begin() as session:
+        jobs = [queue.NewJob("instant-keyed", {"row": keys[n % 4]}) for n in range(24)]
+        await queue.enqueue_many(session, jobs, now=utc_now())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def drained() -> bool:
+        async with sessions() as session:
+            left = await session.scalar(
+                select(func.count()).select_from(Job).where(Job.kind == "instant-keyed", Job.state != "done")
+            )
+        return left == 0
+
+    try:
+        await _eventually(drained)
+        await asyncio.sleep(0.1)  # a claim after the last record would come now
+        assert [recorded for recorded, _ in claims].count(False) == 1
+        assert sum(1 for recorded, n in claims if recorded and n) >= 5
+        assert sum(n for _, n in claims) == 24
+    finally:
+        stop.set()
+        async with asyncio.timeout(1):
             await task
 
 

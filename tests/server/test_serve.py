@@ -63,6 +63,9 @@ def test_serve_answers_then_stops_on_sigterm(tmp_path: Path) -> None:
         stderr = process.stderr.read() if process.stderr else ""
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(e["event"] == "serving" and e["origin"] == origin for e in events), stderr
+    # The default loop (decision 105) runs the web side and the in-process worker.
+    loops = [e["event_loop"] for e in events if e["event"] in ("serving", "worker started")]
+    assert loops == ["uvloop", "uvloop"], stderr
 
 
 @pytest.mark.parametrize("freeze", [True, False])

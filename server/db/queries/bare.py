@@ -122,7 +122,8 @@ async def write(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
 
 
 def later(session: AsyncSession, sql: str, params: Sequence[Any]) -> None:
-    """Leave a write without ``RETURNING`` (an ``UPDATE``) for the next :func:`write` on ``session``.
+    """Leave a write without ``RETURNING`` (an ``UPDATE``, or an ``INSERT`` such as the delivery
+    lane's upsert of the hosts' health, decision 106) for the next :func:`write` on ``session``.
 
     A batch's bookkeeping is several writes whose results are not needed (the inbox lane marks its
     rows, then completes their jobs, decision 104): sent with the next write they cost one hand-off
@@ -131,11 +132,19 @@ def later(session: AsyncSession, sql: str, params: Sequence[Any]) -> None:
     :func:`fetch` to read before they are sent. On PostgreSQL the statements of one ``WITH`` see the
     same snapshot and must not change the same rows (the lane's touch two tables).
     """
-    if not sql.startswith("UPDATE") or " RETURNING " in sql:
+    if not sql.startswith(("UPDATE", "INSERT")) or " RETURNING " in sql:
         raise ValueError("bare.later leaves writes without results only")
     session.info.setdefault(_LATER, []).append((sql, params))
     if not event.contains(session.sync_session, "before_commit", _nothing_left):
         event.listen(session.sync_session, "before_commit", _nothing_left)
+
+
+async def send_later(session: AsyncSession) -> None:
+    """Send the writes :func:`later` left, if any, when no :func:`write` of the caller carries them
+    (a delivery batch whose jobs are all retried has nothing to complete): one hand-off to
+    aiosqlite's thread, or one PostgreSQL statement (their ``WITH`` and a ``SELECT 1``)."""
+    if session.info.get(_LATER):
+        await write(session, "SELECT 1", [])
 
 
 def _nothing_left(sync: Session) -> None:
@@ -159,10 +168,12 @@ def _sqlite_all(
 def _sqlite_params(params: Sequence[Any]) -> tuple[Any, ...]:
     """Aware datetimes as SQLAlchemy stores a ``UtcDateTime`` in SQLite (naive UTC text, always with
     microseconds), so that comparisons with stored values are those the ORM makes."""
-    return tuple(_sqlite_stamp(p) if isinstance(p, datetime) else p for p in params)
+    return tuple(sqlite_stamp(p) if isinstance(p, datetime) else p for p in params)
 
 
-def _sqlite_stamp(moment: datetime) -> str:
+def sqlite_stamp(moment: datetime) -> str:
+    """An aware datetime as SQLAlchemy stores a ``UtcDateTime`` in SQLite (for a value sent inside
+    a JSON document, which :func:`_sqlite_params` does not see)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

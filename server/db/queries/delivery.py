@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+import orjson
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import Actor, Block, Delivery, Follow, FollowerInbox, Membership
+from server.db.queries import bare
 from server.db.upsert import insert_for
 
 DELIVERIES = cast(Table, Delivery.__table__)
@@ -190,37 +193,153 @@ class DeliveryRow:
     created_at: datetime
 
 
-async def deliveries_by_id(session: AsyncSession, ids: Collection[int]) -> dict[int, DeliveryRow]:
-    """The delivery rows among ``ids``, by id (Core, no ORM objects)."""
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """A ``peer_hosts`` row as a delivery batch reads it: the host's health and signature spec."""
+
+    host: str
+    breaker: str
+    recent_failures: int
+    window_started_at: datetime | None
+    open_until: datetime | None
+    failing_days: int
+    last_failure_day: str | None
+    unavailable: bool
+    signature_spec: str | None
+
+
+def _maybe_utc(value: Any) -> datetime | None:
+    return None if value is None else bare.utc(value)
+
+
+async def batch_rows(
+    session: bare.Source, ids: Collection[int]
+) -> tuple[dict[int, DeliveryRow], dict[str, HostRow]]:
+    """The delivery rows among ``ids`` and the health rows of their hosts that exist, in one
+    statement through the bare driver (decision 106): a ``LEFT JOIN`` of ``peer_hosts``, the
+    host's columns repeated on each of its deliveries. Only the hosts of pending rows are kept."""
     if not ids:
-        return {}
-    t = DELIVERIES.c
-    columns = (t.id, t.activity_id, t.inbox_iri, t.host, t.state, t.attempts, t.last_status, t.last_error)
-    stmt = select(*columns, t.created_at).where(t.id.in_(sorted(ids)))
-    return {r.id: DeliveryRow(*r) for r in (await session.execute(stmt)).all()}
+        return {}, {}
+    among, params = bare.any_of(session, "d.id", sorted(set(ids)))  # type: ignore[arg-type]
+    sql = (
+        "SELECT d.id, d.activity_id, d.inbox_iri, d.host, d.state, d.attempts, d.last_status, d.last_error,"
+        " d.created_at, h.host, h.breaker, h.recent_failures, h.window_started_at, h.open_until,"
+        " h.failing_days, h.last_failure_day, h.unavailable, h.signature_spec"
+        f" FROM deliveries AS d LEFT JOIN peer_hosts AS h ON h.host = d.host WHERE {among}"
+    )
+    rows: dict[int, DeliveryRow] = {}
+    hosts: dict[str, HostRow] = {}
+    for r in await bare.fetch(session, sql, params):
+        row = DeliveryRow(int(r[0]), int(r[1]), r[2], r[3], r[4], int(r[5]), r[6], r[7], bare.utc(r[8]))
+        rows[row.id] = row
+        if r[9] is not None and row.state == "pending" and r[9] not in hosts:
+            opened, until = _maybe_utc(r[12]), _maybe_utc(r[13])
+            failing, unavailable = int(r[14]), bool(r[16])
+            hosts[r[9]] = HostRow(r[9], r[10], int(r[11]), opened, until, failing, r[15], unavailable, r[17])
+    return rows, hosts
 
 
-async def record_deliveries(session: AsyncSession, rows: Sequence[dict[str, object]]) -> None:
-    """Write the outcome of many attempts in one executemany; only rows still pending change.
+async def activities_with_senders(
+    session: bare.Source, activity_ids: Collection[int]
+) -> list[tuple[int, dict[str, Any], int, str]]:
+    """(activity id, document, sender id, sender IRI) of each of ``activity_ids`` that exists, in
+    one statement through the bare driver; the document decoded as the ORM's JSON type does
+    (``json.loads``: ``orjson`` would turn an integer beyond 64 bits into a float)."""
+    if not activity_ids:
+        return []
+    among, params = bare.any_of(session, "a.id", sorted(set(activity_ids)))  # type: ignore[arg-type]
+    sql = (
+        "SELECT a.id, a.document, s.id, s.iri FROM activities AS a JOIN actors AS s ON s.id = a.actor_id"
+        f" WHERE {among} ORDER BY a.id"
+    )
+    return [
+        (int(a), json.loads(doc) if isinstance(doc, str | bytes) else doc, int(sender), str(iri))
+        for a, doc, sender, iri in await bare.fetch(session, sql, params)
+    ]
 
-    Each dict has ``b_id``, ``state``, ``attempts``, ``last_status``, ``last_error`` and
-    ``delivered_at`` (the caller copies the values that do not change).
-    """
+
+_RECORD_SQLITE = """UPDATE deliveries SET state = json_extract(v.value, '$[1]'),
+ attempts = json_extract(v.value, '$[2]'), last_status = json_extract(v.value, '$[3]'),
+ last_error = json_extract(v.value, '$[4]'), delivered_at = json_extract(v.value, '$[5]')
+ FROM json_each(?) AS v
+ WHERE deliveries.id = json_extract(v.value, '$[0]') AND deliveries.state = 'pending'"""
+
+_RECORD_POSTGRESQL = """UPDATE deliveries AS d SET state = v.state, attempts = v.attempts,
+ last_status = v.last_status, last_error = v.last_error, delivered_at = v.delivered_at
+ FROM unnest(?::bigint[], ?::text[], ?::int[], ?::int[], ?::text[], ?::timestamptz[])
+      AS v(id, state, attempts, last_status, last_error, delivered_at)
+ WHERE d.id = v.id AND d.state = 'pending'"""
+
+
+def record_deliveries_later(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The outcome of many attempts, one statement left with ``bare.later`` for the completion of
+    the batch's jobs (decision 106); only rows still pending change. Each mapping has ``b_id``,
+    ``state``, ``attempts``, ``last_status``, ``last_error`` and ``delivered_at`` (the caller
+    copies the values that do not change). It was an executemany through SQLAlchemy; the rows
+    are now one JSON document (SQLite, ``json_each``) or one array per column (PostgreSQL,
+    ``unnest``), so the statement's text never varies with their number."""
     if not rows:
         return
-    t = DELIVERIES
-    stmt = (
-        update(t)
-        .where(t.c.id == bindparam("b_id"), t.c.state == "pending")
-        .values(
-            state=bindparam("state"),
-            attempts=bindparam("attempts"),
-            last_status=bindparam("last_status"),
-            last_error=bindparam("last_error"),
-            delivered_at=bindparam("delivered_at"),
-        )
-    )
-    await session.execute(stmt, list(rows))
+    columns = [
+        [r["b_id"] for r in rows],
+        [r["state"] for r in rows],
+        [r["attempts"] for r in rows],
+        [r["last_status"] for r in rows],
+        [r["last_error"] for r in rows],
+        [r["delivered_at"] for r in rows],
+    ]
+    if bare.on_postgresql(session):
+        bare.later(session, _RECORD_POSTGRESQL, columns)
+        return
+    stamped = [bare.sqlite_stamp(d) if isinstance(d, datetime) else None for d in columns[5]]
+    document = orjson.dumps([list(values) for values in zip(*columns[:5], stamped, strict=True)]).decode()
+    bare.later(session, _RECORD_SQLITE, [document])
+
+
+_HEALTHY_HOSTS = """INSERT INTO peer_hosts (host, breaker, recent_failures, window_started_at, open_until,
+ failing_days, last_failure_day, unavailable, last_success_at, updated_at, signature_spec)
+ SELECT {host}, 'closed', 0, {null_ts}, {null_ts}, 0, {null_text}, {false}, {ts}, {ts}, {spec}
+ FROM {rows} WHERE TRUE
+ ON CONFLICT (host) DO UPDATE SET breaker = excluded.breaker, recent_failures = excluded.recent_failures,
+ window_started_at = excluded.window_started_at, open_until = excluded.open_until,
+ failing_days = excluded.failing_days, last_failure_day = excluded.last_failure_day,
+ unavailable = excluded.unavailable, last_success_at = excluded.last_success_at,
+ updated_at = excluded.updated_at,
+ signature_spec = COALESCE(excluded.signature_spec, peer_hosts.signature_spec)"""
+
+_HEALTHY_POSTGRESQL = _HEALTHY_HOSTS.format(
+    host="v.h",
+    null_ts="NULL::timestamptz",
+    null_text="NULL::text",
+    false="FALSE",
+    ts="?::timestamptz",
+    spec="v.s",
+    rows="unnest(?::text[], ?::text[]) AS v(h, s)",
+)
+
+_HEALTHY_SQLITE = _HEALTHY_HOSTS.format(  # WHERE TRUE: SQLite's parser needs it before ON CONFLICT
+    host="json_extract(value, '$[0]')",
+    null_ts="NULL",
+    null_text="NULL",
+    false="0",
+    ts="?",
+    spec="json_extract(value, '$[1]')",
+    rows="json_each(?)",
+)
+
+
+def reset_hosts_later(session: AsyncSession, specs: Mapping[str, str | None], *, now: datetime) -> None:
+    """Hosts that just answered with a success, left with ``bare.later`` (decision 106): health
+    reset (``circuit.record_success``), last success now, and the signature spec that worked
+    when known (else the one stored is kept); a host without a row gets one. One statement whose
+    text does not vary with the number of hosts."""
+    if not specs:
+        return
+    hosts = sorted(specs)
+    if bare.on_postgresql(session):
+        bare.later(session, _HEALTHY_POSTGRESQL, [now, now, hosts, [specs[h] for h in hosts]])
+        return
+    bare.later(session, _HEALTHY_SQLITE, [now, now, orjson.dumps([[h, specs[h]] for h in hosts]).decode()])
 
 
 async def deactivate_followers_at_inbox(session: AsyncSession, followed_id: int, inbox: str) -> int:

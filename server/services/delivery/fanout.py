@@ -42,6 +42,7 @@ from federation.types import PUBLIC_ALIASES, Clock, Iri
 from server.db import queue
 from server.db.models import Activity, Actor, Delivery, PeerHost
 from server.db.queries import actors as actor_queries
+from server.db.queries import bare
 from server.db.queries import delivery as q
 from server.db.upsert import insert_for
 from server.services.content.current import current_documents
@@ -327,41 +328,6 @@ async def _locked_hosts(
     return {row.host: row for row in rows}
 
 
-async def _reset_hosts(
-    session: AsyncSession, hosts: dict[str, list[tuple[bool, str | None]]], *, now: datetime
-) -> None:
-    """Hosts that just answered with a success: health reset, last success and spec recorded."""
-    healthy = {
-        "breaker": circuit.BreakerState.CLOSED.value,
-        "recent_failures": 0,
-        "window_started_at": None,
-        "open_until": None,
-        "failing_days": 0,
-        "last_failure_day": None,
-        "unavailable": False,
-    }
-    rows = []
-    for host in sorted(hosts):
-        specs = [spec for success, spec in hosts[host] if success and spec is not None]
-        rows.append(
-            {"host": host, **healthy, "last_success_at": now, "updated_at": now, "signature_spec": None}
-        )
-        rows[-1]["signature_spec"] = specs[-1] if specs else None
-    stmt = insert_for(session, _PEER_HOSTS)
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["host"],
-        set_={
-            **{name: excluded[name] for name in healthy},
-            "last_success_at": excluded.last_success_at,
-            "updated_at": excluded.updated_at,
-            # Keep the spec we knew when this batch did not learn one.
-            "signature_spec": func.coalesce(excluded.signature_spec, _PEER_HOSTS.c.signature_spec),
-        },
-    )
-    await session.execute(stmt, rows)
-
-
 def _write_health(row: PeerHost, health: circuit.HostHealth, *, now: datetime) -> None:
     row.breaker = health.breaker.value
     row.recent_failures = health.recent_failures
@@ -525,16 +491,14 @@ class DeliveryBatcher:
         return [self._decide(work, rows.get(work.delivery_id), gate) for work in works]
 
     async def _load(self, works: Sequence[DeliveryWork]) -> tuple[dict[int, q.DeliveryRow], dict[str, Any]]:
-        """The batch's delivery rows, its senders (cached), and its hosts' health rows."""
+        """The batch's delivery rows, its senders (cached), and its hosts' health rows: two or
+        three statements through the bare driver, no hand-off to aiosqlite's thread on SQLite
+        (decision 106); the signing keys of a sender not cached yet through the ORM."""
         async with self.node.sessions() as session:
-            rows = await q.deliveries_by_id(session, [w.delivery_id for w in works])
+            rows, health = await q.batch_rows(session, [w.delivery_id for w in works])
             pending = [r for r in rows.values() if r.state == "pending"]
             await self._load_senders(session, {r.activity_id for r in pending})
-            hosts = sorted({r.host for r in pending})
-            if not hosts:
-                return rows, {}
-            found = await session.execute(select(_PEER_HOSTS).where(_PEER_HOSTS.c.host.in_(hosts)))
-            return rows, {row.host: row for row in found.all()}
+            return rows, health
 
     async def _take_probes(self, health: dict[str, Any], now: datetime) -> set[str]:
         """Hosts whose open period has ended: one delivery each is the probe, taken under the
@@ -581,12 +545,7 @@ class DeliveryBatcher:
         # Every batch reads the documents again (only the signers are kept from one batch to the
         # next): a retry sends the object as it is now, never the content of an object deleted
         # since an earlier attempt of the same activity.
-        found = await session.execute(
-            select(Activity.id, Activity.document, Actor.id, Actor.iri)
-            .join(Actor, Actor.id == Activity.actor_id)
-            .where(Activity.id.in_(sorted(activity_ids)))
-        )
-        rows = found.all()
+        rows = await q.activities_with_senders(session, activity_ids)
         documents = await current_documents(session, [row[1] for row in rows])
         for (activity_id, _, sender_id, sender_iri), document in zip(rows, documents, strict=True):
             known = self._senders.get(activity_id)
@@ -602,12 +561,17 @@ class DeliveryBatcher:
     async def record(
         self, session: AsyncSession, done: Sequence[tuple[PreparedDelivery, DeliveryResult]]
     ) -> list[DeliveryStep]:
-        """Record every result in ``session`` (the caller's transaction) and say what follows."""
+        """Record every result in ``session`` (the caller's transaction) and say what follows.
+
+        The delivery rows and the hosts reset are left with ``bare.later`` for the caller's next
+        bare write (the lane's completion of the jobs, ``queue.complete_many``) or
+        ``bare.send_later``; the session refuses to commit before they are sent."""
         now = self.node.clock()
         batch = _Recording(now)
         steps = [batch.add(item, result) for item, result in done]
-        # The delivery rows first: on SQLite this write takes the lock before hosts are read.
-        await q.record_deliveries(session, batch.updates)
+        # The delivery rows and the hosts that answered well go with the completion of the jobs
+        # (bare.later, decision 106): one hand-off to aiosqlite's thread or one PostgreSQL statement.
+        q.record_deliveries_later(session, batch.updates)
         for sender_id, inbox in batch.gone:
             await q.deactivate_followers_at_inbox(session, sender_id, inbox)
         await _record_host_events(session, batch.host_events, now=now)
@@ -694,8 +658,11 @@ async def _record_host_events(
     # A success resets a host's health whatever it was (circuit.record_success), so a host
     # whose last outcome in the batch is a success needs no read: one upsert for them all.
     reset = {host: events for host, events in host_events.items() if events[-1][0]}
-    if reset:
-        await _reset_hosts(session, reset, now=now)
+    learnt: dict[str, str | None] = {}
+    for host, events in reset.items():
+        specs = [spec for ok, spec in events if ok and spec is not None]
+        learnt[host] = specs[-1] if specs else None  # None: the spec stored is kept
+    q.reset_hosts_later(session, learnt, now=now)
     counted = {host: events for host, events in host_events.items() if host not in reset}
     if not counted:
         return
@@ -738,6 +705,7 @@ async def deliver_one(
         result = item.result
     async with node.sessions.begin() as session:
         (step,) = await batcher.record(session, [(item, result)])
+        await bare.send_later(session)  # what record left for a lane's completion of its jobs
     return step
 
 
