@@ -37,9 +37,20 @@ class KeyAlgorithm(StrEnum):
 
 def algorithm_of(key: PublicKeyType | PrivateKeyType) -> KeyAlgorithm:
     """The only algorithm a key may be used with."""
-    if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
-        return KeyAlgorithm.RSA_V1_5_SHA256
-    return KeyAlgorithm.ED25519
+    # Remembered per class: the ABC checks cost a microsecond, and every signature asks.
+    kind = type(key)
+    algorithm = _ALGORITHM_OF_CLASS.get(kind)
+    if algorithm is None:
+        if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+            algorithm = KeyAlgorithm.RSA_V1_5_SHA256
+        else:
+            algorithm = KeyAlgorithm.ED25519
+        if len(_ALGORITHM_OF_CLASS) < 16:  # a handful of key classes exist
+            _ALGORITHM_OF_CLASS[kind] = algorithm
+    return algorithm
+
+
+_ALGORITHM_OF_CLASS: dict[type, KeyAlgorithm] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ This is the one module in :mod:`federation` allowed to import aiohttp (import-li
 * **Peer policy** on every hop (case 47), **redirects** followed by hand with a hop limit, a
   visited set and no https→http downgrade (cases 7, 13, 26), and credentials never carried to
   another origin (case 26).
-* **Limits**: ``ClientTimeout(total=30, connect=5, sock_read=10)`` per hop plus one deadline over
-  the whole call (case 31); the body, compressed and decompressed, capped at 1 MiB (case 27);
-  concurrency caps per origin and per host name whose bookkeeping is bounded (case 33).
+* **Limits**: one 30 s deadline over the whole call, which bounds every hop in it, plus aiohttp's
+  ``connect=5`` and ``sock_read=10`` per hop (case 31); the body, compressed and decompressed,
+  capped at 1 MiB (case 27); concurrency caps per origin and per host name whose bookkeeping is
+  bounded (case 33).
 
 There is no proxy support (``trust_env=False``): an outbound proxy would have to apply the same
 guard (case 26) and none does today. Cookies are never stored or sent.
@@ -79,6 +80,8 @@ _ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"signature", "signature-input", "authorization", "proxy-authorization", "cookie", "host"}
 )
+# Describe a response's wire form: dropped from PeerResponse.headers once the body is decoded.
+_WIRE_FORM_HEADERS: Final = frozenset({"content-encoding", "content-length"})
 # Describe a request body; dropped when a redirect turns the request into a bodiless GET.
 _BODY_HEADERS: Final = frozenset(
     {"content-type", "content-length", "content-encoding", "digest", "content-digest"}
@@ -426,6 +429,8 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     if declared is not None and declared > limit:
         # Refuse before reading a byte (Mastodon's body_with_limit does the same).
         raise ResponseTooLarge(f"declared body of {declared} bytes exceeds {limit}", limit=limit)
+    if declared == 0:  # an inbox's 202, often: nothing to read or decode
+        return b"", coding is not None
     decoder = _CappedDecoder(coding, limit)
     wire_bytes = 0
     while True:
@@ -440,6 +445,12 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     return decoder.finish(), coding is not None
 
 
+def _headers_read(response: aiohttp.ClientResponse, decoded: bool) -> Headers:
+    if decoded:  # these describe the wire form, not the body returned
+        return Headers((k, v) for k, v in response.headers.items() if k.lower() not in _WIRE_FORM_HEADERS)
+    return Headers(response.headers.items())
+
+
 # ---------------------------------------------------------------------------------------------
 # The transport
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +459,7 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
 @dataclass(frozen=True, slots=True)
 class _Target:
     url: URL
+    text: str  # str(url), made once
     host: str  # canonical, with a non-default port
     hostname: str  # canonical, without port: the key of the per-host cap
 
@@ -502,7 +514,8 @@ class _Redirect:
     location: str
 
 
-def _parse_url(text: str) -> URL:
+def _parse_url(text: str) -> tuple[URL, str]:
+    """The URL and its ``str()``."""
     try:
         # ASCII URLs are sent byte for byte as given, because signatures cover the path and
         # query exactly (security case 10). Others are normalised by yarl (IDNA host,
@@ -510,8 +523,8 @@ def _parse_url(text: str) -> URL:
         url = URL(text, encoded=True) if text.isascii() else URL(text)
         # yarl parses the authority lazily: force it now, so every URL past this point
         # (including its str()) is well-formed.
-        _ = (str(url), url.raw_host, url.explicit_port, url.raw_user, url.raw_password)
-        return url
+        _ = (url.raw_host, url.explicit_port, url.raw_user, url.raw_password)
+        return url, str(url)
     except (ValueError, TypeError) as exc:
         raise InvalidUrl(f"malformed URL: {exc}", url=text) from exc
 
@@ -573,8 +586,11 @@ class AiohttpTransport:
         self._user_agent = user_agent
         self._policy = policy
         self._timeouts = timeouts or Timeouts()
-        self._client_timeout = aiohttp.ClientTimeout(  # per hop; immutable, so built once
-            total=self._timeouts.total_s,
+        # The session's, for every hop. No ``total``: the deadline over the whole call (send())
+        # already bounds each hop by the same total_s, and aiohttp's own would cost each request
+        # one more timer and its bookkeeping, for a deadline that can never fire first.
+        self._client_timeout = aiohttp.ClientTimeout(
+            total=None,
             connect=self._timeouts.connect_s,
             sock_read=self._timeouts.sock_read_s,
         )
@@ -603,6 +619,7 @@ class AiohttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self._user_agent},
+            timeout=self._client_timeout,
             auto_decompress=False,  # we decompress ourselves, with a cap (case 27)
             trust_env=False,  # no proxies from the environment (case 26)
             cookie_jar=aiohttp.DummyCookieJar(),  # never carry cookies between peers
@@ -678,6 +695,8 @@ class AiohttpTransport:
     ) -> PeerResponse:
         method = request.method.upper()
         headers = list(request.headers.items())
+        if "accept-encoding" not in request.headers:  # what _CappedDecoder can decode
+            headers.append(("Accept-Encoding", "gzip, deflate"))
         body = request.body
         target = self._check_target(_parse_url(request.url))
         first_origin = target.origin
@@ -686,7 +705,7 @@ class AiohttpTransport:
         for hop in range(self._max_redirects + 1):
             if follow_redirects:  # without, there is one hop and nothing to compare it with
                 if target.visit_key in visited:
-                    raise RedirectLoop("redirect loop", url=str(target.url))
+                    raise RedirectLoop("redirect loop", url=target.text)
                 visited.add(target.visit_key)
             hop_headers = headers
             if hop and target.origin != first_origin:
@@ -698,14 +717,14 @@ class AiohttpTransport:
                 return outcome
             if hop == self._max_redirects:
                 break
-            next_url = self._redirect_target(target.url, outcome.location)
+            next_url, next_text = self._redirect_target(target.url, outcome.location)
             if target.url.scheme == "https" and next_url.scheme == "http":
-                raise InsecureRedirect("redirect from https to http", url=str(next_url))
+                raise InsecureRedirect("redirect from https to http", url=next_text)
             if outcome.status == 303 or (outcome.status in (301, 302) and method != "GET"):
                 if method != "HEAD":
                     method, body = "GET", None
                     headers = [(k, v) for k, v in headers if k.lower() not in _BODY_HEADERS]
-            target = self._check_target(next_url)
+            target = self._check_target((next_url, next_text))
         raise TooManyRedirects(
             f"more than {self._max_redirects} redirects", url=request.url, limit=self._max_redirects
         )
@@ -732,26 +751,27 @@ class AiohttpTransport:
             self._origin_limiter.release(origin_key, origin_slot)
 
     @staticmethod
-    def _redirect_target(current: URL, location: str) -> URL:
+    def _redirect_target(current: URL, location: str) -> tuple[URL, str]:
         try:
-            joined = current.join(_parse_url(location)).with_fragment(None)
+            joined = current.join(_parse_url(location)[0]).with_fragment(None)
         except (ValueError, TypeError) as exc:
             raise InvalidUrl(f"malformed Location: {exc}", url=str(current)) from exc
         return _parse_url(str(joined))
 
-    def _check_target(self, url: URL) -> _Target:
+    def _check_target(self, parsed: tuple[URL, str]) -> _Target:
         """Everything that can be decided before connecting (cases 24, 25, 47)."""
+        url, text = parsed
         if url.scheme not in _ALLOWED_SCHEMES:
-            raise UnsupportedScheme(f"scheme {url.scheme!r} is not allowed", url=str(url))
+            raise UnsupportedScheme(f"scheme {url.scheme!r} is not allowed", url=text)
         raw_host, port = url.raw_host, url.explicit_port  # safe: _parse_url forced parsing
         if url.raw_user is not None or url.raw_password is not None:
-            raise InvalidUrl("URLs with userinfo are not fetched", url=str(url))
+            raise InvalidUrl("URLs with userinfo are not fetched", url=text)
         if not raw_host:
-            raise InvalidUrl("URL has no host", url=str(url))
+            raise InvalidUrl("URL has no host", url=text)
         try:
             host, hostname, literal = _authority(url.scheme, raw_host, port)
         except (UnsafeAddress, InvalidUrl) as exc:
-            exc.context.setdefault("url", str(url))
+            exc.context.setdefault("url", text)
             raise
         if literal is not None:
             self._guard.check_literal(host, literal)
@@ -759,7 +779,7 @@ class AiohttpTransport:
             self._guard.check_name(host, hostname)
         if self._policy is not None:
             self._policy.check(host)
-        return _Target(url=url, host=host, hostname=hostname)
+        return _Target(url=url, text=text, host=host, hostname=hostname)
 
     async def _exchange(
         self,
@@ -770,37 +790,28 @@ class AiohttpTransport:
         body: bytes | None,
         follow_redirects: bool,
     ) -> PeerResponse | _Redirect:
-        if not any(k.lower() == "accept-encoding" for k, _ in headers):
-            headers = [*headers, ("Accept-Encoding", "gzip, deflate")]
         try:
             async with session.request(
-                method,
-                target.url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                timeout=self._client_timeout,
+                method, target.url, headers=headers, data=body, allow_redirects=False
             ) as response:
-                location = response.headers.get("Location")
-                if follow_redirects and response.status in _REDIRECT_STATUSES and location:
-                    return _Redirect(response.status, location)
+                status = response.status
+                if follow_redirects and status in _REDIRECT_STATUSES:
+                    location = response.headers.get("Location")
+                    if location:
+                        return _Redirect(status, location)
                 body_bytes, decoded = await _read_capped(response, self._max_body_bytes)
-                dropped = {"content-encoding", "content-length"} if decoded else set()
                 return PeerResponse(
-                    status=response.status,
-                    headers=Headers((k, v) for k, v in response.headers.items() if k.lower() not in dropped),
-                    url=str(target.url),
-                    body=body_bytes,
+                    status=status, headers=_headers_read(response, decoded), url=target.text, body=body_bytes
                 )
         except FederationError:
             raise
         except TimeoutError as exc:
-            raise FetchTimeout(f"timed out talking to {target.host}", url=str(target.url)) from exc
+            raise FetchTimeout(f"timed out talking to {target.host}", url=target.text) from exc
         except aiohttp.InvalidURL as exc:
-            raise InvalidUrl(f"invalid URL: {exc}", url=str(target.url)) from exc
+            raise InvalidUrl(f"invalid URL: {exc}", url=target.text) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionFailed(
-                f"{type(exc).__name__} talking to {target.host}", url=str(target.url)
+                f"{type(exc).__name__} talking to {target.host}", url=target.text
             ) from exc
 
 

@@ -6,6 +6,8 @@ Internal: :func:`federation.signatures.verify_request` exposes the two limits as
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from functools import lru_cache
 
 from ..errors import SignatureExpired
 
@@ -24,6 +26,25 @@ def require_aware(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be an aware datetime (use federation.types.utc_now)")
     return now.astimezone(UTC)
+
+
+def http_date(now: datetime) -> str:
+    """The IMF-fixdate ``Date`` value of ``now`` (``Mon, 07 Dec 2026 22:14:18 GMT``), as
+    ``email.utils.format_datetime(now, usegmt=True)`` writes it.
+
+    It changes once a second and a fan-out signs thousands of requests in that second, so the
+    string is made once per second (the last few seconds are kept: batches signed a little
+    earlier may interleave).
+
+    Raises:
+        ValueError: ``now`` is naive.
+    """
+    return _http_date_of_second(require_aware(now).replace(microsecond=0))
+
+
+@lru_cache(maxsize=8)
+def _http_date_of_second(second: datetime) -> str:
+    return format_datetime(second, usegmt=True)
 
 
 def from_unix(seconds: float, *, what: str) -> datetime:

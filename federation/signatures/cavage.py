@@ -19,7 +19,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -31,6 +31,7 @@ from ._window import (
     DEFAULT_MAX_FUTURE_SKEW,
     check_time_window,
     from_unix,
+    http_date,
     require_aware,
 )
 from .digest import compute_digest
@@ -484,15 +485,13 @@ class UnsignedRequest:
     draft: CavageSignature
     message: bytes
     """The signing string, UTF-8: what the key signs."""
+    header_prefix: str = field(default="", repr=False)
+    """The ``Signature`` header up to its ``signature="`` (built from :attr:`draft` when empty)."""
 
     def signed(self, signature: bytes) -> OutgoingRequest:
         """The request with its ``Signature`` header, ``signature`` being the key's over :attr:`message`."""
-        draft = self.draft
-        value = base64.b64encode(signature).decode("ascii")
-        header = (
-            f'keyId="{draft.key_id}",algorithm="{draft.algorithm}",'
-            f'headers="{" ".join(draft.headers)}",signature="{value}"'
-        )
+        prefix = self.header_prefix or _header_prefix(self.draft)
+        header = f'{prefix}{base64.b64encode(signature).decode("ascii")}"'
         request = self.request
         return OutgoingRequest(
             method=request.method,
@@ -502,30 +501,71 @@ class UnsignedRequest:
         )
 
 
+def _header_prefix(draft: CavageSignature) -> str:
+    covered = " ".join(draft.headers)
+    return f'keyId="{draft.key_id}",algorithm="{draft.algorithm}",headers="{covered}",signature="'
+
+
+@dataclass(frozen=True, slots=True)
+class _Drafts:
+    """What a key's signatures share, whatever the request: the draft and ``Signature`` prefix
+    with and without ``digest`` covered."""
+
+    with_digest: CavageSignature
+    without_digest: CavageSignature
+    prefix_with_digest: str
+    prefix_without_digest: str
+
+
+# Keyed by keyId and algorithm, not by the key pair: no private key is kept alive here.
+@lru_cache(maxsize=64)
+def _drafts(key_id: str, algorithm: KeyAlgorithm) -> _Drafts:
+    """Raises ValueError (not cached) when the keyId cannot be carried in a quoted string."""
+    if any(ch in key_id for ch in '"\\\r\n'):
+        raise ValueError("the keyId cannot be carried in a Signature header")
+    label = signature_label(algorithm)
+    with_digest = CavageSignature(key_id, label, (REQUEST_TARGET, "host", "date", "digest"), b"")
+    without_digest = CavageSignature(key_id, label, (REQUEST_TARGET, "host", "date"), b"")
+    return _Drafts(with_digest, without_digest, _header_prefix(with_digest), _header_prefix(without_digest))
+
+
 def prepare(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> UnsignedRequest:
     """:func:`sign` up to the signature: the headers, and the signing string the key must sign.
 
+    What does not depend on the request (the keyId's check, the algorithm label, the start of the
+    ``Signature`` header) is prepared once per key; the Date string once per second and the
+    digest once per body (:func:`~federation.signatures.digest.compute_digest`). The signing
+    string is the one :func:`build_signing_string` builds from the same headers, written directly.
+
     Raises:
         ValueError: as :func:`sign`.
+        SignatureError: the path or query contains whitespace or characters that are not
+            printable ASCII (as :func:`build_signing_string`).
     """
-    now = require_aware(now)
+    date = http_date(now)  # ValueError when naive, before anything else
     parts = urlsplit(request.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("only absolute http(s) URLs can be signed")
-    if any(ch in key_pair.key_id for ch in '"\\\r\n'):
-        raise ValueError("the keyId cannot be carried in a Signature header")
+    drafts = _drafts(key_pair.key_id, key_pair.algorithm)
     host = parts.netloc.rpartition("@")[2].lower()
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    has_body = request.body is not None or request.method.upper() == "POST"
-    added: dict[str, str] = {"Host": host, "Date": format_datetime(now, usegmt=True)}
-    covered = [REQUEST_TARGET, "host", "date"]
-    if has_body:
-        added["Digest"] = compute_digest(request.body or b"")
-        covered.append("digest")
-    headers = Headers(
-        [(name, value) for name, value in request.headers.items() if name.lower() not in _REPLACED_HEADERS]
-        + list(added.items())
-    )
-    draft = CavageSignature(key_pair.key_id, signature_label(key_pair.algorithm), tuple(covered), b"")
-    signing_string = build_signing_string(draft, method=request.method, target=target, headers=headers)
-    return UnsignedRequest(request, headers, draft, signing_string.encode("utf-8"))
+    if not target.isascii() or not target.isprintable() or " " in target:
+        raise SignatureError("the request target contains whitespace or control characters")
+    method = request.method
+    if "\r" in method or "\n" in method:
+        raise SignatureError("the signed component '(request-target)' contains a line break")
+    signed_host = host.strip(" \t")
+    if "\r" in signed_host or "\n" in signed_host:
+        raise SignatureError("the signed component 'host' contains a line break")
+    pairs = [(k, v) for k, v in request.headers.items() if k.lower() not in _REPLACED_HEADERS]
+    pairs.append(("Host", host))
+    pairs.append(("Date", date))
+    lines = f"(request-target): {method.lower()} {target}\nhost: {signed_host}\ndate: {date}"
+    if request.body is not None or method.upper() == "POST":
+        digest = compute_digest(request.body or b"")
+        pairs.append(("Digest", digest))
+        lines += f"\ndigest: {digest}"
+        draft, prefix = drafts.with_digest, drafts.prefix_with_digest
+    else:
+        draft, prefix = drafts.without_digest, drafts.prefix_without_digest
+    return UnsignedRequest(request, Headers(pairs), draft, lines.encode("utf-8"), prefix)

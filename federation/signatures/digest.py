@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from functools import lru_cache
 
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import Item
@@ -27,17 +28,39 @@ MAX_DIGEST_HEADER_CHARS = 4096
 """Longer digest headers are refused before parsing (a real one is under 200 characters)."""
 
 
+MAX_CACHED_DIGEST_BODY_BYTES = 64 * 1024
+"""Bodies up to this size have their digest remembered (:func:`compute_digest`)."""
+
+
 def compute_digest(body: bytes) -> str:
     """The ``Digest`` header value for ``body``: ``SHA-256=<base64>``.
 
-    The algorithm name is spelled in upper case, as Mastodon sends it.
+    The algorithm name is spelled in upper case, as Mastodon sends it. A fan-out signs the same
+    body for every inbox: the digests of the last few bodies (up to
+    :data:`MAX_CACHED_DIGEST_BODY_BYTES` each) are remembered, so it is computed once per body.
     """
-    return "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+    return "SHA-256=" + _sha256_base64(body)
 
 
 def compute_content_digest(body: bytes) -> str:
-    """The RFC 9530 ``Content-Digest`` header value for ``body``: ``sha-256=:<base64>:``."""
-    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
+    """The RFC 9530 ``Content-Digest`` header value for ``body``: ``sha-256=:<base64>:``
+    (remembered like :func:`compute_digest`'s)."""
+    return "sha-256=:" + _sha256_base64(body) + ":"
+
+
+def _sha256_base64(body: bytes) -> str:
+    # bytes only: a bytearray is mutable (and unhashable), its digest cannot be remembered.
+    if type(body) is bytes and len(body) <= MAX_CACHED_DIGEST_BODY_BYTES:
+        return _remembered_sha256_base64(body)
+    return base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
+
+
+# Keyed by the body itself (equal bodies, equal digests): a bytes object keeps its hash, and the
+# fan-out passes the same object each time, so a hit costs no pass over the body. Bounded: at
+# most 16 bodies of 64 KiB are kept alive by the cache.
+@lru_cache(maxsize=16)
+def _remembered_sha256_base64(body: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
 
 
 def parse_digest(value: str) -> bytes:

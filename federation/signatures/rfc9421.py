@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 from http_message_signatures import (
@@ -48,7 +47,14 @@ from ..errors import InsufficientCoverage, MalformedHeader, SignatureError
 from ..http import Headers, IncomingRequest, OutgoingRequest
 from ..keys import KeyAlgorithm, KeyPair, PublicKey
 from ..uris import KEY_FRAGMENTS
-from ._window import DEFAULT_MAX_AGE, DEFAULT_MAX_FUTURE_SKEW, check_time_window, from_unix, require_aware
+from ._window import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_FUTURE_SKEW,
+    check_time_window,
+    from_unix,
+    http_date,
+    require_aware,
+)
 from .digest import compute_content_digest
 
 SIGNATURE_LABEL = "sig1"
@@ -331,7 +337,7 @@ def sign(request: OutgoingRequest, key_pair: KeyPair, *, now: datetime) -> Outgo
     body = request.body or b""
     replaced = {"date", "digest", "content-digest", "signature", "signature-input"}
     headers = {name: request.headers[name] for name in request.headers if name.lower() not in replaced}
-    headers["Date"] = format_datetime(now, usegmt=True)
+    headers["Date"] = http_date(now)
     covered = ["@method", "@target-uri", "@authority"]
     if has_body:
         headers["Content-Digest"] = compute_content_digest(body)

@@ -4,7 +4,9 @@ test_signatures_verify.py)."""
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -25,7 +27,8 @@ from signature_fixtures import (
 
 from federation.errors import InsufficientCoverage, MalformedHeader, SignatureError, SignatureExpired
 from federation.http import Headers, OutgoingRequest
-from federation.signatures import sign_request
+from federation.keys import KeyPair
+from federation.signatures import _window, cavage, sign_request
 from federation.signatures.cavage import (
     CavageSignature,
     build_signing_string,
@@ -34,6 +37,7 @@ from federation.signatures.cavage import (
     parse_http_date,
     parse_signature_header,
 )
+from federation.types import Iri
 
 
 def _sig(**overrides: object) -> CavageSignature:
@@ -123,6 +127,92 @@ def test_signer_refuses_non_http_urls(url: str) -> None:
 def test_signer_refuses_a_naive_clock() -> None:
     with pytest.raises(ValueError):
         sign_request(post(), ALICE, now=NOW.replace(tzinfo=None))
+
+
+def test_a_fanout_formats_its_date_once_per_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of requests signed in one second share one Date string, made once (issue 20)."""
+    calls: list[datetime] = []
+
+    def counting(value: datetime, usegmt: bool = False) -> str:
+        calls.append(value)
+        return format_datetime(value, usegmt=usegmt)
+
+    monkeypatch.setattr(_window, "format_datetime", counting)
+    start = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)  # a second no other test signs in
+    for i in range(200):
+        now = start + timedelta(milliseconds=10 * i)  # 2 seconds
+        signed = sign_request(post(f"https://peer{i}.example/users/u{i}/inbox"), ALICE, now=now)
+        assert signed.headers["Date"] == format_datetime(now, usegmt=True)
+    assert len(calls) == 2
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1),
+        max_value=datetime(9000, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3))]),
+    )
+)
+def test_http_date_is_format_datetime_in_utc(now: datetime) -> None:
+    assert _window.http_date(now) == format_datetime(now.astimezone(UTC), usegmt=True)
+
+
+def test_http_date_refuses_a_naive_clock() -> None:
+    with pytest.raises(ValueError):
+        _window.http_date(NOW.replace(tzinfo=None))
+
+
+def test_a_key_id_that_cannot_be_quoted_is_refused_every_time() -> None:
+    """The per-key preparation is remembered; a refusal is not."""
+    bad = KeyPair(Iri('https://peer.example/users/alice#"x'), ALICE.owner, ALICE.private_key)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            sign_request(post(), bad, now=NOW)
+
+
+_TARGET_CHARS = st.text(st.sampled_from("/azAZ09-._~%?=&+ \t\x7f\u00e9"), max_size=20)
+
+
+@given(
+    host=st.sampled_from(
+        ["entraide.test", "Entraide.TEST:8443", "u:p@peer.example", "[::1]:80", "xn--bcher-kva.de"]
+    ),
+    path=_TARGET_CHARS,
+    method=st.sampled_from(["POST", "GET", "post", "PUT"]),
+    body=st.sampled_from([None, b"", FOLLOW_BODY]),
+    stale=st.booleans(),
+)
+def test_prepared_signing_string_is_the_generic_builders(
+    host: str, path: str, method: str, body: bytes | None, stale: bool
+) -> None:
+    """prepare writes the signing string directly: byte for byte what build_signing_string makes
+    of the same headers, and the same refusals."""
+    stale_headers = {"Host": "old", "Digest": "x"} if stale else {}
+    headers = Headers({"Accept": "application/activity+json", **stale_headers})
+    request = OutgoingRequest(method, f"https://{host}/{path}", headers, body)
+    parts = urlsplit(request.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        unsigned = cavage.prepare(request, ALICE, now=NOW)
+    except SignatureError:
+        with pytest.raises(SignatureError):
+            build_signing_string(_sig(), method=method, target=target, headers=Headers({}))
+        return
+    expected = build_signing_string(unsigned.draft, method=method, target=target, headers=unsigned.headers)
+    assert unsigned.message == expected.encode()
+    assert unsigned.draft == CavageSignature(
+        ALICE.key_id,
+        "rsa-sha256",
+        ("(request-target)", "host", "date", "digest")
+        if body is not None or method.upper() == "POST"
+        else ("(request-target)", "host", "date"),
+        b"",
+    )
+    signed = unsigned.signed(b"sig")
+    assert signed.headers["Signature"] == (
+        f'keyId="{ALICE.key_id}",algorithm="rsa-sha256",headers="{" ".join(unsigned.draft.headers)}",'
+        f'signature="{base64.b64encode(b"sig").decode()}"'
+    )
 
 
 # --- the parser ---------------------------------------------------------------------------

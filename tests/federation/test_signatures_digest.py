@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from federation.errors import DigestMismatch, MalformedHeader
 from federation.http import Headers
+from federation.signatures import digest as digest_module
 from federation.signatures.digest import (
+    MAX_CACHED_DIGEST_BODY_BYTES,
     check_body_digest,
     compute_content_digest,
     compute_digest,
@@ -27,6 +29,52 @@ BODY_SHA256 = hashlib.sha256(BODY).digest()
 def test_compute_digest_of_empty_body_is_the_well_known_value() -> None:
     assert compute_digest(b"") == f"SHA-256={EMPTY_SHA256_B64}"
     assert compute_content_digest(b"") == f"sha-256=:{EMPTY_SHA256_B64}:"
+
+
+def _count_sha256(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes = b"") -> object:
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(digest_module.hashlib, "sha256", counting)
+    return calls
+
+
+def test_a_body_signed_for_many_inboxes_is_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fan-out signs the same body for every inbox: Digest and Content-Digest hash it once."""
+    body = b'{"type":"Create","id":"https://entraide.test/a/' + str(id(monkeypatch)).encode() + b'"}'
+    expected = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    calls = _count_sha256(monkeypatch)
+    for _ in range(100):
+        assert compute_digest(body) == f"SHA-256={expected}"
+        assert compute_content_digest(bytes(body)) == f"sha-256=:{expected}:"  # an equal body: a hit
+    assert calls == [len(body)]
+
+
+def test_large_bodies_and_bytearrays_are_hashed_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only bytes up to the size limit are remembered, so the cache holds little memory."""
+    large = b"x" * (MAX_CACHED_DIGEST_BODY_BYTES + 1)
+    mutable = bytearray(b"abc")
+    expected = {
+        value: "SHA-256=" + base64.b64encode(hashlib.sha256(value).digest()).decode()
+        for value in (large, b"abc", b"zbc")
+    }
+    calls = _count_sha256(monkeypatch)
+    for _ in range(2):
+        assert compute_digest(large) == expected[large]
+        assert compute_digest(mutable) == expected[b"abc"]
+    mutable[0:1] = b"z"
+    assert compute_digest(mutable) == expected[b"zbc"]
+    assert len(calls) == 5
+
+
+def test_remembered_digests_are_bounded() -> None:
+    for i in range(100):
+        compute_digest(b"body %d" % i)
+    assert digest_module._remembered_sha256_base64.cache_info().currsize <= 16
 
 
 @pytest.mark.parametrize("name", ["SHA-256", "sha-256", "Sha-256"])

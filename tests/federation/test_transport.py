@@ -173,6 +173,12 @@ async def see_other(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/echo/after-303")
 
 
+async def accepted(request: web.Request) -> web.Response:
+    await request.read()
+    encoding = request.query.get("encoding")
+    return web.Response(status=202, headers={"Content-Encoding": encoding} if encoding else None)
+
+
 async def slow_ok(request: web.Request) -> web.Response:
     counters = request.app[IN_FLIGHT]
     counters[0] += 1
@@ -209,6 +215,7 @@ def build_app() -> web.Application:
     app.router.add_get("/to-data", to_data)
     app.router.add_post("/see-other", see_other)
     app.router.add_get("/slow", slow_ok)
+    app.router.add_post("/inbox", accepted)
     return app
 
 
@@ -301,6 +308,54 @@ async def test_user_agent_is_sent(peer: TestServer, make_transport: Any) -> None
     transport = await make_transport()
     await transport.send(get(url(peer, "/echo/ua")))
     assert peer.app[SEEN_HEADERS]["/echo/ua"]["User-Agent"] == "Entraide/0.1.0 (+https://entraide.test)"
+
+
+async def test_accept_encoding_is_added_only_when_absent(peer: TestServer, make_transport: Any) -> None:
+    """We advertise what the capped decoder decodes, unless the caller chose."""
+    transport = await make_transport()
+    await transport.send(get(url(peer, "/echo/default")))
+    await transport.send(get(url(peer, "/echo/chosen"), **{"accept-encoding": "identity"}))
+    assert peer.app[SEEN_HEADERS]["/echo/default"]["Accept-Encoding"] == "gzip, deflate"
+    assert peer.app[SEEN_HEADERS]["/echo/chosen"]["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_an_empty_answer_is_returned_without_reading(
+    peer: TestServer, make_transport: Any, encoding: str | None
+) -> None:
+    """An inbox's 202 with ``Content-Length: 0``: an empty body, and the wire-form headers dropped
+    when a content coding was announced (nothing to decode)."""
+    transport = await make_transport()
+    query = f"?encoding={encoding}" if encoding else ""
+    response = await transport.send(OutgoingRequest("POST", url(peer, f"/inbox{query}"), Headers(), b"{}"))
+    assert (response.status, response.body) == (202, b"")
+    assert ("content-length" in response.headers) is (encoding is None)
+    assert "content-encoding" not in response.headers
+
+
+async def test_a_request_on_a_kept_alive_connection_schedules_three_timers(
+    peer: TestServer, make_transport: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call's deadline, and aiohttp's sock_read, started when the request is written and
+    restarted when the answer arrives: no per-hop ``total`` timer of aiohttp's besides (it could
+    never fire before the call's deadline). Issue 20: timers are a fan-out's cost per delivery."""
+    transport = await make_transport()
+    post = OutgoingRequest("POST", url(peer, "/inbox"), Headers({"Content-Type": "application/json"}), b"{}")
+    assert (await transport.send(post)).status == 202  # the connection, kept alive
+    loop = asyncio.get_running_loop()
+    scheduled: list[str] = []
+    original = loop.call_at
+
+    def call_at(when: float, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        module = getattr(callback, "__module__", "") or ""
+        if not module.startswith(("aiohttp.web", "aiohttp.test_utils")):  # not the peer's own
+            scheduled.append(getattr(callback, "__qualname__", repr(callback)))
+        return original(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", call_at)
+    assert (await transport.send(post)).status == 202
+    monkeypatch.undo()
+    assert len(scheduled) <= 3, scheduled
 
 
 async def test_error_statuses_are_returned_not_raised(peer: TestServer, make_transport: Any) -> None:
