@@ -25,7 +25,7 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -484,7 +484,14 @@ _CLAIM_KIND = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until 
 
 
 async def claim_kind(
-    session: AsyncSession, kind: str, *, limit: int, worker_id: str, lease: timedelta, now: datetime
+    session: AsyncSession,
+    kind: str,
+    *,
+    limit: int,
+    worker_id: str,
+    lease: timedelta,
+    now: datetime,
+    commit: bool = False,
 ) -> list[ClaimedJob]:
     """:func:`claim` for one kind in the caller's transaction, through the bare driver, in one
     ``UPDATE … RETURNING``: the jobs of each condition of :func:`runnable` (expired leases first),
@@ -492,7 +499,8 @@ async def claim_kind(
     whose jobs have no per-key cap (the inbox lane): no read of the keys first, no ORM statement
     to build (decision 95), one statement for both conditions (decision 102: it was one per
     condition, a hand-off to aiosqlite's thread or a PostgreSQL round trip each). Returns the
-    claimed jobs in claim order."""
+    claimed jobs in claim order. ``commit``: on SQLite, the transaction commits with the claim
+    (``bare.write``, decision 108)."""
     _check_aware(now, "now")
     if lease <= timedelta(0):
         raise ValueError("lease must be positive")
@@ -500,7 +508,7 @@ async def claim_kind(
     expired, queued = _KIND_RUNNABLE
     sql = _CLAIM_KIND.format(expired=expired, queued=queued, lock=lock)
     params = [worker_id, now + lease, kind, now, limit, kind, now, limit, limit]
-    rows = await bare.write(session, sql, params)
+    rows = await bare.write(session, sql, params, commit=commit)
     # RETURNING gives no order guarantee; run_at sorts alike as text (SQLite) and as a datetime.
     rows.sort(key=lambda r: (r[5], r[6], r[0]))
     return [
@@ -558,6 +566,7 @@ async def claim_keyed(
     worker_id: str,
     lease: timedelta,
     now: datetime,
+    commit: bool = False,
 ) -> list[tuple[ClaimedJob, str]]:
     """Claim up to ``limit`` runnable ``kind`` jobs in the caller's transaction, at most ``cap``
     per key counting the ``held`` ones, each with its key (``""`` when its row is gone: the caller
@@ -624,7 +633,7 @@ async def claim_keyed(
         cap,
         limit,
     ]
-    rows = await bare.write(session, sql, params)
+    rows = await bare.write(session, sql, params, commit=commit)
     rows.sort(key=lambda r: (r[5], r[6], r[0]))
     return [
         (
@@ -685,6 +694,15 @@ async def complete(
     return await _apply(session, stmt) == 1
 
 
+def _complete_sql(among: str) -> str:
+    """Jobs done, fenced by their lease (:func:`complete`): ``among`` from ``bare.any_of``, then the
+    parameters ``now``, the ids, ``worker_id``, the attempt."""
+    return (
+        "UPDATE jobs SET state = 'done', finished_at = ?, locked_until = NULL"
+        f" WHERE {among} AND state = 'running' AND locked_by = ? AND attempts = ? RETURNING id"
+    )
+
+
 async def complete_many(
     session: AsyncSession, jobs: Iterable[tuple[int, int]], *, worker_id: str, now: datetime
 ) -> set[int]:
@@ -705,14 +723,37 @@ async def complete_many(
         ordered = sorted(ids)
         for start in range(0, len(ordered), _BATCH_ROWS):
             among, chunk = bare.any_of(session, "id", ordered[start : start + _BATCH_ROWS])
-            sql = (
-                "UPDATE jobs SET state = 'done', finished_at = ?, locked_until = NULL"
-                f" WHERE {among} AND state = 'running' AND locked_by = ? AND attempts = ? RETURNING id"
-            )
-            rows = await bare.write(session, sql, [now, *chunk, worker_id, attempt])
+            rows = await bare.write(session, _complete_sql(among), [now, *chunk, worker_id, attempt])
             accepted.update(int(row[0]) for row in rows)
     await bare.send_later(session)  # nothing done: the writes left are sent alone (decision 106)
     return accepted
+
+
+async def complete_many_later(
+    session: AsyncSession, jobs: Iterable[tuple[int, int]], *, worker_id: str, now: datetime
+) -> Callable[[], set[int]]:
+    """:func:`complete_many` for a caller whose transaction ends with one more write (a lane's claim
+    of its next jobs, or ``bare.send_later``) that commits it (decision 108): on SQLite the
+    completion is left with ``bare.later`` for that write, so the whole record is one hand-off to
+    aiosqlite's thread and holds SQLite's write lock only while it runs; on PostgreSQL it is written
+    at once, as :func:`complete_many` does. Returns what gives the ids accepted, once that write is
+    sent (before: ``RuntimeError``)."""
+    if bare.on_postgresql(session):
+        accepted = await complete_many(session, jobs, worker_id=worker_id, now=now)
+        return lambda: accepted
+    _check_aware(now, "now")
+    by_attempt: dict[int, set[int]] = {}
+    for job_id, attempt in jobs:
+        by_attempt.setdefault(attempt, set()).add(job_id)
+    sent: list[bare.Returned] = []
+    for attempt, ids in sorted(by_attempt.items()):
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), _BATCH_ROWS):
+            among, chunk = bare.any_of(session, "id", ordered[start : start + _BATCH_ROWS])
+            returned = bare.Returned()
+            bare.later(session, _complete_sql(among), [now, *chunk, worker_id, attempt], into=returned)
+            sent.append(returned)
+    return lambda: {int(row[0]) for returned in sent for row in returned.rows}
 
 
 async def retry(

@@ -40,6 +40,7 @@ from federation import retry
 from federation.ports import Transport
 from federation.retry import RetryPolicy
 from server.db import queue
+from server.db.queries import bare
 from server.db.queue import ClaimedJob
 from server.eventloop import running_loop_name
 from server.jobs.registry import (
@@ -700,15 +701,18 @@ class _Lane:
         worker = self.worker
         notices = self.notices
         async with worker.node.sessions.begin() as session:
-            jobs, keys = await self._take(session, free)
+            jobs, keys = await self._take(session, free, commit=True)
         self._hold(jobs, keys)
         self._empty_at = notices if len(jobs) < free else None
         return jobs
 
-    async def _take(self, session: AsyncSession, free: int) -> tuple[list[ClaimedJob], dict[int, str] | None]:
+    async def _take(
+        self, session: AsyncSession, free: int, *, commit: bool
+    ) -> tuple[list[ClaimedJob], dict[int, str] | None]:
         """Claim up to ``free`` jobs in ``session``: :func:`server.db.queue.claim_kind`, or for a
         keyed lane :func:`server.db.queue.claim_keyed` with the keys of the jobs held (decision
-        106); the keys of the jobs taken, ``None`` without keys."""
+        106); the keys of the jobs taken, ``None`` without keys. ``commit``: the claim is the
+        transaction's last write, and on SQLite commits it in the same hand-off (decision 108)."""
         worker = self.worker
         keyed = self._keyed
         if keyed is None:
@@ -719,6 +723,7 @@ class _Lane:
                 worker_id=worker.worker_id,
                 lease=worker.lease,
                 now=worker.node.clock(),
+                commit=commit,
             )
             return jobs, None
         claimed = await queue.claim_keyed(
@@ -731,6 +736,7 @@ class _Lane:
             worker_id=worker.worker_id,
             lease=worker.lease,
             now=worker.node.clock(),
+            commit=commit,
         )
         return [job for job, _ in claimed], {job.id: key for job, key in claimed}
 
@@ -800,9 +806,13 @@ class _Lane:
                 if fused:
                     await held_lock.enter_async_context(worker._claim_lock)
                 async with worker.node.sessions.begin() as session:
-                    outcomes = await self._outcomes(session, ran, exhausted, decisions)
+                    finish = await self._outcomes(session, ran, exhausted, decisions)
                     if fused:
                         claimed = await self._claim_next(session, results)
+                    # On SQLite the completion, the claim and the commit go in one hand-off, so
+                    # the write lock is held only while they run (decision 108).
+                    await bare.send_later(session, commit=True)
+                    outcomes = finish()
                 if claimed is not None:  # committed: for the loop to start
                     jobs, keys, asked = claimed
                     self._hold(jobs, keys)
@@ -828,10 +838,12 @@ class _Lane:
         ran: list[tuple[ClaimedJob, Any]],
         exhausted: list[tuple[ClaimedJob, Any]],
         decisions: list[tuple[ClaimedJob, _Decision, dict[str, object]]],
-    ) -> dict[int, OutcomeName]:
-        """Record the results in ``session``; ``decisions`` gets each job's decision."""
+    ) -> Callable[[], dict[int, OutcomeName]]:
+        """Record the results in ``session``; ``decisions`` gets each job's decision. Returns what
+        gives each job's outcome once the session's last write is sent: on SQLite the completion
+        of the jobs done waits for it (``queue.complete_many_later``, decision 108)."""
         worker = self.worker
-        outcomes: dict[int, OutcomeName] = {}
+        unfinished: dict[int, OutcomeName] = {}
         errors = await self.kind.record(session, ran) if ran else []
         for (job, _), error in zip(ran, errors, strict=True):
             fields = self._fields(job)
@@ -841,13 +853,19 @@ class _Lane:
             decisions.append((job, _Decision("failed", error=reason), self._fields(job)))
         now = worker.node.clock()
         done = [(job.id, job.attempt) for job, d, _ in decisions if d.outcome == "done"]
-        accepted = await queue.complete_many(session, done, worker_id=worker.worker_id, now=now)
+        accepted_of = await queue.complete_many_later(session, done, worker_id=worker.worker_id, now=now)
         for job, decision, _ in decisions:
-            if decision.outcome == "done":
-                outcomes[job.id] = "done" if job.id in accepted else "lost"
-                continue
-            ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
-            outcomes[job.id] = decision.outcome if ok else "lost"
+            if decision.outcome != "done":
+                ok = await _record_unfinished(session, job, decision, worker_id=worker.worker_id, now=now)
+                unfinished[job.id] = decision.outcome if ok else "lost"
+
+        def outcomes() -> dict[int, OutcomeName]:
+            accepted = accepted_of()
+            outcome: dict[int, OutcomeName] = {}
+            for job, _, _ in decisions:
+                outcome[job.id] = unfinished.get(job.id) or ("done" if job.id in accepted else "lost")
+            return outcome
+
         return outcomes
 
     def _report_all(
@@ -891,7 +909,7 @@ class _Lane:
         # anyway, it takes what a worker in another process (no notify) has to poll for.
         if not self._worth(free) or self._stopping:
             return None
-        jobs, keys = await self._take(session, free)
+        jobs, keys = await self._take(session, free, commit=True)
         return jobs, keys, free
 
     def _hold(self, jobs: list[ClaimedJob], keys: dict[int, str] | None = None) -> None:

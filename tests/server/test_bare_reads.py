@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from federation.types import utc_now
 from server.db import queue
-from server.db.models import Actor
-from server.db.queries import bare
+from server.db.models import Activity, Actor, Job
+from server.db.queries import bare, delivery
 from tests.support.nodes import Node
 
 NAME = "SELECT name FROM actors WHERE iri = ?"
@@ -100,3 +102,125 @@ async def test_an_insert_may_be_left_and_writes_left_are_sent_alone_when_no_job_
         assert await bare.fetch(session, NAME, [group_iri]) == [("Left",)]
         with pytest.raises(ValueError, match="without results"):
             bare.later(session, upsert + " RETURNING host", ["x.example", utc_now()])
+
+
+def _sqlite_path(node: Node) -> str | None:
+    url = make_url(node.settings.database.url)
+    return url.database if url.get_backend_name() == "sqlite" else None
+
+
+def _write_lock_free(path: str) -> bool:
+    """Whether another connection can take SQLite's write lock at once (no busy wait)."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+async def test_a_write_that_commits_holds_sqlite_s_write_lock_only_while_it_runs(node: Node) -> None:
+    """Decision 108: ``commit=True`` sends what ``later`` left, the statement and the commit in one
+    hand-off: once it returns, another process can write at once, although the session is still
+    open; nothing may be written in that transaction after it. On PostgreSQL the session commits."""
+    group_iri = await node.create_association("demo")
+    path = _sqlite_path(node)
+    upsert = (
+        "INSERT INTO peer_hosts (host, breaker, recent_failures, failing_days, unavailable, updated_at)"
+        " VALUES (?, 'closed', 0, 0, FALSE, ?) ON CONFLICT (host) DO NOTHING"
+    )
+    async with node.sessions.begin() as session:
+        bare.later(session, upsert, ["left.example", utc_now()])
+        summary = "UPDATE actors SET summary = ? WHERE iri = ? RETURNING summary"
+        assert await bare.write(session, summary, ["s", group_iri], commit=True) == [("s",)]
+        if path is not None:
+            assert _write_lock_free(path)  # committed: the lock is not held across the session's end
+            reader = sqlite3.connect(path)
+            try:
+                assert reader.execute("SELECT host FROM peer_hosts").fetchall() == [("left.example",)]
+            finally:
+                reader.close()
+            with pytest.raises(ValueError, match="committed"):
+                await bare.write(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Again", group_iri])
+            with pytest.raises(ValueError, match="committed"):
+                bare.later(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Again", group_iri])
+    async with node.sessions() as session:
+        assert await bare.fetch(session, "SELECT summary FROM actors WHERE iri = ?", [group_iri]) == [("s",)]
+        assert await bare.fetch(session, "SELECT host FROM peer_hosts", []) == [("left.example",)]
+
+
+async def test_without_a_commit_the_write_lock_stays_held_until_the_session_commits(node: Node) -> None:
+    """The other side of the test above: what decision 108 changes."""
+    group_iri = await node.create_association("demo")
+    path = _sqlite_path(node)
+    if path is None:
+        pytest.skip("SQLite's write lock")
+    async with node.sessions.begin() as session:
+        await bare.write(session, "UPDATE actors SET name = ? WHERE iri = ?", ["Renamed", group_iri])
+        assert not _write_lock_free(path)
+    assert _write_lock_free(path)
+
+
+async def test_a_returning_write_left_for_later_gives_its_rows_once_sent(node: Node) -> None:
+    """SQLite: a lane's completion of its jobs (``UPDATE … RETURNING``) rides on its claim's hand-off;
+    on PostgreSQL a ``WITH`` cannot give its rows back, and ``later`` refuses it."""
+    group_iri = await node.create_association("demo")
+    returning = "UPDATE actors SET name = ? WHERE iri = ? RETURNING name"
+    async with node.sessions.begin() as session:
+        returned = bare.Returned()
+        if bare.on_postgresql(session):
+            with pytest.raises(ValueError, match="SQLite"):
+                bare.later(session, returning, ["Renamed", group_iri], into=returned)
+            return
+        with pytest.raises(ValueError, match="RETURNING"):
+            bare.later(session, returning, ["Renamed", group_iri])  # rows with nowhere to go
+        bare.later(session, returning, ["Renamed", group_iri], into=returned)
+        with pytest.raises(RuntimeError, match="not sent"):
+            _ = returned.rows
+        await bare.send_later(session, commit=True)
+        assert returned.rows == [("Renamed",)]
+
+
+async def test_a_fan_out_page_is_planned_and_committed_in_one_hand_off(node: Node) -> None:
+    """Decision 108: a page's deliveries and their jobs; a page planned again adds nothing. On SQLite
+    the page holds the write lock only while it runs."""
+    group_iri = await node.create_association("demo")
+    path = _sqlite_path(node)
+    async with node.sessions.begin() as session:
+        group = await session.scalar(select(Actor).where(Actor.iri == group_iri))
+        assert group is not None
+        activity = Activity(
+            iri=f"{group_iri}/activities/1",
+            actor_id=group.id,
+            type="Create",
+            document={},
+            visibility="public",
+            published=utc_now(),
+        )
+        session.add(activity)
+    targets = [(f"https://h{i % 3}.example/users/u{i}/inbox", f"h{i % 3}.example") for i in range(7)]
+    now = utc_now()
+    for attempt in range(2):
+        async with node.sessions.begin() as session:
+            ids = await delivery.plan_deliveries(
+                session, activity.id, targets, kind="deliver", priority=5, max_attempts=3, now=now
+            )
+            if path is not None:
+                assert _write_lock_free(path)
+        assert len(ids) == (7 if attempt == 0 else 0)
+    async with node.sessions() as session:
+        rows = await bare.fetch(
+            session, "SELECT id, inbox_iri, host, state FROM deliveries WHERE activity_id = ?", [activity.id]
+        )
+        jobs = (await session.execute(select(Job).where(Job.kind == "deliver"))).scalars().all()
+    assert sorted((inbox, host, state) for _, inbox, host, state in rows) == sorted(
+        (inbox, host, "pending") for inbox, host in targets
+    )
+    assert sorted((j.payload["delivery_id"], j.dedup_key) for j in jobs) == sorted(
+        (i, f"deliver:{i}") for i, _, _, _ in rows
+    )
+    assert {(j.priority, j.max_attempts, j.state, j.attempts) for j in jobs} == {(5, 3, "queued", 0)}
+    assert all(j.run_at == now and j.created_at == now for j in jobs)

@@ -29,6 +29,7 @@ from server.config import DatabaseSettings, Settings
 from server.db import queue
 from server.db.engine import create_engine, create_sessionmaker
 from server.db.models import Job
+from server.db.queries import bare
 from server.db.queue import ClaimedJob, NewJob, Priority
 from server.jobs.registry import DeferJob, JobContext, JobRegistry, PermanentJobFailure, RetryJob
 from server.jobs.runner import build_node_context, run_worker_process
@@ -1038,17 +1039,22 @@ async def test_a_lane_claims_its_next_jobs_in_the_transaction_that_records_the_l
     registry.add_lane(_InstantLane(), _noop)
     worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
     claims: list[bool] = []  # each claim: in a session that recorded outcomes?
-    complete_many, claim_kind = queue.complete_many, queue.claim_kind
+    complete_many_later, claim_kind = queue.complete_many_later, queue.claim_kind
 
-    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> set[int]:
+    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> Callable[[], set[int]]:
         session.info["recorded"] = True
-        return await complete_many(session, *args, **kwargs)
+        return await complete_many_later(session, *args, **kwargs)
 
     async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[ClaimedJob]:
         claims.append("recorded" in session.info)
-        return await claim_kind(session, *args, **kwargs)
+        assert kwargs["commit"]  # the claim is its transaction's last write (decision 108)
+        taken = await claim_kind(session, *args, **kwargs)
+        if not bare.on_postgresql(session):  # committed with the claim: SQLite's write lock is free
+            raw = await (await session.connection()).get_raw_connection()
+            assert not raw.driver_connection._connection.in_transaction
+        return taken
 
-    monkeypatch.setattr(queue, "complete_many", completing)
+    monkeypatch.setattr(queue, "complete_many_later", completing)
     monkeypatch.setattr(queue, "claim_kind", claiming)
     async with sessions.begin() as session:
         jobs = [queue.NewJob("instant", {"n": n}) for n in range(24)]
@@ -1097,19 +1103,20 @@ async def test_a_keyed_lane_claims_its_next_jobs_in_the_transaction_that_records
     registry.add_lane(_InstantKeyedLane(), _noop)
     worker = Worker(build_node_context(settings, engine), registry, concurrency=1, poll_interval_s=60.0)
     claims: list[tuple[bool, int]] = []  # each claim: in a session that recorded outcomes? how many taken
-    complete_many, claim_keyed = queue.complete_many, queue.claim_keyed
+    complete_many_later, claim_keyed = queue.complete_many_later, queue.claim_keyed
 
-    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> set[int]:
+    async def completing(session: AsyncSession, *args: Any, **kwargs: Any) -> Callable[[], set[int]]:
         session.info["recorded"] = True
-        return await complete_many(session, *args, **kwargs)
+        return await complete_many_later(session, *args, **kwargs)
 
     async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[tuple[ClaimedJob, str]]:
+        assert kwargs["commit"]  # the claim is its transaction's last write (decision 108)
         taken = await claim_keyed(session, *args, **kwargs)
         assert all(n <= 2 for n in kwargs["held"].values())
         claims.append(("recorded" in session.info, len(taken)))
         return taken
 
-    monkeypatch.setattr(queue, "complete_many", completing)
+    monkeypatch.setattr(queue, "complete_many_later", completing)
     monkeypatch.setattr(queue, "claim_keyed", claiming)
     far = utc_now() + timedelta(days=1)
     keys = [await _enqueue(sessions, f"key-{k}", run_at=far) for k in range(4)]

@@ -21,9 +21,9 @@ aiosqlite's thread), not here.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import orjson
 from sqlalchemy import event
@@ -54,6 +54,27 @@ class Reader:
 
     def close(self) -> None:
         self._db.close()
+
+
+T = TypeVar("T")
+
+
+class Returned:
+    """The rows of a statement :func:`later` left with ``RETURNING``, once a :func:`write` sent it."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[Any, ...]] | None = None
+
+    def sent(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            raise RuntimeError("a statement left by bare.later was not sent yet")
+        return self._rows
 
 
 Source: TypeAlias = AsyncSession | Reader
@@ -92,7 +113,9 @@ async def fetch(session: Source, sql: str, params: Sequence[Any]) -> list[tuple[
     return [tuple(row) for row in sqlite.execute(sql, _sqlite_params(params)).fetchall()]
 
 
-async def write(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+async def write(
+    session: AsyncSession, sql: str, params: Sequence[Any], *, commit: bool = False
+) -> list[tuple[Any, ...]]:
     """:func:`fetch` for an ``UPDATE`` (its ``RETURNING`` rows, if any) in ``session``'s transaction,
     sent together with the writes :func:`later` left for it.
 
@@ -102,26 +125,72 @@ async def write(session: AsyncSession, sql: str, params: Sequence[Any]) -> list[
     it (decision 95: the inbox lane's claim, record and completion). On PostgreSQL the writes left
     for it are the data-modifying ``WITH`` of ``sql``: one statement, so they commit together
     (asyncpg's connection runs outside SQLAlchemy's transaction, each statement its own).
+
+    ``commit``: on SQLite, the transaction also commits in that hand-off (decision 108). SQLite has
+    one writer at a time, and a transaction holds the write lock from its first write to its
+    commit: committed by the session afterwards, the lock stayed held while the event loop ran
+    whatever was ready before the commit's turn (a lane's new deliveries sign for ~1 ms each),
+    and another process's writer waited on ``busy_timeout`` meanwhile. The session's own commit
+    then has nothing to do (no hand-off, decision 91). Nothing may be written in the session
+    after it (:func:`later` and :func:`write` refuse). On PostgreSQL the session commits as usual.
     """
+    if _committed(session):
+        raise ValueError("bare.write after a write that committed the transaction")
     sync = session.sync_session
     if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
         await session.flush()
     driver, postgresql = await _driver(session)
-    pending: list[tuple[str, Sequence[Any]]] = session.info.pop(_LATER, [])
+    pending: list[tuple[str, Sequence[Any], Returned | None]] = session.info.pop(_LATER, [])
     if postgresql:
         if pending:
-            ahead = ", ".join(f"w{i} AS ({text})" for i, (text, _) in enumerate(pending))
+            ahead = ", ".join(f"w{i} AS ({text})" for i, (text, _, _) in enumerate(pending))
             sql = f"WITH {ahead} {sql}"
-            params = [*(p for _, given in pending for p in given), *params]
+            params = [*(p for _, given, _ in pending for p in given), *params]
         return [tuple(record) for record in await driver.fetch(_numbered(sql), *params)]
-    if not pending:
+    if not pending and not commit:
         return [tuple(row) for row in await driver.execute_fetchall(sql, _sqlite_params(params))]
-    statements = [(text, _sqlite_params(given)) for text, given in [*pending, (sql, params)]]
-    rows: list[tuple[Any, ...]] = await driver._execute(_sqlite_all, driver._conn, statements)  # one hand-off
-    return rows
+    statements = [(text, _sqlite_params(given)) for text, given, _ in [*pending, (sql, params, None)]]
+    if commit:
+        session.info[_COMMITTED] = sync.get_transaction()
+    results = await driver._execute(_sqlite_all, driver._conn, statements, commit)  # one hand-off
+    for (_, _, into), rows in zip(pending, results, strict=False):
+        if into is not None:
+            into.sent(rows)
+    return results[-1]
 
 
-def later(session: AsyncSession, sql: str, params: Sequence[Any]) -> None:
+async def in_sqlite_thread(
+    session: AsyncSession, work: Callable[[sqlite3.Connection], T], *, commit: bool
+) -> T:
+    """Run ``work`` on the session's ``sqlite3`` connection in aiosqlite's thread, in one hand-off,
+    then commit there if ``commit`` (as :func:`write`: the write lock is held only while ``work``
+    runs, decision 108). For writes whose later statements need the rows of the first (a fan-out
+    page: its deliveries, then a job for each new one). SQLite only; nothing may be left by
+    :func:`later`."""
+    if _committed(session):
+        raise ValueError("bare.in_sqlite_thread after a write that committed the transaction")
+    if session.info.get(_LATER):
+        raise ValueError("bare.in_sqlite_thread with writes left by bare.later")
+    sync = session.sync_session
+    if sync.autoflush and (sync.new or sync.dirty or sync.deleted):
+        await session.flush()
+    driver, postgresql = await _driver(session)
+    if postgresql:
+        raise ValueError("bare.in_sqlite_thread runs on SQLite only")
+    if commit:
+        session.info[_COMMITTED] = sync.get_transaction()
+
+    def run(db: sqlite3.Connection) -> T:
+        result = work(db)
+        if commit:
+            db.commit()
+        return result
+
+    result: T = await driver._execute(run, driver._conn)
+    return result
+
+
+def later(session: AsyncSession, sql: str, params: Sequence[Any], *, into: Returned | None = None) -> None:
     """Leave a write without ``RETURNING`` (an ``UPDATE``, or an ``INSERT`` such as the delivery
     lane's upsert of the hosts' health, decision 106) for the next :func:`write` on ``session``.
 
@@ -131,20 +200,39 @@ def later(session: AsyncSession, sql: str, params: Sequence[Any]) -> None:
     their own. The session refuses to commit while one is still left (:func:`_nothing_left`), and
     :func:`fetch` to read before they are sent. On PostgreSQL the statements of one ``WITH`` see the
     same snapshot and must not change the same rows (the lane's touch two tables).
+
+    ``into``, on SQLite only: a statement with ``RETURNING`` whose rows ``into`` holds once the
+    next :func:`write` has sent it (a lane's completion of its jobs, sent with the claim of
+    its next ones and the commit, decision 108). On PostgreSQL the rows of a ``WITH`` cannot come
+    back with the statement that carries it: there, write it at once.
     """
-    if not sql.startswith(("UPDATE", "INSERT")) or " RETURNING " in sql:
-        raise ValueError("bare.later leaves writes without results only")
-    session.info.setdefault(_LATER, []).append((sql, params))
+    if _committed(session):
+        raise ValueError("bare.later after a write that committed the transaction")
+    if not sql.startswith(("UPDATE", "INSERT")):
+        raise ValueError("bare.later leaves writes only")
+    if (" RETURNING " in sql) != (into is not None):
+        raise ValueError("bare.later leaves writes without results, or RETURNING ones with a Returned (into)")
+    if into is not None and on_postgresql(session):
+        raise ValueError("bare.later with RETURNING is for SQLite: on PostgreSQL write it at once")
+    session.info.setdefault(_LATER, []).append((sql, params, into))
     if not event.contains(session.sync_session, "before_commit", _nothing_left):
         event.listen(session.sync_session, "before_commit", _nothing_left)
 
 
-async def send_later(session: AsyncSession) -> None:
+async def send_later(session: AsyncSession, *, commit: bool = False) -> None:
     """Send the writes :func:`later` left, if any, when no :func:`write` of the caller carries them
     (a delivery batch whose jobs are all retried has nothing to complete): one hand-off to
-    aiosqlite's thread, or one PostgreSQL statement (their ``WITH`` and a ``SELECT 1``)."""
+    aiosqlite's thread, or one PostgreSQL statement (their ``WITH`` and a ``SELECT 1``).
+    ``commit`` as for :func:`write`; with nothing left, SQLite's transaction is committed alone if
+    one is open."""
     if session.info.get(_LATER):
-        await write(session, "SELECT 1", [])
+        await write(session, "SELECT 1", [], commit=commit)
+    elif commit and not on_postgresql(session) and not _committed(session):
+        driver, _ = await _driver(session)
+        sqlite = driver._connection
+        if sqlite is not None and sqlite.in_transaction:
+            session.info[_COMMITTED] = session.sync_session.get_transaction()
+            await driver.commit()
 
 
 def _nothing_left(sync: Session) -> None:
@@ -156,13 +244,14 @@ def _nothing_left(sync: Session) -> None:
 
 
 def _sqlite_all(
-    db: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]
-) -> list[tuple[Any, ...]]:
-    """Run in aiosqlite's thread: every statement in order, the last one's rows."""
-    rows: list[tuple[Any, ...]] = []
-    for sql, params in statements:
-        rows = [tuple(row) for row in db.execute(sql, params).fetchall()]
-    return rows
+    db: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]], commit: bool
+) -> list[list[tuple[Any, ...]]]:
+    """Run in aiosqlite's thread: every statement in order, then the commit if asked; the rows of
+    each statement."""
+    results = [[tuple(row) for row in db.execute(sql, params).fetchall()] for sql, params in statements]
+    if commit:
+        db.commit()
+    return results
 
 
 def _sqlite_params(params: Sequence[Any]) -> tuple[Any, ...]:
@@ -181,6 +270,15 @@ def sqlite_stamp(moment: datetime) -> str:
 
 _LATER = "bare.later"
 """``session.info`` key: the writes :func:`later` left for the next :func:`write`."""
+
+_COMMITTED = "bare.committed"
+"""``session.info`` key: the session's transaction that a :func:`write` committed on SQLite
+(nothing may be written in it after that)."""
+
+
+def _committed(session: AsyncSession) -> bool:
+    transaction = session.sync_session.get_transaction()
+    return transaction is not None and session.info.get(_COMMITTED) is transaction
 
 _DRIVER = "bare.driver"
 """``session.info`` key: (transaction, driver connection, on PostgreSQL) of the session's last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ import orjson
 from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db import queue
 from server.db.models import Actor, Block, Delivery, Follow, FollowerInbox, Membership
 from server.db.queries import bare
 from server.db.upsert import insert_for
@@ -176,6 +178,67 @@ async def insert_deliveries(
         .returning(Delivery.id)
     )
     return [row[0] for row in (await session.execute(stmt, rows)).all()]
+
+
+_PLAN_DELIVERY_ROW = "(?, ?, ?, 'pending', 0, ?)"
+_PLAN_JOB_SQLITE = (
+    "INSERT INTO jobs (kind, payload, dedup_key, priority, state, attempts, max_attempts, run_at,"
+    " created_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING"
+)
+
+
+async def plan_deliveries(
+    session: AsyncSession,
+    activity_id: int,
+    targets: Sequence[tuple[str, str]],
+    *,
+    kind: str,
+    priority: int,
+    max_attempts: int,
+    now: datetime,
+) -> list[int]:
+    """:func:`insert_deliveries`, then one ``kind`` job per new row (payload ``delivery_id``, dedup
+    key ``deliver:<id>``), and the commit: a fan-out page (decision 108). Returns the new rows' ids.
+
+    On SQLite the whole page is one hand-off to aiosqlite's thread that commits: through the ORM
+    it was several (the rows, their jobs, the commit), and the write lock stayed held while the
+    event loop ran whatever was ready between them (in ``serve``, the deliveries its lane signs), so
+    a worker process's records and claims waited up to seconds on ``busy_timeout`` while a fan-out
+    was planned. On PostgreSQL, through the ORM as before (row locks only); the session commits.
+    """
+    if not targets:
+        return []
+    if bare.on_postgresql(session):
+        ids = await insert_deliveries(session, activity_id, targets, now=now)
+        jobs = [
+            queue.NewJob(
+                kind, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=priority,
+                max_attempts=max_attempts,
+            )
+            for i in ids
+        ]
+        await queue.enqueue_many(session, jobs, now=now)
+        return ids
+    stamp = bare.sqlite_stamp(now)
+    rows_sql = (
+        "INSERT INTO deliveries (activity_id, inbox_iri, host, state, attempts, created_at) VALUES "
+        + ", ".join([_PLAN_DELIVERY_ROW] * len(targets))
+        + " ON CONFLICT (activity_id, inbox_iri) DO NOTHING RETURNING id"
+    )
+    rows_params = [value for inbox, host in targets for value in (activity_id, inbox, host, stamp)]
+
+    def plan(db: sqlite3.Connection) -> list[int]:
+        ids = sorted(int(row[0]) for row in db.execute(rows_sql, rows_params).fetchall())
+        db.executemany(
+            _PLAN_JOB_SQLITE,
+            [
+                (kind, f'{{"delivery_id":{i}}}', f"deliver:{i}", priority, max_attempts, stamp, stamp)
+                for i in ids
+            ],
+        )
+        return ids
+
+    return await bare.in_sqlite_thread(session, plan, commit=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,15 +121,15 @@ class _Planner:
         if not targets:
             return
         async with self.node.sessions.begin() as session:
-            now = self.node.clock()
-            ids = await q.insert_deliveries(
-                session, self.activity_id, [(t.inbox, t.host) for t in targets], now=now
+            ids = await q.plan_deliveries(
+                session,
+                self.activity_id,
+                [(t.inbox, t.host) for t in targets],
+                kind=DELIVER,
+                priority=self.priority,
+                max_attempts=queue.DEFAULT_MAX_ATTEMPTS,
+                now=self.node.clock(),
             )
-            jobs = [
-                queue.NewJob(DELIVER, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=self.priority)
-                for i in ids
-            ]
-            await queue.enqueue_many(session, jobs, now=now)
         self.deliveries += len(ids)
         if ids and self.on_queued is not None:
             self.on_queued()
