@@ -483,6 +483,25 @@ _CLAIM_KIND = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until 
  RETURNING id, kind, payload, attempts, max_attempts, priority, run_at"""
 
 
+def _in_claim_order(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A claim's ``RETURNING`` rows (id, kind, payload, attempts, max_attempts, priority, run_at, …)
+    in claim order: ``RETURNING`` gives no order guarantee; run_at sorts alike as text (SQLite) and
+    as a datetime."""
+    return sorted(rows, key=lambda r: (r[5], r[6], r[0]))
+
+
+def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
+    job_id, job_kind, payload, attempts, max_attempts, priority = row[:6]
+    return ClaimedJob(
+        id=int(job_id),
+        kind=str(job_kind),
+        payload=bare.document(payload),
+        attempt=int(attempts),
+        max_attempts=int(max_attempts),
+        priority=int(priority),
+    )
+
+
 async def claim_kind(
     session: AsyncSession,
     kind: str,
@@ -509,19 +528,7 @@ async def claim_kind(
     sql = _CLAIM_KIND.format(expired=expired, queued=queued, lock=lock)
     params = [worker_id, now + lease, kind, now, limit, kind, now, limit, limit]
     rows = await bare.write(session, sql, params, commit=commit)
-    # RETURNING gives no order guarantee; run_at sorts alike as text (SQLite) and as a datetime.
-    rows.sort(key=lambda r: (r[5], r[6], r[0]))
-    return [
-        ClaimedJob(
-            id=int(job_id),
-            kind=str(job_kind),
-            payload=bare.document(payload),
-            attempt=int(attempts),
-            max_attempts=int(max_attempts),
-            priority=int(priority),
-        )
-        for job_id, job_kind, payload, attempts, max_attempts, priority, _ in rows
-    ]
+    return [_claimed(row) for row in _in_claim_order(rows)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,21 +641,7 @@ async def claim_keyed(
         limit,
     ]
     rows = await bare.write(session, sql, params, commit=commit)
-    rows.sort(key=lambda r: (r[5], r[6], r[0]))
-    return [
-        (
-            ClaimedJob(
-                id=int(job_id),
-                kind=str(job_kind),
-                payload=bare.document(payload),
-                attempt=int(attempts),
-                max_attempts=int(max_attempts),
-                priority=int(priority),
-            ),
-            "" if found is None else str(found),
-        )
-        for job_id, job_kind, payload, attempts, max_attempts, priority, _, found in rows
-    ]
+    return [(_claimed(row), "" if row[7] is None else str(row[7])) for row in _in_claim_order(rows)]
 
 
 def _leased_to(job_id: int, worker_id: str, attempt: int | None) -> Sequence[Any]:
