@@ -152,7 +152,9 @@ async def write(
     statements = [(text, _sqlite_params(given)) for text, given, _ in [*pending, (sql, params, None)]]
     if commit:
         session.info[_COMMITTED] = sync.get_transaction()
-    results = await driver._execute(_sqlite_all, driver._conn, statements, commit)  # one hand-off
+    results: list[list[tuple[Any, ...]]] = await driver._execute(  # one hand-off
+        _sqlite_all, driver._conn, statements, commit
+    )
     for (_, _, into), rows in zip(pending, results, strict=False):
         if into is not None:
             into.sent(rows)
