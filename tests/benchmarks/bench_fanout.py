@@ -85,6 +85,7 @@ class FanoutResult:
     expected: int
     received: int = 0
     duplicates: int = 0
+    refused: int = 0  # requests the fake hosts could not parse (answered 400)
     publish_ms: float | None = None
     first_s: float | None = None
     p50_s: float | None = None
@@ -342,6 +343,7 @@ async def _scenario(
                 result.peak_rss_mb = max((p for p in peaks if p is not None), default=None)
                 result.received = stats["inboxes"]
                 result.duplicates = stats["duplicates"]
+                result.refused = stats["refused"]
                 times = [t - t0 for t in stats["times"]]
                 result.first_s = times[0] if times else None
                 result.p50_s = percentile(times, 50)
@@ -413,7 +415,7 @@ def report(results: list[FanoutResult], args: argparse.Namespace) -> None:
         worker_ms = 1000 * r.worker_main_cpu_s / r.received if r.worker_main_cpu_s and r.received else None
         print(
             f"({r.scenario}, {r.engine}) publish answered in {fmt(r.publish_ms)} ms; signatures of the first "
-            f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; "
+            f"delivery per host: {r.signatures}; duplicates: {r.duplicates}; refused: {r.refused}; "
             f"delivery rows: {r.delivery_states}"
             + (
                 f"; serve ({_serve_share(r)})"

@@ -141,7 +141,6 @@ class Counters:
         stack.callback(setattr, connection, "_execute", original_execute)
         return stack
 
-
     def _count_round_trips(self, stack: contextlib.ExitStack) -> None:
         """asyncpg calls that wait for the server: queries, prepares, and ``BEGIN``, ``COMMIT`` and
         ``ROLLBACK`` (each an ``execute`` of the connection)."""
@@ -318,9 +317,15 @@ async def run(args: argparse.Namespace) -> list[Cost]:
     )
     print(
         table(
-            ["engine", "processed", "statements/activity", "of which bare",
-             "hand-offs (SQLite) or round trips (PostgreSQL)/activity",
-             "CPU ms/activity", "activities/s (wall)"],
+            [
+                "engine",
+                "processed",
+                "statements/activity",
+                "of which bare",
+                "hand-offs (SQLite) or round trips (PostgreSQL)/activity",
+                "CPU ms/activity",
+                "activities/s (wall)",
+            ],
             [c.row() for c in costs],
         )
     )
