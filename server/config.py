@@ -149,7 +149,8 @@ class WorkerSettings:
     deliveries_in_flight: int = 256
     """Deliveries one worker has in flight at once, over all hosts (its delivery lane)."""
     deliveries_per_host: int = 0
-    """Deliveries one worker has in flight at once to one host; ``0``: ``concurrency``."""
+    """Deliveries in flight at once to one host, all the node's worker processes together
+    (decision 110); ``0``: ``concurrency``."""
     signing_processes: int = 0
     """Child processes that make the delivery lane's draft-cavage signatures, a batch at a
     time (decision 90); ``0``: each delivery signs in the worker. Only worth it when the

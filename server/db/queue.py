@@ -25,13 +25,13 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import (
     ColumnElement,
     Delete,
@@ -555,11 +555,29 @@ _CLAIM_KEYED = """UPDATE jobs SET state = 'running', locked_by = ?, locked_until
                             FROM jobs AS j LEFT JOIN {table} AS r ON r.id = {named}
                            WHERE j.kind = ? AND j.{queued} AND {not_full}
                            ORDER BY j.priority, j.run_at, j.id LIMIT ?{lock}) AS due) AS c) AS ranked
-   LEFT JOIN {held} ON held.k = ranked.k
+   LEFT JOIN {held} AS held ON held.k = ranked.k
   WHERE ranked.nth <= ? - COALESCE(held.n, 0)
   ORDER BY ranked.g, ranked.priority, ranked.run_at, ranked.id LIMIT ?)
  RETURNING id, kind, payload, attempts, max_attempts, priority, run_at,
            (SELECT r.{column} FROM {table} AS r WHERE r.id = {returned})"""
+# No leading WITH: the sqlite3 module opens its transaction only before a statement that starts with
+# UPDATE (a claim joins the record's transaction, decision 108), and on PostgreSQL bare.write puts the
+# writes left for it in a WITH of its own ahead of the statement.
+
+_HELD = """(SELECT COALESCE(hr.{column}, '') AS k, count(*) AS n
+             FROM jobs AS hj LEFT JOIN {table} AS hr ON hr.id = {held_named}
+            WHERE hj.kind = ? AND hj.state = 'running' AND hj.locked_until >= ?
+            GROUP BY COALESCE(hr.{column}, ''))"""
+"""The jobs of a kind that some worker runs under a live lease, counted per key (decision 110)."""
+
+_NOT_FULL = "COALESCE(r.{column}, '') NOT IN (SELECT f.k FROM {held} AS f WHERE f.n >= ?)"
+
+
+def _claim_turn_key(kind: str) -> int:
+    """The PostgreSQL advisory lock that ``kind``'s keyed claims take turns on: a stable signed
+    64-bit number."""
+    digest = hashlib.sha256(f"entraide:claim_keyed:{kind}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 async def claim_keyed(
@@ -569,49 +587,43 @@ async def claim_keyed(
     *,
     limit: int,
     cap: int,
-    held: Mapping[str, int],
     worker_id: str,
     lease: timedelta,
     now: datetime,
     commit: bool = False,
 ) -> list[tuple[ClaimedJob, str]]:
     """Claim up to ``limit`` runnable ``kind`` jobs in the caller's transaction, at most ``cap``
-    per key counting the ``held`` ones, each with its key (``""`` when its row is gone: the caller
-    finishes the job), in claim order.
+    per key counting the jobs of that key that any worker runs, each with its key (``""`` when its
+    row is gone: the caller finishes the job), in claim order.
+
+    The cap is the node's, not a process's (decision 110): the jobs of ``kind`` in state
+    ``running`` under a live lease are counted per key in the statement itself, whichever process
+    holds them (a job whose lease expired is not counted: it is a candidate again). On SQLite the
+    statement takes the write lock before it reads, so the count, the choice and the claim are
+    atomic; on PostgreSQL the keyed claims of one kind first take turns on an advisory lock held
+    until the transaction ends, so each counts the claims committed before it.
 
     One ``UPDATE … RETURNING`` through the bare driver (decision 106): each condition of
     :func:`runnable` (expired leases first) walks ``ix_jobs_claim`` in claim order for up to
-    ``2 * limit`` candidates whose key is not full, joined to their key; the first ``cap - held``
+    ``2 * limit`` candidates whose key is not full, joined to their key; the first ``cap - running``
     of each key in claim order are taken, ``limit`` at most, so one key's jobs are taken in their
-    claim order. It was one read per condition and a Core ``UPDATE`` (ORM compilation, four
-    hand-offs to aiosqlite's thread each). On PostgreSQL the candidates are locked ``SKIP LOCKED``
-    and the key counts are arrays (one statement text whatever their number); on SQLite the
-    statement takes the write lock before it reads, so the choice and the claim are atomic.
+    claim order. On PostgreSQL the candidates are locked ``SKIP LOCKED``.
     """
     _check_aware(now, "now")
     if lease <= timedelta(0):
         raise ValueError("lease must be positive")
     if limit < 1:
         return []
-    full = sorted(k for k, n in held.items() if n >= cap)
-    counted = sorted((k, n) for k, n in held.items() if 0 < n < cap)
     pid = key.payload_id
     if _locks_claimed_rows(session):
-        named = f"CAST(j.payload ->> '{pid}' AS BIGINT)"
+        named, held_named = (f"CAST({alias}.payload ->> '{pid}' AS BIGINT)" for alias in ("j", "hj"))
         returned = f"CAST(jobs.payload ->> '{pid}' AS BIGINT)"
-        not_full = f"NOT (COALESCE(r.{key.column}, '') = ANY(?::text[]))"
         lock = " FOR UPDATE OF j SKIP LOCKED"
-        held_rows = "unnest(?::text[], ?::int[]) AS held(k, n)"
-        full_params: list[Any] = [full]
-        held_params: list[Any] = [[k for k, _ in counted], [n for _, n in counted]]
     else:
-        named = f"json_extract(j.payload, '$.{pid}')"
+        named, held_named = (f"json_extract({alias}.payload, '$.{pid}')" for alias in ("j", "hj"))
         returned = f"json_extract(jobs.payload, '$.{pid}')"
-        not_full = f"COALESCE(r.{key.column}, '') NOT IN (SELECT value FROM json_each(?))"
         lock = ""
-        held_rows = "(SELECT key AS k, value AS n FROM json_each(?)) AS held"
-        full_params = [orjson.dumps(full).decode()]
-        held_params = [orjson.dumps(dict(counted)).decode()]
+    held = _HELD.format(table=key.table, column=key.column, held_named=held_named)
     expired, queued = _KIND_RUNNABLE
     sql = _CLAIM_KEYED.format(
         table=key.table,
@@ -620,27 +632,23 @@ async def claim_keyed(
         returned=returned,
         expired=expired.replace(" AND ", " AND j."),
         queued=queued.replace(" AND ", " AND j."),
-        not_full=not_full,
+        not_full=_NOT_FULL.format(column=key.column, held=held),
         lock=lock,
-        held=held_rows,
+        held=held,
     )
     window = 2 * limit  # some candidates may be over their key's cap
+    running = [kind, now]  # the parameters of each copy of _HELD
     params = [
         worker_id,
         now + lease,
-        kind,
-        now,
-        *full_params,
-        window,
-        kind,
-        now,
-        *full_params,
-        window,
-        *held_params,
+        *(kind, now, *running, cap, window),  # expired leases
+        *(kind, now, *running, cap, window),  # queued and due
+        *running,
         cap,
         limit,
     ]
-    rows = await bare.write(session, sql, params, commit=commit)
+    async with bare.advisory_turn(session, _claim_turn_key(kind)):
+        rows = await bare.write(session, sql, params, commit=commit)
     return [(_claimed(row), "" if row[7] is None else str(row[7])) for row in _in_claim_order(rows)]
 
 

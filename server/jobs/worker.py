@@ -28,7 +28,6 @@ import os
 import random
 import secrets
 import socket
-from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -158,8 +157,9 @@ class BatchKind(Protocol):
 @runtime_checkable
 class KeyedBatchKind(BatchKind, Protocol):
     """A :class:`BatchKind` whose jobs carry a *key* (a delivery's peer host): at most
-    :attr:`max_per_key` jobs of one key are claimed at once, so one slow key cannot take every
-    slot. Its jobs are claimed by :func:`server.db.queue.claim_keyed`, their keys found where
+    :attr:`max_per_key` jobs of one key run at once in the whole node, whichever processes claimed
+    them (decision 110), so one slow key cannot take every slot, and a peer gets no more. Its
+    jobs are claimed by :func:`server.db.queue.claim_keyed`, their keys found where
     :attr:`keyed_by` says (decision 106)."""
 
     @property
@@ -592,7 +592,8 @@ class _Lane:
 
     Slots: a job holds one from its claim until its outcome is committed, so the number of
     this lane's jobs in state ``running`` is never above :attr:`BatchKind.max_in_flight`
-    (:attr:`KeyedBatchKind.max_per_key` per key). The loop claims whenever enough slots are free;
+    (and the node's, all processes together, never above :attr:`KeyedBatchKind.max_per_key` per
+    key: decision 110). The loop claims whenever enough slots are free;
     finished jobs queue for the recorder, which commits everything that finished since its
     last commit in one transaction, then frees their slots.
     """
@@ -606,7 +607,6 @@ class _Lane:
         self._fed_by: frozenset[str] = frozenset(getattr(kind, "fed_by", ()))
         # job id -> (key, priority), from the claim until the outcome is committed (key "": no keys)
         self.held: dict[int, tuple[str, int]] = {}
-        self._per_key: Counter[str] = Counter()
         self._results: list[tuple[ClaimedJob, Any, float]] = []
         self._sends: set[asyncio.Task[None]] = set()
         self._claimed_at: dict[int, float] = {}
@@ -710,9 +710,10 @@ class _Lane:
         self, session: AsyncSession, free: int, *, commit: bool
     ) -> tuple[list[ClaimedJob], dict[int, str] | None]:
         """Claim up to ``free`` jobs in ``session``: :func:`server.db.queue.claim_kind`, or for a
-        keyed lane :func:`server.db.queue.claim_keyed` with the keys of the jobs held (decision
-        106); the keys of the jobs taken, ``None`` without keys. ``commit``: the claim is the
-        transaction's last write, and on SQLite commits it in the same hand-off (decision 108)."""
+        keyed lane :func:`server.db.queue.claim_keyed` (decision 106), whose cap per key counts the
+        jobs every process runs (decision 110); the keys of the jobs taken, ``None`` without keys.
+        ``commit``: the claim is the transaction's last write, and on SQLite commits it in the same
+        hand-off (decision 108)."""
         worker = self.worker
         keyed = self._keyed
         if keyed is None:
@@ -732,7 +733,6 @@ class _Lane:
             keyed.keyed_by,
             limit=free,
             cap=keyed.max_per_key,
-            held=self._per_key,
             worker_id=worker.worker_id,
             lease=worker.lease,
             now=worker.node.clock(),
@@ -916,17 +916,11 @@ class _Lane:
         for job in jobs:
             key = keys[job.id] if keys is not None else ""
             self.held[job.id] = (key, job.priority)
-            self._per_key[key] += 1
 
     def _release(self, results: list[tuple[ClaimedJob, Any, float]]) -> None:
         """Free the slots of ``results`` (again: nothing)."""
         for job, _, _ in results:
-            entry = self.held.pop(job.id, None)
-            if entry is not None:
-                key = entry[0]
-                self._per_key[key] -= 1
-                if self._per_key[key] <= 0:
-                    del self._per_key[key]
+            self.held.pop(job.id, None)
 
     def _fields(self, job: ClaimedJob) -> dict[str, object]:
         worker_id = self.worker.worker_id

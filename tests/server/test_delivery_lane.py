@@ -196,6 +196,57 @@ async def test_a_slow_host_holds_only_its_own_slots(quiet_node: Node) -> None:
         assert peers[host].signature_spec == "cavage"
 
 
+async def test_the_per_host_cap_holds_over_the_workers_of_two_processes(
+    quiet_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Decision 110: ``deliveries_per_host`` is the node's. Two workers with engines of their own,
+    as ``serve`` and an ``entraide worker`` have, share a host that does not answer: together they
+    never have more than its 3 slots in flight (each alone counted only its own: 6), while the
+    answering hosts are served by both."""
+    node = quiet_node
+    slow = [f"https://{SLOW}/users/u{i}/inbox" for i in range(20)]
+    fast = [f"https://{h}/users/u{i}/inbox" for i in range(10) for h in FAST_HOSTS]
+    ids = await _activity_with_deliveries(node, slow + fast)
+    transport = GateTransport({SLOW})  # one for both workers: it sees what they send together
+    engines = [create_engine(node.settings.database) for _ in range(2)]
+    workers = [
+        _worker(node, transport, per_host=3, in_flight=8, sessions=create_sessionmaker(engine))
+        for engine in engines
+    ]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+
+        async def fast_done() -> bool:
+            return (await _states(node, ids)).get("delivered", 0) == len(fast)
+
+        await wait_until(fast_done, what="the answering hosts' deliveries", timeout_s=60)
+        await asyncio.sleep(0.3)  # a few more polls of both workers: neither takes a fourth slot
+        assert transport.peak[SLOW] == 3
+        assert transport.in_flight[SLOW] == 3
+        async with node.sessions() as session:
+            running = await session.execute(
+                select(Job.locked_by, func.count())
+                .where(Job.kind == "deliver", Job.state == "running")
+                .group_by(Job.locked_by)
+            )
+            assert sum(n for _, n in running.all()) == 3
+        transport.release()
+
+        async def all_done() -> bool:
+            return (await _states(node, ids)) == {"delivered": len(ids)}
+
+        await wait_until(all_done, what="every delivery", timeout_s=60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+        for engine in engines:
+            await engine.dispose()
+    assert transport.peak[SLOW] == 3
+    assert sorted(transport.sent) == sorted(slow + fast)  # each once
+    assert "job claim failed" not in caplog.text and "not recorded" not in caplog.text
+
+
 async def test_an_open_breaker_defers_the_hosts_deliveries_without_spending_attempts(
     quiet_node: Node,
 ) -> None:

@@ -13,13 +13,14 @@ import asyncio
 import gc
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from federation.ports import Transport
@@ -384,13 +385,13 @@ async def test_claim_kind_takes_expired_leases_then_due_jobs_of_its_kind_in_clai
     assert (job.state, job.locked_by, job.locked_until) == ("running", "w2", later + LEASE)
 
 
-async def test_claim_keyed_caps_each_key_counting_the_held_and_takes_a_key_s_jobs_in_claim_order(
+async def test_claim_keyed_caps_each_key_counting_what_all_workers_run_and_takes_a_key_s_jobs_in_claim_order(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Decision 106: the delivery lane's claim, one bare statement: expired leases first, at most
-    ``cap`` jobs of a key counting those the lane holds, a key's jobs in their claim order, a job
-    whose row is gone with the key ``""``. Here the key of a job is the kind of the job its
-    payload names (any table with an ``id`` will do)."""
+    """Decisions 106 and 110: the delivery lane's claim, one bare statement: expired leases first,
+    at most ``cap`` jobs of a key counting those any worker runs under a live lease, a key's jobs
+    in their claim order, a job whose row is gone with the key ``""``. Here the key of a job is the
+    kind of the job its payload names (any table with an ``id`` will do)."""
     key = queue.KeyOf(table="jobs", column="kind", payload_id="row")
     far = T0 + timedelta(days=1)
     host = {name: await _enqueue(sessions, name, run_at=far) for name in ("host-a", "host-b", "host-c")}
@@ -401,29 +402,103 @@ async def test_claim_keyed_caps_each_key_counting_the_held_and_takes_a_key_s_job
     abandoned = await keyed("host-c", priority=Priority.BACKGROUND)
     async with sessions.begin() as session:
         await queue.claim_kind(session, "keyed", limit=1, worker_id="crashed", lease=LEASE, now=T0)
+    # Another worker runs one job of host-a and two of host-b.
+    other = [await keyed(name) for name in ("host-a", "host-b", "host-b")]
     a1, a2, _a3, b1, _b2, c1, gone = [
         await keyed(name) for name in ("host-a", "host-a", "host-a", "host-b", "host-b", "host-c", "gone")
     ]
     later = T0 + LEASE + timedelta(seconds=1)
+    async with sessions.begin() as session:
+        await queue.claim_ids(session, other, worker_id="w1", lease=LEASE, now=later)
 
-    async def claim(limit: int, cap: int, held: dict[str, int]) -> list[tuple[int, int, str]]:
+    async def claim(limit: int, cap: int) -> list[tuple[int, int, str]]:
         async with sessions.begin() as session:
             claimed = await queue.claim_keyed(
-                session, "keyed", key, limit=limit, cap=cap, held=held, worker_id="w2", lease=LEASE, now=later
+                session, "keyed", key, limit=limit, cap=cap, worker_id="w2", lease=LEASE, now=later
             )
         return [(job.id, job.attempt, found) for job, found in claimed]
 
-    # host-a has one slot left, host-b none; the abandoned job of host-c counts for c1's cap.
-    assert await claim(4, 2, {"host-a": 1, "host-b": 2}) == [
+    async def finish(ids: list[int]) -> None:
+        async with sessions.begin() as session:
+            await session.execute(update(Job).where(Job.id.in_(ids)).values(state="done"))
+
+    # host-a has one slot left, host-b none; the abandoned job of host-c (its lease expired) does not
+    # count, and is taken again with c1.
+    assert await claim(4, 2) == [
         (a1, 1, "host-a"),
         (c1, 1, "host-c"),
         (gone, 1, ""),
         (abandoned, 2, "host-c"),
     ]
-    assert await claim(10, 1, {}) == [(a2, 1, "host-a"), (b1, 1, "host-b")]
-    assert await claim(10, 1, {"host-a": 1, "host-b": 1}) == []
+    # Every key is full at a cap of 1: w1's jobs count as much as w2's own.
+    assert await claim(10, 1) == []
+    await finish([*other, a1, c1, gone, abandoned])
+    assert await claim(10, 1) == [(a2, 1, "host-a"), (b1, 1, "host-b")]
+    assert await claim(10, 1) == []
     job = await _job(sessions, a2)
     assert (job.state, job.locked_by, job.locked_until, job.attempts) == ("running", "w2", later + LEASE, 1)
+
+
+async def _keyed_jobs(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
+    row = await _enqueue(sessions, "host-a", run_at=T0 + timedelta(days=1))
+    for _ in range(count):
+        await _enqueue(sessions, "keyed", payload={"row": row})
+
+
+async def _claim_keyed(sessions: async_sessionmaker[AsyncSession], worker_id: str, cap: int) -> list[int]:
+    key = queue.KeyOf(table="jobs", column="kind", payload_id="row")
+    async with sessions.begin() as session:
+        taken = await queue.claim_keyed(
+            session, "keyed", key, limit=10, cap=cap, worker_id=worker_id, lease=LEASE, now=T0
+        )
+    return [job.id for job, _ in taken]
+
+
+async def test_claim_keyed_of_two_workers_at_once_keeps_the_cap(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """Decision 110: two workers claiming at the same moment, with engines of their own as two
+    processes have, never take more than ``cap`` jobs of a key together."""
+    await _keyed_jobs(sessions, 10)
+    engines = [_engine(database_url) for _ in range(2)]
+    try:
+        for cap in (3, 5):
+            claims = [_claim_keyed(create_sessionmaker(e), f"w{i}", cap) for i, e in enumerate(engines)]
+            taken = await asyncio.gather(*claims)
+            assert sum(len(ids) for ids in taken) == cap - (3 if cap == 5 else 0)
+            assert len({i for ids in taken for i in ids}) == sum(len(ids) for ids in taken)
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_a_keyed_claim_waits_its_turn(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    """Decision 110: keyed claims take turns, so that each counts the running jobs the one before it
+    committed: on SQLite the claim is one write statement, under the database's one write lock; on
+    PostgreSQL, where two statements could each count before the other commits, the claim first
+    takes its kind's advisory lock. Here another connection holds that lock (the write lock), and the
+    claim waits for it."""
+    await _keyed_jobs(sessions, 10)
+    holder = _engine(database_url)
+    try:
+        async with holder.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            turn = queue._claim_turn_key("keyed")
+            if connection.dialect.name == "postgresql":
+                take, give_back = [f"SELECT {f}({turn})" for f in ("pg_advisory_lock", "pg_advisory_unlock")]
+            else:
+                take, give_back = "BEGIN IMMEDIATE", "ROLLBACK"
+            await driver.execute(take)
+            claim = asyncio.create_task(_claim_keyed(sessions, "w1", 3))
+            done, _ = await asyncio.wait({claim}, timeout=0.5)
+            assert not done  # it waits for its turn
+            await driver.execute(give_back)
+            assert len(await asyncio.wait_for(claim, WAIT_S)) == 3
+    finally:
+        await holder.dispose()
 
 
 async def test_complete_many_is_fenced_per_job_and_attempt(
@@ -1112,9 +1187,16 @@ async def test_a_keyed_lane_claims_its_next_jobs_in_the_transaction_that_records
     async def claiming(session: AsyncSession, *args: Any, **kwargs: Any) -> list[tuple[ClaimedJob, str]]:
         assert kwargs["commit"]  # the claim is its transaction's last write (decision 108)
         taken = await claim_keyed(session, *args, **kwargs)
-        assert all(n <= 2 for n in kwargs["held"].values())
         claims.append(("recorded" in session.info, len(taken)))
         return taken
+
+    async def most_running_of_a_key() -> int:
+        async with sessions() as session:
+            rows = await session.execute(
+                select(Job.payload).where(Job.kind == "instant-keyed", Job.state == "running")
+            )
+            per_key = Counter(payload["row"] for (payload,) in rows.all())
+        return max(per_key.values(), default=0)
 
     monkeypatch.setattr(queue, "complete_many_later", completing)
     monkeypatch.setattr(queue, "claim_keyed", claiming)
@@ -1134,7 +1216,12 @@ async def test_a_keyed_lane_claims_its_next_jobs_in_the_transaction_that_records
         return left == 0
 
     try:
-        await _eventually(drained)
+        peak = 0
+        async with asyncio.timeout(WAIT_S):
+            while not await drained():  # the cap of 2 per key, all workers together (decision 110)
+                peak = max(peak, await most_running_of_a_key())
+                await asyncio.sleep(0.005)
+        assert peak <= 2
         await asyncio.sleep(0.1)  # a claim after the last record would come now
         assert [recorded for recorded, _ in claims].count(False) == 1
         assert sum(1 for recorded, n in claims if recorded and n) >= 5

@@ -21,7 +21,8 @@ aiosqlite's thread), not here.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias, TypeVar
 
@@ -159,6 +160,32 @@ async def write(
         if into is not None:
             into.sent(rows)
     return results[-1]
+
+
+@asynccontextmanager
+async def advisory_turn(session: AsyncSession, key: int) -> AsyncIterator[None]:
+    """On PostgreSQL, take turns with every other holder of advisory lock ``key`` for the
+    statements run inside, so that each sees what the ones before it committed (decision 110).
+
+    Inside a transaction the lock is ``pg_advisory_xact_lock``, released when the transaction
+    ends, as its writes become visible. Outside one each bare statement commits by itself (asyncpg's
+    connection runs outside SQLAlchemy's transaction until that begins): the lock is then the
+    session-level ``pg_advisory_lock``, released right after, its statements already committed.
+    On SQLite nothing is taken: a write statement runs under the database's one write lock.
+    """
+    driver, postgresql = await _driver(session)
+    if not postgresql:
+        yield
+        return
+    if driver.is_in_transaction():
+        await driver.execute("SELECT pg_advisory_xact_lock($1)", key)
+        yield
+        return
+    await driver.execute("SELECT pg_advisory_lock($1)", key)
+    try:
+        yield
+    finally:
+        await driver.execute("SELECT pg_advisory_unlock($1)", key)
 
 
 async def in_sqlite_thread(
