@@ -10,6 +10,7 @@ from sqlalchemy import make_url, select
 
 from federation.types import utc_now
 from server.db import queue
+from server.db.engine import create_engine
 from server.db.models import Activity, Actor, Job
 from server.db.queries import bare, delivery
 from tests.support.nodes import Node
@@ -226,3 +227,43 @@ async def test_a_fan_out_page_is_planned_and_committed_in_one_hand_off(node: Nod
     )
     assert {(j.priority, j.max_attempts, j.state, j.attempts) for j in jobs} == {(5, 3, "queued", 0)}
     assert all(j.run_at == now and j.created_at == now for j in jobs)
+
+
+async def test_an_advisory_turn_holds_its_lock_for_its_block_and_never_longer(node: Node) -> None:
+    """Decision 110: on PostgreSQL ``advisory_turn`` holds a transaction-level advisory lock: outside
+    the session's transaction for its block only, released when the block ends even when it
+    raises (no pooled connection may keep it, or every later claim would wait); inside the
+    session's transaction until that ends. On SQLite it takes nothing."""
+    key = 2026_12_08
+    other = create_engine(node.settings.database)
+    try:
+        async with other.connect() as connection:
+            probe = (await connection.get_raw_connection()).driver_connection
+            assert probe is not None
+            postgresql = connection.dialect.name == "postgresql"
+
+            async def free() -> bool:
+                if not postgresql:
+                    return True
+                if not await probe.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                    return False
+                await probe.execute("SELECT pg_advisory_unlock($1)", key)
+                return True
+
+            async with node.sessions() as session:
+                with pytest.raises(RuntimeError):
+                    async with bare.advisory_turn(session, key):
+                        assert await free() is not postgresql  # held meanwhile
+                        raise RuntimeError("the block fails")
+                assert await free()
+                async with bare.advisory_turn(session, key):
+                    pass
+                assert await free()
+            async with node.sessions.begin() as session:
+                await session.execute(select(Job.id).limit(1))  # the session's transaction has begun
+                async with bare.advisory_turn(session, key):
+                    pass
+                assert await free() is not postgresql  # held until the transaction ends
+            assert await free()
+    finally:
+        await other.dispose()

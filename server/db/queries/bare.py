@@ -167,11 +167,14 @@ async def advisory_turn(session: AsyncSession, key: int) -> AsyncIterator[None]:
     """On PostgreSQL, take turns with every other holder of advisory lock ``key`` for the
     statements run inside, so that each sees what the ones before it committed (decision 110).
 
-    Inside a transaction the lock is ``pg_advisory_xact_lock``, released when the transaction
-    ends, as its writes become visible. Outside one each bare statement commits by itself (asyncpg's
-    connection runs outside SQLAlchemy's transaction until that begins): the lock is then the
-    session-level ``pg_advisory_lock``, released right after, its statements already committed.
-    On SQLite nothing is taken: a write statement runs under the database's one write lock.
+    The lock is always ``pg_advisory_xact_lock``, released when its transaction ends, as the
+    transaction's writes become visible. Inside the session's transaction it is held until that
+    commits. Outside one (asyncpg's connection runs outside SQLAlchemy's transaction until that
+    begins, and each bare statement would commit by itself), the block runs in a transaction of
+    its own on the driver's connection, committed when the block ends and rolled back if it
+    raises. A session-level lock could outlive a failed unlock and stay with the pooled
+    connection, stopping every later claim. On SQLite nothing is taken: a write statement runs
+    under the database's single write lock.
     """
     driver, postgresql = await _driver(session)
     if not postgresql:
@@ -181,11 +184,9 @@ async def advisory_turn(session: AsyncSession, key: int) -> AsyncIterator[None]:
         await driver.execute("SELECT pg_advisory_xact_lock($1)", key)
         yield
         return
-    await driver.execute("SELECT pg_advisory_lock($1)", key)
-    try:
+    async with driver.transaction():
+        await driver.execute("SELECT pg_advisory_xact_lock($1)", key)
         yield
-    finally:
-        await driver.execute("SELECT pg_advisory_unlock($1)", key)
 
 
 async def in_sqlite_thread(
