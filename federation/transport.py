@@ -810,9 +810,7 @@ class AiohttpTransport:
         except aiohttp.InvalidURL as exc:
             raise InvalidUrl(f"invalid URL: {exc}", url=target.text) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionFailed(
-                f"{type(exc).__name__} talking to {target.host}", url=target.text
-            ) from exc
+            raise ConnectionFailed(f"{type(exc).__name__} talking to {target.host}", url=target.text) from exc
 
 
 __all__ = [

@@ -82,9 +82,7 @@ class Manifest:
     format: int = FORMAT
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {f: getattr(self, f) for f in self.__slots__}, indent=2, sort_keys=True
-        ).encode()
+        return json.dumps({f: getattr(self, f) for f in self.__slots__}, indent=2, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
@@ -281,9 +279,11 @@ async def create_backup(settings: Settings, target: Path, *, pg_dump: str | None
             database = SQLITE_DB
             source = _sqlite_path(settings.database.url)
             counts = await asyncio.to_thread(_sqlite_online_backup, source, workdir / SQLITE_DB)
-            revision = sqlite3.connect(workdir / SQLITE_DB).execute(
-                "SELECT version_num FROM alembic_version"
-            ).fetchone()[0]
+            revision = (
+                sqlite3.connect(workdir / SQLITE_DB)
+                .execute("SELECT version_num FROM alembic_version")
+                .fetchone()[0]
+            )
         else:
             database, counts, revision = await _postgres_snapshot(settings.database, workdir, pg_dump=pg_dump)
         manifest = Manifest(

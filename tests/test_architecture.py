@@ -1,5 +1,5 @@
 """The layering is code, not folklore: server → federation → schemas, checked by import-linter; the
-code type-checks under mypy --strict and passes ruff."""
+code type-checks under mypy --strict, passes ruff and is formatted by it."""
 
 from __future__ import annotations
 
@@ -60,6 +60,32 @@ def test_the_code_passes_ruff() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All checks passed!" in result.stdout, result.stdout
+
+
+def test_the_code_is_formatted_by_ruff() -> None:
+    """``ruff format --check`` over the Python code (pyproject's [tool.ruff], line length 110): one
+    layout everywhere, so a diff shows what changed and not how an editor wrapped it."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (it comes with the test extra: pip install -e '.[test]')")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "format",
+            "--check",
+            "--no-cache",
+            "server",
+            "federation",
+            "schemas",
+            "tests",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _imports(path: Path) -> list[str]:

@@ -275,11 +275,7 @@ async def association(session: Session, slug: str) -> Actor:
 
 
 async def local_user(session: Session, username: str) -> Actor:
-    user = (
-        await directory.local_by_handle(session, "Person", username)
-        if is_valid_handle(username)
-        else None
-    )
+    user = await directory.local_by_handle(session, "Person", username) if is_valid_handle(username) else None
     if user is None:
         raise NotFound("no such user")
     return user
@@ -550,7 +546,6 @@ async def post_endorsement(request: web.Request) -> web.Response:
 # --- membership ------------------------------------------------------------------------------------
 
 INT32_MAX: Final = 2**31 - 1
-
 
 
 def member_query(request: web.Request) -> str:

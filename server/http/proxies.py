@@ -31,6 +31,7 @@ CLIENT_ADDRESS = web.RequestKey("client_address", str)
 """The forwarded client address, kept on the request object the access log is given (aiohttp
 logs the request it parsed, not the clone the handlers see)."""
 
+
 @lru_cache(maxsize=8)
 def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)

@@ -56,7 +56,6 @@ class HostRateLimiter:
             return None
         return (1 - bucket.tokens) / self.rate_per_s
 
-
     def refund(self, host: str) -> None:
         """Give back the token just spent for ``host`` (the request turned out not to count)."""
         bucket = self._buckets.get(host)

@@ -245,9 +245,9 @@ async def quiesce(cluster: Cluster) -> None:
         async with node.sessions() as session:
             followed = list(
                 await session.scalars(
-                    select(Follow.followed_id).join(Actor, Actor.id == Follow.followed_id).where(
-                        Follow.state == "accepted", Actor.local.is_(False)
-                    )
+                    select(Follow.followed_id)
+                    .join(Actor, Actor.id == Follow.followed_id)
+                    .where(Follow.state == "accepted", Actor.local.is_(False))
                 )
             )
         for actor_id in set(followed):
@@ -268,9 +268,9 @@ async def _follows(holder: Node, origin_group: str) -> bool:
     target = aliased(Actor)
     return (
         await holder.scalar(
-            select(Follow.id).join(target, target.id == Follow.followed_id).where(
-                target.iri == origin_group, Follow.state == "accepted"
-            )
+            select(Follow.id)
+            .join(target, target.id == Follow.followed_id)
+            .where(target.iri == origin_group, Follow.state == "accepted")
         )
         is not None
     )

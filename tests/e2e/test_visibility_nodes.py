@@ -146,17 +146,17 @@ async def test_three_nodes_members_only_content_reaches_and_shows_to_members_onl
         }
         await wait_until(lambda: _has(b, objects["members"]), what="B stores the members-only alert")
         posted_reply = await b.post_outbox(
-                "/users/ben",
-                await b.token("ben"),
-                {
-                    "type": "Note",
-                    "content": f"<p>{SECRET.format(level='reply')}</p>",
-                    "inReplyTo": objects["members"],
-                    "to": [f"{alpha}/members"],
-                    "cc": [alpha],
-                    "audience": alpha,
-                },
-            )
+            "/users/ben",
+            await b.token("ben"),
+            {
+                "type": "Note",
+                "content": f"<p>{SECRET.format(level='reply')}</p>",
+                "inReplyTo": objects["members"],
+                "to": [f"{alpha}/members"],
+                "cc": [alpha],
+                "audience": alpha,
+            },
+        )
         reply, reply_create = posted_reply["object"], posted_reply["id"]
         await wait_until(lambda: _has(a, reply), what="A stores ben's members-only reply")
         await wait_until(lambda: _has(c, objects["followers"]), what="C stores the followers-only alert")

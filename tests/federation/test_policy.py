@@ -156,7 +156,9 @@ def test_a_live_policy_reads_a_host_once_until_it_is_replaced(monkeypatch: pytes
     from federation import policy as policy_module
     from federation.policy import LivePolicy
 
-    live = LivePolicy(PeerPolicy.closed_network(["peer.example"], blocked_actors=["https://peer.example/u/troll"]))
+    live = LivePolicy(
+        PeerPolicy.closed_network(["peer.example"], blocked_actors=["https://peer.example/u/troll"])
+    )
     calls: list[str] = []
     canonical = policy_module.canonical_host
     monkeypatch.setattr(policy_module, "canonical_host", lambda host: calls.append(host) or canonical(host))

@@ -26,8 +26,12 @@ def test_mobilizons_event_create_is_read_with_its_calendar_facts() -> None:
     assert info.timezone == "Europe/Paris" and info.join_mode is JoinMode.RESTRICTED
     assert info.capacity == 40 and info.status is EventStatus.CONFIRMED and info.category == "MEETING"
     assert info.place == Place(
-        name="Maison des associations", street="6 cours des Alliés", locality="Rennes",
-        postal_code="35000", region="Bretagne", country="France",
+        name="Maison des associations",
+        street="6 cours des Alliés",
+        locality="Rennes",
+        postal_code="35000",
+        region="Bretagne",
+        country="France",
     )
     assert info.online_url == "https://visio.mobilizon.test/table-ronde"
 

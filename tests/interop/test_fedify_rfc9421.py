@@ -30,9 +30,7 @@ async def test_rfc9421_first_knocks_accepted_both_ways_without_fallback(
     tmp_path: Path, new_database: NewDatabase, start_peer: StartPeer
 ) -> None:
     async with (
-        running_node(
-            tmp_path / "a", await new_database(0), federation={"rfc9421_first_knock": True}
-        ) as node,
+        running_node(tmp_path / "a", await new_database(0), federation={"rfc9421_first_knock": True}) as node,
         start_peer() as peer,
     ):
         alpha = await _alpha(node)

@@ -635,7 +635,10 @@ async def _signed_endorsement(node: Node, endorser: str, proposal_iri: str, stat
     )
     pair = await actor_key_pair(node.fed.node, group, kind="ed25519")
     signed = integrity.sign_object(
-        document, key=pair.private_key, verification_method=pair.key_id, created=utc_now()  # type: ignore[arg-type]
+        document,
+        key=pair.private_key,
+        verification_method=pair.key_id,
+        created=utc_now(),  # type: ignore[arg-type]
     )
     return group, signed
 

@@ -79,9 +79,7 @@ async def test_sec_75_a_reporter_cannot_flood_the_queue_nor_probe_hidden_content
     for _ in range(10):
         await _file(api, t["zed"], posts["other"])
     before = await node.row_counts()
-    status, _, _ = await api.call(
-        "POST", "/api/reports", token=t["zed"], body={"target": posts["other"]}
-    )
+    status, _, _ = await api.call("POST", "/api/reports", token=t["zed"], body={"target": posts["other"]})
     assert status == 409 and await node.row_counts() == before
 
 

@@ -99,9 +99,7 @@ async def test_sec_89_only_the_associations_managers_suspend_others_within_their
     asked = {"association": node.uris.group("demo")}
     assert (await api.call("POST", "/api/memberships", token=t["zed"], body=asked))[0] == 202
     decision = {"member": node.uris.person("zed"), "decision": "approve"}
-    status, answer, _ = await api.call(
-        "POST", "/api/associations/demo/members", token=t["mo"], body=decision
-    )
+    status, answer, _ = await api.call("POST", "/api/associations/demo/members", token=t["mo"], body=decision)
     assert (status, answer["code"]) == (403, "member_suspended")
     status, _, _ = await api.call("DELETE", SUSPENSION, token=t["alice"], params={"member": mo})
     assert status == 200

@@ -122,7 +122,11 @@ async def test_a_reminder_is_dated_start_minus_delay_and_pages_on_the_keyset(wor
     async with world.node.sessions() as session:
         while True:
             page = await notifications.notifications(
-                session, viewer, before=cursor, limit=1, now=world.node.fed.node.clock(),
+                session,
+                viewer,
+                before=cursor,
+                limit=1,
+                now=world.node.fed.node.clock(),
                 reminder_before=delay,
             )
             seen += page.items
@@ -161,8 +165,12 @@ async def test_a_participant_of_a_peers_event_is_told_of_its_cancelling_update(w
         now = datetime.now(UTC)
         session.add(
             Follow(
-                follower_id=group.id, followed_id=alice.id, state="accepted",
-                follow_iri=f"{world.group}#follows/1", created_at=now, accepted_at=now,
+                follower_id=group.id,
+                followed_id=alice.id,
+                state="accepted",
+                follow_iri=f"{world.group}#follows/1",
+                created_at=now,
+                accepted_at=now,
             )
         )
     create = _mobilizon("create_event.json", world, world.alice)

@@ -97,6 +97,7 @@ async def test_the_counts_follow_every_kind_of_write(quiet_node: Node) -> None:
     await _follow(node, ids[10:], group, state="pending")
     await _follow(node, ids[:3], other)
     now = utc_now()
+
     def follow_of(i: int) -> Any:
         return update(Follow).where(Follow.follower_id == ids[i], Follow.followed_id == group)
 

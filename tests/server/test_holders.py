@@ -129,8 +129,13 @@ async def _no_follower(world: World) -> None:
 @pytest.mark.parametrize(
     "obj",
     [
-        {"type": "Question", "name": "Stocks", "content": "<p>Quatre mois.</p>", "oneOf": ["Pour", "Contre"],
-         "eligibility": "anyone"},
+        {
+            "type": "Question",
+            "name": "Stocks",
+            "content": "<p>Quatre mois.</p>",
+            "oneOf": ["Pour", "Contre"],
+            "eligibility": "anyone",
+        },
         {"type": "Article", "name": "Guide", "content": "<p>Version 1</p>"},
     ],
     ids=["proposal", "resource"],

@@ -168,8 +168,16 @@ async def test_replies_to_members_only_content_never_widen_it(world: World) -> N
     assert got == 201, problem  # members-only post into her own association
     diff = {k: v for k, v in (await world.counts()).items() if v != before.get(k)}
     allowed = {
-        "objects", "activities", "relays", "jobs", "audit_log", "deliveries", "peer_hosts", "tokens",
-        "activity_counts", "feed_marks",  # derived: kept by triggers from activities and objects
+        "objects",
+        "activities",
+        "relays",
+        "jobs",
+        "audit_log",
+        "deliveries",
+        "peer_hosts",
+        "tokens",
+        "activity_counts",
+        "feed_marks",  # derived: kept by triggers from activities and objects
     }
     # the association relays what its members post into it
     assert set(diff) <= allowed | {"inbox_activities", "inbox_items"}

@@ -83,25 +83,43 @@ async def test_migration_0010_fills_relays_from_what_is_stored(database_url: str
 
             actor = {"local": False, "created_at": now, "updated_at": now}
             ours = await insert(
-                "actors", iri="https://here.test/groups/g", type="Group", handle="g", host="here.test",
+                "actors",
+                iri="https://here.test/groups/g",
+                type="Group",
+                handle="g",
+                host="here.test",
                 **{**actor, "local": True},
             )
             peer_iri = "https://peer.test/groups/p"
-            peer = await insert(
-                "actors", iri=peer_iri, type="Group", handle="p", host="peer.test", **actor
-            )
+            peer = await insert("actors", iri=peer_iri, type="Group", handle="p", host="peer.test", **actor)
             note_iri = "https://peer.test/notes/1"
             await insert(
-                "objects", iri=note_iri, local=False, type="Note", attributed_to_id=peer,
-                visibility="public", document={}, published=now, received_at=now,
+                "objects",
+                iri=note_iri,
+                local=False,
+                type="Note",
+                attributed_to_id=peer,
+                visibility="public",
+                document={},
+                published=now,
+                received_at=now,
             )
             await insert(
-                "activities", iri="https://here.test/activities/1", actor_id=ours, type="Announce",
-                object_iri=note_iri, visibility="public", document={}, published=now,
+                "activities",
+                iri="https://here.test/activities/1",
+                actor_id=ours,
+                type="Announce",
+                object_iri=note_iri,
+                visibility="public",
+                document={},
+                published=now,
             )
             received = {
-                "signer_key_iri": f"{peer_iri}#main-key", "document": {}, "received_at": now,
-                "actor_iri": peer_iri, "state": "processed",
+                "signer_key_iri": f"{peer_iri}#main-key",
+                "document": {},
+                "received_at": now,
+                "actor_iri": peer_iri,
+                "state": "processed",
             }
             for iri, kind, target in (
                 ("https://peer.test/c/1", "Create", note_iri),
@@ -176,8 +194,13 @@ async def test_migration_0018_keeps_every_account_in_the_directory_and_bounds_in
             tables = await conn.run_sync(lambda sync: _reflected(sync))
             assert "invitations" not in tables and "directory_opt_out" not in tables["accounts"].c
             values: dict[str, object] = {
-                "iri": "https://here.test/users/ana", "type": "Person", "handle": "ana", "host": "here.test",
-                "local": True, "created_at": now, "updated_at": now,
+                "iri": "https://here.test/users/ana",
+                "type": "Person",
+                "handle": "ana",
+                "host": "here.test",
+                "local": True,
+                "created_at": now,
+                "updated_at": now,
             }
             model = Base.metadata.tables["actors"]
             for column in tables["actors"].columns:  # the models' scalar defaults for the rest
@@ -188,9 +211,9 @@ async def test_migration_0018_keeps_every_account_in_the_directory_and_bounds_in
             actor = await conn.execute(actors.insert().values(**values).returning(actors.c.id))
             ana = int(actor.scalar_one())
             await conn.execute(
-                tables["accounts"].insert().values(
-                    actor_id=ana, password_hash="x", is_node_admin=False, created_at=now
-                )
+                tables["accounts"]
+                .insert()
+                .values(actor_id=ana, password_hash="x", is_node_admin=False, created_at=now)
             )
         await migrate.upgrade(engine)
         sessions = async_sessionmaker(engine)
@@ -279,17 +302,36 @@ async def test_migration_0017_adds_events_and_the_event_kind_and_goes_back(datab
             tables = await conn.run_sync(lambda sync: _reflected(sync))
             assert {"events", "event_participants"} <= set(tables)
             actor_id = await _insert_row(
-                conn, tables["actors"], iri="https://here.test/groups/g", type="Group", handle="g",
-                host="here.test", local=True, created_at=now, updated_at=now,
+                conn,
+                tables["actors"],
+                iri="https://here.test/groups/g",
+                type="Group",
+                handle="g",
+                host="here.test",
+                local=True,
+                created_at=now,
+                updated_at=now,
             )
             object_id = await _insert_row(
-                conn, tables["objects"], iri="https://here.test/objects/e", local=True, type="Event",
-                kind="event", attributed_to_id=actor_id, visibility="public", document={},
-                published=now, received_at=now,
+                conn,
+                tables["objects"],
+                iri="https://here.test/objects/e",
+                local=True,
+                type="Event",
+                kind="event",
+                attributed_to_id=actor_id,
+                visibility="public",
+                document={},
+                published=now,
+                received_at=now,
             )
             values = {
-                "object_id": object_id, "start_at": now, "timezone": "Europe/Paris",
-                "join_mode": "restricted", "status": "confirmed", "sequence": 0,
+                "object_id": object_id,
+                "start_at": now,
+                "timezone": "Europe/Paris",
+                "join_mode": "restricted",
+                "status": "confirmed",
+                "sequence": 0,
             }
         bad = engine.begin()
         try:

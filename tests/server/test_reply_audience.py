@@ -65,8 +65,10 @@ async def test_the_api_and_the_c2s_outbox_give_the_same_answer(node: Node) -> No
     api = await _post(node, "/api/users/alice/replies", token, reply)
     c2s = await _post(node, "/users/alice/outbox", token, {"type": "Note", **reply})
     assert api[0] == c2s[0] == 400
-    assert api[1]["detail"] == c2s[1]["detail"] == (
-        "a reply to followers-only content must be direct (visibility direct, with to)"
+    assert (
+        api[1]["detail"]
+        == c2s[1]["detail"]
+        == ("a reply to followers-only content must be direct (visibility direct, with to)")
     )
 
 

@@ -310,6 +310,7 @@ def _committed(session: AsyncSession) -> bool:
     transaction = session.sync_session.get_transaction()
     return transaction is not None and session.info.get(_COMMITTED) is transaction
 
+
 _DRIVER = "bare.driver"
 """``session.info`` key: (transaction, driver connection, on PostgreSQL) of the session's last
 :func:`fetch`."""

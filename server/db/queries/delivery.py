@@ -212,7 +212,10 @@ async def plan_deliveries(
         ids = await insert_deliveries(session, activity_id, targets, now=now)
         jobs = [
             queue.NewJob(
-                kind, {"delivery_id": i}, dedup_key=f"deliver:{i}", priority=priority,
+                kind,
+                {"delivery_id": i},
+                dedup_key=f"deliver:{i}",
+                priority=priority,
                 max_attempts=max_attempts,
             )
             for i in ids

@@ -66,9 +66,7 @@ def _with_current(
     return {**document, "object": replaced}
 
 
-async def current_documents(
-    session: Source, documents: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
+async def current_documents(session: Source, documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """``documents`` (stored activities) with each embedded object we hold as it is now.
 
     One query for the whole page; objects we do not hold are served as published.

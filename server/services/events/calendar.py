@@ -123,9 +123,9 @@ async def event_calendar(session: AsyncSession, object_iri: str) -> CalendarSour
     """One public event of ours (NotFound for anything else, whoever asks)."""
     found = (
         await session.execute(
-            select(RemoteObject, Event).join(Event, Event.object_id == RemoteObject.id).where(
-                RemoteObject.iri == object_iri, *_shown()
-            )
+            select(RemoteObject, Event)
+            .join(Event, Event.object_id == RemoteObject.id)
+            .where(RemoteObject.iri == object_iri, *_shown())
         )
     ).first()
     if found is None:
@@ -171,4 +171,3 @@ def render(source: CalendarSource, *, now: datetime) -> bytes:
     calendar.add_missing_timezones()
     body: bytes = calendar.to_ical()
     return body
-

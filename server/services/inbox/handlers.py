@@ -113,9 +113,7 @@ async def _recipients_in(session: Any, fed: Federation, activity: Activity, auth
         rows = await session.execute(
             select(FollowRow.follower_id)
             .join(Actor, Actor.id == FollowRow.follower_id)
-            .where(
-                FollowRow.followed_id == author.id, FollowRow.state == "accepted", Actor.local.is_(True)
-            )
+            .where(FollowRow.followed_id == author.id, FollowRow.state == "accepted", Actor.local.is_(True))
         )
         ids.update(r[0] for r in rows)
     return ids

@@ -252,12 +252,8 @@ def _readable_by(actor_id: int | None) -> ColumnElement[bool]:
     public = RemoteObject.visibility.in_(sorted(level.value for level in PUBLICLY_READABLE))
     if actor_id is None:
         return and_(public, shown)
-    groups = select(Membership.group_id).where(
-        Membership.member_id == actor_id, Membership.state == "active"
-    )
-    followed = select(Follow.followed_id).where(
-        Follow.follower_id == actor_id, Follow.state == "accepted"
-    )
+    groups = select(Membership.group_id).where(Membership.member_id == actor_id, Membership.state == "active")
+    followed = select(Follow.followed_id).where(Follow.follower_id == actor_id, Follow.state == "accepted")
     readable = or_(
         public,
         RemoteObject.attributed_to_id == actor_id,

@@ -29,9 +29,7 @@ def upgrade() -> None:
         sa.column("discoverable", sa.Boolean),
     )
     op.execute(
-        actors.update()
-        .where(actors.c.type == "Person", actors.c.local.is_(True))
-        .values(discoverable=False)
+        actors.update().where(actors.c.type == "Person", actors.c.local.is_(True)).values(discoverable=False)
     )
 
 

@@ -100,9 +100,7 @@ it (an edit that made a retracted alert active again would reach only some of th
 def _check_final(current: AlertStatus, requested: Any) -> None:
     """Refuse an edit that changes the status of a retracted or superseded alert."""
     if current in FINAL_STATUSES and requested is not None and requested != current.value:
-        raise InvalidInput(
-            f"this alert is {current.value}: publish a new alert instead", field="alertStatus"
-        )
+        raise InvalidInput(f"this alert is {current.value}: publish a new alert instead", field="alertStatus")
 
 
 def alert_info(obj: Mapping[str, Any], *, base: AlertInfo | None = None) -> AlertInfo:
