@@ -47,45 +47,26 @@ def test_the_code_type_checks_strictly(tmp_path: Path) -> None:
     assert "Success: no issues found" in result.stdout, result.stdout
 
 
-def test_the_code_passes_ruff() -> None:
-    """ruff check over server, federation and tests (pyproject's [tool.ruff]), without a cache."""
+def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m ruff <args>`` at the repository's root, without a cache; skips without ruff."""
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (it comes with the test extra: pip install -e '.[test]')")
-    result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "server", "federation", "tests"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [sys.executable, "-m", "ruff", *args, "--no-cache"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_the_code_passes_ruff() -> None:
+    """ruff check over server, federation and tests (pyproject's [tool.ruff])."""
+    result = _ruff("check", "server", "federation", "tests")
     assert "All checks passed!" in result.stdout, result.stdout
 
 
 def test_the_code_is_formatted_by_ruff() -> None:
     """``ruff format --check`` over the Python code (pyproject's [tool.ruff], line length 110): one
     layout everywhere, so a diff shows what changed and not how an editor wrapped it."""
-    if importlib.util.find_spec("ruff") is None:
-        pytest.skip("ruff is not installed (it comes with the test extra: pip install -e '.[test]')")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ruff",
-            "format",
-            "--check",
-            "--no-cache",
-            "server",
-            "federation",
-            "schemas",
-            "tests",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _ruff("format", "--check", "server", "federation", "schemas", "tests")
 
 
 def _imports(path: Path) -> list[str]:
